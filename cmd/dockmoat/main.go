@@ -1,0 +1,261 @@
+// Command dockmoat is the CLI entry point: subcommands, flags and wiring.
+// The logic lives in config, rules, dockerwatch and reconciler.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/dockerwatch"
+	"github.com/dockmoat/dockmoat/reconciler"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `dockmoat keeps Docker's published ports closed to the outside unless a
+container label or the config file opens them.
+
+Usage:
+  dockmoat run       [flags]   watch Docker and keep the firewall in sync (daemon)
+  dockmoat plan      [flags]   show the rules it would apply and the diff; change nothing
+  dockmoat uninstall [flags]   remove everything dockmoat owns, and nothing else
+  dockmoat version
+
+Flags:
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	configPath   string
+	configSet    bool
+	iptablesMode string
+	logLevel     string
+	logFormat    string
+	check        bool
+	ipv6         bool
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		newFlags("run", &options{}, stderr).PrintDefaults()
+		return 2
+	}
+	cmd := args[0]
+	if cmd == "version" || cmd == "--version" {
+		fmt.Fprintln(stdout, "dockmoat", version)
+		return 0
+	}
+	var opt options
+	fs := newFlags(cmd, &opt, stderr)
+	if cmd == "plan" {
+		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			opt.configSet = true
+		}
+	})
+	log, err := newLogger(opt, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "dockmoat:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "run":
+		err = runDaemon(ctx, opt, log)
+	case "plan":
+		var differs bool
+		differs, err = runPlan(ctx, opt, log, stdout)
+		if err == nil && differs && opt.check {
+			return 1
+		}
+	case "uninstall":
+		err = runUninstall(ctx, opt, log)
+	default:
+		fmt.Fprintf(stderr, "dockmoat: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		log.Error(err)
+		return 2
+	}
+	return 0
+}
+
+func newFlags(cmd string, opt *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("dockmoat "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (a missing default file means defaults)")
+	fs.StringVar(&opt.iptablesMode, "iptables-mode", "auto", "iptables variant: auto (the one holding Docker's rules), nft or legacy")
+	fs.StringVar(&opt.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&opt.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&opt.ipv6, "ipv6", true, "also manage ip6tables when Docker has a DOCKER-USER chain there")
+	return fs
+}
+
+func newLogger(opt options, out io.Writer) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(out)
+	lvl, err := logrus.ParseLevel(opt.logLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	log.SetLevel(lvl)
+	switch opt.logFormat {
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", opt.logFormat)
+	}
+	return log, nil
+}
+
+func loadConfig(opt options) (config.Config, error) {
+	return config.Load(opt.configPath, opt.configSet)
+}
+
+// build wires the reconciler: config, iptables variant, Docker client.
+func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config) (*reconciler.Reconciler, *dockerwatch.Watcher, error) {
+	var variant reconciler.Variant
+	switch opt.iptablesMode {
+	case "auto":
+		v, why, err := reconciler.DetectVariant(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		variant = v
+		log.WithField("variant", "iptables-"+string(v)).Info(why)
+	case "nft", "legacy":
+		variant = reconciler.Variant(opt.iptablesMode)
+		log.WithField("variant", "iptables-"+opt.iptablesMode).Info("iptables variant set by --iptables-mode")
+	default:
+		return nil, nil, fmt.Errorf("--iptables-mode: %q is not auto, nft or legacy", opt.iptablesMode)
+	}
+	v4, err := reconciler.NewTables(variant, 4)
+	if err != nil {
+		return nil, nil, err
+	}
+	var v6 *reconciler.Tables
+	if opt.ipv6 {
+		if v6, err = reconciler.NewTables(variant, 6); err != nil {
+			log.WithError(err).Warn("IPv6: ip6tables not usable; managing IPv4 only")
+			v6 = nil
+		}
+	}
+	cli, err := dockerwatch.NewClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &dockerwatch.Watcher{API: cli, Log: log}
+	return reconciler.New(v4, v6, w, cfg, log), w, nil
+}
+
+func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
+	cfg, err := loadConfig(opt)
+	if err != nil {
+		return err
+	}
+	rec, w, err := build(ctx, opt, log, cfg)
+	if err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"version": version, "config": opt.configPath}).Info("dockmoat starting")
+
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default: // a pass is already pending; it will see this change too
+		}
+	}
+	go w.Watch(ctx, func(reason string) {
+		log.WithField("reason", reason).Debug("change")
+		poke()
+	})
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				c, err := loadConfig(opt)
+				if err != nil {
+					log.WithError(err).Error("SIGHUP: config not reloaded; keeping the previous one")
+					continue
+				}
+				rec.SetConfig(c)
+				log.WithField("config", opt.configPath).Info("SIGHUP: config reloaded")
+				poke()
+			}
+		}
+	}()
+
+	err = rec.Run(ctx, kick, reconciler.RunOptions{})
+	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
+	return err
+}
+
+func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) (bool, error) {
+	cfg, err := loadConfig(opt)
+	if err != nil {
+		return false, err
+	}
+	rec, _, err := build(ctx, opt, log, cfg)
+	if err != nil {
+		return false, err
+	}
+	plans, err := rec.Plan(ctx)
+	if err != nil {
+		return false, err
+	}
+	differs := false
+	for _, p := range plans {
+		fmt.Fprint(out, reconciler.FormatPlan(p))
+		if !p.InSync() {
+			differs = true
+		}
+	}
+	return differs, nil
+}
+
+func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
+	rec, _, err := build(ctx, opt, log, config.Default())
+	if err != nil {
+		return err
+	}
+	if err := rec.Uninstall(ctx); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	fmt.Fprintln(os.Stdout, strings.TrimSpace("dockmoat: removed; published ports now follow Docker's own rules again"))
+	return nil
+}

@@ -1,0 +1,180 @@
+// Package config owns dockmoat's configuration file: its YAML schema, its
+// defaults and its validation. It turns bytes into a validated Config and
+// never touches the firewall or Docker; the label syntax shared with the
+// file (port specs, source lists) lives here too so both are parsed by the
+// same code.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is where `dockmoat run` looks when --config is not given.
+const DefaultPath = "/etc/dockmoat/config.yaml"
+
+// UFWMode says whether traffic not opened by dockmoat is handed to UFW's
+// route rules (chain ufw-user-forward) before the default deny.
+type UFWMode string
+
+const (
+	// UFWAuto hands traffic to ufw-user-forward when that chain exists.
+	UFWAuto UFWMode = "auto"
+	// UFWOn always wants the hand-off and reports an error when the chain
+	// is missing (the port then stays closed).
+	UFWOn UFWMode = "on"
+	// UFWOff ignores UFW entirely: `ufw route allow` opens nothing.
+	UFWOff UFWMode = "off"
+)
+
+// Config is the validated configuration.
+type Config struct {
+	// TrustedSources may reach every published port.
+	TrustedSources []Source
+	UFW            UFWMode
+	LogBlocked     bool
+	Allow          []AllowRule
+}
+
+// AllowRule opens ports of containers selected by name glob or compose
+// service, for containers the user cannot label.
+type AllowRule struct {
+	Container string // glob on the container name, "" = not used
+	Service   string // "project/service", "" = not used
+	Ports     []PortSpec
+	From      Sources // empty Any=false list never happens: validated
+}
+
+// Matches reports whether the rule selects a container.
+func (a AllowRule) Matches(name string, labels map[string]string) bool {
+	if a.Container != "" {
+		if ok, _ := path.Match(a.Container, name); !ok {
+			return false
+		}
+	}
+	if a.Service != "" {
+		project, service, _ := strings.Cut(a.Service, "/")
+		if labels["com.docker.compose.project"] != project || labels["com.docker.compose.service"] != service {
+			return false
+		}
+	}
+	return true
+}
+
+// Default returns the configuration used when no file exists.
+func Default() Config { return Config{UFW: UFWAuto} }
+
+type fileAllow struct {
+	Container string   `yaml:"container"`
+	Service   string   `yaml:"service"`
+	Ports     []string `yaml:"ports"`
+	From      []string `yaml:"from"`
+}
+
+type file struct {
+	TrustedSources []string    `yaml:"trusted_sources"`
+	UFW            *string     `yaml:"ufw"`
+	LogBlocked     *bool       `yaml:"log_blocked"`
+	Allow          []fileAllow `yaml:"allow"`
+}
+
+// Parse validates a YAML document. Unknown keys are errors: a typo such as
+// `trusted_source:` must not silently leave a port closed or open.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parsing YAML: %w", err)
+	}
+	for i, s := range f.TrustedSources {
+		src, err := ParseSource(s)
+		if err != nil {
+			return Config{}, fmt.Errorf("trusted_sources[%d]: %w", i, err)
+		}
+		cfg.TrustedSources = append(cfg.TrustedSources, src)
+	}
+	if f.UFW != nil {
+		switch m := UFWMode(strings.ToLower(strings.TrimSpace(*f.UFW))); m {
+		case UFWAuto, UFWOn, UFWOff:
+			cfg.UFW = m
+		default:
+			return Config{}, fmt.Errorf("ufw: %q is not one of auto, on, off", *f.UFW)
+		}
+	}
+	if f.LogBlocked != nil {
+		cfg.LogBlocked = *f.LogBlocked
+	}
+	for i, a := range f.Allow {
+		rule, err := parseAllow(a)
+		if err != nil {
+			return Config{}, fmt.Errorf("allow[%d]: %w", i, err)
+		}
+		cfg.Allow = append(cfg.Allow, rule)
+	}
+	return cfg, nil
+}
+
+func parseAllow(a fileAllow) (AllowRule, error) {
+	r := AllowRule{Container: strings.TrimSpace(a.Container), Service: strings.TrimSpace(a.Service)}
+	if r.Container == "" && r.Service == "" {
+		return r, errors.New("needs container (name or glob) or service (project/service)")
+	}
+	if r.Container != "" {
+		if _, err := path.Match(r.Container, ""); err != nil {
+			return r, fmt.Errorf("container %q: bad glob: %w", r.Container, err)
+		}
+	}
+	if r.Service != "" {
+		p, s, ok := strings.Cut(r.Service, "/")
+		if !ok || p == "" || s == "" || strings.Contains(s, "/") {
+			return r, fmt.Errorf("service %q: want COMPOSE_PROJECT/SERVICE", r.Service)
+		}
+	}
+	if len(a.Ports) == 0 {
+		return r, errors.New("ports: list at least one port, range or *")
+	}
+	for _, p := range a.Ports {
+		spec, err := ParsePortSpec(p)
+		if err != nil {
+			return r, fmt.Errorf("ports: %w", err)
+		}
+		r.Ports = append(r.Ports, spec)
+	}
+	if len(a.From) == 0 {
+		r.From = Sources{Any: true}
+		return r, nil
+	}
+	srcs, err := ParseSources(strings.Join(a.From, ","))
+	if err != nil {
+		return r, fmt.Errorf("from: %w", err)
+	}
+	r.From = srcs
+	return r, nil
+}
+
+// Load reads and validates a config file. When required is false a
+// missing file yields the defaults (the default path is optional); a file
+// named on the command line must exist.
+func Load(file string, required bool) (Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !required {
+			return Default(), nil
+		}
+		return Config{}, fmt.Errorf("reading config %s: %w", file, err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", file, err)
+	}
+	return cfg, nil
+}

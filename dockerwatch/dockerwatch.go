@@ -1,0 +1,201 @@
+// Package dockerwatch is dockmoat's only contact with Docker. It turns the
+// Engine API's containers and networks into plain rules.Snapshot values and
+// follows the event stream, reduced to one signal: "something changed,
+// recompute". It never interprets an event as a delta; the reconciler
+// always re-reads the full state, so a missed or reordered event cannot
+// leave a stale rule behind.
+package dockerwatch
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// API is the slice of the Docker client dockmoat needs; a fake implements
+// it in tests.
+type API interface {
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	Ping(ctx context.Context) (types.Ping, error)
+}
+
+// NewClient connects the standard way (DOCKER_HOST, DOCKER_CERT_PATH…,
+// default socket) and negotiates the API version, so one binary talks to
+// Docker 20.10 (API 1.41) up to Docker 29.
+func NewClient() (*client.Client, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("creating Docker client: %w", err)
+	}
+	return c, nil
+}
+
+// Watcher reads snapshots and follows events.
+type Watcher struct {
+	API API
+	Log logrus.FieldLogger
+}
+
+// Snapshot lists running containers and bridge networks. One list call
+// each: the summary already carries ports, labels and addresses, so the
+// cost does not grow with an inspect per container.
+func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
+	var snap rules.Snapshot
+	nets, err := w.API.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return snap, fmt.Errorf("listing networks: %w", err)
+	}
+	for _, n := range nets {
+		if b := BridgeName(n); b != "" {
+			snap.Bridges = append(snap.Bridges, b)
+		}
+	}
+	list, err := w.API.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return snap, fmt.Errorf("listing containers: %w", err)
+	}
+	for _, c := range list {
+		snap.Containers = append(snap.Containers, ToContainer(c))
+	}
+	return snap, nil
+}
+
+// BridgeName returns the host interface of a bridge network, or "" for
+// other drivers. Docker names it docker0 for the default network, the
+// com.docker.network.bridge.name option when set, else br-<12 hex of ID>.
+func BridgeName(n network.Summary) string {
+	if n.Driver != "bridge" {
+		return ""
+	}
+	if name := n.Options["com.docker.network.bridge.name"]; name != "" {
+		return name
+	}
+	if len(n.ID) < 12 {
+		return ""
+	}
+	return "br-" + n.ID[:12]
+}
+
+// ToContainer converts the API summary into the plain snapshot.
+func ToContainer(c container.Summary) rules.Container {
+	out := rules.Container{ID: c.ID, Labels: c.Labels}
+	if len(c.Names) > 0 {
+		out.Name = strings.TrimPrefix(c.Names[0], "/")
+	} else if len(c.ID) >= 12 {
+		out.Name = c.ID[:12]
+	}
+	for _, p := range c.Ports {
+		if p.PublicPort == 0 {
+			continue // exposed, not published
+		}
+		b := rules.PortBinding{HostPort: p.PublicPort, ContainerPort: p.PrivatePort, Proto: strings.ToLower(p.Type)}
+		if p.IP != "" {
+			if a, err := netip.ParseAddr(p.IP); err == nil {
+				b.HostIP = a.Unmap()
+			}
+		}
+		out.Ports = append(out.Ports, b)
+	}
+	if c.NetworkSettings != nil {
+		for name, ep := range c.NetworkSettings.Networks {
+			if ep == nil {
+				continue
+			}
+			e := rules.Endpoint{Network: name}
+			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
+				e.IPv4 = a.Unmap()
+			}
+			if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil {
+				e.IPv6 = a
+			}
+			if e.IPv4.IsValid() || e.IPv6.IsValid() {
+				out.Endpoints = append(out.Endpoints, e)
+			}
+		}
+	}
+	return out
+}
+
+// eventFilter keeps the events that can change a published port's rules.
+// Health checks and exec produce many other container events; they are
+// not worth a pass.
+func eventFilter() filters.Args {
+	return filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("type", string(events.NetworkEventType)),
+		filters.Arg("type", string(events.DaemonEventType)),
+		filters.Arg("event", "start"), filters.Arg("event", "die"),
+		filters.Arg("event", "destroy"), filters.Arg("event", "stop"),
+		filters.Arg("event", "pause"), filters.Arg("event", "unpause"),
+		filters.Arg("event", "rename"), filters.Arg("event", "update"),
+		filters.Arg("event", "connect"), filters.Arg("event", "disconnect"),
+		filters.Arg("event", "create"), filters.Arg("event", "remove"),
+		filters.Arg("event", "reload"),
+	)
+}
+
+// Watch follows Docker events until ctx ends, calling changed after each
+// relevant event and after every (re)connection, since events may have been
+// missed while disconnected. It reconnects with capped exponential backoff.
+func (w *Watcher) Watch(ctx context.Context, changed func(reason string)) {
+	backoff := 250 * time.Millisecond
+	const maxBackoff = 30 * time.Second
+	for ctx.Err() == nil {
+		err := w.follow(ctx, changed, func() { backoff = 250 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		w.Log.WithError(err).WithField("retry_in", backoff.String()).Warn("Docker event stream lost; installed rules stay as they are")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (w *Watcher) follow(ctx context.Context, changed func(string), connected func()) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := w.API.Ping(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("pinging Docker: %w", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	msgs, errs := w.API.Events(sctx, events.ListOptions{Filters: eventFilter()})
+	connected()
+	// Subscribed first, then resync: nothing between the two is lost.
+	changed("docker connected")
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			if err == nil {
+				return fmt.Errorf("event stream closed")
+			}
+			return fmt.Errorf("event stream: %w", err)
+		case m, ok := <-msgs:
+			if !ok {
+				return fmt.Errorf("event stream closed")
+			}
+			changed(string(m.Type) + " " + string(m.Action))
+		}
+	}
+}

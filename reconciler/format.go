@@ -1,0 +1,97 @@
+package reconciler
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// FormatPlan renders a plan for humans: the decision per published port,
+// problems, the desired rules and what differs from the installed ones.
+func FormatPlan(p FamilyPlan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "== %s (%s)\n", p.Family, p.Variant)
+	if p.Skipped != "" {
+		fmt.Fprintf(&b, "skipped: %s\n\n", p.Skipped)
+		return b.String()
+	}
+	if len(p.Result.Decisions) > 0 {
+		b.WriteString("published ports:\n")
+		tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+		for _, d := range p.Result.Decisions {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", d.Container, bindingString(d.Binding), access(d), d.Reason)
+		}
+		_ = tw.Flush()
+	} else {
+		b.WriteString("published ports: none\n")
+	}
+	if len(p.Result.Problems) > 0 || p.UFWMissing {
+		b.WriteString("problems:\n")
+		for _, pr := range p.Result.Problems {
+			fmt.Fprintf(&b, "  %s\n", pr)
+		}
+		if p.UFWMissing {
+			b.WriteString("  config ufw: on, but chain ufw-user-forward does not exist\n")
+		}
+	}
+	b.WriteString("rules:\n")
+	fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.HookChain, strings.Join(rules.HookSpec(), " "))
+	for _, ch := range p.Result.Ruleset.Chains {
+		for _, r := range ch.Rules {
+			fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
+		}
+	}
+	b.WriteString("diff against installed:\n")
+	if p.InSync() {
+		b.WriteString("  none: installed rules match\n\n")
+		return b.String()
+	}
+	for _, c := range p.Changed {
+		if _, ok := p.Observed.Owned[c]; ok {
+			fmt.Fprintf(&b, "  chain %s differs: will be replaced atomically\n", c)
+		} else {
+			fmt.Fprintf(&b, "  chain %s missing: will be created\n", c)
+		}
+	}
+	for _, c := range p.Stale {
+		fmt.Fprintf(&b, "  chain %s is no longer used: will be deleted\n", c)
+	}
+	switch {
+	case p.DockerUserMissing:
+		fmt.Fprintf(&b, "  chain %s missing: Docker's iptables integration is not active\n", rules.HookChain)
+	case len(p.HookPositions) == 0:
+		fmt.Fprintf(&b, "  hook missing: will be inserted at the top of %s\n", rules.HookChain)
+	case p.HookPositions[0] != 1 || len(p.HookPositions) > 1:
+		fmt.Fprintf(&b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, rules.HookChain)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func bindingString(bd rules.PortBinding) string {
+	host := "*"
+	if bd.HostIP.IsValid() {
+		host = bd.HostIP.String()
+		if bd.HostIP.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	return fmt.Sprintf("%s:%d->%d/%s", host, bd.HostPort, bd.ContainerPort, bd.Proto)
+}
+
+func access(d rules.Decision) string {
+	switch {
+	case !d.Open:
+		return "closed"
+	case d.Sources.Any:
+		return "open to everyone"
+	default:
+		var s []string
+		for _, p := range d.Sources.Prefixes {
+			s = append(s, p.String())
+		}
+		return "open to " + strings.Join(s, ", ")
+	}
+}

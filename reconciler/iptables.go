@@ -1,0 +1,170 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+// IPTables is the part of go-iptables dockmoat uses: the hook rule in
+// DOCKER-USER and probes. Everything else goes through Restorer in one
+// batch. Declared here so tests can use a fake (see FakeTables).
+type IPTables interface {
+	Insert(table, chain string, pos int, rulespec ...string) error
+	Delete(table, chain string, rulespec ...string) error
+	DeleteById(table, chain string, id int) error
+	List(table, chain string) ([]string, error)
+}
+
+// Restorer reads a table in one listing and applies changes in one batch.
+type Restorer interface {
+	// Save returns `iptables-save -t TABLE` output.
+	Save(ctx context.Context, table string) ([]byte, error)
+	// Restore feeds `iptables-restore --noflush`; all or nothing.
+	Restore(ctx context.Context, data []byte) error
+}
+
+// Tables is one address family's netfilter access: go-iptables for the
+// hook, save/restore for everything else. All four come from the same
+// iptables variant (nft or legacy), so dockmoat never writes into the
+// variant Docker does not use.
+type Tables struct {
+	IPTables
+	Restorer
+	// Variant names the binaries for logs ("iptables-nft", "ip6tables-legacy"…).
+	Variant string
+}
+
+// Exec runs the real iptables binaries of one variant.
+type Exec struct {
+	SaveBin, RestoreBin string // binary paths, e.g. iptables-nft-save
+}
+
+// Save implements Restorer.
+func (e Exec) Save(ctx context.Context, table string) ([]byte, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.SaveBin, "-t", table)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s -t %s: %w: %s", e.SaveBin, table, err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// Restore implements Restorer. -w waits for the xtables lock (legacy) so a
+// busy lock is retried by iptables itself, never mistaken for success.
+func (e Exec) Restore(ctx context.Context, data []byte) error {
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.RestoreBin, "--noflush", "-w", "5")
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(data), &stderr
+	if err := cmd.Run(); err != nil {
+		return &RestoreError{Cmd: e.RestoreBin, Err: err, Stderr: strings.TrimSpace(stderr.String()), Input: string(data)}
+	}
+	return nil
+}
+
+// RestoreError keeps the batch that failed, so the log can show its lines.
+type RestoreError struct {
+	Cmd    string
+	Err    error
+	Stderr string
+	Input  string
+}
+
+func (e *RestoreError) Error() string {
+	return fmt.Sprintf("%s --noflush: %v: %s", e.Cmd, e.Err, e.Stderr)
+}
+
+func (e *RestoreError) Unwrap() error { return e.Err }
+
+// Variant is one iptables flavour: "nft" or "legacy".
+type Variant string
+
+const (
+	VariantNFT    Variant = "nft"
+	VariantLegacy Variant = "legacy"
+)
+
+// NewTables builds Tables for a variant and family (4 or 6).
+func NewTables(v Variant, family int) (*Tables, error) {
+	base := "iptables"
+	proto := iptables.ProtocolIPv4
+	if family == 6 {
+		base, proto = "ip6tables", iptables.ProtocolIPv6
+	}
+	bin := base + "-" + string(v)
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("finding %s: %w", bin, err)
+	}
+	save, err := exec.LookPath(base + "-" + string(v) + "-save")
+	if err != nil {
+		// Debian's legacy save is called iptables-legacy-save; nft's is
+		// iptables-nft-save. Both follow base-variant-save.
+		return nil, fmt.Errorf("finding %s-%s-save: %w", base, v, err)
+	}
+	restore, err := exec.LookPath(base + "-" + string(v) + "-restore")
+	if err != nil {
+		return nil, fmt.Errorf("finding %s-%s-restore: %w", base, v, err)
+	}
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(path), iptables.Timeout(5))
+	if err != nil {
+		return nil, fmt.Errorf("initialising go-iptables for %s: %w", path, err)
+	}
+	return &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Variant: bin}, nil
+}
+
+// legacyFilterLoaded reports whether this network namespace has a legacy
+// (x_tables) filter table. Unreadable means unknown: look.
+func legacyFilterLoaded() bool {
+	data, err := os.ReadFile("/proc/net/ip_tables_names")
+	if err != nil {
+		return true
+	}
+	return slices.Contains(strings.Fields(string(data)), "filter")
+}
+
+// DetectVariant finds which iptables variant holds Docker's rules, by
+// looking for Docker's chains in each variant's filter table. When both or
+// neither hold them it prefers nft, the default on current distributions,
+// and says so in the returned note.
+func DetectVariant(ctx context.Context) (Variant, string, error) {
+	has := map[Variant]bool{}
+	var found []Variant
+	for _, v := range []Variant{VariantNFT, VariantLegacy} {
+		save, err := exec.LookPath("iptables-" + string(v) + "-save")
+		if err != nil {
+			continue
+		}
+		found = append(found, v)
+		if v == VariantLegacy && !legacyFilterLoaded() {
+			// Reading would instantiate an empty legacy table in this
+			// namespace; there is nothing of Docker's there to find.
+			continue
+		}
+		out, err := Exec{SaveBin: save}.Save(ctx, "filter")
+		if err != nil {
+			continue
+		}
+		has[v] = bytes.Contains(out, []byte("\n:DOCKER-USER ")) || bytes.Contains(out, []byte("\n:DOCKER "))
+	}
+	switch {
+	case len(found) == 0:
+		return "", "", errors.New("neither iptables-nft-save nor iptables-legacy-save found: install iptables")
+	case has[VariantNFT] && has[VariantLegacy]:
+		return VariantNFT, "Docker chains found in both iptables-nft and iptables-legacy; using nft (override with --iptables-mode)", nil
+	case has[VariantNFT]:
+		return VariantNFT, "Docker chains found in iptables-nft", nil
+	case has[VariantLegacy]:
+		return VariantLegacy, "Docker chains found in iptables-legacy", nil
+	default:
+		return found[0], "no Docker chains found yet; defaulting to iptables-" + string(found[0]), nil
+	}
+}

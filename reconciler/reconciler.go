@@ -1,0 +1,343 @@
+// Package reconciler keeps the kernel firewall equal to the desired state
+// computed by package rules. It is level-based: an event only says
+// "something changed"; every pass reads Docker and the firewall in full,
+// diffs by rule hash, and applies what differs in one
+// `iptables-restore --noflush` batch per table, then puts the single hook
+// rule at the top of DOCKER-USER with go-iptables.
+//
+// Fail-closed by construction: the default deny lives in the same chain as
+// the allows and is written in the same atomic batch; the hook is inserted
+// before any stray copy is removed, so there is no instant without it; and
+// nothing is ever removed on exit or on a failed Docker call. Only
+// Uninstall removes dockmoat's rules.
+//
+// Thread safety: Sync, Plan and Uninstall serialise on an internal mutex;
+// SetConfig may be called from any goroutine (SIGHUP).
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Source gives the current Docker state. dockerwatch implements it.
+type Source interface {
+	Snapshot(ctx context.Context) (rules.Snapshot, error)
+}
+
+// Reconciler owns dockmoat's chains in every family it is given.
+type Reconciler struct {
+	families map[rules.Family]*Tables
+	src      Source
+	log      logrus.FieldLogger
+
+	mu       sync.Mutex // serialises passes
+	cfgMu    sync.Mutex
+	cfg      config.Config
+	reported map[string]bool // problems already logged
+}
+
+// New returns a reconciler. v6 may be nil (no IPv6 handling).
+func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) *Reconciler {
+	fam := map[rules.Family]*Tables{rules.IPv4: v4}
+	if v6 != nil {
+		fam[rules.IPv6] = v6
+	}
+	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{}}
+}
+
+// SetConfig replaces the configuration used by the next pass.
+func (r *Reconciler) SetConfig(cfg config.Config) {
+	r.cfgMu.Lock()
+	r.cfg = cfg
+	r.cfgMu.Unlock()
+}
+
+func (r *Reconciler) config() config.Config {
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
+	return r.cfg
+}
+
+// FamilyPlan is the diff for one family.
+type FamilyPlan struct {
+	Family  rules.Family
+	Variant string
+	// Skipped is set when the family is not managed (no DOCKER-USER in
+	// the ip6tables filter table: Docker does not manage IPv6 there).
+	Skipped string
+	Result  rules.Result
+	// UFW says whether unmatched traffic goes to ufw-user-forward.
+	UFW bool
+	// UFWMissing is set when config says ufw: on but the chain is absent.
+	UFWMissing bool
+	// Changed lists owned chains whose content differs (or are missing).
+	Changed []string
+	// Stale lists DOCKMOAT* chains that are no longer wanted.
+	Stale []string
+	// HookPositions are the hook's 1-based positions in DOCKER-USER.
+	HookPositions []int
+	// DockerUserMissing is set when Docker's chain does not exist.
+	DockerUserMissing bool
+	// Batch is the iptables-restore input that fixes Changed.
+	Batch    string
+	Observed Observed
+}
+
+// InSync reports whether nothing needs to change.
+func (p FamilyPlan) InSync() bool {
+	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && slices.Equal(p.HookPositions, []int{1}))
+}
+
+// Plan computes what Sync would do, changing nothing.
+func (r *Reconciler) Plan(ctx context.Context) ([]FamilyPlan, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.plan(ctx)
+}
+
+func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, error) {
+	snap, err := r.src.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading containers from Docker: %w", err)
+	}
+	cfg := r.config()
+	var plans []FamilyPlan
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		t := r.families[fam]
+		if t == nil {
+			continue
+		}
+		data, err := t.Save(ctx, "filter")
+		if err != nil {
+			return nil, fmt.Errorf("reading %s filter table: %w", fam, err)
+		}
+		plans = append(plans, planFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
+	}
+	return plans, nil
+}
+
+// planFamily is the pure part of a pass: observed state + inputs → diff.
+func planFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed) FamilyPlan {
+	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook}
+	if !obs.Chains[rules.HookChain] {
+		p.DockerUserMissing = true
+		if fam == rules.IPv6 {
+			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
+			return p
+		}
+	}
+	hasUFW := obs.Chains[rules.UFWChain]
+	switch cfg.UFW {
+	case config.UFWAuto:
+		p.UFW = hasUFW
+	case config.UFWOn:
+		p.UFW, p.UFWMissing = hasUFW, !hasUFW
+	}
+	p.Result = rules.Build(cfg, snap, fam, rules.Options{UFWForward: p.UFW})
+	want := map[string]bool{}
+	for _, ch := range p.Result.Ruleset.Chains {
+		want[ch.Name] = true
+		got, ok := obs.Owned[ch.Name]
+		if !ok || !slices.Equal(got, ch.Hashes()) {
+			p.Changed = append(p.Changed, ch.Name)
+		}
+	}
+	for name := range obs.Owned {
+		if !want[name] {
+			p.Stale = append(p.Stale, name)
+		}
+	}
+	sort.Strings(p.Stale)
+	if len(p.Changed) > 0 {
+		p.Batch = p.Result.Ruleset.RestoreLines(p.Changed)
+	}
+	return p
+}
+
+// SyncResult tells what a pass changed.
+type SyncResult struct {
+	Plans    []FamilyPlan
+	Applied  bool // a batch was restored
+	HookFix  bool // the hook was (re)inserted or de-duplicated
+	Problems []rules.Problem
+}
+
+// Sync runs one full level-based pass: read everything, diff, apply.
+func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var res SyncResult
+	plans, err := r.plan(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Plans = plans
+	for _, p := range plans {
+		if p.Skipped != "" {
+			continue
+		}
+		res.Problems = append(res.Problems, p.Result.Problems...)
+		if p.UFWMissing {
+			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: "config ufw", Value: "on",
+				Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
+		}
+		t := r.families[p.Family]
+		if p.Batch != "" {
+			if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
+				return res, fmt.Errorf("applying %s chains %s: %w", p.Family, strings.Join(p.Changed, ", "), err)
+			}
+			res.Applied = true
+		}
+		if p.DockerUserMissing {
+			return res, fmt.Errorf("%s: chain %s does not exist in %s; is Docker running with its iptables integration enabled?", p.Family, rules.HookChain, t.Variant)
+		}
+		if !slices.Equal(p.HookPositions, []int{1}) {
+			if err := ensureHook(t); err != nil {
+				return res, fmt.Errorf("%s: %w", p.Family, err)
+			}
+			res.HookFix = true
+		}
+		if len(p.Stale) > 0 {
+			if err := deleteChains(ctx, t, p.Stale); err != nil {
+				return res, fmt.Errorf("%s: removing stale chains: %w", p.Family, err)
+			}
+		}
+	}
+	r.report(res.Problems)
+	return res, nil
+}
+
+// report logs each problem once, when it first appears.
+func (r *Reconciler) report(problems []rules.Problem) {
+	now := map[string]bool{}
+	for _, p := range problems {
+		s := p.String()
+		if now[s] {
+			continue
+		}
+		now[s] = true
+		if !r.reported[s] {
+			e := r.log.WithFields(logrus.Fields{"container": p.Container, "label": p.Label, "value": p.Value})
+			if p.Fatal {
+				e.Error(s)
+			} else {
+				e.Warn(s)
+			}
+		}
+	}
+	r.reported = now
+}
+
+// ensureHook puts the hook at position 1 of DOCKER-USER and removes any
+// other copy. It inserts first and deletes after, so the chain is never
+// without the hook; it is idempotent.
+func ensureHook(t *Tables) error {
+	lines, err := t.List("filter", rules.HookChain)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", rules.HookChain, err)
+	}
+	pos := hookPositions(lines)
+	if len(pos) == 0 || pos[0] != 1 {
+		if err := t.Insert("filter", rules.HookChain, 1, rules.HookSpec()...); err != nil {
+			return fmt.Errorf("inserting hook at the top of %s: %w", rules.HookChain, err)
+		}
+		if lines, err = t.List("filter", rules.HookChain); err != nil {
+			return fmt.Errorf("listing %s: %w", rules.HookChain, err)
+		}
+		pos = hookPositions(lines)
+	}
+	// Delete extra copies from the bottom so positions above stay valid.
+	for i := len(pos) - 1; i >= 1; i-- {
+		if err := t.DeleteById("filter", rules.HookChain, pos[i]); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing duplicate hook at %s position %d: %w", rules.HookChain, pos[i], err)
+		}
+	}
+	return nil
+}
+
+// hookPositions reads go-iptables List output (a "-N CHAIN" line, then one
+// "-A" line per rule) and returns the hook's 1-based positions.
+func hookPositions(lines []string) []int {
+	var pos []int
+	n := 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue
+		}
+		n++
+		if isHook(l) {
+			pos = append(pos, n)
+		}
+	}
+	return pos
+}
+
+func isNotExist(err error) bool {
+	var e *iptables.Error
+	if errors.As(err, &e) && e.IsNotExist() {
+		return true
+	}
+	var nf interface{ IsNotExist() bool }
+	return errors.As(err, &nf) && nf.IsNotExist()
+}
+
+// deleteChains flushes and deletes owned chains in one batch.
+func deleteChains(ctx context.Context, t *Tables, chains []string) error {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	for _, c := range chains {
+		b.WriteString(":" + c + " - [0:0]\n")
+	}
+	for _, c := range chains {
+		b.WriteString("-X " + c + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return t.Restore(ctx, []byte(b.String()))
+}
+
+// Uninstall removes the hook and every DOCKMOAT* chain, and nothing else.
+// Running it twice is fine.
+func (r *Reconciler) Uninstall(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		t := r.families[fam]
+		if t == nil {
+			continue
+		}
+		data, err := t.Save(ctx, "filter")
+		if err != nil {
+			return fmt.Errorf("reading %s filter table: %w", fam, err)
+		}
+		obs := ParseSave(data)
+		for range obs.Hook {
+			if err := t.Delete("filter", rules.HookChain, rules.HookSpec()...); err != nil && !isNotExist(err) {
+				return fmt.Errorf("%s: removing hook from %s: %w", fam, rules.HookChain, err)
+			}
+		}
+		var owned []string
+		for name := range obs.Owned {
+			owned = append(owned, name)
+		}
+		sort.Strings(owned)
+		if len(owned) > 0 {
+			if err := deleteChains(ctx, t, owned); err != nil {
+				return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
+			}
+		}
+		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook), owned)
+	}
+	return nil
+}

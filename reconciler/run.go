@@ -1,0 +1,120 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// RunOptions tune the daemon loop.
+type RunOptions struct {
+	// Resync is the period of the full pass that repairs drift (default 30s).
+	Resync time.Duration
+	// MinInterval coalesces bursts of events: passes start at most this
+	// often (default 50ms). A kick during a pass causes one more pass.
+	MinInterval time.Duration
+	// MaxBackoff caps the retry delay after a failed pass (default 10s).
+	MaxBackoff time.Duration
+	// OnSync, if set, is called after every pass (metrics, tests).
+	OnSync func(SyncResult, error)
+}
+
+func (o *RunOptions) defaults() {
+	if o.Resync <= 0 {
+		o.Resync = 30 * time.Second
+	}
+	if o.MinInterval <= 0 {
+		o.MinInterval = 50 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+}
+
+// Run reconciles until ctx ends: once at start, after every kick (coalesced
+// to one pass per MinInterval), every Resync, and with capped exponential
+// backoff after a failure. It never removes rules when it stops.
+func (r *Reconciler) Run(ctx context.Context, kick <-chan struct{}, opt RunOptions) error {
+	opt.defaults()
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0) // first pass right away
+	defer timer.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			// Coalesce: one pass at most every MinInterval, however many
+			// events arrive. A kick also cuts a backoff short: an event
+			// (Docker back, say) is a good reason to try again now.
+			resetTimer(timer, max(opt.MinInterval-time.Since(last), 0))
+			continue
+		case <-timer.C:
+		}
+		last = time.Now()
+		res, err := r.Sync(ctx)
+		if opt.OnSync != nil {
+			opt.OnSync(res, err)
+		}
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			return nil
+		case err != nil:
+			backoff = min(max(2*backoff, 100*time.Millisecond), opt.MaxBackoff)
+			r.logFailure(err, backoff)
+			resetTimer(timer, backoff)
+		default:
+			if backoff > 0 {
+				r.log.Info("reconcile recovered")
+			}
+			backoff = 0
+			r.logResult(res, time.Since(last))
+			resetTimer(timer, opt.Resync)
+		}
+	}
+}
+
+func (r *Reconciler) logFailure(err error, retry time.Duration) {
+	e := r.log.WithError(err).WithField("retry_in", retry.String())
+	var re *RestoreError
+	if errors.As(err, &re) {
+		e = e.WithField("batch", re.Input)
+	}
+	e.Error("reconcile failed; installed rules left as they are")
+}
+
+func (r *Reconciler) logResult(res SyncResult, took time.Duration) {
+	if !res.Applied && !res.HookFix {
+		r.log.WithField("took", took.String()).Debug("in sync")
+		return
+	}
+	for _, p := range res.Plans {
+		if p.InSync() {
+			continue
+		}
+		open := 0
+		for _, d := range p.Result.Decisions {
+			if d.Open {
+				open++
+			}
+		}
+		r.log.WithFields(logrus.Fields{
+			"family": p.Family.String(), "variant": p.Variant, "chains": p.Changed,
+			"hook": p.HookPositions, "ports": len(p.Result.Decisions), "open": open,
+			"took": took.String(),
+		}).Info("firewall updated")
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}

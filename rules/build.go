@@ -1,0 +1,337 @@
+package rules
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// Chain names. iptables allows 28 characters.
+const (
+	ChainMain    = "DOCKMOAT"
+	ChainIngress = "DOCKMOAT-INGRESS"
+	ChainPrefix  = "DOCKMOAT"
+	// HookChain is Docker's chain for user rules; dockmoat adds exactly one
+	// rule there (the hook) and never edits anything else in it.
+	HookChain = "DOCKER-USER"
+	// UFWChain holds `ufw route` rules.
+	UFWChain = "ufw-user-forward"
+	// CommentPrefix marks every rule dockmoat owns.
+	CommentPrefix = "dockmoat:"
+	// HookComment marks the hook rule in DOCKER-USER.
+	HookComment = "dockmoat:hook"
+	// LogPrefix is the kernel log prefix of blocked connections.
+	LogPrefix = "[DOCKMOAT BLOCK] "
+)
+
+// HookSpec is the rule spec of the hook in DOCKER-USER.
+func HookSpec() []string {
+	return []string{"-m", "comment", "--comment", HookComment, "-j", ChainMain}
+}
+
+// Rule is one owned rule: a spec (matches then target) and a comment that
+// carries its hash, so observed state is compared by hash and not by
+// re-parsing iptables' text, which does not round-trip exactly.
+type Rule struct {
+	Spec []string
+	Desc string
+	Hash string
+}
+
+// Comment is the `-m comment` text of the rule.
+func (r Rule) Comment() string { return CommentPrefix + r.Hash + " " + r.Desc }
+
+// Chain is an owned chain with its rules in order.
+type Chain struct {
+	Name  string
+	Rules []Rule
+}
+
+// Hashes lists the rule hashes in order.
+func (c Chain) Hashes() []string {
+	out := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		out[i] = r.Hash
+	}
+	return out
+}
+
+// Ruleset is the desired content of dockmoat's chains for one family.
+type Ruleset struct {
+	Family Family
+	Chains []Chain
+}
+
+// Chain returns the named chain, if present.
+func (rs Ruleset) Chain(name string) (Chain, bool) {
+	for _, c := range rs.Chains {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Chain{}, false
+}
+
+// Decision records, per published port, whether and to whom it is open.
+type Decision struct {
+	Container string
+	Binding   PortBinding
+	Open      bool
+	Sources   config.Sources // meaningful when Open
+	Reason    string
+}
+
+// Options are facts about the host the rules depend on.
+type Options struct {
+	// UFWForward says whether to hand unmatched traffic to ufw-user-forward.
+	// The caller decides from config.UFW and whether the chain exists.
+	UFWForward bool
+}
+
+// Result is the output of Build.
+type Result struct {
+	Ruleset   Ruleset
+	Decisions []Decision
+	Problems  []Problem
+}
+
+var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// Build computes the desired ruleset for one family.
+func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
+	var res Result
+	res.Ruleset.Family = fam
+
+	bridges := slices.Clone(snap.Bridges)
+	slices.Sort(bridges)
+	bridges = slices.Compact(bridges)
+
+	main := Chain{Name: ChainMain}
+	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	var valid []string
+	for _, b := range bridges {
+		if !ifaceRe.MatchString(b) {
+			res.Problems = append(res.Problems, Problem{Container: "-", Label: "network bridge", Value: b, Msg: "not a valid interface name; ignored"})
+			continue
+		}
+		valid = append(valid, b)
+		main.add(desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	for _, b := range valid {
+		main.add(desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
+	}
+
+	ing := Chain{Name: ChainIngress}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		}
+	}
+
+	containers := slices.Clone(snap.Containers)
+	slices.SortFunc(containers, func(a, b Container) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+	})
+	for _, c := range containers {
+		decisions, problems := decide(cfg, c)
+		res.Problems = append(res.Problems, problems...)
+		for _, d := range decisions {
+			if !bindingInFamily(d.Binding, fam) {
+				continue
+			}
+			res.Decisions = append(res.Decisions, d)
+			if d.Open {
+				addAllow(&ing, c, d, fam)
+			}
+		}
+	}
+	if opt.UFWForward {
+		ing.add(desc("ufw route rules"), "-j", UFWChain)
+	}
+	if cfg.LogBlocked {
+		ing.add(desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
+			"-j", "LOG", "--log-prefix", LogPrefix)
+	}
+	ing.add(desc("default deny"), "-j", "DROP")
+	res.Ruleset.Chains = []Chain{main, ing}
+	return res
+}
+
+// bindingInFamily: Docker reports 0.0.0.0 and :: bindings separately; an
+// empty host address means every family.
+func bindingInFamily(b PortBinding, fam Family) bool {
+	return !b.HostIP.IsValid() || fam.Has(b.HostIP)
+}
+
+func addAllow(ch *Chain, c Container, d Decision, fam Family) {
+	b := d.Binding
+	var addrs []netip.Addr
+	for _, ep := range c.Endpoints {
+		for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
+			if fam.Has(a) && !slices.Contains(addrs, a.Unmap()) {
+				addrs = append(addrs, a.Unmap())
+			}
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	srcs := []string{""}
+	if !d.Sources.Any {
+		srcs = srcs[:0]
+		for _, p := range sortedPrefixes(d.Sources.Prefixes) {
+			if fam.Has(p.Addr()) {
+				srcs = append(srcs, p.String())
+			}
+		}
+	}
+	bits := fam.bits()
+	for _, a := range addrs {
+		for _, s := range srcs {
+			var spec []string
+			text := fmt.Sprintf("allow %s %d/%s", c.Name, b.HostPort, b.Proto)
+			if s != "" {
+				spec = append(spec, "-s", s)
+				text += " from " + s
+			}
+			spec = append(spec, "-d", a.String()+bits, "-p", b.Proto, "-m", b.Proto,
+				"--dport", strconv.Itoa(int(b.ContainerPort)),
+				"-m", "conntrack", "--ctstate", "DNAT")
+			if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+				spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits)
+			}
+			spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
+			ch.add(desc(text), spec...)
+		}
+	}
+}
+
+func (f Family) bits() string {
+	if f == IPv6 {
+		return "/128"
+	}
+	return "/32"
+}
+
+// decide applies labels and config to each published port of a container.
+func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
+	labelGrants, problems := parseLabels(c)
+	fatal := len(problems) > 0
+	var cfgGrants []grant
+	for i, r := range cfg.Allow {
+		if !r.Matches(c.Name, c.Labels) {
+			continue
+		}
+		for _, spec := range r.Ports {
+			cfgGrants = append(cfgGrants, grant{spec: spec, sources: r.From, fromConfig: true, origin: fmt.Sprintf("config allow[%d]", i)})
+		}
+	}
+
+	bindings := slices.Clone(c.Ports)
+	slices.SortFunc(bindings, comparePorts)
+	bindings = slices.CompactFunc(bindings, func(a, b PortBinding) bool { return comparePorts(a, b) == 0 })
+
+	var out []Decision
+	for _, b := range bindings {
+		d := Decision{Container: c.Name, Binding: b, Reason: "closed by dockmoat default deny"}
+		switch {
+		case b.HostIP.IsValid() && b.HostIP.IsLoopback():
+			d.Reason = "bound to " + b.HostIP.String() + ": local only"
+		case fatal:
+			d.Reason = "closed: invalid dockmoat label"
+		default:
+			var srcs config.Sources
+			var origins []string
+			// Per-port labels override dockmoat.from for their ports.
+			perPort := slices.ContainsFunc(labelGrants, func(g grant) bool { return g.perPort && g.spec.Matches(b.HostPort, b.Proto) })
+			for _, g := range append(slices.Clone(labelGrants), cfgGrants...) {
+				if !g.spec.Matches(b.HostPort, b.Proto) || (perPort && !g.perPort && !g.fromConfig) {
+					continue
+				}
+				if len(origins) == 0 {
+					srcs = g.sources
+				} else {
+					srcs = srcs.Union(g.sources)
+				}
+				origins = append(origins, g.origin)
+			}
+			if len(origins) > 0 {
+				d.Open, d.Sources = true, srcs
+				d.Reason = "allowed by " + strings.Join(slices.Compact(origins), "; ")
+			}
+		}
+		out = append(out, d)
+	}
+	if !fatal {
+		problems = append(problems, unmatched(c, labelGrants, bindings)...)
+	}
+	return out, problems
+}
+
+// unmatched warns about label entries that name no published port, with a
+// hint when the user wrote the container port instead of the host port.
+func unmatched(c Container, grants []grant, bindings []PortBinding) []Problem {
+	var out []Problem
+	for _, g := range grants {
+		if g.spec.All || slices.ContainsFunc(bindings, func(b PortBinding) bool { return g.spec.Matches(b.HostPort, b.Proto) }) {
+			continue
+		}
+		label, value := LabelAllow, c.Labels[LabelAllow]
+		if g.perPort {
+			label = labelPortPfx + g.spec.String()
+			value = c.Labels[label]
+		}
+		msg := fmt.Sprintf("port %s is not published by this container, so it opens nothing", g.spec)
+		for _, b := range bindings {
+			if g.spec.Matches(b.ContainerPort, b.Proto) {
+				msg += fmt.Sprintf("; labels name the published (host) port: did you mean %d (published %d->%d/%s)?", b.HostPort, b.HostPort, b.ContainerPort, b.Proto)
+				break
+			}
+		}
+		out = append(out, Problem{Container: c.Name, Label: label, Value: value, Msg: msg})
+	}
+	return out
+}
+
+func comparePorts(a, b PortBinding) int {
+	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.HostPort, b.HostPort),
+		a.HostIP.Compare(b.HostIP), cmp.Compare(a.ContainerPort, b.ContainerPort))
+}
+
+func sortedPrefixes(in []netip.Prefix) []netip.Prefix {
+	out := slices.Clone(in)
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return slices.Compact(out)
+}
+
+var unsafeComment = regexp.MustCompile(`[^A-Za-z0-9_.:/ ,*-]`)
+
+// desc makes a comment text that needs no quoting beyond double quotes and
+// stays well under iptables' 256-byte comment limit with the hash.
+func desc(s string) string {
+	s = unsafeComment.ReplaceAllString(s, "_")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+func (c *Chain) add(text string, spec ...string) {
+	h := sha256.New()
+	h.Write([]byte(c.Name))
+	for _, s := range spec {
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(text))
+	c.Rules = append(c.Rules, Rule{Spec: spec, Desc: text, Hash: hex.EncodeToString(h.Sum(nil))[:16]})
+}

@@ -1,0 +1,124 @@
+package rules
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// Label keys.
+const (
+	LabelPrefix  = "dockmoat."
+	LabelAllow   = "dockmoat.allow"
+	LabelFrom    = "dockmoat.from"
+	labelPortPfx = "dockmoat.allow."
+)
+
+// Problem is something wrong with a container's dockmoat labels. A Fatal
+// problem keeps the whole container closed; the others are hints.
+type Problem struct {
+	Container string
+	Label     string
+	Value     string
+	Msg       string
+	Fatal     bool
+}
+
+func (p Problem) String() string {
+	s := fmt.Sprintf("container %s: label %s=%q: %s", p.Container, p.Label, p.Value, p.Msg)
+	if p.Fatal {
+		s += "; all its published ports stay closed until the label is fixed"
+	}
+	return s
+}
+
+// grant is one thing that opens ports: a label entry or a config rule.
+type grant struct {
+	spec    config.PortSpec
+	sources config.Sources
+	// perPort grants (dockmoat.allow.<port> labels) override the
+	// dockmoat.allow/dockmoat.from grants for their ports.
+	perPort bool
+	// fromConfig grants come from the config file and always add up.
+	fromConfig bool
+	origin  string // for humans: which label or config rule opened it
+}
+
+// parseLabels turns a container's dockmoat.* labels into grants. Any
+// invalid label makes it return no grants at all: a half-understood policy
+// must not open anything.
+func parseLabels(c Container) ([]grant, []Problem) {
+	keys := make([]string, 0, len(c.Labels))
+	for k := range c.Labels {
+		if strings.HasPrefix(k, LabelPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+
+	var (
+		problems []Problem
+		allow    []config.PortSpec
+		from     = config.Sources{Any: true}
+		hasAllow bool
+		hasFrom  bool
+		perPort  []grant
+	)
+	bad := func(k, msg string) {
+		problems = append(problems, Problem{Container: c.Name, Label: k, Value: c.Labels[k], Msg: msg, Fatal: true})
+	}
+	for _, k := range keys {
+		v := c.Labels[k]
+		switch {
+		case k == LabelAllow:
+			specs, err := config.ParsePortList(v)
+			if err != nil {
+				bad(k, err.Error())
+				continue
+			}
+			allow, hasAllow = specs, true
+		case k == LabelFrom:
+			srcs, err := config.ParseSources(v)
+			if err != nil {
+				bad(k, err.Error())
+				continue
+			}
+			from, hasFrom = srcs, true
+		case strings.HasPrefix(k, labelPortPfx):
+			spec, err := config.ParsePortSpec(strings.TrimPrefix(k, labelPortPfx))
+			if err != nil {
+				bad(k, "the key must name one port or range, as in dockmoat.allow.8080/tcp: "+err.Error())
+				continue
+			}
+			if spec.All {
+				bad(k, "use dockmoat.allow=* with dockmoat.from for all ports; per-port keys name a port or range")
+				continue
+			}
+			srcs, err := config.ParseSources(v)
+			if err != nil {
+				bad(k, err.Error())
+				continue
+			}
+			perPort = append(perPort, grant{spec: spec, sources: srcs, perPort: true, origin: "label " + k + "=" + v})
+		default:
+			bad(k, "unknown dockmoat label; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>]")
+		}
+	}
+	if hasFrom && !hasAllow {
+		bad(LabelFrom, "dockmoat.from restricts the ports in dockmoat.allow, but dockmoat.allow is not set")
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	var grants []grant
+	for _, spec := range allow {
+		origin := "label " + LabelAllow + "=" + c.Labels[LabelAllow]
+		if hasFrom {
+			origin += " from " + c.Labels[LabelFrom]
+		}
+		grants = append(grants, grant{spec: spec, sources: from, origin: origin})
+	}
+	return append(grants, perPort...), nil
+}

@@ -1,0 +1,83 @@
+// Package rules is dockmoat's pure core: configuration + container labels +
+// container snapshots in, the desired firewall ruleset out. It does no I/O
+// and runs no commands, so every decision about who may reach which port is
+// made here and table-tested rule by rule.
+//
+// Design. Traffic Docker forwards to containers passes FORWARD →
+// DOCKER-USER before Docker's own ACCEPT rules. dockmoat owns two chains:
+//
+//	DOCKMOAT          classifier, reached by the single hook at the top of
+//	                  DOCKER-USER: replies (ESTABLISHED,RELATED) and
+//	                  traffic leaving a Docker network return untouched;
+//	                  traffic entering a Docker network goes to INGRESS.
+//	DOCKMOAT-INGRESS  new connections from outside to a container: trusted
+//	                  sources and allowed ports RETURN (Docker accepts
+//	                  them), then UFW's route rules if wanted, then DROP.
+//
+// An allow matches the published port as the client saw it
+// (conntrack --ctorigdstport, plus --ctorigdst when the port is bound to
+// one address) AND the container's current address and container port, and
+// only connections Docker DNATed (--ctstate DNAT). A rule therefore never
+// follows a stale address to another container, and routing straight to a
+// container's address opens nothing.
+package rules
+
+import (
+	"net/netip"
+)
+
+// Family is an address family; each has its own table (iptables/ip6tables).
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// Has reports whether an address belongs to the family.
+func (f Family) Has(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	return (f == IPv4) == a.Is4()
+}
+
+// PortBinding is one published port: HOST_IP:HOST_PORT → CONTAINER_PORT/PROTO.
+type PortBinding struct {
+	HostIP        netip.Addr // invalid or unspecified = all addresses
+	HostPort      uint16
+	ContainerPort uint16
+	Proto         string // tcp, udp, sctp
+}
+
+// Endpoint is a container's attachment to a Docker network.
+type Endpoint struct {
+	Network string
+	IPv4    netip.Addr
+	IPv6    netip.Addr
+}
+
+// Container is the plain snapshot dockmoat needs of one running container.
+type Container struct {
+	ID        string
+	Name      string // without Docker's leading slash
+	Labels    map[string]string
+	Ports     []PortBinding
+	Endpoints []Endpoint
+}
+
+// Snapshot is everything read from Docker for one recompute.
+type Snapshot struct {
+	Containers []Container
+	// Bridges are the host interfaces of Docker's bridge networks
+	// (docker0, br-<id>, or the name set by com.docker.network.bridge.name).
+	Bridges []string
+}
