@@ -43,7 +43,7 @@ type grant struct {
 	perPort bool
 	// fromConfig grants come from the config file and always add up.
 	fromConfig bool
-	origin  string // for humans: which label or config rule opened it
+	origin     string // for humans: which label or config rule opened it
 }
 
 // parseLabels turns a container's dockmoat.* labels into grants. Any

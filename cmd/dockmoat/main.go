@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -47,6 +48,7 @@ type options struct {
 	logFormat    string
 	check        bool
 	ipv6         bool
+	resync       time.Duration
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -62,8 +64,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var opt options
 	fs := newFlags(cmd, &opt, stderr)
-	if cmd == "plan" {
+	switch cmd {
+	case "plan":
 		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+	case "run":
+		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -217,7 +222,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}()
 
-	err = rec.Run(ctx, kick, reconciler.RunOptions{})
+	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync})
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
 }

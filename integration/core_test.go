@@ -1,0 +1,326 @@
+package integration
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+var (
+	A    = testbed.OutsideA
+	B    = testbed.OutsideB
+	Priv = testbed.OutsidePriv
+)
+
+// TestCore runs every behaviour of the core issue on every engine, each
+// engine in its own bed, in parallel. The subtests of one engine share one
+// dockmoat daemon and run in order: the last two stop and uninstall it.
+func TestCore(t *testing.T) {
+	needBeds(t)
+	for _, eng := range engines {
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			coreSuite(t, eng)
+		})
+	}
+}
+
+func coreSuite(t *testing.T, eng testbed.Engine) {
+	e := startEnv(t, eng)
+	ctx := e.ctx
+	if err := e.bed.SetupUFW(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Foreign rules that must survive dockmoat byte for byte: an admin's
+	// rule in DOCKER-USER and a fail2ban-style chain.
+	for _, args := range [][]string{
+		{"iptables", "-I", "DOCKER-USER", "1", "-s", "192.0.2.99/32", "-m", "comment", "--comment", "admin: block scanner", "-j", "DROP"},
+		{"iptables", "-N", "f2b-test"},
+		{"iptables", "-A", "f2b-test", "-s", "192.0.2.98/32", "-j", "REJECT"},
+		{"iptables", "-A", "f2b-test", "-j", "RETURN"},
+	} {
+		if _, err := e.bed.HostExec(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := e.bed.IptablesSave(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bed.CreateNetwork(ctx, "dmnet", "172.29.200.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	// Started before dockmoat: must be closed by the first pass.
+	plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80", "8053:53/udp"}, Serve: []string{"80", "53/udp"}})
+	e.startDockmoat(t, "{}\n")
+
+	t.Run("UnlabeledPortClosed", func(t *testing.T) {
+		e.serverUp(t, plain, "tcp", 80)
+		e.serverUp(t, plain, "udp", 53)
+		e.expect(t,
+			out("tcp", A, 8080, false, ""), out("tcp", B, 8080, false, ""),
+			out("udp", A, 8053, false, ""), out("udp", B, 8053, false, ""))
+	})
+
+	t.Run("PrivateSourceNotTrusted", func(t *testing.T) {
+		e.expect(t, out("tcp", Priv, 8080, false, ""), out("udp", Priv, 8053, false, ""))
+	})
+
+	t.Run("HostToPublishedPortWorks", func(t *testing.T) {
+		e.expect(t,
+			e.fromHost("tcp", netip.MustParseAddr("127.0.0.1"), 8080, true, "plain"),
+			e.fromHost("tcp", testbed.HostIP, 8080, true, "plain"))
+	})
+
+	t.Run("OutboundAndContainerToContainerWork", func(t *testing.T) {
+		// A server on the outside, reached from a container.
+		var l net.Listener
+		err := testbed.InNetns(e.bed.OutNSPath(), func() (err error) {
+			l, err = net.Listen("tcp", netip.AddrPortFrom(A, 7070).String())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("hello from outside\n"))
+				c.Close()
+			}
+		}()
+		for _, tc := range []struct{ name, target, want string }{
+			{"outbound", netip.AddrPortFrom(A, 7070).String(), "hello from outside"},
+			{"c2c", netip.AddrPortFrom(plain.IP, 80).String(), "hello from plain tcp/80"},
+		} {
+			c := e.run(t, testbed.Spec{Name: "caller-" + tc.name, Cmd: []string{"connect", tc.target}})
+			code, logs, err := e.bed.WaitExit(ctx, c.ID, 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 0 || !strings.Contains(logs, tc.want) {
+				t.Errorf("%s: container connecting to %s: exit %d, output %q; want exit 0 and %q", tc.name, tc.target, code, logs, tc.want)
+			}
+		}
+	})
+
+	t.Run("NeighbourRoutingToContainerRefused", func(t *testing.T) {
+		hidden := e.run(t, testbed.Spec{Name: "hidden", Serve: []string{"80"}})
+		opened := e.run(t, testbed.Spec{Name: "opened", Labels: map[string]string{"dockmoat.allow": "8089"}, Publish: []string{"8089:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.serverUp(t, hidden, "tcp", 80)
+		direct := func(c testbed.Container, open bool) check {
+			return check{proto: "tcp", src: A, dst: netip.AddrPortFrom(c.IP, 80), open: open, who: c.Name}
+		}
+		// Only the published port is opened, never the container address.
+		e.expect(t, direct(plain, false), direct(hidden, false), direct(opened, false),
+			out("tcp", A, 8089, true, "opened"))
+	})
+
+	t.Run("NoUDPHole", func(t *testing.T) {
+		c := e.run(t, testbed.Spec{Name: "udphole", Publish: []string{"40000:40000/udp", "8055:53/udp"}, Serve: []string{"40000/udp", "53/udp"}})
+		e.sync(t)
+		e.serverUp(t, c, "udp", 40000)
+		// One at a time: they share the source port.
+		for _, ck := range []check{
+			{proto: "udp", src: A, srcPort: 53, dst: netip.AddrPortFrom(testbed.HostIP, 40000)},
+			{proto: "udp", src: A, srcPort: 53, dst: netip.AddrPortFrom(testbed.HostIP, 8055)},
+			{proto: "udp", src: A, srcPort: 123, dst: netip.AddrPortFrom(testbed.HostIP, 40000)},
+			{proto: "tcp", src: A, srcPort: 53, dst: netip.AddrPortFrom(testbed.HostIP, 8080)},
+		} {
+			e.expect(t, ck)
+		}
+	})
+
+	t.Run("AllowOpensExactPublishedPort", func(t *testing.T) {
+		web := e.run(t, testbed.Spec{Name: "web", Labels: map[string]string{"dockmoat.allow": "8081"},
+			Publish: []string{"8081:80", "8082:81"}, Serve: []string{"80", "81"}})
+		e.sync(t)
+		e.serverUp(t, web, "tcp", 81)
+		e.expect(t, out("tcp", A, 8081, true, "web"), out("tcp", B, 8081, true, "web"),
+			out("tcp", A, 8082, false, ""), out("tcp", A, 8080, false, ""))
+	})
+
+	t.Run("AllowUDP", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "dns", Labels: map[string]string{"dockmoat.allow": "8153/udp"},
+			Publish: []string{"8153:53/udp", "8154:54/udp", "8153:53/tcp"}, Serve: []string{"53", "54/udp"}})
+		both := e.run(t, testbed.Spec{Name: "both", Labels: map[string]string{"dockmoat.allow": "9000"},
+			Publish: []string{"9000:9000/tcp", "9000:9000/udp"}, Serve: []string{"9000"}})
+		e.sync(t)
+		e.serverUp(t, both, "udp", 9000)
+		e.expect(t, out("udp", A, 8153, true, "dns"), out("udp", A, 8154, false, ""),
+			out("tcp", A, 8153, false, ""), // allowed on udp only
+			out("tcp", A, 9000, true, "both"), out("udp", B, 9000, true, "both"))
+	})
+
+	t.Run("AllowRange", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "ranged", Labels: map[string]string{"dockmoat.allow": "9100-9102"},
+			Publish: []string{"9100-9103:9100-9103"}, Serve: []string{"9100/tcp", "9101/tcp", "9102/tcp", "9103/tcp"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9100, true, "ranged"), out("tcp", A, 9101, true, "ranged"),
+			out("tcp", B, 9102, true, "ranged"), out("tcp", A, 9103, false, ""))
+	})
+
+	t.Run("AllowStar", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "star", Labels: map[string]string{"dockmoat.allow": "*"},
+			Publish: []string{"9200:80", "9201:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9200, true, "star"), out("udp", B, 9201, true, "star"))
+	})
+
+	t.Run("FromAndPerPortSources", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "restricted", Labels: map[string]string{
+			"dockmoat.allow": "9300", "dockmoat.from": "203.0.113.10/32", "dockmoat.allow.9301": "203.0.113.11",
+		}, Publish: []string{"9300:80", "9301:81"}, Serve: []string{"80", "81"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9300, true, "restricted"), out("tcp", B, 9300, false, ""),
+			out("tcp", B, 9301, true, "restricted"), out("tcp", A, 9301, false, ""),
+			out("tcp", Priv, 9300, false, ""))
+	})
+
+	t.Run("TrustedSources", func(t *testing.T) {
+		e.reload(t, "trusted_sources: [10.77.0.0/24]\n")
+		e.expect(t, out("tcp", Priv, 8080, true, "plain"), out("udp", Priv, 8053, true, "plain"),
+			out("tcp", A, 8080, false, ""))
+		e.reload(t, "{}\n")
+		e.expect(t, out("tcp", Priv, 8080, false, ""))
+	})
+
+	t.Run("LoopbackBindingStaysLocal", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "local", Labels: map[string]string{"dockmoat.allow": "*"},
+			Publish: []string{"127.0.0.1:9400:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9400, false, ""),
+			e.fromHost("tcp", netip.MustParseAddr("127.0.0.1"), 9400, true, "local"))
+	})
+
+	t.Run("RecreatedContainerKeepsPolicyOldIPOpensNothing", func(t *testing.T) {
+		mover := e.run(t, testbed.Spec{Name: "mover", Network: "dmnet", IP: "172.29.200.10",
+			Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9500, true, "mover"))
+		if err := e.bed.Remove(ctx, mover.ID); err != nil {
+			t.Fatal(err)
+		}
+		squatter := e.run(t, testbed.Spec{Name: "squatter", Network: "dmnet", IP: "172.29.200.10",
+			Publish: []string{"9501:80"}, Serve: []string{"80"}})
+		moved := e.run(t, testbed.Spec{Name: "mover", Network: "dmnet", IP: "172.29.200.11",
+			Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+		if squatter.IP != mover.IP || moved.IP == mover.IP {
+			t.Fatalf("test setup: squatter %s should have mover's old %s, new mover %s another", squatter.IP, mover.IP, moved.IP)
+		}
+		e.sync(t)
+		e.serverUp(t, squatter, "tcp", 80)
+		e.expect(t, out("tcp", A, 9500, true, "mover"), out("tcp", A, 9501, false, ""),
+			check{proto: "tcp", src: A, dst: netip.AddrPortFrom(squatter.IP, 80)})
+		save, err := e.bed.IptablesSave(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range testbed.ChainRules(save, "DOCKMOAT-INGRESS") {
+			if strings.Contains(r, "-d "+mover.IP.String()+"/32") {
+				t.Errorf("an allow still names the old address %s: %s", mover.IP, r)
+			}
+		}
+	})
+
+	t.Run("InvalidLabelClosedAndLogged", func(t *testing.T) {
+		bad := e.run(t, testbed.Spec{Name: "badport", Labels: map[string]string{"dockmoat.allow": "9600, 80800"},
+			Publish: []string{"9600:80"}, Serve: []string{"80"}})
+		e.run(t, testbed.Spec{Name: "typo", Labels: map[string]string{"dockmoat.alow": "9601"},
+			Publish: []string{"9601:80"}, Serve: []string{"80"}})
+		e.run(t, testbed.Spec{Name: "badcidr", Labels: map[string]string{"dockmoat.allow": "9602", "dockmoat.from": "203.0.113.300/24"},
+			Publish: []string{"9602:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.serverUp(t, bad, "tcp", 80)
+		e.expect(t, out("tcp", A, 9600, false, ""), out("tcp", A, 9601, false, ""), out("tcp", A, 9602, false, ""))
+		logs := e.dm.Logs()
+		for _, want := range [][]string{
+			{"container badport", "dockmoat.allow", "80800"},
+			{"container typo", "dockmoat.alow", "unknown dockmoat label"},
+			{"container badcidr", "dockmoat.from", "203.0.113.300/24"},
+		} {
+			if !slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool {
+				return strings.Contains(l, "level=error") && containsAll(l, want...)
+			}) {
+				t.Errorf("no error log line with %q; log:\n%s", want, logs)
+			}
+		}
+		if !e.dm.Running() {
+			t.Fatal("dockmoat died on invalid labels")
+		}
+	})
+
+	t.Run("UFWRouteAllowHonouredOrIgnored", func(t *testing.T) {
+		if _, err := e.bed.UFW(ctx, "--force", "enable"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.bed.UFW(ctx, "route", "allow", "proto", "tcp", "from", "any", "to", "any", "port", "7000"); err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, testbed.Spec{Name: "ufwweb", Publish: []string{"9700:7000"}, Serve: []string{"7000"}})
+		e.run(t, testbed.Spec{Name: "ufwother", Publish: []string{"9701:7001"}, Serve: []string{"7001"}})
+		e.reload(t, "ufw: auto\n")
+		e.expect(t, out("tcp", A, 9700, true, "ufwweb"), out("tcp", A, 9701, false, ""), out("tcp", A, 8080, false, ""))
+		e.reload(t, "ufw: off\n")
+		e.expect(t, out("tcp", A, 9700, false, ""))
+		e.reload(t, "{}\n")
+	})
+
+	t.Run("StoppedStaysClosed", func(t *testing.T) {
+		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		late := e.run(t, testbed.Spec{Name: "late", Publish: []string{"9800:80"}, Serve: []string{"80"}})
+		e.serverUp(t, late, "tcp", 80)
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 9800, false, ""), out("udp", A, 8053, false, ""))
+		save, err := e.bed.IptablesSave(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if du := testbed.ChainRules(save, "DOCKER-USER"); len(du) == 0 || !strings.Contains(du[0], "-j DOCKMOAT") {
+			t.Errorf("after stop, DOCKER-USER should still start with the hook: %q", du)
+		}
+	})
+
+	t.Run("UninstallRemovesOnlyOurs", func(t *testing.T) {
+		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+			t.Fatalf("uninstall: %v: %s", err, out)
+		}
+		after, err := e.bed.IptablesSave(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(after, "DOCKMOAT") || strings.Contains(after, "dockmoat:") {
+			t.Errorf("uninstall left dockmoat rules:\n%s", after)
+		}
+		for _, chain := range []string{"DOCKER-USER", "f2b-test"} {
+			b, a := testbed.ChainRules(before, chain), testbed.ChainRules(after, chain)
+			if !slices.Equal(a, b) {
+				t.Errorf("chain %s changed:\nbefore %q\nafter  %q", chain, b, a)
+			}
+		}
+		// Docker's own behaviour is back: the port dockmoat kept closed is
+		// reachable again, which also shows it was dockmoat closing it.
+		e.expect(t, out("tcp", A, 8080, true, "plain"))
+	})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// env is one engine's bed with dockmoat running, shared by the behaviour
+// subtests of that engine.
+type env struct {
+	ctx context.Context
+	bed *testbed.Bed
+	dm  *testbed.Dockmoat
+}
+
+const (
+	closedTimeout = 1200 * time.Millisecond // a drop shows as no answer
+	openTimeout   = 8 * time.Second         // an allow may take a pass to appear
+)
+
+// startEnv starts a bed for eng, builds the workload image, and registers
+// cleanup (which prints the logs on failure).
+func startEnv(t *testing.T, eng testbed.Engine) *env {
+	t.Helper()
+	ctx := context.Background()
+	bed, err := testbed.Start(ctx, eng, t.Logf)
+	if err != nil {
+		t.Fatalf("starting test bed: %v", err)
+	}
+	e := &env{ctx: ctx, bed: bed}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if e.dm != nil {
+				t.Logf("dockmoat log (%s):\n%s", eng.Name, e.dm.Logs())
+			}
+			if save, err := bed.IptablesSave(ctx); err == nil {
+				t.Logf("iptables-save -t filter (%s):\n%s", eng.Name, save)
+			}
+		}
+		if e.dm != nil {
+			_ = e.dm.Stop(9)
+		}
+		bed.Close()
+	})
+	if err := bed.BuildImage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startDockmoat runs `dockmoat run` in the bed; resync is short so that
+// changes Docker does not announce (ufw) are picked up quickly.
+func (e *env) startDockmoat(t *testing.T, cfg string) {
+	t.Helper()
+	dm, err := e.bed.StartDockmoat(dockmoatBin, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dm = dm
+	e.sync(t)
+}
+
+func (e *env) sync(t *testing.T) {
+	t.Helper()
+	if err := e.dm.WaitInSync(e.ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) reload(t *testing.T, cfg string) {
+	t.Helper()
+	if err := e.dm.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// SIGHUP is asynchronous: give the daemon a beat before asking plan,
+	// which reads the new file at once.
+	time.Sleep(200 * time.Millisecond)
+	e.sync(t)
+}
+
+// run starts a container, removed when the subtest ends.
+func (e *env) run(t *testing.T, s testbed.Spec) testbed.Container {
+	t.Helper()
+	c, err := e.bed.RunContainer(e.ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.bed.Remove(context.Background(), c.ID) })
+	return c
+}
+
+// check is one expectation: a connection attempt and whether it must work.
+type check struct {
+	proto   string
+	src     netip.Addr
+	srcPort int
+	dst     netip.AddrPort
+	open    bool
+	who     string // container name expected in the greeting, when open
+	fromNS  string // namespace path; "" = outside
+}
+
+func out(proto string, src netip.Addr, port int, open bool, who string) check {
+	return check{proto: proto, src: src, dst: netip.AddrPortFrom(testbed.HostIP, uint16(port)), open: open, who: who}
+}
+
+// expect runs the checks concurrently (closed ones cost their timeout) and
+// reports every wrong one with the caller's line.
+func (e *env) expect(t *testing.T, checks ...check) {
+	t.Helper()
+	var mu sync.Mutex
+	var failures []string
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if msg := e.try(c); msg != "" {
+				mu.Lock()
+				failures = append(failures, msg)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range failures {
+		t.Error(f)
+	}
+}
+
+func (e *env) try(c check) string {
+	ns := c.fromNS
+	if ns == "" {
+		ns = e.bed.OutNSPath()
+	}
+	p := testbed.Probe{Proto: c.proto, Src: c.src, SrcPort: c.srcPort, Dst: c.dst}
+	if !c.open {
+		answer, err := testbed.Try(e.ctx, ns, p, closedTimeout)
+		if err == nil {
+			return fmt.Sprintf("%s: want closed, but it answered %q", p, answer)
+		}
+		return ""
+	}
+	deadline := time.Now().Add(openTimeout)
+	var err error
+	var answer string
+	for time.Now().Before(deadline) {
+		answer, err = testbed.Try(e.ctx, ns, p, 1500*time.Millisecond)
+		if err == nil {
+			if c.who != "" && !strings.Contains(answer, "hello from "+c.who+" ") {
+				return fmt.Sprintf("%s: answered by the wrong server: %q (want %s)", p, answer, c.who)
+			}
+			return ""
+		}
+		if !errors.Is(err, testbed.ErrNoAnswer) {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return fmt.Sprintf("%s: want open, got %v", p, err)
+}
+
+// serverUp proves a container really answers on a port, from the host
+// namespace straight to the container's address, so that a "closed"
+// verdict elsewhere is the firewall's doing and not a dead server.
+func (e *env) serverUp(t *testing.T, c testbed.Container, proto string, port int) {
+	t.Helper()
+	e.expect(t, check{proto: proto, src: netip.IPv4Unspecified(), dst: netip.AddrPortFrom(c.IP, uint16(port)),
+		open: true, who: c.Name, fromNS: e.bed.HostNSPath()})
+}
+
+// fromHost is a check made from the host namespace itself.
+func (e *env) fromHost(proto string, dst netip.Addr, port int, open bool, who string) check {
+	return check{proto: proto, src: netip.IPv4Unspecified(), dst: netip.AddrPortFrom(dst, uint16(port)),
+		open: open, who: who, fromNS: e.bed.HostNSPath()}
+}

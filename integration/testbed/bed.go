@@ -1,0 +1,357 @@
+// Package testbed is dockmoat's real-engine test bed, shared by the
+// integration tests and `make demo`. A Bed is two network namespaces the
+// test creates itself, joined by a veth:
+//
+//	host     203.0.113.1/24, 10.77.0.1/24 — runs its own dockerd (own
+//	         data-root, exec-root, socket, pidfile) and dockmoat
+//	outside  203.0.113.10, 203.0.113.11, 10.77.0.10 — "the internet",
+//	         with a route to the container subnets through the host so it
+//	         can also play the neighbour who routes straight to containers
+//
+// Nothing here touches the root namespace's firewall, routes or sysctls:
+// every command that changes state runs inside the bed's namespaces.
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// Addresses of the bed. The documentation range stands for the internet;
+// 10.77.0.0/24 is a private-range source that must not be trusted by default.
+var (
+	HostIP      = netip.MustParseAddr("203.0.113.1")
+	OutsideA    = netip.MustParseAddr("203.0.113.10")
+	OutsideB    = netip.MustParseAddr("203.0.113.11")
+	HostPrivIP  = netip.MustParseAddr("10.77.0.1")
+	OutsidePriv = netip.MustParseAddr("10.77.0.10")
+	// BridgeCIDR is docker0's subnet, PoolBase the pool of user networks.
+	BridgeCIDR = "172.30.0.1/24"
+	PoolBase   = "172.29.0.0/16"
+)
+
+// Engine is a Docker engine build the bed can start.
+type Engine struct {
+	Name    string   // short, used in names: "docker20", "docker29"
+	Dockerd string   // dockerd binary
+	PathDir string   // prepended to dockerd's PATH (docker-proxy, runc)
+	Args    []string // extra dockerd flags
+}
+
+// Engines lists the engines present on this machine: Debian's docker.io
+// (20.10) and Docker 29 built by `make engines` into
+// $DOCKMOAT_ENGINES (default /var/cache/dockmoat).
+func Engines() (found []Engine, missing []string) {
+	if p, err := exec.LookPath("dockerd"); err == nil && strings.HasPrefix(p, "/usr/") {
+		found = append(found, Engine{Name: "docker20", Dockerd: p})
+	} else {
+		missing = append(missing, "docker20 (Debian package docker.io)")
+	}
+	dir := os.Getenv("DOCKMOAT_ENGINES")
+	if dir == "" {
+		dir = "/var/cache/dockmoat"
+	}
+	bin := filepath.Join(dir, "docker29", "bin")
+	if isExec(filepath.Join(bin, "dockerd")) && isExec(filepath.Join(bin, "docker-proxy")) && isExec(filepath.Join(bin, "runc")) {
+		found = append(found, Engine{Name: "docker29", Dockerd: filepath.Join(bin, "dockerd"), PathDir: bin,
+			Args: []string{"--add-runtime", "r2=" + filepath.Join(bin, "runc"), "--default-runtime", "r2"}})
+	} else {
+		missing = append(missing, "docker29 (run `make engines`; looked in "+bin+")")
+	}
+	return found, missing
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
+}
+
+// Bed is one running test bed.
+type Bed struct {
+	Engine  Engine
+	Name    string // namespace/name prefix
+	HostNS  string // namespace names
+	OutNS   string
+	Dir     string // state: data-root, exec-root, logs
+	Socket  string
+	Docker  *client.Client
+	dockerd *exec.Cmd
+	exited  chan error // receives dockerd's exit
+	logf    func(string, ...any)
+}
+
+var seq atomic.Int32
+
+// HostNSPath and OutNSPath are the namespace files for setns/nsenter.
+func (b *Bed) HostNSPath() string { return "/run/netns/" + b.HostNS }
+func (b *Bed) OutNSPath() string  { return "/run/netns/" + b.OutNS }
+
+// Start creates the namespaces and starts the engine's dockerd in the host
+// namespace. logf receives progress lines (t.Logf or a printer).
+func Start(ctx context.Context, eng Engine, logf func(string, ...any)) (*Bed, error) {
+	n := fmt.Sprintf("%d%d", os.Getpid()%10000, seq.Add(1))
+	b := &Bed{Engine: eng, Name: "dm" + n, HostNS: "dm" + n + "h", OutNS: "dm" + n + "o", logf: logf}
+	b.Dir = filepath.Join("/var/lib/dockmoat-test", b.Name)
+	b.Socket = filepath.Join("/run/dockmoat-test", b.Name, "docker.sock")
+	if err := b.setupNetwork(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startDockerd(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bed) setupNetwork(ctx context.Context) error {
+	vh, vo := b.Name+"vh", b.Name+"vo"
+	steps := [][]string{
+		{"ip", "netns", "add", b.HostNS},
+		{"ip", "netns", "add", b.OutNS},
+		{"ip", "link", "add", vh, "netns", b.HostNS, "type", "veth", "peer", "name", vo, "netns", b.OutNS},
+		{"ip", "-n", b.HostNS, "link", "set", "lo", "up"},
+		{"ip", "-n", b.OutNS, "link", "set", "lo", "up"},
+		{"ip", "-n", b.HostNS, "addr", "add", HostIP.String() + "/24", "dev", vh},
+		{"ip", "-n", b.HostNS, "addr", "add", HostPrivIP.String() + "/24", "dev", vh},
+		{"ip", "-n", b.HostNS, "link", "set", vh, "up"},
+		{"ip", "-n", b.OutNS, "addr", "add", OutsideA.String() + "/24", "dev", vo},
+		{"ip", "-n", b.OutNS, "addr", "add", OutsideB.String() + "/24", "dev", vo},
+		{"ip", "-n", b.OutNS, "addr", "add", OutsidePriv.String() + "/24", "dev", vo},
+		{"ip", "-n", b.OutNS, "link", "set", vo, "up"},
+		// The neighbour's routes straight to the container subnets.
+		{"ip", "-n", b.OutNS, "route", "add", "172.30.0.0/24", "via", HostIP.String()},
+		{"ip", "-n", b.OutNS, "route", "add", PoolBase, "via", HostIP.String()},
+	}
+	for _, s := range steps {
+		if out, err := run(ctx, s...); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func (b *Bed) startDockerd(ctx context.Context) error {
+	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	logFile, err := os.Create(filepath.Join(b.Dir, "dockerd.log"))
+	if err != nil {
+		return fmt.Errorf("creating dockerd log: %w", err)
+	}
+	args := []string{"--net=" + b.HostNSPath(), "--", b.Engine.Dockerd,
+		"--data-root", filepath.Join(b.Dir, "data"),
+		"--exec-root", filepath.Join(filepath.Dir(b.Socket), "exec"),
+		"--pidfile", filepath.Join(filepath.Dir(b.Socket), "docker.pid"),
+		"-H", "unix://" + b.Socket,
+		"--bip", BridgeCIDR,
+		"--default-address-pool", "base=" + PoolBase + ",size=24",
+		"--log-level", "warn",
+	}
+	args = append(args, b.Engine.Args...)
+	// nsenter and not `ip netns exec`: the latter remounts /sys and dockerd
+	// then fails with "Devices cgroup isn't mounted".
+	cmd := exec.Command("nsenter", args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = os.Environ()
+	if b.Engine.PathDir != "" {
+		cmd.Env = append(cmd.Env, "PATH="+b.Engine.PathDir+":"+os.Getenv("PATH"))
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting %s: %w", b.Engine.Dockerd, err)
+	}
+	logFile.Close()
+	b.dockerd = cmd
+	b.exited = make(chan error, 1)
+	go func() { b.exited <- cmd.Wait() }()
+
+	b.Docker, err = client.NewClientWithOpts(client.WithHost("unix://"+b.Socket), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := b.Docker.Ping(pctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case werr := <-b.exited:
+			b.dockerd = nil
+			return fmt.Errorf("dockerd (%s) exited: %v; log:\n%s", b.Engine.Name, werr, b.DockerdLog())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dockerd (%s) not ready after 60s: %w; log:\n%s", b.Engine.Name, err, b.DockerdLog())
+		}
+	}
+	b.Docker.NegotiateAPIVersion(ctx)
+	b.logf("%s: dockerd %s ready in netns %s (API %s)", b.Name, b.Engine.Name, b.HostNS, b.Docker.ClientVersion())
+	return nil
+}
+
+// DockerdLog returns the daemon's log so far.
+func (b *Bed) DockerdLog() string {
+	data, _ := os.ReadFile(filepath.Join(b.Dir, "dockerd.log"))
+	return string(data)
+}
+
+// Close stops dockerd and removes the namespaces and state. Safe to call
+// on a partly started bed and more than once.
+func (b *Bed) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if b.dockerd != nil && b.dockerd.Process != nil {
+		_ = b.dockerd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.exited:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-b.dockerd.Process.Pid, syscall.SIGKILL)
+			<-b.exited
+		}
+		b.dockerd = nil
+	}
+	if b.Docker != nil {
+		_ = b.Docker.Close()
+	}
+	// Anything dockerd left mounted below the state dirs.
+	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
+		unmountBelow(d)
+	}
+	for _, ns := range []string{b.OutNS, b.HostNS} {
+		_, _ = run(ctx, "ip", "netns", "del", ns)
+	}
+	_ = os.RemoveAll(filepath.Join("/etc/netns", b.HostNS))
+	if os.Getenv("DOCKMOAT_KEEP_BED") == "" {
+		_ = os.RemoveAll(b.Dir)
+		_ = os.RemoveAll(filepath.Dir(b.Socket))
+	}
+}
+
+func unmountBelow(dir string) {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			mounts = append(mounts, f[1])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+}
+
+// HostExec runs a command in the host namespace with `ip netns exec`, so
+// /etc/netns/<host>/ files (ufw's) are bind-mounted over /etc.
+func (b *Bed) HostExec(ctx context.Context, args ...string) (string, error) {
+	out, err := run(ctx, append([]string{"ip", "netns", "exec", b.HostNS}, args...)...)
+	if err != nil {
+		return out, fmt.Errorf("in %s: %s: %w: %s", b.HostNS, strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+// IptablesSave returns `iptables-save -t filter` of the host namespace
+// without its timestamp comments, so two saves can be compared.
+func (b *Bed) IptablesSave(ctx context.Context) (string, error) {
+	out, err := b.HostExec(ctx, "iptables-save", "-t", "filter")
+	if err != nil {
+		return "", err
+	}
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "#") && l != "" {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n"), nil
+}
+
+// ChainRules returns the -A lines of one chain from an iptables-save text.
+func ChainRules(save, chain string) []string {
+	var out []string
+	for _, l := range strings.Split(save, "\n") {
+		if strings.HasPrefix(l, "-A "+chain+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+var ufwMu sync.Mutex
+
+// SetupUFW gives the host namespace its own copy of ufw's files
+// (/etc/netns/<host>/ufw and …/default, bind-mounted by `ip netns exec`)
+// so ufw never reads or writes the machine's own configuration.
+func (b *Bed) SetupUFW(ctx context.Context) error {
+	root := filepath.Join("/etc/netns", b.HostNS)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", root, err)
+	}
+	for _, d := range []string{"ufw", "default"} {
+		if out, err := run(ctx, "cp", "-a", "/etc/"+d, filepath.Join(root, d)); err != nil {
+			return fmt.Errorf("copying /etc/%s: %w: %s", d, err, out)
+		}
+	}
+	// No sysctl changes and no module loading from ufw: those are global.
+	empty := filepath.Join(root, "ufw", "sysctl-none.conf")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		return err
+	}
+	def := filepath.Join(root, "default", "ufw")
+	data, err := os.ReadFile(def)
+	if err != nil {
+		return fmt.Errorf("reading ufw defaults: %w", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(l, "IPT_SYSCTL="):
+			l = "IPT_SYSCTL=/etc/ufw/sysctl-none.conf"
+		case strings.HasPrefix(l, "IPT_MODULES="):
+			l = `IPT_MODULES=""`
+		}
+		lines = append(lines, l)
+	}
+	return os.WriteFile(def, []byte(strings.Join(lines, "\n")), 0o644)
+}
+
+// UFW runs ufw in the host namespace (serialised: ufw's lock is global).
+func (b *Bed) UFW(ctx context.Context, args ...string) (string, error) {
+	ufwMu.Lock()
+	defer ufwMu.Unlock()
+	return b.HostExec(ctx, append([]string{"ufw"}, args...)...)
+}
+
+func run(ctx context.Context, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// Run runs a command in the root namespace (ip, cp…) and returns output.
+func Run(ctx context.Context, args ...string) (string, error) { return run(ctx, args...) }
