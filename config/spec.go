@@ -1,8 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -164,7 +166,8 @@ func ParseSources(s string) (Sources, error) {
 	return out, nil
 }
 
-// Union merges two source lists: everyone wins over any list.
+// Union merges two source lists, sorted and without duplicates; everyone
+// wins over any list.
 func (s Sources) Union(o Sources) Sources {
 	if s.Any || o.Any {
 		return Sources{Any: true}
@@ -177,5 +180,8 @@ func (s Sources) Union(o Sources) Sources {
 			out.Prefixes = append(out.Prefixes, p)
 		}
 	}
+	slices.SortFunc(out.Prefixes, func(a, b Source) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
 	return out
 }
