@@ -1,0 +1,145 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseFull(t *testing.T) {
+	cfg, err := Parse([]byte(`
+trusted_sources: [192.168.10.0/24, "2001:db8::1"]
+ufw: "off"
+log_blocked: true
+allow:
+  - container: "grafana*"
+    ports: ["3000", "9000-9010/udp"]
+    from: ["198.51.100.0/24"]
+  - service: shop/api
+    ports: ["*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.TrustedSources) != 2 || cfg.TrustedSources[1].String() != "2001:db8::1/128" {
+		t.Errorf("trusted_sources: %v", cfg.TrustedSources)
+	}
+	if cfg.UFW != UFWOff || !cfg.LogBlocked {
+		t.Errorf("ufw %q log_blocked %v", cfg.UFW, cfg.LogBlocked)
+	}
+	if len(cfg.Allow) != 2 {
+		t.Fatalf("allow: %+v", cfg.Allow)
+	}
+	a := cfg.Allow[0]
+	if a.Ports[1].String() != "9000-9010/udp" || a.From.Any || a.From.Prefixes[0].String() != "198.51.100.0/24" {
+		t.Errorf("allow[0]: %+v", a)
+	}
+	if !cfg.Allow[1].From.Any || !cfg.Allow[1].Ports[0].All {
+		t.Errorf("allow[1]: %+v", cfg.Allow[1])
+	}
+	if !a.Matches("grafana-1", nil) || a.Matches("prom", nil) {
+		t.Error("glob matching")
+	}
+	s := cfg.Allow[1]
+	if !s.Matches("x", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "api"}) ||
+		s.Matches("x", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "db"}) {
+		t.Error("service matching")
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	for _, doc := range []string{"", "{}", "# nothing\n"} {
+		cfg, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if cfg.UFW != UFWAuto || cfg.LogBlocked || len(cfg.TrustedSources) != 0 || len(cfg.Allow) != 0 {
+			t.Errorf("%q: defaults wrong: %+v", doc, cfg)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := map[string]string{
+		"trusted_source: [10.0.0.0/8]":                           "field trusted_source not found",
+		"trusted_sources: [10.0.0.0/33]":                         "trusted_sources[0]",
+		"ufw: maybe":                                             "not one of auto, on, off",
+		"allow: [{ports: ['80']}]":                               "needs container",
+		"allow: [{container: web}]":                              "list at least one port",
+		"allow: [{container: web, ports: ['0']}]":                "1 to 65535",
+		"allow: [{service: shop, ports: ['80']}]":                "COMPOSE_PROJECT/SERVICE",
+		"allow: [{container: '[', ports: ['80']}]":               "bad glob",
+		"allow: [{container: web, ports: ['80'], from: []}]":     "",
+		"allow: [{container: web, ports: ['80'], from: [nope]}]": "not an IP address",
+		"log_blocked: perhaps":                                   "parsing YAML",
+	}
+	for doc, want := range cases {
+		_, err := Parse([]byte(doc))
+		if want == "" {
+			if err != nil {
+				t.Errorf("%q: unexpected error %v", doc, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want error containing %q", doc, err, want)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "none.yaml")
+	if cfg, err := Load(missing, false); err != nil || cfg.UFW != UFWAuto {
+		t.Errorf("missing default file: %v %+v", err, cfg)
+	}
+	if _, err := Load(missing, true); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing --config file must be an error naming it, got %v", err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("ufw: sometimes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(bad, false); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("bad file: %v", err)
+	}
+}
+
+func TestPortSpecs(t *testing.T) {
+	ok := map[string]string{"80": "80", " 443/TCP ": "443/tcp", "9000-9010": "9000-9010", "*": "*", "*/udp": "*/udp", "1-1": "1", "65535/sctp": "65535/sctp"}
+	for in, want := range ok {
+		s, err := ParsePortSpec(in)
+		if err != nil || s.String() != want {
+			t.Errorf("%q: got %v %v, want %s", in, s, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "65536", "80/icmp", "a", "10-", "-10", "20-10", "80/", "1.5"} {
+		if _, err := ParsePortSpec(in); err == nil {
+			t.Errorf("%q: want an error", in)
+		}
+	}
+	s, _ := ParsePortSpec("9000-9010/udp")
+	if !s.Matches(9005, "udp") || s.Matches(9005, "tcp") || s.Matches(9011, "udp") {
+		t.Error("range matching")
+	}
+}
+
+func TestSources(t *testing.T) {
+	s, err := ParseSources("10.0.0.1, 10.0.0.0/8 ,2001:db8::/32")
+	if err != nil || len(s.Prefixes) != 3 || s.Prefixes[0].String() != "10.0.0.1/32" {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if p, _ := ParseSource("10.1.2.3/8"); p.String() != "10.0.0.0/8" {
+		t.Errorf("prefix not masked: %s", p)
+	}
+	if a, _ := ParseSources("any"); !a.Any {
+		t.Error("any")
+	}
+	if u := s.Union(Sources{Any: true}); !u.Any {
+		t.Error("union with any")
+	}
+	if _, err := ParseSource("::ffff:10.0.0.0/104"); err == nil {
+		t.Error("v4-mapped prefix should be rejected")
+	}
+}

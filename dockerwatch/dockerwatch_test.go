@@ -1,0 +1,147 @@
+package dockerwatch
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/network"
+	"github.com/sirupsen/logrus/hooks/test"
+)
+
+type fakeAPI struct {
+	mu         sync.Mutex
+	containers []container.Summary
+	networks   []network.Summary
+	pingErr    error
+	streams    []chan events.Message // one per Events call, in order
+	errs       []chan error
+	filters    []string
+}
+
+func (f *fakeAPI) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	return f.containers, nil
+}
+func (f *fakeAPI) NetworkList(context.Context, network.ListOptions) ([]network.Summary, error) {
+	return f.networks, nil
+}
+func (f *fakeAPI) Ping(context.Context) (types.Ping, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return types.Ping{}, f.pingErr
+}
+func (f *fakeAPI) Events(_ context.Context, o events.ListOptions) (<-chan events.Message, <-chan error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, e := make(chan events.Message, 10), make(chan error, 1)
+	f.streams, f.errs = append(f.streams, m), append(f.errs, e)
+	f.filters = append(f.filters, o.Filters.Get("type")...)
+	return m, e
+}
+
+func TestSnapshot(t *testing.T) {
+	api := &fakeAPI{
+		networks: []network.Summary{
+			{ID: "aaaaaaaaaaaaffff", Driver: "bridge", Options: map[string]string{"com.docker.network.bridge.name": "docker0"}},
+			{ID: "0123456789abcdef", Driver: "bridge"},
+			{ID: "host", Driver: "host"},
+			{ID: "ov", Driver: "overlay"},
+		},
+		containers: []container.Summary{{
+			ID: "c1", Names: []string{"/web"}, Labels: map[string]string{"dockmoat.allow": "80"},
+			Ports: []container.Port{
+				{IP: "0.0.0.0", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
+				{IP: "::", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
+				{PrivatePort: 9000, Type: "tcp"}, // exposed only
+				{IP: "127.0.0.1", PrivatePort: 53, PublicPort: 5353, Type: "UDP"},
+			},
+			NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
+				"bridge": {IPAddress: "172.17.0.2", GlobalIPv6Address: "fd00::2"},
+				"none":   {},
+				"nil":    nil,
+			}},
+		}, {ID: "0123456789abcdef0123", NetworkSettings: nil}},
+	}
+	w := &Watcher{API: api}
+	snap, err := w.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Bridges) != 2 || snap.Bridges[0] != "docker0" || snap.Bridges[1] != "br-0123456789ab" {
+		t.Errorf("bridges %v", snap.Bridges)
+	}
+	c := snap.Containers[0]
+	if c.Name != "web" || len(c.Ports) != 3 {
+		t.Fatalf("container %+v", c)
+	}
+	if c.Ports[2].Proto != "udp" || c.Ports[2].HostIP != netip.MustParseAddr("127.0.0.1") || c.Ports[1].HostIP != netip.MustParseAddr("::") {
+		t.Errorf("ports %+v", c.Ports)
+	}
+	if len(c.Endpoints) != 1 || c.Endpoints[0].IPv4.String() != "172.17.0.2" || c.Endpoints[0].IPv6.String() != "fd00::2" {
+		t.Errorf("endpoints %+v", c.Endpoints)
+	}
+	if snap.Containers[1].Name != "0123456789ab" {
+		t.Errorf("unnamed container: %+v", snap.Containers[1])
+	}
+}
+
+func TestWatchResyncsOnConnectAndReconnects(t *testing.T) {
+	api := &fakeAPI{}
+	log, _ := test.NewNullLogger()
+	w := &Watcher{API: api, Log: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reasons := make(chan string, 100)
+	go w.Watch(ctx, func(r string) { reasons <- r })
+
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case r := <-reasons:
+			if r != want {
+				t.Fatalf("got change %q, want %q", r, want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("no change %q", want)
+		}
+	}
+	expect("docker connected")
+	api.mu.Lock()
+	api.streams[0] <- events.Message{Type: events.ContainerEventType, Action: events.ActionStart}
+	api.mu.Unlock()
+	expect("container start")
+	// The stream breaks (dockerd restart): reconnect, and resync on it.
+	api.mu.Lock()
+	api.errs[0] <- errors.New("unexpected EOF")
+	api.mu.Unlock()
+	expect("docker connected")
+	api.mu.Lock()
+	n := len(api.streams)
+	api.mu.Unlock()
+	if n != 2 {
+		t.Errorf("want 2 subscriptions, got %d", n)
+	}
+}
+
+func TestWatchBacksOffWhileDockerIsDown(t *testing.T) {
+	api := &fakeAPI{pingErr: errors.New("connection refused")}
+	log, hook := test.NewNullLogger()
+	w := &Watcher{API: api, Log: log}
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	changed := 0
+	w.Watch(ctx, func(string) { changed++ })
+	if changed != 0 {
+		t.Error("no resync may be asked while Docker is down")
+	}
+	// 250ms, 500ms, …: about 3 attempts in 1.2s, not a busy loop.
+	if n := len(hook.AllEntries()); n < 2 || n > 4 {
+		t.Errorf("want 2-4 reconnect attempts in 1.2s, got %d", n)
+	}
+}

@@ -1,0 +1,369 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/reconciler/iptfake"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// fakeDocker is a Source whose state tests change between passes.
+type fakeDocker struct {
+	mu    sync.Mutex
+	snap  rules.Snapshot
+	err   error
+	calls atomic.Int32
+}
+
+func (f *fakeDocker) Snapshot(context.Context) (rules.Snapshot, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap, f.err
+}
+
+func (f *fakeDocker) set(s rules.Snapshot, err error) {
+	f.mu.Lock()
+	f.snap, f.err = s, err
+	f.mu.Unlock()
+}
+
+const foreign = `-s 192.0.2.99/32 -m comment --comment "admin rule" -j DROP`
+
+func web(ip string) rules.Container {
+	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
+		Ports:     []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
+}
+
+type rig struct {
+	v4, v6 *iptfake.Table
+	docker *fakeDocker
+	rec    *Reconciler
+	logs   *test.Hook
+}
+
+func newRig(t *testing.T, cfg config.Config) *rig {
+	t.Helper()
+	v4 := iptfake.New("DOCKER", "DOCKER-USER")
+	v4.Append("FORWARD", "-j DOCKER-USER")
+	v4.Append("DOCKER-USER", foreign)
+	v4.Append("DOCKER-USER", "-j RETURN")
+	v6 := iptfake.New() // Docker not managing IPv6
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, &Tables{IPTables: v6, Restorer: v6, Variant: "fake6"}, d, cfg, log)
+	return &rig{v4: v4, v6: v6, docker: d, rec: rec, logs: hook}
+}
+
+func (r *rig) sync(t *testing.T) SyncResult {
+	t.Helper()
+	res, err := r.rec.Sync(context.Background())
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	return res
+}
+
+func (r *rig) inSync(t *testing.T) {
+	t.Helper()
+	plans, err := r.rec.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if !p.InSync() {
+			t.Fatalf("%s not in sync after a pass:\n%s", p.Family, FormatPlan(p))
+		}
+	}
+}
+
+func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
+	r := newRig(t, config.Default())
+	res := r.sync(t)
+	if !res.Applied || !res.HookFix {
+		t.Fatalf("first pass should apply and hook: %+v", res)
+	}
+	if r.v4.Restores != 1 {
+		t.Errorf("want exactly one restore batch, got %d", r.v4.Restores)
+	}
+	du := r.v4.Rules("DOCKER-USER")
+	if len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || du[1] != foreign || du[2] != "-j RETURN" {
+		t.Errorf("DOCKER-USER = %q; want hook first, then the foreign rules unchanged", du)
+	}
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if !strings.Contains(ing, "-d 172.17.0.2/32") || !strings.HasSuffix(ing, "-j DROP") {
+		t.Errorf("ingress chain:\n%s", ing)
+	}
+	// The batch that created the chains held the deny and the allow together.
+	if b := r.v4.Batches[0]; !strings.Contains(b, "default deny") || !strings.Contains(b, "allow web") {
+		t.Errorf("first batch lacks deny or allow:\n%s", b)
+	}
+	if r.v6.HasChain(rules.ChainMain) {
+		t.Error("IPv6 has no DOCKER-USER: dockmoat must not create chains there")
+	}
+	r.inSync(t)
+}
+
+func TestSecondPassChangesNothing(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	restores, inserts := r.v4.Restores, r.v4.Inserts
+	res := r.sync(t)
+	if res.Applied || res.HookFix || r.v4.Restores != restores || r.v4.Inserts != inserts {
+		t.Errorf("an in-sync pass wrote to the kernel: %+v restores %d→%d", res, restores, r.v4.Restores)
+	}
+}
+
+func TestContainerChangeRewritesOnlyIngress(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
+	r.sync(t)
+	last := r.v4.Batches[len(r.v4.Batches)-1]
+	if strings.Contains(last, ":"+rules.ChainMain+" ") || !strings.Contains(last, ":"+rules.ChainIngress+" ") {
+		t.Errorf("batch should replace only %s:\n%s", rules.ChainIngress, last)
+	}
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if strings.Contains(ing, "172.17.0.2") || !strings.Contains(ing, "172.17.0.9") {
+		t.Errorf("stale address kept or new one missing:\n%s", ing)
+	}
+}
+
+func TestDriftRepaired(t *testing.T) {
+	cases := map[string]func(*iptfake.Table){
+		"ingress flushed": func(tb *iptfake.Table) { tb.SetChain(rules.ChainIngress) },
+		"main flushed":    func(tb *iptfake.Table) { tb.SetChain(rules.ChainMain) },
+		"DOCKER-USER flushed": func(tb *iptfake.Table) {
+			tb.SetChain("DOCKER-USER")
+		},
+		"hook moved below a new rule": func(tb *iptfake.Table) {
+			_ = tb.Insert("filter", "DOCKER-USER", 1, "-s", "192.0.2.1/32", "-j", "ACCEPT")
+		},
+		"hook duplicated": func(tb *iptfake.Table) {
+			_ = tb.Insert("filter", "DOCKER-USER", 3, rules.HookSpec()...)
+		},
+		"foreign rule added to our chain": func(tb *iptfake.Table) {
+			tb.Append(rules.ChainIngress, "-j ACCEPT")
+		},
+		"rule reordered": func(tb *iptfake.Table) {
+			rs := tb.Rules(rules.ChainIngress)
+			slices.Reverse(rs)
+			tb.SetChain(rules.ChainIngress, rs...)
+		},
+	}
+	for name, breakIt := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, config.Default())
+			r.sync(t)
+			want := r.v4.Rules(rules.ChainIngress)
+			breakIt(r.v4)
+			r.sync(t)
+			r.inSync(t)
+			if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, want) {
+				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, want)
+			}
+			du := r.v4.Rules("DOCKER-USER")
+			hooks := 0
+			for _, l := range du {
+				if strings.Contains(l, "dockmoat:hook") {
+					hooks++
+				}
+			}
+			if hooks != 1 || !strings.Contains(du[0], "dockmoat:hook") {
+				t.Errorf("DOCKER-USER after repair: %q", du)
+			}
+			if !slices.Contains(du, foreign) && name != "DOCKER-USER flushed" {
+				t.Errorf("foreign rule lost: %q", du)
+			}
+		})
+	}
+}
+
+func TestDockerErrorChangesNothing(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	before, _ := r.v4.Save(context.Background(), "filter")
+	r.docker.set(rules.Snapshot{}, errors.New("connection refused"))
+	if _, err := r.rec.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("want the Docker error, got %v", err)
+	}
+	after, _ := r.v4.Save(context.Background(), "filter")
+	if string(before) != string(after) {
+		t.Errorf("a failed Docker call changed the firewall:\n%s\n---\n%s", before, after)
+	}
+}
+
+func TestRestoreFailureLeavesRulesAndHook(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
+	before := r.v4.Rules(rules.ChainIngress)
+	r.v4.FailRestore = &RestoreError{Cmd: "iptables-restore", Err: errors.New("exit status 1"), Stderr: "line 3 failed"}
+	_, err := r.rec.Sync(context.Background())
+	var re *RestoreError
+	if !errors.As(err, &re) {
+		t.Fatalf("want a RestoreError, got %v", err)
+	}
+	if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, before) {
+		t.Error("a failed batch changed the chain")
+	}
+}
+
+func TestUFWAndStaleChains(t *testing.T) {
+	r := newRig(t, config.Config{UFW: config.UFWOn})
+	res := r.sync(t)
+	found := false
+	for _, p := range res.Problems {
+		found = found || strings.Contains(p.String(), "ufw-user-forward not found")
+	}
+	if !found {
+		t.Errorf("ufw: on without the chain should be reported: %v", res.Problems)
+	}
+	if strings.Contains(strings.Join(r.v4.Rules(rules.ChainIngress), "\n"), "ufw-user-forward") {
+		t.Error("jump to a missing ufw chain")
+	}
+	r.v4.SetChain(rules.UFWChain, "-p tcp --dport 80 -j ACCEPT")
+	r.v4.SetChain("DOCKMOAT-OLD", "-j RETURN")
+	r.sync(t)
+	if !strings.Contains(strings.Join(r.v4.Rules(rules.ChainIngress), "\n"), "-j ufw-user-forward") {
+		t.Error("ufw chain present but not consulted")
+	}
+	if r.v4.HasChain("DOCKMOAT-OLD") {
+		t.Error("stale owned chain not removed")
+	}
+	r.inSync(t)
+	// ufw: off ignores an existing chain.
+	r.rec.SetConfig(config.Config{UFW: config.UFWOff})
+	r.sync(t)
+	if strings.Contains(strings.Join(r.v4.Rules(rules.ChainIngress), "\n"), "ufw-user-forward") {
+		t.Error("ufw: off still consults ufw")
+	}
+}
+
+func TestMissingDockerUserIsAnError(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.v4.DeleteChain("DOCKER-USER")
+	_, err := r.rec.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "DOCKER-USER") {
+		t.Fatalf("want an error naming DOCKER-USER, got %v", err)
+	}
+}
+
+func TestProblemsLoggedOnce(t *testing.T) {
+	r := newRig(t, config.Default())
+	bad := web("172.17.0.3")
+	bad.Name, bad.Labels = "bad", map[string]string{"dockmoat.allow": "http"}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{bad}}, nil)
+	r.sync(t)
+	r.sync(t)
+	n := 0
+	for _, e := range r.logs.AllEntries() {
+		if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "container bad") {
+			n++
+			if e.Data["label"] != "dockmoat.allow" || e.Data["value"] != "http" {
+				t.Errorf("log fields: %v", e.Data)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("want the label error logged once, got %d", n)
+	}
+}
+
+func TestUninstallRemovesOnlyOurs(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	_ = r.v4.Insert("filter", "DOCKER-USER", 3, rules.HookSpec()...) // a duplicate too
+	if err := r.rec.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if du := r.v4.Rules("DOCKER-USER"); !slices.Equal(du, []string{foreign, "-j RETURN"}) {
+		t.Errorf("DOCKER-USER after uninstall: %q", du)
+	}
+	save, _ := r.v4.Save(context.Background(), "filter")
+	if strings.Contains(string(save), "DOCKMOAT") {
+		t.Errorf("left behind:\n%s", save)
+	}
+	if err := r.rec.Uninstall(context.Background()); err != nil {
+		t.Errorf("second uninstall: %v", err)
+	}
+}
+
+func TestRunCoalescesAndStops(t *testing.T) {
+	r := newRig(t, config.Default())
+	ctx, cancel := context.WithCancel(context.Background())
+	kick := make(chan struct{}, 1)
+	var passes atomic.Int32
+	done := make(chan error)
+	go func() {
+		done <- r.rec.Run(ctx, kick, RunOptions{Resync: time.Hour, MinInterval: 50 * time.Millisecond,
+			OnSync: func(SyncResult, error) { passes.Add(1) }})
+	}()
+	waitFor(t, func() bool { return passes.Load() == 1 })
+	for i := 0; i < 20; i++ { // a burst of events
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, func() bool { return passes.Load() >= 2 })
+	time.Sleep(150 * time.Millisecond)
+	if n := passes.Load(); n > 3 {
+		t.Errorf("a burst of 20 events caused %d passes; want it coalesced", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v", err)
+	}
+	if !strings.Contains(r.v4.Rules("DOCKER-USER")[0], "dockmoat:hook") {
+		t.Error("stopping removed the hook")
+	}
+}
+
+func TestRunRetriesWithBackoff(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.docker.set(rules.Snapshot{}, errors.New("docker down"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var fails, oks atomic.Int32
+	go func() {
+		_ = r.rec.Run(ctx, nil, RunOptions{Resync: time.Hour, MaxBackoff: 100 * time.Millisecond,
+			OnSync: func(_ SyncResult, err error) {
+				if err != nil {
+					fails.Add(1)
+				} else {
+					oks.Add(1)
+				}
+			}})
+	}()
+	waitFor(t, func() bool { return fails.Load() >= 2 })
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
+	waitFor(t, func() bool { return oks.Load() >= 1 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
