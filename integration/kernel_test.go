@@ -23,7 +23,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 type staticSource rules.Snapshot
 
-func (s staticSource) Snapshot(context.Context) (rules.Snapshot, error) { return rules.Snapshot(s), nil }
+func (s staticSource) Snapshot(context.Context) (rules.Snapshot, error) {
+	return rules.Snapshot(s), nil
+}
 
 // TestKernelGolden applies a ruleset through the real iptables-nft and
 // iptables-legacy binaries in a fresh network namespace and compares

@@ -62,7 +62,7 @@ func TestBuildMainChain(t *testing.T) {
 
 func TestBuildIngress(t *testing.T) {
 	v6ctr := Container{ID: "id-six", Name: "six", Labels: map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
-		Ports: []PortBinding{pb(8080, 80, "tcp"), {HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		Ports:     []PortBinding{pb(8080, 80, "tcp"), {HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
 		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.9"), IPv6: addr("fd00::9")}}}
 	cases := []struct {
 		name       string
@@ -147,8 +147,8 @@ func TestBuildIngress(t *testing.T) {
 		},
 		{
 			name: "trusted sources first, then ufw, then log, then deny",
-			cfg: config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}, LogBlocked: true},
-			opt: Options{UFWForward: true},
+			cfg:  config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}, LogBlocked: true},
+			opt:  Options{UFWForward: true},
 			want: []string{
 				`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -j RETURN`,
 				`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H ufw route rules" -j ufw-user-forward`,
@@ -226,7 +226,9 @@ func TestBuildIngress(t *testing.T) {
 	}
 }
 
-func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):] }
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
 
 func sourcesText(s config.Sources) string {
 	if s.Any {

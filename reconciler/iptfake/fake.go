@@ -197,7 +197,7 @@ func jumpTarget(spec string) string {
 // NotExist is the error for a missing rule or chain, like go-iptables'.
 type NotExist struct{ What string }
 
-func (e *NotExist) Error() string     { return e.What + ": does not exist" }
+func (e *NotExist) Error() string    { return e.What + ": does not exist" }
 func (e *NotExist) IsNotExist() bool { return true }
 
 // render turns a go-iptables rulespec into the text iptables-save shows.
