@@ -181,3 +181,57 @@ func (e *env) fromHost(proto string, dst netip.Addr, port int, open bool, who st
 	return check{proto: proto, src: netip.IPv4Unspecified(), dst: netip.AddrPortFrom(dst, uint16(port)),
 		open: open, who: who, fromNS: e.bed.HostNSPath()}
 }
+
+// prober hammers a set of checks from the outside until stopped, counting
+// answers on ports that must be closed (breaches) and silence on ports that
+// must be open (misses). Bounded: each worker waits for its attempt, so the
+// rate is at most workers/timeout per second.
+type prober struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	attempts map[string]int
+	breaches []string
+	misses   map[string]int
+}
+
+func (e *env) startProber(checks []check, workersPerCheck int) *prober {
+	p := &prober{stop: make(chan struct{}), attempts: map[string]int{}, misses: map[string]int{}}
+	for _, c := range checks {
+		for w := 0; w < workersPerCheck; w++ {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				probe := testbed.Probe{Proto: c.proto, Src: c.src, Dst: c.dst}
+				for {
+					select {
+					case <-p.stop:
+						return
+					default:
+					}
+					start := time.Now()
+					answer, err := testbed.Try(e.ctx, e.bed.OutNSPath(), probe, 300*time.Millisecond)
+					p.mu.Lock()
+					p.attempts[probe.String()]++
+					if err == nil && !c.open {
+						p.breaches = append(p.breaches, fmt.Sprintf("%s answered %q at %s", probe, answer, start.Format("15:04:05.000")))
+					}
+					if err != nil && c.open {
+						p.misses[probe.String()]++
+					}
+					p.mu.Unlock()
+					if d := 100*time.Millisecond - time.Since(start); d > 0 {
+						time.Sleep(d) // at most 10 attempts/s per worker
+					}
+				}
+			}()
+		}
+	}
+	return p
+}
+
+func (p *prober) finish() (attempts map[string]int, breaches []string, misses map[string]int) {
+	close(p.stop)
+	p.wg.Wait()
+	return p.attempts, p.breaches, p.misses
+}

@@ -48,6 +48,9 @@ type Engine struct {
 	Dockerd string   // dockerd binary
 	PathDir string   // prepended to dockerd's PATH (docker-proxy, runc)
 	Args    []string // extra dockerd flags
+	// Legacy puts iptables-legacy first on dockerd's PATH, making a host
+	// whose Docker rules live in the legacy (x_tables) variant.
+	Legacy bool
 }
 
 // Engines lists the engines present on this machine: Debian's docker.io
@@ -56,6 +59,9 @@ type Engine struct {
 func Engines() (found []Engine, missing []string) {
 	if p, err := exec.LookPath("dockerd"); err == nil && strings.HasPrefix(p, "/usr/") {
 		found = append(found, Engine{Name: "docker20", Dockerd: p})
+		if _, err := exec.LookPath("iptables-legacy"); err == nil {
+			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true})
+		}
 	} else {
 		missing = append(missing, "docker20 (Debian package docker.io)")
 	}
@@ -167,10 +173,18 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	// then fails with "Devices cgroup isn't mounted".
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = os.Environ()
+	path := os.Getenv("PATH")
 	if b.Engine.PathDir != "" {
-		cmd.Env = append(cmd.Env, "PATH="+b.Engine.PathDir+":"+os.Getenv("PATH"))
+		path = b.Engine.PathDir + ":" + path
 	}
+	if b.Engine.Legacy {
+		dir, err := legacyPathDir(filepath.Join(b.Dir, "legacy-bin"))
+		if err != nil {
+			return err
+		}
+		path = dir + ":" + path
+	}
+	cmd.Env = append(os.Environ(), "PATH="+path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -206,6 +220,33 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	b.Docker.NegotiateAPIVersion(ctx)
 	b.logf("%s: dockerd %s ready in netns %s (API %s)", b.Name, b.Engine.Name, b.HostNS, b.Docker.ClientVersion())
 	return nil
+}
+
+// legacyPathDir makes a directory where iptables* mean iptables-legacy*.
+func legacyPathDir(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, base := range []string{"iptables", "ip6tables"} {
+		for _, suffix := range []string{"", "-save", "-restore"} {
+			target, err := exec.LookPath(base + "-legacy" + suffix)
+			if err != nil {
+				return "", fmt.Errorf("legacy engine: %w", err)
+			}
+			if err := os.Symlink(target, filepath.Join(dir, base+suffix)); err != nil && !os.IsExist(err) {
+				return "", err
+			}
+		}
+	}
+	return dir, nil
+}
+
+// Iptables is the iptables binary of the variant the bed's Docker uses.
+func (b *Bed) Iptables() string {
+	if b.Engine.Legacy {
+		return "iptables-legacy"
+	}
+	return "iptables-nft"
 }
 
 // DockerdLog returns the daemon's log so far.
@@ -276,7 +317,7 @@ func (b *Bed) HostExec(ctx context.Context, args ...string) (string, error) {
 // IptablesSave returns `iptables-save -t filter` of the host namespace
 // without its timestamp comments, so two saves can be compared.
 func (b *Bed) IptablesSave(ctx context.Context) (string, error) {
-	out, err := b.HostExec(ctx, "iptables-save", "-t", "filter")
+	out, err := b.HostExec(ctx, b.Iptables()+"-save", "-t", "filter")
 	if err != nil {
 		return "", err
 	}
