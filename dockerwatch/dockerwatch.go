@@ -62,6 +62,10 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 	for _, n := range nets {
 		if b := BridgeName(n); b != "" {
 			snap.Bridges = append(snap.Bridges, b)
+			if snap.NetworkBridges == nil {
+				snap.NetworkBridges = map[string]string{}
+			}
+			snap.NetworkBridges[n.Name] = b
 		}
 	}
 	list, err := w.API.ContainerList(ctx, container.ListOptions{})
@@ -69,7 +73,12 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 		return snap, fmt.Errorf("listing containers: %w", err)
 	}
 	for _, c := range list {
-		snap.Containers = append(snap.Containers, ToContainer(c))
+		ct := ToContainer(c)
+		if c.HostConfig.NetworkMode == "host" {
+			snap.HostNetwork = append(snap.HostNetwork, ct.Name)
+			continue
+		}
+		snap.Containers = append(snap.Containers, ct)
 	}
 	return snap, nil
 }

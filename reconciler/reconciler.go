@@ -123,13 +123,14 @@ func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s filter table: %w", fam, err)
 		}
-		plans = append(plans, planFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
+		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
 	}
 	return plans, nil
 }
 
-// planFamily is the pure part of a pass: observed state + inputs → diff.
-func planFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed) FamilyPlan {
+// PlanFamily is the pure part of a pass: observed state + inputs → diff.
+// Audit uses it too, to tell whether the installed protection is intact.
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed) FamilyPlan {
 	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook}
 	if !obs.Chains[rules.HookChain] {
 		p.DockerUserMissing = true

@@ -116,7 +116,7 @@ func parseLabels(c Container) ([]grant, []Problem) {
 	for _, spec := range allow {
 		origin := "label " + LabelAllow + "=" + c.Labels[LabelAllow]
 		if hasFrom {
-			origin += " from " + c.Labels[LabelFrom]
+			origin += " with " + LabelFrom + "=" + c.Labels[LabelFrom]
 		}
 		grants = append(grants, grant{spec: spec, sources: from, origin: origin})
 	}

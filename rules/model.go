@@ -80,4 +80,9 @@ type Snapshot struct {
 	// Bridges are the host interfaces of Docker's bridge networks
 	// (docker0, br-<id>, or the name set by com.docker.network.bridge.name).
 	Bridges []string
+	// NetworkBridges maps network name → bridge interface (audit).
+	NetworkBridges map[string]string
+	// HostNetwork names running containers on the host network: their
+	// ports bypass Docker's publishing and dockmoat (audit warns).
+	HostNetwork []string
 }

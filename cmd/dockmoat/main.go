@@ -19,6 +19,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -31,6 +32,8 @@ Usage:
   dockmoat run       [flags]   watch Docker and keep the firewall in sync (daemon)
   dockmoat plan      [flags]   show the rules it would apply and the diff; change nothing
   dockmoat uninstall [flags]   remove everything dockmoat owns, and nothing else
+  dockmoat audit     [flags]   who can really reach each published port, and why
+                               (exit 0: as intended, 1: reachable beyond policy, 2: error)
   dockmoat version
 
 Flags:
@@ -49,6 +52,7 @@ type options struct {
 	check        bool
 	ipv6         bool
 	resync       time.Duration
+	format       string
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -67,6 +71,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "plan":
 		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+	case "audit":
+		fs.StringVar(&opt.format, "format", "table", "table or json")
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 	}
@@ -97,6 +103,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 	case "uninstall":
 		err = runUninstall(ctx, opt, log)
+	case "audit":
+		var beyond bool
+		beyond, err = runAudit(ctx, opt, log, stdout)
+		if err == nil && beyond {
+			return 1
+		}
 	default:
 		fmt.Fprintf(stderr, "dockmoat: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -142,8 +154,9 @@ func loadConfig(opt options) (config.Config, error) {
 	return config.Load(opt.configPath, opt.configSet)
 }
 
-// build wires the reconciler: config, iptables variant, Docker client.
-func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config) (*reconciler.Reconciler, *dockerwatch.Watcher, error) {
+// buildTables picks the iptables variant and opens each family's tables,
+// plus the Docker watcher.
+func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rules.Family]*reconciler.Tables, *dockerwatch.Watcher, error) {
 	var variant reconciler.Variant
 	switch opt.iptablesMode {
 	case "auto":
@@ -163,19 +176,28 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 	if err != nil {
 		return nil, nil, err
 	}
-	var v6 *reconciler.Tables
+	tables := map[rules.Family]*reconciler.Tables{rules.IPv4: v4}
 	if opt.ipv6 {
-		if v6, err = reconciler.NewTables(variant, 6); err != nil {
+		if v6, err := reconciler.NewTables(variant, 6); err != nil {
 			log.WithError(err).Warn("IPv6: ip6tables not usable; managing IPv4 only")
-			v6 = nil
+		} else {
+			tables[rules.IPv6] = v6
 		}
 	}
 	cli, err := dockerwatch.NewClient()
 	if err != nil {
 		return nil, nil, err
 	}
-	w := &dockerwatch.Watcher{API: cli, Log: log}
-	return reconciler.New(v4, v6, w, cfg, log), w, nil
+	return tables, &dockerwatch.Watcher{API: cli, Log: log}, nil
+}
+
+// build wires the reconciler: config, iptables variant, Docker client.
+func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config) (*reconciler.Reconciler, *dockerwatch.Watcher, error) {
+	tables, w, err := buildTables(ctx, opt, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reconciler.New(tables[rules.IPv4], tables[rules.IPv6], w, cfg, log), w, nil
 }
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {

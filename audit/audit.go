@@ -1,0 +1,594 @@
+package audit
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Exposure of one published port.
+type Exposure string
+
+const (
+	Public     Exposure = "public"
+	Restricted Exposure = "restricted"
+	Local      Exposure = "local"
+	Closed     Exposure = "closed"
+	Unknowable Exposure = "unknown"
+)
+
+// Row is one published port of one container (JSON field names are stable).
+type Row struct {
+	Container     string   `json:"container"`
+	Service       string   `json:"service,omitempty"`
+	HostIP        string   `json:"host_ip"`
+	HostPort      uint16   `json:"host_port"`
+	Proto         string   `json:"proto"`
+	ContainerPort uint16   `json:"container_port"`
+	Exposure      Exposure `json:"exposure"`
+	Sources       []string `json:"sources,omitempty"`
+	Reason        string   `json:"reason"`
+	Intended      bool     `json:"intended"`
+	// Beyond is set when the port is reachable by someone the policy does
+	// not allow; any such row makes audit exit 1.
+	Beyond bool `json:"beyond_policy"`
+}
+
+// Iface is an interface packets from outside can arrive on.
+type Iface struct {
+	Name  string
+	Addrs []netip.Addr
+}
+
+// FamilyState is what was read of one address family's ruleset.
+type FamilyState struct {
+	Family  rules.Family
+	Variant string
+	Save    string // full iptables-save output (filter and nat); "" if unreadable
+	Err     error  // why Save is empty
+}
+
+// Input is everything audit reads.
+type Input struct {
+	Config   config.Config
+	Snapshot rules.Snapshot
+	Families []FamilyState
+	Ifaces   []Iface // external interfaces with their addresses
+}
+
+// Report is audit's answer.
+type Report struct {
+	Protected bool     `json:"protected"`
+	Findings  []string `json:"findings"`
+	Rows      []Row    `json:"ports"`
+}
+
+// Beyond reports whether any port is reachable beyond its policy.
+func (r Report) Beyond() bool {
+	return slices.ContainsFunc(r.Rows, func(r Row) bool { return r.Beyond })
+}
+
+type famCtx struct {
+	st        FamilyState
+	filter    *Table
+	nat       *Table
+	plan      reconciler.FamilyPlan
+	installed bool // the hook exists
+	decisions map[string]rules.Decision
+	reps      []netip.Addr // one source per equivalence class
+	generic   netip.Addr   // a source no rule names: "anyone"
+	ufwChain  bool
+}
+
+// Run evaluates every published port.
+func Run(in Input) Report {
+	var rep Report
+	fams := map[rules.Family]*famCtx{}
+	rep.Protected = true
+	managed := 0
+	for _, st := range in.Families {
+		fc := &famCtx{st: st, decisions: map[string]rules.Decision{}}
+		fams[st.Family] = fc
+		if st.Err != nil || st.Save == "" {
+			rep.Findings = append(rep.Findings, fmt.Sprintf("%s: cannot read the ruleset (%v): its ports are reported unknown", st.Family, st.Err))
+			if st.Family == rules.IPv4 {
+				rep.Protected = false
+			}
+			continue
+		}
+		tables := ParseSave(st.Save)
+		fc.filter, fc.nat = tables["filter"], tables["nat"]
+		if fc.filter == nil {
+			fc.filter = &Table{Name: "filter", Chains: map[string]*Chain{}}
+		}
+		obs := reconciler.ParseSave([]byte(st.Save))
+		fc.plan = reconciler.PlanFamily(in.Config, in.Snapshot, st.Family, st.Variant, obs)
+		fc.installed = len(obs.Hook) > 0
+		fc.ufwChain = obs.Chains[rules.UFWChain]
+		// The policy per port, also for a family dockmoat does not manage.
+		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions {
+			fc.decisions[decisionKey(d.Container, d.Binding)] = d
+		}
+		fc.reps, fc.generic = representatives(fc.filter, st.Family)
+		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
+		if fc.plan.Skipped == "" {
+			managed++
+			if !fc.installed || !fc.plan.InSync() {
+				rep.Protected = false
+			}
+		}
+	}
+	if managed == 0 {
+		rep.Protected = false
+	}
+	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
+
+	containers := slices.Clone(in.Snapshot.Containers)
+	slices.SortFunc(containers, func(a, b rules.Container) int { return cmp.Compare(a.Name, b.Name) })
+	for _, c := range containers {
+		ports := slices.Clone(c.Ports)
+		slices.SortFunc(ports, func(a, b rules.PortBinding) int {
+			return cmp.Or(cmp.Compare(a.HostPort, b.HostPort), cmp.Compare(a.Proto, b.Proto), a.HostIP.Compare(b.HostIP))
+		})
+		ports = slices.Compact(ports)
+		for _, b := range ports {
+			for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+				if b.HostIP.IsValid() && !fam.Has(b.HostIP) {
+					continue
+				}
+				rep.Rows = append(rep.Rows, evalPort(in, fams[fam], fam, c, b))
+			}
+		}
+	}
+	// Problems first: beyond policy, then not intended, then by exposure.
+	slices.SortStableFunc(rep.Rows, func(a, b Row) int {
+		return cmp.Or(-cmp.Compare(btoi(a.Beyond), btoi(b.Beyond)), cmp.Compare(btoi(a.Intended), btoi(b.Intended)))
+	})
+	return rep
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func decisionKey(name string, b rules.PortBinding) string {
+	return name + "|" + b.HostIP.String() + "|" + strconv.Itoa(int(b.HostPort)) + "|" + b.Proto
+}
+
+func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules.PortBinding) Row {
+	row := Row{Container: c.Name, HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: hostIPString(b, fam)}
+	if p, s := c.Labels["com.docker.compose.project"], c.Labels["com.docker.compose.service"]; p != "" && s != "" {
+		row.Service = p + "/" + s
+	}
+	var dec rules.Decision
+	var haveDec bool
+	if fc != nil {
+		dec, haveDec = fc.decisions[decisionKey(c.Name, b)]
+	}
+	if b.HostIP.IsValid() && b.HostIP.IsLoopback() {
+		row.Exposure, row.Reason = Local, "bound to "+b.HostIP.String()+": not reachable from outside"
+		row.Intended = true
+		return row
+	}
+	if fc == nil || fc.filter == nil {
+		row.Exposure, row.Reason = Unknowable, fmt.Sprintf("the %s ruleset could not be read", fam)
+		row.Beyond = !(haveDec && dec.Open && dec.Sources.Any)
+		return row
+	}
+
+	// Which path does a connection take? Docker's DNAT (FORWARD), or
+	// docker-proxy on the host (INPUT) when no DNAT covers the binding.
+	ctrIP, bridge, dnat := dnatTarget(fc.nat, c, b, fam, in.Snapshot)
+	var addrs []netip.Addr
+	for _, ifc := range in.Ifaces {
+		for _, a := range ifc.Addrs {
+			if fam.Has(a) && (!b.HostIP.IsValid() || b.HostIP.IsUnspecified() || a == b.HostIP) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		row.Exposure, row.Reason = Closed, fmt.Sprintf("no %s address on an outside interface matches the binding %s", fam, row.HostIP)
+		row.Intended = !(haveDec && dec.Open)
+		return row
+	}
+
+	type outcome struct {
+		src netip.Addr
+		v   Verdict
+	}
+	var accepted, all []outcome
+	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
+		for _, ifc := range in.Ifaces {
+			for _, hostAddr := range addrs {
+				if !slices.Contains(ifc.Addrs, hostAddr) && len(in.Ifaces) > 1 {
+					continue // a packet to an address arrives on its interface
+				}
+				p := Packet{Src: src, Proto: b.Proto, SPort: 40000, In: ifc.Name}
+				chain := "INPUT"
+				if dnat {
+					p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
+					p.States = []string{"NEW", "DNAT"}
+					p.OrigDst, p.OrigDstPort = hostAddr, b.HostPort
+					chain = "FORWARD"
+				} else {
+					p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
+					p.States = []string{"NEW"}
+					p.OrigDst, p.OrigDstPort = hostAddr, b.HostPort
+				}
+				v := Eval(fc.filter, chain, p)
+				o := outcome{src, v}
+				all = append(all, o)
+				if v.Result == Accept {
+					accepted = append(accepted, o)
+				}
+			}
+		}
+	}
+	pathNote := ""
+	if !dnat {
+		pathNote = "no DNAT for this binding: docker-proxy answers on the host, so connections go through INPUT; "
+	}
+	for _, o := range all {
+		if o.v.Result == Unknown {
+			row.Exposure = Unknowable
+			row.Reason = pathNote + "cannot evaluate: " + o.v.Why
+			if o.v.Rule != "" {
+				row.Reason += " (rule: " + o.v.Rule + ")"
+			}
+			row.Beyond = !(haveDec && dec.Open && dec.Sources.Any)
+			return row
+		}
+	}
+	allowed := func(src netip.Addr, v Verdict) bool {
+		if viaUFW(v) && in.Config.UFW != config.UFWOff {
+			return true // the admin's own `ufw route allow`
+		}
+		if slices.ContainsFunc(in.Config.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) {
+			return true
+		}
+		if !haveDec || !dec.Open {
+			return false
+		}
+		return dec.Sources.Any || slices.ContainsFunc(dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+	}
+	genericOK := slices.ContainsFunc(accepted, func(o outcome) bool { return o.src == fc.generic })
+	switch {
+	case genericOK:
+		row.Exposure = Public
+	case len(accepted) > 0:
+		row.Exposure = Restricted
+		for _, o := range accepted {
+			row.Sources = append(row.Sources, sourceLabel(fc.filter, o.src, fam))
+		}
+		slices.Sort(row.Sources)
+		row.Sources = slices.Compact(row.Sources)
+	default:
+		row.Exposure = Closed
+	}
+	for _, o := range accepted {
+		if !allowed(o.src, o.v) {
+			row.Beyond = true
+		}
+	}
+	// Reason from the most telling verdict: the anyone-source's.
+	var v Verdict
+	for _, o := range all {
+		if o.src == fc.generic {
+			v = o.v
+			break
+		}
+	}
+	if row.Exposure == Restricted {
+		v = accepted[0].v
+	}
+	row.Reason = pathNote + reason(fc, v, dec, haveDec, b, row.Exposure)
+	switch row.Exposure {
+	case Public:
+		row.Intended = !row.Beyond && ((haveDec && dec.Open && dec.Sources.Any) || (viaUFW(v) && in.Config.UFW != config.UFWOff))
+	case Restricted:
+		row.Intended = !row.Beyond && haveDec && dec.Open && !dec.Sources.Any
+	case Closed:
+		row.Intended = !(haveDec && dec.Open)
+	}
+	return row
+}
+
+func hostIPString(b rules.PortBinding, fam rules.Family) string {
+	if b.HostIP.IsValid() {
+		return b.HostIP.String()
+	}
+	if fam == rules.IPv6 {
+		return "::"
+	}
+	return "0.0.0.0"
+}
+
+// dnatTarget finds Docker's DNAT of the binding in the nat table and
+// returns the container address, its bridge, and whether a DNAT exists.
+func dnatTarget(nat *Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
+	if nat == nil {
+		return netip.Addr{}, "", false
+	}
+	for _, ch := range nat.Chains {
+		for _, r := range ch.Rules {
+			to := optValue(r.Args, "--to-destination")
+			if to == "" || optValue(r.Args, "--dport") != strconv.Itoa(int(b.HostPort)) || !protoMatch(optValue(r.Args, "-p"), b.Proto) {
+				continue
+			}
+			ap, err := netip.ParseAddrPort(to)
+			if err != nil || ap.Port() != b.ContainerPort {
+				continue
+			}
+			for _, ep := range c.Endpoints {
+				if ep.IPv4 == ap.Addr() || ep.IPv6 == ap.Addr() {
+					return ap.Addr(), bridgeOf(ep.Network, snap), true
+				}
+			}
+		}
+	}
+	return netip.Addr{}, "", false
+}
+
+// bridgeOf guesses the bridge interface of a container's network; only
+// the DOCKMOAT chain and Docker's rules look at it, and they list every
+// bridge, so the default bridge name is a safe fallback.
+func bridgeOf(network string, snap rules.Snapshot) string {
+	if b, ok := snap.NetworkBridges[network]; ok {
+		return b
+	}
+	return "docker0"
+}
+
+func optValue(args []string, opt string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == opt && (i == 0 || args[i-1] != "!") {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func viaUFW(v Verdict) bool {
+	return v.Result == Accept && strings.HasPrefix(v.Chain, "ufw")
+}
+
+func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.PortBinding, exp Exposure) string {
+	published := "published on " + hostIPString(b, fc.st.Family)
+	switch v.Result {
+	case Accept:
+		if viaUFW(v) {
+			return fmt.Sprintf("allowed by ufw route rule '%s' in %s", stripComment(v.Rule), v.Chain)
+		}
+		for _, r := range v.Returned {
+			if r.Chain == rules.ChainIngress {
+				if strings.Contains(r.Raw, "trusted source") {
+					return "allowed by trusted_sources (" + optValue(r.Args, "-s") + ")"
+				}
+				if haveDec && dec.Open {
+					return dec.Reason + " on container " + dec.Container
+				}
+				return "allowed by dockmoat rule '" + commentText(r) + "'"
+			}
+		}
+		if !fc.installed {
+			s := published + "; no dockmoat protection installed"
+			if fc.ufwChain {
+				s += "; UFW does not filter Docker-forwarded traffic"
+			}
+			return s
+		}
+		if v.Rule == "policy ACCEPT" {
+			return published + "; accepted by the " + v.Chain + " policy"
+		}
+		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
+	case Drop:
+		if v.Chain == rules.ChainIngress && strings.Contains(v.Rule, "default deny") {
+			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
+				return "closed by dockmoat default deny (invalid dockmoat label)"
+			}
+			return "closed by dockmoat default deny"
+		}
+		if strings.HasPrefix(v.Rule, "policy ") {
+			return "dropped by the " + v.Chain + " " + v.Rule
+		}
+		return fmt.Sprintf("dropped by rule '%s' in %s", stripComment(v.Rule), v.Chain)
+	}
+	return string(exp)
+}
+
+func commentText(r Rule) string {
+	c := optValue(r.Args, "--comment")
+	if i := strings.IndexByte(c, ' '); i > 0 && strings.HasPrefix(c, rules.CommentPrefix) {
+		return c[i+1:]
+	}
+	return c
+}
+
+func stripComment(raw string) string {
+	args := tokenize(raw)
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-m" && i+1 < len(args) && args[i+1] == "comment" {
+			i++
+			continue
+		}
+		if args[i] == "--comment" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return strings.Join(out, " ")
+}
+
+// representatives picks one source address per class of sources that the
+// filter table's -s matches can tell apart, plus a generic source that no
+// rule names ("anyone on the internet").
+func representatives(t *Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
+	var prefixes []netip.Prefix
+	for _, ch := range t.Chains {
+		for _, r := range ch.Rules {
+			for i := 0; i+1 < len(r.Args); i++ {
+				if r.Args[i] != "-s" && r.Args[i] != "--source" && r.Args[i] != "--ctorigsrc" {
+					continue
+				}
+				for _, s := range strings.Split(r.Args[i+1], ",") {
+					p, err := netip.ParsePrefix(s)
+					if err != nil {
+						if a, err2 := netip.ParseAddr(s); err2 == nil {
+							p = netip.PrefixFrom(a, a.BitLen())
+						} else {
+							continue
+						}
+					}
+					if fam.Has(p.Addr()) {
+						prefixes = append(prefixes, p.Masked())
+					}
+				}
+			}
+		}
+	}
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int { return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits())) })
+	prefixes = slices.Compact(prefixes)
+	sig := func(a netip.Addr) string {
+		var b strings.Builder
+		for i, p := range prefixes {
+			if p.Contains(a) {
+				b.WriteString(strconv.Itoa(i) + ",")
+			}
+		}
+		return b.String()
+	}
+	seen := map[string]bool{}
+	var reps []netip.Addr
+	for _, p := range prefixes {
+		for _, a := range []netip.Addr{p.Addr(), lastAddr(p)} {
+			s := sig(a)
+			if s != "" && !seen[s] {
+				seen[s] = true
+				reps = append(reps, a)
+			}
+		}
+	}
+	candidates := []string{"198.51.100.77", "203.0.113.177", "192.0.2.177", "8.8.4.4", "1.0.0.77", "100.64.7.7"}
+	if fam == rules.IPv6 {
+		candidates = []string{"2001:db8:77::77", "2606:4700::77", "2a00:1450::77", "2001:4860::77"}
+	}
+	var generic netip.Addr
+	for _, c := range candidates {
+		if a := netip.MustParseAddr(c); sig(a) == "" {
+			generic = a
+			break
+		}
+	}
+	return reps, generic
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// sourceLabel names the class of a representative: the most specific -s
+// prefix containing it.
+func sourceLabel(t *Table, a netip.Addr, fam rules.Family) string {
+	best := netip.PrefixFrom(a, a.BitLen())
+	found := false
+	for _, ch := range t.Chains {
+		for _, r := range ch.Rules {
+			for i := 0; i+1 < len(r.Args); i++ {
+				if r.Args[i] != "-s" && r.Args[i] != "--source" {
+					continue
+				}
+				p, err := netip.ParsePrefix(r.Args[i+1])
+				if err != nil {
+					if ad, err2 := netip.ParseAddr(r.Args[i+1]); err2 == nil {
+						p = netip.PrefixFrom(ad, ad.BitLen())
+					} else {
+						continue
+					}
+				}
+				if p.Contains(a) && (!found || p.Bits() > best.Bits()) {
+					best, found = p.Masked(), true
+				}
+			}
+		}
+	}
+	return best.String()
+}
+
+func protectionFindings(fc *famCtx, obs reconciler.Observed) []string {
+	fam := fc.st.Family
+	var out []string
+	p := fc.plan
+	switch {
+	case p.Skipped != "":
+		out = append(out, fmt.Sprintf("%s: %s", fam, p.Skipped))
+		return out
+	case p.DockerUserMissing:
+		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain: Docker's iptables integration looks disabled (--iptables=false): container networks are routable and nothing can be hooked", fam))
+	case !fc.installed:
+		out = append(out, fmt.Sprintf("%s: dockmoat protection NOT installed (no hook in DOCKER-USER)", fam))
+	case p.HookPositions[0] != 1:
+		out = append(out, fmt.Sprintf("%s: dockmoat hook is not first in DOCKER-USER (position %v): rules above it decide first", fam, p.HookPositions))
+	case len(p.Changed) > 0:
+		var missing []string
+		for _, c := range p.Changed {
+			if len(obs.Owned[c]) == 0 {
+				missing = append(missing, c)
+			}
+		}
+		s := fmt.Sprintf("%s: dockmoat protection installed but NOT intact: chains %v differ from the policy", fam, p.Changed)
+		if len(missing) > 0 {
+			s += fmt.Sprintf(" (%v empty or missing: flushed?)", missing)
+		}
+		out = append(out, s+"; is dockmoat running?")
+	default:
+		out = append(out, fmt.Sprintf("%s: dockmoat protection installed and intact (%s)", fam, fc.st.Variant))
+	}
+	var foreign []string
+	for _, l := range obs.DockerUser {
+		if !strings.Contains(l, rules.HookComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
+			foreign = append(foreign, strings.TrimPrefix(l, "-A DOCKER-USER "))
+		}
+	}
+	if len(foreign) > 0 {
+		out = append(out, fmt.Sprintf("%s: foreign rules in DOCKER-USER: %s", fam, strings.Join(foreign, " | ")))
+	}
+	if fc.ufwChain {
+		out = append(out, fmt.Sprintf("%s: ufw is enabled: it filters INPUT; Docker-forwarded traffic only meets its `ufw route` rules (ufw-user-forward)", fam))
+	}
+	return out
+}
+
+func hostFindings(in Input, fams map[rules.Family]*famCtx) []string {
+	var out []string
+	for _, name := range in.Snapshot.HostNetwork {
+		out = append(out, fmt.Sprintf("container %s uses the host network: its ports bypass Docker publishing and dockmoat; protect them with INPUT rules (ufw)", name))
+	}
+	if fc := fams[rules.IPv4]; fc != nil {
+		seen := map[string]bool{}
+		for _, p := range fc.plan.Result.Problems {
+			if s := p.String(); !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteJSON writes the report for scripts.
+func WriteJSON(w io.Writer, r Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if r.Rows == nil {
+		r.Rows = []Row{}
+	}
+	if r.Findings == nil {
+		r.Findings = []string{}
+	}
+	return enc.Encode(r)
+}
+
+// WriteTable writes the report for people, fitting 80 columns: problems
+// first, each port on one line with its reason indented below.
+func WriteTable(w io.Writer, r Report) error {
+	var b strings.Builder
+	state := "PROTECTED"
+	if !r.Protected {
+		state = "NOT PROTECTED"
+	}
+	fmt.Fprintf(&b, "dockmoat audit: %s\n", state)
+	for _, f := range r.Findings {
+		b.WriteString(wrap("  - "+f, "    ", 80))
+	}
+	b.WriteString("\n")
+	if len(r.Rows) == 0 {
+		b.WriteString("no published ports\n")
+	}
+	nameW, pubW := len("CONTAINER"), len("PUBLISHED")
+	for _, row := range r.Rows {
+		nameW = max(nameW, min(len(row.Container), 20))
+		pubW = max(pubW, len(published(row)))
+	}
+	if len(r.Rows) > 0 {
+		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, "CONTAINER", pubW, "PUBLISHED", "EXPOSURE", "INTENDED")
+	}
+	for _, row := range r.Rows {
+		mark := "yes"
+		if row.Beyond {
+			mark = "NO: beyond policy"
+		} else if !row.Intended {
+			mark = "no"
+		}
+		name := row.Container
+		if len(name) > 20 {
+			name = name[:19] + "~"
+		}
+		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, name, pubW, published(row), row.Exposure, mark)
+		if row.Exposure == Restricted {
+			b.WriteString(wrap("    sources: "+strings.Join(row.Sources, ", "), "      ", 80))
+		}
+		b.WriteString(wrap("    "+row.Reason, "      ", 80))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func published(r Row) string {
+	host := r.HostIP
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("%s:%d->%d/%s", host, r.HostPort, r.ContainerPort, r.Proto)
+}
+
+// wrap breaks s into lines of at most width, indenting continuations.
+func wrap(s, indent string, width int) string {
+	words := strings.Fields(s)
+	var b strings.Builder
+	line := ""
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	for _, w := range words {
+		if line == "" {
+			line = lead + w
+			continue
+		}
+		if len(line)+1+len(w) > width {
+			b.WriteString(line + "\n")
+			line = indent + w
+			continue
+		}
+		line += " " + w
+	}
+	if line != "" {
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}

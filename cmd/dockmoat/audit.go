@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// runAudit reads Docker and the live ruleset, changes nothing, and prints
+// the report. It returns true when a port is reachable beyond its policy.
+func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) (bool, error) {
+	if opt.format != "table" && opt.format != "json" {
+		return false, fmt.Errorf("--format: %q is not table or json", opt.format)
+	}
+	cfg, err := loadConfig(opt)
+	if err != nil {
+		return false, err
+	}
+	// Audit's own messages would clutter the report; keep warnings only.
+	if log.GetLevel() == logrus.InfoLevel {
+		log.SetLevel(logrus.WarnLevel)
+	}
+	tables, w, err := buildTables(ctx, opt, log)
+	if err != nil {
+		return false, err
+	}
+	snap, err := w.Snapshot(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading containers from Docker: %w", err)
+	}
+	in := audit.Input{Config: cfg, Snapshot: snap, Ifaces: outsideInterfaces(snap.Bridges)}
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		t := tables[fam]
+		if t == nil {
+			continue
+		}
+		st := audit.FamilyState{Family: fam, Variant: t.Variant}
+		var parts []string
+		for _, table := range []string{"filter", "nat"} {
+			data, err := t.Save(ctx, table)
+			if err != nil {
+				st.Err = err
+				break
+			}
+			parts = append(parts, string(data))
+		}
+		if st.Err == nil {
+			st.Save = strings.Join(parts, "\n")
+		} else if fam == rules.IPv4 {
+			return false, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
+		}
+		in.Families = append(in.Families, st)
+	}
+	rep := audit.Run(in)
+	if opt.format == "json" {
+		err = audit.WriteJSON(out, rep)
+	} else {
+		err = audit.WriteTable(out, rep)
+	}
+	if err != nil {
+		return false, fmt.Errorf("writing report: %w", err)
+	}
+	return rep.Beyond(), nil
+}
+
+// outsideInterfaces lists the interfaces a connection from outside can
+// arrive on: up, with addresses, and not loopback, a Docker bridge or a
+// container's veth.
+func outsideInterfaces(bridges []string) []audit.Iface {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []audit.Iface
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || slices.Contains(bridges, ifc.Name) ||
+			strings.HasPrefix(ifc.Name, "veth") || ifc.Name == "docker_gwbridge" {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		a := audit.Iface{Name: ifc.Name}
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+					a.Addrs = append(a.Addrs, ip.Unmap())
+				}
+			}
+		}
+		if len(a.Addrs) > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,202 @@
+package integration
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// TestAudit checks audit's verdict for every published IPv4 port against
+// real connection attempts from two outside addresses, in four states of
+// the same host: no dockmoat (ufw enabled and denying the port: the bypass
+// case), dockmoat running, dockmoat stopped, and dockmoat's rules flushed.
+func TestAudit(t *testing.T) {
+	needBeds(t)
+	for _, eng := range engines {
+		if eng.Legacy {
+			continue // ufw here writes iptables-nft; see TestCore's note
+		}
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			auditSuite(t, eng)
+		})
+	}
+}
+
+func auditSuite(t *testing.T, eng testbed.Engine) {
+	e := startEnv(t, eng)
+	ctx := e.ctx
+	if err := e.bed.SetupUFW(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--force", "enable"}, {"default", "deny", "incoming"}, {"deny", "8080"},
+		{"route", "allow", "proto", "tcp", "from", "any", "to", "any", "port", "7000"}} {
+		if _, err := e.bed.UFW(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	specs := []testbed.Spec{
+		{Name: "pub", Publish: []string{"8080:80"}, Serve: []string{"80"}},
+		{Name: "lbl", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}},
+		{Name: "rst", Labels: map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.10"}, Publish: []string{"8082:80"}, Serve: []string{"80"}},
+		{Name: "dns", Labels: map[string]string{"dockmoat.allow": "8053/udp"}, Publish: []string{"8053:53/udp", "8054:54/udp"}, Serve: []string{"53/udp", "54/udp"}},
+		{Name: "loc", Labels: map[string]string{"dockmoat.allow": "*"}, Publish: []string{"127.0.0.1:8083:80"}, Serve: []string{"80"}},
+		{Name: "ufwr", Publish: []string{"8084:7000"}, Serve: []string{"7000"}},
+	}
+	for _, s := range specs {
+		e.run(t, s)
+	}
+	cfgPath, err := e.bed.WriteConfig("ufw: auto\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runAudit := func(t *testing.T) (audit.Report, int) {
+		t.Helper()
+		out, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--format", "json", "--config", cfgPath)
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var rep audit.Report
+		if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+			t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
+		}
+		table, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", cfgPath)
+		t.Logf("audit table (exit %d):\n%s", code, table)
+		return rep, code
+	}
+	row := func(t *testing.T, rep audit.Report, name string, port uint16, proto string) audit.Row {
+		t.Helper()
+		for _, r := range rep.Rows {
+			if r.Container == name && r.HostPort == port && r.Proto == proto && !strings.Contains(r.HostIP, ":") {
+				return r
+			}
+		}
+		t.Fatalf("no IPv4 row for %s %d/%s in %+v", name, port, proto, rep.Rows)
+		return audit.Row{}
+	}
+	// agree proves every IPv4 verdict with real connections from A and B.
+	agree := func(t *testing.T, rep audit.Report) {
+		t.Helper()
+		var checks []check
+		for _, r := range rep.Rows {
+			if strings.Contains(r.HostIP, ":") {
+				continue // IPv6: no v6 path in this bed
+			}
+			if r.Exposure == audit.Unknowable {
+				t.Errorf("audit could not evaluate %s %d/%s: %s", r.Container, r.HostPort, r.Proto, r.Reason)
+				continue
+			}
+			for _, src := range []netip.Addr{A, B} {
+				open := r.Exposure == audit.Public ||
+					(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
+						p, err := netip.ParsePrefix(s)
+						return err == nil && p.Contains(src)
+					}))
+				who := ""
+				if open {
+					who = r.Container
+				}
+				checks = append(checks, out(r.Proto, src, int(r.HostPort), open, who))
+			}
+		}
+		if len(checks) < 12 {
+			t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
+		}
+		e.expect(t, checks...)
+	}
+
+	t.Run("NoDockmoatUFWDenyIsBypassed", func(t *testing.T) {
+		rep, code := runAudit(t)
+		if code != 1 || rep.Protected {
+			t.Errorf("exit %d protected %v; want 1 and false", code, rep.Protected)
+		}
+		r := row(t, rep, "pub", 8080, "tcp")
+		if r.Exposure != audit.Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed") ||
+			!strings.Contains(r.Reason, "UFW does not filter") {
+			t.Errorf("pub row: %+v", r)
+		}
+		if r := row(t, rep, "loc", 8083, "tcp"); r.Exposure != audit.Local {
+			t.Errorf("loc row: %+v", r)
+		}
+		agree(t, rep)
+	})
+
+	e.startDockmoat(t, "ufw: auto\n")
+	wantRunning := func(t *testing.T, rep audit.Report) {
+		t.Helper()
+		for _, w := range []struct {
+			name  string
+			port  uint16
+			proto string
+			exp   audit.Exposure
+			why   string
+		}{
+			{"pub", 8080, "tcp", audit.Closed, "closed by dockmoat default deny"},
+			{"lbl", 8081, "tcp", audit.Public, "label dockmoat.allow=8081"},
+			{"rst", 8082, "tcp", audit.Restricted, "dockmoat.from=203.0.113.10"},
+			{"dns", 8053, "udp", audit.Public, "label dockmoat.allow=8053/udp"},
+			{"dns", 8054, "udp", audit.Closed, "default deny"},
+			{"loc", 8083, "tcp", audit.Local, "127.0.0.1"},
+			{"ufwr", 8084, "tcp", audit.Public, "ufw route rule"},
+		} {
+			r := row(t, rep, w.name, w.port, w.proto)
+			if r.Exposure != w.exp || !strings.Contains(r.Reason, w.why) || !r.Intended {
+				t.Errorf("%s %d/%s: got %s intended=%v %q; want %s, intended, reason with %q", w.name, w.port, w.proto, r.Exposure, r.Intended, r.Reason, w.exp, w.why)
+			}
+		}
+		if r := row(t, rep, "rst", 8082, "tcp"); !slices.Equal(r.Sources, []string{"203.0.113.10/32"}) {
+			t.Errorf("rst sources %v", r.Sources)
+		}
+	}
+
+	t.Run("DockmoatRunning", func(t *testing.T) {
+		rep, code := runAudit(t)
+		if code != 0 || !rep.Protected {
+			t.Errorf("exit %d protected %v; want 0 and true; findings %v", code, rep.Protected, rep.Findings)
+		}
+		wantRunning(t, rep)
+		agree(t, rep)
+	})
+
+	t.Run("DockmoatStopped", func(t *testing.T) {
+		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		rep, code := runAudit(t)
+		if code != 0 || !rep.Protected {
+			t.Errorf("exit %d protected %v; want 0 and true (rules stay)", code, rep.Protected)
+		}
+		wantRunning(t, rep)
+		agree(t, rep)
+	})
+
+	t.Run("RulesFlushedByHand", func(t *testing.T) {
+		if _, err := e.bed.HostExec(ctx, "iptables", "-F", "DOCKMOAT-INGRESS"); err != nil {
+			t.Fatal(err)
+		}
+		rep, code := runAudit(t)
+		if code != 1 || rep.Protected {
+			t.Errorf("exit %d protected %v; want 1 and false", code, rep.Protected)
+		}
+		if !slices.ContainsFunc(rep.Findings, func(f string) bool { return strings.Contains(f, "NOT intact") }) {
+			t.Errorf("findings do not say the protection is broken: %v", rep.Findings)
+		}
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !r.Beyond {
+			t.Errorf("pub after flush: %+v", r)
+		}
+		agree(t, rep)
+	})
+}
