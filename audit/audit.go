@@ -459,7 +459,9 @@ func representatives(t *Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
 			}
 		}
 	}
-	slices.SortFunc(prefixes, func(a, b netip.Prefix) int { return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits())) })
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
 	prefixes = slices.Compact(prefixes)
 	sig := func(a netip.Addr) string {
 		var b strings.Builder

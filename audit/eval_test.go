@@ -1,0 +1,157 @@
+package audit
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// A Docker 20.10 filter table with ufw's forward chains, shortened.
+const docker20UFW = `*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-USER - [0:0]
+:ufw-before-forward - [0:0]
+:ufw-user-forward - [0:0]
+:ufw-user-limit - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -j ufw-before-forward
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-USER -j RETURN
+-A ufw-before-forward -j ufw-user-forward
+-A ufw-user-forward -p tcp -m tcp --dport 80 -j ACCEPT
+COMMIT
+`
+
+func pkt(src string) Packet {
+	return Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", SPort: 40000, DPort: 80,
+		In: "eth0", Out: "docker0", States: []string{"NEW", "DNAT"}, OrigDst: netip.MustParseAddr("203.0.113.1"), OrigDstPort: 8080}
+}
+
+func TestEvalDockerAcceptsBeforeUFW(t *testing.T) {
+	tb := ParseSave(docker20UFW)["filter"]
+	v := Eval(tb, "FORWARD", pkt("198.51.100.1"))
+	if v.Result != Accept || v.Chain != "DOCKER" {
+		t.Fatalf("want Docker's ACCEPT, got %+v", v)
+	}
+}
+
+func TestEvalMatches(t *testing.T) {
+	cases := []struct {
+		rule string
+		want matchResult
+	}{
+		{"-s 198.51.100.0/24 -j DROP", matchYes},
+		{"! -s 198.51.100.0/24 -j DROP", matchNo},
+		{"-i eth+ -o docker0 -j DROP", matchYes},
+		{"! -i docker0 -j DROP", matchYes},
+		{"-p udp -j DROP", matchNo},
+		{"-p tcp -m tcp --dport 70:90 -j DROP", matchYes},
+		{"-p tcp -m multiport --dports 22,443,79:81 -j DROP", matchYes},
+		{"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", matchNo},
+		{"-m conntrack --ctstate NEW -j ACCEPT", matchYes},
+		{"-m conntrack --ctstate DNAT --ctorigdstport 8080 --ctorigdst 203.0.113.1 -j RETURN", matchYes},
+		{"-m conntrack --ctorigdstport 8081 -j RETURN", matchNo},
+		{"-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT", matchYes},
+		{"-p tcp -m tcp ! --syn -j DROP", matchNo},
+		{"-m addrtype --dst-type LOCAL -j DROP", matchNo},
+		{"-m recent --update --seconds 30 --hitcount 6 --name x --rsource -j DROP", matchNo},
+		{`-m comment --comment "a b" -m limit --limit 3/min -j LOG --log-prefix "[x] "`, matchYes},
+		{"-m set --match-set blocked src -j DROP", matchUnknown},
+		{"-m mark --mark 0x1 -j ACCEPT", matchUnknown},
+		{"-m iprange --src-range 198.51.100.0-198.51.100.9 -j DROP", matchYes},
+	}
+	for _, tc := range cases {
+		r := Rule{Chain: "X", Raw: tc.rule, Args: tokenize(tc.rule)}
+		if got, why := match(r, pkt("198.51.100.1")); got != tc.want {
+			t.Errorf("%s: got %v (%s), want %v", tc.rule, got, why, tc.want)
+		}
+	}
+}
+
+func TestEvalUnknownOnlyWhenItMatters(t *testing.T) {
+	// An ipset match before a rule that drops anyway does not matter.
+	harmless := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set bad src -j DROP\nCOMMIT\n"
+	if v := Eval(ParseSave(harmless)["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+		t.Errorf("harmless unknown: %+v", v)
+	}
+	decisive := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set good src -j ACCEPT\nCOMMIT\n"
+	v := Eval(ParseSave(decisive)["filter"], "FORWARD", pkt("198.51.100.1"))
+	if v.Result != Unknown || !strings.Contains(v.Why, "-m set") {
+		t.Errorf("decisive unknown: %+v", v)
+	}
+}
+
+func TestEvalGotoAndReturn(t *testing.T) {
+	tb := ParseSave(`*filter
+:FORWARD ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+-A FORWARD -g A
+-A FORWARD -j DROP
+-A A -j B
+-A A -j RETURN
+-A B -s 10.0.0.0/8 -j DROP
+COMMIT
+`)["filter"]
+	// -g A then RETURN in A returns from FORWARD: its policy (ACCEPT) decides,
+	// the DROP after the goto is never reached.
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || v.Rule != "policy ACCEPT" {
+		t.Errorf("goto/return: %+v", v)
+	}
+	if v := Eval(tb, "FORWARD", pkt("10.1.2.3")); v.Result != Drop || v.Chain != "B" {
+		t.Errorf("nested drop: %+v", v)
+	}
+}
+
+func TestRepresentatives(t *testing.T) {
+	tb := ParseSave("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n")["filter"]
+	reps, generic := representatives(tb, rules.IPv4)
+	if generic.String() != "203.0.113.177" {
+		t.Errorf("generic %s must avoid every named prefix", generic)
+	}
+	if len(reps) != 3 {
+		t.Errorf("want one source per class (10/8 only, 10.1/16, the /32), got %v", reps)
+	}
+}
+
+func TestRunNoDockmoat(t *testing.T) {
+	save := strings.Replace(docker20UFW, "COMMIT\n", "COMMIT\n", 1) + `*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+`
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	rep := Run(Input{Config: config.Default(), Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Variant: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
+	if rep.Protected || !rep.Beyond() || len(rep.Rows) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	r := rep.Rows[0]
+	if r.Exposure != Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed; UFW does not filter") {
+		t.Errorf("row: %+v", r)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if len(l) > 80 {
+			t.Errorf("table line over 80 columns: %q", l)
+		}
+	}
+}
