@@ -48,6 +48,14 @@ func NewClient() (*client.Client, error) {
 type Watcher struct {
 	API API
 	Log logrus.FieldLogger
+	// OnState, if set, hears the event stream go up (true) or down.
+	OnState func(connected bool)
+}
+
+func (w *Watcher) state(up bool) {
+	if w.OnState != nil {
+		w.OnState(up)
+	}
 }
 
 // Snapshot lists running containers and bridge networks. One list call
@@ -164,10 +172,14 @@ func (w *Watcher) Watch(ctx context.Context, changed func(reason string)) {
 	backoff := 250 * time.Millisecond
 	const maxBackoff = 30 * time.Second
 	for ctx.Err() == nil {
-		err := w.follow(ctx, changed, func() { backoff = 250 * time.Millisecond })
+		err := w.follow(ctx, changed, func() {
+			backoff = 250 * time.Millisecond
+			w.state(true)
+		})
 		if ctx.Err() != nil {
 			return
 		}
+		w.state(false)
 		w.Log.WithError(err).WithField("retry_in", backoff.String()).Warn("Docker event stream lost; installed rules stay as they are")
 		select {
 		case <-ctx.Done():

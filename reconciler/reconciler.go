@@ -46,6 +46,9 @@ type Reconciler struct {
 	cfgMu    sync.Mutex
 	cfg      config.Config
 	reported map[string]bool // problems already logged
+	// applied holds, per family, the chain hashes this process last
+	// installed or verified, to tell drift from Docker changes.
+	applied map[rules.Family]map[string][]string
 }
 
 // New returns a reconciler. v6 may be nil (no IPv6 handling).
@@ -54,7 +57,8 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 	if v6 != nil {
 		fam[rules.IPv6] = v6
 	}
-	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{}}
+	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
+		applied: map[rules.Family]map[string][]string{}}
 }
 
 // SetConfig replaces the configuration used by the next pass.
@@ -173,6 +177,51 @@ type SyncResult struct {
 	Applied  bool // a batch was restored
 	HookFix  bool // the hook was (re)inserted or de-duplicated
 	Problems []rules.Problem
+	// Drift lists what someone else changed since our last pass ("hook
+	// missing", "chain DOCKMOAT-INGRESS flushed"…); empty on the first pass
+	// and when only Docker's state changed.
+	Drift []string
+}
+
+// drift compares what is installed with what this process installed last.
+func drift(p FamilyPlan, last map[string][]string) []string {
+	if last == nil {
+		return nil
+	}
+	var out []string
+	fam := p.Family.String() + ": "
+	switch {
+	case p.DockerUserMissing:
+	case len(p.HookPositions) == 0:
+		out = append(out, fam+"hook missing")
+	case p.HookPositions[0] != 1:
+		out = append(out, fam+"hook moved (rule order changed in DOCKER-USER)")
+	case len(p.HookPositions) > 1:
+		out = append(out, fam+"hook duplicated")
+	}
+	names := make([]string, 0, len(last))
+	for name := range last {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := last[name]
+		got, ok := p.Observed.Owned[name]
+		switch {
+		case !ok:
+			out = append(out, fam+"chain "+name+" deleted")
+		case len(got) == 0 && len(want) > 0:
+			out = append(out, fam+"chain "+name+" flushed")
+		case !slices.Equal(got, want):
+			sortedGot, sortedWant := slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))
+			if slices.Equal(sortedGot, sortedWant) {
+				out = append(out, fam+"rule order changed in "+name)
+			} else {
+				out = append(out, fam+"chain "+name+" edited")
+			}
+		}
+	}
+	return out
 }
 
 // Sync runs one full level-based pass: read everything, diff, apply.
@@ -190,6 +239,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			continue
 		}
 		res.Problems = append(res.Problems, p.Result.Problems...)
+		res.Drift = append(res.Drift, drift(p, r.applied[p.Family])...)
 		if p.UFWMissing {
 			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: "config ufw", Value: "on",
 				Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
@@ -215,6 +265,11 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 				return res, fmt.Errorf("%s: removing stale chains: %w", p.Family, err)
 			}
 		}
+		last := map[string][]string{}
+		for _, ch := range p.Result.Ruleset.Chains {
+			last[ch.Name] = ch.Hashes()
+		}
+		r.applied[p.Family] = last
 	}
 	r.report(res.Problems)
 	return res, nil

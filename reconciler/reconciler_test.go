@@ -132,7 +132,9 @@ func TestContainerChangeRewritesOnlyIngress(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
-	r.sync(t)
+	if res := r.sync(t); len(res.Drift) != 0 {
+		t.Errorf("a Docker change is not drift: %v", res.Drift)
+	}
 	last := r.v4.Batches[len(r.v4.Batches)-1]
 	if strings.Contains(last, ":"+rules.ChainMain+" ") || !strings.Contains(last, ":"+rules.ChainIngress+" ") {
 		t.Errorf("batch should replace only %s:\n%s", rules.ChainIngress, last)
@@ -171,7 +173,11 @@ func TestDriftRepaired(t *testing.T) {
 			r.sync(t)
 			want := r.v4.Rules(rules.ChainIngress)
 			breakIt(r.v4)
-			r.sync(t)
+			res := r.sync(t)
+			if len(res.Drift) == 0 {
+				t.Errorf("drift not reported")
+			}
+			t.Logf("drift: %v", res.Drift)
 			r.inSync(t)
 			if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, want) {
 				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, want)
@@ -311,7 +317,7 @@ func TestRunCoalescesAndStops(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- r.rec.Run(ctx, kick, RunOptions{Resync: time.Hour, MinInterval: 50 * time.Millisecond,
-			OnSync: func(SyncResult, error) { passes.Add(1) }})
+			OnSync: func(SyncResult, error, time.Duration) { passes.Add(1) }})
 	}()
 	waitFor(t, func() bool { return passes.Load() == 1 })
 	for i := 0; i < 20; i++ { // a burst of events
@@ -343,7 +349,7 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 	var fails, oks atomic.Int32
 	go func() {
 		_ = r.rec.Run(ctx, nil, RunOptions{Resync: time.Hour, MaxBackoff: 100 * time.Millisecond,
-			OnSync: func(_ SyncResult, err error) {
+			OnSync: func(_ SyncResult, err error, _ time.Duration) {
 				if err != nil {
 					fails.Add(1)
 				} else {
@@ -364,5 +370,40 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestGuardThenRun(t *testing.T) {
+	// After a reboot: empty table, no Docker chains yet.
+	v4 := iptfake.New()
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	log, _ := test.NewNullLogger()
+	rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, nil, d, config.Default(), log)
+	done, err := rec.Guard(context.Background(), config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fw := v4.Rules("FORWARD"); len(fw) != 1 || fw[0] != "-j DOCKER-USER" {
+		t.Errorf("FORWARD: %q", fw)
+	}
+	if du := v4.Rules("DOCKER-USER"); len(du) != 1 || !strings.Contains(du[0], "dockmoat:hook") {
+		t.Errorf("DOCKER-USER: %q", du)
+	}
+	ing := strings.Join(v4.Rules(rules.ChainIngress), "\n")
+	if strings.Contains(ing, "RETURN") || !strings.HasSuffix(ing, "-j DROP") {
+		t.Errorf("guard must open nothing:\n%s", ing)
+	}
+	t.Log(done)
+	// A second guard (or one after run) leaves things alone.
+	restores := v4.Restores
+	if _, err := rec.Guard(context.Background(), config.Default()); err != nil || v4.Restores != restores {
+		t.Errorf("second guard rewrote rules: %v", err)
+	}
+	// run's first pass replaces the guard with the exact ruleset.
+	if _, err := rec.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(v4.Rules(rules.ChainIngress), "\n"), "allow web 8080/tcp") {
+		t.Error("run did not replace the guard ruleset")
 	}
 }

@@ -18,7 +18,7 @@ type RunOptions struct {
 	// MaxBackoff caps the retry delay after a failed pass (default 10s).
 	MaxBackoff time.Duration
 	// OnSync, if set, is called after every pass (metrics, tests).
-	OnSync func(SyncResult, error)
+	OnSync func(res SyncResult, err error, took time.Duration)
 }
 
 func (o *RunOptions) defaults() {
@@ -57,7 +57,7 @@ func (r *Reconciler) Run(ctx context.Context, kick <-chan struct{}, opt RunOptio
 		last = time.Now()
 		res, err := r.Sync(ctx)
 		if opt.OnSync != nil {
-			opt.OnSync(res, err)
+			opt.OnSync(res, err, time.Since(last))
 		}
 		switch {
 		case err != nil && errors.Is(ctx.Err(), context.Canceled):
@@ -87,6 +87,9 @@ func (r *Reconciler) logFailure(err error, retry time.Duration) {
 }
 
 func (r *Reconciler) logResult(res SyncResult, took time.Duration) {
+	if len(res.Drift) > 0 {
+		r.log.WithFields(logrus.Fields{"found": res.Drift, "took": took.String()}).Warn("drift repaired: someone else changed dockmoat's rules")
+	}
 	if !res.Applied && !res.HookFix {
 		r.log.WithField("took", took.String()).Debug("in sync")
 		return

@@ -335,3 +335,29 @@ func (c *Chain) add(text string, spec ...string) {
 	h.Write([]byte(text))
 	c.Rules = append(c.Rules, Rule{Spec: spec, Desc: text, Hash: hex.EncodeToString(h.Sum(nil))[:16]})
 }
+
+// BuildGuard is the boot-time ruleset of `dockmoat guard`, installed
+// before Docker starts, when neither the bridges nor the containers are
+// known yet. It closes every new connection Docker would DNAT to a
+// container, and everything routed into docker0 or a default-named br-*
+// bridge, except from trusted sources. `dockmoat run` replaces it with the
+// exact ruleset on its first pass.
+func BuildGuard(cfg config.Config, fam Family) Ruleset {
+	main := Chain{Name: ChainMain}
+	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	for _, b := range []string{"docker0", "br-+"} {
+		main.add(desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	main.add(desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
+	for _, b := range []string{"docker0", "br-+"} {
+		main.add(desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
+	}
+	ing := Chain{Name: ChainIngress}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		}
+	}
+	ing.add(desc("guard: default deny until dockmoat run"), "-j", "DROP")
+	return Ruleset{Family: fam, Chains: []Chain{main, ing}}
+}

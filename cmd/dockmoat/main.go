@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
+	"github.com/dockmoat/dockmoat/metrics"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -32,6 +35,7 @@ Usage:
   dockmoat run       [flags]   watch Docker and keep the firewall in sync (daemon)
   dockmoat plan      [flags]   show the rules it would apply and the diff; change nothing
   dockmoat uninstall [flags]   remove everything dockmoat owns, and nothing else
+  dockmoat guard     [flags]   boot step, before Docker starts: install the default deny
   dockmoat audit     [flags]   who can really reach each published port, and why
                                (exit 0: as intended, 1: reachable beyond policy, 2: error)
   dockmoat version
@@ -53,6 +57,8 @@ type options struct {
 	ipv6         bool
 	resync       time.Duration
 	format       string
+	metricsAddr  string
+	healthGrace  time.Duration
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -75,6 +81,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&opt.format, "format", "table", "table or json")
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
+		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
+		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -103,6 +111,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 	case "uninstall":
 		err = runUninstall(ctx, opt, log)
+	case "guard":
+		err = runGuard(ctx, opt, log, stdout)
 	case "audit":
 		var beyond bool
 		beyond, err = runAudit(ctx, opt, log, stdout)
@@ -218,6 +228,22 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		default: // a pass is already pending; it will see this change too
 		}
 	}
+	m := metrics.New()
+	w.OnState = m.DockerState
+	if opt.metricsAddr != "" {
+		ln, err := net.Listen("tcp", opt.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", opt.metricsAddr, err)
+		}
+		srv := &http.Server{Handler: m.Handler(opt.healthGrace), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+		defer srv.Close()
+		log.WithField("addr", ln.Addr().String()).Info("serving /metrics and /healthz")
+	}
 	go w.Watch(ctx, func(reason string) {
 		log.WithField("reason", reason).Debug("change")
 		poke()
@@ -244,7 +270,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}()
 
-	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync})
+	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: m.ObserveSync})
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
 }
@@ -284,5 +310,24 @@ func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
 		return fmt.Errorf("uninstall: %w", err)
 	}
 	fmt.Fprintln(os.Stdout, strings.TrimSpace("dockmoat: removed; published ports now follow Docker's own rules again"))
+	return nil
+}
+
+func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) error {
+	cfg, err := loadConfig(opt)
+	if err != nil {
+		return err
+	}
+	rec, _, err := build(ctx, opt, log, cfg)
+	if err != nil {
+		return err
+	}
+	done, err := rec.Guard(ctx, cfg)
+	for _, d := range done {
+		fmt.Fprintln(out, "dockmoat guard:", d)
+	}
+	if err != nil {
+		return fmt.Errorf("guard: %w", err)
+	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -148,6 +149,16 @@ func (t *Table) Restore(_ context.Context, data []byte) error {
 				return fmt.Errorf("line %d: chain %s does not exist", n, f[0])
 			}
 			chains[f[0]] = append(chains[f[0]], f[1])
+		case strings.HasPrefix(line, "-I "):
+			f := strings.SplitN(line[3:], " ", 3)
+			pos, err := strconv.Atoi(f[1])
+			if len(f) < 3 || err != nil {
+				return fmt.Errorf("line %d: want -I CHAIN POS SPEC", n)
+			}
+			if _, ok := chains[f[0]]; !ok || pos < 1 || pos > len(chains[f[0]])+1 {
+				return fmt.Errorf("line %d: -I %s %d: no such chain or index", n, f[0], pos)
+			}
+			chains[f[0]] = slices.Insert(chains[f[0]], pos-1, f[2])
 		case strings.HasPrefix(line, "-X "):
 			name := strings.TrimSpace(line[3:])
 			if _, ok := chains[name]; !ok {

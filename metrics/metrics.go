@@ -1,0 +1,179 @@
+// Package metrics owns dockmoat's observability endpoint: Prometheus
+// metrics about reconciles, rules and Docker connectivity, and /healthz,
+// which fails when the last reconcile failed or Docker has been
+// unreachable for longer than a grace period.
+package metrics
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dockmoat/dockmoat/reconciler"
+)
+
+// Metrics collects what the daemon reports. Safe for concurrent use.
+type Metrics struct {
+	reg              *prometheus.Registry
+	reconciles       *prometheus.CounterVec
+	duration         prometheus.Histogram
+	rules            *prometheus.GaugeVec
+	ports            *prometheus.GaugeVec
+	containers       *prometheus.GaugeVec
+	driftRepairs     prometheus.Counter
+	dockerReconnects prometheus.Counter
+	dockerUp         prometheus.Gauge
+	labelErrors      prometheus.Gauge
+
+	mu          sync.Mutex
+	synced      bool
+	lastErr     error
+	dockerSince time.Time // when Docker went down; zero while up
+	connectedOK bool
+	now         func() time.Time
+}
+
+// New registers dockmoat's metrics on a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dockmoat_reconciles_total", Help: "Reconcile passes, by result (ok or error).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dockmoat_reconcile_duration_seconds", Help: "Duration of a reconcile pass.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		rules: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockmoat_rules_installed", Help: "Rules in dockmoat's chains, by address family.",
+		}, []string{"family"}),
+		ports: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockmoat_published_ports", Help: "Published ports by state (open by policy, or closed).",
+		}, []string{"family", "state"}),
+		containers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockmoat_containers", Help: "Containers with published ports: protected (all closed) or open (at least one port opened by policy).",
+		}, []string{"state"}),
+		driftRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockmoat_drift_repairs_total", Help: "Passes that repaired changes made by someone else.",
+		}),
+		dockerReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockmoat_docker_reconnects_total", Help: "Connections to Docker's event stream after the first.",
+		}),
+		dockerUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_docker_up", Help: "1 while the Docker event stream is connected.",
+		}),
+		labelErrors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_label_errors", Help: "Containers kept closed by an invalid dockmoat label.",
+		}),
+		now: time.Now,
+	}
+	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
+		m.dockerReconnects, m.dockerUp, m.labelErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveSync records one reconcile pass.
+func (m *Metrics) ObserveSync(res reconciler.SyncResult, err error, took time.Duration) {
+	m.duration.Observe(took.Seconds())
+	m.mu.Lock()
+	m.lastErr = err
+	m.synced = m.synced || err == nil
+	m.mu.Unlock()
+	if err != nil {
+		m.reconciles.WithLabelValues("error").Inc()
+		return
+	}
+	m.reconciles.WithLabelValues("ok").Inc()
+	if len(res.Drift) > 0 {
+		m.driftRepairs.Inc()
+	}
+	open, protected := map[string]bool{}, map[string]bool{}
+	for _, p := range res.Plans {
+		if p.Skipped != "" {
+			continue
+		}
+		n := 0
+		for _, ch := range p.Result.Ruleset.Chains {
+			n += len(ch.Rules)
+		}
+		m.rules.WithLabelValues(p.Family.String()).Set(float64(n + 1)) // + the hook
+		var o, c int
+		for _, d := range p.Result.Decisions {
+			if d.Open {
+				o++
+				open[d.Container] = true
+			} else {
+				c++
+				protected[d.Container] = true
+			}
+		}
+		m.ports.WithLabelValues(p.Family.String(), "open").Set(float64(o))
+		m.ports.WithLabelValues(p.Family.String(), "closed").Set(float64(c))
+	}
+	for name := range open {
+		delete(protected, name)
+	}
+	m.containers.WithLabelValues("open").Set(float64(len(open)))
+	m.containers.WithLabelValues("protected").Set(float64(len(protected)))
+	bad := map[string]bool{}
+	for _, p := range res.Problems {
+		if p.Fatal {
+			bad[p.Container] = true
+		}
+	}
+	m.labelErrors.Set(float64(len(bad)))
+}
+
+// DockerState records the event stream going up or down.
+func (m *Metrics) DockerState(connected bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if connected {
+		if m.connectedOK {
+			m.dockerReconnects.Inc()
+		}
+		m.connectedOK = true
+		m.dockerSince = time.Time{}
+		m.dockerUp.Set(1)
+		return
+	}
+	if m.dockerSince.IsZero() {
+		m.dockerSince = m.now()
+	}
+	m.dockerUp.Set(0)
+}
+
+// Health reports whether the daemon is doing its job.
+func (m *Metrics) Health(grace time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.lastErr != nil:
+		return fmt.Errorf("last reconcile failed: %v", m.lastErr)
+	case !m.synced:
+		return fmt.Errorf("no reconcile has completed yet")
+	case !m.dockerSince.IsZero() && m.now().Sub(m.dockerSince) > grace:
+		return fmt.Errorf("docker unreachable for %s", m.now().Sub(m.dockerSince).Round(time.Second))
+	}
+	return nil
+}
+
+// Handler serves /metrics and /healthz.
+func (m *Metrics) Handler(grace time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := m.Health(grace); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}

@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+func get(t *testing.T, m *Metrics, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler(time.Minute).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	m := New()
+	clock := time.Unix(1000, 0)
+	m.now = func() time.Time { return clock }
+	if code, _ := get(t, m, "/healthz"); code != 503 {
+		t.Errorf("healthz before any pass: %d", code)
+	}
+	res := reconciler.SyncResult{Drift: []string{"ipv4: hook missing"}, Plans: []reconciler.FamilyPlan{{Family: rules.IPv4,
+		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},
+			{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
+		}}, rules.IPv4, rules.Options{})}}}
+	m.DockerState(true)
+	m.ObserveSync(res, nil, 3*time.Millisecond)
+	if code, body := get(t, m, "/healthz"); code != 200 {
+		t.Errorf("healthz after a good pass: %d %s", code, body)
+	}
+	_, body := get(t, m, "/metrics")
+	for _, want := range []string{
+		`dockmoat_reconciles_total{result="ok"} 1`,
+		`dockmoat_containers{state="open"} 1`,
+		`dockmoat_containers{state="protected"} 1`,
+		`dockmoat_published_ports{family="ipv4",state="open"} 1`,
+		`dockmoat_drift_repairs_total 1`,
+		`dockmoat_docker_up 1`,
+		`dockmoat_reconcile_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	m.ObserveSync(reconciler.SyncResult{}, errors.New("iptables-restore failed"), time.Millisecond)
+	if code, body := get(t, m, "/healthz"); code != 503 || !strings.Contains(body, "iptables-restore") {
+		t.Errorf("healthz after a failed pass: %d %s", code, body)
+	}
+	m.ObserveSync(res, nil, time.Millisecond)
+	m.DockerState(false)
+	clock = clock.Add(30 * time.Second)
+	if code, _ := get(t, m, "/healthz"); code != 200 {
+		t.Error("Docker down within the grace period should still be healthy")
+	}
+	clock = clock.Add(time.Minute)
+	if code, body := get(t, m, "/healthz"); code != 503 || !strings.Contains(body, "docker unreachable") {
+		t.Errorf("healthz with Docker down past grace: %d %s", code, body)
+	}
+	m.DockerState(true)
+	if _, body := get(t, m, "/metrics"); !strings.Contains(body, "dockmoat_docker_reconnects_total 1") {
+		t.Error("reconnect not counted")
+	}
+}
