@@ -38,6 +38,7 @@ Usage:
   dockmoat guard     [flags]   boot step, before Docker starts: install the default deny
   dockmoat audit     [flags]   who can really reach each published port, and why
                                (exit 0: as intended, 1: reachable beyond policy, 2: error)
+  dockmoat healthcheck [--addr HOST:PORT]  exit 0 when the daemon's /healthz is ok
   dockmoat version
 
 Flags:
@@ -71,6 +72,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" || cmd == "--version" {
 		fmt.Fprintln(stdout, "dockmoat", version)
 		return 0
+	}
+	if cmd == "healthcheck" {
+		return healthcheck(args[1:], stderr)
 	}
 	var opt options
 	fs := newFlags(cmd, &opt, stderr)
@@ -330,4 +334,27 @@ func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		return fmt.Errorf("guard: %w", err)
 	}
 	return nil
+}
+
+// healthcheck is for container HEALTHCHECKs: no shell or curl in the image.
+func healthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dockmoat healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9323", "the daemon's --metrics-addr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + *addr + "/healthz")
+	if err != nil {
+		fmt.Fprintln(stderr, "dockmoat healthcheck:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "dockmoat healthcheck: %s", body)
+		return 1
+	}
+	return 0
 }

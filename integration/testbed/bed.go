@@ -155,7 +155,7 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	logFile, err := os.Create(filepath.Join(b.Dir, "dockerd.log"))
+	logFile, err := os.OpenFile(filepath.Join(b.Dir, "dockerd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("creating dockerd log: %w", err)
 	}
@@ -195,6 +195,9 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	b.exited = make(chan error, 1)
 	go func() { b.exited <- cmd.Wait() }()
 
+	if b.Docker != nil {
+		_ = b.Docker.Close()
+	}
 	b.Docker, err = client.NewClientWithOpts(client.WithHost("unix://"+b.Socket), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
@@ -248,6 +251,28 @@ func (b *Bed) Iptables() string {
 	}
 	return "iptables-nft"
 }
+
+// StopDockerd stops the bed's dockerd (its containers stop with it).
+func (b *Bed) StopDockerd() error {
+	if b.dockerd == nil || b.dockerd.Process == nil {
+		return nil
+	}
+	if err := b.dockerd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stopping dockerd: %w", err)
+	}
+	select {
+	case <-b.exited:
+	case <-time.After(45 * time.Second):
+		_ = syscall.Kill(-b.dockerd.Process.Pid, syscall.SIGKILL)
+		<-b.exited
+	}
+	b.dockerd = nil
+	return nil
+}
+
+// StartDockerd starts dockerd again after StopDockerd (a reboot, a
+// daemon restart); containers with a restart policy come back.
+func (b *Bed) StartDockerd(ctx context.Context) error { return b.startDockerd(ctx) }
 
 // DockerdLog returns the daemon's log so far.
 func (b *Bed) DockerdLog() string {

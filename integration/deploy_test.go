@@ -1,0 +1,72 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestSystemdUnitsVerify runs `systemd-analyze verify` on the units in
+// deploy/. verify insists that ExecStart's binary exists, so it runs in a
+// private mount namespace where /usr/local/bin is a tmpfs holding the
+// freshly built dockmoat: the machine's own /usr/local/bin is untouched.
+func TestSystemdUnitsVerify(t *testing.T) {
+	needBeds(t)
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		if required() {
+			t.Fatal("systemd-analyze missing (make deps installs systemd)")
+		}
+		t.Skip("systemd-analyze missing")
+	}
+	units, err := filepath.Glob("../deploy/*.service")
+	if err != nil || len(units) != 2 {
+		t.Fatalf("want 2 units in deploy/, got %v %v", units, err)
+	}
+	for i, u := range units {
+		units[i], _ = filepath.Abs(u)
+	}
+	script := `mount -t tmpfs none /usr/local/bin && cp "$0" /usr/local/bin/dockmoat && exec systemd-analyze verify "$@"`
+	out, err := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, dockmoatBin}, units...)...).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestComposeFile checks deploy/compose.yaml has the settings the sidecar
+// needs (the image test runs the container with the same settings).
+func TestComposeFile(t *testing.T) {
+	data, err := os.ReadFile("../deploy/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			NetworkMode string            `yaml:"network_mode"`
+			CapAdd      []string          `yaml:"cap_add"`
+			Restart     string            `yaml:"restart"`
+			Volumes     []string          `yaml:"volumes"`
+			Labels      map[string]string `yaml:"labels"`
+			Ports       []string          `yaml:"ports"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := c.Services["dockmoat"]
+	if !ok {
+		t.Fatal("no dockmoat service")
+	}
+	if d.NetworkMode != "host" || !slices.Contains(d.CapAdd, "NET_ADMIN") || !slices.Contains(d.CapAdd, "NET_RAW") ||
+		d.Restart != "unless-stopped" || !slices.Contains(d.Volumes, "/var/run/docker.sock:/var/run/docker.sock:ro") ||
+		!slices.ContainsFunc(d.Volumes, func(v string) bool { return strings.HasPrefix(v, "/etc/dockmoat:") }) {
+		t.Errorf("dockmoat service settings: %+v", d)
+	}
+	if c.Services["web"].Labels["dockmoat.allow"] == "" || len(c.Services["db"].Labels) != 0 || len(c.Services["db"].Ports) == 0 {
+		t.Error("the example should open web with a label and leave the published db closed")
+	}
+}
