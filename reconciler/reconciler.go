@@ -61,6 +61,14 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		applied: map[rules.Family]map[string][]string{}}
 }
 
+// Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
+func (r *Reconciler) Variant() Variant {
+	if t := r.families[rules.IPv4]; t != nil && strings.HasSuffix(t.Variant, "-legacy") {
+		return VariantLegacy
+	}
+	return VariantNFT
+}
+
 // SetConfig replaces the configuration used by the next pass.
 func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.cfgMu.Lock()

@@ -274,6 +274,15 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}()
 
+	go func() {
+		if err := rec.WatchDrift(ctx, rec.Variant(), time.Second, func(reason string) {
+			log.WithField("reason", reason).Debug("change")
+			poke()
+		}); err != nil {
+			log.WithError(err).Warn("fast drift detection off; the periodic resync still repairs drift")
+		}
+	}()
+
 	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: m.ObserveSync})
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
