@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/sirupsen/logrus"
@@ -30,6 +31,9 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
+
+// dockerTimeout bounds one Docker snapshot.
+const dockerTimeout = 15 * time.Second
 
 // Source gives the current Docker state. dockerwatch implements it.
 type Source interface {
@@ -49,7 +53,14 @@ type Reconciler struct {
 	// applied holds, per family, the chain hashes this process last
 	// installed or verified, to tell drift from Docker changes.
 	applied map[rules.Family]map[string][]string
+	// ct, when set, cuts sessions whose access a pass withdrew; open
+	// holds the open bindings after the last pass, per family.
+	ct   Conntrack
+	open map[rules.Family]openBindings
 }
+
+// SetConntrack enables revocation of live sessions (nil disables it).
+func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
 
 // New returns a reconciler. v6 may be nil (no IPv6 handling).
 func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) *Reconciler {
@@ -58,7 +69,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		fam[rules.IPv6] = v6
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
-		applied: map[rules.Family]map[string][]string{}}
+		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}}
 }
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
@@ -116,13 +127,17 @@ func (p FamilyPlan) InSync() bool {
 func (r *Reconciler) Plan(ctx context.Context) ([]FamilyPlan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.plan(ctx)
+	plans, _, err := r.plan(ctx)
+	return plans, err
 }
 
-func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, error) {
-	snap, err := r.src.Snapshot(ctx)
+func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, rules.Snapshot, error) {
+	// A hung dockerd must not hang the loop (drift repair waits on it).
+	dctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	snap, err := r.src.Snapshot(dctx)
+	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("reading containers from Docker: %w", err)
+		return nil, snap, fmt.Errorf("reading containers from Docker: %w", err)
 	}
 	cfg := r.config()
 	var plans []FamilyPlan
@@ -133,11 +148,11 @@ func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, error) {
 		}
 		data, err := t.Save(ctx, "filter")
 		if err != nil {
-			return nil, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return nil, snap, fmt.Errorf("reading %s filter table: %w", fam, err)
 		}
 		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
 	}
-	return plans, nil
+	return plans, snap, nil
 }
 
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
@@ -189,6 +204,8 @@ type SyncResult struct {
 	// missing", "chain DOCKMOAT-INGRESS flushed"…); empty on the first pass
 	// and when only Docker's state changed.
 	Drift []string
+	// Revoked counts live sessions cut because their access was withdrawn.
+	Revoked uint
 }
 
 // drift compares what is installed with what this process installed last.
@@ -237,11 +254,12 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var res SyncResult
-	plans, err := r.plan(ctx)
+	plans, snap, err := r.plan(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Plans = plans
+	cfg := r.config()
 	for _, p := range plans {
 		if p.Skipped != "" {
 			continue
@@ -278,6 +296,17 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			last[ch.Name] = ch.Hashes()
 		}
 		r.applied[p.Family] = last
+		now := openAccess(p, snap)
+		if before, ok := r.open[p.Family]; ok && r.ct != nil && p.Batch != "" {
+			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
+			if err != nil {
+				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
+			} else if n > 0 {
+				res.Revoked += n
+				r.log.WithFields(logrus.Fields{"family": p.Family.String(), "sessions": n}).Info("cut live sessions whose access was withdrawn")
+			}
+		}
+		r.open[p.Family] = now
 	}
 	r.report(res.Problems)
 	return res, nil

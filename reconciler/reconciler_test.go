@@ -407,3 +407,49 @@ func TestGuardThenRun(t *testing.T) {
 		t.Error("run did not replace the guard ruleset")
 	}
 }
+
+type fakeCT struct {
+	flows   []Flow
+	deleted []Flow
+}
+
+func (f *fakeCT) Delete(_ rules.Family, match func(Flow) bool) (uint, error) {
+	var keep []Flow
+	for _, fl := range f.flows {
+		if match(fl) {
+			f.deleted = append(f.deleted, fl)
+		} else {
+			keep = append(keep, fl)
+		}
+	}
+	f.flows = keep
+	return uint(len(f.deleted)), nil
+}
+
+func TestRevocationCutsOnlyWithdrawnSessions(t *testing.T) {
+	r := newRig(t, config.Default())
+	ct := &fakeCT{}
+	r.rec.SetConntrack(ct)
+	w := web("172.17.0.2")
+	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24, 203.0.113.0/24"}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
+	r.sync(t)
+	flow := func(src string) Flow {
+		return Flow{Proto: "tcp", Src: netip.MustParseAddr(src), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.2"), ReplySrcPort: 80}
+	}
+	ct.flows = []Flow{flow("198.51.100.5"), flow("203.0.113.9"),
+		{Proto: "tcp", Src: netip.MustParseAddr("203.0.113.9"), OrigDstPort: 9999, ReplySrc: netip.MustParseAddr("172.17.0.7"), ReplySrcPort: 80}}
+	// Narrow the sources: 203.0.113.0/24 loses access.
+	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
+	res := r.sync(t)
+	if res.Revoked != 1 || len(ct.deleted) != 1 || ct.deleted[0].Src.String() != "203.0.113.9" || ct.deleted[0].OrigDstPort != 8080 {
+		t.Fatalf("want only the 203.0.113.9 session to 8080 cut, got %+v (revoked %d)", ct.deleted, res.Revoked)
+	}
+	// Container gone: its remaining session is cut too; foreign flows stay.
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
+	r.sync(t)
+	if len(ct.flows) != 1 || ct.flows[0].OrigDstPort != 9999 {
+		t.Errorf("flows left: %+v", ct.flows)
+	}
+}

@@ -232,6 +232,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		default: // a pass is already pending; it will see this change too
 		}
 	}
+	rec.SetConntrack(reconciler.NetlinkConntrack{})
 	m := metrics.New()
 	w.OnState = m.DockerState
 	if opt.metricsAddr != "" {

@@ -1,7 +1,8 @@
 // Command testserver is the workload of dockmoat's integration tests: a
 // static binary, packed FROM scratch, that answers on every TCP and UDP
 // port given as arguments ("80", "53/udp", "8000/tcp") with one line naming
-// itself, so a test knows not only that a port answered but who did. With
+// itself, so a test knows not only that a port answered but who did.
+// "7000/echo" keeps TCP sessions open and echoes each line back. With
 // "connect HOST:PORT" it instead dials out once and prints the answer, to
 // prove containers' outbound traffic still works.
 package main
@@ -25,8 +26,8 @@ func main() {
 	}
 	for _, arg := range os.Args[1:] {
 		port, proto, _ := strings.Cut(arg, "/")
-		if proto == "" || proto == "tcp" {
-			go serveTCP(name, port)
+		if proto == "" || proto == "tcp" || proto == "echo" {
+			go serveTCP(name, port, proto == "echo")
 		}
 		if proto == "" || proto == "udp" {
 			go serveUDP(name, port)
@@ -35,7 +36,7 @@ func main() {
 	select {}
 }
 
-func serveTCP(name, port string) {
+func serveTCP(name, port string, echo bool) {
 	l, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen tcp:", err)
@@ -49,6 +50,20 @@ func serveTCP(name, port string) {
 		go func() {
 			defer c.Close()
 			fmt.Fprintf(c, "hello from %s tcp/%s to %s\n", name, port, c.RemoteAddr())
+			if !echo {
+				return
+			}
+			// Echo mode keeps the session open: each line comes back.
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if _, err := c.Write([]byte(line)); err != nil {
+					return
+				}
+			}
 		}()
 	}
 }
