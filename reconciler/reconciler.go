@@ -57,6 +57,9 @@ type Reconciler struct {
 	// holds the open bindings after the last pass, per family.
 	ct   Conntrack
 	open map[rules.Family]openBindings
+	// last is the ruleset last installed per family, for repairs made
+	// while Docker cannot be read.
+	last map[rules.Family]rules.Ruleset
 }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
@@ -69,7 +72,8 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		fam[rules.IPv6] = v6
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
-		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}}
+		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{},
+		last: map[rules.Family]rules.Ruleset{}}
 }
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
@@ -256,6 +260,14 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
 	plans, snap, err := r.plan(ctx)
 	if err != nil {
+		// Docker is unreachable: leave the policy as it was, but put back
+		// what someone else removed meanwhile (the last installed state,
+		// nothing new is opened).
+		if drift, rerr := r.repairLast(ctx); rerr != nil {
+			err = fmt.Errorf("%w; repairing the last installed rules also failed: %v", err, rerr)
+		} else {
+			res.Drift = drift
+		}
 		return res, err
 	}
 	res.Plans = plans
@@ -296,6 +308,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			last[ch.Name] = ch.Hashes()
 		}
 		r.applied[p.Family] = last
+		r.last[p.Family] = p.Result.Ruleset
 		now := openAccess(p, snap)
 		if before, ok := r.open[p.Family]; ok && r.ct != nil && p.Batch != "" {
 			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
@@ -310,6 +323,45 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	r.report(res.Problems)
 	return res, nil
+}
+
+// repairLast re-installs the last installed ruleset where it drifted.
+func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
+	var found []string
+	for fam, rs := range r.last {
+		t := r.families[fam]
+		data, err := t.Save(ctx, "filter")
+		if err != nil {
+			return found, fmt.Errorf("reading %s filter table: %w", fam, err)
+		}
+		obs := ParseSave(data)
+		p := FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, DockerUserMissing: !obs.Chains[rules.HookChain]}
+		d := drift(p, r.applied[fam])
+		if len(d) == 0 {
+			continue
+		}
+		found = append(found, d...)
+		var changed []string
+		for _, ch := range rs.Chains {
+			if got, ok := obs.Owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
+				changed = append(changed, ch.Name)
+			}
+		}
+		if len(changed) > 0 {
+			if err := t.Restore(ctx, []byte(rs.RestoreLines(changed))); err != nil {
+				return found, fmt.Errorf("%s: restoring chains %v: %w", fam, changed, err)
+			}
+		}
+		if !p.DockerUserMissing && !slices.Equal(obs.Hook, []int{1}) {
+			if err := ensureHook(t); err != nil {
+				return found, fmt.Errorf("%s: %w", fam, err)
+			}
+		}
+	}
+	if len(found) > 0 {
+		r.log.WithField("found", found).Warn("drift repaired from the last installed rules while Docker is unreachable")
+	}
+	return found, nil
 }
 
 // report logs each problem once, when it first appears.

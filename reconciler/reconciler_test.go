@@ -453,3 +453,25 @@ func TestRevocationCutsOnlyWithdrawnSessions(t *testing.T) {
 		t.Errorf("flows left: %+v", ct.flows)
 	}
 }
+
+func TestDriftRepairedWhileDockerDown(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.sync(t)
+	want := r.v4.Rules(rules.ChainIngress)
+	r.docker.set(rules.Snapshot{}, errors.New("docker down"))
+	r.v4.SetChain("DOCKER-USER", foreign) // hook gone
+	r.v4.SetChain(rules.ChainIngress)     // flushed
+	res, err := r.rec.Sync(context.Background())
+	if err == nil {
+		t.Fatal("want the Docker error reported")
+	}
+	if len(res.Drift) == 0 {
+		t.Error("drift not reported")
+	}
+	if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, want) {
+		t.Errorf("ingress not restored from the last state: %q", got)
+	}
+	if du := r.v4.Rules("DOCKER-USER"); len(du) != 2 || !strings.Contains(du[0], "dockmoat:hook") {
+		t.Errorf("hook not restored: %q", du)
+	}
+}
