@@ -76,6 +76,11 @@ func (r *Reconciler) WatchDrift(ctx context.Context, variant Variant, poll time.
 			continue
 		}
 		if !ok {
+			// Put back the last installed rules now, without waiting for
+			// Docker; then a full pass checks them against Docker's state.
+			if _, err := r.RepairLast(ctx); err != nil {
+				r.log.WithError(err).Warn("fast drift repair failed; the next pass retries")
+			}
 			kick("drift")
 		}
 	}

@@ -16,6 +16,8 @@ import (
 // protection is already installed it does nothing, so a late guard never
 // replaces the exact ruleset of a running dockmoat with the coarse one.
 func (r *Reconciler) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var done []string

@@ -46,7 +46,11 @@ type Reconciler struct {
 	src      Source
 	log      logrus.FieldLogger
 
-	mu       sync.Mutex // serialises passes
+	// passMu serialises passes; mu guards the firewall and the state
+	// below, and is never held across a Docker call, so that drift can be
+	// repaired while a pass waits on a hung dockerd.
+	passMu   sync.Mutex
+	mu       sync.Mutex
 	cfgMu    sync.Mutex
 	cfg      config.Config
 	reported map[string]bool // problems already logged
@@ -60,6 +64,8 @@ type Reconciler struct {
 	// last is the ruleset last installed per family, for repairs made
 	// while Docker cannot be read.
 	last map[rules.Family]rules.Ruleset
+	// pendingDrift is drift repaired outside a pass, reported by the next.
+	pendingDrift []string
 }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
@@ -129,20 +135,29 @@ func (p FamilyPlan) InSync() bool {
 
 // Plan computes what Sync would do, changing nothing.
 func (r *Reconciler) Plan(ctx context.Context) ([]FamilyPlan, error) {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	snap, err := r.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	plans, _, err := r.plan(ctx)
-	return plans, err
+	return r.plan(ctx, snap)
 }
 
-func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, rules.Snapshot, error) {
-	// A hung dockerd must not hang the loop (drift repair waits on it).
+// snapshot reads Docker, bounded so a hung dockerd cannot hang the loop.
+func (r *Reconciler) snapshot(ctx context.Context) (rules.Snapshot, error) {
 	dctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
 	snap, err := r.src.Snapshot(dctx)
-	cancel()
 	if err != nil {
-		return nil, snap, fmt.Errorf("reading containers from Docker: %w", err)
+		return snap, fmt.Errorf("reading containers from Docker: %w", err)
 	}
+	return snap, nil
+}
+
+func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPlan, error) {
 	cfg := r.config()
 	var plans []FamilyPlan
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -152,11 +167,11 @@ func (r *Reconciler) plan(ctx context.Context) ([]FamilyPlan, rules.Snapshot, er
 		}
 		data, err := t.Save(ctx, "filter")
 		if err != nil {
-			return nil, snap, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return nil, fmt.Errorf("reading %s filter table: %w", fam, err)
 		}
 		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
 	}
-	return plans, snap, nil
+	return plans, nil
 }
 
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
@@ -255,22 +270,28 @@ func drift(p FamilyPlan, last map[string][]string) []string {
 
 // Sync runs one full level-based pass: read everything, diff, apply.
 func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	var res SyncResult
+	snap, err := r.snapshot(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var res SyncResult
-	plans, snap, err := r.plan(ctx)
 	if err != nil {
 		// Docker is unreachable: leave the policy as it was, but put back
 		// what someone else removed meanwhile (the last installed state,
 		// nothing new is opened).
-		if drift, rerr := r.repairLast(ctx); rerr != nil {
+		if _, rerr := r.repairLast(ctx); rerr != nil {
 			err = fmt.Errorf("%w; repairing the last installed rules also failed: %v", err, rerr)
-		} else {
-			res.Drift = drift
 		}
+		res.Drift, r.pendingDrift = r.pendingDrift, nil
+		return res, err
+	}
+	plans, err := r.plan(ctx, snap)
+	if err != nil {
 		return res, err
 	}
 	res.Plans = plans
+	res.Drift, r.pendingDrift = r.pendingDrift, nil
 	cfg := r.config()
 	for _, p := range plans {
 		if p.Skipped != "" {
@@ -325,6 +346,15 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	return res, nil
 }
 
+// RepairLast puts back the last installed ruleset where someone changed
+// it, without asking Docker: the fast path of drift repair, safe while a
+// pass waits on a hung dockerd. It opens nothing that was not open.
+func (r *Reconciler) RepairLast(ctx context.Context) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repairLast(ctx)
+}
+
 // repairLast re-installs the last installed ruleset where it drifted.
 func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 	var found []string
@@ -359,7 +389,8 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 		}
 	}
 	if len(found) > 0 {
-		r.log.WithField("found", found).Warn("drift repaired from the last installed rules while Docker is unreachable")
+		r.log.WithField("found", found).Warn("drift repaired: put back the last installed rules")
+		r.pendingDrift = append(r.pendingDrift, found...)
 	}
 	return found, nil
 }
@@ -455,6 +486,8 @@ func deleteChains(ctx context.Context, t *Tables, chains []string) error {
 // Uninstall removes the hook and every DOCKMOAT* chain, and nothing else.
 // Running it twice is fine.
 func (r *Reconciler) Uninstall(ctx context.Context) error {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {

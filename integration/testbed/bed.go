@@ -270,6 +270,14 @@ func (b *Bed) StopDockerd() error {
 	return nil
 }
 
+// SignalDockerd sends a signal to dockerd (SIGSTOP/SIGCONT: a hung daemon).
+func (b *Bed) SignalDockerd(sig syscall.Signal) error {
+	if b.dockerd == nil || b.dockerd.Process == nil {
+		return fmt.Errorf("dockerd not running")
+	}
+	return b.dockerd.Process.Signal(sig)
+}
+
 // StartDockerd starts dockerd again after StopDockerd (a reboot, a
 // daemon restart); containers with a restart policy come back.
 func (b *Bed) StartDockerd(ctx context.Context) error { return b.startDockerd(ctx) }
