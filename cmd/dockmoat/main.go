@@ -276,7 +276,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	}()
 
 	go func() {
-		if err := rec.WatchDrift(ctx, rec.Variant(), time.Second, func(reason string) {
+		if err := rec.WatchDrift(ctx, rec.Variant(), 500*time.Millisecond, func(reason string) {
 			log.WithField("reason", reason).Debug("change")
 			poke()
 		}); err != nil {
