@@ -230,6 +230,15 @@ func (e *env) startProber(checks []check, workersPerCheck int) *prober {
 	return p
 }
 
+// sum adds up per-probe attempt counts.
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 func (p *prober) finish() (attempts map[string]int, breaches []string, misses map[string]int) {
 	close(p.stop)
 	p.wg.Wait()

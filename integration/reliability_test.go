@@ -238,10 +238,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 		}
 		time.Sleep(300 * time.Millisecond)
 		attempts, breaches, _ := p.finish()
-		n := 0
-		for _, a := range attempts {
-			n += a
-		}
+		n := sum(attempts)
 		// The goal for faults 1-4 is the repair time; connections inside
 		// the repair window are counted and reported, not failed (on
 		// iptables-nft hosts the window is short enough to catch none).
@@ -391,10 +388,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 			checks = append(checks, out("tcp", B, 8200+i, i%2 == 1, names[i]))
 		}
 		e.expect(t, checks...)
-		n := 0
-		for _, a := range attempts {
-			n += a
-		}
+		n := sum(attempts)
 		record(result{eng.Name, "5 dockerd restart, containers restart", took, len(breaches), n,
 			fmt.Sprintf("%d of %d containers came back on another address; resync after restart %s", moved, len(before), took.Round(time.Millisecond))})
 	})
@@ -414,10 +408,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 		took := time.Since(start)
 		time.Sleep(300 * time.Millisecond)
 		attempts, breaches, _ := p.finish()
-		n := 0
-		for _, a := range attempts {
-			n += a
-		}
+		n := sum(attempts)
 		for _, b := range breaches {
 			t.Errorf("unauthorized: %s", b)
 		}
@@ -473,12 +464,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 		}
 		restored = true
 		outage2, breaches2, _ := p.finish()
-		n := 0
-		for _, m := range []map[string]int{outage1, outage2} {
-			for _, a := range m {
-				n += a
-			}
-		}
+		n := sum(outage1) + sum(outage2)
 		breaches := append(breaches1, breaches2...)
 		for _, b := range breaches {
 			t.Errorf("unauthorized while Docker was unreachable: %s", b)
@@ -532,10 +518,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 		e.expect(t, checks...)
 		allOpen := time.Since(lastStart)
 		attempts, breaches, _ := p.finish()
-		total := 0
-		for _, a := range attempts {
-			total += a
-		}
+		total := sum(attempts)
 		for _, b := range breaches {
 			t.Errorf("unauthorized during the burst: %s", b)
 		}

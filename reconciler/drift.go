@@ -17,15 +17,13 @@ func (r *Reconciler) Intact(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for fam, last := range r.applied {
-		t := r.families[fam]
-		if t == nil {
+		if r.families[fam] == nil {
 			continue
 		}
-		data, err := t.Save(ctx, "filter")
+		obs, err := r.observe(ctx, fam)
 		if err != nil {
-			return false, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return false, err
 		}
-		obs := ParseSave(data)
 		if !slices.Equal(obs.Hook, []int{1}) {
 			return false, nil
 		}

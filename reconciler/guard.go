@@ -26,11 +26,10 @@ func (r *Reconciler) Guard(ctx context.Context, cfg config.Config) ([]string, er
 		if t == nil {
 			continue
 		}
-		data, err := t.Save(ctx, "filter")
+		obs, err := r.observe(ctx, fam)
 		if err != nil {
-			return done, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return done, err
 		}
-		obs := ParseSave(data)
 		_, hasMain := obs.Owned[rules.ChainMain]
 		_, hasIngress := obs.Owned[rules.ChainIngress]
 		if len(obs.Hook) > 0 && hasMain && hasIngress {

@@ -157,6 +157,15 @@ func (r *Reconciler) snapshot(ctx context.Context) (rules.Snapshot, error) {
 	return snap, nil
 }
 
+// observe reads one family's filter table in one listing.
+func (r *Reconciler) observe(ctx context.Context, fam rules.Family) (Observed, error) {
+	data, err := r.families[fam].Save(ctx, "filter")
+	if err != nil {
+		return Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
+	}
+	return ParseSave(data), nil
+}
+
 func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPlan, error) {
 	cfg := r.config()
 	var plans []FamilyPlan
@@ -165,11 +174,11 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 		if t == nil {
 			continue
 		}
-		data, err := t.Save(ctx, "filter")
+		obs, err := r.observe(ctx, fam)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return nil, err
 		}
-		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, ParseSave(data)))
+		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, obs))
 	}
 	return plans, nil
 }
@@ -360,11 +369,10 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 	var found []string
 	for fam, rs := range r.last {
 		t := r.families[fam]
-		data, err := t.Save(ctx, "filter")
+		obs, err := r.observe(ctx, fam)
 		if err != nil {
-			return found, fmt.Errorf("reading %s filter table: %w", fam, err)
+			return found, err
 		}
-		obs := ParseSave(data)
 		p := FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, DockerUserMissing: !obs.Chains[rules.HookChain]}
 		d := drift(p, r.applied[fam])
 		if len(d) == 0 {
@@ -495,11 +503,10 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 		if t == nil {
 			continue
 		}
-		data, err := t.Save(ctx, "filter")
+		obs, err := r.observe(ctx, fam)
 		if err != nil {
-			return fmt.Errorf("reading %s filter table: %w", fam, err)
+			return err
 		}
-		obs := ParseSave(data)
 		for range obs.Hook {
 			if err := t.Delete("filter", rules.HookChain, rules.HookSpec()...); err != nil && !isNotExist(err) {
 				return fmt.Errorf("%s: removing hook from %s: %w", fam, rules.HookChain, err)
