@@ -110,6 +110,9 @@ type FamilyPlan struct {
 	// Skipped is set when the family is not managed (no DOCKER-USER in
 	// the ip6tables filter table: Docker does not manage IPv6 there).
 	Skipped string
+	// Unprotected is set with Skipped when Docker does forward that family
+	// to containers but offers no DOCKER-USER to hook: a loud problem.
+	Unprotected bool
 	Result  rules.Result
 	// UFW says whether unmatched traffic goes to ufw-user-forward.
 	UFW bool
@@ -191,6 +194,12 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, varian
 		p.DockerUserMissing = true
 		if fam == rules.IPv6 {
 			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
+			if obs.Chains["DOCKER"] {
+				// Docker 20.10 with --ip6tables publishes over IPv6 but
+				// creates DOCKER-USER only for IPv4 (added in Docker 23).
+				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
+				p.Unprotected = true
+			}
 			return p
 		}
 	}
@@ -303,6 +312,9 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	res.Drift, r.pendingDrift = r.pendingDrift, nil
 	cfg := r.config()
 	for _, p := range plans {
+		if p.Unprotected {
+			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: p.Family.String(), Value: "DOCKER-USER missing", Msg: p.Skipped, Fatal: true})
+		}
 		if p.Skipped != "" {
 			continue
 		}

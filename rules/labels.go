@@ -27,6 +27,9 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	if p.Container == "-" { // a host-level problem, not a container's label
+		return fmt.Sprintf("%s %s: %s", p.Label, p.Value, p.Msg)
+	}
 	s := fmt.Sprintf("container %s: label %s=%q: %s", p.Container, p.Label, p.Value, p.Msg)
 	if p.Fatal {
 		s += "; all its published ports stay closed until the label is fixed"

@@ -40,6 +40,11 @@ var (
 	// BridgeCIDR is docker0's subnet, PoolBase the pool of user networks.
 	BridgeCIDR = "172.30.0.1/24"
 	PoolBase   = "172.29.0.0/16"
+	// IPv6 beds: documentation prefix outside, ULA for containers.
+	HostIP6     = netip.MustParseAddr("2001:db8:1::1")
+	OutsideA6   = netip.MustParseAddr("2001:db8:1::10")
+	OutsideB6   = netip.MustParseAddr("2001:db8:1::11")
+	BridgeCIDR6 = "fd00:d0c::/64"
 )
 
 // Engine is a Docker engine build the bed can start.
@@ -51,6 +56,9 @@ type Engine struct {
 	// Legacy puts iptables-legacy first on dockerd's PATH, making a host
 	// whose Docker rules live in the legacy (x_tables) variant.
 	Legacy bool
+	// IPv6 makes a dual-stack bed: IPv6 on the veth and Docker's default
+	// bridge with ip6tables (Docker 20.10 needs --experimental for that).
+	IPv6 bool
 }
 
 // Engines lists the engines present on this machine: Debian's docker.io
@@ -141,6 +149,14 @@ func (b *Bed) setupNetwork(ctx context.Context) error {
 		{"ip", "-n", b.OutNS, "route", "add", "172.30.0.0/24", "via", HostIP.String()},
 		{"ip", "-n", b.OutNS, "route", "add", PoolBase, "via", HostIP.String()},
 	}
+	if b.Engine.IPv6 {
+		steps = append(steps,
+			[]string{"ip", "-n", b.HostNS, "addr", "add", HostIP6.String() + "/64", "dev", vh, "nodad"},
+			[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideA6.String() + "/64", "dev", vo, "nodad"},
+			[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideB6.String() + "/64", "dev", vo, "nodad"},
+			[]string{"ip", "-n", b.OutNS, "-6", "route", "add", "fd00:d0c::/48", "via", HostIP6.String()},
+		)
+	}
 	for _, s := range steps {
 		if out, err := run(ctx, s...); err != nil {
 			return fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
@@ -169,6 +185,9 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 		"--log-level", "warn",
 	}
 	args = append(args, b.Engine.Args...)
+	if b.Engine.IPv6 {
+		args = append(args, "--ipv6", "--fixed-cidr-v6", BridgeCIDR6, "--ip6tables", "--experimental")
+	}
 	// nsenter and not `ip netns exec`: the latter remounts /sys and dockerd
 	// then fails with "Devices cgroup isn't mounted".
 	cmd := exec.Command("nsenter", args...)

@@ -109,6 +109,7 @@ type Container struct {
 	ID   string
 	Name string
 	IP   netip.Addr
+	IP6  netip.Addr // on an IPv6 bed
 }
 
 // RunContainer creates and starts a container and returns its address.
@@ -154,6 +155,9 @@ func (b *Bed) Inspect(ctx context.Context, id string) (Container, error) {
 	c := Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.NetworkSettings != nil {
 		for _, ep := range info.NetworkSettings.Networks {
+			if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil && !c.IP6.IsValid() {
+				c.IP6 = a
+			}
 			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
 				c.IP = a
 				break

@@ -1,0 +1,106 @@
+package integration
+
+import (
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+func out6(proto string, src netip.Addr, port int, open bool, who string) check {
+	return check{proto: proto, src: src, dst: netip.AddrPortFrom(testbed.HostIP6, uint16(port)), open: open, who: who}
+}
+
+// TestIPv6 runs the core policy over IPv6 on dual-stack beds: Docker 29
+// (ip6tables on by default) and Docker 20.10 (--ipv6 --ip6tables
+// --experimental), with clients on 2001:db8:1::10 and ::11 outside.
+func TestIPv6(t *testing.T) {
+	needBeds(t)
+	for _, eng := range engines {
+		if eng.Legacy {
+			continue
+		}
+		eng.IPv6 = true
+		eng.Name += "-v6"
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			e := startEnv(t, eng)
+			ctx := e.ctx
+			A6, B6 := testbed.OutsideA6, testbed.OutsideB6
+			plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80"}, Serve: []string{"80"}})
+			if !plain.IP6.IsValid() {
+				t.Fatalf("container has no IPv6 address; dockerd log:\n%s", e.bed.DockerdLog())
+			}
+			// Positive control: without dockmoat, Docker publishes it on IPv6.
+			e.expect(t, out6("tcp", A6, 8080, true, "plain"))
+
+			e.startDockmoat(t, "{}\n")
+			e.run(t, testbed.Spec{Name: "web", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}})
+			e.run(t, testbed.Spec{Name: "restricted", Labels: map[string]string{
+				"dockmoat.allow": "8082", "dockmoat.from": "2001:db8:1::10, 203.0.113.11", "dockmoat.allow.8083": "2001:db8:1::11/128",
+			}, Publish: []string{"8082:80", "8083:81"}, Serve: []string{"80", "81"}})
+			e.run(t, testbed.Spec{Name: "dns", Labels: map[string]string{"dockmoat.allow": "8053/udp"}, Publish: []string{"8053:53/udp", "8054:54/udp"}, Serve: []string{"53/udp", "54/udp"}})
+			e.sync(t)
+
+			if eng.Name == "docker20-v6" {
+				// Docker 20.10 publishes over IPv6 with --ip6tables but has
+				// no DOCKER-USER in ip6tables: dockmoat cannot hook there and
+				// must say so loudly, and audit must report the truth.
+				t.Run("Docker20IPv6UnprotectedReportedLoudly", func(t *testing.T) {
+					const want = "IPv6 published ports are NOT protected"
+					if !strings.Contains(e.dm.Logs(), want) {
+						t.Errorf("dockmoat log lacks %q", want)
+					}
+					if out, _ := e.bed.Exec(ctx, dockmoatBin, "plan", "--config", e.dm.Config); !strings.Contains(out, want) {
+						t.Errorf("plan lacks %q:\n%s", want, out)
+					}
+					e.expect(t, out6("tcp", A6, 8080, true, "plain"), out("tcp", A, 8080, false, ""))
+					rep, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", e.dm.Config)
+					if !strings.Contains(rep, "[::]:8080->80/tcp") || !strings.Contains(rep, "NO: beyond policy") {
+						t.Errorf("audit does not flag the IPv6 exposure:\n%s", rep)
+					}
+					t.Logf("audit:\n%s", rep)
+				})
+				return
+			}
+
+			t.Run("ClosedByDefaultAndAllowed", func(t *testing.T) {
+				e.expect(t,
+					out6("tcp", A6, 8080, false, ""), out6("tcp", B6, 8080, false, ""),
+					out6("tcp", A6, 8081, true, "web"), out6("tcp", B6, 8081, true, "web"),
+					out6("udp", A6, 8053, true, "dns"), out6("udp", A6, 8054, false, ""),
+					// IPv4 keeps working alongside.
+					out("tcp", A, 8081, true, "web"), out("tcp", A, 8080, false, ""))
+			})
+			t.Run("SourcesPerFamily", func(t *testing.T) {
+				e.expect(t,
+					out6("tcp", A6, 8082, true, "restricted"), out6("tcp", B6, 8082, false, ""),
+					out("tcp", B, 8082, true, "restricted"), out("tcp", A, 8082, false, ""),
+					out6("tcp", B6, 8083, true, "restricted"), out6("tcp", A6, 8083, false, ""),
+					out("tcp", B, 8083, false, "")) // per-port sources are IPv6 only here
+			})
+			t.Run("NeighbourRoutingToContainerRefused", func(t *testing.T) {
+				e.expect(t, check{proto: "tcp", src: A6, dst: netip.AddrPortFrom(plain.IP6, 80)})
+			})
+			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
+				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				e.expect(t, out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"))
+				if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+					t.Fatalf("uninstall: %v %s", err, out)
+				}
+				save, err := e.bed.HostExec(ctx, "ip6tables-nft-save")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(save, "DOCKMOAT") {
+					t.Errorf("uninstall left IPv6 rules:\n%s", save)
+				}
+				e.expect(t, out6("tcp", A6, 8080, true, "plain"))
+			})
+		})
+	}
+}
