@@ -113,7 +113,7 @@ type FamilyPlan struct {
 	// Unprotected is set with Skipped when Docker does forward that family
 	// to containers but offers no DOCKER-USER to hook: a loud problem.
 	Unprotected bool
-	Result  rules.Result
+	Result      rules.Result
 	// UFW says whether unmatched traffic goes to ufw-user-forward.
 	UFW bool
 	// UFWMissing is set when config says ufw: on but the chain is absent.
