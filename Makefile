@@ -16,7 +16,7 @@ GOTEST       := go test -count=1
 
 export DOCKMOAT_ENGINES := $(CACHE)
 
-.PHONY: all build test unit integration lint deps engines demo clean
+.PHONY: all build test unit integration lint deps engines demo bench clean
 
 all: build
 
@@ -66,3 +66,7 @@ demo: deps
 
 clean:
 	rm -rf bin
+
+## bench: control-plane cost, allow latency and footprint, next to baselines; writes BENCHMARKS.md.
+bench: deps engines
+	go run ./bench -out BENCHMARKS.md
