@@ -10,7 +10,7 @@ RUNC_VER     ?= v1.5.2
 STATICCHECK  ?= v0.8.2
 ENGINE_BIN   := $(CACHE)/docker29/bin
 TOOLS        := $(CACHE)/tools
-DEB_PKGS     := docker.io iptables ufw iproute2 util-linux libseccomp-dev pkg-config gcc debootstrap systemd
+DEB_PKGS     := docker.io iptables nftables ufw iproute2 util-linux procps libseccomp-dev pkg-config gcc debootstrap systemd
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOTEST       := go test -count=1
 

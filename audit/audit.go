@@ -61,6 +61,12 @@ type Input struct {
 	Snapshot rules.Snapshot
 	Families []FamilyState
 	Ifaces   []Iface // external interfaces with their addresses
+	// Unsupported, when set, says why the ruleset cannot be evaluated
+	// (Docker's nftables backend): every port is reported unknown, with
+	// the policy still shown, and Findings/Protected come from the caller.
+	Unsupported string
+	Findings    []string
+	Protected   bool
 }
 
 // Report is audit's answer.
@@ -89,6 +95,9 @@ type famCtx struct {
 
 // Run evaluates every published port.
 func Run(in Input) Report {
+	if in.Unsupported != "" {
+		return unsupported(in)
+	}
 	var rep Report
 	fams := map[rules.Family]*famCtx{}
 	rep.Protected = true
@@ -593,4 +602,27 @@ func hostFindings(in Input, fams map[rules.Family]*famCtx) []string {
 		}
 	}
 	return out
+}
+
+// unsupported reports every published port as unknown, with its policy.
+func unsupported(in Input) Report {
+	rep := Report{Protected: in.Protected, Findings: append([]string{in.Unsupported}, in.Findings...)}
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
+		for _, d := range res.Decisions {
+			b := d.Binding
+			row := Row{Container: d.Container, HostIP: hostIPString(b, fam), HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort,
+				Exposure: Unknowable, Reason: "cannot evaluate: " + in.Unsupported + "; policy: " + d.Reason}
+			if b.HostIP.IsValid() && b.HostIP.IsLoopback() {
+				row.Exposure, row.Reason, row.Intended = Local, "bound to "+b.HostIP.String()+": not reachable from outside", true
+			} else {
+				row.Beyond = !(d.Open && d.Sources.Any)
+			}
+			rep.Rows = append(rep.Rows, row)
+		}
+		if fam == rules.IPv4 {
+			rep.Findings = append(rep.Findings, hostFindings(in, map[rules.Family]*famCtx{rules.IPv4: {plan: reconciler.FamilyPlan{Result: res}}})...)
+		}
+	}
+	return rep
 }

@@ -60,7 +60,9 @@ func setup(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	code := m.Run()
+	writeResults()
+	return code
 }
 
 func needBeds(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // Intact reports whether the installed rules still equal what this process
@@ -16,6 +18,17 @@ import (
 func (r *Reconciler) Intact(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.nft != nil {
+		if r.nftLast == "" {
+			return true, nil
+		}
+		listing, err := r.nft.List(ctx)
+		if err != nil {
+			return false, err
+		}
+		p := FamilyPlan{Family: rules.IPv4, HookPositions: []int{1}, Observed: Observed{Owned: ParseNFT(listing)}}
+		return len(drift(p, r.applied[rules.IPv4])) == 0, nil
+	}
 	for fam, last := range r.applied {
 		if r.families[fam] == nil {
 			continue

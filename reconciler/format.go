@@ -36,11 +36,21 @@ func FormatPlan(p FamilyPlan) string {
 			b.WriteString("  config ufw: on, but chain ufw-user-forward does not exist\n")
 		}
 	}
-	b.WriteString("rules:\n")
-	fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.HookChain, strings.Join(rules.HookSpec(), " "))
-	for _, ch := range p.Result.Ruleset.Chains {
-		for _, r := range ch.Rules {
-			fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
+	switch {
+	case p.NFT != "":
+		b.WriteString("rules (nft, both families):\n")
+		for _, l := range strings.Split(strings.TrimRight(p.NFT, "\n"), "\n") {
+			b.WriteString("  " + l + "\n")
+		}
+	case strings.HasPrefix(p.Variant, "nftables"):
+		b.WriteString("rules: in the inet table above\n")
+	default:
+		b.WriteString("rules:\n")
+		fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.HookChain, strings.Join(rules.HookSpec(), " "))
+		for _, ch := range p.Result.Ruleset.Chains {
+			for _, r := range ch.Rules {
+				fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
+			}
 		}
 	}
 	b.WriteString("diff against installed:\n")
@@ -49,6 +59,10 @@ func FormatPlan(p FamilyPlan) string {
 		return b.String()
 	}
 	for _, c := range p.Changed {
+		if strings.HasPrefix(c, "inet dockmoat") {
+			fmt.Fprintf(&b, "  %s differs: the table will be replaced atomically\n", c)
+			continue
+		}
 		if _, ok := p.Observed.Owned[c]; ok {
 			fmt.Fprintf(&b, "  chain %s differs: will be replaced atomically\n", c)
 		} else {

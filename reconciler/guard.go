@@ -20,6 +20,9 @@ func (r *Reconciler) Guard(ctx context.Context, cfg config.Config) ([]string, er
 	defer r.passMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.nft != nil {
+		return r.guardNFT(ctx, cfg)
+	}
 	var done []string
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := r.families[fam]

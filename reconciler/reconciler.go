@@ -66,6 +66,10 @@ type Reconciler struct {
 	last map[rules.Family]rules.Ruleset
 	// pendingDrift is drift repaired outside a pass, reported by the next.
 	pendingDrift []string
+	// nft is set for Docker's nftables backend (NewNFT); nftLast is the
+	// last applied table script.
+	nft     NFTRunner
+	nftLast string
 }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
@@ -84,6 +88,9 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
 func (r *Reconciler) Variant() Variant {
+	if r.nft != nil {
+		return VariantNFT
+	}
 	if t := r.families[rules.IPv4]; t != nil && strings.HasSuffix(t.Variant, "-legacy") {
 		return VariantLegacy
 	}
@@ -113,7 +120,9 @@ type FamilyPlan struct {
 	// Unprotected is set with Skipped when Docker does forward that family
 	// to containers but offers no DOCKER-USER to hook: a loud problem.
 	Unprotected bool
-	Result      rules.Result
+	// NFT is the desired table text on the nftables backend.
+	NFT    string
+	Result rules.Result
 	// UFW says whether unmatched traffic goes to ufw-user-forward.
 	UFW bool
 	// UFWMissing is set when config says ufw: on but the chain is absent.
@@ -146,6 +155,10 @@ func (r *Reconciler) Plan(ctx context.Context) ([]FamilyPlan, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.nft != nil {
+		plans, _, err := r.planNFT(ctx, snap)
+		return plans, err
+	}
 	return r.plan(ctx, snap)
 }
 
@@ -304,6 +317,9 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		res.Drift, r.pendingDrift = r.pendingDrift, nil
 		return res, err
 	}
+	if r.nft != nil {
+		return res, r.syncNFT(ctx, snap, &res)
+	}
 	plans, err := r.plan(ctx, snap)
 	if err != nil {
 		return res, err
@@ -378,6 +394,9 @@ func (r *Reconciler) RepairLast(ctx context.Context) ([]string, error) {
 
 // repairLast re-installs the last installed ruleset where it drifted.
 func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
+	if r.nft != nil {
+		return r.repairNFT(ctx)
+	}
 	var found []string
 	for fam, rs := range r.last {
 		t := r.families[fam]
@@ -510,6 +529,9 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 	defer r.passMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.nft != nil {
+		return r.uninstallNFT(ctx)
+	}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := r.families[fam]
 		if t == nil {

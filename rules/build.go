@@ -101,6 +101,17 @@ type Result struct {
 	Ruleset   Ruleset
 	Decisions []Decision
 	Problems  []Problem
+	// Allows is the expanded allow list of the family, in rule order: one
+	// entry per container address and source. Every backend renders it.
+	Allows []Allow
+}
+
+// Allow is one allowed (source, container address, published port).
+type Allow struct {
+	Container string
+	Binding   PortBinding
+	Addr      netip.Addr
+	Source    string // CIDR, "" = anyone
 }
 
 var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
@@ -149,9 +160,12 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 			}
 			res.Decisions = append(res.Decisions, d)
 			if d.Open {
-				addAllow(&ing, c, d, fam)
+				res.Allows = append(res.Allows, allowsOf(c, d, fam)...)
 			}
 		}
+	}
+	for _, a := range res.Allows {
+		addAllow(&ing, a, fam)
 	}
 	if opt.UFWForward {
 		ing.add(desc("ufw route rules"), "-j", UFWChain)
@@ -171,8 +185,9 @@ func bindingInFamily(b PortBinding, fam Family) bool {
 	return !b.HostIP.IsValid() || fam.Has(b.HostIP)
 }
 
-func addAllow(ch *Chain, c Container, d Decision, fam Family) {
-	b := d.Binding
+// allowsOf expands an open decision into one Allow per container address
+// of the family and per source of the family.
+func allowsOf(c Container, d Decision, fam Family) []Allow {
 	var addrs []netip.Addr
 	for _, ep := range c.Endpoints {
 		for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
@@ -191,25 +206,39 @@ func addAllow(ch *Chain, c Container, d Decision, fam Family) {
 			}
 		}
 	}
-	bits := fam.bits()
+	var out []Allow
 	for _, a := range addrs {
 		for _, s := range srcs {
-			var spec []string
-			text := fmt.Sprintf("allow %s %d/%s", c.Name, b.HostPort, b.Proto)
-			if s != "" {
-				spec = append(spec, "-s", s)
-				text += " from " + s
-			}
-			spec = append(spec, "-d", a.String()+bits, "-p", b.Proto, "-m", b.Proto,
-				"--dport", strconv.Itoa(int(b.ContainerPort)),
-				"-m", "conntrack", "--ctstate", "DNAT")
-			if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
-				spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits)
-			}
-			spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
-			ch.add(desc(text), spec...)
+			out = append(out, Allow{Container: c.Name, Binding: d.Binding, Addr: a, Source: s})
 		}
 	}
+	return out
+}
+
+// desc is the human part of an allow rule's comment.
+func (a Allow) desc() string {
+	text := fmt.Sprintf("allow %s %d/%s", a.Container, a.Binding.HostPort, a.Binding.Proto)
+	if a.Source != "" {
+		text += " from " + a.Source
+	}
+	return desc(text)
+}
+
+func addAllow(ch *Chain, a Allow, fam Family) {
+	b := a.Binding
+	bits := fam.bits()
+	var spec []string
+	if a.Source != "" {
+		spec = append(spec, "-s", a.Source)
+	}
+	spec = append(spec, "-d", a.Addr.String()+bits, "-p", b.Proto, "-m", b.Proto,
+		"--dport", strconv.Itoa(int(b.ContainerPort)),
+		"-m", "conntrack", "--ctstate", "DNAT")
+	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits)
+	}
+	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
+	ch.add(a.desc(), spec...)
 }
 
 func (f Family) bits() string {

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -28,6 +29,9 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	// Audit's own messages would clutter the report; keep warnings only.
 	if log.GetLevel() == logrus.InfoLevel {
 		log.SetLevel(logrus.WarnLevel)
+	}
+	if backend, _, err := detectBackend(ctx, opt.backend); err == nil && backend == "nftables" {
+		return auditNFT(ctx, opt, log, cfg, out)
 	}
 	tables, w, err := buildTables(ctx, opt, log)
 	if err != nil {
@@ -103,4 +107,39 @@ func outsideInterfaces(bridges []string) []audit.Iface {
 		}
 	}
 	return out
+}
+
+// auditNFT: audit evaluates iptables rulesets only so far. On Docker's
+// nftables backend it says so, reports every port unknown (never closed
+// without proof), and tells whether dockmoat's table is intact.
+func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config, out io.Writer) (bool, error) {
+	rec, w, err := build(ctx, opt, log, cfg)
+	if err != nil {
+		return false, err
+	}
+	snap, err := w.Snapshot(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading containers from Docker: %w", err)
+	}
+	plans, err := rec.Plan(ctx)
+	if err != nil {
+		return false, err
+	}
+	in := audit.Input{Config: cfg, Snapshot: snap, Unsupported: "Docker uses the nftables firewall backend; audit evaluates iptables rulesets only so far"}
+	if len(plans) > 0 && plans[0].InSync() {
+		in.Protected = true
+		in.Findings = append(in.Findings, "dockmoat protection installed and intact (table inet dockmoat)")
+	} else {
+		in.Findings = append(in.Findings, "dockmoat table inet dockmoat missing or NOT intact; is dockmoat running?")
+	}
+	rep := audit.Run(in)
+	if opt.format == "json" {
+		err = audit.WriteJSON(out, rep)
+	} else {
+		err = audit.WriteTable(out, rep)
+	}
+	if err != nil {
+		return false, fmt.Errorf("writing report: %w", err)
+	}
+	return rep.Beyond(), nil
 }

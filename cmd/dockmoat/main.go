@@ -60,6 +60,7 @@ type options struct {
 	format       string
 	metricsAddr  string
 	healthGrace  time.Duration
+	backend      string
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -142,6 +143,7 @@ func newFlags(cmd string, opt *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&opt.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&opt.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&opt.ipv6, "ipv6", true, "also manage ip6tables when Docker has a DOCKER-USER chain there")
+	fs.StringVar(&opt.backend, "backend", "auto", "Docker's firewall backend: auto (ask Docker, then /etc/docker/daemon.json, then the ruleset), iptables or nftables")
 	return fs
 }
 
@@ -205,8 +207,23 @@ func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rule
 	return tables, &dockerwatch.Watcher{API: cli, Log: log}, nil
 }
 
-// build wires the reconciler: config, iptables variant, Docker client.
+// build wires the reconciler: config, firewall backend (and iptables
+// variant), Docker client.
 func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config) (*reconciler.Reconciler, *dockerwatch.Watcher, error) {
+	backend, why, err := detectBackend(ctx, opt.backend)
+	if err != nil {
+		return nil, nil, err
+	}
+	if backend == "nftables" {
+		log.WithField("backend", "nftables").Info(why + "; dockmoat uses its own table inet dockmoat")
+		cli, err := dockerwatch.NewClient()
+		if err != nil {
+			return nil, nil, err
+		}
+		w := &dockerwatch.Watcher{API: cli, Log: log}
+		return reconciler.NewNFT(reconciler.ExecNFT{}, w, cfg, log), w, nil
+	}
+	log.WithField("backend", "iptables").Debug(why)
 	tables, w, err := buildTables(ctx, opt, log)
 	if err != nil {
 		return nil, nil, err

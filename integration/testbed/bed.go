@@ -56,6 +56,10 @@ type Engine struct {
 	// Legacy puts iptables-legacy first on dockerd's PATH, making a host
 	// whose Docker rules live in the legacy (x_tables) variant.
 	Legacy bool
+	// FirewallBackend "nftables" starts dockerd with
+	// --firewall-backend=nftables (Docker 29): no DOCKER-USER, tables
+	// ip/ip6 docker-bridges; Docker then needs forwarding enabled for it.
+	FirewallBackend string
 	// IPv6 makes a dual-stack bed: IPv6 on the veth and Docker's default
 	// bridge with ip6tables (Docker 20.10 needs --experimental for that).
 	IPv6 bool
@@ -187,6 +191,16 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	args = append(args, b.Engine.Args...)
 	if b.Engine.IPv6 {
 		args = append(args, "--ipv6", "--fixed-cidr-v6", BridgeCIDR6, "--ip6tables", "--experimental")
+	}
+	if b.Engine.FirewallBackend != "" {
+		args = append(args, "--firewall-backend="+b.Engine.FirewallBackend)
+		// With the nftables backend Docker leaves forwarding to the host;
+		// this is the bed's own namespace, not the machine's.
+		for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"} {
+			if out, err := run(ctx, "ip", "netns", "exec", b.HostNS, "sysctl", "-qw", k); err != nil {
+				return fmt.Errorf("sysctl %s in %s: %w: %s", k, b.HostNS, err, out)
+			}
+		}
 	}
 	// nsenter and not `ip netns exec`: the latter remounts /sys and dockerd
 	// then fails with "Devices cgroup isn't mounted".

@@ -1,0 +1,157 @@
+package integration
+
+import (
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// TestNFTBackend runs the core behaviours on Docker 29 with
+// --firewall-backend=nftables, where there is no DOCKER-USER and dockmoat
+// owns the table inet dockmoat, and repairs its table after it is flushed,
+// deleted, or dockerd restarts.
+func TestNFTBackend(t *testing.T) {
+	needBeds(t)
+	var eng testbed.Engine
+	for _, e := range engines {
+		if e.Name == "docker29" {
+			eng = e
+		}
+	}
+	if eng.Name == "" {
+		t.Fatal("docker29 engine missing")
+	}
+	eng.Name, eng.FirewallBackend = "docker29-nftables", "nftables"
+	e := startEnv(t, eng)
+	ctx := e.ctx
+	nftTable := func() string {
+		out, _ := e.bed.HostExec(ctx, "nft", "list", "table", "inet", "dockmoat")
+		return out
+	}
+	if _, err := e.bed.CreateNetwork(ctx, "dmnet", "172.29.200.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80", "8053:53/udp"}, Serve: []string{"80", "53/udp"}, Restart: "always"})
+	e.expect(t, out("tcp", A, 8080, true, "plain")) // positive control: Docker alone publishes it
+	e.startDockmoat(t, "{}\n")
+	if !strings.Contains(e.dm.Logs(), "firewall backend nftables") {
+		t.Errorf("backend not detected:\n%s", e.dm.Logs())
+	}
+	e.run(t, testbed.Spec{Name: "web", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80", "8082:81"}, Serve: []string{"80", "81"}, Restart: "always"})
+	e.run(t, testbed.Spec{Name: "restricted", Labels: map[string]string{"dockmoat.allow": "9300", "dockmoat.from": "203.0.113.10"}, Publish: []string{"9300:80"}, Serve: []string{"80"}})
+	e.run(t, testbed.Spec{Name: "ranged", Labels: map[string]string{"dockmoat.allow": "9100-9101, 9153/udp"}, Publish: []string{"9100-9102:9100-9102", "9153:53/udp"}, Serve: []string{"9100/tcp", "9101/tcp", "9102/tcp", "53/udp"}})
+	e.sync(t)
+
+	t.Run("ClosedByDefaultAllowSourcesRangesUDP", func(t *testing.T) {
+		e.serverUp(t, plain, "tcp", 80)
+		e.expect(t,
+			out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, ""), out("tcp", Priv, 8080, false, ""),
+			out("tcp", A, 8081, true, "web"), out("tcp", A, 8082, false, ""),
+			out("tcp", A, 9300, true, "restricted"), out("tcp", B, 9300, false, ""),
+			out("tcp", B, 9100, true, "ranged"), out("tcp", B, 9101, true, "ranged"), out("tcp", B, 9102, false, ""),
+			out("udp", A, 9153, true, "ranged"),
+			e.fromHost("tcp", testbed.HostIP, 8080, true, "plain"))
+	})
+
+	t.Run("RecreatedContainerKeepsPolicyOldIPOpensNothing", func(t *testing.T) {
+		mover := e.run(t, testbed.Spec{Name: "mover", Network: "dmnet", IP: "172.29.200.10", Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		if err := e.bed.Remove(ctx, mover.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, testbed.Spec{Name: "squatter", Network: "dmnet", IP: "172.29.200.10", Publish: []string{"9501:80"}, Serve: []string{"80"}})
+		e.run(t, testbed.Spec{Name: "mover", Network: "dmnet", IP: "172.29.200.11", Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9500, true, "mover"), out("tcp", A, 9501, false, ""))
+		if strings.Contains(nftTable(), "172.29.200.10 ") {
+			t.Errorf("an allow still names the old address:\n%s", nftTable())
+		}
+	})
+
+	drift := func(t *testing.T, what string, fault ...string) {
+		t.Helper()
+		before := nftTable()
+		start := time.Now()
+		if out, err := e.bed.HostExec(ctx, fault...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for nftTable() != before {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: table not repaired in 5s:\n%s", what, nftTable())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		took := time.Since(start)
+		if took > time.Second {
+			t.Errorf("%s: repaired in %s, goal ≤ 1s", what, took)
+		}
+		record(result{eng.Name, "nft: " + what, took, 0, 0, "time until nft list table equals the table before the fault"})
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+	}
+	t.Run("DriftFlushTable", func(t *testing.T) {
+		drift(t, "nft flush table inet dockmoat", "nft", "flush", "table", "inet", "dockmoat")
+	})
+	t.Run("DriftDeleteTable", func(t *testing.T) {
+		drift(t, "nft delete table inet dockmoat", "nft", "delete", "table", "inet", "dockmoat")
+	})
+
+	t.Run("DockerdRestart", func(t *testing.T) {
+		p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, "")}, 2)
+		if err := e.bed.StopDockerd(); err != nil {
+			p.finish()
+			t.Fatal(err)
+		}
+		if err := e.bed.StartDockerd(ctx); err != nil {
+			p.finish()
+			t.Fatal(err)
+		}
+		e.sync(t)
+		time.Sleep(time.Second)
+		_, breaches, _ := p.finish()
+		for _, b := range breaches {
+			t.Errorf("unauthorized during dockerd restart: %s", b)
+		}
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+	})
+
+	t.Run("AuditSaysUnknownNotClosed", func(t *testing.T) {
+		out, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--format", "json", "--config", e.dm.Config)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("audit exit: %v (want 1: exposure cannot be proven)", err)
+		}
+		var rep audit.Report
+		if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+			t.Fatalf("not JSON:\n%s", out)
+		}
+		if !rep.Protected || !strings.Contains(strings.Join(rep.Findings, "\n"), "nftables firewall backend") {
+			t.Errorf("findings: %v protected %v", rep.Findings, rep.Protected)
+		}
+		for _, r := range rep.Rows {
+			if r.Exposure != audit.Unknowable {
+				t.Errorf("audit claims %s for %s %d on a ruleset it cannot evaluate", r.Exposure, r.Container, r.HostPort)
+			}
+		}
+	})
+
+	t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
+		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+			t.Fatalf("uninstall: %v %s", err, out)
+		}
+		if all, _ := e.bed.HostExec(ctx, "nft", "list", "ruleset"); strings.Contains(all, "dockmoat") || !strings.Contains(all, "docker-bridges") {
+			t.Errorf("after uninstall: dockmoat left, or Docker's tables touched:\n%s", all)
+		}
+		e.expect(t, out("tcp", A, 8080, true, "plain"))
+	})
+}

@@ -1,0 +1,173 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// NFTTable is dockmoat's own table for Docker's nftables firewall backend
+// (Docker 29 `--firewall-backend=nftables`), where there is no DOCKER-USER.
+// Its base chain hooks forward just before Docker's filter-FORWARD chain:
+// in nftables an accept ends only the current base chain (the packet goes
+// on to Docker's), while a drop is final, so the same policy reads
+// "drop unless allowed" and never has to accept for Docker.
+const (
+	NFTFamily    = "inet"
+	NFTTable     = "dockmoat"
+	NFTPriority  = "filter - 10"
+	nftChainMain = "forward"
+	nftChainIng  = "ingress"
+)
+
+// NFTRule is one rule with its hash, as in the iptables renderer.
+type NFTRule struct {
+	Expr string // nft statement(s), without the comment
+	Desc string
+	Hash string
+}
+
+// NFTChain is a chain of the table.
+type NFTChain struct {
+	Name  string
+	Base  string // "type filter hook forward priority …; policy accept;" for base chains
+	Rules []NFTRule
+}
+
+// Hashes lists the rule hashes in order.
+func (c NFTChain) Hashes() []string {
+	out := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		out[i] = r.Hash
+	}
+	return out
+}
+
+// NFTRuleset is the desired table.
+type NFTRuleset struct {
+	Chains []NFTChain
+}
+
+func (c *NFTChain) add(text, expr string) {
+	h := sha256.Sum256([]byte(c.Name + "\x00" + expr + "\x01" + text))
+	c.Rules = append(c.Rules, NFTRule{Expr: expr, Desc: nftDesc(text), Hash: hex.EncodeToString(h[:])[:16]})
+}
+
+// nftDesc keeps the comment within nft's 128-byte limit.
+func nftDesc(s string) string {
+	s = desc(s)
+	if max := 128 - len(CommentPrefix) - 17; len(s) > max {
+		s = s[:max]
+	}
+	return s
+}
+
+// Text renders the whole table definition.
+func (rs NFTRuleset) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", NFTFamily, NFTTable)
+	for _, ch := range rs.Chains {
+		fmt.Fprintf(&b, "\tchain %s {\n", ch.Name)
+		if ch.Base != "" {
+			fmt.Fprintf(&b, "\t\t%s\n", ch.Base)
+		}
+		for _, r := range ch.Rules {
+			fmt.Fprintf(&b, "\t\t%s comment \"%s%s %s\"\n", r.Expr, CommentPrefix, r.Hash, r.Desc)
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// ReplaceScript is the `nft -f` input that swaps the table atomically: the
+// first line makes sure the table exists so that deleting it cannot fail;
+// all three run as one transaction.
+func (rs NFTRuleset) ReplaceScript() string {
+	return fmt.Sprintf("table %s %s\ndelete table %s %s\n%s", NFTFamily, NFTTable, NFTFamily, NFTTable, rs.Text())
+}
+
+func nftAddr(fam Family) string {
+	if fam == IPv6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+// BuildNFT renders the same policy as Build for the nftables backend, both
+// families in one inet table. The decisions and problems are Build's.
+func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
+	res := [2]Result{Build(cfg, snap, IPv4, Options{}), Build(cfg, snap, IPv6, Options{})}
+	bridges := slices.Clone(snap.Bridges)
+	slices.Sort(bridges)
+	bridges = slices.Compact(bridges)
+	bridges = slices.DeleteFunc(bridges, func(b string) bool { return !ifaceRe.MatchString(b) })
+
+	main := NFTChain{Name: nftChainMain, Base: "type filter hook forward priority " + NFTPriority + "; policy accept;"}
+	main.add("replies and related traffic", "ct state established,related accept")
+	for _, b := range bridges {
+		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" accept")
+	}
+	for _, b := range bridges {
+		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
+	}
+	ing := NFTChain{Name: nftChainIng}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		fam := IPv4
+		if src.Addr().Is6() {
+			fam = IPv6
+		}
+		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
+	}
+	for i, fam := range []Family{IPv4, IPv6} {
+		for _, a := range res[i].Allows {
+			ing.add(a.desc(), nftAllow(a, fam))
+		}
+	}
+	if cfg.LogBlocked {
+		ing.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+LogPrefix+`"`)
+	}
+	ing.add("default deny", "drop")
+	return NFTRuleset{Chains: []NFTChain{main, ing}}, res
+}
+
+func nftAllow(a Allow, fam Family) string {
+	b := a.Binding
+	var parts []string
+	if a.Source != "" {
+		parts = append(parts, nftAddr(fam)+" saddr "+a.Source)
+	}
+	parts = append(parts, fmt.Sprintf("%s daddr %s %s dport %d ct status dnat", nftAddr(fam), a.Addr, b.Proto, b.ContainerPort))
+	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+		parts = append(parts, fmt.Sprintf("ct original %s daddr %s", nftAddr(fam), b.HostIP.Unmap()))
+	}
+	parts = append(parts, fmt.Sprintf("ct original proto-dst %d accept", b.HostPort))
+	return strings.Join(parts, " ")
+}
+
+// BuildNFTGuard is the boot-time table of `dockmoat guard` on an nftables
+// host: every new connection Docker would DNAT, or route into docker0 or a
+// br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`.
+func BuildNFTGuard(cfg config.Config) NFTRuleset {
+	main := NFTChain{Name: nftChainMain, Base: "type filter hook forward priority " + NFTPriority + "; policy accept;"}
+	main.add("replies and related traffic", "ct state established,related accept")
+	main.add("guard: leaving docker networks", `iifname { "docker0", "br-*" } accept`)
+	main.add("guard: published ports", "ct status dnat jump "+nftChainIng)
+	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+nftChainIng)
+	ing := NFTChain{Name: nftChainIng}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		fam := IPv4
+		if src.Addr().Is6() {
+			fam = IPv6
+		}
+		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
+	}
+	ing.add("guard: default deny until dockmoat run", "drop")
+	return NFTRuleset{Chains: []NFTChain{main, ing}}
+}
+

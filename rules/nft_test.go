@@ -1,0 +1,56 @@
+package rules
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+func TestBuildNFT(t *testing.T) {
+	cfg := config.Default()
+	cfg.LogBlocked = true
+	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	snap := Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []Container{{Name: "web",
+		Labels: map[string]string{"dockmoat.allow": "8080, 53/udp", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
+		Ports: []PortBinding{{HostIP: addr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			{HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			{HostIP: addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
+		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
+	rs, res := BuildNFT(cfg, snap)
+	got := hashes.ReplaceAllString(rs.Text(), "dockmoat:H ")
+	want := `table inet dockmoat {
+	chain forward {
+		type filter hook forward priority filter - 10; policy accept;
+		ct state established,related accept comment "dockmoat:H replies and related traffic"
+		iifname "br-0123456789ab" accept comment "dockmoat:H leaving docker network br-0123456789ab"
+		iifname "docker0" accept comment "dockmoat:H leaving docker network docker0"
+		oifname "br-0123456789ab" jump ingress comment "dockmoat:H entering docker network br-0123456789ab"
+		oifname "docker0" jump ingress comment "dockmoat:H entering docker network docker0"
+	}
+	chain ingress {
+		ip saddr 10.0.0.0/8 ct status dnat accept comment "dockmoat:H trusted source 10.0.0.0/8"
+		ip6 saddr fd00::/8 ct status dnat accept comment "dockmoat:H trusted source fd00::/8"
+		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 accept comment "dockmoat:H allow web 8080/tcp from 198.51.100.0/24"
+		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 udp dport 53 ct status dnat ct original ip daddr 192.0.2.1 ct original proto-dst 53 accept comment "dockmoat:H allow web 53/udp from 198.51.100.0/24"
+		ip6 saddr 2001:db8::/48 ip6 daddr fd00::2 tcp dport 80 ct status dnat ct original proto-dst 8080 accept comment "dockmoat:H allow web 8080/tcp from 2001:db8::/48"
+		limit rate 10/minute burst 20 packets log prefix "[DOCKMOAT BLOCK] " comment "dockmoat:H log blocked"
+		drop comment "dockmoat:H default deny"
+	}
+}
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if len(res[0].Decisions) != 2 || len(res[1].Decisions) != 1 {
+		t.Errorf("decisions per family: %d, %d", len(res[0].Decisions), len(res[1].Decisions))
+	}
+	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat {") {
+		t.Error("replace script must create, delete and define in one transaction")
+	}
+	if p := os.Getenv("DOCKMOAT_NFT_OUT"); p != "" {
+		_ = os.WriteFile(p, []byte(rs.ReplaceScript()), 0o644)
+	}
+}
