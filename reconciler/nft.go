@@ -95,7 +95,6 @@ func ParseNFT(listing string) map[string][]string {
 // owns the table inet dockmoat and nothing else.
 func NewNFT(nft NFTRunner, src Source, cfg config.Config, log logrus.FieldLogger) *Reconciler {
 	r := New(nil, nil, src, cfg, log)
-	delete(r.families, rules.IPv4)
 	r.nft = nft
 	return r
 }

@@ -75,9 +75,13 @@ type Reconciler struct {
 // SetConntrack enables revocation of live sessions (nil disables it).
 func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
 
-// New returns a reconciler. v6 may be nil (no IPv6 handling).
+// New returns a reconciler for Docker's iptables backend. v6 may be nil
+// (no IPv6 handling).
 func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) *Reconciler {
-	fam := map[rules.Family]*Tables{rules.IPv4: v4}
+	fam := map[rules.Family]*Tables{}
+	if v4 != nil {
+		fam[rules.IPv4] = v4
+	}
 	if v6 != nil {
 		fam[rules.IPv6] = v6
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -340,7 +339,7 @@ func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 		return fmt.Errorf("uninstall: %w", err)
 	}
-	fmt.Fprintln(os.Stdout, strings.TrimSpace("dockmoat: removed; published ports now follow Docker's own rules again"))
+	fmt.Fprintln(os.Stdout, "dockmoat: removed; published ports now follow Docker's own rules again")
 	return nil
 }
 
