@@ -170,4 +170,3 @@ func BuildNFTGuard(cfg config.Config) NFTRuleset {
 	ing.add("guard: default deny until dockmoat run", "drop")
 	return NFTRuleset{Chains: []NFTChain{main, ing}}
 }
-
