@@ -119,7 +119,7 @@ func Run(in Input) Report {
 		}
 		obs := reconciler.ParseSave([]byte(st.Save))
 		fc.plan = reconciler.PlanFamily(in.Config, in.Snapshot, st.Family, st.Variant, obs)
-		fc.installed = len(obs.Hook) > 0
+		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
 		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions {

@@ -41,6 +41,11 @@ type Config struct {
 	UFW            UFWMode
 	LogBlocked     bool
 	Allow          []AllowRule
+	// IPv6ForwardHook lets dockmoat put its hook at the top of ip6tables'
+	// FORWARD when Docker manages ip6tables without a DOCKER-USER chain
+	// (Docker 20.10 with --ip6tables). Off by default: FORWARD is not
+	// dockmoat's chain.
+	IPv6ForwardHook bool
 }
 
 // AllowRule opens ports of containers selected by name glob or compose
@@ -82,6 +87,7 @@ type file struct {
 	TrustedSources []string    `yaml:"trusted_sources"`
 	UFW            *string     `yaml:"ufw"`
 	LogBlocked     *bool       `yaml:"log_blocked"`
+	IPv6Hook       *bool       `yaml:"ipv6_forward_hook"`
 	Allow          []fileAllow `yaml:"allow"`
 }
 
@@ -112,6 +118,9 @@ func Parse(data []byte) (Config, error) {
 	}
 	if f.LogBlocked != nil {
 		cfg.LogBlocked = *f.LogBlocked
+	}
+	if f.IPv6Hook != nil {
+		cfg.IPv6ForwardHook = *f.IPv6Hook
 	}
 	for i, a := range f.Allow {
 		rule, err := parseAllow(a)

@@ -2,6 +2,9 @@ package integration
 
 import (
 	"net/netip"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,7 +75,11 @@ func TestIPv6(t *testing.T) {
 					}
 					t.Logf("audit:\n%s", rep)
 				})
-				return
+				// The opt-in: dockmoat hooks the top of ip6tables FORWARD.
+				e.reload(t, "ipv6_forward_hook: true\n")
+				if fw, _ := e.bed.HostExec(ctx, "ip6tables-nft", "-S", "FORWARD"); !strings.Contains(strings.Split(fw, "\n")[1], "dockmoat:hook") {
+					t.Fatalf("hook not first in ip6tables FORWARD:\n%s", fw)
+				}
 			}
 
 			t.Run("ClosedByDefaultAndAllowed", func(t *testing.T) {
@@ -90,8 +97,56 @@ func TestIPv6(t *testing.T) {
 					out6("tcp", B6, 8083, true, "restricted"), out6("tcp", A6, 8083, false, ""),
 					out("tcp", B, 8083, false, "")) // per-port sources are IPv6 only here
 			})
+			t.Run("RangesAndRecreateWithNewAddress", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork6(ctx, "dm6", "172.29.201.0/24", "fd00:d0c:1::/64"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "ranged", Labels: map[string]string{"dockmoat.allow": "9100-9101"},
+					Publish: []string{"9100-9102:9100-9102"}, Serve: []string{"9100/tcp", "9101/tcp", "9102/tcp"}})
+				mover := e.run(t, testbed.Spec{Name: "mover", Network: "dm6", IP: "172.29.201.10", IP6: "fd00:d0c:1::10",
+					Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+				e.sync(t)
+				e.expect(t, out6("tcp", A6, 9100, true, "ranged"), out6("tcp", B6, 9101, true, "ranged"), out6("tcp", A6, 9102, false, ""),
+					out6("tcp", A6, 9500, true, "mover"))
+				if err := e.bed.Remove(ctx, mover.ID); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "squatter", Network: "dm6", IP: "172.29.201.10", IP6: "fd00:d0c:1::10", Publish: []string{"9501:80"}, Serve: []string{"80"}})
+				moved := e.run(t, testbed.Spec{Name: "mover", Network: "dm6", IP: "172.29.201.11", IP6: "fd00:d0c:1::11",
+					Labels: map[string]string{"dockmoat.allow": "9500"}, Publish: []string{"9500:80"}, Serve: []string{"80"}})
+				if moved.IP6.String() != "fd00:d0c:1::11" {
+					t.Fatalf("setup: mover at %s", moved.IP6)
+				}
+				e.sync(t)
+				e.expect(t, out6("tcp", A6, 9500, true, "mover"), out6("tcp", A6, 9501, false, ""))
+			})
 			t.Run("NeighbourRoutingToContainerRefused", func(t *testing.T) {
 				e.expect(t, check{proto: "tcp", src: A6, dst: netip.AddrPortFrom(plain.IP6, 80)})
+			})
+			t.Run("DockerdRestartKeepsIPv6Closed", func(t *testing.T) {
+				p := e.startProber([]check{out6("tcp", A6, 8080, false, "")}, 2)
+				if err := e.bed.StopDockerd(); err != nil {
+					p.finish()
+					t.Fatal(err)
+				}
+				if err := e.bed.StartDockerd(ctx); err != nil {
+					p.finish()
+					t.Fatal(err)
+				}
+				e.sync(t)
+				time.Sleep(500 * time.Millisecond)
+				_, breaches, _ := p.finish()
+				for _, b := range breaches {
+					t.Errorf("unauthorized over IPv6 during dockerd restart: %s", b)
+				}
+				// The containers had no restart policy: start them again.
+				for _, name := range []string{"plain", "web"} {
+					if err := e.bed.Docker.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				e.sync(t)
+				e.expect(t, out6("tcp", A6, 8080, false, ""), out6("tcp", B6, 8081, true, "web"))
 			})
 			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {

@@ -37,7 +37,7 @@ func (r *Reconciler) Intact(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !slices.Equal(obs.Hook, []int{1}) {
+		if !slices.Equal(r.observedPlan(fam, obs).HookPositions, []int{1}) {
 			return false, nil
 		}
 		for name, want := range last {

@@ -56,7 +56,7 @@ func (r *Reconciler) Guard(ctx context.Context, cfg config.Config) ([]string, er
 		if err := t.Restore(ctx, []byte(b.String())); err != nil {
 			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
 		}
-		if err := ensureHook(t); err != nil {
+		if err := ensureHook(t, rules.HookChain); err != nil {
 			return done, fmt.Errorf("%s: %w", fam, err)
 		}
 		done = append(done, fam.String()+": guard installed (new connections to containers dropped until dockmoat run)")

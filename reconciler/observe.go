@@ -22,6 +22,9 @@ type Observed struct {
 	Hook []int
 	// DockerUser is the raw rule lines of DOCKER-USER, for audit and tests.
 	DockerUser []string
+	// ForwardHook lists the hook's positions in FORWARD, where it sits on
+	// ip6tables of Docker older than 23 with ipv6_forward_hook enabled.
+	ForwardHook []int
 }
 
 var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
@@ -30,6 +33,7 @@ var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentP
 func ParseSave(data []byte) Observed {
 	obs := Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
 	inFilter := false
+	forward := 0
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
@@ -48,6 +52,13 @@ func ParseSave(data []byte) Observed {
 			}
 		case strings.HasPrefix(line, "-A "):
 			chain, _, _ := strings.Cut(line[3:], " ")
+			if chain == "FORWARD" {
+				forward++
+				if isHook(line) {
+					obs.ForwardHook = append(obs.ForwardHook, forward)
+				}
+				continue
+			}
 			if chain == rules.HookChain {
 				obs.DockerUser = append(obs.DockerUser, line)
 				if isHook(line) {

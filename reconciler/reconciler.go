@@ -66,6 +66,8 @@ type Reconciler struct {
 	last map[rules.Family]rules.Ruleset
 	// pendingDrift is drift repaired outside a pass, reported by the next.
 	pendingDrift []string
+	// hookIn is the chain holding the hook per family (see FamilyPlan.HookIn).
+	hookIn map[rules.Family]string
 	// nft is set for Docker's nftables backend (NewNFT); nftLast is the
 	// last applied table script.
 	nft     NFTRunner
@@ -86,7 +88,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		fam[rules.IPv6] = v6
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
-		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{},
+		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}, hookIn: map[rules.Family]string{},
 		last: map[rules.Family]rules.Ruleset{}}
 }
 
@@ -135,8 +137,11 @@ type FamilyPlan struct {
 	Changed []string
 	// Stale lists DOCKMOAT* chains that are no longer wanted.
 	Stale []string
-	// HookPositions are the hook's 1-based positions in DOCKER-USER.
+	// HookPositions are the hook's 1-based positions in HookChain.
 	HookPositions []int
+	// HookIn is the chain holding the hook: DOCKER-USER, or FORWARD for
+	// ip6tables of Docker < 23 with ipv6_forward_hook.
+	HookIn string
 	// DockerUserMissing is set when Docker's chain does not exist.
 	DockerUserMissing bool
 	// Batch is the iptables-restore input that fixes Changed.
@@ -206,15 +211,19 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed) FamilyPlan {
-	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook}
-	if !obs.Chains[rules.HookChain] {
+	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
+	if fam == rules.IPv6 && !obs.Chains[rules.HookChain] && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook {
+		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
+		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
+		p.HookIn, p.HookPositions = "FORWARD", obs.ForwardHook
+	} else if !obs.Chains[rules.HookChain] {
 		p.DockerUserMissing = true
 		if fam == rules.IPv6 {
 			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
 			if obs.Chains["DOCKER"] {
 				// Docker 20.10 with --ip6tables publishes over IPv6 but
 				// creates DOCKER-USER only for IPv4 (added in Docker 23).
-				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
+				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, set ipv6_forward_hook: true in the config (dockmoat then hooks the top of ip6tables FORWARD), or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
 				p.Unprotected = true
 			}
 			return p
@@ -355,7 +364,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			return res, fmt.Errorf("%s: chain %s does not exist in %s; is Docker running with its iptables integration enabled?", p.Family, rules.HookChain, t.Variant)
 		}
 		if !slices.Equal(p.HookPositions, []int{1}) {
-			if err := ensureHook(t); err != nil {
+			if err := ensureHook(t, p.HookIn); err != nil {
 				return res, fmt.Errorf("%s: %w", p.Family, err)
 			}
 			res.HookFix = true
@@ -371,6 +380,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		}
 		r.applied[p.Family] = last
 		r.last[p.Family] = p.Result.Ruleset
+		r.hookIn[p.Family] = p.HookIn
 		now := openAccess(p, snap)
 		if before, ok := r.open[p.Family]; ok && r.ct != nil && p.Batch != "" {
 			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
@@ -396,6 +406,17 @@ func (r *Reconciler) RepairLast(ctx context.Context) ([]string, error) {
 	return r.repairLast(ctx)
 }
 
+// observedPlan describes the installed hook of a family the way the last
+// pass placed it, for drift checks made without Docker.
+func (r *Reconciler) observedPlan(fam rules.Family, obs Observed) FamilyPlan {
+	p := FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
+		DockerUserMissing: !obs.Chains[rules.HookChain]}
+	if r.hookIn[fam] == "FORWARD" {
+		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, false
+	}
+	return p
+}
+
 // repairLast re-installs the last installed ruleset where it drifted.
 func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 	if r.nft != nil {
@@ -408,7 +429,7 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return found, err
 		}
-		p := FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, DockerUserMissing: !obs.Chains[rules.HookChain]}
+		p := r.observedPlan(fam, obs)
 		d := drift(p, r.applied[fam])
 		if len(d) == 0 {
 			continue
@@ -425,8 +446,8 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 				return found, fmt.Errorf("%s: restoring chains %v: %w", fam, changed, err)
 			}
 		}
-		if !p.DockerUserMissing && !slices.Equal(obs.Hook, []int{1}) {
-			if err := ensureHook(t); err != nil {
+		if !p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}) {
+			if err := ensureHook(t, p.HookIn); err != nil {
 				return found, fmt.Errorf("%s: %w", fam, err)
 			}
 		}
@@ -462,25 +483,25 @@ func (r *Reconciler) report(problems []rules.Problem) {
 // ensureHook puts the hook at position 1 of DOCKER-USER and removes any
 // other copy. It inserts first and deletes after, so the chain is never
 // without the hook; it is idempotent.
-func ensureHook(t *Tables) error {
-	lines, err := t.List("filter", rules.HookChain)
+func ensureHook(t *Tables, chain string) error {
+	lines, err := t.List("filter", chain)
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", rules.HookChain, err)
+		return fmt.Errorf("listing %s: %w", chain, err)
 	}
 	pos := hookPositions(lines)
 	if len(pos) == 0 || pos[0] != 1 {
-		if err := t.Insert("filter", rules.HookChain, 1, rules.HookSpec()...); err != nil {
-			return fmt.Errorf("inserting hook at the top of %s: %w", rules.HookChain, err)
+		if err := t.Insert("filter", chain, 1, rules.HookSpec()...); err != nil {
+			return fmt.Errorf("inserting hook at the top of %s: %w", chain, err)
 		}
-		if lines, err = t.List("filter", rules.HookChain); err != nil {
-			return fmt.Errorf("listing %s: %w", rules.HookChain, err)
+		if lines, err = t.List("filter", chain); err != nil {
+			return fmt.Errorf("listing %s: %w", chain, err)
 		}
 		pos = hookPositions(lines)
 	}
 	// Delete extra copies from the bottom so positions above stay valid.
 	for i := len(pos) - 1; i >= 1; i-- {
-		if err := t.DeleteById("filter", rules.HookChain, pos[i]); err != nil && !isNotExist(err) {
-			return fmt.Errorf("removing duplicate hook at %s position %d: %w", rules.HookChain, pos[i], err)
+		if err := t.DeleteById("filter", chain, pos[i]); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing duplicate hook at %s position %d: %w", chain, pos[i], err)
 		}
 	}
 	return nil
@@ -550,6 +571,11 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 				return fmt.Errorf("%s: removing hook from %s: %w", fam, rules.HookChain, err)
 			}
 		}
+		for range obs.ForwardHook {
+			if err := t.Delete("filter", "FORWARD", rules.HookSpec()...); err != nil && !isNotExist(err) {
+				return fmt.Errorf("%s: removing hook from FORWARD: %w", fam, err)
+			}
+		}
 		var owned []string
 		for name := range obs.Owned {
 			owned = append(owned, name)
@@ -560,7 +586,7 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 				return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
 			}
 		}
-		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook), owned)
+		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook), owned)
 	}
 	return nil
 }

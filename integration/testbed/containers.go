@@ -101,6 +101,7 @@ type Spec struct {
 	Cmd     []string // overrides Serve (e.g. "connect", "host:port")
 	Network string   // "" = default bridge
 	IP      string   // fixed address on Network
+	IP6     string   // fixed IPv6 address on Network
 	Restart string   // restart policy name
 }
 
@@ -131,8 +132,8 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 	if s.Network != "" {
 		hc.NetworkMode = container.NetworkMode(s.Network)
 		ep := &network.EndpointSettings{}
-		if s.IP != "" {
-			ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: s.IP}
+		if s.IP != "" || s.IP6 != "" {
+			ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: s.IP, IPv6Address: s.IP6}
 		}
 		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.Network: ep}}
 	}
@@ -180,6 +181,19 @@ func (b *Bed) CreateNetwork(ctx context.Context, name, subnet string) (string, e
 	resp, err := b.Docker.NetworkCreate(ctx, name, network.CreateOptions{
 		Driver: "bridge",
 		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating network %s: %w", name, err)
+	}
+	return resp.ID, nil
+}
+
+// CreateNetwork6 creates a dual-stack bridge network with fixed subnets.
+func (b *Bed) CreateNetwork6(ctx context.Context, name, subnet, subnet6 string) (string, error) {
+	v6 := true
+	resp, err := b.Docker.NetworkCreate(ctx, name, network.CreateOptions{
+		Driver: "bridge", EnableIPv6: &v6,
+		IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}, {Subnet: subnet6}}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("creating network %s: %w", name, err)
