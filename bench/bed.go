@@ -31,7 +31,7 @@ func bedFigures(b *strings.Builder) error {
 		return err
 	}
 	b.WriteString("## Allow latency: container start → allowed port answers from outside\n\n")
-	b.WriteString("From `ContainerStart` returning to the first successful TCP connect from the outside namespace (probing every ~2 ms), " +
+	b.WriteString("From `ContainerStart` returning to the sending of the first TCP connect from the outside namespace that succeeds (attempts every 2 ms, in parallel), " +
 		"20 containers one after another; *no firewall* is the same engine without dockmoat. *Burst*: 20 labeled containers started " +
 		"together, time from the last start returning until all 20 answer.\n\n")
 	b.WriteString("| engine | no firewall p50 / p99 | dockmoat p50 / p99 | added p50 / p99 | burst of 20: all reachable after |\n|---|---|---|---|---|\n")
@@ -159,16 +159,44 @@ func bedRun(bed *testbed.Bed, bin string) (string, string, error) {
 	return row, fp, nil
 }
 
-// untilOpen probes the port from outside until it answers.
+// untilOpen probes the port from outside until it answers and returns
+// when the first successful attempt was sent. A dropped SYN costs an
+// attempt its whole timeout, so attempts are launched every 2 ms in
+// parallel (bounded) rather than one after another: the figure is then
+// precise to a few milliseconds instead of to one timeout.
 func untilOpen(ctx context.Context, bed *testbed.Bed, port int, start time.Time) (time.Duration, error) {
 	p := testbed.Probe{Proto: "tcp", Src: testbed.OutsideA, Dst: netip.AddrPortFrom(testbed.HostIP, uint16(port))}
-	for time.Since(start) < 20*time.Second {
-		if _, err := testbed.Try(ctx, bed.OutNSPath(), p, 40*time.Millisecond); err == nil {
-			return time.Since(start), nil
+	found := make(chan time.Duration, 1)
+	sem := make(chan struct{}, 64)
+	stop := make(chan struct{})
+	defer close(stop)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case d := <-found:
+			return d, nil
+		case <-deadline:
+			return 0, fmt.Errorf("port %d never answered", port)
+		case <-tick.C:
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case sem <- struct{}{}:
+		default:
+			continue // 64 attempts in flight already
+		}
+		sent := time.Since(start)
+		go func() {
+			defer func() { <-sem }()
+			if _, err := testbed.Try(ctx, bed.OutNSPath(), p, 150*time.Millisecond); err == nil {
+				select {
+				case found <- sent:
+				default:
+				}
+			}
+		}()
 	}
-	return 0, fmt.Errorf("port %d never answered", port)
 }
 
 // daemonPid finds the dockmoat run process of the bed.

@@ -148,8 +148,9 @@ func ToContainer(c container.Summary) rules.Container {
 }
 
 // eventFilter keeps the events that can change a published port's rules.
-// Health checks and exec produce many other container events; they are
-// not worth a pass.
+// Health checks and exec produce many other container events, and a
+// created container publishes nothing until it starts: none is worth a
+// pass that would delay the one for the start.
 func eventFilter() filters.Args {
 	return filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
@@ -160,7 +161,7 @@ func eventFilter() filters.Args {
 		filters.Arg("event", "pause"), filters.Arg("event", "unpause"),
 		filters.Arg("event", "rename"), filters.Arg("event", "update"),
 		filters.Arg("event", "connect"), filters.Arg("event", "disconnect"),
-		filters.Arg("event", "create"), filters.Arg("event", "remove"),
+		filters.Arg("event", "remove"),
 		filters.Arg("event", "reload"),
 	)
 }

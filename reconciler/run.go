@@ -13,7 +13,8 @@ type RunOptions struct {
 	// Resync is the period of the full pass that repairs drift (default 30s).
 	Resync time.Duration
 	// MinInterval coalesces bursts of events: passes start at most this
-	// often (default 50ms). A kick during a pass causes one more pass.
+	// often (default 5ms: a pass itself takes longer, so a burst still
+	// coalesces into one pass while another runs).
 	MinInterval time.Duration
 	// MaxBackoff caps the retry delay after a failed pass (default 10s).
 	MaxBackoff time.Duration
@@ -26,7 +27,7 @@ func (o *RunOptions) defaults() {
 		o.Resync = 30 * time.Second
 	}
 	if o.MinInterval <= 0 {
-		o.MinInterval = 50 * time.Millisecond
+		o.MinInterval = 5 * time.Millisecond
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 10 * time.Second
