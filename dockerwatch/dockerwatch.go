@@ -28,6 +28,7 @@ import (
 // it in tests.
 type API interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
 	Ping(ctx context.Context) (types.Ping, error)
@@ -50,6 +51,8 @@ type Watcher struct {
 	Log logrus.FieldLogger
 	// OnState, if set, hears the event stream go up (true) or down.
 	OnState func(connected bool)
+
+	cache cache
 }
 
 func (w *Watcher) state(up bool) {
@@ -58,37 +61,53 @@ func (w *Watcher) state(up bool) {
 	}
 }
 
-// Snapshot lists running containers and bridge networks. One list call
-// each: the summary already carries ports, labels and addresses, so the
-// cost does not grow with an inspect per container.
-func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
-	var snap rules.Snapshot
-	nets, err := w.API.NetworkList(ctx, network.ListOptions{})
-	if err != nil {
-		return snap, fmt.Errorf("listing networks: %w", err)
-	}
-	for _, n := range nets {
-		if b := BridgeName(n); b != "" {
-			snap.Bridges = append(snap.Bridges, b)
-			if snap.NetworkBridges == nil {
-				snap.NetworkBridges = map[string]string{}
-			}
-			snap.NetworkBridges[n.Name] = b
-		}
+// listing is a full List result, with the IDs of host-network containers.
+type listing struct {
+	rules.Snapshot
+	hostNetIDs map[string]string
+}
+
+// List lists running containers and bridge networks in full. One list
+// call each: the summary carries ports, labels and addresses, so the cost
+// does not grow with an inspect per container.
+func (w *Watcher) List(ctx context.Context) (listing, error) {
+	var snap listing
+	var err error
+	if snap.Bridges, snap.NetworkBridges, err = w.networks(ctx); err != nil {
+		return snap, err
 	}
 	list, err := w.API.ContainerList(ctx, container.ListOptions{})
 	if err != nil {
 		return snap, fmt.Errorf("listing containers: %w", err)
 	}
+	snap.hostNetIDs = map[string]string{}
 	for _, c := range list {
 		ct := ToContainer(c)
 		if c.HostConfig.NetworkMode == "host" {
 			snap.HostNetwork = append(snap.HostNetwork, ct.Name)
+			snap.hostNetIDs[ct.ID] = ct.Name
 			continue
 		}
 		snap.Containers = append(snap.Containers, ct)
 	}
 	return snap, nil
+}
+
+// networks lists the bridge interfaces of Docker's bridge networks.
+func (w *Watcher) networks(ctx context.Context) ([]string, map[string]string, error) {
+	nets, err := w.API.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing networks: %w", err)
+	}
+	var bridges []string
+	byName := map[string]string{}
+	for _, n := range nets {
+		if b := BridgeName(n); b != "" {
+			bridges = append(bridges, b)
+			byName[n.Name] = b
+		}
+	}
+	return bridges, byName, nil
 }
 
 // BridgeName returns the host interface of a bridge network, or "" for
@@ -201,6 +220,8 @@ func (w *Watcher) follow(ctx context.Context, changed func(string), connected fu
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	msgs, errs := w.API.Events(sctx, events.ListOptions{Filters: eventFilter()})
+	// Events may have been missed while disconnected: list in full next.
+	w.cache.invalidate()
 	connected()
 	// Subscribed first, then resync: nothing between the two is lost.
 	changed("docker connected")
@@ -217,6 +238,7 @@ func (w *Watcher) follow(ctx context.Context, changed func(string), connected fu
 			if !ok {
 				return fmt.Errorf("event stream closed")
 			}
+			w.cache.note(m)
 			changed(string(m.Type) + " " + string(m.Action))
 		}
 	}

@@ -8,15 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
 	"github.com/sirupsen/logrus/hooks/test"
 )
 
 type fakeAPI struct {
 	mu         sync.Mutex
+	lists      int
+	inspects   int
+	inspect    map[string]container.InspectResponse
 	containers []container.Summary
 	networks   []network.Summary
 	pingErr    error
@@ -26,7 +31,15 @@ type fakeAPI struct {
 }
 
 func (f *fakeAPI) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	f.lists++
 	return f.containers, nil
+}
+func (f *fakeAPI) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
+	f.inspects++
+	if r, ok := f.inspect[id]; ok {
+		return r, nil
+	}
+	return container.InspectResponse{}, errdefs.ErrNotFound
 }
 func (f *fakeAPI) NetworkList(context.Context, network.ListOptions) ([]network.Summary, error) {
 	return f.networks, nil
@@ -143,5 +156,43 @@ func TestWatchBacksOffWhileDockerIsDown(t *testing.T) {
 	// 250ms, 500ms, …: about 3 attempts in 1.2s, not a busy loop.
 	if n := len(hook.AllEntries()); n < 2 || n > 4 {
 		t.Errorf("want 2-4 reconnect attempts in 1.2s, got %d", n)
+	}
+}
+
+func TestCacheInspectsOnlyWhatEventsNamed(t *testing.T) {
+	api := &fakeAPI{networks: []network.Summary{{ID: "n", Name: "bridge", Driver: "bridge", Options: map[string]string{"com.docker.network.bridge.name": "docker0"}}},
+		containers: []container.Summary{{ID: "old", Names: []string{"/old"}, NetworkSettings: &container.NetworkSettingsSummary{}}}}
+	w := &Watcher{API: api}
+	ctx := context.Background()
+	if snap, err := w.Snapshot(ctx); err != nil || len(snap.Containers) != 1 || api.lists != 1 {
+		t.Fatalf("first snapshot: %+v %v lists=%d", snap, err, api.lists)
+	}
+	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.9"}}}
+	ns.Ports = nat.PortMap{"80/tcp": {{HostIP: "0.0.0.0", HostPort: "8080"}, {HostIP: "::", HostPort: "8080"}}}
+	api.inspect = map[string]container.InspectResponse{"new": {
+		ContainerJSONBase: &container.ContainerJSONBase{ID: "new", Name: "/new", State: &container.State{Running: true}, HostConfig: &container.HostConfig{}},
+		Config:            &container.Config{Labels: map[string]string{"dockmoat.allow": "8080"}},
+		NetworkSettings:   ns,
+	}}
+	w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionStart, Actor: events.Actor{ID: "new"}})
+	snap, err := w.Snapshot(ctx)
+	if err != nil || api.lists != 1 || api.inspects != 1 || len(snap.Containers) != 2 {
+		t.Fatalf("after start: %+v %v lists=%d inspects=%d", snap.Containers, err, api.lists, api.inspects)
+	}
+	for _, c := range snap.Containers {
+		if c.ID == "new" && (c.Name != "new" || len(c.Ports) != 2 || c.Ports[0].HostPort != 8080 || c.Endpoints[0].IPv4.String() != "172.17.0.9") {
+			t.Errorf("from inspect: %+v", c)
+		}
+	}
+	// Gone: inspect says not found.
+	delete(api.inspect, "new")
+	w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionDestroy, Actor: events.Actor{ID: "new"}})
+	if snap, _ := w.Snapshot(ctx); len(snap.Containers) != 1 || api.lists != 1 {
+		t.Errorf("after destroy: %+v lists=%d", snap.Containers, api.lists)
+	}
+	// A reconnect (or a daemon event) forces a full list.
+	w.cache.invalidate()
+	if _, err := w.Snapshot(ctx); err != nil || api.lists != 2 {
+		t.Errorf("invalidate did not list again: lists=%d", api.lists)
 	}
 }
