@@ -68,7 +68,7 @@ func bedRun(bed *testbed.Bed, bin string) (string, string, error) {
 		return "", "", err
 	}
 	const samples = 20
-	latency := func(prefix string, port0 int) ([]time.Duration, error) {
+	measureLatency := func(prefix string, port0 int) ([]time.Duration, error) {
 		var out []time.Duration
 		for i := 0; i < samples; i++ {
 			port := port0 + i
@@ -86,7 +86,7 @@ func bedRun(bed *testbed.Bed, bin string) (string, string, error) {
 		}
 		return out, nil
 	}
-	base, err := latency("nofw", 9000)
+	base, err := measureLatency("nofw", 9000)
 	if err != nil {
 		return "", "", err
 	}
@@ -98,7 +98,7 @@ func bedRun(bed *testbed.Bed, bin string) (string, string, error) {
 	if err := dm.WaitInSync(ctx, 30*time.Second); err != nil {
 		return "", "", err
 	}
-	with, err := latency("dm", 9100)
+	with, err := measureLatency("dm", 9100)
 	if err != nil {
 		return "", "", err
 	}
@@ -140,7 +140,7 @@ func bedRun(bed *testbed.Bed, bin string) (string, string, error) {
 		slices.Sort(s)
 		return s[min(len(s)-1, int(q*float64(len(s))))]
 	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
+	latency[bed.Engine.Name] = [4]time.Duration{p(with, .5) - p(base, .5), p(with, .99) - p(base, .99), slowest}
 	row := fmt.Sprintf("%s / %s | %s / %s | %s / %s | %s",
 		ms(p(base, .5)), ms(p(base, .99)), ms(p(with, .5)), ms(p(with, .99)),
 		ms(p(with, .5)-p(base, .5)), ms(p(with, .99)-p(base, .99)), ms(slowest))
