@@ -183,20 +183,6 @@ func FromInspect(info container.InspectResponse) rules.Container {
 			out.Ports = append(out.Ports, pb)
 		}
 	}
-	for name, ep := range info.NetworkSettings.Networks {
-		if ep == nil {
-			continue
-		}
-		e := rules.Endpoint{Network: name}
-		if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
-			e.IPv4 = a.Unmap()
-		}
-		if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil {
-			e.IPv6 = a
-		}
-		if e.IPv4.IsValid() || e.IPv6.IsValid() {
-			out.Endpoints = append(out.Endpoints, e)
-		}
-	}
+	out.Endpoints = endpoints(info.NetworkSettings.Networks)
 	return out
 }

@@ -147,20 +147,27 @@ func ToContainer(c container.Summary) rules.Container {
 		out.Ports = append(out.Ports, b)
 	}
 	if c.NetworkSettings != nil {
-		for name, ep := range c.NetworkSettings.Networks {
-			if ep == nil {
-				continue
-			}
-			e := rules.Endpoint{Network: name}
-			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
-				e.IPv4 = a.Unmap()
-			}
-			if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil {
-				e.IPv6 = a
-			}
-			if e.IPv4.IsValid() || e.IPv6.IsValid() {
-				out.Endpoints = append(out.Endpoints, e)
-			}
+		out.Endpoints = endpoints(c.NetworkSettings.Networks)
+	}
+	return out
+}
+
+// endpoints keeps the networks on which the container has an address.
+func endpoints(nets map[string]*network.EndpointSettings) []rules.Endpoint {
+	var out []rules.Endpoint
+	for name, ep := range nets {
+		if ep == nil {
+			continue
+		}
+		e := rules.Endpoint{Network: name}
+		if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
+			e.IPv4 = a.Unmap()
+		}
+		if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil {
+			e.IPv6 = a
+		}
+		if e.IPv4.IsValid() || e.IPv6.IsValid() {
+			out = append(out, e)
 		}
 	}
 	return out

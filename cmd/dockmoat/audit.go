@@ -65,15 +65,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		in.Families = append(in.Families, st)
 	}
 	rep := audit.Run(in)
-	if opt.format == "json" {
-		err = audit.WriteJSON(out, rep)
-	} else {
-		err = audit.WriteTable(out, rep)
-	}
-	if err != nil {
-		return false, fmt.Errorf("writing report: %w", err)
-	}
-	return rep.Beyond(), nil
+	return rep.Beyond(), writeReport(out, opt.format, rep)
 }
 
 // outsideInterfaces lists the interfaces a connection from outside can
@@ -133,13 +125,18 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 		in.Findings = append(in.Findings, "dockmoat table inet dockmoat missing or NOT intact; is dockmoat running?")
 	}
 	rep := audit.Run(in)
-	if opt.format == "json" {
+	return rep.Beyond(), writeReport(out, opt.format, rep)
+}
+
+func writeReport(out io.Writer, format string, rep audit.Report) error {
+	var err error
+	if format == "json" {
 		err = audit.WriteJSON(out, rep)
 	} else {
 		err = audit.WriteTable(out, rep)
 	}
 	if err != nil {
-		return false, fmt.Errorf("writing report: %w", err)
+		return fmt.Errorf("writing report: %w", err)
 	}
-	return rep.Beyond(), nil
+	return nil
 }
