@@ -244,3 +244,25 @@ func (p *prober) finish() (attempts map[string]int, breaches []string, misses ma
 	p.wg.Wait()
 	return p.attempts, p.breaches, p.misses
 }
+
+// restartDockerd stops and starts the bed's dockerd while a prober
+// hammers checks, waits for dockmoat to be in sync again plus settle, and
+// returns the time from the stop until in sync and the prober's counts.
+func (e *env) restartDockerd(t *testing.T, checks []check, settle time.Duration) (time.Duration, map[string]int, []string) {
+	t.Helper()
+	p := e.startProber(checks, 2)
+	start := time.Now()
+	if err := e.bed.StopDockerd(); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	if err := e.bed.StartDockerd(e.ctx); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	e.sync(t)
+	took := time.Since(start)
+	time.Sleep(settle)
+	attempts, breaches, _ := p.finish()
+	return took, attempts, breaches
+}

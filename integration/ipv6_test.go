@@ -124,18 +124,7 @@ func TestIPv6(t *testing.T) {
 				e.expect(t, check{proto: "tcp", src: A6, dst: netip.AddrPortFrom(plain.IP6, 80)})
 			})
 			t.Run("DockerdRestartKeepsIPv6Closed", func(t *testing.T) {
-				p := e.startProber([]check{out6("tcp", A6, 8080, false, "")}, 2)
-				if err := e.bed.StopDockerd(); err != nil {
-					p.finish()
-					t.Fatal(err)
-				}
-				if err := e.bed.StartDockerd(ctx); err != nil {
-					p.finish()
-					t.Fatal(err)
-				}
-				e.sync(t)
-				time.Sleep(500 * time.Millisecond)
-				_, breaches, _ := p.finish()
+				_, _, breaches := e.restartDockerd(t, []check{out6("tcp", A6, 8080, false, "")}, 500*time.Millisecond)
 				for _, b := range breaches {
 					t.Errorf("unauthorized over IPv6 during dockerd restart: %s", b)
 				}

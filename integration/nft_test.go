@@ -103,18 +103,7 @@ func TestNFTBackend(t *testing.T) {
 	})
 
 	t.Run("DockerdRestart", func(t *testing.T) {
-		p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, "")}, 2)
-		if err := e.bed.StopDockerd(); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		if err := e.bed.StartDockerd(ctx); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		e.sync(t)
-		time.Sleep(time.Second)
-		_, breaches, _ := p.finish()
+		_, _, breaches := e.restartDockerd(t, []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, "")}, time.Second)
 		for _, b := range breaches {
 			t.Errorf("unauthorized during dockerd restart: %s", b)
 		}

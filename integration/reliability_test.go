@@ -359,22 +359,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 			pr = append(pr, out("tcp", A, 8200+i, false, ""))
 		}
 		pr = append(pr, out("tcp", A, 8080, false, ""))
-		p := e.startProber(pr, 2)
-		start := time.Now()
-		if err := e.bed.StopDockerd(); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		// Shuffle the address pool: a container that takes an address
-		// first after the restart gets the lowest.
-		if err := e.bed.StartDockerd(ctx); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		e.sync(t)
-		took := time.Since(start)
-		time.Sleep(time.Second)
-		attempts, breaches, _ := p.finish()
+		took, attempts, breaches := e.restartDockerd(t, pr, time.Second)
 		after := addrs()
 		moved := 0
 		for n, a := range before {
