@@ -53,6 +53,9 @@ type FamilyState struct {
 	Variant string
 	Save    string // full iptables-save output (filter and nat); "" if unreadable
 	Err     error  // why Save is empty
+	// Sets holds dockmoat's ipsets of the family as read from the kernel
+	// (absent sets are not in the map).
+	Sets map[string][]rules.SetElem
 }
 
 // Input is everything audit reads.
@@ -91,6 +94,42 @@ type famCtx struct {
 	reps      []netip.Addr // one source per equivalence class
 	generic   netip.Addr   // a source no rule names: "anyone"
 	ufwChain  bool
+	setDiff   []string // how dockmoat's sets differ from the policy
+}
+
+// usesSets reports whether dockmoat's chains look allows up in ipsets.
+func usesSets(t *Table) bool {
+	ch := t.Chains[rules.ChainIngress]
+	return ch != nil && slices.ContainsFunc(ch.Rules, func(r Rule) bool {
+		return strings.Contains(r.Raw, "--match-set "+rules.ChainPrefix)
+	})
+}
+
+// setDiff compares the sets the policy wants with the sets read.
+func setDiff(want []rules.Set, have map[string][]rules.SetElem) []string {
+	var out []string
+	for _, s := range want {
+		got, ok := have[s.Name]
+		if !ok {
+			out = append(out, "ipset "+s.Name+" missing")
+			continue
+		}
+		in := map[rules.SetElem]bool{}
+		for _, e := range got {
+			in[e] = true
+		}
+		missing := 0
+		for _, e := range s.Elems {
+			if !in[e] {
+				missing++
+			}
+			delete(in, e)
+		}
+		if missing > 0 || len(in) > 0 {
+			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", s.Name, missing, len(in)))
+		}
+	}
+	return out
 }
 
 // Run evaluates every published port.
@@ -117,8 +156,10 @@ func Run(in Input) Report {
 		if fc.filter == nil {
 			fc.filter = &Table{Name: "filter", Chains: map[string]*Chain{}}
 		}
+		fc.filter.Sets = st.Sets
 		obs := reconciler.ParseSave([]byte(st.Save))
-		fc.plan = reconciler.PlanFamily(in.Config, in.Snapshot, st.Family, st.Variant, obs)
+		fc.plan = reconciler.PlanFamily(in.Config, in.Snapshot, st.Family, st.Variant, obs, rules.Options{Sets: usesSets(fc.filter)})
+		fc.setDiff = setDiff(fc.plan.Result.Ruleset.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
@@ -129,7 +170,7 @@ func Run(in Input) Report {
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
 		if fc.plan.Skipped == "" {
 			managed++
-			if !fc.installed || !fc.plan.InSync() {
+			if !fc.installed || !fc.plan.InSync() || len(fc.setDiff) > 0 {
 				rep.Protected = false
 			}
 		}
@@ -468,6 +509,13 @@ func representatives(t *Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
 			}
 		}
 	}
+	for _, elems := range t.Sets {
+		for _, e := range elems {
+			if e.Src.IsValid() && fam.Has(e.Src.Addr()) {
+				prefixes = append(prefixes, e.Src.Masked())
+			}
+		}
+	}
 	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
@@ -569,8 +617,14 @@ func protectionFindings(fc *famCtx, obs reconciler.Observed) []string {
 			s += fmt.Sprintf(" (%v empty or missing: flushed?)", missing)
 		}
 		out = append(out, s+"; is dockmoat running?")
+	case len(fc.setDiff) > 0:
+		out = append(out, fmt.Sprintf("%s: dockmoat protection installed but NOT intact: %s; is dockmoat running?", fam, strings.Join(fc.setDiff, "; ")))
 	default:
-		out = append(out, fmt.Sprintf("%s: dockmoat protection installed and intact (%s)", fam, fc.st.Variant))
+		how := fc.st.Variant
+		if len(p.Result.Ruleset.Sets) > 0 {
+			how += ", allows in ipsets"
+		}
+		out = append(out, fmt.Sprintf("%s: dockmoat protection installed and intact (%s)", fam, how))
 	}
 	var foreign []string
 	for _, l := range obs.DockerUser {

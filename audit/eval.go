@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"github.com/dockmoat/dockmoat/rules"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -83,7 +84,7 @@ func (e *evaluator) chain(name string, start int, p Packet, via []Rule, depth in
 			return Verdict{Result: Unknown, Chain: name, Why: "ruleset too complex to evaluate"}, false
 		}
 		r := ch.Rules[i]
-		m, why := match(r, p)
+		m, why := match(r, p, e.t.Sets)
 		if m == matchUnknown {
 			// Evaluate both ways from here; if they agree, the match we
 			// cannot evaluate did not matter.
@@ -184,7 +185,7 @@ const (
 )
 
 // match evaluates a rule's matches (everything before -j/-g).
-func match(r Rule, p Packet) (matchResult, string) {
+func match(r Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
 	args := r.Args
 	result := matchYes
 	var why string
@@ -213,7 +214,7 @@ func match(r Rule, p Packet) (matchResult, string) {
 			module = val()
 			switch module {
 			case "tcp", "udp", "sctp", "conntrack", "state", "comment", "multiport", "limit", "hashlimit",
-				"addrtype", "recent", "pkttype", "icmp", "icmp6", "iprange", "rt", "ipv6header":
+				"addrtype", "recent", "pkttype", "icmp", "icmp6", "iprange", "rt", "ipv6header", "set":
 			default:
 				result, why = matchUnknown, fmt.Sprintf("match -m %s in chain %s cannot be evaluated", module, r.Chain)
 			}
@@ -241,6 +242,13 @@ func match(r Rule, p Packet) (matchResult, string) {
 			d, k1 := portList(v, p.DPort)
 			s, k2 := portList(v, p.SPort)
 			ok, known = d || s, k1 && k2
+		case "--match-set":
+			name, flags := val(), val()
+			if ok, known = inSet(sets, name, flags, p); !known && result != matchUnknown {
+				result, why = matchUnknown, fmt.Sprintf("-m set --match-set %s %s in chain %s: not one of dockmoat's sets, cannot be evaluated", name, flags, r.Chain)
+				neg = false
+				continue
+			}
 		case "--ctstate", "--state":
 			ok = stateMatch(val(), p.States)
 		case "--ctorigdstport":
@@ -314,6 +322,30 @@ func match(r Rule, p Packet) (matchResult, string) {
 		}
 	}
 	return result, why
+}
+
+// inSet evaluates `-m set --match-set NAME FLAGS` for dockmoat's own sets
+// (read by the caller); any other set cannot be evaluated.
+func inSet(sets map[string][]rules.SetElem, name, flags string, p Packet) (bool, bool) {
+	elems, ok := sets[name]
+	if !ok {
+		return false, false
+	}
+	var withSrc bool
+	switch flags {
+	case "dst,dst":
+	case "dst,dst,src":
+		withSrc = true
+	default:
+		return false, false
+	}
+	for _, e := range elems {
+		if e.Addr == p.Dst.Unmap() && e.Proto == p.Proto && e.Port == p.DPort &&
+			(!withSrc || (e.Src.IsValid() && e.Src.Contains(p.Src.Unmap()))) {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 func inPrefixes(a netip.Addr, spec string) (bool, bool) {

@@ -70,10 +70,29 @@ func TestEvalMatches(t *testing.T) {
 		{"-m set --match-set blocked src -j DROP", matchUnknown},
 		{"-m mark --mark 0x1 -j ACCEPT", matchUnknown},
 		{"-m iprange --src-range 198.51.100.0-198.51.100.9 -j DROP", matchYes},
+		// dockmoat's own sets are read, so they evaluate.
+		{"-m set --match-set OPEN dst,dst -m conntrack --ctstate DNAT -j RETURN", matchYes},
+		{"-m set --match-set OTHERPORT dst,dst -j RETURN", matchNo},
+		{"-m set --match-set FROM dst,dst,src -j RETURN", matchYes},
+		{"-m set --match-set FROMOTHER dst,dst,src -j RETURN", matchNo},
+		{"-m set --match-set OPEN src,dst -j RETURN", matchUnknown},
+	}
+	elem := func(port uint16, src string) rules.SetElem {
+		e := rules.SetElem{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: port}
+		if src != "" {
+			e.Src = netip.MustParsePrefix(src)
+		}
+		return e
+	}
+	sets := map[string][]rules.SetElem{
+		"OPEN":      {elem(443, ""), elem(80, "")},
+		"OTHERPORT": {elem(81, "")},
+		"FROM":      {elem(80, "10.0.0.0/8"), elem(80, "198.51.100.0/24")},
+		"FROMOTHER": {elem(80, "198.51.101.0/24")},
 	}
 	for _, tc := range cases {
 		r := Rule{Chain: "X", Raw: tc.rule, Args: tokenize(tc.rule)}
-		if got, why := match(r, pkt("198.51.100.1")); got != tc.want {
+		if got, why := match(r, pkt("198.51.100.1"), sets); got != tc.want {
 			t.Errorf("%s: got %v (%s), want %v", tc.rule, got, why, tc.want)
 		}
 	}

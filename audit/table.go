@@ -8,6 +8,7 @@ package audit
 
 import (
 	"bufio"
+	"github.com/dockmoat/dockmoat/rules"
 	"strings"
 )
 
@@ -15,6 +16,9 @@ import (
 type Table struct {
 	Name   string
 	Chains map[string]*Chain
+	// Sets holds the contents of the ipsets rules may look up (dockmoat's
+	// own, read by the caller); a set not here evaluates as unknown.
+	Sets map[string][]rules.SetElem
 }
 
 // Chain is a chain with its policy ("-" for user chains) and rules.

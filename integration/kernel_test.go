@@ -46,9 +46,18 @@ func TestKernelGolden(t *testing.T) {
 			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.3")}}},
 	}}
 	cfg := config.Config{UFW: config.UFWAuto, LogBlocked: true, TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}
-	for _, v := range []reconciler.Variant{reconciler.VariantNFT, reconciler.VariantLegacy} {
-		t.Run(string(v), func(t *testing.T) {
-			ns := fmt.Sprintf("dmk%d%s", os.Getpid()%10000, v[:1])
+	type mode struct {
+		v    reconciler.Variant
+		sets bool
+	}
+	for _, m := range []mode{{reconciler.VariantNFT, false}, {reconciler.VariantLegacy, false}, {reconciler.VariantNFT, true}, {reconciler.VariantLegacy, true}} {
+		v := m.v
+		name, golden := string(v), filepath.Join("testdata", "kernel.golden")
+		if m.sets {
+			name, golden = name+"-ipset", filepath.Join("testdata", "kernel-ipset.golden")
+		}
+		t.Run(name, func(t *testing.T) {
+			ns := fmt.Sprintf("dmk%d%s%d", os.Getpid()%10000, v[:1], btoi(m.sets))
 			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 				t.Fatalf("%v: %s", err, out)
 			}
@@ -60,12 +69,36 @@ func TestKernelGolden(t *testing.T) {
 				}
 			}
 			ipt := "iptables-" + string(v)
+			// save is the filter table and, in ipset mode, dockmoat's sets
+			// as the kernel holds them.
 			save := func() string {
 				var s string
 				in(func() error {
 					out, err := exec.Command(ipt+"-save", "-t", "filter").Output()
 					s = stripComments(string(out))
-					return err
+					if err != nil || !m.sets {
+						return err
+					}
+					sets, err := reconciler.OpenNetlinkSets()
+					if err != nil {
+						return err
+					}
+					defer sets.Close()
+					for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+						name := rules.SetName(kind, rules.IPv4)
+						elems, ok, err := sets.List(name)
+						if err != nil {
+							return err
+						}
+						if ok {
+							set := rules.Set{Elems: elems}
+							s += "# ipset " + name + "\n"
+							for _, e := range set.Sorted() {
+								s += e.String() + "\n"
+							}
+						}
+					}
+					return nil
 				})
 				return s
 			}
@@ -91,6 +124,13 @@ func TestKernelGolden(t *testing.T) {
 					return err
 				}
 				rec = reconciler.New(tables, nil, staticSource(snap), cfg, log)
+				if m.sets {
+					sets, err := reconciler.NewNetlinkSets()
+					if err != nil {
+						return err
+					}
+					rec.UseSets(sets, true)
+				}
 				res, err := rec.Sync(context.Background())
 				if err == nil && (!res.Applied || !res.HookFix) {
 					err = fmt.Errorf("first pass did not apply: %+v", res)
@@ -98,7 +138,6 @@ func TestKernelGolden(t *testing.T) {
 				return err
 			})
 			got := save()
-			golden := filepath.Join("testdata", "kernel.golden")
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -154,4 +193,11 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -52,6 +52,12 @@ func FormatPlan(p FamilyPlan) string {
 				fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
 			}
 		}
+		for _, set := range p.Result.Ruleset.Sets {
+			fmt.Fprintf(&b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
+			for _, e := range set.Sorted() {
+				fmt.Fprintf(&b, "  %s\n", e)
+			}
+		}
 	}
 	b.WriteString("diff against installed:\n")
 	if p.InSync() {
@@ -71,6 +77,17 @@ func FormatPlan(p FamilyPlan) string {
 	}
 	for _, c := range p.Stale {
 		fmt.Fprintf(&b, "  chain %s is no longer used: will be deleted\n", c)
+	}
+	for _, name := range p.SetsMissing {
+		fmt.Fprintf(&b, "  ipset %s missing: will be created\n", name)
+	}
+	for _, set := range p.Result.Ruleset.Sets {
+		for _, e := range p.SetDel[set.Name] {
+			fmt.Fprintf(&b, "  ipset %s: will delete %s\n", set.Name, e)
+		}
+		for _, e := range p.SetAdd[set.Name] {
+			fmt.Fprintf(&b, "  ipset %s: will add %s\n", set.Name, e)
+		}
 	}
 	switch {
 	case p.DockerUserMissing:

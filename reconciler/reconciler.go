@@ -72,7 +72,26 @@ type Reconciler struct {
 	// last applied table script.
 	nft     NFTRunner
 	nftLast string
+	// sets, when set, is the kernel's ipsets; useSets puts allows there
+	// (see rules/sets.go). setState is what the sets held when last read
+	// or written, setRead when they were last read in full.
+	sets     SetStore
+	useSets  bool
+	setState map[string]map[rules.SetElem]struct{}
+	setRead  time.Time
+	// memo saves re-deciding unchanged containers from pass to pass.
+	memo *rules.Memo
 }
+
+// UseSets gives the reconciler the kernel's ipsets. With enabled, allows
+// go into sets; either way Uninstall removes dockmoat's sets.
+func (r *Reconciler) UseSets(s SetStore, enabled bool) {
+	r.sets, r.useSets = s, enabled && s != nil
+	r.setState = nil
+}
+
+// UsingSets reports whether allows are kept in ipsets.
+func (r *Reconciler) UsingSets() bool { return r.useSets }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
 func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
@@ -89,7 +108,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
 		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]rules.Ruleset{}}
+		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo()}
 }
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
@@ -147,11 +166,27 @@ type FamilyPlan struct {
 	// Batch is the iptables-restore input that fixes Changed.
 	Batch    string
 	Observed Observed
+	// SetAdd and SetDel are the set elements to add and delete, per set,
+	// and SetsMissing the sets to create (allows in ipsets only).
+	SetAdd, SetDel map[string][]rules.SetElem
+	SetsMissing    []string
+}
+
+// setChanges counts the set elements a plan adds and deletes.
+func (p FamilyPlan) setChanges() int {
+	n := len(p.SetsMissing)
+	for _, e := range p.SetAdd {
+		n += len(e)
+	}
+	for _, e := range p.SetDel {
+		n += len(e)
+	}
+	return n
 }
 
 // InSync reports whether nothing needs to change.
 func (p FamilyPlan) InSync() bool {
-	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && slices.Equal(p.HookPositions, []int{1}))
+	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.setChanges() == 0 && slices.Equal(p.HookPositions, []int{1}))
 }
 
 // Plan computes what Sync would do, changing nothing.
@@ -168,6 +203,7 @@ func (r *Reconciler) Plan(ctx context.Context) ([]FamilyPlan, error) {
 		plans, _, err := r.planNFT(ctx, snap)
 		return plans, err
 	}
+	r.setRead = time.Time{} // read the sets in full: plan shows the kernel's state
 	return r.plan(ctx, snap)
 }
 
@@ -203,14 +239,21 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 		if err != nil {
 			return nil, err
 		}
-		plans = append(plans, PlanFamily(cfg, snap, fam, t.Variant, obs))
+		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: r.useSets, Memo: r.memo})
+		if r.useSets && p.Skipped == "" {
+			if err := r.diffSets(&p); err != nil {
+				return nil, err
+			}
+		}
+		plans = append(plans, p)
 	}
 	return plans, nil
 }
 
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
-func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed) FamilyPlan {
+// opt.Sets and opt.Memo are passed to rules.Build; UFWForward is decided here.
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed, opt rules.Options) FamilyPlan {
 	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
 	if fam == rules.IPv6 && !obs.Chains[rules.HookChain] && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook {
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
@@ -236,7 +279,8 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, varian
 	case config.UFWOn:
 		p.UFW, p.UFWMissing = hasUFW, !hasUFW
 	}
-	p.Result = rules.Build(cfg, snap, fam, rules.Options{UFWForward: p.UFW})
+	opt.UFWForward = p.UFW
+	p.Result = rules.Build(cfg, snap, fam, opt)
 	want := map[string]bool{}
 	for _, ch := range p.Result.Ruleset.Chains {
 		want[ch.Name] = true
@@ -354,6 +398,12 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 				Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
 		}
 		t := r.families[p.Family]
+		// Sets first: the rules that look them up must find them filled.
+		setsChanged := p.setChanges() > 0
+		if err := r.applySets(p); err != nil {
+			return res, fmt.Errorf("%s: %w", p.Family, err)
+		}
+		res.Applied = res.Applied || setsChanged
 		if p.Batch != "" {
 			if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
 				return res, fmt.Errorf("applying %s chains %s: %w", p.Family, strings.Join(p.Changed, ", "), err)
@@ -382,7 +432,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		r.last[p.Family] = p.Result.Ruleset
 		r.hookIn[p.Family] = p.HookIn
 		now := openAccess(p, snap)
-		if before, ok := r.open[p.Family]; ok && r.ct != nil && p.Batch != "" {
+		if before, ok := r.open[p.Family]; ok && r.ct != nil && (p.Batch != "" || setsChanged) {
 			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
 			if err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
@@ -439,6 +489,18 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 		for _, ch := range rs.Chains {
 			if got, ok := obs.Owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
 				changed = append(changed, ch.Name)
+			}
+		}
+		if len(changed) > 0 && len(rs.Sets) > 0 {
+			// The chains look the sets up: make sure they exist and hold
+			// the last installed elements before putting the chains back.
+			r.setRead = time.Time{}
+			sp := FamilyPlan{Family: fam, Result: rules.Result{Ruleset: rs}}
+			if err := r.diffSets(&sp); err != nil {
+				return found, err
+			}
+			if err := r.applySets(sp); err != nil {
+				return found, fmt.Errorf("%s: %w", fam, err)
 			}
 		}
 		if len(changed) > 0 {
@@ -587,6 +649,15 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 			}
 		}
 		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook), owned)
+		if r.sets != nil {
+			// After the chains: a set still referenced cannot be destroyed.
+			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+				if err := r.sets.Destroy(rules.SetName(kind, fam)); err != nil {
+					return fmt.Errorf("%s: %w", fam, err)
+				}
+			}
+		}
 	}
+	r.setState = nil
 	return nil
 }

@@ -64,10 +64,12 @@ func (c Chain) Hashes() []string {
 	return out
 }
 
-// Ruleset is the desired content of dockmoat's chains for one family.
+// Ruleset is the desired content of dockmoat's chains for one family,
+// and of its sets when Options.Sets is on.
 type Ruleset struct {
 	Family Family
 	Chains []Chain
+	Sets   []Set
 }
 
 // Chain returns the named chain, if present.
@@ -94,6 +96,11 @@ type Options struct {
 	// UFWForward says whether to hand unmatched traffic to ufw-user-forward.
 	// The caller decides from config.UFW and whether the chain exists.
 	UFWForward bool
+	// Sets puts allows into ipsets (see sets.go) instead of one rule each;
+	// the caller sets it where the kernel supports the set types.
+	Sets bool
+	// Memo, if set, saves re-deciding unchanged containers (see Memo).
+	Memo *Memo
 }
 
 // Result is the output of Build.
@@ -147,24 +154,44 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		}
 	}
 
-	containers := slices.Clone(snap.Containers)
-	slices.SortFunc(containers, func(a, b Container) int {
+	// Sort pointers: a Container is large and there may be 10,000 of them.
+	containers := make([]*Container, len(snap.Containers))
+	for i := range snap.Containers {
+		containers[i] = &snap.Containers[i]
+	}
+	slices.SortFunc(containers, func(a, b *Container) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 	})
+	if opt.Memo != nil {
+		opt.Memo.begin(cfg)
+		defer opt.Memo.end()
+	}
+	var g grouper
 	for _, c := range containers {
-		decisions, problems := decide(cfg, c)
+		decisions, problems := opt.Memo.decide(cfg, c)
 		res.Problems = append(res.Problems, problems...)
+		addrs := familyAddrs(*c, fam)
 		for _, d := range decisions {
 			if !bindingInFamily(d.Binding, fam) {
 				continue
 			}
 			res.Decisions = append(res.Decisions, d)
-			if d.Open {
-				res.Allows = append(res.Allows, allowsOf(c, d, fam)...)
+			srcs := sourcesOf(d, fam)
+			allows := expand(c.Name, d, addrs, srcs)
+			res.Allows = append(res.Allows, allows...)
+			if opt.Sets {
+				g.add(addrs, d, srcs, allows)
 			}
 		}
 	}
-	for _, a := range res.Allows {
+	linear := res.Allows
+	if opt.Sets {
+		var open, from Set
+		open, from, linear = g.split(fam)
+		res.Ruleset.Sets = []Set{open, from}
+		setRules(&ing, fam)
+	}
+	for _, a := range linear {
 		addAllow(&ing, a, fam)
 	}
 	if opt.UFWForward {
@@ -185,9 +212,8 @@ func bindingInFamily(b PortBinding, fam Family) bool {
 	return !b.HostIP.IsValid() || fam.Has(b.HostIP)
 }
 
-// allowsOf expands an open decision into one Allow per container address
-// of the family and per source of the family.
-func allowsOf(c Container, d Decision, fam Family) []Allow {
+// familyAddrs lists a container's addresses of the family, sorted.
+func familyAddrs(c Container, fam Family) []netip.Addr {
 	var addrs []netip.Addr
 	for _, ep := range c.Endpoints {
 		for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
@@ -197,19 +223,36 @@ func allowsOf(c Container, d Decision, fam Family) []Allow {
 		}
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
-	srcs := []string{""}
-	if !d.Sources.Any {
-		srcs = srcs[:0]
-		for _, p := range sortedPrefixes(d.Sources.Prefixes) {
-			if fam.Has(p.Addr()) {
-				srcs = append(srcs, p.String())
-			}
+	return addrs
+}
+
+// anySource is the source list of a port open to everyone.
+var anySource = []string{""}
+
+// sourcesOf lists the sources of the family a decision allows: "" means
+// anyone; nil means closed (or open only to sources of the other family).
+func sourcesOf(d Decision, fam Family) []string {
+	if !d.Open {
+		return nil
+	}
+	if d.Sources.Any {
+		return anySource
+	}
+	var srcs []string
+	for _, p := range sortedPrefixes(d.Sources.Prefixes) {
+		if fam.Has(p.Addr()) {
+			srcs = append(srcs, p.String())
 		}
 	}
+	return srcs
+}
+
+// expand makes one Allow per container address and source.
+func expand(name string, d Decision, addrs []netip.Addr, srcs []string) []Allow {
 	var out []Allow
 	for _, a := range addrs {
 		for _, s := range srcs {
-			out = append(out, Allow{Container: c.Name, Binding: d.Binding, Addr: a, Source: s})
+			out = append(out, Allow{Container: name, Binding: d.Binding, Addr: a, Source: s})
 		}
 	}
 	return out

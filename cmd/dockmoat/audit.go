@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dockmoat/dockmoat/reconciler"
 	"io"
 	"net"
 	"net/netip"
@@ -59,6 +60,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		}
 		if st.Err == nil {
 			st.Save = strings.Join(parts, "\n")
+			st.Sets = readSets(fam)
 		} else if fam == rules.IPv4 {
 			return false, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
 		}
@@ -66,6 +68,24 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	}
 	rep := audit.Run(in)
 	return rep.Beyond(), writeReport(out, opt.format, rep)
+}
+
+// readSets reads dockmoat's ipsets of a family (none when the kernel has
+// no ipset support or dockmoat keeps its allows as rules).
+func readSets(fam rules.Family) map[string][]rules.SetElem {
+	sets, err := reconciler.OpenNetlinkSets()
+	if err != nil {
+		return nil
+	}
+	defer sets.Close()
+	out := map[string][]rules.SetElem{}
+	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+		name := rules.SetName(kind, fam)
+		if elems, ok, err := sets.List(name); err == nil && ok {
+			out[name] = elems
+		}
+	}
+	return out
 }
 
 // outsideInterfaces lists the interfaces a connection from outside can

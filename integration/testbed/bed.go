@@ -60,6 +60,8 @@ type Engine struct {
 	// --firewall-backend=nftables (Docker 29): no DOCKER-USER, tables
 	// ip/ip6 docker-bridges; Docker then needs forwarding enabled for it.
 	FirewallBackend string
+	// DockmoatArgs are extra flags for `dockmoat run` in this bed.
+	DockmoatArgs []string
 	// IPv6 makes a dual-stack bed: IPv6 on the veth and Docker's default
 	// bridge with ip6tables (Docker 20.10 needs --experimental for that).
 	IPv6 bool
@@ -72,7 +74,9 @@ func Engines() (found []Engine, missing []string) {
 	if p, err := exec.LookPath("dockerd"); err == nil && strings.HasPrefix(p, "/usr/") {
 		found = append(found, Engine{Name: "docker20", Dockerd: p})
 		if _, err := exec.LookPath("iptables-legacy"); err == nil {
-			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true})
+			// The legacy bed also runs dockmoat without ipsets, so the
+			// fallback (one rule per allow) meets the whole suite too.
+			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true, DockmoatArgs: []string{"--ipset=off"}})
 		}
 	} else {
 		missing = append(missing, "docker20 (Debian package docker.io)")

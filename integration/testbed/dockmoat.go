@@ -66,7 +66,8 @@ func (d *Dockmoat) Start() error {
 		return fmt.Errorf("opening dockmoat log: %w", err)
 	}
 	defer f.Close()
-	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug")
+	args := append([]string{"run", "--config", d.Config, "--log-level", "debug"}, d.bed.Engine.DockmoatArgs...)
+	cmd := d.bed.command(context.Background(), d.Bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting dockmoat: %w", err)

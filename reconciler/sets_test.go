@@ -1,0 +1,189 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// fakeSets is an in-memory SetStore that counts element writes and can
+// tell when each set was created relative to the fake's restores.
+type fakeSets struct {
+	sets       map[string]map[rules.SetElem]bool
+	adds, dels int
+	lists      int
+	failAdd    error
+	// before reports how many restores the rig had done at each Create.
+	restoresAt func() int
+	createdAt  map[string]int
+}
+
+func newFakeSets() *fakeSets {
+	return &fakeSets{sets: map[string]map[rules.SetElem]bool{}, createdAt: map[string]int{}}
+}
+
+func (f *fakeSets) Create(name, typ string, fam rules.Family) error {
+	if _, ok := f.sets[name]; !ok {
+		f.sets[name] = map[rules.SetElem]bool{}
+		if f.restoresAt != nil {
+			f.createdAt[name] = f.restoresAt()
+		}
+	}
+	return nil
+}
+
+func (f *fakeSets) List(name string) ([]rules.SetElem, bool, error) {
+	f.lists++
+	s, ok := f.sets[name]
+	return slices.Collect(maps.Keys(s)), ok, nil
+}
+
+func (f *fakeSets) Add(name string, elems []rules.SetElem) error {
+	if f.failAdd != nil && len(elems) > 0 {
+		return f.failAdd
+	}
+	for _, e := range elems {
+		f.sets[name][e] = true
+		f.adds++
+	}
+	return nil
+}
+
+func (f *fakeSets) Del(name string, elems []rules.SetElem) error {
+	for _, e := range elems {
+		delete(f.sets[name], e)
+		f.dels++
+	}
+	return nil
+}
+
+func (f *fakeSets) Destroy(name string) error {
+	delete(f.sets, name)
+	return nil
+}
+
+func (f *fakeSets) has(name, elem string) bool {
+	for e := range f.sets[name] {
+		if e.String() == elem {
+			return true
+		}
+	}
+	return false
+}
+
+func setRig(t *testing.T) (*rig, *fakeSets) {
+	r := newRig(t, config.Default())
+	fs := newFakeSets()
+	fs.restoresAt = func() int { return r.v4.Restores }
+	r.rec.UseSets(fs, true)
+	return r, fs
+}
+
+func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	if at, ok := fs.createdAt["DOCKMOAT-OPEN-V4"]; !ok || at != 0 {
+		t.Errorf("OPEN set created after %d restores (want before the first)", at)
+	}
+	if !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.adds != 1 {
+		t.Errorf("OPEN set %v, %d adds", fs.sets["DOCKMOAT-OPEN-V4"], fs.adds)
+	}
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if !strings.Contains(ing, "--match-set DOCKMOAT-OPEN-V4 dst,dst") || strings.Contains(ing, "172.17.0.2") {
+		t.Errorf("ingress should look allows up in the set:\n%s", ing)
+	}
+	r.inSync(t)
+}
+
+func TestSetsContainerChangeIsElementChangeOnly(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	restores, lists := r.v4.Restores, fs.lists
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
+	res := r.sync(t)
+	if !res.Applied || r.v4.Restores != restores {
+		t.Errorf("a container change should write set elements, not rules: applied %v, restores %d→%d", res.Applied, restores, r.v4.Restores)
+	}
+	if fs.has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") || fs.dels != 1 || fs.adds != 2 {
+		t.Errorf("set after change: %v (adds %d dels %d)", fs.sets["DOCKMOAT-OPEN-V4"], fs.adds, fs.dels)
+	}
+	if fs.lists != lists {
+		t.Errorf("a pass within setVerifyAge re-read the sets (%d lists)", fs.lists-lists)
+	}
+	res = r.sync(t)
+	if res.Applied {
+		t.Error("an in-sync pass wrote")
+	}
+}
+
+func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	// Someone deletes our element and adds one of theirs; plan (which
+	// reads the sets in full) sees it, and the next pass puts it back.
+	delete(fs.sets["DOCKMOAT-OPEN-V4"], rules.SetElem{Addr: web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
+	fs.sets["DOCKMOAT-OPEN-V4"][rules.SetElem{Addr: web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
+	plans, err := r.rec.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plans[0].InSync() || len(plans[0].SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(plans[0].SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
+		t.Fatalf("plan should show one add and one delete: %+v %+v", plans[0].SetAdd, plans[0].SetDel)
+	}
+	res := r.sync(t)
+	if !slices.Contains(res.Drift, "set DOCKMOAT-OPEN-V4 edited") {
+		t.Errorf("drift not reported: %v", res.Drift)
+	}
+	if !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.has("DOCKMOAT-OPEN-V4", "172.17.0.66,tcp:22") {
+		t.Errorf("set not repaired: %v", fs.sets["DOCKMOAT-OPEN-V4"])
+	}
+}
+
+func TestSetsFailureLeavesRulesAndRereads(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	fs.failAdd = errors.New("boom")
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
+	if _, err := r.rec.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("want the set error, got %v", err)
+	}
+	lists := fs.lists
+	fs.failAdd = nil
+	r.sync(t)
+	if fs.lists == lists || !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") {
+		t.Errorf("after a failed write the next pass must re-read the sets and finish (%d lists)", fs.lists-lists)
+	}
+}
+
+func TestSetsRecreatedWhenChainsRepaired(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	// iptables -F DOCKMOAT-INGRESS, then the unreferenced set destroyed.
+	r.v4.SetChain(rules.ChainIngress)
+	delete(fs.sets, "DOCKMOAT-OPEN-V4")
+	found, err := r.rec.RepairLast(context.Background())
+	if err != nil || len(found) == 0 {
+		t.Fatalf("repair: %v %v", found, err)
+	}
+	if !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") {
+		t.Errorf("set not recreated by the repair: %v", fs.sets)
+	}
+	r.inSync(t)
+}
+
+func TestUninstallDestroysSets(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	if err := r.rec.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.sets) != 0 {
+		t.Errorf("sets left: %v", fs.sets)
+	}
+}

@@ -1,0 +1,114 @@
+package rules
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+func elems(s Set) []string {
+	var out []string
+	for _, e := range s.Sorted() {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+func TestBuildSets(t *testing.T) {
+	cfg := config.Default()
+	dual := ctr("dual", map[string]string{LabelAllow: "*"}, "172.17.0.9", pb(7000, 70, "tcp"))
+	dual.Ports = append(dual.Ports, PortBinding{HostIP: addr("::"), HostPort: 7000, ContainerPort: 70, Proto: "tcp"})
+	dual.Endpoints = append(dual.Endpoints, Endpoint{Network: "other", IPv4: addr("172.18.0.9"), IPv6: addr("fd00::9")})
+	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
+		ctr("web", map[string]string{LabelAllow: "8080,53/udp"}, "172.17.0.2", pb(8080, 80, "tcp"), pb(53, 5353, "udp")),
+		ctr("db", map[string]string{LabelAllow: "5432", LabelFrom: "198.51.100.0/24,203.0.113.7,2001:db8::/32"}, "172.17.0.3", pb(5432, 5432, "tcp")),
+		ctr("closed", nil, "172.17.0.4", pb(9000, 9000, "tcp")),
+		// One container port published twice with different policies: a
+		// set cannot tell the two apart, so its allow stays a rule.
+		ctr("twice", map[string]string{LabelAllow: "8081"}, "172.17.0.5", pb(8081, 80, "tcp"), pb(9091, 80, "tcp")),
+		// Published twice, both open to anyone: a set element is exact.
+		ctr("both", map[string]string{LabelAllow: "*"}, "172.17.0.6", pb(8082, 80, "tcp"), pb(9092, 80, "tcp")),
+		dual,
+	}}
+	res := Build(cfg, snap, IPv4, Options{Sets: true})
+	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, ChainIngress), []string{
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -j RETURN`,
+		deny,
+	})
+	if len(res.Ruleset.Sets) != 2 {
+		t.Fatalf("sets %+v", res.Ruleset.Sets)
+	}
+	open, from := res.Ruleset.Sets[0], res.Ruleset.Sets[1]
+	if open.Name != "DOCKMOAT-OPEN-V4" || from.Name != "DOCKMOAT-FROM-V4" || SetType(open.Kind) != "hash:ip,port" || SetType(from.Kind) != "hash:ip,port,net" {
+		t.Errorf("set names/types %s %s", open.Name, from.Name)
+	}
+	assertLines(t, "OPEN", elems(open), []string{"172.17.0.2,tcp:80", "172.17.0.2,udp:5353", "172.17.0.6,tcp:80", "172.17.0.9,tcp:70", "172.18.0.9,tcp:70"})
+	assertLines(t, "FROM", elems(from), []string{"172.17.0.3,tcp:5432,198.51.100.0/24", "172.17.0.3,tcp:5432,203.0.113.7/32"})
+
+	// IPv6: only the v6 address and v6 sources; the v4-only source list of
+	// another container opens nothing there.
+	res6 := Build(cfg, snap, IPv6, Options{Sets: true})
+	assertLines(t, "OPEN6", elems(res6.Ruleset.Sets[0]), []string{"fd00::9,tcp:70"})
+	if res6.Ruleset.Sets[0].Name != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
+		t.Errorf("v6 sets %+v", res6.Ruleset.Sets)
+	}
+
+	// Without sets: the same allows as rules, and no sets.
+	lin := Build(cfg, snap, IPv4, Options{})
+	if len(lin.Ruleset.Sets) != 0 || len(lines(lin.Ruleset, ChainIngress)) != 10 {
+		t.Errorf("linear: %d sets, rules:\n%v", len(lin.Ruleset.Sets), lines(lin.Ruleset, ChainIngress))
+	}
+	if !reflect.DeepEqual(lin.Decisions, res.Decisions) || !reflect.DeepEqual(lin.Allows, res.Allows) {
+		t.Error("sets changed the decisions or the allow list")
+	}
+}
+
+// A source list of 0.0.0.0/0 is anyone: hash:ip,port,net takes no /0.
+func TestBuildSetsZeroPrefix(t *testing.T) {
+	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
+		ctr("a", map[string]string{LabelAllow: "80", LabelFrom: "0.0.0.0/0"}, "172.17.0.2", pb(80, 80, "tcp")),
+	}}
+	res := Build(config.Default(), snap, IPv4, Options{Sets: true})
+	assertLines(t, "OPEN", elems(res.Ruleset.Sets[0]), []string{"172.17.0.2,tcp:80"})
+	assertLines(t, "FROM", elems(res.Ruleset.Sets[1]), nil)
+}
+
+// The memo changes no result, follows changed containers, and forgets
+// everything when the configuration changes.
+func TestMemoSameResult(t *testing.T) {
+	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
+		ctr("web", map[string]string{LabelAllow: "8080"}, "172.17.0.2", pb(8080, 80, "tcp")),
+		ctr("db", map[string]string{LabelAllow: "5432", LabelFrom: "198.51.100.0/24"}, "172.17.0.3", pb(5432, 5432, "tcp")),
+		ctr("bad", map[string]string{LabelAllow: "nope"}, "172.17.0.4", pb(1, 1, "tcp")),
+	}}
+	memo := NewMemo()
+	cfg := config.Default()
+	check := func(step string) {
+		t.Helper()
+		want := Build(cfg, snap, IPv4, Options{Sets: true})
+		got := Build(cfg, snap, IPv4, Options{Sets: true, Memo: memo})
+		if !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: memo result differs\n got %+v\nwant %+v", step, got, want)
+		}
+	}
+	check("first")
+	check("unchanged")
+	snap.Containers[0].Endpoints[0].IPv4 = addr("172.17.0.20") // recreated
+	check("new address")
+	snap.Containers[1].Labels[LabelFrom] = "203.0.113.0/24" // same map, edited in place
+	check("label edited in place")
+	snap.Containers[2].Labels = map[string]string{LabelAllow: "1"}
+	check("label fixed")
+	snap.Containers = snap.Containers[1:]
+	check("container gone")
+	if len(memo.entries) != 2 {
+		t.Errorf("memo keeps %d entries, want 2", len(memo.entries))
+	}
+	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	cfg.Allow = []config.AllowRule{{Container: "db", Ports: nil}}
+	check("config changed")
+}
