@@ -185,24 +185,36 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		}
 	}
 	linear := res.Allows
+	var ports []hostPort
 	if opt.Sets {
 		var open, from Set
-		open, from, linear = g.split(fam)
+		open, from, ports, linear = g.split(fam)
 		res.Ruleset.Sets = []Set{open, from}
 		setRules(&ing, fam)
 	}
 	for _, a := range linear {
 		addAllow(&ing, a, fam)
 	}
+	// The tail: ufw route rules, log, drop. With sets it is a chain of
+	// its own, shared by INGRESS and PORTS.
+	tail := &ing
+	deny := Chain{Name: ChainDeny}
+	if opt.Sets {
+		ing.add(desc("not allowed"), "-j", ChainDeny)
+		tail = &deny
+	}
 	if opt.UFWForward {
-		ing.add(desc("ufw route rules"), "-j", UFWChain)
+		tail.add(desc("ufw route rules"), "-j", UFWChain)
 	}
 	if cfg.LogBlocked {
-		ing.add(desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
+		tail.add(desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
 			"-j", "LOG", "--log-prefix", LogPrefix)
 	}
-	ing.add(desc("default deny"), "-j", "DROP")
+	tail.add(desc("default deny"), "-j", "DROP")
 	res.Ruleset.Chains = []Chain{main, ing}
+	if opt.Sets {
+		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(ports), deny)
+	}
 	return res
 }
 

@@ -31,7 +31,7 @@ func RuleLine(chain string, r Rule) string {
 	spec := r.Spec
 	target := len(spec)
 	for i, s := range spec {
-		if s == "-j" {
+		if s == "-j" || s == "-g" {
 			target = i
 			break
 		}

@@ -12,22 +12,35 @@ import (
 // A linear list of allow rules costs every new connection one rule per
 // allowed port, so the packet path slows down as ports are added, and
 // every container change rewrites the chain. With sets, DOCKMOAT-INGRESS
-// holds two fixed rules that look the connection up in a hash:
+// looks the connection up in a hash:
 //
 //	DOCKMOAT-OPEN-V4  hash:ip,port      container address, proto:container port
 //	DOCKMOAT-FROM-V4  hash:ip,port,net  … and the allowed source prefix
 //
-// matched with --ctstate DNAT, so, as with the linear rules, only
-// connections Docker DNATed to the container's current address and port
-// are allowed, and routing straight to a container opens nothing. The
-// lookup costs the same with 10 or 10,000 ports, and a container change is
-// a set-element change: the iptables rules never move.
+// matched with --ctstate DNAT, so only connections Docker DNATed to an
+// allowed container's current address and port get further. A set cannot
+// see the published (host) port: after DNAT it is only in conntrack. So a
+// connection found in a set goes on to DOCKMOAT-PORTS, which checks that
+// the port the client connected to is one of the allowed published ports
+// (as ranges of consecutive ports: one rule for 10,000 ports published
+// together). Without that check a set element left behind while dockmoat
+// is stopped would open a new container that reuses the address and the
+// container port on any host port. The pair is exact because every
+// allowed published port in the sets leads to one container target only:
+// where a port leads to several (one port bound on two host addresses to
+// two containers) or a container port is published more than once with
+// different policies (8080->80 open, 9090->80 closed), those allows stay
+// rules with --ctorigdstport, as without sets.
 //
-// What a set cannot see is the published (host) port: conntrack's original
-// destination is not an ipset dimension. When one container port is
-// published more than once with different policies (say 8080->80 open,
-// 9090->80 closed), its allows stay linear rules with --ctorigdstport, as
-// without sets.
+// The lookup costs the same with 10 or 10,000 ports, and a container that
+// moves to a new address is a set-element change: no rule moves.
+
+// Chains of the set layout: the published-port check, and the common
+// tail (ufw route rules, log, drop) that both it and INGRESS end in.
+const (
+	ChainPorts = "DOCKMOAT-PORTS"
+	ChainDeny  = "DOCKMOAT-DENY"
+)
 
 // Set kinds and their ipset types.
 const (
@@ -98,10 +111,17 @@ type target struct {
 	port  uint16
 }
 
+// hostPort is a published port as the client sees it.
+type hostPort struct {
+	proto string
+	port  uint16
+}
+
 // setGroup collects every binding of the family that leads to one target.
 type setGroup struct {
 	srcs   []string // the sources every binding of the target allows; nil = closed
 	mixed  bool     // bindings disagree: keep their allows as linear rules
+	hosts  []hostPort
 	allows []Allow
 }
 
@@ -109,12 +129,20 @@ type setGroup struct {
 type grouper struct {
 	groups map[target]*setGroup
 	order  []target
+	// leadsTo lists the container ports behind each published port (a
+	// container on two networks has two addresses, which is still one).
+	leadsTo map[hostPort][]string
 }
 
 // add records one decision for each of the container's addresses.
 func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Allow) {
 	if g.groups == nil {
-		g.groups = map[target]*setGroup{}
+		g.groups, g.leadsTo = map[target]*setGroup{}, map[hostPort][]string{}
+	}
+	hp := hostPort{d.Binding.Proto, d.Binding.HostPort}
+	behind := d.Container + "/" + strconv.Itoa(int(d.Binding.ContainerPort))
+	if !slices.Contains(g.leadsTo[hp], behind) {
+		g.leadsTo[hp] = append(g.leadsTo[hp], behind)
 	}
 	for _, a := range addrs {
 		k := target{a, d.Binding.Proto, d.Binding.ContainerPort}
@@ -126,6 +154,7 @@ func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Al
 		} else if !slices.Equal(grp.srcs, srcs) {
 			grp.mixed = true
 		}
+		grp.hosts = append(grp.hosts, hp)
 	}
 	for _, al := range allows {
 		k := target{al.Addr, d.Binding.Proto, d.Binding.ContainerPort}
@@ -133,16 +162,22 @@ func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Al
 	}
 }
 
-// split returns the OPEN and FROM sets and the allows that must stay rules.
-func (g *grouper) split(fam Family) (open, from Set, linear []Allow) {
+// split returns the OPEN and FROM sets, the allowed published ports of the
+// set elements, and the allows that must stay rules.
+func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []Allow) {
 	open = Set{Name: SetName(SetOpen, fam), Kind: SetOpen, Family: fam}
 	from = Set{Name: SetName(SetFrom, fam), Kind: SetFrom, Family: fam}
 	for _, k := range g.order {
 		grp := g.groups[k]
-		if grp.mixed {
+		if len(grp.srcs) == 0 {
+			continue
+		}
+		exact := !grp.mixed && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return len(g.leadsTo[hp]) > 1 })
+		if !exact {
 			linear = append(linear, grp.allows...)
 			continue
 		}
+		ports = append(ports, grp.hosts...)
 		for _, s := range grp.srcs {
 			e := SetElem{Addr: k.addr, Proto: k.proto, Port: k.port}
 			p, err := netip.ParsePrefix(s)
@@ -154,14 +189,37 @@ func (g *grouper) split(fam Family) (open, from Set, linear []Allow) {
 			from.Elems = append(from.Elems, e)
 		}
 	}
-	return open, from, linear
+	return open, from, ports, linear
 }
 
-// setRules are the two fixed INGRESS rules that look connections up in
-// the family's sets.
+// portsChain lists the allowed published ports as ranges of consecutive
+// ports per protocol; a connection whose port is not there goes to DENY.
+func portsChain(ports []hostPort) Chain {
+	slices.SortFunc(ports, func(a, b hostPort) int { return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port)) })
+	ports = slices.Compact(ports)
+	ch := Chain{Name: ChainPorts}
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1].proto == ports[i].proto && ports[j+1].port == ports[j].port+1 {
+			j++
+		}
+		rng := strconv.Itoa(int(ports[i].port))
+		if j > i {
+			rng += ":" + strconv.Itoa(int(ports[j].port))
+		}
+		ch.add(desc("allowed published ports "+rng+"/"+ports[i].proto), "-p", ports[i].proto, "-m", "conntrack", "--ctorigdstport", rng, "-j", "RETURN")
+		i = j + 1
+	}
+	ch.add(desc("published port not allowed for this container"), "-j", ChainDeny)
+	return ch
+}
+
+// setRules are the two INGRESS rules that look connections up in the
+// family's sets and go on to the published-port check. Goto, so that a
+// RETURN there ends INGRESS too (the connection is allowed).
 func setRules(ing *Chain, fam Family) {
 	ing.add(desc("allowed ports: set "+SetName(SetOpen, fam)), "-m", "set", "--match-set", SetName(SetOpen, fam), "dst,dst",
-		"-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 	ing.add(desc("allowed ports by source: set "+SetName(SetFrom, fam)), "-m", "set", "--match-set", SetName(SetFrom, fam), "dst,dst,src",
-		"-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 }

@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"reflect"
 	"testing"
 
@@ -34,11 +36,23 @@ func TestBuildSets(t *testing.T) {
 	}}
 	res := Build(cfg, snap, IPv4, Options{Sets: true})
 	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, ChainIngress), []string{
-		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -j RETURN`,
-		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -g DOCKMOAT-PORTS`,
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -g DOCKMOAT-PORTS`,
 		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -j RETURN`,
-		deny,
+		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H not allowed" -j DOCKMOAT-DENY`,
 	})
+	// Published ports of the set elements, consecutive ones as a range;
+	// 8081 of "twice" is a rule, and 9091 (closed) is in neither.
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, ChainPorts), []string{
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment "dockmoat:H allowed published ports 5432/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 7000 -m comment --comment "dockmoat:H allowed published ports 7000/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "dockmoat:H allowed published ports 8080/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8082 -m comment --comment "dockmoat:H allowed published ports 8082/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 9092 -m comment --comment "dockmoat:H allowed published ports 9092/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p udp -m conntrack --ctorigdstport 53 -m comment --comment "dockmoat:H allowed published ports 53/udp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
+	})
+	assertLines(t, "DOCKMOAT-DENY", lines(res.Ruleset, ChainDeny), []string{`-A DOCKMOAT-DENY -m comment --comment "dockmoat:H default deny" -j DROP`})
 	if len(res.Ruleset.Sets) != 2 {
 		t.Fatalf("sets %+v", res.Ruleset.Sets)
 	}
@@ -64,6 +78,29 @@ func TestBuildSets(t *testing.T) {
 	}
 	if !reflect.DeepEqual(lin.Decisions, res.Decisions) || !reflect.DeepEqual(lin.Allows, res.Allows) {
 		t.Error("sets changed the decisions or the allow list")
+	}
+}
+
+// Consecutive published ports make one range rule; a port bound on two
+// host addresses to two different containers stays a pair of rules.
+func TestBuildSetsPortRanges(t *testing.T) {
+	var cs []Container
+	for i := range 5 {
+		cs = append(cs, ctr(fmt.Sprintf("c%d", i), map[string]string{LabelAllow: "*"}, fmt.Sprintf("172.17.0.%d", 10+i), pb(uint16(10000+i), 80, "tcp")))
+	}
+	a := ctr("a", map[string]string{LabelAllow: "*"}, "172.17.1.1", PortBinding{HostIP: addr("192.0.2.1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
+	b := ctr("b", map[string]string{LabelAllow: "*"}, "172.17.1.2", PortBinding{HostIP: addr("192.0.2.2"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
+	res := Build(config.Default(), Snapshot{Bridges: []string{"docker0"}, Containers: append(cs, a, b)}, IPv4, Options{Sets: true})
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, ChainPorts), []string{
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 10000:10004 -m comment --comment "dockmoat:H allowed published ports 10000:10004/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
+	})
+	ing := strings.Join(lines(res.Ruleset, ChainIngress), "\n")
+	if !strings.Contains(ing, "-d 172.17.1.1/32") || !strings.Contains(ing, "--ctorigdst 192.0.2.1/32") || !strings.Contains(ing, "-d 172.17.1.2/32") {
+		t.Errorf("443 on two host addresses should stay rules:\n%s", ing)
+	}
+	if len(res.Ruleset.Sets[0].Elems) != 5 {
+		t.Errorf("OPEN: %v", elems(res.Ruleset.Sets[0]))
 	}
 }
 

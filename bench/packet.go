@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// The packet-path benchmark: new TCP connections per second from an
+// "outside" namespace through a "router" namespace that does what Docker
+// does for `-p 8080:80` (DNAT in PREROUTING, FORWARD → DOCKER-USER →
+// Docker's ACCEPT, policy DROP) to a "container" namespace, with
+// dockmoat's rules for N allowed published ports installed by the real
+// reconciler, the tested port among them (and sorted last, so the linear
+// rules make it pay for all N). Each connection is new, so its first
+// packet walks the whole chain. Client and server are this binary
+// re-executed inside their namespaces (see clientRole and serverRole).
+
+const (
+	ppClient = "10.99.1.2"
+	ppRouter = "10.99.1.1"
+	ppInner  = "10.99.2.1"
+	ppServer = "10.99.2.2"
+)
+
+type topo struct {
+	client, router, server string
+	serverCmd              *exec.Cmd
+}
+
+func run(args ...string) error {
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func inNs(ns string, args ...string) error {
+	return run(append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+func newTopo() (*topo, error) {
+	id := os.Getpid() % 100000
+	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id)}
+	for _, ns := range []string{t.client, t.router, t.server} {
+		if err := run("ip", "netns", "add", ns); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	steps := [][]string{
+		{"ip", "link", "add", "pc0", "netns", t.client, "type", "veth", "peer", "name", "out0", "netns", t.router},
+		{"ip", "link", "add", "ps0", "netns", t.server, "type", "veth", "peer", "name", "docker0", "netns", t.router},
+		{"ip", "-n", t.client, "addr", "add", ppClient + "/24", "dev", "pc0"},
+		{"ip", "-n", t.router, "addr", "add", ppRouter + "/24", "dev", "out0"},
+		{"ip", "-n", t.router, "addr", "add", ppInner + "/24", "dev", "docker0"},
+		{"ip", "-n", t.server, "addr", "add", ppServer + "/24", "dev", "ps0"},
+		{"ip", "-n", t.client, "link", "set", "lo", "up"}, {"ip", "-n", t.client, "link", "set", "pc0", "up"},
+		{"ip", "-n", t.router, "link", "set", "lo", "up"}, {"ip", "-n", t.router, "link", "set", "out0", "up"},
+		{"ip", "-n", t.router, "link", "set", "docker0", "up"},
+		{"ip", "-n", t.server, "link", "set", "lo", "up"}, {"ip", "-n", t.server, "link", "set", "ps0", "up"},
+		{"ip", "-n", t.client, "route", "add", "default", "via", ppRouter},
+		{"ip", "-n", t.server, "route", "add", "default", "via", ppInner},
+		// Per-namespace sysctl of the router namespace only.
+		{"ip", "netns", "exec", t.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+	ipt := func(args ...string) []string {
+		return append([]string{"ip", "netns", "exec", t.router, "iptables-nft"}, args...)
+	}
+	// Docker's part, as Docker 20.10 writes it for -p 8080:80 and -p 8081:81.
+	for _, port := range []string{"80", "81"} {
+		steps = append(steps,
+			ipt("-t", "nat", "-A", "PREROUTING", "-d", ppRouter, "-p", "tcp", "--dport", "80"+port, "-j", "DNAT", "--to-destination", ppServer+":"+port))
+	}
+	steps = append(steps,
+		ipt("-N", "DOCKER-USER"), ipt("-P", "FORWARD", "DROP"), ipt("-A", "FORWARD", "-j", "DOCKER-USER"),
+		ipt("-A", "FORWARD", "-o", "docker0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+		ipt("-A", "FORWARD", "-o", "docker0", "-d", ppServer, "-p", "tcp", "-m", "multiport", "--dports", "80,81", "-j", "ACCEPT"),
+		ipt("-A", "FORWARD", "-i", "docker0", "-j", "ACCEPT"),
+	)
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.serverCmd = exec.Command("ip", "netns", "exec", t.server, self, "-role=server")
+	if err := t.serverCmd.Start(); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("starting server: %w", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	return t, nil
+}
+
+func (t *topo) Close() {
+	if t.serverCmd != nil && t.serverCmd.Process != nil {
+		_ = t.serverCmd.Process.Kill()
+		_ = t.serverCmd.Wait()
+	}
+	for _, ns := range []string{t.client, t.router, t.server} {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
+
+// rate runs the client for d and returns connections per second.
+func (t *topo) rate(d time.Duration) (float64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", ppRouter+":8080", "-for", d.String()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("client: %w: %s", err, out)
+	}
+	var ok, fail int
+	if _, err := fmt.Sscanf(string(out), "ok=%d fail=%d", &ok, &fail); err != nil {
+		return 0, fmt.Errorf("client output %q: %w", out, err)
+	}
+	if fail > ok/100 {
+		return 0, fmt.Errorf("%d of %d connections failed", fail, ok+fail)
+	}
+	return float64(ok) / d.Seconds(), nil
+}
+
+// reachable tries one connection to a published port from outside.
+func (t *topo) reachable(port int) bool {
+	self, _ := os.Executable()
+	out, _ := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", ppRouter+":"+strconv.Itoa(port), "-for", "0s").CombinedOutput()
+	return strings.HasPrefix(string(out), "ok=1 ")
+}
+
+// packetSnapshot is n containers with one allowed port each; the tested
+// one ("zzz", sorted last) is the real server behind 8080; 8081 → 81 is
+// published and not allowed.
+func packetSnapshot(n int) rules.Snapshot {
+	snap := snapshot(n - 1)
+	snap.Containers = append(snap.Containers, rules.Container{ID: "zzz", Name: "zzz",
+		Labels: map[string]string{"dockmoat.allow": "8080"},
+		Ports: []rules.PortBinding{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			{HostPort: 8081, ContainerPort: 81, Proto: "tcp"}},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ppServer)}}})
+	return snap
+}
+
+// ppRow is min / median / max connections per second per mode.
+type ppRow struct {
+	n      int
+	ipsetR [3]float64
+	rulesR [3]float64
+}
+
+var (
+	ppBase float64
+	ppRows []ppRow
+)
+
+func packetPath(b *strings.Builder) error {
+	t, err := newTopo()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	const d = 2 * time.Second
+	measureRate := func() ([3]float64, error) {
+		var rs []float64
+		for i := 0; i < *reps; i++ {
+			r, err := t.rate(d)
+			if err != nil {
+				return [3]float64{}, err
+			}
+			rs = append(rs, r)
+		}
+		return minMedMax(rs), nil
+	}
+	if _, err := t.rate(time.Second); err != nil { // warm up
+		return err
+	}
+	if !t.reachable(8081) {
+		return errors.New("packet path: without dockmoat 8081 should be reachable (topology broken)")
+	}
+	base, err := measureRate()
+	if err != nil {
+		return err
+	}
+	ppBase = base[1]
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	for _, f := range strings.Split(*ppSizes, ",") {
+		n, _ := strconv.Atoi(f)
+		row := ppRow{n: n}
+		for _, sets := range []bool{true, false} {
+			var rec *reconciler.Reconciler
+			err := testbed.InNetns("/run/netns/"+t.router, func() error {
+				tables, err := reconciler.NewTables(reconciler.VariantNFT, 4)
+				if err != nil {
+					return err
+				}
+				rec = reconciler.New(tables, nil, &source{snap: packetSnapshot(n)}, config.Default(), log)
+				if sets {
+					s, err := reconciler.NewNetlinkSets()
+					if err != nil {
+						return err
+					}
+					rec.UseSets(s, true)
+				}
+				_, err = rec.Sync(context.Background())
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("installing %d ports: %w", n, err)
+			}
+			// Controls: the rules are live (8081 closed) and the tested
+			// port is open.
+			if t.reachable(8081) || !t.reachable(8080) {
+				return fmt.Errorf("packet path with %d ports (sets %v): 8081 reachable %v, 8080 reachable %v", n, sets, t.reachable(8081), t.reachable(8080))
+			}
+			r, err := measureRate()
+			if err != nil {
+				return err
+			}
+			if sets {
+				row.ipsetR = r
+			} else {
+				row.rulesR = r
+			}
+			if err := testbed.InNetns("/run/netns/"+t.router, func() error { return rec.Uninstall(context.Background()) }); err != nil {
+				return err
+			}
+		}
+		ppRows = append(ppRows, row)
+		fmt.Fprintf(os.Stderr, "packet path N=%d done\n", n)
+	}
+	b.WriteString("## Packet path: new connections per second against N allowed ports\n\n")
+	fmt.Fprintf(b, "New TCP connections per second (connect, then close with RST; 4 client workers, %s per run) from an outside namespace "+
+		"through a router namespace set up as Docker sets up a host for `-p 8080:80` (DNAT, FORWARD → DOCKER-USER → ACCEPT, policy DROP), "+
+		"to a server namespace. dockmoat's rules are installed by the reconciler for N containers with one allowed port each; the "+
+		"tested container sorts last, so with one rule per port its allow is the N-th rule. Each run checks first that the "+
+		"published, not allowed port 8081 is refused and 8080 answers. Baseline: the same topology with no dockmoat rules, "+
+		"%s connections/s (median).\n\n", d, fmtRate(ppBase))
+	b.WriteString("| N allowed ports | ipsets (default) | ratio to baseline | one rule per port (`--ipset=off`) | ratio to baseline |\n|---|---|---|---|---|\n")
+	for _, r := range ppRows {
+		fmt.Fprintf(b, "| %d | %s | %.2f× | %s | %.2f× |\n", r.n, rates(r.ipsetR), r.ipsetR[1]/ppBase, rates(r.rulesR), r.rulesR[1]/ppBase)
+	}
+	b.WriteString("\n")
+	return nil
+}
+
+func minMedMax(rs []float64) [3]float64 {
+	s := slices.Sorted(slices.Values(rs))
+	return [3]float64{s[0], s[len(s)/2], s[len(s)-1]}
+}
+
+func fmtRate(r float64) string { return strconv.FormatFloat(r, 'f', 0, 64) }
+
+func rates(r [3]float64) string {
+	return fmtRate(r[0]) + " / " + fmtRate(r[1]) + " / " + fmtRate(r[2])
+}
+
+// serverRole accepts and closes connections until killed.
+func serverRole() {
+	var ls []net.Listener
+	for _, p := range []string{":80", ":81"} {
+		l, err := net.Listen("tcp", p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ls = append(ls, l)
+	}
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					continue
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// clientRole connects to target as fast as it can for the duration (or
+// once, for 0s) and prints how many connections succeeded and failed.
+func clientRole(target string, d time.Duration) {
+	var ok, fail atomic.Int64
+	dial := func() {
+		c, err := net.DialTimeout("tcp", target, 300*time.Millisecond)
+		if err != nil {
+			fail.Add(1)
+			return
+		}
+		// RST instead of FIN: no TIME_WAIT, so ports do not run out.
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		ok.Add(1)
+	}
+	if d == 0 {
+		dial()
+	} else {
+		end := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					dial()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	fmt.Printf("ok=%d fail=%d\n", ok.Load(), fail.Load())
+}
