@@ -421,7 +421,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 			return fmt.Sprintf("allowed by ufw route rule '%s' in %s", stripComment(v.Rule), v.Chain)
 		}
 		for _, r := range v.Returned {
-			if r.Chain == rules.ChainIngress {
+			if r.Chain == rules.ChainIngress || r.Chain == rules.ChainPorts {
 				if strings.Contains(r.Raw, "trusted source") {
 					return "allowed by trusted_sources (" + optValue(r.Args, "-s") + ")"
 				}
@@ -443,7 +443,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 		}
 		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
 	case Drop:
-		if v.Chain == rules.ChainIngress && strings.Contains(v.Rule, "default deny") {
+		if (v.Chain == rules.ChainIngress || v.Chain == rules.ChainDeny) && strings.Contains(v.Rule, "default deny") {
 			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
 				return "closed by dockmoat default deny (invalid dockmoat label)"
 			}

@@ -260,7 +260,7 @@ func cpRun(n int, sets bool) (cpStat, error) {
 				if err != nil {
 					return nil, err
 				}
-				rec.UseSets(s, true)
+				rec.UseSets(s)
 			}
 			return rec, nil
 		}
@@ -344,7 +344,7 @@ func controlPlane(b *strings.Builder) error {
 		"*First pass* installs everything from empty; *no-op pass* reads the table (one `iptables-save`) and finds nothing to do; " +
 		"*one change* moves one container to a new address (a full pass: Docker snapshot, policy for all N, diff, apply). " +
 		"*ipsets* is the default: fixed rules, allows as set elements written over netlink (the pass compares with its record of the " +
-		"sets and reads them back in full every 10 s); *one rule per port* is `--ipset=off`, one `iptables-restore --noflush` batch. " +
+		"sets and reads them back in full every 10 s); *one rule per port* is `ipset: off` in the config, one `iptables-restore --noflush` batch. " +
 		"Baseline: one `iptables` exec per rule through go-iptables, as rule-at-a-time tools do.\n\n")
 	b.WriteString("| N | mode | first pass | no-op pass | one change | baseline: one exec per rule | first pass vs baseline |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range strings.Split(*sizes, ",") {

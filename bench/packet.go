@@ -224,7 +224,7 @@ func packetPath(b *strings.Builder) error {
 					if err != nil {
 						return err
 					}
-					rec.UseSets(s, true)
+					rec.UseSets(s)
 				}
 				_, err = rec.Sync(context.Background())
 				return err
@@ -260,7 +260,7 @@ func packetPath(b *strings.Builder) error {
 		"tested container sorts last, so with one rule per port its allow is the N-th rule. Each run checks first that the "+
 		"published, not allowed port 8081 is refused and 8080 answers. Baseline: the same topology with no dockmoat rules, "+
 		"%s connections/s (median).\n\n", d, fmtRate(ppBase))
-	b.WriteString("| N allowed ports | ipsets (default) | ratio to baseline | one rule per port (`--ipset=off`) | ratio to baseline |\n|---|---|---|---|---|\n")
+	b.WriteString("| N allowed ports | ipsets (default) | ratio to baseline | one rule per port (`ipset: off`) | ratio to baseline |\n|---|---|---|---|---|\n")
 	for _, r := range ppRows {
 		fmt.Fprintf(b, "| %d | %s | %.2f× | %s | %.2f× |\n", r.n, rates(r.ipsetR), r.ipsetR[1]/ppBase, rates(r.rulesR), r.rulesR[1]/ppBase)
 	}

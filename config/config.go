@@ -46,6 +46,10 @@ type Config struct {
 	// (Docker 20.10 with --ip6tables). Off by default: FORWARD is not
 	// dockmoat's chain.
 	IPv6ForwardHook bool
+	// NoIPSet keeps one iptables rule per allowed port instead of kernel
+	// ipsets (`ipset: off`); the default (`auto`) uses ipsets where the
+	// kernel has them.
+	NoIPSet bool
 }
 
 // AllowRule opens ports of containers selected by name glob or compose
@@ -88,6 +92,7 @@ type file struct {
 	UFW            *string     `yaml:"ufw"`
 	LogBlocked     *bool       `yaml:"log_blocked"`
 	IPv6Hook       *bool       `yaml:"ipv6_forward_hook"`
+	IPSet          *string     `yaml:"ipset"`
 	Allow          []fileAllow `yaml:"allow"`
 }
 
@@ -121,6 +126,15 @@ func Parse(data []byte) (Config, error) {
 	}
 	if f.IPv6Hook != nil {
 		cfg.IPv6ForwardHook = *f.IPv6Hook
+	}
+	if f.IPSet != nil {
+		switch strings.ToLower(strings.TrimSpace(*f.IPSet)) {
+		case "auto":
+		case "off":
+			cfg.NoIPSet = true
+		default:
+			return Config{}, fmt.Errorf("ipset: %q is not one of auto, off", *f.IPSet)
+		}
 	}
 	for i, a := range f.Allow {
 		rule, err := parseAllow(a)

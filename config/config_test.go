@@ -143,3 +143,15 @@ func TestSources(t *testing.T) {
 		t.Error("v4-mapped prefix should be rejected")
 	}
 }
+
+func TestIPSetMode(t *testing.T) {
+	for text, want := range map[string]bool{"{}\n": false, "ipset: auto\n": false, "ipset: off\n": true, "ipset: OFF\n": true} {
+		cfg, err := Parse([]byte(text))
+		if err != nil || cfg.NoIPSet != want {
+			t.Errorf("%q: NoIPSet %v, err %v; want %v", text, cfg.NoIPSet, err, want)
+		}
+	}
+	if _, err := Parse([]byte("ipset: maybe\n")); err == nil || !strings.Contains(err.Error(), "ipset") {
+		t.Errorf("want an error naming ipset, got %v", err)
+	}
+}

@@ -129,7 +129,7 @@ func TestKernelGolden(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					rec.UseSets(sets, true)
+					rec.UseSets(sets)
 				}
 				res, err := rec.Sync(context.Background())
 				if err == nil && (!res.Applied || !res.HookFix) {

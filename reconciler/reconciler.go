@@ -72,26 +72,23 @@ type Reconciler struct {
 	// last applied table script.
 	nft     NFTRunner
 	nftLast string
-	// sets, when set, is the kernel's ipsets; useSets puts allows there
-	// (see rules/sets.go). setState is what the sets held when last read
-	// or written, setRead when they were last read in full.
+	// sets, when set, is the kernel's ipsets: allows go there unless the
+	// config says `ipset: off` (see rules/sets.go). setState is what the
+	// sets held when last read or written, setRead when they were last
+	// read in full.
 	sets     SetStore
-	useSets  bool
 	setState map[string]map[rules.SetElem]struct{}
 	setRead  time.Time
 	// memo saves re-deciding unchanged containers from pass to pass.
 	memo *rules.Memo
 }
 
-// UseSets gives the reconciler the kernel's ipsets. With enabled, allows
-// go into sets; either way Uninstall removes dockmoat's sets.
-func (r *Reconciler) UseSets(s SetStore, enabled bool) {
-	r.sets, r.useSets = s, enabled && s != nil
+// UseSets gives the reconciler the kernel's ipsets: allows go there
+// unless the config says `ipset: off`, and Uninstall removes them.
+func (r *Reconciler) UseSets(s SetStore) {
+	r.sets = s
 	r.setState = nil
 }
-
-// UsingSets reports whether allows are kept in ipsets.
-func (r *Reconciler) UsingSets() bool { return r.useSets }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
 func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
@@ -239,8 +236,9 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 		if err != nil {
 			return nil, err
 		}
-		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: r.useSets, Memo: r.memo})
-		if r.useSets && p.Skipped == "" {
+		sets := r.sets != nil && !cfg.NoIPSet
+		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: sets, Memo: r.memo})
+		if sets && p.Skipped == "" {
 			if err := r.diffSets(&p); err != nil {
 				return nil, err
 			}
@@ -423,6 +421,15 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			if err := deleteChains(ctx, t, p.Stale); err != nil {
 				return res, fmt.Errorf("%s: removing stale chains: %w", p.Family, err)
 			}
+		}
+		if r.sets != nil && len(p.Result.Ruleset.Sets) == 0 {
+			// `ipset: off`: no rule uses the sets any more; remove them.
+			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+				if err := r.sets.Destroy(rules.SetName(kind, p.Family)); err != nil {
+					return res, fmt.Errorf("%s: %w", p.Family, err)
+				}
+			}
+			r.setState = nil
 		}
 		last := map[string][]string{}
 		for _, ch := range p.Result.Ruleset.Chains {

@@ -81,7 +81,7 @@ func setRig(t *testing.T) (*rig, *fakeSets) {
 	r := newRig(t, config.Default())
 	fs := newFakeSets()
 	fs.restoresAt = func() int { return r.v4.Restores }
-	r.rec.UseSets(fs, true)
+	r.rec.UseSets(fs)
 	return r, fs
 }
 
@@ -186,4 +186,22 @@ func TestUninstallDestroysSets(t *testing.T) {
 	if len(fs.sets) != 0 {
 		t.Errorf("sets left: %v", fs.sets)
 	}
+}
+
+func TestSetsSwitchedOffByConfig(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	r.rec.SetConfig(config.Config{UFW: config.UFWAuto, NoIPSet: true})
+	r.sync(t)
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(rules.ChainPorts) || len(fs.sets) != 0 {
+		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets:\n%s\nsets %v", ing, fs.sets)
+	}
+	r.inSync(t)
+	r.rec.SetConfig(config.Default())
+	r.sync(t)
+	if !fs.has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(rules.ChainPorts) {
+		t.Errorf("back to ipsets: %v", fs.sets)
+	}
+	r.inSync(t)
 }

@@ -60,7 +60,6 @@ type options struct {
 	metricsAddr  string
 	healthGrace  time.Duration
 	backend      string
-	ipset        string
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -144,7 +143,6 @@ func newFlags(cmd string, opt *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&opt.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&opt.ipv6, "ipv6", true, "also manage ip6tables when Docker has a DOCKER-USER chain there")
 	fs.StringVar(&opt.backend, "backend", "auto", "Docker's firewall backend: auto (ask Docker, then /etc/docker/daemon.json, then the ruleset), iptables or nftables")
-	fs.StringVar(&opt.ipset, "ipset", "auto", "iptables backend: auto (allowed ports in kernel ipsets where the kernel has them: the same cost per connection for 10 or 10,000 ports) or off (one rule per allowed port)")
 	return fs
 }
 
@@ -230,30 +228,17 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 		return nil, nil, err
 	}
 	rec := reconciler.New(tables[rules.IPv4], tables[rules.IPv6], w, cfg, log)
-	if err := useSets(rec, opt, log); err != nil {
-		return nil, nil, err
-	}
-	return rec, w, nil
-}
-
-// useSets gives the reconciler the kernel's ipsets per --ipset. Without
-// kernel support it falls back to one rule per allow, which works
-// everywhere and only costs more per connection as ports are added.
-func useSets(rec *reconciler.Reconciler, opt options, log logrus.FieldLogger) error {
-	switch opt.ipset {
-	case "auto", "off":
-	default:
-		return fmt.Errorf("--ipset: %q is not auto or off", opt.ipset)
-	}
-	sets, err := reconciler.NewNetlinkSets()
-	if err != nil {
-		if opt.ipset == "auto" {
+	// Kernel ipsets for the allows; without them, one rule per allow,
+	// which works everywhere and only costs more per connection as
+	// ports are added.
+	if sets, err := reconciler.NewNetlinkSets(); err != nil {
+		if !cfg.NoIPSet {
 			log.WithError(err).Warn("kernel ipsets unavailable: one iptables rule per allowed port (works, but each new connection checks the list)")
 		}
-		return nil
+	} else {
+		rec.UseSets(sets)
 	}
-	rec.UseSets(sets, opt.ipset == "auto")
-	return nil
+	return rec, w, nil
 }
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {

@@ -60,8 +60,8 @@ type Engine struct {
 	// --firewall-backend=nftables (Docker 29): no DOCKER-USER, tables
 	// ip/ip6 docker-bridges; Docker then needs forwarding enabled for it.
 	FirewallBackend string
-	// DockmoatArgs are extra flags for `dockmoat run` in this bed.
-	DockmoatArgs []string
+	// NoIPSet writes `ipset: off` into every dockmoat config of the bed.
+	NoIPSet bool
 	// IPv6 makes a dual-stack bed: IPv6 on the veth and Docker's default
 	// bridge with ip6tables (Docker 20.10 needs --experimental for that).
 	IPv6 bool
@@ -76,7 +76,7 @@ func Engines() (found []Engine, missing []string) {
 		if _, err := exec.LookPath("iptables-legacy"); err == nil {
 			// The legacy bed also runs dockmoat without ipsets, so the
 			// fallback (one rule per allow) meets the whole suite too.
-			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true, DockmoatArgs: []string{"--ipset=off"}})
+			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true, NoIPSet: true})
 		}
 	} else {
 		missing = append(missing, "docker20 (Debian package docker.io)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.yaml.in/yaml/v3"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,9 +41,24 @@ func (b *Bed) command(ctx context.Context, bin string, args ...string) *exec.Cmd
 }
 
 // WriteConfig writes a config file for dockmoat in the bed's state dir.
-func (b *Bed) WriteConfig(yaml string) (string, error) {
+func (b *Bed) WriteConfig(text string) (string, error) {
 	p := filepath.Join(b.Dir, "dockmoat.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+	if b.Engine.NoIPSet {
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+			return "", fmt.Errorf("test config: %w", err)
+		}
+		if doc == nil {
+			doc = map[string]any{}
+		}
+		doc["ipset"] = "off"
+		data, err := yaml.Marshal(doc)
+		if err != nil {
+			return "", err
+		}
+		text = string(data)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		return "", fmt.Errorf("writing config: %w", err)
 	}
 	return p, nil
@@ -66,8 +82,7 @@ func (d *Dockmoat) Start() error {
 		return fmt.Errorf("opening dockmoat log: %w", err)
 	}
 	defer f.Close()
-	args := append([]string{"run", "--config", d.Config, "--log-level", "debug"}, d.bed.Engine.DockmoatArgs...)
-	cmd := d.bed.command(context.Background(), d.Bin, args...)
+	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting dockmoat: %w", err)
