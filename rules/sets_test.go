@@ -3,8 +3,8 @@ package rules
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
