@@ -62,20 +62,20 @@ type openBinding struct {
 	sources       config.Sources
 }
 
-type openBindings map[string]openBinding
+type openBindings []openBinding
 
 // openAccess lists the open bindings of a plan.
 func openAccess(p FamilyPlan, snap rules.Snapshot) openBindings {
-	byName := map[string]rules.Container{}
-	for _, c := range snap.Containers {
-		byName[c.Name] = c
+	byName := make(map[string]*rules.Container, len(snap.Containers))
+	for i := range snap.Containers {
+		byName[snap.Containers[i].Name] = &snap.Containers[i]
 	}
-	out := openBindings{}
+	var out openBindings
 	for _, d := range p.Result.Decisions {
-		if !d.Open {
+		c := byName[d.Container]
+		if !d.Open || c == nil {
 			continue
 		}
-		c := byName[d.Container]
 		a := openBinding{containerPort: d.Binding.ContainerPort, hostPort: d.Binding.HostPort, proto: d.Binding.Proto, sources: d.Sources}
 		for _, ep := range c.Endpoints {
 			for _, ip := range []netip.Addr{ep.IPv4, ep.IPv6} {
@@ -84,7 +84,7 @@ func openAccess(p FamilyPlan, snap rules.Snapshot) openBindings {
 				}
 			}
 		}
-		out[d.Container+"|"+d.Binding.HostIP.String()+"|"+fmt.Sprint(d.Binding.HostPort)+"|"+d.Binding.Proto] = a
+		out = append(out, a)
 	}
 	return out
 }

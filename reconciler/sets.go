@@ -54,16 +54,25 @@ func (r *Reconciler) diffSets(p *FamilyPlan) error {
 		if !exists {
 			p.SetsMissing = append(p.SetsMissing, set.Name)
 		}
-		want := make(map[rules.SetElem]struct{}, len(set.Elems))
+		// Elements are unique, so when every element held is wanted there
+		// is nothing to delete and no need to index the wanted ones.
+		held := 0
 		for _, e := range set.Elems {
-			want[e] = struct{}{}
-			if _, ok := have[e]; !ok {
+			if _, ok := have[e]; ok {
+				held++
+			} else {
 				add(&p.SetAdd, set.Name, e)
 			}
 		}
-		for e := range have {
-			if _, ok := want[e]; !ok {
-				add(&p.SetDel, set.Name, e)
+		if held < len(have) {
+			want := make(map[rules.SetElem]struct{}, len(set.Elems))
+			for _, e := range set.Elems {
+				want[e] = struct{}{}
+			}
+			for e := range have {
+				if _, ok := want[e]; !ok {
+					add(&p.SetDel, set.Name, e)
+				}
 			}
 		}
 		if d := p.SetDel[set.Name]; len(d) > 1 {

@@ -166,7 +166,11 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		opt.Memo.begin(cfg)
 		defer opt.Memo.end()
 	}
-	var g grouper
+	g := newGrouper(len(containers))
+	res.Decisions = make([]Decision, 0, len(containers))
+	if opt.Sets {
+		res.Allows = make([]Allow, 0, len(containers))
+	}
 	for _, c := range containers {
 		decisions, problems := opt.Memo.decide(cfg, c)
 		res.Problems = append(res.Problems, problems...)

@@ -125,68 +125,88 @@ type setGroup struct {
 	allows []Allow
 }
 
-// grouper sorts allows into set elements and linear rules.
+// behind is the container port a published port leads to; several marks
+// a port bound on two host addresses to two different container ports.
+type behind struct {
+	container string
+	port      uint16
+	several   bool
+}
+
+// grouper sorts allows into set elements and linear rules. Groups live in
+// a slice indexed by a map, which keeps a pass over 10,000 containers to
+// a few allocations.
 type grouper struct {
-	groups map[target]*setGroup
-	order  []target
-	// leadsTo lists the container ports behind each published port (a
-	// container on two networks has two addresses, which is still one).
-	leadsTo map[hostPort][]string
+	index  map[target]int
+	groups []setGroup
+	// leadsTo is what each published port leads to (a container on two
+	// networks has two addresses, which is still one container port).
+	leadsTo map[hostPort]behind
+}
+
+func newGrouper(n int) *grouper {
+	return &grouper{index: make(map[target]int, n), groups: make([]setGroup, 0, n), leadsTo: make(map[hostPort]behind, n)}
 }
 
 // add records one decision for each of the container's addresses.
 func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Allow) {
-	if g.groups == nil {
-		g.groups, g.leadsTo = map[target]*setGroup{}, map[hostPort][]string{}
-	}
 	hp := hostPort{d.Binding.Proto, d.Binding.HostPort}
-	behind := d.Container + "/" + strconv.Itoa(int(d.Binding.ContainerPort))
-	if !slices.Contains(g.leadsTo[hp], behind) {
-		g.leadsTo[hp] = append(g.leadsTo[hp], behind)
+	if b, ok := g.leadsTo[hp]; !ok {
+		g.leadsTo[hp] = behind{container: d.Container, port: d.Binding.ContainerPort}
+	} else if !b.several && (b.container != d.Container || b.port != d.Binding.ContainerPort) {
+		b.several = true
+		g.leadsTo[hp] = b
 	}
 	for _, a := range addrs {
 		k := target{a, d.Binding.Proto, d.Binding.ContainerPort}
-		grp, ok := g.groups[k]
+		i, ok := g.index[k]
 		if !ok {
-			grp = &setGroup{srcs: srcs}
-			g.groups[k] = grp
-			g.order = append(g.order, k)
-		} else if !slices.Equal(grp.srcs, srcs) {
-			grp.mixed = true
+			i = len(g.groups)
+			g.index[k] = i
+			g.groups = append(g.groups, setGroup{srcs: srcs})
+		} else if !slices.Equal(g.groups[i].srcs, srcs) {
+			g.groups[i].mixed = true
 		}
+		grp := &g.groups[i]
 		grp.hosts = append(grp.hosts, hp)
-	}
-	for _, al := range allows {
-		k := target{al.Addr, d.Binding.Proto, d.Binding.ContainerPort}
-		g.groups[k].allows = append(g.groups[k].allows, al)
+		for _, al := range allows {
+			if al.Addr == a {
+				grp.allows = append(grp.allows, al)
+			}
+		}
 	}
 }
 
 // split returns the OPEN and FROM sets, the allowed published ports of the
 // set elements, and the allows that must stay rules.
 func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []Allow) {
-	open = Set{Name: SetName(SetOpen, fam), Kind: SetOpen, Family: fam}
+	open = Set{Name: SetName(SetOpen, fam), Kind: SetOpen, Family: fam, Elems: make([]SetElem, 0, len(g.groups))}
 	from = Set{Name: SetName(SetFrom, fam), Kind: SetFrom, Family: fam}
-	for _, k := range g.order {
-		grp := g.groups[k]
+	ports = make([]hostPort, 0, len(g.groups))
+	for i := range g.groups {
+		grp := &g.groups[i]
 		if len(grp.srcs) == 0 {
 			continue
 		}
-		exact := !grp.mixed && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return len(g.leadsTo[hp]) > 1 })
+		exact := !grp.mixed && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return g.leadsTo[hp].several })
 		if !exact {
 			linear = append(linear, grp.allows...)
 			continue
 		}
 		ports = append(ports, grp.hosts...)
+		k := grp.allows[0]
 		for _, s := range grp.srcs {
-			e := SetElem{Addr: k.addr, Proto: k.proto, Port: k.port}
-			p, err := netip.ParsePrefix(s)
-			if s == "" || (err == nil && p.Bits() == 0) {
+			e := SetElem{Addr: k.Addr, Proto: k.Binding.Proto, Port: k.Binding.ContainerPort}
+			if s == "" {
 				open.Elems = append(open.Elems, e)
 				continue
 			}
-			e.Src = p
-			from.Elems = append(from.Elems, e)
+			if p, err := netip.ParsePrefix(s); err == nil && p.Bits() == 0 {
+				open.Elems = append(open.Elems, e)
+			} else if err == nil {
+				e.Src = p
+				from.Elems = append(from.Elems, e)
+			}
 		}
 	}
 	return open, from, ports, linear
