@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/rules"
@@ -39,6 +39,10 @@ const setMaxElem = 1 << 20
 type NetlinkSets struct {
 	mu sync.Mutex
 	h  *netlink.Handle
+	// sock carries the raw requests (element batches, listing). Both
+	// sockets are opened up front, so they belong to the namespace of the
+	// caller of OpenNetlinkSets whatever thread uses them later.
+	sock map[int]*nl.SocketHandle
 }
 
 // NewNetlinkSets opens a netlink socket and checks that the kernel has
@@ -71,11 +75,19 @@ func OpenNetlinkSets() (*NetlinkSets, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
 	}
-	return &NetlinkSets{h: h}, nil
+	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_NETFILTER)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
+	}
+	return &NetlinkSets{h: h, sock: map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: sock}}}, nil
 }
 
-// Close releases the socket.
-func (s *NetlinkSets) Close() { s.h.Close() }
+// Close releases the sockets.
+func (s *NetlinkSets) Close() {
+	s.h.Close()
+	s.sock[unix.NETLINK_NETFILTER].Socket.Close()
+}
 
 func family(fam rules.Family) uint8 {
 	if fam == rules.IPv6 {
@@ -108,29 +120,73 @@ func (s *NetlinkSets) Destroy(name string) error {
 
 // Add implements SetStore; an element already present is not an error.
 func (s *NetlinkSets) Add(name string, elems []rules.SetElem) error {
+	return s.write(nl.IPSET_CMD_ADD, name, elems)
+}
+
+// Del implements SetStore; an element already gone is not an error.
+func (s *NetlinkSets) Del(name string, elems []rules.SetElem) error {
+	return s.write(nl.IPSET_CMD_DEL, name, elems)
+}
+
+// setBatch is how many elements go into one netlink message: about 18 kB,
+// well under the socket's buffer, and 10,000 elements in 40 round trips
+// instead of 10,000 (as `ipset restore` does).
+const setBatch = 256
+
+// write adds or deletes elements, many per message (an IPSET_ATTR_ADT
+// list). Without NLM_F_EXCL the kernel ignores an element already there
+// (add) or already gone (del).
+func (s *NetlinkSets) write(cmd int, name string, elems []rules.SetElem) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range elems {
-		ent := entry(e)
-		ent.Replace = true // no NLM_F_EXCL: adding twice is fine
-		if err := s.h.IpsetAdd(name, ent); err != nil {
-			return fmt.Errorf("adding %s to ipset %s: %w", e, name, err)
+	verb := map[int]string{nl.IPSET_CMD_ADD: "adding to", nl.IPSET_CMD_DEL: "deleting from"}[cmd]
+	for len(elems) > 0 {
+		chunk := elems[:min(setBatch, len(elems))]
+		elems = elems[len(chunk):]
+		req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), unix.NLM_F_ACK)
+		req.Sockets = s.sock
+		req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
+		req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+		req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
+		adt := nl.NewRtAttr(nl.IPSET_ATTR_ADT|int(nl.NLA_F_NESTED), nil)
+		for _, e := range chunk {
+			adt.AddChild(elemData(e))
+		}
+		req.AddData(adt)
+		// The kernel wants a line number with a list (for errors).
+		req.AddData(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_LINENO | nl.NLA_F_NET_BYTEORDER, Value: 0})
+		if _, err := req.Execute(unix.NETLINK_NETFILTER, 0); err != nil {
+			var errno unix.Errno
+			if errors.As(err, &errno) && int(errno) >= nl.IPSET_ERR_PRIVATE {
+				err = nl.IPSetError(uintptr(errno))
+			}
+			return fmt.Errorf("%s ipset %s (%d elements from %s): %w", verb, name, len(chunk), chunk[0], err)
 		}
 	}
 	return nil
 }
 
-// Del implements SetStore; an element already gone is not an error.
-func (s *NetlinkSets) Del(name string, elems []rules.SetElem) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range elems {
-		err := s.h.IpsetDel(name, entry(e))
-		if err != nil && !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
-			return fmt.Errorf("deleting %s from ipset %s: %w", e, name, err)
-		}
+// elemData encodes one element as the kernel's IPSET_ATTR_DATA.
+func elemData(e rules.SetElem) *nl.RtAttr {
+	data := nl.NewRtAttr(nl.IPSET_ATTR_DATA|int(nl.NLA_F_NESTED), nil)
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP|int(nl.NLA_F_NESTED), ipAttr(e.Addr).Serialize()))
+	if e.Src.IsValid() {
+		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP2|int(nl.NLA_F_NESTED), ipAttr(e.Src.Addr()).Serialize()))
+		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_CIDR2, nl.Uint8Attr(uint8(e.Src.Bits()))))
 	}
-	return nil
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_PROTO, nl.Uint8Attr(protoNums[e.Proto])))
+	port := make([]byte, 2)
+	binary.BigEndian.PutUint16(port, e.Port)
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_PORT|int(nl.NLA_F_NET_BYTEORDER), port))
+	return data
+}
+
+func ipAttr(a netip.Addr) *nl.RtAttr {
+	typ := int(nl.NLA_F_NET_BYTEORDER) | nl.IPSET_ATTR_IPADDR_IPV4
+	if a.Is6() && !a.Is4In6() {
+		typ = int(nl.NLA_F_NET_BYTEORDER) | nl.IPSET_ATTR_IPADDR_IPV6
+	}
+	return nl.NewRtAttr(typ, a.Unmap().AsSlice())
 }
 
 var protoNums = map[string]uint8{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
@@ -144,14 +200,6 @@ func protoName(n uint8) string {
 	return fmt.Sprintf("proto%d", n)
 }
 
-func entry(e rules.SetElem) *netlink.IPSetEntry {
-	proto, port := protoNums[e.Proto], e.Port
-	ent := &netlink.IPSetEntry{IP: net.IP(e.Addr.AsSlice()), Protocol: &proto, Port: &port}
-	if e.Src.IsValid() {
-		ent.IP2, ent.CIDR2 = net.IP(e.Src.Addr().AsSlice()), uint8(e.Src.Bits())
-	}
-	return ent
-}
 
 // List implements SetStore. It parses the dump itself: the library's
 // parser costs ten times the kernel's dump at 10,000 elements.
@@ -159,6 +207,7 @@ func (s *NetlinkSets) List(name string) ([]rules.SetElem, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req := nl.NewNetlinkRequest(nl.IPSET_CMD_LIST|(unix.NFNL_SUBSYS_IPSET<<8), nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
+	req.Sockets = s.sock
 	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
