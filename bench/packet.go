@@ -52,9 +52,6 @@ func run(args ...string) error {
 	return nil
 }
 
-func inNs(ns string, args ...string) error {
-	return run(append([]string{"ip", "netns", "exec", ns}, args...)...)
-}
 
 func newTopo() (*topo, error) {
 	id := os.Getpid() % 100000

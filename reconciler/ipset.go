@@ -200,7 +200,6 @@ func protoName(n uint8) string {
 	return fmt.Sprintf("proto%d", n)
 }
 
-
 // List implements SetStore. It parses the dump itself: the library's
 // parser costs ten times the kernel's dump at 10,000 elements.
 func (s *NetlinkSets) List(name string) ([]rules.SetElem, bool, error) {
