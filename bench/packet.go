@@ -52,7 +52,6 @@ func run(args ...string) error {
 	return nil
 }
 
-
 func newTopo() (*topo, error) {
 	id := os.Getpid() % 100000
 	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id)}
