@@ -174,3 +174,41 @@ COMMIT
 		}
 	}
 }
+
+// The ipset layout: a set hit goes to DOCKMOAT-PORTS, whose RETURN (reached
+// by goto) ends INGRESS; a published port not listed there, or an address
+// not in the set, ends in DOCKMOAT-DENY.
+func TestEvalSetLayout(t *testing.T) {
+	table := `*filter
+:FORWARD ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:DOCKMOAT - [0:0]
+:DOCKMOAT-INGRESS - [0:0]
+:DOCKMOAT-PORTS - [0:0]
+:DOCKMOAT-DENY - [0:0]
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -m comment --comment "dockmoat:hook" -j DOCKMOAT
+-A DOCKER-USER -j RETURN
+-A DOCKMOAT -o docker0 -j DOCKMOAT-INGRESS
+-A DOCKMOAT-DENY -m comment --comment "dockmoat:1 default deny" -j DROP
+-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -g DOCKMOAT-PORTS
+-A DOCKMOAT-INGRESS -j DOCKMOAT-DENY
+-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8000:8080 -j RETURN
+-A DOCKMOAT-PORTS -j DOCKMOAT-DENY
+COMMIT
+`
+	tb := ParseSave(table)["filter"]
+	tb.Sets = map[string][]rules.SetElem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
+		t.Errorf("allowed: %+v", v)
+	}
+	other := pkt("198.51.100.1")
+	other.OrigDstPort = 9800 // a new container on the address and port of an allowed one
+	if v := Eval(tb, "FORWARD", other); v.Result != Drop || v.Chain != "DOCKMOAT-DENY" {
+		t.Errorf("other published port: %+v", v)
+	}
+	tb.Sets["DOCKMOAT-OPEN-V4"] = nil
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+		t.Errorf("not in the set: %+v", v)
+	}
+}
