@@ -41,7 +41,7 @@ var (
 	panelH    = 400
 	marginL   = 80
 	marginB   = 50
-	marginTop = 40
+	marginTop = 56
 )
 
 func writePlot(path string, panels []panel) error {
@@ -112,9 +112,9 @@ func drawPanel(img *image.RGBA, at image.Point, p panel) {
 	}
 	line(img, x0, y0, x0+w, y0, colBlack)
 	line(img, x0, y0, x0, y0-h, colBlack)
-	label(img, at.X+marginL, at.Y+18, p.title, colBlack)
+	label(img, at.X+marginL, at.Y+16, p.title, colBlack)
 	label(img, x0+w/2-60, y0+36, "N (log scale)", colBlack)
-	label(img, at.X+8, at.Y+34, p.ylabel, colBlack)
+	label(img, at.X+8, at.Y+38, p.ylabel, colBlack)
 	for i, s := range p.series {
 		for j := range s.xs {
 			x, y := px(s.xs[j]), py(s.ys[j])
