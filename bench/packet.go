@@ -161,17 +161,68 @@ func packetSnapshot(n int) rules.Snapshot {
 	return snap
 }
 
-// ppRow is min / median / max connections per second per mode, with the
-// no-rule baseline measured right before them (the machine's speed drifts
-// over a run; a ratio taken minutes apart would measure that drift).
+// ppMode is one way of installing dockmoat's rules in the router.
+type ppMode struct {
+	name string
+	nft  bool // Docker's nftables backend (table inet dockmoat)
+	sets bool // sets (default) or one rule per allow (ipset: off)
+}
+
+var ppModes = []ppMode{
+	{name: "iptables, ipsets (default)", sets: true},
+	{name: "iptables, one rule per port (`ipset: off`)"},
+	{name: "nftables backend, sets (default)", nft: true, sets: true},
+	{name: "nftables backend, one rule per port", nft: true},
+}
+
+// ppRow is min / median / max connections per second: the no-rule
+// baseline and each mode. The runs are interleaved (baseline, then each
+// mode, then again), so a drift of the machine's speed over the run
+// touches all of them alike.
 type ppRow struct {
-	n      int
-	baseR  [3]float64
-	ipsetR [3]float64
-	rulesR [3]float64
+	n     int
+	baseR [3]float64
+	modeR [][3]float64
 }
 
 var ppRows []ppRow
+
+func (t *topo) install(m ppMode, n int, log logrus.FieldLogger) (*reconciler.Reconciler, error) {
+	var rec *reconciler.Reconciler
+	err := testbed.InNetns("/run/netns/"+t.router, func() error {
+		cfg := config.Default()
+		cfg.NoIPSet = !m.sets
+		src := &source{snap: packetSnapshot(n)}
+		if m.nft {
+			rec = reconciler.NewNFT(reconciler.ExecNFT{}, src, cfg, log)
+		} else {
+			tables, err := reconciler.NewTables(reconciler.VariantNFT, 4)
+			if err != nil {
+				return err
+			}
+			rec = reconciler.New(tables, nil, src, cfg, log)
+			sets, err := reconciler.NewNetlinkSets()
+			if err != nil {
+				return err
+			}
+			rec.UseSets(sets)
+		}
+		_, err := rec.Sync(context.Background())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("installing %d ports (%s): %w", n, m.name, err)
+	}
+	// Controls: the rules are live (8081 closed) and the tested port open.
+	if t.reachable(8081) || !t.reachable(8080) {
+		return nil, fmt.Errorf("packet path with %d ports (%s): 8081 reachable %v, 8080 reachable %v", n, m.name, t.reachable(8081), t.reachable(8080))
+	}
+	return rec, nil
+}
+
+func (t *topo) uninstall(rec *reconciler.Reconciler) error {
+	return testbed.InNetns("/run/netns/"+t.router, func() error { return rec.Uninstall(context.Background()) })
+}
 
 func packetPath(b *strings.Builder) error {
 	t, err := newTopo()
@@ -180,17 +231,6 @@ func packetPath(b *strings.Builder) error {
 	}
 	defer t.Close()
 	const d = 2 * time.Second
-	measureRate := func() ([3]float64, error) {
-		var rs []float64
-		for i := 0; i < *reps; i++ {
-			r, err := t.rate(d)
-			if err != nil {
-				return [3]float64{}, err
-			}
-			rs = append(rs, r)
-		}
-		return minMedMax(rs), nil
-	}
 	if _, err := t.rate(time.Second); err != nil { // warm up
 		return err
 	}
@@ -198,51 +238,35 @@ func packetPath(b *strings.Builder) error {
 	log.SetLevel(logrus.WarnLevel)
 	for _, f := range strings.Split(*ppSizes, ",") {
 		n, _ := strconv.Atoi(f)
-		row := ppRow{n: n}
-		if !t.reachable(8081) {
-			return errors.New("packet path: without dockmoat 8081 should be reachable (topology broken)")
-		}
-		if row.baseR, err = measureRate(); err != nil {
-			return err
-		}
-		for _, sets := range []bool{true, false} {
-			var rec *reconciler.Reconciler
-			err := testbed.InNetns("/run/netns/"+t.router, func() error {
-				tables, err := reconciler.NewTables(reconciler.VariantNFT, 4)
+		base := []float64{}
+		modes := make([][]float64, len(ppModes))
+		for rep := 0; rep < *reps; rep++ {
+			if !t.reachable(8081) {
+				return errors.New("packet path: without dockmoat 8081 should be reachable (topology broken)")
+			}
+			r, err := t.rate(d)
+			if err != nil {
+				return err
+			}
+			base = append(base, r)
+			for i, m := range ppModes {
+				rec, err := t.install(m, n, log)
 				if err != nil {
 					return err
 				}
-				rec = reconciler.New(tables, nil, &source{snap: packetSnapshot(n)}, config.Default(), log)
-				if sets {
-					s, err := reconciler.NewNetlinkSets()
-					if err != nil {
-						return err
-					}
-					rec.UseSets(s)
+				r, err := t.rate(d)
+				if err != nil {
+					return fmt.Errorf("%s, %d ports: %w", m.name, n, err)
 				}
-				_, err = rec.Sync(context.Background())
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("installing %d ports: %w", n, err)
+				modes[i] = append(modes[i], r)
+				if err := t.uninstall(rec); err != nil {
+					return err
+				}
 			}
-			// Controls: the rules are live (8081 closed) and the tested
-			// port is open.
-			if t.reachable(8081) || !t.reachable(8080) {
-				return fmt.Errorf("packet path with %d ports (sets %v): 8081 reachable %v, 8080 reachable %v", n, sets, t.reachable(8081), t.reachable(8080))
-			}
-			r, err := measureRate()
-			if err != nil {
-				return err
-			}
-			if sets {
-				row.ipsetR = r
-			} else {
-				row.rulesR = r
-			}
-			if err := testbed.InNetns("/run/netns/"+t.router, func() error { return rec.Uninstall(context.Background()) }); err != nil {
-				return err
-			}
+		}
+		row := ppRow{n: n, baseR: minMedMax(base)}
+		for _, m := range modes {
+			row.modeR = append(row.modeR, minMedMax(m))
 		}
 		ppRows = append(ppRows, row)
 		fmt.Fprintf(os.Stderr, "packet path N=%d done\n", n)
@@ -253,10 +277,19 @@ func packetPath(b *strings.Builder) error {
 		"to a server namespace. dockmoat's rules are installed by the reconciler for N containers with one allowed port each; the "+
 		"tested container sorts last, so with one rule per port its allow is the N-th rule. Each run checks first that the "+
 		"published, not allowed port 8081 is refused and 8080 answers (and, without dockmoat, that it answers). Baseline: the same "+
-		"topology with no dockmoat rules, measured right before each row; ratios are of medians.\n\n", d)
-	b.WriteString("| N allowed ports | baseline: no rules | ipsets (default) | ratio | one rule per port (`ipset: off`) | ratio |\n|---|---|---|---|---|---|\n")
+		"topology with no dockmoat rules. The runs are interleaved (baseline, each mode, again); ratios are of medians. "+
+		"The nftables-backend rows install dockmoat's `table inet dockmoat` in front of the same iptables-nft rules.\n\n", d)
+	b.WriteString("| N allowed ports | baseline: no rules |")
+	for _, m := range ppModes {
+		b.WriteString(" " + m.name + " | ratio |")
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|---|", len(ppModes)) + "\n")
 	for _, r := range ppRows {
-		fmt.Fprintf(b, "| %d | %s | %s | %.2f× | %s | %.2f× |\n", r.n, rates(r.baseR), rates(r.ipsetR), r.ipsetR[1]/r.baseR[1], rates(r.rulesR), r.rulesR[1]/r.baseR[1])
+		fmt.Fprintf(b, "| %d | %s |", r.n, rates(r.baseR))
+		for _, m := range r.modeR {
+			fmt.Fprintf(b, " %s | %.2f× |", rates(m), m[1]/r.baseR[1])
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n")
 	return nil

@@ -32,16 +32,18 @@ type panel struct {
 }
 
 var (
-	colSets   = color.RGBA{0x1f, 0x77, 0xb4, 0xff}
-	colRules  = color.RGBA{0xd6, 0x27, 0x28, 0xff}
-	colBase   = color.RGBA{0x55, 0x55, 0x55, 0xff}
-	colGrid   = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
-	colBlack  = color.RGBA{0, 0, 0, 0xff}
-	panelW    = 520
-	panelH    = 400
-	marginL   = 80
-	marginB   = 50
-	marginTop = 56
+	colSets     = color.RGBA{0x1f, 0x77, 0xb4, 0xff}
+	colRules    = color.RGBA{0xd6, 0x27, 0x28, 0xff}
+	colBase     = color.RGBA{0x55, 0x55, 0x55, 0xff}
+	colNFTSets  = color.RGBA{0x2c, 0xa0, 0x2c, 0xff}
+	colNFTRules = color.RGBA{0xff, 0x7f, 0x0e, 0xff}
+	colGrid     = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
+	colBlack    = color.RGBA{0, 0, 0, 0xff}
+	panelW      = 520
+	panelH      = 400
+	marginL     = 80
+	marginB     = 50
+	marginTop   = 56
 )
 
 func writePlot(path string, panels []panel) error {

@@ -61,6 +61,7 @@ func (e ExecNFT) Apply(ctx context.Context, script string) error {
 }
 
 var (
+	nftSetRe   = regexp.MustCompile(`^\s*set (\S+) \{`)
 	nftChainRe = regexp.MustCompile(`^\s*chain (\S+) \{`)
 	nftHashRe  = regexp.MustCompile(`comment "` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
 )
@@ -78,6 +79,10 @@ func ParseNFT(listing string) map[string][]string {
 			owned[chain] = []string{}
 			continue
 		}
+		if nftSetRe.MatchString(line) {
+			chain = "" // a set's lines are not rules (see ParseNFTSets)
+			continue
+		}
 		t := strings.TrimSpace(line)
 		if chain == "" || t == "" || t == "}" || strings.HasPrefix(t, "type ") {
 			continue
@@ -89,6 +94,49 @@ func ParseNFT(listing string) map[string][]string {
 		owned[chain] = append(owned[chain], h)
 	}
 	return owned
+}
+
+// ParseNFTSets reads the elements of each set from a listing, as nft
+// prints them ("172.17.0.2 . tcp . 80"), in listing order.
+func ParseNFTSets(listing string) map[string][]string {
+	sets := map[string][]string{}
+	name, inElems := "", false
+	var text strings.Builder
+	for _, line := range strings.Split(listing, "\n") {
+		if m := nftSetRe.FindStringSubmatch(line); m != nil {
+			name = m[1]
+			sets[name] = []string{}
+			continue
+		}
+		if name == "" {
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if !inElems {
+			if rest, ok := strings.CutPrefix(t, "elements = {"); ok {
+				inElems = true
+				text.Reset()
+				t = rest
+			} else {
+				if t == "}" {
+					name = ""
+				}
+				continue
+			}
+		}
+		if before, done := strings.CutSuffix(t, "}"); done {
+			text.WriteString(" " + before)
+			for _, e := range strings.Split(text.String(), ",") {
+				if e = strings.Join(strings.Fields(e), " "); e != "" {
+					sets[name] = append(sets[name], e)
+				}
+			}
+			inElems = false
+			continue
+		}
+		text.WriteString(" " + t)
+	}
+	return sets
 }
 
 // NewNFT returns a reconciler for Docker's nftables firewall backend: it
@@ -114,6 +162,13 @@ func (r *Reconciler) planNFT(ctx context.Context, snap rules.Snapshot) ([]Family
 	}
 	if len(owned) != len(rs.Chains) && len(changed) == 0 {
 		changed = append(changed, "inet dockmoat (extra chains)")
+	}
+	installed := ParseNFTSets(listing)
+	for _, set := range rs.Sets {
+		got, ok := installed[set.Name]
+		if !ok || !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(set.Elems))) {
+			changed = append(changed, "inet dockmoat/set "+set.Name)
+		}
 	}
 	variant := "nftables, table inet dockmoat"
 	p4 := FamilyPlan{Family: rules.IPv4, Variant: variant, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),

@@ -109,8 +109,12 @@ type Result struct {
 	Decisions []Decision
 	Problems  []Problem
 	// Allows is the expanded allow list of the family, in rule order: one
-	// entry per container address and source. Every backend renders it.
+	// entry per container address and source.
 	Allows []Allow
+	// With Options.Sets: the allowed published ports of the set elements,
+	// and the allows that stay rules (see sets.go).
+	Ports  []PortRange
+	Linear []Allow
 }
 
 // Allow is one allowed (source, container address, published port).
@@ -189,11 +193,12 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		}
 	}
 	linear := res.Allows
-	var ports []hostPort
 	if opt.Sets {
 		var open, from Set
+		var ports []hostPort
 		open, from, ports, linear = g.split(fam)
 		res.Ruleset.Sets = []Set{open, from}
+		res.Ports, res.Linear = portRanges(ports), linear
 		setRules(&ing, fam)
 	}
 	for _, a := range linear {
@@ -217,7 +222,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 	tail.add(desc("default deny"), "-j", "DROP")
 	res.Ruleset.Chains = []Chain{main, ing}
 	if opt.Sets {
-		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(ports), deny)
+		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(res.Ports), deny)
 	}
 	return res
 }

@@ -50,7 +50,16 @@ func (c NFTChain) Hashes() []string {
 
 // NFTRuleset is the desired table.
 type NFTRuleset struct {
+	Sets   []NFTSet
 	Chains []NFTChain
+}
+
+// NFTSet is a named set of the table, its elements written as nft lists
+// them, so that a listing compares with them as text.
+type NFTSet struct {
+	Name, Type string
+	Interval   bool
+	Elems      []string
 }
 
 func (c *NFTChain) add(text, expr string) {
@@ -71,6 +80,16 @@ func nftDesc(s string) string {
 func (rs NFTRuleset) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", NFTFamily, NFTTable)
+	for _, set := range rs.Sets {
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", set.Name, set.Type)
+		if set.Interval {
+			b.WriteString("\t\tflags interval\n")
+		}
+		if len(set.Elems) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(set.Elems, ",\n\t\t\t"))
+		}
+		b.WriteString("\t}\n")
+	}
 	for _, ch := range rs.Chains {
 		fmt.Fprintf(&b, "\tchain %s {\n", ch.Name)
 		if ch.Base != "" {
@@ -101,8 +120,14 @@ func nftAddr(fam Family) string {
 
 // BuildNFT renders the same policy as Build for the nftables backend, both
 // families in one inet table. The decisions and problems are Build's.
+// Unless the config says `ipset: off`, allows are nft set lookups as on the
+// iptables path (see sets.go): a set keyed on container address, protocol
+// and container port (and source prefix), then a check of the published
+// port, which nft cannot put in a set key here (`ct original proto-dst`
+// has no fixed type in a concatenation).
 func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
-	res := [2]Result{Build(cfg, snap, IPv4, Options{}), Build(cfg, snap, IPv6, Options{})}
+	opt := Options{Sets: !cfg.NoIPSet}
+	res := [2]Result{Build(cfg, snap, IPv4, opt), Build(cfg, snap, IPv6, opt)}
 	bridges := slices.Clone(snap.Bridges)
 	slices.Sort(bridges)
 	bridges = slices.Compact(bridges)
@@ -124,16 +149,81 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 		}
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
 	}
+	var rs NFTRuleset
+	deny := NFTChain{Name: "deny"}
+	tail := &ing
+	var portChains []NFTChain
 	for i, fam := range []Family{IPv4, IPv6} {
-		for _, a := range res[i].Allows {
+		allows := res[i].Allows
+		if opt.Sets {
+			allows = res[i].Linear
+			sets, rules, ports := nftSets(res[i], fam)
+			rs.Sets = append(rs.Sets, sets...)
+			for _, r := range rules {
+				ing.add(r[0], r[1])
+			}
+			portChains = append(portChains, ports)
+		}
+		for _, a := range allows {
 			ing.add(a.desc(), nftAllow(a, fam))
 		}
 	}
-	if cfg.LogBlocked {
-		ing.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+LogPrefix+`"`)
+	if opt.Sets {
+		ing.add("not allowed", "goto deny")
+		tail = &deny
 	}
-	ing.add("default deny", "drop")
-	return NFTRuleset{Chains: []NFTChain{main, ing}}, res
+	if cfg.LogBlocked {
+		tail.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+LogPrefix+`"`)
+	}
+	tail.add("default deny", "drop")
+	rs.Chains = []NFTChain{main, ing}
+	if opt.Sets {
+		rs.Chains = append(append(rs.Chains, portChains...), deny)
+	}
+	return rs, res
+}
+
+// nftSets renders one family's sets, the rules that look them up, and its
+// published-port chain.
+func nftSets(res Result, fam Family) ([]NFTSet, [][2]string, NFTChain) {
+	suffix := "4"
+	addrType := "ipv4_addr"
+	if fam == IPv6 {
+		suffix, addrType = "6", "ipv6_addr"
+	}
+	open := NFTSet{Name: "open" + suffix, Type: addrType + " . inet_proto . inet_service"}
+	from := NFTSet{Name: "from" + suffix, Type: addrType + " . inet_proto . inet_service . " + addrType, Interval: true}
+	for _, set := range res.Ruleset.Sets {
+		for _, e := range set.Sorted() {
+			text := fmt.Sprintf("%s . %s . %d", e.Addr, e.Proto, e.Port)
+			if set.Kind == SetFrom {
+				src := e.Src.Masked()
+				if src.IsSingleIP() {
+					text += " . " + src.Addr().String() // nft lists a host prefix as an address
+				} else {
+					text += " . " + src.String()
+				}
+				from.Elems = append(from.Elems, text)
+			} else {
+				open.Elems = append(open.Elems, text)
+			}
+		}
+	}
+	ports := NFTChain{Name: "ports" + suffix}
+	for _, r := range res.Ports {
+		rng := strconv.Itoa(int(r.Lo))
+		if r.Hi > r.Lo {
+			rng += "-" + strconv.Itoa(int(r.Hi))
+		}
+		ports.add("allowed published ports "+r.String()+"/"+r.Proto, fmt.Sprintf("meta l4proto %s ct original proto-dst %s accept", r.Proto, rng))
+	}
+	ports.add("published port not allowed for this container", "goto deny")
+	key := nftAddr(fam) + " daddr . meta l4proto . th dport"
+	lookups := [][2]string{
+		{"allowed ports: set " + open.Name, "ct status dnat " + key + " @" + open.Name + " goto " + ports.Name},
+		{"allowed ports by source: set " + from.Name, "ct status dnat " + key + " . " + nftAddr(fam) + " saddr @" + from.Name + " goto " + ports.Name},
+	}
+	return []NFTSet{open, from}, lookups, ports
 }
 
 func nftAllow(a Allow, fam Family) string {

@@ -1,13 +1,17 @@
 package rules
 
 import (
+	"flag"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
 )
+
+var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestBuildNFT(t *testing.T) {
 	cfg := config.Default()
@@ -19,6 +23,22 @@ func TestBuildNFT(t *testing.T) {
 			{HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
 			{HostIP: addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
 		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
+	// The sets layout (the default) against a golden file; the kernel
+	// takes it in TestNFTBackend.
+	sets, _ := BuildNFT(cfg, snap)
+	golden := filepath.Join("testdata", "nft-sets.golden")
+	text := hashes.ReplaceAllString(sets.Text(), "dockmoat:H ")
+	if *update {
+		if err := os.WriteFile(golden, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want, err := os.ReadFile(golden); err != nil || string(want) != text {
+		t.Errorf("sets layout differs from %s (go test -update to accept; %v):\n%s", golden, err, text)
+	}
+
+	// One rule per allow (ipset: off).
+	cfg.NoIPSet = true
 	rs, res := BuildNFT(cfg, snap)
 	got := hashes.ReplaceAllString(rs.Text(), "dockmoat:H ")
 	want := `table inet dockmoat {

@@ -212,23 +212,43 @@ func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []
 	return open, from, ports, linear
 }
 
-// portsChain lists the allowed published ports as ranges of consecutive
-// ports per protocol; a connection whose port is not there goes to DENY.
-func portsChain(ports []hostPort) Chain {
+// PortRange is a run of consecutive allowed published ports.
+type PortRange struct {
+	Proto  string
+	Lo, Hi uint16
+}
+
+// portRanges merges published ports into runs per protocol.
+func portRanges(ports []hostPort) []PortRange {
 	slices.SortFunc(ports, func(a, b hostPort) int { return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port)) })
 	ports = slices.Compact(ports)
-	ch := Chain{Name: ChainPorts}
+	var out []PortRange
 	for i := 0; i < len(ports); {
 		j := i
 		for j+1 < len(ports) && ports[j+1].proto == ports[i].proto && ports[j+1].port == ports[j].port+1 {
 			j++
 		}
-		rng := strconv.Itoa(int(ports[i].port))
-		if j > i {
-			rng += ":" + strconv.Itoa(int(ports[j].port))
-		}
-		ch.add(desc("allowed published ports "+rng+"/"+ports[i].proto), "-p", ports[i].proto, "-m", "conntrack", "--ctorigdstport", rng, "-j", "RETURN")
+		out = append(out, PortRange{Proto: ports[i].proto, Lo: ports[i].port, Hi: ports[j].port})
 		i = j + 1
+	}
+	return out
+}
+
+// String renders the range as iptables writes it (8080 or 8080:8090).
+func (r PortRange) String() string {
+	s := strconv.Itoa(int(r.Lo))
+	if r.Hi > r.Lo {
+		s += ":" + strconv.Itoa(int(r.Hi))
+	}
+	return s
+}
+
+// portsChain lists the allowed published ports as ranges of consecutive
+// ports per protocol; a connection whose port is not there goes to DENY.
+func portsChain(ranges []PortRange) Chain {
+	ch := Chain{Name: ChainPorts}
+	for _, r := range ranges {
+		ch.add(desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
 	}
 	ch.add(desc("published port not allowed for this container"), "-j", ChainDeny)
 	return ch
