@@ -79,8 +79,10 @@ type Reconciler struct {
 	sets     SetStore
 	setState map[string]map[rules.SetElem]struct{}
 	setRead  time.Time
-	// memo saves re-deciding unchanged containers from pass to pass.
+	// memo saves re-deciding unchanged containers from pass to pass; inc
+	// keeps the set grouping per family (see rules.Incremental).
 	memo *rules.Memo
+	inc  map[rules.Family]*rules.Incremental
 }
 
 // UseSets gives the reconciler the kernel's ipsets: allows go there
@@ -105,7 +107,8 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
 		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo()}
+		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo(),
+		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").
@@ -237,7 +240,7 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 			return nil, err
 		}
 		sets := r.sets != nil && !cfg.NoIPSet
-		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: sets, Memo: r.memo})
+		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: sets, Memo: r.memo, Inc: r.inc[fam]})
 		if sets && p.Skipped == "" {
 			if err := r.diffSets(&p); err != nil {
 				return nil, err

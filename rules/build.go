@@ -101,6 +101,9 @@ type Options struct {
 	Sets bool
 	// Memo, if set, saves re-deciding unchanged containers (see Memo).
 	Memo *Memo
+	// Inc, with Sets, keeps the grouping between calls too (see
+	// Incremental); it must be the state of the family being built.
+	Inc *Incremental
 }
 
 // Result is the output of Build.
@@ -129,43 +132,20 @@ var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // Build computes the desired ruleset for one family.
 func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
+	if inc := opt.Inc; opt.Sets && inc != nil && inc.fam == fam {
+		opt.Inc = nil
+		return inc.Build(cfg, snap, opt)
+	}
 	var res Result
 	res.Ruleset.Family = fam
-
-	bridges := slices.Clone(snap.Bridges)
-	slices.Sort(bridges)
-	bridges = slices.Compact(bridges)
-
-	main := Chain{Name: ChainMain}
-	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	var valid []string
-	for _, b := range bridges {
-		if !ifaceRe.MatchString(b) {
-			res.Problems = append(res.Problems, Problem{Container: "-", Label: "network bridge", Value: b, Msg: "not a valid interface name; ignored"})
-			continue
-		}
-		valid = append(valid, b)
-		main.add(desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
-	}
-	for _, b := range valid {
-		main.add(desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
-	}
-
-	ing := Chain{Name: ChainIngress}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
-		if fam.Has(src.Addr()) {
-			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
-		}
-	}
+	main, ing := head(cfg, snap, fam, &res)
 
 	// Sort pointers: a Container is large and there may be 10,000 of them.
 	containers := make([]*Container, len(snap.Containers))
 	for i := range snap.Containers {
 		containers[i] = &snap.Containers[i]
 	}
-	slices.SortFunc(containers, func(a, b *Container) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(containers, compareContainers)
 	if opt.Memo != nil {
 		opt.Memo.begin(cfg)
 		defer opt.Memo.end()
@@ -192,13 +172,58 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 			}
 		}
 	}
-	linear := res.Allows
 	if opt.Sets {
 		var open, from Set
 		var ports []hostPort
-		open, from, ports, linear = g.split(fam)
+		open, from, ports, res.Linear = g.split(fam)
 		res.Ruleset.Sets = []Set{open, from}
-		res.Ports, res.Linear = portRanges(ports), linear
+		res.Ports = portRanges(ports)
+	}
+	finish(cfg, fam, opt, &res, main, ing)
+	return res
+}
+
+func compareContainers(a, b *Container) int {
+	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
+}
+
+// head starts a ruleset: the DOCKMOAT chain for the bridges (problems with
+// their names go to res) and INGRESS with the trusted sources.
+func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Chain) {
+	bridges := slices.Clone(snap.Bridges)
+	slices.Sort(bridges)
+	bridges = slices.Compact(bridges)
+
+	main := Chain{Name: ChainMain}
+	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	var valid []string
+	for _, b := range bridges {
+		if !ifaceRe.MatchString(b) {
+			res.Problems = append(res.Problems, Problem{Container: "-", Label: "network bridge", Value: b, Msg: "not a valid interface name; ignored"})
+			continue
+		}
+		valid = append(valid, b)
+		main.add(desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	for _, b := range valid {
+		main.add(desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
+	}
+
+	ing := Chain{Name: ChainIngress}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		}
+	}
+	return main, ing
+}
+
+// finish writes the allows into INGRESS (set lookups and the allows that
+// stay rules with sets; every allow without), the tail, and the chains.
+func finish(cfg config.Config, fam Family, opt Options, res *Result, main, ing Chain) {
+	linear := res.Allows
+	if opt.Sets {
+		linear = res.Linear
 		setRules(&ing, fam)
 	}
 	for _, a := range linear {
@@ -224,7 +249,6 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 	if opt.Sets {
 		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(res.Ports), deny)
 	}
-	return res
 }
 
 // bindingInFamily: Docker reports 0.0.0.0 and :: bindings separately; an

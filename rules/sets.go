@@ -151,13 +151,13 @@ func newGrouper(n int) *grouper {
 // add records one decision for each of the container's addresses.
 func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Allow) {
 	hp := hostPort{d.Binding.Proto, d.Binding.HostPort}
-	if b, ok := g.leadsTo[hp]; !ok {
-		g.leadsTo[hp] = behind{container: d.Container, port: d.Binding.ContainerPort}
-	} else if !b.several && (b.container != d.Container || b.port != d.Binding.ContainerPort) {
-		b.several = true
-		g.leadsTo[hp] = b
-	}
 	for _, a := range addrs {
+		if b, ok := g.leadsTo[hp]; !ok {
+			g.leadsTo[hp] = behind{container: d.Container, port: d.Binding.ContainerPort}
+		} else if !b.several && (b.container != d.Container || b.port != d.Binding.ContainerPort) {
+			b.several = true
+			g.leadsTo[hp] = b
+		}
 		k := target{a, d.Binding.Proto, d.Binding.ContainerPort}
 		i, ok := g.index[k]
 		if !ok {
@@ -185,8 +185,8 @@ func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []
 	ports = make([]hostPort, 0, len(g.groups))
 	for i := range g.groups {
 		grp := &g.groups[i]
-		if len(grp.srcs) == 0 {
-			continue
+		if len(grp.srcs) == 0 && !grp.mixed {
+			continue // closed wherever it is published
 		}
 		exact := !grp.mixed && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return g.leadsTo[hp].several })
 		if !exact {
@@ -209,7 +209,15 @@ func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []
 			}
 		}
 	}
+	slices.SortFunc(linear, compareAllows)
 	return open, from, ports, linear
+}
+
+// compareAllows orders the allows that stay rules, so that their order
+// does not depend on how they were found.
+func compareAllows(a, b Allow) int {
+	return cmp.Or(cmp.Compare(a.Container, b.Container), comparePorts(a.Binding, b.Binding),
+		a.Addr.Compare(b.Addr), cmp.Compare(a.Source, b.Source))
 }
 
 // PortRange is a run of consecutive allowed published ports.

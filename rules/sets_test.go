@@ -149,3 +149,14 @@ func TestMemoSameResult(t *testing.T) {
 	cfg.Allow = []config.AllowRule{{Container: "db", Ports: nil}}
 	check("config changed")
 }
+
+// A container port published twice, the closed binding sorting first: the
+// allowed one must still open (as an exact rule), not vanish with the group.
+func TestBuildSetsMixedClosedFirst(t *testing.T) {
+	c := ctr("twice", map[string]string{LabelAllow: "8080"}, "172.17.0.5", pb(8000, 80, "tcp"), pb(8080, 80, "tcp"))
+	res := Build(config.Default(), Snapshot{Bridges: []string{"docker0"}, Containers: []Container{c}}, IPv4, Options{Sets: true})
+	ing := strings.Join(lines(res.Ruleset, ChainIngress), "\n")
+	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || len(res.Ruleset.Sets[0].Elems) != 0 {
+		t.Errorf("want one exact rule for 8080 and no set element:\n%s\n%v", ing, res.Ruleset.Sets)
+	}
+}

@@ -1,0 +1,99 @@
+package rules
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// randomContainer draws from small pools, so that addresses, published
+// ports and container ports collide between containers: the cases where
+// a target is published twice with different policies, a published port
+// leads to two containers, or a new container takes an old address.
+func randomContainer(r *rand.Rand, id string) Container {
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	c := Container{ID: id, Name: pick("a", "b", "c", "d", "e", "f"), Labels: map[string]string{}}
+	if v := pick("*", "80", "81,82", "8080/udp", "80-82", "nope", ""); v != "" {
+		c.Labels[LabelAllow] = v
+	}
+	if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32", "0.0.0.0/0"); v != "" {
+		c.Labels[LabelFrom] = v
+	}
+	if r.IntN(4) == 0 {
+		c.Labels[labelPortPfx+"80"] = "192.0.2.0/24"
+	}
+	for range 1 + r.IntN(3) {
+		var host netip.Addr
+		if h := pick("", "0.0.0.0", "::", "127.0.0.1", "192.0.2.1"); h != "" {
+			host = netip.MustParseAddr(h)
+		}
+		c.Ports = append(c.Ports, PortBinding{HostIP: host, HostPort: uint16(80 + r.IntN(3)), ContainerPort: uint16([]int{80, 443}[r.IntN(2)]), Proto: pick("tcp", "udp")})
+	}
+	for range r.IntN(3) {
+		ep := Endpoint{Network: pick("bridge", "net2")}
+		if r.IntN(4) > 0 {
+			ep.IPv4 = netip.AddrFrom4([4]byte{172, 17, 0, byte(2 + r.IntN(4))})
+		}
+		if r.IntN(2) == 0 {
+			ep.IPv6 = netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(2 + r.IntN(2))})
+		}
+		c.Endpoints = append(c.Endpoints, ep)
+	}
+	return c
+}
+
+// normalized strips what may legitimately differ: the order of set
+// elements.
+func normalized(res Result) Result {
+	for i, s := range res.Ruleset.Sets {
+		s.Elems = s.Sorted()
+		if len(s.Elems) == 0 {
+			s.Elems = nil
+		}
+		res.Ruleset.Sets[i] = s
+	}
+	return res
+}
+
+func TestIncrementalMatchesBuild(t *testing.T) {
+	cfgs := []config.Config{config.Default(), {UFW: config.UFWAuto, LogBlocked: true,
+		TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Allow: []config.AllowRule{{Container: "b", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}}}}}
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		incs := map[Family]*Incremental{IPv4: NewIncremental(IPv4), IPv6: NewIncremental(IPv6)}
+		snap := Snapshot{Bridges: []string{"docker0"}}
+		cfg := cfgs[0]
+		next := 0
+		for step := range 150 {
+			switch k := r.IntN(10); {
+			case k < 3 || len(snap.Containers) == 0:
+				next++
+				snap.Containers = append(snap.Containers, randomContainer(r, fmt.Sprint(next)))
+			case k < 5:
+				i := r.IntN(len(snap.Containers))
+				snap.Containers = slices.Delete(snap.Containers, i, i+1)
+			case k < 9:
+				i := r.IntN(len(snap.Containers))
+				// Same ID, new content: a recreated or relabeled container.
+				snap.Containers[i] = randomContainer(r, snap.Containers[i].ID)
+			default:
+				cfg = cfgs[r.IntN(len(cfgs))]
+			}
+			r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
+			for _, fam := range []Family{IPv4, IPv6} {
+				opt := Options{Sets: true, UFWForward: step%2 == 0}
+				want := normalized(Build(cfg, snap, fam, opt))
+				got := normalized(incs[fam].Build(cfg, snap, opt))
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("seed %d step %d %s: incremental differs from Build\n got %+v\nwant %+v\nsnapshot %+v", seed, step, fam, got, want, snap.Containers)
+				}
+			}
+		}
+	}
+}
