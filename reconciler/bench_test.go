@@ -35,6 +35,7 @@ func BenchmarkPassOneChange(b *testing.B) {
 			log.SetLevel(logrus.WarnLevel)
 			rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, nil, d, config.Default(), log)
 			rec.UseSets(newFakeSets())
+			rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
 			if _, err := rec.Sync(context.Background()); err != nil {
 				b.Fatal(err)
 			}

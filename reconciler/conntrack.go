@@ -53,79 +53,59 @@ func (NetlinkConntrack) Delete(fam rules.Family, match func(Flow) bool) (uint, e
 	return n, nil
 }
 
-// openBinding is what one published binding was open to after a pass.
-type openBinding struct {
-	addrs         []netip.Addr // the container's addresses in the family
-	containerPort uint16
-	hostPort      uint16
-	proto         string
-	sources       config.Sources
+// accessKey is a published binding as a flow shows it: the container
+// address and port it was DNATed to, the port the client connected to.
+type accessKey struct {
+	addr         netip.Addr
+	cport, hport uint16
+	proto        string
 }
 
-type openBindings []openBinding
+// openAccess maps each open binding of a pass to the sources it is open
+// to. Built only when a pass changed something, and kept as the "before"
+// of the next change.
+type openAccess map[accessKey][]config.Sources
 
-// openAccess lists the open bindings of a plan.
-func openAccess(p FamilyPlan, snap rules.Snapshot) openBindings {
-	byName := make(map[string]*rules.Container, len(snap.Containers))
-	for i := range snap.Containers {
-		byName[snap.Containers[i].Name] = &snap.Containers[i]
-	}
-	var out openBindings
+// accessOf reads the open bindings of a plan from its decisions and
+// allows (one allow per address and source, in decision order).
+func accessOf(p FamilyPlan) openAccess {
+	out := make(openAccess, len(p.Result.Decisions))
+	allows := p.Result.Allows
+	j := 0
 	for _, d := range p.Result.Decisions {
-		c := byName[d.Container]
-		if !d.Open || c == nil {
+		if !d.Open {
 			continue
 		}
-		a := openBinding{containerPort: d.Binding.ContainerPort, hostPort: d.Binding.HostPort, proto: d.Binding.Proto, sources: d.Sources}
-		for _, ep := range c.Endpoints {
-			for _, ip := range []netip.Addr{ep.IPv4, ep.IPv6} {
-				if p.Family.Has(ip) {
-					a.addrs = append(a.addrs, ip.Unmap())
-				}
+		var last netip.Addr
+		for ; j < len(allows) && allows[j].Container == d.Container && allows[j].Binding == d.Binding; j++ {
+			if a := allows[j].Addr; a != last {
+				k := accessKey{a, d.Binding.ContainerPort, d.Binding.HostPort, d.Binding.Proto}
+				out[k] = append(out[k], d.Sources)
+				last = a
 			}
 		}
-		out = append(out, a)
 	}
 	return out
 }
 
-func (a openBinding) allows(src netip.Addr) bool {
-	return a.sources.Any || slices.ContainsFunc(a.sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+func allowsSource(srcs []config.Sources, src netip.Addr) bool {
+	return slices.ContainsFunc(srcs, func(s config.Sources) bool {
+		return s.Any || slices.ContainsFunc(s.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+	})
 }
 
 // revoked returns a matcher for the sessions that were allowed by before
 // and are not by now: a binding that closed, a container gone or moved,
 // sources narrowed. Trusted sources stay allowed.
-func revoked(before, now openBindings, trusted []netip.Prefix) func(Flow) bool {
-	type target struct {
-		addr  netip.Addr
-		cport uint16
-		hport uint16
-		proto string
-	}
-	was := map[target][]openBinding{}
-	for _, a := range before {
-		for _, ip := range a.addrs {
-			t := target{ip, a.containerPort, a.hostPort, a.proto}
-			was[t] = append(was[t], a)
-		}
-	}
-	is := map[target][]openBinding{}
-	for _, a := range now {
-		for _, ip := range a.addrs {
-			t := target{ip, a.containerPort, a.hostPort, a.proto}
-			is[t] = append(is[t], a)
-		}
-	}
+func revoked(before, now openAccess, trusted []netip.Prefix) func(Flow) bool {
 	return func(f Flow) bool {
-		t := target{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}
-		prev, ok := was[t]
-		if !ok || !slices.ContainsFunc(prev, func(a openBinding) bool { return a.allows(f.Src) }) {
+		k := accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}
+		if !allowsSource(before[k], f.Src) {
 			return false // not a session dockmoat had allowed
 		}
 		if slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(f.Src) }) {
 			return false
 		}
-		return !slices.ContainsFunc(is[t], func(a openBinding) bool { return a.allows(f.Src) })
+		return !allowsSource(now[k], f.Src)
 	}
 }

@@ -204,8 +204,9 @@ func (r *Reconciler) syncNFT(ctx context.Context, snap rules.Snapshot, res *Sync
 	r.nftLast = script
 	cfg := r.config()
 	for _, p := range plans {
-		now := openAccess(p, snap)
-		if before, ok := r.open[p.Family]; ok && r.ct != nil && p4.Batch != "" {
+		before, known := r.open[p.Family]
+		now := accessOf(p)
+		if known && r.ct != nil && p4.Batch != "" {
 			if n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources)); err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
 			} else if n > 0 {

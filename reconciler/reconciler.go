@@ -60,7 +60,7 @@ type Reconciler struct {
 	// ct, when set, cuts sessions whose access a pass withdrew; open
 	// holds the open bindings after the last pass, per family.
 	ct   Conntrack
-	open map[rules.Family]openBindings
+	open map[rules.Family]openAccess
 	// last is the ruleset last installed per family, for repairs made
 	// while Docker cannot be read.
 	last map[rules.Family]rules.Ruleset
@@ -79,6 +79,9 @@ type Reconciler struct {
 	sets     SetStore
 	setState map[string]map[rules.SetElem]struct{}
 	setRead  time.Time
+	// setSynced is, per set, the generation of the rules.Incremental
+	// result the set is known to hold (see rules.SetDelta).
+	setSynced map[string]uint64
 	// memo saves re-deciding unchanged containers from pass to pass; inc
 	// keeps the set grouping per family (see rules.Incremental).
 	memo *rules.Memo
@@ -106,8 +109,8 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		fam[rules.IPv6] = v6
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
-		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openBindings{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo(),
+		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openAccess{}, hookIn: map[rules.Family]string{},
+		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
 		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
 
@@ -441,8 +444,13 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		r.applied[p.Family] = last
 		r.last[p.Family] = p.Result.Ruleset
 		r.hookIn[p.Family] = p.HookIn
-		now := openAccess(p, snap)
-		if before, ok := r.open[p.Family]; ok && r.ct != nil && (p.Batch != "" || setsChanged) {
+		before, known := r.open[p.Family]
+		if changed := p.Batch != "" || setsChanged; changed || !known {
+			// Access changes only with what is installed: without a
+			// change, the last map stays right.
+			r.open[p.Family] = accessOf(p)
+		}
+		if now := r.open[p.Family]; known && r.ct != nil && (p.Batch != "" || setsChanged) {
 			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
 			if err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
@@ -451,7 +459,6 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 				r.log.WithFields(logrus.Fields{"family": p.Family.String(), "sessions": n}).Info("cut live sessions whose access was withdrawn")
 			}
 		}
-		r.open[p.Family] = now
 	}
 	r.report(res.Problems)
 	return res, nil

@@ -20,7 +20,8 @@ const setVerifyAge = 10 * time.Second
 // sets of p and what the kernel holds (read in full when the record is
 // missing or old). Someone else's edits found by a full read are logged.
 func (r *Reconciler) diffSets(p *FamilyPlan) error {
-	if r.setState == nil || time.Since(r.setRead) > setVerifyAge {
+	fullRead := r.setState == nil || time.Since(r.setRead) > setVerifyAge
+	if fullRead {
 		state := map[string]map[rules.SetElem]struct{}{}
 		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 			if r.families[fam] == nil {
@@ -47,12 +48,28 @@ func (r *Reconciler) diffSets(p *FamilyPlan) error {
 			}
 		}
 		r.setState, r.setRead = state, time.Now()
+		clear(r.setSynced)
 	}
 	p.SetAdd, p.SetDel, p.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Ruleset.Sets {
 		have, exists := r.setState[set.Name]
 		if !exists {
 			p.SetsMissing = append(p.SetsMissing, set.Name)
+		}
+		if d := set.Delta; d != nil && d.Since != 0 && exists && r.setSynced[set.Name] == d.Since {
+			// The set holds what the previous result wanted: only the
+			// delta can differ, so the N elements need no comparing.
+			for _, e := range d.Added {
+				if _, ok := have[e]; !ok {
+					add(&p.SetAdd, set.Name, e)
+				}
+			}
+			for _, e := range d.Removed {
+				if _, ok := have[e]; ok {
+					add(&p.SetDel, set.Name, e)
+				}
+			}
+			continue
 		}
 		// Elements are unique, so when every element held is wanted there
 		// is nothing to delete and no need to index the wanted ones.
@@ -106,6 +123,11 @@ func sameElems(a, b map[rules.SetElem]struct{}) bool {
 // the sets in full.
 func (r *Reconciler) applySets(p FamilyPlan) error {
 	if p.setChanges() == 0 {
+		for _, set := range p.Result.Ruleset.Sets {
+			if set.Delta != nil {
+				r.setSynced[set.Name] = set.Delta.Gen // nothing to write: in step
+			}
+		}
 		return nil
 	}
 	err := func() error {
@@ -126,9 +148,14 @@ func (r *Reconciler) applySets(p FamilyPlan) error {
 	}()
 	if err != nil {
 		r.setState = nil
+		clear(r.setSynced)
 		return fmt.Errorf("updating ipsets: %w", err)
 	}
 	for _, set := range p.Result.Ruleset.Sets {
+		r.setSynced[set.Name] = 0
+		if set.Delta != nil {
+			r.setSynced[set.Name] = set.Delta.Gen
+		}
 		m := r.setState[set.Name]
 		if m == nil {
 			m = map[rules.SetElem]struct{}{}

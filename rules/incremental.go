@@ -2,7 +2,6 @@ package rules
 
 import (
 	"cmp"
-	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -37,8 +36,9 @@ type Incremental struct {
 	byHost map[hostPort]map[target]int
 	leads  map[hostPort]map[behind]int
 
-	// Outputs, kept up to date per group.
-	open, from map[SetElem]int
+	// Outputs, kept up to date per group. The elements of each set are a
+	// refcounted list (swap-delete) so the result copies a slice.
+	open, from *elemList
 	ports      map[hostPort]int
 	portList   []hostPort // the keys of ports, sorted
 	linear     map[*incGroup]bool
@@ -76,11 +76,11 @@ func NewIncremental(fam Family) *Incremental {
 }
 
 func (inc *Incremental) reset(cfg config.Config) {
-	inc.cfg, inc.ok = cfg, true
+	inc.cfg, inc.ok = cfg, true // inc.gen goes on counting
 	inc.ents, inc.order = map[string]*incEnt{}, nil
 	inc.groups = map[target]*incGroup{}
 	inc.byHost, inc.leads = map[hostPort]map[target]int{}, map[hostPort]map[behind]int{}
-	inc.open, inc.from = map[SetElem]int{}, map[SetElem]int{}
+	inc.open, inc.from = newElemList(), newElemList()
 	inc.ports, inc.portList = map[hostPort]int{}, nil
 	inc.linear = map[*incGroup]bool{}
 }
@@ -96,6 +96,12 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
 		if e, ok := inc.ents[c.ID]; ok {
+			if e.gen == inc.gen {
+				// Two containers with one ID (never from Docker): the state
+				// is keyed by ID, so build from scratch and start over.
+				inc.ok = false
+				return Build(cfg, snap, inc.fam, opt)
+			}
 			if sameContainer(&e.c, c) {
 				e.gen = inc.gen
 				continue
@@ -104,9 +110,13 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 		}
 		inc.insert(inc.share(cfg, c), dirty)
 	}
-	for _, e := range inc.ents {
-		if e.gen != inc.gen {
-			inc.remove(e, dirty)
+	// Every entry seen this time has the current generation; when they
+	// are all of the snapshot, none is left to remove.
+	if len(inc.ents) != len(snap.Containers) {
+		for _, e := range inc.ents {
+			if e.gen != inc.gen {
+				inc.remove(e, dirty)
+			}
 		}
 	}
 	for k := range dirty {
@@ -208,13 +218,7 @@ func (inc *Incremental) regroup(k target) {
 	}
 	// Take back what the group put in.
 	for _, e := range g.outElems {
-		m := inc.open
-		if e.Src.IsValid() {
-			m = inc.from
-		}
-		if m[e]--; m[e] <= 0 {
-			delete(m, e)
-		}
+		inc.list(e).add(e, -1)
 	}
 	for _, hp := range g.outPorts {
 		if inc.ports[hp]--; inc.ports[hp] <= 0 {
@@ -260,11 +264,7 @@ func (inc *Incremental) regroup(k target) {
 			continue
 		}
 		g.outElems = append(g.outElems, e)
-		m := inc.open
-		if e.Src.IsValid() {
-			m = inc.from
-		}
-		m[e]++
+		inc.list(e).add(e, 1)
 	}
 	for _, hp := range hosts {
 		if inc.ports[hp]++; inc.ports[hp] == 1 {
@@ -273,6 +273,73 @@ func (inc *Incremental) regroup(k target) {
 		}
 	}
 	g.outPorts = hosts
+}
+
+func (inc *Incremental) list(e SetElem) *elemList {
+	if e.Src.IsValid() {
+		return inc.from
+	}
+	return inc.open
+}
+
+// elemList is a refcounted set of elements kept as a slice, recording
+// which elements came or went since the last delta.
+type elemList struct {
+	elems   []SetElem
+	at      map[SetElem]int // index in elems
+	count   map[SetElem]int
+	was     map[SetElem]bool // presence before the first change since the last delta
+	lastGen uint64
+	fresh   bool // no previous result to be a delta of
+}
+
+// The generation counts Build calls and never restarts, so a Since of a
+// reset state cannot match a caller's record of an older one.
+
+func newElemList() *elemList {
+	return &elemList{at: map[SetElem]int{}, count: map[SetElem]int{}, was: map[SetElem]bool{}, fresh: true}
+}
+
+func (l *elemList) add(e SetElem, by int) {
+	before := l.count[e] > 0
+	if _, seen := l.was[e]; !seen {
+		l.was[e] = before
+	}
+	l.count[e] += by
+	after := l.count[e] > 0
+	if l.count[e] <= 0 {
+		delete(l.count, e)
+	}
+	switch {
+	case after && !before:
+		l.at[e] = len(l.elems)
+		l.elems = append(l.elems, e)
+	case before && !after:
+		i := l.at[e]
+		last := l.elems[len(l.elems)-1]
+		l.elems[i], l.at[last] = last, i
+		l.elems = l.elems[:len(l.elems)-1]
+		delete(l.at, e)
+	}
+}
+
+// delta returns what changed since the previous call and starts anew.
+func (l *elemList) delta(gen uint64) *SetDelta {
+	d := &SetDelta{Gen: gen}
+	if !l.fresh {
+		d.Since = l.lastGen
+		for e, was := range l.was {
+			switch now := l.count[e] > 0; {
+			case now && !was:
+				d.Added = append(d.Added, e)
+			case was && !now:
+				d.Removed = append(d.Removed, e)
+			}
+		}
+	}
+	clear(l.was)
+	l.fresh, l.lastGen = false, gen
+	return d
 }
 
 func compareHostPorts(a, b hostPort) int {
@@ -312,8 +379,8 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 		res.Decisions = append(res.Decisions, e.decisions...)
 		res.Allows = append(res.Allows, e.allows...)
 	}
-	open := Set{Name: SetName(SetOpen, inc.fam), Kind: SetOpen, Family: inc.fam, Elems: slices.Collect(maps.Keys(inc.open))}
-	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Collect(maps.Keys(inc.from))}
+	open := Set{Name: SetName(SetOpen, inc.fam), Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
+	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
 	res.Ruleset.Sets = []Set{open, from}
 	for g := range inc.linear {
 		for e, idx := range g.links {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -51,6 +52,7 @@ func randomContainer(r *rand.Rand, id string) Container {
 // elements.
 func normalized(res Result) Result {
 	for i, s := range res.Ruleset.Sets {
+		s.Delta = nil
 		s.Elems = s.Sorted()
 		if len(s.Elems) == 0 {
 			s.Elems = nil
@@ -58,6 +60,14 @@ func normalized(res Result) Result {
 		res.Ruleset.Sets[i] = s
 	}
 	return res
+}
+
+// deltaGen is the generation a set's result was made at.
+func deltaGen(s Set) uint64 {
+	if s.Delta != nil {
+		return s.Delta.Gen
+	}
+	return 0
 }
 
 func TestIncrementalMatchesBuild(t *testing.T) {
@@ -70,7 +80,11 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 		snap := Snapshot{Bridges: []string{"docker0"}}
 		cfg := cfgs[0]
 		next := 0
+		// The previous elements per set, to check each Delta against.
+		prev := map[string]map[SetElem]bool{}
+		prevGen := map[string]uint64{}
 		for step := range 150 {
+			cfgChanged := false
 			switch k := r.IntN(10); {
 			case k < 3 || len(snap.Containers) == 0:
 				next++
@@ -83,17 +97,63 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 				// Same ID, new content: a recreated or relabeled container.
 				snap.Containers[i] = randomContainer(r, snap.Containers[i].ID)
 			default:
+				old := cfg
 				cfg = cfgs[r.IntN(len(cfgs))]
+				cfgChanged = !reflect.DeepEqual(old, cfg)
 			}
 			r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
 			for _, fam := range []Family{IPv4, IPv6} {
 				opt := Options{Sets: true, UFWForward: step%2 == 0}
 				want := normalized(Build(cfg, snap, fam, opt))
-				got := normalized(incs[fam].Build(cfg, snap, opt))
+				raw := incs[fam].Build(cfg, snap, opt)
+				for _, set := range raw.Ruleset.Sets {
+					now := map[SetElem]bool{}
+					for _, e := range set.Elems {
+						now[e] = true
+					}
+					if d := set.Delta; d != nil && d.Since != 0 {
+						if d.Since != prevGen[set.Name] {
+							t.Fatalf("seed %d step %d %s: delta since %d, previous result was %d", seed, step, set.Name, d.Since, prevGen[set.Name])
+						}
+						applied := maps.Clone(prev[set.Name])
+						for _, e := range d.Removed {
+							delete(applied, e)
+						}
+						for _, e := range d.Added {
+							applied[e] = true
+						}
+						if !maps.Equal(applied, now) {
+							t.Fatalf("seed %d step %d %s: previous + delta != elements: %v + %+v != %v", seed, step, set.Name, prev[set.Name], d, now)
+						}
+					} else if step > 0 && !cfgChanged {
+						t.Fatalf("seed %d step %d %s: no delta", seed, step, set.Name)
+					}
+					prev[set.Name], prevGen[set.Name] = now, deltaGen(set)
+				}
+				got := normalized(raw)
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("seed %d step %d %s: incremental differs from Build\n got %+v\nwant %+v\nsnapshot %+v", seed, step, fam, got, want, snap.Containers)
 				}
 			}
 		}
+	}
+}
+
+// Duplicate IDs (which Docker never produces) fall back to Build.
+func TestIncrementalDuplicateID(t *testing.T) {
+	inc := NewIncremental(IPv4)
+	a := ctr("a", map[string]string{LabelAllow: "*"}, "172.17.0.2", pb(80, 80, "tcp"))
+	b := ctr("b", map[string]string{LabelAllow: "*"}, "172.17.0.3", pb(81, 80, "tcp"))
+	b.ID = a.ID
+	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{a, b}}
+	opt := Options{Sets: true}
+	for range 2 {
+		if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, IPv4, opt)); !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %+v\nwant %+v", got, want)
+		}
+	}
+	snap.Containers = snap.Containers[:1]
+	if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, IPv4, opt)); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after: got %+v\nwant %+v", got, want)
 	}
 }

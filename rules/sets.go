@@ -88,6 +88,18 @@ type Set struct {
 	Kind   string
 	Family Family
 	Elems  []SetElem
+	// Delta, when known, is how Elems differ from the previous result of
+	// the same Incremental (generation Since), so that a caller holding
+	// that previous content can skip comparing all the elements.
+	Delta *SetDelta
+}
+
+// SetDelta lists the elements added and removed since generation Since;
+// Gen is this result's generation. Since is 0 when there was no previous
+// result (a first call, or the configuration changed): no delta then.
+type SetDelta struct {
+	Since, Gen     uint64
+	Added, Removed []SetElem
 }
 
 // CompareSetElems orders elements for stable output.
