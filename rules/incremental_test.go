@@ -73,7 +73,7 @@ func deltaGen(s Set) uint64 {
 func TestIncrementalMatchesBuild(t *testing.T) {
 	cfgs := []config.Config{config.Default(), {UFW: config.UFWAuto, LogBlocked: true,
 		TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		Allow: []config.AllowRule{{Container: "b", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}}}}}
+		Allow:          []config.AllowRule{{Container: "b", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}}}}}
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		incs := map[Family]*Incremental{IPv4: NewIncremental(IPv4), IPv6: NewIncremental(IPv6)}
