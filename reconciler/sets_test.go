@@ -3,10 +3,14 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
@@ -204,4 +208,67 @@ func TestSetsSwitchedOffByConfig(t *testing.T) {
 		t.Errorf("back to ipsets: %v", fs.sets)
 	}
 	r.inSync(t)
+}
+
+// TestSetsFollowDesiredOverRandomChanges drives the reconciler through
+// random container changes (and, now and then, someone editing a set or
+// a failed write) and checks after every successful pass that the sets
+// hold exactly what a fresh rules.Build wants: the record, the deltas and
+// the periodic full read must never leave a stale element (an open port).
+func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
+	for seed := range uint64(10) {
+		r, fs := setRig(t)
+		rnd := rand.New(rand.NewPCG(seed, 7))
+		var cs []rules.Container
+		for step := range 120 {
+			switch k := rnd.IntN(10); {
+			case k < 4 || len(cs) == 0:
+				c := web(fmt.Sprintf("172.17.%d.%d", rnd.IntN(2), 2+rnd.IntN(5)))
+				c.ID, c.Name = fmt.Sprint("id", step), fmt.Sprint("c", rnd.IntN(6))
+				c.Ports[0].HostPort = uint16(8080 + rnd.IntN(4))
+				if rnd.IntN(3) == 0 {
+					c.Labels = map[string]string{"dockmoat.allow": "*", "dockmoat.from": "198.51.100.0/24"}
+				}
+				cs = append(cs, c)
+			case k < 6:
+				i := rnd.IntN(len(cs))
+				cs = slices.Delete(cs, i, i+1)
+			case k < 8:
+				i := rnd.IntN(len(cs))
+				c := cs[i]
+				c.Endpoints = []rules.Endpoint{{Network: "bridge", IPv4: netip.AddrFrom4([4]byte{172, 17, 0, byte(2 + rnd.IntN(5))})}}
+				cs[i] = c
+			case k < 9:
+				// Someone deletes or adds an element by hand.
+				for name := range fs.sets {
+					for e := range fs.sets[name] {
+						delete(fs.sets[name], e)
+						break
+					}
+					fs.sets[name][rules.SetElem{Addr: netip.MustParseAddr("172.17.9.9"), Proto: "tcp", Port: 22}] = true
+				}
+				r.rec.setRead = time.Time{} // as if setVerifyAge had passed
+			default:
+				fs.failAdd = errors.New("boom")
+			}
+			r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: slices.Clone(cs)}, nil)
+			if _, err := r.rec.Sync(context.Background()); err != nil {
+				if fs.failAdd == nil {
+					t.Fatalf("seed %d step %d: %v", seed, step, err)
+				}
+				fs.failAdd = nil
+				continue
+			}
+			want := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, rules.Options{Sets: true})
+			for _, set := range want.Ruleset.Sets {
+				wantElems := map[rules.SetElem]bool{}
+				for _, e := range set.Elems {
+					wantElems[e] = true
+				}
+				if !maps.Equal(fs.sets[set.Name], wantElems) {
+					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, set.Name, fs.sets[set.Name], wantElems)
+				}
+			}
+		}
+	}
 }
