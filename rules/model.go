@@ -20,6 +20,12 @@
 // only connections Docker DNATed (--ctstate DNAT). A rule therefore never
 // follows a stale address to another container, and routing straight to a
 // container's address opens nothing.
+//
+// With Options.Sets (the default where the kernel has ipset) the allows
+// are set elements looked up by two fixed rules, followed by a check of
+// the published port (sets.go); BuildNFT renders the same for Docker's
+// nftables backend. Incremental returns Build's result while keeping its
+// work between calls, for passes over thousands of containers.
 package rules
 
 import (
