@@ -206,7 +206,7 @@ func (r *Reconciler) syncNFT(ctx context.Context, snap rules.Snapshot, res *Sync
 	for _, p := range plans {
 		before, known := r.open[p.Family]
 		now := accessOf(p)
-		if known && r.ct != nil && p4.Batch != "" {
+		if known && r.ct != nil && p4.Batch != "" && withdrawn(before, now) {
 			if n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources)); err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
 			} else if n > 0 {

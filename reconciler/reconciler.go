@@ -450,7 +450,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			// change, the last map stays right.
 			r.open[p.Family] = accessOf(p)
 		}
-		if now := r.open[p.Family]; known && r.ct != nil && (p.Batch != "" || setsChanged) {
+		if now := r.open[p.Family]; known && r.ct != nil && (p.Batch != "" || setsChanged) && withdrawn(before, now) {
 			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
 			if err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")

@@ -272,3 +272,32 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 		}
 	}
 }
+
+// Opening a port withdraws nothing: the conntrack table is not walked.
+// Closing one does.
+func TestRevocationOnlyWhenSomethingWithdrawn(t *testing.T) {
+	r, _ := setRig(t)
+	ct := &countingCT{}
+	r.rec.SetConntrack(ct)
+	r.sync(t)
+	second := web("172.17.0.3")
+	second.ID, second.Name = "w2", "web2"
+	second.Ports[0].HostPort = 8081
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2"), second}}, nil)
+	r.sync(t)
+	if ct.calls != 0 {
+		t.Errorf("a port opened, yet the conntrack table was walked %d time(s)", ct.calls)
+	}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{second}}, nil)
+	r.sync(t)
+	if ct.calls != 1 {
+		t.Errorf("a port closed: want one walk of the conntrack table, got %d", ct.calls)
+	}
+}
+
+type countingCT struct{ calls int }
+
+func (c *countingCT) Delete(rules.Family, func(Flow) bool) (uint, error) {
+	c.calls++
+	return 0, nil
+}

@@ -33,15 +33,20 @@ type Incremental struct {
 	groups map[target]*incGroup
 	// byHost lists, per published port, the targets its bindings lead to
 	// (with a count of bindings), and leads the container ports behind it.
-	byHost map[hostPort]map[target]int
-	leads  map[hostPort]map[behind]int
+	byHost map[hostPort]counts[target]
+	leads  map[hostPort]counts[behind]
 
 	// Outputs, kept up to date per group. The elements of each set are a
 	// refcounted list (swap-delete) so the result copies a slice.
 	open, from *elemList
 	ports      map[hostPort]int
 	portList   []hostPort // the keys of ports, sorted
-	linear     map[*incGroup]bool
+	// Entries and ports added during a call, merged into order and
+	// portList at its end (one by one when few, by a sort when many, so
+	// a first call with 10,000 containers is not quadratic).
+	newEnts  []*incEnt
+	newPorts []hostPort
+	linear   map[*incGroup]bool
 }
 
 type incEnt struct {
@@ -62,9 +67,15 @@ type incLink struct {
 	allows []Allow
 }
 
+// incRef names one link of one container.
+type incRef struct {
+	e  *incEnt
+	li int
+}
+
 type incGroup struct {
 	k     target
-	links map[*incEnt][]int // the links of each container into this target
+	links []incRef // the links of containers into this target
 	// What the group puts into the outputs now.
 	outElems []SetElem
 	outPorts []hostPort
@@ -75,13 +86,15 @@ func NewIncremental(fam Family) *Incremental {
 	return &Incremental{fam: fam}
 }
 
-func (inc *Incremental) reset(cfg config.Config) {
+// reset empties the state, sized for n containers.
+func (inc *Incremental) reset(cfg config.Config, n int) {
 	inc.cfg, inc.ok = cfg, true // inc.gen goes on counting
-	inc.ents, inc.order = map[string]*incEnt{}, nil
-	inc.groups = map[target]*incGroup{}
-	inc.byHost, inc.leads = map[hostPort]map[target]int{}, map[hostPort]map[behind]int{}
-	inc.open, inc.from = newElemList(), newElemList()
-	inc.ports, inc.portList = map[hostPort]int{}, nil
+	inc.ents, inc.order = make(map[string]*incEnt, n), nil
+	inc.groups = make(map[target]*incGroup, n)
+	inc.byHost, inc.leads = make(map[hostPort]counts[target], n), make(map[hostPort]counts[behind], n)
+	inc.open, inc.from = newElemList(n), newElemList(0)
+	inc.ports, inc.portList = make(map[hostPort]int, n), nil
+	inc.newEnts, inc.newPorts = nil, nil
 	inc.linear = map[*incGroup]bool{}
 }
 
@@ -89,10 +102,16 @@ func (inc *Incremental) reset(cfg config.Config) {
 func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Result {
 	opt.Sets = true
 	if !inc.ok || !reflect.DeepEqual(inc.cfg, cfg) {
-		inc.reset(cfg)
+		inc.reset(cfg, len(snap.Containers))
 	}
 	inc.gen++
+	// From an empty state every target is new: regroup them all at the
+	// end instead of tracking each one.
+	all := len(inc.ents) == 0
 	dirty := map[target]bool{}
+	if all {
+		dirty = nil
+	}
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
 		if e, ok := inc.ents[c.ID]; ok {
@@ -119,9 +138,16 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 			}
 		}
 	}
+	if all {
+		for k := range inc.groups {
+			inc.regroup(k)
+		}
+	}
 	for k := range dirty {
 		inc.regroup(k)
 	}
+	inc.order, inc.newEnts = merge(inc.order, inc.newEnts, compareEnts)
+	inc.portList, inc.newPorts = merge(inc.portList, inc.newPorts, compareHostPorts)
 	return inc.result(cfg, snap, opt)
 }
 
@@ -157,15 +183,14 @@ func (inc *Incremental) share(cfg config.Config, c *Container) *incEnt {
 // (its own, and the others behind the same published ports) goes to dirty.
 func (inc *Incremental) insert(e *incEnt, dirty map[target]bool) {
 	inc.ents[e.c.ID] = e
-	i, _ := slices.BinarySearchFunc(inc.order, e, func(a, b *incEnt) int { return compareContainers(&a.c, &b.c) })
-	inc.order = slices.Insert(inc.order, i, e)
+	inc.newEnts = append(inc.newEnts, e)
 	for li, l := range e.links {
 		g := inc.groups[l.k]
 		if g == nil {
-			g = &incGroup{k: l.k, links: map[*incEnt][]int{}}
+			g = &incGroup{k: l.k}
 			inc.groups[l.k] = g
 		}
-		g.links[e] = append(g.links[e], li)
+		g.links = append(g.links, incRef{e, li})
 		bump(inc.byHost, l.hp, l.k, 1)
 		bump(inc.leads, l.hp, l.who, 1)
 		inc.touch(l, dirty)
@@ -174,12 +199,14 @@ func (inc *Incremental) insert(e *incEnt, dirty map[target]bool) {
 
 func (inc *Incremental) remove(e *incEnt, dirty map[target]bool) {
 	delete(inc.ents, e.c.ID)
-	if i, found := slices.BinarySearchFunc(inc.order, e, func(a, b *incEnt) int { return compareContainers(&a.c, &b.c) }); found {
+	if i, found := slices.BinarySearchFunc(inc.order, e, compareEnts); found && inc.order[i] == e {
 		inc.order = slices.Delete(inc.order, i, i+1)
+	} else {
+		inc.newEnts = slices.DeleteFunc(inc.newEnts, func(x *incEnt) bool { return x == e })
 	}
 	for _, l := range e.links {
 		if g := inc.groups[l.k]; g != nil {
-			delete(g.links, e)
+			g.links = slices.DeleteFunc(g.links, func(r incRef) bool { return r.e == e })
 		}
 		bump(inc.byHost, l.hp, l.k, -1)
 		bump(inc.leads, l.hp, l.who, -1)
@@ -188,25 +215,39 @@ func (inc *Incremental) remove(e *incEnt, dirty map[target]bool) {
 }
 
 func (inc *Incremental) touch(l incLink, dirty map[target]bool) {
+	if dirty == nil {
+		return // regrouping everything anyway
+	}
 	dirty[l.k] = true
-	for k := range inc.byHost[l.hp] {
-		dirty[k] = true
+	for _, x := range inc.byHost[l.hp] {
+		dirty[x.k] = true
 	}
 }
 
-func bump[K comparable](m map[hostPort]map[K]int, hp hostPort, k K, by int) {
-	inner := m[hp]
-	if inner == nil {
-		inner = map[K]int{}
-		m[hp] = inner
+// counts is a small multiset: a published port leads to one or two
+// targets, so a slice beats a map per port.
+type counts[K comparable] []count[K]
+
+type count[K comparable] struct {
+	k K
+	n int
+}
+
+func bump[K comparable](m map[hostPort]counts[K], hp hostPort, k K, by int) {
+	c := m[hp]
+	i := slices.IndexFunc(c, func(x count[K]) bool { return x.k == k })
+	if i < 0 {
+		c = append(c, count[K]{k: k})
+		i = len(c) - 1
 	}
-	inner[k] += by
-	if inner[k] <= 0 {
-		delete(inner, k)
+	if c[i].n += by; c[i].n <= 0 {
+		c = slices.Delete(c, i, i+1)
 	}
-	if len(inner) == 0 {
+	if len(c) == 0 {
 		delete(m, hp)
+		return
 	}
+	m[hp] = c
 }
 
 // regroup recomputes what one target puts into the sets, the published
@@ -225,6 +266,8 @@ func (inc *Incremental) regroup(k target) {
 			delete(inc.ports, hp)
 			if i, found := slices.BinarySearchFunc(inc.portList, hp, compareHostPorts); found {
 				inc.portList = slices.Delete(inc.portList, i, i+1)
+			} else {
+				inc.newPorts = slices.DeleteFunc(inc.newPorts, func(x hostPort) bool { return x == hp })
 			}
 		}
 	}
@@ -237,18 +280,16 @@ func (inc *Incremental) regroup(k target) {
 	var srcs []string
 	first, mixed, several := true, false, false
 	var hosts []hostPort
-	for e, idx := range g.links {
-		for _, li := range idx {
-			l := e.links[li]
-			if first {
-				srcs, first = l.srcs, false
-			} else if !slices.Equal(srcs, l.srcs) {
-				mixed = true
-			}
-			hosts = append(hosts, l.hp)
-			if len(inc.leads[l.hp]) > 1 {
-				several = true
-			}
+	for _, ref := range g.links {
+		l := ref.e.links[ref.li]
+		if first {
+			srcs, first = l.srcs, false
+		} else if !slices.Equal(srcs, l.srcs) {
+			mixed = true
+		}
+		hosts = append(hosts, l.hp)
+		if len(inc.leads[l.hp]) > 1 {
+			several = true
 		}
 	}
 	if len(srcs) == 0 && !mixed {
@@ -268,8 +309,7 @@ func (inc *Incremental) regroup(k target) {
 	}
 	for _, hp := range hosts {
 		if inc.ports[hp]++; inc.ports[hp] == 1 {
-			i, _ := slices.BinarySearchFunc(inc.portList, hp, compareHostPorts)
-			inc.portList = slices.Insert(inc.portList, i, hp)
+			inc.newPorts = append(inc.newPorts, hp)
 		}
 	}
 	g.outPorts = hosts
@@ -286,8 +326,8 @@ func (inc *Incremental) list(e SetElem) *elemList {
 // which elements came or went since the last delta.
 type elemList struct {
 	elems   []SetElem
-	at      map[SetElem]int // index in elems
-	count   map[SetElem]int
+	counts  []int            // refcount of each element of elems
+	at      map[SetElem]int  // index in elems
 	was     map[SetElem]bool // presence before the first change since the last delta
 	lastGen uint64
 	fresh   bool // no previous result to be a delta of
@@ -296,29 +336,36 @@ type elemList struct {
 // The generation counts Build calls and never restarts, so a Since of a
 // reset state cannot match a caller's record of an older one.
 
-func newElemList() *elemList {
-	return &elemList{at: map[SetElem]int{}, count: map[SetElem]int{}, was: map[SetElem]bool{}, fresh: true}
+func newElemList(n int) *elemList {
+	return &elemList{at: make(map[SetElem]int, n), was: map[SetElem]bool{}, fresh: true}
+}
+
+// has reports whether e is in the list.
+func (l *elemList) has(e SetElem) bool {
+	_, ok := l.at[e]
+	return ok
 }
 
 func (l *elemList) add(e SetElem, by int) {
-	before := l.count[e] > 0
-	if _, seen := l.was[e]; !seen {
-		l.was[e] = before
-	}
-	l.count[e] += by
-	after := l.count[e] > 0
-	if l.count[e] <= 0 {
-		delete(l.count, e)
+	i, before := l.at[e]
+	if !l.fresh {
+		if _, seen := l.was[e]; !seen {
+			l.was[e] = before // a fresh list has no delta to record
+		}
 	}
 	switch {
-	case after && !before:
+	case !before && by > 0:
 		l.at[e] = len(l.elems)
 		l.elems = append(l.elems, e)
-	case before && !after:
-		i := l.at[e]
-		last := l.elems[len(l.elems)-1]
-		l.elems[i], l.at[last] = last, i
-		l.elems = l.elems[:len(l.elems)-1]
+		l.counts = append(l.counts, by)
+	case before:
+		if l.counts[i] += by; l.counts[i] > 0 {
+			return
+		}
+		last := len(l.elems) - 1
+		l.elems[i], l.counts[i] = l.elems[last], l.counts[last]
+		l.at[l.elems[i]] = i
+		l.elems, l.counts = l.elems[:last], l.counts[:last]
 		delete(l.at, e)
 	}
 }
@@ -329,7 +376,7 @@ func (l *elemList) delta(gen uint64) *SetDelta {
 	if !l.fresh {
 		d.Since = l.lastGen
 		for e, was := range l.was {
-			switch now := l.count[e] > 0; {
+			switch now := l.has(e); {
 			case now && !was:
 				d.Added = append(d.Added, e)
 			case was && !now:
@@ -340,6 +387,23 @@ func (l *elemList) delta(gen uint64) *SetDelta {
 	clear(l.was)
 	l.fresh, l.lastGen = false, gen
 	return d
+}
+
+func compareEnts(a, b *incEnt) int { return compareContainers(&a.c, &b.c) }
+
+// merge adds the new items to a sorted list: by binary insertion when they
+// are few, else by appending and sorting once.
+func merge[T any](list, add []T, cmp func(a, b T) int) ([]T, []T) {
+	if len(add) > 32 {
+		list = append(list, add...)
+		slices.SortFunc(list, cmp)
+		return list, add[:0]
+	}
+	for _, x := range add {
+		i, _ := slices.BinarySearchFunc(list, x, cmp)
+		list = slices.Insert(list, i, x)
+	}
+	return list, add[:0]
 }
 
 func compareHostPorts(a, b hostPort) int {
@@ -383,10 +447,8 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
 	res.Ruleset.Sets = []Set{open, from}
 	for g := range inc.linear {
-		for e, idx := range g.links {
-			for _, li := range idx {
-				res.Linear = append(res.Linear, e.links[li].allows...)
-			}
+		for _, ref := range g.links {
+			res.Linear = append(res.Linear, ref.e.links[ref.li].allows...)
 		}
 	}
 	slices.SortFunc(res.Linear, compareAllows)
