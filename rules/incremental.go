@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -109,8 +111,10 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	// end instead of tracking each one.
 	all := len(inc.ents) == 0
 	dirty := map[target]bool{}
+	var shares []*incEnt
 	if all {
 		dirty = nil
+		shares = inc.shareAll(cfg, snap.Containers)
 	}
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
@@ -127,7 +131,11 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 			}
 			inc.remove(e, dirty)
 		}
-		inc.insert(inc.share(cfg, c), dirty)
+		if shares != nil {
+			inc.insert(shares[i], dirty)
+		} else {
+			inc.insert(inc.share(cfg, c), dirty)
+		}
 	}
 	// Every entry seen this time has the current generation; when they
 	// are all of the snapshot, none is left to remove.
@@ -151,7 +159,32 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	return inc.result(cfg, snap, opt)
 }
 
-// share decides one container and lists its links.
+// shareAll decides every container of a snapshot, on all cores: from an
+// empty state (start, new configuration) that is the bulk of the work.
+func (inc *Incremental) shareAll(cfg config.Config, cs []Container) []*incEnt {
+	out := make([]*incEnt, len(cs))
+	workers := runtime.GOMAXPROCS(0)
+	if len(cs) < 512 || workers < 2 {
+		for i := range cs {
+			out[i] = inc.share(cfg, &cs[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(cs) + workers - 1) / workers
+	for lo := 0; lo < len(cs); lo += chunk {
+		hi := min(lo+chunk, len(cs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				out[i] = inc.share(cfg, &cs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// share decides one container and lists its links; it only reads inc.
 func (inc *Incremental) share(cfg config.Config, c *Container) *incEnt {
 	e := &incEnt{c: cloneContainer(*c), gen: inc.gen}
 	decisions, problems := decide(cfg, *c)

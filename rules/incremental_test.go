@@ -157,3 +157,21 @@ func TestIncrementalDuplicateID(t *testing.T) {
 		t.Fatalf("after: got %+v\nwant %+v", got, want)
 	}
 }
+
+// From an empty state the containers are decided on all cores; the result
+// is still Build's (run with -race to check the sharing too).
+func TestIncrementalLargeFirstCall(t *testing.T) {
+	r := rand.New(rand.NewPCG(42, 42))
+	snap := Snapshot{Bridges: []string{"docker0"}}
+	for i := range 1500 {
+		snap.Containers = append(snap.Containers, randomContainer(r, fmt.Sprint(i)))
+	}
+	for _, fam := range []Family{IPv4, IPv6} {
+		opt := Options{Sets: true}
+		want := normalized(Build(config.Default(), snap, fam, opt))
+		got := normalized(NewIncremental(fam).Build(config.Default(), snap, opt))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: incremental differs from Build", fam)
+		}
+	}
+}
