@@ -45,27 +45,45 @@ type NetlinkSets struct {
 	sock map[int]*nl.SocketHandle
 }
 
-// NewNetlinkSets opens a netlink socket and checks that the kernel has
-// the set types dockmoat uses, by creating and destroying a probe set of
-// each. An error means: use one rule per allow instead.
+// NewNetlinkSets opens a netlink socket and asks the kernel whether it has
+// the set types dockmoat uses (IPSET_CMD_TYPE: a question, nothing is
+// created). An error means: use one rule per allow instead.
 func NewNetlinkSets() (*NetlinkSets, error) {
 	s, err := OpenNetlinkSets()
 	if err != nil {
 		return nil, err
 	}
-	h := s.h
 	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		name := "dockmoat-probe-" + kind
-		if err := s.Create(name, rules.SetType(kind), rules.IPv4); err != nil {
-			h.Close()
+		if err := s.hasType(rules.SetType(kind)); err != nil {
+			s.Close()
 			return nil, fmt.Errorf("kernel ipset support (%s): %w", rules.SetType(kind), err)
-		}
-		if err := s.Destroy(name); err != nil {
-			h.Close()
-			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// hasType asks the kernel for an IPv4 set type (the IPv6 variants come
+// with the same kernel module).
+func (s *NetlinkSets) hasType(typ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req := nl.NewNetlinkRequest(nl.IPSET_CMD_TYPE|(unix.NFNL_SUBSYS_IPSET<<8), unix.NLM_F_ACK)
+	req.Sockets = s.sock
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_TYPENAME, nl.ZeroTerminated(typ)))
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_FAMILY, nl.Uint8Attr(unix.AF_INET)))
+	_, err := req.Execute(unix.NETLINK_NETFILTER, 0)
+	return ipsetErr(err)
+}
+
+// ipsetErr names ipset's own error numbers ("Cannot find set type"…).
+func ipsetErr(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) && int(errno) >= nl.IPSET_ERR_PRIVATE {
+		return nl.IPSetError(uintptr(errno))
+	}
+	return err
 }
 
 // OpenNetlinkSets opens the socket only, for readers (audit) that must
@@ -156,10 +174,7 @@ func (s *NetlinkSets) write(cmd int, name string, elems []rules.SetElem) error {
 		// The kernel wants a line number with a list (for errors).
 		req.AddData(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_LINENO | nl.NLA_F_NET_BYTEORDER, Value: 0})
 		if _, err := req.Execute(unix.NETLINK_NETFILTER, 0); err != nil {
-			var errno unix.Errno
-			if errors.As(err, &errno) && int(errno) >= nl.IPSET_ERR_PRIVATE {
-				err = nl.IPSetError(uintptr(errno))
-			}
+			err = ipsetErr(err)
 			return fmt.Errorf("%s ipset %s (%d elements from %s): %w", verb, name, len(chunk), chunk[0], err)
 		}
 	}
