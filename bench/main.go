@@ -296,7 +296,11 @@ func cpRun(n int, sets bool) (cpStat, error) {
 		src := &source{snap: snapshot(n)}
 		newRec := func() (*reconciler.Reconciler, error) {
 			rec := reconciler.New(t, nil, src, config.Default(), log)
-			rec.SetConntrack(reconciler.NetlinkConntrack{}) // as the daemon: revocation runs
+			ct, err := reconciler.NewNetlinkConntrack()
+			if err != nil {
+				return nil, err
+			}
+			rec.SetConntrack(ct) // as the daemon: revocation runs
 			if sets {
 				s, err := reconciler.NewNetlinkSets()
 				if err != nil {

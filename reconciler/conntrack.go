@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
@@ -26,8 +28,26 @@ type Conntrack interface {
 	Delete(fam rules.Family, match func(Flow) bool) (uint, error)
 }
 
-// NetlinkConntrack talks to the kernel's conntrack table over netlink.
-type NetlinkConntrack struct{}
+// NetlinkConntrack talks to the kernel's conntrack table over netlink,
+// on one socket opened up front: a socket opened and closed per call pays
+// ~10 ms in close() (an RCU grace period), more than the whole pass it
+// serves. The socket belongs to the network namespace it was opened in.
+type NetlinkConntrack struct {
+	mu sync.Mutex
+	h  *netlink.Handle
+}
+
+// NewNetlinkConntrack opens the socket in the caller's network namespace.
+func NewNetlinkConntrack() (*NetlinkConntrack, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("opening a netfilter netlink socket for conntrack: %w", err)
+	}
+	return &NetlinkConntrack{h: h}, nil
+}
+
+// Close releases the socket.
+func (c *NetlinkConntrack) Close() { c.h.Close() }
 
 var protoNames = map[uint8]string{6: "tcp", 17: "udp", 132: "sctp"}
 
@@ -41,12 +61,14 @@ func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
 }
 
 // Delete implements Conntrack.
-func (NetlinkConntrack) Delete(fam rules.Family, match func(Flow) bool) (uint, error) {
+func (c *NetlinkConntrack) Delete(fam rules.Family, match func(Flow) bool) (uint, error) {
 	family := netlink.InetFamily(netlink.FAMILY_V4)
 	if fam == rules.IPv6 {
 		family = netlink.FAMILY_V6
 	}
-	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, flowFilter(match))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.h.ConntrackDeleteFilters(netlink.ConntrackTable, family, flowFilter(match))
 	if err != nil {
 		return n, fmt.Errorf("deleting conntrack entries: %w", err)
 	}
@@ -62,17 +84,16 @@ type accessKey struct {
 }
 
 // openAccess maps each open binding of a pass to the sources it is open
-// to. Built only when a pass changed something, and kept as the "before"
-// of the next change.
+// to. Built by the revocation worker for every pass that changed
+// something, and kept as the "before" of the next change.
 type openAccess map[accessKey][]config.Sources
 
-// accessOf reads the open bindings of a plan from its decisions and
+// accessOf reads the open bindings of a result from its decisions and
 // allows (one allow per address and source, in decision order).
-func accessOf(p FamilyPlan) openAccess {
-	out := make(openAccess, len(p.Result.Decisions))
-	allows := p.Result.Allows
+func accessOf(decisions []rules.Decision, allows []rules.Allow) openAccess {
+	out := make(openAccess, len(decisions))
 	j := 0
-	for _, d := range p.Result.Decisions {
+	for _, d := range decisions {
 		if !d.Open {
 			continue
 		}
@@ -96,8 +117,8 @@ func allowsSource(srcs []config.Sources, src netip.Addr) bool {
 
 // withdrawn reports whether now allows less than before anywhere. When it
 // does not (a container started, a port opened), no session can have lost
-// its access and the conntrack table need not be walked: a dump walks the
-// kernel's whole table, ~6 ms even when it is empty.
+// its access and the conntrack table need not be walked (a dump walks
+// the kernel's whole table).
 func withdrawn(before, now openAccess) bool {
 	for k, was := range before {
 		is, ok := now[k]
@@ -110,13 +131,13 @@ func withdrawn(before, now openAccess) bool {
 	return false
 }
 
-// revoked returns a matcher for the sessions that were allowed by before
-// and are not by now: a binding that closed, a container gone or moved,
-// sources narrowed. Trusted sources stay allowed.
-func revoked(before, now openAccess, trusted []netip.Prefix) func(Flow) bool {
+// revoked returns a matcher for the sessions that were allowed by one of
+// befores and are not by now: a binding that closed, a container gone or
+// moved, sources narrowed. Trusted sources stay allowed.
+func revoked(befores []openAccess, now openAccess, trusted []netip.Prefix) func(Flow) bool {
 	return func(f Flow) bool {
 		k := accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}
-		if !allowsSource(before[k], f.Src) {
+		if !slices.ContainsFunc(befores, func(b openAccess) bool { return allowsSource(b[k], f.Src) }) {
 			return false // not a session dockmoat had allowed
 		}
 		if slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(f.Src) }) {

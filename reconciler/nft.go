@@ -202,19 +202,8 @@ func (r *Reconciler) syncNFT(ctx context.Context, snap rules.Snapshot, res *Sync
 	}
 	r.applied[rules.IPv4] = nftApplied(script)
 	r.nftLast = script
-	cfg := r.config()
 	for _, p := range plans {
-		before, known := r.open[p.Family]
-		now := accessOf(p)
-		if known && r.ct != nil && p4.Batch != "" && withdrawn(before, now) {
-			if n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources)); err != nil {
-				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
-			} else if n > 0 {
-				res.Revoked += n
-				r.log.WithFields(logrus.Fields{"family": p.Family.String(), "sessions": n}).Info("cut live sessions whose access was withdrawn")
-			}
-		}
-		r.open[p.Family] = now
+		r.queueRevocation(p.Family, p.Result, p4.Batch != "")
 	}
 	r.report(res.Problems)
 	return nil

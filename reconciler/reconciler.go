@@ -57,10 +57,11 @@ type Reconciler struct {
 	// applied holds, per family, the chain hashes this process last
 	// installed or verified, to tell drift from Docker changes.
 	applied map[rules.Family]map[string][]string
-	// ct, when set, cuts sessions whose access a pass withdrew; open
-	// holds the open bindings after the last pass, per family.
-	ct   Conntrack
-	open map[rules.Family]openAccess
+	// ct, when set, cuts sessions whose access a pass withdrew, from a
+	// worker beside the passes (see revoke.go).
+	ct    Conntrack
+	revMu sync.Mutex
+	rev   revoker
 	// last is the ruleset last installed per family, for repairs made
 	// while Docker cannot be read.
 	last map[rules.Family]rules.Ruleset
@@ -96,6 +97,7 @@ func (r *Reconciler) UseSets(s SetStore) {
 }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
+// Call it before the first pass.
 func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
 
 // New returns a reconciler for Docker's iptables backend. v6 may be nil
@@ -109,7 +111,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		fam[rules.IPv6] = v6
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
-		applied: map[rules.Family]map[string][]string{}, open: map[rules.Family]openAccess{}, hookIn: map[rules.Family]string{},
+		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
 		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
 		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
@@ -315,8 +317,6 @@ type SyncResult struct {
 	// missing", "chain DOCKMOAT-INGRESS flushed"…); empty on the first pass
 	// and when only Docker's state changed.
 	Drift []string
-	// Revoked counts live sessions cut because their access was withdrawn.
-	Revoked uint
 }
 
 // drift compares what is installed with what this process installed last.
@@ -387,7 +387,6 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	res.Plans = plans
 	res.Drift, r.pendingDrift = r.pendingDrift, nil
-	cfg := r.config()
 	for _, p := range plans {
 		if p.Unprotected {
 			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: p.Family.String(), Value: "DOCKER-USER missing", Msg: p.Skipped, Fatal: true})
@@ -444,21 +443,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		r.applied[p.Family] = last
 		r.last[p.Family] = p.Result.Ruleset
 		r.hookIn[p.Family] = p.HookIn
-		before, known := r.open[p.Family]
-		if changed := p.Batch != "" || setsChanged; changed || !known {
-			// Access changes only with what is installed: without a
-			// change, the last map stays right.
-			r.open[p.Family] = accessOf(p)
-		}
-		if now := r.open[p.Family]; known && r.ct != nil && (p.Batch != "" || setsChanged) && withdrawn(before, now) {
-			n, err := r.ct.Delete(p.Family, revoked(before, now, cfg.TrustedSources))
-			if err != nil {
-				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
-			} else if n > 0 {
-				res.Revoked += n
-				r.log.WithFields(logrus.Fields{"family": p.Family.String(), "sessions": n}).Info("cut live sessions whose access was withdrawn")
-			}
-		}
+		r.queueRevocation(p.Family, p.Result, p.Batch != "" || setsChanged)
 	}
 	r.report(res.Problems)
 	return res, nil

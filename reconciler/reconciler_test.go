@@ -75,6 +75,7 @@ func (r *rig) sync(t *testing.T) SyncResult {
 	if err != nil {
 		t.Fatalf("sync: %v", err)
 	}
+	r.rec.WaitRevocations() // sessions are cut beside the pass
 	return res
 }
 
@@ -442,15 +443,68 @@ func TestRevocationCutsOnlyWithdrawnSessions(t *testing.T) {
 	// Narrow the sources: 203.0.113.0/24 loses access.
 	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
-	res := r.sync(t)
-	if res.Revoked != 1 || len(ct.deleted) != 1 || ct.deleted[0].Src.String() != "203.0.113.9" || ct.deleted[0].OrigDstPort != 8080 {
-		t.Fatalf("want only the 203.0.113.9 session to 8080 cut, got %+v (revoked %d)", ct.deleted, res.Revoked)
+	r.sync(t)
+	if n := r.rec.WaitRevocations(); n != 1 || len(ct.deleted) != 1 || ct.deleted[0].Src.String() != "203.0.113.9" || ct.deleted[0].OrigDstPort != 8080 {
+		t.Fatalf("want only the 203.0.113.9 session to 8080 cut, got %+v (revoked %d)", ct.deleted, n)
 	}
 	// Container gone: its remaining session is cut too; foreign flows stay.
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
 	r.sync(t)
 	if len(ct.flows) != 1 || ct.flows[0].OrigDstPort != 9999 {
 		t.Errorf("flows left: %+v", ct.flows)
+	}
+}
+
+// blockingCT holds its first Delete until released, so passes queue up
+// behind a busy revocation worker.
+type blockingCT struct {
+	fakeCT
+	started, release chan struct{}
+	calls            int
+}
+
+func (b *blockingCT) Delete(fam rules.Family, match func(Flow) bool) (uint, error) {
+	if b.calls++; b.calls == 1 {
+		close(b.started)
+		<-b.release
+	}
+	return b.fakeCT.Delete(fam, match)
+}
+
+// Access opened and withdrawn again while the worker is busy still counts
+// as withdrawn: the worker replays every queued result, not only the last.
+func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
+	r := newRig(t, config.Default())
+	ct := &blockingCT{started: make(chan struct{}), release: make(chan struct{})}
+	r.rec.SetConntrack(ct)
+	w := web("172.17.0.2")
+	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
+	set := func(labels map[string]string) {
+		w.Labels = labels
+		r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
+		if _, err := r.rec.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(w.Labels)
+	set(map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.7/32"}) // narrowed: the worker walks, and blocks
+	select {
+	case <-ct.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("narrowing the sources made no walk of the conntrack table")
+	}
+	// While it is blocked: 203.0.113.9 gets access, opens a session, loses access.
+	set(map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.7/32, 203.0.113.0/24"})
+	ct.flows = append(ct.flows, Flow{Proto: "tcp", Src: netip.MustParseAddr("203.0.113.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.2"), ReplySrcPort: 80},
+		Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.7"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.2"), ReplySrcPort: 80})
+	set(map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.7/32"})
+	close(ct.release)
+	r.rec.WaitRevocations()
+	if len(ct.flows) != 1 || ct.flows[0].Src.String() != "198.51.100.7" {
+		t.Errorf("want only the 198.51.100.7 session left, got %+v (cut %+v)", ct.flows, ct.deleted)
+	}
+	if ct.calls != 2 {
+		t.Errorf("want one walk for the blocked pass and one for the two queued ones, got %d", ct.calls)
 	}
 }
 

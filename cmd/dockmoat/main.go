@@ -259,7 +259,15 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		default: // a pass is already pending; it will see this change too
 		}
 	}
-	rec.SetConntrack(reconciler.NetlinkConntrack{})
+	if ct, err := reconciler.NewNetlinkConntrack(); err != nil {
+		log.WithError(err).Warn("conntrack unavailable: sessions whose access is withdrawn are not cut (new ones are refused)")
+	} else {
+		defer func() {
+			rec.WaitRevocations() // the last pass's sessions are cut before the socket goes
+			ct.Close()
+		}()
+		rec.SetConntrack(ct)
+	}
 	m := metrics.New()
 	w.OnState = m.DockerState
 	if opt.metricsAddr != "" {
