@@ -163,7 +163,7 @@ func Run(in Input) Report {
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
-		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions {
+		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
 		fc.reps, fc.generic = representatives(fc.filter, st.Family)
@@ -663,7 +663,7 @@ func unsupported(in Input) Report {
 	rep := Report{Protected: in.Protected, Findings: append([]string{in.Unsupported}, in.Findings...)}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
-		for _, d := range res.Decisions {
+		for _, d := range res.Decisions() {
 			b := d.Binding
 			row := Row{Container: d.Container, HostIP: hostIPString(b, fam), HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort,
 				Exposure: Unknowable, Reason: "cannot evaluate: " + in.Unsupported + "; policy: " + d.Reason}

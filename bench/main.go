@@ -262,7 +262,7 @@ func snapshot(n int) rules.Snapshot {
 		snap.Containers = append(snap.Containers, rules.Container{ID: strconv.Itoa(i), Name: fmt.Sprintf("c%d", i),
 			Labels:    map[string]string{"dockmoat.allow": "*"},
 			Ports:     []rules.PortBinding{{HostPort: uint16(10000 + i%50000), ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: ip}}})
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: ip}}, Rev: uint64(i + 1)})
 	}
 	return snap
 }
@@ -341,7 +341,9 @@ func cpRun(n int, sets bool) (cpStat, error) {
 		k := 0
 		if st.change, err = measure(*reps, func() (time.Duration, error) {
 			k++
-			src.snap.Containers[0].Endpoints[0].IPv4 = netip.AddrFrom4([4]byte{10, 200, 0, byte(k)})
+			c := &src.snap.Containers[0]
+			c.Endpoints[0].IPv4 = netip.AddrFrom4([4]byte{10, 200, 0, byte(k)})
+			c.Rev = uint64(n + k) // a new revision, as dockerwatch gives after an inspect
 			start := time.Now()
 			res, err := rec.Sync(context.Background())
 			if err == nil && !res.Applied {

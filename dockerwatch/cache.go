@@ -31,6 +31,17 @@ type cache struct {
 	netBridges map[string]string
 	dirty      map[string]bool // container IDs to re-inspect
 	netsDirty  bool
+	// rev numbers every container read from Docker (rules.Container.Rev):
+	// entries the cache hands out again unchanged keep theirs, so the
+	// reconciler does not compare 10,000 label maps to find one change.
+	rev uint64
+}
+
+// stamp gives a container just read from Docker a new revision.
+func (c *cache) stamp(ct rules.Container) rules.Container {
+	c.rev++
+	ct.Rev = c.rev
+	return ct
 }
 
 // fullEvery bounds how stale the cache may get if an event were missed.
@@ -101,7 +112,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	}
 	c.containers, c.hostNet = map[string]rules.Container{}, map[string]string{}
 	for _, ct := range snap.Containers {
-		c.containers[ct.ID] = ct
+		c.containers[ct.ID] = c.stamp(ct)
 	}
 	for id, name := range snap.hostNetIDs {
 		c.hostNet[id] = name
@@ -132,7 +143,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		case info.ContainerJSONBase == nil || info.State == nil || !info.State.Running:
 			w.forget(id)
 		default:
-			ct := FromInspect(info)
+			ct := c.stamp(FromInspect(info))
 			w.forget(id)
 			if info.HostConfig != nil && info.HostConfig.NetworkMode == "host" {
 				c.hostNet[ct.ID] = ct.Name

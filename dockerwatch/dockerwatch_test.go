@@ -106,8 +106,8 @@ func TestSnapshot(t *testing.T) {
 	if len(c.Endpoints) != 1 || c.Endpoints[0].IPv4.String() != "172.17.0.2" || c.Endpoints[0].IPv6.String() != "fd00::2" {
 		t.Errorf("endpoints %+v", c.Endpoints)
 	}
-	if snap.Containers[1].Name != "0123456789ab" {
-		t.Errorf("unnamed container: %+v", snap.Containers[1])
+	if u := snap.Containers[1-i]; u.Name != "0123456789ab" {
+		t.Errorf("unnamed container: %+v", u)
 	}
 }
 
@@ -171,8 +171,9 @@ func TestCacheInspectsOnlyWhatEventsNamed(t *testing.T) {
 		containers: []container.Summary{{ID: "old", Names: []string{"/old"}, NetworkSettings: &container.NetworkSettingsSummary{}}}}
 	w := &Watcher{API: api}
 	ctx := context.Background()
-	if snap, err := w.Snapshot(ctx); err != nil || len(snap.Containers) != 1 || api.lists != 1 {
-		t.Fatalf("first snapshot: %+v %v lists=%d", snap, err, api.lists)
+	first, err := w.Snapshot(ctx)
+	if err != nil || len(first.Containers) != 1 || api.lists != 1 {
+		t.Fatalf("first snapshot: %+v %v lists=%d", first, err, api.lists)
 	}
 	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.9"}}}
 	ns.Ports = nat.PortMap{"80/tcp": {{HostIP: "0.0.0.0", HostPort: "8080"}, {HostIP: "::", HostPort: "8080"}}}
@@ -185,6 +186,25 @@ func TestCacheInspectsOnlyWhatEventsNamed(t *testing.T) {
 	snap, err := w.Snapshot(ctx)
 	if err != nil || api.lists != 1 || api.inspects != 1 || len(snap.Containers) != 2 {
 		t.Fatalf("after start: %+v %v lists=%d inspects=%d", snap.Containers, err, api.lists, api.inspects)
+	}
+	revs := map[string]uint64{}
+	for _, c := range snap.Containers {
+		revs[c.ID] = c.Rev
+	}
+	// Revisions: the untouched container keeps its own, the inspected one
+	// gets a new one, and inspecting it again gives another.
+	if revs["old"] != first.Containers[0].Rev || revs["old"] == 0 || revs["new"] == 0 || revs["new"] == revs["old"] {
+		t.Errorf("revisions: first %d, then %v", first.Containers[0].Rev, revs)
+	}
+	w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionUpdate, Actor: events.Actor{ID: "new"}})
+	if again, _ := w.Snapshot(ctx); len(again.Containers) != 2 {
+		t.Fatalf("after update: %+v", again.Containers)
+	} else {
+		for _, c := range again.Containers {
+			if (c.ID == "new") == (c.Rev == revs[c.ID]) {
+				t.Errorf("after re-inspecting new: %s has revision %d, was %d", c.ID, c.Rev, revs[c.ID])
+			}
+		}
 	}
 	for _, c := range snap.Containers {
 		if c.ID == "new" && (c.Name != "new" || len(c.Ports) != 2 || c.Ports[0].HostPort != 8080 || c.Endpoints[0].IPv4.String() != "172.17.0.9") {

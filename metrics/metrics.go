@@ -104,7 +104,7 @@ func (m *Metrics) ObserveSync(res reconciler.SyncResult, err error, took time.Du
 		}
 		m.rules.WithLabelValues(p.Family.String()).Set(float64(n + 1)) // + the hook
 		var o, c int
-		for _, d := range p.Result.Decisions {
+		for _, d := range p.Result.Decisions() {
 			if d.Open {
 				o++
 				open[d.Container] = true

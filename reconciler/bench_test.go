@@ -26,7 +26,7 @@ func BenchmarkPassOneChange(b *testing.B) {
 				snap.Containers = append(snap.Containers, rules.Container{ID: strconv.Itoa(i), Name: fmt.Sprintf("c%d", i),
 					Labels:    map[string]string{"dockmoat.allow": "*"},
 					Ports:     []rules.PortBinding{{HostPort: uint16(10000 + i), ContainerPort: 80, Proto: "tcp"}},
-					Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}}})
+					Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}}, Rev: uint64(i + 1)})
 			}
 			v4 := iptfake.New("DOCKER", "DOCKER-USER")
 			v4.Append("FORWARD", "-j DOCKER-USER")
@@ -42,6 +42,7 @@ func BenchmarkPassOneChange(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				d.snap.Containers[0].Endpoints[0].IPv4 = netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)})
+				d.snap.Containers[0].Rev = uint64(n + i + 1) // as dockerwatch: a new revision per inspect
 				if _, err := rec.Sync(context.Background()); err != nil {
 					b.Fatal(err)
 				}

@@ -17,10 +17,10 @@ func FormatPlan(p FamilyPlan) string {
 		fmt.Fprintf(&b, "skipped: %s\n\n", p.Skipped)
 		return b.String()
 	}
-	if len(p.Result.Decisions) > 0 {
+	if len(p.Result.Decisions()) > 0 {
 		b.WriteString("published ports:\n")
 		tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-		for _, d := range p.Result.Decisions {
+		for _, d := range p.Result.Decisions() {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", d.Container, bindingString(d.Binding), access(d), d.Reason)
 		}
 		_ = tw.Flush()

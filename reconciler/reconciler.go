@@ -87,6 +87,9 @@ type Reconciler struct {
 	// keeps the set grouping per family (see rules.Incremental).
 	memo *rules.Memo
 	inc  map[rules.Family]*rules.Incremental
+	// ufwSeen is, per family, whether the last listing had UFW's chain
+	// (the one fact of the listing the rules depend on; see plan).
+	ufwSeen map[rules.Family]bool
 }
 
 // UseSets gives the reconciler the kernel's ipsets: allows go there
@@ -112,7 +115,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 	}
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
 		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]rules.Ruleset{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
+		last: map[rules.Family]rules.Ruleset{}, ufwSeen: map[rules.Family]bool{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
 		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
 
@@ -234,18 +237,48 @@ func (r *Reconciler) observe(ctx context.Context, fam rules.Family) (Observed, e
 
 func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPlan, error) {
 	cfg := r.config()
+	sets := r.sets != nil && !cfg.NoIPSet
 	var plans []FamilyPlan
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := r.families[fam]
 		if t == nil {
 			continue
 		}
+		// The listing is an exec (~2 ms) and the recomputation mostly
+		// CPU: run them side by side. The rules depend on the listing
+		// only through whether UFW's chain is there, so the recomputation
+		// assumes what the last listing said and is redone if that changed.
+		// The listing stays on this goroutine: a child process inherits
+		// the network namespace of the thread that starts it.
+		opt := rules.Options{Sets: sets, Memo: r.memo, Inc: r.inc[fam]}
+		var early chan rules.Result
+		guess, guessed := r.ufwSeen[fam]
+		if guessed {
+			early = make(chan rules.Result, 1)
+			go func(o rules.Options) {
+				o.UFWForward = guess
+				early <- rules.Build(cfg, snap, fam, o)
+			}(opt)
+		}
 		obs, err := r.observe(ctx, fam)
+		var guessRes rules.Result
+		if early != nil {
+			guessRes = <-early // joined before anything else uses r.inc
+		}
 		if err != nil {
 			return nil, err
 		}
-		sets := r.sets != nil && !cfg.NoIPSet
-		p := PlanFamily(cfg, snap, fam, t.Variant, obs, rules.Options{Sets: sets, Memo: r.memo, Inc: r.inc[fam]})
+		p, build := planHead(cfg, fam, t.Variant, obs)
+		if build {
+			if guessed && guess == p.UFW {
+				p.Result = guessRes
+			} else {
+				opt.UFWForward = p.UFW
+				p.Result = rules.Build(cfg, snap, fam, opt)
+			}
+			p.diff()
+			r.ufwSeen[fam] = p.UFW
+		}
 		if sets && p.Skipped == "" {
 			if err := r.diffSets(&p); err != nil {
 				return nil, err
@@ -260,7 +293,21 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 // Audit uses it too, to tell whether the installed protection is intact.
 // opt.Sets and opt.Memo are passed to rules.Build; UFWForward is decided here.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed, opt rules.Options) FamilyPlan {
-	p := FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
+	p, build := planHead(cfg, fam, variant, obs)
+	if !build {
+		return p
+	}
+	opt.UFWForward = p.UFW
+	p.Result = rules.Build(cfg, snap, fam, opt)
+	p.diff()
+	return p
+}
+
+// planHead reads from the observed table what the rules depend on: where
+// the hook goes, and whether UFW's chain is there. build is false when
+// the family is skipped.
+func planHead(cfg config.Config, fam rules.Family, variant string, obs Observed) (p FamilyPlan, build bool) {
+	p = FamilyPlan{Family: fam, Variant: variant, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
 	if fam == rules.IPv6 && !obs.Chains[rules.HookChain] && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook {
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
@@ -275,7 +322,7 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, varian
 				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, set ipv6_forward_hook: true in the config (dockmoat then hooks the top of ip6tables FORWARD), or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
 				p.Unprotected = true
 			}
-			return p
+			return p, false
 		}
 	}
 	hasUFW := obs.Chains[rules.UFWChain]
@@ -285,17 +332,20 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, varian
 	case config.UFWOn:
 		p.UFW, p.UFWMissing = hasUFW, !hasUFW
 	}
-	opt.UFWForward = p.UFW
-	p.Result = rules.Build(cfg, snap, fam, opt)
+	return p, true
+}
+
+// diff fills Changed, Stale and Batch from p.Result and p.Observed.
+func (p *FamilyPlan) diff() {
 	want := map[string]bool{}
 	for _, ch := range p.Result.Ruleset.Chains {
 		want[ch.Name] = true
-		got, ok := obs.Owned[ch.Name]
+		got, ok := p.Observed.Owned[ch.Name]
 		if !ok || !slices.Equal(got, ch.Hashes()) {
 			p.Changed = append(p.Changed, ch.Name)
 		}
 	}
-	for name := range obs.Owned {
+	for name := range p.Observed.Owned {
 		if !want[name] {
 			p.Stale = append(p.Stale, name)
 		}
@@ -304,7 +354,6 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, varian
 	if len(p.Changed) > 0 {
 		p.Batch = p.Result.Ruleset.RestoreLines(p.Changed)
 	}
-	return p
 }
 
 // SyncResult tells what a pass changed.

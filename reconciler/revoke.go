@@ -24,10 +24,9 @@ import (
 
 // revJob is one pass's result for one family.
 type revJob struct {
-	fam       rules.Family
-	decisions []rules.Decision
-	allows    []rules.Allow
-	trusted   []netip.Prefix
+	fam     rules.Family
+	res     rules.Result
+	trusted []netip.Prefix
 }
 
 // revoker is the queue and the worker's state. open is touched only by
@@ -42,7 +41,8 @@ type revoker struct {
 }
 
 // queueRevocation hands a result to the worker, starting it if needed.
-// Results are immutable once built, so the worker may read them later.
+// Results are immutable once built, so the worker may read them later
+// (and makes their flat lists: rules.Result.Decisions).
 // changed says whether the pass changed anything installed; a result that
 // changed nothing is only queued as the first "before" of a family.
 func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed bool) {
@@ -59,7 +59,7 @@ func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed
 		return
 	}
 	rv.seeded[fam] = true
-	rv.queue = append(rv.queue, revJob{fam: fam, decisions: res.Decisions, allows: res.Allows, trusted: r.config().TrustedSources})
+	rv.queue = append(rv.queue, revJob{fam: fam, res: res, trusted: r.config().TrustedSources})
 	if !rv.running {
 		rv.running, rv.idle = true, make(chan struct{})
 		go r.revokeLoop(rv.idle)
@@ -82,7 +82,7 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 		befores := map[rules.Family][]openAccess{}
 		var trusted []netip.Prefix
 		for _, j := range jobs {
-			now := accessOf(j.decisions, j.allows)
+			now := accessOf(j.res.Decisions(), j.res.Allows())
 			if before, known := rv.open[j.fam]; known && withdrawn(before, now) {
 				befores[j.fam] = append(befores[j.fam], before)
 			}

@@ -100,14 +100,14 @@ func (r *Reconciler) logResult(res SyncResult, took time.Duration) {
 			continue
 		}
 		open := 0
-		for _, d := range p.Result.Decisions {
+		for _, d := range p.Result.Decisions() {
 			if d.Open {
 				open++
 			}
 		}
 		r.log.WithFields(logrus.Fields{
 			"family": p.Family.String(), "variant": p.Variant, "chains": p.Changed,
-			"hook": p.HookPositions, "ports": len(p.Result.Decisions), "open": open,
+			"hook": p.HookPositions, "ports": len(p.Result.Decisions()), "open": open,
 			"took": took.String(),
 		}).Info("firewall updated")
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -108,16 +109,64 @@ type Options struct {
 
 // Result is the output of Build.
 type Result struct {
-	Ruleset   Ruleset
-	Decisions []Decision
-	Problems  []Problem
-	// Allows is the expanded allow list of the family, in rule order: one
-	// entry per container address and source.
-	Allows []Allow
+	Ruleset  Ruleset
+	Problems []Problem
+	// lists holds the decisions and allows (see Decisions and Allows).
+	lists *lists
 	// With Options.Sets: the allowed published ports of the set elements,
 	// and the allows that stay rules (see sets.go).
 	Ports  []PortRange
 	Linear []Allow
+}
+
+// lists are a result's decisions and allows. Incremental keeps them per
+// container and hands out its entries (a copy of 10,000 pointers): the
+// flat lists are made the first time someone asks, after the pass, so a
+// change of one container among 10,000 does not copy the other 9,999 on
+// the way to the firewall.
+type lists struct {
+	once      sync.Once
+	ents      []*incEnt // set by Incremental; its entries never change
+	decisions []Decision
+	allows    []Allow
+}
+
+func (l *lists) flat() *lists {
+	l.once.Do(func() {
+		if l.ents == nil {
+			return
+		}
+		n, m := 0, 0
+		for _, e := range l.ents {
+			n, m = n+len(e.decisions), m+len(e.allows)
+		}
+		l.decisions, l.allows = make([]Decision, 0, n), make([]Allow, 0, m)
+		for _, e := range l.ents {
+			l.decisions = append(l.decisions, e.decisions...)
+			l.allows = append(l.allows, e.allows...)
+		}
+		l.ents = nil
+	})
+	return l
+}
+
+// Decisions are the family's port decisions, sorted by container name
+// and ID. The slice is shared: do not modify it.
+func (r Result) Decisions() []Decision {
+	if r.lists == nil {
+		return nil
+	}
+	return r.lists.flat().decisions
+}
+
+// Allows is the expanded allow list of the family, in rule order: one
+// entry per container address and source. The slice is shared: do not
+// modify it.
+func (r Result) Allows() []Allow {
+	if r.lists == nil {
+		return nil
+	}
+	return r.lists.flat().allows
 }
 
 // Allow is one allowed (source, container address, published port).
@@ -151,9 +200,10 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		defer opt.Memo.end()
 	}
 	g := newGrouper(len(containers))
-	res.Decisions = make([]Decision, 0, len(containers))
+	l := &lists{decisions: make([]Decision, 0, len(containers))}
+	res.lists = l
 	if opt.Sets {
-		res.Allows = make([]Allow, 0, len(containers))
+		l.allows = make([]Allow, 0, len(containers))
 	}
 	for _, c := range containers {
 		decisions, problems := opt.Memo.decide(cfg, c)
@@ -163,10 +213,10 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 			if !bindingInFamily(d.Binding, fam) {
 				continue
 			}
-			res.Decisions = append(res.Decisions, d)
+			l.decisions = append(l.decisions, d)
 			srcs := sourcesOf(d, fam)
 			allows := expand(c.Name, d, addrs, srcs)
-			res.Allows = append(res.Allows, allows...)
+			l.allows = append(l.allows, allows...)
 			if opt.Sets {
 				g.add(addrs, d, srcs, allows)
 			}
@@ -221,8 +271,10 @@ func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Cha
 // finish writes the allows into INGRESS (set lookups and the allows that
 // stay rules with sets; every allow without), the tail, and the chains.
 func finish(cfg config.Config, fam Family, opt Options, res *Result, main, ing Chain) {
-	linear := res.Allows
-	if opt.Sets {
+	var linear []Allow
+	if !opt.Sets {
+		linear = res.Allows()
+	} else {
 		linear = res.Linear
 		setRules(&ing, fam)
 	}

@@ -207,7 +207,7 @@ func TestBuildIngress(t *testing.T) {
 			res := Build(cfg, Snapshot{Containers: tc.containers, Bridges: []string{"docker0"}}, fam, tc.opt)
 			assertLines(t, tc.name, lines(res.Ruleset, ChainIngress), tc.want)
 			got := map[string]string{}
-			for _, d := range res.Decisions {
+			for _, d := range res.Decisions() {
 				if !d.Open {
 					continue
 				}

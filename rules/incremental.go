@@ -51,6 +51,9 @@ type Incremental struct {
 	linear   map[*incGroup]bool
 }
 
+// incEnt is one container's share of the state. Its decisions, problems
+// and allows never change once made (a changed container gets a new
+// entry): results hand them out.
 type incEnt struct {
 	c         Container
 	decisions []Decision // of the family
@@ -465,17 +468,10 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	var res Result
 	res.Ruleset.Family = inc.fam
 	main, ing := head(cfg, snap, inc.fam, &res)
-	n := 0
-	for _, e := range inc.order {
-		n += len(e.decisions)
-	}
-	res.Decisions = make([]Decision, 0, n)
-	res.Allows = make([]Allow, 0, n)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
-		res.Decisions = append(res.Decisions, e.decisions...)
-		res.Allows = append(res.Allows, e.allows...)
 	}
+	res.lists = &lists{ents: slices.Clone(inc.order)}
 	open := Set{Name: SetName(SetOpen, inc.fam), Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
 	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
 	res.Ruleset.Sets = []Set{open, from}

@@ -49,8 +49,16 @@ func randomContainer(r *rand.Rand, id string) Container {
 }
 
 // normalized strips what may legitimately differ: the order of set
-// elements.
+// elements, and how the decisions and allows are held.
 func normalized(res Result) Result {
+	l := &lists{decisions: res.Decisions(), allows: res.Allows()}
+	if len(l.decisions) == 0 {
+		l.decisions = nil
+	}
+	if len(l.allows) == 0 {
+		l.allows = nil
+	}
+	res.lists = l
 	for i, s := range res.Ruleset.Sets {
 		s.Delta = nil
 		s.Elems = s.Sorted()
@@ -80,6 +88,17 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 		snap := Snapshot{Bridges: []string{"docker0"}}
 		cfg := cfgs[0]
 		next := 0
+		// Half the seeds play a source that gives revisions (a new one
+		// with each new content), as dockerwatch does.
+		revs, rev := seed%2 == 1, uint64(0)
+		fresh := func(id string) Container {
+			c := randomContainer(r, id)
+			if revs {
+				rev++
+				c.Rev = rev
+			}
+			return c
+		}
 		// The previous elements per set, to check each Delta against.
 		prev := map[string]map[SetElem]bool{}
 		prevGen := map[string]uint64{}
@@ -88,14 +107,14 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 			switch k := r.IntN(10); {
 			case k < 3 || len(snap.Containers) == 0:
 				next++
-				snap.Containers = append(snap.Containers, randomContainer(r, fmt.Sprint(next)))
+				snap.Containers = append(snap.Containers, fresh(fmt.Sprint(next)))
 			case k < 5:
 				i := r.IntN(len(snap.Containers))
 				snap.Containers = slices.Delete(snap.Containers, i, i+1)
 			case k < 9:
 				i := r.IntN(len(snap.Containers))
 				// Same ID, new content: a recreated or relabeled container.
-				snap.Containers[i] = randomContainer(r, snap.Containers[i].ID)
+				snap.Containers[i] = fresh(snap.Containers[i].ID)
 			default:
 				old := cfg
 				cfg = cfgs[r.IntN(len(cfgs))]

@@ -58,6 +58,9 @@ func (m *Memo) end() {
 }
 
 func sameContainer(a, b *Container) bool {
+	if a.Rev != 0 && a.Rev == b.Rev && a.ID == b.ID {
+		return true
+	}
 	return a.ID == b.ID && a.Name == b.Name && maps.Equal(a.Labels, b.Labels) &&
 		slices.Equal(a.Ports, b.Ports) && slices.Equal(a.Endpoints, b.Endpoints)
 }

@@ -78,6 +78,12 @@ type Container struct {
 	Labels    map[string]string
 	Ports     []PortBinding
 	Endpoints []Endpoint
+	// Rev, when not 0, is the source's revision of this container: a
+	// source gives a new Rev whenever anything above may have changed
+	// (dockerwatch: at every inspect and listing), so an equal ID and Rev
+	// mean an equal container and the recomputation skips comparing
+	// labels, ports and endpoints. 0 means: compare them.
+	Rev uint64
 }
 
 // Snapshot is everything read from Docker for one recompute.

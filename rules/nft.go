@@ -154,7 +154,7 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 	tail := &ing
 	var portChains []NFTChain
 	for i, fam := range []Family{IPv4, IPv6} {
-		allows := res[i].Allows
+		allows := res[i].Allows()
 		if opt.Sets {
 			allows = res[i].Linear
 			sets, rules, ports := nftSets(res[i], fam)

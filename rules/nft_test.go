@@ -64,8 +64,8 @@ func TestBuildNFT(t *testing.T) {
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	if len(res[0].Decisions) != 2 || len(res[1].Decisions) != 1 {
-		t.Errorf("decisions per family: %d, %d", len(res[0].Decisions), len(res[1].Decisions))
+	if len(res[0].Decisions()) != 2 || len(res[1].Decisions()) != 1 {
+		t.Errorf("decisions per family: %d, %d", len(res[0].Decisions()), len(res[1].Decisions()))
 	}
 	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat {") {
 		t.Error("replace script must create, delete and define in one transaction")

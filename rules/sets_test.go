@@ -76,7 +76,7 @@ func TestBuildSets(t *testing.T) {
 	if len(lin.Ruleset.Sets) != 0 || len(lines(lin.Ruleset, ChainIngress)) != 10 {
 		t.Errorf("linear: %d sets, rules:\n%v", len(lin.Ruleset.Sets), lines(lin.Ruleset, ChainIngress))
 	}
-	if !reflect.DeepEqual(lin.Decisions, res.Decisions) || !reflect.DeepEqual(lin.Allows, res.Allows) {
+	if !reflect.DeepEqual(lin.Decisions(), res.Decisions()) || !reflect.DeepEqual(lin.Allows(), res.Allows()) {
 		t.Error("sets changed the decisions or the allow list")
 	}
 }
