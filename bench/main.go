@@ -95,7 +95,7 @@ func fail(err error) {
 
 type stat struct{ min, med, max time.Duration }
 
-type cpStat struct{ first, noop, change stat }
+type cpStat struct{ first, noop, change, revoke stat }
 
 // Figures kept for the goals table.
 var (
@@ -115,6 +115,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) 
 
 // goals writes the performance goals of the project with this run's figures.
 func goals(b *strings.Builder) {
+	var unmet []string
 	b.WriteString("\n## Against the performance goals (this run)\n\n| goal | figure | met? |\n|---|---|---|\n")
 	b.WriteString("| 1. exposure window = 0 | 0 unauthorized connections in the prober tests of `make test`: dockmoat SIGTERM/SIGKILL + restart, dockerd restart with containers on new addresses, 200 containers at once, reboot with the guard unit, and TestLargeChangeNoExposure (a prober on unlabeled ports while 2,000 allowed ports are added and removed in one pass) | yes, in the tests |\n")
 	for _, eng := range []string{"docker20", "docker29"} {
@@ -131,8 +132,15 @@ func goals(b *strings.Builder) {
 	if c, have := cp[10000]; have {
 		fmt.Fprintf(b, "| 3. full resync ≤ 150 ms at N = 10,000 (ipsets) | first pass %s, no-op pass %s | %s |\n", ms(c.first.med), ms(c.noop.med), ok(c.first.med <= 150*time.Millisecond && c.noop.med <= 150*time.Millisecond))
 		if c10, have := cp[10]; have {
-			fmt.Fprintf(b, "| 3b. one change at N = 10,000 ≤ 5 ms and ≤ 3× the change at N = 10 (ipsets) | %s vs %s (%.1f×) | %s |\n", msf(c.change.med), msf(c10.change.med),
-				float64(c.change.med)/float64(c10.change.med), ok(c.change.med <= 5*time.Millisecond && c.change.med <= 3*c10.change.med))
+			met := c.change.med <= 5*time.Millisecond && c.change.med <= 3*c10.change.med
+			fmt.Fprintf(b, "| 3b. one change at N = 10,000 ≤ 5 ms and ≤ 3× the change at N = 10 (ipsets) | %s vs %s (%.1f×); sessions to the old address cut %s after the pass started, beside it | %s |\n", msf(c.change.med), msf(c10.change.med),
+				float64(c.change.med)/float64(c10.change.med), msf(c.revoke.med), ok(met))
+			if !met {
+				unmet = append(unmet, "**3b, one change at N = 10,000.** About half of a change pass is the `iptables-save` exec that "+
+					"reads the table (~2–3 ms on this machine, the same at any N with ipsets); the recomputation runs beside it. "+
+					"Going lower would take reading only dockmoat's chains over netlink instead of listing the table, "+
+					"or not reading the table on a pass that only changes set elements (and leaving drift to the drift watch).")
+			}
 		}
 	}
 	b.WriteString("| 3c. one batch per change, no per-rule exec or `-C` | ipsets: set elements over netlink, no iptables write on a container change; rules: one `iptables-restore` per changed table; one `iptables-save` per pass | yes |\n")
@@ -148,26 +156,12 @@ func goals(b *strings.Builder) {
 		fmt.Sscanf(f.rss, "%f MB", &mb)
 		fmt.Fprintf(b, "| 5. idle RSS ≤ 30 MB, no busy polling (%s) | %s, %d CPU ticks in 10 s idle | %s |\n", f.engine, f.rss, f.ticks, ok(mb > 0 && mb <= 30 && f.ticks <= 2))
 	}
-	b.WriteString(`
-Where a goal is not met, and what it would take:
-
-- **3b, one change at N = 10,000.** Each pass stays level-based: it reads the
-  whole Docker snapshot and the table (one ` + "`iptables-save`" + `) and recomputes the
-  desired state. That recomputation is incremental (` + "`rules.Incremental`" + `:
-  only a container that differs from the last pass is decided and regrouped,
-  and the set diff applies the delta when the set is known to hold the
-  previous result; a property test checks it against the full computation),
-  and the kernel side of a change is two set elements over netlink. What is
-  left grows with N: comparing each of the N containers with its last
-  version, copying the N decisions and allows out for the consumers
-  (metrics, revocation, logs), and the live-session revocation index.
-  ` + "`go test -bench PassOneChange ./reconciler`" + ` shows that Go side alone (in-memory
-  firewall) at ~9 ms for 10,000 against ~0.1 ms for 10. Reaching 5 ms would
-  take a Docker source that names the containers that changed (a revision
-  per container from the event cache) instead of a snapshot compared
-  container by container, and results handed out as deltas rather than
-  whole lists.
-`)
+	if len(unmet) > 0 {
+		b.WriteString("\nWhere a goal is not met, and what it would take:\n\n")
+		for _, u := range unmet {
+			b.WriteString("- " + u + "\n")
+		}
+	}
 }
 
 // signed shows an added latency with its sign (noise can make it negative).
@@ -232,8 +226,13 @@ func measure(n int, f func() (time.Duration, error)) (stat, error) {
 		}
 		ds = append(ds, d)
 	}
-	slices.Sort(ds)
-	return stat{ds[0], ds[len(ds)/2], ds[len(ds)-1]}, nil
+	return statOf(ds), nil
+}
+
+// statOf is min / median / max of at least one duration.
+func statOf(ds []time.Duration) stat {
+	ds = slices.Sorted(slices.Values(ds))
+	return stat{ds[0], ds[len(ds)/2], ds[len(ds)-1]}
 }
 
 func (s stat) String() string {
@@ -320,7 +319,9 @@ func cpRun(n int, sets bool) (cpStat, error) {
 			}
 			start := time.Now()
 			_, err = rec.Sync(context.Background())
-			return time.Since(start), err
+			took := time.Since(start)
+			rec.WaitRevocations()
+			return took, err
 		}); err != nil {
 			return err
 		}
@@ -339,6 +340,7 @@ func cpRun(n int, sets bool) (cpStat, error) {
 			return err
 		}
 		k := 0
+		var cuts []time.Duration
 		if st.change, err = measure(*reps, func() (time.Duration, error) {
 			k++
 			c := &src.snap.Containers[0]
@@ -349,10 +351,17 @@ func cpRun(n int, sets bool) (cpStat, error) {
 			if err == nil && !res.Applied {
 				err = fmt.Errorf("the change was not applied")
 			}
-			return time.Since(start), err
+			took := time.Since(start)
+			// The old address lost its access: the revocation worker walks
+			// the conntrack table beside the pass. Timed on its own, and
+			// waited for so that it does not load the next repetition.
+			rec.WaitRevocations()
+			cuts = append(cuts, time.Since(start))
+			return took, err
 		}); err != nil {
 			return err
 		}
+		st.revoke = statOf(cuts)
 		return rec.Uninstall(context.Background())
 	})
 	return st, err
@@ -390,11 +399,13 @@ func controlPlane(b *strings.Builder) error {
 	b.WriteString("## Control plane: full resync against a real kernel (iptables-nft, fresh namespace)\n\n")
 	b.WriteString("A fake Docker source with N containers, one allowed published port each. " +
 		"*First pass* installs everything from empty; *no-op pass* reads the table (one `iptables-save`) and finds nothing to do; " +
-		"*one change* moves one container to a new address (a full pass: Docker snapshot, policy for all N, diff, apply). " +
+		"*one change* moves one container to a new address (a full pass: Docker snapshot, policy for all N, one `iptables-save`, diff, apply), " +
+		"timed until the firewall is written; *sessions cut* is from the start of that pass until the revocation worker, which runs beside the passes, " +
+		"has walked the conntrack table for sessions to the old address (the kernel dumps its whole conntrack hash, 262,144 buckets here, so this does not depend on N). " +
 		"*ipsets* is the default: fixed rules, allows as set elements written over netlink (the pass compares with its record of the " +
 		"sets and reads them back in full every 10 s); *one rule per port* is `ipset: off` in the config, one `iptables-restore --noflush` batch. " +
 		"Baseline: one `iptables` exec per rule through go-iptables, as rule-at-a-time tools do.\n\n")
-	b.WriteString("| N | mode | first pass | no-op pass | one change | baseline: one exec per rule | first pass vs baseline |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| N | mode | first pass | no-op pass | one change | sessions cut | baseline: one exec per rule | first pass vs baseline |\n|---|---|---|---|---|---|---|---|\n")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, _ := strconv.Atoi(f)
 		var base stat
@@ -421,7 +432,7 @@ func controlPlane(b *strings.Builder) error {
 				baseText = base.String()
 				ratio = fmt.Sprintf("%.0f× faster", float64(base.med)/float64(st.first.med))
 			}
-			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s |\n", n, mode, st.first, st.noop, st.change, baseText, ratio)
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, mode, st.first, st.noop, st.change, st.revoke, baseText, ratio)
 		}
 		fmt.Fprintf(os.Stderr, "N=%d done\n", n)
 	}
