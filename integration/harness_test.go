@@ -28,6 +28,21 @@ const (
 
 // startEnv starts a bed for eng, builds the workload image, and registers
 // cleanup (which prints the logs on failure).
+// onVariants runs f in parallel subtests on the Docker 20.10 beds of both
+// iptables variants (nft and legacy), for the tests about how dockmoat
+// writes the kernel rather than about the engine.
+func onVariants(t *testing.T, f func(t *testing.T, eng testbed.Engine, e *env)) {
+	for _, eng := range engines {
+		if eng.Name != "docker20" && eng.Name != "docker20-legacy" {
+			continue
+		}
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			f(t, eng, startEnv(t, eng))
+		})
+	}
+}
+
 func startEnv(t *testing.T, eng testbed.Engine) *env {
 	t.Helper()
 	ctx := context.Background()

@@ -161,85 +161,78 @@ func metricValue(t *testing.T, body, series string) float64 {
 // iptables-legacy, and proves it from the outside namespace.
 func TestSidecarImage(t *testing.T) {
 	needBeds(t)
-	for _, eng := range engines {
-		if eng.Name != "docker20" && eng.Name != "docker20-legacy" {
-			continue
+	onVariants(t, func(t *testing.T, eng testbed.Engine, e *env) {
+		sidecarImage(t, e)
+		ctx := e.ctx
+		if inf, err := e.bed.Docker.ImageInspect(ctx, sidecarTag); err == nil {
+			t.Logf("image %s: %.1f MB", sidecarTag, float64(inf.Size)/1e6)
 		}
-		t.Run(eng.Name, func(t *testing.T) {
-			t.Parallel()
-			e := startEnv(t, eng)
-			sidecarImage(t, e)
-			ctx := e.ctx
-			if inf, err := e.bed.Docker.ImageInspect(ctx, sidecarTag); err == nil {
-				t.Logf("image %s: %.1f MB", sidecarTag, float64(inf.Size)/1e6)
-			}
-			if _, err := e.bed.HostExec(ctx, e.bed.Iptables(), "-I", "DOCKER-USER", "-s", "192.0.2.99/32", "-j", "DROP"); err != nil {
-				t.Fatal(err)
-			}
-			before, _ := e.bed.IptablesSave(ctx)
-			e.run(t, testbed.Spec{Name: "closedapp", Publish: []string{"8080:80"}, Serve: []string{"80"}})
-			e.run(t, testbed.Spec{Name: "openapp", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}})
-			cfg, err := e.bed.WriteConfig("ufw: auto\n")
-			if err != nil {
-				t.Fatal(err)
-			}
-			side := runSidecar(t, e, "dockmoat", true, "run", "--config", "/etc/dockmoat/dockmoat.yaml", "--metrics-addr", "127.0.0.1:9323")
-			// plan --check from the host binary reads the same Docker and rules.
-			e.dm = &testbed.Dockmoat{Bin: dockmoatBin, Config: cfg}
-			waitPlan(t, e, cfg)
-			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", B, 8080, false, ""), out("tcp", A, 8081, true, "openapp"))
+		if _, err := e.bed.HostExec(ctx, e.bed.Iptables(), "-I", "DOCKER-USER", "-s", "192.0.2.99/32", "-j", "DROP"); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := e.bed.IptablesSave(ctx)
+		e.run(t, testbed.Spec{Name: "closedapp", Publish: []string{"8080:80"}, Serve: []string{"80"}})
+		e.run(t, testbed.Spec{Name: "openapp", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}})
+		cfg, err := e.bed.WriteConfig("ufw: auto\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		side := runSidecar(t, e, "dockmoat", true, "run", "--config", "/etc/dockmoat/dockmoat.yaml", "--metrics-addr", "127.0.0.1:9323")
+		// plan --check from the host binary reads the same Docker and rules.
+		e.dm = &testbed.Dockmoat{Bin: dockmoatBin, Config: cfg}
+		waitPlan(t, e, cfg)
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", B, 8080, false, ""), out("tcp", A, 8081, true, "openapp"))
 
-			logs := e.containerLogs(side)
-			want := "Docker chains found in iptables-nft"
-			if eng.Legacy {
-				want = "Docker chains found in iptables-legacy"
-				if out, _ := e.bed.HostExec(ctx, "iptables-nft-save"); strings.Contains(out, "DOCKMOAT") {
-					t.Errorf("the image wrote into iptables-nft on a legacy host")
-				}
+		logs := e.containerLogs(side)
+		want := "Docker chains found in iptables-nft"
+		if eng.Legacy {
+			want = "Docker chains found in iptables-legacy"
+			if out, _ := e.bed.HostExec(ctx, "iptables-nft-save"); strings.Contains(out, "DOCKMOAT") {
+				t.Errorf("the image wrote into iptables-nft on a legacy host")
 			}
-			if !strings.Contains(logs, want) {
-				t.Errorf("sidecar log lacks %q:\n%s", want, logs)
-			}
+		}
+		if !strings.Contains(logs, want) {
+			t.Errorf("sidecar log lacks %q:\n%s", want, logs)
+		}
 
-			code, body := e.scrape(t, "127.0.0.1:9323", "/metrics")
-			if code != 200 {
-				t.Fatalf("/metrics: %d", code)
-			}
-			open := metricValue(t, body, `dockmoat_published_ports{family="ipv4",state="open"}`)
-			e.run(t, testbed.Spec{Name: "openapp2", Labels: map[string]string{"dockmoat.allow": "8082"}, Publish: []string{"8082:80"}, Serve: []string{"80"}})
-			waitPlan(t, e, cfg)
-			e.expect(t, out("tcp", A, 8082, true, "openapp2"))
-			_, body = e.scrape(t, "127.0.0.1:9323", "/metrics")
-			if got := metricValue(t, body, `dockmoat_published_ports{family="ipv4",state="open"}`); got != open+1 {
-				t.Errorf("open ports metric: %v before, %v after a labeled container started", open, got)
-			}
-			if code, body := e.scrape(t, "127.0.0.1:9323", "/healthz"); code != 200 {
-				t.Errorf("/healthz: %d %s", code, body)
-			}
+		code, body := e.scrape(t, "127.0.0.1:9323", "/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+		open := metricValue(t, body, `dockmoat_published_ports{family="ipv4",state="open"}`)
+		e.run(t, testbed.Spec{Name: "openapp2", Labels: map[string]string{"dockmoat.allow": "8082"}, Publish: []string{"8082:80"}, Serve: []string{"80"}})
+		waitPlan(t, e, cfg)
+		e.expect(t, out("tcp", A, 8082, true, "openapp2"))
+		_, body = e.scrape(t, "127.0.0.1:9323", "/metrics")
+		if got := metricValue(t, body, `dockmoat_published_ports{family="ipv4",state="open"}`); got != open+1 {
+			t.Errorf("open ports metric: %v before, %v after a labeled container started", open, got)
+		}
+		if code, body := e.scrape(t, "127.0.0.1:9323", "/healthz"); code != 200 {
+			t.Errorf("/healthz: %d %s", code, body)
+		}
 
-			timeout := 10
-			if err := e.bed.Docker.ContainerStop(ctx, side, container.StopOptions{Timeout: &timeout}); err != nil {
-				t.Fatal(err)
-			}
-			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "openapp"))
+		timeout := 10
+		if err := e.bed.Docker.ContainerStop(ctx, side, container.StopOptions{Timeout: &timeout}); err != nil {
+			t.Fatal(err)
+		}
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "openapp"))
 
-			un := runSidecar(t, e, "dockmoat-uninstall", false, "uninstall")
-			code2, logs2, err := e.bed.WaitExit(ctx, un, 30*time.Second)
-			if err != nil || code2 != 0 {
-				t.Fatalf("uninstall: exit %d %v\n%s", code2, err, logs2)
-			}
-			after, _ := e.bed.IptablesSave(ctx)
-			if strings.Contains(after, "DOCKMOAT") {
-				t.Errorf("uninstall left rules:\n%s", after)
-			}
-			if b, a := testbed.ChainRules(before, "DOCKER-USER"), testbed.ChainRules(after, "DOCKER-USER"); !slices.Equal(a, b) {
-				t.Errorf("DOCKER-USER changed: %q → %q", b, a)
-			}
-			_ = e.bed.Remove(context.Background(), un)
-			_ = e.bed.Remove(context.Background(), side)
-			e.dm = nil
-		})
-	}
+		un := runSidecar(t, e, "dockmoat-uninstall", false, "uninstall")
+		code2, logs2, err := e.bed.WaitExit(ctx, un, 30*time.Second)
+		if err != nil || code2 != 0 {
+			t.Fatalf("uninstall: exit %d %v\n%s", code2, err, logs2)
+		}
+		after, _ := e.bed.IptablesSave(ctx)
+		if strings.Contains(after, "DOCKMOAT") {
+			t.Errorf("uninstall left rules:\n%s", after)
+		}
+		if b, a := testbed.ChainRules(before, "DOCKER-USER"), testbed.ChainRules(after, "DOCKER-USER"); !slices.Equal(a, b) {
+			t.Errorf("DOCKER-USER changed: %q → %q", b, a)
+		}
+		_ = e.bed.Remove(context.Background(), un)
+		_ = e.bed.Remove(context.Background(), side)
+		e.dm = nil
+	})
 }
 
 func waitPlan(t *testing.T, e *env, cfg string) {

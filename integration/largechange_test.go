@@ -47,95 +47,88 @@ func (s *plusSynthetic) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 // use them, chains replaced in one iptables-restore batch).
 func TestLargeChangeNoExposure(t *testing.T) {
 	needBeds(t)
-	for _, eng := range engines {
-		if eng.Name != "docker20" && eng.Name != "docker20-legacy" {
-			continue
-		}
-		t.Run(eng.Name, func(t *testing.T) {
-			t.Parallel()
-			e := startEnv(t, eng)
-			closed := e.run(t, testbed.Spec{Name: "closed", Publish: []string{"9100:80"}, Serve: []string{"80"}})
-			open := e.run(t, testbed.Spec{Name: "open", Publish: []string{"9101:80"}, Serve: []string{"80"}, Labels: map[string]string{"dockmoat.allow": "9101"}})
-			e.serverUp(t, closed, "tcp", 80)
-			e.serverUp(t, open, "tcp", 80)
+	onVariants(t, func(t *testing.T, eng testbed.Engine, e *env) {
+		closed := e.run(t, testbed.Spec{Name: "closed", Publish: []string{"9100:80"}, Serve: []string{"80"}})
+		open := e.run(t, testbed.Spec{Name: "open", Publish: []string{"9101:80"}, Serve: []string{"80"}, Labels: map[string]string{"dockmoat.allow": "9101"}})
+		e.serverUp(t, closed, "tcp", 80)
+		e.serverUp(t, open, "tcp", 80)
 
-			cli, err := client.NewClientWithOpts(client.WithHost("unix://"+e.bed.Socket), client.WithAPIVersionNegotiation())
-			if err != nil {
+		cli, err := client.NewClientWithOpts(client.WithHost("unix://"+e.bed.Socket), client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		src := &plusSynthetic{real: &dockerwatch.Watcher{API: cli}}
+		log := logrus.New()
+		log.SetOutput(testWriter{t})
+		log.SetLevel(logrus.WarnLevel)
+		variant := reconciler.VariantNFT
+		if eng.Legacy {
+			variant = reconciler.VariantLegacy
+		}
+		var rec *reconciler.Reconciler
+		var sets *reconciler.NetlinkSets
+		in := func(f func() error) {
+			t.Helper()
+			if err := testbed.InNetns(e.bed.HostNSPath(), f); err != nil {
 				t.Fatal(err)
 			}
-			defer cli.Close()
-			src := &plusSynthetic{real: &dockerwatch.Watcher{API: cli}}
-			log := logrus.New()
-			log.SetOutput(testWriter{t})
-			log.SetLevel(logrus.WarnLevel)
-			variant := reconciler.VariantNFT
-			if eng.Legacy {
-				variant = reconciler.VariantLegacy
+		}
+		in(func() error {
+			tables, err := reconciler.NewTables(variant, 4)
+			if err != nil {
+				return err
 			}
-			var rec *reconciler.Reconciler
-			var sets *reconciler.NetlinkSets
-			in := func(f func() error) {
-				t.Helper()
-				if err := testbed.InNetns(e.bed.HostNSPath(), f); err != nil {
-					t.Fatal(err)
-				}
+			if sets, err = reconciler.NewNetlinkSets(); err != nil {
+				return err
 			}
+			rec = reconciler.New(tables, nil, src, config.Default(), log)
+			rec.UseSets(sets)
+			_, err = rec.Sync(context.Background())
+			return err
+		})
+		e.expect(t, out("tcp", testbed.OutsideA, 9100, false, ""), out("tcp", testbed.OutsideA, 9101, true, "open"))
+
+		checks := []check{out("tcp", testbed.OutsideA, 9100, false, ""), out("tcp", testbed.OutsideB, 9100, false, ""),
+			out("tcp", testbed.OutsideA, 9101, true, "open")}
+		// A dropped attempt costs its 300 ms timeout: many workers keep the
+		// closed port probed densely while the passes run.
+		p := e.startProber(checks, 12)
+		pass := func(what string) {
+			t.Helper()
 			in(func() error {
-				tables, err := reconciler.NewTables(variant, 4)
-				if err != nil {
-					return err
-				}
-				if sets, err = reconciler.NewNetlinkSets(); err != nil {
-					return err
-				}
-				rec = reconciler.New(tables, nil, src, config.Default(), log)
-				rec.UseSets(sets)
-				_, err = rec.Sync(context.Background())
+				start := time.Now()
+				res, err := rec.Sync(context.Background())
+				t.Logf("%s: %v (applied %v)", what, time.Since(start).Round(time.Millisecond), res.Applied)
 				return err
 			})
-			e.expect(t, out("tcp", testbed.OutsideA, 9100, false, ""), out("tcp", testbed.OutsideA, 9101, true, "open"))
-
-			checks := []check{out("tcp", testbed.OutsideA, 9100, false, ""), out("tcp", testbed.OutsideB, 9100, false, ""),
-				out("tcp", testbed.OutsideA, 9101, true, "open")}
-			// A dropped attempt costs its 300 ms timeout: many workers keep the
-			// closed port probed densely while the passes run.
-			p := e.startProber(checks, 12)
-			pass := func(what string) {
-				t.Helper()
-				in(func() error {
-					start := time.Now()
-					res, err := rec.Sync(context.Background())
-					t.Logf("%s: %v (applied %v)", what, time.Since(start).Round(time.Millisecond), res.Applied)
-					return err
-				})
-			}
-			for round := 0; round < 4; round++ {
-				src.n = 2000
-				pass("add 2,000 allowed ports (ipsets)")
-				rec.SetConfig(config.Config{UFW: config.UFWAuto, NoIPSet: true})
-				pass("switch to one rule per port with 2,000 ports")
-				src.n = 0
-				pass("remove 2,000 rules")
-				src.n = 2000
-				pass("add 2,000 rules")
-				rec.SetConfig(config.Default())
-				pass("switch back to ipsets")
-				src.n = 0
-				pass("remove 2,000 allowed ports (ipsets)")
-			}
-			time.Sleep(300 * time.Millisecond)
-			attempts, breaches, misses := p.finish()
-			t.Logf("prober: %d attempts, %v", sum(attempts), attempts)
-			for _, b := range breaches {
-				t.Errorf("unlabeled port reachable during a large change: %s", b)
-			}
-			if sum(misses) > 0 {
-				t.Errorf("allowed port 9101 failed %d times during the changes: %v", sum(misses), misses)
-			}
-			if attempts["tcp "+testbed.OutsideA.String()+" -> "+netip.AddrPortFrom(testbed.HostIP, 9100).String()] < 50 {
-				t.Errorf("prober made too few attempts to mean anything: %v", attempts)
-			}
-			in(func() error { return rec.Uninstall(context.Background()) })
-		})
-	}
+		}
+		for round := 0; round < 4; round++ {
+			src.n = 2000
+			pass("add 2,000 allowed ports (ipsets)")
+			rec.SetConfig(config.Config{UFW: config.UFWAuto, NoIPSet: true})
+			pass("switch to one rule per port with 2,000 ports")
+			src.n = 0
+			pass("remove 2,000 rules")
+			src.n = 2000
+			pass("add 2,000 rules")
+			rec.SetConfig(config.Default())
+			pass("switch back to ipsets")
+			src.n = 0
+			pass("remove 2,000 allowed ports (ipsets)")
+		}
+		time.Sleep(300 * time.Millisecond)
+		attempts, breaches, misses := p.finish()
+		t.Logf("prober: %d attempts, %v", sum(attempts), attempts)
+		for _, b := range breaches {
+			t.Errorf("unlabeled port reachable during a large change: %s", b)
+		}
+		if sum(misses) > 0 {
+			t.Errorf("allowed port 9101 failed %d times during the changes: %v", sum(misses), misses)
+		}
+		if attempts["tcp "+testbed.OutsideA.String()+" -> "+netip.AddrPortFrom(testbed.HostIP, 9100).String()] < 50 {
+			t.Errorf("prober made too few attempts to mean anything: %v", attempts)
+		}
+		in(func() error { return rec.Uninstall(context.Background()) })
+	})
 }

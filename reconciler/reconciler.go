@@ -478,10 +478,8 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 		}
 		if r.sets != nil && len(p.Result.Ruleset.Sets) == 0 {
 			// `ipset: off`: no rule uses the sets any more; remove them.
-			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-				if err := r.sets.Destroy(rules.SetName(kind, p.Family)); err != nil {
-					return res, fmt.Errorf("%s: %w", p.Family, err)
-				}
+			if err := r.destroySets(p.Family); err != nil {
+				return res, err
 			}
 			r.setState = nil
 		}
@@ -660,6 +658,16 @@ func deleteChains(ctx context.Context, t *Tables, chains []string) error {
 	return t.Restore(ctx, []byte(b.String()))
 }
 
+// destroySets removes a family's sets (no rule may still use them).
+func (r *Reconciler) destroySets(fam rules.Family) error {
+	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+		if err := r.sets.Destroy(rules.SetName(kind, fam)); err != nil {
+			return fmt.Errorf("%s: %w", fam, err)
+		}
+	}
+	return nil
+}
+
 // Uninstall removes the hook and every DOCKMOAT* chain, and nothing else.
 // Running it twice is fine.
 func (r *Reconciler) Uninstall(ctx context.Context) error {
@@ -702,10 +710,8 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook), owned)
 		if r.sets != nil {
 			// After the chains: a set still referenced cannot be destroyed.
-			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-				if err := r.sets.Destroy(rules.SetName(kind, fam)); err != nil {
-					return fmt.Errorf("%s: %w", fam, err)
-				}
+			if err := r.destroySets(fam); err != nil {
+				return err
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"cmp"
-	"net/netip"
 	"reflect"
 	"runtime"
 	"slices"
@@ -444,23 +443,6 @@ func merge[T any](list, add []T, cmp func(a, b T) int) ([]T, []T) {
 
 func compareHostPorts(a, b hostPort) int {
 	return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
-}
-
-// elemOf is the set element of a target for one source ("" and /0 mean
-// anyone: the OPEN set, which takes no source).
-func elemOf(k target, s string) (SetElem, bool) {
-	e := SetElem{Addr: k.addr, Proto: k.proto, Port: k.port}
-	if s == "" {
-		return e, true
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return e, false
-	}
-	if p.Bits() > 0 {
-		e.Src = p
-	}
-	return e, true
 }
 
 // result copies the state out as Build's Result.

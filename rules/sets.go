@@ -206,23 +206,37 @@ func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []
 			continue
 		}
 		ports = append(ports, grp.hosts...)
-		k := grp.allows[0]
-		for _, s := range grp.srcs {
-			e := SetElem{Addr: k.Addr, Proto: k.Binding.Proto, Port: k.Binding.ContainerPort}
-			if s == "" {
-				open.Elems = append(open.Elems, e)
-				continue
-			}
-			if p, err := netip.ParsePrefix(s); err == nil && p.Bits() == 0 {
-				open.Elems = append(open.Elems, e)
-			} else if err == nil {
-				e.Src = p
+		a := grp.allows[0]
+		k := target{a.Addr, a.Binding.Proto, a.Binding.ContainerPort}
+		for _, src := range grp.srcs {
+			switch e, ok := elemOf(k, src); {
+			case !ok:
+			case e.Src.IsValid():
 				from.Elems = append(from.Elems, e)
+			default:
+				open.Elems = append(open.Elems, e)
 			}
 		}
 	}
 	slices.SortFunc(linear, compareAllows)
 	return open, from, ports, linear
+}
+
+// elemOf is the set element of a target for one source ("" and /0 mean
+// anyone: the OPEN set, which takes no source).
+func elemOf(k target, s string) (SetElem, bool) {
+	e := SetElem{Addr: k.addr, Proto: k.proto, Port: k.port}
+	if s == "" {
+		return e, true
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return e, false
+	}
+	if p.Bits() > 0 {
+		e.Src = p
+	}
+	return e, true
 }
 
 // compareAllows orders the allows that stay rules, so that their order
