@@ -463,7 +463,7 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 		}
 	}
 	slices.SortFunc(res.Linear, compareAllows)
-	res.Ports = portRanges(slices.Clone(inc.portList))
+	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
 	finish(cfg, inc.fam, opt, &res, main, ing)
 	return res
 }

@@ -254,8 +254,13 @@ type PortRange struct {
 
 // portRanges merges published ports into runs per protocol.
 func portRanges(ports []hostPort) []PortRange {
-	slices.SortFunc(ports, func(a, b hostPort) int { return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port)) })
-	ports = slices.Compact(ports)
+	slices.SortFunc(ports, compareHostPorts)
+	return rangesOf(slices.Compact(ports))
+}
+
+// rangesOf merges sorted, distinct published ports into runs per
+// protocol; it does not modify ports.
+func rangesOf(ports []hostPort) []PortRange {
 	var out []PortRange
 	for i := 0; i < len(ports); {
 		j := i
