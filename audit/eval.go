@@ -2,11 +2,12 @@ package audit
 
 import (
 	"fmt"
-	"github.com/dockmoat/dockmoat/rules"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // Packet is the first packet of a new connection, as the filter table sees

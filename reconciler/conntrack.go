@@ -49,7 +49,9 @@ func NewNetlinkConntrack() (*NetlinkConntrack, error) {
 // Close releases the socket.
 func (c *NetlinkConntrack) Close() { c.h.Close() }
 
-var protoNames = map[uint8]string{6: "tcp", 17: "udp", 132: "sctp"}
+// protoNames names the protocols of published ports (the inverse of
+// protoNums).
+var protoNames = map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}
 
 type flowFilter func(Flow) bool
 

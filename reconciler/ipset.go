@@ -67,14 +67,21 @@ func NewNetlinkSets() (*NetlinkSets, error) {
 func (s *NetlinkSets) hasType(typ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	req := nl.NewNetlinkRequest(nl.IPSET_CMD_TYPE|(unix.NFNL_SUBSYS_IPSET<<8), unix.NLM_F_ACK)
-	req.Sockets = s.sock
-	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
-	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	req := s.request(nl.IPSET_CMD_TYPE, unix.NLM_F_ACK)
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_TYPENAME, nl.ZeroTerminated(typ)))
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_FAMILY, nl.Uint8Attr(unix.AF_INET)))
 	_, err := req.Execute(unix.NETLINK_NETFILTER, 0)
 	return ipsetErr(err)
+}
+
+// request starts an ipset command on the socket opened up front: the
+// netfilter header and the protocol version every command carries.
+func (s *NetlinkSets) request(cmd, flags int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), flags)
+	req.Sockets = s.sock
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	return req
 }
 
 // ipsetErr names ipset's own error numbers ("Cannot find set type"…).
@@ -161,10 +168,7 @@ func (s *NetlinkSets) write(cmd int, name string, elems []rules.SetElem) error {
 	for len(elems) > 0 {
 		chunk := elems[:min(setBatch, len(elems))]
 		elems = elems[len(chunk):]
-		req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), unix.NLM_F_ACK)
-		req.Sockets = s.sock
-		req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
-		req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+		req := s.request(cmd, unix.NLM_F_ACK)
 		req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
 		adt := nl.NewRtAttr(nl.IPSET_ATTR_ADT|int(nl.NLA_F_NESTED), nil)
 		for _, e := range chunk {
@@ -207,10 +211,8 @@ func ipAttr(a netip.Addr) *nl.RtAttr {
 var protoNums = map[string]uint8{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
 
 func protoName(n uint8) string {
-	for name, v := range protoNums {
-		if v == n {
-			return name
-		}
+	if name, ok := protoNames[n]; ok {
+		return name
 	}
 	return fmt.Sprintf("proto%d", n)
 }
@@ -220,10 +222,7 @@ func protoName(n uint8) string {
 func (s *NetlinkSets) List(name string) ([]rules.SetElem, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	req := nl.NewNetlinkRequest(nl.IPSET_CMD_LIST|(unix.NFNL_SUBSYS_IPSET<<8), nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
-	req.Sockets = s.sock
-	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
-	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	req := s.request(nl.IPSET_CMD_LIST, nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
 	var out []rules.SetElem
 	var perr error
