@@ -101,7 +101,8 @@ type famCtx struct {
 func usesSets(t *Table) bool {
 	ch := t.Chains[rules.ChainIngress]
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r Rule) bool {
-		return strings.Contains(r.Raw, "--match-set "+rules.ChainPrefix)
+		return strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv4)) ||
+			strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv6))
 	})
 }
 

@@ -84,7 +84,10 @@ type fileAllow struct {
 	Container string   `yaml:"container"`
 	Service   string   `yaml:"service"`
 	Ports     []string `yaml:"ports"`
-	From      []string `yaml:"from"`
+	// From is a node so that `from:` written with nothing after it (or
+	// `from: []`) can be told from no `from` key at all: the first is an
+	// error, not "everyone".
+	From yaml.Node `yaml:"from"`
 }
 
 type file struct {
@@ -172,11 +175,18 @@ func parseAllow(a fileAllow) (AllowRule, error) {
 		}
 		r.Ports = append(r.Ports, spec)
 	}
-	if len(a.From) == 0 {
+	if a.From.Kind == 0 { // no from key: open to anyone, as documented
 		r.From = Sources{Any: true}
 		return r, nil
 	}
-	srcs, err := ParseSources(strings.Join(a.From, ","))
+	var from []string
+	if err := a.From.Decode(&from); err != nil {
+		return r, fmt.Errorf("from (line %d): want a list of addresses or CIDRs: %w", a.From.Line, err)
+	}
+	if len(from) == 0 {
+		return r, fmt.Errorf("from (line %d) is empty: list the allowed sources, or remove the from key to allow everyone", a.From.Line)
+	}
+	srcs, err := ParseSources(strings.Join(from, ","))
 	if err != nil {
 		return r, fmt.Errorf("from: %w", err)
 	}

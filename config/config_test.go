@@ -70,7 +70,11 @@ func TestParseErrors(t *testing.T) {
 		"allow: [{container: web, ports: ['0']}]":                "1 to 65535",
 		"allow: [{service: shop, ports: ['80']}]":                "COMPOSE_PROJECT/SERVICE",
 		"allow: [{container: '[', ports: ['80']}]":               "bad glob",
-		"allow: [{container: web, ports: ['80'], from: []}]":     "",
+		"allow: [{container: web, ports: ['80'], from: []}]":     "from (line 1) is empty",
+		"allow:\n- container: web\n  ports: ['80']\n  from:\n":   "from (line 4) is empty",
+		"allow: [{container: web, ports: ['80'], from: ~}]":      "is empty",
+		"allow: [{container: web, ports: ['80'], from: {a: b}}]": "want a list",
+		"allow: [{container: web, ports: ['80']}]":               "",
 		"allow: [{container: web, ports: ['80'], from: [nope]}]": "not an IP address",
 		"log_blocked: perhaps":                                   "parsing YAML",
 	}

@@ -14,7 +14,7 @@ import (
 type Observed struct {
 	// Chains lists every chain of the table (builtin and user).
 	Chains map[string]bool
-	// Owned holds, per DOCKMOAT* chain, the hash of each rule in order
+	// Owned holds, per chain of dockmoat's (rules.IsOwnedChain), the hash of each rule in order
 	// ("" for a rule without a dockmoat comment: someone else's rule in
 	// our chain, which makes the chain differ and be rewritten).
 	Owned map[string][]string
@@ -45,7 +45,7 @@ func ParseSave(data []byte) Observed {
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
 			obs.Chains[name] = true
-			if strings.HasPrefix(name, rules.ChainPrefix) {
+			if rules.IsOwnedChain(name) {
 				if _, ok := obs.Owned[name]; !ok {
 					obs.Owned[name] = []string{}
 				}
@@ -66,7 +66,7 @@ func ParseSave(data []byte) Observed {
 				}
 				continue
 			}
-			if strings.HasPrefix(chain, rules.ChainPrefix) {
+			if rules.IsOwnedChain(chain) {
 				h := ""
 				if m := hashRe.FindStringSubmatch(line); m != nil {
 					h = m[1]

@@ -162,7 +162,7 @@ type FamilyPlan struct {
 	UFWMissing bool
 	// Changed lists owned chains whose content differs (or are missing).
 	Changed []string
-	// Stale lists DOCKMOAT* chains that are no longer wanted.
+	// Stale lists owned chains (rules.IsOwnedChain) no longer wanted.
 	Stale []string
 	// HookPositions are the hook's 1-based positions in HookChain.
 	HookPositions []int
@@ -668,7 +668,7 @@ func (r *Reconciler) destroySets(fam rules.Family) error {
 	return nil
 }
 
-// Uninstall removes the hook and every DOCKMOAT* chain, and nothing else.
+// Uninstall removes the hook and every chain of dockmoat's, and nothing else.
 // Running it twice is fine.
 func (r *Reconciler) Uninstall(ctx context.Context) error {
 	r.passMu.Lock()

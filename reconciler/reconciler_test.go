@@ -244,13 +244,22 @@ func TestUFWAndStaleChains(t *testing.T) {
 		t.Error("jump to a missing ufw chain")
 	}
 	r.v4.SetChain(rules.UFWChain, "-p tcp --dport 80 -j ACCEPT")
-	r.v4.SetChain("DOCKMOAT-OLD", "-j RETURN")
+	// Without sets DOCKMOAT-DENY is one of ours that is no longer wanted;
+	// DOCKMOAT_LOG only looks like ours and is someone else's.
+	r.v4.SetChain(rules.ChainDeny, "-j DROP")
+	r.v4.SetChain("DOCKMOAT_LOG", "-j LOG")
+	r.v4.SetChain("DOCKMOAT-MINE", "-j RETURN")
 	r.sync(t)
 	if !strings.Contains(strings.Join(r.v4.Rules(rules.ChainIngress), "\n"), "-j ufw-user-forward") {
 		t.Error("ufw chain present but not consulted")
 	}
-	if r.v4.HasChain("DOCKMOAT-OLD") {
+	if r.v4.HasChain(rules.ChainDeny) {
 		t.Error("stale owned chain not removed")
+	}
+	for _, ch := range []string{"DOCKMOAT_LOG", "DOCKMOAT-MINE"} {
+		if !r.v4.HasChain(ch) || len(r.v4.Rules(ch)) != 1 {
+			t.Errorf("foreign chain %s changed: %q", ch, r.v4.Rules(ch))
+		}
 	}
 	r.inSync(t)
 	// ufw: off ignores an existing chain.
@@ -295,9 +304,14 @@ func TestUninstallRemovesOnlyOurs(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
 	_ = r.v4.Insert("filter", "DOCKER-USER", 3, rules.HookSpec()...) // a duplicate too
+	r.v4.SetChain("DOCKMOAT_LOG", "-j LOG")
 	if err := r.rec.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if got := r.v4.Rules("DOCKMOAT_LOG"); !slices.Equal(got, []string{"-j LOG"}) {
+		t.Errorf("foreign DOCKMOAT_LOG after uninstall: %q", got)
+	}
+	r.v4.DeleteChain("DOCKMOAT_LOG")
 	if du := r.v4.Rules("DOCKER-USER"); !slices.Equal(du, []string{foreign, "-j RETURN"}) {
 		t.Errorf("DOCKER-USER after uninstall: %q", du)
 	}

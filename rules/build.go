@@ -19,7 +19,6 @@ import (
 const (
 	ChainMain    = "DOCKMOAT"
 	ChainIngress = "DOCKMOAT-INGRESS"
-	ChainPrefix  = "DOCKMOAT"
 	// HookChain is Docker's chain for user rules; dockmoat adds exactly one
 	// rule there (the hook) and never edits anything else in it.
 	HookChain = "DOCKER-USER"
@@ -32,6 +31,17 @@ const (
 	// LogPrefix is the kernel log prefix of blocked connections.
 	LogPrefix = "[DOCKMOAT BLOCK] "
 )
+
+// IsOwnedChain reports whether a chain is one dockmoat creates. Names are
+// matched exactly: a user's DOCKMOAT_LOG or DOCKMOAT-MINE is foreign and
+// is never flushed, rewritten or deleted.
+func IsOwnedChain(name string) bool {
+	switch name {
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny:
+		return true
+	}
+	return false
+}
 
 // HookSpec is the rule spec of the hook in DOCKER-USER.
 func HookSpec() []string {

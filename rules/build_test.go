@@ -257,6 +257,10 @@ func TestProblems(t *testing.T) {
 		{map[string]string{"dockmoat.allow.http": "any"}, nil, true, []string{"dockmoat.allow.http", "must name one port"}},
 		{map[string]string{"dockmoat.allow.80": ""}, nil, true, []string{"no sources listed"}},
 		{map[string]string{"dockmoat.enable": "true"}, nil, true, []string{"unknown dockmoat label"}},
+		// Wrong letter case must not drop a restriction (the port would open to anyone).
+		{map[string]string{"dockmoat.allow": "8080", "Dockmoat.from": "198.51.100.3/32"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"Dockmoat.from", "case-sensitive", "did you mean dockmoat.from?", "stay closed"}},
+		{map[string]string{"DOCKMOAT.ALLOW": "8080"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow?"}},
+		{map[string]string{"dockmoat.Allow.8080": "198.51.100.3"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow.8080?"}},
 		{map[string]string{"dockmoat.allow": "80"}, []PortBinding{pb(8080, 80, "tcp")}, false, []string{"not published", "did you mean 8080"}},
 	}
 	for _, tc := range cases {

@@ -55,7 +55,9 @@ type grant struct {
 func parseLabels(c Container) ([]grant, []Problem) {
 	keys := make([]string, 0, len(c.Labels))
 	for k := range c.Labels {
-		if strings.HasPrefix(k, LabelPrefix) {
+		// Any letter case: `Dockmoat.from` is a typo of a restriction,
+		// and ignoring it would open the port wider than the user meant.
+		if hasLabelPrefix(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -106,7 +108,7 @@ func parseLabels(c Container) ([]grant, []Problem) {
 			}
 			perPort = append(perPort, grant{spec: spec, sources: srcs, perPort: true, origin: "label " + k + "=" + v})
 		default:
-			bad(k, "unknown dockmoat label; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>]")
+			bad(k, unknownKey(k))
 		}
 	}
 	if hasFrom && !hasAllow {
@@ -124,4 +126,24 @@ func parseLabels(c Container) ([]grant, []Problem) {
 		grants = append(grants, grant{spec: spec, sources: from, origin: origin})
 	}
 	return append(grants, perPort...), nil
+}
+
+// hasLabelPrefix reports whether a label key is meant for dockmoat: it
+// starts with "dockmoat." in any letter case.
+func hasLabelPrefix(k string) bool {
+	return len(k) >= len(LabelPrefix) && strings.EqualFold(k[:len(LabelPrefix)], LabelPrefix)
+}
+
+// unknownKey explains a dockmoat label key that is not a known one, with
+// the key the user probably meant when only the letter case differs.
+func unknownKey(k string) string {
+	msg := "unknown dockmoat label"
+	lower := strings.ToLower(k)
+	switch {
+	case lower == LabelAllow || lower == LabelFrom:
+		msg = "label keys are case-sensitive: did you mean " + lower + "?"
+	case strings.HasPrefix(lower, labelPortPfx):
+		msg = "label keys are case-sensitive: did you mean " + labelPortPfx + k[len(labelPortPfx):] + "?"
+	}
+	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>]"
 }
