@@ -80,6 +80,18 @@ func (a AllowRule) Matches(name string, labels map[string]string) bool {
 // Default returns the configuration used when no file exists.
 func Default() Config { return Config{UFW: UFWAuto} }
 
+// FailClosed is the configuration used while the config file is invalid,
+// or missing where it was named on the command line: the file opens
+// nothing (no trusted sources, no allow rules, ufw route rules not
+// consulted since the file may have said `ufw: off`); labels keep working.
+// The default deny is installed all the same.
+func FailClosed() Config { return Config{UFW: UFWOff} }
+
+// Fix is the advice logged with a config error.
+const Fix = "until it is fixed dockmoat runs fail-closed: every published port is closed except those opened by container labels " +
+	"(no trusted_sources, no allow rules from the file, ufw route rules not consulted); fix the file, then reload " +
+	"(systemctl reload dockmoat, or kill -HUP the daemon); no restart needed"
+
 type fileAllow struct {
 	Container string   `yaml:"container"`
 	Service   string   `yaml:"service"`
@@ -202,6 +214,9 @@ func Load(file string, required bool) (Config, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !required {
 			return Default(), nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return Config{}, fmt.Errorf("config %s does not exist: create it (deploy/config.example.yaml is a commented example) or leave out --config to run on the defaults: %w", file, err)
 		}
 		return Config{}, fmt.Errorf("reading config %s: %w", file, err)
 	}

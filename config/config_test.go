@@ -159,3 +159,10 @@ func TestIPSetMode(t *testing.T) {
 		t.Errorf("want an error naming ipset, got %v", err)
 	}
 }
+
+// The shipped example must be valid as it is.
+func TestExampleConfig(t *testing.T) {
+	if _, err := Load("../deploy/config.example.yaml", true); err != nil {
+		t.Fatal(err)
+	}
+}

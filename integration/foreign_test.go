@@ -9,7 +9,7 @@ import (
 )
 
 // TestForeignRulesUntouched: a foreign DOCKER-USER rule, a fail2ban-style
-// chain and every ufw chain are byte-identical (iptables-save lines)
+// chain, a user chain named DOCKMOAT_LOG and every ufw chain are byte-identical (iptables-save lines)
 // before `dockmoat run`, while it runs (after passes that opened and
 // closed ports), and after `dockmoat uninstall`.
 func TestForeignRulesUntouched(t *testing.T) {
@@ -35,6 +35,10 @@ func TestForeignRulesUntouched(t *testing.T) {
 				{"iptables", "-N", "f2b-sshd"},
 				{"iptables", "-A", "f2b-sshd", "-s", "192.0.2.98/32", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"},
 				{"iptables", "-A", "f2b-sshd", "-j", "RETURN"},
+				// Named like ours, created by the user: foreign all the same.
+				{"iptables", "-N", "DOCKMOAT_LOG"},
+				{"iptables", "-A", "DOCKMOAT_LOG", "-m", "limit", "--limit", "5/min", "-j", "LOG", "--log-prefix", "mine "},
+				{"iptables", "-A", "DOCKMOAT_LOG", "-j", "RETURN"},
 			} {
 				if _, err := e.bed.HostExec(ctx, args...); err != nil {
 					t.Fatal(err)
@@ -54,14 +58,14 @@ func TestForeignRulesUntouched(t *testing.T) {
 					if chain == "DOCKER-USER" && strings.Contains(l, "dockmoat:") {
 						continue // our hook, the one rule we add there
 					}
-					if chain == "DOCKER-USER" || chain == "f2b-sshd" || strings.HasPrefix(chain, "ufw") {
+					if chain == "DOCKER-USER" || chain == "f2b-sshd" || chain == "DOCKMOAT_LOG" || strings.HasPrefix(chain, "ufw") {
 						out[chain] = append(out[chain], l)
 					}
 				}
 				return out
 			}
 			before := foreign()
-			if len(before["ufw-user-forward"]) == 0 || len(before["f2b-sshd"]) != 2 {
+			if len(before["ufw-user-forward"]) == 0 || len(before["f2b-sshd"]) != 2 || len(before["DOCKMOAT_LOG"]) != 2 {
 				t.Fatalf("setup: %v", before)
 			}
 			same := func(when string) {

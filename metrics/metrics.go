@@ -1,7 +1,8 @@
 // Package metrics owns dockmoat's observability endpoint: Prometheus
 // metrics about reconciles, rules and Docker connectivity, and /healthz,
 // which fails when the last reconcile failed or Docker has been
-// unreachable for longer than a grace period.
+// unreachable for longer than a grace period, or while the config file is
+// missing or invalid.
 package metrics
 
 import (
@@ -29,10 +30,12 @@ type Metrics struct {
 	dockerReconnects prometheus.Counter
 	dockerUp         prometheus.Gauge
 	labelErrors      prometheus.Gauge
+	configOK         prometheus.Gauge
 
 	mu          sync.Mutex
 	synced      bool
 	lastErr     error
+	configErr   error     // the config file is missing or invalid
 	dockerSince time.Time // when Docker went down; zero while up
 	connectedOK bool
 	now         func() time.Time
@@ -70,10 +73,13 @@ func New() *Metrics {
 		labelErrors: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_label_errors", Help: "Containers kept closed by an invalid dockmoat label.",
 		}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_config_ok", Help: "1 while the config file is valid (or absent at the default path); 0 while dockmoat runs fail-closed on a config error.",
+		}),
 		now: time.Now,
 	}
 	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
-		m.dockerReconnects, m.dockerUp, m.labelErrors,
+		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -130,6 +136,20 @@ func (m *Metrics) ObserveSync(res reconciler.SyncResult, err error, took time.Du
 	m.labelErrors.Set(float64(len(bad)))
 }
 
+// ConfigState records whether the config file last read was valid (nil)
+// or why not. While it is not, the daemon runs on a fail-closed config
+// and /healthz fails, so the error is seen without reading the log.
+func (m *Metrics) ConfigState(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.configErr = err
+	if err != nil {
+		m.configOK.Set(0)
+	} else {
+		m.configOK.Set(1)
+	}
+}
+
 // DockerState records the event stream going up or down.
 func (m *Metrics) DockerState(connected bool) {
 	m.mu.Lock()
@@ -154,6 +174,8 @@ func (m *Metrics) Health(grace time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
+	case m.configErr != nil:
+		return fmt.Errorf("config: %v", m.configErr)
 	case m.lastErr != nil:
 		return fmt.Errorf("last reconcile failed: %v", m.lastErr)
 	case !m.synced:

@@ -70,4 +70,17 @@ func TestMetricsAndHealth(t *testing.T) {
 	if _, body := get(t, m, "/metrics"); !strings.Contains(body, "dockmoat_docker_reconnects_total 1") {
 		t.Error("reconnect not counted")
 	}
+	// A config error fails health even while passes succeed, until fixed.
+	m.ConfigState(errors.New("config /etc/dockmoat/config.yaml: ufw: \"maybe\" is not one of auto, on, off"))
+	m.ObserveSync(res, nil, time.Millisecond)
+	if code, body := get(t, m, "/healthz"); code != 503 || !strings.Contains(body, "config.yaml") {
+		t.Errorf("healthz with a config error: %d %s", code, body)
+	}
+	if _, body := get(t, m, "/metrics"); !strings.Contains(body, "dockmoat_config_ok 0") {
+		t.Error("config error not in metrics")
+	}
+	m.ConfigState(nil)
+	if code, _ := get(t, m, "/healthz"); code != 200 {
+		t.Error("healthz after the config was fixed")
+	}
 }

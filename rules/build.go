@@ -268,6 +268,7 @@ func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Cha
 	for _, b := range valid {
 		main.add(desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
+	unseenNetworks(&main, valid)
 
 	ing := Chain{Name: ChainIngress}
 	for _, src := range sortedPrefixes(cfg.TrustedSources) {
@@ -277,6 +278,36 @@ func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Cha
 	}
 	return main, ing
 }
+
+// DefaultBridges are the interface patterns of bridges Docker names
+// itself: docker0 and br-<network id>.
+var DefaultBridges = []string{"docker0", "br-+"}
+
+// unseenNetworks ends DOCKMOAT with rules for networks the ruleset does
+// not name: one created while dockmoat is stopped, hung or failing must
+// be closed too, so the installed rules cannot depend on knowing every
+// bridge. Traffic leaving any default-named bridge returns as for a known
+// one (containers keep talking out and to each other); new connections
+// into one go to INGRESS, where no allow names them. Only Docker's own
+// name patterns are matched, so the user's bridges (virbr0, br0) and
+// their own port forwards are not touched; a network given its own bridge
+// name (com.docker.network.bridge.name) is closed once dockmoat has seen
+// it, not before (README, security model).
+func unseenNetworks(main *Chain, known []string) {
+	for _, b := range DefaultBridges {
+		if !slices.Contains(known, b) {
+			main.add(desc("leaving a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
+		}
+	}
+	for _, b := range DefaultBridges {
+		if !slices.Contains(known, b) {
+			main.add(desc("entering a docker network not seen yet "+pattern(b)), "-o", b, "-j", ChainIngress)
+		}
+	}
+}
+
+// pattern shows an iptables interface pattern (br-+) as a glob (br-*).
+func pattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
 
 // finish writes the allows into INGRESS (set lookups and the allows that
 // stay rules with sets; every allow without), the tail, and the chains.

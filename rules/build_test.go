@@ -53,11 +53,23 @@ func TestBuildMainChain(t *testing.T) {
 		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
 		`-A DOCKMOAT -o br-0123456789ab -m comment --comment "dockmoat:H entering docker network br-0123456789ab" -j DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -j DOCKMOAT-INGRESS`,
+		// Networks created while dockmoat is down are closed too.
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
 	})
 	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, ChainIngress), []string{deny})
 	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "bad name!") {
 		t.Errorf("want one problem for the invalid bridge name, got %v", res.Problems)
 	}
+	// With no bridge known, both default patterns are caught.
+	res = Build(config.Default(), Snapshot{}, IPv4, Options{})
+	assertLines(t, "DOCKMOAT (no bridges)", lines(res.Ruleset, ChainMain), []string{
+		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving a docker network not seen yet docker0" -j RETURN`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering a docker network not seen yet docker0" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+	})
 }
 
 func TestBuildIngress(t *testing.T) {

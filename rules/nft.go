@@ -141,6 +141,19 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 	for _, b := range bridges {
 		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
 	}
+	// Networks not seen yet, as in Build (unseenNetworks).
+	var unseen []string
+	for _, b := range DefaultBridges {
+		if !slices.Contains(bridges, b) {
+			unseen = append(unseen, pattern(b))
+		}
+	}
+	for _, b := range unseen {
+		main.add("leaving a docker network not seen yet "+b, "iifname "+strconv.Quote(b)+" accept")
+	}
+	for _, b := range unseen {
+		main.add("entering a docker network not seen yet "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
+	}
 	ing := NFTChain{Name: nftChainIng}
 	for _, src := range sortedPrefixes(cfg.TrustedSources) {
 		fam := IPv4

@@ -49,6 +49,8 @@ func TestBuildNFT(t *testing.T) {
 		iifname "docker0" accept comment "dockmoat:H leaving docker network docker0"
 		oifname "br-0123456789ab" jump ingress comment "dockmoat:H entering docker network br-0123456789ab"
 		oifname "docker0" jump ingress comment "dockmoat:H entering docker network docker0"
+		iifname "br-*" accept comment "dockmoat:H leaving a docker network not seen yet br-*"
+		oifname "br-*" jump ingress comment "dockmoat:H entering a docker network not seen yet br-*"
 	}
 	chain ingress {
 		ip saddr 10.0.0.0/8 ct status dnat accept comment "dockmoat:H trusted source 10.0.0.0/8"

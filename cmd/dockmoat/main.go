@@ -169,6 +169,19 @@ func loadConfig(opt options) (config.Config, error) {
 	return config.Load(opt.configPath, opt.configSet)
 }
 
+// loadOrFailClosed reads the config; when it is missing (named with
+// --config) or invalid it logs one error with the fix and returns the
+// fail-closed config instead, so that the default deny is installed all
+// the same. err tells the caller the file was not used.
+func loadOrFailClosed(opt options, log logrus.FieldLogger) (config.Config, error) {
+	cfg, err := loadConfig(opt)
+	if err != nil {
+		log.WithField("config", opt.configPath).Errorf("%v; %s", err, config.Fix)
+		return config.FailClosed(), err
+	}
+	return cfg, nil
+}
+
 // buildTables picks the iptables variant and opens each family's tables,
 // plus the Docker watcher.
 func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rules.Family]*reconciler.Tables, *dockerwatch.Watcher, error) {
@@ -242,10 +255,7 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 }
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
-	cfg, err := loadConfig(opt)
-	if err != nil {
-		return err
-	}
+	cfg, cfgErr := loadOrFailClosed(opt, log)
 	rec, w, err := build(ctx, opt, log, cfg)
 	if err != nil {
 		return err
@@ -269,6 +279,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		rec.SetConntrack(ct)
 	}
 	m := metrics.New()
+	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
 	if opt.metricsAddr != "" {
 		ln, err := net.Listen("tcp", opt.metricsAddr)
@@ -299,8 +310,12 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 				return
 			case <-hup:
 				c, err := loadConfig(opt)
+				m.ConfigState(err)
 				if err != nil {
-					log.WithError(err).Error("SIGHUP: config not reloaded; keeping the previous one")
+					// The last valid config stays (a fail-closed one if
+					// there never was one): a typo must not reopen or
+					// close what the user had.
+					log.WithField("config", opt.configPath).Errorf("SIGHUP: %v; the previous config stays in force until the file is fixed and reloaded", err)
 					continue
 				}
 				rec.SetConfig(c)
@@ -325,9 +340,10 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 }
 
 func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) (bool, error) {
-	cfg, err := loadConfig(opt)
-	if err != nil {
-		return false, err
+	// With a bad file, plan shows what `run` installs: the fail-closed config.
+	cfg, cfgErr := loadOrFailClosed(opt, log)
+	if cfgErr != nil {
+		fmt.Fprintf(out, "config error: %v\nplanning with the fail-closed config, as dockmoat run does\n\n", cfgErr)
 	}
 	rec, _, err := build(ctx, opt, log, cfg)
 	if err != nil {
@@ -363,10 +379,9 @@ func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
 }
 
 func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) error {
-	cfg, err := loadConfig(opt)
-	if err != nil {
-		return err
-	}
+	// The guard always installs its deny: a bad file only loses its
+	// trusted sources (logged), never the protection at boot.
+	cfg, _ := loadOrFailClosed(opt, log)
 	rec, _, err := build(ctx, opt, log, cfg)
 	if err != nil {
 		return err
