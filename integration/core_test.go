@@ -33,6 +33,7 @@ func TestCore(t *testing.T) {
 }
 
 func coreSuite(t *testing.T, eng testbed.Engine) {
+	suite := t
 	e := startEnv(t, eng)
 	ctx := e.ctx
 	if err := e.bed.SetupUFW(ctx); err != nil {
@@ -242,14 +243,24 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 			Publish: []string{"9601:80"}, Serve: []string{"80"}})
 		e.run(t, testbed.Spec{Name: "badcidr", Labels: map[string]string{"dockmoat.allow": "9602", "dockmoat.from": "203.0.113.300/24"},
 			Publish: []string{"9602:80"}, Serve: []string{"80"}})
+		// A restriction in the wrong letter case must not be dropped (the
+		// port would open to everyone); the same labels spelled right open
+		// it to the one source (the positive control).
+		e.run(t, testbed.Spec{Name: "wrongcase", Labels: map[string]string{"dockmoat.allow": "9603", "Dockmoat.from": B.String()},
+			Publish: []string{"9603:80", "9603:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.run(t, testbed.Spec{Name: "rightcase", Labels: map[string]string{"dockmoat.allow": "9604", "dockmoat.from": B.String()},
+			Publish: []string{"9604:80", "9604:53/udp"}, Serve: []string{"80", "53/udp"}})
 		e.sync(t)
 		e.serverUp(t, bad, "tcp", 80)
-		e.expect(t, out("tcp", A, 9600, false, ""), out("tcp", A, 9601, false, ""), out("tcp", A, 9602, false, ""))
+		e.expect(t, out("tcp", A, 9600, false, ""), out("tcp", A, 9601, false, ""), out("tcp", A, 9602, false, ""),
+			out("tcp", A, 9603, false, ""), out("tcp", B, 9603, false, ""), out("udp", A, 9603, false, ""), out("udp", B, 9603, false, ""),
+			out("tcp", B, 9604, true, "rightcase"), out("udp", B, 9604, true, "rightcase"), out("tcp", A, 9604, false, ""))
 		logs := e.dm.Logs()
 		for _, want := range [][]string{
 			{"container badport", "dockmoat.allow", "80800"},
 			{"container typo", "dockmoat.alow", "unknown dockmoat label"},
 			{"container badcidr", "dockmoat.from", "203.0.113.300/24"},
+			{"container wrongcase", "Dockmoat.from", "did you mean dockmoat.from?"},
 		} {
 			if !slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool {
 				return strings.Contains(l, "level=error") && containsAll(l, want...)
@@ -282,6 +293,114 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.reload(t, "ufw: off\n")
 		e.expect(t, out("tcp", A, 9700, false, ""))
 		e.reload(t, "{}\n")
+	})
+
+	// A network created while dockmoat is hung (or failing) is closed:
+	// the installed rules do not depend on knowing every bridge.
+	t.Run("NewNetworkWhileHungClosed", func(t *testing.T) {
+		if err := e.dm.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		defer func() {
+			if !resumed {
+				_ = e.dm.Signal(syscall.SIGCONT)
+			}
+		}()
+		if _, err := e.bed.CreateNetwork(ctx, "hungnet", "172.29.210.0/24"); err != nil {
+			t.Fatal(err)
+		}
+		plainNew := e.run(t, testbed.Spec{Name: "hung-plain", Network: "hungnet", Publish: []string{"9820:80", "9820:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.run(t, testbed.Spec{Name: "hung-open", Network: "hungnet", Labels: map[string]string{"dockmoat.allow": "9821"},
+			Publish: []string{"9821:80", "9821:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.serverUp(t, plainNew, "tcp", 80)
+		e.serverUp(t, plainNew, "udp", 53)
+		e.expect(t, out("tcp", A, 9820, false, ""), out("udp", A, 9820, false, ""), out("tcp", B, 9820, false, ""),
+			out("tcp", A, 9821, false, ""), out("udp", A, 9821, false, "")) // not seen yet: closed
+		if err := e.dm.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		resumed = true
+		e.sync(t)
+		// Positive control: the path into the new network works once allowed.
+		e.expect(t, out("tcp", A, 9821, true, "hung-open"), out("udp", A, 9821, true, "hung-open"),
+			out("tcp", A, 9820, false, ""), out("udp", A, 9820, false, ""))
+	})
+
+	// A missing or invalid config file never means no protection: the
+	// default deny stays, labels keep working, the file's allows apply only
+	// from a valid file, /healthz fails, and a reload picks up the fix.
+	t.Run("ConfigErrorsFailClosed", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "cfg-label", Labels: map[string]string{"dockmoat.allow": "9960"},
+			Publish: []string{"9960:80", "9960:53/udp"}, Serve: []string{"80", "53/udp"}})
+		byFile := e.run(t, testbed.Spec{Name: "cfg-file", Publish: []string{"9961:80", "9961:53/udp"}, Serve: []string{"80", "53/udp"}})
+		good := "allow: [{container: cfg-file, ports: ['9961']}]\n"
+		bad := good + "ufw: maybe\n"
+		fileOpen := func(open bool) []check {
+			who := ""
+			if open {
+				who = "cfg-file"
+			}
+			return []check{out("tcp", A, 9961, open, who), out("udp", A, 9961, open, who)}
+		}
+		labelOpen := []check{out("tcp", A, 9960, true, "cfg-label"), out("udp", A, 9960, true, "cfg-label"), out("tcp", A, 8080, false, "")}
+		healthy := func(want bool, says string) {
+			t.Helper()
+			err := e.dm.Health(ctx)
+			if want != (err == nil) || (err != nil && !strings.Contains(err.Error(), says)) {
+				t.Errorf("healthcheck: want healthy=%v (saying %q), got %v", want, says, err)
+			}
+		}
+		e.reload(t, good)
+		e.serverUp(t, byFile, "tcp", 80)
+		e.expect(t, append(fileOpen(true), labelOpen...)...) // positive control
+		healthy(true, "")
+
+		// SIGHUP with an invalid file: the last valid config stays.
+		if err := e.dm.Reload(bad); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		e.expect(t, append(fileOpen(true), labelOpen...)...)
+		healthy(false, "not one of auto, on, off")
+		if !slices.ContainsFunc(strings.Split(e.dm.Logs(), "\n"), func(l string) bool {
+			return strings.Contains(l, "level=error") && containsAll(l, "SIGHUP", e.dm.Config, "ufw", "maybe")
+		}) {
+			t.Errorf("no error line naming the file and the key on SIGHUP")
+		}
+
+		// Started with the invalid file: the file opens nothing, labels do.
+		restart := func() {
+			t.Helper()
+			if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.dm.Start(); err != nil {
+				t.Fatal(err)
+			}
+			e.sync(t)
+		}
+		restart()
+		e.expect(t, append(fileOpen(false), labelOpen...)...)
+		healthy(false, "not one of auto, on, off")
+		if plan, _ := e.bed.Exec(ctx, dockmoatBin, "plan", "--config", e.dm.Config); !containsAll(plan, "config error", "fail-closed") {
+			t.Errorf("plan does not tell the config error:\n%s", plan)
+		}
+		// The fix is picked up by a reload, no restart.
+		e.reload(t, good)
+		e.expect(t, fileOpen(true)...)
+		healthy(true, "")
+
+		// Started with the named file missing: the same.
+		if err := e.dm.WriteConfig(""); err != nil {
+			t.Fatal(err)
+		}
+		restart()
+		e.expect(t, append(fileOpen(false), labelOpen...)...)
+		healthy(false, "does not exist")
+		e.reload(t, "{}\n")
+		healthy(true, "")
+		e.expect(t, fileOpen(false)...)
 	})
 
 	t.Run("RestartNeverOpens", func(t *testing.T) {
@@ -327,7 +446,16 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		}
 		late := e.run(t, testbed.Spec{Name: "late", Publish: []string{"9800:80"}, Serve: []string{"80"}})
 		e.serverUp(t, late, "tcp", 80)
-		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 9800, false, ""), out("udp", A, 8053, false, ""))
+		// A network created while dockmoat is stopped (upgrade, crash
+		// loop): closed too; UninstallRemovesOnlyOurs opens it (control).
+		if _, err := e.bed.CreateNetwork(ctx, "downnet", "172.29.211.0/24"); err != nil {
+			t.Fatal(err)
+		}
+		downNew := e.runFor(t, suite, testbed.Spec{Name: "down-new", Network: "downnet", Publish: []string{"9802:80", "9802:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.serverUp(t, downNew, "tcp", 80)
+		e.serverUp(t, downNew, "udp", 53)
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 9800, false, ""), out("udp", A, 8053, false, ""),
+			out("tcp", A, 9802, false, ""), out("udp", A, 9802, false, ""), out("tcp", B, 9802, false, ""))
 		save, err := e.bed.IptablesSave(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -373,7 +501,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		}
 		// Docker's own behaviour is back: the port dockmoat kept closed is
 		// reachable again, which also shows it was dockmoat closing it.
-		e.expect(t, out("tcp", A, 8080, true, "plain"))
+		e.expect(t, out("tcp", A, 8080, true, "plain"), out("tcp", A, 9802, true, "down-new"), out("udp", A, 9802, true, "down-new"))
 	})
 }
 

@@ -112,6 +112,18 @@ func (e *env) run(t *testing.T, s testbed.Spec) testbed.Container {
 	return c
 }
 
+// runFor starts a container that outlives the subtest t: it is removed
+// when owner (an enclosing test) ends. Failures are t's.
+func (e *env) runFor(t, owner *testing.T, s testbed.Spec) testbed.Container {
+	t.Helper()
+	c, err := e.bed.RunContainer(e.ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.Cleanup(func() { _ = e.bed.Remove(context.Background(), c.ID) })
+	return c
+}
+
 // check is one expectation: a connection attempt and whether it must work.
 type check struct {
 	proto   string

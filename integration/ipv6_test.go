@@ -141,7 +141,14 @@ func TestIPv6(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
-				e.expect(t, out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"))
+				// A network created while dockmoat is stopped is closed over
+				// IPv6 and IPv4; uninstall opens it (the positive control).
+				if _, err := e.bed.CreateNetwork6(ctx, "down6", "172.29.212.0/24", "fd00:d0c:2::/64"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "down6", Network: "down6", Publish: []string{"9830:80", "9830:53/udp"}, Serve: []string{"80", "53/udp"}})
+				e.expect(t, out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"),
+					out6("tcp", A6, 9830, false, ""), out6("udp", A6, 9830, false, ""), out("tcp", A, 9830, false, ""))
 				if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
 					t.Fatalf("uninstall: %v %s", err, out)
 				}
@@ -153,7 +160,8 @@ func TestIPv6(t *testing.T) {
 				if strings.Contains(save, "DOCKMOAT") || strings.Contains(nft, "dockmoat") {
 					t.Errorf("uninstall left IPv6 rules:\n%s\n%s", save, nft)
 				}
-				e.expect(t, out6("tcp", A6, 8080, true, "plain"))
+				e.expect(t, out6("tcp", A6, 8080, true, "plain"), out6("tcp", A6, 9830, true, "down6"),
+					out6("udp", A6, 9830, true, "down6"), out("tcp", A, 9830, true, "down6"))
 			})
 		})
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ import (
 // guard unit, ordered before docker.service), then dockerd starts and
 // brings back its restart=always containers. While a prober hammers both
 // an unlabeled and a labeled port from outside, nothing may answer until
-// `dockmoat run` has reconciled; after it, the labeled port opens.
+// `dockmoat run` has reconciled; after it, the labeled port opens. The
+// guard is given an invalid config (docker20) or a missing one (docker29):
+// it installs its deny all the same.
 func TestRebootGuard(t *testing.T) {
 	needBeds(t)
 	for _, eng := range engines {
@@ -48,8 +51,19 @@ func TestRebootGuard(t *testing.T) {
 					}
 				}
 			}
-			if out, err := e.bed.Exec(ctx, dockmoatBin, "guard", "--config", e.dm.Config); err != nil {
+			// The guard must install its deny whatever the config file:
+			// invalid on one engine, missing on the other.
+			guardCfg := e.dm.Config + ".missing"
+			if eng.Name == "docker20" {
+				guardCfg = e.dm.Config + ".bad"
+				if err := os.WriteFile(guardCfg, []byte("trusted_sources: [203.0.113.0/24]\nufw: maybe\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out, err := e.bed.Exec(ctx, dockmoatBin, "guard", "--config", guardCfg); err != nil {
 				t.Fatalf("guard: %v: %s", err, out)
+			} else if !containsAll(out, guardCfg, "fail-closed", "guard installed") {
+				t.Errorf("guard with config %s: output does not name the file and the deny:\n%s", guardCfg, out)
 			} else {
 				t.Logf("guard: %s", out)
 			}

@@ -82,7 +82,7 @@ func (d *Dockmoat) Start() error {
 		return fmt.Errorf("opening dockmoat log: %w", err)
 	}
 	defer f.Close()
-	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug")
+	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug", "--metrics-addr", MetricsAddr)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting dockmoat: %w", err)
@@ -90,6 +90,38 @@ func (d *Dockmoat) Start() error {
 	d.cmd = cmd
 	d.exited = make(chan error, 1)
 	go func() { d.exited <- cmd.Wait() }()
+	return nil
+}
+
+// MetricsAddr is where the bed's daemon serves /metrics and /healthz, in
+// the bed's host namespace (the sidecar test uses 9323).
+const MetricsAddr = "127.0.0.1:9324"
+
+// Health runs `dockmoat healthcheck` against the daemon: nil when
+// /healthz says ok, else an error with what it said.
+func (d *Dockmoat) Health(ctx context.Context) error {
+	out, err := d.bed.Exec(ctx, d.Bin, "healthcheck", "--addr", MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// Signal sends a signal to the daemon without waiting (SIGSTOP, SIGCONT).
+func (d *Dockmoat) Signal(sig syscall.Signal) error { return d.signal(sig) }
+
+// WriteConfig replaces the daemon's config file without signalling it;
+// an empty text removes the file.
+func (d *Dockmoat) WriteConfig(text string) error {
+	if text == "" {
+		if err := os.Remove(d.Config); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing config: %w", err)
+		}
+		return nil
+	}
+	if err := os.WriteFile(d.Config, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("writing config: %w", err)
+	}
 	return nil
 }
 
