@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -27,6 +28,17 @@ func FormatPlan(p FamilyPlan) string {
 	} else {
 		b.WriteString("published ports: none\n")
 	}
+	if p.Note != "" {
+		fmt.Fprintf(&b, "note: %s\n", p.Note)
+	}
+	if len(p.Result.Proxied) > 0 {
+		b.WriteString("reached through docker-proxy on the host (INPUT, no DNAT in this family), closed by DOCKMOAT-INPUT unless allowed:\n")
+		tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+		for _, d := range p.Result.Proxied {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", d.Container, bindingString(d.Binding), access(d))
+		}
+		_ = tw.Flush()
+	}
 	if len(p.Result.Problems) > 0 || p.UFWMissing {
 		b.WriteString("problems:\n")
 		for _, pr := range p.Result.Problems {
@@ -46,7 +58,12 @@ func FormatPlan(p FamilyPlan) string {
 		b.WriteString("rules: in the inet table above\n")
 	default:
 		b.WriteString("rules:\n")
-		fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.HookChain, strings.Join(rules.HookSpec(), " "))
+		if !p.InputOnly {
+			fmt.Fprintf(&b, "  -I %s 1 %s\n", p.HookIn, strings.Join(rules.HookSpec(), " "))
+		}
+		if p.WantsInput() {
+			fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.InputHookChain, strings.Join(rules.InputHookSpec(), " "))
+		}
 		for _, ch := range p.Result.Ruleset.Chains {
 			for _, r := range ch.Rules {
 				fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
@@ -89,7 +106,16 @@ func FormatPlan(p FamilyPlan) string {
 			fmt.Fprintf(&b, "  ipset %s: will add %s\n", set.Name, e)
 		}
 	}
+	switch in := p.Observed.InputHook; {
+	case p.WantsInput() && len(in) == 0:
+		fmt.Fprintf(&b, "  input hook missing: will be inserted at the top of %s\n", rules.InputHookChain)
+	case p.WantsInput() && !slices.Equal(in, []int{1}):
+		fmt.Fprintf(&b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, rules.InputHookChain)
+	case !p.WantsInput() && len(in) > 0:
+		fmt.Fprintf(&b, "  input hook no longer needed: will be removed from %s\n", rules.InputHookChain)
+	}
 	switch {
+	case p.InputOnly:
 	case p.DockerUserMissing:
 		fmt.Fprintf(&b, "  chain %s missing: Docker's iptables integration is not active\n", rules.HookChain)
 	case len(p.HookPositions) == 0:

@@ -25,6 +25,9 @@ type Observed struct {
 	// ForwardHook lists the hook's positions in FORWARD, where it sits on
 	// ip6tables of Docker older than 23 with ipv6_forward_hook enabled.
 	ForwardHook []int
+	// InputHook lists the positions of the jump to DOCKMOAT-INPUT in
+	// INPUT (the docker-proxy path, rules/proxy.go).
+	InputHook []int
 }
 
 var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
@@ -33,7 +36,7 @@ var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentP
 func ParseSave(data []byte) Observed {
 	obs := Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
 	inFilter := false
-	forward := 0
+	forward, input := 0, 0
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
@@ -52,6 +55,13 @@ func ParseSave(data []byte) Observed {
 			}
 		case strings.HasPrefix(line, "-A "):
 			chain, _, _ := strings.Cut(line[3:], " ")
+			if chain == rules.InputHookChain {
+				input++
+				if isInputHook(line) {
+					obs.InputHook = append(obs.InputHook, input)
+				}
+				continue
+			}
 			if chain == "FORWARD" {
 				forward++
 				if isHook(line) {
@@ -80,4 +90,8 @@ func ParseSave(data []byte) Observed {
 
 func isHook(line string) bool {
 	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
+}
+
+func isInputHook(line string) bool {
+	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)
 }

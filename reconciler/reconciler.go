@@ -169,6 +169,13 @@ type FamilyPlan struct {
 	// HookIn is the chain holding the hook: DOCKER-USER, or FORWARD for
 	// ip6tables of Docker < 23 with ipv6_forward_hook.
 	HookIn string
+	// InputOnly is set for a family whose forward path dockmoat cannot
+	// hook (no DOCKER-USER) but where docker-proxy serves published ports:
+	// only DOCKMOAT-INPUT is managed; Note says why the rest is not.
+	InputOnly bool
+	Note      string
+	// proxyAll: Docker does not DNAT this family at all.
+	proxyAll bool
 	// DockerUserMissing is set when Docker's chain does not exist.
 	DockerUserMissing bool
 	// Batch is the iptables-restore input that fixes Changed.
@@ -194,7 +201,24 @@ func (p FamilyPlan) setChanges() int {
 
 // InSync reports whether nothing needs to change.
 func (p FamilyPlan) InSync() bool {
-	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.setChanges() == 0 && slices.Equal(p.HookPositions, []int{1}))
+	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.setChanges() == 0 &&
+		(p.InputOnly || slices.Equal(p.HookPositions, []int{1})) &&
+		slices.Equal(p.Observed.InputHook, p.wantInputHook()))
+}
+
+// WantsInput reports whether the plan has DOCKMOAT-INPUT (and so its jump
+// at the top of INPUT): some binding is served by docker-proxy.
+func (p FamilyPlan) WantsInput() bool {
+	_, ok := p.Result.Ruleset.Chain(rules.ChainInput)
+	return ok
+}
+
+// wantInputHook is where the input hook belongs: first in INPUT, or nowhere.
+func (p FamilyPlan) wantInputHook() []int {
+	if p.WantsInput() {
+		return []int{1}
+	}
+	return nil
 }
 
 // Plan computes what Sync would do, changing nothing.
@@ -269,7 +293,9 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 			return nil, err
 		}
 		p, build := planHead(cfg, fam, t.Variant, obs)
-		if build {
+		if !build {
+			p.planInputOnly(cfg, snap)
+		} else {
 			if guessed && guess == p.UFW {
 				p.Result = guessRes
 			} else {
@@ -295,6 +321,7 @@ func (r *Reconciler) plan(ctx context.Context, snap rules.Snapshot) ([]FamilyPla
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, variant string, obs Observed, opt rules.Options) FamilyPlan {
 	p, build := planHead(cfg, fam, variant, obs)
 	if !build {
+		p.planInputOnly(cfg, snap)
 		return p
 	}
 	opt.UFWForward = p.UFW
@@ -316,6 +343,7 @@ func planHead(cfg config.Config, fam rules.Family, variant string, obs Observed)
 		p.DockerUserMissing = true
 		if fam == rules.IPv6 {
 			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
+			p.proxyAll = !obs.Chains["DOCKER"]
 			if obs.Chains["DOCKER"] {
 				// Docker 20.10 with --ip6tables publishes over IPv6 but
 				// creates DOCKER-USER only for IPv4 (added in Docker 23).
@@ -333,6 +361,21 @@ func planHead(cfg config.Config, fam rules.Family, variant string, obs Observed)
 		p.UFW, p.UFWMissing = hasUFW, !hasUFW
 	}
 	return p, true
+}
+
+// planInputOnly turns a skipped family into an input-only one when
+// docker-proxy serves published ports there (or DOCKMOAT-INPUT is left
+// from an earlier pass and must go): the proxy path is closed even where
+// the forward path cannot be hooked.
+func (p *FamilyPlan) planInputOnly(cfg config.Config, snap rules.Snapshot) {
+	res := rules.Build(cfg, snap, p.Family, rules.Options{InputOnly: true, ProxyAll: p.proxyAll})
+	_, had := p.Observed.Owned[rules.ChainInput]
+	if len(res.Ruleset.Chains) == 0 && !had && len(p.Observed.InputHook) == 0 {
+		return
+	}
+	p.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
+	p.Result = res
+	p.diff()
 }
 
 // diff fills Changed, Stale and Batch from p.Result and p.Observed.
@@ -383,6 +426,16 @@ func drift(p FamilyPlan, last map[string][]string) []string {
 		out = append(out, fam+"hook moved (rule order changed in DOCKER-USER)")
 	case len(p.HookPositions) > 1:
 		out = append(out, fam+"hook duplicated")
+	}
+	if _, ok := last[rules.ChainInput]; ok {
+		switch in := p.Observed.InputHook; {
+		case len(in) == 0:
+			out = append(out, fam+"input hook missing")
+		case in[0] != 1:
+			out = append(out, fam+"input hook moved (rule order changed in INPUT)")
+		case len(in) > 1:
+			out = append(out, fam+"input hook duplicated")
+		}
 	}
 	names := make([]string, 0, len(last))
 	for name := range last {
@@ -438,7 +491,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	res.Drift, r.pendingDrift = r.pendingDrift, nil
 	for _, p := range plans {
 		if p.Unprotected {
-			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: p.Family.String(), Value: "DOCKER-USER missing", Msg: p.Skipped, Fatal: true})
+			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: p.Family.String(), Value: "DOCKER-USER missing", Msg: p.Skipped + p.Note, Fatal: true})
 		}
 		if p.Skipped != "" {
 			continue
@@ -462,15 +515,14 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			}
 			res.Applied = true
 		}
-		if p.DockerUserMissing {
+		if p.DockerUserMissing && !p.InputOnly {
 			return res, fmt.Errorf("%s: chain %s does not exist in %s; is Docker running with its iptables integration enabled?", p.Family, rules.HookChain, t.Variant)
 		}
-		if !slices.Equal(p.HookPositions, []int{1}) {
-			if err := ensureHook(t, p.HookIn); err != nil {
-				return res, fmt.Errorf("%s: %w", p.Family, err)
-			}
-			res.HookFix = true
+		fixed, err := fixHooks(t, p)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", p.Family, err)
 		}
+		res.HookFix = res.HookFix || fixed
 		if len(p.Stale) > 0 {
 			if err := deleteChains(ctx, t, p.Stale); err != nil {
 				return res, fmt.Errorf("%s: removing stale chains: %w", p.Family, err)
@@ -562,6 +614,11 @@ func (r *Reconciler) repairLast(ctx context.Context) ([]string, error) {
 				return found, fmt.Errorf("%s: %w", fam, err)
 			}
 		}
+		if _, ok := rs.Chain(rules.ChainInput); ok && !slices.Equal(obs.InputHook, []int{1}) {
+			if err := ensureJump(t, rules.InputHookChain, rules.InputHookSpec(), isInputHook); err != nil {
+				return found, fmt.Errorf("%s: %w", fam, err)
+			}
+		}
 	}
 	if len(found) > 0 {
 		r.log.WithField("found", found).Warn("drift repaired: put back the last installed rules")
@@ -591,23 +648,65 @@ func (r *Reconciler) report(problems []rules.Problem) {
 	r.reported = now
 }
 
-// ensureHook puts the hook at position 1 of DOCKER-USER and removes any
-// other copy. It inserts first and deletes after, so the chain is never
-// without the hook; it is idempotent.
+// fixHooks puts the jumps a plan needs at the top of their chains (the
+// hook in DOCKER-USER, or FORWARD, unless input-only; the input hook when
+// DOCKMOAT-INPUT is wanted) and removes the input hook when that chain is
+// no longer wanted, before the chain itself goes. fixed says whether
+// anything was changed.
+func fixHooks(t *Tables, p FamilyPlan) (fixed bool, err error) {
+	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
+		if err := ensureHook(t, p.HookIn); err != nil {
+			return false, err
+		}
+		fixed = true
+	}
+	switch {
+	case p.WantsInput() && !slices.Equal(p.Observed.InputHook, []int{1}):
+		if err := ensureJump(t, rules.InputHookChain, rules.InputHookSpec(), isInputHook); err != nil {
+			return fixed, err
+		}
+		fixed = true
+	case !p.WantsInput() && len(p.Observed.InputHook) > 0:
+		if err := removeJumps(t, rules.InputHookChain, rules.InputHookSpec(), len(p.Observed.InputHook)); err != nil {
+			return fixed, err
+		}
+		fixed = true
+	}
+	return fixed, nil
+}
+
+// removeJumps deletes n copies of a jump; one already gone is fine.
+func removeJumps(t *Tables, chain string, spec []string, n int) error {
+	for range n {
+		if err := t.Delete("filter", chain, spec...); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing dockmoat's jump from %s: %w", chain, err)
+		}
+	}
+	return nil
+}
+
+// ensureHook puts the hook at position 1 of DOCKER-USER (or FORWARD).
 func ensureHook(t *Tables, chain string) error {
+	return ensureJump(t, chain, rules.HookSpec(), isHook)
+}
+
+// ensureJump puts a jump of dockmoat's at position 1 of a chain and
+// removes any other copy. It inserts first and deletes after, so the chain
+// is never without it; it is idempotent.
+func ensureJump(t *Tables, chain string, spec []string, is func(string) bool) error {
 	lines, err := t.List("filter", chain)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}
-	pos := hookPositions(lines)
+	pos := jumpPositions(lines, is)
 	if len(pos) == 0 || pos[0] != 1 {
-		if err := t.Insert("filter", chain, 1, rules.HookSpec()...); err != nil {
-			return fmt.Errorf("inserting hook at the top of %s: %w", chain, err)
+		if err := t.Insert("filter", chain, 1, spec...); err != nil {
+			return fmt.Errorf("inserting dockmoat's jump at the top of %s: %w", chain, err)
 		}
 		if lines, err = t.List("filter", chain); err != nil {
 			return fmt.Errorf("listing %s: %w", chain, err)
 		}
-		pos = hookPositions(lines)
+		pos = jumpPositions(lines, is)
 	}
 	// Delete extra copies from the bottom so positions above stay valid.
 	for i := len(pos) - 1; i >= 1; i-- {
@@ -618,9 +717,9 @@ func ensureHook(t *Tables, chain string) error {
 	return nil
 }
 
-// hookPositions reads go-iptables List output (a "-N CHAIN" line, then one
-// "-A" line per rule) and returns the hook's 1-based positions.
-func hookPositions(lines []string) []int {
+// jumpPositions reads go-iptables List output (a "-N CHAIN" line, then
+// one "-A" line per rule) and returns the 1-based positions of a jump.
+func jumpPositions(lines []string, is func(string) bool) []int {
 	var pos []int
 	n := 0
 	for _, l := range lines {
@@ -628,7 +727,7 @@ func hookPositions(lines []string) []int {
 			continue
 		}
 		n++
-		if isHook(l) {
+		if is(l) {
 			pos = append(pos, n)
 		}
 	}
@@ -697,6 +796,9 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 				return fmt.Errorf("%s: removing hook from FORWARD: %w", fam, err)
 			}
 		}
+		if err := removeJumps(t, rules.InputHookChain, rules.InputHookSpec(), len(obs.InputHook)); err != nil {
+			return fmt.Errorf("%s: %w", fam, err)
+		}
 		var owned []string
 		for name := range obs.Owned {
 			owned = append(owned, name)
@@ -707,7 +809,7 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 				return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
 			}
 		}
-		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook), owned)
+		r.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook)+len(obs.InputHook), owned)
 		if r.sets != nil {
 			// After the chains: a set still referenced cannot be destroyed.
 			if err := r.destroySets(fam); err != nil {

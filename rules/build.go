@@ -37,7 +37,7 @@ const (
 // is never flushed, rewritten or deleted.
 func IsOwnedChain(name string) bool {
 	switch name {
-	case ChainMain, ChainIngress, ChainPorts, ChainDeny:
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput:
 		return true
 	}
 	return false
@@ -115,6 +115,13 @@ type Options struct {
 	// Inc, with Sets, keeps the grouping between calls too (see
 	// Incremental); it must be the state of the family being built.
 	Inc *Incremental
+	// ProxyAll says Docker does not DNAT this family (no DOCKER chain in
+	// its filter table): every binding of the family is served by
+	// docker-proxy through INPUT (see proxy.go).
+	ProxyAll bool
+	// InputOnly builds DOCKMOAT-INPUT alone, for a family without a
+	// DOCKER-USER chain to hook (Docker does not forward it to containers).
+	InputOnly bool
 }
 
 // Result is the output of Build.
@@ -127,6 +134,9 @@ type Result struct {
 	// and the allows that stay rules (see sets.go).
 	Ports  []PortRange
 	Linear []Allow
+	// Proxied are the decisions of the bindings served by docker-proxy
+	// (through INPUT) in this family, by port (see proxy.go).
+	Proxied []Decision
 }
 
 // lists are a result's decisions and allows. Incremental keeps them per
@@ -239,7 +249,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		res.Ruleset.Sets = []Set{open, from}
 		res.Ports = portRanges(ports)
 	}
-	finish(cfg, fam, opt, &res, main, ing)
+	finish(cfg, snap, fam, opt, &res, main, ing)
 	return res
 }
 
@@ -310,8 +320,23 @@ func unseenNetworks(main *Chain, known []string) {
 func pattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
 
 // finish writes the allows into INGRESS (set lookups and the allows that
-// stay rules with sets; every allow without), the tail, and the chains.
-func finish(cfg config.Config, fam Family, opt Options, res *Result, main, ing Chain) {
+// stay rules with sets; every allow without), the tail, and the chains,
+// then DOCKMOAT-INPUT for the bindings docker-proxy serves.
+func finish(cfg config.Config, snap Snapshot, fam Family, opt Options, res *Result, main, ing Chain) {
+	res.Proxied = proxied(cfg, snap, fam, opt)
+	input, hasInput := inputChain(cfg, validBridges(snap), fam, res.Proxied)
+	if opt.InputOnly {
+		res.Ruleset.Chains, res.Ruleset.Sets = nil, nil
+		if hasInput {
+			res.Ruleset.Chains = []Chain{input}
+		}
+		return
+	}
+	defer func() {
+		if hasInput {
+			res.Ruleset.Chains = append(res.Ruleset.Chains, input)
+		}
+	}()
 	var linear []Allow
 	if !opt.Sets {
 		linear = res.Allows()

@@ -464,6 +464,6 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	}
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
-	finish(cfg, inc.fam, opt, &res, main, ing)
+	finish(cfg, snap, inc.fam, opt, &res, main, ing)
 	return res
 }

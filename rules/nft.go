@@ -193,7 +193,71 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 	if opt.Sets {
 		rs.Chains = append(append(rs.Chains, portChains...), deny)
 	}
+	if in, ok := nftInput(cfg, bridges, res); ok {
+		rs.Chains = append(rs.Chains, in)
+	}
 	return rs, res
+}
+
+// nftInput renders the proxy path (proxy.go) as a base chain on the input
+// hook, for both families; ok is false when no binding needs it. As in
+// forward, accept only ends this chain; the drops are final.
+func nftInput(cfg config.Config, bridges []string, res [2]Result) (NFTChain, bool) {
+	if len(res[0].Proxied)+len(res[1].Proxied) == 0 {
+		return NFTChain{}, false
+	}
+	in := NFTChain{Name: "input", Base: "type filter hook input priority " + NFTPriority + "; policy accept;"}
+	in.add("replies and related traffic", "ct state established,related accept")
+	in.add("from the host itself", `iifname "lo" accept`)
+	for _, b := range bridges {
+		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
+	}
+	for _, b := range DefaultBridges {
+		if !slices.Contains(bridges, b) {
+			in.add("from a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
+		}
+	}
+	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+		fam := IPv4
+		if src.Addr().Is6() {
+			fam = IPv6
+		}
+		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
+	}
+	for i, fam := range []Family{IPv4, IPv6} {
+		for _, d := range res[i].Proxied {
+			for _, src := range sourcesOf(d, fam) {
+				expr, text := nftProxyMatch(d.Binding, fam), fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
+				if src != "" {
+					expr, text = nftAddr(fam)+" saddr "+src+" "+expr, text+" from "+src
+				}
+				in.add(text, expr+" accept")
+			}
+		}
+	}
+	for i, fam := range []Family{IPv4, IPv6} {
+		for _, d := range res[i].Proxied {
+			in.add(fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto),
+				nftProxyMatch(d.Binding, fam)+" drop")
+		}
+	}
+	return in, true
+}
+
+// nftProxyMatch matches a binding's new connections in one family.
+func nftProxyMatch(b PortBinding, fam Family) string {
+	m := "meta nfproto " + fam.nftName() + " "
+	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+		m += nftAddr(fam) + " daddr " + b.HostIP.Unmap().String() + " "
+	}
+	return m + fmt.Sprintf("%s dport %d", b.Proto, b.HostPort)
+}
+
+func (f Family) nftName() string {
+	if f == IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 // nftSets renders one family's sets, the rules that look them up, and its

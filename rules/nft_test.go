@@ -76,3 +76,31 @@ func TestBuildNFT(t *testing.T) {
 		_ = os.WriteFile(p, []byte(rs.ReplaceScript()), 0o644)
 	}
 }
+
+// The proxy path on the nftables backend: an input base chain with the
+// same allows, per family, only when some binding needs it.
+func TestNFTProxyPath(t *testing.T) {
+	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48")}}
+	rs, _ := BuildNFT(cfg, proxySnap())
+	text := rs.Text()
+	for _, want := range []string{
+		"\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
+		`iifname "lo" accept comment`,
+		`iifname "br-*" accept comment "dockmoat:`,
+		`ip6 saddr 2001:db8:9::/48 accept comment`,
+		`meta nfproto ipv6 tcp dport 8080 accept comment "dockmoat:`,
+		`ip6 saddr 2001:db8:1::10/128 meta nfproto ipv6 tcp dport 8083 accept comment`,
+		`meta nfproto ipv6 tcp dport 8082 drop comment "dockmoat:`,
+		`meta nfproto ipv6 udp dport 5353 drop comment`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("nft table lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "meta nfproto ipv4 tcp dport") {
+		t.Errorf("IPv4 has no proxied binding here:\n%s", text)
+	}
+	if empty, _ := BuildNFT(cfg, Snapshot{}); strings.Contains(empty.Text(), "chain input") {
+		t.Error("no proxied binding: no input chain")
+	}
+}

@@ -1,0 +1,84 @@
+package reconciler
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// dual publishes on 0.0.0.0 and :: like `docker run -p 5432:5432`, from
+// an IPv4-only container: IPv6 clients meet docker-proxy through INPUT.
+func dual(name string, port uint16, labels map[string]string) rules.Container {
+	c := web("172.17.0.5")
+	c.ID, c.Name, c.Labels = "id-"+name, name, labels
+	c.Ports = []rules.PortBinding{
+		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+	}
+	return c
+}
+
+const sshRule = "-p tcp -m tcp --dport 22 -j ACCEPT"
+
+// On a host where Docker does not manage IPv6 (no DOCKER-USER there),
+// dockmoat still closes the proxy path: DOCKMOAT-INPUT and one jump at
+// the top of INPUT, nothing else of ip6tables touched; the chain and jump
+// go when no binding needs them, and drift of the jump is repaired.
+func TestProxyPathInputOnly(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.v6.Append("INPUT", sshRule)
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		dual("db", 5432, nil), dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}}, nil)
+	r.sync(t)
+	in := r.v6.Rules("INPUT")
+	if len(in) != 2 || !strings.Contains(in[0], "dockmoat:input") || in[1] != sshRule {
+		t.Fatalf("ip6tables INPUT = %q; want the jump first, then the admin's rule", in)
+	}
+	chain := strings.Join(r.v6.Rules(rules.ChainInput), "\n")
+	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dport 5432", "-j DROP"} {
+		if !strings.Contains(chain, want) {
+			t.Errorf("DOCKMOAT-INPUT lacks %q:\n%s", want, chain)
+		}
+	}
+	if r.v6.HasChain(rules.ChainMain) || r.v6.HasChain(rules.ChainIngress) {
+		t.Error("no DOCKER-USER in ip6tables: the forward chains must not be created")
+	}
+	r.inSync(t)
+
+	// Someone deletes the jump: the next pass reports and puts it back.
+	if err := r.v6.Delete("filter", "INPUT", rules.InputHookSpec()...); err != nil {
+		t.Fatal(err)
+	}
+	res := r.sync(t)
+	if !slices.Contains(res.Drift, "ipv6: input hook missing") {
+		t.Errorf("drift not reported: %v", res.Drift)
+	}
+	r.inSync(t)
+
+	// Nothing served by docker-proxy any more: chain and jump go.
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}, nil)
+	r.sync(t)
+	if r.v6.HasChain(rules.ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
+		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(rules.ChainInput))
+	}
+	r.inSync(t)
+}
+
+func TestProxyPathUninstall(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.v6.Append("INPUT", sshRule)
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}, nil)
+	r.sync(t)
+	if err := r.rec.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	save, _ := r.v6.Save(context.Background(), "filter")
+	if strings.Contains(string(save), "DOCKMOAT") || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
+		t.Errorf("uninstall left:\n%s", save)
+	}
+}
