@@ -17,6 +17,8 @@ var (
 	A    = testbed.OutsideA
 	B    = testbed.OutsideB
 	Priv = testbed.OutsidePriv
+	A6   = testbed.OutsideA6
+	B6   = testbed.OutsideB6
 )
 
 // TestCore runs every behaviour of the core issue on every engine, each
@@ -60,6 +62,9 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 	}
 	// Started before dockmoat: must be closed by the first pass.
 	plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80", "8053:53/udp"}, Serve: []string{"80", "53/udp"}})
+	// Positive control of the proxy path: without dockmoat, an IPv6 client
+	// reaches the IPv4-only container through docker-proxy on the host.
+	e.expect(t, out6("tcp", A6, 8080, true, "plain"), out6("udp", A6, 8053, true, "plain"))
 	e.startDockmoat(t, "{}\n")
 
 	t.Run("UnlabeledPortClosed", func(t *testing.T) {
@@ -188,6 +193,34 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.expect(t, out("tcp", A, 9300, true, "restricted"), out("tcp", B, 9300, false, ""),
 			out("tcp", B, 9301, true, "restricted"), out("tcp", A, 9301, false, ""),
 			out("tcp", Priv, 9300, false, ""))
+	})
+
+	// IPv6 clients of IPv4-only containers meet docker-proxy on the host
+	// (INPUT, not FORWARD): closed unless allowed, sources per family, and
+	// the host's own services untouched.
+	t.Run("IPv6ClientsViaDockerProxy", func(t *testing.T) {
+		stop, err := e.bed.ServeOnHost("hostsvc", "2222", "2223/udp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		e.run(t, testbed.Spec{Name: "px-open", Labels: map[string]string{"dockmoat.allow": "9400", "dockmoat.allow.9403": B6.String()},
+			Publish: []string{"9400:80", "9400:53/udp", "9403:81"}, Serve: []string{"80", "53/udp", "81"}})
+		e.runFor(t, suite, testbed.Spec{Name: "px-v4src", Labels: map[string]string{"dockmoat.allow": "9401", "dockmoat.from": A.String()},
+			Publish: []string{"9401:80", "9401:53/udp"}, Serve: []string{"80", "53/udp"}})
+		e.sync(t)
+		e.expect(t,
+			out6("tcp", A6, 8080, false, ""), out6("udp", A6, 8053, false, ""), out6("tcp", B6, 8080, false, ""),
+			out6("tcp", A6, 9400, true, "px-open"), out6("udp", B6, 9400, true, "px-open"),
+			out6("tcp", B6, 9403, true, "px-open"), out6("tcp", A6, 9403, false, ""),
+			// Restricted to an IPv4 source: closed to every IPv6 client.
+			out6("tcp", A6, 9401, false, ""), out6("udp", A6, 9401, false, ""), out6("tcp", B6, 9401, false, ""),
+			out("tcp", A, 9401, true, "px-v4src"), out("tcp", B, 9401, false, ""),
+			// Host services, over both families, are not dockmoat's.
+			out6("tcp", A6, 2222, true, "hostsvc"), out6("udp", B6, 2223, true, "hostsvc"), out("tcp", A, 2222, true, "hostsvc"))
+		if plan, _ := e.bed.Exec(ctx, dockmoatBin, "plan", "--config", e.dm.Config); !containsAll(plan, "docker-proxy", "[::]:8080->80/tcp", "[::]:9401->80/tcp") {
+			t.Errorf("plan does not show the proxy path bindings:\n%s", plan)
+		}
 	})
 
 	t.Run("TrustedSources", func(t *testing.T) {
@@ -455,7 +488,8 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.serverUp(t, downNew, "tcp", 80)
 		e.serverUp(t, downNew, "udp", 53)
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 9800, false, ""), out("udp", A, 8053, false, ""),
-			out("tcp", A, 9802, false, ""), out("udp", A, 9802, false, ""), out("tcp", B, 9802, false, ""))
+			out("tcp", A, 9802, false, ""), out("udp", A, 9802, false, ""), out("tcp", B, 9802, false, ""),
+			out6("tcp", A6, 8080, false, ""), out6("udp", A6, 8053, false, ""), out6("tcp", A6, 9401, false, ""))
 		save, err := e.bed.IptablesSave(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -501,7 +535,8 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		}
 		// Docker's own behaviour is back: the port dockmoat kept closed is
 		// reachable again, which also shows it was dockmoat closing it.
-		e.expect(t, out("tcp", A, 8080, true, "plain"), out("tcp", A, 9802, true, "down-new"), out("udp", A, 9802, true, "down-new"))
+		e.expect(t, out("tcp", A, 8080, true, "plain"), out("tcp", A, 9802, true, "down-new"), out("udp", A, 9802, true, "down-new"),
+			out6("tcp", A6, 8080, true, "plain"), out6("tcp", A6, 9401, true, "px-v4src"), out6("udp", B6, 9401, true, "px-v4src"))
 	})
 }
 

@@ -40,7 +40,6 @@ func TestIPv6(t *testing.T) {
 			t.Parallel()
 			e := startEnv(t, eng)
 			ctx := e.ctx
-			A6, B6 := testbed.OutsideA6, testbed.OutsideB6
 			plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80"}, Serve: []string{"80"}})
 			if !plain.IP6.IsValid() {
 				t.Fatalf("container has no IPv6 address; dockerd log:\n%s", e.bed.DockerdLog())

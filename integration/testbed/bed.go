@@ -157,13 +157,16 @@ func (b *Bed) setupNetwork(ctx context.Context) error {
 		{"ip", "-n", b.OutNS, "route", "add", "172.30.0.0/24", "via", HostIP.String()},
 		{"ip", "-n", b.OutNS, "route", "add", PoolBase, "via", HostIP.String()},
 	}
+	// Every bed is dual-stack on the outside link, as most VPSes are: an
+	// IPv6 client reaches published ports even where Docker does not
+	// route IPv6 to containers (docker-proxy on the host answers).
+	steps = append(steps,
+		[]string{"ip", "-n", b.HostNS, "addr", "add", HostIP6.String() + "/64", "dev", vh, "nodad"},
+		[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideA6.String() + "/64", "dev", vo, "nodad"},
+		[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideB6.String() + "/64", "dev", vo, "nodad"},
+	)
 	if b.Engine.IPv6 {
-		steps = append(steps,
-			[]string{"ip", "-n", b.HostNS, "addr", "add", HostIP6.String() + "/64", "dev", vh, "nodad"},
-			[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideA6.String() + "/64", "dev", vo, "nodad"},
-			[]string{"ip", "-n", b.OutNS, "addr", "add", OutsideB6.String() + "/64", "dev", vo, "nodad"},
-			[]string{"ip", "-n", b.OutNS, "-6", "route", "add", "fd00:d0c::/48", "via", HostIP6.String()},
-		)
+		steps = append(steps, []string{"ip", "-n", b.OutNS, "-6", "route", "add", "fd00:d0c::/48", "via", HostIP6.String()})
 	}
 	for _, s := range steps {
 		if out, err := run(ctx, s...); err != nil {

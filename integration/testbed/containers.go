@@ -236,3 +236,24 @@ func demux(raw []byte) string {
 	}
 	return out.String()
 }
+
+// ServeOnHost runs the test server in the bed's host namespace itself, as
+// a host service (SSH stand-in) beside Docker; stop ends it.
+func (b *Bed) ServeOnHost(name string, ports ...string) (stop func(), err error) {
+	bin, err := serverBinary()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(b.Dir, "host-server")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		return nil, fmt.Errorf("writing host server: %w", err)
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=" + b.HostNSPath(), "--", path}, ports...)...)
+	cmd.Env = append(os.Environ(), "NAME="+name)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting host server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return func() { _ = cmd.Process.Kill(); <-done }, nil
+}
