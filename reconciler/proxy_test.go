@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -81,4 +82,35 @@ func TestProxyPathUninstall(t *testing.T) {
 	if strings.Contains(string(save), "DOCKMOAT") || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
 		t.Errorf("uninstall left:\n%s", save)
 	}
+}
+
+// One failure never freezes the rest: when the sets cannot be written,
+// the chains (a new network, the deny) are still applied; when one
+// family fails, the other is still reconciled.
+func TestFailureDoesNotFreezeTheRest(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	fs.failAdd = errors.New("set full")
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
+	if _, err := r.rec.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "set full") {
+		t.Fatalf("want the set error, got %v", err)
+	}
+	if main := strings.Join(r.v4.Rules(rules.ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
+		t.Errorf("the new network's rules were not applied after the set failure:\n%s", main)
+	}
+	fs.failAdd = nil
+
+	// IPv4's batch fails; IPv6 (docker-proxy path) is still applied.
+	r.v4.FailRestore = errors.New("iptables-restore: line 3 failed")
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}, nil)
+	_, err := r.rec.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "ipv4") {
+		t.Fatalf("want the IPv4 error, got %v", err)
+	}
+	if !r.v6.HasChain(rules.ChainInput) {
+		t.Error("IPv6 was not reconciled because IPv4 failed")
+	}
+	r.v4.FailRestore = nil
+	r.sync(t)
+	r.inSync(t)
 }

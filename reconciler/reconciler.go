@@ -489,6 +489,9 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	res.Plans = plans
 	res.Drift, r.pendingDrift = r.pendingDrift, nil
+	// A family that fails does not stop the other: each is applied, and
+	// the errors are returned together (the pass is retried).
+	var errs []error
 	for _, p := range plans {
 		if p.Unprotected {
 			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: p.Family.String(), Value: "DOCKER-USER missing", Msg: p.Skipped + p.Note, Fatal: true})
@@ -502,50 +505,60 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: "config ufw", Value: "on",
 				Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
 		}
-		t := r.families[p.Family]
-		// Sets first: the rules that look them up must find them filled.
-		setsChanged := p.setChanges() > 0
-		if err := r.applySets(p); err != nil {
-			return res, fmt.Errorf("%s: %w", p.Family, err)
+		if err := r.applyFamily(ctx, p, &res); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Family, err))
 		}
-		res.Applied = res.Applied || setsChanged
-		if p.Batch != "" {
-			if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
-				return res, fmt.Errorf("applying %s chains %s: %w", p.Family, strings.Join(p.Changed, ", "), err)
-			}
-			res.Applied = true
-		}
-		if p.DockerUserMissing && !p.InputOnly {
-			return res, fmt.Errorf("%s: chain %s does not exist in %s; is Docker running with its iptables integration enabled?", p.Family, rules.HookChain, t.Variant)
-		}
-		fixed, err := fixHooks(t, p)
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", p.Family, err)
-		}
-		res.HookFix = res.HookFix || fixed
-		if len(p.Stale) > 0 {
-			if err := deleteChains(ctx, t, p.Stale); err != nil {
-				return res, fmt.Errorf("%s: removing stale chains: %w", p.Family, err)
-			}
-		}
-		if r.sets != nil && len(p.Result.Ruleset.Sets) == 0 {
-			// `ipset: off`: no rule uses the sets any more; remove them.
-			if err := r.destroySets(p.Family); err != nil {
-				return res, err
-			}
-			r.setState = nil
-		}
-		last := map[string][]string{}
-		for _, ch := range p.Result.Ruleset.Chains {
-			last[ch.Name] = ch.Hashes()
-		}
-		r.applied[p.Family] = last
-		r.last[p.Family] = p.Result.Ruleset
-		r.hookIn[p.Family] = p.HookIn
-		r.queueRevocation(p.Family, p.Result, p.Batch != "" || setsChanged)
 	}
 	r.report(res.Problems)
-	return res, nil
+	return res, errors.Join(errs...)
+}
+
+// applyFamily installs one family's plan: sets, chains, hooks, stale
+// chains. A failure to write the sets does not stop the rest: the chains
+// carry the default deny and the catch-all for networks not seen yet,
+// and a set lookup that lags only misses (closed). That error is returned
+// once the rest is done.
+func (r *Reconciler) applyFamily(ctx context.Context, p FamilyPlan, res *SyncResult) error {
+	t := r.families[p.Family]
+	// Sets first: the rules that look them up must find them filled.
+	setsChanged := p.setChanges() > 0
+	setErr := r.applySets(p)
+	res.Applied = res.Applied || (setsChanged && setErr == nil)
+	if p.Batch != "" {
+		if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
+			return errors.Join(setErr, fmt.Errorf("applying chains %s: %w", strings.Join(p.Changed, ", "), err))
+		}
+		res.Applied = true
+	}
+	if p.DockerUserMissing && !p.InputOnly {
+		return errors.Join(setErr, fmt.Errorf("chain %s does not exist in %s; is Docker running with its iptables integration enabled?", rules.HookChain, t.Variant))
+	}
+	fixed, err := fixHooks(t, p)
+	if err != nil {
+		return errors.Join(setErr, err)
+	}
+	res.HookFix = res.HookFix || fixed
+	if len(p.Stale) > 0 {
+		if err := deleteChains(ctx, t, p.Stale); err != nil {
+			return errors.Join(setErr, fmt.Errorf("removing stale chains: %w", err))
+		}
+	}
+	if r.sets != nil && len(p.Result.Ruleset.Sets) == 0 {
+		// `ipset: off`: no rule uses the sets any more; remove them.
+		if err := r.destroySets(p.Family); err != nil {
+			return errors.Join(setErr, err)
+		}
+		r.setState = nil
+	}
+	last := map[string][]string{}
+	for _, ch := range p.Result.Ruleset.Chains {
+		last[ch.Name] = ch.Hashes()
+	}
+	r.applied[p.Family] = last
+	r.last[p.Family] = p.Result.Ruleset
+	r.hookIn[p.Family] = p.HookIn
+	r.queueRevocation(p.Family, p.Result, p.Batch != "" || setsChanged)
+	return setErr
 }
 
 // RepairLast puts back the last installed ruleset where someone changed

@@ -506,7 +506,43 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 	if !fatal {
 		problems = append(problems, unmatched(c, labelGrants, bindings)...)
 	}
+	if n := entries(c, out); n > MaxContainerEntries {
+		// Too large to install (the sets hold 2^20 elements for every
+		// container together): closed and reported, so that this one
+		// container cannot fail the pass for all the others.
+		for i := range out {
+			if out[i].Open {
+				out[i] = Decision{Container: c.Name, Binding: out[i].Binding, Reason: "closed: policy too large to install"}
+			}
+		}
+		problems = append(problems, Problem{Container: c.Name, Label: LabelFrom, Value: c.Labels[LabelFrom], Fatal: true,
+			Msg: fmt.Sprintf("its allows expand to %d entries (published ports x container addresses x sources), more than dockmoat installs for one container (%d): open fewer ports, or name sources as wider CIDRs or trusted_sources", n, MaxContainerEntries)})
+	}
 	return out, problems
+}
+
+// MaxContainerEntries bounds the allow entries of one container.
+const MaxContainerEntries = 1 << 16
+
+// entries counts the allow entries a container's open decisions expand
+// to, over both families (an upper bound of what Build installs for it).
+func entries(c Container, decisions []Decision) int {
+	addrs := 0
+	for _, ep := range c.Endpoints {
+		if ep.IPv4.IsValid() {
+			addrs++
+		}
+		if ep.IPv6.IsValid() {
+			addrs++
+		}
+	}
+	n := 0
+	for _, d := range decisions {
+		if d.Open {
+			n += max(addrs, 1) * max(len(d.Sources.Prefixes), 1)
+		}
+	}
+	return n
 }
 
 // unmatched warns about label entries that name no published port, with a

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -325,5 +326,34 @@ func TestRestoreLines(t *testing.T) {
 	want := "*filter\n:DOCKMOAT-INGRESS - [0:0]\n" + deny + "\nCOMMIT\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// One container whose allows cannot all be installed is closed and
+// reported; the others are decided as usual.
+func TestContainerTooLargeClosed(t *testing.T) {
+	var srcs []string
+	for i := range 40 {
+		srcs = append(srcs, fmt.Sprintf("198.51.%d.0/24", i))
+	}
+	huge := ctr("huge", map[string]string{"dockmoat.allow": "20000-21999", "dockmoat.from": strings.Join(srcs, ",")}, "172.17.0.9")
+	for p := uint16(20000); p < 22000; p++ {
+		huge.Ports = append(huge.Ports, pb(p, p, "tcp"))
+	}
+	ok := ctr("ok", map[string]string{"dockmoat.allow": "80"}, "172.17.0.2", pb(80, 80, "tcp"))
+	for _, opt := range []Options{{}, {Sets: true}, {Sets: true, Inc: NewIncremental(IPv4)}} {
+		res := Build(config.Default(), Snapshot{Containers: []Container{huge, ok}}, IPv4, opt)
+		open := map[string]int{}
+		for _, d := range res.Decisions() {
+			if d.Open {
+				open[d.Container]++
+			}
+		}
+		if open["huge"] != 0 || open["ok"] != 1 {
+			t.Errorf("opt %+v: open ports per container %v; want huge closed, ok open", opt, open)
+		}
+		if len(res.Problems) != 1 || !res.Problems[0].Fatal || !strings.Contains(res.Problems[0].String(), "80000 entries") {
+			t.Errorf("opt %+v: problems %v", opt, res.Problems)
+		}
 	}
 }
