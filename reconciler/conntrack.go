@@ -17,6 +17,7 @@ import (
 type Flow struct {
 	Proto        string
 	Src          netip.Addr // the client
+	OrigDst      netip.Addr // the address it connected to
 	OrigDstPort  uint16     // the published port it connected to
 	ReplySrc     netip.Addr // after DNAT: the container
 	ReplySrcPort uint16     // the container port
@@ -57,8 +58,9 @@ type flowFilter func(Flow) bool
 
 func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
 	src, _ := netip.AddrFromSlice(fl.Forward.SrcIP)
+	dst, _ := netip.AddrFromSlice(fl.Forward.DstIP)
 	rs, _ := netip.AddrFromSlice(fl.Reverse.SrcIP)
-	return f(Flow{Proto: protoNames[fl.Forward.Protocol], Src: src.Unmap(), OrigDstPort: fl.Forward.DstPort,
+	return f(Flow{Proto: protoNames[fl.Forward.Protocol], Src: src.Unmap(), OrigDst: dst.Unmap(), OrigDstPort: fl.Forward.DstPort,
 		ReplySrc: rs.Unmap(), ReplySrcPort: fl.Reverse.SrcPort})
 }
 
@@ -131,6 +133,39 @@ func withdrawn(before, now openAccess) bool {
 		}
 	}
 	return false
+}
+
+// hostPort is a published port as a client sees it.
+type hostPort struct {
+	proto string
+	port  uint16
+}
+
+// swept returns a matcher for the sessions that no state of dockmoat's
+// ever allowed: ones opened before its first pass, or while someone had
+// removed its rules (a repair window). Such a session is to a published
+// port, was DNATed by Docker to a container, comes from outside (not the
+// host itself, not a Docker network) and is not allowed by now.
+func swept(published map[hostPort]bool, now openAccess, trusted, local []netip.Prefix) func(Flow) bool {
+	return func(f Flow) bool {
+		if f.OrigDst == f.ReplySrc || !published[hostPort{f.Proto, f.OrigDstPort}] {
+			return false // not DNATed (the host's own, or docker-proxy's), or not published
+		}
+		in := func(p netip.Prefix) bool { return p.Contains(f.Src) }
+		if slices.ContainsFunc(trusted, in) || slices.ContainsFunc(local, in) || f.Src.IsLoopback() {
+			return false
+		}
+		return !allowsSource(now[accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}], f.Src)
+	}
+}
+
+// publishedPorts lists the published ports of a family's decisions.
+func publishedPorts(decisions []rules.Decision) map[hostPort]bool {
+	out := make(map[hostPort]bool, len(decisions))
+	for _, d := range decisions {
+		out[hostPort{d.Binding.Proto, d.Binding.HostPort}] = true
+	}
+	return out
 }
 
 // revoked returns a matcher for the sessions that were allowed by one of

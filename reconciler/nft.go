@@ -202,8 +202,9 @@ func (r *Reconciler) syncNFT(ctx context.Context, snap rules.Snapshot, res *Sync
 	}
 	r.applied[rules.IPv4] = nftApplied(script)
 	r.nftLast = script
+	r.bridges = snap.Bridges
 	for _, p := range plans {
-		r.queueRevocation(p.Family, p.Result, p4.Batch != "")
+		r.queueRevocation(p.Family, p.Result, p4.Batch != "", len(res.Drift) > 0)
 	}
 	r.report(res.Problems)
 	return nil

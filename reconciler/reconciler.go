@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -90,6 +91,10 @@ type Reconciler struct {
 	// ufwSeen is, per family, whether the last listing had UFW's chain
 	// (the one fact of the listing the rules depend on; see plan).
 	ufwSeen map[rules.Family]bool
+	// bridges are the last snapshot's bridges, and localNets where a
+	// source counts as local for the revocation sweep (revoke.go).
+	bridges   []string
+	localNets func(bridges []string) []netip.Prefix
 }
 
 // UseSets gives the reconciler the kernel's ipsets: allows go there
@@ -116,6 +121,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 	return &Reconciler{families: fam, src: src, cfg: cfg, log: log, reported: map[string]bool{},
 		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
 		last: map[rules.Family]rules.Ruleset{}, ufwSeen: map[rules.Family]bool{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
+		localNets: interfaceNets,
 		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
 
@@ -489,6 +495,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	res.Plans = plans
 	res.Drift, r.pendingDrift = r.pendingDrift, nil
+	r.bridges = snap.Bridges
 	// A family that fails does not stop the other: each is applied, and
 	// the errors are returned together (the pass is retried).
 	var errs []error
@@ -505,7 +512,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 			res.Problems = append(res.Problems, rules.Problem{Container: "-", Label: "config ufw", Value: "on",
 				Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
 		}
-		if err := r.applyFamily(ctx, p, &res); err != nil {
+		if err := r.applyFamily(ctx, p, &res, len(res.Drift) > 0); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Family, err))
 		}
 	}
@@ -518,7 +525,7 @@ func (r *Reconciler) Sync(ctx context.Context) (SyncResult, error) {
 // carry the default deny and the catch-all for networks not seen yet,
 // and a set lookup that lags only misses (closed). That error is returned
 // once the rest is done.
-func (r *Reconciler) applyFamily(ctx context.Context, p FamilyPlan, res *SyncResult) error {
+func (r *Reconciler) applyFamily(ctx context.Context, p FamilyPlan, res *SyncResult, drifted bool) error {
 	t := r.families[p.Family]
 	// Sets first: the rules that look them up must find them filled.
 	setsChanged := p.setChanges() > 0
@@ -557,7 +564,7 @@ func (r *Reconciler) applyFamily(ctx context.Context, p FamilyPlan, res *SyncRes
 	r.applied[p.Family] = last
 	r.last[p.Family] = p.Result.Ruleset
 	r.hookIn[p.Family] = p.HookIn
-	r.queueRevocation(p.Family, p.Result, p.Batch != "" || setsChanged)
+	r.queueRevocation(p.Family, p.Result, p.Batch != "" || setsChanged, drifted)
 	return setErr
 }
 

@@ -478,7 +478,8 @@ type blockingCT struct {
 }
 
 func (b *blockingCT) Delete(fam rules.Family, match func(Flow) bool) (uint, error) {
-	if b.calls++; b.calls == 1 {
+	// The first walk is the first pass's sweep; hold the second.
+	if b.calls++; b.calls == 2 {
 		close(b.started)
 		<-b.release
 	}
@@ -501,6 +502,7 @@ func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
 		}
 	}
 	set(w.Labels)
+	r.rec.WaitRevocations() // the first pass's sweep
 	set(map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.7/32"}) // narrowed: the worker walks, and blocks
 	select {
 	case <-ct.started:
@@ -517,8 +519,8 @@ func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
 	if len(ct.flows) != 1 || ct.flows[0].Src.String() != "198.51.100.7" {
 		t.Errorf("want only the 198.51.100.7 session left, got %+v (cut %+v)", ct.flows, ct.deleted)
 	}
-	if ct.calls != 2 {
-		t.Errorf("want one walk for the blocked pass and one for the two queued ones, got %d", ct.calls)
+	if ct.calls != 3 {
+		t.Errorf("want the first pass's sweep, one walk for the blocked pass and one for the two queued ones, got %d", ct.calls)
 	}
 }
 
@@ -541,5 +543,51 @@ func TestDriftRepairedWhileDockerDown(t *testing.T) {
 	}
 	if du := r.v4.Rules("DOCKER-USER"); len(du) != 2 || !strings.Contains(du[0], "dockmoat:hook") {
 		t.Errorf("hook not restored: %q", du)
+	}
+}
+
+// Sessions no state of dockmoat's allowed (opened before its first pass,
+// or while its rules were flushed) are cut by the first pass, or the pass
+// that repairs the drift; the host's own, Docker networks', trusted and
+// allowed sessions, and ones that were not DNATed, stay.
+func TestSweepCutsSessionsOpenedWhileUnprotected(t *testing.T) {
+	r := newRig(t, config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")}})
+	r.rec.localNets = func([]string) []netip.Prefix {
+		return []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16"), netip.MustParsePrefix("203.0.113.1/32")}
+	}
+	ct := &fakeCT{}
+	r.rec.SetConntrack(ct)
+	db := web("172.17.0.3")
+	db.ID, db.Name, db.Labels = "d", "db", nil
+	db.Ports[0].HostPort, db.Ports[0].ContainerPort = 5432, 5432
+	w := web("172.17.0.2")
+	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w, db}}, nil)
+	flow := func(src string, port uint16, ctr string, cport uint16) Flow {
+		return Flow{Proto: "tcp", Src: netip.MustParseAddr(src), OrigDst: netip.MustParseAddr("203.0.113.1"), OrigDstPort: port,
+			ReplySrc: netip.MustParseAddr(ctr), ReplySrcPort: cport}
+	}
+	cut := []Flow{flow("203.0.113.10", 5432, "172.17.0.3", 5432), flow("203.0.113.10", 8080, "172.17.0.2", 80)}
+	kept := []Flow{
+		flow("198.51.100.5", 8080, "172.17.0.2", 80),  // allowed
+		flow("10.77.0.10", 5432, "172.17.0.3", 5432),  // trusted
+		flow("172.17.0.2", 5432, "172.17.0.3", 5432),  // another container
+		flow("203.0.113.1", 5432, "172.17.0.3", 5432), // the host itself
+		flow("127.0.0.1", 5432, "172.17.0.3", 5432),   // loopback
+		flow("203.0.113.10", 22, "203.0.113.1", 22),   // not DNATed (SSH to the host)
+		flow("203.0.113.10", 9999, "172.17.0.9", 80),  // not a published port
+	}
+	ct.flows = append(slices.Clone(cut), kept...)
+	r.sync(t)
+	if !slices.Equal(ct.deleted, cut) || !slices.Equal(ct.flows, kept) {
+		t.Fatalf("first pass: cut %+v, kept %+v", ct.deleted, ct.flows)
+	}
+	// Someone flushes the rules; a session gets in; the repair sweeps.
+	ct.deleted = nil
+	r.v4.SetChain(rules.ChainIngress)
+	ct.flows = append(ct.flows, cut[0])
+	res := r.sync(t)
+	if len(res.Drift) == 0 || !slices.Equal(ct.deleted, cut[:1]) {
+		t.Errorf("repair pass (drift %v): cut %+v", res.Drift, ct.deleted)
 	}
 }

@@ -1,7 +1,10 @@
 package reconciler
 
 import (
+	"net"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -21,12 +24,19 @@ import (
 // pass and withdrawn by the next is still seen as withdrawn, and makes one
 // walk per family for the whole queue: a session is cut when some earlier
 // state allowed it and the newest does not.
+//
+// The first result of a family, and the result of a pass that repaired
+// drift, also sweep: a session that no state of dockmoat's allowed (opened
+// before dockmoat ran, or while its rules were gone) is cut when the
+// newest state does not allow it (see swept).
 
 // revJob is one pass's result for one family.
 type revJob struct {
 	fam     rules.Family
 	res     rules.Result
 	trusted []netip.Prefix
+	sweep   bool
+	bridges []string // the Docker networks' bridges at that pass
 }
 
 // revoker is the queue and the worker's state. open is touched only by
@@ -45,7 +55,7 @@ type revoker struct {
 // (and makes their flat lists: rules.Result.Decisions).
 // changed says whether the pass changed anything installed; a result that
 // changed nothing is only queued as the first "before" of a family.
-func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed bool) {
+func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed, drifted bool) {
 	if r.ct == nil {
 		return
 	}
@@ -55,11 +65,12 @@ func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed
 	if rv.seeded == nil {
 		rv.seeded, rv.open = map[rules.Family]bool{}, map[rules.Family]openAccess{}
 	}
-	if !changed && rv.seeded[fam] {
+	if !changed && !drifted && rv.seeded[fam] {
 		return
 	}
+	sweep := drifted || !rv.seeded[fam]
 	rv.seeded[fam] = true
-	rv.queue = append(rv.queue, revJob{fam: fam, res: res, trusted: r.config().TrustedSources})
+	rv.queue = append(rv.queue, revJob{fam: fam, res: res, trusted: r.config().TrustedSources, sweep: sweep, bridges: r.bridges})
 	if !rv.running {
 		rv.running, rv.idle = true, make(chan struct{})
 		go r.revokeLoop(rv.idle)
@@ -80,19 +91,31 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 		}
 		r.revMu.Unlock()
 		befores := map[rules.Family][]openAccess{}
+		sweeps := map[rules.Family]map[hostPort]bool{}
 		var trusted []netip.Prefix
+		var bridges []string
 		for _, j := range jobs {
 			now := accessOf(j.res.Decisions(), j.res.Allows())
 			if before, known := rv.open[j.fam]; known && withdrawn(before, now) {
 				befores[j.fam] = append(befores[j.fam], before)
 			}
-			rv.open[j.fam], trusted = now, j.trusted
+			if j.sweep {
+				sweeps[j.fam] = publishedPorts(j.res.Decisions())
+			} else if sweeps[j.fam] != nil {
+				sweeps[j.fam] = publishedPorts(j.res.Decisions()) // sweep against the newest state
+			}
+			rv.open[j.fam], trusted, bridges = now, j.trusted, j.bridges
 		}
 		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			if len(befores[fam]) == 0 {
+			if len(befores[fam]) == 0 && sweeps[fam] == nil {
 				continue
 			}
-			n, err := r.ct.Delete(fam, revoked(befores[fam], rv.open[fam], trusted))
+			match := revoked(befores[fam], rv.open[fam], trusted)
+			if pub := sweeps[fam]; pub != nil {
+				sweep, revoke := swept(pub, rv.open[fam], trusted, r.localNets(bridges)), match
+				match = func(f Flow) bool { return revoke(f) || sweep(f) }
+			}
+			n, err := r.ct.Delete(fam, match)
 			if err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
 				continue
@@ -120,4 +143,36 @@ func (r *Reconciler) WaitRevocations() uint {
 		r.revMu.Unlock()
 		<-idle
 	}
+}
+
+// interfaceNets lists where sources count as local for a sweep: every
+// address of the host (as a host prefix) and the whole subnets of the
+// Docker networks' bridges (containers talking to published ports).
+func interfaceNets(bridges []string) []netip.Prefix {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		bridge := slices.Contains(bridges, ifc.Name) || ifc.Name == "docker0" || strings.HasPrefix(ifc.Name, "br-")
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, _ := netip.AddrFromSlice(ipn.IP)
+			ones, _ := ipn.Mask.Size()
+			p := netip.PrefixFrom(ip.Unmap(), ones)
+			if !bridge {
+				p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }

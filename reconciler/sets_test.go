@@ -280,6 +280,10 @@ func TestRevocationOnlyWhenSomethingWithdrawn(t *testing.T) {
 	ct := &countingCT{}
 	r.rec.SetConntrack(ct)
 	r.sync(t)
+	if ct.calls != 1 {
+		t.Errorf("the first pass sweeps sessions opened before it: want one walk, got %d", ct.calls)
+	}
+	ct.calls = 0
 	second := web("172.17.0.3")
 	second.ID, second.Name = "w2", "web2"
 	second.Ports[0].HostPort = 8081
