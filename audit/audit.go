@@ -169,7 +169,7 @@ func Run(in Input) Report {
 		}
 		fc.reps, fc.generic = representatives(fc.filter, st.Family)
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
-		if fc.plan.Skipped == "" {
+		if fc.plan.Skipped == "" && !fc.plan.InputOnly {
 			managed++
 			if !fc.installed || !fc.plan.InSync() || len(fc.setDiff) > 0 {
 				rep.Protected = false
@@ -599,6 +599,13 @@ func protectionFindings(fc *famCtx, obs reconciler.Observed) []string {
 	switch {
 	case p.Skipped != "":
 		out = append(out, fmt.Sprintf("%s: %s", fam, p.Skipped))
+		return out
+	case p.InputOnly:
+		state := "installed and intact"
+		if !p.InSync() {
+			state = "NOT intact; is dockmoat running?"
+		}
+		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, rules.ChainInput, state))
 		return out
 	case p.DockerUserMissing:
 		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain: Docker's iptables integration looks disabled (--iptables=false): container networks are routable and nothing can be hooked", fam))

@@ -202,7 +202,28 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 	e.run(t, testbed.Spec{Name: "open", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}, Restart: "always"})
 	e.run(t, testbed.Spec{Name: "sess", Publish: []string{"9300:7000"}, Serve: []string{"7000/echo"}})
 	cfgBoth := "allow:\n  - container: sess\n    ports: [\"9300\"]\n    from: [203.0.113.10, 203.0.113.11]\n"
+	// Sessions opened before dockmoat runs: the one to a port that stays
+	// closed is cut by the first pass, the allowed one lives on.
+	e.run(t, testbed.Spec{Name: "early", Publish: []string{"9310:7000"}, Serve: []string{"7000/echo"}})
+	early, allowed := e.openSession(t, A, 9310), e.openSession(t, A, 9300)
+	defer early.c.Close()
+	defer allowed.c.Close()
+	if !early.ping(time.Second) || !allowed.ping(time.Second) {
+		t.Fatal("sessions opened before dockmoat do not echo (the positive control)")
+	}
 	e.startDockmoat(t, cfgBoth)
+	t.Run("0_SessionOpenedBeforeFirstPassCut", func(t *testing.T) {
+		var cut bool
+		for deadline := time.Now().Add(3 * time.Second); !cut && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			cut = !early.ping(200 * time.Millisecond)
+		}
+		if !cut || early.ping(500*time.Millisecond) {
+			t.Error("a session opened before dockmoat ran, to a port it keeps closed, was not cut")
+		}
+		if !allowed.ping(time.Second) {
+			t.Error("the session to the allowed port was cut too")
+		}
+	})
 	probes := []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, ""), out("tcp", Priv, 8080, false, "")}
 	ref, hook := e.protectedNow(ctx)
 	if !hook {
