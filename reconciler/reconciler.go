@@ -122,7 +122,7 @@ func New(v4, v6 *Tables, src Source, cfg config.Config, log logrus.FieldLogger) 
 		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
 		last: map[rules.Family]rules.Ruleset{}, ufwSeen: map[rules.Family]bool{}, memo: rules.NewMemo(), setSynced: map[string]uint64{},
 		localNets: interfaceNets,
-		inc: map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
+		inc:       map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
 
 // Variant is the iptables variant of the IPv4 tables ("nft" or "legacy").

@@ -502,7 +502,8 @@ func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
 		}
 	}
 	set(w.Labels)
-	r.rec.WaitRevocations() // the first pass's sweep
+	// The first pass's sweep walks first; wait for it.
+	r.rec.WaitRevocations()
 	set(map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.7/32"}) // narrowed: the worker walks, and blocks
 	select {
 	case <-ct.started:
