@@ -172,11 +172,11 @@ func (r *Reconciler) planNFT(ctx context.Context, snap rules.Snapshot) ([]Family
 	}
 	variant := "nftables, table inet dockmoat"
 	p4 := FamilyPlan{Family: rules.IPv4, Variant: variant, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),
-		Observed: Observed{Owned: owned}, Changed: changed}
+		Observed: Observed{Owned: owned}, Changed: changed, nftTable: true}
 	if len(changed) > 0 {
 		p4.Batch = rs.ReplaceScript()
 	}
-	p6 := FamilyPlan{Family: rules.IPv6, Variant: variant, Result: res[1], HookPositions: []int{1}, Observed: Observed{Owned: owned}}
+	p6 := FamilyPlan{Family: rules.IPv6, Variant: variant, Result: res[1], HookPositions: []int{1}, Observed: Observed{Owned: owned}, nftTable: true}
 	return []FamilyPlan{p4, p6}, rs.ReplaceScript(), nil
 }
 

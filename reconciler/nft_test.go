@@ -128,3 +128,28 @@ func TestParseNFTSets(t *testing.T) {
 		t.Errorf("set lines counted as rules: %v", owned)
 	}
 }
+
+// On the nftables backend the docker-proxy path is a base chain of the
+// table: a pass that installs it is in sync afterwards (no jump to wait for).
+func TestNFTProxyPathInSync(t *testing.T) {
+	nft := &fakeNFT{}
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}}
+	log, _ := test.NewNullLogger()
+	rec := NewNFT(nft, d, config.Default(), log)
+	ctx := context.Background()
+	if _, err := rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(nft.table, "chain input {") || !strings.Contains(nft.table, "meta nfproto ipv6 tcp dport 5432 drop") {
+		t.Fatalf("no input chain:\n%s", nft.table)
+	}
+	plans, err := rec.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if !p.InSync() {
+			t.Errorf("%s not in sync:\n%s", p.Family, FormatPlan(p))
+		}
+	}
+}

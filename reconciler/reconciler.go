@@ -182,6 +182,9 @@ type FamilyPlan struct {
 	Note      string
 	// proxyAll: Docker does not DNAT this family at all.
 	proxyAll bool
+	// nftTable: the plan is part of table inet dockmoat, where the input
+	// path is a base chain of the table (covered by Changed), not a jump.
+	nftTable bool
 	// DockerUserMissing is set when Docker's chain does not exist.
 	DockerUserMissing bool
 	// Batch is the iptables-restore input that fixes Changed.
@@ -216,7 +219,7 @@ func (p FamilyPlan) InSync() bool {
 // at the top of INPUT): some binding is served by docker-proxy.
 func (p FamilyPlan) WantsInput() bool {
 	_, ok := p.Result.Ruleset.Chain(rules.ChainInput)
-	return ok
+	return ok && !p.nftTable
 }
 
 // wantInputHook is where the input hook belongs: first in INPUT, or nowhere.
