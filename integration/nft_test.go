@@ -39,7 +39,9 @@ func TestNFTBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := e.run(t, testbed.Spec{Name: "plain", Publish: []string{"8080:80", "8053:53/udp"}, Serve: []string{"80", "53/udp"}, Restart: "always"})
-	e.expect(t, out("tcp", A, 8080, true, "plain")) // positive control: Docker alone publishes it
+	// Positive controls: Docker alone publishes it, over IPv4 (DNAT) and to
+	// IPv6 clients (docker-proxy on the host: the container is IPv4-only).
+	e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"), out6("udp", A6, 8053, true, "plain"))
 	e.startDockmoat(t, "{}\n")
 	if !strings.Contains(e.dm.Logs(), "firewall backend nftables") {
 		t.Errorf("backend not detected:\n%s", e.dm.Logs())
@@ -58,6 +60,19 @@ func TestNFTBackend(t *testing.T) {
 			out("tcp", B, 9100, true, "ranged"), out("tcp", B, 9101, true, "ranged"), out("tcp", B, 9102, false, ""),
 			out("udp", A, 9153, true, "ranged"),
 			e.fromHost("tcp", testbed.HostIP, 8080, true, "plain"))
+	})
+
+	// The docker-proxy path on this backend: the input base chain of
+	// table inet dockmoat, with the same allows per family.
+	t.Run("IPv6ClientsViaDockerProxy", func(t *testing.T) {
+		e.expect(t,
+			out6("tcp", A6, 8080, false, ""), out6("udp", A6, 8053, false, ""), out6("tcp", B6, 8080, false, ""),
+			out6("tcp", A6, 8081, true, "web"), out6("tcp", A6, 8082, false, ""),
+			out6("tcp", A6, 9300, false, ""), out6("tcp", B6, 9300, false, ""), // restricted to an IPv4 source
+			out6("udp", B6, 9153, true, "ranged"))
+		if !strings.Contains(nftTable(), "hook input") {
+			t.Errorf("no input chain in table inet dockmoat:\n%s", nftTable())
+		}
 	})
 
 	t.Run("RecreatedContainerKeepsPolicyOldIPOpensNothing", func(t *testing.T) {
@@ -134,13 +149,13 @@ func TestNFTBackend(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"), out6("tcp", A6, 8080, false, ""))
 		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
 			t.Fatalf("uninstall: %v %s", err, out)
 		}
 		if all, _ := e.bed.HostExec(ctx, "nft", "list", "ruleset"); strings.Contains(all, "dockmoat") || !strings.Contains(all, "docker-bridges") {
 			t.Errorf("after uninstall: dockmoat left, or Docker's tables touched:\n%s", all)
 		}
-		e.expect(t, out("tcp", A, 8080, true, "plain"))
+		e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"))
 	})
 }
