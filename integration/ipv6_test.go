@@ -89,6 +89,20 @@ func TestIPv6(t *testing.T) {
 					// IPv4 keeps working alongside.
 					out("tcp", A, 8081, true, "web"), out("tcp", A, 8080, false, ""))
 			})
+			// On a network without IPv6, Docker has no IPv6 address to DNAT
+			// to: docker-proxy answers IPv6 clients on the host (INPUT).
+			t.Run("IPv4OnlyNetworkViaDockerProxy", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork(ctx, "v4net", "172.29.213.0/24"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "v4only", Network: "v4net", Publish: []string{"9600:80", "9600:53/udp"}, Serve: []string{"80", "53/udp"}})
+				e.run(t, testbed.Spec{Name: "v4open", Network: "v4net", Labels: map[string]string{"dockmoat.allow": "9601"},
+					Publish: []string{"9601:80", "9601:53/udp"}, Serve: []string{"80", "53/udp"}})
+				e.sync(t)
+				e.expect(t, out6("tcp", A6, 9600, false, ""), out6("udp", A6, 9600, false, ""), out6("tcp", B6, 9600, false, ""),
+					out6("tcp", A6, 9601, true, "v4open"), out6("udp", B6, 9601, true, "v4open"),
+					out("tcp", A, 9600, false, ""), out("tcp", A, 9601, true, "v4open"))
+			})
 			t.Run("SourcesPerFamily", func(t *testing.T) {
 				e.expect(t,
 					out6("tcp", A6, 8082, true, "restricted"), out6("tcp", B6, 8082, false, ""),
