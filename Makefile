@@ -6,9 +6,11 @@
 SHELL        := /bin/bash
 CACHE        ?= /var/cache/dockmoat
 DOCKER29_VER ?= v2.0.0-beta.24
+DOCKER28_VER ?= v28.5.2+incompatible
 RUNC_VER     ?= v1.5.2
 STATICCHECK  ?= v0.8.2
 ENGINE_BIN   := $(CACHE)/docker29/bin
+ENGINE28_BIN := $(CACHE)/docker28/bin
 TOOLS        := $(CACHE)/tools
 DEB_PKGS     := docker.io iptables nftables ufw iproute2 util-linux procps libseccomp-dev pkg-config gcc debootstrap systemd
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -49,13 +51,24 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-## engines: Docker 29 (dockerd, docker-proxy) and runc built from the Go module proxy, cached.
-engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc
+## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached.
+engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd
 
 $(ENGINE_BIN)/dockerd:
 	GOBIN=$(ENGINE_BIN) GOFLAGS=-mod=mod go install github.com/moby/moby/v2/cmd/dockerd@$(DOCKER29_VER)
 $(ENGINE_BIN)/docker-proxy:
 	GOBIN=$(ENGINE_BIN) GOFLAGS=-mod=mod go install github.com/moby/moby/v2/cmd/docker-proxy@$(DOCKER29_VER)
+# Docker 28 (the engine most hosts run): github.com/docker/docker has no
+# go.mod at v28, but its module source carries vendor.mod/vendor.sum; build
+# a writable copy with those as go.mod/go.sum. Both binaries in one step.
+$(ENGINE28_BIN)/dockerd:
+	@set -e; src=$$(go mod download -json github.com/docker/docker@$(DOCKER28_VER) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	test -n "$$src"; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -r "$$src"/. "$$tmp"; chmod -R u+w "$$tmp"; cd "$$tmp"; cp vendor.mod go.mod; cp vendor.sum go.sum; \
+	echo "building Docker $(DOCKER28_VER) into $(ENGINE28_BIN)"; \
+	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o $(ENGINE28_BIN)/docker-proxy ./cmd/docker-proxy; \
+	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o $(ENGINE28_BIN)/dockerd.tmp ./cmd/dockerd; \
+	mv $(ENGINE28_BIN)/dockerd.tmp $(ENGINE28_BIN)/dockerd
 # Debian's runc 1.1.5 rejects Docker 29's runtime specs.
 $(ENGINE_BIN)/runc: | deps
 	GOBIN=$(ENGINE_BIN) CGO_ENABLED=1 go install -tags seccomp github.com/opencontainers/runc@$(RUNC_VER)

@@ -68,7 +68,7 @@ type Engine struct {
 }
 
 // Engines lists the engines present on this machine: Debian's docker.io
-// (20.10) and Docker 29 built by `make engines` into
+// (20.10), and Docker 29 and 28 built by `make engines` into
 // $DOCKMOAT_ENGINES (default /var/cache/dockmoat).
 func Engines() (found []Engine, missing []string) {
 	if p, err := exec.LookPath("dockerd"); err == nil && strings.HasPrefix(p, "/usr/") {
@@ -91,6 +91,14 @@ func Engines() (found []Engine, missing []string) {
 			Args: []string{"--add-runtime", "r2=" + filepath.Join(bin, "runc"), "--default-runtime", "r2"}})
 	} else {
 		missing = append(missing, "docker29 (run `make engines`; looked in "+bin+")")
+	}
+	// Docker 28 (built by `make engines` too) runs with Docker 29's runc.
+	bin28 := filepath.Join(dir, "docker28", "bin")
+	if isExec(filepath.Join(bin28, "dockerd")) && isExec(filepath.Join(bin28, "docker-proxy")) && isExec(filepath.Join(bin, "runc")) {
+		found = append(found, Engine{Name: "docker28", Dockerd: filepath.Join(bin28, "dockerd"), PathDir: bin28,
+			Args: []string{"--add-runtime", "r2=" + filepath.Join(bin, "runc"), "--default-runtime", "r2"}})
+	} else {
+		missing = append(missing, "docker28 (run `make engines`; looked in "+bin28+")")
 	}
 	return found, missing
 }
