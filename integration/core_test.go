@@ -283,9 +283,19 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 			Publish: []string{"9603:80", "9603:53/udp"}, Serve: []string{"80", "53/udp"}})
 		e.run(t, testbed.Spec{Name: "rightcase", Labels: map[string]string{"dockmoat.allow": "9604", "dockmoat.from": B.String()},
 			Publish: []string{"9604:80", "9604:53/udp"}, Serve: []string{"80", "53/udp"}})
+		// A policy too large to install (65,600 sources) is closed and
+		// reported; the container beside it (rightcase) still opens.
+		var many []string
+		for i := range 65600 {
+			many = append(many, netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)}).String())
+		}
+		many = append(many, A.String())
+		e.run(t, testbed.Spec{Name: "toolarge", Labels: map[string]string{"dockmoat.allow": "9605", "dockmoat.from": strings.Join(many, ",")},
+			Publish: []string{"9605:80"}, Serve: []string{"80"}})
 		e.sync(t)
 		e.serverUp(t, bad, "tcp", 80)
-		e.expect(t, out("tcp", A, 9600, false, ""), out("tcp", A, 9601, false, ""), out("tcp", A, 9602, false, ""),
+		e.expect(t, out("tcp", A, 9605, false, ""),
+			out("tcp", A, 9600, false, ""), out("tcp", A, 9601, false, ""), out("tcp", A, 9602, false, ""),
 			out("tcp", A, 9603, false, ""), out("tcp", B, 9603, false, ""), out("udp", A, 9603, false, ""), out("udp", B, 9603, false, ""),
 			out("tcp", B, 9604, true, "rightcase"), out("udp", B, 9604, true, "rightcase"), out("tcp", A, 9604, false, ""))
 		logs := e.dm.Logs()
@@ -294,6 +304,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 			{"container typo", "dockmoat.alow", "unknown dockmoat label"},
 			{"container badcidr", "dockmoat.from", "203.0.113.300/24"},
 			{"container wrongcase", "Dockmoat.from", "did you mean dockmoat.from?"},
+			{"container toolarge", "65601 entries", "more than dockmoat installs"},
 		} {
 			if !slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool {
 				return strings.Contains(l, "level=error") && containsAll(l, want...)

@@ -660,7 +660,7 @@ func (r *Reconciler) report(problems []rules.Problem) {
 		}
 		now[s] = true
 		if !r.reported[s] {
-			e := r.log.WithFields(logrus.Fields{"container": p.Container, "label": p.Label, "value": p.Value})
+			e := r.log.WithFields(logrus.Fields{"container": p.Container, "label": p.Label, "value": rules.ShortValue(p.Value)})
 			if p.Fatal {
 				e.Error(s)
 			} else {

@@ -30,7 +30,7 @@ func (p Problem) String() string {
 	if p.Container == "-" { // a host-level problem, not a container's label
 		return fmt.Sprintf("%s %s: %s", p.Label, p.Value, p.Msg)
 	}
-	s := fmt.Sprintf("container %s: label %s=%q: %s", p.Container, p.Label, p.Value, p.Msg)
+	s := fmt.Sprintf("container %s: label %s=%q: %s", p.Container, p.Label, ShortValue(p.Value), p.Msg)
 	if p.Fatal {
 		s += "; all its published ports stay closed until the label is fixed"
 	}
@@ -146,4 +146,14 @@ func unknownKey(k string) string {
 		msg = "label keys are case-sensitive: did you mean " + labelPortPfx + k[len(labelPortPfx):] + "?"
 	}
 	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>]"
+}
+
+// ShortValue cuts a label value for a log line: a from list of thousands
+// of sources must not make a megabyte-long line.
+func ShortValue(v string) string {
+	const max = 160
+	if len(v) <= max {
+		return v
+	}
+	return fmt.Sprintf("%s… (%d bytes)", v[:max], len(v))
 }
