@@ -85,20 +85,16 @@ func Engines() (found []Engine, missing []string) {
 	if dir == "" {
 		dir = "/var/cache/dockmoat"
 	}
-	bin := filepath.Join(dir, "docker29", "bin")
-	if isExec(filepath.Join(bin, "dockerd")) && isExec(filepath.Join(bin, "docker-proxy")) && isExec(filepath.Join(bin, "runc")) {
-		found = append(found, Engine{Name: "docker29", Dockerd: filepath.Join(bin, "dockerd"), PathDir: bin,
-			Args: []string{"--add-runtime", "r2=" + filepath.Join(bin, "runc"), "--default-runtime", "r2"}})
-	} else {
-		missing = append(missing, "docker29 (run `make engines`; looked in "+bin+")")
-	}
-	// Docker 28 (built by `make engines` too) runs with Docker 29's runc.
-	bin28 := filepath.Join(dir, "docker28", "bin")
-	if isExec(filepath.Join(bin28, "dockerd")) && isExec(filepath.Join(bin28, "docker-proxy")) && isExec(filepath.Join(bin, "runc")) {
-		found = append(found, Engine{Name: "docker28", Dockerd: filepath.Join(bin28, "dockerd"), PathDir: bin28,
-			Args: []string{"--add-runtime", "r2=" + filepath.Join(bin, "runc"), "--default-runtime", "r2"}})
-	} else {
-		missing = append(missing, "docker28 (run `make engines`; looked in "+bin28+")")
+	// Docker 29 and 28, both run with the runc built beside Docker 29.
+	runc := filepath.Join(dir, "docker29", "bin", "runc")
+	for _, name := range []string{"docker29", "docker28"} {
+		bin := filepath.Join(dir, name, "bin")
+		if !isExec(filepath.Join(bin, "dockerd")) || !isExec(filepath.Join(bin, "docker-proxy")) || !isExec(runc) {
+			missing = append(missing, name+" (run `make engines`; looked in "+bin+")")
+			continue
+		}
+		found = append(found, Engine{Name: name, Dockerd: filepath.Join(bin, "dockerd"), PathDir: bin,
+			Args: []string{"--add-runtime", "r2=" + runc, "--default-runtime", "r2"}})
 	}
 	return found, missing
 }
