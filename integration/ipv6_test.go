@@ -150,6 +150,25 @@ func TestIPv6(t *testing.T) {
 				e.sync(t)
 				e.expect(t, out6("tcp", A6, 8080, false, ""), out6("tcp", B6, 8081, true, "web"))
 			})
+			t.Run("NewNetworkWhileHungClosed", func(t *testing.T) {
+				if err := e.dm.Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = e.dm.Signal(syscall.SIGCONT) }()
+				if _, err := e.bed.CreateNetwork6(ctx, "hung6", "172.29.214.0/24", "fd00:d0c:3::/64"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "hung6", Network: "hung6", Labels: map[string]string{"dockmoat.allow": "9841"},
+					Publish: []string{"9840:80", "9840:53/udp", "9841:81"}, Serve: []string{"80", "53/udp", "81"}})
+				e.expect(t, out6("tcp", A6, 9840, false, ""), out6("udp", A6, 9840, false, ""), out("tcp", A, 9840, false, ""),
+					out6("tcp", A6, 9841, false, "")) // not seen yet: closed
+				if err := e.dm.Signal(syscall.SIGCONT); err != nil {
+					t.Fatal(err)
+				}
+				e.sync(t)
+				// Positive control: the new network's IPv6 path works once allowed.
+				e.expect(t, out6("tcp", A6, 9841, true, "hung6"), out6("tcp", A6, 9840, false, ""))
+			})
 			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
