@@ -3,7 +3,10 @@
 // "something changed"; every pass reads Docker and the firewall in full,
 // diffs by rule hash, and applies what differs in one
 // `iptables-restore --noflush` batch per table, then puts the single hook
-// rule at the top of DOCKER-USER with go-iptables.
+// rule at the top of DOCKER-USER with go-iptables (and, while docker-proxy
+// serves a published port in a family, one jump at the top of INPUT to
+// DOCKMOAT-INPUT). A family without DOCKER-USER whose ports docker-proxy
+// serves is managed input-only. One family failing does not stop the other.
 //
 // Fail-closed by construction: the default deny lives in the same chain as
 // the allows and is written in the same atomic batch; the hook is inserted

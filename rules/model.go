@@ -21,6 +21,12 @@
 // follows a stale address to another container, and routing straight to a
 // container's address opens nothing.
 //
+// DOCKMOAT ends with rules for Docker bridges it has not been told about
+// (docker0, br-*), so a network created while dockmoat is down is closed
+// too. Clients that Docker does not DNAT (an IPv6 client of an IPv4-only
+// container) are answered by docker-proxy through INPUT: DOCKMOAT-INPUT
+// applies the same decisions there (proxy.go).
+//
 // With Options.Sets (the default where the kernel has ipset) the allows
 // are set elements looked up by two fixed rules, followed by a check of
 // the published port (sets.go); BuildNFT renders the same for Docker's
