@@ -1,6 +1,6 @@
 # dockmoat — the two commands a newcomer needs are `make demo` and `make test`.
-# Both install what they need (Debian packages, Docker 29 from the Go module
-# proxy) and cache it under $(CACHE); nothing touches the machine's own
+# Both install what they need (Debian packages, Docker 29 and 28 built from the
+# Go module proxy) and cache it under $(CACHE); nothing touches the machine's own
 # firewall: the engines run in network namespaces the tests create.
 
 SHELL        := /bin/bash
