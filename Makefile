@@ -44,11 +44,13 @@ $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
 
 ## deps: Debian packages (only when something is missing; services are not started).
+## --no-remove: apt stops instead of removing anything (e.g. Docker CE, which
+## conflicts with Debian's docker.io); nothing of the user's is replaced.
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --no-remove $$missing; \
 	fi
 
 ## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached.
