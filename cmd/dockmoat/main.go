@@ -5,13 +5,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,22 +26,6 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
-
-const usage = `dockmoat keeps Docker's published ports closed to the outside unless a
-container label or the config file opens them.
-
-Usage:
-  dockmoat run       [flags]   watch Docker and keep the firewall in sync (daemon)
-  dockmoat plan      [flags]   show the rules it would apply and the diff; change nothing
-  dockmoat uninstall [flags]   remove everything dockmoat owns, and nothing else
-  dockmoat guard     [flags]   boot step, before Docker starts: install the default deny
-  dockmoat audit     [flags]   who can really reach each published port, and why
-                               (exit 0: as intended, 1: reachable beyond policy, 2: error)
-  dockmoat healthcheck [--addr HOST:PORT]  exit 0 when the daemon's /healthz is ok
-  dockmoat version
-
-Flags:
-`
 
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
@@ -60,42 +44,40 @@ type options struct {
 	metricsAddr  string
 	healthGrace  time.Duration
 	backend      string
+	addr         string // healthcheck
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		newFlags("run", &options{}, stderr).PrintDefaults()
-		return 2
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return 0
 	}
-	cmd := args[0]
-	if cmd == "version" || cmd == "--version" {
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if _, ok := summaries[rest[0]]; !ok || len(rest) > 1 {
+			fmt.Fprintf(stderr, "dockmoat help: unknown command %q; see 'dockmoat help'\n", strings.Join(rest, " "))
+			return 2
+		}
+		commandHelp(rest[0], stdout)
+		return 0
+	case "version", "--version":
 		fmt.Fprintln(stdout, "dockmoat", version)
 		return 0
 	}
-	if cmd == "healthcheck" {
-		return healthcheck(args[1:], stderr)
-	}
-	var opt options
-	fs := newFlags(cmd, &opt, stderr)
-	switch cmd {
-	case "plan":
-		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
-	case "audit":
-		fs.StringVar(&opt.format, "format", "table", "table or json")
-	case "run":
-		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
-		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
-		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
-	}
-	if err := fs.Parse(args[1:]); err != nil {
+	opt, help, err := parseCommand(cmd, rest, stdout, stderr)
+	switch {
+	case err != nil:
 		return 2
+	case help:
+		return 0
+	case cmd == "healthcheck":
+		return healthcheck(opt.addr, stderr)
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
-			opt.configSet = true
-		}
-	})
 	log, err := newLogger(opt, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "dockmoat:", err)
@@ -123,27 +105,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		if err == nil && beyond {
 			return 1
 		}
-	default:
-		fmt.Fprintf(stderr, "dockmoat: unknown command %q\n\n%s", cmd, usage)
-		return 2
 	}
 	if err != nil {
 		log.Error(err)
 		return 2
 	}
 	return 0
-}
-
-func newFlags(cmd string, opt *options, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("dockmoat "+cmd, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (a missing default file means defaults)")
-	fs.StringVar(&opt.iptablesMode, "iptables-mode", "auto", "iptables variant: auto (the one holding Docker's rules), nft or legacy")
-	fs.StringVar(&opt.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&opt.logFormat, "log-format", "text", "text or json")
-	fs.BoolVar(&opt.ipv6, "ipv6", true, "also manage ip6tables when Docker has a DOCKER-USER chain there")
-	fs.StringVar(&opt.backend, "backend", "auto", "Docker's firewall backend: auto (ask Docker, then /etc/docker/daemon.json, then the ruleset), iptables or nftables")
-	return fs
 }
 
 func newLogger(opt options, out io.Writer) (*logrus.Logger, error) {
@@ -397,15 +364,9 @@ func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 }
 
 // healthcheck is for container HEALTHCHECKs: no shell or curl in the image.
-func healthcheck(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dockmoat healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:9323", "the daemon's --metrics-addr")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
+func healthcheck(addr string, stderr io.Writer) int {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + *addr + "/healthz")
+	resp, err := c.Get("http://" + addr + "/healthz")
 	if err != nil {
 		fmt.Fprintln(stderr, "dockmoat healthcheck:", err)
 		return 1

@@ -14,28 +14,58 @@ import (
 )
 
 func TestCLI(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := realMain([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "dockmoat ") {
-		t.Errorf("version: %d %q", code, out.String())
+	run := func(args ...string) (code int, stdout, stderr string) {
+		var out, errb bytes.Buffer
+		code = realMain(args, &out, &errb)
+		return code, out.String(), errb.String()
 	}
-	for _, args := range [][]string{nil, {"frobnicate"}, {"run", "--log-level", "loud"}, {"plan", "--log-format", "xml"}, {"run", "--nope"}} {
-		out.Reset()
-		errb.Reset()
-		if code := realMain(args, &out, &errb); code != 2 {
-			t.Errorf("%v: exit %d, want 2 (usage); stderr %q", args, code, errb.String())
+	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "dockmoat ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, out, _ := run("--version"); code != 0 || !strings.HasPrefix(out, "dockmoat ") {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	// Help: stdout, exit 0, for the tool and for each command.
+	for _, args := range [][]string{nil, {"help"}, {"--help"}, {"-h"}} {
+		if code, out, errs := run(args...); code != 0 || !strings.Contains(out, "dockmoat help COMMAND") || errs != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"help", "run"}, {"run", "--help"}, {"run", "-h"}, {"help", "audit"}, {"healthcheck", "--help"}} {
+		code, out, errs := run(args...)
+		if code != 0 || errs != "" || !strings.Contains(out, "Usage:\n  dockmoat "+strings.TrimPrefix(strings.Join(args, " "), "help ")[:3]) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if _, out, _ := run("help", "run"); !strings.Contains(out, "-metrics-addr") || strings.Contains(out, "\n  -format ") {
+		t.Errorf("help run shows run's flags only:\n%s", out)
+	}
+	// Usage errors: one line on stderr naming the help, exit 2.
+	for args, want := range map[string]string{
+		"frobnicate":                 `dockmoat: unknown command "frobnicate"; see 'dockmoat help'`,
+		"help frobnicate":            `dockmoat help: unknown command "frobnicate"`,
+		"run --nope":                 "dockmoat run: flag provided but not defined: -nope; see 'dockmoat help run'",
+		"plan extra":                 `dockmoat plan: unexpected argument "extra" (it takes flags only)`,
+		"plan extra --check":         `unexpected argument "extra"`,
+		"run --log-level loud":       `dockmoat run: --log-level: "loud" is not debug, info, warn or error`,
+		"plan --log-format xml":      `--log-format: "xml" is not text, json`,
+		"run --iptables-mode nft2":   `--iptables-mode: "nft2" is not auto, nft, legacy`,
+		"guard --backend ebpf":       `--backend: "ebpf" is not auto, iptables, nftables`,
+		"audit --format xml":         `dockmoat audit: --format: "xml" is not table, json`,
+		"healthcheck --addr":         "flag needs an argument: -addr",
+		"healthcheck 127.0.0.1:9323": `unexpected argument "127.0.0.1:9323"`,
+	} {
+		code, out, errs := run(strings.Fields(args)...)
+		if code != 2 || out != "" || !strings.Contains(errs, want) || strings.Count(errs, "\n") != 1 || strings.Contains(errs, "level=") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want one line containing %q", args, code, out, errs, want)
 		}
 	}
 	// A bad config is audit's error (exit 2); run, plan and guard go on
 	// fail-closed instead (TestLoadOrFailClosed; they need a firewall).
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("ufw: sometimes\n"), 0o600)
-	errb.Reset()
-	if code := realMain([]string{"audit", "--config", bad}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "not one of auto, on, off") {
-		t.Errorf("audit, bad config: exit %d, stderr %q", code, errb.String())
-	}
-	errb.Reset()
-	if code := realMain([]string{"audit", "--format", "xml"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--format") {
-		t.Errorf("bad format: exit %d, stderr %q", code, errb.String())
+	if code, _, errs := run("audit", "--config", bad); code != 2 || !strings.Contains(errs, "not one of auto, on, off") {
+		t.Errorf("audit, bad config: exit %d, stderr %q", code, errs)
 	}
 }
 

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// The CLI follows docker's and kubectl's habits: help goes to stdout with
+// exit 0 (`help`, `help CMD`, `CMD --help`); a usage error is one line on
+// stderr pointing at the help, exit 2; nothing positional is accepted.
+
+const usage = `dockmoat keeps Docker's published ports closed to the outside unless a
+container label or the config file opens them.
+
+Usage:
+  dockmoat run         [flags]   watch Docker and keep the firewall in sync (daemon)
+  dockmoat plan        [flags]   show the rules it would apply and the diff; change nothing
+  dockmoat uninstall   [flags]   remove everything dockmoat owns, and nothing else
+  dockmoat guard       [flags]   boot step, before Docker starts: install the default deny
+  dockmoat audit       [flags]   who can really reach each published port, and why
+                                 (exit 0: as intended, 1: reachable beyond policy, 2: error)
+  dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
+  dockmoat version               print the version (also --version)
+  dockmoat help [COMMAND]        this help, or a command's flags
+
+Run 'dockmoat help COMMAND' for a command's flags.
+`
+
+// summaries are the one-line descriptions of `dockmoat help CMD`.
+var summaries = map[string]string{
+	"run":         "watch Docker and keep the firewall in sync (daemon)",
+	"plan":        "show the decision per published port, the rules and the diff against the installed ones; change nothing",
+	"uninstall":   "remove dockmoat's hooks, chains, sets and table, and nothing else",
+	"guard":       "boot step, before Docker starts: install the default deny",
+	"audit":       "who can really reach each published port, and why (exit 0: as intended, 1: reachable beyond policy, 2: error)",
+	"healthcheck": "exit 0 when the daemon's /healthz is ok (for container health checks)",
+}
+
+// errUsage marks an error that is the caller's: exit 2 with a pointer to help.
+var errUsage = errors.New("usage")
+
+// parseCommand parses a command's flags; help is true when --help was
+// asked. A usage error has already been printed (one line) when err is
+// errUsage.
+func parseCommand(cmd string, args []string, stdout, stderr io.Writer) (opt options, help bool, err error) {
+	if _, ok := summaries[cmd]; !ok {
+		fmt.Fprintf(stderr, "dockmoat: unknown command %q; see 'dockmoat help'\n", cmd)
+		return opt, false, errUsage
+	}
+	fs := commandFlags(cmd, &opt)
+	fs.SetOutput(io.Discard) // errors are printed here, in one line
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			commandHelp(cmd, stdout)
+			return opt, true, nil
+		}
+		fmt.Fprintf(stderr, "dockmoat %s: %v; see 'dockmoat help %s'\n", cmd, err, cmd)
+		return opt, false, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dockmoat %s: unexpected argument %q (it takes flags only); see 'dockmoat help %s'\n", cmd, fs.Arg(0), cmd)
+		return opt, false, errUsage
+	}
+	fs.Visit(func(f *flag.Flag) { opt.configSet = opt.configSet || f.Name == "config" })
+	if err := opt.validate(cmd); err != nil {
+		fmt.Fprintf(stderr, "dockmoat %s: %v\n", cmd, err)
+		return opt, false, errUsage
+	}
+	return opt, false, nil
+}
+
+// commandFlags declares a command's flags.
+func commandFlags(cmd string, opt *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("dockmoat "+cmd, flag.ContinueOnError)
+	if cmd == "healthcheck" {
+		fs.StringVar(&opt.addr, "addr", "127.0.0.1:9323", "the daemon's --metrics-addr")
+		return fs
+	}
+	fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (optional at the default path; a missing or invalid file runs fail-closed)")
+	fs.StringVar(&opt.iptablesMode, "iptables-mode", "auto", "iptables variant: auto (the one holding Docker's rules), nft or legacy")
+	fs.StringVar(&opt.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&opt.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&opt.ipv6, "ipv6", true, "also manage IPv6 (ip6tables)")
+	fs.StringVar(&opt.backend, "backend", "auto", "Docker's firewall backend: auto (ask Docker, then /etc/docker/daemon.json, then the ruleset), iptables or nftables")
+	switch cmd {
+	case "plan":
+		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+	case "audit":
+		fs.StringVar(&opt.format, "format", "table", "table or json")
+	case "run":
+		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
+		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
+		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
+	}
+	return fs
+}
+
+// commandHelp prints a command's summary and flags.
+func commandHelp(cmd string, out io.Writer) {
+	fmt.Fprintf(out, "dockmoat %s: %s\n\nUsage:\n  dockmoat %s [flags]\n\nFlags:\n", cmd, summaries[cmd], cmd)
+	var opt options
+	fs := commandFlags(cmd, &opt)
+	fs.SetOutput(out)
+	fs.PrintDefaults()
+}
+
+// validate checks flag values before anything runs, so that a typo is a
+// plain message and not a log line from deep inside.
+func (opt options) validate(cmd string) error {
+	if cmd == "healthcheck" {
+		return nil
+	}
+	oneOf := func(flagName, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("--%s: %q is not %s", flagName, v, strings.Join(allowed, ", "))
+	}
+	if _, err := logrus.ParseLevel(opt.logLevel); err != nil {
+		return fmt.Errorf("--log-level: %q is not debug, info, warn or error", opt.logLevel)
+	}
+	errs := []error{
+		oneOf("log-format", opt.logFormat, "text", "json"),
+		oneOf("iptables-mode", opt.iptablesMode, "auto", "nft", "legacy"),
+		oneOf("backend", opt.backend, "auto", "iptables", "nftables"),
+	}
+	if cmd == "audit" {
+		errs = append(errs, oneOf("format", opt.format, "table", "json"))
+	}
+	return errors.Join(errs...)
+}
