@@ -12,7 +12,6 @@ STATICCHECK  ?= v0.8.2
 ENGINE_BIN   := $(CACHE)/docker29/bin
 ENGINE28_BIN := $(CACHE)/docker28/bin
 TOOLS        := $(CACHE)/tools
-DEB_PKGS     := docker.io iptables nftables ufw iproute2 util-linux procps libseccomp-dev pkg-config gcc debootstrap systemd
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOTEST       := go test -count=1
 
@@ -43,15 +42,11 @@ lint: $(TOOLS)/staticcheck
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
 
-## deps: Debian packages (only when something is missing; services are not started).
-## --no-remove: apt stops instead of removing anything (e.g. Docker CE, which
-## conflicts with Debian's docker.io); nothing of the user's is replaced.
+## deps: Debian packages, only those missing (hack/deps.sh): a command already
+## on the PATH counts (Docker CE's dockerd keeps docker.io out), the list is
+## printed first, and apt runs with --no-remove (nothing of the host's goes).
 deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --no-remove $$missing; \
-	fi
+	@bash hack/deps.sh
 
 ## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached.
 engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd

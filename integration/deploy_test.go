@@ -70,3 +70,29 @@ func TestComposeFile(t *testing.T) {
 		t.Error("the example should open web with a label and leave the published db closed")
 	}
 }
+
+// TestDepsKeepUsersDocker runs the dependency step of `make demo` and
+// `make test` (dry run) the way a host with Docker CE looks: a dockerd on
+// the PATH and no docker.io package. apt must not be asked for Docker;
+// the control without that dockerd shows the same step would ask for it.
+func TestDepsKeepUsersDocker(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "dockerd"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deps := func(path string) string {
+		cmd := exec.Command("bash", "../hack/deps.sh", "--dry-run")
+		cmd.Env = append(os.Environ(), "PATH="+path, "DEPS_IGNORE_DPKG=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("deps.sh: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := deps(bin); strings.Contains(out, "docker.io") || !strings.Contains(out, "will install") {
+		t.Errorf("with a dockerd on the PATH, deps still asks for docker.io (or for nothing):\n%s", out)
+	}
+	if out := deps(t.TempDir()); !strings.Contains(out, "docker.io") {
+		t.Errorf("control: without any dockerd, deps should ask for docker.io:\n%s", out)
+	}
+}
