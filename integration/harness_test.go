@@ -104,12 +104,7 @@ func (e *env) reload(t *testing.T, cfg string) {
 // run starts a container, removed when the subtest ends.
 func (e *env) run(t *testing.T, s testbed.Spec) testbed.Container {
 	t.Helper()
-	c, err := e.bed.RunContainer(e.ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.bed.Remove(context.Background(), c.ID) })
-	return c
+	return e.runFor(t, t, s)
 }
 
 // runFor starts a container that outlives the subtest t: it is removed

@@ -430,24 +430,11 @@ func drift(p FamilyPlan, last map[string][]string) []string {
 	}
 	var out []string
 	fam := p.Family.String() + ": "
-	switch {
-	case p.DockerUserMissing:
-	case len(p.HookPositions) == 0:
-		out = append(out, fam+"hook missing")
-	case p.HookPositions[0] != 1:
-		out = append(out, fam+"hook moved (rule order changed in DOCKER-USER)")
-	case len(p.HookPositions) > 1:
-		out = append(out, fam+"hook duplicated")
+	if !p.DockerUserMissing {
+		out = append(out, jumpDrift(fam+"hook", rules.HookChain, p.HookPositions)...)
 	}
 	if _, ok := last[rules.ChainInput]; ok {
-		switch in := p.Observed.InputHook; {
-		case len(in) == 0:
-			out = append(out, fam+"input hook missing")
-		case in[0] != 1:
-			out = append(out, fam+"input hook moved (rule order changed in INPUT)")
-		case len(in) > 1:
-			out = append(out, fam+"input hook duplicated")
-		}
+		out = append(out, jumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)
 	}
 	names := make([]string, 0, len(last))
 	for name := range last {
@@ -472,6 +459,20 @@ func drift(p FamilyPlan, last map[string][]string) []string {
 		}
 	}
 	return out
+}
+
+// jumpDrift tells how a jump of dockmoat's that belongs first in chain
+// was found at positions pos: missing, moved or duplicated (nil: in place).
+func jumpDrift(what, chain string, pos []int) []string {
+	switch {
+	case len(pos) == 0:
+		return []string{what + " missing"}
+	case pos[0] != 1:
+		return []string{what + " moved (rule order changed in " + chain + ")"}
+	case len(pos) > 1:
+		return []string{what + " duplicated"}
+	}
+	return nil
 }
 
 // Sync runs one full level-based pass: read everything, diff, apply.
@@ -812,18 +813,18 @@ func (r *Reconciler) Uninstall(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for range obs.Hook {
-			if err := t.Delete("filter", rules.HookChain, rules.HookSpec()...); err != nil && !isNotExist(err) {
-				return fmt.Errorf("%s: removing hook from %s: %w", fam, rules.HookChain, err)
+		for _, j := range []struct {
+			chain string
+			spec  []string
+			n     int
+		}{
+			{rules.HookChain, rules.HookSpec(), len(obs.Hook)},
+			{"FORWARD", rules.HookSpec(), len(obs.ForwardHook)},
+			{rules.InputHookChain, rules.InputHookSpec(), len(obs.InputHook)},
+		} {
+			if err := removeJumps(t, j.chain, j.spec, j.n); err != nil {
+				return fmt.Errorf("%s: %w", fam, err)
 			}
-		}
-		for range obs.ForwardHook {
-			if err := t.Delete("filter", "FORWARD", rules.HookSpec()...); err != nil && !isNotExist(err) {
-				return fmt.Errorf("%s: removing hook from FORWARD: %w", fam, err)
-			}
-		}
-		if err := removeJumps(t, rules.InputHookChain, rules.InputHookSpec(), len(obs.InputHook)); err != nil {
-			return fmt.Errorf("%s: %w", fam, err)
 		}
 		var owned []string
 		for name := range obs.Owned {

@@ -304,16 +304,18 @@ var DefaultBridges = []string{"docker0", "br-+"}
 // name (com.docker.network.bridge.name) is closed once dockmoat has seen
 // it, not before (README, security model).
 func unseenNetworks(main *Chain, known []string) {
-	for _, b := range DefaultBridges {
-		if !slices.Contains(known, b) {
-			main.add(desc("leaving a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
-		}
+	for _, b := range unseen(known) {
+		main.add(desc("leaving a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range DefaultBridges {
-		if !slices.Contains(known, b) {
-			main.add(desc("entering a docker network not seen yet "+pattern(b)), "-o", b, "-j", ChainIngress)
-		}
+	for _, b := range unseen(known) {
+		main.add(desc("entering a docker network not seen yet "+pattern(b)), "-o", b, "-j", ChainIngress)
 	}
+}
+
+// unseen lists the DefaultBridges patterns that the known bridges do not
+// already name (docker0 is usually known; br-+ never is).
+func unseen(known []string) []string {
+	return slices.DeleteFunc(slices.Clone(DefaultBridges), func(b string) bool { return slices.Contains(known, b) })
 }
 
 // pattern shows an iptables interface pattern (br-+) as a glob (br-*).

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -128,10 +127,7 @@ func nftAddr(fam Family) string {
 func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 	opt := Options{Sets: !cfg.NoIPSet}
 	res := [2]Result{Build(cfg, snap, IPv4, opt), Build(cfg, snap, IPv6, opt)}
-	bridges := slices.Clone(snap.Bridges)
-	slices.Sort(bridges)
-	bridges = slices.Compact(bridges)
-	bridges = slices.DeleteFunc(bridges, func(b string) bool { return !ifaceRe.MatchString(b) })
+	bridges := validBridges(snap)
 
 	main := NFTChain{Name: nftChainMain, Base: "type filter hook forward priority " + NFTPriority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
@@ -142,17 +138,11 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
 	}
 	// Networks not seen yet, as in Build (unseenNetworks).
-	var unseen []string
-	for _, b := range DefaultBridges {
-		if !slices.Contains(bridges, b) {
-			unseen = append(unseen, pattern(b))
-		}
+	for _, b := range unseen(bridges) {
+		main.add("leaving a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
 	}
-	for _, b := range unseen {
-		main.add("leaving a docker network not seen yet "+b, "iifname "+strconv.Quote(b)+" accept")
-	}
-	for _, b := range unseen {
-		main.add("entering a docker network not seen yet "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
+	for _, b := range unseen(bridges) {
+		main.add("entering a docker network not seen yet "+pattern(b), "oifname "+strconv.Quote(pattern(b))+" jump "+nftChainIng)
 	}
 	ing := NFTChain{Name: nftChainIng}
 	for _, src := range sortedPrefixes(cfg.TrustedSources) {
@@ -212,10 +202,8 @@ func nftInput(cfg config.Config, bridges []string, res [2]Result) (NFTChain, boo
 	for _, b := range bridges {
 		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}
-	for _, b := range DefaultBridges {
-		if !slices.Contains(bridges, b) {
-			in.add("from a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
-		}
+	for _, b := range unseen(bridges) {
+		in.add("from a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
 	}
 	for _, src := range sortedPrefixes(cfg.TrustedSources) {
 		fam := IPv4

@@ -84,10 +84,8 @@ func inputChain(cfg config.Config, bridges []string, fam Family, px []Decision) 
 	for _, b := range bridges {
 		ch.add(desc("from docker network "+b), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range DefaultBridges {
-		if !slices.Contains(bridges, b) {
-			ch.add(desc("from a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
-		}
+	for _, b := range unseen(bridges) {
+		ch.add(desc("from a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
 	}
 	for _, src := range sortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
