@@ -9,7 +9,8 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -49,10 +50,10 @@ type Iface struct {
 
 // FamilyState is what was read of one address family's ruleset.
 type FamilyState struct {
-	Family  rules.Family
-	Variant string
-	Save    string // full iptables-save output (filter and nat); "" if unreadable
-	Err     error  // why Save is empty
+	Family rules.Family
+	Tool   string // the iptables binary read ("iptables-nft"…)
+	Save   string // full iptables-save output (filter and nat); "" if unreadable
+	Err    error  // why Save is empty
 	// Sets holds dockmoat's ipsets of the family as read from the kernel
 	// (absent sets are not in the map).
 	Sets map[string][]rules.SetElem
@@ -86,9 +87,9 @@ func (r Report) Beyond() bool {
 
 type famCtx struct {
 	st        FamilyState
-	filter    *Table
-	nat       *Table
-	plan      reconciler.FamilyPlan
+	filter    *ipt.Table
+	nat       *ipt.Table
+	plan      netfilter.FamilyPlan
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
 	reps      []netip.Addr // one source per equivalence class
@@ -98,9 +99,9 @@ type famCtx struct {
 }
 
 // usesSets reports whether dockmoat's chains look allows up in ipsets.
-func usesSets(t *Table) bool {
+func usesSets(t *ipt.Table) bool {
 	ch := t.Chains[rules.ChainIngress]
-	return ch != nil && slices.ContainsFunc(ch.Rules, func(r Rule) bool {
+	return ch != nil && slices.ContainsFunc(ch.Rules, func(r ipt.Rule) bool {
 		return strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv4)) ||
 			strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv6))
 	})
@@ -152,14 +153,14 @@ func Run(in Input) Report {
 			}
 			continue
 		}
-		tables := ParseSave(st.Save)
+		tables := ipt.ParseSave([]byte(st.Save))
 		fc.filter, fc.nat = tables["filter"], tables["nat"]
 		if fc.filter == nil {
-			fc.filter = &Table{Name: "filter", Chains: map[string]*Chain{}}
+			fc.filter = &ipt.Table{Name: "filter", Chains: map[string]*ipt.Chain{}}
 		}
 		fc.filter.Sets = st.Sets
-		obs := reconciler.ParseSave([]byte(st.Save))
-		fc.plan = reconciler.PlanFamily(in.Config, in.Snapshot, st.Family, st.Variant, obs, rules.Options{Sets: usesSets(fc.filter)})
+		obs := ipt.Observe([]byte(st.Save))
+		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)})
 		fc.setDiff = setDiff(fc.plan.Result.Ruleset.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
@@ -367,7 +368,7 @@ func hostIPString(b rules.PortBinding, fam rules.Family) string {
 
 // dnatTarget finds Docker's DNAT of the binding in the nat table and
 // returns the container address, its bridge, and whether a DNAT exists.
-func dnatTarget(nat *Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
+func dnatTarget(nat *ipt.Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
 	if nat == nil {
 		return netip.Addr{}, "", false
 	}
@@ -458,7 +459,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 	return string(exp)
 }
 
-func commentText(r Rule) string {
+func commentText(r ipt.Rule) string {
 	c := optValue(r.Args, "--comment")
 	if i := strings.IndexByte(c, ' '); i > 0 && strings.HasPrefix(c, rules.CommentPrefix) {
 		return c[i+1:]
@@ -467,7 +468,7 @@ func commentText(r Rule) string {
 }
 
 func stripComment(raw string) string {
-	args := tokenize(raw)
+	args := ipt.Tokenize(raw)
 	var out []string
 	for i := 0; i < len(args); i++ {
 		if args[i] == "-m" && i+1 < len(args) && args[i+1] == "comment" {
@@ -486,7 +487,7 @@ func stripComment(raw string) string {
 // representatives picks one source address per class of sources that the
 // filter table's -s matches can tell apart, plus a generic source that no
 // rule names ("anyone on the internet").
-func representatives(t *Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
+func representatives(t *ipt.Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
 	var prefixes []netip.Prefix
 	for _, ch := range t.Chains {
 		for _, r := range ch.Rules {
@@ -566,7 +567,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // sourceLabel names the class of a representative: the most specific -s
 // prefix containing it.
-func sourceLabel(t *Table, a netip.Addr, fam rules.Family) string {
+func sourceLabel(t *ipt.Table, a netip.Addr, fam rules.Family) string {
 	best := netip.PrefixFrom(a, a.BitLen())
 	found := false
 	for _, ch := range t.Chains {
@@ -592,7 +593,7 @@ func sourceLabel(t *Table, a netip.Addr, fam rules.Family) string {
 	return best.String()
 }
 
-func protectionFindings(fc *famCtx, obs reconciler.Observed) []string {
+func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
 	fam := fc.st.Family
 	var out []string
 	p := fc.plan
@@ -628,7 +629,7 @@ func protectionFindings(fc *famCtx, obs reconciler.Observed) []string {
 	case len(fc.setDiff) > 0:
 		out = append(out, fmt.Sprintf("%s: dockmoat protection installed but NOT intact: %s; is dockmoat running?", fam, strings.Join(fc.setDiff, "; ")))
 	default:
-		how := fc.st.Variant
+		how := fc.st.Tool
 		if len(p.Result.Ruleset.Sets) > 0 {
 			how += ", allows in ipsets"
 		}
@@ -683,7 +684,7 @@ func unsupported(in Input) Report {
 			rep.Rows = append(rep.Rows, row)
 		}
 		if fam == rules.IPv4 {
-			rep.Findings = append(rep.Findings, hostFindings(in, map[rules.Family]*famCtx{rules.IPv4: {plan: reconciler.FamilyPlan{Result: res}}})...)
+			rep.Findings = append(rep.Findings, hostFindings(in, map[rules.Family]*famCtx{rules.IPv4: {plan: netfilter.FamilyPlan{Result: res}}})...)
 		}
 	}
 	return rep

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -42,22 +43,22 @@ type Verdict struct {
 	Chain  string // chain of the deciding rule (or policy)
 	Rule   string // the deciding rule's text, "policy ACCEPT" for a policy
 	// Via lists the rules that jumped into Chain, outermost first.
-	Via []Rule
+	Via []ipt.Rule
 	// Why explains an Unknown result.
 	Why string
 	// Returned lists the rules whose RETURN the packet took on its way,
 	// e.g. the dockmoat allow that handed it back to Docker's ACCEPT.
-	Returned []Rule
+	Returned []ipt.Rule
 }
 
 type evaluator struct {
-	t        *Table
+	t        *ipt.Table
 	budget   int
-	returned []Rule
+	returned []ipt.Rule
 }
 
 // Eval runs the packet through chain (FORWARD or INPUT) of t.
-func Eval(t *Table, chain string, p Packet) Verdict {
+func Eval(t *ipt.Table, chain string, p Packet) Verdict {
 	e := &evaluator{t: t, budget: 4096}
 	v, ret := e.chain(chain, 0, p, nil, 0)
 	if ret { // RETURN from a builtin chain: its policy decides
@@ -71,7 +72,7 @@ func Eval(t *Table, chain string, p Packet) Verdict {
 
 // chain evaluates a chain from rule index start. ret reports that the
 // chain returned (fell off its end or hit RETURN) without a verdict.
-func (e *evaluator) chain(name string, start int, p Packet, via []Rule, depth int) (Verdict, bool) {
+func (e *evaluator) chain(name string, start int, p Packet, via []ipt.Rule, depth int) (Verdict, bool) {
 	ch := e.t.Chains[name]
 	if ch == nil {
 		return Verdict{Result: Unknown, Chain: name, Why: "chain " + name + " is referenced but does not exist"}, false
@@ -116,7 +117,7 @@ func (e *evaluator) chain(name string, start int, p Packet, via []Rule, depth in
 
 // apply takes rule i as matched, then goes on with the chain if its
 // target does not decide.
-func (e *evaluator) apply(r Rule, i int, p Packet, via []Rule, depth int) (Verdict, bool) {
+func (e *evaluator) apply(r ipt.Rule, i int, p Packet, via []ipt.Rule, depth int) (Verdict, bool) {
 	v, ret, cont := e.target(r, p, via, depth)
 	if !cont {
 		return v, ret
@@ -124,7 +125,7 @@ func (e *evaluator) apply(r Rule, i int, p Packet, via []Rule, depth int) (Verdi
 	return e.chain(r.Chain, i+1, p, via, depth)
 }
 
-func (e *evaluator) policy(ch *Chain, via []Rule) Verdict {
+func (e *evaluator) policy(ch *ipt.Chain, via []ipt.Rule) Verdict {
 	switch ch.Policy {
 	case "ACCEPT":
 		return Verdict{Result: Accept, Chain: ch.Name, Rule: "policy ACCEPT", Via: via}
@@ -136,7 +137,7 @@ func (e *evaluator) policy(ch *Chain, via []Rule) Verdict {
 
 // target applies a matched rule's target. cont means "go on with the next
 // rule" (non-terminating target, or a called chain that returned).
-func (e *evaluator) target(r Rule, p Packet, via []Rule, depth int) (v Verdict, ret, cont bool) {
+func (e *evaluator) target(r ipt.Rule, p Packet, via []ipt.Rule, depth int) (v Verdict, ret, cont bool) {
 	tgt, isGoto := targetOf(r.Args)
 	switch tgt {
 	case "":
@@ -186,7 +187,7 @@ const (
 )
 
 // match evaluates a rule's matches (everything before -j/-g).
-func match(r Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
+func match(r ipt.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
 	args := r.Args
 	result := matchYes
 	var why string

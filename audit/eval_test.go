@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -39,7 +40,7 @@ func pkt(src string) Packet {
 }
 
 func TestEvalDockerAcceptsBeforeUFW(t *testing.T) {
-	tb := ParseSave(docker20UFW)["filter"]
+	tb := ipt.ParseSave([]byte(docker20UFW))["filter"]
 	v := Eval(tb, "FORWARD", pkt("198.51.100.1"))
 	if v.Result != Accept || v.Chain != "DOCKER" {
 		t.Fatalf("want Docker's ACCEPT, got %+v", v)
@@ -91,7 +92,7 @@ func TestEvalMatches(t *testing.T) {
 		"FROMOTHER": {elem(80, "198.51.101.0/24")},
 	}
 	for _, tc := range cases {
-		r := Rule{Chain: "X", Raw: tc.rule, Args: tokenize(tc.rule)}
+		r := ipt.Rule{Chain: "X", Raw: tc.rule, Args: ipt.Tokenize(tc.rule)}
 		if got, why := match(r, pkt("198.51.100.1"), sets); got != tc.want {
 			t.Errorf("%s: got %v (%s), want %v", tc.rule, got, why, tc.want)
 		}
@@ -101,18 +102,18 @@ func TestEvalMatches(t *testing.T) {
 func TestEvalUnknownOnlyWhenItMatters(t *testing.T) {
 	// An ipset match before a rule that drops anyway does not matter.
 	harmless := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set bad src -j DROP\nCOMMIT\n"
-	if v := Eval(ParseSave(harmless)["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+	if v := Eval(ipt.ParseSave([]byte(harmless))["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
 		t.Errorf("harmless unknown: %+v", v)
 	}
 	decisive := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set good src -j ACCEPT\nCOMMIT\n"
-	v := Eval(ParseSave(decisive)["filter"], "FORWARD", pkt("198.51.100.1"))
+	v := Eval(ipt.ParseSave([]byte(decisive))["filter"], "FORWARD", pkt("198.51.100.1"))
 	if v.Result != Unknown || !strings.Contains(v.Why, "-m set") {
 		t.Errorf("decisive unknown: %+v", v)
 	}
 }
 
 func TestEvalGotoAndReturn(t *testing.T) {
-	tb := ParseSave(`*filter
+	tb := ipt.ParseSave([]byte(`*filter
 :FORWARD ACCEPT [0:0]
 :A - [0:0]
 :B - [0:0]
@@ -122,7 +123,7 @@ func TestEvalGotoAndReturn(t *testing.T) {
 -A A -j RETURN
 -A B -s 10.0.0.0/8 -j DROP
 COMMIT
-`)["filter"]
+`))["filter"]
 	// -g A then RETURN in A returns from FORWARD: its policy (ACCEPT) decides,
 	// the DROP after the goto is never reached.
 	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || v.Rule != "policy ACCEPT" {
@@ -134,7 +135,7 @@ COMMIT
 }
 
 func TestRepresentatives(t *testing.T) {
-	tb := ParseSave("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n")["filter"]
+	tb := ipt.ParseSave([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
 	reps, generic := representatives(tb, rules.IPv4)
 	if generic.String() != "203.0.113.177" {
 		t.Errorf("generic %s must avoid every named prefix", generic)
@@ -155,7 +156,7 @@ COMMIT
 		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
 			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
 	rep := Run(Input{Config: config.Default(), Snapshot: snap,
-		Families: []FamilyState{{Family: rules.IPv4, Variant: "iptables-nft", Save: save}},
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
 	if rep.Protected || !rep.Beyond() || len(rep.Rows) != 1 {
 		t.Fatalf("report: %+v", rep)
@@ -197,7 +198,7 @@ func TestEvalSetLayout(t *testing.T) {
 -A DOCKMOAT-PORTS -j DOCKMOAT-DENY
 COMMIT
 `
-	tb := ParseSave(table)["filter"]
+	tb := ipt.ParseSave([]byte(table))["filter"]
 	tb.Sets = map[string][]rules.SetElem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
 	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
 		t.Errorf("allowed: %+v", v)

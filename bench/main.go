@@ -25,6 +25,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -288,25 +289,26 @@ func cpRun(n int, sets bool) (cpStat, error) {
 	log.SetLevel(logrus.WarnLevel)
 	var st cpStat
 	err := inNS(func() error {
-		t, err := reconciler.NewTables(reconciler.VariantNFT, 4)
+		t, err := ipt.NewTables(ipt.VariantNFT, 4)
 		if err != nil {
 			return err
 		}
 		src := &source{snap: snapshot(n)}
 		newRec := func() (*reconciler.Reconciler, error) {
-			rec := reconciler.New(t, nil, src, config.Default(), log)
+			var store ipt.SetStore
+			if sets {
+				s, err := ipt.NewNetlinkSets()
+				if err != nil {
+					return nil, err
+				}
+				store = s
+			}
+			rec := reconciler.New(ipt.New(t, nil, store, log), src, config.Default(), log)
 			ct, err := reconciler.NewNetlinkConntrack()
 			if err != nil {
 				return nil, err
 			}
 			rec.SetConntrack(ct) // as the daemon: revocation runs
-			if sets {
-				s, err := reconciler.NewNetlinkSets()
-				if err != nil {
-					return nil, err
-				}
-				rec.UseSets(s)
-			}
 			return rec, nil
 		}
 		if st.first, err = measure(*reps, func() (time.Duration, error) {

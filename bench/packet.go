@@ -19,6 +19,8 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -194,18 +196,17 @@ func (t *topo) install(m ppMode, n int, log logrus.FieldLogger) (*reconciler.Rec
 		cfg.NoIPSet = !m.sets
 		src := &source{snap: packetSnapshot(n)}
 		if m.nft {
-			rec = reconciler.NewNFT(reconciler.ExecNFT{}, src, cfg, log)
+			rec = reconciler.New(nft.New(nft.Exec{}, log), src, cfg, log)
 		} else {
-			tables, err := reconciler.NewTables(reconciler.VariantNFT, 4)
+			tables, err := ipt.NewTables(ipt.VariantNFT, 4)
 			if err != nil {
 				return err
 			}
-			rec = reconciler.New(tables, nil, src, cfg, log)
-			sets, err := reconciler.NewNetlinkSets()
+			sets, err := ipt.NewNetlinkSets()
 			if err != nil {
 				return err
 			}
-			rec.UseSets(sets)
+			rec = reconciler.New(ipt.New(tables, nil, sets, log), src, cfg, log)
 		}
 		_, err := rec.Sync(context.Background())
 		return err

@@ -4,10 +4,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -47,10 +48,10 @@ func TestKernelGolden(t *testing.T) {
 	}}
 	cfg := config.Config{UFW: config.UFWAuto, LogBlocked: true, TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}
 	type mode struct {
-		v    reconciler.Variant
+		v    ipt.Variant
 		sets bool
 	}
-	for _, m := range []mode{{reconciler.VariantNFT, false}, {reconciler.VariantLegacy, false}, {reconciler.VariantNFT, true}, {reconciler.VariantLegacy, true}} {
+	for _, m := range []mode{{ipt.VariantNFT, false}, {ipt.VariantLegacy, false}, {ipt.VariantNFT, true}, {ipt.VariantLegacy, true}} {
 		v := m.v
 		name, golden := string(v), filepath.Join("testdata", "kernel.golden")
 		if m.sets {
@@ -68,18 +69,18 @@ func TestKernelGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ipt := "iptables-" + string(v)
+			bin := "iptables-" + string(v)
 			// save is the filter table and, in ipset mode, dockmoat's sets
 			// as the kernel holds them.
 			save := func() string {
 				var s string
 				in(func() error {
-					out, err := exec.Command(ipt+"-save", "-t", "filter").Output()
+					out, err := exec.Command(bin+"-save", "-t", "filter").Output()
 					s = stripComments(string(out))
 					if err != nil || !m.sets {
 						return err
 					}
-					sets, err := reconciler.OpenNetlinkSets()
+					sets, err := ipt.OpenNetlinkSets()
 					if err != nil {
 						return err
 					}
@@ -108,8 +109,8 @@ func TestKernelGolden(t *testing.T) {
 					{"-A", "DOCKER-USER", "-s", "192.0.2.99/32", "-j", "DROP"}, {"-A", "DOCKER-USER", "-j", "RETURN"},
 					{"-N", "ufw-user-forward"},
 				} {
-					if out, err := exec.Command(ipt, args...).CombinedOutput(); err != nil {
-						return fmt.Errorf("%s %v: %w: %s", ipt, args, err, out)
+					if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+						return fmt.Errorf("%s %v: %w: %s", bin, args, err, out)
 					}
 				}
 				return nil
@@ -119,18 +120,19 @@ func TestKernelGolden(t *testing.T) {
 			log.SetOutput(testWriter{t})
 			var rec *reconciler.Reconciler
 			in(func() error {
-				tables, err := reconciler.NewTables(v, 4)
+				tables, err := ipt.NewTables(v, 4)
 				if err != nil {
 					return err
 				}
-				rec = reconciler.New(tables, nil, staticSource(snap), cfg, log)
+				var store ipt.SetStore
 				if m.sets {
-					sets, err := reconciler.NewNetlinkSets()
+					sets, err := ipt.NewNetlinkSets()
 					if err != nil {
 						return err
 					}
-					rec.UseSets(sets)
+					store = sets
 				}
+				rec = reconciler.New(ipt.New(tables, nil, store, log), staticSource(snap), cfg, log)
 				res, err := rec.Sync(context.Background())
 				if err == nil && (!res.Applied || !res.HookFix) {
 					err = fmt.Errorf("first pass did not apply: %+v", res)
@@ -160,7 +162,7 @@ func TestKernelGolden(t *testing.T) {
 			// Drift: flush our chain and the hook, then repair.
 			in(func() error {
 				for _, args := range [][]string{{"-F", rules.ChainIngress}, {"-D", "DOCKER-USER", "1"}} {
-					if out, err := exec.Command(ipt, args...).CombinedOutput(); err != nil {
+					if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 						return fmt.Errorf("%v: %w: %s", args, err, out)
 					}
 				}

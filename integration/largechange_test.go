@@ -13,6 +13,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -62,12 +63,12 @@ func TestLargeChangeNoExposure(t *testing.T) {
 		log := logrus.New()
 		log.SetOutput(testWriter{t})
 		log.SetLevel(logrus.WarnLevel)
-		variant := reconciler.VariantNFT
+		variant := ipt.VariantNFT
 		if eng.Legacy {
-			variant = reconciler.VariantLegacy
+			variant = ipt.VariantLegacy
 		}
 		var rec *reconciler.Reconciler
-		var sets *reconciler.NetlinkSets
+		var sets *ipt.NetlinkSets
 		in := func(f func() error) {
 			t.Helper()
 			if err := testbed.InNetns(e.bed.HostNSPath(), f); err != nil {
@@ -75,15 +76,14 @@ func TestLargeChangeNoExposure(t *testing.T) {
 			}
 		}
 		in(func() error {
-			tables, err := reconciler.NewTables(variant, 4)
+			tables, err := ipt.NewTables(variant, 4)
 			if err != nil {
 				return err
 			}
-			if sets, err = reconciler.NewNetlinkSets(); err != nil {
+			if sets, err = ipt.NewNetlinkSets(); err != nil {
 				return err
 			}
-			rec = reconciler.New(tables, nil, src, config.Default(), log)
-			rec.UseSets(sets)
+			rec = reconciler.New(ipt.New(tables, nil, sets, log), src, config.Default(), log)
 			_, err = rec.Sync(context.Background())
 			return err
 		})

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/netfilter"
 )
 
 // Metrics collects what the daemon reports. Safe for concurrent use.
@@ -85,7 +85,7 @@ func New() *Metrics {
 }
 
 // ObserveSync records one reconcile pass.
-func (m *Metrics) ObserveSync(res reconciler.SyncResult, err error, took time.Duration) {
+func (m *Metrics) ObserveSync(res netfilter.SyncResult, err error, took time.Duration) {
 	m.duration.Observe(took.Seconds())
 	m.mu.Lock()
 	m.lastErr = err

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/reconciler"
+	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -28,7 +28,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code, _ := get(t, m, "/healthz"); code != 503 {
 		t.Errorf("healthz before any pass: %d", code)
 	}
-	res := reconciler.SyncResult{Drift: []string{"ipv4: hook missing"}, Plans: []reconciler.FamilyPlan{{Family: rules.IPv4,
+	res := netfilter.SyncResult{Drift: []string{"ipv4: hook missing"}, Plans: []netfilter.FamilyPlan{{Family: rules.IPv4,
 		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
 			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},
 			{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
@@ -52,7 +52,7 @@ func TestMetricsAndHealth(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	m.ObserveSync(reconciler.SyncResult{}, errors.New("iptables-restore failed"), time.Millisecond)
+	m.ObserveSync(netfilter.SyncResult{}, errors.New("iptables-restore failed"), time.Millisecond)
 	if code, body := get(t, m, "/healthz"); code != 503 || !strings.Contains(body, "iptables-restore") {
 		t.Errorf("healthz after a failed pass: %d %s", code, body)
 	}

@@ -10,7 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/reconciler/iptfake"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -33,8 +34,7 @@ func BenchmarkPassOneChange(b *testing.B) {
 			d := &fakeDocker{snap: snap}
 			log := logrus.New()
 			log.SetLevel(logrus.WarnLevel)
-			rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, nil, d, config.Default(), log)
-			rec.UseSets(newFakeSets())
+			rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, newFakeSets(), log), d, config.Default(), log)
 			rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
 			if _, err := rec.Sync(context.Background()); err != nil {
 				b.Fatal(err)

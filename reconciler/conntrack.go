@@ -50,17 +50,13 @@ func NewNetlinkConntrack() (*NetlinkConntrack, error) {
 // Close releases the socket.
 func (c *NetlinkConntrack) Close() { c.h.Close() }
 
-// protoNames names the protocols of published ports (the inverse of
-// protoNums).
-var protoNames = map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}
-
 type flowFilter func(Flow) bool
 
 func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
 	src, _ := netip.AddrFromSlice(fl.Forward.SrcIP)
 	dst, _ := netip.AddrFromSlice(fl.Forward.DstIP)
 	rs, _ := netip.AddrFromSlice(fl.Reverse.SrcIP)
-	return f(Flow{Proto: protoNames[fl.Forward.Protocol], Src: src.Unmap(), OrigDst: dst.Unmap(), OrigDstPort: fl.Forward.DstPort,
+	return f(Flow{Proto: rules.ProtoName(fl.Forward.Protocol), Src: src.Unmap(), OrigDst: dst.Unmap(), OrigDstPort: fl.Forward.DstPort,
 		ReplySrc: rs.Unmap(), ReplySrcPort: fl.Reverse.SrcPort})
 }
 

@@ -3,68 +3,28 @@ package reconciler
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dockmoat/dockmoat/rules"
 )
 
-// Intact reports whether the installed rules still equal what this process
-// last installed: the hook first in DOCKER-USER and every owned chain's
-// hashes unchanged. One iptables-save per family, no Docker call, so it is
-// cheap enough to run on every netfilter change notification.
-func (r *Reconciler) Intact(ctx context.Context) (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.nft != nil {
-		if r.nftLast == "" {
-			return true, nil
-		}
-		listing, err := r.nft.List(ctx)
-		if err != nil {
-			return false, err
-		}
-		p := FamilyPlan{Family: rules.IPv4, HookPositions: []int{1}, Observed: Observed{Owned: ParseNFT(listing)}}
-		return len(drift(p, r.applied[rules.IPv4])) == 0, nil
-	}
-	for fam, last := range r.applied {
-		if r.families[fam] == nil {
-			continue
-		}
-		obs, err := r.observe(ctx, fam)
-		if err != nil {
-			return false, err
-		}
-		if !slices.Equal(r.observedPlan(fam, obs).HookPositions, []int{1}) {
-			return false, nil
-		}
-		for name, want := range last {
-			if got, ok := obs.Owned[name]; !ok || !slices.Equal(got, want) {
-				return false, nil
-			}
-		}
-	}
-	return true, nil
-}
-
 // WatchDrift notices changes made by others between periodic resyncs and
-// calls kick when dockmoat's rules are no longer intact. On iptables-nft
-// hosts it listens to nf_tables change notifications over netlink (every
-// rule change in the namespace raises one) and verifies ~20 ms after the
-// last of a burst; on legacy hosts, which send no notifications, it
-// verifies once per poll interval. Either way a verify is one
-// iptables-save and no Docker call.
-func (r *Reconciler) WatchDrift(ctx context.Context, variant Variant, poll time.Duration, kick func(reason string)) error {
+// calls kick when dockmoat's rules are no longer intact. Where the backend
+// lives in nf_tables (iptables-nft, nftables) it listens to nf_tables
+// change notifications over netlink (every rule change in the namespace
+// raises one) and verifies ~20 ms after the last of a burst; on legacy hosts, which send no notifications, it
+// verifies once per poll interval. Either way a verify is one listing
+// and no Docker call.
+func (r *Reconciler) WatchDrift(ctx context.Context, poll time.Duration, kick func(reason string)) error {
 	changes := make(chan struct{}, 1)
-	if variant == VariantNFT {
+	notifies := r.nf.Notifies()
+	if notifies {
 		if err := subscribeNFT(ctx, changes); err != nil {
 			return fmt.Errorf("subscribing to nf_tables notifications: %w", err)
 		}
 	}
 	var tick <-chan time.Time
-	if variant != VariantNFT {
+	if !notifies {
 		t := time.NewTicker(poll)
 		defer t.Stop()
 		tick = t.C

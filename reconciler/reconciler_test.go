@@ -15,7 +15,9 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/reconciler/iptfake"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -52,10 +54,17 @@ type rig struct {
 	v4, v6 *iptfake.Table
 	docker *fakeDocker
 	rec    *Reconciler
+	nf     *ipt.Backend
 	logs   *test.Hook
 }
 
 func newRig(t *testing.T, cfg config.Config) *rig {
+	t.Helper()
+	return newRigSets(t, cfg, nil)
+}
+
+// newRigSets is newRig with the backend on ipsets (sets may be nil).
+func newRigSets(t *testing.T, cfg config.Config, sets ipt.SetStore) *rig {
 	t.Helper()
 	v4 := iptfake.New("DOCKER", "DOCKER-USER")
 	v4.Append("FORWARD", "-j DOCKER-USER")
@@ -65,11 +74,11 @@ func newRig(t *testing.T, cfg config.Config) *rig {
 	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
-	rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, &Tables{IPTables: v6, Restorer: v6, Variant: "fake6"}, d, cfg, log)
-	return &rig{v4: v4, v6: v6, docker: d, rec: rec, logs: hook}
+	nf := ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, &ipt.Tables{IPTables: v6, Restorer: v6, Tool: "fake6"}, sets, log)
+	return &rig{v4: v4, v6: v6, docker: d, rec: New(nf, d, cfg, log), nf: nf, logs: hook}
 }
 
-func (r *rig) sync(t *testing.T) SyncResult {
+func (r *rig) sync(t *testing.T) netfilter.SyncResult {
 	t.Helper()
 	res, err := r.rec.Sync(context.Background())
 	if err != nil {
@@ -87,7 +96,7 @@ func (r *rig) inSync(t *testing.T) {
 	}
 	for _, p := range plans {
 		if !p.InSync() {
-			t.Fatalf("%s not in sync after a pass:\n%s", p.Family, FormatPlan(p))
+			t.Fatalf("%s not in sync after a pass:\n%s", p.Family, netfilter.FormatPlan(p))
 		}
 	}
 }
@@ -219,9 +228,9 @@ func TestRestoreFailureLeavesRulesAndHook(t *testing.T) {
 	r.sync(t)
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
 	before := r.v4.Rules(rules.ChainIngress)
-	r.v4.FailRestore = &RestoreError{Cmd: "iptables-restore", Err: errors.New("exit status 1"), Stderr: "line 3 failed"}
+	r.v4.FailRestore = &netfilter.RestoreError{Cmd: "iptables-restore", Err: errors.New("exit status 1"), Stderr: "line 3 failed"}
 	_, err := r.rec.Sync(context.Background())
-	var re *RestoreError
+	var re *netfilter.RestoreError
 	if !errors.As(err, &re) {
 		t.Fatalf("want a RestoreError, got %v", err)
 	}
@@ -332,7 +341,7 @@ func TestRunCoalescesAndStops(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- r.rec.Run(ctx, kick, RunOptions{Resync: time.Hour, MinInterval: 50 * time.Millisecond,
-			OnSync: func(SyncResult, error, time.Duration) { passes.Add(1) }})
+			OnSync: func(netfilter.SyncResult, error, time.Duration) { passes.Add(1) }})
 	}()
 	waitFor(t, func() bool { return passes.Load() == 1 })
 	for i := 0; i < 20; i++ { // a burst of events
@@ -364,7 +373,7 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 	var fails, oks atomic.Int32
 	go func() {
 		_ = r.rec.Run(ctx, nil, RunOptions{Resync: time.Hour, MaxBackoff: 100 * time.Millisecond,
-			OnSync: func(_ SyncResult, err error, _ time.Duration) {
+			OnSync: func(_ netfilter.SyncResult, err error, _ time.Duration) {
 				if err != nil {
 					fails.Add(1)
 				} else {
@@ -393,7 +402,7 @@ func TestGuardThenRun(t *testing.T) {
 	v4 := iptfake.New()
 	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
 	log, _ := test.NewNullLogger()
-	rec := New(&Tables{IPTables: v4, Restorer: v4, Variant: "fake"}, nil, d, config.Default(), log)
+	rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), d, config.Default(), log)
 	done, err := rec.Guard(context.Background(), config.Default())
 	if err != nil {
 		t.Fatal(err)

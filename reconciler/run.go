@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/netfilter"
 )
 
 // RunOptions tune the daemon loop.
@@ -19,7 +21,7 @@ type RunOptions struct {
 	// MaxBackoff caps the retry delay after a failed pass (default 10s).
 	MaxBackoff time.Duration
 	// OnSync, if set, is called after every pass (metrics, tests).
-	OnSync func(res SyncResult, err error, took time.Duration)
+	OnSync func(res netfilter.SyncResult, err error, took time.Duration)
 }
 
 func (o *RunOptions) defaults() {
@@ -80,14 +82,14 @@ func (r *Reconciler) Run(ctx context.Context, kick <-chan struct{}, opt RunOptio
 
 func (r *Reconciler) logFailure(err error, retry time.Duration) {
 	e := r.log.WithError(err).WithField("retry_in", retry.String())
-	var re *RestoreError
+	var re *netfilter.RestoreError
 	if errors.As(err, &re) {
 		e = e.WithField("batch", re.Input)
 	}
 	e.Error("reconcile failed; installed rules left as they are")
 }
 
-func (r *Reconciler) logResult(res SyncResult, took time.Duration) {
+func (r *Reconciler) logResult(res netfilter.SyncResult, took time.Duration) {
 	if len(res.Drift) > 0 {
 		r.log.WithFields(logrus.Fields{"found": res.Drift, "took": took.String()}).Warn("drift repaired: someone else changed dockmoat's rules")
 	}
@@ -106,7 +108,7 @@ func (r *Reconciler) logResult(res SyncResult, took time.Duration) {
 			}
 		}
 		r.log.WithFields(logrus.Fields{
-			"family": p.Family.String(), "variant": p.Variant, "chains": p.Changed,
+			"family": p.Family.String(), "tool": p.Tool, "chains": p.Changed,
 			"hook": p.HookPositions, "ports": len(p.Result.Decisions()), "open": open,
 			"took": took.String(),
 		}).Info("firewall updated")

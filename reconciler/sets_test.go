@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
@@ -82,10 +81,9 @@ func (f *fakeSets) has(name, elem string) bool {
 }
 
 func setRig(t *testing.T) (*rig, *fakeSets) {
-	r := newRig(t, config.Default())
 	fs := newFakeSets()
+	r := newRigSets(t, config.Default(), fs)
 	fs.restoresAt = func() int { return r.v4.Restores }
-	r.rec.UseSets(fs)
 	return r, fs
 }
 
@@ -247,7 +245,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 					}
 					fs.sets[name][rules.SetElem{Addr: netip.MustParseAddr("172.17.9.9"), Proto: "tcp", Port: 22}] = true
 				}
-				r.rec.setRead = time.Time{} // as if setVerifyAge had passed
+				r.nf.ForgetSets() // as if setVerifyAge had passed
 			default:
 				fs.failAdd = errors.New("boom")
 			}

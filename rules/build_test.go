@@ -320,15 +320,6 @@ func TestHashes(t *testing.T) {
 	}
 }
 
-func TestRestoreLines(t *testing.T) {
-	res := Build(config.Default(), Snapshot{Bridges: []string{"docker0"}}, IPv4, Options{})
-	got := hashes.ReplaceAllString(res.Ruleset.RestoreLines([]string{ChainIngress}), "dockmoat:H ")
-	want := "*filter\n:DOCKMOAT-INGRESS - [0:0]\n" + deny + "\nCOMMIT\n"
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-}
-
 // One container whose allows cannot all be installed is closed and
 // reported; the others are decided as usual.
 func TestContainerTooLargeClosed(t *testing.T) {

@@ -104,3 +104,20 @@ type Snapshot struct {
 	// ports bypass Docker's publishing and dockmoat (audit warns).
 	HostNetwork []string
 }
+
+// protoNums are the IP protocol numbers of the protocols Docker publishes.
+var protoNums = map[string]uint8{"tcp": 6, "udp": 17, "sctp": 132}
+
+// ProtoNumber is the IP protocol number of a published port's protocol
+// (0 for one Docker does not publish).
+func ProtoNumber(name string) uint8 { return protoNums[name] }
+
+// ProtoName is the inverse of ProtoNumber ("" for other protocols).
+func ProtoName(n uint8) string {
+	for name, num := range protoNums {
+		if num == n {
+			return name
+		}
+	}
+	return ""
+}

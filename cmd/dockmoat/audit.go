@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dockmoat/dockmoat/reconciler"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 
 	"github.com/sirupsen/logrus"
 
@@ -48,7 +49,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		if t == nil {
 			continue
 		}
-		st := audit.FamilyState{Family: fam, Variant: t.Variant}
+		st := audit.FamilyState{Family: fam, Tool: t.Tool}
 		var parts []string
 		for _, table := range []string{"filter", "nat"} {
 			data, err := t.Save(ctx, table)
@@ -73,7 +74,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 // readSets reads dockmoat's ipsets of a family (none when the kernel has
 // no ipset support or dockmoat keeps its allows as rules).
 func readSets(fam rules.Family) map[string][]rules.SetElem {
-	sets, err := reconciler.OpenNetlinkSets()
+	sets, err := ipt.OpenNetlinkSets()
 	if err != nil {
 		return nil
 	}

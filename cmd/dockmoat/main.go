@@ -1,5 +1,6 @@
 // Command dockmoat is the CLI entry point: subcommands, flags and wiring.
-// The logic lives in config, rules, dockerwatch and reconciler.
+// The logic lives in config, rules, dockerwatch, netfilter (and its
+// backends ipt and nft) and reconciler.
 package main
 
 import (
@@ -20,6 +21,9 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/metrics"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -151,29 +155,29 @@ func loadOrFailClosed(opt options, log logrus.FieldLogger) (config.Config, error
 
 // buildTables picks the iptables variant and opens each family's tables,
 // plus the Docker watcher.
-func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rules.Family]*reconciler.Tables, *dockerwatch.Watcher, error) {
-	var variant reconciler.Variant
+func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rules.Family]*ipt.Tables, *dockerwatch.Watcher, error) {
+	var variant ipt.Variant
 	switch opt.iptablesMode {
 	case "auto":
-		v, why, err := reconciler.DetectVariant(ctx)
+		v, why, err := ipt.DetectVariant(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
 		variant = v
 		log.WithField("variant", "iptables-"+string(v)).Info(why)
 	case "nft", "legacy":
-		variant = reconciler.Variant(opt.iptablesMode)
+		variant = ipt.Variant(opt.iptablesMode)
 		log.WithField("variant", "iptables-"+opt.iptablesMode).Info("iptables variant set by --iptables-mode")
 	default:
 		return nil, nil, fmt.Errorf("--iptables-mode: %q is not auto, nft or legacy", opt.iptablesMode)
 	}
-	v4, err := reconciler.NewTables(variant, 4)
+	v4, err := ipt.NewTables(variant, 4)
 	if err != nil {
 		return nil, nil, err
 	}
-	tables := map[rules.Family]*reconciler.Tables{rules.IPv4: v4}
+	tables := map[rules.Family]*ipt.Tables{rules.IPv4: v4}
 	if opt.ipv6 {
-		if v6, err := reconciler.NewTables(variant, 6); err != nil {
+		if v6, err := ipt.NewTables(variant, 6); err != nil {
 			log.WithError(err).Warn("IPv6: ip6tables not usable; managing IPv4 only")
 		} else {
 			tables[rules.IPv6] = v6
@@ -200,25 +204,25 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 			return nil, nil, err
 		}
 		w := &dockerwatch.Watcher{API: cli, Log: log}
-		return reconciler.NewNFT(reconciler.ExecNFT{}, w, cfg, log), w, nil
+		return reconciler.New(nft.New(nft.Exec{}, log), w, cfg, log), w, nil
 	}
 	log.WithField("backend", "iptables").Debug(why)
 	tables, w, err := buildTables(ctx, opt, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	rec := reconciler.New(tables[rules.IPv4], tables[rules.IPv6], w, cfg, log)
 	// Kernel ipsets for the allows; without them, one rule per allow,
 	// which works everywhere and only costs more per connection as
 	// ports are added.
-	if sets, err := reconciler.NewNetlinkSets(); err != nil {
+	var sets ipt.SetStore
+	if ns, err := ipt.NewNetlinkSets(); err != nil {
 		if !cfg.NoIPSet {
 			log.WithError(err).Warn("kernel ipsets unavailable: one iptables rule per allowed port (works, but each new connection checks the list)")
 		}
 	} else {
-		rec.UseSets(sets)
+		sets = ns
 	}
-	return rec, w, nil
+	return reconciler.New(ipt.New(tables[rules.IPv4], tables[rules.IPv6], sets, log), w, cfg, log), w, nil
 }
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
@@ -293,7 +297,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	}()
 
 	go func() {
-		if err := rec.WatchDrift(ctx, rec.Variant(), 500*time.Millisecond, func(reason string) {
+		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {
 			log.WithField("reason", reason).Debug("change")
 			poke()
 		}); err != nil {
@@ -322,7 +326,7 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 	}
 	differs := false
 	for _, p := range plans {
-		fmt.Fprint(out, reconciler.FormatPlan(p))
+		fmt.Fprint(out, netfilter.FormatPlan(p))
 		if !p.InSync() {
 			differs = true
 		}

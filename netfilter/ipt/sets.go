@@ -1,10 +1,11 @@
-package reconciler
+package ipt
 
 import (
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -16,20 +17,37 @@ import (
 // element closes a port (fail-closed) until the next full read.
 const setVerifyAge = 10 * time.Second
 
+// setRecord is the backend's view of its ipsets: state is what the sets
+// held when last read or written, readAt when they were last read in full,
+// synced per set the generation of the rules.Incremental result the set is
+// known to hold (see rules.SetDelta).
+type setRecord struct {
+	store  SetStore
+	state  map[string]map[rules.SetElem]struct{}
+	readAt time.Time
+	synced map[string]uint64
+}
+
+// forget drops the record: the next pass reads the sets in full.
+func (s *setRecord) forget() {
+	s.state = nil
+	clear(s.synced)
+}
+
 // diffSets fills p.SetAdd, p.SetDel and p.SetsMissing from the desired
 // sets of p and what the kernel holds (read in full when the record is
 // missing or old). Someone else's edits found by a full read are logged.
-func (r *Reconciler) diffSets(p *FamilyPlan) error {
-	fullRead := r.setState == nil || time.Since(r.setRead) > setVerifyAge
+func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
+	fullRead := b.sets.state == nil || time.Since(b.sets.readAt) > setVerifyAge
 	if fullRead {
 		state := map[string]map[rules.SetElem]struct{}{}
 		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			if r.families[fam] == nil {
+			if b.families[fam] == nil {
 				continue
 			}
 			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
 				name := rules.SetName(kind, fam)
-				elems, exists, err := r.sets.List(name)
+				elems, exists, err := b.sets.store.List(name)
 				if err != nil {
 					return err
 				}
@@ -40,23 +58,23 @@ func (r *Reconciler) diffSets(p *FamilyPlan) error {
 				for _, e := range elems {
 					m[e] = struct{}{}
 				}
-				if old, ok := r.setState[name]; ok && !sameElems(old, m) {
-					r.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
-					r.pendingDrift = append(r.pendingDrift, "set "+name+" edited")
+				if old, ok := b.sets.state[name]; ok && !sameElems(old, m) {
+					b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
+					b.pending = append(b.pending, "set "+name+" edited")
 				}
 				state[name] = m
 			}
 		}
-		r.setState, r.setRead = state, time.Now()
-		clear(r.setSynced)
+		b.sets.state, b.sets.readAt = state, time.Now()
+		clear(b.sets.synced)
 	}
 	p.SetAdd, p.SetDel, p.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Ruleset.Sets {
-		have, exists := r.setState[set.Name]
+		have, exists := b.sets.state[set.Name]
 		if !exists {
 			p.SetsMissing = append(p.SetsMissing, set.Name)
 		}
-		if d := set.Delta; d != nil && d.Since != 0 && exists && r.setSynced[set.Name] == d.Since {
+		if d := set.Delta; d != nil && d.Since != 0 && exists && b.sets.synced[set.Name] == d.Since {
 			// The set holds what the previous result wanted: only the
 			// delta can differ, so the N elements need no comparing.
 			for _, e := range d.Added {
@@ -121,11 +139,11 @@ func sameElems(a, b map[rules.SetElem]struct{}) bool {
 // applySets creates missing sets and applies the element diff of p,
 // deletions first. On error the record is dropped, so the next pass reads
 // the sets in full.
-func (r *Reconciler) applySets(p FamilyPlan) error {
-	if p.setChanges() == 0 {
+func (b *Backend) applySets(p netfilter.FamilyPlan) error {
+	if p.SetChanges() == 0 {
 		for _, set := range p.Result.Ruleset.Sets {
 			if set.Delta != nil {
-				r.setSynced[set.Name] = set.Delta.Gen // nothing to write: in step
+				b.sets.synced[set.Name] = set.Delta.Gen // nothing to write: in step
 			}
 		}
 		return nil
@@ -133,33 +151,32 @@ func (r *Reconciler) applySets(p FamilyPlan) error {
 	err := func() error {
 		for _, set := range p.Result.Ruleset.Sets {
 			if slices.Contains(p.SetsMissing, set.Name) {
-				if err := r.sets.Create(set.Name, rules.SetType(set.Kind), set.Family); err != nil {
+				if err := b.sets.store.Create(set.Name, rules.SetType(set.Kind), set.Family); err != nil {
 					return err
 				}
 			}
-			if err := r.sets.Del(set.Name, p.SetDel[set.Name]); err != nil {
+			if err := b.sets.store.Del(set.Name, p.SetDel[set.Name]); err != nil {
 				return err
 			}
-			if err := r.sets.Add(set.Name, p.SetAdd[set.Name]); err != nil {
+			if err := b.sets.store.Add(set.Name, p.SetAdd[set.Name]); err != nil {
 				return err
 			}
 		}
 		return nil
 	}()
 	if err != nil {
-		r.setState = nil
-		clear(r.setSynced)
+		b.sets.forget()
 		return fmt.Errorf("updating ipsets: %w", err)
 	}
 	for _, set := range p.Result.Ruleset.Sets {
-		r.setSynced[set.Name] = 0
+		b.sets.synced[set.Name] = 0
 		if set.Delta != nil {
-			r.setSynced[set.Name] = set.Delta.Gen
+			b.sets.synced[set.Name] = set.Delta.Gen
 		}
-		m := r.setState[set.Name]
+		m := b.sets.state[set.Name]
 		if m == nil {
 			m = map[rules.SetElem]struct{}{}
-			r.setState[set.Name] = m
+			b.sets.state[set.Name] = m
 		}
 		for _, e := range p.SetDel[set.Name] {
 			delete(m, e)
@@ -170,3 +187,7 @@ func (r *Reconciler) applySets(p FamilyPlan) error {
 	}
 	return nil
 }
+
+// ForgetSets drops the backend's record of its sets: the next pass reads
+// them back in full, as it does every setVerifyAge.
+func (b *Backend) ForgetSets() { b.sets.readAt = time.Time{} }

@@ -1,4 +1,4 @@
-package reconciler
+package netfilter
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 // problems, the desired rules and what differs from the installed ones.
 func FormatPlan(p FamilyPlan) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "== %s (%s)\n", p.Family, p.Variant)
+	fmt.Fprintf(&b, "== %s (%s)\n", p.Family, p.Tool)
 	if p.Skipped != "" {
 		fmt.Fprintf(&b, "skipped: %s\n\n", p.Skipped)
 		return b.String()
@@ -54,7 +54,7 @@ func FormatPlan(p FamilyPlan) string {
 		for _, l := range strings.Split(strings.TrimRight(p.NFT, "\n"), "\n") {
 			b.WriteString("  " + l + "\n")
 		}
-	case strings.HasPrefix(p.Variant, "nftables"):
+	case p.InTable:
 		b.WriteString("rules: in the inet table above\n")
 	default:
 		b.WriteString("rules:\n")

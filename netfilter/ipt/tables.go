@@ -1,4 +1,4 @@
-package reconciler
+package ipt
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/dockmoat/dockmoat/netfilter"
 )
 
 // IPTables is the part of go-iptables dockmoat uses: the hook rule in
@@ -38,8 +40,8 @@ type Restorer interface {
 type Tables struct {
 	IPTables
 	Restorer
-	// Variant names the binaries for logs ("iptables-nft", "ip6tables-legacy"…).
-	Variant string
+	// Tool names the binaries for logs ("iptables-nft", "ip6tables-legacy"…).
+	Tool string
 }
 
 // Exec runs the real iptables binaries of one variant.
@@ -65,24 +67,10 @@ func (e Exec) Restore(ctx context.Context, data []byte) error {
 	cmd := exec.CommandContext(ctx, e.RestoreBin, "--noflush", "-w", "5")
 	cmd.Stdin, cmd.Stderr = bytes.NewReader(data), &stderr
 	if err := cmd.Run(); err != nil {
-		return &RestoreError{Cmd: e.RestoreBin, Err: err, Stderr: strings.TrimSpace(stderr.String()), Input: string(data)}
+		return &netfilter.RestoreError{Cmd: e.RestoreBin + " --noflush", Err: err, Stderr: strings.TrimSpace(stderr.String()), Input: string(data)}
 	}
 	return nil
 }
-
-// RestoreError keeps the batch that failed, so the log can show its lines.
-type RestoreError struct {
-	Cmd    string
-	Err    error
-	Stderr string
-	Input  string
-}
-
-func (e *RestoreError) Error() string {
-	return fmt.Sprintf("%s --noflush: %v: %s", e.Cmd, e.Err, e.Stderr)
-}
-
-func (e *RestoreError) Unwrap() error { return e.Err }
 
 // Variant is one iptables flavour: "nft" or "legacy".
 type Variant string
@@ -118,7 +106,7 @@ func NewTables(v Variant, family int) (*Tables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initialising go-iptables for %s: %w", path, err)
 	}
-	return &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Variant: bin}, nil
+	return &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Tool: bin}, nil
 }
 
 // legacyFilterLoaded reports whether this network namespace has a legacy

@@ -1,4 +1,4 @@
-package reconciler
+package ipt
 
 import (
 	"encoding/binary"
@@ -193,7 +193,7 @@ func elemData(e rules.SetElem) *nl.RtAttr {
 		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP2|int(nl.NLA_F_NESTED), ipAttr(e.Src.Addr()).Serialize()))
 		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_CIDR2, nl.Uint8Attr(uint8(e.Src.Bits()))))
 	}
-	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_PROTO, nl.Uint8Attr(protoNums[e.Proto])))
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_PROTO, nl.Uint8Attr(rules.ProtoNumber(e.Proto))))
 	port := make([]byte, 2)
 	binary.BigEndian.PutUint16(port, e.Port)
 	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_PORT|int(nl.NLA_F_NET_BYTEORDER), port))
@@ -208,10 +208,8 @@ func ipAttr(a netip.Addr) *nl.RtAttr {
 	return nl.NewRtAttr(typ, a.Unmap().AsSlice())
 }
 
-var protoNums = map[string]uint8{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
-
 func protoName(n uint8) string {
-	if name, ok := protoNames[n]; ok {
+	if name := rules.ProtoName(n); name != "" {
 		return name
 	}
 	return fmt.Sprintf("proto%d", n)

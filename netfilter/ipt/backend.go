@@ -1,0 +1,239 @@
+// Package ipt is dockmoat's iptables backend (iptables-nft or
+// iptables-legacy, with ipsets): it reads the filter table in one
+// iptables-save per family, diffs dockmoat's chains by rule hash, applies
+// what differs in one `iptables-restore --noflush` batch per table, then
+// puts the single hook rule at the top of DOCKER-USER with go-iptables
+// (and, while docker-proxy serves a published port in a family, one jump
+// at the top of INPUT to DOCKMOAT-INPUT). A family without DOCKER-USER
+// whose ports docker-proxy serves is managed input-only. It also owns the
+// one reader (ParseSave) and the one writer (batch) of iptables-save text.
+//
+// Fail-closed by construction: the default deny lives in the same chain as
+// the allows and is written in the same atomic batch; the hook is inserted
+// before any stray copy is removed, so there is no instant without it; and
+// nothing is removed except by Uninstall.
+package ipt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Backend implements netfilter.Backend on the iptables binaries of one
+// variant, and on ipsets when given a SetStore. Not safe for concurrent
+// use: the reconciler serialises calls.
+type Backend struct {
+	families map[rules.Family]*Tables
+	log      logrus.FieldLogger
+	notifies bool
+	// applied holds, per family, the chain hashes last installed or
+	// verified, to tell drift from Docker changes; last is the ruleset
+	// last installed, for repairs made while Docker cannot be read; hookIn
+	// the chain holding the hook (see FamilyPlan.HookIn).
+	applied map[rules.Family]map[string][]string
+	last    map[rules.Family]rules.Ruleset
+	hookIn  map[rules.Family]string
+	sets    setRecord
+	// memo saves re-deciding unchanged containers from pass to pass; inc
+	// keeps the set grouping per family (see rules.Incremental).
+	memo *rules.Memo
+	inc  map[rules.Family]*rules.Incremental
+	// ufwSeen is, per family, whether the last listing had UFW's chain
+	// (the one fact of the listing the rules depend on; see Plan).
+	ufwSeen map[rules.Family]bool
+	// drift found outside Apply (set edits seen while planning), reported
+	// by the next Apply.
+	pending []string
+}
+
+// New returns the backend for the given tables; v6 may be nil (no IPv6
+// handling). sets may be nil (no ipsets: one rule per allow).
+func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
+	fam := map[rules.Family]*Tables{}
+	if v4 != nil {
+		fam[rules.IPv4] = v4
+	}
+	if v6 != nil {
+		fam[rules.IPv6] = v6
+	}
+	return &Backend{families: fam, log: log, notifies: v4 != nil && strings.HasSuffix(v4.Tool, "-nft"),
+		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
+		last: map[rules.Family]rules.Ruleset{}, ufwSeen: map[rules.Family]bool{}, memo: rules.NewMemo(),
+		sets: setRecord{store: sets, synced: map[string]uint64{}},
+		inc:  map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
+}
+
+// Notifies implements netfilter.Backend: iptables-nft rules live in
+// nf_tables, which announces every change; legacy tables do not.
+func (b *Backend) Notifies() bool { return b.notifies }
+
+// observe reads one family's filter table in one listing.
+func (b *Backend) observe(ctx context.Context, fam rules.Family) (netfilter.Observed, error) {
+	data, err := b.families[fam].Save(ctx, "filter")
+	if err != nil {
+		return netfilter.Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
+	}
+	return Observe(data), nil
+}
+
+// Plan implements netfilter.Backend.
+func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, fresh bool) ([]netfilter.FamilyPlan, error) {
+	useSets := b.sets.store != nil && !cfg.NoIPSet
+	if fresh {
+		b.sets.readAt = time.Time{} // read the sets in full
+	}
+	var plans []netfilter.FamilyPlan
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if b.families[fam] == nil {
+			continue
+		}
+		p, err := b.planFamily(ctx, cfg, snap, fam, useSets)
+		if err != nil {
+			return nil, err
+		}
+		if useSets && p.Skipped == "" {
+			if err := b.diffSets(&p); err != nil {
+				return nil, err
+			}
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+// planFamily lists one family's table and computes its policy side by
+// side: the listing is an exec (~2 ms) and the policy mostly CPU. The
+// policy depends on the listing only through whether UFW's chain is
+// there, so it assumes what the last listing said and is redone if that
+// changed. The listing stays on this goroutine: a child process inherits
+// the network namespace of the thread that starts it.
+func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.Snapshot, fam rules.Family, useSets bool) (netfilter.FamilyPlan, error) {
+	opt := rules.Options{Sets: useSets, Memo: b.memo, Inc: b.inc[fam]}
+	var early chan rules.Result
+	guess, guessed := b.ufwSeen[fam]
+	if guessed {
+		early = make(chan rules.Result, 1)
+		go func(o rules.Options) {
+			o.UFWForward = guess
+			early <- rules.Build(cfg, snap, fam, o)
+		}(opt)
+	}
+	obs, err := b.observe(ctx, fam)
+	var guessRes rules.Result
+	if early != nil {
+		guessRes = <-early // joined before anything else uses b.inc
+	}
+	if err != nil {
+		return netfilter.FamilyPlan{}, err
+	}
+	p, build := planHead(cfg, fam, b.families[fam].Tool, obs)
+	if !build {
+		planInputOnly(&p, cfg, snap)
+		return p, nil
+	}
+	if guessed && guess == p.UFW {
+		p.Result = guessRes
+	} else {
+		opt.UFWForward = p.UFW
+		p.Result = rules.Build(cfg, snap, fam, opt)
+	}
+	diff(&p)
+	b.ufwSeen[fam] = p.UFW
+	return p, nil
+}
+
+// Apply implements netfilter.Backend. A family that fails does not stop
+// the other: each is applied, and the errors are returned together.
+func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netfilter.Applied, error) {
+	out := netfilter.Applied{Drift: b.pending}
+	b.pending = nil
+	var errs []error
+	for _, p := range plans {
+		if p.Skipped != "" {
+			continue
+		}
+		out.Drift = append(out.Drift, b.drift(p)...)
+		changed, done, err := b.applyFamily(ctx, p, &out)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Family, err))
+		}
+		if done {
+			out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: changed})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// drift compares what is installed with what this backend installed last.
+func (b *Backend) drift(p netfilter.FamilyPlan) []string {
+	last := b.applied[p.Family]
+	if last == nil {
+		return nil
+	}
+	var out []string
+	fam := p.Family.String() + ": "
+	if !p.DockerUserMissing {
+		out = append(out, netfilter.JumpDrift(fam+"hook", rules.HookChain, p.HookPositions)...)
+	}
+	if _, ok := last[rules.ChainInput]; ok {
+		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)
+	}
+	return append(out, netfilter.ChainDrift(fam, p.Observed.Owned, last)...)
+}
+
+// applyFamily installs one family's plan: sets, chains, hooks, stale
+// chains. A failure to write the sets does not stop the rest: the chains
+// carry the default deny and the catch-all for networks not seen yet,
+// and a set lookup that lags only misses (closed). That error is returned
+// once the rest is done. changed says whether rules or sets were written,
+// done whether the plan is installed (with or without its sets).
+func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *netfilter.Applied) (changed, done bool, err error) {
+	t := b.families[p.Family]
+	// Sets first: the rules that look them up must find them filled.
+	setsChanged := p.SetChanges() > 0
+	setErr := b.applySets(p)
+	out.Wrote = out.Wrote || (setsChanged && setErr == nil)
+	if p.Batch != "" {
+		if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
+			return false, false, errors.Join(setErr, fmt.Errorf("applying chains %s: %w", strings.Join(p.Changed, ", "), err))
+		}
+		out.Wrote = true
+	}
+	if p.DockerUserMissing && !p.InputOnly {
+		return false, false, errors.Join(setErr, fmt.Errorf("chain %s does not exist in %s; is Docker running with its iptables integration enabled?", rules.HookChain, t.Tool))
+	}
+	fixed, err := fixHooks(t, p)
+	if err != nil {
+		return false, false, errors.Join(setErr, err)
+	}
+	out.HookFix = out.HookFix || fixed
+	if len(p.Stale) > 0 {
+		if err := t.Restore(ctx, []byte(deleteBatch(p.Stale))); err != nil {
+			return false, false, errors.Join(setErr, fmt.Errorf("removing stale chains: %w", err))
+		}
+	}
+	if b.sets.store != nil && len(p.Result.Ruleset.Sets) == 0 {
+		// `ipset: off`: no rule uses the sets any more; remove them.
+		if err := b.destroySets(p.Family); err != nil {
+			return false, false, errors.Join(setErr, err)
+		}
+		b.sets.forget()
+	}
+	last := map[string][]string{}
+	for _, ch := range p.Result.Ruleset.Chains {
+		last[ch.Name] = ch.Hashes()
+	}
+	b.applied[p.Family] = last
+	b.last[p.Family] = p.Result.Ruleset
+	b.hookIn[p.Family] = p.HookIn
+	return p.Batch != "" || setsChanged, true, setErr
+}

@@ -1,0 +1,29 @@
+package ipt
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
+
+func TestRestoreChains(t *testing.T) {
+	res := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}}, rules.IPv4, rules.Options{})
+	got := hashes.ReplaceAllString(restoreChains(res.Ruleset, []string{rules.ChainIngress}), "dockmoat:H ")
+	want := "*filter\n:DOCKMOAT-INGRESS - [0:0]\n" +
+		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H default deny" -j DROP` + "\nCOMMIT\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestDeleteBatch(t *testing.T) {
+	got := deleteBatch([]string{"DOCKMOAT", "DOCKMOAT-INGRESS"})
+	want := "*filter\n:DOCKMOAT - [0:0]\n:DOCKMOAT-INGRESS - [0:0]\n-X DOCKMOAT\n-X DOCKMOAT-INGRESS\nCOMMIT\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -1,0 +1,58 @@
+package ipt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Guard implements netfilter.Backend: the boot-time default deny
+// (rules.BuildGuard), installed before Docker starts. It creates
+// DOCKER-USER and FORWARD's jump to it when Docker has not yet (Docker
+// keeps an existing DOCKER-USER and re-inserts its own jump), then
+// dockmoat's chains and the hook. Where dockmoat's protection is already
+// installed it does nothing, so a late guard never replaces the exact
+// ruleset of a running dockmoat with the coarse one.
+func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
+	var done []string
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		t := b.families[fam]
+		if t == nil {
+			continue
+		}
+		obs, err := b.observe(ctx, fam)
+		if err != nil {
+			return done, err
+		}
+		_, hasMain := obs.Owned[rules.ChainMain]
+		_, hasIngress := obs.Owned[rules.ChainIngress]
+		if len(obs.Hook) > 0 && hasMain && hasIngress {
+			done = append(done, fam.String()+": protection already installed; left as it is")
+			continue
+		}
+		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain]))); err != nil {
+			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
+		}
+		if err := ensureHook(t, rules.HookChain); err != nil {
+			return done, fmt.Errorf("%s: %w", fam, err)
+		}
+		done = append(done, fam.String()+": guard installed (new connections to containers dropped until dockmoat run)")
+	}
+	return done, nil
+}
+
+// guardBatch installs the guard chains, and DOCKER-USER with FORWARD's
+// jump to it when Docker has not created them yet.
+func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool) string {
+	bt := newBatch()
+	if !hasDockerUser {
+		bt.declare(rules.HookChain)
+	}
+	bt.chains(rules.BuildGuard(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
+	if !hasDockerUser {
+		bt.line("-I FORWARD 1 -j " + rules.HookChain)
+	}
+	return bt.commit()
+}

@@ -1,0 +1,113 @@
+package ipt
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// fixHooks puts the jumps a plan needs at the top of their chains (the
+// hook in DOCKER-USER, or FORWARD, unless input-only; the input hook when
+// DOCKMOAT-INPUT is wanted) and removes the input hook when that chain is
+// no longer wanted, before the chain itself goes. fixed says whether
+// anything was changed.
+func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
+	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
+		if err := ensureHook(t, p.HookIn); err != nil {
+			return false, err
+		}
+		fixed = true
+	}
+	switch {
+	case p.WantsInput() && !slices.Equal(p.Observed.InputHook, []int{1}):
+		if err := ensureInputHook(t); err != nil {
+			return fixed, err
+		}
+		fixed = true
+	case !p.WantsInput() && len(p.Observed.InputHook) > 0:
+		if err := removeJumps(t, rules.InputHookChain, rules.InputHookSpec(), len(p.Observed.InputHook)); err != nil {
+			return fixed, err
+		}
+		fixed = true
+	}
+	return fixed, nil
+}
+
+// removeJumps deletes n copies of a jump; one already gone is fine.
+func removeJumps(t *Tables, chain string, spec []string, n int) error {
+	for range n {
+		if err := t.Delete("filter", chain, spec...); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing dockmoat's jump from %s: %w", chain, err)
+		}
+	}
+	return nil
+}
+
+// ensureHook puts the hook at position 1 of DOCKER-USER (or FORWARD).
+func ensureHook(t *Tables, chain string) error {
+	return ensureJump(t, chain, rules.HookSpec(), isHook)
+}
+
+// ensureInputHook puts the jump to DOCKMOAT-INPUT at position 1 of INPUT.
+func ensureInputHook(t *Tables) error {
+	return ensureJump(t, rules.InputHookChain, rules.InputHookSpec(), isInputHook)
+}
+
+// ensureJump puts a jump of dockmoat's at position 1 of a chain and
+// removes any other copy. It inserts first and deletes after, so the chain
+// is never without it; it is idempotent.
+func ensureJump(t *Tables, chain string, spec []string, is func(string) bool) error {
+	lines, err := t.List("filter", chain)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", chain, err)
+	}
+	pos := jumpPositions(lines, is)
+	if len(pos) == 0 || pos[0] != 1 {
+		if err := t.Insert("filter", chain, 1, spec...); err != nil {
+			return fmt.Errorf("inserting dockmoat's jump at the top of %s: %w", chain, err)
+		}
+		if lines, err = t.List("filter", chain); err != nil {
+			return fmt.Errorf("listing %s: %w", chain, err)
+		}
+		pos = jumpPositions(lines, is)
+	}
+	// Delete extra copies from the bottom so positions above stay valid.
+	for i := len(pos) - 1; i >= 1; i-- {
+		if err := t.DeleteById("filter", chain, pos[i]); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing duplicate hook at %s position %d: %w", chain, pos[i], err)
+		}
+	}
+	return nil
+}
+
+// jumpPositions reads go-iptables List output (a "-N CHAIN" line, then
+// one "-A" line per rule) and returns the 1-based positions of a jump.
+func jumpPositions(lines []string, is func(string) bool) []int {
+	var pos []int
+	n := 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue
+		}
+		n++
+		if is(l) {
+			pos = append(pos, n)
+		}
+	}
+	return pos
+}
+
+func isNotExist(err error) bool {
+	var e *iptables.Error
+	if errors.As(err, &e) && e.IsNotExist() {
+		return true
+	}
+	var nf interface{ IsNotExist() bool }
+	return errors.As(err, &nf) && nf.IsNotExist()
+}

@@ -1,0 +1,78 @@
+package ipt
+
+import (
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// PlanFamily is the pure part of a pass: observed state + inputs → diff.
+// Audit uses it too, to tell whether the installed protection is intact.
+// opt.Sets and opt.Memo are passed to rules.Build; UFWForward is decided here.
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, opt rules.Options) netfilter.FamilyPlan {
+	p, build := planHead(cfg, fam, tool, obs)
+	if !build {
+		planInputOnly(&p, cfg, snap)
+		return p
+	}
+	opt.UFWForward = p.UFW
+	p.Result = rules.Build(cfg, snap, fam, opt)
+	diff(&p)
+	return p
+}
+
+// planHead reads from the observed table what the rules depend on: where
+// the hook goes, and whether UFW's chain is there. build is false when
+// the family is skipped.
+func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed) (p netfilter.FamilyPlan, build bool) {
+	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
+	if fam == rules.IPv6 && !obs.Chains[rules.HookChain] && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook {
+		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
+		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
+		p.HookIn, p.HookPositions = "FORWARD", obs.ForwardHook
+	} else if !obs.Chains[rules.HookChain] {
+		p.DockerUserMissing = true
+		if fam == rules.IPv6 {
+			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
+			p.ProxyAll = !obs.Chains["DOCKER"]
+			if obs.Chains["DOCKER"] {
+				// Docker 20.10 with --ip6tables publishes over IPv6 but
+				// creates DOCKER-USER only for IPv4 (added in Docker 23).
+				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, set ipv6_forward_hook: true in the config (dockmoat then hooks the top of ip6tables FORWARD), or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
+				p.Unprotected = true
+			}
+			return p, false
+		}
+	}
+	hasUFW := obs.Chains[rules.UFWChain]
+	switch cfg.UFW {
+	case config.UFWAuto:
+		p.UFW = hasUFW
+	case config.UFWOn:
+		p.UFW, p.UFWMissing = hasUFW, !hasUFW
+	}
+	return p, true
+}
+
+// planInputOnly turns a skipped family into an input-only one when
+// docker-proxy serves published ports there (or DOCKMOAT-INPUT is left
+// from an earlier pass and must go): the proxy path is closed even where
+// the forward path cannot be hooked.
+func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot) {
+	res := rules.Build(cfg, snap, p.Family, rules.Options{InputOnly: true, ProxyAll: p.ProxyAll})
+	_, had := p.Observed.Owned[rules.ChainInput]
+	if len(res.Ruleset.Chains) == 0 && !had && len(p.Observed.InputHook) == 0 {
+		return
+	}
+	p.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
+	p.Result = res
+	diff(p)
+}
+
+// diff fills Changed, Stale and Batch from p.Result and p.Observed.
+func diff(p *netfilter.FamilyPlan) {
+	p.Diff()
+	if len(p.Changed) > 0 {
+		p.Batch = restoreChains(p.Result.Ruleset, p.Changed)
+	}
+}

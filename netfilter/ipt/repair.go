@@ -1,0 +1,164 @@
+package ipt
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// observedPlan describes the installed hook of a family the way the last
+// pass placed it, for drift checks made without Docker.
+func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilter.FamilyPlan {
+	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
+		DockerUserMissing: !obs.Chains[rules.HookChain]}
+	if b.hookIn[fam] == "FORWARD" {
+		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, false
+	}
+	return p
+}
+
+// Intact implements netfilter.Backend: the hook first in DOCKER-USER and
+// every owned chain's hashes unchanged, one iptables-save per family.
+func (b *Backend) Intact(ctx context.Context) (bool, error) {
+	for fam, last := range b.applied {
+		if b.families[fam] == nil {
+			continue
+		}
+		obs, err := b.observe(ctx, fam)
+		if err != nil {
+			return false, err
+		}
+		if !slices.Equal(b.observedPlan(fam, obs).HookPositions, []int{1}) || !netfilter.Intact(obs.Owned, last) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Repair implements netfilter.Backend: it re-installs the last installed
+// ruleset of each family where it drifted.
+func (b *Backend) Repair(ctx context.Context) ([]string, error) {
+	var found []string
+	for fam, rs := range b.last {
+		obs, err := b.observe(ctx, fam)
+		if err != nil {
+			return found, err
+		}
+		p := b.observedPlan(fam, obs)
+		d := b.drift(p)
+		if len(d) == 0 {
+			continue
+		}
+		found = append(found, d...)
+		if err := b.repairFamily(ctx, p, rs); err != nil {
+			return found, fmt.Errorf("%s: %w", fam, err)
+		}
+	}
+	return found, nil
+}
+
+// repairFamily puts back the chains of rs that differ from p.Observed,
+// their sets first, then the jumps.
+func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs rules.Ruleset) error {
+	t := b.families[p.Family]
+	var changed []string
+	for _, ch := range rs.Chains {
+		if got, ok := p.Observed.Owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
+			changed = append(changed, ch.Name)
+		}
+	}
+	if len(changed) > 0 && len(rs.Sets) > 0 {
+		// The chains look the sets up: make sure they exist and hold
+		// the last installed elements before putting the chains back.
+		b.sets.readAt = time.Time{}
+		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Ruleset: rs}}
+		if err := b.diffSets(&sp); err != nil {
+			return err
+		}
+		if err := b.applySets(sp); err != nil {
+			return err
+		}
+	}
+	if len(changed) > 0 {
+		if err := t.Restore(ctx, []byte(restoreChains(rs, changed))); err != nil {
+			return fmt.Errorf("restoring chains %v: %w", changed, err)
+		}
+	}
+	if !p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}) {
+		if err := ensureHook(t, p.HookIn); err != nil {
+			return err
+		}
+	}
+	if _, ok := rs.Chain(rules.ChainInput); ok && !slices.Equal(p.Observed.InputHook, []int{1}) {
+		return ensureInputHook(t)
+	}
+	return nil
+}
+
+// destroySets removes a family's sets (no rule may still use them).
+func (b *Backend) destroySets(fam rules.Family) error {
+	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+		if err := b.sets.store.Destroy(rules.SetName(kind, fam)); err != nil {
+			return fmt.Errorf("%s: %w", fam, err)
+		}
+	}
+	return nil
+}
+
+// Uninstall implements netfilter.Backend: it removes the hooks and every
+// chain and set of dockmoat's, and nothing else. Running it twice is fine.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if b.families[fam] == nil {
+			continue
+		}
+		if err := b.uninstallFamily(ctx, fam); err != nil {
+			return err
+		}
+	}
+	b.sets.forget()
+	return nil
+}
+
+func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
+	t := b.families[fam]
+	obs, err := b.observe(ctx, fam)
+	if err != nil {
+		return err
+	}
+	for _, j := range []struct {
+		chain string
+		spec  []string
+		n     int
+	}{
+		{rules.HookChain, rules.HookSpec(), len(obs.Hook)},
+		{"FORWARD", rules.HookSpec(), len(obs.ForwardHook)},
+		{rules.InputHookChain, rules.InputHookSpec(), len(obs.InputHook)},
+	} {
+		if err := removeJumps(t, j.chain, j.spec, j.n); err != nil {
+			return fmt.Errorf("%s: %w", fam, err)
+		}
+	}
+	var owned []string
+	for name := range obs.Owned {
+		owned = append(owned, name)
+	}
+	sort.Strings(owned)
+	if len(owned) > 0 {
+		if err := t.Restore(ctx, []byte(deleteBatch(owned))); err != nil {
+			return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
+		}
+	}
+	b.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook)+len(obs.InputHook), owned)
+	if b.sets.store != nil {
+		// After the chains: a set still referenced cannot be destroyed.
+		return b.destroySets(fam)
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// tool names this backend in plans and logs.
+const tool = "nftables, table inet dockmoat"
+
+// Backend implements netfilter.Backend on table inet dockmoat. Not safe
+// for concurrent use: the reconciler serialises calls.
+type Backend struct {
+	nft Runner
+	log logrus.FieldLogger
+	// last is the table script last applied, applied its rule hashes per
+	// chain (both empty before the first Apply).
+	last    string
+	applied map[string][]string
+	// script is the table the last Plan wants, for Apply.
+	script string
+}
+
+// New returns the backend for Docker's nftables firewall backend.
+func New(nft Runner, log logrus.FieldLogger) *Backend {
+	return &Backend{nft: nft, log: log}
+}
+
+// Notifies implements netfilter.Backend: nf_tables announces every change.
+func (b *Backend) Notifies() bool { return true }
+
+// Plan implements netfilter.Backend. The table holds both families: the
+// IPv4 plan carries the whole diff and script, the IPv6 plan its policy.
+func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, _ bool) ([]netfilter.FamilyPlan, error) {
+	rs, res := rules.BuildNFT(cfg, snap)
+	listing, err := b.nft.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owned := Parse(listing)
+	b.script = rs.ReplaceScript()
+	changed := tableDiff(rs, owned, ParseSets(listing))
+	obs := netfilter.Observed{Owned: owned}
+	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),
+		Observed: obs, Changed: changed, InTable: true}
+	if len(changed) > 0 {
+		p4.Batch = b.script
+	}
+	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true}
+	return []netfilter.FamilyPlan{p4, p6}, nil
+}
+
+// tableDiff lists what of the wanted table differs from the installed
+// one: chains by rule hash, then sets by their elements.
+func tableDiff(rs rules.NFTRuleset, owned, installed map[string][]string) []string {
+	var changed []string
+	for _, ch := range rs.Chains {
+		if got, ok := owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
+			changed = append(changed, "inet dockmoat/"+ch.Name)
+		}
+	}
+	if len(owned) != len(rs.Chains) && len(changed) == 0 {
+		changed = append(changed, "inet dockmoat (extra chains)")
+	}
+	for _, set := range rs.Sets {
+		got, ok := installed[set.Name]
+		if !ok || !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(set.Elems))) {
+			changed = append(changed, "inet dockmoat/set "+set.Name)
+		}
+	}
+	return changed
+}
+
+// Apply implements netfilter.Backend: one transaction replaces the table
+// when anything differs.
+func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netfilter.Applied, error) {
+	var out netfilter.Applied
+	if len(plans) == 0 {
+		return out, nil
+	}
+	p4 := plans[0]
+	if b.applied != nil {
+		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, b.applied)
+	}
+	if p4.Batch != "" {
+		if err := b.nft.Apply(ctx, p4.Batch); err != nil {
+			return out, fmt.Errorf("replacing table inet dockmoat: %w", err)
+		}
+		out.Wrote = true
+	}
+	b.applied, b.last = Parse(b.script), b.script
+	for _, p := range plans {
+		out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: p4.Batch != ""})
+	}
+	return out, nil
+}
+
+// Intact implements netfilter.Backend.
+func (b *Backend) Intact(ctx context.Context) (bool, error) {
+	if b.last == "" {
+		return true, nil
+	}
+	listing, err := b.nft.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	return netfilter.Intact(Parse(listing), b.applied), nil
+}
+
+// Repair implements netfilter.Backend: it puts back the last applied
+// table if someone changed it.
+func (b *Backend) Repair(ctx context.Context) ([]string, error) {
+	if b.last == "" {
+		return nil, nil
+	}
+	listing, err := b.nft.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	found := netfilter.ChainDrift(rules.IPv4.String()+": ", Parse(listing), b.applied)
+	if len(found) == 0 {
+		return nil, nil
+	}
+	if err := b.nft.Apply(ctx, b.last); err != nil {
+		return found, fmt.Errorf("restoring table inet dockmoat: %w", err)
+	}
+	return found, nil
+}
+
+// Uninstall implements netfilter.Backend: it deletes the table.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	listing, err := b.nft.List(ctx)
+	if err != nil {
+		return err
+	}
+	if listing == "" {
+		return nil
+	}
+	if err := b.nft.Apply(ctx, fmt.Sprintf("delete table %s %s\n", rules.NFTFamily, rules.NFTTable)); err != nil {
+		return fmt.Errorf("deleting table inet dockmoat: %w", err)
+	}
+	b.log.Info("removed table inet dockmoat")
+	return nil
+}
+
+// Guard implements netfilter.Backend: the guard table, unless the table
+// is already there.
+func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
+	listing, err := b.nft.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if listing != "" {
+		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
+	}
+	if err := b.nft.Apply(ctx, rules.BuildNFTGuard(cfg).ReplaceScript()); err != nil {
+		return nil, fmt.Errorf("installing the guard table: %w", err)
+	}
+	return []string{"nftables: guard installed (new connections to containers dropped until dockmoat run)"}, nil
+}
