@@ -217,16 +217,35 @@ func decisionKey(name string, b rules.PortBinding) string {
 	return name + "|" + b.HostIP.String() + "|" + strconv.Itoa(int(b.HostPort)) + "|" + b.Proto
 }
 
+// portEval is one published port of one family under evaluation.
+type portEval struct {
+	in      Input
+	fc      *famCtx
+	fam     rules.Family
+	c       rules.Container
+	b       rules.PortBinding
+	dec     rules.Decision // dockmoat's decision, if haveDec
+	haveDec bool
+}
+
+// outcome is the verdict for a first packet from src.
+type outcome struct {
+	src netip.Addr
+	v   Verdict
+}
+
+// evalPort answers, for one published port in one family, who can reach
+// it from outside and why, and whether that is what the policy says.
 func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules.PortBinding) Row {
 	row := Row{Container: c.Name, HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: hostIPString(b, fam)}
 	if p, s := c.Labels["com.docker.compose.project"], c.Labels["com.docker.compose.service"]; p != "" && s != "" {
 		row.Service = p + "/" + s
 	}
-	var dec rules.Decision
-	var haveDec bool
+	pe := portEval{in: in, fc: fc, fam: fam, c: c, b: b}
 	if fc != nil {
-		dec, haveDec = fc.decisions[decisionKey(c.Name, b)]
+		pe.dec, pe.haveDec = fc.decisions[decisionKey(c.Name, b)]
 	}
+	openToAll := pe.haveDec && pe.dec.Open && pe.dec.Sources.Any
 	if b.HostIP.IsValid() && b.HostIP.IsLoopback() {
 		row.Exposure, row.Reason = Local, "bound to "+b.HostIP.String()+": not reachable from outside"
 		row.Intended = true
@@ -234,59 +253,16 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	}
 	if fc == nil || fc.filter == nil {
 		row.Exposure, row.Reason = Unknowable, fmt.Sprintf("the %s ruleset could not be read", fam)
-		row.Beyond = !(haveDec && dec.Open && dec.Sources.Any)
+		row.Beyond = !openToAll
 		return row
 	}
-
-	// Which path does a connection take? Docker's DNAT (FORWARD), or
-	// docker-proxy on the host (INPUT) when no DNAT covers the binding.
-	ctrIP, bridge, dnat := dnatTarget(fc.nat, c, b, fam, in.Snapshot)
-	var addrs []netip.Addr
-	for _, ifc := range in.Ifaces {
-		for _, a := range ifc.Addrs {
-			if fam.Has(a) && (!b.HostIP.IsValid() || b.HostIP.IsUnspecified() || a == b.HostIP) {
-				addrs = append(addrs, a)
-			}
-		}
-	}
+	addrs := pe.outsideAddrs()
 	if len(addrs) == 0 {
 		row.Exposure, row.Reason = Closed, fmt.Sprintf("no %s address on an outside interface matches the binding %s", fam, row.HostIP)
-		row.Intended = !(haveDec && dec.Open)
+		row.Intended = !(pe.haveDec && pe.dec.Open)
 		return row
 	}
-
-	type outcome struct {
-		src netip.Addr
-		v   Verdict
-	}
-	var accepted, all []outcome
-	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
-		for _, ifc := range in.Ifaces {
-			for _, hostAddr := range addrs {
-				if !slices.Contains(ifc.Addrs, hostAddr) && len(in.Ifaces) > 1 {
-					continue // a packet to an address arrives on its interface
-				}
-				p := Packet{Src: src, Proto: b.Proto, SPort: 40000, In: ifc.Name}
-				chain := "INPUT"
-				if dnat {
-					p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
-					p.States = []string{"NEW", "DNAT"}
-					p.OrigDst, p.OrigDstPort = hostAddr, b.HostPort
-					chain = "FORWARD"
-				} else {
-					p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
-					p.States = []string{"NEW"}
-					p.OrigDst, p.OrigDstPort = hostAddr, b.HostPort
-				}
-				v := Eval(fc.filter, chain, p)
-				o := outcome{src, v}
-				all = append(all, o)
-				if v.Result == Accept {
-					accepted = append(accepted, o)
-				}
-			}
-		}
-	}
+	all, accepted, dnat := pe.tryPaths(addrs)
 	pathNote := ""
 	if !dnat {
 		pathNote = "no DNAT for this binding: docker-proxy answers on the host, so connections go through INPUT; "
@@ -298,22 +274,84 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 			if o.v.Rule != "" {
 				row.Reason += " (rule: " + o.v.Rule + ")"
 			}
-			row.Beyond = !(haveDec && dec.Open && dec.Sources.Any)
+			row.Beyond = !openToAll
 			return row
 		}
 	}
-	allowed := func(src netip.Addr, v Verdict) bool {
-		if viaUFW(v) && in.Config.UFW != config.UFWOff {
-			return true // the admin's own `ufw route allow`
+	pe.judge(&row, all, accepted)
+	row.Reason = pathNote + row.Reason
+	return row
+}
+
+// outsideAddrs are the host's addresses on outside interfaces that the
+// binding listens on.
+func (pe portEval) outsideAddrs() []netip.Addr {
+	var addrs []netip.Addr
+	b := pe.b
+	for _, ifc := range pe.in.Ifaces {
+		for _, a := range ifc.Addrs {
+			if pe.fam.Has(a) && (!b.HostIP.IsValid() || b.HostIP.IsUnspecified() || a == b.HostIP) {
+				addrs = append(addrs, a)
+			}
 		}
-		if slices.ContainsFunc(in.Config.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) {
-			return true
-		}
-		if !haveDec || !dec.Open {
-			return false
-		}
-		return dec.Sources.Any || slices.ContainsFunc(dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
 	}
+	return addrs
+}
+
+// tryPaths evaluates the first packet of a connection from every source
+// class to every outside address, on the path it takes: Docker's DNAT
+// (FORWARD), or docker-proxy on the host (INPUT) when no DNAT covers the
+// binding (dnat false).
+func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat bool) {
+	fc, b := pe.fc, pe.b
+	ctrIP, bridge, dnat := dnatTarget(fc.nat, pe.c, b, pe.fam, pe.in.Snapshot)
+	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
+		for _, ifc := range pe.in.Ifaces {
+			for _, hostAddr := range addrs {
+				if !slices.Contains(ifc.Addrs, hostAddr) && len(pe.in.Ifaces) > 1 {
+					continue // a packet to an address arrives on its interface
+				}
+				p := Packet{Src: src, Proto: b.Proto, SPort: 40000, In: ifc.Name, OrigDst: hostAddr, OrigDstPort: b.HostPort}
+				chain := "INPUT"
+				if dnat {
+					p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
+					p.States = []string{"NEW", "DNAT"}
+					chain = "FORWARD"
+				} else {
+					p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
+					p.States = []string{"NEW"}
+				}
+				o := outcome{src, Eval(fc.filter, chain, p)}
+				all = append(all, o)
+				if o.v.Result == Accept {
+					accepted = append(accepted, o)
+				}
+			}
+		}
+	}
+	return all, accepted, dnat
+}
+
+// allowed reports whether the policy lets src in by the path of v: the
+// admin's own `ufw route allow`, a trusted source, or the decision.
+func (pe portEval) allowed(src netip.Addr, v Verdict) bool {
+	cfg := pe.in.Config
+	if viaUFW(v) && cfg.UFW != config.UFWOff {
+		return true
+	}
+	if slices.ContainsFunc(cfg.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) {
+		return true
+	}
+	if !pe.haveDec || !pe.dec.Open {
+		return false
+	}
+	return pe.dec.Sources.Any || slices.ContainsFunc(pe.dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+}
+
+// judge fills the row's exposure, sources, reason and whether it is
+// intended or beyond policy, from the evaluated outcomes.
+func (pe portEval) judge(row *Row, all, accepted []outcome) {
+	fc, dec, haveDec := pe.fc, pe.dec, pe.haveDec
 	genericOK := slices.ContainsFunc(accepted, func(o outcome) bool { return o.src == fc.generic })
 	switch {
 	case genericOK:
@@ -321,7 +359,7 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	case len(accepted) > 0:
 		row.Exposure = Restricted
 		for _, o := range accepted {
-			row.Sources = append(row.Sources, sourceLabel(fc.filter, o.src, fam))
+			row.Sources = append(row.Sources, sourceLabel(fc.filter, o.src, pe.fam))
 		}
 		slices.Sort(row.Sources)
 		row.Sources = slices.Compact(row.Sources)
@@ -329,7 +367,7 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		row.Exposure = Closed
 	}
 	for _, o := range accepted {
-		if !allowed(o.src, o.v) {
+		if !pe.allowed(o.src, o.v) {
 			row.Beyond = true
 		}
 	}
@@ -344,16 +382,15 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	if row.Exposure == Restricted {
 		v = accepted[0].v
 	}
-	row.Reason = pathNote + reason(fc, v, dec, haveDec, b, row.Exposure)
+	row.Reason = reason(fc, v, dec, haveDec, pe.b, row.Exposure)
 	switch row.Exposure {
 	case Public:
-		row.Intended = !row.Beyond && ((haveDec && dec.Open && dec.Sources.Any) || (viaUFW(v) && in.Config.UFW != config.UFWOff))
+		row.Intended = !row.Beyond && ((haveDec && dec.Open && dec.Sources.Any) || (viaUFW(v) && pe.in.Config.UFW != config.UFWOff))
 	case Restricted:
 		row.Intended = !row.Beyond && haveDec && dec.Open && !dec.Sources.Any
 	case Closed:
 		row.Intended = !(haveDec && dec.Open)
 	}
-	return row
 }
 
 func hostIPString(b rules.PortBinding, fam rules.Family) string {

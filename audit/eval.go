@@ -186,13 +186,83 @@ const (
 	matchUnknown
 )
 
+// knownModules are the -m modules whose options match understands.
+var knownModules = map[string]bool{"tcp": true, "udp": true, "sctp": true, "conntrack": true, "state": true,
+	"comment": true, "multiport": true, "limit": true, "hashlimit": true, "addrtype": true, "recent": true,
+	"pkttype": true, "icmp": true, "icmp6": true, "iprange": true, "rt": true, "ipv6header": true, "set": true}
+
+// valueOpt evaluates an option with one argument v; known is false when
+// it cannot be decided for p.
+type valueOpt func(p Packet, v string) (ok, known bool)
+
+func yes(ok bool) (bool, bool) { return ok, true }
+
+func always(Packet, string) (bool, bool) { return true, true }
+
+// never: a first TCP/UDP packet carries no routing or other extension
+// header and is no ICMP.
+func never(Packet, string) (bool, bool) { return false, true }
+
+var (
+	srcOpt   valueOpt = func(p Packet, v string) (bool, bool) { return inPrefixes(p.Src, v) }
+	dstOpt   valueOpt = func(p Packet, v string) (bool, bool) { return inPrefixes(p.Dst, v) }
+	inOpt    valueOpt = func(p Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.In)) }
+	outOpt   valueOpt = func(p Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.Out)) }
+	protoOpt valueOpt = func(p Packet, v string) (bool, bool) { return yes(protoMatch(v, p.Proto)) }
+	dportOpt valueOpt = func(p Packet, v string) (bool, bool) { return portIn(v, p.DPort) }
+	sportOpt valueOpt = func(p Packet, v string) (bool, bool) { return portIn(v, p.SPort) }
+	dportsOp valueOpt = func(p Packet, v string) (bool, bool) { return portList(v, p.DPort) }
+	sportsOp valueOpt = func(p Packet, v string) (bool, bool) { return portList(v, p.SPort) }
+	stateOpt valueOpt = func(p Packet, v string) (bool, bool) { return yes(stateMatch(v, p.States)) }
+)
+
+// valueOpts are the options of one argument match understands.
+var valueOpts = map[string]valueOpt{
+	"-s": srcOpt, "--source": srcOpt, "-d": dstOpt, "--destination": dstOpt,
+	"-i": inOpt, "--in-interface": inOpt, "-o": outOpt, "--out-interface": outOpt,
+	"-p": protoOpt, "--protocol": protoOpt, "--ctproto": protoOpt,
+	"--dport": dportOpt, "--destination-port": dportOpt, "--sport": sportOpt, "--source-port": sportOpt,
+	"--dports": dportsOp, "--destination-ports": dportsOp, "--sports": sportsOp, "--source-ports": sportsOp,
+	"--ports": func(p Packet, v string) (bool, bool) {
+		d, k1 := portList(v, p.DPort)
+		s, k2 := portList(v, p.SPort)
+		return d || s, k1 && k2
+	},
+	"--ctstate": stateOpt, "--state": stateOpt,
+	"--ctorigdstport": func(p Packet, v string) (bool, bool) { return portIn(v, p.OrigDstPort) },
+	"--ctorigdst":     func(p Packet, v string) (bool, bool) { return inPrefixes(p.OrigDst, v) },
+	"--ctorigsrc":     srcOpt,
+	"--comment":       always, "--limit": always, "--limit-burst": always, "--log-prefix": always, "--log-level": always,
+	"--name": always, "--seconds": always, "--hitcount": always, "--mask": always,
+	"--dst-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, p.DstLocal)) },
+	"--src-type": func(_ Packet, v string) (bool, bool) { return yes(addrType(v, false)) },
+	"--pkt-type": func(_ Packet, v string) (bool, bool) { return yes(v == "unicast") },
+	"--rt-type":  never, "--rt-segsleft": never, "--rt-len": never, "--header": never,
+	"--icmp-type": never, "--icmpv6-type": never,
+	"--src-range": func(p Packet, v string) (bool, bool) { return inRange(p.Src, v) },
+	"--dst-range": func(p Packet, v string) (bool, bool) { return inRange(p.Dst, v) },
+}
+
+// flagOpts are the options without an argument match understands.
+var flagOpts = map[string]func(p Packet) bool{
+	"--syn":            func(p Packet) bool { return p.Proto == "tcp" },
+	"--limit-iface-in": func(Packet) bool { return true }, "--limit-iface-out": func(Packet) bool { return true },
+	"--rsource": func(Packet) bool { return true }, "--rdest": func(Packet) bool { return true },
+	"--set":    func(Packet) bool { return true },
+	"--update": func(Packet) bool { return false }, // a first connection has no history
+	"--rcheck": func(Packet) bool { return false },
+}
+
 // match evaluates a rule's matches (everything before -j/-g).
 func match(r ipt.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
 	args := r.Args
-	result := matchYes
-	var why string
-	neg := false
-	module := ""
+	result, why := matchYes, ""
+	unknown := func(reason string) {
+		if result != matchUnknown {
+			result, why = matchUnknown, reason
+		}
+	}
+	neg, module := false, ""
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "-j" || a == "-g" || a == "--jump" || a == "--goto" {
@@ -209,121 +279,59 @@ func match(r ipt.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, 
 			}
 			return ""
 		}
-		var ok bool
-		known := true
-		switch a {
-		case "-m", "--match":
-			module = val()
-			switch module {
-			case "tcp", "udp", "sctp", "conntrack", "state", "comment", "multiport", "limit", "hashlimit",
-				"addrtype", "recent", "pkttype", "icmp", "icmp6", "iprange", "rt", "ipv6header", "set":
-			default:
-				result, why = matchUnknown, fmt.Sprintf("match -m %s in chain %s cannot be evaluated", module, r.Chain)
+		if a == "-m" || a == "--match" {
+			if module = val(); !knownModules[module] {
+				unknown(fmt.Sprintf("match -m %s in chain %s cannot be evaluated", module, r.Chain))
 			}
-			continue
-		case "-s", "--source":
-			ok, known = inPrefixes(p.Src, val())
-		case "-d", "--destination":
-			ok, known = inPrefixes(p.Dst, val())
-		case "-i", "--in-interface":
-			ok = ifaceMatch(val(), p.In)
-		case "-o", "--out-interface":
-			ok = ifaceMatch(val(), p.Out)
-		case "-p", "--protocol":
-			ok = protoMatch(val(), p.Proto)
-		case "--dport", "--destination-port":
-			ok, known = portIn(val(), p.DPort)
-		case "--sport", "--source-port":
-			ok, known = portIn(val(), p.SPort)
-		case "--dports", "--destination-ports":
-			ok, known = portList(val(), p.DPort)
-		case "--sports", "--source-ports":
-			ok, known = portList(val(), p.SPort)
-		case "--ports":
-			v := val()
-			d, k1 := portList(v, p.DPort)
-			s, k2 := portList(v, p.SPort)
-			ok, known = d || s, k1 && k2
-		case "--match-set":
-			name, flags := val(), val()
-			if ok, known = inSet(sets, name, flags, p); !known && result != matchUnknown {
-				result, why = matchUnknown, fmt.Sprintf("-m set --match-set %s %s in chain %s: not one of dockmoat's sets, cannot be evaluated", name, flags, r.Chain)
-				neg = false
-				continue
-			}
-		case "--ctstate", "--state":
-			ok = stateMatch(val(), p.States)
-		case "--ctorigdstport":
-			ok, known = portIn(val(), p.OrigDstPort)
-		case "--ctorigdst":
-			ok, known = inPrefixes(p.OrigDst, val())
-		case "--ctorigsrc":
-			ok, known = inPrefixes(p.Src, val())
-		case "--ctproto":
-			ok = protoMatch(val(), p.Proto)
-		case "--comment", "--limit", "--limit-burst", "--log-prefix", "--log-level":
-			val()
-			ok = true
-		case "--syn":
-			ok = p.Proto == "tcp"
-		case "--tcp-flags":
-			mask, comp := val(), val()
-			ok = flagsMatch(mask, comp)
-		case "--dst-type":
-			ok = addrType(val(), p.DstLocal)
-		case "--src-type":
-			ok = addrType(val(), false)
-		case "--limit-iface-in", "--limit-iface-out", "--rsource", "--rdest":
-			ok = true
-		case "--set":
-			ok = true
-		case "--update", "--rcheck":
-			ok = false // a first connection has no history
-		case "--name", "--seconds", "--hitcount", "--mask":
-			val()
-			ok = true
-		case "--pkt-type":
-			ok = val() == "unicast"
-		case "--rt-type", "--rt-segsleft", "--rt-len", "--header":
-			val()
-			ok = false // a first TCP/UDP packet carries no routing or other extension header
-		case "--icmp-type", "--icmpv6-type":
-			val()
-			ok = false
-		case "--src-range":
-			ok, known = inRange(p.Src, val())
-		case "--dst-range":
-			ok, known = inRange(p.Dst, val())
-		default:
-			if strings.HasPrefix(a, "--hashlimit") {
-				val() // every hashlimit option takes a value; a first packet passes
-				ok = true
-				break
-			}
-			if module != "" && result != matchUnknown {
-				result, why = matchUnknown, fmt.Sprintf("option %s of -m %s in chain %s cannot be evaluated", a, module, r.Chain)
-			} else if result != matchUnknown {
-				result, why = matchUnknown, fmt.Sprintf("option %s in chain %s cannot be evaluated", a, r.Chain)
-			}
-			neg = false
 			continue
 		}
-		if !known {
-			if result != matchUnknown {
-				result, why = matchUnknown, fmt.Sprintf("cannot evaluate %s in chain %s", a, r.Chain)
-			}
+		ok, reason := option(a, module, r.Chain, val, p, sets)
+		if reason != "" {
+			unknown(reason)
 			neg = false
 			continue
 		}
 		if neg {
-			ok = !ok
-			neg = false
+			ok, neg = !ok, false
 		}
 		if !ok {
 			return matchNo, ""
 		}
 	}
 	return result, why
+}
+
+// option evaluates one option of a rule; unknown, when not empty, says
+// why it cannot be decided for p.
+func option(a, module, chain string, val func() string, p Packet, sets map[string][]rules.SetElem) (ok bool, unknown string) {
+	if f, has := flagOpts[a]; has {
+		return f(p), ""
+	}
+	if f, has := valueOpts[a]; has {
+		ok, known := f(p, val())
+		if !known {
+			return false, fmt.Sprintf("cannot evaluate %s in chain %s", a, chain)
+		}
+		return ok, ""
+	}
+	switch {
+	case a == "--match-set":
+		name, flags := val(), val()
+		ok, known := inSet(sets, name, flags, p)
+		if !known {
+			return false, fmt.Sprintf("-m set --match-set %s %s in chain %s: not one of dockmoat's sets, cannot be evaluated", name, flags, chain)
+		}
+		return ok, ""
+	case a == "--tcp-flags":
+		mask, comp := val(), val()
+		return flagsMatch(mask, comp), ""
+	case strings.HasPrefix(a, "--hashlimit"):
+		val() // every hashlimit option takes a value; a first packet passes
+		return true, ""
+	case module != "":
+		return false, fmt.Sprintf("option %s of -m %s in chain %s cannot be evaluated", a, module, chain)
+	}
+	return false, fmt.Sprintf("option %s in chain %s cannot be evaluated", a, chain)
 }
 
 // inSet evaluates `-m set --match-set NAME FLAGS` for dockmoat's own sets

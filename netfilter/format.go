@@ -48,6 +48,14 @@ func FormatPlan(p FamilyPlan) string {
 			b.WriteString("  config ufw: on, but chain ufw-user-forward does not exist\n")
 		}
 	}
+	writeRules(&b, p)
+	writeDiff(&b, p)
+	return b.String()
+}
+
+// writeRules shows the desired rules: the nft table, or the iptables
+// jumps, chains and sets.
+func writeRules(b *strings.Builder, p FamilyPlan) {
 	switch {
 	case p.NFT != "":
 		b.WriteString("rules (nft, both families):\n")
@@ -59,72 +67,75 @@ func FormatPlan(p FamilyPlan) string {
 	default:
 		b.WriteString("rules:\n")
 		if !p.InputOnly {
-			fmt.Fprintf(&b, "  -I %s 1 %s\n", p.HookIn, strings.Join(rules.HookSpec(), " "))
+			fmt.Fprintf(b, "  -I %s 1 %s\n", p.HookIn, strings.Join(rules.HookSpec(), " "))
 		}
 		if p.WantsInput() {
-			fmt.Fprintf(&b, "  -I %s 1 %s\n", rules.InputHookChain, strings.Join(rules.InputHookSpec(), " "))
+			fmt.Fprintf(b, "  -I %s 1 %s\n", rules.InputHookChain, strings.Join(rules.InputHookSpec(), " "))
 		}
 		for _, ch := range p.Result.Ruleset.Chains {
 			for _, r := range ch.Rules {
-				fmt.Fprintf(&b, "  %s\n", rules.RuleLine(ch.Name, r))
+				fmt.Fprintf(b, "  %s\n", rules.RuleLine(ch.Name, r))
 			}
 		}
 		for _, set := range p.Result.Ruleset.Sets {
-			fmt.Fprintf(&b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
+			fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
 			for _, e := range set.Sorted() {
-				fmt.Fprintf(&b, "  %s\n", e)
+				fmt.Fprintf(b, "  %s\n", e)
 			}
 		}
 	}
+}
+
+// writeDiff shows what a pass would change, and why.
+func writeDiff(b *strings.Builder, p FamilyPlan) {
 	b.WriteString("diff against installed:\n")
 	if p.InSync() {
 		b.WriteString("  none: installed rules match\n\n")
-		return b.String()
+		return
 	}
 	for _, c := range p.Changed {
 		if strings.HasPrefix(c, "inet dockmoat") {
-			fmt.Fprintf(&b, "  %s differs: the table will be replaced atomically\n", c)
+			fmt.Fprintf(b, "  %s differs: the table will be replaced atomically\n", c)
 			continue
 		}
 		if _, ok := p.Observed.Owned[c]; ok {
-			fmt.Fprintf(&b, "  chain %s differs: will be replaced atomically\n", c)
+			fmt.Fprintf(b, "  chain %s differs: will be replaced atomically\n", c)
 		} else {
-			fmt.Fprintf(&b, "  chain %s missing: will be created\n", c)
+			fmt.Fprintf(b, "  chain %s missing: will be created\n", c)
 		}
 	}
 	for _, c := range p.Stale {
-		fmt.Fprintf(&b, "  chain %s is no longer used: will be deleted\n", c)
+		fmt.Fprintf(b, "  chain %s is no longer used: will be deleted\n", c)
 	}
 	for _, name := range p.SetsMissing {
-		fmt.Fprintf(&b, "  ipset %s missing: will be created\n", name)
+		fmt.Fprintf(b, "  ipset %s missing: will be created\n", name)
 	}
 	for _, set := range p.Result.Ruleset.Sets {
 		for _, e := range p.SetDel[set.Name] {
-			fmt.Fprintf(&b, "  ipset %s: will delete %s\n", set.Name, e)
+			fmt.Fprintf(b, "  ipset %s: will delete %s\n", set.Name, e)
 		}
 		for _, e := range p.SetAdd[set.Name] {
-			fmt.Fprintf(&b, "  ipset %s: will add %s\n", set.Name, e)
+			fmt.Fprintf(b, "  ipset %s: will add %s\n", set.Name, e)
 		}
 	}
 	switch in := p.Observed.InputHook; {
 	case p.WantsInput() && len(in) == 0:
-		fmt.Fprintf(&b, "  input hook missing: will be inserted at the top of %s\n", rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook missing: will be inserted at the top of %s\n", rules.InputHookChain)
 	case p.WantsInput() && !slices.Equal(in, []int{1}):
-		fmt.Fprintf(&b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, rules.InputHookChain)
 	case !p.WantsInput() && len(in) > 0:
-		fmt.Fprintf(&b, "  input hook no longer needed: will be removed from %s\n", rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook no longer needed: will be removed from %s\n", rules.InputHookChain)
 	}
 	switch {
 	case p.InputOnly:
 	case p.DockerUserMissing:
-		fmt.Fprintf(&b, "  chain %s missing: Docker's iptables integration is not active\n", rules.HookChain)
+		fmt.Fprintf(b, "  chain %s missing: Docker's iptables integration is not active\n", rules.HookChain)
 	case len(p.HookPositions) == 0:
-		fmt.Fprintf(&b, "  hook missing: will be inserted at the top of %s\n", rules.HookChain)
+		fmt.Fprintf(b, "  hook missing: will be inserted at the top of %s\n", rules.HookChain)
 	case p.HookPositions[0] != 1 || len(p.HookPositions) > 1:
-		fmt.Fprintf(&b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, rules.HookChain)
+		fmt.Fprintf(b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, rules.HookChain)
 	}
 	b.WriteString("\n")
-	return b.String()
 }
 
 func bindingString(bd rules.PortBinding) string {

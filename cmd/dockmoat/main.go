@@ -252,20 +252,11 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	m := metrics.New()
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
-	if opt.metricsAddr != "" {
-		ln, err := net.Listen("tcp", opt.metricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", opt.metricsAddr, err)
-		}
-		srv := &http.Server{Handler: m.Handler(opt.healthGrace), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.WithError(err).Error("metrics server stopped")
-			}
-		}()
-		defer srv.Close()
-		log.WithField("addr", ln.Addr().String()).Info("serving /metrics and /healthz")
+	stop, err := serveMetrics(opt, m, log)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	go w.Watch(ctx, func(reason string) {
 		log.WithField("reason", reason).Debug("change")
 		poke()
@@ -274,27 +265,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				c, err := loadConfig(opt)
-				m.ConfigState(err)
-				if err != nil {
-					// The last valid config stays (a fail-closed one if
-					// there never was one): a typo must not reopen or
-					// close what the user had.
-					log.WithField("config", opt.configPath).Errorf("SIGHUP: %v; the previous config stays in force until the file is fixed and reloaded", err)
-					continue
-				}
-				rec.SetConfig(c)
-				log.WithField("config", opt.configPath).Info("SIGHUP: config reloaded")
-				poke()
-			}
-		}
-	}()
+	go reloadOnHUP(ctx, hup, opt, rec, m, log, poke)
 
 	go func() {
 		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {
@@ -308,6 +279,48 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: m.ObserveSync})
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
+}
+
+// serveMetrics serves /metrics and /healthz on --metrics-addr (if set);
+// stop closes the server.
+func serveMetrics(opt options, m *metrics.Metrics, log *logrus.Logger) (stop func(), err error) {
+	if opt.metricsAddr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", opt.metricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w", opt.metricsAddr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(opt.healthGrace), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("metrics server stopped")
+		}
+	}()
+	log.WithField("addr", ln.Addr().String()).Info("serving /metrics and /healthz")
+	return func() { srv.Close() }, nil
+}
+
+// reloadOnHUP re-reads the config file on every SIGHUP. A file that does
+// not load leaves the last valid config in force (a fail-closed one if
+// there never was one): a typo must not reopen or close what the user had.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, opt options, rec *reconciler.Reconciler, m *metrics.Metrics, log *logrus.Logger, poke func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			c, err := loadConfig(opt)
+			m.ConfigState(err)
+			if err != nil {
+				log.WithField("config", opt.configPath).Errorf("SIGHUP: %v; the previous config stays in force until the file is fixed and reloaded", err)
+				continue
+			}
+			rec.SetConfig(c)
+			log.WithField("config", opt.configPath).Info("SIGHUP: config reloaded")
+			poke()
+		}
+	}
 }
 
 func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) (bool, error) {

@@ -38,35 +38,10 @@ func (s *setRecord) forget() {
 // sets of p and what the kernel holds (read in full when the record is
 // missing or old). Someone else's edits found by a full read are logged.
 func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
-	fullRead := b.sets.state == nil || time.Since(b.sets.readAt) > setVerifyAge
-	if fullRead {
-		state := map[string]map[rules.SetElem]struct{}{}
-		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			if b.families[fam] == nil {
-				continue
-			}
-			for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-				name := rules.SetName(kind, fam)
-				elems, exists, err := b.sets.store.List(name)
-				if err != nil {
-					return err
-				}
-				if !exists {
-					continue
-				}
-				m := make(map[rules.SetElem]struct{}, len(elems))
-				for _, e := range elems {
-					m[e] = struct{}{}
-				}
-				if old, ok := b.sets.state[name]; ok && !sameElems(old, m) {
-					b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
-					b.pending = append(b.pending, "set "+name+" edited")
-				}
-				state[name] = m
-			}
+	if b.sets.state == nil || time.Since(b.sets.readAt) > setVerifyAge {
+		if err := b.readSets(); err != nil {
+			return err
 		}
-		b.sets.state, b.sets.readAt = state, time.Now()
-		clear(b.sets.synced)
 	}
 	p.SetAdd, p.SetDel, p.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Ruleset.Sets {
@@ -114,6 +89,39 @@ func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
 			slices.SortFunc(d, rules.CompareSetElems)
 		}
 	}
+	return nil
+}
+
+// readSets reads every set of dockmoat's in full into the record, and
+// reports someone else's edits found against the old record as drift.
+func (b *Backend) readSets() error {
+	state := map[string]map[rules.SetElem]struct{}{}
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if b.families[fam] == nil {
+			continue
+		}
+		for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+			name := rules.SetName(kind, fam)
+			elems, exists, err := b.sets.store.List(name)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
+			m := make(map[rules.SetElem]struct{}, len(elems))
+			for _, e := range elems {
+				m[e] = struct{}{}
+			}
+			if old, ok := b.sets.state[name]; ok && !sameElems(old, m) {
+				b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
+				b.pending = append(b.pending, "set "+name+" edited")
+			}
+			state[name] = m
+		}
+	}
+	b.sets.state, b.sets.readAt = state, time.Now()
+	clear(b.sets.synced)
 	return nil
 }
 
