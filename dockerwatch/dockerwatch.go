@@ -1,9 +1,19 @@
 // Package dockerwatch is dockmoat's only contact with Docker. It turns the
 // Engine API's containers and networks into plain rules.Snapshot values and
-// follows the event stream, reduced to one signal: "something changed,
-// recompute". It never interprets an event as a delta; the reconciler
-// always re-reads the full state, so a missed or reordered event cannot
-// leave a stale rule behind.
+// follows the event stream, reduced to one signal for the loop: "something
+// changed, recompute". Every Snapshot is a whole state, never a delta, so
+// the policy is always computed from everything.
+//
+// To keep a snapshot cheap it is served from a cache (cache.go): an event
+// marks the container or the networks it names for re-reading, and the
+// next Snapshot inspects only those and reuses the rest. That is the one
+// place an event is read as "what changed", and it only picks what to
+// re-read: the cache is rebuilt from a full listing on every (re)connect,
+// after any failed refresh and at least every fullEvery, so a missed or
+// reordered event can leave a container stale for that long at most, and
+// never changes what a full read would give. Each container read gets a
+// revision (rules.Container.Rev) that the policy memo uses to skip
+// unchanged containers.
 package dockerwatch
 
 import (
