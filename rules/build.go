@@ -234,7 +234,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 				continue
 			}
 			l.decisions = append(l.decisions, d)
-			srcs := sourcesOf(d, fam)
+			srcs := SourcesOf(d, fam)
 			allows := expand(c.Name, d, addrs, srcs)
 			l.allows = append(l.allows, allows...)
 			if opt.Sets {
@@ -265,7 +265,7 @@ func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Cha
 	bridges = slices.Compact(bridges)
 
 	main := Chain{Name: ChainMain}
-	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	main.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	var valid []string
 	for _, b := range bridges {
 		if !ifaceRe.MatchString(b) {
@@ -273,17 +273,17 @@ func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Cha
 			continue
 		}
 		valid = append(valid, b)
-		main.add(desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
+		main.add(Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
 	}
 	for _, b := range valid {
-		main.add(desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
+		main.add(Desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
 	unseenNetworks(&main, valid)
 
 	ing := Chain{Name: ChainIngress}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+	for _, src := range SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+			ing.add(Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
 		}
 	}
 	return main, ing
@@ -304,29 +304,29 @@ var DefaultBridges = []string{"docker0", "br-+"}
 // name (com.docker.network.bridge.name) is closed once dockmoat has seen
 // it, not before (README, security model).
 func unseenNetworks(main *Chain, known []string) {
-	for _, b := range unseen(known) {
-		main.add(desc("leaving a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
+	for _, b := range UnseenBridges(known) {
+		main.add(Desc("leaving a docker network not seen yet "+BridgePattern(b)), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range unseen(known) {
-		main.add(desc("entering a docker network not seen yet "+pattern(b)), "-o", b, "-j", ChainIngress)
+	for _, b := range UnseenBridges(known) {
+		main.add(Desc("entering a docker network not seen yet "+BridgePattern(b)), "-o", b, "-j", ChainIngress)
 	}
 }
 
-// unseen lists the DefaultBridges patterns that the known bridges do not
+// UnseenBridges lists the DefaultBridges patterns that the known bridges do not
 // already name (docker0 is usually known; br-+ never is).
-func unseen(known []string) []string {
+func UnseenBridges(known []string) []string {
 	return slices.DeleteFunc(slices.Clone(DefaultBridges), func(b string) bool { return slices.Contains(known, b) })
 }
 
-// pattern shows an iptables interface pattern (br-+) as a glob (br-*).
-func pattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
+// BridgePattern shows an iptables interface pattern (br-+) as a glob (br-*).
+func BridgePattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
 
 // finish writes the allows into INGRESS (set lookups and the allows that
 // stay rules with sets; every allow without), the tail, and the chains,
 // then DOCKMOAT-INPUT for the bindings docker-proxy serves.
 func finish(cfg config.Config, snap Snapshot, fam Family, opt Options, res *Result, main, ing Chain) {
 	res.Proxied = proxied(cfg, snap, fam, opt)
-	input, hasInput := inputChain(cfg, validBridges(snap), fam, res.Proxied)
+	input, hasInput := inputChain(cfg, ValidBridges(snap), fam, res.Proxied)
 	if opt.InputOnly {
 		res.Ruleset.Chains, res.Ruleset.Sets = nil, nil
 		if hasInput {
@@ -354,17 +354,17 @@ func finish(cfg config.Config, snap Snapshot, fam Family, opt Options, res *Resu
 	tail := &ing
 	deny := Chain{Name: ChainDeny}
 	if opt.Sets {
-		ing.add(desc("not allowed"), "-j", ChainDeny)
+		ing.add(Desc("not allowed"), "-j", ChainDeny)
 		tail = &deny
 	}
 	if opt.UFWForward {
-		tail.add(desc("ufw route rules"), "-j", UFWChain)
+		tail.add(Desc("ufw route rules"), "-j", UFWChain)
 	}
 	if cfg.LogBlocked {
-		tail.add(desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
+		tail.add(Desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
 			"-j", "LOG", "--log-prefix", LogPrefix)
 	}
-	tail.add(desc("default deny"), "-j", "DROP")
+	tail.add(Desc("default deny"), "-j", "DROP")
 	res.Ruleset.Chains = []Chain{main, ing}
 	if opt.Sets {
 		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(res.Ports), deny)
@@ -394,9 +394,9 @@ func familyAddrs(c Container, fam Family) []netip.Addr {
 // anySource is the source list of a port open to everyone.
 var anySource = []string{""}
 
-// sourcesOf lists the sources of the family a decision allows: "" means
+// SourcesOf lists the sources of the family a decision allows: "" means
 // anyone; nil means closed (or open only to sources of the other family).
-func sourcesOf(d Decision, fam Family) []string {
+func SourcesOf(d Decision, fam Family) []string {
 	if !d.Open {
 		return nil
 	}
@@ -404,7 +404,7 @@ func sourcesOf(d Decision, fam Family) []string {
 		return anySource
 	}
 	var srcs []string
-	for _, p := range sortedPrefixes(d.Sources.Prefixes) {
+	for _, p := range SortedPrefixes(d.Sources.Prefixes) {
 		if fam.Has(p.Addr()) {
 			srcs = append(srcs, p.String())
 		}
@@ -423,13 +423,13 @@ func expand(name string, d Decision, addrs []netip.Addr, srcs []string) []Allow 
 	return out
 }
 
-// desc is the human part of an allow rule's comment.
-func (a Allow) desc() string {
+// Describe is the human part of an allow rule's comment.
+func (a Allow) Describe() string {
 	text := fmt.Sprintf("allow %s %d/%s", a.Container, a.Binding.HostPort, a.Binding.Proto)
 	if a.Source != "" {
 		text += " from " + a.Source
 	}
-	return desc(text)
+	return Desc(text)
 }
 
 func addAllow(ch *Chain, a Allow, fam Family) {
@@ -446,7 +446,7 @@ func addAllow(ch *Chain, a Allow, fam Family) {
 		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits)
 	}
 	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
-	ch.add(a.desc(), spec...)
+	ch.add(a.Describe(), spec...)
 }
 
 func (f Family) bits() string {
@@ -577,7 +577,8 @@ func comparePorts(a, b PortBinding) int {
 		a.HostIP.Compare(b.HostIP), cmp.Compare(a.ContainerPort, b.ContainerPort))
 }
 
-func sortedPrefixes(in []netip.Prefix) []netip.Prefix {
+// SortedPrefixes sorts prefixes by address then length, without duplicates.
+func SortedPrefixes(in []netip.Prefix) []netip.Prefix {
 	out := slices.Clone(in)
 	slices.SortFunc(out, func(a, b netip.Prefix) int {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
@@ -587,9 +588,9 @@ func sortedPrefixes(in []netip.Prefix) []netip.Prefix {
 
 var unsafeComment = regexp.MustCompile(`[^A-Za-z0-9_.:/ ,*-]`)
 
-// desc makes a comment text that needs no quoting beyond double quotes and
+// Desc makes a comment text that needs no quoting beyond double quotes and
 // stays well under iptables' 256-byte comment limit with the hash.
-func desc(s string) string {
+func Desc(s string) string {
 	s = unsafeComment.ReplaceAllString(s, "_")
 	if len(s) > 200 {
 		s = s[:200]
@@ -617,20 +618,20 @@ func (c *Chain) add(text string, spec ...string) {
 // exact ruleset on its first pass.
 func BuildGuard(cfg config.Config, fam Family) Ruleset {
 	main := Chain{Name: ChainMain}
-	main.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	main.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, b := range []string{"docker0", "br-+"} {
-		main.add(desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
+		main.add(Desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
 	}
-	main.add(desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
+	main.add(Desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
 	for _, b := range []string{"docker0", "br-+"} {
-		main.add(desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
+		main.add(Desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
 	ing := Chain{Name: ChainIngress}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+	for _, src := range SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ing.add(desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+			ing.add(Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
 		}
 	}
-	ing.add(desc("guard: default deny until dockmoat run"), "-j", "DROP")
+	ing.add(Desc("guard: default deny until dockmoat run"), "-j", "DROP")
 	return Ruleset{Family: fam, Chains: []Chain{main, ing}}
 }

@@ -197,7 +197,7 @@ func (inc *Incremental) share(cfg config.Config, c *Container) *incEnt {
 			continue
 		}
 		e.decisions = append(e.decisions, d)
-		srcs := sourcesOf(d, inc.fam)
+		srcs := SourcesOf(d, inc.fam)
 		allows := expand(c.Name, d, addrs, srcs)
 		e.allows = append(e.allows, allows...)
 		for _, a := range addrs {

@@ -1,7 +1,9 @@
 // Package rules is dockmoat's pure core: configuration + container labels +
-// container snapshots in, the desired firewall ruleset out. It does no I/O
-// and runs no commands, so every decision about who may reach which port is
-// made here and table-tested rule by rule.
+// container snapshots in, the decisions (who may reach which published
+// port) and the iptables ruleset that enforces them out. It does no I/O
+// and runs no commands, so every decision is made here and table-tested
+// rule by rule. The nftables backend renders the same decisions itself
+// (netfilter/nft, Render); the iptables rendering still lives here.
 //
 // Design. Traffic Docker forwards to containers passes FORWARD →
 // DOCKER-USER before Docker's own ACCEPT rules. dockmoat owns two chains:
@@ -29,8 +31,8 @@
 //
 // With Options.Sets (the default where the kernel has ipset) the allows
 // are set elements looked up by two fixed rules, followed by a check of
-// the published port (sets.go); BuildNFT renders the same for Docker's
-// nftables backend. Incremental returns Build's result while keeping its
+// the published port (sets.go); netfilter/nft renders the same for
+// Docker's nftables backend. Incremental returns Build's result while keeping its
 // work between calls, for passes over thousands of containers.
 package rules
 

@@ -79,33 +79,33 @@ func inputChain(cfg config.Config, bridges []string, fam Family, px []Decision) 
 		return Chain{}, false
 	}
 	ch := Chain{Name: ChainInput}
-	ch.add(desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	ch.add(desc("from the host itself"), "-i", "lo", "-j", "RETURN")
+	ch.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	ch.add(Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
 	for _, b := range bridges {
-		ch.add(desc("from docker network "+b), "-i", b, "-j", "RETURN")
+		ch.add(Desc("from docker network "+b), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range unseen(bridges) {
-		ch.add(desc("from a docker network not seen yet "+pattern(b)), "-i", b, "-j", "RETURN")
+	for _, b := range UnseenBridges(bridges) {
+		ch.add(Desc("from a docker network not seen yet "+BridgePattern(b)), "-i", b, "-j", "RETURN")
 	}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
+	for _, src := range SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ch.add(desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
+			ch.add(Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
 		}
 	}
 	for _, d := range px {
-		for _, src := range sourcesOf(d, fam) {
+		for _, src := range SourcesOf(d, fam) {
 			spec := proxySpec(d.Binding, fam)
 			text := fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
 			if src != "" {
 				spec = append([]string{"-s", src}, spec...)
 				text += " from " + src
 			}
-			ch.add(desc(text), append(spec, "-j", "RETURN")...)
+			ch.add(Desc(text), append(spec, "-j", "RETURN")...)
 		}
 	}
 	for _, d := range px {
 		text := fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto)
-		ch.add(desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
+		ch.add(Desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
 	}
 	return ch, true
 }
@@ -120,9 +120,9 @@ func proxySpec(b PortBinding, fam Family) []string {
 	return append(spec, "-p", b.Proto, "-m", b.Proto, "--dport", strconv.Itoa(int(b.HostPort)))
 }
 
-// validBridges lists the snapshot's bridge names that are valid interface
+// ValidBridges lists the snapshot's bridge names that are valid interface
 // names, sorted and without duplicates.
-func validBridges(snap Snapshot) []string {
+func ValidBridges(snap Snapshot) []string {
 	bridges := slices.Clone(snap.Bridges)
 	slices.Sort(bridges)
 	bridges = slices.Compact(bridges)

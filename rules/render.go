@@ -31,7 +31,7 @@ func quoteAll(in []string) []string {
 }
 
 // quote wraps an argument for iptables-restore's tokenizer when needed. Our
-// texts never hold a double quote (desc() strips them).
+// texts never hold a double quote (Desc() strips them).
 func quote(s string) string {
 	if s == "" || strings.ContainsAny(s, " \t[]\"'") {
 		return `"` + s + `"`

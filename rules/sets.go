@@ -287,9 +287,9 @@ func (r PortRange) String() string {
 func portsChain(ranges []PortRange) Chain {
 	ch := Chain{Name: ChainPorts}
 	for _, r := range ranges {
-		ch.add(desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
+		ch.add(Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
 	}
-	ch.add(desc("published port not allowed for this container"), "-j", ChainDeny)
+	ch.add(Desc("published port not allowed for this container"), "-j", ChainDeny)
 	return ch
 }
 
@@ -297,8 +297,8 @@ func portsChain(ranges []PortRange) Chain {
 // family's sets and go on to the published-port check. Goto, so that a
 // RETURN there ends INGRESS too (the connection is allowed).
 func setRules(ing *Chain, fam Family) {
-	ing.add(desc("allowed ports: set "+SetName(SetOpen, fam)), "-m", "set", "--match-set", SetName(SetOpen, fam), "dst,dst",
+	ing.add(Desc("allowed ports: set "+SetName(SetOpen, fam)), "-m", "set", "--match-set", SetName(SetOpen, fam), "dst,dst",
 		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
-	ing.add(desc("allowed ports by source: set "+SetName(SetFrom, fam)), "-m", "set", "--match-set", SetName(SetFrom, fam), "dst,dst,src",
+	ing.add(Desc("allowed ports by source: set "+SetName(SetFrom, fam)), "-m", "set", "--match-set", SetName(SetFrom, fam), "dst,dst,src",
 		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 }

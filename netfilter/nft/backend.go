@@ -39,7 +39,7 @@ func (b *Backend) Notifies() bool { return true }
 // Plan implements netfilter.Backend. The table holds both families: the
 // IPv4 plan carries the whole diff and script, the IPv6 plan its policy.
 func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, _ bool) ([]netfilter.FamilyPlan, error) {
-	rs, res := rules.BuildNFT(cfg, snap)
+	rs, res := Render(cfg, snap)
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 
 // tableDiff lists what of the wanted table differs from the installed
 // one: chains by rule hash, then sets by their elements.
-func tableDiff(rs rules.NFTRuleset, owned, installed map[string][]string) []string {
+func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
 	var changed []string
 	for _, ch := range rs.Chains {
 		if got, ok := owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
@@ -143,7 +143,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 	if listing == "" {
 		return nil
 	}
-	if err := b.nft.Apply(ctx, fmt.Sprintf("delete table %s %s\n", rules.NFTFamily, rules.NFTTable)); err != nil {
+	if err := b.nft.Apply(ctx, fmt.Sprintf("delete table %s %s\n", TableFamily, TableName)); err != nil {
 		return fmt.Errorf("deleting table inet dockmoat: %w", err)
 	}
 	b.log.Info("removed table inet dockmoat")
@@ -160,7 +160,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 	if listing != "" {
 		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
 	}
-	if err := b.nft.Apply(ctx, rules.BuildNFTGuard(cfg).ReplaceScript()); err != nil {
+	if err := b.nft.Apply(ctx, GuardTable(cfg).ReplaceScript()); err != nil {
 		return nil, fmt.Errorf("installing the guard table: %w", err)
 	}
 	return []string{"nftables: guard installed (new connections to containers dropped until dockmoat run)"}, nil

@@ -1,7 +1,7 @@
 // Package nft is dockmoat's backend for Docker's nftables firewall
 // backend: it owns the table inet dockmoat, and nothing else, and replaces
 // it in one nft transaction whenever a chain or set of it differs from the
-// policy (rules.BuildNFT). Its reader of nft listings is the one in the
+// policy (Render). Its reader of nft listings is the one in the
 // project.
 package nft
 
@@ -40,13 +40,13 @@ func (e Exec) bin() string {
 // List implements Runner.
 func (e Exec) List(ctx context.Context) (string, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.bin(), "list", "table", rules.NFTFamily, rules.NFTTable)
+	cmd := exec.CommandContext(ctx, e.bin(), "list", "table", TableFamily, TableName)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(stderr.String(), "No such file or directory") {
 			return "", nil
 		}
-		return "", fmt.Errorf("nft list table %s %s: %w: %s", rules.NFTFamily, rules.NFTTable, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("nft list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
 	}
 	return out.String(), nil
 }

@@ -1,4 +1,4 @@
-package rules
+package nft
 
 import (
 	"crypto/sha256"
@@ -8,38 +8,39 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
-// NFTTable is dockmoat's own table for Docker's nftables firewall backend
+// TableName is dockmoat's own table for Docker's nftables firewall backend
 // (Docker 29 `--firewall-backend=nftables`), where there is no DOCKER-USER.
 // Its base chain hooks forward just before Docker's filter-FORWARD chain:
 // in nftables an accept ends only the current base chain (the packet goes
 // on to Docker's), while a drop is final, so the same policy reads
 // "drop unless allowed" and never has to accept for Docker.
 const (
-	NFTFamily    = "inet"
-	NFTTable     = "dockmoat"
-	NFTPriority  = "filter - 10"
-	nftChainMain = "forward"
-	nftChainIng  = "ingress"
+	TableFamily = "inet"
+	TableName   = "dockmoat"
+	Priority    = "filter - 10"
+	chainMain   = "forward"
+	chainIng    = "ingress"
 )
 
-// NFTRule is one rule with its hash, as in the iptables renderer.
-type NFTRule struct {
+// Rule is one rule with its hash, as in the iptables renderer.
+type Rule struct {
 	Expr string // nft statement(s), without the comment
 	Desc string
 	Hash string
 }
 
-// NFTChain is a chain of the table.
-type NFTChain struct {
+// Chain is a chain of the table.
+type Chain struct {
 	Name  string
 	Base  string // "type filter hook forward priority …; policy accept;" for base chains
-	Rules []NFTRule
+	Rules []Rule
 }
 
 // Hashes lists the rule hashes in order.
-func (c NFTChain) Hashes() []string {
+func (c Chain) Hashes() []string {
 	out := make([]string, len(c.Rules))
 	for i, r := range c.Rules {
 		out[i] = r.Hash
@@ -47,38 +48,38 @@ func (c NFTChain) Hashes() []string {
 	return out
 }
 
-// NFTRuleset is the desired table.
-type NFTRuleset struct {
-	Sets   []NFTSet
-	Chains []NFTChain
+// Ruleset is the desired table.
+type Ruleset struct {
+	Sets   []Set
+	Chains []Chain
 }
 
-// NFTSet is a named set of the table, its elements written as nft lists
+// Set is a named set of the table, its elements written as nft lists
 // them, so that a listing compares with them as text.
-type NFTSet struct {
+type Set struct {
 	Name, Type string
 	Interval   bool
 	Elems      []string
 }
 
-func (c *NFTChain) add(text, expr string) {
+func (c *Chain) add(text, expr string) {
 	h := sha256.Sum256([]byte(c.Name + "\x00" + expr + "\x01" + text))
-	c.Rules = append(c.Rules, NFTRule{Expr: expr, Desc: nftDesc(text), Hash: hex.EncodeToString(h[:])[:16]})
+	c.Rules = append(c.Rules, Rule{Expr: expr, Desc: nftDesc(text), Hash: hex.EncodeToString(h[:])[:16]})
 }
 
 // nftDesc keeps the comment within nft's 128-byte limit.
 func nftDesc(s string) string {
-	s = desc(s)
-	if max := 128 - len(CommentPrefix) - 17; len(s) > max {
+	s = rules.Desc(s)
+	if max := 128 - len(rules.CommentPrefix) - 17; len(s) > max {
 		s = s[:max]
 	}
 	return s
 }
 
 // Text renders the whole table definition.
-func (rs NFTRuleset) Text() string {
+func (rs Ruleset) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table %s %s {\n", NFTFamily, NFTTable)
+	fmt.Fprintf(&b, "table %s %s {\n", TableFamily, TableName)
 	for _, set := range rs.Sets {
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", set.Name, set.Type)
 		if set.Interval {
@@ -95,7 +96,7 @@ func (rs NFTRuleset) Text() string {
 			fmt.Fprintf(&b, "\t\t%s\n", ch.Base)
 		}
 		for _, r := range ch.Rules {
-			fmt.Fprintf(&b, "\t\t%s comment \"%s%s %s\"\n", r.Expr, CommentPrefix, r.Hash, r.Desc)
+			fmt.Fprintf(&b, "\t\t%s comment \"%s%s %s\"\n", r.Expr, rules.CommentPrefix, r.Hash, r.Desc)
 		}
 		b.WriteString("\t}\n")
 	}
@@ -106,57 +107,57 @@ func (rs NFTRuleset) Text() string {
 // ReplaceScript is the `nft -f` input that swaps the table atomically: the
 // first line makes sure the table exists so that deleting it cannot fail;
 // all three run as one transaction.
-func (rs NFTRuleset) ReplaceScript() string {
-	return fmt.Sprintf("table %s %s\ndelete table %s %s\n%s", NFTFamily, NFTTable, NFTFamily, NFTTable, rs.Text())
+func (rs Ruleset) ReplaceScript() string {
+	return fmt.Sprintf("table %s %s\ndelete table %s %s\n%s", TableFamily, TableName, TableFamily, TableName, rs.Text())
 }
 
-func nftAddr(fam Family) string {
-	if fam == IPv6 {
+func nftAddr(fam rules.Family) string {
+	if fam == rules.IPv6 {
 		return "ip6"
 	}
 	return "ip"
 }
 
-// BuildNFT renders the same policy as Build for the nftables backend, both
-// families in one inet table. The decisions and problems are Build's.
+// Render renders the same policy as rules.Build for the nftables backend, both
+// families in one inet table. The decisions and problems are rules.Build's.
 // Unless the config says `ipset: off`, allows are nft set lookups as on the
 // iptables path (see sets.go): a set keyed on container address, protocol
 // and container port (and source prefix), then a check of the published
 // port, which nft cannot put in a set key here (`ct original proto-dst`
 // has no fixed type in a concatenation).
-func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
-	opt := Options{Sets: !cfg.NoIPSet}
-	res := [2]Result{Build(cfg, snap, IPv4, opt), Build(cfg, snap, IPv6, opt)}
-	bridges := validBridges(snap)
+func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
+	opt := rules.Options{Sets: !cfg.NoIPSet}
+	res := [2]rules.Result{rules.Build(cfg, snap, rules.IPv4, opt), rules.Build(cfg, snap, rules.IPv6, opt)}
+	bridges := rules.ValidBridges(snap)
 
-	main := NFTChain{Name: nftChainMain, Base: "type filter hook forward priority " + NFTPriority + "; policy accept;"}
+	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
 	for _, b := range bridges {
 		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}
 	for _, b := range bridges {
-		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+nftChainIng)
+		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+chainIng)
 	}
-	// Networks not seen yet, as in Build (unseenNetworks).
-	for _, b := range unseen(bridges) {
-		main.add("leaving a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
+	// Networks not seen yet, as in rules.Build (unseenNetworks).
+	for _, b := range rules.UnseenBridges(bridges) {
+		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), "iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
 	}
-	for _, b := range unseen(bridges) {
-		main.add("entering a docker network not seen yet "+pattern(b), "oifname "+strconv.Quote(pattern(b))+" jump "+nftChainIng)
+	for _, b := range rules.UnseenBridges(bridges) {
+		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), "oifname "+strconv.Quote(rules.BridgePattern(b))+" jump "+chainIng)
 	}
-	ing := NFTChain{Name: nftChainIng}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
-		fam := IPv4
+	ing := Chain{Name: chainIng}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		fam := rules.IPv4
 		if src.Addr().Is6() {
-			fam = IPv6
+			fam = rules.IPv6
 		}
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
 	}
-	var rs NFTRuleset
-	deny := NFTChain{Name: "deny"}
+	var rs Ruleset
+	deny := Chain{Name: "deny"}
 	tail := &ing
-	var portChains []NFTChain
-	for i, fam := range []Family{IPv4, IPv6} {
+	var portChains []Chain
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		allows := res[i].Allows()
 		if opt.Sets {
 			allows = res[i].Linear
@@ -168,7 +169,7 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 			portChains = append(portChains, ports)
 		}
 		for _, a := range allows {
-			ing.add(a.desc(), nftAllow(a, fam))
+			ing.add(a.Describe(), nftAllow(a, fam))
 		}
 	}
 	if opt.Sets {
@@ -176,10 +177,10 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 		tail = &deny
 	}
 	if cfg.LogBlocked {
-		tail.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+LogPrefix+`"`)
+		tail.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+rules.LogPrefix+`"`)
 	}
 	tail.add("default deny", "drop")
-	rs.Chains = []NFTChain{main, ing}
+	rs.Chains = []Chain{main, ing}
 	if opt.Sets {
 		rs.Chains = append(append(rs.Chains, portChains...), deny)
 	}
@@ -192,29 +193,29 @@ func BuildNFT(cfg config.Config, snap Snapshot) (NFTRuleset, [2]Result) {
 // nftInput renders the proxy path (proxy.go) as a base chain on the input
 // hook, for both families; ok is false when no binding needs it. As in
 // forward, accept only ends this chain; the drops are final.
-func nftInput(cfg config.Config, bridges []string, res [2]Result) (NFTChain, bool) {
+func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, bool) {
 	if len(res[0].Proxied)+len(res[1].Proxied) == 0 {
-		return NFTChain{}, false
+		return Chain{}, false
 	}
-	in := NFTChain{Name: "input", Base: "type filter hook input priority " + NFTPriority + "; policy accept;"}
+	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
 	in.add("replies and related traffic", "ct state established,related accept")
 	in.add("from the host itself", `iifname "lo" accept`)
 	for _, b := range bridges {
 		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}
-	for _, b := range unseen(bridges) {
-		in.add("from a docker network not seen yet "+pattern(b), "iifname "+strconv.Quote(pattern(b))+" accept")
+	for _, b := range rules.UnseenBridges(bridges) {
+		in.add("from a docker network not seen yet "+rules.BridgePattern(b), "iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
 	}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
-		fam := IPv4
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		fam := rules.IPv4
 		if src.Addr().Is6() {
-			fam = IPv6
+			fam = rules.IPv6
 		}
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
 	}
-	for i, fam := range []Family{IPv4, IPv6} {
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, d := range res[i].Proxied {
-			for _, src := range sourcesOf(d, fam) {
+			for _, src := range rules.SourcesOf(d, fam) {
 				expr, text := nftProxyMatch(d.Binding, fam), fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
 				if src != "" {
 					expr, text = nftAddr(fam)+" saddr "+src+" "+expr, text+" from "+src
@@ -223,7 +224,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]Result) (NFTChain, boo
 			}
 		}
 	}
-	for i, fam := range []Family{IPv4, IPv6} {
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, d := range res[i].Proxied {
 			in.add(fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto),
 				nftProxyMatch(d.Binding, fam)+" drop")
@@ -233,16 +234,16 @@ func nftInput(cfg config.Config, bridges []string, res [2]Result) (NFTChain, boo
 }
 
 // nftProxyMatch matches a binding's new connections in one family.
-func nftProxyMatch(b PortBinding, fam Family) string {
-	m := "meta nfproto " + fam.nftName() + " "
+func nftProxyMatch(b rules.PortBinding, fam rules.Family) string {
+	m := "meta nfproto " + nftName(fam) + " "
 	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
 		m += nftAddr(fam) + " daddr " + b.HostIP.Unmap().String() + " "
 	}
 	return m + fmt.Sprintf("%s dport %d", b.Proto, b.HostPort)
 }
 
-func (f Family) nftName() string {
-	if f == IPv6 {
+func nftName(f rules.Family) string {
+	if f == rules.IPv6 {
 		return "ipv6"
 	}
 	return "ipv4"
@@ -250,18 +251,18 @@ func (f Family) nftName() string {
 
 // nftSets renders one family's sets, the rules that look them up, and its
 // published-port chain.
-func nftSets(res Result, fam Family) ([]NFTSet, [][2]string, NFTChain) {
+func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 	suffix := "4"
 	addrType := "ipv4_addr"
-	if fam == IPv6 {
+	if fam == rules.IPv6 {
 		suffix, addrType = "6", "ipv6_addr"
 	}
-	open := NFTSet{Name: "open" + suffix, Type: addrType + " . inet_proto . inet_service"}
-	from := NFTSet{Name: "from" + suffix, Type: addrType + " . inet_proto . inet_service . " + addrType, Interval: true}
+	open := Set{Name: "open" + suffix, Type: addrType + " . inet_proto . inet_service"}
+	from := Set{Name: "from" + suffix, Type: addrType + " . inet_proto . inet_service . " + addrType, Interval: true}
 	for _, set := range res.Ruleset.Sets {
 		for _, e := range set.Sorted() {
 			text := fmt.Sprintf("%s . %s . %d", e.Addr, e.Proto, e.Port)
-			if set.Kind == SetFrom {
+			if set.Kind == rules.SetFrom {
 				src := e.Src.Masked()
 				if src.IsSingleIP() {
 					text += " . " + src.Addr().String() // nft lists a host prefix as an address
@@ -274,7 +275,7 @@ func nftSets(res Result, fam Family) ([]NFTSet, [][2]string, NFTChain) {
 			}
 		}
 	}
-	ports := NFTChain{Name: "ports" + suffix}
+	ports := Chain{Name: "ports" + suffix}
 	for _, r := range res.Ports {
 		rng := strconv.Itoa(int(r.Lo))
 		if r.Hi > r.Lo {
@@ -288,10 +289,10 @@ func nftSets(res Result, fam Family) ([]NFTSet, [][2]string, NFTChain) {
 		{"allowed ports: set " + open.Name, "ct status dnat " + key + " @" + open.Name + " goto " + ports.Name},
 		{"allowed ports by source: set " + from.Name, "ct status dnat " + key + " . " + nftAddr(fam) + " saddr @" + from.Name + " goto " + ports.Name},
 	}
-	return []NFTSet{open, from}, lookups, ports
+	return []Set{open, from}, lookups, ports
 }
 
-func nftAllow(a Allow, fam Family) string {
+func nftAllow(a rules.Allow, fam rules.Family) string {
 	b := a.Binding
 	var parts []string
 	if a.Source != "" {
@@ -305,23 +306,23 @@ func nftAllow(a Allow, fam Family) string {
 	return strings.Join(parts, " ")
 }
 
-// BuildNFTGuard is the boot-time table of `dockmoat guard` on an nftables
+// GuardTable is the boot-time table of `dockmoat guard` on an nftables
 // host: every new connection Docker would DNAT, or route into docker0 or a
 // br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`.
-func BuildNFTGuard(cfg config.Config) NFTRuleset {
-	main := NFTChain{Name: nftChainMain, Base: "type filter hook forward priority " + NFTPriority + "; policy accept;"}
+func GuardTable(cfg config.Config) Ruleset {
+	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
 	main.add("guard: leaving docker networks", `iifname { "docker0", "br-*" } accept`)
-	main.add("guard: published ports", "ct status dnat jump "+nftChainIng)
-	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+nftChainIng)
-	ing := NFTChain{Name: nftChainIng}
-	for _, src := range sortedPrefixes(cfg.TrustedSources) {
-		fam := IPv4
+	main.add("guard: published ports", "ct status dnat jump "+chainIng)
+	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+chainIng)
+	ing := Chain{Name: chainIng}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		fam := rules.IPv4
 		if src.Addr().Is6() {
-			fam = IPv6
+			fam = rules.IPv6
 		}
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
 	}
 	ing.add("guard: default deny until dockmoat run", "drop")
-	return NFTRuleset{Chains: []NFTChain{main, ing}}
+	return Ruleset{Chains: []Chain{main, ing}}
 }

@@ -1,31 +1,37 @@
-package rules
+package nft
 
 import (
 	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func TestBuildNFT(t *testing.T) {
+var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestRender(t *testing.T) {
 	cfg := config.Default()
 	cfg.LogBlocked = true
 	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
-	snap := Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []Container{{Name: "web",
+	snap := rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{{Name: "web",
 		Labels: map[string]string{"dockmoat.allow": "8080, 53/udp", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
-		Ports: []PortBinding{{HostIP: addr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+		Ports: []rules.PortBinding{{HostIP: addr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
 			{HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
 			{HostIP: addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
-		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
 	// The sets layout (the default) against a golden file; the kernel
 	// takes it in TestNFTBackend.
-	sets, _ := BuildNFT(cfg, snap)
+	sets, _ := Render(cfg, snap)
 	golden := filepath.Join("testdata", "nft-sets.golden")
 	text := hashes.ReplaceAllString(sets.Text(), "dockmoat:H ")
 	if *update {
@@ -39,7 +45,7 @@ func TestBuildNFT(t *testing.T) {
 
 	// One rule per allow (ipset: off).
 	cfg.NoIPSet = true
-	rs, res := BuildNFT(cfg, snap)
+	rs, res := Render(cfg, snap)
 	got := hashes.ReplaceAllString(rs.Text(), "dockmoat:H ")
 	want := `table inet dockmoat {
 	chain forward {
@@ -81,7 +87,7 @@ func TestBuildNFT(t *testing.T) {
 // same allows, per family, only when some binding needs it.
 func TestNFTProxyPath(t *testing.T) {
 	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48")}}
-	rs, _ := BuildNFT(cfg, proxySnap())
+	rs, _ := Render(cfg, proxySnap())
 	text := rs.Text()
 	for _, want := range []string{
 		"\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
@@ -100,7 +106,31 @@ func TestNFTProxyPath(t *testing.T) {
 	if strings.Contains(text, "meta nfproto ipv4 tcp dport") {
 		t.Errorf("IPv4 has no proxied binding here:\n%s", text)
 	}
-	if empty, _ := BuildNFT(cfg, Snapshot{}); strings.Contains(empty.Text(), "chain input") {
+	if empty, _ := Render(cfg, rules.Snapshot{}); strings.Contains(empty.Text(), "chain input") {
 		t.Error("no proxied binding: no input chain")
 	}
+}
+
+func ctr(name string, labels map[string]string, ip string, ports ...rules.PortBinding) rules.Container {
+	return rules.Container{ID: "id-" + name, Name: name, Labels: labels, Ports: ports,
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr(ip)}}}
+}
+
+// proxySnap has containers published on IPv4 and IPv6, some IPv4-only:
+// the IPv6 bindings of those are served by docker-proxy.
+func proxySnap() rules.Snapshot {
+	both := func(host, c uint16, proto string) []rules.PortBinding {
+		return []rules.PortBinding{{HostIP: addr("0.0.0.0"), HostPort: host, ContainerPort: c, Proto: proto},
+			{HostIP: addr("::"), HostPort: host, ContainerPort: c, Proto: proto}}
+	}
+	v6 := ctr("dual", map[string]string{"dockmoat.allow": "9000"}, "172.17.0.9", both(9000, 80, "tcp")...)
+	v6.Endpoints[0].IPv6 = addr("fd00::9")
+	return rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("db", nil, "172.17.0.2", append(both(5432, 5432, "tcp"), both(5353, 53, "udp")...)...),
+		ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", both(8080, 80, "tcp")...),
+		ctr("v4only", map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.11"}, "172.17.0.4", both(8082, 80, "tcp")...),
+		ctr("v6from", map[string]string{"dockmoat.allow": "8083", "dockmoat.from": "2001:db8:1::10, 203.0.113.11"}, "172.17.0.5", both(8083, 80, "tcp")...),
+		ctr("local", nil, "172.17.0.6", rules.PortBinding{HostIP: addr("::1"), HostPort: 7000, ContainerPort: 80, Proto: "tcp"}),
+		v6,
+	}}
 }
