@@ -161,7 +161,7 @@ func Run(in Input) Report {
 		fc.filter.Sets = st.Sets
 		obs := ipt.Observe([]byte(st.Save))
 		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)})
-		fc.setDiff = setDiff(fc.plan.Result.Ruleset.Sets, st.Sets)
+		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
@@ -667,7 +667,7 @@ func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
 		out = append(out, fmt.Sprintf("%s: dockmoat protection installed but NOT intact: %s; is dockmoat running?", fam, strings.Join(fc.setDiff, "; ")))
 	default:
 		how := fc.st.Tool
-		if len(p.Result.Ruleset.Sets) > 0 {
+		if len(p.Result.Sets) > 0 {
 			how += ", allows in ipsets"
 		}
 		out = append(out, fmt.Sprintf("%s: dockmoat protection installed and intact (%s)", fam, how))

@@ -373,20 +373,20 @@ func cpRun(n int, sets bool) (cpStat, error) {
 func baseline(n int) (stat, error) {
 	var base stat
 	err := inNS(func() error {
-		ipt, err := iptables.New(iptables.Path("/usr/sbin/iptables-nft"))
+		xt, err := iptables.New(iptables.Path("/usr/sbin/iptables-nft"))
 		if err != nil {
 			return err
 		}
 		res := rules.Build(config.Default(), snapshot(n), rules.IPv4, rules.Options{})
-		ing, _ := res.Ruleset.Chain(rules.ChainIngress)
+		ing, _ := ipt.Render(config.Default(), res, ipt.RenderOptions{}).Chain(rules.ChainIngress)
 		base, err = measure(min(*reps, 3), func() (time.Duration, error) {
-			_ = ipt.ClearAndDeleteChain("filter", "BENCH")
-			if err := ipt.NewChain("filter", "BENCH"); err != nil {
+			_ = xt.ClearAndDeleteChain("filter", "BENCH")
+			if err := xt.NewChain("filter", "BENCH"); err != nil {
 				return 0, err
 			}
 			start := time.Now()
 			for _, r := range ing.Rules {
-				if err := ipt.Append("filter", "BENCH", r.Spec...); err != nil {
+				if err := xt.Append("filter", "BENCH", r.Spec...); err != nil {
 					return 0, err
 				}
 			}

@@ -53,7 +53,7 @@ func New() *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 		rules: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dockmoat_rules_installed", Help: "Rules in dockmoat's chains, by address family.",
+			Name: "dockmoat_rules_installed", Help: "Rules in dockmoat's chains and jumps, by address family (nftables backend: the whole inet table under ipv4).",
 		}, []string{"family"}),
 		ports: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "dockmoat_published_ports", Help: "Published ports by state (open by policy, or closed).",
@@ -105,10 +105,10 @@ func (m *Metrics) ObserveSync(res netfilter.SyncResult, err error, took time.Dur
 			continue
 		}
 		n := 0
-		for _, ch := range p.Result.Ruleset.Chains {
-			n += len(ch.Rules)
+		if p.Rules != nil {
+			n = p.Rules.Count()
 		}
-		m.rules.WithLabelValues(p.Family.String()).Set(float64(n + 1)) // + the hook
+		m.rules.WithLabelValues(p.Family.String()).Set(float64(n))
 		var o, c int
 		for _, d := range p.Result.Decisions() {
 			if d.Open {

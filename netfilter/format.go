@@ -66,18 +66,12 @@ func writeRules(b *strings.Builder, p FamilyPlan) {
 		b.WriteString("rules: in the inet table above\n")
 	default:
 		b.WriteString("rules:\n")
-		if !p.InputOnly {
-			fmt.Fprintf(b, "  -I %s 1 %s\n", p.HookIn, strings.Join(rules.HookSpec(), " "))
-		}
-		if p.WantsInput() {
-			fmt.Fprintf(b, "  -I %s 1 %s\n", rules.InputHookChain, strings.Join(rules.InputHookSpec(), " "))
-		}
-		for _, ch := range p.Result.Ruleset.Chains {
-			for _, r := range ch.Rules {
-				fmt.Fprintf(b, "  %s\n", rules.RuleLine(ch.Name, r))
+		if p.Rules != nil {
+			for _, l := range p.Rules.Lines() {
+				fmt.Fprintf(b, "  %s\n", l)
 			}
 		}
-		for _, set := range p.Result.Ruleset.Sets {
+		for _, set := range p.Result.Sets {
 			fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
 			for _, e := range set.Sorted() {
 				fmt.Fprintf(b, "  %s\n", e)
@@ -110,7 +104,7 @@ func writeDiff(b *strings.Builder, p FamilyPlan) {
 	for _, name := range p.SetsMissing {
 		fmt.Fprintf(b, "  ipset %s missing: will be created\n", name)
 	}
-	for _, set := range p.Result.Ruleset.Sets {
+	for _, set := range p.Result.Sets {
 		for _, e := range p.SetDel[set.Name] {
 			fmt.Fprintf(b, "  ipset %s: will delete %s\n", set.Name, e)
 		}

@@ -2,7 +2,6 @@ package netfilter
 
 import (
 	"slices"
-	"sort"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -44,8 +43,14 @@ type FamilyPlan struct {
 	Unprotected bool
 	// NFT is the desired table text on the nftables backend (on the first
 	// plan: the table holds both families).
-	NFT    string
+	NFT string
+	// Result is the family's policy: decisions, allows, problems.
 	Result rules.Result
+	// Rules is what the backend installs for it (nil when skipped).
+	Rules Rendered
+	// InputChain: the plan has DOCKMOAT-INPUT, reached by a jump from the
+	// top of INPUT (the docker-proxy path, iptables backend).
+	InputChain bool
 	// UFW says whether unmatched traffic goes to ufw-user-forward.
 	UFW bool
 	// UFWMissing is set when config says ufw: on but the chain is absent.
@@ -100,12 +105,18 @@ func (p FamilyPlan) InSync() bool {
 		slices.Equal(p.Observed.InputHook, p.WantInputHook()))
 }
 
+// Rendered is a backend's rendering of a family's policy, as plans show
+// it to people and metrics count it.
+type Rendered interface {
+	// Lines are the rules as the backend's tool takes them, jumps first.
+	Lines() []string
+	// Count is how many rules (jumps included) are installed.
+	Count() int
+}
+
 // WantsInput reports whether the plan has DOCKMOAT-INPUT (and so its jump
 // at the top of INPUT): some binding is served by docker-proxy.
-func (p FamilyPlan) WantsInput() bool {
-	_, ok := p.Result.Ruleset.Chain(rules.ChainInput)
-	return ok && !p.InTable
-}
+func (p FamilyPlan) WantsInput() bool { return p.InputChain && !p.InTable }
 
 // WantInputHook is where the input hook belongs: first in INPUT, or nowhere.
 func (p FamilyPlan) WantInputHook() []int {
@@ -132,23 +143,4 @@ func (p FamilyPlan) Problems() []rules.Problem {
 			Msg: "chain ufw-user-forward not found (is ufw enabled?); ufw route rules are not consulted, so those ports stay closed"})
 	}
 	return out
-}
-
-// Diff fills Changed and Stale from p.Result and p.Observed: chains whose
-// rule hashes differ, and owned chains no longer wanted.
-func (p *FamilyPlan) Diff() {
-	want := map[string]bool{}
-	for _, ch := range p.Result.Ruleset.Chains {
-		want[ch.Name] = true
-		got, ok := p.Observed.Owned[ch.Name]
-		if !ok || !slices.Equal(got, ch.Hashes()) {
-			p.Changed = append(p.Changed, ch.Name)
-		}
-	}
-	for name := range p.Observed.Owned {
-		if !want[name] {
-			p.Stale = append(p.Stale, name)
-		}
-	}
-	sort.Strings(p.Stale)
 }

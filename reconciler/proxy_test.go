@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -52,7 +53,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 	r.inSync(t)
 
 	// Someone deletes the jump: the next pass reports and puts it back.
-	if err := r.v6.Delete("filter", "INPUT", rules.InputHookSpec()...); err != nil {
+	if err := r.v6.Delete("filter", "INPUT", ipt.InputHookSpec()...); err != nil {
 		t.Fatal(err)
 	}
 	res := r.sync(t)

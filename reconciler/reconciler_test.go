@@ -166,7 +166,7 @@ func TestDriftRepaired(t *testing.T) {
 			_ = tb.Insert("filter", "DOCKER-USER", 1, "-s", "192.0.2.1/32", "-j", "ACCEPT")
 		},
 		"hook duplicated": func(tb *iptfake.Table) {
-			_ = tb.Insert("filter", "DOCKER-USER", 3, rules.HookSpec()...)
+			_ = tb.Insert("filter", "DOCKER-USER", 3, ipt.HookSpec()...)
 		},
 		"foreign rule added to our chain": func(tb *iptfake.Table) {
 			tb.Append(rules.ChainIngress, "-j ACCEPT")
@@ -312,7 +312,7 @@ func TestProblemsLoggedOnce(t *testing.T) {
 func TestUninstallRemovesOnlyOurs(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
-	_ = r.v4.Insert("filter", "DOCKER-USER", 3, rules.HookSpec()...) // a duplicate too
+	_ = r.v4.Insert("filter", "DOCKER-USER", 3, ipt.HookSpec()...) // a duplicate too
 	r.v4.SetChain("DOCKMOAT_LOG", "-j LOG")
 	if err := r.rec.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)

@@ -258,7 +258,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 				continue
 			}
 			want := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, rules.Options{Sets: true})
-			for _, set := range want.Ruleset.Sets {
+			for _, set := range want.Sets {
 				wantElems := map[rules.SetElem]bool{}
 				for _, e := range set.Elems {
 					wantElems[e] = true

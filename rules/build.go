@@ -2,13 +2,10 @@ package rules
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -43,56 +40,6 @@ func IsOwnedChain(name string) bool {
 	return false
 }
 
-// HookSpec is the rule spec of the hook in DOCKER-USER.
-func HookSpec() []string {
-	return []string{"-m", "comment", "--comment", HookComment, "-j", ChainMain}
-}
-
-// Rule is one owned rule: a spec (matches then target) and a comment that
-// carries its hash, so observed state is compared by hash and not by
-// re-parsing iptables' text, which does not round-trip exactly.
-type Rule struct {
-	Spec []string
-	Desc string
-	Hash string
-}
-
-// Comment is the `-m comment` text of the rule.
-func (r Rule) Comment() string { return CommentPrefix + r.Hash + " " + r.Desc }
-
-// Chain is an owned chain with its rules in order.
-type Chain struct {
-	Name  string
-	Rules []Rule
-}
-
-// Hashes lists the rule hashes in order.
-func (c Chain) Hashes() []string {
-	out := make([]string, len(c.Rules))
-	for i, r := range c.Rules {
-		out[i] = r.Hash
-	}
-	return out
-}
-
-// Ruleset is the desired content of dockmoat's chains for one family,
-// and of its sets when Options.Sets is on.
-type Ruleset struct {
-	Family Family
-	Chains []Chain
-	Sets   []Set
-}
-
-// Chain returns the named chain, if present.
-func (rs Ruleset) Chain(name string) (Chain, bool) {
-	for _, c := range rs.Chains {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return Chain{}, false
-}
-
 // Decision records, per published port, whether and to whom it is open.
 type Decision struct {
 	Container string
@@ -104,9 +51,6 @@ type Decision struct {
 
 // Options are facts about the host the rules depend on.
 type Options struct {
-	// UFWForward says whether to hand unmatched traffic to ufw-user-forward.
-	// The caller decides from config.UFW and whether the chain exists.
-	UFWForward bool
 	// Sets puts allows into ipsets (see sets.go) instead of one rule each;
 	// the caller sets it where the kernel supports the set types.
 	Sets bool
@@ -119,15 +63,18 @@ type Options struct {
 	// its filter table): every binding of the family is served by
 	// docker-proxy through INPUT (see proxy.go).
 	ProxyAll bool
-	// InputOnly builds DOCKMOAT-INPUT alone, for a family without a
-	// DOCKER-USER chain to hook (Docker does not forward it to containers).
-	InputOnly bool
 }
 
-// Result is the output of Build.
+// Result is the output of Build: one family's policy, which the backends
+// render (netfilter/ipt, netfilter/nft).
 type Result struct {
-	Ruleset  Ruleset
+	Family   Family
 	Problems []Problem
+	// Bridges are the snapshot's bridge names that are valid interface
+	// names, sorted: the Docker networks the rules name.
+	Bridges []string
+	// Sets, with Options.Sets: the allows as set elements (OPEN and FROM).
+	Sets []Set
 	// lists holds the decisions and allows (see Decisions and Allows).
 	lists *lists
 	// With Options.Sets: the allowed published ports of the set elements,
@@ -205,9 +152,8 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		opt.Inc = nil
 		return inc.Build(cfg, snap, opt)
 	}
-	var res Result
-	res.Ruleset.Family = fam
-	main, ing := head(cfg, snap, fam, &res)
+	res := Result{Family: fam}
+	bridges(snap, &res)
 
 	// Sort pointers: a Container is large and there may be 10,000 of them.
 	containers := make([]*Container, len(snap.Containers))
@@ -246,10 +192,10 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		var open, from Set
 		var ports []hostPort
 		open, from, ports, res.Linear = g.split(fam)
-		res.Ruleset.Sets = []Set{open, from}
+		res.Sets = []Set{open, from}
 		res.Ports = portRanges(ports)
 	}
-	finish(cfg, snap, fam, opt, &res, main, ing)
+	res.Proxied = proxied(cfg, snap, fam, opt)
 	return res
 }
 
@@ -257,60 +203,22 @@ func compareContainers(a, b *Container) int {
 	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 }
 
-// head starts a ruleset: the DOCKMOAT chain for the bridges (problems with
-// their names go to res) and INGRESS with the trusted sources.
-func head(cfg config.Config, snap Snapshot, fam Family, res *Result) (Chain, Chain) {
-	bridges := slices.Clone(snap.Bridges)
-	slices.Sort(bridges)
-	bridges = slices.Compact(bridges)
-
-	main := Chain{Name: ChainMain}
-	main.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	var valid []string
-	for _, b := range bridges {
+// bridges fills res.Bridges with the snapshot's valid bridge names and
+// reports the others.
+func bridges(snap Snapshot, res *Result) {
+	res.Bridges = ValidBridges(snap)
+	all := slices.Clone(snap.Bridges)
+	slices.Sort(all)
+	for _, b := range slices.Compact(all) {
 		if !ifaceRe.MatchString(b) {
 			res.Problems = append(res.Problems, Problem{Container: "-", Label: "network bridge", Value: b, Msg: "not a valid interface name; ignored"})
-			continue
-		}
-		valid = append(valid, b)
-		main.add(Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
-	}
-	for _, b := range valid {
-		main.add(Desc("entering docker network "+b), "-o", b, "-j", ChainIngress)
-	}
-	unseenNetworks(&main, valid)
-
-	ing := Chain{Name: ChainIngress}
-	for _, src := range SortedPrefixes(cfg.TrustedSources) {
-		if fam.Has(src.Addr()) {
-			ing.add(Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
 		}
 	}
-	return main, ing
 }
 
 // DefaultBridges are the interface patterns of bridges Docker names
 // itself: docker0 and br-<network id>.
 var DefaultBridges = []string{"docker0", "br-+"}
-
-// unseenNetworks ends DOCKMOAT with rules for networks the ruleset does
-// not name: one created while dockmoat is stopped, hung or failing must
-// be closed too, so the installed rules cannot depend on knowing every
-// bridge. Traffic leaving any default-named bridge returns as for a known
-// one (containers keep talking out and to each other); new connections
-// into one go to INGRESS, where no allow names them. Only Docker's own
-// name patterns are matched, so the user's bridges (virbr0, br0) and
-// their own port forwards are not touched; a network given its own bridge
-// name (com.docker.network.bridge.name) is closed once dockmoat has seen
-// it, not before (README, security model).
-func unseenNetworks(main *Chain, known []string) {
-	for _, b := range UnseenBridges(known) {
-		main.add(Desc("leaving a docker network not seen yet "+BridgePattern(b)), "-i", b, "-j", "RETURN")
-	}
-	for _, b := range UnseenBridges(known) {
-		main.add(Desc("entering a docker network not seen yet "+BridgePattern(b)), "-o", b, "-j", ChainIngress)
-	}
-}
 
 // UnseenBridges lists the DefaultBridges patterns that the known bridges do not
 // already name (docker0 is usually known; br-+ never is).
@@ -320,56 +228,6 @@ func UnseenBridges(known []string) []string {
 
 // BridgePattern shows an iptables interface pattern (br-+) as a glob (br-*).
 func BridgePattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
-
-// finish writes the allows into INGRESS (set lookups and the allows that
-// stay rules with sets; every allow without), the tail, and the chains,
-// then DOCKMOAT-INPUT for the bindings docker-proxy serves.
-func finish(cfg config.Config, snap Snapshot, fam Family, opt Options, res *Result, main, ing Chain) {
-	res.Proxied = proxied(cfg, snap, fam, opt)
-	input, hasInput := inputChain(cfg, ValidBridges(snap), fam, res.Proxied)
-	if opt.InputOnly {
-		res.Ruleset.Chains, res.Ruleset.Sets = nil, nil
-		if hasInput {
-			res.Ruleset.Chains = []Chain{input}
-		}
-		return
-	}
-	defer func() {
-		if hasInput {
-			res.Ruleset.Chains = append(res.Ruleset.Chains, input)
-		}
-	}()
-	var linear []Allow
-	if !opt.Sets {
-		linear = res.Allows()
-	} else {
-		linear = res.Linear
-		setRules(&ing, fam)
-	}
-	for _, a := range linear {
-		addAllow(&ing, a, fam)
-	}
-	// The tail: ufw route rules, log, drop. With sets it is a chain of
-	// its own, shared by INGRESS and PORTS.
-	tail := &ing
-	deny := Chain{Name: ChainDeny}
-	if opt.Sets {
-		ing.add(Desc("not allowed"), "-j", ChainDeny)
-		tail = &deny
-	}
-	if opt.UFWForward {
-		tail.add(Desc("ufw route rules"), "-j", UFWChain)
-	}
-	if cfg.LogBlocked {
-		tail.add(Desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
-			"-j", "LOG", "--log-prefix", LogPrefix)
-	}
-	tail.add(Desc("default deny"), "-j", "DROP")
-	res.Ruleset.Chains = []Chain{main, ing}
-	if opt.Sets {
-		res.Ruleset.Chains = append(res.Ruleset.Chains, portsChain(res.Ports), deny)
-	}
-}
 
 // bindingInFamily: Docker reports 0.0.0.0 and :: bindings separately; an
 // empty host address means every family.
@@ -430,30 +288,6 @@ func (a Allow) Describe() string {
 		text += " from " + a.Source
 	}
 	return Desc(text)
-}
-
-func addAllow(ch *Chain, a Allow, fam Family) {
-	b := a.Binding
-	bits := fam.bits()
-	var spec []string
-	if a.Source != "" {
-		spec = append(spec, "-s", a.Source)
-	}
-	spec = append(spec, "-d", a.Addr.String()+bits, "-p", b.Proto, "-m", b.Proto,
-		"--dport", strconv.Itoa(int(b.ContainerPort)),
-		"-m", "conntrack", "--ctstate", "DNAT")
-	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
-		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits)
-	}
-	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
-	ch.add(a.Describe(), spec...)
-}
-
-func (f Family) bits() string {
-	if f == IPv6 {
-		return "/128"
-	}
-	return "/32"
 }
 
 // decide applies labels and config to each published port of a container.
@@ -596,42 +430,4 @@ func Desc(s string) string {
 		s = s[:200]
 	}
 	return s
-}
-
-func (c *Chain) add(text string, spec ...string) {
-	h := sha256.New()
-	h.Write([]byte(c.Name))
-	for _, s := range spec {
-		h.Write([]byte{0})
-		h.Write([]byte(s))
-	}
-	h.Write([]byte{1})
-	h.Write([]byte(text))
-	c.Rules = append(c.Rules, Rule{Spec: spec, Desc: text, Hash: hex.EncodeToString(h.Sum(nil))[:16]})
-}
-
-// BuildGuard is the boot-time ruleset of `dockmoat guard`, installed
-// before Docker starts, when neither the bridges nor the containers are
-// known yet. It closes every new connection Docker would DNAT to a
-// container, and everything routed into docker0 or a default-named br-*
-// bridge, except from trusted sources. `dockmoat run` replaces it with the
-// exact ruleset on its first pass.
-func BuildGuard(cfg config.Config, fam Family) Ruleset {
-	main := Chain{Name: ChainMain}
-	main.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	for _, b := range []string{"docker0", "br-+"} {
-		main.add(Desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
-	}
-	main.add(Desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
-	for _, b := range []string{"docker0", "br-+"} {
-		main.add(Desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
-	}
-	ing := Chain{Name: ChainIngress}
-	for _, src := range SortedPrefixes(cfg.TrustedSources) {
-		if fam.Has(src.Addr()) {
-			ing.add(Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
-		}
-	}
-	ing.add(Desc("guard: default deny until dockmoat run"), "-j", "DROP")
-	return Ruleset{Family: fam, Chains: []Chain{main, ing}}
 }

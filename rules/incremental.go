@@ -447,16 +447,15 @@ func compareHostPorts(a, b hostPort) int {
 
 // result copies the state out as Build's Result.
 func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Result {
-	var res Result
-	res.Ruleset.Family = inc.fam
-	main, ing := head(cfg, snap, inc.fam, &res)
+	res := Result{Family: inc.fam}
+	bridges(snap, &res)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
 	}
 	res.lists = &lists{ents: slices.Clone(inc.order)}
 	open := Set{Name: SetName(SetOpen, inc.fam), Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
 	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
-	res.Ruleset.Sets = []Set{open, from}
+	res.Sets = []Set{open, from}
 	for g := range inc.linear {
 		for _, ref := range g.links {
 			res.Linear = append(res.Linear, ref.e.links[ref.li].allows...)
@@ -464,6 +463,6 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	}
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
-	finish(cfg, snap, inc.fam, opt, &res, main, ing)
+	res.Proxied = proxied(cfg, snap, inc.fam, opt)
 	return res
 }

@@ -59,13 +59,13 @@ func normalized(res Result) Result {
 		l.allows = nil
 	}
 	res.lists = l
-	for i, s := range res.Ruleset.Sets {
+	for i, s := range res.Sets {
 		s.Delta = nil
 		s.Elems = s.Sorted()
 		if len(s.Elems) == 0 {
 			s.Elems = nil
 		}
-		res.Ruleset.Sets[i] = s
+		res.Sets[i] = s
 	}
 	return res
 }
@@ -122,10 +122,10 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 			}
 			r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
 			for _, fam := range []Family{IPv4, IPv6} {
-				opt := Options{Sets: true, UFWForward: step%2 == 0}
+				opt := Options{Sets: true}
 				want := normalized(Build(cfg, snap, fam, opt))
 				raw := incs[fam].Build(cfg, snap, opt)
-				for _, set := range raw.Ruleset.Sets {
+				for _, set := range raw.Sets {
 					now := map[SetElem]bool{}
 					for _, e := range set.Elems {
 						now[e] = true

@@ -1,39 +1,32 @@
 // Package rules is dockmoat's pure core: configuration + container labels +
-// container snapshots in, the decisions (who may reach which published
-// port) and the iptables ruleset that enforces them out. It does no I/O
-// and runs no commands, so every decision is made here and table-tested
-// rule by rule. The nftables backend renders the same decisions itself
-// (netfilter/nft, Render); the iptables rendering still lives here.
+// container snapshots in, one family's policy out (Result): which
+// published port is open to whom (decisions), the allows that follow
+// (container address, published port, source), the bindings docker-proxy
+// serves, and, with Options.Sets, the allows grouped as set elements. It
+// does no I/O and runs no commands, so every decision is made here and
+// table-tested. The backends render the policy: netfilter/ipt as
+// iptables chains and ipsets, netfilter/nft as table inet dockmoat.
 //
-// Design. Traffic Docker forwards to containers passes FORWARD →
-// DOCKER-USER before Docker's own ACCEPT rules. dockmoat owns two chains:
-//
-//	DOCKMOAT          classifier, reached by the single hook at the top of
-//	                  DOCKER-USER: replies (ESTABLISHED,RELATED) and
-//	                  traffic leaving a Docker network return untouched;
-//	                  traffic entering a Docker network goes to INGRESS.
-//	DOCKMOAT-INGRESS  new connections from outside to a container: trusted
-//	                  sources and allowed ports RETURN (Docker accepts
-//	                  them), then UFW's route rules if wanted, then DROP.
-//
-// An allow matches the published port as the client saw it
-// (conntrack --ctorigdstport, plus --ctorigdst when the port is bound to
-// one address) AND the container's current address and container port, and
-// only connections Docker DNATed (--ctstate DNAT). A rule therefore never
-// follows a stale address to another container, and routing straight to a
-// container's address opens nothing.
-//
-// DOCKMOAT ends with rules for Docker bridges it has not been told about
-// (docker0, br-*), so a network created while dockmoat is down is closed
+// The policy is written so that a rendering can be exact. An allow
+// names the published port as the client saw it (and the host address
+// when the port is bound to one) AND the container's current address and
+// container port, for connections Docker DNATed only: a rule therefore
+// never follows a stale address to another container, and routing
+// straight to a container's address opens nothing. Result.Bridges are the
+// Docker networks the rules name; DefaultBridges (docker0, br-*) cover the
+// ones not seen yet, so a network created while dockmoat is down is closed
 // too. Clients that Docker does not DNAT (an IPv6 client of an IPv4-only
-// container) are answered by docker-proxy through INPUT: DOCKMOAT-INPUT
-// applies the same decisions there (proxy.go).
+// container) are answered by docker-proxy on the host: Result.Proxied
+// lists those bindings with their decisions (proxy.go).
 //
-// With Options.Sets (the default where the kernel has ipset) the allows
-// are set elements looked up by two fixed rules, followed by a check of
-// the published port (sets.go); netfilter/nft renders the same for
-// Docker's nftables backend. Incremental returns Build's result while keeping its
-// work between calls, for passes over thousands of containers.
+// With Options.Sets (the default where the kernel has sets) the allows
+// are set elements, and Ports the allowed published ports checked after
+// the lookup (sets.go says why both are needed). Incremental returns
+// Build's result while keeping its work between calls, for passes over
+// thousands of containers; Memo saves re-deciding unchanged containers.
+//
+// The names of dockmoat's chains, sets, comments and labels are defined
+// here, so the backends, audit and tests agree on them.
 package rules
 
 import (

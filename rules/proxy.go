@@ -2,9 +2,7 @@ package rules
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -33,11 +31,6 @@ const (
 	// InputHookChain is the built-in chain holding the input hook.
 	InputHookChain = "INPUT"
 )
-
-// InputHookSpec is the rule spec of the jump at the top of INPUT.
-func InputHookSpec() []string {
-	return []string{"-m", "comment", "--comment", InputHookComment, "-j", ChainInput}
-}
 
 // proxied lists the decisions of the bindings of a family that reach
 // their container through docker-proxy: every binding of a container with
@@ -70,54 +63,6 @@ func hasFamilyAddr(c *Container, fam Family) bool {
 		}
 	}
 	return false
-}
-
-// inputChain renders DOCKMOAT-INPUT for the proxied bindings; ok is false
-// when there are none (no chain, no hook).
-func inputChain(cfg config.Config, bridges []string, fam Family, px []Decision) (Chain, bool) {
-	if len(px) == 0 {
-		return Chain{}, false
-	}
-	ch := Chain{Name: ChainInput}
-	ch.add(Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	ch.add(Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
-	for _, b := range bridges {
-		ch.add(Desc("from docker network "+b), "-i", b, "-j", "RETURN")
-	}
-	for _, b := range UnseenBridges(bridges) {
-		ch.add(Desc("from a docker network not seen yet "+BridgePattern(b)), "-i", b, "-j", "RETURN")
-	}
-	for _, src := range SortedPrefixes(cfg.TrustedSources) {
-		if fam.Has(src.Addr()) {
-			ch.add(Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
-		}
-	}
-	for _, d := range px {
-		for _, src := range SourcesOf(d, fam) {
-			spec := proxySpec(d.Binding, fam)
-			text := fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
-			if src != "" {
-				spec = append([]string{"-s", src}, spec...)
-				text += " from " + src
-			}
-			ch.add(Desc(text), append(spec, "-j", "RETURN")...)
-		}
-	}
-	for _, d := range px {
-		text := fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto)
-		ch.add(Desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
-	}
-	return ch, true
-}
-
-// proxySpec matches new connections to a binding as docker-proxy gets
-// them: the host address (when bound to one) and the published port.
-func proxySpec(b PortBinding, fam Family) []string {
-	var spec []string
-	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
-		spec = append(spec, "-d", b.HostIP.Unmap().String()+fam.bits())
-	}
-	return append(spec, "-p", b.Proto, "-m", b.Proto, "--dport", strconv.Itoa(int(b.HostPort)))
 }
 
 // ValidBridges lists the snapshot's bridge names that are valid interface

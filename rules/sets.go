@@ -281,24 +281,3 @@ func (r PortRange) String() string {
 	}
 	return s
 }
-
-// portsChain lists the allowed published ports as ranges of consecutive
-// ports per protocol; a connection whose port is not there goes to DENY.
-func portsChain(ranges []PortRange) Chain {
-	ch := Chain{Name: ChainPorts}
-	for _, r := range ranges {
-		ch.add(Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
-	}
-	ch.add(Desc("published port not allowed for this container"), "-j", ChainDeny)
-	return ch
-}
-
-// setRules are the two INGRESS rules that look connections up in the
-// family's sets and go on to the published-port check. Goto, so that a
-// RETURN there ends INGRESS too (the connection is allowed).
-func setRules(ing *Chain, fam Family) {
-	ing.add(Desc("allowed ports: set "+SetName(SetOpen, fam)), "-m", "set", "--match-set", SetName(SetOpen, fam), "dst,dst",
-		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
-	ing.add(Desc("allowed ports by source: set "+SetName(SetFrom, fam)), "-m", "set", "--match-set", SetName(SetFrom, fam), "dst,dst,src",
-		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
-}

@@ -40,16 +40,16 @@ type Backend struct {
 	// last installed, for repairs made while Docker cannot be read; hookIn
 	// the chain holding the hook (see FamilyPlan.HookIn).
 	applied map[rules.Family]map[string][]string
-	last    map[rules.Family]rules.Ruleset
+	last    map[rules.Family]Ruleset
 	hookIn  map[rules.Family]string
 	sets    setRecord
 	// memo saves re-deciding unchanged containers from pass to pass; inc
 	// keeps the set grouping per family (see rules.Incremental).
 	memo *rules.Memo
 	inc  map[rules.Family]*rules.Incremental
-	// ufwSeen is, per family, whether the last listing had UFW's chain
-	// (the one fact of the listing the rules depend on; see Plan).
-	ufwSeen map[rules.Family]bool
+	// hooked is, per family, whether the last pass found it hooked (not
+	// skipped): its policy is then computed beside the listing.
+	hooked map[rules.Family]bool
 	// drift found outside Apply (set edits seen while planning), reported
 	// by the next Apply.
 	pending []string
@@ -67,7 +67,7 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 	}
 	return &Backend{families: fam, log: log, notifies: v4 != nil && strings.HasSuffix(v4.Tool, "-nft"),
 		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]rules.Ruleset{}, ufwSeen: map[rules.Family]bool{}, memo: rules.NewMemo(),
+		last: map[rules.Family]Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
 		sets: setRecord{store: sets, synced: map[string]uint64{}},
 		inc:  map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
@@ -111,43 +111,37 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 }
 
 // planFamily lists one family's table and computes its policy side by
-// side: the listing is an exec (~2 ms) and the policy mostly CPU. The
-// policy depends on the listing only through whether UFW's chain is
-// there, so it assumes what the last listing said and is redone if that
-// changed. The listing stays on this goroutine: a child process inherits
-// the network namespace of the thread that starts it.
+// side: the listing is an exec (~2 ms) and the policy mostly CPU, and the
+// policy does not depend on the listing. A family skipped last time
+// (no DOCKER-USER) is only computed once the listing says it is hooked.
+// The listing stays on this goroutine: a child process inherits the
+// network namespace of the thread that starts it.
 func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.Snapshot, fam rules.Family, useSets bool) (netfilter.FamilyPlan, error) {
 	opt := rules.Options{Sets: useSets, Memo: b.memo, Inc: b.inc[fam]}
 	var early chan rules.Result
-	guess, guessed := b.ufwSeen[fam]
-	if guessed {
+	if b.hooked[fam] {
 		early = make(chan rules.Result, 1)
-		go func(o rules.Options) {
-			o.UFWForward = guess
-			early <- rules.Build(cfg, snap, fam, o)
-		}(opt)
+		go func() { early <- rules.Build(cfg, snap, fam, opt) }()
 	}
 	obs, err := b.observe(ctx, fam)
-	var guessRes rules.Result
+	var res rules.Result
 	if early != nil {
-		guessRes = <-early // joined before anything else uses b.inc
+		res = <-early // joined before anything else uses b.inc
 	}
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
 	p, build := planHead(cfg, fam, b.families[fam].Tool, obs)
+	b.hooked[fam] = build
 	if !build {
 		planInputOnly(&p, cfg, snap)
 		return p, nil
 	}
-	if guessed && guess == p.UFW {
-		p.Result = guessRes
-	} else {
-		opt.UFWForward = p.UFW
-		p.Result = rules.Build(cfg, snap, fam, opt)
+	if early == nil {
+		res = rules.Build(cfg, snap, fam, opt)
 	}
-	diff(&p)
-	b.ufwSeen[fam] = p.UFW
+	p.Result = res
+	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
 	return p, nil
 }
 
@@ -221,19 +215,20 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 			return false, false, errors.Join(setErr, fmt.Errorf("removing stale chains: %w", err))
 		}
 	}
-	if b.sets.store != nil && len(p.Result.Ruleset.Sets) == 0 {
+	if b.sets.store != nil && len(p.Result.Sets) == 0 {
 		// `ipset: off`: no rule uses the sets any more; remove them.
 		if err := b.destroySets(p.Family); err != nil {
 			return false, false, errors.Join(setErr, err)
 		}
 		b.sets.forget()
 	}
+	rs := rulesetOf(p)
 	last := map[string][]string{}
-	for _, ch := range p.Result.Ruleset.Chains {
+	for _, ch := range rs.Chains {
 		last[ch.Name] = ch.Hashes()
 	}
 	b.applied[p.Family] = last
-	b.last[p.Family] = p.Result.Ruleset
+	b.last[p.Family] = rs
 	b.hookIn[p.Family] = p.HookIn
 	return p.Batch != "" || setsChanged, true, setErr
 }

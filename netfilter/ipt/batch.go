@@ -2,8 +2,6 @@ package ipt
 
 import (
 	"strings"
-
-	"github.com/dockmoat/dockmoat/rules"
 )
 
 // batch writes `iptables-restore --noflush` input for the filter table:
@@ -26,14 +24,14 @@ func (bt *batch) line(l string) { bt.b.WriteString(l + "\n") }
 // chains declares the named chains of rs, then appends their rules: each
 // chain is replaced atomically, never seen half-written, and no other
 // chain moves.
-func (bt *batch) chains(rs rules.Ruleset, names []string) {
+func (bt *batch) chains(rs Ruleset, names []string) {
 	for _, name := range names {
 		bt.declare(name)
 	}
 	for _, name := range names {
 		ch, _ := rs.Chain(name)
 		for _, r := range ch.Rules {
-			bt.line(rules.RuleLine(name, r))
+			bt.line(RuleLine(name, r))
 		}
 	}
 }
@@ -45,7 +43,7 @@ func (bt *batch) commit() string {
 }
 
 // restoreChains is the batch that replaces the named chains of rs.
-func restoreChains(rs rules.Ruleset, names []string) string {
+func restoreChains(rs Ruleset, names []string) string {
 	bt := newBatch()
 	bt.chains(rs, names)
 	return bt.commit()

@@ -9,7 +9,7 @@ import (
 )
 
 // Guard implements netfilter.Backend: the boot-time default deny
-// (rules.BuildGuard), installed before Docker starts. It creates
+// (GuardRuleset), installed before Docker starts. It creates
 // DOCKER-USER and FORWARD's jump to it when Docker has not yet (Docker
 // keeps an existing DOCKER-USER and re-inserts its own jump), then
 // dockmoat's chains and the hook. Where dockmoat's protection is already
@@ -50,7 +50,7 @@ func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool) string 
 	if !hasDockerUser {
 		bt.declare(rules.HookChain)
 	}
-	bt.chains(rules.BuildGuard(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
+	bt.chains(GuardRuleset(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
 	if !hasDockerUser {
 		bt.line("-I FORWARD 1 -j " + rules.HookChain)
 	}

@@ -31,7 +31,7 @@ func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
 		}
 		fixed = true
 	case !p.WantsInput() && len(p.Observed.InputHook) > 0:
-		if err := removeJumps(t, rules.InputHookChain, rules.InputHookSpec(), len(p.Observed.InputHook)); err != nil {
+		if err := removeJumps(t, rules.InputHookChain, InputHookSpec(), len(p.Observed.InputHook)); err != nil {
 			return fixed, err
 		}
 		fixed = true
@@ -51,12 +51,12 @@ func removeJumps(t *Tables, chain string, spec []string, n int) error {
 
 // ensureHook puts the hook at position 1 of DOCKER-USER (or FORWARD).
 func ensureHook(t *Tables, chain string) error {
-	return ensureJump(t, chain, rules.HookSpec(), isHook)
+	return ensureJump(t, chain, HookSpec(), isHook)
 }
 
 // ensureInputHook puts the jump to DOCKMOAT-INPUT at position 1 of INPUT.
 func ensureInputHook(t *Tables) error {
-	return ensureJump(t, rules.InputHookChain, rules.InputHookSpec(), isInputHook)
+	return ensureJump(t, rules.InputHookChain, InputHookSpec(), isInputHook)
 }
 
 // ensureJump puts a jump of dockmoat's at position 1 of a chain and

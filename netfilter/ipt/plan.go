@@ -1,6 +1,9 @@
 package ipt
 
 import (
+	"slices"
+	"sort"
+
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
@@ -8,16 +11,15 @@ import (
 
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
-// opt.Sets and opt.Memo are passed to rules.Build; UFWForward is decided here.
+// opt is passed to rules.Build; whether to hand over to UFW is decided here.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, opt rules.Options) netfilter.FamilyPlan {
 	p, build := planHead(cfg, fam, tool, obs)
 	if !build {
 		planInputOnly(&p, cfg, snap)
 		return p
 	}
-	opt.UFWForward = p.UFW
 	p.Result = rules.Build(cfg, snap, fam, opt)
-	diff(&p)
+	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
 	return p
 }
 
@@ -59,20 +61,42 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Ob
 // from an earlier pass and must go): the proxy path is closed even where
 // the forward path cannot be hooked.
 func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot) {
-	res := rules.Build(cfg, snap, p.Family, rules.Options{InputOnly: true, ProxyAll: p.ProxyAll})
+	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: p.ProxyAll})
 	_, had := p.Observed.Owned[rules.ChainInput]
-	if len(res.Ruleset.Chains) == 0 && !had && len(p.Observed.InputHook) == 0 {
+	if len(res.Proxied) == 0 && !had && len(p.Observed.InputHook) == 0 {
 		return
 	}
 	p.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
 	p.Result = res
-	diff(p)
+	render(p, cfg, RenderOptions{InputOnly: true})
 }
 
-// diff fills Changed, Stale and Batch from p.Result and p.Observed.
-func diff(p *netfilter.FamilyPlan) {
-	p.Diff()
+// render renders p.Result and fills Rules, InputChain, Changed, Stale
+// and Batch against p.Observed: chains whose rule hashes differ, owned
+// chains no longer wanted, and the batch that rewrites the former.
+func render(p *netfilter.FamilyPlan, cfg config.Config, opt RenderOptions) {
+	rs := Render(cfg, p.Result, opt)
+	_, p.InputChain = rs.Chain(rules.ChainInput)
+	r := rendered{rs: rs, inputHook: p.InputChain}
+	if !opt.InputOnly {
+		r.hookIn = p.HookIn
+	}
+	p.Rules = r
+	want := map[string]bool{}
+	for _, ch := range rs.Chains {
+		want[ch.Name] = true
+		got, ok := p.Observed.Owned[ch.Name]
+		if !ok || !slices.Equal(got, ch.Hashes()) {
+			p.Changed = append(p.Changed, ch.Name)
+		}
+	}
+	for name := range p.Observed.Owned {
+		if !want[name] {
+			p.Stale = append(p.Stale, name)
+		}
+	}
+	sort.Strings(p.Stale)
 	if len(p.Changed) > 0 {
-		p.Batch = restoreChains(p.Result.Ruleset, p.Changed)
+		p.Batch = restoreChains(rs, p.Changed)
 	}
 }

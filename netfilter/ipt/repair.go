@@ -65,7 +65,7 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 
 // repairFamily puts back the chains of rs that differ from p.Observed,
 // their sets first, then the jumps.
-func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs rules.Ruleset) error {
+func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs Ruleset) error {
 	t := b.families[p.Family]
 	var changed []string
 	for _, ch := range rs.Chains {
@@ -77,7 +77,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs r
 		// The chains look the sets up: make sure they exist and hold
 		// the last installed elements before putting the chains back.
 		b.sets.readAt = time.Time{}
-		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Ruleset: rs}}
+		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}}
 		if err := b.diffSets(&sp); err != nil {
 			return err
 		}
@@ -137,9 +137,9 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 		spec  []string
 		n     int
 	}{
-		{rules.HookChain, rules.HookSpec(), len(obs.Hook)},
-		{"FORWARD", rules.HookSpec(), len(obs.ForwardHook)},
-		{rules.InputHookChain, rules.InputHookSpec(), len(obs.InputHook)},
+		{rules.HookChain, HookSpec(), len(obs.Hook)},
+		{"FORWARD", HookSpec(), len(obs.ForwardHook)},
+		{rules.InputHookChain, InputHookSpec(), len(obs.InputHook)},
 	} {
 		if err := removeJumps(t, j.chain, j.spec, j.n); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)

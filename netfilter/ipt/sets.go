@@ -44,7 +44,7 @@ func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
 		}
 	}
 	p.SetAdd, p.SetDel, p.SetsMissing = nil, nil, nil
-	for _, set := range p.Result.Ruleset.Sets {
+	for _, set := range p.Result.Sets {
 		have, exists := b.sets.state[set.Name]
 		if !exists {
 			p.SetsMissing = append(p.SetsMissing, set.Name)
@@ -149,7 +149,7 @@ func sameElems(a, b map[rules.SetElem]struct{}) bool {
 // the sets in full.
 func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 	if p.SetChanges() == 0 {
-		for _, set := range p.Result.Ruleset.Sets {
+		for _, set := range p.Result.Sets {
 			if set.Delta != nil {
 				b.sets.synced[set.Name] = set.Delta.Gen // nothing to write: in step
 			}
@@ -157,7 +157,7 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 		return nil
 	}
 	err := func() error {
-		for _, set := range p.Result.Ruleset.Sets {
+		for _, set := range p.Result.Sets {
 			if slices.Contains(p.SetsMissing, set.Name) {
 				if err := b.sets.store.Create(set.Name, rules.SetType(set.Kind), set.Family); err != nil {
 					return err
@@ -176,7 +176,7 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 		b.sets.forget()
 		return fmt.Errorf("updating ipsets: %w", err)
 	}
-	for _, set := range p.Result.Ruleset.Sets {
+	for _, set := range p.Result.Sets {
 		b.sets.synced[set.Name] = 0
 		if set.Delta != nil {
 			b.sets.synced[set.Name] = set.Delta.Gen

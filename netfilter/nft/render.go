@@ -259,7 +259,7 @@ func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 	}
 	open := Set{Name: "open" + suffix, Type: addrType + " . inet_proto . inet_service"}
 	from := Set{Name: "from" + suffix, Type: addrType + " . inet_proto . inet_service . " + addrType, Interval: true}
-	for _, set := range res.Ruleset.Sets {
+	for _, set := range res.Sets {
 		for _, e := range set.Sorted() {
 			text := fmt.Sprintf("%s . %s . %d", e.Addr, e.Proto, e.Port)
 			if set.Kind == rules.SetFrom {

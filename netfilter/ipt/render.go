@@ -1,0 +1,399 @@
+package ipt
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// The iptables rendering of rules.Result. Traffic Docker forwards to
+// containers passes FORWARD → DOCKER-USER before Docker's own ACCEPT
+// rules; dockmoat's one hook at the top of DOCKER-USER jumps to:
+//
+//	DOCKMOAT          classifier: replies (ESTABLISHED,RELATED) and
+//	                  traffic leaving a Docker network return untouched;
+//	                  traffic entering a Docker network goes to INGRESS.
+//	DOCKMOAT-INGRESS  new connections from outside to a container: trusted
+//	                  sources and allowed ports RETURN (Docker accepts
+//	                  them), then UFW's route rules if wanted, then DROP.
+//
+// With sets, INGRESS looks allows up in the ipsets and goes on to
+// DOCKMOAT-PORTS (the published-port check), and the tail is a chain of
+// its own, DOCKMOAT-DENY (see rules/sets.go for why). DOCKMOAT-INPUT is
+// the docker-proxy path (rules/proxy.go), reached from the top of INPUT.
+
+// OwnedRule is one owned rule: a spec (matches then target) and a comment that
+// carries its hash, so observed state is compared by hash and not by
+// re-parsing iptables' text, which does not round-trip exactly.
+type OwnedRule struct {
+	Spec []string
+	Desc string
+	Hash string
+}
+
+// Comment is the `-m comment` text of the rule.
+func (r OwnedRule) Comment() string { return rules.CommentPrefix + r.Hash + " " + r.Desc }
+
+// OwnedChain is an owned chain with its rules in order.
+type OwnedChain struct {
+	Name  string
+	Rules []OwnedRule
+}
+
+// Hashes lists the rule hashes in order.
+func (c OwnedChain) Hashes() []string {
+	out := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		out[i] = r.Hash
+	}
+	return out
+}
+
+// add appends a rule; its hash covers the chain, the spec and the text.
+func (c *OwnedChain) add(text string, spec ...string) {
+	h := sha256.New()
+	h.Write([]byte(c.Name))
+	for _, s := range spec {
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(text))
+	c.Rules = append(c.Rules, OwnedRule{Spec: spec, Desc: text, Hash: hex.EncodeToString(h.Sum(nil))[:16]})
+}
+
+// Ruleset is the desired content of dockmoat's chains for one family, and
+// of its ipsets when the policy groups allows in sets.
+type Ruleset struct {
+	Family rules.Family
+	Chains []OwnedChain
+	Sets   []rules.Set
+}
+
+// Chain returns the named chain, if present.
+func (rs Ruleset) Chain(name string) (OwnedChain, bool) {
+	for _, c := range rs.Chains {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return OwnedChain{}, false
+}
+
+// HookSpec is the rule spec of the hook in DOCKER-USER.
+func HookSpec() []string {
+	return []string{"-m", "comment", "--comment", rules.HookComment, "-j", rules.ChainMain}
+}
+
+// InputHookSpec is the rule spec of the jump at the top of INPUT.
+func InputHookSpec() []string {
+	return []string{"-m", "comment", "--comment", rules.InputHookComment, "-j", rules.ChainInput}
+}
+
+// RenderOptions are the facts of the host the chains depend on.
+type RenderOptions struct {
+	// UFWForward hands unmatched traffic to ufw-user-forward.
+	UFWForward bool
+	// InputOnly renders DOCKMOAT-INPUT alone, for a family without a
+	// DOCKER-USER chain to hook (Docker does not forward it to containers).
+	InputOnly bool
+}
+
+// Render turns one family's policy into dockmoat's chains (and its sets,
+// when the policy grouped allows in sets).
+func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
+	fam := res.Family
+	rs := Ruleset{Family: fam}
+	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied)
+	if opt.InputOnly {
+		if hasInput {
+			rs.Chains = []OwnedChain{input}
+		}
+		return rs
+	}
+	main, ing := head(cfg, res.Bridges, fam)
+	sets := res.Sets != nil
+	linear := res.Linear
+	if !sets {
+		linear = res.Allows()
+	} else {
+		setRules(&ing, fam)
+	}
+	for _, a := range linear {
+		addAllow(&ing, a, fam)
+	}
+	// The tail: ufw route rules, log, drop. With sets it is a chain of
+	// its own, shared by INGRESS and PORTS.
+	tail := &ing
+	deny := OwnedChain{Name: rules.ChainDeny}
+	if sets {
+		ing.add(rules.Desc("not allowed"), "-j", rules.ChainDeny)
+		tail = &deny
+	}
+	if opt.UFWForward {
+		tail.add(rules.Desc("ufw route rules"), "-j", rules.UFWChain)
+	}
+	if cfg.LogBlocked {
+		tail.add(rules.Desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
+			"-j", "LOG", "--log-prefix", rules.LogPrefix)
+	}
+	tail.add(rules.Desc("default deny"), "-j", "DROP")
+	rs.Chains = []OwnedChain{main, ing}
+	if sets {
+		rs.Chains = append(rs.Chains, portsChain(res.Ports), deny)
+		rs.Sets = res.Sets
+	}
+	if hasInput {
+		rs.Chains = append(rs.Chains, input)
+	}
+	return rs
+}
+
+// head starts the chains: DOCKMOAT for the bridges and INGRESS with the
+// trusted sources.
+func head(cfg config.Config, bridges []string, fam rules.Family) (OwnedChain, OwnedChain) {
+	main := OwnedChain{Name: rules.ChainMain}
+	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	for _, b := range bridges {
+		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	for _, b := range bridges {
+		main.add(rules.Desc("entering docker network "+b), "-o", b, "-j", rules.ChainIngress)
+	}
+	unseenNetworks(&main, bridges)
+	ing := OwnedChain{Name: rules.ChainIngress}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		}
+	}
+	return main, ing
+}
+
+// unseenNetworks ends DOCKMOAT with rules for networks the policy does
+// not name: one created while dockmoat is stopped, hung or failing must be
+// closed too, so the installed rules cannot depend on knowing every
+// bridge. Traffic leaving any default-named bridge returns as for a known
+// one (containers keep talking out and to each other); new connections
+// into one go to INGRESS, where no allow names them. Only Docker's own
+// name patterns are matched (rules.DefaultBridges), so the user's bridges
+// (virbr0, br0) and their own port forwards are not touched.
+func unseenNetworks(main *OwnedChain, known []string) {
+	for _, b := range rules.UnseenBridges(known) {
+		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-j", "RETURN")
+	}
+	for _, b := range rules.UnseenBridges(known) {
+		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-j", rules.ChainIngress)
+	}
+}
+
+// addAllow renders one allow: the container's address and port, only
+// connections Docker DNATed, and the published port the client used.
+func addAllow(ch *OwnedChain, a rules.Allow, fam rules.Family) {
+	b := a.Binding
+	var spec []string
+	if a.Source != "" {
+		spec = append(spec, "-s", a.Source)
+	}
+	spec = append(spec, "-d", a.Addr.String()+bits(fam), "-p", b.Proto, "-m", b.Proto,
+		"--dport", strconv.Itoa(int(b.ContainerPort)),
+		"-m", "conntrack", "--ctstate", "DNAT")
+	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits(fam))
+	}
+	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
+	ch.add(a.Describe(), spec...)
+}
+
+// bits is the host prefix length of a family.
+func bits(fam rules.Family) string {
+	if fam == rules.IPv6 {
+		return "/128"
+	}
+	return "/32"
+}
+
+// portsChain is the published-port check of the set layout: consecutive
+// ports as one range.
+func portsChain(ranges []rules.PortRange) OwnedChain {
+	ch := OwnedChain{Name: rules.ChainPorts}
+	for _, r := range ranges {
+		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
+	}
+	ch.add(rules.Desc("published port not allowed for this container"), "-j", rules.ChainDeny)
+	return ch
+}
+
+// setRules are the two INGRESS rules that look connections up in the
+// family's sets and go on to the published-port check. Goto, so that a
+// RETURN there ends INGRESS too (the connection is allowed).
+func setRules(ing *OwnedChain, fam rules.Family) {
+	open, from := rules.SetName(rules.SetOpen, fam), rules.SetName(rules.SetFrom, fam)
+	ing.add(rules.Desc("allowed ports: set "+open), "-m", "set", "--match-set", open, "dst,dst",
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPorts)
+	ing.add(rules.Desc("allowed ports by source: set "+from), "-m", "set", "--match-set", from, "dst,dst,src",
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPorts)
+}
+
+// inputChain renders DOCKMOAT-INPUT for the bindings docker-proxy serves;
+// ok is false when there are none (no chain, no hook).
+func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rules.Decision) (OwnedChain, bool) {
+	if len(px) == 0 {
+		return OwnedChain{}, false
+	}
+	ch := OwnedChain{Name: rules.ChainInput}
+	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
+	for _, b := range bridges {
+		ch.add(rules.Desc("from docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	for _, b := range rules.UnseenBridges(bridges) {
+		ch.add(rules.Desc("from a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-j", "RETURN")
+	}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
+		}
+	}
+	for _, d := range px {
+		for _, src := range rules.SourcesOf(d, fam) {
+			spec := proxySpec(d.Binding, fam)
+			text := fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
+			if src != "" {
+				spec = append([]string{"-s", src}, spec...)
+				text += " from " + src
+			}
+			ch.add(rules.Desc(text), append(spec, "-j", "RETURN")...)
+		}
+	}
+	for _, d := range px {
+		text := fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto)
+		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
+	}
+	return ch, true
+}
+
+// proxySpec matches new connections to a binding as docker-proxy gets
+// them: the host address (when bound to one) and the published port.
+func proxySpec(b rules.PortBinding, fam rules.Family) []string {
+	var spec []string
+	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
+		spec = append(spec, "-d", b.HostIP.Unmap().String()+bits(fam))
+	}
+	return append(spec, "-p", b.Proto, "-m", b.Proto, "--dport", strconv.Itoa(int(b.HostPort)))
+}
+
+// GuardRuleset is the boot-time ruleset of `dockmoat guard`, installed
+// before Docker starts, when neither the bridges nor the containers are
+// known yet. It closes every new connection Docker would DNAT to a
+// container, and everything routed into docker0 or a default-named br-*
+// bridge, except from trusted sources. `dockmoat run` replaces it with the
+// exact ruleset on its first pass.
+func GuardRuleset(cfg config.Config, fam rules.Family) Ruleset {
+	main := OwnedChain{Name: rules.ChainMain}
+	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	for _, b := range rules.DefaultBridges {
+		main.add(rules.Desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	main.add(rules.Desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", rules.ChainIngress)
+	for _, b := range rules.DefaultBridges {
+		main.add(rules.Desc("guard: entering docker network "+b), "-o", b, "-j", rules.ChainIngress)
+	}
+	ing := OwnedChain{Name: rules.ChainIngress}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+		}
+	}
+	ing.add(rules.Desc("guard: default deny until dockmoat run"), "-j", "DROP")
+	return Ruleset{Family: fam, Chains: []OwnedChain{main, ing}}
+}
+
+// RuleLine renders one `-A` line; the comment goes right before the target
+// so that iptables-save prints it back in the same place.
+func RuleLine(chain string, r OwnedRule) string {
+	spec := r.Spec
+	target := len(spec)
+	for i, s := range spec {
+		if s == "-j" || s == "-g" {
+			target = i
+			break
+		}
+	}
+	parts := []string{"-A", chain}
+	parts = append(parts, quoteAll(spec[:target])...)
+	parts = append(parts, "-m", "comment", "--comment", quote(r.Comment()))
+	parts = append(parts, quoteAll(spec[target:])...)
+	return strings.Join(parts, " ")
+}
+
+func quoteAll(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = quote(s)
+	}
+	return out
+}
+
+// quote wraps an argument for iptables-restore's tokenizer when needed.
+// Our texts never hold a double quote (rules.Desc strips them).
+func quote(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t[]\"'") {
+		return `"` + s + `"`
+	}
+	return s
+}
+
+// rendered is a plan's Ruleset with the jumps that reach it: what `plan`
+// shows and metrics count (netfilter.Rendered), and what Apply installs.
+type rendered struct {
+	rs        Ruleset
+	hookIn    string // "" when input-only
+	inputHook bool
+}
+
+// Lines implements netfilter.Rendered.
+func (r rendered) Lines() []string {
+	var out []string
+	if r.hookIn != "" {
+		out = append(out, "-I "+r.hookIn+" 1 "+strings.Join(HookSpec(), " "))
+	}
+	if r.inputHook {
+		out = append(out, "-I "+rules.InputHookChain+" 1 "+strings.Join(InputHookSpec(), " "))
+	}
+	for _, ch := range r.rs.Chains {
+		for _, rule := range ch.Rules {
+			out = append(out, RuleLine(ch.Name, rule))
+		}
+	}
+	return out
+}
+
+// Count implements netfilter.Rendered.
+func (r rendered) Count() int {
+	n := 0
+	if r.hookIn != "" {
+		n++
+	}
+	if r.inputHook {
+		n++
+	}
+	for _, ch := range r.rs.Chains {
+		n += len(ch.Rules)
+	}
+	return n
+}
+
+// rulesetOf is the Ruleset of a plan this backend made (empty otherwise).
+func rulesetOf(p netfilter.FamilyPlan) Ruleset {
+	if r, ok := p.Rules.(rendered); ok {
+		return r.rs
+	}
+	return Ruleset{Family: p.Family}
+}

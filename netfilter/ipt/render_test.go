@@ -1,0 +1,495 @@
+package ipt
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// These tests render rules.Build's policy the way the backend installs
+// it and compare the chains rule by rule (hashes blanked).
+
+// lines renders a chain as iptables-restore lines with hashes blanked, so
+// expectations read like the rules an admin sees.
+// opts are rules.Options plus RenderOptions, as the tests set them.
+type opts struct {
+	Sets, ProxyAll, UFWForward, InputOnly bool
+	Memo                                  *rules.Memo
+}
+
+// built is a policy with its rendering.
+type built struct {
+	rules.Result
+	Ruleset Ruleset
+}
+
+func build(cfg config.Config, snap rules.Snapshot, fam rules.Family, o opts) built {
+	res := rules.Build(cfg, snap, fam, rules.Options{Sets: o.Sets, ProxyAll: o.ProxyAll, Memo: o.Memo})
+	return built{res, Render(cfg, res, RenderOptions{UFWForward: o.UFWForward, InputOnly: o.InputOnly})}
+}
+
+// assertLines compares rule lists and reports the caller's line.
+func assertLines(t *testing.T, name string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") == strings.Join(want, "\n") {
+		return
+	}
+	t.Errorf("%s:\n got:\n  %s\nwant:\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func ctr(name string, labels map[string]string, ip string, ports ...rules.PortBinding) rules.Container {
+	return rules.Container{ID: "id-" + name, Name: name, Labels: labels, Ports: ports,
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr(ip)}}}
+}
+
+// pb builds a binding on 0.0.0.0 like Docker reports it.
+func pb(host, ctrPort uint16, proto string) rules.PortBinding {
+	return rules.PortBinding{HostIP: addr("0.0.0.0"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
+}
+
+func elems(s rules.Set) []string {
+	var out []string
+	for _, e := range s.Sorted() {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+const deny = `-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H default deny" -j DROP`
+
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
+
+func sourcesText(s config.Sources) string {
+	if s.Any {
+		return "any"
+	}
+	var out []string
+	for _, p := range s.Prefixes {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, " ")
+}
+
+func lines(rs Ruleset, chain string) []string {
+	ch, _ := rs.Chain(chain)
+	var out []string
+	for _, r := range ch.Rules {
+		out = append(out, hashes.ReplaceAllString(RuleLine(chain, r), "dockmoat:H "))
+	}
+	return out
+}
+
+func TestBuildMainChain(t *testing.T) {
+	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab", "docker0", "bad name!"}}, rules.IPv4, opts{})
+	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
+		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT -i br-0123456789ab -m comment --comment "dockmoat:H leaving docker network br-0123456789ab" -j RETURN`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
+		`-A DOCKMOAT -o br-0123456789ab -m comment --comment "dockmoat:H entering docker network br-0123456789ab" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -j DOCKMOAT-INGRESS`,
+		// Networks created while dockmoat is down are closed too.
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+	})
+	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{deny})
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "bad name!") {
+		t.Errorf("want one problem for the invalid bridge name, got %v", res.Problems)
+	}
+	// With no bridge known, both default patterns are caught.
+	res = build(config.Default(), rules.Snapshot{}, rules.IPv4, opts{})
+	assertLines(t, "DOCKMOAT (no bridges)", lines(res.Ruleset, rules.ChainMain), []string{
+		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving a docker network not seen yet docker0" -j RETURN`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering a docker network not seen yet docker0" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+	})
+}
+
+func TestBuildIngress(t *testing.T) {
+	v6ctr := rules.Container{ID: "id-six", Name: "six", Labels: map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
+		Ports:     []rules.PortBinding{pb(8080, 80, "tcp"), {HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.9"), IPv6: addr("fd00::9")}}}
+	cases := []struct {
+		name       string
+		cfg        config.Config
+		containers []rules.Container
+		fam        rules.Family
+		opt        opts
+		want       []string
+		open       map[string]string // "ctr hostport/proto" → access text; only these are open
+	}{
+		{
+			name:       "unlabeled ports stay closed",
+			containers: []rules.Container{ctr("db", nil, "172.17.0.2", pb(5432, 5432, "tcp"))},
+			want:       []string{deny},
+		},
+		{
+			name:       "allow opens exactly the published port, host and container ports differ",
+			containers: []rules.Container{ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", pb(8080, 80, "tcp"), pb(8081, 81, "tcp"))},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -d 172.17.0.3/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"web 8080/tcp": "any"},
+		},
+		{
+			name: "entry without protocol matches every protocol it is published on; /udp only udp",
+			containers: []rules.Container{
+				ctr("both", map[string]string{"dockmoat.allow": "9000"}, "172.17.0.4", pb(9000, 9000, "tcp"), pb(9000, 9000, "udp")),
+				ctr("dns", map[string]string{"dockmoat.allow": "53/udp"}, "172.17.0.5", pb(53, 53, "tcp"), pb(53, 53, "udp")),
+			},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p tcp -m tcp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p udp -m udp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/udp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT --ctorigdstport 53 -m comment --comment "dockmoat:H allow dns 53/udp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"both 9000/tcp": "any", "both 9000/udp": "any", "dns 53/udp": "any"},
+		},
+		{
+			name:       "ranges open the ports inside only; * opens all",
+			containers: []rules.Container{ctr("r", map[string]string{"dockmoat.allow": "9100-9101"}, "172.17.0.6", pb(9100, 9100, "tcp"), pb(9101, 9101, "tcp"), pb(9102, 9102, "tcp")), ctr("s", map[string]string{"dockmoat.allow": "*"}, "172.17.0.7", pb(1, 2, "sctp"))},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9100 -m conntrack --ctstate DNAT --ctorigdstport 9100 -m comment --comment "dockmoat:H allow r 9100/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9101 -m conntrack --ctstate DNAT --ctorigdstport 9101 -m comment --comment "dockmoat:H allow r 9101/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.7/32 -p sctp -m sctp --dport 2 -m conntrack --ctstate DNAT --ctorigdstport 1 -m comment --comment "dockmoat:H allow s 1/sctp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"r 9100/tcp": "any", "r 9101/tcp": "any", "s 1/sctp": "any"},
+		},
+		{
+			name: "from restricts; per-port label overrides from; v6 sources stay out of the v4 table",
+			containers: []rules.Container{ctr("api", map[string]string{
+				"dockmoat.allow": "443, 8443", "dockmoat.from": "198.51.100.0/24, 203.0.113.7, 2001:db8::/48",
+				"dockmoat.allow.8443/tcp": "192.0.2.1",
+			}, "172.17.0.8", pb(443, 443, "tcp"), pb(8443, 8443, "tcp"))},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -s 198.51.100.0/24 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 198.51.100.0/24" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 203.0.113.7/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 203.0.113.7/32" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 192.0.2.1/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 8443 -m conntrack --ctstate DNAT --ctorigdstport 8443 -m comment --comment "dockmoat:H allow api 8443/tcp from 192.0.2.1/32" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"api 443/tcp": "198.51.100.0/24 203.0.113.7/32 2001:db8::/48", "api 8443/tcp": "192.0.2.1/32"},
+		},
+		{
+			name: "config rules by glob and compose service; sources are the union with labels",
+			cfg: config.Config{Allow: []config.AllowRule{
+				{Container: "graf*", Ports: []config.PortSpec{{From: 3000, To: 3000}}, From: config.Sources{Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}},
+				{Service: "shop/api", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}},
+			}},
+			containers: []rules.Container{
+				ctr("grafana-1", map[string]string{"dockmoat.allow": "3000", "dockmoat.from": "198.51.100.1"}, "172.17.0.10", pb(3000, 3000, "tcp")),
+				ctr("shop-api-1", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "api"}, "172.17.0.11", pb(8000, 80, "tcp")),
+				ctr("shop-db-1", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "db"}, "172.17.0.12", pb(5432, 5432, "tcp")),
+			},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -s 192.0.2.0/24 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 192.0.2.0/24" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 198.51.100.1/32 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 198.51.100.1/32" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.11/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8000 -m comment --comment "dockmoat:H allow shop-api-1 8000/tcp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"grafana-1 3000/tcp": "192.0.2.0/24 198.51.100.1/32", "shop-api-1 8000/tcp": "any"},
+		},
+		{
+			name: "trusted sources first, then ufw, then log, then deny",
+			cfg:  config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}, LogBlocked: true},
+			opt:  opts{UFWForward: true},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H ufw route rules" -j ufw-user-forward`,
+				`-A DOCKMOAT-INGRESS -m limit --limit 10/min --limit-burst 20 -m comment --comment "dockmoat:H log blocked" -j LOG --log-prefix "[DOCKMOAT BLOCK] "`,
+				deny,
+			},
+		},
+		{
+			name: "loopback binding opens nothing; a specific host address is matched",
+			containers: []rules.Container{ctr("local", map[string]string{"dockmoat.allow": "*"}, "172.17.0.13",
+				rules.PortBinding{HostIP: addr("127.0.0.1"), HostPort: 9400, ContainerPort: 80, Proto: "tcp"},
+				rules.PortBinding{HostIP: addr("192.0.2.10"), HostPort: 9401, ContainerPort: 80, Proto: "tcp"})},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -d 172.17.0.13/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10/32 --ctorigdstport 9401 -m comment --comment "dockmoat:H allow local 9401/tcp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"local 9401/tcp": "any"},
+		},
+		{
+			name: "one rule per address of a container on several networks",
+			containers: []rules.Container{{ID: "m", Name: "multi", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{pb(80, 80, "tcp")},
+				Endpoints: []rules.Endpoint{{Network: "b", IPv4: addr("172.18.0.2")}, {Network: "a", IPv4: addr("172.17.0.2")}}}},
+			want: []string{
+				`-A DOCKMOAT-INGRESS -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"multi 80/tcp": "any"},
+		},
+		{
+			name:       "any invalid label keeps the whole container closed",
+			containers: []rules.Container{ctr("bad", map[string]string{"dockmoat.allow": "8080", "dockmoat.alow": "8081"}, "172.17.0.14", pb(8080, 80, "tcp"), pb(8081, 81, "tcp"))},
+			want:       []string{deny},
+		},
+		{
+			name:       "IPv6 table: the :: binding, the v6 address, v6 sources only",
+			containers: []rules.Container{v6ctr},
+			fam:        rules.IPv6,
+			want: []string{
+				`-A DOCKMOAT-INGRESS -s 2001:db8::/48 -d fd00::9/128 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow six 8080/tcp from 2001:db8::/48" -j RETURN`,
+				deny,
+			},
+			open: map[string]string{"six 8080/tcp": "198.51.100.0/24 2001:db8::/48"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg.UFW == "" {
+				cfg.UFW = config.UFWAuto
+			}
+			fam := tc.fam
+			if fam == 0 {
+				fam = rules.IPv4
+			}
+			res := build(cfg, rules.Snapshot{Containers: tc.containers, Bridges: []string{"docker0"}}, fam, tc.opt)
+			assertLines(t, tc.name, lines(res.Ruleset, rules.ChainIngress), tc.want)
+			got := map[string]string{}
+			for _, d := range res.Decisions() {
+				if !d.Open {
+					continue
+				}
+				k := d.Container + " " + itoa(d.Binding.HostPort) + "/" + d.Binding.Proto
+				got[k] = sourcesText(d.Sources)
+			}
+			if len(got) != len(tc.open) {
+				t.Errorf("open ports: got %v, want %v", got, tc.open)
+			}
+			for k, v := range tc.open {
+				if got[k] != v {
+					t.Errorf("open %s: got %q, want %q (all: %v)", k, got[k], v, got)
+				}
+			}
+		})
+	}
+}
+
+func TestHashes(t *testing.T) {
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("a", map[string]string{"dockmoat.allow": "80"}, "172.17.0.2", pb(80, 80, "tcp")),
+	}}
+	r1 := build(config.Default(), snap, rules.IPv4, opts{})
+	r2 := build(config.Default(), snap, rules.IPv4, opts{})
+	ing1, _ := r1.Ruleset.Chain(rules.ChainIngress)
+	ing2, _ := r2.Ruleset.Chain(rules.ChainIngress)
+	if strings.Join(ing1.Hashes(), ",") != strings.Join(ing2.Hashes(), ",") {
+		t.Fatal("hashes are not deterministic")
+	}
+	// A new address must change the hash, or a stale rule would look current.
+	snap.Containers[0].Endpoints[0].IPv4 = addr("172.17.0.3")
+	r3 := build(config.Default(), snap, rules.IPv4, opts{})
+	ing3, _ := r3.Ruleset.Chain(rules.ChainIngress)
+	if ing3.Rules[0].Hash == ing1.Rules[0].Hash {
+		t.Fatal("hash did not change with the container address")
+	}
+	for _, r := range ing1.Rules {
+		if len(r.Comment()) > 256 {
+			t.Errorf("comment longer than iptables allows: %q", r.Comment())
+		}
+	}
+}
+
+func TestBuildSets(t *testing.T) {
+	cfg := config.Default()
+	dual := ctr("dual", map[string]string{rules.LabelAllow: "*"}, "172.17.0.9", pb(7000, 70, "tcp"))
+	dual.Ports = append(dual.Ports, rules.PortBinding{HostIP: addr("::"), HostPort: 7000, ContainerPort: 70, Proto: "tcp"})
+	dual.Endpoints = append(dual.Endpoints, rules.Endpoint{Network: "other", IPv4: addr("172.18.0.9"), IPv6: addr("fd00::9")})
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("web", map[string]string{rules.LabelAllow: "8080,53/udp"}, "172.17.0.2", pb(8080, 80, "tcp"), pb(53, 5353, "udp")),
+		ctr("db", map[string]string{rules.LabelAllow: "5432", rules.LabelFrom: "198.51.100.0/24,203.0.113.7,2001:db8::/32"}, "172.17.0.3", pb(5432, 5432, "tcp")),
+		ctr("closed", nil, "172.17.0.4", pb(9000, 9000, "tcp")),
+		// One container port published twice with different policies: a
+		// set cannot tell the two apart, so its allow stays a rule.
+		ctr("twice", map[string]string{rules.LabelAllow: "8081"}, "172.17.0.5", pb(8081, 80, "tcp"), pb(9091, 80, "tcp")),
+		// Published twice, both open to anyone: a set element is exact.
+		ctr("both", map[string]string{rules.LabelAllow: "*"}, "172.17.0.6", pb(8082, 80, "tcp"), pb(9092, 80, "tcp")),
+		dual,
+	}}
+	res := build(cfg, snap, rules.IPv4, opts{Sets: true})
+	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -g DOCKMOAT-PORTS`,
+		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -g DOCKMOAT-PORTS`,
+		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H not allowed" -j DOCKMOAT-DENY`,
+	})
+	// Published ports of the set elements, consecutive ones as a range;
+	// 8081 of "twice" is a rule, and 9091 (closed) is in neither.
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment "dockmoat:H allowed published ports 5432/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 7000 -m comment --comment "dockmoat:H allowed published ports 7000/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "dockmoat:H allowed published ports 8080/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8082 -m comment --comment "dockmoat:H allowed published ports 8082/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 9092 -m comment --comment "dockmoat:H allowed published ports 9092/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p udp -m conntrack --ctorigdstport 53 -m comment --comment "dockmoat:H allowed published ports 53/udp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
+	})
+	assertLines(t, "DOCKMOAT-DENY", lines(res.Ruleset, rules.ChainDeny), []string{`-A DOCKMOAT-DENY -m comment --comment "dockmoat:H default deny" -j DROP`})
+	if len(res.Ruleset.Sets) != 2 {
+		t.Fatalf("sets %+v", res.Ruleset.Sets)
+	}
+	open, from := res.Ruleset.Sets[0], res.Ruleset.Sets[1]
+	if open.Name != "DOCKMOAT-OPEN-V4" || from.Name != "DOCKMOAT-FROM-V4" || rules.SetType(open.Kind) != "hash:ip,port" || rules.SetType(from.Kind) != "hash:ip,port,net" {
+		t.Errorf("set names/types %s %s", open.Name, from.Name)
+	}
+	assertLines(t, "OPEN", elems(open), []string{"172.17.0.2,tcp:80", "172.17.0.2,udp:5353", "172.17.0.6,tcp:80", "172.17.0.9,tcp:70", "172.18.0.9,tcp:70"})
+	assertLines(t, "FROM", elems(from), []string{"172.17.0.3,tcp:5432,198.51.100.0/24", "172.17.0.3,tcp:5432,203.0.113.7/32"})
+
+	// IPv6: only the v6 address and v6 sources; the v4-only source list of
+	// another container opens nothing there.
+	res6 := build(cfg, snap, rules.IPv6, opts{Sets: true})
+	assertLines(t, "OPEN6", elems(res6.Ruleset.Sets[0]), []string{"fd00::9,tcp:70"})
+	if res6.Ruleset.Sets[0].Name != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
+		t.Errorf("v6 sets %+v", res6.Ruleset.Sets)
+	}
+
+	// Without sets: the same allows as rules, and no sets.
+	lin := build(cfg, snap, rules.IPv4, opts{})
+	if len(lin.Ruleset.Sets) != 0 || len(lines(lin.Ruleset, rules.ChainIngress)) != 10 {
+		t.Errorf("linear: %d sets, rules:\n%v", len(lin.Ruleset.Sets), lines(lin.Ruleset, rules.ChainIngress))
+	}
+	if !reflect.DeepEqual(lin.Decisions(), res.Decisions()) || !reflect.DeepEqual(lin.Allows(), res.Allows()) {
+		t.Error("sets changed the decisions or the allow list")
+	}
+}
+
+// Consecutive published ports make one range rule; a port bound on two
+// host addresses to two different containers stays a pair of rules.
+func TestBuildSetsPortRanges(t *testing.T) {
+	var cs []rules.Container
+	for i := range 5 {
+		cs = append(cs, ctr(fmt.Sprintf("c%d", i), map[string]string{rules.LabelAllow: "*"}, fmt.Sprintf("172.17.0.%d", 10+i), pb(uint16(10000+i), 80, "tcp")))
+	}
+	a := ctr("a", map[string]string{rules.LabelAllow: "*"}, "172.17.1.1", rules.PortBinding{HostIP: addr("192.0.2.1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
+	b := ctr("b", map[string]string{rules.LabelAllow: "*"}, "172.17.1.2", rules.PortBinding{HostIP: addr("192.0.2.2"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
+	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: append(cs, a, b)}, rules.IPv4, opts{Sets: true})
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 10000:10004 -m comment --comment "dockmoat:H allowed published ports 10000:10004/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
+	})
+	ing := strings.Join(lines(res.Ruleset, rules.ChainIngress), "\n")
+	if !strings.Contains(ing, "-d 172.17.1.1/32") || !strings.Contains(ing, "--ctorigdst 192.0.2.1/32") || !strings.Contains(ing, "-d 172.17.1.2/32") {
+		t.Errorf("443 on two host addresses should stay rules:\n%s", ing)
+	}
+	if len(res.Ruleset.Sets[0].Elems) != 5 {
+		t.Errorf("OPEN: %v", elems(res.Ruleset.Sets[0]))
+	}
+}
+
+// A container port published twice, the closed binding sorting first: the
+// allowed one must still open (as an exact rule), not vanish with the group.
+func TestBuildSetsMixedClosedFirst(t *testing.T) {
+	c := ctr("twice", map[string]string{rules.LabelAllow: "8080"}, "172.17.0.5", pb(8000, 80, "tcp"), pb(8080, 80, "tcp"))
+	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{c}}, rules.IPv4, opts{Sets: true})
+	ing := strings.Join(lines(res.Ruleset, rules.ChainIngress), "\n")
+	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || len(res.Ruleset.Sets[0].Elems) != 0 {
+		t.Errorf("want one exact rule for 8080 and no set element:\n%s\n%v", ing, res.Ruleset.Sets)
+	}
+}
+
+func pb6(host, ctrPort uint16, proto string) rules.PortBinding {
+	return rules.PortBinding{HostIP: addr("::"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
+}
+
+func proxySnap() rules.Snapshot {
+	both := func(host, c uint16, proto string) []rules.PortBinding {
+		return []rules.PortBinding{pb(host, c, proto), pb6(host, c, proto)}
+	}
+	v6 := ctr("dual", map[string]string{"dockmoat.allow": "9000"}, "172.17.0.9", both(9000, 80, "tcp")...)
+	v6.Endpoints[0].IPv6 = addr("fd00::9")
+	return rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("db", nil, "172.17.0.2", append(both(5432, 5432, "tcp"), both(5353, 53, "udp")...)...),
+		ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", both(8080, 80, "tcp")...),
+		ctr("v4only", map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.11"}, "172.17.0.4", both(8082, 80, "tcp")...),
+		ctr("v6from", map[string]string{"dockmoat.allow": "8083", "dockmoat.from": "2001:db8:1::10, 203.0.113.11"}, "172.17.0.5", both(8083, 80, "tcp")...),
+		ctr("local", nil, "172.17.0.6", rules.PortBinding{HostIP: addr("::1"), HostPort: 7000, ContainerPort: 80, Proto: "tcp"}),
+		v6,
+	}}
+}
+
+func TestProxyPathIPv6(t *testing.T) {
+	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48"), netip.MustParsePrefix("10.0.0.0/8")}}
+	res := build(cfg, proxySnap(), rules.IPv6, opts{})
+	assertLines(t, rules.ChainInput, lines(res.Ruleset, rules.ChainInput), []string{
+		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i br-+ -m comment --comment "dockmoat:H from a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -j RETURN`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp via docker-proxy" -j RETURN`,
+		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -j RETURN`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 5432 -m comment --comment "dockmoat:H db 5432/tcp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H web 8080/tcp via docker-proxy: not allowed" -j DROP`,
+		// Open to an rules.IPv4 source only: closed to every rules.IPv6 client.
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8082 -m comment --comment "dockmoat:H v4only 8082/tcp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H v6from 8083/tcp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p udp -m udp --dport 5353 -m comment --comment "dockmoat:H db 5353/udp via docker-proxy: not allowed" -j DROP`,
+	})
+	if len(res.Proxied) != 5 {
+		t.Errorf("want 5 proxied bindings (dual has rules.IPv6, local is loopback), got %v", res.Proxied)
+	}
+	// The DNAT path is unchanged: the chains of the FORWARD side are there.
+	if _, ok := res.Ruleset.Chain(rules.ChainIngress); !ok {
+		t.Error("INGRESS missing")
+	}
+	// IPv4: every container has an rules.IPv4 address, Docker DNATs them all.
+	if v4 := build(cfg, proxySnap(), rules.IPv4, opts{Sets: true}); len(v4.Proxied) != 0 || hasChain(v4.Ruleset, rules.ChainInput) {
+		t.Errorf("IPv4: no proxied binding expected, got %v", v4.Proxied)
+	}
+}
+
+func TestProxyAllAndInputOnly(t *testing.T) {
+	// Docker 20.10 without --ip6tables: no rules.IPv6 DNAT at all, so even the
+	// container with an rules.IPv6 address is served by docker-proxy.
+	res := build(config.Default(), proxySnap(), rules.IPv6, opts{ProxyAll: true, InputOnly: true})
+	if len(res.Ruleset.Chains) != 1 || res.Ruleset.Chains[0].Name != rules.ChainInput || len(res.Ruleset.Sets) != 0 {
+		t.Fatalf("InputOnly: want DOCKMOAT-INPUT alone, got %v", res.Ruleset.Chains)
+	}
+	got := lines(res.Ruleset, rules.ChainInput)
+	for _, want := range []string{
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow dual 9000/tcp via docker-proxy" -j RETURN`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H dual 9000/tcp via docker-proxy: not allowed" -j DROP`,
+	} {
+		if !contains(got, want) {
+			t.Errorf("missing %s in\n%s", want, got)
+		}
+	}
+	// Nothing proxied: no chain at all (and so no hook).
+	empty := build(config.Default(), rules.Snapshot{}, rules.IPv6, opts{InputOnly: true})
+	if len(empty.Ruleset.Chains) != 0 {
+		t.Errorf("nothing proxied: want no chain, got %v", empty.Ruleset.Chains)
+	}
+	// A bound host address is matched exactly.
+	c := ctr("bound", nil, "172.17.0.7", rules.PortBinding{HostIP: addr("2001:db8:1::1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
+	b := build(config.Default(), rules.Snapshot{Containers: []rules.Container{c}}, rules.IPv6, opts{})
+	if !contains(lines(b.Ruleset, rules.ChainInput), `-A DOCKMOAT-INPUT -d 2001:db8:1::1/128 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H bound 443/tcp via docker-proxy: not allowed" -j DROP`) {
+		t.Errorf("bound address: %s", lines(b.Ruleset, rules.ChainInput))
+	}
+}
+
+func hasChain(rs Ruleset, name string) bool { _, ok := rs.Chain(name); return ok }
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
