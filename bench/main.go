@@ -25,6 +25,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
@@ -297,7 +298,7 @@ func cpRun(n int, sets bool) (cpStat, error) {
 		newRec := func() (*reconciler.Reconciler, error) {
 			var store ipt.SetStore
 			if sets {
-				s, err := ipt.NewNetlinkSets()
+				s, err := ipset.New()
 				if err != nil {
 					return nil, err
 				}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/reconciler"
@@ -202,7 +203,7 @@ func (t *topo) install(m ppMode, n int, log logrus.FieldLogger) (*reconciler.Rec
 			if err != nil {
 				return err
 			}
-			sets, err := ipt.NewNetlinkSets()
+			sets, err := ipset.New()
 			if err != nil {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
@@ -80,7 +81,7 @@ func TestKernelGolden(t *testing.T) {
 					if err != nil || !m.sets {
 						return err
 					}
-					sets, err := ipt.OpenNetlinkSets()
+					sets, err := ipset.Open()
 					if err != nil {
 						return err
 					}
@@ -126,7 +127,7 @@ func TestKernelGolden(t *testing.T) {
 				}
 				var store ipt.SetStore
 				if m.sets {
-					sets, err := ipt.NewNetlinkSets()
+					sets, err := ipset.New()
 					if err != nil {
 						return err
 					}

@@ -13,6 +13,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
@@ -68,7 +69,7 @@ func TestLargeChangeNoExposure(t *testing.T) {
 			variant = ipt.VariantLegacy
 		}
 		var rec *reconciler.Reconciler
-		var sets *ipt.NetlinkSets
+		var sets *ipset.Netlink
 		in := func(f func() error) {
 			t.Helper()
 			if err := testbed.InNetns(e.bed.HostNSPath(), f); err != nil {
@@ -80,7 +81,7 @@ func TestLargeChangeNoExposure(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if sets, err = ipt.NewNetlinkSets(); err != nil {
+			if sets, err = ipset.New(); err != nil {
 				return err
 			}
 			rec = reconciler.New(ipt.New(tables, nil, sets, log), src, config.Default(), log)

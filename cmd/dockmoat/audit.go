@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 
 	"github.com/sirupsen/logrus"
 
@@ -74,7 +74,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 // readSets reads dockmoat's ipsets of a family (none when the kernel has
 // no ipset support or dockmoat keeps its allows as rules).
 func readSets(fam rules.Family) map[string][]rules.SetElem {
-	sets, err := ipt.OpenNetlinkSets()
+	sets, err := ipset.Open()
 	if err != nil {
 		return nil
 	}

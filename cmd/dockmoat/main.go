@@ -22,6 +22,7 @@ import (
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/metrics"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/reconciler"
@@ -215,7 +216,7 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 	// which works everywhere and only costs more per connection as
 	// ports are added.
 	var sets ipt.SetStore
-	if ns, err := ipt.NewNetlinkSets(); err != nil {
+	if ns, err := ipset.New(); err != nil {
 		if !cfg.NoIPSet {
 			log.WithError(err).Warn("kernel ipsets unavailable: one iptables rule per allowed port (works, but each new connection checks the list)")
 		}

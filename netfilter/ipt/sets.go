@@ -17,6 +17,20 @@ import (
 // element closes a port (fail-closed) until the next full read.
 const setVerifyAge = 10 * time.Second
 
+// SetStore is the backend's access to its sets; package ipset is the
+// kernel's (netlink), tests use a fake.
+type SetStore interface {
+	// Create makes the set if it does not exist.
+	Create(name, typ string, fam rules.Family) error
+	// List returns the set's elements; exists is false when there is no
+	// such set.
+	List(name string) (elems []rules.SetElem, exists bool, err error)
+	Add(name string, elems []rules.SetElem) error
+	Del(name string, elems []rules.SetElem) error
+	// Destroy removes the set; a missing set is not an error.
+	Destroy(name string) error
+}
+
 // setRecord is the backend's view of its ipsets: state is what the sets
 // held when last read or written, readAt when they were last read in full,
 // synced per set the generation of the rules.Incremental result the set is

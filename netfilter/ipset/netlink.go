@@ -1,4 +1,9 @@
-package ipt
+// Package ipset speaks the kernel's ipset protocol over netlink for
+// dockmoat's sets (see rules/sets.go): create, list, add, delete, destroy.
+// A set-element change costs tens of microseconds and needs no `ipset`
+// binary on the host or in the image. The iptables backend uses it
+// through its SetStore interface; audit reads the sets with it.
+package ipset
 
 import (
 	"encoding/binary"
@@ -15,41 +20,26 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// SetStore is dockmoat's access to its ipsets (see rules/sets.go). The
-// real one speaks netlink to the kernel: a set-element change costs tens
-// of microseconds and needs no `ipset` binary on the host or in the image.
-type SetStore interface {
-	// Create makes the set if it does not exist.
-	Create(name, typ string, fam rules.Family) error
-	// List returns the set's elements; exists is false when there is no
-	// such set.
-	List(name string) (elems []rules.SetElem, exists bool, err error)
-	Add(name string, elems []rules.SetElem) error
-	Del(name string, elems []rules.SetElem) error
-	// Destroy removes the set; a missing set is not an error.
-	Destroy(name string) error
-}
-
 // setMaxElem bounds each set: 10,000 containers with several sources each
 // fit; the kernel allocates buckets as elements arrive, not up front.
 const setMaxElem = 1 << 20
 
-// NetlinkSets is the kernel's SetStore. Its socket belongs to the network
-// namespace it was opened in.
-type NetlinkSets struct {
+// Netlink is the kernel's sets (an ipt.SetStore). Its socket belongs to
+// the network namespace it was opened in.
+type Netlink struct {
 	mu sync.Mutex
 	h  *netlink.Handle
 	// sock carries the raw requests (element batches, listing). Both
 	// sockets are opened up front, so they belong to the namespace of the
-	// caller of OpenNetlinkSets whatever thread uses them later.
+	// caller of Open whatever thread uses them later.
 	sock map[int]*nl.SocketHandle
 }
 
-// NewNetlinkSets opens a netlink socket and asks the kernel whether it has
+// New opens a netlink socket and asks the kernel whether it has
 // the set types dockmoat uses (IPSET_CMD_TYPE: a question, nothing is
 // created). An error means: use one rule per allow instead.
-func NewNetlinkSets() (*NetlinkSets, error) {
-	s, err := OpenNetlinkSets()
+func New() (*Netlink, error) {
+	s, err := Open()
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +54,7 @@ func NewNetlinkSets() (*NetlinkSets, error) {
 
 // hasType asks the kernel for an IPv4 set type (the IPv6 variants come
 // with the same kernel module).
-func (s *NetlinkSets) hasType(typ string) error {
+func (s *Netlink) hasType(typ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req := s.request(nl.IPSET_CMD_TYPE, unix.NLM_F_ACK)
@@ -76,7 +66,7 @@ func (s *NetlinkSets) hasType(typ string) error {
 
 // request starts an ipset command on the socket opened up front: the
 // netfilter header and the protocol version every command carries.
-func (s *NetlinkSets) request(cmd, flags int) *nl.NetlinkRequest {
+func (s *Netlink) request(cmd, flags int) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), flags)
 	req.Sockets = s.sock
 	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
@@ -93,9 +83,9 @@ func ipsetErr(err error) error {
 	return err
 }
 
-// OpenNetlinkSets opens the socket only, for readers (audit) that must
+// Open opens the socket only, for readers (audit) that must
 // not write even a probe set.
-func OpenNetlinkSets() (*NetlinkSets, error) {
+func Open() (*Netlink, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
@@ -105,11 +95,11 @@ func OpenNetlinkSets() (*NetlinkSets, error) {
 		h.Close()
 		return nil, fmt.Errorf("opening a netfilter netlink socket: %w", err)
 	}
-	return &NetlinkSets{h: h, sock: map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: sock}}}, nil
+	return &Netlink{h: h, sock: map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: {Socket: sock}}}, nil
 }
 
 // Close releases the sockets.
-func (s *NetlinkSets) Close() {
+func (s *Netlink) Close() {
 	s.h.Close()
 	s.sock[unix.NETLINK_NETFILTER].Socket.Close()
 }
@@ -121,8 +111,8 @@ func family(fam rules.Family) uint8 {
 	return unix.AF_INET
 }
 
-// Create implements SetStore.
-func (s *NetlinkSets) Create(name, typ string, fam rules.Family) error {
+// Create implements ipt.SetStore.
+func (s *Netlink) Create(name, typ string, fam rules.Family) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.h.IpsetCreate(name, typ, netlink.IpsetCreateOptions{Family: family(fam), MaxElements: setMaxElem})
@@ -132,8 +122,8 @@ func (s *NetlinkSets) Create(name, typ string, fam rules.Family) error {
 	return fmt.Errorf("creating ipset %s (%s): %w", name, typ, err)
 }
 
-// Destroy implements SetStore.
-func (s *NetlinkSets) Destroy(name string) error {
+// Destroy implements ipt.SetStore.
+func (s *Netlink) Destroy(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.h.IpsetDestroy(name)
@@ -143,13 +133,13 @@ func (s *NetlinkSets) Destroy(name string) error {
 	return fmt.Errorf("destroying ipset %s: %w", name, err)
 }
 
-// Add implements SetStore; an element already present is not an error.
-func (s *NetlinkSets) Add(name string, elems []rules.SetElem) error {
+// Add implements ipt.SetStore; an element already present is not an error.
+func (s *Netlink) Add(name string, elems []rules.SetElem) error {
 	return s.write(nl.IPSET_CMD_ADD, name, elems)
 }
 
-// Del implements SetStore; an element already gone is not an error.
-func (s *NetlinkSets) Del(name string, elems []rules.SetElem) error {
+// Del implements ipt.SetStore; an element already gone is not an error.
+func (s *Netlink) Del(name string, elems []rules.SetElem) error {
 	return s.write(nl.IPSET_CMD_DEL, name, elems)
 }
 
@@ -161,7 +151,7 @@ const setBatch = 256
 // write adds or deletes elements, many per message (an IPSET_ATTR_ADT
 // list). Without NLM_F_EXCL the kernel ignores an element already there
 // (add) or already gone (del).
-func (s *NetlinkSets) write(cmd int, name string, elems []rules.SetElem) error {
+func (s *Netlink) write(cmd int, name string, elems []rules.SetElem) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	verb := map[int]string{nl.IPSET_CMD_ADD: "adding to", nl.IPSET_CMD_DEL: "deleting from"}[cmd]
@@ -215,9 +205,9 @@ func protoName(n uint8) string {
 	return fmt.Sprintf("proto%d", n)
 }
 
-// List implements SetStore. It parses the dump itself: the library's
+// List implements ipt.SetStore. It parses the dump itself: the library's
 // parser costs ten times the kernel's dump at 10,000 elements.
-func (s *NetlinkSets) List(name string) ([]rules.SetElem, bool, error) {
+func (s *Netlink) List(name string) ([]rules.SetElem, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req := s.request(nl.IPSET_CMD_LIST, nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
