@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
@@ -87,8 +89,8 @@ func (r Report) Beyond() bool {
 
 type famCtx struct {
 	st        FamilyState
-	filter    *ipt.Table
-	nat       *ipt.Table
+	filter    *iptsave.Table
+	nat       *iptsave.Table
 	plan      netfilter.FamilyPlan
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
@@ -99,9 +101,9 @@ type famCtx struct {
 }
 
 // usesSets reports whether dockmoat's chains look allows up in ipsets.
-func usesSets(t *ipt.Table) bool {
+func usesSets(t *iptsave.Table) bool {
 	ch := t.Chains[rules.ChainIngress]
-	return ch != nil && slices.ContainsFunc(ch.Rules, func(r ipt.Rule) bool {
+	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
 		return strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv4)) ||
 			strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv6))
 	})
@@ -153,10 +155,10 @@ func Run(in Input) Report {
 			}
 			continue
 		}
-		tables := ipt.ParseSave([]byte(st.Save))
+		tables := iptsave.Parse([]byte(st.Save))
 		fc.filter, fc.nat = tables["filter"], tables["nat"]
 		if fc.filter == nil {
-			fc.filter = &ipt.Table{Name: "filter", Chains: map[string]*ipt.Chain{}}
+			fc.filter = &iptsave.Table{Name: "filter", Chains: map[string]*iptsave.Chain{}}
 		}
 		fc.filter.Sets = st.Sets
 		obs := ipt.Observe([]byte(st.Save))
@@ -405,7 +407,7 @@ func hostIPString(b rules.PortBinding, fam rules.Family) string {
 
 // dnatTarget finds Docker's DNAT of the binding in the nat table and
 // returns the container address, its bridge, and whether a DNAT exists.
-func dnatTarget(nat *ipt.Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
+func dnatTarget(nat *iptsave.Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
 	if nat == nil {
 		return netip.Addr{}, "", false
 	}
@@ -496,7 +498,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 	return string(exp)
 }
 
-func commentText(r ipt.Rule) string {
+func commentText(r iptsave.Rule) string {
 	c := optValue(r.Args, "--comment")
 	if i := strings.IndexByte(c, ' '); i > 0 && strings.HasPrefix(c, rules.CommentPrefix) {
 		return c[i+1:]
@@ -505,7 +507,7 @@ func commentText(r ipt.Rule) string {
 }
 
 func stripComment(raw string) string {
-	args := ipt.Tokenize(raw)
+	args := iptsave.Tokenize(raw)
 	var out []string
 	for i := 0; i < len(args); i++ {
 		if args[i] == "-m" && i+1 < len(args) && args[i+1] == "comment" {
@@ -524,7 +526,7 @@ func stripComment(raw string) string {
 // representatives picks one source address per class of sources that the
 // filter table's -s matches can tell apart, plus a generic source that no
 // rule names ("anyone on the internet").
-func representatives(t *ipt.Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
+func representatives(t *iptsave.Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
 	var prefixes []netip.Prefix
 	for _, ch := range t.Chains {
 		for _, r := range ch.Rules {
@@ -604,7 +606,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // sourceLabel names the class of a representative: the most specific -s
 // prefix containing it.
-func sourceLabel(t *ipt.Table, a netip.Addr, fam rules.Family) string {
+func sourceLabel(t *iptsave.Table, a netip.Addr, fam rules.Family) string {
 	best := netip.PrefixFrom(a, a.BitLen())
 	found := false
 	for _, ch := range t.Chains {

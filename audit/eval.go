@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -43,22 +44,22 @@ type Verdict struct {
 	Chain  string // chain of the deciding rule (or policy)
 	Rule   string // the deciding rule's text, "policy ACCEPT" for a policy
 	// Via lists the rules that jumped into Chain, outermost first.
-	Via []ipt.Rule
+	Via []iptsave.Rule
 	// Why explains an Unknown result.
 	Why string
 	// Returned lists the rules whose RETURN the packet took on its way,
 	// e.g. the dockmoat allow that handed it back to Docker's ACCEPT.
-	Returned []ipt.Rule
+	Returned []iptsave.Rule
 }
 
 type evaluator struct {
-	t        *ipt.Table
+	t        *iptsave.Table
 	budget   int
-	returned []ipt.Rule
+	returned []iptsave.Rule
 }
 
 // Eval runs the packet through chain (FORWARD or INPUT) of t.
-func Eval(t *ipt.Table, chain string, p Packet) Verdict {
+func Eval(t *iptsave.Table, chain string, p Packet) Verdict {
 	e := &evaluator{t: t, budget: 4096}
 	v, ret := e.chain(chain, 0, p, nil, 0)
 	if ret { // RETURN from a builtin chain: its policy decides
@@ -72,7 +73,7 @@ func Eval(t *ipt.Table, chain string, p Packet) Verdict {
 
 // chain evaluates a chain from rule index start. ret reports that the
 // chain returned (fell off its end or hit RETURN) without a verdict.
-func (e *evaluator) chain(name string, start int, p Packet, via []ipt.Rule, depth int) (Verdict, bool) {
+func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, depth int) (Verdict, bool) {
 	ch := e.t.Chains[name]
 	if ch == nil {
 		return Verdict{Result: Unknown, Chain: name, Why: "chain " + name + " is referenced but does not exist"}, false
@@ -117,7 +118,7 @@ func (e *evaluator) chain(name string, start int, p Packet, via []ipt.Rule, dept
 
 // apply takes rule i as matched, then goes on with the chain if its
 // target does not decide.
-func (e *evaluator) apply(r ipt.Rule, i int, p Packet, via []ipt.Rule, depth int) (Verdict, bool) {
+func (e *evaluator) apply(r iptsave.Rule, i int, p Packet, via []iptsave.Rule, depth int) (Verdict, bool) {
 	v, ret, cont := e.target(r, p, via, depth)
 	if !cont {
 		return v, ret
@@ -125,7 +126,7 @@ func (e *evaluator) apply(r ipt.Rule, i int, p Packet, via []ipt.Rule, depth int
 	return e.chain(r.Chain, i+1, p, via, depth)
 }
 
-func (e *evaluator) policy(ch *ipt.Chain, via []ipt.Rule) Verdict {
+func (e *evaluator) policy(ch *iptsave.Chain, via []iptsave.Rule) Verdict {
 	switch ch.Policy {
 	case "ACCEPT":
 		return Verdict{Result: Accept, Chain: ch.Name, Rule: "policy ACCEPT", Via: via}
@@ -137,7 +138,7 @@ func (e *evaluator) policy(ch *ipt.Chain, via []ipt.Rule) Verdict {
 
 // target applies a matched rule's target. cont means "go on with the next
 // rule" (non-terminating target, or a called chain that returned).
-func (e *evaluator) target(r ipt.Rule, p Packet, via []ipt.Rule, depth int) (v Verdict, ret, cont bool) {
+func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth int) (v Verdict, ret, cont bool) {
 	tgt, isGoto := targetOf(r.Args)
 	switch tgt {
 	case "":
@@ -254,7 +255,7 @@ var flagOpts = map[string]func(p Packet) bool{
 }
 
 // match evaluates a rule's matches (everything before -j/-g).
-func match(r ipt.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
+func match(r iptsave.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
 	args := r.Args
 	result, why := matchYes, ""
 	unknown := func(reason string) {

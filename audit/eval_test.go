@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -40,7 +41,7 @@ func pkt(src string) Packet {
 }
 
 func TestEvalDockerAcceptsBeforeUFW(t *testing.T) {
-	tb := ipt.ParseSave([]byte(docker20UFW))["filter"]
+	tb := iptsave.Parse([]byte(docker20UFW))["filter"]
 	v := Eval(tb, "FORWARD", pkt("198.51.100.1"))
 	if v.Result != Accept || v.Chain != "DOCKER" {
 		t.Fatalf("want Docker's ACCEPT, got %+v", v)
@@ -92,7 +93,7 @@ func TestEvalMatches(t *testing.T) {
 		"FROMOTHER": {elem(80, "198.51.101.0/24")},
 	}
 	for _, tc := range cases {
-		r := ipt.Rule{Chain: "X", Raw: tc.rule, Args: ipt.Tokenize(tc.rule)}
+		r := iptsave.Rule{Chain: "X", Raw: tc.rule, Args: iptsave.Tokenize(tc.rule)}
 		if got, why := match(r, pkt("198.51.100.1"), sets); got != tc.want {
 			t.Errorf("%s: got %v (%s), want %v", tc.rule, got, why, tc.want)
 		}
@@ -102,18 +103,18 @@ func TestEvalMatches(t *testing.T) {
 func TestEvalUnknownOnlyWhenItMatters(t *testing.T) {
 	// An ipset match before a rule that drops anyway does not matter.
 	harmless := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set bad src -j DROP\nCOMMIT\n"
-	if v := Eval(ipt.ParseSave([]byte(harmless))["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+	if v := Eval(iptsave.Parse([]byte(harmless))["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
 		t.Errorf("harmless unknown: %+v", v)
 	}
 	decisive := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set good src -j ACCEPT\nCOMMIT\n"
-	v := Eval(ipt.ParseSave([]byte(decisive))["filter"], "FORWARD", pkt("198.51.100.1"))
+	v := Eval(iptsave.Parse([]byte(decisive))["filter"], "FORWARD", pkt("198.51.100.1"))
 	if v.Result != Unknown || !strings.Contains(v.Why, "-m set") {
 		t.Errorf("decisive unknown: %+v", v)
 	}
 }
 
 func TestEvalGotoAndReturn(t *testing.T) {
-	tb := ipt.ParseSave([]byte(`*filter
+	tb := iptsave.Parse([]byte(`*filter
 :FORWARD ACCEPT [0:0]
 :A - [0:0]
 :B - [0:0]
@@ -135,7 +136,7 @@ COMMIT
 }
 
 func TestRepresentatives(t *testing.T) {
-	tb := ipt.ParseSave([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
+	tb := iptsave.Parse([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
 	reps, generic := representatives(tb, rules.IPv4)
 	if generic.String() != "203.0.113.177" {
 		t.Errorf("generic %s must avoid every named prefix", generic)
@@ -198,7 +199,7 @@ func TestEvalSetLayout(t *testing.T) {
 -A DOCKMOAT-PORTS -j DOCKMOAT-DENY
 COMMIT
 `
-	tb := ipt.ParseSave([]byte(table))["filter"]
+	tb := iptsave.Parse([]byte(table))["filter"]
 	tb.Sets = map[string][]rules.SetElem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
 	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
 		t.Errorf("allowed: %+v", v)

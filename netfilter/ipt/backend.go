@@ -5,8 +5,9 @@
 // puts the single hook rule at the top of DOCKER-USER with go-iptables
 // (and, while docker-proxy serves a published port in a family, one jump
 // at the top of INPUT to DOCKMOAT-INPUT). A family without DOCKER-USER
-// whose ports docker-proxy serves is managed input-only. It also owns the
-// one reader (ParseSave) and the one writer (batch) of iptables-save text.
+// whose ports docker-proxy serves is managed input-only. It renders the
+// policy of package rules as chains (render.go) and reads and writes
+// iptables text through package iptsave.
 //
 // Fail-closed by construction: the default deny lives in the same chain as
 // the allows and is written in the same atomic batch; the hook is inserted

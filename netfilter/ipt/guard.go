@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -46,13 +47,13 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 // guardBatch installs the guard chains, and DOCKER-USER with FORWARD's
 // jump to it when Docker has not created them yet.
 func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool) string {
-	bt := newBatch()
+	bt := iptsave.NewBatch()
 	if !hasDockerUser {
-		bt.declare(rules.HookChain)
+		bt.Declare(rules.HookChain)
 	}
-	bt.chains(GuardRuleset(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
+	addChains(bt, GuardRuleset(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
 	if !hasDockerUser {
-		bt.line("-I FORWARD 1 -j " + rules.HookChain)
+		bt.Line("-I FORWARD 1 -j " + rules.HookChain)
 	}
-	return bt.commit()
+	return bt.Commit()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -315,39 +316,9 @@ func GuardRuleset(cfg config.Config, fam rules.Family) Ruleset {
 	return Ruleset{Family: fam, Chains: []OwnedChain{main, ing}}
 }
 
-// RuleLine renders one `-A` line; the comment goes right before the target
-// so that iptables-save prints it back in the same place.
+// RuleLine renders one owned rule as an `-A` line.
 func RuleLine(chain string, r OwnedRule) string {
-	spec := r.Spec
-	target := len(spec)
-	for i, s := range spec {
-		if s == "-j" || s == "-g" {
-			target = i
-			break
-		}
-	}
-	parts := []string{"-A", chain}
-	parts = append(parts, quoteAll(spec[:target])...)
-	parts = append(parts, "-m", "comment", "--comment", quote(r.Comment()))
-	parts = append(parts, quoteAll(spec[target:])...)
-	return strings.Join(parts, " ")
-}
-
-func quoteAll(in []string) []string {
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = quote(s)
-	}
-	return out
-}
-
-// quote wraps an argument for iptables-restore's tokenizer when needed.
-// Our texts never hold a double quote (rules.Desc strips them).
-func quote(s string) string {
-	if s == "" || strings.ContainsAny(s, " \t[]\"'") {
-		return `"` + s + `"`
-	}
-	return s
+	return iptsave.RuleLine(chain, r.Spec, r.Comment())
 }
 
 // rendered is a plan's Ruleset with the jumps that reach it: what `plan`

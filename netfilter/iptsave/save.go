@@ -1,10 +1,12 @@
-package ipt
+// Package iptsave owns the iptables-save text format: the one reader
+// (Parse: tables, chains with their policy, rules tokenised) used by the
+// iptables backend and by audit, and the one writer of
+// `iptables-restore --noflush` input (Batch, RuleLine).
+package iptsave
 
 import (
-	"regexp"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -31,13 +33,13 @@ type Rule struct {
 	Args  []string // tokens after the chain name, quotes removed
 }
 
-// ParseSave parses iptables-save output into its tables, each rule
-// tokenised. It is the one reader of that format: the backend's Observe
-// and audit both use it.
-func ParseSave(data []byte) map[string]*Table { return parse(data, true) }
+// Parse parses iptables-save output into its tables, each rule tokenised.
+func Parse(data []byte) map[string]*Table { return parse(data, true) }
 
-// parse reads the tables; tokenise=false leaves Rule.Args empty (Observe
-// needs only the raw text, and a pass reads the whole table).
+// ParseRaw is Parse without tokenising: Rule.Args stays empty. A pass
+// reads the whole table and needs only the raw text.
+func ParseRaw(data []byte) map[string]*Table { return parse(data, false) }
+
 func parse(data []byte, tokenise bool) map[string]*Table {
 	tables := map[string]*Table{}
 	var cur *Table
@@ -100,58 +102,4 @@ func Tokenize(s string) []string {
 		out = append(out, b.String())
 	}
 	return out
-}
-
-var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
-
-// Observe reads from iptables-save output of the filter table what the
-// backend needs: the chains, dockmoat's rule hashes and its jumps.
-func Observe(data []byte) netfilter.Observed {
-	obs := netfilter.Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
-	filter := parse(data, false)["filter"]
-	if filter == nil {
-		return obs
-	}
-	for name, ch := range filter.Chains {
-		obs.Chains[name] = true
-		switch {
-		case name == rules.InputHookChain:
-			obs.InputHook = positions(ch.Rules, isInputHook)
-		case name == "FORWARD":
-			obs.ForwardHook = positions(ch.Rules, isHook)
-		case name == rules.HookChain:
-			obs.Hook = positions(ch.Rules, isHook)
-			for _, r := range ch.Rules {
-				obs.DockerUser = append(obs.DockerUser, "-A "+r.Chain+" "+r.Raw)
-			}
-		case rules.IsOwnedChain(name):
-			hashes := make([]string, len(ch.Rules))
-			for i, r := range ch.Rules {
-				if m := hashRe.FindStringSubmatch(r.Raw); m != nil {
-					hashes[i] = m[1]
-				}
-			}
-			obs.Owned[name] = hashes
-		}
-	}
-	return obs
-}
-
-// positions returns the 1-based positions of the rules is accepts.
-func positions(rs []Rule, is func(string) bool) []int {
-	var pos []int
-	for i, r := range rs {
-		if is("-A " + r.Chain + " " + r.Raw) {
-			pos = append(pos, i+1)
-		}
-	}
-	return pos
-}
-
-func isHook(line string) bool {
-	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
-}
-
-func isInputHook(line string) bool {
-	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)
 }

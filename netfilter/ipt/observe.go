@@ -1,0 +1,64 @@
+package ipt
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
+
+// Observe reads from iptables-save output of the filter table what the
+// backend needs: the chains, dockmoat's rule hashes and its jumps.
+func Observe(data []byte) netfilter.Observed {
+	obs := netfilter.Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
+	filter := iptsave.ParseRaw(data)["filter"]
+	if filter == nil {
+		return obs
+	}
+	for name, ch := range filter.Chains {
+		obs.Chains[name] = true
+		switch {
+		case name == rules.InputHookChain:
+			obs.InputHook = positions(ch.Rules, isInputHook)
+		case name == "FORWARD":
+			obs.ForwardHook = positions(ch.Rules, isHook)
+		case name == rules.HookChain:
+			obs.Hook = positions(ch.Rules, isHook)
+			for _, r := range ch.Rules {
+				obs.DockerUser = append(obs.DockerUser, "-A "+r.Chain+" "+r.Raw)
+			}
+		case rules.IsOwnedChain(name):
+			hashes := make([]string, len(ch.Rules))
+			for i, r := range ch.Rules {
+				if m := hashRe.FindStringSubmatch(r.Raw); m != nil {
+					hashes[i] = m[1]
+				}
+			}
+			obs.Owned[name] = hashes
+		}
+	}
+	return obs
+}
+
+// positions returns the 1-based positions of the rules is accepts.
+func positions(rs []iptsave.Rule, is func(string) bool) []int {
+	var pos []int
+	for i, r := range rs {
+		if is("-A " + r.Chain + " " + r.Raw) {
+			pos = append(pos, i+1)
+		}
+	}
+	return pos
+}
+
+func isHook(line string) bool {
+	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
+}
+
+func isInputHook(line string) bool {
+	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)
+}
