@@ -118,19 +118,9 @@ func setDiff(want []rules.Set, have map[string][]rules.SetElem) []string {
 			out = append(out, "ipset "+s.Name+" missing")
 			continue
 		}
-		in := map[rules.SetElem]bool{}
-		for _, e := range got {
-			in[e] = true
-		}
-		missing := 0
-		for _, e := range s.Elems {
-			if !in[e] {
-				missing++
-			}
-			delete(in, e)
-		}
-		if missing > 0 || len(in) > 0 {
-			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", s.Name, missing, len(in)))
+		missing, extra := rules.DiffElems(s.Elems, rules.ElemSet(got))
+		if len(missing) > 0 || len(extra) > 0 {
+			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", s.Name, len(missing), len(extra)))
 		}
 	}
 	return out

@@ -281,3 +281,42 @@ func (r PortRange) String() string {
 	}
 	return s
 }
+
+// DiffElems compares the elements a set should hold with those it holds:
+// missing are wanted and not held, extra held and not wanted (in no
+// particular order). Elements are unique, so when every element held is
+// wanted there is nothing extra and the wanted ones are never indexed.
+// It is the one set comparison: the iptables backend's ipsets, the nft
+// table's sets and audit all use it.
+func DiffElems[E comparable](want []E, have map[E]struct{}) (missing, extra []E) {
+	held := 0
+	for _, e := range want {
+		if _, ok := have[e]; ok {
+			held++
+		} else {
+			missing = append(missing, e)
+		}
+	}
+	if held == len(have) {
+		return missing, nil
+	}
+	wanted := make(map[E]struct{}, len(want))
+	for _, e := range want {
+		wanted[e] = struct{}{}
+	}
+	for e := range have {
+		if _, ok := wanted[e]; !ok {
+			extra = append(extra, e)
+		}
+	}
+	return missing, extra
+}
+
+// ElemSet indexes elements for DiffElems.
+func ElemSet[E comparable](elems []E) map[E]struct{} {
+	m := make(map[E]struct{}, len(elems))
+	for _, e := range elems {
+		m[e] = struct{}{}
+	}
+	return m
+}

@@ -78,26 +78,12 @@ func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
 			}
 			continue
 		}
-		// Elements are unique, so when every element held is wanted there
-		// is nothing to delete and no need to index the wanted ones.
-		held := 0
-		for _, e := range set.Elems {
-			if _, ok := have[e]; ok {
-				held++
-			} else {
-				add(&p.SetAdd, set.Name, e)
-			}
+		missing, extra := rules.DiffElems(set.Elems, have)
+		if len(missing) > 0 {
+			p.SetAdd = addElems(p.SetAdd, set.Name, missing)
 		}
-		if held < len(have) {
-			want := make(map[rules.SetElem]struct{}, len(set.Elems))
-			for _, e := range set.Elems {
-				want[e] = struct{}{}
-			}
-			for e := range have {
-				if _, ok := want[e]; !ok {
-					add(&p.SetDel, set.Name, e)
-				}
-			}
+		if len(extra) > 0 {
+			p.SetDel = addElems(p.SetDel, set.Name, extra)
 		}
 		if d := p.SetDel[set.Name]; len(d) > 1 {
 			slices.SortFunc(d, rules.CompareSetElems)
@@ -123,10 +109,7 @@ func (b *Backend) readSets() error {
 			if !exists {
 				continue
 			}
-			m := make(map[rules.SetElem]struct{}, len(elems))
-			for _, e := range elems {
-				m[e] = struct{}{}
-			}
+			m := rules.ElemSet(elems)
 			if old, ok := b.sets.state[name]; ok && !sameElems(old, m) {
 				b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
 				b.pending = append(b.pending, "set "+name+" edited")
@@ -137,6 +120,15 @@ func (b *Backend) readSets() error {
 	b.sets.state, b.sets.readAt = state, time.Now()
 	clear(b.sets.synced)
 	return nil
+}
+
+// addElems adds elements to a per-set list, making the map if needed.
+func addElems(m map[string][]rules.SetElem, name string, elems []rules.SetElem) map[string][]rules.SetElem {
+	if m == nil {
+		m = map[string][]rules.SetElem{}
+	}
+	m[name] = append(m[name], elems...)
+	return m
 }
 
 func add(m *map[string][]rules.SetElem, name string, e rules.SetElem) {

@@ -71,7 +71,8 @@ func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
 	}
 	for _, set := range rs.Sets {
 		got, ok := installed[set.Name]
-		if !ok || !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(set.Elems))) {
+		missing, extra := rules.DiffElems(set.Elems, rules.ElemSet(got))
+		if !ok || len(missing) > 0 || len(extra) > 0 {
 			changed = append(changed, "inet dockmoat/set "+set.Name)
 		}
 	}
