@@ -1,8 +1,10 @@
 package reconciler
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,14 +16,20 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// fakeNFT keeps the table text the way `nft list table` would show it.
+// fakeNFT keeps the table as the script defined it; List reads it the
+// way nft would report it.
 type fakeNFT struct {
 	table   string
 	applies int
 	fail    error
 }
 
-func (f *fakeNFT) List(context.Context) (string, error) { return f.table, nil }
+func (f *fakeNFT) List(context.Context) (nft.Listing, error) {
+	if f.table == "" {
+		return nft.Listing{}, nil
+	}
+	return nft.Listing{Chains: scriptChains(f.table), Sets: scriptSets(f.table)}, nil
+}
 
 func (f *fakeNFT) Apply(_ context.Context, script string) error {
 	if f.fail != nil {
@@ -112,4 +120,84 @@ func TestNFTProxyPathInSync(t *testing.T) {
 			t.Errorf("%s not in sync:\n%s", p.Family, netfilter.FormatPlan(p))
 		}
 	}
+}
+
+// The fake's reader of its own script text (production reads nft -j).
+var (
+	nftSetRe   = regexp.MustCompile(`^\s*set (\S+) \{`)
+	nftChainRe = regexp.MustCompile(`^\s*chain (\S+) \{`)
+	nftHashRe  = regexp.MustCompile(`comment "` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
+)
+
+// scriptChains reads the hashes of dockmoat's rules per chain from a listing.
+func scriptChains(listing string) map[string][]string {
+	owned := map[string][]string{}
+	chain := ""
+	sc := bufio.NewScanner(strings.NewReader(listing))
+	sc.Buffer(make([]byte, 64*1024), 8*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := nftChainRe.FindStringSubmatch(line); m != nil {
+			chain = m[1]
+			owned[chain] = []string{}
+			continue
+		}
+		if nftSetRe.MatchString(line) {
+			chain = "" // a set's lines are not rules (see scriptSets)
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if chain == "" || t == "" || t == "}" || strings.HasPrefix(t, "type ") {
+			continue
+		}
+		h := ""
+		if m := nftHashRe.FindStringSubmatch(line); m != nil {
+			h = m[1]
+		}
+		owned[chain] = append(owned[chain], h)
+	}
+	return owned
+}
+
+// scriptSets reads the elements of each set from a listing, as nft
+// prints them ("172.17.0.2 . tcp . 80"), in listing order.
+func scriptSets(listing string) map[string][]string {
+	sets := map[string][]string{}
+	name, inElems := "", false
+	var text strings.Builder
+	for _, line := range strings.Split(listing, "\n") {
+		if m := nftSetRe.FindStringSubmatch(line); m != nil {
+			name = m[1]
+			sets[name] = []string{}
+			continue
+		}
+		if name == "" {
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if !inElems {
+			if rest, ok := strings.CutPrefix(t, "elements = {"); ok {
+				inElems = true
+				text.Reset()
+				t = rest
+			} else {
+				if t == "}" {
+					name = ""
+				}
+				continue
+			}
+		}
+		if before, done := strings.CutSuffix(t, "}"); done {
+			text.WriteString(" " + before)
+			for _, e := range strings.Split(text.String(), ",") {
+				if e = strings.Join(strings.Fields(e), " "); e != "" {
+					sets[name] = append(sets[name], e)
+				}
+			}
+			inElems = false
+			continue
+		}
+		text.WriteString(" " + t)
+	}
+	return sets
 }

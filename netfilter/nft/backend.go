@@ -24,8 +24,8 @@ type Backend struct {
 	// chain (both empty before the first Apply).
 	last    string
 	applied map[string][]string
-	// script is the table the last Plan wants, for Apply.
-	script string
+	// want is the table the last Plan wants, for Apply.
+	want Ruleset
 }
 
 // New returns the backend for Docker's nftables firewall backend.
@@ -44,14 +44,13 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	if err != nil {
 		return nil, err
 	}
-	owned := Parse(listing)
-	b.script = rs.ReplaceScript()
-	changed := tableDiff(rs, owned, ParseSets(listing))
-	obs := netfilter.Observed{Owned: owned}
+	b.want = rs
+	changed := tableDiff(rs, listing.Chains, listing.Sets)
+	obs := netfilter.Observed{Owned: listing.Chains}
 	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),
 		Observed: obs, Changed: changed, InTable: true}
 	if len(changed) > 0 {
-		p4.Batch = b.script
+		p4.Batch = rs.ReplaceScript()
 	}
 	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true}
 	return []netfilter.FamilyPlan{p4, p6}, nil
@@ -96,7 +95,10 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 		}
 		out.Wrote = true
 	}
-	b.applied, b.last = Parse(b.script), b.script
+	b.applied, b.last = map[string][]string{}, b.want.ReplaceScript()
+	for _, ch := range b.want.Chains {
+		b.applied[ch.Name] = ch.Hashes()
+	}
 	for _, p := range plans {
 		out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: p4.Batch != ""})
 	}
@@ -112,7 +114,7 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return netfilter.Intact(Parse(listing), b.applied), nil
+	return netfilter.Intact(listing.Chains, b.applied), nil
 }
 
 // Repair implements netfilter.Backend: it puts back the last applied
@@ -125,7 +127,7 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	found := netfilter.ChainDrift(rules.IPv4.String()+": ", Parse(listing), b.applied)
+	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, b.applied)
 	if len(found) == 0 {
 		return nil, nil
 	}
@@ -141,7 +143,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if listing == "" {
+	if !listing.Exists() {
 		return nil
 	}
 	if err := b.nft.Apply(ctx, fmt.Sprintf("delete table %s %s\n", TableFamily, TableName)); err != nil {
@@ -158,7 +160,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	if listing != "" {
+	if listing.Exists() {
 		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
 	}
 	if err := b.nft.Apply(ctx, GuardTable(cfg).ReplaceScript()); err != nil {

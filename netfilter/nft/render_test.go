@@ -19,7 +19,9 @@ var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-func TestRender(t *testing.T) {
+// goldenInput is the config and snapshot of the golden table: trusted
+// sources, logging, a container open to prefixes in both families.
+func goldenInput() (config.Config, rules.Snapshot) {
 	cfg := config.Default()
 	cfg.LogBlocked = true
 	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
@@ -29,6 +31,11 @@ func TestRender(t *testing.T) {
 			{HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
 			{HostIP: addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
 		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
+	return cfg, snap
+}
+
+func TestRender(t *testing.T) {
+	cfg, snap := goldenInput()
 	// The sets layout (the default) against a golden file; the kernel
 	// takes it in TestNFTBackend.
 	sets, _ := Render(cfg, snap)

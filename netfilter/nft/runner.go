@@ -1,17 +1,17 @@
 // Package nft is dockmoat's backend for Docker's nftables firewall
 // backend: it owns the table inet dockmoat, and nothing else, and replaces
 // it in one nft transaction whenever a chain or set of it differs from the
-// policy (Render). Its reader of nft listings is the one in the
-// project.
+// policy (Render). It reads the kernel's table as data (`nft -j`,
+// ParseJSON), never by scraping nft's text.
 package nft
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
-	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter"
@@ -20,12 +20,24 @@ import (
 
 // Runner runs the nft binary; a fake implements it in tests.
 type Runner interface {
-	// List returns `nft list table inet dockmoat`, or "" when the table
-	// does not exist.
-	List(ctx context.Context) (string, error)
+	// List reads table inet dockmoat (an empty Listing when it does not
+	// exist).
+	List(ctx context.Context) (Listing, error)
 	// Apply runs an nft script as one transaction (all or nothing).
 	Apply(ctx context.Context, script string) error
 }
+
+// Listing is what the kernel holds of table inet dockmoat: per chain the
+// hashes of its rules in order ("" for a rule without dockmoat's comment:
+// someone else's rule in our chain), per set its elements as nft writes
+// them in a script ("172.17.0.2 . tcp . 80").
+type Listing struct {
+	Chains map[string][]string
+	Sets   map[string][]string
+}
+
+// Exists reports whether the table exists.
+func (l Listing) Exists() bool { return l.Chains != nil }
 
 // Exec runs /usr/sbin/nft (or Bin).
 type Exec struct{ Bin string }
@@ -37,18 +49,18 @@ func (e Exec) bin() string {
 	return "nft"
 }
 
-// List implements Runner.
-func (e Exec) List(ctx context.Context) (string, error) {
+// List implements Runner with `nft -j list table inet dockmoat`.
+func (e Exec) List(ctx context.Context) (Listing, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.bin(), "list", "table", TableFamily, TableName)
+	cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, TableName)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(stderr.String(), "No such file or directory") {
-			return "", nil
+			return Listing{}, nil
 		}
-		return "", fmt.Errorf("nft list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
+		return Listing{}, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
 	}
-	return out.String(), nil
+	return ParseJSON(out.Bytes())
 }
 
 // Apply implements Runner.
@@ -62,81 +74,93 @@ func (e Exec) Apply(ctx context.Context, script string) error {
 	return nil
 }
 
-var (
-	nftSetRe   = regexp.MustCompile(`^\s*set (\S+) \{`)
-	nftChainRe = regexp.MustCompile(`^\s*chain (\S+) \{`)
-	nftHashRe  = regexp.MustCompile(`comment "` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
-)
-
-// Parse reads the hashes of dockmoat's rules per chain from a listing.
-func Parse(listing string) map[string][]string {
-	owned := map[string][]string{}
-	chain := ""
-	sc := bufio.NewScanner(strings.NewReader(listing))
-	sc.Buffer(make([]byte, 64*1024), 8*1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := nftChainRe.FindStringSubmatch(line); m != nil {
-			chain = m[1]
-			owned[chain] = []string{}
-			continue
-		}
-		if nftSetRe.MatchString(line) {
-			chain = "" // a set's lines are not rules (see ParseSets)
-			continue
-		}
-		t := strings.TrimSpace(line)
-		if chain == "" || t == "" || t == "}" || strings.HasPrefix(t, "type ") {
-			continue
-		}
-		h := ""
-		if m := nftHashRe.FindStringSubmatch(line); m != nil {
-			h = m[1]
-		}
-		owned[chain] = append(owned[chain], h)
-	}
-	return owned
+// jsonListing is the part of libnftables' JSON schema dockmoat reads.
+type jsonListing struct {
+	Nftables []struct {
+		Chain *struct {
+			Table, Name string
+		} `json:"chain"`
+		Rule *struct {
+			Table, Chain, Comment string
+		} `json:"rule"`
+		Set *struct {
+			Table, Name string
+			Elem        []json.RawMessage `json:"elem"`
+		} `json:"set"`
+	} `json:"nftables"`
 }
 
-// ParseSets reads the elements of each set from a listing, as nft
-// prints them ("172.17.0.2 . tcp . 80"), in listing order.
-func ParseSets(listing string) map[string][]string {
-	sets := map[string][]string{}
-	name, inElems := "", false
-	var text strings.Builder
-	for _, line := range strings.Split(listing, "\n") {
-		if m := nftSetRe.FindStringSubmatch(line); m != nil {
-			name = m[1]
-			sets[name] = []string{}
-			continue
-		}
-		if name == "" {
-			continue
-		}
-		t := strings.TrimSpace(line)
-		if !inElems {
-			if rest, ok := strings.CutPrefix(t, "elements = {"); ok {
-				inElems = true
-				text.Reset()
-				t = rest
-			} else {
-				if t == "}" {
-					name = ""
-				}
-				continue
-			}
-		}
-		if before, done := strings.CutSuffix(t, "}"); done {
-			text.WriteString(" " + before)
-			for _, e := range strings.Split(text.String(), ",") {
-				if e = strings.Join(strings.Fields(e), " "); e != "" {
-					sets[name] = append(sets[name], e)
-				}
-			}
-			inElems = false
-			continue
-		}
-		text.WriteString(" " + t)
+// ParseJSON reads `nft -j list table inet dockmoat` output.
+func ParseJSON(data []byte) (Listing, error) {
+	var doc jsonListing
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return Listing{}, fmt.Errorf("reading nft's JSON listing: %w", err)
 	}
-	return sets
+	l := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
+	for _, o := range doc.Nftables {
+		switch {
+		case o.Chain != nil && o.Chain.Table == TableName:
+			if _, ok := l.Chains[o.Chain.Name]; !ok {
+				l.Chains[o.Chain.Name] = []string{}
+			}
+		case o.Rule != nil && o.Rule.Table == TableName:
+			l.Chains[o.Rule.Chain] = append(l.Chains[o.Rule.Chain], ruleHash(o.Rule.Comment))
+		case o.Set != nil && o.Set.Table == TableName:
+			elems := []string{}
+			for _, e := range o.Set.Elem {
+				elems = append(elems, elemText(e))
+			}
+			l.Sets[o.Set.Name] = elems
+		}
+	}
+	return l, nil
+}
+
+// ruleHash is the hash in a dockmoat comment ("dockmoat:<16 hex> …").
+func ruleHash(comment string) string {
+	rest, ok := strings.CutPrefix(comment, rules.CommentPrefix)
+	if !ok || len(rest) < 16 {
+		return ""
+	}
+	return rest[:16]
+}
+
+// elemText writes a set element as a script does: a concatenation's
+// parts joined by " . ", a prefix as addr/len, a range as lo-hi. Anything
+// else is kept as its JSON text, which matches no wanted element: the
+// table is then rewritten, never trusted.
+func elemText(raw json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	return valueText(v)
+}
+
+func valueText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case map[string]any:
+		if c, ok := x["concat"].([]any); ok {
+			parts := make([]string, len(c))
+			for i, p := range c {
+				parts[i] = valueText(p)
+			}
+			return strings.Join(parts, " . ")
+		}
+		if e, ok := x["elem"].(map[string]any); ok {
+			return valueText(e["val"])
+		}
+		if p, ok := x["prefix"].(map[string]any); ok {
+			return valueText(p["addr"]) + "/" + valueText(p["len"])
+		}
+		if r, ok := x["range"].([]any); ok && len(r) == 2 {
+			return valueText(r[0]) + "-" + valueText(r[1])
+		}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

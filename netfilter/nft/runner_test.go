@@ -1,47 +1,65 @@
 package nft
 
 import (
-	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
-// ParseSets reads sets as nft 1.0 lists them: elements over several
-// lines, host prefixes as plain addresses, empty sets without elements.
-func TestParseSets(t *testing.T) {
-	listing := `table inet dockmoat {
-	set open4 {
-		type ipv4_addr . inet_proto . inet_service
-		elements = { 172.17.0.3 . udp . 53,
-			     172.17.0.2 . tcp . 80 }
+// testdata/listing.json is `nft -j list table inet dockmoat` as nft 1.0.6
+// printed it after loading the table Render makes for goldenInput plus
+// proxySnap (regenerate: load ReplaceScript() with `nft -f` in a scratch
+// network namespace and list it). Reading it back must find exactly the
+// table Render wants: every chain's hashes in order and every set element
+// (addresses, prefixes, host sources, IPv6) written as Render writes them.
+func TestParseJSONAgreesWithRender(t *testing.T) {
+	data, err := os.ReadFile("testdata/listing.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	set from4 {
-		type ipv4_addr . inet_proto . inet_service . ipv4_addr
-		flags interval
-		elements = { 172.17.0.2 . tcp . 80 . 198.51.100.0/24,
-			     172.17.0.2 . tcp . 443 . 203.0.113.7 }
+	l, err := ParseJSON(data)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	set open6 {
-		type ipv6_addr . inet_proto . inet_service
+	cfg, snap := goldenInput()
+	snap.Containers = append(snap.Containers, proxySnap().Containers...)
+	rs, _ := Render(cfg, snap)
+	if !l.Exists() || len(l.Sets) != 4 || len(l.Chains) != len(rs.Chains) {
+		t.Fatalf("listing: %d chains, %d sets", len(l.Chains), len(l.Sets))
 	}
-
-	chain forward {
-		type filter hook forward priority filter - 10; policy accept;
-		ct state established,related accept comment "dockmoat:0123456789abcdef replies"
+	if d := tableDiff(rs, l.Chains, l.Sets); d != nil {
+		t.Errorf("the kernel's own listing differs from the table loaded: %v", d)
+	}
+	if got := strings.Join(l.Sets["from4"], "|"); !strings.Contains(got, "172.17.0.2 . tcp . 80 . 198.51.100.0/24") {
+		t.Errorf("from4 = %s", got)
+	}
+	// Someone deletes an element and edits a rule's comment: both seen.
+	l.Sets["open4"] = l.Sets["open4"][1:]
+	l.Chains["deny"][0] = ""
+	if d := tableDiff(rs, l.Chains, l.Sets); len(d) != 2 {
+		t.Errorf("changes not seen: %v", d)
 	}
 }
-`
-	got := ParseSets(listing)
-	want := map[string][]string{
-		"open4": {"172.17.0.3 . udp . 53", "172.17.0.2 . tcp . 80"},
-		"from4": {"172.17.0.2 . tcp . 80 . 198.51.100.0/24", "172.17.0.2 . tcp . 443 . 203.0.113.7"},
-		"open6": {},
+
+func TestParseJSONForeignAndBad(t *testing.T) {
+	l, err := ParseJSON([]byte(`{"nftables":[{"table":{"family":"inet","name":"dockmoat"}},
+		{"chain":{"family":"inet","table":"dockmoat","name":"forward"}},
+		{"rule":{"family":"inet","table":"dockmoat","chain":"forward","expr":[{"accept":null}]}},
+		{"rule":{"family":"inet","table":"other","chain":"forward","comment":"dockmoat:0123456789abcdef x"}},
+		{"set":{"family":"inet","table":"dockmoat","name":"open4","elem":[{"weird":1}]}}]}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("got %q\nwant %q", got, want)
+	if h := l.Chains["forward"]; len(h) != 1 || h[0] != "" {
+		t.Errorf("a rule without our comment counts, with no hash: %v", h)
 	}
-	if owned := Parse(listing); len(owned) != 1 || len(owned["forward"]) != 1 {
-		t.Errorf("set lines counted as rules: %v", owned)
+	if e := l.Sets["open4"]; len(e) != 1 || e[0] != `{"weird":1}` {
+		t.Errorf("an unknown element is kept as text (never equal to a wanted one): %v", e)
+	}
+	if _, err := ParseJSON([]byte("table inet dockmoat {")); err == nil {
+		t.Error("text is not JSON")
+	}
+	if (Listing{}).Exists() {
+		t.Error("an empty listing is no table")
 	}
 }
