@@ -1,3 +1,11 @@
+// Package audit answers "who can really reach each published port, and
+// why" from the live state: Docker's port bindings and the installed
+// netfilter ruleset, evaluated rule by rule for a new connection from
+// outside. It reuses package rules for what dockmoat intends and compares;
+// it reads iptables text with package iptsave and checks whether
+// dockmoat's own protection is intact with ipt.PlanFamily (pure: no exec).
+// The evaluator is pure (text in, verdict out) and says "unknown" rather
+// than guess when it meets a match or target it cannot evaluate.
 package audit
 
 import (
