@@ -146,13 +146,7 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), "oifname "+strconv.Quote(rules.BridgePattern(b))+" jump "+chainIng)
 	}
 	ing := Chain{Name: chainIng}
-	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
-		fam := rules.IPv4
-		if src.Addr().Is6() {
-			fam = rules.IPv6
-		}
-		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
-	}
+	addTrusted(&ing, cfg)
 	var rs Ruleset
 	deny := Chain{Name: "deny"}
 	tail := &ing
@@ -316,6 +310,13 @@ func GuardTable(cfg config.Config) Ruleset {
 	main.add("guard: published ports", "ct status dnat jump "+chainIng)
 	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+chainIng)
 	ing := Chain{Name: chainIng}
+	addTrusted(&ing, cfg)
+	ing.add("guard: default deny until dockmoat run", "drop")
+	return Ruleset{Chains: []Chain{main, ing}}
+}
+
+// addTrusted accepts connections Docker DNATed from the trusted sources.
+func addTrusted(ing *Chain, cfg config.Config) {
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		fam := rules.IPv4
 		if src.Addr().Is6() {
@@ -323,6 +324,4 @@ func GuardTable(cfg config.Config) Ruleset {
 		}
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
 	}
-	ing.add("guard: default deny until dockmoat run", "drop")
-	return Ruleset{Chains: []Chain{main, ing}}
 }
