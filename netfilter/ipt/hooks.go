@@ -13,12 +13,13 @@ import (
 )
 
 // fixHooks puts the jumps a plan needs at the top of their chains (the
-// hook in DOCKER-USER, or FORWARD, unless input-only; the input hook when
-// DOCKMOAT-INPUT is wanted) and removes the input hook when that chain is
-// no longer wanted, before the chain itself goes. fixed says whether
-// anything was changed.
+// hook in DOCKER-USER, or FORWARD, unless input-only or the chain is
+// missing; the input hook when DOCKMOAT-INPUT is wanted) and removes the
+// input hook when that chain is no longer wanted, before the chain itself
+// goes. A pass and a repair both use it. fixed says whether anything was
+// changed.
 func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
-	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
+	if !p.InputOnly && !p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}) {
 		if err := ensureHook(t, p.HookIn); err != nil {
 			return false, err
 		}

@@ -90,15 +90,9 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 			return fmt.Errorf("restoring chains %v: %w", changed, err)
 		}
 	}
-	if !p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}) {
-		if err := ensureHook(t, p.HookIn); err != nil {
-			return err
-		}
-	}
-	if _, ok := rs.Chain(rules.ChainInput); ok && !slices.Equal(p.Observed.InputHook, []int{1}) {
-		return ensureInputHook(t)
-	}
-	return nil
+	_, p.InputChain = rs.Chain(rules.ChainInput)
+	_, err := fixHooks(t, p)
+	return err
 }
 
 // destroySets removes a family's sets (no rule may still use them).
