@@ -29,9 +29,6 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -71,7 +68,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		commandHelp(rest[0], stdout)
 		return 0
 	case "version", "--version":
-		fmt.Fprintln(stdout, "dockmoat", version)
+		fmt.Fprintln(stdout, "dockmoat", versionString())
 		return 0
 	}
 	opt, help, err := parseCommand(cmd, rest, stdout, stderr)
@@ -232,7 +229,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.WithFields(logrus.Fields{"version": version, "config": opt.configPath}).Info("dockmoat starting")
+	log.WithFields(logrus.Fields{"version": versionString(), "config": opt.configPath}).Info("dockmoat starting")
 
 	kick := make(chan struct{}, 1)
 	poke := func() {
