@@ -274,7 +274,8 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}()
 
-	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: m.ObserveSync})
+	onSync := readyAfterFirstPass(m.ObserveSync, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })
+	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: onSync})
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
 }
