@@ -9,6 +9,8 @@ DOCKER29_VER ?= v2.0.0-beta.24
 DOCKER28_VER ?= v28.5.2+incompatible
 RUNC_VER     ?= v1.5.2
 STATICCHECK  ?= v0.8.2
+NFPM         ?= v2.45.2
+RELEASE_DIR  ?= dist
 ENGINE_BIN   := $(CACHE)/docker29/bin
 ENGINE28_BIN := $(CACHE)/docker28/bin
 TOOLS        := $(CACHE)/tools
@@ -17,7 +19,7 @@ GOTEST       := go test -count=1
 
 export DOCKMOAT_ENGINES := $(CACHE)
 
-.PHONY: all build test unit integration lint deps engines demo bench clean
+.PHONY: all build test unit integration lint deps engines demo bench clean release
 
 all: build
 
@@ -41,6 +43,14 @@ lint: $(TOOLS)/staticcheck
 
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
+
+## release: static linux/amd64 and linux/arm64 binaries, a .deb for each
+## (nfpm, from the Go module proxy) and SHA256SUMS, in $(RELEASE_DIR).
+release: $(TOOLS)/nfpm
+	bash hack/release.sh $(VERSION) $(RELEASE_DIR) $(TOOLS)/nfpm
+
+$(TOOLS)/nfpm:
+	GOBIN=$(TOOLS) go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM)
 
 ## deps: Debian packages, only those missing (hack/deps.sh): a command already
 ## on the PATH counts (Docker CE's dockerd keeps docker.io out), the list is
@@ -75,7 +85,7 @@ demo: deps
 	go run ./integration/demo
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
 
 ## bench: control-plane cost, allow latency and footprint, next to baselines; writes BENCHMARKS.md.
 bench: deps engines

@@ -16,7 +16,7 @@ fi
 pairs=(
 	docker.io:dockerd iptables:iptables-legacy nftables:nft ufw:ufw iproute2:ip
 	util-linux:nsenter procps:pgrep libseccomp-dev: pkg-config:pkg-config gcc:gcc
-	debootstrap:debootstrap systemd:systemd-analyze
+	debootstrap:debootstrap systemd:systemd-analyze file:file
 )
 
 missing=()

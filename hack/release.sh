@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# release.sh VERSION OUTDIR NFPM: static linux/amd64 and linux/arm64
+# binaries carrying VERSION, a .deb per architecture (binary, both systemd
+# units with the /usr/bin path, example config, license), and SHA256SUMS.
+# Offline but for the Go module proxy (nfpm is built from it by make).
+set -euo pipefail
+version=$1 out=$2 nfpm=$3
+cd "$(dirname "$0")/.."
+
+# Debian versions start with a digit: v1.2.3 → 1.2.3; anything else
+# (a commit, "dev") → 0.0.0~git<it>, which sorts before every release.
+deb_version=${version#v}
+if [[ ! $deb_version =~ ^[0-9] ]]; then
+	deb_version="0.0.0~git${version//[^A-Za-z0-9.+~]/.}"
+fi
+
+rm -rf "$out"
+mkdir -p "$out"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+# The units name /usr/local/bin (a hand install); the package puts the
+# binary in /usr/bin.
+for unit in dockmoat.service dockmoat-guard.service; do
+	sed 's#/usr/local/bin/dockmoat#/usr/bin/dockmoat#g' "deploy/$unit" >"$stage/$unit"
+done
+
+for arch in amd64 arm64; do
+	bin="$out/dockmoat-linux-$arch"
+	echo "release: $bin"
+	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \
+		-ldflags "-s -w -X main.version=$version" -o "$bin" ./cmd/dockmoat
+	echo "release: .deb for $arch ($deb_version)"
+	# nfpm expands the environment in some fields only: fill the recipe.
+	sed -e "s#\${DEB_ARCH}#$arch#g" -e "s#\${DEB_VERSION}#$deb_version#g" \
+		-e "s#\${BIN}#$bin#g" -e "s#\${STAGE}#$stage#g" deploy/nfpm.yaml >"$stage/nfpm.yaml"
+	"$nfpm" package --config "$stage/nfpm.yaml" --packager deb --target "$out/"
+done
+(cd "$out" && sha256sum -- * >SHA256SUMS)
+ls -l "$out"

@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRelease runs `make release` as a maintainer would (offline but for
+// the Go module proxy) and checks what a stranger downloads: a static
+// binary per architecture that reports its version, a .deb per
+// architecture holding the binary, both units (pointing at /usr/bin) and
+// the example config, and SHA256SUMS that verify.
+func TestRelease(t *testing.T) {
+	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if required() {
+				t.Fatalf("%s missing (make deps installs it)", tool)
+			}
+			t.Skipf("%s missing", tool)
+		}
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("make", "-C", "..", "release", "RELEASE_DIR="+dir, "VERSION=v1.2.3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make release: %v\n%s", err, out)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{"SHA256SUMS", "dockmoat-linux-amd64", "dockmoat-linux-arm64", "dockmoat_1.2.3_amd64.deb", "dockmoat_1.2.3_arm64.deb"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("release files %v, want %v", names, want)
+	}
+	run := func(name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	if sums := run("sha256sum", "-c", "SHA256SUMS"); strings.Count(sums, ": OK") != 4 {
+		t.Errorf("SHA256SUMS:\n%s", sums)
+	}
+	for arch, machine := range map[string]string{"amd64": "x86-64", "arm64": "ARM aarch64"} {
+		info := run("file", "dockmoat-linux-"+arch)
+		if !strings.Contains(info, machine) || !strings.Contains(info, "statically linked") {
+			t.Errorf("file dockmoat-linux-%s: %s", arch, info)
+		}
+		deb := "dockmoat_1.2.3_" + arch + ".deb"
+		list := run("dpkg-deb", "-c", deb)
+		for _, path := range []string{"./usr/bin/dockmoat", "./lib/systemd/system/dockmoat.service",
+			"./lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml"} {
+			if !strings.Contains(list, path) {
+				t.Errorf("%s lacks %s:\n%s", deb, path, list)
+			}
+		}
+		if f := run("dpkg-deb", "-f", deb, "Architecture", "Version"); f != "Architecture: "+arch+"\nVersion: 1.2.3\n" {
+			t.Errorf("%s control: %q", deb, f)
+		}
+		unit := filepath.Join(t.TempDir(), arch)
+		run("dpkg-deb", "-x", deb, unit)
+		data, err := os.ReadFile(filepath.Join(unit, "lib/systemd/system/dockmoat.service"))
+		if err != nil || !strings.Contains(string(data), "ExecStart=/usr/bin/dockmoat run") {
+			t.Errorf("packaged unit: %v\n%s", err, data)
+		}
+	}
+	if v := run("./dockmoat-linux-amd64", "version"); v != "dockmoat v1.2.3\n" {
+		t.Errorf("version: %q", v)
+	}
+}
