@@ -48,6 +48,10 @@ func TestComposeFile(t *testing.T) {
 		Services map[string]struct {
 			NetworkMode string            `yaml:"network_mode"`
 			CapAdd      []string          `yaml:"cap_add"`
+			CapDrop     []string          `yaml:"cap_drop"`
+			ReadOnly    bool              `yaml:"read_only"`
+			Tmpfs       []string          `yaml:"tmpfs"`
+			SecurityOpt []string          `yaml:"security_opt"`
 			Restart     string            `yaml:"restart"`
 			Volumes     []string          `yaml:"volumes"`
 			Labels      map[string]string `yaml:"labels"`
@@ -65,6 +69,11 @@ func TestComposeFile(t *testing.T) {
 		d.Restart != "unless-stopped" || !slices.Contains(d.Volumes, "/var/run/docker.sock:/var/run/docker.sock:ro") ||
 		!slices.ContainsFunc(d.Volumes, func(v string) bool { return strings.HasPrefix(v, "/etc/dockmoat:") }) {
 		t.Errorf("dockmoat service settings: %+v", d)
+	}
+	// Hardening, mirrored by runSidecar so the image test runs with it.
+	if !slices.Equal(d.CapDrop, []string{"ALL"}) || !d.ReadOnly || !slices.Equal(d.Tmpfs, []string{"/run", "/tmp"}) ||
+		!slices.Equal(d.SecurityOpt, []string{"no-new-privileges:true"}) {
+		t.Errorf("dockmoat service hardening: %+v", d)
 	}
 	if c.Services["web"].Labels["dockmoat.allow"] == "" || len(c.Services["db"].Labels) != 0 || len(c.Services["db"].Ports) == 0 {
 		t.Error("the example should open web with a label and leave the published db closed")

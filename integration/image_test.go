@@ -82,14 +82,19 @@ func sidecarImage(t *testing.T, e *env) {
 }
 
 // runSidecar starts the image the way deploy/compose.yaml does: host
-// network, NET_ADMIN+NET_RAW, the Docker socket read-only, the config
-// directory read-only.
+// network, every capability dropped but NET_ADMIN and NET_RAW, a
+// read-only root with tmpfs /run and /tmp, no new privileges, the Docker
+// socket read-only, the config directory read-only.
 func runSidecar(t *testing.T, e *env, name string, restart bool, cmd ...string) string {
 	t.Helper()
 	hc := &container.HostConfig{
-		NetworkMode: "host",
-		CapAdd:      []string{"NET_ADMIN", "NET_RAW"},
-		Binds:       []string{e.bed.Socket + ":/var/run/docker.sock:ro", e.bed.Dir + ":/etc/dockmoat:ro"},
+		NetworkMode:    "host",
+		CapDrop:        []string{"ALL"},
+		CapAdd:         []string{"NET_ADMIN", "NET_RAW"},
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/run": "", "/tmp": ""},
+		SecurityOpt:    []string{"no-new-privileges:true"},
+		Binds:          []string{e.bed.Socket + ":/var/run/docker.sock:ro", e.bed.Dir + ":/etc/dockmoat:ro"},
 	}
 	if restart {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
@@ -102,6 +107,26 @@ func runSidecar(t *testing.T, e *env, name string, restart bool, cmd ...string) 
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	return created.ID
+}
+
+// imageExec runs a command of the sidecar image (its entrypoint replaced)
+// with the sidecar's settings and returns its output.
+func imageExec(t *testing.T, e *env, cmd ...string) string {
+	t.Helper()
+	hc := &container.HostConfig{NetworkMode: "host", CapDrop: []string{"ALL"}, CapAdd: []string{"NET_ADMIN", "NET_RAW"}}
+	created, err := e.bed.Docker.ContainerCreate(e.ctx, &container.Config{Image: sidecarTag, Entrypoint: cmd[:1], Cmd: cmd[1:]}, hc, nil, nil, "")
+	if err != nil {
+		t.Fatalf("creating %v: %v", cmd, err)
+	}
+	defer func() { _ = e.bed.Remove(context.Background(), created.ID) }()
+	if err := e.bed.Docker.ContainerStart(e.ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("starting %v: %v", cmd, err)
+	}
+	code, logs, err := e.bed.WaitExit(e.ctx, created.ID, 30*time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("%v: exit %d %v\n%s", cmd, code, err, logs)
+	}
+	return logs
 }
 
 func (e *env) containerLogs(id string) string {
@@ -164,8 +189,17 @@ func TestSidecarImage(t *testing.T) {
 	onVariants(t, func(t *testing.T, eng testbed.Engine, e *env) {
 		sidecarImage(t, e)
 		ctx := e.ctx
-		if inf, err := e.bed.Docker.ImageInspect(ctx, sidecarTag); err == nil {
-			t.Logf("image %s: %.1f MB", sidecarTag, float64(inf.Size)/1e6)
+		inf, err := e.bed.Docker.ImageInspect(ctx, sidecarTag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("image %s: %.1f MB", sidecarTag, float64(inf.Size)/1e6)
+		if l := inf.Config.Labels; l["org.opencontainers.image.licenses"] != "Apache-2.0" || l["org.opencontainers.image.source"] == "" {
+			t.Errorf("OCI labels: %v", l)
+		}
+		// The nftables backend needs nft, with JSON, in the image.
+		if out := imageExec(t, e, "nft", "-j", "list", "tables"); !strings.Contains(out, `"nftables"`) {
+			t.Errorf("nft -j in the image: %s", out)
 		}
 		if _, err := e.bed.HostExec(ctx, e.bed.Iptables(), "-I", "DOCKER-USER", "-s", "192.0.2.99/32", "-j", "DROP"); err != nil {
 			t.Fatal(err)
