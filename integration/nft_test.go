@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -157,5 +159,38 @@ func TestNFTBackend(t *testing.T) {
 			t.Errorf("after uninstall: dockmoat left, or Docker's tables touched:\n%s", all)
 		}
 		e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"))
+	})
+
+	// The image as deploy/compose.yaml runs it, on this backend: it finds
+	// Docker's nftables backend (nft with JSON is in the image) and closes
+	// what the host binary closed; uninstall from the image leaves Docker's
+	// tables. The control is the open port just above.
+	t.Run("SidecarImage", func(t *testing.T) {
+		sidecarImage(t, e)
+		cfg, err := e.bed.WriteConfig("{}\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		side := runSidecar(t, e, "dockmoat", true, "run", "--config", "/etc/dockmoat/dockmoat.yaml")
+		waitPlan(t, e, cfg)
+		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"), out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"))
+		if logs := e.containerLogs(side); !strings.Contains(logs, "firewall backend nftables") {
+			t.Errorf("sidecar log lacks the backend:\n%s", logs)
+		}
+		timeout := 10
+		if err := e.bed.Docker.ContainerStop(ctx, side, container.StopOptions{Timeout: &timeout}); err != nil {
+			t.Fatal(err)
+		}
+		e.expect(t, out("tcp", A, 8080, false, ""))
+		un := runSidecar(t, e, "dockmoat-uninstall", false, "uninstall")
+		if code, logs, err := e.bed.WaitExit(ctx, un, 30*time.Second); err != nil || code != 0 {
+			t.Fatalf("uninstall: exit %d %v\n%s", code, err, logs)
+		}
+		if all, _ := e.bed.HostExec(ctx, "nft", "list", "ruleset"); strings.Contains(all, "dockmoat") || !strings.Contains(all, "docker-bridges") {
+			t.Errorf("after uninstall from the image: dockmoat left, or Docker's tables touched:\n%s", all)
+		}
+		e.expect(t, out("tcp", A, 8080, true, "plain"))
+		_ = e.bed.Remove(context.Background(), un)
+		_ = e.bed.Remove(context.Background(), side)
 	})
 }
