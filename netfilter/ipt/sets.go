@@ -9,7 +9,7 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// setVerifyAge is how long the reconciler trusts its record of what the
+// setVerifyAge is how long the backend trusts its record of what the
 // sets hold. Within it a pass diffs against the record and writes only the
 // elements that changed, so one container change costs the same with 10 or
 // 10,000 ports; after it (and on any error, drift repair or `plan`) the

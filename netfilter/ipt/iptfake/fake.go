@@ -2,7 +2,7 @@
 // iptables binaries dockmoat drives: iptables-save output, restore batches
 // that are all-or-nothing and reject jumps to missing chains or deleting a
 // referenced chain, and the few go-iptables calls used for the hook. Tests
-// of the reconciler run against it.
+// of the iptables backend (driven by the reconcile loop) run against it.
 package iptfake
 
 import (
