@@ -66,7 +66,7 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 	if v6 != nil {
 		fam[rules.IPv6] = v6
 	}
-	return &Backend{families: fam, log: log, notifies: v4 != nil && strings.HasSuffix(v4.Tool, "-nft"),
+	return &Backend{families: fam, log: log, notifies: v4 == nil || !strings.HasSuffix(v4.Tool, "-legacy"),
 		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
 		last: map[rules.Family]Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
 		sets: setRecord{store: sets, synced: map[string]uint64{}},
