@@ -95,7 +95,10 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 		}
 		out.Wrote = true
 	}
-	b.applied, b.last = map[string][]string{}, b.want.ReplaceScript()
+	b.applied, b.last = map[string][]string{}, p4.Batch
+	if b.last == "" {
+		b.last = b.want.ReplaceScript() // in sync: the same table as installed
+	}
 	for _, ch := range b.want.Chains {
 		b.applied[ch.Name] = ch.Hashes()
 	}
