@@ -5,6 +5,36 @@ import (
 	"sort"
 )
 
+// HashedChain is a backend's chain as the comparisons here see it: a name
+// and the hashes of its rules in order.
+type HashedChain interface {
+	ChainName() string
+	Hashes() []string
+}
+
+// ChangedChains lists, in order, the chains of want that the kernel does
+// not hold as they are (found: rule hashes per chain): missing, or with
+// other rules. It is the one chain comparison of both backends.
+func ChangedChains[C HashedChain](want []C, found map[string][]string) []string {
+	var changed []string
+	for _, ch := range want {
+		if got, ok := found[ch.ChainName()]; !ok || !slices.Equal(got, ch.Hashes()) {
+			changed = append(changed, ch.ChainName())
+		}
+	}
+	return changed
+}
+
+// HashesOf is the rule hashes per chain, as ChainDrift and Intact take
+// the state last installed.
+func HashesOf[C HashedChain](chains []C) map[string][]string {
+	out := make(map[string][]string, len(chains))
+	for _, ch := range chains {
+		out[ch.ChainName()] = ch.Hashes()
+	}
+	return out
+}
+
 // ChainDrift tells how the owned chains found (rule hashes per chain)
 // differ from those last installed, one line per chain, prefixed with
 // prefix ("IPv4: "): deleted, flushed, reordered or edited.

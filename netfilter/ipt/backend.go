@@ -36,14 +36,12 @@ type Backend struct {
 	families map[rules.Family]*Tables
 	log      logrus.FieldLogger
 	notifies bool
-	// applied holds, per family, the chain hashes last installed or
-	// verified, to tell drift from Docker changes; last is the ruleset
-	// last installed, for repairs made while Docker cannot be read; hookIn
-	// the chain holding the hook (see FamilyPlan.HookIn).
-	applied map[rules.Family]map[string][]string
-	last    map[rules.Family]Ruleset
-	hookIn  map[rules.Family]string
-	sets    setRecord
+	// last is, per family, the ruleset last installed: what drift is
+	// measured against and repairs put back without Docker; hookIn the
+	// chain holding its hook (see FamilyPlan.HookIn).
+	last   map[rules.Family]Ruleset
+	hookIn map[rules.Family]string
+	sets   setRecord
 	// memo saves re-deciding unchanged containers from pass to pass; inc
 	// keeps the set grouping per family (see rules.Incremental).
 	memo *rules.Memo
@@ -67,8 +65,8 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 		fam[rules.IPv6] = v6
 	}
 	return &Backend{families: fam, log: log, notifies: v4 == nil || !strings.HasSuffix(v4.Tool, "-legacy"),
-		applied: map[rules.Family]map[string][]string{}, hookIn: map[rules.Family]string{},
-		last: map[rules.Family]Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
+		hookIn: map[rules.Family]string{},
+		last:   map[rules.Family]Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
 		sets: setRecord{store: sets, synced: map[string]uint64{}},
 		inc:  map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
@@ -170,10 +168,11 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 
 // drift compares what is installed with what this backend installed last.
 func (b *Backend) drift(p netfilter.FamilyPlan) []string {
-	last := b.applied[p.Family]
-	if last == nil {
+	rs, ok := b.last[p.Family]
+	if !ok {
 		return nil
 	}
+	last := netfilter.HashesOf(rs.Chains)
 	var out []string
 	fam := p.Family.String() + ": "
 	if !p.DockerUserMissing {
@@ -223,13 +222,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		}
 		b.sets.forget()
 	}
-	rs := rulesetOf(p)
-	last := map[string][]string{}
-	for _, ch := range rs.Chains {
-		last[ch.Name] = ch.Hashes()
-	}
-	b.applied[p.Family] = last
-	b.last[p.Family] = rs
+	b.last[p.Family] = rulesetOf(p)
 	b.hookIn[p.Family] = p.HookIn
 	return p.Batch != "" || setsChanged, true, setErr
 }

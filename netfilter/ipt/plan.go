@@ -1,7 +1,6 @@
 package ipt
 
 import (
-	"slices"
 	"sort"
 
 	"github.com/dockmoat/dockmoat/config"
@@ -82,16 +81,9 @@ func render(p *netfilter.FamilyPlan, cfg config.Config, opt RenderOptions) {
 		r.hookIn = p.HookIn
 	}
 	p.Rules = r
-	want := map[string]bool{}
-	for _, ch := range rs.Chains {
-		want[ch.Name] = true
-		got, ok := p.Observed.Owned[ch.Name]
-		if !ok || !slices.Equal(got, ch.Hashes()) {
-			p.Changed = append(p.Changed, ch.Name)
-		}
-	}
+	p.Changed = netfilter.ChangedChains(rs.Chains, p.Observed.Owned)
 	for name := range p.Observed.Owned {
-		if !want[name] {
+		if _, wanted := rs.Chain(name); !wanted {
 			p.Stale = append(p.Stale, name)
 		}
 	}

@@ -47,6 +47,9 @@ type OwnedChain struct {
 	Rules []OwnedRule
 }
 
+// ChainName implements netfilter.HashedChain.
+func (c OwnedChain) ChainName() string { return c.Name }
+
 // Hashes lists the rule hashes in order.
 func (c OwnedChain) Hashes() []string {
 	out := make([]string, len(c.Rules))

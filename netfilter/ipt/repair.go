@@ -26,15 +26,12 @@ func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilt
 // Intact implements netfilter.Backend: the hook first in DOCKER-USER and
 // every owned chain's hashes unchanged, one iptables-save per family.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
-	for fam, last := range b.applied {
-		if b.families[fam] == nil {
-			continue
-		}
+	for fam, rs := range b.last {
 		obs, err := b.observe(ctx, fam)
 		if err != nil {
 			return false, err
 		}
-		if !slices.Equal(b.observedPlan(fam, obs).HookPositions, []int{1}) || !netfilter.Intact(obs.Owned, last) {
+		if !slices.Equal(b.observedPlan(fam, obs).HookPositions, []int{1}) || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
 		}
 	}
@@ -67,12 +64,7 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 // their sets first, then the jumps.
 func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs Ruleset) error {
 	t := b.families[p.Family]
-	var changed []string
-	for _, ch := range rs.Chains {
-		if got, ok := p.Observed.Owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
-			changed = append(changed, ch.Name)
-		}
-	}
+	changed := netfilter.ChangedChains(rs.Chains, p.Observed.Owned)
 	if len(changed) > 0 && len(rs.Sets) > 0 {
 		// The chains look the sets up: make sure they exist and hold
 		// the last installed elements before putting the chains back.

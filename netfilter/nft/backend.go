@@ -3,7 +3,6 @@ package nft
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/sirupsen/logrus"
 
@@ -20,12 +19,11 @@ const tool = "nftables, table inet dockmoat"
 type Backend struct {
 	nft Runner
 	log logrus.FieldLogger
-	// last is the table script last applied, applied its rule hashes per
-	// chain (both empty before the first Apply).
-	last    string
-	applied map[string][]string
-	// want is the table the last Plan wants, for Apply.
-	want Ruleset
+	// want is the table the last Plan wants, for Apply; installed the
+	// table last applied or found in sync (nil before the first Apply),
+	// what drift is measured against and Repair puts back.
+	want      Ruleset
+	installed *Ruleset
 }
 
 // New returns the backend for Docker's nftables firewall backend.
@@ -60,10 +58,8 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 // one: chains by rule hash, then sets by their elements.
 func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
 	var changed []string
-	for _, ch := range rs.Chains {
-		if got, ok := owned[ch.Name]; !ok || !slices.Equal(got, ch.Hashes()) {
-			changed = append(changed, "inet dockmoat/"+ch.Name)
-		}
+	for _, name := range netfilter.ChangedChains(rs.Chains, owned) {
+		changed = append(changed, "inet dockmoat/"+name)
 	}
 	if len(owned) != len(rs.Chains) && len(changed) == 0 {
 		changed = append(changed, "inet dockmoat (extra chains)")
@@ -86,8 +82,8 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 		return out, nil
 	}
 	p4 := plans[0]
-	if b.applied != nil {
-		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, b.applied)
+	if b.installed != nil {
+		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, netfilter.HashesOf(b.installed.Chains))
 	}
 	if p4.Batch != "" {
 		if err := b.nft.Apply(ctx, p4.Batch); err != nil {
@@ -95,13 +91,8 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 		}
 		out.Wrote = true
 	}
-	b.applied, b.last = map[string][]string{}, p4.Batch
-	if b.last == "" {
-		b.last = b.want.ReplaceScript() // in sync: the same table as installed
-	}
-	for _, ch := range b.want.Chains {
-		b.applied[ch.Name] = ch.Hashes()
-	}
+	installed := b.want
+	b.installed = &installed
 	for _, p := range plans {
 		out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: p4.Batch != ""})
 	}
@@ -110,31 +101,31 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 
 // Intact implements netfilter.Backend.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
-	if b.last == "" {
+	if b.installed == nil {
 		return true, nil
 	}
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return false, err
 	}
-	return netfilter.Intact(listing.Chains, b.applied), nil
+	return netfilter.Intact(listing.Chains, netfilter.HashesOf(b.installed.Chains)), nil
 }
 
 // Repair implements netfilter.Backend: it puts back the last applied
 // table if someone changed it.
 func (b *Backend) Repair(ctx context.Context) ([]string, error) {
-	if b.last == "" {
+	if b.installed == nil {
 		return nil, nil
 	}
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, b.applied)
+	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, netfilter.HashesOf(b.installed.Chains))
 	if len(found) == 0 {
 		return nil, nil
 	}
-	if err := b.nft.Apply(ctx, b.last); err != nil {
+	if err := b.nft.Apply(ctx, b.installed.ReplaceScript()); err != nil {
 		return found, fmt.Errorf("restoring table inet dockmoat: %w", err)
 	}
 	return found, nil

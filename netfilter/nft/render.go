@@ -39,6 +39,9 @@ type Chain struct {
 	Rules []Rule
 }
 
+// ChainName implements netfilter.HashedChain.
+func (c Chain) ChainName() string { return c.Name }
+
 // Hashes lists the rule hashes in order.
 func (c Chain) Hashes() []string {
 	out := make([]string, len(c.Rules))
