@@ -2,6 +2,7 @@ package ipt
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -66,25 +67,22 @@ func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
 		if d := set.Delta; d != nil && d.Since != 0 && exists && b.sets.synced[set.Name] == d.Since {
 			// The set holds what the previous result wanted: only the
 			// delta can differ, so the N elements need no comparing.
+			var add, del []rules.SetElem
 			for _, e := range d.Added {
 				if _, ok := have[e]; !ok {
-					add(&p.SetAdd, set.Name, e)
+					add = append(add, e)
 				}
 			}
 			for _, e := range d.Removed {
 				if _, ok := have[e]; ok {
-					add(&p.SetDel, set.Name, e)
+					del = append(del, e)
 				}
 			}
+			p.SetAdd, p.SetDel = addElems(p.SetAdd, set.Name, add), addElems(p.SetDel, set.Name, del)
 			continue
 		}
 		missing, extra := rules.DiffElems(set.Elems, have)
-		if len(missing) > 0 {
-			p.SetAdd = addElems(p.SetAdd, set.Name, missing)
-		}
-		if len(extra) > 0 {
-			p.SetDel = addElems(p.SetDel, set.Name, extra)
-		}
+		p.SetAdd, p.SetDel = addElems(p.SetAdd, set.Name, missing), addElems(p.SetDel, set.Name, extra)
 		if d := p.SetDel[set.Name]; len(d) > 1 {
 			slices.SortFunc(d, rules.CompareSetElems)
 		}
@@ -110,7 +108,7 @@ func (b *Backend) readSets() error {
 				continue
 			}
 			m := rules.ElemSet(elems)
-			if old, ok := b.sets.state[name]; ok && !sameElems(old, m) {
+			if old, ok := b.sets.state[name]; ok && !maps.Equal(old, m) {
 				b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
 				b.pending = append(b.pending, "set "+name+" edited")
 			}
@@ -122,32 +120,17 @@ func (b *Backend) readSets() error {
 	return nil
 }
 
-// addElems adds elements to a per-set list, making the map if needed.
+// addElems adds elements to a per-set list, making the map only when
+// there is something to add.
 func addElems(m map[string][]rules.SetElem, name string, elems []rules.SetElem) map[string][]rules.SetElem {
+	if len(elems) == 0 {
+		return m
+	}
 	if m == nil {
 		m = map[string][]rules.SetElem{}
 	}
 	m[name] = append(m[name], elems...)
 	return m
-}
-
-func add(m *map[string][]rules.SetElem, name string, e rules.SetElem) {
-	if *m == nil {
-		*m = map[string][]rules.SetElem{}
-	}
-	(*m)[name] = append((*m)[name], e)
-}
-
-func sameElems(a, b map[rules.SetElem]struct{}) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for e := range a {
-		if _, ok := b[e]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // applySets creates missing sets and applies the element diff of p,
