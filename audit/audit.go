@@ -159,7 +159,7 @@ func Run(in Input) Report {
 			fc.filter = &iptsave.Table{Name: "filter", Chains: map[string]*iptsave.Chain{}}
 		}
 		fc.filter.Sets = st.Sets
-		obs := ipt.Observe([]byte(st.Save))
+		obs := ipt.ObserveFilter(fc.filter)
 		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)})
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0

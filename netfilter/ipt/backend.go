@@ -130,17 +130,13 @@ func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
-	p, build := planHead(cfg, fam, b.families[fam].Tool, obs)
-	b.hooked[fam] = build
-	if !build {
-		planInputOnly(&p, cfg, snap)
-		return p, nil
-	}
-	if early == nil {
-		res = rules.Build(cfg, snap, fam, opt)
-	}
-	p.Result = res
-	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
+	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, func() rules.Result {
+		if early == nil {
+			res = rules.Build(cfg, snap, fam, opt)
+		}
+		return res
+	})
+	b.hooked[fam] = hooked
 	return p, nil
 }
 

@@ -14,8 +14,12 @@ var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentP
 // Observe reads from iptables-save output of the filter table what the
 // backend needs: the chains, dockmoat's rule hashes and its jumps.
 func Observe(data []byte) netfilter.Observed {
+	return ObserveFilter(iptsave.ParseRaw(data)["filter"])
+}
+
+// ObserveFilter is Observe of a filter table already parsed (nil: none).
+func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 	obs := netfilter.Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
-	filter := iptsave.ParseRaw(data)["filter"]
 	if filter == nil {
 		return obs
 	}

@@ -12,14 +12,22 @@ import (
 // Audit uses it too, to tell whether the installed protection is intact.
 // opt is passed to rules.Build; whether to hand over to UFW is decided here.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, opt rules.Options) netfilter.FamilyPlan {
-	p, build := planHead(cfg, fam, tool, obs)
-	if !build {
-		planInputOnly(&p, cfg, snap)
-		return p
-	}
-	p.Result = rules.Build(cfg, snap, fam, opt)
-	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
+	p, _ := planWith(cfg, snap, fam, tool, obs, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
 	return p
+}
+
+// planWith plans a family from its observed table: a skipped family is
+// planned input-only; a hooked one gets the policy (asked of policy only
+// then) rendered and diffed. hooked says which.
+func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+	p, hooked = planHead(cfg, fam, tool, obs)
+	if !hooked {
+		planInputOnly(&p, cfg, snap)
+		return p, false
+	}
+	p.Result = policy()
+	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
+	return p, true
 }
 
 // planHead reads from the observed table what the rules depend on: where
