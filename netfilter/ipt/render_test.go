@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // These tests render rules.Build's policy the way the backend installs
@@ -33,26 +34,14 @@ func build(cfg config.Config, snap rules.Snapshot, fam rules.Family, o opts) bui
 	return built{res, Render(cfg, res, RenderOptions{UFWForward: o.UFWForward, InputOnly: o.InputOnly})}
 }
 
-// assertLines compares rule lists and reports the caller's line.
-func assertLines(t *testing.T, name string, got, want []string) {
-	t.Helper()
-	if strings.Join(got, "\n") == strings.Join(want, "\n") {
-		return
-	}
-	t.Errorf("%s:\n got:\n  %s\nwant:\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-}
-
-func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-func ctr(name string, labels map[string]string, ip string, ports ...rules.PortBinding) rules.Container {
-	return rules.Container{ID: "id-" + name, Name: name, Labels: labels, Ports: ports,
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr(ip)}}}
-}
-
-// pb builds a binding on 0.0.0.0 like Docker reports it.
-func pb(host, ctrPort uint16, proto string) rules.PortBinding {
-	return rules.PortBinding{HostIP: addr("0.0.0.0"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
-}
+// The shared inputs (rules/rulestest).
+var (
+	addr        = rulestest.Addr
+	ctr         = rulestest.Ctr
+	pb          = rulestest.PB
+	proxySnap   = rulestest.ProxySnap
+	assertLines = rulestest.AssertLines
+)
 
 func elems(s rules.Set) []string {
 	var out []string
@@ -401,26 +390,6 @@ func TestBuildSetsMixedClosedFirst(t *testing.T) {
 	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || len(res.Ruleset.Sets[0].Elems) != 0 {
 		t.Errorf("want one exact rule for 8080 and no set element:\n%s\n%v", ing, res.Ruleset.Sets)
 	}
-}
-
-func pb6(host, ctrPort uint16, proto string) rules.PortBinding {
-	return rules.PortBinding{HostIP: addr("::"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
-}
-
-func proxySnap() rules.Snapshot {
-	both := func(host, c uint16, proto string) []rules.PortBinding {
-		return []rules.PortBinding{pb(host, c, proto), pb6(host, c, proto)}
-	}
-	v6 := ctr("dual", map[string]string{"dockmoat.allow": "9000"}, "172.17.0.9", both(9000, 80, "tcp")...)
-	v6.Endpoints[0].IPv6 = addr("fd00::9")
-	return rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
-		ctr("db", nil, "172.17.0.2", append(both(5432, 5432, "tcp"), both(5353, 53, "udp")...)...),
-		ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", both(8080, 80, "tcp")...),
-		ctr("v4only", map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.11"}, "172.17.0.4", both(8082, 80, "tcp")...),
-		ctr("v6from", map[string]string{"dockmoat.allow": "8083", "dockmoat.from": "2001:db8:1::10, 203.0.113.11"}, "172.17.0.5", both(8083, 80, "tcp")...),
-		ctr("local", nil, "172.17.0.6", rules.PortBinding{HostIP: addr("::1"), HostPort: 7000, ContainerPort: 80, Proto: "tcp"}),
-		v6,
-	}}
 }
 
 func TestProxyPathIPv6(t *testing.T) {

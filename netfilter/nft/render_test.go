@@ -11,13 +11,18 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
+// The shared inputs (rules/rulestest).
+var (
+	addr      = rulestest.Addr
+	proxySnap = rulestest.ProxySnap
+)
 
-func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
 
 // goldenInput is the config and snapshot of the golden table: trusted
 // sources, logging, a container open to prefixes in both families.
@@ -116,28 +121,4 @@ func TestNFTProxyPath(t *testing.T) {
 	if empty, _ := Render(cfg, rules.Snapshot{}); strings.Contains(empty.Text(), "chain input") {
 		t.Error("no proxied binding: no input chain")
 	}
-}
-
-func ctr(name string, labels map[string]string, ip string, ports ...rules.PortBinding) rules.Container {
-	return rules.Container{ID: "id-" + name, Name: name, Labels: labels, Ports: ports,
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr(ip)}}}
-}
-
-// proxySnap has containers published on IPv4 and IPv6, some IPv4-only:
-// the IPv6 bindings of those are served by docker-proxy.
-func proxySnap() rules.Snapshot {
-	both := func(host, c uint16, proto string) []rules.PortBinding {
-		return []rules.PortBinding{{HostIP: addr("0.0.0.0"), HostPort: host, ContainerPort: c, Proto: proto},
-			{HostIP: addr("::"), HostPort: host, ContainerPort: c, Proto: proto}}
-	}
-	v6 := ctr("dual", map[string]string{"dockmoat.allow": "9000"}, "172.17.0.9", both(9000, 80, "tcp")...)
-	v6.Endpoints[0].IPv6 = addr("fd00::9")
-	return rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
-		ctr("db", nil, "172.17.0.2", append(both(5432, 5432, "tcp"), both(5353, 53, "udp")...)...),
-		ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", both(8080, 80, "tcp")...),
-		ctr("v4only", map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.11"}, "172.17.0.4", both(8082, 80, "tcp")...),
-		ctr("v6from", map[string]string{"dockmoat.allow": "8083", "dockmoat.from": "2001:db8:1::10, 203.0.113.11"}, "172.17.0.5", both(8083, 80, "tcp")...),
-		ctr("local", nil, "172.17.0.6", rules.PortBinding{HostIP: addr("::1"), HostPort: 7000, ContainerPort: 80, Proto: "tcp"}),
-		v6,
-	}}
 }
