@@ -3,15 +3,15 @@ package dockerwatch
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -134,13 +134,14 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		c.bridges, c.netBridges, c.netsDirty = bridges, netBridges, false
 	}
 	for id := range c.dirty {
-		info, err := w.API.ContainerInspect(ctx, id)
+		res, err := w.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		info := res.Container
 		switch {
 		case errdefs.IsNotFound(err):
 			w.forget(id)
 		case err != nil:
 			return fmt.Errorf("inspecting container %s: %w", id, err)
-		case info.ContainerJSONBase == nil || info.State == nil || !info.State.Running:
+		case info.State == nil || !info.State.Running:
 			w.forget(id)
 		default:
 			ct := c.stamp(FromInspect(info))
@@ -187,10 +188,7 @@ func FromInspect(info container.InspectResponse) rules.Container {
 			if err != nil || hp == 0 {
 				continue
 			}
-			pb := rules.PortBinding{HostPort: uint16(hp), ContainerPort: uint16(port.Int()), Proto: strings.ToLower(port.Proto())}
-			if a, err := netip.ParseAddr(b.HostIP); err == nil {
-				pb.HostIP = a.Unmap()
-			}
+			pb := rules.PortBinding{HostPort: uint16(hp), ContainerPort: port.Num(), Proto: strings.ToLower(string(port.Proto())), HostIP: b.HostIP.Unmap()}
 			out.Ports = append(out.Ports, pb)
 		}
 	}

@@ -19,16 +19,13 @@ package dockerwatch
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/rules"
@@ -37,18 +34,19 @@ import (
 // API is the slice of the Docker client dockmoat needs; a fake implements
 // it in tests.
 type API interface {
-	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
-	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
-	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
-	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
-	Ping(ctx context.Context) (types.Ping, error)
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
+	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
 }
 
 // NewClient connects the standard way (DOCKER_HOST, DOCKER_CERT_PATH…,
-// default socket) and negotiates the API version, so one binary talks to
+// default socket); the client negotiates the API version on its first
+// request (the default since the moby/moby client), so one binary talks to
 // Docker 20.10 (API 1.41) up to Docker 29.
 func NewClient() (*client.Client, error) {
-	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("creating Docker client: %w", err)
 	}
@@ -86,12 +84,12 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	if snap.Bridges, snap.NetworkBridges, err = w.networks(ctx); err != nil {
 		return snap, err
 	}
-	list, err := w.API.ContainerList(ctx, container.ListOptions{})
+	list, err := w.API.ContainerList(ctx, client.ContainerListOptions{})
 	if err != nil {
 		return snap, fmt.Errorf("listing containers: %w", err)
 	}
 	snap.hostNetIDs = map[string]string{}
-	for _, c := range list {
+	for _, c := range list.Items {
 		ct := ToContainer(c)
 		if c.HostConfig.NetworkMode == "host" {
 			snap.HostNetwork = append(snap.HostNetwork, ct.Name)
@@ -105,13 +103,13 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 
 // networks lists the bridge interfaces of Docker's bridge networks.
 func (w *Watcher) networks(ctx context.Context) ([]string, map[string]string, error) {
-	nets, err := w.API.NetworkList(ctx, network.ListOptions{})
+	nets, err := w.API.NetworkList(ctx, client.NetworkListOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing networks: %w", err)
 	}
 	var bridges []string
 	byName := map[string]string{}
-	for _, n := range nets {
+	for _, n := range nets.Items {
 		if b := BridgeName(n); b != "" {
 			bridges = append(bridges, b)
 			byName[n.Name] = b
@@ -148,12 +146,7 @@ func ToContainer(c container.Summary) rules.Container {
 		if p.PublicPort == 0 {
 			continue // exposed, not published
 		}
-		b := rules.PortBinding{HostPort: p.PublicPort, ContainerPort: p.PrivatePort, Proto: strings.ToLower(p.Type)}
-		if p.IP != "" {
-			if a, err := netip.ParseAddr(p.IP); err == nil {
-				b.HostIP = a.Unmap()
-			}
-		}
+		b := rules.PortBinding{HostPort: p.PublicPort, ContainerPort: p.PrivatePort, Proto: strings.ToLower(p.Type), HostIP: p.IP.Unmap()}
 		out.Ports = append(out.Ports, b)
 	}
 	if c.NetworkSettings != nil {
@@ -169,13 +162,7 @@ func endpoints(nets map[string]*network.EndpointSettings) []rules.Endpoint {
 		if ep == nil {
 			continue
 		}
-		e := rules.Endpoint{Network: name}
-		if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
-			e.IPv4 = a.Unmap()
-		}
-		if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil {
-			e.IPv6 = a
-		}
+		e := rules.Endpoint{Network: name, IPv4: ep.IPAddress.Unmap(), IPv6: ep.GlobalIPv6Address}
 		if e.IPv4.IsValid() || e.IPv6.IsValid() {
 			out = append(out, e)
 		}
@@ -187,19 +174,11 @@ func endpoints(nets map[string]*network.EndpointSettings) []rules.Endpoint {
 // Health checks and exec produce many other container events, and a
 // created container publishes nothing until it starts: none is worth a
 // pass that would delay the one for the start.
-func eventFilter() filters.Args {
-	return filters.NewArgs(
-		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("type", string(events.NetworkEventType)),
-		filters.Arg("type", string(events.DaemonEventType)),
-		filters.Arg("event", "start"), filters.Arg("event", "die"),
-		filters.Arg("event", "destroy"), filters.Arg("event", "stop"),
-		filters.Arg("event", "pause"), filters.Arg("event", "unpause"),
-		filters.Arg("event", "rename"), filters.Arg("event", "update"),
-		filters.Arg("event", "connect"), filters.Arg("event", "disconnect"),
-		filters.Arg("event", "remove"),
-		filters.Arg("event", "reload"),
-	)
+func eventFilter() client.Filters {
+	return client.Filters{}.
+		Add("type", string(events.ContainerEventType), string(events.NetworkEventType), string(events.DaemonEventType)).
+		Add("event", "start", "die", "destroy", "stop", "pause", "unpause",
+			"rename", "update", "connect", "disconnect", "remove", "reload")
 }
 
 // Watch follows Docker events until ctx ends, calling changed after each
@@ -229,14 +208,15 @@ func (w *Watcher) Watch(ctx context.Context, changed func(reason string)) {
 
 func (w *Watcher) follow(ctx context.Context, changed func(string), connected func()) error {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := w.API.Ping(pctx)
+	_, err := w.API.Ping(pctx, client.PingOptions{})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("pinging Docker: %w", err)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	msgs, errs := w.API.Events(sctx, events.ListOptions{Filters: eventFilter()})
+	stream := w.API.Events(sctx, client.EventsListOptions{Filters: eventFilter()})
+	msgs, errs := stream.Messages, stream.Err
 	// Events may have been missed while disconnected: list in full next.
 	w.cache.invalidate()
 	connected()

@@ -3,7 +3,6 @@ package dockerwatch
 import (
 	"context"
 	"errors"
-	"github.com/dockmoat/dockmoat/rules"
 	"net/netip"
 	"slices"
 	"sync"
@@ -11,13 +10,18 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
+
+func netSummary(id, name, driver string, opts map[string]string) network.Summary {
+	return network.Summary{Network: network.Network{ID: id, Name: name, Driver: driver, Options: opts}}
+}
 
 type fakeAPI struct {
 	mu         sync.Mutex
@@ -32,52 +36,54 @@ type fakeAPI struct {
 	filters    []string
 }
 
-func (f *fakeAPI) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+func (f *fakeAPI) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
 	f.lists++
-	return f.containers, nil
+	return client.ContainerListResult{Items: f.containers}, nil
 }
-func (f *fakeAPI) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
+func (f *fakeAPI) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	f.inspects++
 	if r, ok := f.inspect[id]; ok {
-		return r, nil
+		return client.ContainerInspectResult{Container: r}, nil
 	}
-	return container.InspectResponse{}, errdefs.ErrNotFound
+	return client.ContainerInspectResult{}, errdefs.ErrNotFound
 }
-func (f *fakeAPI) NetworkList(context.Context, network.ListOptions) ([]network.Summary, error) {
-	return f.networks, nil
+func (f *fakeAPI) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
+	return client.NetworkListResult{Items: f.networks}, nil
 }
-func (f *fakeAPI) Ping(context.Context) (types.Ping, error) {
+func (f *fakeAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return types.Ping{}, f.pingErr
+	return client.PingResult{}, f.pingErr
 }
-func (f *fakeAPI) Events(_ context.Context, o events.ListOptions) (<-chan events.Message, <-chan error) {
+func (f *fakeAPI) Events(_ context.Context, o client.EventsListOptions) client.EventsResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m, e := make(chan events.Message, 10), make(chan error, 1)
 	f.streams, f.errs = append(f.streams, m), append(f.errs, e)
-	f.filters = append(f.filters, o.Filters.Get("type")...)
-	return m, e
+	for typ := range o.Filters["type"] {
+		f.filters = append(f.filters, typ)
+	}
+	return client.EventsResult{Messages: m, Err: e}
 }
 
 func TestSnapshot(t *testing.T) {
 	api := &fakeAPI{
 		networks: []network.Summary{
-			{ID: "aaaaaaaaaaaaffff", Driver: "bridge", Options: map[string]string{"com.docker.network.bridge.name": "docker0"}},
-			{ID: "0123456789abcdef", Driver: "bridge"},
-			{ID: "host", Driver: "host"},
-			{ID: "ov", Driver: "overlay"},
+			netSummary("aaaaaaaaaaaaffff", "", "bridge", map[string]string{"com.docker.network.bridge.name": "docker0"}),
+			netSummary("0123456789abcdef", "", "bridge", nil),
+			netSummary("host", "", "host", nil),
+			netSummary("ov", "", "overlay", nil),
 		},
 		containers: []container.Summary{{
 			ID: "c1", Names: []string{"/web"}, Labels: map[string]string{"dockmoat.allow": "80"},
-			Ports: []container.Port{
-				{IP: "0.0.0.0", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
-				{IP: "::", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
+			Ports: []container.PortSummary{
+				{IP: netip.MustParseAddr("0.0.0.0"), PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
+				{IP: netip.MustParseAddr("::"), PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
 				{PrivatePort: 9000, Type: "tcp"}, // exposed only
-				{IP: "127.0.0.1", PrivatePort: 53, PublicPort: 5353, Type: "UDP"},
+				{IP: netip.MustParseAddr("127.0.0.1"), PrivatePort: 53, PublicPort: 5353, Type: "UDP"},
 			},
 			NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
-				"bridge": {IPAddress: "172.17.0.2", GlobalIPv6Address: "fd00::2"},
+				"bridge": {IPAddress: netip.MustParseAddr("172.17.0.2"), GlobalIPv6Address: netip.MustParseAddr("fd00::2")},
 				"none":   {},
 				"nil":    nil,
 			}},
@@ -167,7 +173,7 @@ func TestWatchBacksOffWhileDockerIsDown(t *testing.T) {
 }
 
 func TestCacheInspectsOnlyWhatEventsNamed(t *testing.T) {
-	api := &fakeAPI{networks: []network.Summary{{ID: "n", Name: "bridge", Driver: "bridge", Options: map[string]string{"com.docker.network.bridge.name": "docker0"}}},
+	api := &fakeAPI{networks: []network.Summary{netSummary("n", "bridge", "bridge", map[string]string{"com.docker.network.bridge.name": "docker0"})},
 		containers: []container.Summary{{ID: "old", Names: []string{"/old"}, NetworkSettings: &container.NetworkSettingsSummary{}}}}
 	w := &Watcher{API: api}
 	ctx := context.Background()
@@ -175,12 +181,13 @@ func TestCacheInspectsOnlyWhatEventsNamed(t *testing.T) {
 	if err != nil || len(first.Containers) != 1 || api.lists != 1 {
 		t.Fatalf("first snapshot: %+v %v lists=%d", first, err, api.lists)
 	}
-	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.9"}}}
-	ns.Ports = nat.PortMap{"80/tcp": {{HostIP: "0.0.0.0", HostPort: "8080"}, {HostIP: "::", HostPort: "8080"}}}
+	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: netip.MustParseAddr("172.17.0.9")}}}
+	ns.Ports = network.PortMap{network.MustParsePort("80/tcp"): {
+		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: "8080"}, {HostIP: netip.MustParseAddr("::"), HostPort: "8080"}}}
 	api.inspect = map[string]container.InspectResponse{"new": {
-		ContainerJSONBase: &container.ContainerJSONBase{ID: "new", Name: "/new", State: &container.State{Running: true}, HostConfig: &container.HostConfig{}},
-		Config:            &container.Config{Labels: map[string]string{"dockmoat.allow": "8080"}},
-		NetworkSettings:   ns,
+		ID: "new", Name: "/new", State: &container.State{Running: true}, HostConfig: &container.HostConfig{},
+		Config:          &container.Config{Labels: map[string]string{"dockmoat.allow": "8080"}},
+		NetworkSettings: ns,
 	}}
 	w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionStart, Actor: events.Actor{ID: "new"}})
 	snap, err := w.Snapshot(ctx)

@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -77,8 +78,8 @@ func sidecarImage(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatalf("loading sidecar image: %v", err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp)
+	resp.Close()
 }
 
 // runSidecar starts the image the way deploy/compose.yaml does: host
@@ -99,11 +100,11 @@ func runSidecar(t *testing.T, e *env, name string, restart bool, cmd ...string) 
 	if restart {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
 	}
-	created, err := e.bed.Docker.ContainerCreate(e.ctx, &container.Config{Image: sidecarTag, Cmd: cmd}, hc, nil, nil, name)
+	created, err := e.bed.Docker.ContainerCreate(e.ctx, client.ContainerCreateOptions{Config: &container.Config{Image: sidecarTag, Cmd: cmd}, HostConfig: hc, Name: name})
 	if err != nil {
 		t.Fatalf("creating %s: %v", name, err)
 	}
-	if err := e.bed.Docker.ContainerStart(e.ctx, created.ID, container.StartOptions{}); err != nil {
+	if _, err := e.bed.Docker.ContainerStart(e.ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	return created.ID
@@ -114,12 +115,12 @@ func runSidecar(t *testing.T, e *env, name string, restart bool, cmd ...string) 
 func imageExec(t *testing.T, e *env, cmd ...string) string {
 	t.Helper()
 	hc := &container.HostConfig{NetworkMode: "host", CapDrop: []string{"ALL"}, CapAdd: []string{"NET_ADMIN", "NET_RAW"}}
-	created, err := e.bed.Docker.ContainerCreate(e.ctx, &container.Config{Image: sidecarTag, Entrypoint: cmd[:1], Cmd: cmd[1:]}, hc, nil, nil, "")
+	created, err := e.bed.Docker.ContainerCreate(e.ctx, client.ContainerCreateOptions{Config: &container.Config{Image: sidecarTag, Entrypoint: cmd[:1], Cmd: cmd[1:]}, HostConfig: hc})
 	if err != nil {
 		t.Fatalf("creating %v: %v", cmd, err)
 	}
 	defer func() { _ = e.bed.Remove(context.Background(), created.ID) }()
-	if err := e.bed.Docker.ContainerStart(e.ctx, created.ID, container.StartOptions{}); err != nil {
+	if _, err := e.bed.Docker.ContainerStart(e.ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("starting %v: %v", cmd, err)
 	}
 	code, logs, err := e.bed.WaitExit(e.ctx, created.ID, 30*time.Second)
@@ -130,7 +131,7 @@ func imageExec(t *testing.T, e *env, cmd ...string) string {
 }
 
 func (e *env) containerLogs(id string) string {
-	rc, err := e.bed.Docker.ContainerLogs(e.ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	rc, err := e.bed.Docker.ContainerLogs(e.ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
 		return err.Error()
 	}
@@ -246,7 +247,7 @@ func TestSidecarImage(t *testing.T) {
 		}
 
 		timeout := 10
-		if err := e.bed.Docker.ContainerStop(ctx, side, container.StopOptions{Timeout: &timeout}); err != nil {
+		if _, err := e.bed.Docker.ContainerStop(ctx, side, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
 			t.Fatal(err)
 		}
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "openapp"))

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -144,7 +144,7 @@ func TestIPv6(t *testing.T) {
 				}
 				// The containers had no restart policy: start them again.
 				for _, name := range []string{"plain", "web"} {
-					if err := e.bed.Docker.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+					if _, err := e.bed.Docker.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 						t.Fatal(err)
 					}
 				}

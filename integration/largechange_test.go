@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/config"
@@ -55,7 +55,7 @@ func TestLargeChangeNoExposure(t *testing.T) {
 		e.serverUp(t, closed, "tcp", 80)
 		e.serverUp(t, open, "tcp", 80)
 
-		cli, err := client.NewClientWithOpts(client.WithHost("unix://"+e.bed.Socket), client.WithAPIVersionNegotiation())
+		cli, err := client.New(client.WithHost("unix://"+e.bed.Socket))
 		if err != nil {
 			t.Fatal(err)
 		}

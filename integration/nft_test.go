@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/moby/moby/client"
 )
 
 // TestNFTBackend runs the core behaviours on Docker 29 with
@@ -178,7 +178,7 @@ func TestNFTBackend(t *testing.T) {
 			t.Errorf("sidecar log lacks the backend:\n%s", logs)
 		}
 		timeout := 10
-		if err := e.bed.Docker.ContainerStop(ctx, side, container.StopOptions{Timeout: &timeout}); err != nil {
+		if _, err := e.bed.Docker.ContainerStop(ctx, side, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
 			t.Fatal(err)
 		}
 		e.expect(t, out("tcp", A, 8080, false, ""))

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -75,7 +75,8 @@ func TestRebootGuard(t *testing.T) {
 			// Wait until Docker has restarted both containers and published them.
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				list, err := e.bed.Docker.ContainerList(ctx, container.ListOptions{})
+				res, err := e.bed.Docker.ContainerList(ctx, client.ContainerListOptions{})
+				list := res.Items
 				if err == nil && len(list) == 2 && len(list[0].Ports) > 0 && len(list[1].Ports) > 0 {
 					break
 				}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/dockmoat/dockmoat/dockerwatch"
 )
 
@@ -26,8 +28,9 @@ func detectBackend(ctx context.Context, flag string) (string, string, error) {
 	}
 	if cli, err := dockerwatch.NewClient(); err == nil {
 		ictx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		info, err := cli.Info(ictx)
+		res, err := cli.Info(ictx, client.InfoOptions{})
 		cancel()
+		info := res.Info
 		_ = cli.Close()
 		if err == nil {
 			if info.FirewallBackend != nil && info.FirewallBackend.Driver != "" {

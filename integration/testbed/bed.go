@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // Addresses of the bed. The documentation range stands for the internet;
@@ -242,14 +242,14 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	if b.Docker != nil {
 		_ = b.Docker.Close()
 	}
-	b.Docker, err = client.NewClientWithOpts(client.WithHost("unix://"+b.Socket), client.WithAPIVersionNegotiation())
+	b.Docker, err = client.New(client.WithHost("unix://"+b.Socket))
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := b.Docker.Ping(pctx)
+		_, err := b.Docker.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
 		cancel()
 		if err == nil {
 			break
@@ -264,7 +264,6 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 			return fmt.Errorf("dockerd (%s) not ready after 60s: %w; log:\n%s", b.Engine.Name, err, b.DockerdLog())
 		}
 	}
-	b.Docker.NegotiateAPIVersion(ctx)
 	b.logf("%s: dockerd %s ready in netns %s (API %s)", b.Name, b.Engine.Name, b.HostNS, b.Docker.ClientVersion())
 	return nil
 }

@@ -10,14 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 )
 
 // Image is the tag of the test workload image.
@@ -78,7 +79,7 @@ func (b *Bed) BuildImage(ctx context.Context) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	resp, err := b.Docker.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+	resp, err := b.Docker.ImageBuild(ctx, &buf, client.ImageBuildOptions{
 		Tags: []string{Image}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
 	})
 	if err != nil {
@@ -115,7 +116,7 @@ type Container struct {
 
 // RunContainer creates and starts a container and returns its address.
 func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
-	exposed, bindings, err := nat.ParsePortSpecs(s.Publish)
+	exposed, bindings, err := parsePublish(s.Publish)
 	if err != nil {
 		return Container{}, fmt.Errorf("ports %v: %w", s.Publish, err)
 	}
@@ -133,15 +134,17 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 		hc.NetworkMode = container.NetworkMode(s.Network)
 		ep := &network.EndpointSettings{}
 		if s.IP != "" || s.IP6 != "" {
-			ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: s.IP, IPv6Address: s.IP6}
+			ep.IPAMConfig = &network.EndpointIPAMConfig{}
+			ep.IPAMConfig.IPv4Address, _ = netip.ParseAddr(s.IP)
+			ep.IPAMConfig.IPv6Address, _ = netip.ParseAddr(s.IP6)
 		}
 		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{s.Network: ep}}
 	}
-	created, err := b.Docker.ContainerCreate(ctx, cfg, hc, nc, nil, s.Name)
+	created, err := b.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, NetworkingConfig: nc, Name: s.Name})
 	if err != nil {
 		return Container{}, fmt.Errorf("creating %s: %w", s.Name, err)
 	}
-	if err := b.Docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	if _, err := b.Docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return Container{}, fmt.Errorf("starting %s: %w", s.Name, err)
 	}
 	return b.Inspect(ctx, created.ID)
@@ -149,18 +152,19 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 
 // Inspect returns a container's name and first IPv4 address.
 func (b *Bed) Inspect(ctx context.Context, id string) (Container, error) {
-	info, err := b.Docker.ContainerInspect(ctx, id)
+	res, err := b.Docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return Container{}, fmt.Errorf("inspecting %s: %w", id, err)
 	}
+	info := res.Container
 	c := Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.NetworkSettings != nil {
 		for _, ep := range info.NetworkSettings.Networks {
-			if a, err := netip.ParseAddr(ep.GlobalIPv6Address); err == nil && !c.IP6.IsValid() {
-				c.IP6 = a
+			if ep.GlobalIPv6Address.IsValid() && !c.IP6.IsValid() {
+				c.IP6 = ep.GlobalIPv6Address
 			}
-			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
-				c.IP = a
+			if ep.IPAddress.IsValid() {
+				c.IP = ep.IPAddress
 				break
 			}
 		}
@@ -170,7 +174,7 @@ func (b *Bed) Inspect(ctx context.Context, id string) (Container, error) {
 
 // Remove force-removes a container.
 func (b *Bed) Remove(ctx context.Context, id string) error {
-	if err := b.Docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil {
+	if _, err := b.Docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
 		return fmt.Errorf("removing %s: %w", id, err)
 	}
 	return nil
@@ -178,9 +182,9 @@ func (b *Bed) Remove(ctx context.Context, id string) error {
 
 // CreateNetwork creates a user-defined bridge network with a fixed subnet.
 func (b *Bed) CreateNetwork(ctx context.Context, name, subnet string) (string, error) {
-	resp, err := b.Docker.NetworkCreate(ctx, name, network.CreateOptions{
+	resp, err := b.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 		Driver: "bridge",
-		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}}},
+		IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(subnet)}}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("creating network %s: %w", name, err)
@@ -191,9 +195,9 @@ func (b *Bed) CreateNetwork(ctx context.Context, name, subnet string) (string, e
 // CreateNetwork6 creates a dual-stack bridge network with fixed subnets.
 func (b *Bed) CreateNetwork6(ctx context.Context, name, subnet, subnet6 string) (string, error) {
 	v6 := true
-	resp, err := b.Docker.NetworkCreate(ctx, name, network.CreateOptions{
+	resp, err := b.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 		Driver: "bridge", EnableIPv6: &v6,
-		IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet}, {Subnet: subnet6}}},
+		IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(subnet)}, {Subnet: netip.MustParsePrefix(subnet6)}}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("creating network %s: %w", name, err)
@@ -205,7 +209,8 @@ func (b *Bed) CreateNetwork6(ctx context.Context, name, subnet, subnet6 string) 
 func (b *Bed) WaitExit(ctx context.Context, id string, timeout time.Duration) (int64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	statusCh, errCh := b.Docker.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	wait := b.Docker.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	statusCh, errCh := wait.Result, wait.Error
 	var code int64
 	select {
 	case st := <-statusCh:
@@ -213,7 +218,7 @@ func (b *Bed) WaitExit(ctx context.Context, id string, timeout time.Duration) (i
 	case err := <-errCh:
 		return 0, "", fmt.Errorf("waiting for %s: %w", id, err)
 	}
-	rc, err := b.Docker.ContainerLogs(context.Background(), id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	rc, err := b.Docker.ContainerLogs(context.Background(), id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
 		return code, "", fmt.Errorf("logs of %s: %w", id, err)
 	}
@@ -256,4 +261,67 @@ func (b *Bed) ServeOnHost(name string, ports ...string) (stop func(), err error)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	return func() { _ = cmd.Process.Kill(); <-done }, nil
+}
+
+// parsePublish reads docker run -p specs ([IP:]HOST[-END]:CTR[-END][/PROTO])
+// into the container's exposed ports and bindings.
+func parsePublish(specs []string) (network.PortSet, network.PortMap, error) {
+	exposed, bindings := network.PortSet{}, network.PortMap{}
+	for _, spec := range specs {
+		rest, proto, _ := strings.Cut(spec, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		i := strings.LastIndex(rest, ":")
+		if i < 0 {
+			return nil, nil, fmt.Errorf("publish %q: want [IP:]HOST:CONTAINER", spec)
+		}
+		hostPart, ctrPart := rest[:i], rest[i+1:]
+		var ip netip.Addr
+		if j := strings.LastIndex(hostPart, ":"); j >= 0 {
+			a, err := netip.ParseAddr(strings.Trim(hostPart[:j], "[]"))
+			if err != nil {
+				return nil, nil, fmt.Errorf("publish %q: %w", spec, err)
+			}
+			ip, hostPart = a, hostPart[j+1:]
+		}
+		hosts, err := portRange(hostPart)
+		if err != nil {
+			return nil, nil, fmt.Errorf("publish %q: %w", spec, err)
+		}
+		ctrs, err := portRange(ctrPart)
+		if err != nil || len(ctrs) != len(hosts) {
+			return nil, nil, fmt.Errorf("publish %q: host and container ranges differ", spec)
+		}
+		for k, c := range ctrs {
+			p, ok := network.PortFrom(c, network.IPProtocol(proto))
+			if !ok {
+				return nil, nil, fmt.Errorf("publish %q: bad protocol", spec)
+			}
+			exposed[p] = struct{}{}
+			bindings[p] = append(bindings[p], network.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(hosts[k]))})
+		}
+	}
+	return exposed, bindings, nil
+}
+
+// portRange reads "80" or "9100-9102".
+func portRange(s string) ([]uint16, error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	a, err := strconv.ParseUint(lo, 10, 16)
+	if err != nil {
+		return nil, err
+	}
+	b, err := strconv.ParseUint(hi, 10, 16)
+	if err != nil || b < a {
+		return nil, fmt.Errorf("bad port range %q", s)
+	}
+	var out []uint16
+	for p := a; p <= b; p++ {
+		out = append(out, uint16(p))
+	}
+	return out, nil
 }

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
 )
 
 func cacheDir() string {
@@ -59,7 +59,7 @@ func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) 
 
 // ImportImage imports a filesystem tarball as an image (docker import).
 func (b *Bed) ImportImage(ctx context.Context, r io.Reader, ref string, changes ...string) error {
-	rc, err := b.Docker.ImageImport(ctx, image.ImportSource{Source: r, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
+	rc, err := b.Docker.ImageImport(ctx, client.ImageImportSource{Source: r, SourceName: "-"}, ref, client.ImageImportOptions{Changes: changes})
 	if err != nil {
 		return fmt.Errorf("importing %s: %w", ref, err)
 	}
@@ -103,7 +103,7 @@ func (b *Bed) BuildSidecarImage(ctx context.Context, repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := b.Docker.ImageBuild(ctx, buildCtx, build.ImageBuildOptions{
+	resp, err := b.Docker.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
 		Tags: []string{tag}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
 		BuildArgs: map[string]*string{"BASE": ptr("dockmoat-base:latest"), "BUILDER": ptr("dockmoat-builder:latest"), "VERSION": ptr("test")},
 	})
