@@ -50,6 +50,10 @@ type Config struct {
 	// ipsets (`ipset: off`); the default (`auto`) uses ipsets where the
 	// kernel has them.
 	NoIPSet bool
+	// Disabled turns protection off, by `dockmoat disable` (state.go),
+	// never by the file: the rules stay installed behind one bypass rule
+	// per hook, so `dockmoat enable` restores them by removing it.
+	Disabled bool
 }
 
 // AllowRule opens ports of containers selected by name glob or compose

@@ -127,6 +127,8 @@ func TestNFTBackend(t *testing.T) {
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
 	})
 
+	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970) })
+
 	t.Run("AuditSaysUnknownNotClosed", func(t *testing.T) {
 		out, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--format", "json", "--config", e.dm.Config)
 		var ee *exec.ExitError

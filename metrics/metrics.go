@@ -31,6 +31,7 @@ type Metrics struct {
 	dockerUp         prometheus.Gauge
 	labelErrors      prometheus.Gauge
 	configOK         prometheus.Gauge
+	disabled         prometheus.Gauge
 
 	mu          sync.Mutex
 	synced      bool
@@ -76,10 +77,13 @@ func New() *Metrics {
 		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_config_ok", Help: "1 while the config file is valid (or absent at the default path); 0 while dockmoat runs fail-closed on a config error.",
 		}),
+		disabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_protection_disabled", Help: "1 while protection is switched off by dockmoat disable (every published port follows Docker's own rules).",
+		}),
 		now: time.Now,
 	}
 	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
-		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK,
+		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -147,6 +151,15 @@ func (m *Metrics) ConfigState(err error) {
 		m.configOK.Set(0)
 	} else {
 		m.configOK.Set(1)
+	}
+}
+
+// Disabled records `dockmoat disable` (true) and `dockmoat enable`.
+func (m *Metrics) Disabled(off bool) {
+	if off {
+		m.disabled.Set(1)
+	} else {
+		m.disabled.Set(0)
 	}
 }
 

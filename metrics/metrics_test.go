@@ -83,4 +83,12 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code, _ := get(t, m, "/healthz"); code != 200 {
 		t.Error("healthz after the config was fixed")
 	}
+	// Disabled is visible, and not a health failure (the user asked).
+	m.Disabled(true)
+	if code, body := get(t, m, "/metrics"); code != 200 || !strings.Contains(body, "dockmoat_protection_disabled 1") {
+		t.Error("disable not in metrics")
+	}
+	if code, _ := get(t, m, "/healthz"); code != 200 {
+		t.Error("healthz while disabled")
+	}
 }

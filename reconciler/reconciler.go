@@ -11,7 +11,7 @@
 // Uninstall removes dockmoat's rules.
 //
 // Thread safety: Sync, Plan, Guard and Uninstall serialise on an internal
-// mutex; SetConfig may be called from any goroutine (SIGHUP).
+// mutex; SetConfig and SetDisabled may be called from any goroutine.
 package reconciler
 
 import (
@@ -49,7 +49,12 @@ type Reconciler struct {
 	mu       sync.Mutex
 	cfgMu    sync.Mutex
 	cfg      config.Config
-	reported map[string]bool // problems already logged
+	// disabled is `dockmoat disable` (state, not the file: a SIGHUP reload
+	// keeps it); offBefore says the last pass installed the bypass, so the
+	// next enabled one sweeps the sessions opened meanwhile.
+	disabled  bool
+	offBefore bool
+	reported  map[string]bool // problems already logged
 	// pendingDrift is drift repaired outside a pass, reported by the next.
 	pendingDrift []string
 	// ct, when set, cuts sessions whose access a pass withdrew, from a
@@ -79,10 +84,23 @@ func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.cfgMu.Unlock()
 }
 
+// SetDisabled switches protection off (one bypass rule per hook, the
+// rest kept up to date) or back on, from the next pass; it reports
+// whether that changed anything.
+func (r *Reconciler) SetDisabled(off bool) bool {
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
+	changed := r.disabled != off
+	r.disabled = off
+	return changed
+}
+
 func (r *Reconciler) config() config.Config {
 	r.cfgMu.Lock()
 	defer r.cfgMu.Unlock()
-	return r.cfg
+	cfg := r.cfg
+	cfg.Disabled = r.disabled
+	return cfg
 }
 
 // Plan computes what Sync would do, changing nothing.
@@ -127,7 +145,8 @@ func (r *Reconciler) Sync(ctx context.Context) (netfilter.SyncResult, error) {
 		res.Drift, r.pendingDrift = r.pendingDrift, nil
 		return res, err
 	}
-	plans, err := r.nf.Plan(ctx, r.config(), snap, false)
+	cfg := r.config()
+	plans, err := r.nf.Plan(ctx, cfg, snap, false)
 	if err != nil {
 		return res, err
 	}
@@ -139,11 +158,24 @@ func (r *Reconciler) Sync(ctx context.Context) (netfilter.SyncResult, error) {
 	for _, p := range plans {
 		res.Problems = append(res.Problems, p.Problems()...)
 	}
-	for _, in := range applied.Families {
-		r.queueRevocation(in.Plan.Family, in.Plan.Result, in.Changed, len(res.Drift) > 0)
-	}
+	r.revokeAfter(cfg.Disabled, applied, len(res.Drift) > 0)
 	r.report(res.Problems)
 	return res, err
+}
+
+// revokeAfter hands the pass's result to revocation. While disabled
+// nothing is cut (every port is Docker's); the first pass after enable
+// sweeps, like one that repaired drift, so sessions opened meanwhile to
+// ports the policy closes are cut.
+func (r *Reconciler) revokeAfter(disabled bool, applied netfilter.Applied, drifted bool) {
+	if disabled {
+		r.offBefore = true
+		return
+	}
+	for _, in := range applied.Families {
+		r.queueRevocation(in.Plan.Family, in.Plan.Result, in.Changed, drifted || r.offBefore)
+	}
+	r.offBefore = false
 }
 
 // RepairLast puts back the last installed ruleset where someone changed

@@ -601,3 +601,44 @@ func TestSweepCutsSessionsOpenedWhileUnprotected(t *testing.T) {
 		t.Errorf("repair pass (drift %v): cut %+v", res.Drift, ct.deleted)
 	}
 }
+
+// TestDisableThenEnable: disable installs the bypass and cuts nothing;
+// a SIGHUP-style config change keeps it; enable removes only the bypass
+// and sweeps the sessions opened meanwhile to ports the policy closes.
+func TestDisableThenEnable(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.rec.localNets = func([]string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")} }
+	ct := &fakeCT{}
+	r.rec.SetConntrack(ct)
+	db := web("172.17.0.3")
+	db.Labels = nil
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}, nil)
+	r.sync(t)
+	enabled := r.v4.Rules(rules.ChainMain)
+
+	if !r.rec.SetDisabled(true) || r.rec.SetDisabled(true) {
+		t.Fatal("SetDisabled reports a change only when there is one")
+	}
+	r.rec.SetConfig(config.Default()) // a reload does not re-enable
+	opened := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.3"), ReplySrcPort: 80}
+	ct.flows = []Flow{opened}
+	r.sync(t)
+	got := r.v4.Rules(rules.ChainMain)
+	if len(got) != len(enabled)+1 || !strings.Contains(got[0], "dockmoat enable") || !strings.HasSuffix(got[0], "-j RETURN") || !slices.Equal(got[1:], enabled) {
+		t.Fatalf("disabled DOCKMOAT:\n%s\nwant the bypass, then:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
+	}
+	r.sync(t)
+	if len(ct.deleted) != 0 {
+		t.Fatalf("disabled: nothing may be cut, cut %+v", ct.deleted)
+	}
+	r.inSync(t)
+
+	r.rec.SetDisabled(false)
+	r.sync(t)
+	if got := r.v4.Rules(rules.ChainMain); !slices.Equal(got, enabled) {
+		t.Errorf("enabled again:\n%s", strings.Join(got, "\n"))
+	}
+	if !slices.Equal(ct.deleted, []Flow{opened}) {
+		t.Errorf("enable: the session opened while disabled must be cut, cut %+v", ct.deleted)
+	}
+}

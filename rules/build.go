@@ -420,6 +420,11 @@ func SortedPrefixes(in []netip.Prefix) []netip.Prefix {
 	return slices.Compact(out)
 }
 
+// DisabledDesc is the comment of the bypass rule that `dockmoat disable`
+// puts first in each of dockmoat's hooked chains; audit names it as the
+// rule that decided.
+const DisabledDesc = "protection disabled by dockmoat disable: run dockmoat enable to turn it back on"
+
 var unsafeComment = regexp.MustCompile(`[^A-Za-z0-9_.:/ ,*-]`)
 
 // Desc makes a comment text that needs no quoting beyond double quotes and

@@ -27,6 +27,8 @@ Usage:
   dockmoat guard       [flags]   boot step, before Docker starts: install the default deny
   dockmoat audit       [flags]   who can really reach each published port, and why
                                  (exit 0: as intended, 1: reachable beyond policy, 2: error)
+  dockmoat disable     [flags]   switch protection off (kept across restarts) until enable
+  dockmoat enable      [flags]   switch protection back on
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
   dockmoat version               print the version (also --version)
   dockmoat help [COMMAND]        this help, or a command's flags
@@ -41,6 +43,8 @@ var summaries = map[string]string{
 	"uninstall":   "remove dockmoat's hooks, chains, sets and table, and nothing else",
 	"guard":       "boot step, before Docker starts: install the default deny",
 	"audit":       "who can really reach each published port, and why (exit 0: as intended, 1: reachable beyond policy, 2: error)",
+	"disable":     "switch protection off without uninstalling: one bypass rule per hook, kept by the running daemon and across restarts, until 'dockmoat enable'",
+	"enable":      "switch protection back on after 'dockmoat disable'",
 	"healthcheck": "exit 0 when the daemon's /healthz is ok (for container health checks)",
 }
 
@@ -80,8 +84,15 @@ func parseCommand(cmd string, args []string, stdout, stderr io.Writer) (opt opti
 // commandFlags declares a command's flags.
 func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("dockmoat "+cmd, flag.ContinueOnError)
-	if cmd == "healthcheck" {
+	switch cmd {
+	case "healthcheck":
 		fs.StringVar(&opt.addr, "addr", "127.0.0.1:9323", "the daemon's --metrics-addr")
+		return fs
+	case "disable", "enable":
+		stateDirFlag(fs, opt)
+		if cmd == "disable" {
+			fs.StringVar(&opt.reason, "reason", "", "why, for the log and 'dockmoat plan'")
+		}
 		return fs
 	}
 	fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (optional at the default path; a missing or invalid file runs fail-closed)")
@@ -93,14 +104,20 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	switch cmd {
 	case "plan":
 		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+		stateDirFlag(fs, opt)
 	case "audit":
 		fs.StringVar(&opt.format, "format", "table", "table or json")
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
 		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
+		stateDirFlag(fs, opt)
 	}
 	return fs
+}
+
+func stateDirFlag(fs *flag.FlagSet, opt *options) {
+	fs.StringVar(&opt.stateDir, "state-dir", config.DefaultStateDir, "where 'dockmoat disable' is recorded")
 }
 
 // commandHelp prints a command's summary and flags.
@@ -115,7 +132,8 @@ func commandHelp(cmd string, out io.Writer) {
 // validate checks flag values before anything runs, so that a typo is a
 // plain message and not a log line from deep inside.
 func (opt options) validate(cmd string) error {
-	if cmd == "healthcheck" {
+	switch cmd {
+	case "healthcheck", "disable", "enable":
 		return nil
 	}
 	oneOf := func(flagName, v string, allowed ...string) error {

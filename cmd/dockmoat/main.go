@@ -47,6 +47,8 @@ type options struct {
 	healthGrace  time.Duration
 	backend      string
 	addr         string // healthcheck
+	stateDir     string
+	reason       string // disable
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -79,6 +81,16 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case cmd == "healthcheck":
 		return healthcheck(opt.addr, stderr)
+	case cmd == "disable" || cmd == "enable":
+		run := runEnable
+		if cmd == "disable" {
+			run = runDisable
+		}
+		if err := run(opt, stdout); err != nil {
+			fmt.Fprintf(stderr, "dockmoat %s: %v\n", cmd, err)
+			return 2
+		}
+		return 0
 	}
 	log, err := newLogger(opt, stderr)
 	if err != nil {
@@ -264,6 +276,8 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go reloadOnHUP(ctx, hup, opt, rec, m, log, poke)
+	applyDisabled(opt.stateDir, rec, m, log)
+	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 
 	go func() {
 		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {
@@ -331,6 +345,11 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 	rec, _, err := build(ctx, opt, log, cfg)
 	if err != nil {
 		return false, err
+	}
+	if off, disabled := disabledState(opt.stateDir, log); disabled {
+		rec.SetDisabled(true)
+		fmt.Fprintf(out, "PROTECTION DISABLED since %s (%s): every published port follows Docker's own rules;\nthe rules below stay installed behind one bypass rule per hook. 'dockmoat enable' turns them back on.\n\n",
+			off.Since.Format(time.RFC3339), orNone(off.Reason))
 	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {

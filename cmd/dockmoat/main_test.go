@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -134,5 +135,31 @@ func TestLoadOrFailClosed(t *testing.T) {
 	log, _ := newLogger(options{logLevel: "info", logFormat: "text"}, &bytes.Buffer{})
 	if cfg, err := loadOrFailClosed(options{configPath: good, configSet: true}, log); err != nil || cfg.UFW != config.UFWOn {
 		t.Errorf("valid file: %+v %v", cfg, err)
+	}
+}
+
+func TestDisableEnableCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"disable", "--state-dir", dir, "--reason", "moving hosts"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "dockmoat enable") {
+		t.Fatalf("disable: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	off, disabled, err := config.ReadDisabled(dir)
+	if err != nil || !disabled || off.Reason != "moving hosts" || time.Since(off.Since) > time.Minute {
+		t.Fatalf("recorded: %+v %v %v", off, disabled, err)
+	}
+	if code := realMain([]string{"enable", "--state-dir", dir}, &out, &errb); code != 0 {
+		t.Fatalf("enable: exit %d, %q", code, errb.String())
+	}
+	if _, disabled, _ := config.ReadDisabled(dir); disabled {
+		t.Fatal("still disabled after enable")
+	}
+	errb.Reset()
+	if code := realMain([]string{"enable", "now"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unexpected argument") {
+		t.Errorf("enable now: exit %d %q", code, errb.String())
+	}
+	out.Reset()
+	if code := realMain([]string{"help", "disable"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "-reason") || !strings.Contains(out.String(), "-state-dir") {
+		t.Errorf("help disable: %d %q", code, out.String())
 	}
 }

@@ -83,7 +83,7 @@ func (d *Dockmoat) Start() error {
 		return fmt.Errorf("opening dockmoat log: %w", err)
 	}
 	defer f.Close()
-	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug", "--metrics-addr", MetricsAddr)
+	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug", "--metrics-addr", MetricsAddr, "--state-dir", d.StateDir())
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting dockmoat: %w", err)
@@ -93,6 +93,10 @@ func (d *Dockmoat) Start() error {
 	go func() { d.exited <- cmd.Wait() }()
 	return nil
 }
+
+// StateDir is the daemon's --state-dir (`dockmoat disable`), in the bed,
+// never the machine's /var/lib/dockmoat.
+func (d *Dockmoat) StateDir() string { return filepath.Join(d.bed.Dir, "state") }
 
 // MetricsAddr is where the bed's daemon serves /metrics and /healthz, in
 // the bed's host namespace (the sidecar test uses 9323).
@@ -205,7 +209,7 @@ func (d *Dockmoat) WaitInSync(ctx context.Context, timeout time.Duration) error 
 		if !d.Running() {
 			return fmt.Errorf("dockmoat is not running; log:\n%s", d.Logs())
 		}
-		out, err := d.bed.Exec(ctx, d.Bin, "plan", "--check", "--config", d.Config)
+		out, err := d.bed.Exec(ctx, d.Bin, "plan", "--check", "--config", d.Config, "--state-dir", d.StateDir())
 		if err == nil {
 			return nil
 		}

@@ -163,6 +163,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 // trusted sources.
 func head(cfg config.Config, bridges []string, fam rules.Family) (OwnedChain, OwnedChain) {
 	main := OwnedChain{Name: rules.ChainMain}
+	bypass(&main, cfg)
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, b := range bridges {
 		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
@@ -178,6 +179,15 @@ func head(cfg config.Config, bridges []string, fam rules.Family) (OwnedChain, Ow
 		}
 	}
 	return main, ing
+}
+
+// bypass is `dockmoat disable`: one RETURN first in each hooked chain, so
+// Docker's own rules decide, while the rest stays installed and kept up
+// to date for `dockmoat enable`.
+func bypass(ch *OwnedChain, cfg config.Config) {
+	if cfg.Disabled {
+		ch.add(rules.Desc(rules.DisabledDesc), "-j", "RETURN")
+	}
 }
 
 // unseenNetworks ends DOCKMOAT with rules for networks the policy does
@@ -252,6 +262,7 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 		return OwnedChain{}, false
 	}
 	ch := OwnedChain{Name: rules.ChainInput}
+	bypass(&ch, cfg)
 	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
 	for _, b := range bridges {

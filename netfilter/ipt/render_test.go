@@ -462,3 +462,25 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestDisabledBypass: `dockmoat disable` puts one RETURN first in each
+// hooked chain and leaves the rest as it was, so enabling only removes it.
+func TestDisabledBypass(t *testing.T) {
+	snap := proxySnap()
+	on := build(config.Default(), snap, rules.IPv6, opts{})
+	off := config.Default()
+	off.Disabled = true
+	got := build(off, snap, rules.IPv6, opts{})
+	bypass := `-m comment --comment "dockmoat:H ` + rules.DisabledDesc + `" -j RETURN`
+	for _, chain := range []string{rules.ChainMain, rules.ChainInput} {
+		before, after := lines(on.Ruleset, chain), lines(got.Ruleset, chain)
+		if len(before) == 0 {
+			t.Fatalf("%s: the snapshot should need this chain", chain)
+		}
+		assertLines(t, chain+" disabled", after, append([]string{"-A " + chain + " " + bypass}, before...))
+	}
+	assertLines(t, "INGRESS unchanged", lines(got.Ruleset, rules.ChainIngress), lines(on.Ruleset, rules.ChainIngress))
+	if g := GuardRuleset(off, rules.IPv4); strings.Contains(fmt.Sprint(g), "disabled") {
+		t.Error("the boot guard never bypasses")
+	}
+}

@@ -134,6 +134,7 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 	bridges := rules.ValidBridges(snap)
 
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
+	bypass(&main, cfg)
 	main.add("replies and related traffic", "ct state established,related accept")
 	for _, b := range bridges {
 		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" accept")
@@ -187,6 +188,15 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 	return rs, res
 }
 
+// bypass is `dockmoat disable`: one accept first in each base chain,
+// which ends only dockmoat's chain, so Docker's own rules decide; the rest
+// stays installed and kept up to date for `dockmoat enable`.
+func bypass(ch *Chain, cfg config.Config) {
+	if cfg.Disabled {
+		ch.add(rules.DisabledDesc, "accept")
+	}
+}
+
 // nftInput renders the proxy path (proxy.go) as a base chain on the input
 // hook, for both families; ok is false when no binding needs it. As in
 // forward, accept only ends this chain; the drops are final.
@@ -195,6 +205,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 		return Chain{}, false
 	}
 	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
+	bypass(&in, cfg)
 	in.add("replies and related traffic", "ct state established,related accept")
 	in.add("from the host itself", `iifname "lo" accept`)
 	for _, b := range bridges {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -120,5 +121,37 @@ func TestNFTProxyPath(t *testing.T) {
 	}
 	if empty, _ := Render(cfg, rules.Snapshot{}); strings.Contains(empty.Text(), "chain input") {
 		t.Error("no proxied binding: no input chain")
+	}
+}
+
+// TestDisabledBypass: one accept first in each base chain (it ends only
+// dockmoat's chain; Docker's rules then decide), the rest unchanged.
+func TestDisabledBypass(t *testing.T) {
+	on, _ := Render(config.Config{}, proxySnap())
+	off, _ := Render(config.Config{Disabled: true}, proxySnap())
+	for _, name := range []string{chainMain, "input"} {
+		var a, b Chain
+		for _, c := range on.Chains {
+			if c.Name == name {
+				a = c
+			}
+		}
+		for _, c := range off.Chains {
+			if c.Name == name {
+				b = c
+			}
+		}
+		if len(a.Rules) == 0 || len(b.Rules) != len(a.Rules)+1 {
+			t.Fatalf("%s: %d rules enabled, %d disabled", name, len(a.Rules), len(b.Rules))
+		}
+		if b.Rules[0].Expr != "accept" || !strings.Contains(b.Rules[0].Desc, "dockmoat enable") {
+			t.Errorf("%s: first rule %+v, want the bypass", name, b.Rules[0])
+		}
+		if !reflect.DeepEqual(b.Rules[1:], a.Rules) {
+			t.Errorf("%s: the rest changed", name)
+		}
+	}
+	if strings.Contains(GuardTable(config.Config{Disabled: true}).Text(), "disable") {
+		t.Error("the boot guard never bypasses")
 	}
 }
