@@ -67,7 +67,8 @@ func TestComposeFile(t *testing.T) {
 	}
 	if d.NetworkMode != "host" || !slices.Contains(d.CapAdd, "NET_ADMIN") || !slices.Contains(d.CapAdd, "NET_RAW") ||
 		d.Restart != "unless-stopped" || !slices.Contains(d.Volumes, "/var/run/docker.sock:/var/run/docker.sock:ro") ||
-		!slices.ContainsFunc(d.Volumes, func(v string) bool { return strings.HasPrefix(v, "/etc/dockmoat:") }) {
+		!slices.ContainsFunc(d.Volumes, func(v string) bool { return strings.HasPrefix(v, "/etc/dockmoat:") }) ||
+		!slices.Contains(d.Volumes, "/var/lib/dockmoat:/var/lib/dockmoat") {
 		t.Errorf("dockmoat service settings: %+v", d)
 	}
 	// Hardening, mirrored by runSidecar so the image test runs with it.

@@ -17,7 +17,7 @@ import (
 // enable, which also cuts the session opened while disabled.
 func disableEnable(t *testing.T, e *env, port int) {
 	name := "disable-probe"
-	c := e.run(t, testbed.Spec{Name: name, Publish: []string{strconv.Itoa(port) + ":80", strconv.Itoa(port) + ":53/udp"}, Serve: []string{"80", "53/udp"}})
+	c := e.run(t, testbed.Spec{Name: name, Publish: []string{strconv.Itoa(port) + ":80", strconv.Itoa(port) + ":53/udp"}, Serve: []string{"80/echo", "53/udp"}})
 	e.serverUp(t, c, "tcp", 80)
 	e.sync(t)
 	closed := []check{out("tcp", A, port, false, ""), out("udp", A, port, false, "")}

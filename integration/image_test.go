@@ -95,7 +95,8 @@ func runSidecar(t *testing.T, e *env, name string, restart bool, cmd ...string) 
 		ReadonlyRootfs: true,
 		Tmpfs:          map[string]string{"/run": "", "/tmp": ""},
 		SecurityOpt:    []string{"no-new-privileges:true"},
-		Binds:          []string{e.bed.Socket + ":/var/run/docker.sock:ro", e.bed.Dir + ":/etc/dockmoat:ro"},
+		Binds: []string{e.bed.Socket + ":/var/run/docker.sock:ro", e.bed.Dir + ":/etc/dockmoat:ro",
+			filepath.Join(e.bed.Dir, "sidecar-state") + ":/var/lib/dockmoat"},
 	}
 	if restart {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
