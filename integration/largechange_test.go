@@ -55,7 +55,7 @@ func TestLargeChangeNoExposure(t *testing.T) {
 		e.serverUp(t, closed, "tcp", 80)
 		e.serverUp(t, open, "tcp", 80)
 
-		cli, err := client.New(client.WithHost("unix://"+e.bed.Socket))
+		cli, err := client.New(client.WithHost("unix://" + e.bed.Socket))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,10 +45,10 @@ type Reconciler struct {
 	// passMu serialises passes; mu guards the backend and the state
 	// below, and is never held across a Docker call, so that drift can be
 	// repaired while a pass waits on a hung dockerd.
-	passMu   sync.Mutex
-	mu       sync.Mutex
-	cfgMu    sync.Mutex
-	cfg      config.Config
+	passMu sync.Mutex
+	mu     sync.Mutex
+	cfgMu  sync.Mutex
+	cfg    config.Config
 	// disabled is `dockmoat disable` (state, not the file: a SIGHUP reload
 	// keeps it); offBefore says the last pass installed the bypass, so the
 	// next enabled one sweeps the sessions opened meanwhile.

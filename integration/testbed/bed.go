@@ -242,7 +242,7 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	if b.Docker != nil {
 		_ = b.Docker.Close()
 	}
-	b.Docker, err = client.New(client.WithHost("unix://"+b.Socket))
+	b.Docker, err = client.New(client.WithHost("unix://" + b.Socket))
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
