@@ -460,6 +460,11 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 			return fmt.Sprintf("allowed by ufw route rule '%s' in %s", stripComment(v.Rule), v.Chain)
 		}
 		for _, r := range v.Returned {
+			if strings.Contains(r.Raw, rules.DisabledDesc) {
+				return published + "; dockmoat protection is switched off by 'dockmoat disable' ('dockmoat enable' turns it back on)"
+			}
+		}
+		for _, r := range v.Returned {
 			if r.Chain == rules.ChainIngress || r.Chain == rules.ChainPorts {
 				if strings.Contains(r.Raw, "trusted source") {
 					return "allowed by trusted_sources (" + optValue(r.Args, "-s") + ")"

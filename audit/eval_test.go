@@ -214,3 +214,46 @@ COMMIT
 		t.Errorf("not in the set: %+v", v)
 	}
 }
+
+// TestRunDisabled: with `dockmoat disable`, the bypass rule decides, and
+// the report says so (reachable beyond policy, with the way back).
+func TestRunDisabled(t *testing.T) {
+	save := `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+:DOCKMOAT - [0:0]
+:DOCKMOAT-INGRESS - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -m comment --comment "dockmoat:hook" -j DOCKMOAT
+-A DOCKER-USER -j RETURN
+-A DOCKMOAT -m comment --comment "dockmoat:0123456789abcdef ` + rules.DisabledDesc + `" -j RETURN
+-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:1 entering docker network docker0" -j DOCKMOAT-INGRESS
+-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:2 default deny" -j DROP
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+`
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	in := Input{Config: config.Default(), Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
+	rep := Run(in)
+	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "dockmoat enable") {
+		t.Fatalf("disabled: %+v", rep.Rows)
+	}
+	// Control: the same table without the bypass is closed by dockmoat.
+	in.Families[0].Save = strings.Replace(save, "-A DOCKMOAT -m comment --comment \"dockmoat:0123456789abcdef "+rules.DisabledDesc+"\" -j RETURN\n", "", 1)
+	if rep := Run(in); rep.Beyond() || !strings.Contains(rep.Rows[0].Reason, "default deny") {
+		t.Fatalf("enabled: %+v", rep.Rows)
+	}
+}
