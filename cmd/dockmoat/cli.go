@@ -31,6 +31,7 @@ Usage:
   dockmoat enable      [flags]   switch protection back on
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
   dockmoat version               print the version (also --version)
+  dockmoat completion bash       bash completion: source <(dockmoat completion bash)
   dockmoat help [COMMAND]        this help, or a command's flags
 
 Run 'dockmoat help COMMAND' for a command's flags.

@@ -72,6 +72,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, "dockmoat", versionString())
 		return 0
+	case "completion":
+		if len(rest) != 1 || rest[0] != "bash" {
+			fmt.Fprintln(stderr, "dockmoat completion: want 'dockmoat completion bash'; see 'dockmoat help'")
+			return 2
+		}
+		completionBash(stdout)
+		return 0
 	}
 	opt, help, err := parseCommand(cmd, rest, stdout, stderr)
 	switch {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,5 +162,33 @@ func TestDisableEnableCommands(t *testing.T) {
 	out.Reset()
 	if code := realMain([]string{"help", "disable"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "-reason") || !strings.Contains(out.String(), "-state-dir") {
 		t.Errorf("help disable: %d %q", code, out.String())
+	}
+}
+
+// TestCompletionBash runs the script in bash: it must parse and offer the
+// commands and a command's flags.
+func TestCompletionBash(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := realMain([]string{"completion", "bash"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if code := realMain([]string{"completion", "fish"}, &bytes.Buffer{}, &errb); code != 2 {
+		t.Errorf("completion fish: exit %d", code)
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	script := out.String() + `
+COMP_WORDS=(dockmoat di); COMP_CWORD=1; _dockmoat; echo "${COMPREPLY[*]}"
+COMP_WORDS=(dockmoat disable --r); COMP_CWORD=2; _dockmoat; echo "${COMPREPLY[*]}"
+COMP_WORDS=(dockmoat run --metrics); COMP_CWORD=2; _dockmoat; echo "${COMPREPLY[*]}"
+`
+	got, err := exec.Command(bash, "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, got)
+	}
+	if want := "disable\n--reason\n--metrics-addr\n"; string(got) != want {
+		t.Errorf("completions:\n%s\nwant:\n%s", got, want)
 	}
 }
