@@ -46,7 +46,12 @@ type Row struct {
 	Exposure      Exposure `json:"exposure"`
 	Sources       []string `json:"sources,omitempty"`
 	Reason        string   `json:"reason"`
-	Intended      bool     `json:"intended"`
+	// Needs is what a client must choose to get in when the default
+	// first packet would not (a source port, an ECN SYN, an earlier
+	// packet); SourcePort is that source port, when it is one.
+	Needs      string `json:"needs,omitempty"`
+	SourcePort uint16 `json:"source_port,omitempty"`
+	Intended   bool   `json:"intended"`
 	// Beyond is set when the port is reachable by someone the policy does
 	// not allow; any such row makes audit exit 1.
 	Beyond bool `json:"beyond_policy"`
@@ -62,7 +67,7 @@ type Iface struct {
 type FamilyState struct {
 	Family rules.Family
 	Tool   string // the iptables binary read ("iptables-nft"…)
-	Save   string // full iptables-save output (filter and nat); "" if unreadable
+	Save   string // iptables-save output of filter, nat and raw (if any); "" if unreadable
 	Err    error  // why Save is empty
 	// Sets holds dockmoat's ipsets of the family as read from the kernel
 	// (absent sets are not in the map).
@@ -99,11 +104,13 @@ type famCtx struct {
 	st        FamilyState
 	filter    *iptsave.Table
 	nat       *iptsave.Table
+	raw       *iptsave.Table // nil when the host has no raw table
 	plan      netfilter.FamilyPlan
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
-	reps      []netip.Addr // one source per equivalence class
-	generic   netip.Addr   // a source no rule names: "anyone"
+	reps      []netip.Addr         // one source per equivalence class
+	generic   netip.Addr           // a source no rule names: "anyone"
+	variants  map[string][]variant // per protocol, the default first (variants.go)
 	ufwChain  bool
 	setDiff   []string // how dockmoat's sets differ from the policy
 }
@@ -154,7 +161,7 @@ func Run(in Input) Report {
 			continue
 		}
 		tables := iptsave.Parse([]byte(st.Save))
-		fc.filter, fc.nat = tables["filter"], tables["nat"]
+		fc.filter, fc.nat, fc.raw = tables["filter"], tables["nat"], tables["raw"]
 		if fc.filter == nil {
 			fc.filter = &iptsave.Table{Name: "filter", Chains: map[string]*iptsave.Chain{}}
 		}
@@ -169,6 +176,10 @@ func Run(in Input) Report {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
 		fc.reps, fc.generic = representatives(fc.filter, st.Family)
+		fc.variants = map[string][]variant{}
+		for _, proto := range []string{"tcp", "udp", "sctp"} {
+			fc.variants[proto] = variantsOf(fc.filter, proto)
+		}
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
 		if fc.plan.Skipped == "" && !fc.plan.InputOnly {
 			managed++
@@ -228,9 +239,10 @@ type portEval struct {
 	haveDec bool
 }
 
-// outcome is the verdict for a first packet from src.
+// outcome is the verdict for a first packet from src, shaped as vr.
 type outcome struct {
 	src netip.Addr
+	vr  variant
 	v   Verdict
 }
 
@@ -246,9 +258,8 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		pe.dec, pe.haveDec = fc.decisions[decisionKey(c.Name, b)]
 	}
 	openToAll := pe.haveDec && pe.dec.Open && pe.dec.Sources.Any
-	if b.HostIP.IsValid() && b.HostIP.IsLoopback() {
-		row.Exposure, row.Reason = Local, "bound to "+b.HostIP.String()+": not reachable from outside"
-		row.Intended = true
+	if b.HostIP.IsValid() && b.HostIP.IsLoopback() && (b.HostIP.Is6() || fc != nil && fc.filter != nil) {
+		pe.loopback(&row)
 		return row
 	}
 	if fc == nil || fc.filter == nil {
@@ -305,26 +316,33 @@ func (pe portEval) outsideAddrs() []netip.Addr {
 func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat bool) {
 	fc, b := pe.fc, pe.b
 	ctrIP, bridge, dnat := dnatTarget(fc.nat, pe.c, b, pe.fam, pe.in.Snapshot)
+	variants := fc.variants[b.Proto]
+	if len(variants) == 0 {
+		variants = []variant{{sport: 40000}}
+	}
 	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
 		for _, ifc := range pe.in.Ifaces {
 			for _, hostAddr := range addrs {
 				if !slices.Contains(ifc.Addrs, hostAddr) && len(pe.in.Ifaces) > 1 {
 					continue // a packet to an address arrives on its interface
 				}
-				p := Packet{Src: src, Proto: b.Proto, SPort: 40000, In: ifc.Name, OrigDst: hostAddr, OrigDstPort: b.HostPort}
-				chain := "INPUT"
-				if dnat {
-					p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
-					p.States = []string{"NEW", "DNAT"}
-					chain = "FORWARD"
-				} else {
-					p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
-					p.States = []string{"NEW"}
-				}
-				o := outcome{src, Eval(fc.filter, chain, p)}
-				all = append(all, o)
-				if o.v.Result == Accept {
-					accepted = append(accepted, o)
+				for _, vr := range variants {
+					p := Packet{Src: src, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
+						In: ifc.Name, OrigDst: hostAddr, OrigDstPort: b.HostPort}
+					chain := "INPUT"
+					if dnat {
+						p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
+						p.States = []string{"NEW", "DNAT"}
+						chain = "FORWARD"
+					} else {
+						p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
+						p.States = []string{"NEW"}
+					}
+					o := outcome{src, vr, Eval(fc.filter, chain, p)}
+					all = append(all, o)
+					if o.v.Result == Accept {
+						accepted = append(accepted, o)
+					}
 				}
 			}
 		}
@@ -371,18 +389,16 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 			row.Beyond = true
 		}
 	}
-	// Reason from the most telling verdict: the anyone-source's.
-	var v Verdict
-	for _, o := range all {
-		if o.src == fc.generic {
-			v = o.v
-			break
-		}
-	}
-	if row.Exposure == Restricted {
-		v = accepted[0].v
-	}
+	telling := pe.telling(all, accepted, row.Exposure)
+	v := telling.v
 	row.Reason = reason(fc, v, dec, haveDec, pe.b, row.Exposure)
+	if def := pe.fc.variants[pe.b.Proto]; len(def) > 0 && telling.vr != def[0] && v.Result == Accept {
+		row.Needs = telling.vr.describe(def[0])
+		if telling.vr.sport != def[0].sport {
+			row.SourcePort = telling.vr.sport
+		}
+		row.Reason += " — for a client that sends " + row.Needs + " (the client chooses it)"
+	}
 	switch row.Exposure {
 	case Public:
 		row.Intended = !row.Beyond && ((haveDec && dec.Open && dec.Sources.Any) || (viaUFW(v) && pe.in.Config.UFW != config.UFWOff))
@@ -391,6 +407,44 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 	case Closed:
 		row.Intended = !(haveDec && dec.Open)
 	}
+}
+
+// telling is the outcome the reason is told from: for a reachable port
+// the anyone-source's (or the first allowed source's) accepted packet,
+// the plain one when it got in; for a closed one the anyone-source's
+// plain packet.
+func (pe portEval) telling(all, accepted []outcome, exp Exposure) outcome {
+	pick := func(list []outcome, src func(netip.Addr) bool) (outcome, bool) {
+		var first *outcome
+		for i, o := range list {
+			if !src(o.src) {
+				continue
+			}
+			if first == nil {
+				first = &list[i]
+			}
+			if def := pe.fc.variants[pe.b.Proto]; len(def) == 0 || o.vr == def[0] {
+				return o, true
+			}
+		}
+		if first != nil {
+			return *first, true
+		}
+		return outcome{}, false
+	}
+	generic := func(a netip.Addr) bool { return a == pe.fc.generic }
+	switch exp {
+	case Public:
+		if o, ok := pick(accepted, generic); ok {
+			return o
+		}
+	case Restricted:
+		if o, ok := pick(accepted, func(a netip.Addr) bool { return a == accepted[0].src }); ok {
+			return o
+		}
+	}
+	o, _ := pick(all, generic)
+	return o
 }
 
 func hostIPString(b rules.PortBinding, fam rules.Family) string {
@@ -524,115 +578,6 @@ func stripComment(raw string) string {
 		out = append(out, args[i])
 	}
 	return strings.Join(out, " ")
-}
-
-// representatives picks one source address per class of sources that the
-// filter table's -s matches can tell apart, plus a generic source that no
-// rule names ("anyone on the internet").
-func representatives(t *iptsave.Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
-	var prefixes []netip.Prefix
-	for _, ch := range t.Chains {
-		for _, r := range ch.Rules {
-			for i := 0; i+1 < len(r.Args); i++ {
-				if r.Args[i] != "-s" && r.Args[i] != "--source" && r.Args[i] != "--ctorigsrc" {
-					continue
-				}
-				for _, s := range strings.Split(r.Args[i+1], ",") {
-					p, err := netip.ParsePrefix(s)
-					if err != nil {
-						if a, err2 := netip.ParseAddr(s); err2 == nil {
-							p = netip.PrefixFrom(a, a.BitLen())
-						} else {
-							continue
-						}
-					}
-					if fam.Has(p.Addr()) {
-						prefixes = append(prefixes, p.Masked())
-					}
-				}
-			}
-		}
-	}
-	for _, elems := range t.Sets {
-		for _, e := range elems {
-			if e.Src.IsValid() && fam.Has(e.Src.Addr()) {
-				prefixes = append(prefixes, e.Src.Masked())
-			}
-		}
-	}
-	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
-		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
-	})
-	prefixes = slices.Compact(prefixes)
-	sig := func(a netip.Addr) string {
-		var b strings.Builder
-		for i, p := range prefixes {
-			if p.Contains(a) {
-				b.WriteString(strconv.Itoa(i) + ",")
-			}
-		}
-		return b.String()
-	}
-	seen := map[string]bool{}
-	var reps []netip.Addr
-	for _, p := range prefixes {
-		for _, a := range []netip.Addr{p.Addr(), lastAddr(p)} {
-			s := sig(a)
-			if s != "" && !seen[s] {
-				seen[s] = true
-				reps = append(reps, a)
-			}
-		}
-	}
-	candidates := []string{"198.51.100.77", "203.0.113.177", "192.0.2.177", "8.8.4.4", "1.0.0.77", "100.64.7.7"}
-	if fam == rules.IPv6 {
-		candidates = []string{"2001:db8:77::77", "2606:4700::77", "2a00:1450::77", "2001:4860::77"}
-	}
-	var generic netip.Addr
-	for _, c := range candidates {
-		if a := netip.MustParseAddr(c); sig(a) == "" {
-			generic = a
-			break
-		}
-	}
-	return reps, generic
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 1 << (7 - i%8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
-// sourceLabel names the class of a representative: the most specific -s
-// prefix containing it.
-func sourceLabel(t *iptsave.Table, a netip.Addr, fam rules.Family) string {
-	best := netip.PrefixFrom(a, a.BitLen())
-	found := false
-	for _, ch := range t.Chains {
-		for _, r := range ch.Rules {
-			for i := 0; i+1 < len(r.Args); i++ {
-				if r.Args[i] != "-s" && r.Args[i] != "--source" {
-					continue
-				}
-				p, err := netip.ParsePrefix(r.Args[i+1])
-				if err != nil {
-					if ad, err2 := netip.ParseAddr(r.Args[i+1]); err2 == nil {
-						p = netip.PrefixFrom(ad, ad.BitLen())
-					} else {
-						continue
-					}
-				}
-				if p.Contains(a) && (!found || p.Bits() > best.Bits()) {
-					best, found = p.Masked(), true
-				}
-			}
-		}
-	}
-	return best.String()
 }
 
 func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {

@@ -23,6 +23,12 @@ type Packet struct {
 	OrigDst      netip.Addr
 	OrigDstPort  uint16
 	DstLocal     bool // the destination is an address of this host
+	// Flags are a TCP first packet's flags: "SYN", or SYN with PSH
+	// and/or URG (variants.go); "" means "SYN".
+	Flags string
+	// Recent says the client has history in every -m recent list (a
+	// client can knock first): --rcheck and --update match.
+	Recent bool
 }
 
 // Result of an evaluation.
@@ -246,12 +252,13 @@ var valueOpts = map[string]valueOpt{
 
 // flagOpts are the options without an argument match understands.
 var flagOpts = map[string]func(p Packet) bool{
-	"--syn":            func(p Packet) bool { return p.Proto == "tcp" },
+	"--syn":            func(p Packet) bool { return p.Proto == "tcp" && flagsMatch("FIN,SYN,RST,ACK", "SYN", p.Flags) },
 	"--limit-iface-in": func(Packet) bool { return true }, "--limit-iface-out": func(Packet) bool { return true },
 	"--rsource": func(Packet) bool { return true }, "--rdest": func(Packet) bool { return true },
 	"--set":    func(Packet) bool { return true },
-	"--update": func(Packet) bool { return false }, // a first connection has no history
-	"--rcheck": func(Packet) bool { return false },
+	"--update": func(p Packet) bool { return p.Recent }, // audit tries clients with and without history
+	"--rcheck": func(p Packet) bool { return p.Recent },
+	"--remove": func(p Packet) bool { return p.Recent },
 }
 
 // match evaluates a rule's matches (everything before -j/-g).
@@ -325,7 +332,7 @@ func option(a, module, chain string, val func() string, p Packet, sets map[strin
 		return ok, ""
 	case a == "--tcp-flags":
 		mask, comp := val(), val()
-		return flagsMatch(mask, comp), ""
+		return flagsMatch(mask, comp, p.Flags), ""
 	case strings.HasPrefix(a, "--hashlimit"):
 		val() // every hashlimit option takes a value; a first packet passes
 		return true, ""
@@ -452,8 +459,11 @@ func stateMatch(spec string, states []string) bool {
 	return false
 }
 
-// flagsMatch: the first packet of a TCP connection carries SYN alone.
-func flagsMatch(mask, comp string) bool {
+// flagsMatch: the packet's flags, masked, equal comp.
+func flagsMatch(mask, comp, flags string) bool {
+	if flags == "" {
+		flags = "SYN"
+	}
 	set := func(s string) map[string]bool {
 		m := map[string]bool{}
 		for _, f := range strings.Split(strings.ToUpper(s), ",") {
@@ -469,9 +479,9 @@ func flagsMatch(mask, comp string) bool {
 		}
 		return m
 	}
-	ms, cs := set(mask), set(comp)
+	ms, cs, fs := set(mask), set(comp), set(flags)
 	for f := range ms {
-		if (f == "SYN") != cs[f] {
+		if fs[f] != cs[f] {
 			return false
 		}
 	}
@@ -486,7 +496,11 @@ func addrType(spec string, local bool) bool {
 				return true
 			}
 		case "UNICAST":
-			return true
+			// The kernel's type of the address: one of this host's is
+			// LOCAL, not UNICAST.
+			if !local {
+				return true
+			}
 		}
 	}
 	return false

@@ -50,9 +50,15 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		{Name: "dns", Labels: map[string]string{"dockmoat.allow": "8053/udp"}, Publish: []string{"8053:53/udp", "8054:54/udp"}, Serve: []string{"53/udp", "54/udp"}},
 		{Name: "loc", Labels: map[string]string{"dockmoat.allow": "*"}, Publish: []string{"127.0.0.1:8083:80"}, Serve: []string{"80"}},
 		{Name: "ufwr", Publish: []string{"8084:7000"}, Serve: []string{"7000"}},
+		{Name: "hiudp", Publish: []string{"8090:5000/udp"}, Serve: []string{"5000/udp"}},
 	}
 	for _, s := range specs {
 		e.run(t, s)
+	}
+	// The outside namespace also plays a neighbour on the link that sends
+	// packets for 127.0.0.1 here: loopback-bound ports are tried for real.
+	if err := e.bed.RouteLoopbackToHost(ctx); err != nil {
+		t.Fatal(err)
 	}
 	cfgPath, err := e.bed.WriteConfig("ufw: auto\n")
 	if err != nil {
@@ -87,7 +93,9 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		t.Fatalf("no IPv4 row for %s %d/%s in %+v", name, port, proto, rep.Rows)
 		return audit.Row{}
 	}
-	// agree proves every IPv4 verdict with real connections from A and B.
+	// agree proves every IPv4 verdict with real connections from A and B
+	// (from the source port the row says a client needs, if any), and a
+	// loopback-bound port's from A as a neighbour sending to 127.0.0.1.
 	agree := func(t *testing.T, rep audit.Report) {
 		t.Helper()
 		var checks []check
@@ -97,6 +105,15 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			}
 			if r.Exposure == audit.Unknowable {
 				t.Errorf("audit could not evaluate %s %d/%s: %s", r.Container, r.HostPort, r.Proto, r.Reason)
+				continue
+			}
+			if r.HostIP == "127.0.0.1" {
+				open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.Contains(r.Sources, "hosts on the same link"))
+				c := check{proto: r.Proto, src: A, dst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r.HostPort), open: open}
+				if open {
+					c.who = r.Container
+				}
+				checks = append(checks, c)
 				continue
 			}
 			for _, src := range []netip.Addr{A, B} {
@@ -109,7 +126,9 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 				if open {
 					who = r.Container
 				}
-				checks = append(checks, out(r.Proto, src, int(r.HostPort), open, who))
+				c := out(r.Proto, src, int(r.HostPort), open, who)
+				c.srcPort = int(r.SourcePort)
+				checks = append(checks, c)
 			}
 		}
 		if len(checks) < 12 {
@@ -128,8 +147,11 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			!strings.Contains(r.Reason, "UFW does not filter") {
 			t.Errorf("pub row: %+v", r)
 		}
-		if r := row(t, rep, "loc", 8083, "tcp"); r.Exposure != audit.Local {
-			t.Errorf("loc row: %+v", r)
+		// Docker before 28 DNATs a neighbour's packets for 127.0.0.1;
+		// Docker 28 drops them in raw PREROUTING (agree tries both).
+		r = row(t, rep, "loc", 8083, "tcp")
+		if old := eng.Name == "docker20"; old && (r.Exposure != audit.Restricted || !r.Beyond) || !old && r.Exposure != audit.Local {
+			t.Errorf("loc row on %s: %+v", eng.Name, r)
 		}
 		agree(t, rep)
 	})
@@ -151,6 +173,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			{"dns", 8054, "udp", audit.Closed, "default deny"},
 			{"loc", 8083, "tcp", audit.Local, "127.0.0.1"},
 			{"ufwr", 8084, "tcp", audit.Public, "ufw route rule"},
+			{"hiudp", 8090, "udp", audit.Closed, "default deny"},
 		} {
 			r := row(t, rep, w.name, w.port, w.proto)
 			if r.Exposure != w.exp || !strings.Contains(r.Reason, w.why) || !r.Intended {
@@ -197,6 +220,36 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !r.Beyond {
 			t.Errorf("pub after flush: %+v", r)
 		}
+		agree(t, rep)
+	})
+	// The after.rules recipe pasted for ufw + Docker lets DNS replies in
+	// by source port, then drops UDP to containers: any client that sends
+	// from port 53 passes it. Without dockmoat, audit must say so, and the
+	// connections must agree.
+	t.Run("ClientChosenSourcePort", func(t *testing.T) {
+		if msg, err := e.bed.Exec(ctx, dockmoatBin, "uninstall", "--config", cfgPath); err != nil {
+			t.Fatalf("uninstall: %v\n%s", err, msg)
+		}
+		for _, r := range [][]string{
+			{"-I", "DOCKER-USER", "1", "-p", "udp", "-m", "udp", "--sport", "53", "--dport", "1024:65535", "-j", "RETURN"},
+			{"-I", "DOCKER-USER", "2", "-o", "docker0", "-p", "udp", "-m", "udp", "--dport", "0:32767", "-j", "DROP"},
+		} {
+			if _, err := e.bed.HostExec(ctx, append([]string{"iptables"}, r...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, code := runAudit(t)
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		if r := row(t, rep, "hiudp", 8090, "udp"); r.Exposure != audit.Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
+			t.Errorf("hiudp behind the recipe: %+v", r)
+		}
+		if r := row(t, rep, "dns", 8053, "udp"); r.Exposure != audit.Closed {
+			t.Errorf("dns (container port 53) behind the recipe: %+v", r)
+		}
+		// Control: the recipe does stop a client with an ordinary port.
+		e.expect(t, out("udp", A, 8090, false, ""))
 		agree(t, rep)
 	})
 }

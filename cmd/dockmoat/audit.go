@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 
@@ -59,6 +60,13 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 			}
 			parts = append(parts, string(data))
 		}
+		// raw holds Docker 28's drop for loopback-bound ports; a host
+		// without a raw table has no such drop.
+		if st.Err == nil && hasRawTable(t.Tool, fam) {
+			if data, err := t.Save(ctx, "raw"); err == nil {
+				parts = append(parts, string(data))
+			}
+		}
 		if st.Err == nil {
 			st.Save = strings.Join(parts, "\n")
 			st.Sets = readSets(fam)
@@ -69,6 +77,21 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	}
 	rep := audit.Run(in)
 	return rep.Beyond(), writeReport(out, opt.format, rep)
+}
+
+// hasRawTable: iptables-legacy-save would make the kernel load the raw
+// table just to list it; audit changes nothing, so legacy asks
+// /proc/net/ip*_tables_names first. nft lists without creating.
+func hasRawTable(tool string, fam rules.Family) bool {
+	if !strings.Contains(tool, "legacy") {
+		return true
+	}
+	names := "/proc/net/ip_tables_names"
+	if fam == rules.IPv6 {
+		names = "/proc/net/ip6_tables_names"
+	}
+	data, err := os.ReadFile(names)
+	return err == nil && slices.Contains(strings.Fields(string(data)), "raw")
 }
 
 // readSets reads dockmoat's ipsets of a family (none when the kernel has

@@ -380,6 +380,25 @@ func unmountBelow(dir string) {
 	}
 }
 
+// RouteLoopbackToHost makes the outside namespace a neighbour that sends
+// packets for 127.0.0.1 to the host, as any machine on a VPS's link can:
+// its own 127.0.0.1 is removed, 127.0.0.0/8 may leave and come back on
+// its veth (route_localnet), and 127.0.0.1 is routed via HostIP. Only
+// this bed's outside namespace changes.
+func (b *Bed) RouteLoopbackToHost(ctx context.Context) error {
+	vo := b.Name + "vo"
+	for _, s := range [][]string{
+		{"ip", "-n", b.OutNS, "addr", "del", "127.0.0.1/8", "dev", "lo"},
+		{"ip", "netns", "exec", b.OutNS, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf." + vo + ".route_localnet=1"},
+		{"ip", "-n", b.OutNS, "route", "add", "127.0.0.1/32", "via", HostIP.String(), "dev", vo},
+	} {
+		if out, err := run(ctx, s...); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	return nil
+}
+
 // HostExec runs a command in the host namespace with `ip netns exec`, so
 // /etc/netns/<host>/ files (ufw's) are bind-mounted over /etc.
 func (b *Bed) HostExec(ctx context.Context, args ...string) (string, error) {

@@ -1,0 +1,181 @@
+package audit
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// The corners where a match depends on what the client chooses. Each
+// case has its control: the same table without the rule the client
+// exploits, where the port is closed, so a test cannot pass on a table
+// that is closed for another reason.
+
+// cornerTable is Docker 20.10's filter and nat tables for one container
+// 172.17.0.2 publishing hostPort -> ctrPort/proto, with userRules in
+// DOCKER-USER before its RETURN, and input rules in INPUT.
+func cornerInput(proto string, hostPort, ctrPort uint16, userRules, input string, dnat bool) Input {
+	p, hp, cp := proto, itoa(hostPort), itoa(ctrPort)
+	save := `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p ` + p + ` -m ` + p + ` --dport ` + cp + ` -j ACCEPT
+` + userRules + `-A DOCKER-USER -j RETURN
+` + input + `COMMIT
+`
+	if dnat {
+		save += `*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER ! -i docker0 -p ` + p + ` -m ` + p + ` --dport ` + hp + ` -j DNAT --to-destination 172.17.0.2:` + cp + `
+COMMIT
+`
+	}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "svc", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: hostPort, ContainerPort: ctrPort, Proto: proto}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	return Input{Config: config.Default(), Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
+}
+
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
+
+func oneRow(t *testing.T, in Input) Row {
+	t.Helper()
+	rep := Run(in)
+	if len(rep.Rows) != 1 {
+		t.Fatalf("rows: %+v", rep.Rows)
+	}
+	return rep.Rows[0]
+}
+
+func TestCornerClientSourcePort(t *testing.T) {
+	// The after.rules recipe widely pasted for ufw + Docker (shortened):
+	// DNS replies let through by source port, then new connections to
+	// containers dropped (UDP only below 32768).
+	recipe := `-A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
+-A DOCKER-USER -d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP
+-A DOCKER-USER -d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j DROP
+`
+	r := oneRow(t, cornerInput("udp", 5000, 5000, recipe, "", true))
+	if r.Exposure != Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
+		t.Errorf("UDP 5000 behind the recipe: %+v", r)
+	}
+	// Control: without the source-port rule the recipe closes it.
+	control := strings.SplitN(recipe, "\n", 2)[1]
+	if r := oneRow(t, cornerInput("udp", 5000, 5000, control, "", true)); r.Exposure != Closed || r.SourcePort != 0 {
+		t.Errorf("control: %+v", r)
+	}
+	// A container port below 1024 is not let through by it (dport 1024:65535).
+	if r := oneRow(t, cornerInput("udp", 5353, 53, recipe, "", true)); r.Exposure != Closed {
+		t.Errorf("UDP to container port 53: %+v", r)
+	}
+}
+
+func TestCornerSYNFlags(t *testing.T) {
+	// Drops a bare SYN only: a SYN with PSH (or URG) opens the connection.
+	rule := "-A DOCKER-USER -d 172.16.0.0/12 -p tcp -m tcp --tcp-flags ALL SYN -j DROP\n"
+	r := oneRow(t, cornerInput("tcp", 8080, 80, rule, "", true))
+	if r.Exposure != Public || !r.Beyond || !strings.Contains(r.Needs, "flags SYN,PSH") {
+		t.Errorf("--tcp-flags ALL SYN: %+v", r)
+	}
+	// Control: the usual mask (FIN,SYN,RST,ACK) catches both.
+	rule = "-A DOCKER-USER -d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP\n"
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, rule, "", true)); r.Exposure != Closed {
+		t.Errorf("FIN,SYN,RST,ACK SYN: %+v", r)
+	}
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -p tcp -m tcp --syn -j DROP\n", "", true)); r.Exposure != Closed {
+		t.Errorf("--syn: %+v", r)
+	}
+}
+
+func TestCornerRecent(t *testing.T) {
+	// Port knocking: a client remembered by -m recent gets in.
+	knock := `-A DOCKER-USER -p tcp -m recent --rcheck --seconds 30 --name knock -j RETURN
+-A DOCKER-USER -d 172.16.0.0/12 -j DROP
+`
+	r := oneRow(t, cornerInput("tcp", 8080, 80, knock, "", true))
+	if r.Exposure != Public || !r.Beyond || !strings.Contains(r.Needs, "-m recent") {
+		t.Errorf("knock: %+v", r)
+	}
+	// A rate limit (drop when remembered) leaves it open for a fresh client.
+	limit := "-A DOCKER-USER -p tcp -m recent --update --seconds 60 --hitcount 4 --name rl -j DROP\n"
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, limit, "", true)); r.Exposure != Public || r.Needs != "" {
+		t.Errorf("rate limit: %+v", r)
+	}
+	// Control: the drop alone.
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -d 172.16.0.0/12 -j DROP\n", "", true)); r.Exposure != Closed {
+		t.Errorf("control: %+v", r)
+	}
+}
+
+func TestCornerSrcRange(t *testing.T) {
+	rules := `-A DOCKER-USER -m iprange --src-range 198.51.100.1-198.51.100.50 -j RETURN
+-A DOCKER-USER -d 172.16.0.0/12 -j DROP
+`
+	r := oneRow(t, cornerInput("tcp", 8080, 80, rules, "", true))
+	if r.Exposure != Restricted || !r.Beyond || len(r.Sources) != 1 || r.Sources[0] != "198.51.100.1-198.51.100.50" {
+		t.Errorf("src-range: %+v", r)
+	}
+}
+
+func TestCornerDstTypeUnicast(t *testing.T) {
+	// No DNAT (docker-proxy on the host): the packet is for a LOCAL
+	// address, which is not UNICAST, so this drop does not apply.
+	input := "-A INPUT -p tcp -m addrtype --dst-type UNICAST -j DROP\n"
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != Public {
+		t.Errorf("dst-type UNICAST on INPUT: %+v", r)
+	}
+	// Control: LOCAL does apply.
+	input = "-A INPUT -p tcp -m addrtype --dst-type LOCAL -j DROP\n"
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != Closed {
+		t.Errorf("dst-type LOCAL on INPUT: %+v", r)
+	}
+}
+
+func TestCornerLoopbackBound(t *testing.T) {
+	lo := func(userRules, raw string) Input {
+		in := cornerInput("tcp", 8083, 80, userRules, "", true)
+		in.Snapshot.Containers[0].Ports[0].HostIP = netip.MustParseAddr("127.0.0.1")
+		in.Families[0].Save += raw
+		return in
+	}
+	// Docker 20.10 alone: a neighbour's packet for 127.0.0.1:8083 is
+	// DNATed and Docker's FORWARD rules accept it.
+	r := oneRow(t, lo("", ""))
+	if r.Exposure != Restricted || !r.Beyond || r.Intended || !strings.Contains(r.Reason, "same link") {
+		t.Errorf("Docker 20.10, loopback-bound: %+v", r)
+	}
+	// Docker 28's raw drop.
+	raw := `*raw
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8083 -j DROP
+COMMIT
+`
+	if r := oneRow(t, lo("", raw)); r.Exposure != Local || r.Beyond {
+		t.Errorf("with Docker 28's raw drop: %+v", r)
+	}
+	// dockmoat's default deny (its policy never opens a loopback binding).
+	if r := oneRow(t, lo("-A DOCKER-USER -o docker0 -m conntrack --ctstate DNAT -j DROP\n", "")); r.Exposure != Local || r.Beyond {
+		t.Errorf("dropped on FORWARD: %+v", r)
+	}
+	// No DNAT for it (docker-proxy only): the kernel refuses 127/8 from outside.
+	in := lo("", "")
+	in.Families[0].Save = strings.Split(in.Families[0].Save, "*nat")[0]
+	if r := oneRow(t, in); r.Exposure != Local {
+		t.Errorf("no DNAT: %+v", r)
+	}
+}
