@@ -52,6 +52,9 @@ type Row struct {
 	Needs      string `json:"needs,omitempty"`
 	SourcePort uint16 `json:"source_port,omitempty"`
 	Intended   bool   `json:"intended"`
+	// Paths and Fix are filled for the ports `--explain` names only.
+	Paths []Path `json:"paths,omitempty"`
+	Fix   string `json:"fix,omitempty"`
 	// Beyond is set when the port is reachable by someone the policy does
 	// not allow; any such row makes audit exit 1.
 	Beyond bool `json:"beyond_policy"`
@@ -85,6 +88,8 @@ type Input struct {
 	// the policy still shown, and Findings/Protected come from the caller.
 	Unsupported string
 	Findings    []string
+	// Explain names the ports whose paths to tell (explain.go); nil: none.
+	Explain *Target
 	Protected   bool
 }
 
@@ -286,11 +291,17 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 				row.Reason += " (rule: " + o.v.Rule + ")"
 			}
 			row.Beyond = !openToAll
+			if in.Explain.matches(b) {
+				pe.explain(&row, all)
+			}
 			return row
 		}
 	}
 	pe.judge(&row, all, accepted)
 	row.Reason = pathNote + row.Reason
+	if in.Explain.matches(b) {
+		pe.explain(&row, all)
+	}
 	return row
 }
 
@@ -398,6 +409,9 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 			row.SourcePort = telling.vr.sport
 		}
 		row.Reason += " — for a client that sends " + row.Needs + " (the client chooses it)"
+		if s, ok := variantStep(v.Path); ok {
+			row.Reason += fmt.Sprintf(": rule '%s' in %s lets it through", stripComment(s.Rule), s.Chain)
+		}
 	}
 	switch row.Exposure {
 	case Public:

@@ -179,3 +179,61 @@ COMMIT
 		t.Errorf("no DNAT: %+v", r)
 	}
 }
+
+func TestExplain(t *testing.T) {
+	recipe := `-A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
+-A DOCKER-USER -d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j DROP
+`
+	in := cornerInput("udp", 5000, 5000, recipe, "", true)
+	target, err := ParseTarget("5000/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Explain = &target
+	r := oneRow(t, in)
+	if !strings.Contains(r.Reason, "rule '-p udp -m udp --sport 53 --dport 1024:65535 -j RETURN' in DOCKER-USER lets it through") {
+		t.Errorf("reason does not name the rule: %s", r.Reason)
+	}
+	if len(r.Paths) != 1 || r.Paths[0].Source != "anyone" || r.Paths[0].Result != "accept" || r.Paths[0].Needs != "source port 53" {
+		t.Fatalf("paths: %+v", r.Paths)
+	}
+	var chains []string
+	for _, s := range r.Paths[0].Steps {
+		chains = append(chains, s.Chain)
+	}
+	if got := strings.Join(chains, " "); got != "FORWARD DOCKER-USER FORWARD DOCKER" {
+		t.Errorf("path chains %q, want FORWARD DOCKER-USER FORWARD DOCKER: %+v", got, r.Paths[0].Steps)
+	}
+	if !strings.Contains(r.Fix, "--sport 53") || !strings.Contains(r.Fix, "DOCKER-USER") {
+		t.Errorf("fix: %q", r.Fix)
+	}
+	var b strings.Builder
+	if err := WriteExplain(&b, []Row{r}); err != nil || !strings.Contains(b.String(), "from anyone, sending source port 53: accept") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	// Without --explain: no paths.
+	in.Explain = nil
+	if r := oneRow(t, in); r.Paths != nil || r.Fix != "" {
+		t.Errorf("paths without --explain: %+v", r)
+	}
+	for _, bad := range []string{"", "0", "80/icmp", "host:80/tcp", "70000"} {
+		if _, err := ParseTarget(bad); err == nil {
+			t.Errorf("ParseTarget(%q) accepted", bad)
+		}
+	}
+	if tg, err := ParseTarget("[2001:db8::1]:8080/tcp"); err != nil || tg.Port != 8080 || tg.HostIP.String() != "2001:db8::1" {
+		t.Errorf("v6 target: %+v %v", tg, err)
+	}
+}
+
+// TestExplainPlainDocker: nothing but Docker; the fix is to run dockmoat,
+// not Docker's own RETURN in DOCKER-USER.
+func TestExplainPlainDocker(t *testing.T) {
+	in := cornerInput("tcp", 8080, 80, "", "", true)
+	target, _ := ParseTarget("8080")
+	in.Explain = &target
+	r := oneRow(t, in)
+	if r.Exposure != Public || !strings.HasPrefix(r.Fix, "dockmoat is not protecting this host") {
+		t.Errorf("plain Docker: %+v", r)
+	}
+}

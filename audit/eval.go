@@ -56,12 +56,24 @@ type Verdict struct {
 	// Returned lists the rules whose RETURN the packet took on its way,
 	// e.g. the dockmoat allow that handed it back to Docker's ACCEPT.
 	Returned []iptsave.Rule
+	// Path is every rule that sent the packet somewhere (a jump, goto,
+	// RETURN, or the verdict), and every chain it fell off, in order:
+	// what `audit --explain` prints.
+	Path []Step
+}
+
+// Step is one move of the packet: the rule (its text as iptables-save
+// prints it) or "end of chain" / "policy …" in Chain.
+type Step struct {
+	Chain string `json:"chain"`
+	Rule  string `json:"rule"`
 }
 
 type evaluator struct {
 	t        *iptsave.Table
 	budget   int
 	returned []iptsave.Rule
+	path     []Step
 }
 
 // Eval runs the packet through chain (FORWARD or INPUT) of t.
@@ -70,12 +82,15 @@ func Eval(t *iptsave.Table, chain string, p Packet) Verdict {
 	v, ret := e.chain(chain, 0, p, nil, 0)
 	if ret { // RETURN from a builtin chain: its policy decides
 		if ch := t.Chains[chain]; ch != nil {
+			e.step(chain, "policy "+ch.Policy)
 			v = e.policy(ch, nil)
 		}
 	}
-	v.Returned = e.returned
+	v.Returned, v.Path = e.returned, e.path
 	return v
 }
+
+func (e *evaluator) step(chain, rule string) { e.path = append(e.path, Step{Chain: chain, Rule: rule}) }
 
 // chain evaluates a chain from rule index start. ret reports that the
 // chain returned (fell off its end or hit RETURN) without a verdict.
@@ -96,14 +111,16 @@ func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, 
 		m, why := match(r, p, e.t.Sets)
 		if m == matchUnknown {
 			// Evaluate both ways from here; if they agree, the match we
-			// cannot evaluate did not matter.
+			// cannot evaluate did not matter (the path told is the "no" way).
+			mark, marked := len(e.path), len(e.returned)
 			yes, yret := e.apply(r, i, p, via, depth)
+			e.path, e.returned = e.path[:mark], e.returned[:marked]
 			no, nret := e.chain(name, i+1, p, via, depth)
 			switch {
 			case yret && nret:
 				return Verdict{}, true
 			case yret == nret && yes.Result == no.Result && yes.Result != Unknown:
-				return yes, yret
+				return no, nret
 			}
 			return Verdict{Result: Unknown, Chain: name, Rule: r.Raw, Via: via, Why: why}, false
 		}
@@ -117,8 +134,10 @@ func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, 
 		return v, ret
 	}
 	if ch.Policy != "-" && ch.Policy != "" {
+		e.step(name, "policy "+ch.Policy)
 		return e.policy(ch, via), false
 	}
+	e.step(name, "end of chain: back to the caller")
 	return Verdict{}, true
 }
 
@@ -147,8 +166,11 @@ func (e *evaluator) policy(ch *iptsave.Chain, via []iptsave.Rule) Verdict {
 func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth int) (v Verdict, ret, cont bool) {
 	tgt, isGoto := targetOf(r.Args)
 	switch tgt {
-	case "":
-		return Verdict{}, false, true // counting rule
+	case "", "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "MARK", "CONNMARK", "CLASSIFY", "DSCP", "TOS":
+		return Verdict{}, false, true // counting or non-terminating: not a move
+	}
+	e.step(r.Chain, r.Raw)
+	switch tgt {
 	case "ACCEPT":
 		return Verdict{Result: Accept, Chain: r.Chain, Rule: r.Raw, Via: via}, false, false
 	case "DROP", "REJECT":
@@ -156,8 +178,6 @@ func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth i
 	case "RETURN":
 		e.returned = append(e.returned, r)
 		return Verdict{}, true, false
-	case "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "MARK", "CONNMARK", "CLASSIFY", "DSCP", "TOS":
-		return Verdict{}, false, true
 	}
 	if _, ok := e.t.Chains[tgt]; !ok {
 		return Verdict{Result: Unknown, Chain: r.Chain, Rule: r.Raw, Via: via, Why: "target " + tgt + " cannot be evaluated"}, false, false

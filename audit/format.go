@@ -96,3 +96,37 @@ func wrap(s, indent string, width int) string {
 	}
 	return b.String()
 }
+
+// WriteExplain writes the paths of the explained rows: for each source
+// class, the rules its first packet met, then the fix.
+func WriteExplain(w io.Writer, rows []Row) error {
+	var b strings.Builder
+	for i, row := range rows {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		mark := "as intended"
+		if row.Beyond {
+			mark = "BEYOND POLICY"
+		} else if !row.Intended {
+			mark = "not as intended"
+		}
+		fmt.Fprintf(&b, "%s %s: %s, %s\n", row.Container, published(row), row.Exposure, mark)
+		b.WriteString(wrap("  "+row.Reason, "    ", 80))
+		for _, p := range row.Paths {
+			from := "from " + p.Source
+			if p.Needs != "" {
+				from += ", sending " + p.Needs
+			}
+			fmt.Fprintf(&b, "  %s: %s\n", from, p.Result)
+			for _, s := range p.Steps {
+				b.WriteString(wrap("    "+s.Chain+": "+s.Rule, "        ", 80))
+			}
+		}
+		if row.Fix != "" {
+			b.WriteString(wrap("  fix: "+row.Fix, "    ", 80))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -104,6 +104,19 @@ func variantsOf(t *iptsave.Table, proto string) []variant {
 	return out
 }
 
+// variantStep is the first move of a path made by a rule that looks at
+// what the client chooses: the rule a variant got through.
+func variantStep(path []Step) (Step, bool) {
+	for _, s := range path {
+		for _, opt := range []string{"--sport", "--source-port", "--ports", "--tcp-flags", "--syn", "--rcheck", "--update"} {
+			if strings.Contains(s.Rule, opt+" ") || strings.HasSuffix(s.Rule, opt) {
+				return s, true
+			}
+		}
+	}
+	return Step{}, false
+}
+
 // portBounds reads "53", "1024:65535", ":1023" or "1024:".
 func portBounds(s string) (uint16, uint16, bool) {
 	lo, hi, isRange := strings.Cut(s, ":")

@@ -251,5 +251,13 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		// Control: the recipe does stop a client with an ordinary port.
 		e.expect(t, out("udp", A, 8090, false, ""))
 		agree(t, rep)
+		// --explain tells the path and names the rule to look at.
+		explain, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", cfgPath, "--explain", "8090/udp")
+		t.Logf("audit --explain 8090/udp:\n%s", explain)
+		if err == nil || !strings.Contains(explain, "from anyone, sending source port 53: accept") ||
+			!strings.Contains(explain, "DOCKER-USER: -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN") ||
+			!strings.Contains(explain, "fix: look at rule") {
+			t.Errorf("explain (exit error %v) does not tell the path and the fix", err)
+		}
 	})
 }

@@ -75,8 +75,8 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		}
 		in.Families = append(in.Families, st)
 	}
-	rep := audit.Run(in)
-	return rep.Beyond(), writeReport(out, opt.format, rep)
+	in.Explain = explainTarget(opt)
+	return report(out, opt, audit.Run(in))
 }
 
 // hasRawTable: iptables-legacy-save would make the kernel load the raw
@@ -168,8 +168,42 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 	} else {
 		in.Findings = append(in.Findings, "dockmoat table inet dockmoat missing or NOT intact; is dockmoat running?")
 	}
-	rep := audit.Run(in)
-	return rep.Beyond(), writeReport(out, opt.format, rep)
+	in.Explain = explainTarget(opt)
+	return report(out, opt, audit.Run(in))
+}
+
+func explainTarget(opt options) *audit.Target {
+	if opt.explain == "" {
+		return nil
+	}
+	t, _ := audit.ParseTarget(opt.explain) // validated with the flags
+	return &t
+}
+
+// report prints the report, or with --explain the named ports' paths; it
+// returns whether a port shown is reachable beyond its policy.
+func report(out io.Writer, opt options, rep audit.Report) (bool, error) {
+	t := explainTarget(opt)
+	if t == nil {
+		return rep.Beyond(), writeReport(out, opt.format, rep)
+	}
+	var rows []audit.Row
+	for _, r := range rep.Rows {
+		if t.Names(r) {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return false, fmt.Errorf("--explain %s: no published port matches", opt.explain)
+	}
+	rep.Rows = rows
+	if opt.format == "json" {
+		return rep.Beyond(), writeReport(out, "json", rep)
+	}
+	if err := audit.WriteExplain(out, rows); err != nil {
+		return false, fmt.Errorf("writing report: %w", err)
+	}
+	return rep.Beyond(), nil
 }
 
 func writeReport(out io.Writer, format string, rep audit.Report) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/config"
 )
 
@@ -108,6 +109,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		stateDirFlag(fs, opt)
 	case "audit":
 		fs.StringVar(&opt.format, "format", "table", "table or json")
+		fs.StringVar(&opt.explain, "explain", "", "PORT[/PROTO] or HOST:PORT/PROTO: the path of each source's first packet, rule by rule, and the fix")
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
@@ -155,6 +157,11 @@ func (opt options) validate(cmd string) error {
 	}
 	if cmd == "audit" {
 		errs = append(errs, oneOf("format", opt.format, "table", "json"))
+		if opt.explain != "" {
+			if _, err := audit.ParseTarget(opt.explain); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

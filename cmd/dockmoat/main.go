@@ -49,6 +49,7 @@ type options struct {
 	addr         string // healthcheck
 	stateDir     string
 	reason       string // disable
+	explain      string // audit
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {

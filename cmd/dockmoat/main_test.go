@@ -54,6 +54,7 @@ func TestCLI(t *testing.T) {
 		"run --iptables-mode nft2":   `--iptables-mode: "nft2" is not auto, nft, legacy`,
 		"guard --backend ebpf":       `--backend: "ebpf" is not auto, iptables, nftables`,
 		"audit --format xml":         `dockmoat audit: --format: "xml" is not table, json`,
+		"audit --explain 80/icmp":    `--explain "80/icmp": protocol "icmp" is not tcp, udp or sctp`,
 		"healthcheck --addr":         "flag needs an argument: -addr",
 		"healthcheck 127.0.0.1:9323": `unexpected argument "127.0.0.1:9323"`,
 	} {

@@ -1,0 +1,151 @@
+package audit
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// `dockmoat audit --explain PORT[/PROTO]` answers "why is this port
+// (still) open?": for each source class, the path its first packet takes,
+// rule by rule, and what to change when the result is beyond policy.
+
+// Target selects the published ports to explain.
+type Target struct {
+	HostIP netip.Addr // zero: any
+	Port   uint16
+	Proto  string // "": any
+}
+
+// ParseTarget reads PORT, PORT/PROTO, HOST:PORT/PROTO or [V6]:PORT/PROTO.
+func ParseTarget(s string) (Target, error) {
+	var t Target
+	rest, proto, hasProto := strings.Cut(s, "/")
+	if hasProto {
+		if proto != "tcp" && proto != "udp" && proto != "sctp" {
+			return t, fmt.Errorf("--explain %q: protocol %q is not tcp, udp or sctp", s, proto)
+		}
+		t.Proto = proto
+	}
+	port := rest
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		host := strings.Trim(rest[:i], "[]")
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return t, fmt.Errorf("--explain %q: %q is not an address", s, host)
+		}
+		t.HostIP, port = a.Unmap(), rest[i+1:]
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return t, fmt.Errorf("--explain %q: want PORT[/PROTO] or HOST:PORT/PROTO", s)
+	}
+	t.Port = uint16(n)
+	return t, nil
+}
+
+// matches reports whether a binding is one the target names.
+func (t *Target) matches(b rules.PortBinding) bool {
+	if t == nil || b.HostPort != t.Port || (t.Proto != "" && b.Proto != t.Proto) {
+		return false
+	}
+	return !t.HostIP.IsValid() || !b.HostIP.IsValid() || b.HostIP.IsUnspecified() || b.HostIP == t.HostIP
+}
+
+// Path is the way one source class's first packet went.
+type Path struct {
+	Source string `json:"source"` // "anyone" or the class, as the rules name it
+	Needs  string `json:"needs,omitempty"`
+	Result string `json:"result"` // accept, drop, unknown
+	Steps  []Step `json:"steps"`
+}
+
+// explain fills the row's paths (one per source class, the packet that
+// got in when one did) and its fix.
+func (pe portEval) explain(row *Row, all []outcome) {
+	def := pe.fc.variants[pe.b.Proto]
+	bySrc := map[netip.Addr]outcome{}
+	var order []netip.Addr
+	for _, o := range all {
+		cur, seen := bySrc[o.src]
+		if !seen {
+			order = append(order, o.src)
+		}
+		if !seen || (cur.v.Result != Accept && o.v.Result == Accept) {
+			bySrc[o.src] = o
+		}
+	}
+	for _, src := range order {
+		o := bySrc[src]
+		p := Path{Source: "anyone", Result: o.v.Result.String(), Steps: o.v.Path}
+		if src != pe.fc.generic {
+			p.Source = sourceLabel(pe.fc.filter, src, pe.fam)
+		}
+		if len(def) > 0 && o.vr != def[0] {
+			p.Needs = o.vr.describe(def[0])
+		}
+		row.Paths = append(row.Paths, p)
+	}
+	row.Fix = pe.fix(*row, bySrc[pe.fc.generic])
+}
+
+// fix says what to change when the port is beyond policy, or opens less
+// than the policy wants.
+func (pe portEval) fix(row Row, anyone outcome) string {
+	v := anyone.v
+	switch {
+	case row.Intended && !row.Beyond:
+		return ""
+	case slices.ContainsFunc(v.Returned, func(r iptsave.Rule) bool { return strings.Contains(r.Raw, rules.DisabledDesc) }):
+		return "protection is switched off: run 'dockmoat enable'"
+	case row.Beyond:
+		var fixes []string
+		if r, ok := foreignMove(v); ok {
+			fixes = append(fixes, fmt.Sprintf("look at rule '%s' in %s: it is not dockmoat's, and lets this packet through", stripComment(r.Rule), r.Chain))
+		}
+		if !pe.fc.installed {
+			fixes = append(fixes, "dockmoat is not protecting this host: start it ('dockmoat run' or the systemd unit); the port then closes unless a label or the config opens it")
+		}
+		if len(fixes) > 0 {
+			return strings.Join(fixes, "; ")
+		}
+		if pe.haveDec && pe.dec.Open {
+			return fmt.Sprintf("%s opens it (%s): narrow it with dockmoat.from or remove it", pe.dec.Reason, pe.dec.Container)
+		}
+		return "dockmoat's rules differ from its policy: run 'dockmoat plan' and see the log of 'dockmoat run'"
+	case pe.haveDec && pe.dec.Open:
+		return fmt.Sprintf("the policy opens it (%s) but the path above drops it: look at the rule that decided", pe.dec.Reason)
+	}
+	return "add the label dockmoat.allow=" + strconv.Itoa(int(pe.b.HostPort)) + "/" + pe.b.Proto + " (or a config allow) to open it"
+}
+
+// foreignMove is the last step before the verdict that is not one of
+// dockmoat's rules nor Docker's own (its chains, and the RETURN that
+// ends DOCKER-USER): the rule to look at.
+func foreignMove(v Verdict) (Step, bool) {
+	for i := len(v.Path) - 1; i >= 0; i-- {
+		s := v.Path[i]
+		if strings.Contains(s.Rule, rules.CommentPrefix) || strings.HasPrefix(s.Chain, "DOCKMOAT") ||
+			strings.HasPrefix(s.Rule, "end of chain") || strings.TrimSpace(stripComment(s.Rule)) == "-j RETURN" {
+			continue
+		}
+		if s.Chain == "DOCKER-USER" || strings.HasPrefix(s.Chain, "ufw") || !strings.HasPrefix(s.Chain, "DOCKER") && s.Chain != "FORWARD" {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// Names reports whether a report row is one of the target's ports.
+func (t Target) Names(r Row) bool {
+	if r.HostPort != t.Port || (t.Proto != "" && r.Proto != t.Proto) {
+		return false
+	}
+	a, err := netip.ParseAddr(r.HostIP)
+	return !t.HostIP.IsValid() || err != nil || a.IsUnspecified() || a == t.HostIP
+}
