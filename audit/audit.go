@@ -89,8 +89,8 @@ type Input struct {
 	Unsupported string
 	Findings    []string
 	// Explain names the ports whose paths to tell (explain.go); nil: none.
-	Explain *Target
-	Protected   bool
+	Explain   *Target
+	Protected bool
 }
 
 // Report is audit's answer.
