@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
@@ -83,14 +84,14 @@ type Input struct {
 	Snapshot rules.Snapshot
 	Families []FamilyState
 	Ifaces   []Iface // external interfaces with their addresses
-	// Unsupported, when set, says why the ruleset cannot be evaluated
-	// (Docker's nftables backend): every port is reported unknown, with
-	// the policy still shown, and Findings/Protected come from the caller.
-	Unsupported string
-	Findings    []string
-	// Explain names the ports whose paths to tell (explain.go); nil: none.
-	Explain   *Target
+	// NFT, when set, is the whole nftables ruleset (Docker's nftables
+	// backend): both families are evaluated from it, and Findings and
+	// Protected come from the caller; Families is then unused.
+	NFT       *nft.Live
+	Findings  []string
 	Protected bool
+	// Explain names the ports whose paths to tell (explain.go); nil: none.
+	Explain *Target
 }
 
 // Report is audit's answer.
@@ -113,11 +114,27 @@ type famCtx struct {
 	plan      netfilter.FamilyPlan
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
+	rs        ruleset              // what is evaluated (ruleset.go); nil: unreadable
+	spans     []span               // the source ranges the rules name
 	reps      []netip.Addr         // one source per equivalence class
 	generic   netip.Addr           // a source no rule names: "anyone"
 	variants  map[string][]variant // per protocol, the default first (variants.go)
 	ufwChain  bool
 	setDiff   []string // how dockmoat's sets differ from the policy
+}
+
+// setRuleset makes rs the family's ruleset, with its source classes and
+// the variants of a first packet it tells apart.
+func (fc *famCtx) setRuleset(rs ruleset) {
+	fam := fc.st.Family
+	fc.rs = rs
+	fc.spans = sortSpans(rs.sources(fam))
+	fc.reps, fc.generic = representatives(fc.spans, fam)
+	sports, flags, recent := rs.choices()
+	fc.variants = map[string][]variant{}
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		fc.variants[proto] = variantsOf(sports, flags, recent, proto)
+	}
 }
 
 // usesSets reports whether dockmoat's chains look allows up in ipsets.
@@ -148,8 +165,8 @@ func setDiff(want []rules.Set, have map[string][]rules.SetElem) []string {
 
 // Run evaluates every published port.
 func Run(in Input) Report {
-	if in.Unsupported != "" {
-		return unsupported(in)
+	if in.NFT != nil {
+		return runNFT(in)
 	}
 	var rep Report
 	fams := map[rules.Family]*famCtx{}
@@ -180,11 +197,7 @@ func Run(in Input) Report {
 		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
-		fc.reps, fc.generic = representatives(fc.filter, st.Family)
-		fc.variants = map[string][]variant{}
-		for _, proto := range []string{"tcp", "udp", "sctp"} {
-			fc.variants[proto] = variantsOf(fc.filter, proto)
-		}
+		fc.setRuleset(iptRuleset{filter: fc.filter, nat: fc.nat, raw: fc.raw})
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
 		if fc.plan.Skipped == "" && !fc.plan.InputOnly {
 			managed++
@@ -197,7 +210,33 @@ func Run(in Input) Report {
 		rep.Protected = false
 	}
 	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
+	rep.Rows = rows(in, fams)
+	return rep
+}
 
+// runNFT evaluates the whole nftables ruleset for both families.
+func runNFT(in Input) Report {
+	rep := Report{Protected: in.Protected, Findings: in.Findings}
+	fams := map[rules.Family]*famCtx{}
+	installed := in.NFT.Chain("inet", "dockmoat", "forward") != nil
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		fc := &famCtx{st: FamilyState{Family: fam, Tool: "nft"}, decisions: map[string]rules.Decision{}, installed: installed}
+		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
+		fc.plan.Result = res
+		for _, d := range res.Decisions() {
+			fc.decisions[decisionKey(d.Container, d.Binding)] = d
+		}
+		fc.setRuleset(nftRuleset{live: in.NFT, fam: fam})
+		fams[fam] = fc
+	}
+	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
+	rep.Rows = rows(in, fams)
+	return rep
+}
+
+// rows evaluates every published port in each family, problems first.
+func rows(in Input, fams map[rules.Family]*famCtx) []Row {
+	var out []Row
 	containers := slices.Clone(in.Snapshot.Containers)
 	slices.SortFunc(containers, func(a, b rules.Container) int { return cmp.Compare(a.Name, b.Name) })
 	for _, c := range containers {
@@ -211,15 +250,15 @@ func Run(in Input) Report {
 				if b.HostIP.IsValid() && !fam.Has(b.HostIP) {
 					continue
 				}
-				rep.Rows = append(rep.Rows, evalPort(in, fams[fam], fam, c, b))
+				out = append(out, evalPort(in, fams[fam], fam, c, b))
 			}
 		}
 	}
 	// Problems first: beyond policy, then not intended, then by exposure.
-	slices.SortStableFunc(rep.Rows, func(a, b Row) int {
+	slices.SortStableFunc(out, func(a, b Row) int {
 		return cmp.Or(-cmp.Compare(btoi(a.Beyond), btoi(b.Beyond)), cmp.Compare(btoi(a.Intended), btoi(b.Intended)))
 	})
-	return rep
+	return out
 }
 
 func btoi(b bool) int {
@@ -263,11 +302,11 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		pe.dec, pe.haveDec = fc.decisions[decisionKey(c.Name, b)]
 	}
 	openToAll := pe.haveDec && pe.dec.Open && pe.dec.Sources.Any
-	if b.HostIP.IsValid() && b.HostIP.IsLoopback() && (b.HostIP.Is6() || fc != nil && fc.filter != nil) {
+	if b.HostIP.IsValid() && b.HostIP.IsLoopback() && (b.HostIP.Is6() || fc != nil && fc.rs != nil) {
 		pe.loopback(&row)
 		return row
 	}
-	if fc == nil || fc.filter == nil {
+	if fc == nil || fc.rs == nil {
 		row.Exposure, row.Reason = Unknowable, fmt.Sprintf("the %s ruleset could not be read", fam)
 		row.Beyond = !openToAll
 		return row
@@ -326,7 +365,7 @@ func (pe portEval) outsideAddrs() []netip.Addr {
 // binding (dnat false).
 func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat bool) {
 	fc, b := pe.fc, pe.b
-	ctrIP, bridge, dnat := dnatTarget(fc.nat, pe.c, b, pe.fam, pe.in.Snapshot)
+	ctrIP, bridge, dnat := fc.rs.dnat(pe.c, b, pe.in.Snapshot)
 	variants := fc.variants[b.Proto]
 	if len(variants) == 0 {
 		variants = []variant{{sport: 40000}}
@@ -340,16 +379,16 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 				for _, vr := range variants {
 					p := Packet{Src: src, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
 						In: ifc.Name, OrigDst: hostAddr, OrigDstPort: b.HostPort}
-					chain := "INPUT"
+					hook := "input"
 					if dnat {
 						p.Dst, p.DPort, p.Out = ctrIP, b.ContainerPort, bridge
 						p.States = []string{"NEW", "DNAT"}
-						chain = "FORWARD"
+						hook = "forward"
 					} else {
 						p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
 						p.States = []string{"NEW"}
 					}
-					o := outcome{src, vr, Eval(fc.filter, chain, p)}
+					o := outcome{src, vr, fc.rs.eval(hook, p)}
 					all = append(all, o)
 					if o.v.Result == Accept {
 						accepted = append(accepted, o)
@@ -388,7 +427,7 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 	case len(accepted) > 0:
 		row.Exposure = Restricted
 		for _, o := range accepted {
-			row.Sources = append(row.Sources, sourceLabel(fc.filter, o.src, pe.fam))
+			row.Sources = append(row.Sources, sourceLabel(fc.spans, o.src))
 		}
 		slices.Sort(row.Sources)
 		row.Sources = slices.Compact(row.Sources)
@@ -473,7 +512,7 @@ func hostIPString(b rules.PortBinding, fam rules.Family) string {
 
 // dnatTarget finds Docker's DNAT of the binding in the nat table and
 // returns the container address, its bridge, and whether a DNAT exists.
-func dnatTarget(nat *iptsave.Table, c rules.Container, b rules.PortBinding, fam rules.Family, snap rules.Snapshot) (netip.Addr, string, bool) {
+func dnatTarget(nat *iptsave.Table, c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
 	if nat == nil {
 		return netip.Addr{}, "", false
 	}
@@ -533,9 +572,9 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 			}
 		}
 		for _, r := range v.Returned {
-			if r.Chain == rules.ChainIngress || r.Chain == rules.ChainPorts {
+			if r.Chain == rules.ChainIngress || r.Chain == rules.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {
 				if strings.Contains(r.Raw, "trusted source") {
-					return "allowed by trusted_sources (" + optValue(r.Args, "-s") + ")"
+					return "allowed by dockmoat rule '" + commentText(r) + "' (trusted_sources)"
 				}
 				if haveDec && dec.Open {
 					return dec.Reason + " on container " + dec.Container
@@ -550,12 +589,12 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 			}
 			return s
 		}
-		if v.Rule == "policy ACCEPT" {
+		if v.Rule == "policy ACCEPT" || v.Rule == "policy accept" {
 			return published + "; accepted by the " + v.Chain + " policy"
 		}
 		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
 	case Drop:
-		if (v.Chain == rules.ChainIngress || v.Chain == rules.ChainDeny) && strings.Contains(v.Rule, "default deny") {
+		if (v.Chain == rules.ChainIngress || v.Chain == rules.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
 			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
 				return "closed by dockmoat default deny (invalid dockmoat label)"
 			}
@@ -668,25 +707,5 @@ func hostFindings(in Input, fams map[rules.Family]*famCtx) []string {
 	return out
 }
 
-// unsupported reports every published port as unknown, with its policy.
-func unsupported(in Input) Report {
-	rep := Report{Protected: in.Protected, Findings: append([]string{in.Unsupported}, in.Findings...)}
-	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
-		for _, d := range res.Decisions() {
-			b := d.Binding
-			row := Row{Container: d.Container, HostIP: hostIPString(b, fam), HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort,
-				Exposure: Unknowable, Reason: "cannot evaluate: " + in.Unsupported + "; policy: " + d.Reason}
-			if b.HostIP.IsValid() && b.HostIP.IsLoopback() {
-				row.Exposure, row.Reason, row.Intended = Local, "bound to "+b.HostIP.String()+": not reachable from outside", true
-			} else {
-				row.Beyond = !(d.Open && d.Sources.Any)
-			}
-			rep.Rows = append(rep.Rows, row)
-		}
-		if fam == rules.IPv4 {
-			rep.Findings = append(rep.Findings, hostFindings(in, map[rules.Family]*famCtx{rules.IPv4: {plan: netfilter.FamilyPlan{Result: res}}})...)
-		}
-	}
-	return rep
-}
+// nftOwnTable prefixes the chain labels of dockmoat's nftables table.
+const nftOwnTable = "inet dockmoat/"

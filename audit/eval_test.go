@@ -137,7 +137,7 @@ COMMIT
 
 func TestRepresentatives(t *testing.T) {
 	tb := iptsave.Parse([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
-	reps, generic := representatives(tb, rules.IPv4)
+	reps, generic := representatives(sourceSpans(tb, rules.IPv4), rules.IPv4)
 	if generic.String() != "203.0.113.177" {
 		t.Errorf("generic %s must avoid every named prefix", generic)
 	}

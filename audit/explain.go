@@ -84,7 +84,7 @@ func (pe portEval) explain(row *Row, all []outcome) {
 		o := bySrc[src]
 		p := Path{Source: "anyone", Result: o.v.Result.String(), Steps: o.v.Path}
 		if src != pe.fc.generic {
-			p.Source = sourceLabel(pe.fc.filter, src, pe.fam)
+			p.Source = sourceLabel(pe.fc.spans, src)
 		}
 		if len(def) > 0 && o.vr != def[0] {
 			p.Needs = o.vr.describe(def[0])

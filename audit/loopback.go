@@ -18,7 +18,7 @@ func (pe portEval) loopback(row *Row) {
 	if b.HostIP.Is6() && !b.HostIP.Is4In6() {
 		return
 	}
-	ctrIP, bridge, dnat := dnatTarget(fc.nat, pe.c, b, pe.fam, pe.in.Snapshot)
+	ctrIP, bridge, dnat := fc.rs.dnat(pe.c, b, pe.in.Snapshot)
 	if !dnat {
 		row.Reason += " (no DNAT for it; the kernel refuses 127.0.0.0/8 from other hosts)"
 		return
@@ -26,18 +26,16 @@ func (pe portEval) loopback(row *Row) {
 	var accepted *Verdict
 	for _, ifc := range pe.in.Ifaces {
 		p := Packet{Src: fc.generic, Dst: b.HostIP, Proto: b.Proto, SPort: 40000, DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
-		if fc.raw != nil {
-			switch v := Eval(fc.raw, "PREROUTING", p); v.Result {
-			case Drop:
-				continue
-			case Unknown:
-				pe.loopbackUnknown(row, v)
-				return
-			}
+		switch v := fc.rs.eval("prerouting", p); v.Result {
+		case Drop:
+			continue
+		case Unknown:
+			pe.loopbackUnknown(row, v)
+			return
 		}
 		p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
 		p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
-		switch v := Eval(fc.filter, "FORWARD", p); v.Result {
+		switch v := fc.rs.eval("forward", p); v.Result {
 		case Accept:
 			accepted = &v
 		case Unknown:

@@ -25,8 +25,8 @@ func prefixSpan(p netip.Prefix) span {
 	return span{lo: p.Addr(), hi: lastAddr(p), label: p.String()}
 }
 
-// sourceSpans lists the source ranges the table's rules and dockmoat's
-// sets name, in one family.
+// sourceSpans lists the source ranges an iptables table's rules and
+// dockmoat's ipsets name, in one family.
 func sourceSpans(t *iptsave.Table, fam rules.Family) []span {
 	var spans []span
 	for _, ch := range t.Chains {
@@ -57,6 +57,10 @@ func sourceSpans(t *iptsave.Table, fam rules.Family) []span {
 			}
 		}
 	}
+	return sortSpans(spans)
+}
+
+func sortSpans(spans []span) []span {
 	slices.SortFunc(spans, func(a, b span) int { return cmp.Or(a.lo.Compare(b.lo), b.hi.Compare(a.hi)) })
 	return slices.CompactFunc(spans, func(a, b span) bool { return a.lo == b.lo && a.hi == b.hi })
 }
@@ -74,8 +78,7 @@ func parsePrefix(s string) (netip.Prefix, bool) {
 // representatives picks one source address per class of sources that the
 // filter table's source matches can tell apart, plus a generic source that
 // no rule names ("anyone on the internet").
-func representatives(t *iptsave.Table, fam rules.Family) ([]netip.Addr, netip.Addr) {
-	spans := sourceSpans(t, fam)
+func representatives(spans []span, fam rules.Family) ([]netip.Addr, netip.Addr) {
 	sig := func(a netip.Addr) string {
 		var b strings.Builder
 		for i, s := range spans {
@@ -120,7 +123,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // sourceLabel names the class of a representative: the narrowest range a
 // rule names that contains it, as the rule writes it.
-func sourceLabel(t *iptsave.Table, a netip.Addr, fam rules.Family) string {
+func sourceLabel(spans []span, a netip.Addr) string {
 	best, found := span{lo: a, hi: a, label: netip.PrefixFrom(a, a.BitLen()).String()}, false
 	width := func(s span) []byte {
 		lo, hi := s.lo.As16(), s.hi.As16()
@@ -137,7 +140,7 @@ func sourceLabel(t *iptsave.Table, a netip.Addr, fam rules.Family) string {
 		}
 		return d[:]
 	}
-	for _, s := range sourceSpans(t, fam) {
+	for _, s := range spans {
 		if s.contains(a) && (!found || slices.Compare(width(s), width(best)) < 0) {
 			best, found = s, true
 		}

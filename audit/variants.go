@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 )
 
 // A client chooses more of its first packet than its address: its source
@@ -27,8 +25,9 @@ type variant struct {
 	recent bool
 }
 
-// firstSYNs are the TCP first packets the rules may tell apart.
-var firstSYNs = []string{"SYN", "SYN,PSH", "SYN,URG", "SYN,PSH,URG"}
+// firstSYNs are the TCP first packets the rules may tell apart (ECE and
+// CWR: nftables names them, iptables cannot).
+var firstSYNs = []string{"SYN", "SYN,PSH", "SYN,URG", "SYN,PSH,URG", "SYN,ECE,CWR"}
 
 // describe says what a client does to be this variant, "" for the
 // default one.
@@ -49,30 +48,13 @@ func (v variant) describe(def variant) string {
 // sportOpts are the options that match the client's source port.
 var sportOpts = map[string]bool{"--sport": true, "--source-port": true, "--sports": true, "--source-ports": true, "--ports": true}
 
-// variantsOf lists the variants the table can tell apart for proto, the
-// default first: a high source port no rule names, a bare SYN, no history.
-func variantsOf(t *iptsave.Table, proto string) []variant {
+// variantsOf lists the variants the rules can tell apart for proto (from
+// ruleset.choices), the default first: a high source port no rule names,
+// a bare SYN, no history.
+func variantsOf(ranges [][2]uint16, flags, recent bool, proto string) []variant {
 	var bounds []uint16
-	var ranges [][2]uint16
-	flags, recent := false, false
-	for _, ch := range t.Chains {
-		for _, r := range ch.Rules {
-			for i, a := range r.Args {
-				switch {
-				case a == "--tcp-flags" || a == "--syn":
-					flags = true
-				case a == "--rcheck" || a == "--update":
-					recent = true
-				case sportOpts[a] && i+1 < len(r.Args):
-					for _, s := range strings.Split(r.Args[i+1], ",") {
-						if lo, hi, ok := portBounds(s); ok {
-							ranges = append(ranges, [2]uint16{lo, hi})
-							bounds = append(bounds, lo, hi)
-						}
-					}
-				}
-			}
-		}
+	for _, r := range ranges {
+		bounds = append(bounds, r[0], r[1])
 	}
 	def := variant{sport: freePort(ranges)}
 	sports := []uint16{def.sport}

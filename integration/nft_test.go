@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,24 +133,24 @@ func TestNFTBackend(t *testing.T) {
 
 	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970) })
 
-	t.Run("AuditSaysUnknownNotClosed", func(t *testing.T) {
-		out, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--format", "json", "--config", e.dm.Config)
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-			t.Errorf("audit exit: %v (want 1: exposure cannot be proven)", err)
+	// Audit evaluates the whole nftables ruleset (Docker's tables and
+	// dockmoat's) and every verdict is tried with real connections, over
+	// IPv4 and IPv6; again below once dockmoat is uninstalled.
+	t.Run("AuditAgreesWithConnections", func(t *testing.T) {
+		rep, code := nftAudit(t, e)
+		if code != 0 || !rep.Protected {
+			t.Errorf("exit %d protected %v; want 0 and true; findings %v", code, rep.Protected, rep.Findings)
 		}
-		var rep audit.Report
-		if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
-			t.Fatalf("not JSON:\n%s", out)
-		}
-		if !rep.Protected || !strings.Contains(strings.Join(rep.Findings, "\n"), "nftables firewall backend") {
-			t.Errorf("findings: %v protected %v", rep.Findings, rep.Protected)
-		}
-		for _, r := range rep.Rows {
-			if r.Exposure != audit.Unknowable {
-				t.Errorf("audit claims %s for %s %d on a ruleset it cannot evaluate", r.Exposure, r.Container, r.HostPort)
+		for _, w := range []struct {
+			name string
+			port uint16
+			exp  audit.Exposure
+		}{{"plain", 8080, audit.Closed}, {"web", 8081, audit.Public}, {"web", 8082, audit.Closed}, {"restricted", 9300, audit.Restricted}, {"ranged", 9102, audit.Closed}} {
+			if r := nftRow(t, rep, w.name, w.port, "tcp", false); r.Exposure != w.exp || !r.Intended {
+				t.Errorf("%s %d: %+v, want %s and intended", w.name, w.port, r, w.exp)
 			}
 		}
+		agreeNFT(t, e, rep)
 	})
 
 	t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
@@ -161,6 +165,11 @@ func TestNFTBackend(t *testing.T) {
 			t.Errorf("after uninstall: dockmoat left, or Docker's tables touched:\n%s", all)
 		}
 		e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"))
+		rep, code := nftAudit(t, e)
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || r.Exposure != audit.Public || !r.Beyond {
+			t.Errorf("audit without dockmoat: exit %d, plain %+v", code, r)
+		}
+		agreeNFT(t, e, rep)
 	})
 
 	// The image as deploy/compose.yaml runs it, on this backend: it finds
@@ -195,4 +204,80 @@ func TestNFTBackend(t *testing.T) {
 		_ = e.bed.Remove(context.Background(), un)
 		_ = e.bed.Remove(context.Background(), side)
 	})
+}
+
+// nftAudit runs `dockmoat audit --format json` (and logs the table).
+func nftAudit(t *testing.T, e *env) (audit.Report, int) {
+	t.Helper()
+	out, err := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--format", "json", "--config", e.dm.Config)
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var rep audit.Report
+	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+		t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
+	}
+	table, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", e.dm.Config)
+	t.Logf("audit (exit %d):\n%s", code, table)
+	if dir := os.Getenv("DOCKMOAT_NFT_CAPTURE"); dir != "" {
+		live, _ := e.bed.HostExec(e.ctx, "nft", "-j", "list", "ruleset")
+		_ = os.WriteFile(filepath.Join(dir, t.Name()[strings.LastIndex(t.Name(), "/")+1:]+".json"), []byte(live), 0o644)
+	}
+	return rep, code
+}
+
+func nftRow(t *testing.T, rep audit.Report, name string, port uint16, proto string, v6 bool) audit.Row {
+	t.Helper()
+	for _, r := range rep.Rows {
+		if r.Container == name && r.HostPort == port && r.Proto == proto && strings.Contains(r.HostIP, ":") == v6 {
+			return r
+		}
+	}
+	t.Fatalf("no row for %s %d/%s (v6 %v) in %+v", name, port, proto, v6, rep.Rows)
+	return audit.Row{}
+}
+
+// agreeNFT tries every row's verdict with real connections from A and B
+// (or A6 and B6 for an IPv6 row); an unknown verdict is a failure.
+func agreeNFT(t *testing.T, e *env, rep audit.Report) {
+	t.Helper()
+	var checks []check
+	for _, r := range rep.Rows {
+		if r.Exposure == audit.Unknowable {
+			t.Errorf("audit could not evaluate %s %s:%d/%s: %s", r.Container, r.HostIP, r.HostPort, r.Proto, r.Reason)
+			continue
+		}
+		if r.Exposure == audit.Local {
+			continue
+		}
+		v6 := strings.Contains(r.HostIP, ":")
+		srcs := []netip.Addr{A, B}
+		if v6 {
+			srcs = []netip.Addr{A6, B6}
+		}
+		for _, src := range srcs {
+			open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
+				p, err := netip.ParsePrefix(s)
+				return err == nil && p.Contains(src)
+			}))
+			who := ""
+			if open {
+				who = r.Container
+			}
+			c := out(r.Proto, src, int(r.HostPort), open, who)
+			if v6 {
+				c = out6(r.Proto, src, int(r.HostPort), open, who)
+			}
+			c.srcPort = int(r.SourcePort)
+			checks = append(checks, c)
+		}
+	}
+	if len(checks) < 16 {
+		t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
+	}
+	e.expect(t, checks...)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
 
 	"github.com/sirupsen/logrus"
 
@@ -145,9 +146,9 @@ func outsideInterfaces(bridges []string) []audit.Iface {
 	return out
 }
 
-// auditNFT: audit evaluates iptables rulesets only so far. On Docker's
-// nftables backend it says so, reports every port unknown (never closed
-// without proof), and tells whether dockmoat's table is intact.
+// auditNFT audits Docker's nftables backend: the whole ruleset (`nft -j
+// list ruleset`: Docker's tables, dockmoat's, anyone else's) is evaluated
+// the same way, and dockmoat's plan says whether its table is intact.
 func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config, out io.Writer) (bool, error) {
 	rec, w, err := build(ctx, opt, log, cfg)
 	if err != nil {
@@ -161,7 +162,11 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 	if err != nil {
 		return false, err
 	}
-	in := audit.Input{Config: cfg, Snapshot: snap, Unsupported: "Docker uses the nftables firewall backend; audit evaluates iptables rulesets only so far"}
+	live, err := nft.Exec{}.ListRuleset(ctx)
+	if err != nil {
+		return false, err
+	}
+	in := audit.Input{Config: cfg, Snapshot: snap, NFT: live, Ifaces: outsideInterfaces(snap.Bridges)}
 	if len(plans) > 0 && plans[0].InSync() {
 		in.Protected = true
 		in.Findings = append(in.Findings, "dockmoat protection installed and intact (table inet dockmoat)")

@@ -74,44 +74,32 @@ func (e Exec) Apply(ctx context.Context, script string) error {
 	return nil
 }
 
-// jsonListing is the part of libnftables' JSON schema dockmoat reads.
-type jsonListing struct {
-	Nftables []struct {
-		Chain *struct {
-			Table, Name string
-		} `json:"chain"`
-		Rule *struct {
-			Table, Chain, Comment string
-		} `json:"rule"`
-		Set *struct {
-			Table, Name string
-			Elem        []json.RawMessage `json:"elem"`
-		} `json:"set"`
-	} `json:"nftables"`
-}
-
-// ParseJSON reads `nft -j list table inet dockmoat` output.
+// ParseJSON reads `nft -j list table inet dockmoat` output (see Live).
 func ParseJSON(data []byte) (Listing, error) {
-	var doc jsonListing
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return Listing{}, fmt.Errorf("reading nft's JSON listing: %w", err)
+	live, err := ParseRuleset(data)
+	if err != nil {
+		return Listing{}, err
 	}
 	l := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
-	for _, o := range doc.Nftables {
-		switch {
-		case o.Chain != nil && o.Chain.Table == TableName:
-			if _, ok := l.Chains[o.Chain.Name]; !ok {
-				l.Chains[o.Chain.Name] = []string{}
-			}
-		case o.Rule != nil && o.Rule.Table == TableName:
-			l.Chains[o.Rule.Chain] = append(l.Chains[o.Rule.Chain], ruleHash(o.Rule.Comment))
-		case o.Set != nil && o.Set.Table == TableName:
-			elems := []string{}
-			for _, e := range o.Set.Elem {
-				elems = append(elems, elemText(e))
-			}
-			l.Sets[o.Set.Name] = elems
+	for _, c := range live.Chains {
+		if c.Family != TableFamily || c.Table != TableName {
+			continue
 		}
+		hashes := []string{}
+		for _, r := range c.Rules {
+			hashes = append(hashes, ruleHash(r.Comment))
+		}
+		l.Chains[c.Name] = hashes
+	}
+	for _, s := range live.Sets {
+		if s.Family != TableFamily || s.Table != TableName {
+			continue
+		}
+		elems := []string{}
+		for _, e := range s.Elems {
+			elems = append(elems, valueText(e))
+		}
+		l.Sets[s.Name] = elems
 	}
 	return l, nil
 }
@@ -125,18 +113,10 @@ func ruleHash(comment string) string {
 	return rest[:16]
 }
 
-// elemText writes a set element as a script does: a concatenation's
+// valueText writes a set element as a script does: a concatenation's
 // parts joined by " . ", a prefix as addr/len, a range as lo-hi. Anything
 // else is kept as its JSON text, which matches no wanted element: the
 // table is then rewritten, never trusted.
-func elemText(raw json.RawMessage) string {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return string(raw)
-	}
-	return valueText(v)
-}
-
 func valueText(v any) string {
 	switch x := v.(type) {
 	case string:
