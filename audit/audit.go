@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -617,6 +618,9 @@ func commentText(r iptsave.Rule) string {
 }
 
 func stripComment(raw string) string {
+	if !strings.HasPrefix(raw, "-") { // an nft rule (RuleText): its comment is its description
+		return nftHash.ReplaceAllString(raw, `comment "`)
+	}
 	args := iptsave.Tokenize(raw)
 	var out []string
 	for i := 0; i < len(args); i++ {
@@ -706,6 +710,9 @@ func hostFindings(in Input, fams map[rules.Family]*famCtx) []string {
 	}
 	return out
 }
+
+// nftHash is the hash in dockmoat's nft comments, not worth a reader's time.
+var nftHash = regexp.MustCompile(`comment "` + rules.CommentPrefix + `[0-9a-f]{16} `)
 
 // nftOwnTable prefixes the chain labels of dockmoat's nftables table.
 const nftOwnTable = "inet dockmoat/"

@@ -3,6 +3,7 @@ package audit
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,5 +100,86 @@ func TestRunNFT(t *testing.T) {
 	last := r.Paths[0].Steps[len(r.Paths[0].Steps)-1]
 	if last.Chain != "ip docker-bridges/filter-forward-in__docker0" || !strings.Contains(last.Rule, "tcp dport 80 accept") {
 		t.Errorf("last step %+v", last)
+	}
+}
+
+// TestNFTDNATFamily: table ip's DNAT is not the IPv6 path (Docker's
+// IPv4-only container is reached over IPv6 through docker-proxy).
+func TestNFTDNATFamily(t *testing.T) {
+	live := loadLive(t, "nft-handmade.json")
+	c := rules.Container{Name: "web", Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}
+	b := rules.PortBinding{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}
+	if _, _, ok := (nftRuleset{live: live, fam: rules.IPv4}).dnat(c, b, rules.Snapshot{}); !ok {
+		t.Error("IPv4: Docker's DNAT not found")
+	}
+	if _, _, ok := (nftRuleset{live: live, fam: rules.IPv6}).dnat(c, b, rules.Snapshot{}); ok {
+		t.Error("IPv6: table ip's DNAT taken for the IPv6 path")
+	}
+}
+
+// The rulesets below are what `nft -j list ruleset` printed in the test
+// bed (TestNFTBackend, Docker 29 with --firewall-backend=nftables): with
+// dockmoat running, and after `dockmoat uninstall`.
+func docker29Snapshot() rules.Snapshot {
+	ctr := func(name, ip string, labels map[string]string, ports ...rules.PortBinding) rules.Container {
+		for _, b := range slices.Clone(ports) { // Docker lists 0.0.0.0 and ::
+			b.HostIP = netip.IPv6Unspecified()
+			ports = append(ports, b)
+		}
+		return rules.Container{Name: name, Labels: labels, Ports: ports,
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
+	}
+	pb := func(host, ctr uint16, proto string) rules.PortBinding {
+		return rules.PortBinding{HostIP: netip.IPv4Unspecified(), HostPort: host, ContainerPort: ctr, Proto: proto}
+	}
+	return rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"}, Containers: []rules.Container{
+		ctr("plain", "172.30.0.2", nil, pb(8080, 80, "tcp"), pb(8053, 53, "udp")),
+		ctr("web", "172.30.0.3", map[string]string{"dockmoat.allow": "8081"}, pb(8081, 80, "tcp"), pb(8082, 81, "tcp")),
+		ctr("restricted", "172.30.0.4", map[string]string{"dockmoat.allow": "9300", "dockmoat.from": "203.0.113.10"}, pb(9300, 80, "tcp")),
+		ctr("ranged", "172.30.0.5", map[string]string{"dockmoat.allow": "9100-9101, 9153/udp"}, pb(9100, 9100, "tcp"), pb(9101, 9101, "tcp"), pb(9102, 9102, "tcp"), pb(9153, 53, "udp")),
+	}}
+}
+
+func TestRunNFTDocker29(t *testing.T) {
+	ifaces := []Iface{{Name: "dmvh", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:1::1")}}}
+	find := func(rep Report, name string, port uint16, v6 bool) Row {
+		for _, r := range rep.Rows {
+			if r.Container == name && r.HostPort == port && strings.Contains(r.HostIP, ":") == v6 {
+				return r
+			}
+		}
+		t.Fatalf("no row %s %d v6=%v", name, port, v6)
+		return Row{}
+	}
+	rep := Run(Input{Config: config.Default(), Snapshot: docker29Snapshot(), NFT: loadLive(t, "nft-docker29-dockmoat.json"), Ifaces: ifaces})
+	for _, w := range []struct {
+		name string
+		port uint16
+		v6   bool
+		exp  Exposure
+	}{
+		{"plain", 8080, false, Closed}, {"plain", 8053, false, Closed}, {"web", 8081, false, Public}, {"web", 8082, false, Closed},
+		{"restricted", 9300, false, Restricted}, {"ranged", 9100, false, Public}, {"ranged", 9102, false, Closed}, {"ranged", 9153, false, Public},
+		{"plain", 8080, true, Closed}, {"web", 8081, true, Public}, {"restricted", 9300, true, Closed},
+	} {
+		// (An IPv4-only dockmoat.from closes the port over IPv6; audit
+		// calls that "not intended" on both backends.)
+		if r := find(rep, w.name, w.port, w.v6); r.Exposure != w.exp || (!r.Intended && w.name != "restricted") || r.Beyond {
+			t.Errorf("dockmoat running, %s %d (v6 %v): %+v, want %s as intended", w.name, w.port, w.v6, r, w.exp)
+		}
+	}
+	if r := find(rep, "restricted", 9300, false); len(r.Sources) != 1 || r.Sources[0] != "203.0.113.10/32" {
+		t.Errorf("restricted sources %v", r.Sources)
+	}
+	if rep.Beyond() {
+		t.Error("nothing is beyond policy with dockmoat running")
+	}
+	// After uninstall, Docker alone: everything published is public.
+	rep = Run(Input{Config: config.Default(), Snapshot: docker29Snapshot(), NFT: loadLive(t, "nft-docker29-plain.json"), Ifaces: ifaces})
+	if r := find(rep, "plain", 8080, false); r.Exposure != Public || !r.Beyond || !strings.Contains(r.Reason, "no dockmoat protection installed") {
+		t.Errorf("without dockmoat, plain 8080: %+v", r)
+	}
+	if r := find(rep, "plain", 8080, true); r.Exposure != Public || !r.Beyond {
+		t.Errorf("without dockmoat, plain 8080 over IPv6: %+v", r)
 	}
 }

@@ -86,9 +86,10 @@ func (r nftRuleset) eval(hook string, p Packet) Verdict { return EvalNFT(r.live,
 // dnat finds a rule of a nat chain that DNATs the published port to a
 // container's address and port (Docker's nat-prerouting-and-output).
 func (r nftRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
+	e := nftEval{fam: r.fam}
 	for _, ch := range r.live.Chains {
-		if ch.Family != "ip" && ch.Family != "ip6" && ch.Family != "inet" {
-			continue
+		if !e.familyOf(ch.Family) {
+			continue // table ip's DNAT does not apply to IPv6 clients
 		}
 		for _, rule := range ch.Rules {
 			addr, port, ok := dnatTo(rule)
@@ -96,7 +97,7 @@ func (r nftRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snap
 				continue
 			}
 			for _, ep := range c.Endpoints {
-				if ep.IPv4 == addr || ep.IPv6 == addr {
+				if r.fam.Has(addr) && (ep.IPv4 == addr || ep.IPv6 == addr) {
 					return addr, bridgeOf(ep.Network, snap), true
 				}
 			}
@@ -196,7 +197,10 @@ func (r nftRuleset) choices() ([][2]uint16, bool, bool) {
 	return sports, flags, false // nftables has no -m recent; dynamic sets are "unknown"
 }
 
-// eachMatch calls f for every payload match (its field) in every chain.
+// eachMatch calls f for every payload match (its field) in every chain,
+// also for each payload of a concatenation (the right side then being
+// that component of each element: dockmoat's from4 set holds address .
+// protocol . port . source).
 func (r nftRuleset) eachMatch(f func(c *nft.LiveChain, field string, right any)) {
 	for _, c := range r.live.Chains {
 		for _, rule := range c.Rules {
@@ -213,9 +217,33 @@ func (r nftRuleset) eachMatch(f func(c *nft.LiveChain, field string, right any))
 					field, _ := pl["field"].(string)
 					f(c, field, m["right"])
 				}
+				parts, _ := left["concat"].([]any)
+				for i, part := range parts {
+					pm, _ := part.(map[string]any)
+					if pl, ok := pm["payload"].(map[string]any); ok {
+						field, _ := pl["field"].(string)
+						f(c, field, map[string]any{"set": r.component(c, m["right"], i)})
+					}
+				}
 			}
 		}
 	}
+}
+
+// component is part i of each concatenated element a match compares with.
+func (r nftRuleset) component(c *nft.LiveChain, right any, i int) []any {
+	var out []any
+	for _, el := range r.rightValues(c, right) {
+		if m, ok := el.(map[string]any); ok {
+			if inner, ok := m["elem"].(map[string]any); ok {
+				m, _ = inner["val"].(map[string]any)
+			}
+			if parts, ok := m["concat"].([]any); ok && i < len(parts) {
+				out = append(out, parts[i])
+			}
+		}
+	}
+	return out
 }
 
 // rightValues lists the values a match's right side names: itself, an

@@ -96,6 +96,26 @@ func TestNFTBackend(t *testing.T) {
 		}
 	})
 
+	// Audit evaluates the whole nftables ruleset (Docker's tables and
+	// dockmoat's) and every verdict is tried with real connections, over
+	// IPv4 and IPv6; again below once dockmoat is uninstalled.
+	t.Run("AuditAgreesWithConnections", func(t *testing.T) {
+		rep, code := nftAudit(t, e)
+		if code != 0 || !rep.Protected {
+			t.Errorf("exit %d protected %v; want 0 and true; findings %v", code, rep.Protected, rep.Findings)
+		}
+		for _, w := range []struct {
+			name string
+			port uint16
+			exp  audit.Exposure
+		}{{"plain", 8080, audit.Closed}, {"web", 8081, audit.Public}, {"web", 8082, audit.Closed}, {"restricted", 9300, audit.Restricted}, {"ranged", 9102, audit.Closed}} {
+			if r := nftRow(t, rep, w.name, w.port, "tcp", false); r.Exposure != w.exp || !r.Intended {
+				t.Errorf("%s %d: %+v, want %s and intended", w.name, w.port, r, w.exp)
+			}
+		}
+		agreeNFT(t, e, rep)
+	})
+
 	drift := func(t *testing.T, what string, fault ...string) {
 		t.Helper()
 		before := nftTable()
@@ -132,26 +152,6 @@ func TestNFTBackend(t *testing.T) {
 	})
 
 	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970) })
-
-	// Audit evaluates the whole nftables ruleset (Docker's tables and
-	// dockmoat's) and every verdict is tried with real connections, over
-	// IPv4 and IPv6; again below once dockmoat is uninstalled.
-	t.Run("AuditAgreesWithConnections", func(t *testing.T) {
-		rep, code := nftAudit(t, e)
-		if code != 0 || !rep.Protected {
-			t.Errorf("exit %d protected %v; want 0 and true; findings %v", code, rep.Protected, rep.Findings)
-		}
-		for _, w := range []struct {
-			name string
-			port uint16
-			exp  audit.Exposure
-		}{{"plain", 8080, audit.Closed}, {"web", 8081, audit.Public}, {"web", 8082, audit.Closed}, {"restricted", 9300, audit.Restricted}, {"ranged", 9102, audit.Closed}} {
-			if r := nftRow(t, rep, w.name, w.port, "tcp", false); r.Exposure != w.exp || !r.Intended {
-				t.Errorf("%s %d: %+v, want %s and intended", w.name, w.port, r, w.exp)
-			}
-		}
-		agreeNFT(t, e, rep)
-	})
 
 	t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
