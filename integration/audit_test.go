@@ -118,10 +118,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			}
 			for _, src := range []netip.Addr{A, B} {
 				open := r.Exposure == audit.Public ||
-					(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
-						p, err := netip.ParsePrefix(s)
-						return err == nil && p.Contains(src)
-					}))
+					(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
 				who := ""
 				if open {
 					who = r.Container
@@ -192,6 +189,10 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		wantRunning(t, rep)
 		agree(t, rep)
+		// --explain for a closed, an open and a restricted port.
+		explainPaths(t, e, cfgPath, "8080/tcp", map[string]string{"anyone": "drop"}, map[string]string{"anyone": "DOCKMOAT-"})
+		explainPaths(t, e, cfgPath, "8081/tcp", map[string]string{"anyone": "accept"}, map[string]string{"anyone": "DOCKER"})
+		explainPaths(t, e, cfgPath, "8082/tcp", map[string]string{"anyone": "drop", "203.0.113.10/32": "accept"}, nil)
 	})
 
 	t.Run("DockmoatStopped", func(t *testing.T) {
@@ -203,6 +204,21 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			t.Errorf("exit %d protected %v; want 0 and true (rules stay)", code, rep.Protected)
 		}
 		wantRunning(t, rep)
+		agree(t, rep)
+	})
+
+	// Someone's ACCEPT at the top of FORWARD, before Docker's jump to
+	// DOCKER-USER: every container port 80 is open, whatever dockmoat says.
+	t.Run("ForeignAcceptTopOfForward", func(t *testing.T) {
+		rule := []string{"FORWARD", "-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "ACCEPT"}
+		if _, err := e.bed.HostExec(ctx, append([]string{"iptables", "-I"}, rule...)...); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = e.bed.HostExec(ctx, append([]string{"iptables", "-D"}, rule...)...) }()
+		rep, code := runAudit(t)
+		if r := row(t, rep, "pub", 8080, "tcp"); code != 1 || r.Exposure != audit.Public || !r.Beyond || !strings.Contains(r.Reason, "in FORWARD") {
+			t.Errorf("exit %d; pub %+v", code, r)
+		}
 		agree(t, rep)
 	})
 
@@ -233,6 +249,9 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		for _, r := range [][]string{
 			{"-I", "DOCKER-USER", "1", "-p", "udp", "-m", "udp", "--sport", "53", "--dport", "1024:65535", "-j", "RETURN"},
 			{"-I", "DOCKER-USER", "2", "-o", "docker0", "-p", "udp", "-m", "udp", "--dport", "0:32767", "-j", "DROP"},
+			// and TCP only from a range of sources (-m iprange)
+			{"-I", "DOCKER-USER", "3", "-p", "tcp", "-m", "iprange", "--src-range", "203.0.113.8-203.0.113.12", "-j", "RETURN"},
+			{"-I", "DOCKER-USER", "4", "-o", "docker0", "-p", "tcp", "-j", "DROP"},
 		} {
 			if _, err := e.bed.HostExec(ctx, append([]string{"iptables"}, r...)...); err != nil {
 				t.Fatal(err)
@@ -248,6 +267,9 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		if r := row(t, rep, "dns", 8053, "udp"); r.Exposure != audit.Closed {
 			t.Errorf("dns (container port 53) behind the recipe: %+v", r)
 		}
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Restricted || !slices.Equal(r.Sources, []string{"203.0.113.8-203.0.113.12"}) {
+			t.Errorf("pub behind the iprange rule: %+v", r)
+		}
 		// Control: the recipe does stop a client with an ordinary port.
 		e.expect(t, out("udp", A, 8090, false, ""))
 		agree(t, rep)
@@ -260,4 +282,57 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			t.Errorf("explain (exit error %v) does not tell the path and the fix", err)
 		}
 	})
+}
+
+// explainPaths runs `dockmoat audit --explain TARGET --format json` and
+// checks, for the IPv4 row, the result of each source class's path
+// ("anyone" or a source) and that each path ends in the chain named (a
+// substring); the table form is logged.
+func explainPaths(t *testing.T, e *env, cfg, target string, want map[string]string, lastChain map[string]string) {
+	t.Helper()
+	out, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", cfg, "--explain", target, "--format", "json")
+	var rep audit.Report
+	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+		t.Fatalf("explain %s: not JSON:\n%s", target, out)
+	}
+	table, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", cfg, "--explain", target)
+	t.Logf("audit --explain %s:\n%s", target, table)
+	for _, r := range rep.Rows {
+		if strings.Contains(r.HostIP, ":") {
+			continue
+		}
+		got := map[string]string{}
+		for _, p := range r.Paths {
+			got[p.Source] = p.Result
+			if len(p.Steps) == 0 {
+				t.Errorf("explain %s: path from %s has no steps", target, p.Source)
+				continue
+			}
+			if c, ok := lastChain[p.Source]; ok && !strings.Contains(p.Steps[len(p.Steps)-1].Chain, c) {
+				t.Errorf("explain %s: path from %s ends in %s, want %s: %+v", target, p.Source, p.Steps[len(p.Steps)-1].Chain, c, p.Steps)
+			}
+		}
+		for src, res := range want {
+			if got[src] != res {
+				t.Errorf("explain %s: from %s %q, want %q (paths %+v)", target, src, got[src], res, r.Paths)
+			}
+		}
+		if r.Beyond && r.Fix == "" {
+			t.Errorf("explain %s: beyond policy without a fix", target)
+		}
+		return
+	}
+	t.Errorf("explain %s: no IPv4 row in %+v", target, rep.Rows)
+}
+
+// sourceContains reads a row's source as audit writes it: a prefix or an
+// iprange "lo-hi".
+func sourceContains(s string, a netip.Addr) bool {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Contains(a)
+	}
+	lo, hi, ok := strings.Cut(s, "-")
+	l, err1 := netip.ParseAddr(lo)
+	h, err2 := netip.ParseAddr(hi)
+	return ok && err1 == nil && err2 == nil && a.Compare(l) >= 0 && a.Compare(h) <= 0
 }

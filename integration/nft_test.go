@@ -114,6 +114,12 @@ func TestNFTBackend(t *testing.T) {
 			}
 		}
 		agreeNFT(t, e, rep)
+		// --explain for a closed, an open and a restricted port: the
+		// accepted packet goes through dockmoat's table, then Docker's.
+		cfg := e.dm.Config
+		explainPaths(t, e, cfg, "8080/tcp", map[string]string{"anyone": "drop"}, map[string]string{"anyone": "inet dockmoat/"})
+		explainPaths(t, e, cfg, "8081/tcp", map[string]string{"anyone": "accept"}, map[string]string{"anyone": "ip docker-bridges/"})
+		explainPaths(t, e, cfg, "9300/tcp", map[string]string{"anyone": "drop", "203.0.113.10/32": "accept"}, map[string]string{"203.0.113.10/32": "ip docker-bridges/"})
 	})
 
 	drift := func(t *testing.T, what string, fault ...string) {
@@ -158,6 +164,21 @@ func TestNFTBackend(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"), out6("tcp", A6, 8080, false, ""))
+		// Audit while stopped (the rules stay), then with dockmoat's
+		// ingress chain flushed by hand: every verdict tried for real.
+		rep, code := nftAudit(t, e)
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || r.Exposure != audit.Closed {
+			t.Errorf("audit, dockmoat stopped: exit %d, plain %+v", code, r)
+		}
+		agreeNFT(t, e, rep)
+		if out, err := e.bed.HostExec(ctx, "nft", "flush", "chain", "inet", "dockmoat", "ingress"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		rep, code = nftAudit(t, e)
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || rep.Protected || r.Exposure != audit.Public || !r.Beyond {
+			t.Errorf("audit, ingress flushed: exit %d protected %v, plain %+v", code, rep.Protected, r)
+		}
+		agreeNFT(t, e, rep)
 		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
 			t.Fatalf("uninstall: %v %s", err, out)
 		}
@@ -165,11 +186,13 @@ func TestNFTBackend(t *testing.T) {
 			t.Errorf("after uninstall: dockmoat left, or Docker's tables touched:\n%s", all)
 		}
 		e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"))
-		rep, code := nftAudit(t, e)
+		rep, code = nftAudit(t, e)
 		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || r.Exposure != audit.Public || !r.Beyond {
 			t.Errorf("audit without dockmoat: exit %d, plain %+v", code, r)
 		}
 		agreeNFT(t, e, rep)
+		// Without dockmoat, --explain names the way back.
+		explainPaths(t, e, e.dm.Config, "8080/tcp", map[string]string{"anyone": "accept"}, map[string]string{"anyone": "ip docker-bridges/"})
 	})
 
 	// The image as deploy/compose.yaml runs it, on this backend: it finds
@@ -260,10 +283,7 @@ func agreeNFT(t *testing.T, e *env, rep audit.Report) {
 			srcs = []netip.Addr{A6, B6}
 		}
 		for _, src := range srcs {
-			open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
-				p, err := netip.ParsePrefix(s)
-				return err == nil && p.Contains(src)
-			}))
+			open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
 			who := ""
 			if open {
 				who = r.Container
