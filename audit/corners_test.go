@@ -237,3 +237,17 @@ func TestExplainPlainDocker(t *testing.T) {
 		t.Errorf("plain Docker: %+v", r)
 	}
 }
+
+// TestCornerLoopbackFromASourceClass: a neighbour in a source range the
+// rules let through reaches a loopback-bound port even when "anyone" is
+// dropped.
+func TestCornerLoopbackFromASourceClass(t *testing.T) {
+	in := cornerInput("tcp", 8083, 80, `-A DOCKER-USER -p tcp -m iprange --src-range 203.0.113.8-203.0.113.12 -j RETURN
+-A DOCKER-USER -o docker0 -p tcp -j DROP
+`, "", true)
+	in.Snapshot.Containers[0].Ports[0].HostIP = netip.MustParseAddr("127.0.0.1")
+	r := oneRow(t, in)
+	if r.Exposure != Restricted || len(r.Sources) != 1 || r.Sources[0] != "203.0.113.8-203.0.113.12 on the same link" {
+		t.Errorf("loopback from a range: %+v", r)
+	}
+}

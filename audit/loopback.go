@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"net/netip"
 )
 
 // A port published on 127.0.0.1 is meant for the host alone. Docker
@@ -24,34 +25,60 @@ func (pe portEval) loopback(row *Row) {
 		return
 	}
 	var accepted *Verdict
-	for _, ifc := range pe.in.Ifaces {
-		p := Packet{Src: fc.generic, Dst: b.HostIP, Proto: b.Proto, SPort: 40000, DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
-		switch v := fc.rs.eval("prerouting", p); v.Result {
-		case Drop:
+	var sources []string
+	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
+		v, ok := pe.neighbour(src, ctrIP, bridge)
+		if !ok {
+			pe.loopbackUnknown(row, v)
+			return
+		}
+		if v.Result != Accept {
 			continue
-		case Unknown:
-			pe.loopbackUnknown(row, v)
-			return
 		}
-		p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
-		p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
-		switch v := fc.rs.eval("forward", p); v.Result {
-		case Accept:
+		if accepted == nil {
 			accepted = &v
-		case Unknown:
-			pe.loopbackUnknown(row, v)
-			return
 		}
+		if src == fc.generic {
+			sources = []string{"hosts on the same link"}
+			break
+		}
+		sources = append(sources, sourceLabel(fc.spans, src)+" on the same link")
 	}
 	if accepted == nil {
 		row.Reason += "; packets for it from the link are dropped before the container"
 		return
 	}
 	row.Exposure, row.Intended, row.Beyond = Restricted, false, true
-	row.Sources = []string{"hosts on the same link"}
+	row.Sources = sources
 	row.Reason = fmt.Sprintf("bound to %s, but Docker (before 28) DNATs packets for it from any interface and %s: "+
 		"a host on the same link that routes %s here reaches the container; Docker 28 drops them, dockmoat's default deny too",
 		b.HostIP, acceptedBy(*accepted), b.HostIP)
+}
+
+// neighbour evaluates src's packet for the loopback binding arriving on
+// each outside interface: raw PREROUTING before the DNAT, then FORWARD.
+// ok is false when a verdict is Unknown (then v is it).
+func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, ok bool) {
+	b, fc := pe.b, pe.fc
+	v = Verdict{Result: Drop}
+	for _, ifc := range pe.in.Ifaces {
+		p := Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: 40000, DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
+		switch raw := fc.rs.eval("prerouting", p); raw.Result {
+		case Drop:
+			continue
+		case Unknown:
+			return raw, false
+		}
+		p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
+		p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
+		switch fwd := fc.rs.eval("forward", p); fwd.Result {
+		case Accept:
+			return fwd, true
+		case Unknown:
+			return fwd, false
+		}
+	}
+	return v, true
 }
 
 func (pe portEval) loopbackUnknown(row *Row, v Verdict) {

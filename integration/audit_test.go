@@ -108,7 +108,10 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 				continue
 			}
 			if r.HostIP == "127.0.0.1" {
-				open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.Contains(r.Sources, "hosts on the same link"))
+				open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
+					s = strings.TrimSuffix(s, " on the same link")
+					return s == "hosts" || sourceContains(s, A)
+				}))
 				c := check{proto: r.Proto, src: A, dst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r.HostPort), open: open}
 				if open {
 					c.who = r.Container
