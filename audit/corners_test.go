@@ -133,16 +133,22 @@ func TestCornerSrcRange(t *testing.T) {
 }
 
 func TestCornerDstTypeUnicast(t *testing.T) {
-	// No DNAT (docker-proxy on the host): the packet is for a LOCAL
-	// address, which is not UNICAST, so this drop does not apply.
+	// No DNAT (docker-proxy on the host): the packet is for the host's
+	// own address. IPv4 calls it LOCAL, not UNICAST: this drop does not
+	// apply.
 	input := "-A INPUT -p tcp -m addrtype --dst-type UNICAST -j DROP\n"
 	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != Public {
-		t.Errorf("dst-type UNICAST on INPUT: %+v", r)
+		t.Errorf("dst-type UNICAST on IPv4 INPUT: %+v", r)
 	}
 	// Control: LOCAL does apply.
-	input = "-A INPUT -p tcp -m addrtype --dst-type LOCAL -j DROP\n"
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != Closed {
-		t.Errorf("dst-type LOCAL on INPUT: %+v", r)
+	local := "-A INPUT -p tcp -m addrtype --dst-type LOCAL -j DROP\n"
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", local, false)); r.Exposure != Closed {
+		t.Errorf("dst-type LOCAL on IPv4 INPUT: %+v", r)
+	}
+	// IPv6 calls a global address UNICAST, local or not: it applies
+	// (TestAudit/*/DstTypeUnicastOnInput proves it on the kernel).
+	if !addrType("UNICAST", true, true) || addrType("UNICAST", true, false) {
+		t.Error("addrtype UNICAST: IPv6 local address is UNICAST, IPv4 one is not")
 	}
 }
 

@@ -261,8 +261,8 @@ var valueOpts = map[string]valueOpt{
 	"--ctorigsrc":     srcOpt,
 	"--comment":       always, "--limit": always, "--limit-burst": always, "--log-prefix": always, "--log-level": always,
 	"--name": always, "--seconds": always, "--hitcount": always, "--mask": always,
-	"--dst-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, p.DstLocal)) },
-	"--src-type": func(_ Packet, v string) (bool, bool) { return yes(addrType(v, false)) },
+	"--dst-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, p.DstLocal, p.Dst.Is6())) },
+	"--src-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, false, p.Src.Is6())) },
 	"--pkt-type": func(_ Packet, v string) (bool, bool) { return yes(v == "unicast") },
 	"--rt-type":  never, "--rt-segsleft": never, "--rt-len": never, "--header": never,
 	"--icmp-type": never, "--icmpv6-type": never,
@@ -508,7 +508,12 @@ func flagsMatch(mask, comp, flags string) bool {
 	return true
 }
 
-func addrType(spec string, local bool) bool {
+// addrType is -m addrtype for a unicast address, local to this host or
+// not. The kernel asks IPv4's routing table, where one of this host's
+// addresses is LOCAL and not UNICAST; for IPv6 it asks the address's own
+// type, and a global address is UNICAST, local or not (xt_addrtype's
+// match_type6).
+func addrType(spec string, local, v6 bool) bool {
 	for _, t := range strings.Split(strings.ToUpper(spec), ",") {
 		switch t {
 		case "LOCAL":
@@ -516,9 +521,7 @@ func addrType(spec string, local bool) bool {
 				return true
 			}
 		case "UNICAST":
-			// The kernel's type of the address: one of this host's is
-			// LOCAL, not UNICAST.
-			if !local {
+			if v6 || !local {
 				return true
 			}
 		}

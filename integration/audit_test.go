@@ -93,16 +93,14 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		t.Fatalf("no IPv4 row for %s %d/%s in %+v", name, port, proto, rep.Rows)
 		return audit.Row{}
 	}
-	// agree proves every IPv4 verdict with real connections from A and B
-	// (from the source port the row says a client needs, if any), and a
-	// loopback-bound port's from A as a neighbour sending to 127.0.0.1.
+	// agree proves every verdict with real connections from A and B (A6
+	// and B6 for an IPv6 row: docker-proxy's path here), from the source
+	// port the row says a client needs, if any; and a loopback-bound
+	// port's from A as a neighbour sending to 127.0.0.1.
 	agree := func(t *testing.T, rep audit.Report) {
 		t.Helper()
 		var checks []check
 		for _, r := range rep.Rows {
-			if strings.Contains(r.HostIP, ":") {
-				continue // IPv6: no v6 path in this bed
-			}
 			if r.Exposure == audit.Unknowable {
 				t.Errorf("audit could not evaluate %s %d/%s: %s", r.Container, r.HostPort, r.Proto, r.Reason)
 				continue
@@ -119,7 +117,12 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 				checks = append(checks, c)
 				continue
 			}
-			for _, src := range []netip.Addr{A, B} {
+			v6 := strings.Contains(r.HostIP, ":")
+			srcs := []netip.Addr{A, B}
+			if v6 {
+				srcs = []netip.Addr{A6, B6}
+			}
+			for _, src := range srcs {
 				open := r.Exposure == audit.Public ||
 					(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
 				who := ""
@@ -127,6 +130,9 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 					who = r.Container
 				}
 				c := out(r.Proto, src, int(r.HostPort), open, who)
+				if v6 {
+					c = out6(r.Proto, src, int(r.HostPort), open, who)
+				}
 				c.srcPort = int(r.SourcePort)
 				checks = append(checks, c)
 			}
@@ -221,6 +227,43 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		rep, code := runAudit(t)
 		if r := row(t, rep, "pub", 8080, "tcp"); code != 1 || r.Exposure != audit.Public || !r.Beyond || !strings.Contains(r.Reason, "in FORWARD") {
 			t.Errorf("exit %d; pub %+v", code, r)
+		}
+		agree(t, rep)
+	})
+
+	// -m addrtype on docker-proxy's path (IPv6 clients here): for IPv6 the
+	// kernel calls the host's own global address UNICAST (it is LOCAL too),
+	// so the DROP applies; without it the ACCEPT opens the port (the
+	// positive control). IPv4 differs (LOCAL only): audit/corners_test.go.
+	t.Run("DstTypeUnicastOnInput", func(t *testing.T) {
+		drop := []string{"INPUT", "-p", "tcp", "-m", "tcp", "--dport", "8081", "-m", "addrtype", "--dst-type", "UNICAST", "-j", "DROP"}
+		accept := []string{"INPUT", "-p", "tcp", "-m", "tcp", "--dport", "8081", "-j", "ACCEPT"}
+		ip6 := func(op string, r []string) {
+			if _, err := e.bed.HostExec(ctx, append([]string{"ip6tables", op}, r...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lbl6 := func(rep audit.Report) audit.Row {
+			for _, r := range rep.Rows {
+				if r.Container == "lbl" && r.HostPort == 8081 && strings.Contains(r.HostIP, ":") {
+					return r
+				}
+			}
+			t.Fatal("no IPv6 row for lbl")
+			return audit.Row{}
+		}
+		ip6("-I", accept)
+		defer ip6("-D", accept)
+		rep, _ := runAudit(t)
+		if r := lbl6(rep); r.Exposure != audit.Public {
+			t.Errorf("control, ACCEPT alone: lbl over IPv6 %+v", r)
+		}
+		agree(t, rep)
+		ip6("-I", drop)
+		defer ip6("-D", drop)
+		rep, _ = runAudit(t)
+		if r := lbl6(rep); r.Exposure != audit.Closed || !strings.Contains(r.Reason, "UNICAST") {
+			t.Errorf("UNICAST drop: lbl over IPv6 %+v", r)
 		}
 		agree(t, rep)
 	})
