@@ -55,27 +55,35 @@ func (pe portEval) loopback(row *Row) {
 		b.HostIP, acceptedBy(*accepted), b.HostIP)
 }
 
-// neighbour evaluates src's packet for the loopback binding arriving on
-// each outside interface: raw PREROUTING before the DNAT, then FORWARD.
+// neighbour evaluates src's packets (each variant a client can choose)
+// for the loopback binding arriving on each outside interface: raw
+// PREROUTING before the DNAT, then FORWARD.
 // ok is false when a verdict is Unknown (then v is it).
 func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, ok bool) {
 	b, fc := pe.b, pe.fc
 	v = Verdict{Result: Drop}
+	variants := fc.variants[b.Proto]
+	if len(variants) == 0 {
+		variants = []variant{{sport: 40000}}
+	}
 	for _, ifc := range pe.in.Ifaces {
-		p := Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: 40000, DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
-		switch raw := fc.rs.eval("prerouting", p); raw.Result {
-		case Drop:
-			continue
-		case Unknown:
-			return raw, false
-		}
-		p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
-		p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
-		switch fwd := fc.rs.eval("forward", p); fwd.Result {
-		case Accept:
-			return fwd, true
-		case Unknown:
-			return fwd, false
+		for _, vr := range variants {
+			p := Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
+				DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
+			switch raw := fc.rs.eval("prerouting", p); raw.Result {
+			case Drop:
+				continue
+			case Unknown:
+				return raw, false
+			}
+			p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
+			p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
+			switch fwd := fc.rs.eval("forward", p); fwd.Result {
+			case Accept:
+				return fwd, true
+			case Unknown:
+				return fwd, false
+			}
 		}
 	}
 	return v, true

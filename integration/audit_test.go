@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/integration/testbed"
@@ -139,6 +140,14 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		if len(checks) < 12 {
 			t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
+		}
+		// A row reachable by a client remembered by -m recent is tried
+		// after A and B knock (ClientChosenSourcePort's rules).
+		if slices.ContainsFunc(rep.Rows, func(r audit.Row) bool { return strings.Contains(r.Needs, "-m recent") }) {
+			for _, src := range []netip.Addr{A, B} {
+				p := testbed.Probe{Proto: "tcp", Src: src, Dst: netip.AddrPortFrom(testbed.HostIP, 7777)}
+				_, _ = testbed.Try(e.ctx, e.bed.OutNSPath(), p, 300*time.Millisecond)
+			}
 		}
 		e.expect(t, checks...)
 	}
@@ -292,17 +301,18 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		if msg, err := e.bed.Exec(ctx, dockmoatBin, "uninstall", "--config", cfgPath); err != nil {
 			t.Fatalf("uninstall: %v\n%s", err, msg)
 		}
-		for _, r := range [][]string{
-			{"-I", "DOCKER-USER", "1", "-p", "udp", "-m", "udp", "--sport", "53", "--dport", "1024:65535", "-j", "RETURN"},
-			{"-I", "DOCKER-USER", "2", "-o", "docker0", "-p", "udp", "-m", "udp", "--dport", "0:32767", "-j", "DROP"},
-			// and TCP only from a range of sources (-m iprange)
-			{"-I", "DOCKER-USER", "3", "-p", "tcp", "-m", "iprange", "--src-range", "203.0.113.8-203.0.113.12", "-j", "RETURN"},
-			{"-I", "DOCKER-USER", "4", "-o", "docker0", "-p", "tcp", "-j", "DROP"},
-		} {
-			if _, err := e.bed.HostExec(ctx, append([]string{"iptables"}, r...)...); err != nil {
-				t.Fatal(err)
+		insert := func(rules ...[]string) {
+			for _, r := range rules {
+				if _, err := e.bed.HostExec(ctx, append([]string{"iptables"}, r...)...); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
+		insert([]string{"-I", "DOCKER-USER", "1", "-p", "udp", "-m", "udp", "--sport", "53", "--dport", "1024:65535", "-j", "RETURN"},
+			[]string{"-I", "DOCKER-USER", "2", "-o", "docker0", "-p", "udp", "-m", "udp", "--dport", "0:32767", "-j", "DROP"},
+			// and TCP only from a range of sources (-m iprange)
+			[]string{"-I", "DOCKER-USER", "3", "-p", "tcp", "-m", "iprange", "--src-range", "203.0.113.9-203.0.113.10", "-j", "RETURN"},
+			[]string{"-I", "DOCKER-USER", "4", "-o", "docker0", "-p", "tcp", "-j", "DROP"})
 		rep, code := runAudit(t)
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
@@ -313,11 +323,22 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		if r := row(t, rep, "dns", 8053, "udp"); r.Exposure != audit.Closed {
 			t.Errorf("dns (container port 53) behind the recipe: %+v", r)
 		}
-		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Restricted || !slices.Equal(r.Sources, []string{"203.0.113.8-203.0.113.12"}) {
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Restricted || !slices.Equal(r.Sources, []string{"203.0.113.9-203.0.113.10"}) {
 			t.Errorf("pub behind the iprange rule: %+v", r)
 		}
 		// Control: the recipe does stop a client with an ordinary port.
 		e.expect(t, out("udp", A, 8090, false, ""))
+		agree(t, rep)
+
+		// Port knocking: TCP also from a client that knocked on 7777 first
+		// (-m recent). B does not get in before it knocks.
+		insert([]string{"-I", "DOCKER-USER", "4", "-p", "tcp", "-m", "recent", "--rcheck", "--seconds", "120", "--name", "knock", "-j", "RETURN"},
+			[]string{"-I", "INPUT", "1", "-p", "tcp", "-m", "tcp", "--dport", "7777", "-m", "recent", "--set", "--name", "knock", "-j", "DROP"})
+		e.expect(t, out("tcp", B, 8080, false, ""))
+		rep, _ = runAudit(t)
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !strings.Contains(r.Needs, "-m recent") {
+			t.Errorf("pub behind the knock rule: %+v", r)
+		}
 		agree(t, rep)
 		// --explain tells the path and names the rule to look at.
 		explain, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", cfgPath, "--explain", "8090/udp")
