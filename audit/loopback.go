@@ -27,7 +27,7 @@ func (pe portEval) loopback(row *Row) {
 	var accepted *Verdict
 	var sources []string
 	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
-		v, ok := pe.neighbour(src, ctrIP, bridge)
+		v, vr, ok := pe.neighbour(src, ctrIP, bridge)
 		if !ok {
 			pe.loopbackUnknown(row, v)
 			return
@@ -37,6 +37,9 @@ func (pe portEval) loopback(row *Row) {
 		}
 		if accepted == nil {
 			accepted = &v
+			if def := fc.variants[b.Proto]; len(def) > 0 && vr != def[0] {
+				row.Needs = vr.describe(def[0])
+			}
 		}
 		if src == fc.generic {
 			sources = []string{"hosts on the same link"}
@@ -59,7 +62,7 @@ func (pe portEval) loopback(row *Row) {
 // for the loopback binding arriving on each outside interface: raw
 // PREROUTING before the DNAT, then FORWARD.
 // ok is false when a verdict is Unknown (then v is it).
-func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, ok bool) {
+func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, vr variant, ok bool) {
 	b, fc := pe.b, pe.fc
 	v = Verdict{Result: Drop}
 	variants := fc.variants[b.Proto]
@@ -67,26 +70,26 @@ func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, o
 		variants = []variant{{sport: 40000}}
 	}
 	for _, ifc := range pe.in.Ifaces {
-		for _, vr := range variants {
+		for _, vr = range variants {
 			p := Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
 				DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
 			switch raw := fc.rs.eval("prerouting", p); raw.Result {
 			case Drop:
 				continue
 			case Unknown:
-				return raw, false
+				return raw, vr, false
 			}
 			p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
 			p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
 			switch fwd := fc.rs.eval("forward", p); fwd.Result {
 			case Accept:
-				return fwd, true
+				return fwd, vr, true
 			case Unknown:
-				return fwd, false
+				return fwd, vr, false
 			}
 		}
 	}
-	return v, true
+	return v, vr, true
 }
 
 func (pe portEval) loopbackUnknown(row *Row, v Verdict) {

@@ -111,7 +111,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 					s = strings.TrimSuffix(s, " on the same link")
 					return s == "hosts" || sourceContains(s, A)
 				}))
-				c := check{proto: r.Proto, src: A, dst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r.HostPort), open: open}
+				c := check{proto: r.Proto, src: A, dst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), r.HostPort), open: open, synFlags: synFlagsOf(r.Needs)}
 				if open {
 					c.who = r.Container
 				}
@@ -135,6 +135,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 					c = out6(r.Proto, src, int(r.HostPort), open, who)
 				}
 				c.srcPort = int(r.SourcePort)
+				c.synFlags = synFlagsOf(r.Needs)
 				checks = append(checks, c)
 			}
 		}
@@ -349,6 +350,25 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			t.Errorf("explain (exit error %v) does not tell the path and the fix", err)
 		}
 	})
+
+	// A rule that drops a bare SYN only (--tcp-flags ALL SYN): a client
+	// whose first packet also carries PSH gets a SYN-ACK. Tried with a
+	// raw packet from the outside namespace; the control is an ordinary
+	// connection, refused.
+	t.Run("SYNWithPSH", func(t *testing.T) {
+		for _, args := range [][]string{{"-F", "DOCKER-USER"}, {"-A", "DOCKER-USER", "-j", "RETURN"},
+			{"-I", "DOCKER-USER", "1", "-o", "docker0", "-p", "tcp", "-m", "tcp", "--tcp-flags", "ALL", "SYN", "-j", "DROP"}} {
+			if _, err := e.bed.HostExec(ctx, append([]string{"iptables"}, args...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.expect(t, out("tcp", A, 8080, false, ""))
+		rep, _ := runAudit(t)
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !r.Beyond || synFlagsOf(r.Needs)&testbed.FlagPSH == 0 {
+			t.Errorf("pub behind --tcp-flags ALL SYN: %+v", r)
+		}
+		agree(t, rep)
+	})
 }
 
 // explainPaths runs `dockmoat audit --explain TARGET --format json` and
@@ -402,4 +422,19 @@ func sourceContains(s string, a netip.Addr) bool {
 	l, err1 := netip.ParseAddr(lo)
 	h, err2 := netip.ParseAddr(hi)
 	return ok && err1 == nil && err2 == nil && a.Compare(l) >= 0 && a.Compare(h) <= 0
+}
+
+// synFlagsOf reads the flags a row's Needs names ("a first packet with
+// flags SYN,PSH"): 0 when it names none.
+func synFlagsOf(needs string) byte {
+	_, flags, ok := strings.Cut(needs, "flags ")
+	if !ok {
+		return 0
+	}
+	flags, _, _ = strings.Cut(flags, " ")
+	var b byte
+	for _, f := range strings.Split(strings.TrimSuffix(flags, ","), ",") {
+		b |= map[string]byte{"SYN": testbed.FlagSYN, "PSH": testbed.FlagPSH, "URG": testbed.FlagURG}[f]
+	}
+	return b
 }

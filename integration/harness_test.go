@@ -128,6 +128,9 @@ type check struct {
 	open    bool
 	who     string // container name expected in the greeting, when open
 	fromNS  string // namespace path; "" = outside
+	// synFlags, when set, tries a raw TCP first packet with these flags
+	// (SYN plus PSH or URG) and wants a SYN-ACK, instead of a connection.
+	synFlags byte
 }
 
 func out(proto string, src netip.Addr, port int, open bool, who string) check {
@@ -164,6 +167,9 @@ func (e *env) try(c check) string {
 		ns = e.bed.OutNSPath()
 	}
 	p := testbed.Probe{Proto: c.proto, Src: c.src, SrcPort: c.srcPort, Dst: c.dst}
+	if c.synFlags != 0 {
+		return e.trySYN(ns, c)
+	}
 	if !c.open {
 		answer, err := testbed.Try(e.ctx, ns, p, closedTimeout)
 		if err == nil {
@@ -287,4 +293,27 @@ func (e *env) restartDockerd(t *testing.T, checks []check, settle time.Duration)
 	time.Sleep(settle)
 	attempts, breaches, _ := p.finish()
 	return took, attempts, breaches
+}
+
+// trySYN is try for a raw first packet: closed wants no SYN-ACK within
+// closedTimeout; open wants one within openTimeout.
+func (e *env) trySYN(ns string, c check) string {
+	what := fmt.Sprintf("tcp %s -> %s with flags %#x", c.src, c.dst, c.synFlags)
+	if !c.open {
+		if ok, err := testbed.TrySYN(e.ctx, ns, c.src, c.dst, c.synFlags, closedTimeout); err != nil || ok {
+			return fmt.Sprintf("%s: want no SYN-ACK, got %v %v", what, ok, err)
+		}
+		return ""
+	}
+	deadline := time.Now().Add(openTimeout)
+	for time.Now().Before(deadline) {
+		ok, err := testbed.TrySYN(e.ctx, ns, c.src, c.dst, c.synFlags, time.Second)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", what, err)
+		}
+		if ok {
+			return ""
+		}
+	}
+	return what + ": want a SYN-ACK, got none"
 }
