@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,10 +90,24 @@ func (pe portEval) explain(row *Row, all []outcome) {
 		if len(def) > 0 && o.vr != def[0] {
 			p.Needs = o.vr.describe(def[0])
 		}
+		for i := range p.Steps {
+			p.Steps[i].Rule = ownHash.ReplaceAllString(p.Steps[i].Rule, "")
+		}
+		// Sources whose packets went the same way share one path.
+		if i := slices.IndexFunc(row.Paths, func(q Path) bool {
+			return q.Result == p.Result && q.Needs == p.Needs && slices.Equal(q.Steps, p.Steps)
+		}); i >= 0 {
+			row.Paths[i].Source += ", " + p.Source
+			continue
+		}
 		row.Paths = append(row.Paths, p)
 	}
 	row.Fix = pe.fix(*row, bySrc[pe.fc.generic])
 }
+
+// ownHash is the hash in dockmoat's rule comments: the description is
+// what a reader needs.
+var ownHash = regexp.MustCompile(rules.CommentPrefix + `[0-9a-f]{16} `)
 
 // fix says what to change when the port is beyond policy, or opens less
 // than the policy wants.
@@ -131,6 +146,7 @@ func foreignMove(v Verdict) (Step, bool) {
 	for i := len(v.Path) - 1; i >= 0; i-- {
 		s := v.Path[i]
 		if strings.Contains(s.Rule, rules.CommentPrefix) || strings.HasPrefix(s.Chain, "DOCKMOAT") ||
+			strings.Contains(s.Chain, " docker-bridges/") || strings.HasPrefix(s.Chain, nftOwnTable) ||
 			strings.HasPrefix(s.Rule, "end of chain") || strings.TrimSpace(stripComment(s.Rule)) == "-j RETURN" {
 			continue
 		}
