@@ -58,28 +58,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "help", "-h", "--help":
-		if len(rest) == 0 {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		if _, ok := summaries[rest[0]]; !ok || len(rest) > 1 {
-			fmt.Fprintf(stderr, "dockmoat help: unknown command %q; see 'dockmoat help'\n", strings.Join(rest, " "))
-			return 2
-		}
-		commandHelp(rest[0], stdout)
-		return 0
-	case "version", "--version":
-		fmt.Fprintln(stdout, "dockmoat", versionString())
-		return 0
-	case "completion":
-		if len(rest) != 1 || rest[0] != "bash" {
-			fmt.Fprintln(stderr, "dockmoat completion: want 'dockmoat completion bash'; see 'dockmoat help'")
-			return 2
-		}
-		completionBash(stdout)
-		return 0
+	if code, done := infoCommand(cmd, rest, stdout, stderr); done {
+		return code
 	}
 	opt, help, err := parseCommand(cmd, rest, stdout, stderr)
 	switch {
@@ -133,6 +113,35 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 0
+}
+
+// infoCommand runs the commands that only print (help, version,
+// completion); done is false for any other command.
+func infoCommand(cmd string, rest []string, stdout, stderr io.Writer) (code int, done bool) {
+	switch cmd {
+	case "help", "-h", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0, true
+		}
+		if _, ok := summaries[rest[0]]; !ok || len(rest) > 1 {
+			fmt.Fprintf(stderr, "dockmoat help: unknown command %q; see 'dockmoat help'\n", strings.Join(rest, " "))
+			return 2, true
+		}
+		commandHelp(rest[0], stdout)
+		return 0, true
+	case "version", "--version":
+		fmt.Fprintln(stdout, "dockmoat", versionString())
+		return 0, true
+	case "completion":
+		if len(rest) != 1 || rest[0] != "bash" {
+			fmt.Fprintln(stderr, "dockmoat completion: want 'dockmoat completion bash'; see 'dockmoat help'")
+			return 2, true
+		}
+		completionBash(stdout)
+		return 0, true
+	}
+	return 0, false
 }
 
 func newLogger(opt options, out io.Writer) (*logrus.Logger, error) {
