@@ -68,21 +68,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 
 	runAudit := func(t *testing.T) (audit.Report, int) {
 		t.Helper()
-		out, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--format", "json", "--config", cfgPath)
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		var rep audit.Report
-		if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
-			t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
-		}
-		table, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", cfgPath)
-		t.Logf("audit table (exit %d):\n%s", code, table)
-		return rep, code
+		return auditJSON(t, e, cfgPath)
 	}
 	row := func(t *testing.T, rep audit.Report, name string, port uint16, proto string) audit.Row {
 		t.Helper()
@@ -118,26 +104,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 				checks = append(checks, c)
 				continue
 			}
-			v6 := strings.Contains(r.HostIP, ":")
-			srcs := []netip.Addr{A, B}
-			if v6 {
-				srcs = []netip.Addr{A6, B6}
-			}
-			for _, src := range srcs {
-				open := r.Exposure == audit.Public ||
-					(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
-				who := ""
-				if open {
-					who = r.Container
-				}
-				c := out(r.Proto, src, int(r.HostPort), open, who)
-				if v6 {
-					c = out6(r.Proto, src, int(r.HostPort), open, who)
-				}
-				c.srcPort = int(r.SourcePort)
-				c.synFlags = synFlagsOf(r.Needs)
-				checks = append(checks, c)
-			}
+			checks = append(checks, portChecks(r)...)
 		}
 		if len(checks) < 12 {
 			t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
@@ -439,4 +406,52 @@ func synFlagsOf(needs string) byte {
 		b |= map[string]byte{"SYN": testbed.FlagSYN, "PSH": testbed.FlagPSH, "URG": testbed.FlagURG}[f]
 	}
 	return b
+}
+
+// auditJSON runs `dockmoat audit --format json` and logs the table.
+func auditJSON(t *testing.T, e *env, cfg string) (audit.Report, int) {
+	t.Helper()
+	out, err := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--format", "json", "--config", cfg)
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var rep audit.Report
+	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+		t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
+	}
+	table, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", cfg)
+	t.Logf("audit table (exit %d):\n%s", code, table)
+	return rep, code
+}
+
+// portChecks are the connections that prove a row: from A and B (A6 and
+// B6 for an IPv6 row), open where the row says they get in, from the
+// source port or with the first-packet flags the row says a client needs.
+func portChecks(r audit.Row) []check {
+	v6 := strings.Contains(r.HostIP, ":")
+	srcs := []netip.Addr{A, B}
+	if v6 {
+		srcs = []netip.Addr{A6, B6}
+	}
+	var checks []check
+	for _, src := range srcs {
+		open := r.Exposure == audit.Public ||
+			(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
+		who := ""
+		if open {
+			who = r.Container
+		}
+		c := out(r.Proto, src, int(r.HostPort), open, who)
+		if v6 {
+			c = out6(r.Proto, src, int(r.HostPort), open, who)
+		}
+		c.srcPort = int(r.SourcePort)
+		c.synFlags = synFlagsOf(r.Needs)
+		checks = append(checks, c)
+	}
+	return checks
 }

@@ -2,13 +2,8 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -229,23 +224,11 @@ func TestNFTBackend(t *testing.T) {
 	})
 }
 
-// nftAudit runs `dockmoat audit --format json` (and logs the table).
+// nftAudit runs the audit (auditJSON); with DOCKMOAT_NFT_CAPTURE set it
+// also saves `nft -j list ruleset` there, for audit/testdata.
 func nftAudit(t *testing.T, e *env) (audit.Report, int) {
 	t.Helper()
-	out, err := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--format", "json", "--config", e.dm.Config)
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	var rep audit.Report
-	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
-		t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
-	}
-	table, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", e.dm.Config)
-	t.Logf("audit (exit %d):\n%s", code, table)
+	rep, code := auditJSON(t, e, e.dm.Config)
 	if dir := os.Getenv("DOCKMOAT_NFT_CAPTURE"); dir != "" {
 		live, _ := e.bed.HostExec(e.ctx, "nft", "-j", "list", "ruleset")
 		_ = os.WriteFile(filepath.Join(dir, t.Name()[strings.LastIndex(t.Name(), "/")+1:]+".json"), []byte(live), 0o644)
@@ -277,24 +260,7 @@ func agreeNFT(t *testing.T, e *env, rep audit.Report) {
 		if r.Exposure == audit.Local {
 			continue
 		}
-		v6 := strings.Contains(r.HostIP, ":")
-		srcs := []netip.Addr{A, B}
-		if v6 {
-			srcs = []netip.Addr{A6, B6}
-		}
-		for _, src := range srcs {
-			open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
-			who := ""
-			if open {
-				who = r.Container
-			}
-			c := out(r.Proto, src, int(r.HostPort), open, who)
-			if v6 {
-				c = out6(r.Proto, src, int(r.HostPort), open, who)
-			}
-			c.srcPort = int(r.SourcePort)
-			checks = append(checks, c)
-		}
+		checks = append(checks, portChecks(r)...)
 	}
 	if len(checks) < 16 {
 		t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
