@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -175,6 +177,16 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		wantRunning(t, rep)
 		agree(t, rep)
+		if dir := os.Getenv("DOCKMOAT_IPT_CAPTURE"); dir != "" && eng.Name == "docker29" {
+			var save strings.Builder
+			for _, table := range []string{"filter", "nat", "raw"} {
+				out, _ := e.bed.HostExec(ctx, "iptables-save", "-t", table)
+				save.WriteString(out)
+			}
+			_ = os.WriteFile(filepath.Join(dir, "iptables-docker29-dockmoat.save"), []byte(save.String()), 0o644)
+			ips, _ := e.bed.HostExec(ctx, "iptables-save", "-t", "nat")
+			t.Logf("nat for the capture:\n%s", ips)
+		}
 		// --explain for a closed, an open and a restricted port.
 		explainPaths(t, e, cfgPath, "8080/tcp", map[string]string{"anyone": "drop"}, map[string]string{"anyone": "DOCKMOAT-"})
 		explainPaths(t, e, cfgPath, "8081/tcp", map[string]string{"anyone": "accept"}, map[string]string{"anyone": "DOCKER"})
@@ -311,7 +323,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		// --explain tells the path and names the rule to look at.
 		explain, err := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", cfgPath, "--explain", "8090/udp")
 		t.Logf("audit --explain 8090/udp:\n%s", explain)
-		if err == nil || !strings.Contains(explain, "from anyone, sending source port 53: accept") ||
+		if err == nil || !strings.Contains(explain, "from anyone, ") || !strings.Contains(explain, "sending source port 53: accept") ||
 			!strings.Contains(explain, "DOCKER-USER: -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN") ||
 			!strings.Contains(explain, "fix: look at rule") {
 			t.Errorf("explain (exit error %v) does not tell the path and the fix", err)
