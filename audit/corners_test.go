@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -255,5 +257,69 @@ func TestCornerLoopbackFromASourceClass(t *testing.T) {
 	r := oneRow(t, in)
 	if r.Exposure != Restricted || len(r.Sources) != 1 || r.Sources[0] != "203.0.113.8-203.0.113.12 on the same link" {
 		t.Errorf("loopback from a range: %+v", r)
+	}
+}
+
+// TestExplainGoldenIPT: `--explain` on the iptables-save the test bed
+// printed (TestAudit, Docker 29 with ufw, dockmoat running) for a closed,
+// an open and a restricted port, compared with
+// testdata/explain-iptables-docker29.golden (-update rewrites it). The
+// ipsets, read over netlink in the bed, are the ones the policy wants.
+func TestExplainGoldenIPT(t *testing.T) {
+	save, err := os.ReadFile("testdata/iptables-docker29-dockmoat.save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := func(name, ip string, labels map[string]string, ports ...rules.PortBinding) rules.Container {
+		return rules.Container{Name: name, Labels: labels, Ports: ports, Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
+	}
+	pb := func(host, c uint16, proto, ip string) rules.PortBinding {
+		return rules.PortBinding{HostIP: netip.MustParseAddr(ip), HostPort: host, ContainerPort: c, Proto: proto}
+	}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"}, Containers: []rules.Container{
+		ctr("pub", "172.30.0.2", nil, pb(8080, 80, "tcp", "0.0.0.0")),
+		ctr("lbl", "172.30.0.3", map[string]string{"dockmoat.allow": "8081"}, pb(8081, 80, "tcp", "0.0.0.0")),
+		ctr("rst", "172.30.0.4", map[string]string{"dockmoat.allow": "8082", "dockmoat.from": "203.0.113.10"}, pb(8082, 80, "tcp", "0.0.0.0")),
+		ctr("dns", "172.30.0.5", map[string]string{"dockmoat.allow": "8053/udp"}, pb(8053, 53, "udp", "0.0.0.0"), pb(8054, 54, "udp", "0.0.0.0")),
+		ctr("loc", "172.30.0.6", map[string]string{"dockmoat.allow": "*"}, pb(8083, 80, "tcp", "127.0.0.1")),
+		ctr("ufwr", "172.30.0.7", nil, pb(8084, 7000, "tcp", "0.0.0.0")),
+		ctr("hiudp", "172.30.0.8", nil, pb(8090, 5000, "udp", "0.0.0.0")),
+	}}
+	cfg := config.Default()
+	sets := map[string][]rules.SetElem{}
+	for _, s := range rules.Build(cfg, snap, rules.IPv4, rules.Options{Sets: true}).Sets {
+		sets[s.Name] = s.Sorted()
+	}
+	var b strings.Builder
+	for _, target := range []string{"8080/tcp", "8081/tcp", "8082/tcp"} {
+		tg, _ := ParseTarget(target)
+		rep := Run(Input{Config: cfg, Snapshot: snap, Explain: &tg,
+			Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: string(save), Sets: sets}},
+			Ifaces:   []Iface{{Name: "dmvh", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
+		if !rep.Protected {
+			t.Errorf("the bed's ruleset should be dockmoat's, intact: %v", rep.Findings)
+		}
+		fmt.Fprintf(&b, "$ dockmoat audit --explain %s\n", target)
+		var rows []Row
+		for _, r := range rep.Rows {
+			if tg.Names(r) {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) != 1 {
+			t.Fatalf("%s: rows %+v", target, rows)
+		}
+		if err := WriteExplain(&b, rows); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("\n")
+	}
+	golden := "testdata/explain-iptables-docker29.golden"
+	if *update {
+		_ = os.WriteFile(golden, []byte(b.String()), 0o644)
+	}
+	want, _ := os.ReadFile(golden)
+	if b.String() != string(want) {
+		t.Errorf("explain differs from %s:\n%s", golden, b.String())
 	}
 }
