@@ -54,7 +54,10 @@ type Reconciler struct {
 	// next enabled one sweeps the sessions opened meanwhile.
 	disabled  bool
 	offBefore bool
-	reported  map[string]bool // problems already logged
+	// lastSnap is the last snapshot Docker gave, for an enable while
+	// Docker hangs (dockerDown).
+	lastSnap *rules.Snapshot
+	reported map[string]bool // problems already logged
 	// pendingDrift is drift repaired outside a pass, reported by the next.
 	pendingDrift []string
 	// ct, when set, cuts sessions whose access a pass withdrew, from a
@@ -131,20 +134,40 @@ func (r *Reconciler) snapshot(ctx context.Context) (rules.Snapshot, error) {
 func (r *Reconciler) Sync(ctx context.Context) (netfilter.SyncResult, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
-	var res netfilter.SyncResult
 	snap, err := r.snapshot(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		// Docker is unreachable: leave the policy as it was, but put back
-		// what someone else removed meanwhile (the last installed state,
-		// nothing new is opened).
-		if _, rerr := r.repairLast(ctx); rerr != nil {
-			err = fmt.Errorf("%w; repairing the last installed rules also failed: %v", err, rerr)
+		return r.dockerDown(ctx, err)
+	}
+	r.lastSnap = &snap
+	return r.pass(ctx, snap)
+}
+
+// dockerDown is a pass without Docker: leave the policy as it was, but
+// put back what someone else removed meanwhile (the last installed state,
+// nothing new is opened). One exception closes: `dockmoat enable` while
+// Docker hangs is applied at once, from the last snapshot, rather than
+// leaving the bypass until Docker answers.
+func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncResult, error) {
+	if r.offBefore && !r.config().Disabled && r.lastSnap != nil {
+		res, perr := r.pass(ctx, *r.lastSnap)
+		if perr != nil {
+			err = fmt.Errorf("%w; enabling from the last snapshot also failed: %v", err, perr)
 		}
-		res.Drift, r.pendingDrift = r.pendingDrift, nil
 		return res, err
 	}
+	var res netfilter.SyncResult
+	if _, rerr := r.repairLast(ctx); rerr != nil {
+		err = fmt.Errorf("%w; repairing the last installed rules also failed: %v", err, rerr)
+	}
+	res.Drift, r.pendingDrift = r.pendingDrift, nil
+	return res, err
+}
+
+// pass plans and applies the policy for snap (r.mu held).
+func (r *Reconciler) pass(ctx context.Context, snap rules.Snapshot) (netfilter.SyncResult, error) {
+	var res netfilter.SyncResult
 	cfg := r.config()
 	plans, err := r.nf.Plan(ctx, cfg, snap, false)
 	if err != nil {

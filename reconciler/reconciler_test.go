@@ -642,3 +642,35 @@ func TestDisableThenEnable(t *testing.T) {
 		t.Errorf("enable: the session opened while disabled must be cut, cut %+v", ct.deleted)
 	}
 }
+
+// TestEnableWhileDockerHangs: enable is applied at once from the last
+// snapshot (it only closes), not when Docker answers again; the pass
+// still reports Docker's error.
+func TestEnableWhileDockerHangs(t *testing.T) {
+	r := newRig(t, config.Default())
+	db := web("172.17.0.3")
+	db.Labels = nil
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}
+	r.docker.set(snap, nil)
+	r.sync(t)
+	enabled := r.v4.Rules(rules.ChainMain)
+	r.rec.SetDisabled(true)
+	r.sync(t)
+	if got := r.v4.Rules(rules.ChainMain); len(got) != len(enabled)+1 {
+		t.Fatalf("disabled: %v", got)
+	}
+	r.docker.set(rules.Snapshot{}, errors.New("dockerd hung"))
+	if _, err := r.rec.Sync(context.Background()); err == nil {
+		t.Fatal("Docker's error must be reported")
+	}
+	if got := r.v4.Rules(rules.ChainMain); len(got) != len(enabled)+1 {
+		t.Fatalf("still disabled while Docker hangs: the bypass stays: %v", got)
+	}
+	r.rec.SetDisabled(false)
+	if _, err := r.rec.Sync(context.Background()); err == nil {
+		t.Fatal("Docker's error must be reported")
+	}
+	if got := r.v4.Rules(rules.ChainMain); !slices.Equal(got, enabled) {
+		t.Errorf("enable while Docker hangs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
+	}
+}
