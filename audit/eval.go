@@ -354,8 +354,9 @@ func option(a, module, chain string, val func() string, p Packet, sets map[strin
 		mask, comp := val(), val()
 		return flagsMatch(mask, comp, p.Flags), ""
 	case strings.HasPrefix(a, "--hashlimit"):
-		val() // every hashlimit option takes a value; a first packet passes
-		return true, ""
+		val() // every hashlimit option takes a value; a first packet is
+		// under any limit: "--hashlimit-above" does not match it
+		return a != "--hashlimit-above", ""
 	case module != "":
 		return false, fmt.Sprintf("option %s of -m %s in chain %s cannot be evaluated", a, module, chain)
 	}

@@ -257,3 +257,22 @@ COMMIT
 		t.Fatalf("enabled: %+v", rep.Rows)
 	}
 }
+
+// TestEvalHashlimitAbove: a first packet is under the rate, so a drop
+// "above" it does not apply; a plain --hashlimit-upto matches.
+func TestEvalHashlimitAbove(t *testing.T) {
+	tb := iptsave.Parse([]byte(`*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -p tcp -m tcp --dport 80 -m hashlimit --hashlimit-above 10/sec --hashlimit-name x -j DROP
+-A FORWARD -p tcp -m tcp --dport 81 -m hashlimit --hashlimit-upto 10/sec --hashlimit-name y -j DROP
+COMMIT
+`))["filter"]
+	p := pkt("198.51.100.1")
+	if v := Eval(tb, "FORWARD", p); v.Result != Accept {
+		t.Errorf("hashlimit-above: %+v", v)
+	}
+	p.DPort = 81
+	if v := Eval(tb, "FORWARD", p); v.Result != Drop {
+		t.Errorf("hashlimit-upto: %+v", v)
+	}
+}

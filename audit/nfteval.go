@@ -120,8 +120,14 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p Packet, depth int) (v
 				if !ok {
 					return Verdict{}, true, false
 				}
-			case "counter", "log", "limit", "quota", "mangle", "notrack", "set", "ct helper", "ct count", "meta", "queue":
-				// Non-terminating (a first packet is under any rate limit).
+			case "limit", "quota":
+				// A first packet is under any rate or quota: "limit rate
+				// over …" (inv) does not match it.
+				if m, _ := body.(map[string]any); m["inv"] == true {
+					return Verdict{}, true, false
+				}
+			case "counter", "log", "mangle", "notrack", "set", "ct helper", "queue":
+				// Non-terminating statements.
 			case "accept":
 				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
 				return Verdict{Result: Accept, Chain: c.Label(), Rule: text}, false, false

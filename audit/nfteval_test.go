@@ -250,3 +250,24 @@ func TestExplainGolden(t *testing.T) {
 		t.Errorf("explain differs from %s:\n%s", golden, b.String())
 	}
 }
+
+// TestEvalNFTLimit: "limit rate over" does not match a first packet; a
+// plain limit does.
+func TestEvalNFTLimit(t *testing.T) {
+	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+{"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"limit": {"rate": 10, "per": "second", "inv": true}}, {"drop": null}]}},
+{"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 81}}, {"limit": {"rate": 10, "per": "second"}}, {"drop": null}]}}
+]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Packet{Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", DPort: 80, States: []string{"NEW"}}
+	if v := EvalNFT(live, "forward", rules.IPv4, p); v.Result != Accept {
+		t.Errorf("limit rate over: %+v", v)
+	}
+	p.DPort = 81
+	if v := EvalNFT(live, "forward", rules.IPv4, p); v.Result != Drop {
+		t.Errorf("limit rate: %+v", v)
+	}
+}
