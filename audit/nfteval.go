@@ -383,8 +383,13 @@ func metaValue(key any, p Packet, fam rules.Family) (any, bool) {
 		return p.In, true
 	case "oifname":
 		return p.Out, true
-	case "l4proto", "protocol":
+	case "l4proto":
 		return p.Proto, true
+	case "protocol": // the ethertype
+		if fam == rules.IPv6 {
+			return "ip6", true
+		}
+		return "ip", true
 	case "nfproto":
 		if fam == rules.IPv6 {
 			return "ipv6", true

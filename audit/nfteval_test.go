@@ -271,3 +271,23 @@ func TestEvalNFTLimit(t *testing.T) {
 		t.Errorf("limit rate: %+v", v)
 	}
 }
+
+// TestEvalNFTMetaProtocol: meta protocol is the layer-3 protocol, meta
+// l4proto the transport.
+func TestEvalNFTMetaProtocol(t *testing.T) {
+	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+{"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": "ip6"}}, {"drop": null}]}}
+]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Packet{Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", DPort: 80, States: []string{"NEW"}}
+	if v := EvalNFT(live, "forward", rules.IPv4, p); v.Result != Accept {
+		t.Errorf("IPv4 packet, meta protocol ip6 drop: %+v", v)
+	}
+	p.Src, p.Dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fd00::2")
+	if v := EvalNFT(live, "forward", rules.IPv6, p); v.Result != Drop {
+		t.Errorf("IPv6 packet, meta protocol ip6 drop: %+v", v)
+	}
+}
