@@ -412,6 +412,8 @@ func payloadValue(b map[string]any, p Packet, fam rules.Family) (any, bool) {
 			return p.Src, true
 		case "daddr":
 			return p.Dst, true
+		case "protocol", "nexthdr": // ip protocol tcp, ip6 nexthdr udp
+			return p.Proto, true
 		}
 	case "tcp", "udp", "sctp", "th":
 		if proto != "th" && proto != p.Proto {
