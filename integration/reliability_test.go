@@ -200,11 +200,15 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 	}
 	e.run(t, testbed.Spec{Name: "closed", Publish: []string{"8080:80", "8053:53/udp"}, Serve: []string{"80", "53/udp"}, Restart: "always"})
 	e.run(t, testbed.Spec{Name: "open", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}, Restart: "always"})
-	e.run(t, testbed.Spec{Name: "sess", Publish: []string{"9300:7000"}, Serve: []string{"7000/echo"}})
+	sess := e.run(t, testbed.Spec{Name: "sess", Publish: []string{"9300:7000"}, Serve: []string{"7000/echo"}})
 	cfgBoth := "allow:\n  - container: sess\n    ports: [\"9300\"]\n    from: [203.0.113.10, 203.0.113.11]\n"
 	// Sessions opened before dockmoat runs: the one to a port that stays
 	// closed is cut by the first pass, the allowed one lives on.
-	e.run(t, testbed.Spec{Name: "early", Publish: []string{"9310:7000"}, Serve: []string{"7000/echo"}})
+	earlyC := e.run(t, testbed.Spec{Name: "early", Publish: []string{"9310:7000"}, Serve: []string{"7000/echo"}})
+	// The servers listen a moment after their containers start: wait for
+	// them, or a session can be refused (seen once on docker29).
+	e.serverUp(t, sess, "tcp", 7000)
+	e.serverUp(t, earlyC, "tcp", 7000)
 	early, allowed := e.openSession(t, A, 9310), e.openSession(t, A, 9300)
 	defer early.c.Close()
 	defer allowed.c.Close()
