@@ -527,14 +527,23 @@ func dnatTarget(nat *iptsave.Table, c rules.Container, b rules.PortBinding, snap
 			if err != nil || ap.Port() != b.ContainerPort {
 				continue
 			}
-			for _, ep := range c.Endpoints {
-				if ep.IPv4 == ap.Addr() || ep.IPv6 == ap.Addr() {
-					return ap.Addr(), bridgeOf(ep.Network, snap), true
-				}
+			if bridge, ok := endpointBridge(c, ap.Addr(), snap); ok {
+				return ap.Addr(), bridge, true
 			}
 		}
 	}
 	return netip.Addr{}, "", false
+}
+
+// endpointBridge finds the container's network holding addr (a DNAT's
+// target) and that network's bridge.
+func endpointBridge(c rules.Container, addr netip.Addr, snap rules.Snapshot) (string, bool) {
+	for _, ep := range c.Endpoints {
+		if ep.IPv4 == addr || ep.IPv6 == addr {
+			return bridgeOf(ep.Network, snap), true
+		}
+	}
+	return "", false
 }
 
 // bridgeOf guesses the bridge interface of a container's network; only

@@ -205,11 +205,16 @@ func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p Packet, depth 
 }
 
 // elems resolves a set reference ("@name") or an anonymous set.
-func (e *nftEval) elems(c *nft.LiveChain, ref any) ([]any, bool) {
+func (e *nftEval) elems(c *nft.LiveChain, ref any) ([]any, bool) { return setElems(e.live, c, ref) }
+
+// setElems resolves a set reference ("@name", scoped by the chain's
+// table) or an anonymous set to its elements; ok is false for anything
+// else, or a set that does not exist.
+func setElems(live *nft.Live, c *nft.LiveChain, ref any) ([]any, bool) {
 	switch r := ref.(type) {
 	case string:
 		if name, ok := strings.CutPrefix(r, "@"); ok {
-			s := e.live.Sets[nft.SetKey(c.Family, c.Table, name)]
+			s := live.Sets[nft.SetKey(c.Family, c.Table, name)]
 			if s == nil {
 				return nil, false
 			}

@@ -96,10 +96,8 @@ func (r nftRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snap
 			if !ok || port != b.ContainerPort || !matchesDport(rule, b.HostPort) {
 				continue
 			}
-			for _, ep := range c.Endpoints {
-				if r.fam.Has(addr) && (ep.IPv4 == addr || ep.IPv6 == addr) {
-					return addr, bridgeOf(ep.Network, snap), true
-				}
+			if bridge, ok := endpointBridge(c, addr, snap); ok && r.fam.Has(addr) {
+				return addr, bridge, true
 			}
 		}
 	}
@@ -249,18 +247,11 @@ func (r nftRuleset) component(c *nft.LiveChain, right any, i int) []any {
 // rightValues lists the values a match's right side names: itself, an
 // anonymous set's elements, or a named set's.
 func (r nftRuleset) rightValues(c *nft.LiveChain, right any) []any {
-	switch x := right.(type) {
-	case string:
-		if name, ok := strings.CutPrefix(x, "@"); ok {
-			if s := r.live.Sets[nft.SetKey(c.Family, c.Table, name)]; s != nil {
-				return s.Elems
-			}
-			return nil
-		}
-	case map[string]any:
-		if set, ok := x["set"].([]any); ok {
-			return set
-		}
+	if elems, ok := setElems(r.live, c, right); ok {
+		return elems
+	}
+	if s, ok := right.(string); ok && strings.HasPrefix(s, "@") {
+		return nil // a missing set names nothing
 	}
 	return []any{right}
 }

@@ -26,7 +26,7 @@ func prefixSpan(p netip.Prefix) span {
 }
 
 // sourceSpans lists the source ranges an iptables table's rules and
-// dockmoat's ipsets name, in one family.
+// dockmoat's ipsets name, in one family (famCtx.setRuleset sorts them).
 func sourceSpans(t *iptsave.Table, fam rules.Family) []span {
 	var spans []span
 	for _, ch := range t.Chains {
@@ -57,9 +57,10 @@ func sourceSpans(t *iptsave.Table, fam rules.Family) []span {
 			}
 		}
 	}
-	return sortSpans(spans)
+	return spans
 }
 
+// sortSpans orders spans and drops repeats, for both rulesets' sources.
 func sortSpans(spans []span) []span {
 	slices.SortFunc(spans, func(a, b span) int { return cmp.Or(a.lo.Compare(b.lo), b.hi.Compare(a.hi)) })
 	return slices.CompactFunc(spans, func(a, b span) bool { return a.lo == b.lo && a.hi == b.hi })
