@@ -133,6 +133,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		}
 		c.bridges, c.netBridges, c.netsDirty = bridges, netBridges, false
 	}
+	var read []rules.Container
 	for id := range c.dirty {
 		res, err := w.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		info := res.Container
@@ -149,11 +150,19 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			if info.HostConfig != nil && info.HostConfig.NetworkMode == "host" {
 				c.hostNet[ct.ID] = ct.Name
 			} else {
-				c.containers[ct.ID] = ct
+				read = append(read, ct)
 			}
 		}
-		delete(c.dirty, id)
 	}
+	// Swarm tasks on overlay networks only: their gateway endpoints are
+	// read before anything is kept, so a failure leaves the IDs dirty.
+	if err := w.addGateways(ctx, read, c.netBridges); err != nil {
+		return err
+	}
+	for _, ct := range read {
+		c.containers[ct.ID] = ct
+	}
+	clear(c.dirty)
 	return nil
 }
 

@@ -37,6 +37,7 @@ type API interface {
 	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
 	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
 	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
+	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
 }
@@ -97,6 +98,9 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 			continue
 		}
 		snap.Containers = append(snap.Containers, ct)
+	}
+	if err := w.addGateways(ctx, snap.Containers, snap.NetworkBridges); err != nil {
+		return snap, err
 	}
 	return snap, nil
 }

@@ -30,6 +30,8 @@ type fakeAPI struct {
 	inspect    map[string]container.InspectResponse
 	containers []container.Summary
 	networks   []network.Summary
+	gateway    map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
+	netInspect int
 	pingErr    error
 	streams    []chan events.Message // one per Events call, in order
 	errs       []chan error
@@ -49,6 +51,13 @@ func (f *fakeAPI) ContainerInspect(_ context.Context, id string, _ client.Contai
 }
 func (f *fakeAPI) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
 	return client.NetworkListResult{Items: f.networks}, nil
+}
+func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
+	f.netInspect++
+	if id != GatewayBridge || f.gateway == nil {
+		return client.NetworkInspectResult{}, errdefs.ErrNotFound
+	}
+	return client.NetworkInspectResult{Network: network.Inspect{Containers: f.gateway}}, nil
 }
 func (f *fakeAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
 	f.mu.Lock()
