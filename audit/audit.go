@@ -295,9 +295,7 @@ type outcome struct {
 // it from outside and why, and whether that is what the policy says.
 func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules.PortBinding) Row {
 	row := Row{Container: c.Name, HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: hostIPString(b, fam)}
-	if p, s := c.Labels["com.docker.compose.project"], c.Labels["com.docker.compose.service"]; p != "" && s != "" {
-		row.Service = p + "/" + s
-	}
+	row.Service = config.ServiceOf(c.Labels)
 	pe := portEval{in: in, fc: fc, fam: fam, c: c, b: b}
 	if fc != nil {
 		pe.dec, pe.haveDec = fc.decisions[decisionKey(c.Name, b)]

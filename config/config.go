@@ -56,14 +56,26 @@ type Config struct {
 	Disabled bool
 }
 
-// AllowRule opens ports of containers selected by name glob or compose
-// service, for containers the user cannot label.
+// AllowRule opens ports of containers selected by name glob or service,
+// for containers the user cannot label.
 type AllowRule struct {
 	Container string // glob on the container name, "" = not used
-	Service   string // "project/service", "" = not used
-	Ports     []PortSpec
-	From      Sources // empty Any=false list never happens: validated
+	// Service is "PROJECT/SERVICE" (a compose service, or the service
+	// SERVICE of the Swarm stack PROJECT, named PROJECT_SERVICE by Swarm)
+	// or a Swarm service's name; "" = not used.
+	Service string
+	Ports   []PortSpec
+	From    Sources // empty Any=false list never happens: validated
 }
+
+// Labels Docker puts on the containers of compose services and of Swarm
+// tasks; AllowRule.Service matches them.
+const (
+	LabelComposeProject = "com.docker.compose.project"
+	LabelComposeService = "com.docker.compose.service"
+	LabelStack          = "com.docker.stack.namespace"
+	LabelSwarmService   = "com.docker.swarm.service.name"
+)
 
 // Matches reports whether the rule selects a container.
 func (a AllowRule) Matches(name string, labels map[string]string) bool {
@@ -72,13 +84,35 @@ func (a AllowRule) Matches(name string, labels map[string]string) bool {
 			return false
 		}
 	}
-	if a.Service != "" {
-		project, service, _ := strings.Cut(a.Service, "/")
-		if labels["com.docker.compose.project"] != project || labels["com.docker.compose.service"] != service {
-			return false
-		}
+	if a.Service != "" && !matchesService(a.Service, labels) {
+		return false
 	}
 	return true
+}
+
+func matchesService(spec string, labels map[string]string) bool {
+	project, service, ok := strings.Cut(spec, "/")
+	if !ok {
+		return labels[LabelSwarmService] == spec
+	}
+	if labels[LabelComposeProject] == project && labels[LabelComposeService] == service {
+		return true
+	}
+	return labels[LabelStack] == project && labels[LabelSwarmService] == project+"_"+service
+}
+
+// ServiceOf names a container's service the way an allow rule's service
+// selects it: PROJECT/SERVICE for compose and Swarm stacks, the Swarm
+// service name otherwise, "" for a container of neither.
+func ServiceOf(labels map[string]string) string {
+	if p, s := labels[LabelComposeProject], labels[LabelComposeService]; p != "" && s != "" {
+		return p + "/" + s
+	}
+	name := labels[LabelSwarmService]
+	if stack := labels[LabelStack]; stack != "" && strings.HasPrefix(name, stack+"_") {
+		return stack + "/" + strings.TrimPrefix(name, stack+"_")
+	}
+	return name
 }
 
 // Default returns the configuration used when no file exists.
@@ -168,7 +202,7 @@ func Parse(data []byte) (Config, error) {
 func parseAllow(a fileAllow) (AllowRule, error) {
 	r := AllowRule{Container: strings.TrimSpace(a.Container), Service: strings.TrimSpace(a.Service)}
 	if r.Container == "" && r.Service == "" {
-		return r, errors.New("needs container (name or glob) or service (project/service)")
+		return r, errors.New("needs container (name or glob) or service (COMPOSE_PROJECT/SERVICE, STACK/SERVICE or a Swarm service name)")
 	}
 	if r.Container != "" {
 		if _, err := path.Match(r.Container, ""); err != nil {
@@ -177,8 +211,8 @@ func parseAllow(a fileAllow) (AllowRule, error) {
 	}
 	if r.Service != "" {
 		p, s, ok := strings.Cut(r.Service, "/")
-		if !ok || p == "" || s == "" || strings.Contains(s, "/") {
-			return r, fmt.Errorf("service %q: want COMPOSE_PROJECT/SERVICE", r.Service)
+		if ok && (p == "" || s == "" || strings.Contains(s, "/")) {
+			return r, fmt.Errorf("service %q: want COMPOSE_PROJECT/SERVICE, STACK/SERVICE or a Swarm service name", r.Service)
 		}
 	}
 	if len(a.Ports) == 0 {

@@ -48,6 +48,40 @@ allow:
 	}
 }
 
+// One service key selects compose services, Swarm stack services and
+// plain Swarm services, as users name them in `docker stack deploy`,
+// `docker service create` and compose files.
+func TestServiceMatchesSwarm(t *testing.T) {
+	stackTask := map[string]string{LabelStack: "shop", LabelSwarmService: "shop_api"}
+	plainTask := map[string]string{LabelSwarmService: "api"}
+	compose := map[string]string{LabelComposeProject: "shop", LabelComposeService: "api"}
+	cases := []struct {
+		spec   string
+		labels map[string]string
+		want   bool
+	}{
+		{"shop/api", stackTask, true},
+		{"shop/api", compose, true},
+		{"shop/api", plainTask, false},
+		{"shop/db", stackTask, false},
+		{"api", plainTask, true},
+		{"shop_api", stackTask, true},
+		{"api", stackTask, false},
+		{"api", compose, false},
+		{"other/api", map[string]string{LabelStack: "shop", LabelSwarmService: "other_api"}, false},
+	}
+	for _, c := range cases {
+		if got := (AllowRule{Service: c.spec}).Matches("x", c.labels); got != c.want {
+			t.Errorf("service %q on %v: %v, want %v", c.spec, c.labels, got, c.want)
+		}
+	}
+	for labels, want := range map[*map[string]string]string{&stackTask: "shop/api", &plainTask: "api", &compose: "shop/api"} {
+		if got := ServiceOf(*labels); got != want {
+			t.Errorf("ServiceOf(%v) = %q, want %q", *labels, got, want)
+		}
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	for _, doc := range []string{"", "{}", "# nothing\n"} {
 		cfg, err := Parse([]byte(doc))
@@ -68,7 +102,8 @@ func TestParseErrors(t *testing.T) {
 		"allow: [{ports: ['80']}]":                               "needs container",
 		"allow: [{container: web}]":                              "list at least one port",
 		"allow: [{container: web, ports: ['0']}]":                "1 to 65535",
-		"allow: [{service: shop, ports: ['80']}]":                "COMPOSE_PROJECT/SERVICE",
+		"allow: [{service: shop/, ports: ['80']}]":               "COMPOSE_PROJECT/SERVICE",
+		"allow: [{service: a/b/c, ports: ['80']}]":               "Swarm service name",
 		"allow: [{container: '[', ports: ['80']}]":               "bad glob",
 		"allow: [{container: web, ports: ['80'], from: []}]":     "from (line 1) is empty",
 		"allow:\n- container: web\n  ports: ['80']\n  from:\n":   "from (line 4) is empty",
