@@ -116,6 +116,9 @@ type Bed struct {
 	dockerd *exec.Cmd
 	exited  chan error // receives dockerd's exit
 	logf    func(string, ...any)
+	// node, for a Swarm node (swarm.go): dockerd gets its own hostname
+	// and mount namespace, with the node's socket directory at NodeRun.
+	node string
 }
 
 var seq atomic.Int32
@@ -212,6 +215,9 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 				return fmt.Errorf("sysctl %s in %s: %w: %s", k, b.HostNS, err, out)
 			}
 		}
+	}
+	if b.node != "" {
+		args = nodeWrap(args, b.node, filepath.Dir(b.Socket))
 	}
 	// nsenter and not `ip netns exec`: the latter remounts /sys and dockerd
 	// then fails with "Devices cgroup isn't mounted".
@@ -354,7 +360,9 @@ func (b *Bed) Close() {
 		unmountBelow(d)
 	}
 	for _, ns := range []string{b.OutNS, b.HostNS} {
-		_, _ = run(ctx, "ip", "netns", "del", ns)
+		if ns != "" {
+			_, _ = run(ctx, "ip", "netns", "del", ns)
+		}
 	}
 	_ = os.RemoveAll(filepath.Join("/etc/netns", b.HostNS))
 	if os.Getenv("DOCKMOAT_KEEP_BED") == "" {

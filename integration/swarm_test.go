@@ -1,0 +1,292 @@
+package integration
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// TestSwarm proves the Swarm promise on a real cluster: three dockerds,
+// each in its own namespaces, joined into one swarm, with dockmoat
+// deployed by Swarm itself from deploy/stack.yaml and the built image.
+// From an outside namespace on the cluster's link, on every node:
+// host-mode published ports of services are closed unless their policy
+// opens them, sources are honoured, the policy follows a task that is
+// rescheduled when its node is drained, and a node that joins later is
+// protected with no step on it. Each closed check has its control: the
+// same ports answer from the same client before dockmoat is deployed.
+//
+// The ingress routing mesh needs IPVS, which this kernel lacks: Docker
+// does not program it here, so ingress-mode ports are not part of this
+// test.
+func TestSwarm(t *testing.T) {
+	needBeds(t)
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatalf("the docker CLI (package docker.io) is needed for `docker stack deploy`: %v", err)
+	}
+	for _, eng := range engines {
+		if eng.Name != "docker20" && eng.Name != "docker29" {
+			continue
+		}
+		t.Run(eng.Name, func(t *testing.T) { swarmSuite(t, eng) })
+	}
+}
+
+// swarmEnv is one engine's swarm, with helpers that act on it.
+type swarmEnv struct {
+	ctx context.Context
+	sw  *testbed.Swarm
+	out string // the outside namespace's path
+}
+
+func swarmSuite(t *testing.T, eng testbed.Engine) {
+	ctx := context.Background()
+	sw, err := testbed.StartSwarm(ctx, eng, 2, t.Logf)
+	if err != nil {
+		t.Fatalf("starting the swarm: %v", err)
+	}
+	s := &swarmEnv{ctx: ctx, sw: sw, out: "/run/netns/" + sw.OutNS}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.logState(t)
+		}
+		sw.Close()
+	})
+	for _, n := range sw.Nodes {
+		s.prepareNode(t, n)
+	}
+	s.docker(t, "network", "create", "-d", "overlay", "appnet")
+	// closed: no policy, on the default bridge (Docker's plain DNAT).
+	s.docker(t, "service", "create", "-d", "--name", "closed", "--mode", "global",
+		"--publish", "mode=host,published=8090,target=90", "--publish", "mode=host,published=8053,target=53,protocol=udp",
+		testbed.Image, "90", "53/udp")
+	// open: labeled, for source A only, on an overlay network: its port
+	// is DNATed to the task's docker_gwbridge endpoint.
+	s.docker(t, "service", "create", "-d", "--name", "open", "--mode", "global", "--network", "appnet",
+		"--container-label", "dockmoat.allow=8091,8054/udp", "--container-label", "dockmoat.from="+testbed.SwarmOutsideA.String(),
+		"--publish", "mode=host,published=8091,target=91", "--publish", "mode=host,published=8054,target=54,protocol=udp",
+		testbed.Image, "91", "54/udp")
+	// moving: one replica, opened by the config file by service name.
+	s.docker(t, "service", "create", "-d", "--name", "moving", "--replicas", "1", "--network", "appnet",
+		"--publish", "mode=host,published=8092,target=92", testbed.Image, "92")
+	s.waitTasks(t, "closed", len(sw.Nodes))
+	s.waitTasks(t, "open", len(sw.Nodes))
+	s.waitTasks(t, "moving", 1)
+
+	nodes := []int{0, 1}
+	// Controls: without dockmoat every port answers every source.
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8090, "tcp", true)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8053, "udp", true)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", true)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", true)...)
+
+	start := time.Now()
+	s.deployStack(t, "allow:\n  - service: moving\n    ports: [\"8092\"]\n")
+	s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
+	s.eventually(t, "8090 closed on every node", s.checks(nodes, testbed.SwarmOutsideA, 8090, "tcp", false))
+	t.Logf("%s: stack deployed, every node closed in %s", eng.Name, time.Since(start).Round(time.Millisecond))
+
+	t.Run("HostModeByPolicy", func(t *testing.T) {
+		for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+			s.expect(t, s.checks(nodes, src, 8090, "tcp", false)...)
+			s.expect(t, s.checks(nodes, src, 8053, "udp", false)...)
+		}
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8091, "tcp", true)...)
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8054, "udp", true)...)
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", false)...)
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", false)...)
+	})
+
+	t.Run("PolicyFollowsRescheduledTask", func(t *testing.T) {
+		from := s.taskNode(t, "moving")
+		to := 1 - from
+		s.expect(t, s.checks([]int{from}, testbed.SwarmOutsideB, 8092, "tcp", true)...)
+		s.expect(t, s.checks([]int{to}, testbed.SwarmOutsideB, 8092, "tcp", false)...) // nothing there yet
+		id, err := sw.Nodes[from].NodeID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.docker(t, "node", "update", "--availability", "drain", id)
+		t.Cleanup(func() { s.docker(t, "node", "update", "--availability", "active", id) })
+		s.eventually(t, "moving answers on the node it moved to", s.checks([]int{to}, testbed.SwarmOutsideB, 8092, "tcp", true))
+		if got := s.taskNode(t, "moving"); got != to {
+			t.Fatalf("moving runs on node %d after draining node %d", got, from)
+		}
+		// The drained node's own dockmoat was stopped with its tasks:
+		// its rules stay (nothing opened on exit).
+		s.expect(t, s.checks([]int{from}, testbed.SwarmOutsideB, 8090, "tcp", false)...)
+	})
+
+	t.Run("NodeJoiningLaterIsProtected", func(t *testing.T) {
+		n, err := sw.AddNode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.prepareNode(t, n)
+		if err := sw.Join(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		i := len(sw.Nodes) - 1
+		s.waitTasks(t, "closed", len(sw.Nodes))
+		s.waitTasks(t, "open", len(sw.Nodes))
+		s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
+		s.eventually(t, "the new node closes 8090", s.checks([]int{i}, testbed.SwarmOutsideA, 8090, "tcp", false))
+		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8091, "tcp", true)...)
+		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8091, "tcp", false)...)
+		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8053, "udp", false)...)
+		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8054, "udp", true)...)
+	})
+}
+
+// prepareNode builds the workload image and loads dockmoat's image on a
+// node: there is no registry, so every node gets its copy (a real
+// cluster pulls both).
+func (s *swarmEnv) prepareNode(t *testing.T, n *testbed.Bed) {
+	t.Helper()
+	if err := n.BuildImage(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	sidecarImage(t, &env{ctx: s.ctx, bed: n})
+}
+
+// docker runs the docker CLI against the manager.
+func (s *swarmEnv) docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := s.dockerEnv(nil, args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (s *swarmEnv) dockerEnv(env []string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(append(os.Environ(), "DOCKER_HOST=unix://"+s.sw.Nodes[0].Socket), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// deployStack deploys deploy/stack.yaml as shipped, with the variables it
+// documents: this bed's image, its config, and the nodes' socket.
+func (s *swarmEnv) deployStack(t *testing.T, cfg string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stack, err := filepath.Abs("../deploy/stack.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.dockerEnv([]string{"DOCKMOAT_IMAGE=" + sidecarTag, "DOCKMOAT_CONFIG=" + cfgFile,
+		"DOCKER_SOCKET=" + testbed.NodeRun + "/docker.sock"}, "stack", "deploy", "-c", stack, "dockmoat")
+	if err != nil {
+		t.Fatalf("docker stack deploy: %v\n%s", err, out)
+	}
+}
+
+// waitTasks waits until a service has n running tasks.
+func (s *swarmEnv) waitTasks(t *testing.T, service string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var out string
+	for time.Now().Before(deadline) {
+		var err error
+		out, err = s.dockerEnv(nil, "service", "ps", "-q", "-f", "desired-state=running", "--format", "{{.CurrentState}}", service)
+		if err == nil && strings.Count(out, "Running") == n {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	ps, _ := s.dockerEnv(nil, "service", "ps", "--no-trunc", service)
+	t.Fatalf("service %s: want %d running tasks, have:\n%s", service, n, ps)
+}
+
+// taskNode is the index of the node running a one-replica service.
+func (s *swarmEnv) taskNode(t *testing.T, service string) int {
+	t.Helper()
+	for i, n := range s.sw.Nodes {
+		id, err := n.NodeID(s.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := s.docker(t, "service", "ps", "-q", "-f", "desired-state=running", "-f", "node="+id, service)
+		if strings.TrimSpace(out) != "" {
+			return i
+		}
+	}
+	t.Fatalf("no node runs %s", service)
+	return -1
+}
+
+// checks are one probe per node, to its address of the source's family.
+func (s *swarmEnv) checks(nodes []int, src netip.Addr, port int, proto string, open bool) []check {
+	var cs []check
+	for _, i := range nodes {
+		dst := testbed.NodeIP(i)
+		if src.Is6() {
+			dst = testbed.NodeIP6(i)
+		}
+		cs = append(cs, check{proto: proto, src: src, dst: netip.AddrPortFrom(dst, uint16(port)), open: open, fromNS: s.out})
+	}
+	return cs
+}
+
+func (s *swarmEnv) expect(t *testing.T, checks ...check) {
+	t.Helper()
+	(&env{ctx: s.ctx, bed: s.sw.Nodes[0]}).expect(t, checks...)
+}
+
+// eventually waits (60 s at most) until every check holds: dockmoat's
+// tasks start when Swarm schedules them, not at a moment the test knows.
+func (s *swarmEnv) eventually(t *testing.T, what string, checks []check) {
+	t.Helper()
+	e := &env{ctx: s.ctx, bed: s.sw.Nodes[0]}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var failed []string
+		for _, c := range checks {
+			if msg := e.try(c); msg != "" {
+				failed = append(failed, msg)
+			}
+		}
+		if len(failed) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 60s: %s", what, strings.Join(failed, "; "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// logState prints what a failure needs: services, tasks, dockmoat's logs
+// and each node's ruleset.
+func (s *swarmEnv) logState(t *testing.T) {
+	for _, args := range [][]string{{"service", "ls"}, {"node", "ls"}, {"service", "ps", "--no-trunc", "dockmoat_dockmoat"},
+		{"service", "logs", "--tail", "50", "dockmoat_dockmoat"}} {
+		out, _ := s.dockerEnv(nil, args...)
+		t.Logf("docker %s:\n%s", strings.Join(args, " "), out)
+	}
+	for _, n := range s.sw.Nodes {
+		if save, err := n.IptablesSave(s.ctx); err == nil {
+			t.Logf("%s iptables-save -t filter:\n%s", n.Name, save)
+		}
+		t.Logf("%s dockerd log (tail):\n%s", n.Name, lastLines(n.DockerdLog(), 20))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
