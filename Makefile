@@ -34,7 +34,7 @@ unit:
 
 integration:
 	@if [ "$$(id -u)" != 0 ]; then echo "integration tests need root (namespaces, dockerd)"; fi
-	$(GOTEST) -timeout 30m -v ./integration/... 2>&1 | tee /tmp/dockmoat-integration.log | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
+	$(GOTEST) -timeout 50m -v ./integration/... 2>&1 | tee /tmp/dockmoat-integration.log | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
 
 lint: $(TOOLS)/staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
