@@ -98,7 +98,11 @@ func matchesService(spec string, labels map[string]string) bool {
 	if labels[LabelComposeProject] == project && labels[LabelComposeService] == service {
 		return true
 	}
-	return labels[LabelStack] == project && labels[LabelSwarmService] == project+"_"+service
+	// A stack's service is named STACK_SERVICE. The routing mesh's entries
+	// carry the name only (dockerwatch.IngressContainer), so the stack
+	// label is checked only where it is present.
+	stack, ok := labels[LabelStack]
+	return labels[LabelSwarmService] == project+"_"+service && (!ok || stack == project)
 }
 
 // ServiceOf names a container's service the way an allow rule's service

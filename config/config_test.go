@@ -69,6 +69,7 @@ func TestServiceMatchesSwarm(t *testing.T) {
 		{"api", stackTask, false},
 		{"api", compose, false},
 		{"other/api", map[string]string{LabelStack: "shop", LabelSwarmService: "other_api"}, false},
+		{"shop/api", map[string]string{LabelSwarmService: "shop_api"}, true}, // a mesh entry: name only
 	}
 	for _, c := range cases {
 		if got := (AllowRule{Service: c.spec}).Matches("x", c.labels); got != c.want {

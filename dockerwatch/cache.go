@@ -31,6 +31,11 @@ type cache struct {
 	netBridges map[string]string
 	dirty      map[string]bool // container IDs to re-inspect
 	netsDirty  bool
+	// The Swarm ingress network's name and its services as containers
+	// (ingress.go), re-read when a network or service event says so.
+	ingressNet   string
+	ingress      []rules.Container
+	ingressDirty bool
 	// rev numbers every container read from Docker (rules.Container.Rev):
 	// entries the cache hands out again unchanged keep theirs, so the
 	// reconciler does not compare 10,000 label maps to find one change.
@@ -53,8 +58,9 @@ func (c *cache) invalidate() {
 	c.mu.Unlock()
 }
 
-// note records what an event may have changed.
-func (c *cache) note(m events.Message) {
+// note records what an event may have changed, and reports whether it
+// is worth a pass.
+func (c *cache) note(m events.Message) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dirty == nil {
@@ -62,15 +68,21 @@ func (c *cache) note(m events.Message) {
 	}
 	switch m.Type {
 	case events.ContainerEventType:
+		if m.Action == events.ActionCreate {
+			return false // subscribed for services; a container publishes at start
+		}
 		c.dirty[m.Actor.ID] = true
 	case events.NetworkEventType:
-		c.netsDirty = true
+		c.netsDirty, c.ingressDirty = true, true
 		if id := m.Actor.Attributes["container"]; id != "" {
 			c.dirty[id] = true
 		}
+	case events.ServiceEventType: // managers only: workers list every fullEvery
+		c.ingressDirty = true
 	default:
 		c.valid = false // daemon reload and anything else: list again
 	}
+	return true
 }
 
 // Snapshot implements the reconciler's Source.
@@ -96,6 +108,7 @@ func (c *cache) snapshot() rules.Snapshot {
 	for _, ct := range c.containers {
 		snap.Containers = append(snap.Containers, ct)
 	}
+	snap.Containers = append(snap.Containers, c.ingress...)
 	for _, name := range c.hostNet {
 		snap.HostNetwork = append(snap.HostNetwork, name)
 	}
@@ -118,7 +131,11 @@ func (w *Watcher) fullList(ctx context.Context) error {
 		c.hostNet[id] = name
 	}
 	c.bridges, c.netBridges = snap.Bridges, snap.NetworkBridges
-	c.dirty, c.netsDirty = map[string]bool{}, false
+	c.ingressNet, c.ingress = snap.nets.ingress, nil
+	for _, ct := range snap.ingress {
+		c.ingress = append(c.ingress, c.stamp(ct))
+	}
+	c.dirty, c.netsDirty, c.ingressDirty = map[string]bool{}, false, false
 	c.valid, c.listedAt = true, time.Now()
 	return nil
 }
@@ -127,11 +144,11 @@ func (w *Watcher) fullList(ctx context.Context) error {
 func (w *Watcher) refresh(ctx context.Context) error {
 	c := &w.cache
 	if c.netsDirty {
-		bridges, netBridges, err := w.networks(ctx)
+		v, err := w.networks(ctx)
 		if err != nil {
 			return err
 		}
-		c.bridges, c.netBridges, c.netsDirty = bridges, netBridges, false
+		c.bridges, c.netBridges, c.ingressNet, c.netsDirty = v.bridges, v.byName, v.ingress, false
 	}
 	var read []rules.Container
 	for id := range c.dirty {
@@ -156,13 +173,25 @@ func (w *Watcher) refresh(ctx context.Context) error {
 	}
 	// Swarm tasks on overlay networks only: their gateway endpoints are
 	// read before anything is kept, so a failure leaves the IDs dirty.
-	if err := w.addGateways(ctx, read, c.netBridges); err != nil {
+	gw := &gateway{w: w}
+	if err := gw.addTo(ctx, read, c.netBridges); err != nil {
 		return err
 	}
 	for _, ct := range read {
 		c.containers[ct.ID] = ct
 	}
 	clear(c.dirty)
+	if c.ingressDirty {
+		ingress, err := w.ingressServices(ctx, c.ingressNet, gw)
+		if err != nil {
+			return err
+		}
+		c.ingress = c.ingress[:0]
+		for _, ct := range ingress {
+			c.ingress = append(c.ingress, c.stamp(ct))
+		}
+		c.ingressDirty = false
+	}
 	return nil
 }
 

@@ -70,10 +70,13 @@ func (w *Watcher) state(up bool) {
 	}
 }
 
-// listing is a full List result, with the IDs of host-network containers.
+// listing is a full List result, with the IDs of host-network containers
+// and the Swarm ingress services apart.
 type listing struct {
 	rules.Snapshot
 	hostNetIDs map[string]string
+	nets       netView
+	ingress    []rules.Container
 }
 
 // List lists running containers and bridge networks in full. One list
@@ -82,9 +85,10 @@ type listing struct {
 func (w *Watcher) List(ctx context.Context) (listing, error) {
 	var snap listing
 	var err error
-	if snap.Bridges, snap.NetworkBridges, err = w.networks(ctx); err != nil {
+	if snap.nets, err = w.networks(ctx); err != nil {
 		return snap, err
 	}
+	snap.Bridges, snap.NetworkBridges = snap.nets.bridges, snap.nets.byName
 	list, err := w.API.ContainerList(ctx, client.ContainerListOptions{})
 	if err != nil {
 		return snap, fmt.Errorf("listing containers: %w", err)
@@ -99,27 +103,41 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 		}
 		snap.Containers = append(snap.Containers, ct)
 	}
-	if err := w.addGateways(ctx, snap.Containers, snap.NetworkBridges); err != nil {
+	gw := &gateway{w: w}
+	if err := gw.addTo(ctx, snap.Containers, snap.NetworkBridges); err != nil {
+		return snap, err
+	}
+	if snap.ingress, err = w.ingressServices(ctx, snap.nets.ingress, gw); err != nil {
 		return snap, err
 	}
 	return snap, nil
 }
 
-// networks lists the bridge interfaces of Docker's bridge networks.
-func (w *Watcher) networks(ctx context.Context) ([]string, map[string]string, error) {
+// netView is what the network list tells: the bridge interfaces of
+// Docker's bridge networks, by network name too, and the name of Swarm's
+// ingress network ("" off Swarm).
+type netView struct {
+	bridges []string
+	byName  map[string]string
+	ingress string
+}
+
+func (w *Watcher) networks(ctx context.Context) (netView, error) {
 	nets, err := w.API.NetworkList(ctx, client.NetworkListOptions{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("listing networks: %w", err)
+		return netView{}, fmt.Errorf("listing networks: %w", err)
 	}
-	var bridges []string
-	byName := map[string]string{}
+	v := netView{byName: map[string]string{}}
 	for _, n := range nets.Items {
 		if b := BridgeName(n); b != "" {
-			bridges = append(bridges, b)
-			byName[n.Name] = b
+			v.bridges = append(v.bridges, b)
+			v.byName[n.Name] = b
+		}
+		if n.Ingress {
+			v.ingress = n.Name
 		}
 	}
-	return bridges, byName, nil
+	return v, nil
 }
 
 // BridgeName returns the host interface of a bridge network, or "" for
@@ -177,11 +195,13 @@ func endpoints(nets map[string]*network.EndpointSettings) []rules.Endpoint {
 // eventFilter keeps the events that can change a published port's rules.
 // Health checks and exec produce many other container events, and a
 // created container publishes nothing until it starts: none is worth a
-// pass that would delay the one for the start.
+// pass that would delay the one for the start ("create" is here for Swarm
+// services, which managers announce; note drops it for containers).
 func eventFilter() client.Filters {
 	return client.Filters{}.
-		Add("type", string(events.ContainerEventType), string(events.NetworkEventType), string(events.DaemonEventType)).
-		Add("event", "start", "die", "destroy", "stop", "pause", "unpause",
+		Add("type", string(events.ContainerEventType), string(events.NetworkEventType), string(events.DaemonEventType),
+			string(events.ServiceEventType)).
+		Add("event", "create", "start", "die", "destroy", "stop", "pause", "unpause",
 			"rename", "update", "connect", "disconnect", "remove", "reload")
 }
 
@@ -239,8 +259,9 @@ func (w *Watcher) follow(ctx context.Context, changed func(string), connected fu
 			if !ok {
 				return fmt.Errorf("event stream closed")
 			}
-			w.cache.note(m)
-			changed(string(m.Type) + " " + string(m.Action))
+			if w.cache.note(m) {
+				changed(string(m.Type) + " " + string(m.Action))
+			}
 		}
 	}
 }

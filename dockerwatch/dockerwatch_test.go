@@ -31,6 +31,7 @@ type fakeAPI struct {
 	containers []container.Summary
 	networks   []network.Summary
 	gateway    map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
+	services   map[string]network.ServiceInfo      // the ingress network's, by service name
 	netInspect int
 	pingErr    error
 	streams    []chan events.Message // one per Events call, in order
@@ -52,12 +53,15 @@ func (f *fakeAPI) ContainerInspect(_ context.Context, id string, _ client.Contai
 func (f *fakeAPI) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
 	return client.NetworkListResult{Items: f.networks}, nil
 }
-func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
+func (f *fakeAPI) NetworkInspect(_ context.Context, id string, o client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
 	f.netInspect++
-	if id != GatewayBridge || f.gateway == nil {
-		return client.NetworkInspectResult{}, errdefs.ErrNotFound
+	switch {
+	case id == GatewayBridge && f.gateway != nil:
+		return client.NetworkInspectResult{Network: network.Inspect{Containers: f.gateway}}, nil
+	case id == "ingress" && o.Verbose:
+		return client.NetworkInspectResult{Network: network.Inspect{Services: f.services}}, nil
 	}
-	return client.NetworkInspectResult{Network: network.Inspect{Containers: f.gateway}}, nil
+	return client.NetworkInspectResult{}, errdefs.ErrNotFound
 }
 func (f *fakeAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
 	f.mu.Lock()

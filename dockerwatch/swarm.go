@@ -3,11 +3,14 @@ package dockerwatch
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -19,6 +22,17 @@ import (
 // inspect; only the network's own inspect names it, so the watcher reads
 // it there for the containers that need it (needsGateway).
 const GatewayBridge = "docker_gwbridge"
+
+// IngressSandbox is the ingress routing mesh's endpoint on docker_gwbridge:
+// every node DNATs an ingress-mode published port to it, keeping the port
+// (nat chain DOCKER-INGRESS), and IPVS inside it balances to the tasks.
+const IngressSandbox = "ingress-sbox"
+
+// IngressPrefix names the snapshot entry of a Swarm service published
+// through the routing mesh: "ingress/<service>". A container name never
+// holds a slash, and a `container:` glob's * does not match one, so only
+// a `service:` rule (or trusted_sources) can open it.
+const IngressPrefix = "ingress/"
 
 // needsGateway reports whether a container publishes ports but has no
 // address on a bridge network: a Swarm task on overlay networks only,
@@ -35,17 +49,29 @@ func needsGateway(ct rules.Container, netBridges map[string]string) bool {
 	return true
 }
 
-// gatewayEndpoints reads docker_gwbridge's endpoints by container ID;
-// none when the network does not exist (no Swarm on this node).
-func (w *Watcher) gatewayEndpoints(ctx context.Context) (map[string]rules.Endpoint, error) {
-	res, err := w.API.NetworkInspect(ctx, GatewayBridge, client.NetworkInspectOptions{})
-	if errdefs.IsNotFound(err) {
-		return nil, nil
+// gateway reads docker_gwbridge's endpoints by container ID once per
+// refresh, and only if something needs them; none when the network does
+// not exist (no Swarm on this node).
+type gateway struct {
+	w    *Watcher
+	read bool
+	eps  map[string]rules.Endpoint
+}
+
+func (g *gateway) endpoints(ctx context.Context) (map[string]rules.Endpoint, error) {
+	if g.read {
+		return g.eps, nil
 	}
-	if err != nil {
+	res, err := g.w.API.NetworkInspect(ctx, GatewayBridge, client.NetworkInspectOptions{})
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
 		return nil, fmt.Errorf("inspecting network %s: %w", GatewayBridge, err)
+	default:
+		g.eps = gatewayMap(res.Network.Containers)
 	}
-	return gatewayMap(res.Network.Containers), nil
+	g.read = true
+	return g.eps, nil
 }
 
 func gatewayMap(containers map[string]network.EndpointResource) map[string]rules.Endpoint {
@@ -59,28 +85,83 @@ func gatewayMap(containers map[string]network.EndpointResource) map[string]rules
 	return out
 }
 
-// addGateways gives each container that needsGateway its docker_gwbridge
-// endpoint, reading the network once and only if one needs it. A
-// container the network does not list keeps no bridge address, so no
-// allow names it: its ports stay closed until the next read finds it.
-func (w *Watcher) addGateways(ctx context.Context, cts []rules.Container, netBridges map[string]string) error {
-	var gw map[string]rules.Endpoint
+// addTo gives each container that needsGateway its docker_gwbridge
+// endpoint. A container the network does not list keeps no bridge
+// address, so no allow names it: its ports stay closed until the next
+// read finds it.
+func (g *gateway) addTo(ctx context.Context, cts []rules.Container, netBridges map[string]string) error {
 	for i, ct := range cts {
 		if !needsGateway(ct, netBridges) {
 			continue
 		}
-		if gw == nil {
-			var err error
-			if gw, err = w.gatewayEndpoints(ctx); err != nil {
-				return err
-			}
-			if gw == nil {
-				return nil
-			}
+		eps, err := g.endpoints(ctx)
+		if err != nil {
+			return err
 		}
-		if e, ok := gw[ct.ID]; ok {
+		if e, ok := eps[ct.ID]; ok {
 			cts[i].Endpoints = append(cts[i].Endpoints, e)
 		}
 	}
 	return nil
+}
+
+// ingressServices returns the Swarm services this node publishes through
+// the routing mesh, each as one snapshot entry (IngressContainer) whose
+// endpoint is this node's ingress sandbox. The source is the ingress
+// network's verbose view, which every node has — workers too, for
+// services they run no task of; the service API is a manager's only.
+// Off Swarm, or on a node without the sandbox, there are none.
+func (w *Watcher) ingressServices(ctx context.Context, ingressNet string, g *gateway) ([]rules.Container, error) {
+	if ingressNet == "" {
+		return nil, nil
+	}
+	eps, err := g.endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sbox, ok := eps[IngressSandbox]
+	if !ok {
+		return nil, nil
+	}
+	res, err := w.API.NetworkInspect(ctx, ingressNet, client.NetworkInspectOptions{Verbose: true})
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspecting network %s: %w", ingressNet, err)
+	}
+	var out []rules.Container
+	for name, svc := range res.Network.Services {
+		if ct := IngressContainer(name, svc.Ports, sbox); len(ct.Ports) > 0 {
+			out = append(out, ct)
+		}
+	}
+	return out, nil
+}
+
+// IngressContainer is a mesh-published service as the policy sees it: its
+// published ports, DNATed to the ingress sandbox's address with the port
+// kept, selected by its Swarm service name. The ingress network names
+// each port "Target: 80, Publish: 8080" without its protocol, so both TCP
+// and UDP are listed: Docker DNATs only the protocol it publishes, and an
+// allow matches only DNATed packets, so the other one opens nothing.
+// The mesh is IPv4 (the ingress network and sandbox have no IPv6), so the
+// ports are bound to 0.0.0.0: no IPv6 rule, and no docker-proxy path
+// through INPUT, is ever derived from them.
+func IngressContainer(service string, ports []string, sandbox rules.Endpoint) rules.Container {
+	ct := rules.Container{ID: IngressPrefix + service, Name: IngressPrefix + service,
+		Labels: map[string]string{config.LabelSwarmService: service}, Endpoints: []rules.Endpoint{sandbox}}
+	for _, p := range ports {
+		var target, publish uint16
+		if _, err := fmt.Sscanf(p, "Target: %d, Publish: %d", &target, &publish); err != nil || publish == 0 {
+			continue
+		}
+		for _, proto := range []string{"tcp", "udp"} {
+			b := rules.PortBinding{HostIP: netip.IPv4Unspecified(), HostPort: publish, ContainerPort: publish, Proto: proto}
+			if !slices.Contains(ct.Ports, b) {
+				ct.Ports = append(ct.Ports, b)
+			}
+		}
+	}
+	return ct
 }

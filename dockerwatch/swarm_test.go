@@ -3,6 +3,7 @@ package dockerwatch
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -97,4 +98,65 @@ func byID(snap rules.Snapshot, id string) rules.Container {
 		}
 	}
 	return rules.Container{}
+}
+
+// A service published through the routing mesh is known to every node
+// from the ingress network, workers too; it becomes one entry whose
+// endpoint is this node's ingress sandbox, selected by service name only.
+func TestIngressServices(t *testing.T) {
+	ingress := netSummary("ing", "ingress", "overlay", nil)
+	ingress.Ingress = true
+	api := &fakeAPI{
+		networks: []network.Summary{ingress,
+			netSummary("bbbbbbbbbbbbffff", GatewayBridge, "bridge", map[string]string{"com.docker.network.bridge.name": GatewayBridge})},
+		gateway: map[string]network.EndpointResource{IngressSandbox: {IPv4Address: netip.MustParsePrefix("172.29.0.2/24")}},
+		services: map[string]network.ServiceInfo{
+			"shop_web": {Ports: []string{"Target: 80, Publish: 8080", "Target: 81, Publish: 8081", "garbage"}},
+			"internal": {}, // no published port: not an entry
+		},
+	}
+	w := &Watcher{API: api}
+	snap, err := w.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Containers) != 1 {
+		t.Fatalf("containers %+v", snap.Containers)
+	}
+	c := snap.Containers[0]
+	sbox := rules.Endpoint{Network: GatewayBridge, IPv4: netip.MustParseAddr("172.29.0.2")}
+	if c.Name != "ingress/shop_web" || c.Labels["com.docker.swarm.service.name"] != "shop_web" ||
+		len(c.Endpoints) != 1 || c.Endpoints[0] != sbox {
+		t.Errorf("entry %+v", c)
+	}
+	any4 := netip.IPv4Unspecified()
+	want := []rules.PortBinding{{HostIP: any4, HostPort: 8080, ContainerPort: 8080, Proto: "tcp"}, {HostIP: any4, HostPort: 8080, ContainerPort: 8080, Proto: "udp"},
+		{HostIP: any4, HostPort: 8081, ContainerPort: 8081, Proto: "tcp"}, {HostIP: any4, HostPort: 8081, ContainerPort: 8081, Proto: "udp"}}
+	if !slices.Equal(c.Ports, want) {
+		t.Errorf("ports %+v, want %+v", c.Ports, want)
+	}
+
+	// A service event (managers) re-reads the services; a container's
+	// create is not worth a pass.
+	if w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionCreate, Actor: events.Actor{ID: "x"}}) {
+		t.Error("a container create asked for a pass")
+	}
+	delete(api.services, "shop_web")
+	if !w.cache.note(events.Message{Type: events.ServiceEventType, Action: events.ActionRemove, Actor: events.Actor{ID: "s"}}) {
+		t.Error("a service event did not ask for a pass")
+	}
+	if snap, err = w.Snapshot(context.Background()); err != nil || len(snap.Containers) != 0 {
+		t.Errorf("after the service's removal: %+v, %v", snap.Containers, err)
+	}
+}
+
+// A node without the ingress sandbox does not serve the mesh: no entries.
+func TestIngressWithoutSandbox(t *testing.T) {
+	ingress := netSummary("ing", "ingress", "overlay", nil)
+	ingress.Ingress = true
+	api := &fakeAPI{networks: []network.Summary{ingress}, services: map[string]network.ServiceInfo{"web": {Ports: []string{"Target: 80, Publish: 8080"}}}}
+	snap, err := (&Watcher{API: api}).Snapshot(context.Background())
+	if err != nil || len(snap.Containers) != 0 {
+		t.Fatalf("snapshot %+v, %v", snap.Containers, err)
+	}
 }

@@ -395,6 +395,9 @@ func unmatched(c Container, grants []grant, bindings []PortBinding) []Problem {
 			value = c.Labels[label]
 		}
 		msg := fmt.Sprintf("port %s is not published by this container, so it opens nothing", g.spec)
+		if svc := c.Labels[config.LabelSwarmService]; svc != "" && len(bindings) == 0 {
+			msg += fmt.Sprintf("; if service %s publishes it through the routing mesh (ingress mode), labels cannot open it: every node must apply one policy and a node cannot read the labels of tasks it does not run; open it with `allow: [{service: %s, ports: [...]}]` in the config file the stack ships to every node, or publish with mode=host", svc, svc)
+		}
 		for _, b := range bindings {
 			if g.spec.Matches(b.ContainerPort, b.Proto) {
 				msg += fmt.Sprintf("; labels name the published (host) port: did you mean %d (published %d->%d/%s)?", b.HostPort, b.HostPort, b.ContainerPort, b.Proto)
