@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -23,9 +26,9 @@ import (
 // protected with no step on it. Each closed check has its control: the
 // same ports answer from the same client before dockmoat is deployed.
 //
-// The ingress routing mesh needs IPVS, which this kernel lacks: Docker
-// does not program it here, so ingress-mode ports are not part of this
-// test.
+// The ingress routing mesh needs IPVS, which this kernel lacks, so Docker
+// does not program it here: the test writes the rules Docker would write
+// and proves them up to the ingress sandbox (programMesh).
 func TestSwarm(t *testing.T) {
 	needBeds(t)
 	if _, err := exec.LookPath("docker"); err != nil {
@@ -76,9 +79,21 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 	// moving: one replica, opened by the config file by service name.
 	s.docker(t, "service", "create", "-d", "--name", "moving", "--replicas", "1", "--network", "appnet",
 		"--publish", "mode=host,published=8092,target=92", testbed.Image, "92")
+	// Routing mesh: on the manager only, so the worker runs no task of
+	// them and learns them from the ingress network alone.
+	for _, svc := range []struct{ name, port string }{{"mesh", "8095"}, {"meshopen", "8096"}} {
+		s.docker(t, "service", "create", "-d", "--name", svc.name, "--replicas", "1", "--constraint", "node.role==manager",
+			"--publish", "published="+svc.port+",target=95", testbed.Image, "95")
+	}
 	s.waitTasks(t, "closed", len(sw.Nodes))
 	s.waitTasks(t, "open", len(sw.Nodes))
 	s.waitTasks(t, "moving", 1)
+	s.waitTasks(t, "mesh", 1)
+	s.waitTasks(t, "meshopen", 1)
+	meshes := make([]*mesh, len(sw.Nodes))
+	for i, n := range sw.Nodes {
+		meshes[i] = s.programMesh(t, n)
+	}
 
 	nodes := []int{0, 1}
 	// Controls: without dockmoat every port answers every source.
@@ -86,9 +101,14 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8053, "udp", true)...)
 	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", true)...)
 	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", true)...)
+	for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+		s.expect(t, s.checks(nodes, src, 8095, "tcp", true)...)
+		s.expect(t, s.checks(nodes, src, 8096, "tcp", true)...)
+	}
 
 	start := time.Now()
-	s.deployStack(t, "allow:\n  - service: moving\n    ports: [\"8092\"]\n")
+	s.deployStack(t, "allow:\n  - service: moving\n    ports: [\"8092\"]\n"+
+		"  - service: meshopen\n    ports: [\"8096\"]\n    from: [\""+testbed.SwarmOutsideA.String()+"\"]\n")
 	s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
 	s.eventually(t, "8090 closed on every node", s.checks(nodes, testbed.SwarmOutsideA, 8090, "tcp", false))
 	t.Logf("%s: stack deployed, every node closed in %s", eng.Name, time.Since(start).Round(time.Millisecond))
@@ -102,6 +122,33 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8054, "udp", true)...)
 		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", false)...)
 		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", false)...)
+	})
+
+	t.Run("IngressMeshByConfig", func(t *testing.T) {
+		before := make([]map[string]int, len(meshes))
+		for i, m := range meshes {
+			before[i] = m.counts(t)
+		}
+		for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+			s.expect(t, s.checks(nodes, src, 8095, "tcp", false)...)
+		}
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8096, "tcp", false)...)
+		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8096, "tcp", true)...)
+		// The sandbox's own counters: nothing of the closed pairs reached
+		// it, on the manager and on the worker that runs no task of them.
+		for i, m := range meshes {
+			after := m.counts(t)
+			for _, k := range []string{countKey(8095, testbed.SwarmOutsideA), countKey(8095, testbed.SwarmOutsideB), countKey(8096, testbed.SwarmOutsideB)} {
+				if after[k] != before[i][k] {
+					t.Errorf("node %d: %d first packets of %s reached the ingress sandbox while closed", i, after[k]-before[i][k], k)
+				}
+			}
+			k := countKey(8096, testbed.SwarmOutsideA)
+			if after[k] <= before[i][k] {
+				t.Errorf("node %d: the allowed %s never reached the ingress sandbox (%d → %d)", i, k, before[i][k], after[k])
+			}
+			t.Logf("node %d sandbox first packets (before dockmoat → now): %v → %v", i, before[i], after)
+		}
 	})
 
 	t.Run("PolicyFollowsRescheduledTask", func(t *testing.T) {
@@ -143,6 +190,110 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8053, "udp", false)...)
 		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8054, "udp", true)...)
 	})
+}
+
+// mesh is one node's ingress routing mesh as the test programs it.
+type mesh struct {
+	s       *swarmEnv
+	node    *testbed.Bed
+	sandbox string // the ingress sandbox's network namespace path
+}
+
+// programMesh writes, in a node's namespace, the rules Docker writes for
+// ingress-mode ports where the kernel has IPVS (moby's generated
+// documentation, integration/network/bridge/iptablesdoc/generated/
+// swarm-portmap.md): nat PREROUTING → DOCKER-INGRESS, a DNAT to the
+// ingress sandbox's docker_gwbridge address with the published port kept;
+// filter FORWARD → DOCKER-INGRESS right after DOCKER-USER, accepting the
+// port. Docker cannot write them here (no IPVS), and without IPVS nothing
+// in the sandbox would balance to the tasks: the test server answers in
+// the sandbox instead, and counter rules there count first packets per
+// port and source. Everything up to the sandbox is Docker's real path.
+func (s *swarmEnv) programMesh(t *testing.T, n *testbed.Bed) *mesh {
+	t.Helper()
+	sbox := s.sandboxAddr(t, n)
+	ipt := n.Iptables()
+	cmds := [][]string{
+		{ipt, "-t", "nat", "-N", "DOCKER-INGRESS"},
+		{ipt, "-t", "nat", "-I", "PREROUTING", "1", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER-INGRESS"},
+		{ipt, "-t", "filter", "-N", "DOCKER-INGRESS"},
+		{ipt, "-t", "filter", "-I", "FORWARD", "2", "-j", "DOCKER-INGRESS"},
+	}
+	for _, port := range []string{"8095", "8096"} {
+		cmds = append(cmds,
+			[]string{ipt, "-t", "nat", "-A", "DOCKER-INGRESS", "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "DNAT", "--to-destination", sbox + ":" + port},
+			[]string{ipt, "-t", "filter", "-A", "DOCKER-INGRESS", "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"},
+			[]string{ipt, "-t", "filter", "-A", "DOCKER-INGRESS", "-p", "tcp", "-m", "tcp", "--sport", port, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"})
+	}
+	cmds = append(cmds, []string{ipt, "-t", "nat", "-A", "DOCKER-INGRESS", "-j", "RETURN"}, []string{ipt, "-t", "filter", "-A", "DOCKER-INGRESS", "-j", "RETURN"})
+	for _, c := range cmds {
+		if _, err := n.HostExec(s.ctx, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := n.DockerNetns("ingress_sbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mesh{s: s, node: n, sandbox: ns}
+	for _, port := range []int{8095, 8096} {
+		for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+			m.sandboxExec(t, ipt, "-t", "raw", "-A", "PREROUTING", "-s", src.String(), "-p", "tcp", "--dport", fmt.Sprint(port), "--syn",
+				"-m", "comment", "--comment", countKey(port, src))
+		}
+	}
+	stop, err := n.ServeIn(ns, "mesh-"+n.Name, "8095/tcp", "8096/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return m
+}
+
+// sandboxAddr waits for the node's ingress sandbox on docker_gwbridge.
+func (s *swarmEnv) sandboxAddr(t *testing.T, n *testbed.Bed) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := n.Docker.NetworkInspect(s.ctx, "docker_gwbridge", client.NetworkInspectOptions{})
+		if err == nil {
+			if ep, ok := res.Network.Containers["ingress-sbox"]; ok && ep.IPv4Address.IsValid() {
+				return ep.IPv4Address.Addr().String()
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: no ingress sandbox on docker_gwbridge after 60s", n.Name)
+	return ""
+}
+
+func countKey(port int, src netip.Addr) string { return fmt.Sprintf("dmcount-%d-%s", port, src) }
+
+func (m *mesh) sandboxExec(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := testbed.Run(m.s.ctx, append([]string{"nsenter", "--net=" + m.sandbox, "--"}, args...)...)
+	if err != nil {
+		t.Fatalf("in %s's ingress sandbox: %s: %v\n%s", m.node.Name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// counts reads the sandbox's counter rules: first packets per port/source.
+func (m *mesh) counts(t *testing.T) map[string]int {
+	t.Helper()
+	out := m.sandboxExec(t, m.node.Iptables()+"-save", "-c", "-t", "raw")
+	counts := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		i := strings.Index(line, "dmcount-")
+		if !strings.HasPrefix(line, "[") || i < 0 {
+			continue
+		}
+		var pkts, bytes int
+		if _, err := fmt.Sscanf(line, "[%d:%d]", &pkts, &bytes); err == nil {
+			counts[strings.Trim(strings.Fields(line[i:])[0], `"`)] = pkts
+		}
+	}
+	return counts
 }
 
 // prepareNode builds the workload image and loads dockmoat's image on a

@@ -245,15 +245,21 @@ func demux(raw []byte) string {
 // ServeOnHost runs the test server in the bed's host namespace itself, as
 // a host service (SSH stand-in) beside Docker; stop ends it.
 func (b *Bed) ServeOnHost(name string, ports ...string) (stop func(), err error) {
+	return b.ServeIn(b.HostNSPath(), name, ports...)
+}
+
+// ServeIn runs the test server in the network namespace at nsPath.
+func (b *Bed) ServeIn(nsPath, name string, ports ...string) (stop func(), err error) {
 	bin, err := serverBinary()
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(b.Dir, "host-server")
+	// One copy per server: rewriting a running binary fails (ETXTBSY).
+	path := filepath.Join(b.Dir, "server-"+name)
 	if err := os.WriteFile(path, bin, 0o755); err != nil {
-		return nil, fmt.Errorf("writing host server: %w", err)
+		return nil, fmt.Errorf("writing the test server: %w", err)
 	}
-	cmd := exec.Command("nsenter", append([]string{"--net=" + b.HostNSPath(), "--", path}, ports...)...)
+	cmd := exec.Command("nsenter", append([]string{"--net=" + nsPath, "--", path}, ports...)...)
 	cmd.Env = append(os.Environ(), "NAME="+name)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting host server: %w", err)

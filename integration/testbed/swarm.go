@@ -181,6 +181,16 @@ func (b *Bed) NodeID(ctx context.Context) (string, error) {
 	return info.Info.Swarm.NodeID, nil
 }
 
+// DockerNetns is the path of a network namespace dockerd created (a
+// sandbox such as "ingress_sbox"), reached through dockerd's own mount
+// namespace: on a Swarm node it is not mounted in the machine's.
+func (b *Bed) DockerNetns(name string) (string, error) {
+	if b.dockerd == nil || b.dockerd.Process == nil {
+		return "", fmt.Errorf("%s: dockerd not running", b.Name)
+	}
+	return filepath.Join("/proc", fmt.Sprint(b.dockerd.Process.Pid), "root", filepath.Dir(b.Socket), "exec", "netns", name), nil
+}
+
 // Hostname is a Swarm node's hostname ("" for a plain bed).
 func (b *Bed) Hostname() string { return b.node }
 
