@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/swarm"
+
 	"github.com/dockmoat/dockmoat/config"
 )
 
@@ -191,5 +193,22 @@ COMP_WORDS=(dockmoat run --metrics); COMP_CWORD=2; _dockmoat; echo "${COMPREPLY[
 	}
 	if want := "disable\n--reason\n--metrics-addr\n"; string(got) != want {
 		t.Errorf("completions:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A Swarm node with the nftables backend is refused with the reason and
+// the fix; every other combination passes.
+func TestRefuseSwarmNFT(t *testing.T) {
+	err := refuseSwarmNFT("nftables", "Docker reports firewall backend nftables", swarm.LocalNodeStateActive)
+	if err == nil || !strings.Contains(err.Error(), "Swarm") || !strings.Contains(err.Error(), "iptables backend") {
+		t.Errorf("swarm + nftables: %v", err)
+	}
+	for _, c := range []struct {
+		backend string
+		state   swarm.LocalNodeState
+	}{{"iptables", swarm.LocalNodeStateActive}, {"nftables", swarm.LocalNodeStateInactive}, {"nftables", ""}} {
+		if err := refuseSwarmNFT(c.backend, "", c.state); err != nil {
+			t.Errorf("%s on %q: %v", c.backend, c.state, err)
+		}
 	}
 }

@@ -199,7 +199,9 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		out.Wrote = true
 	}
 	if p.DockerUserMissing && !p.InputOnly {
-		return false, false, errors.Join(setErr, fmt.Errorf("chain %s does not exist in %s; is Docker running with its iptables integration enabled?", rules.HookChain, t.Tool))
+		return false, false, errors.Join(setErr, fmt.Errorf("chain %s does not exist in %s: Docker is not running, or runs without its iptables integration "+
+			"(dockerd --iptables=false, or \"iptables\": false in daemon.json), which dockmoat cannot protect: published ports then "+
+			"bypass every filter dockmoat writes; turn the integration on (the default)", rules.HookChain, t.Tool))
 	}
 	fixed, err := fixHooks(t, p)
 	if err != nil {
