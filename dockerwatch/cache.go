@@ -33,9 +33,10 @@ type cache struct {
 	netsDirty  bool
 	// The Swarm ingress network's name and its services as containers
 	// (ingress.go), re-read when a network or service event says so.
-	ingressNet   string
-	ingress      []rules.Container
-	ingressDirty bool
+	ingressNet    string
+	ingress       []rules.Container
+	serviceLabels map[string]map[string]string
+	ingressDirty  bool
 	// rev numbers every container read from Docker (rules.Container.Rev):
 	// entries the cache hands out again unchanged keep theirs, so the
 	// reconciler does not compare 10,000 label maps to find one change.
@@ -109,6 +110,7 @@ func (c *cache) snapshot() rules.Snapshot {
 		snap.Containers = append(snap.Containers, ct)
 	}
 	snap.Containers = append(snap.Containers, c.ingress...)
+	snap.ServiceLabels = c.serviceLabels
 	for _, name := range c.hostNet {
 		snap.HostNetwork = append(snap.HostNetwork, name)
 	}
@@ -131,7 +133,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 		c.hostNet[id] = name
 	}
 	c.bridges, c.netBridges = snap.Bridges, snap.NetworkBridges
-	c.ingressNet, c.ingress = snap.nets.ingress, nil
+	c.ingressNet, c.ingress, c.serviceLabels = snap.nets.ingress, nil, snap.ServiceLabels
 	for _, ct := range snap.ingress {
 		c.ingress = append(c.ingress, c.stamp(ct))
 	}
@@ -190,6 +192,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		for _, ct := range ingress {
 			c.ingress = append(c.ingress, c.stamp(ct))
 		}
+		c.serviceLabels = w.serviceLabels(ctx, c.ingressNet)
 		c.ingressDirty = false
 	}
 	return nil

@@ -38,6 +38,7 @@ type API interface {
 	ContainerInspect(ctx context.Context, containerID string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
 	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
 	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
+	ServiceList(ctx context.Context, options client.ServiceListOptions) (client.ServiceListResult, error)
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
 }
@@ -110,6 +111,7 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	if snap.ingress, err = w.ingressServices(ctx, snap.nets.ingress, gw); err != nil {
 		return snap, err
 	}
+	snap.ServiceLabels = w.serviceLabels(ctx, snap.nets.ingress)
 	return snap, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus/hooks/test"
 
@@ -33,10 +34,12 @@ type fakeAPI struct {
 	gateway    map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
 	services   map[string]network.ServiceInfo      // the ingress network's, by service name
 	netInspect int
-	pingErr    error
-	streams    []chan events.Message // one per Events call, in order
-	errs       []chan error
-	filters    []string
+	// swarmServices: the manager's services; nil: not a manager.
+	swarmServices []swarm.Service
+	pingErr       error
+	streams       []chan events.Message // one per Events call, in order
+	errs          []chan error
+	filters       []string
 }
 
 func (f *fakeAPI) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -62,6 +65,12 @@ func (f *fakeAPI) NetworkInspect(_ context.Context, id string, o client.NetworkI
 		return client.NetworkInspectResult{Network: network.Inspect{Services: f.services}}, nil
 	}
 	return client.NetworkInspectResult{}, errdefs.ErrNotFound
+}
+func (f *fakeAPI) ServiceList(context.Context, client.ServiceListOptions) (client.ServiceListResult, error) {
+	if f.swarmServices == nil {
+		return client.ServiceListResult{}, errors.New("This node is not a swarm manager.")
+	}
+	return client.ServiceListResult{Items: f.swarmServices}, nil
 }
 func (f *fakeAPI) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
 	f.mu.Lock()

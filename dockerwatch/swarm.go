@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
@@ -164,4 +165,30 @@ func IngressContainer(service string, ports []string, sandbox rules.Endpoint) ru
 		}
 	}
 	return ct
+}
+
+// serviceLabels lists, on a Swarm manager, the dockmoat.* labels set on
+// services themselves (rules reports them: only managers can read them,
+// so they cannot be one policy for the cluster). Elsewhere the service
+// API is refused and there are none; a failed read only loses a warning.
+func (w *Watcher) serviceLabels(ctx context.Context, ingressNet string) map[string]map[string]string {
+	if ingressNet == "" {
+		return nil
+	}
+	res, err := w.API.ServiceList(ctx, client.ServiceListOptions{})
+	if err != nil {
+		return nil
+	}
+	out := map[string]map[string]string{}
+	for _, svc := range res.Items {
+		for k, v := range svc.Spec.Labels {
+			if strings.HasPrefix(strings.ToLower(k), rules.LabelPrefix) {
+				if out[svc.Spec.Name] == nil {
+					out[svc.Spec.Name] = map[string]string{}
+				}
+				out[svc.Spec.Name][k] = v
+			}
+		}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -158,5 +159,24 @@ func TestIngressWithoutSandbox(t *testing.T) {
 	snap, err := (&Watcher{API: api}).Snapshot(context.Background())
 	if err != nil || len(snap.Containers) != 0 {
 		t.Fatalf("snapshot %+v, %v", snap.Containers, err)
+	}
+}
+
+// On a manager the dockmoat labels of services themselves are listed (to
+// be reported); on a worker the refused service API loses nothing else.
+func TestServiceLabelsOnManager(t *testing.T) {
+	ingress := netSummary("ing", "ingress", "overlay", nil)
+	ingress.Ingress = true
+	svc := swarm.Service{Spec: swarm.ServiceSpec{Annotations: swarm.Annotations{Name: "web",
+		Labels: map[string]string{"dockmoat.allow": "8080", "traefik.enable": "true"}}}}
+	api := &fakeAPI{networks: []network.Summary{ingress}, swarmServices: []swarm.Service{svc, {}}}
+	snap, err := (&Watcher{API: api}).Snapshot(context.Background())
+	if err != nil || len(snap.ServiceLabels) != 1 || snap.ServiceLabels["web"]["dockmoat.allow"] != "8080" || len(snap.ServiceLabels["web"]) != 1 {
+		t.Fatalf("manager: %+v, %v", snap.ServiceLabels, err)
+	}
+	api.swarmServices = nil // a worker
+	snap, err = (&Watcher{API: api}).Snapshot(context.Background())
+	if err != nil || len(snap.ServiceLabels) != 0 {
+		t.Fatalf("worker: %+v, %v", snap.ServiceLabels, err)
 	}
 }

@@ -430,6 +430,16 @@ func (s *swarmEnv) logState(t *testing.T) {
 		t.Logf("docker %s:\n%s", strings.Join(args, " "), out)
 	}
 	for _, n := range s.sw.Nodes {
+		node := []string{"DOCKER_HOST=unix://" + n.Socket}
+		ps, _ := s.dockerEnv(node, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Status}}")
+		t.Logf("%s containers:\n%s", n.Name, ps)
+		for _, line := range strings.Split(ps, "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], "dockmoat_") {
+				logs, _ := s.dockerEnv(node, "logs", "--tail", "30", f[0])
+				health, _ := s.dockerEnv(node, "inspect", "--format", "{{json .State}}", f[0])
+				t.Logf("%s %s logs:\n%s\nstate: %s", n.Name, f[1], logs, health)
+			}
+		}
 		if save, err := n.IptablesSave(s.ctx); err == nil {
 			t.Logf("%s iptables-save -t filter:\n%s", n.Name, save)
 		}

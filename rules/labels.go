@@ -30,7 +30,11 @@ func (p Problem) String() string {
 	if p.Container == "-" { // a host-level problem, not a container's label
 		return fmt.Sprintf("%s %s: %s", p.Label, p.Value, p.Msg)
 	}
-	s := fmt.Sprintf("container %s: label %s=%q: %s", p.Container, p.Label, ShortValue(p.Value), p.Msg)
+	who := "container " + p.Container
+	if strings.HasPrefix(p.Container, "service ") { // a Swarm service's own label
+		who = p.Container
+	}
+	s := fmt.Sprintf("%s: label %s=%q: %s", who, p.Label, ShortValue(p.Value), p.Msg)
 	if p.Fatal {
 		s += "; all its published ports stay closed until the label is fixed"
 	}

@@ -98,6 +98,10 @@ type Snapshot struct {
 	// HostNetwork names running containers on the host network: their
 	// ports bypass Docker's publishing and dockmoat (audit warns).
 	HostNetwork []string
+	// ServiceLabels, on a Swarm manager, are the dockmoat.* labels set on
+	// services themselves, by service name: reported, never applied
+	// (swarm.go says why).
+	ServiceLabels map[string]map[string]string
 }
 
 // protoNums are the IP protocol numbers of the protocols Docker publishes.

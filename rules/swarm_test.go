@@ -49,3 +49,13 @@ func TestIngressTaskLabelsExplained(t *testing.T) {
 		t.Errorf("problems %v", res.Problems)
 	}
 }
+
+// Service labels are reported with the fix, never applied.
+func TestServiceLabelsReported(t *testing.T) {
+	snap := Snapshot{ServiceLabels: map[string]map[string]string{"web": {"dockmoat.allow": "8080"}}}
+	res := Build(config.Default(), snap, IPv4, Options{})
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "service web") ||
+		!strings.Contains(res.Problems[0].String(), "container label") || len(res.Allows()) != 0 {
+		t.Errorf("problems %v, allows %v", res.Problems, res.Allows())
+	}
+}
