@@ -45,17 +45,7 @@ func WriteTable(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, "CONTAINER", pubW, "PUBLISHED", "EXPOSURE", "INTENDED")
 	}
 	for _, row := range r.Rows {
-		mark := "yes"
-		if row.Beyond {
-			mark = "NO: beyond policy"
-		} else if !row.Intended {
-			mark = "no"
-		}
-		name := row.Container
-		if len(name) > 20 {
-			name = name[:19] + "~"
-		}
-		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, name, pubW, published(row), row.Exposure, mark)
+		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, clip(row.Container, 20), pubW, published(row), row.Exposure, intendedMark(row))
 		if row.Exposure == Restricted {
 			b.WriteString(wrap("    sources: "+strings.Join(row.Sources, ", "), "      ", 80))
 		}

@@ -110,6 +110,8 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	case "audit":
 		fs.StringVar(&opt.format, "format", "table", "table or json")
 		fs.StringVar(&opt.explain, "explain", "", "PORT[/PROTO] or HOST:PORT/PROTO: the path of each source's first packet, rule by rule, and the fix")
+		fs.BoolVar(&opt.swarm, "swarm", false, "on a Swarm manager: audit every node (a global job of the dockmoat service's image and settings) and print one report")
+		fs.StringVar(&opt.swarmService, "service", "dockmoat_dockmoat", "with --swarm: the dockmoat service whose image and settings the job copies")
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
@@ -160,6 +162,9 @@ func (opt options) validate(cmd string) error {
 		if opt.explain != "" {
 			if _, err := audit.ParseTarget(opt.explain); err != nil {
 				errs = append(errs, err)
+			}
+			if opt.swarm {
+				errs = append(errs, errors.New("--explain and --swarm: explain one node's port on that node (docker exec into its dockmoat task)"))
 			}
 		}
 	}

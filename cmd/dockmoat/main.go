@@ -50,6 +50,8 @@ type options struct {
 	stateDir     string
 	reason       string // disable
 	explain      string // audit
+	swarm        bool   // audit --swarm
+	swarmService string // audit --swarm --service
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -103,7 +105,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = runGuard(ctx, opt, log, stdout)
 	case "audit":
 		var beyond bool
-		beyond, err = runAudit(ctx, opt, log, stdout)
+		if opt.swarm {
+			beyond, err = runAuditSwarm(ctx, opt, stdout)
+		} else {
+			beyond, err = runAudit(ctx, opt, log, stdout)
+		}
 		if err == nil && beyond {
 			return 1
 		}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/dockerwatch"
+)
+
+// swarmAuditTimeout bounds how long the nodes' audits may take together.
+const swarmAuditTimeout = 2 * time.Minute
+
+// runAuditSwarm audits every node of the swarm from a manager: a global
+// job runs `dockmoat audit --format json` on each node with the dockmoat
+// service's image, mounts, config and capabilities, and the reports are
+// printed as one, with a node column. It returns true when a port on any
+// node is reachable beyond its policy (exit 1, as for one host); a node
+// that could not be audited is an error (exit 2) otherwise.
+func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error) {
+	cli, err := dockerwatch.NewClient()
+	if err != nil {
+		return false, err
+	}
+	defer cli.Close()
+	job := fmt.Sprintf("dockmoat-audit-%d", time.Now().Unix())
+	outs, err := dockerwatch.RunOnEveryNode(ctx, cli, opt.swarmService, job, []string{"audit", "--format", "json"}, swarmAuditTimeout)
+	if err != nil {
+		return false, fmt.Errorf("audit --swarm (run it on a manager): %w", err)
+	}
+	rep := clusterReport(outs)
+	if opt.format == "json" {
+		err = audit.WriteClusterJSON(out, rep)
+	} else {
+		err = audit.WriteClusterTable(out, rep)
+	}
+	if err != nil {
+		return false, fmt.Errorf("writing report: %w", err)
+	}
+	if rep.Beyond() {
+		return true, nil
+	}
+	if rep.Incomplete() {
+		return false, fmt.Errorf("audit --swarm: some nodes were not audited (see NOT AUDITED above)")
+	}
+	return false, nil
+}
+
+func clusterReport(outs []dockerwatch.NodeOutput) audit.ClusterReport {
+	var rep audit.ClusterReport
+	for _, o := range outs {
+		if o.Err != "" {
+			rep.Nodes = append(rep.Nodes, audit.NodeReport{Node: o.Node, Err: o.Err})
+			continue
+		}
+		rep.Nodes = append(rep.Nodes, audit.ParseNodeReport(o.Node, o.Stdout))
+	}
+	return rep
+}
