@@ -39,6 +39,9 @@ type API interface {
 	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
 	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 	ServiceList(ctx context.Context, options client.ServiceListOptions) (client.ServiceListResult, error)
+	// IngressServicePorts is the one read the SDK's types cannot make
+	// (Client says why).
+	IngressServicePorts(ctx context.Context, network string) (map[string][]string, error)
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
 }
@@ -47,12 +50,12 @@ type API interface {
 // default socket); the client negotiates the API version on its first
 // request (the default since the moby/moby client), so one binary talks to
 // Docker 20.10 (API 1.41) up to Docker 29.
-func NewClient() (*client.Client, error) {
+func NewClient() (Client, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
-		return nil, fmt.Errorf("creating Docker client: %w", err)
+		return Client{}, fmt.Errorf("creating Docker client: %w", err)
 	}
-	return c, nil
+	return Client{c}, nil
 }
 
 // Watcher reads snapshots and follows events.

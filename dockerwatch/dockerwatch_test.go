@@ -56,15 +56,23 @@ func (f *fakeAPI) ContainerInspect(_ context.Context, id string, _ client.Contai
 func (f *fakeAPI) NetworkList(context.Context, client.NetworkListOptions) (client.NetworkListResult, error) {
 	return client.NetworkListResult{Items: f.networks}, nil
 }
-func (f *fakeAPI) NetworkInspect(_ context.Context, id string, o client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
+func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
 	f.netInspect++
 	switch {
 	case id == GatewayBridge && f.gateway != nil:
 		return client.NetworkInspectResult{Network: network.Inspect{Containers: f.gateway}}, nil
-	case id == "ingress" && o.Verbose:
-		return client.NetworkInspectResult{Network: network.Inspect{Services: f.services}}, nil
 	}
 	return client.NetworkInspectResult{}, errdefs.ErrNotFound
+}
+func (f *fakeAPI) IngressServicePorts(_ context.Context, id string) (map[string][]string, error) {
+	if id != "ingress" {
+		return nil, errdefs.ErrNotFound
+	}
+	out := map[string][]string{}
+	for name, svc := range f.services {
+		out[name] = svc.Ports
+	}
+	return out, nil
 }
 func (f *fakeAPI) ServiceList(context.Context, client.ServiceListOptions) (client.ServiceListResult, error) {
 	if f.swarmServices == nil {

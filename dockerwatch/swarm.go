@@ -124,16 +124,16 @@ func (w *Watcher) ingressServices(ctx context.Context, ingressNet string, g *gat
 	if !ok {
 		return nil, nil
 	}
-	res, err := w.API.NetworkInspect(ctx, ingressNet, client.NetworkInspectOptions{Verbose: true})
+	services, err := w.API.IngressServicePorts(ctx, ingressNet)
 	if errdefs.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("inspecting network %s: %w", ingressNet, err)
+		return nil, err
 	}
 	var out []rules.Container
-	for name, svc := range res.Network.Services {
-		if ct := IngressContainer(name, svc.Ports, sbox); len(ct.Ports) > 0 {
+	for name, ports := range services {
+		if ct := IngressContainer(name, ports, sbox); name != "" && len(ct.Ports) > 0 {
 			out = append(out, ct)
 		}
 	}

@@ -114,6 +114,7 @@ func TestIngressServices(t *testing.T) {
 		services: map[string]network.ServiceInfo{
 			"shop_web": {Ports: []string{"Target: 80, Publish: 8080", "Target: 81, Publish: 8081", "garbage"}},
 			"internal": {}, // no published port: not an entry
+			"":         {}, // Docker 20.10 lists the ingress endpoints as a service ""
 		},
 	}
 	w := &Watcher{API: api}

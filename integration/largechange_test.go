@@ -60,7 +60,7 @@ func TestLargeChangeNoExposure(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cli.Close()
-		src := &plusSynthetic{real: &dockerwatch.Watcher{API: cli}}
+		src := &plusSynthetic{real: &dockerwatch.Watcher{API: dockerwatch.Client{Client: cli}}}
 		log := logrus.New()
 		log.SetOutput(testWriter{t})
 		log.SetLevel(logrus.WarnLevel)
