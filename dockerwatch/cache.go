@@ -137,7 +137,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	for _, ct := range snap.ingress {
 		c.ingress = append(c.ingress, c.stamp(ct))
 	}
-	c.dirty, c.netsDirty, c.ingressDirty = map[string]bool{}, false, false
+	c.dirty, c.netsDirty, c.ingressDirty = map[string]bool{}, false, snap.ingressFailed
 	c.valid, c.listedAt = true, time.Now()
 	return nil
 }
@@ -186,7 +186,10 @@ func (w *Watcher) refresh(ctx context.Context) error {
 	if c.ingressDirty {
 		ingress, err := w.ingressServices(ctx, c.ingressNet, gw)
 		if err != nil {
-			return err
+			// The containers' policy must not wait for the mesh's: the
+			// entries read last stay, and the next pass reads again.
+			w.warn(err, "cannot read the Swarm routing mesh's services; keeping the last read")
+			return nil
 		}
 		c.ingress = c.ingress[:0]
 		for _, ct := range ingress {

@@ -68,6 +68,12 @@ type Watcher struct {
 	cache cache
 }
 
+func (w *Watcher) warn(err error, msg string) {
+	if w.Log != nil {
+		w.Log.WithError(err).Warn(msg)
+	}
+}
+
 func (w *Watcher) state(up bool) {
 	if w.OnState != nil {
 		w.OnState(up)
@@ -81,6 +87,8 @@ type listing struct {
 	hostNetIDs map[string]string
 	nets       netView
 	ingress    []rules.Container
+	// ingressFailed: the mesh's services could not be read (no entries).
+	ingressFailed bool
 }
 
 // List lists running containers and bridge networks in full. One list
@@ -112,7 +120,9 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 		return snap, err
 	}
 	if snap.ingress, err = w.ingressServices(ctx, snap.nets.ingress, gw); err != nil {
-		return snap, err
+		// Closed meanwhile (no entry, no allow); the next pass reads again.
+		w.warn(err, "cannot read the Swarm routing mesh's services; its ports stay closed until they are read")
+		snap.ingressFailed = true
 	}
 	snap.ServiceLabels = w.serviceLabels(ctx, snap.nets.ingress)
 	return snap, nil

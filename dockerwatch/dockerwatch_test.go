@@ -34,6 +34,7 @@ type fakeAPI struct {
 	gateway    map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
 	services   map[string]network.ServiceInfo      // the ingress network's, by service name
 	netInspect int
+	ingressErr error
 	// swarmServices: the manager's services; nil: not a manager.
 	swarmServices []swarm.Service
 	pingErr       error
@@ -67,6 +68,9 @@ func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkI
 func (f *fakeAPI) IngressServicePorts(_ context.Context, id string) (map[string][]string, error) {
 	if id != "ingress" {
 		return nil, errdefs.ErrNotFound
+	}
+	if f.ingressErr != nil {
+		return nil, f.ingressErr
 	}
 	out := map[string][]string{}
 	for name, svc := range f.services {

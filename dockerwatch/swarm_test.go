@@ -2,6 +2,7 @@ package dockerwatch
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -179,5 +180,26 @@ func TestServiceLabelsOnManager(t *testing.T) {
 	snap, err = (&Watcher{API: api}).Snapshot(context.Background())
 	if err != nil || len(snap.ServiceLabels) != 0 {
 		t.Fatalf("worker: %+v, %v", snap.ServiceLabels, err)
+	}
+}
+
+// A mesh that cannot be read does not stop the containers' policy: the
+// snapshot succeeds without mesh entries (closed), and reads again.
+func TestIngressReadFailureIsNotFatal(t *testing.T) {
+	ingress := netSummary("ing", "ingress", "overlay", nil)
+	ingress.Ingress = true
+	api := &fakeAPI{networks: []network.Summary{ingress},
+		gateway:    map[string]network.EndpointResource{IngressSandbox: {IPv4Address: netip.MustParsePrefix("172.29.0.2/24")}},
+		services:   map[string]network.ServiceInfo{"web": {Ports: []string{"Target: 80, Publish: 8080"}}},
+		ingressErr: errors.New("unexpected answer"),
+		containers: []container.Summary{{ID: "c1", Names: []string{"/web"}}}}
+	w := &Watcher{API: api}
+	snap, err := w.Snapshot(context.Background())
+	if err != nil || len(snap.Containers) != 1 || snap.Containers[0].Name != "web" {
+		t.Fatalf("snapshot %+v, %v", snap.Containers, err)
+	}
+	api.ingressErr = nil
+	if snap, err = w.Snapshot(context.Background()); err != nil || len(snap.Containers) != 2 {
+		t.Fatalf("after the mesh reads again: %+v, %v", snap.Containers, err)
 	}
 }
