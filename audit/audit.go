@@ -60,6 +60,8 @@ type Row struct {
 	// Beyond is set when the port is reachable by someone the policy does
 	// not allow; any such row makes audit exit 1.
 	Beyond bool `json:"beyond_policy"`
+	// skip drops the row: a routing-mesh protocol Docker does not DNAT.
+	skip bool
 }
 
 // Iface is an interface packets from outside can arrive on.
@@ -251,7 +253,9 @@ func rows(in Input, fams map[rules.Family]*famCtx) []Row {
 				if b.HostIP.IsValid() && !fam.Has(b.HostIP) {
 					continue
 				}
-				out = append(out, evalPort(in, fams[fam], fam, c, b))
+				if row := evalPort(in, fams[fam], fam, c, b); !row.skip {
+					out = append(out, row)
+				}
 			}
 		}
 	}
@@ -317,6 +321,12 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		return row
 	}
 	all, accepted, dnat := pe.tryPaths(addrs)
+	if !dnat && c.Mesh {
+		// The mesh's ports are listed in both protocols (the ingress
+		// network does not say which); Docker DNATs only the published one.
+		row.skip = true
+		return row
+	}
 	pathNote := ""
 	if !dnat {
 		pathNote = "no DNAT for this binding: docker-proxy answers on the host, so connections go through INPUT; "

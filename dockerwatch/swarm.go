@@ -150,7 +150,7 @@ func (w *Watcher) ingressServices(ctx context.Context, ingressNet string, g *gat
 // ports are bound to 0.0.0.0: no IPv6 rule, and no docker-proxy path
 // through INPUT, is ever derived from them.
 func IngressContainer(service string, ports []string, sandbox rules.Endpoint) rules.Container {
-	ct := rules.Container{ID: IngressPrefix + service, Name: IngressPrefix + service,
+	ct := rules.Container{ID: IngressPrefix + service, Name: IngressPrefix + service, Mesh: true,
 		Labels: map[string]string{config.LabelSwarmService: service}, Endpoints: []rules.Endpoint{sandbox}}
 	for _, p := range ports {
 		var target, publish uint16

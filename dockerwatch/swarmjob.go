@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -76,7 +77,7 @@ func jobSpec(like swarm.ServiceSpec, name string, args []string) (swarm.ServiceS
 	tt.ContainerSpec = &cs
 	tt.RestartPolicy = &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone}
 	return swarm.ServiceSpec{
-		Annotations:  swarm.Annotations{Name: name, Labels: map[string]string{"dockmoat.job": "audit"}},
+		Annotations:  swarm.Annotations{Name: name, Labels: map[string]string{"io.dockmoat.job": "audit"}},
 		TaskTemplate: tt,
 		Mode:         swarm.ServiceMode{GlobalJob: &swarm.GlobalJob{}},
 	}, nil
@@ -126,7 +127,7 @@ func collect(ctx context.Context, api JobAPI, tasks []swarm.Task) ([]NodeOutput,
 	}
 	var out []NodeOutput
 	ran := map[string]bool{}
-	for _, t := range tasks {
+	for _, t := range latestPerNode(tasks) {
 		ran[t.NodeID] = true
 		no := NodeOutput{Node: host[t.NodeID]}
 		if no.Node == "" {
@@ -160,4 +161,18 @@ func taskStdout(ctx context.Context, api JobAPI, id string) ([]byte, error) {
 		return nil, fmt.Errorf("reading the task's output: %w", err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// latestPerNode keeps each node's newest task: a job's task that failed
+// may have been run again.
+func latestPerNode(tasks []swarm.Task) []swarm.Task {
+	latest := map[string]swarm.Task{}
+	for _, t := range tasks {
+		if l, ok := latest[t.NodeID]; !ok || t.CreatedAt.After(l.CreatedAt) {
+			latest[t.NodeID] = t
+		}
+	}
+	out := slices.Collect(maps.Values(latest))
+	slices.SortFunc(out, func(a, b swarm.Task) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	return out
 }

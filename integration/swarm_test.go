@@ -2,17 +2,21 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/client"
 
+	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
@@ -148,6 +152,40 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 				t.Errorf("node %d: the allowed %s never reached the ingress sandbox (%d → %d)", i, k, before[i][k], after[k])
 			}
 			t.Logf("node %d sandbox first packets (before dockmoat → now): %v → %v", i, before[i], after)
+		}
+	})
+
+	t.Run("AuditSwarm", func(t *testing.T) {
+		rep, code := s.auditSwarm(t)
+		if code != 0 {
+			t.Errorf("audit --swarm exit %d, want 0 (every port as intended)", code)
+		}
+		want := map[string]audit.Exposure{"closed.:8090/tcp": audit.Closed, "closed.:8053/udp": audit.Closed,
+			"open.:8091/tcp": audit.Restricted, "open.:8054/udp": audit.Restricted,
+			"ingress/mesh:8095/tcp": audit.Closed, "ingress/meshopen:8096/tcp": audit.Restricted}
+		for i, n := range sw.Nodes {
+			nr := nodeReport(rep, n.Hostname())
+			if nr == nil || nr.Err != "" || !nr.Report.Protected {
+				t.Errorf("node %d (%s): %+v", i, n.Hostname(), nr)
+				continue
+			}
+			for key, exp := range want {
+				row := findRow(nr.Report, key)
+				if row == nil {
+					t.Errorf("node %d: no row %s", i, key)
+					continue
+				}
+				if row.Exposure != exp {
+					t.Errorf("node %d: %s is %s (%s), want %s", i, key, row.Exposure, row.Reason, exp)
+				}
+				// The report against real connections from A and B to
+				// this node.
+				for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+					open := row.Exposure == audit.Public || row.Exposure == audit.Restricted &&
+						slices.ContainsFunc(row.Sources, func(p string) bool { return sourceContains(p, src) })
+					s.expect(t, s.checks([]int{i}, src, int(row.HostPort), row.Proto, open)...)
+				}
+			}
 		}
 	})
 
@@ -294,6 +332,52 @@ func (m *mesh) counts(t *testing.T) map[string]int {
 		}
 	}
 	return counts
+}
+
+// auditSwarm runs `dockmoat audit --swarm` on the manager, as a user
+// would (the job runs the stack's image on every node), and logs the table.
+func (s *swarmEnv) auditSwarm(t *testing.T) (audit.ClusterReport, int) {
+	t.Helper()
+	run := func(args ...string) (string, int) {
+		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, dockmoatBin, append([]string{"audit", "--swarm"}, args...)...)
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+s.sw.Nodes[0].Socket)
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := run("--format", "json")
+	var rep audit.ClusterReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("audit --swarm output is not JSON (exit %d): %v\n%s", code, err, out)
+	}
+	table, tcode := run()
+	t.Logf("audit --swarm (exit %d):\n%s", tcode, table)
+	return rep, code
+}
+
+func nodeReport(rep audit.ClusterReport, node string) *audit.NodeReport {
+	for i := range rep.Nodes {
+		if rep.Nodes[i].Node == node {
+			return &rep.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// findRow finds the IPv4 row "<container prefix>:<port>/<proto>".
+func findRow(rep audit.Report, key string) *audit.Row {
+	prefix, rest, _ := strings.Cut(key, ":")
+	for i, r := range rep.Rows {
+		if strings.HasPrefix(r.Container, prefix) && fmt.Sprintf("%d/%s", r.HostPort, r.Proto) == rest && !strings.Contains(r.HostIP, ":") {
+			return &rep.Rows[i]
+		}
+	}
+	return nil
 }
 
 // prepareNode builds the workload image and loads dockmoat's image on a

@@ -449,7 +449,7 @@ func compareHostPorts(a, b hostPort) int {
 func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Result {
 	res := Result{Family: inc.fam}
 	bridges(snap, &res)
-	res.Problems = serviceProblems(snap)
+	res.Problems = append(res.Problems, serviceProblems(snap)...)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
 	}

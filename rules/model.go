@@ -79,6 +79,10 @@ type Container struct {
 	Labels    map[string]string
 	Ports     []PortBinding
 	Endpoints []Endpoint
+	// Mesh marks a Swarm service published through the routing mesh
+	// (dockerwatch.IngressContainer): reached only through Docker's DNAT
+	// to the node's ingress sandbox, never through docker-proxy.
+	Mesh bool
 	// Rev, when not 0, is the source's revision of this container: a
 	// source gives a new Rev whenever anything above may have changed
 	// (dockerwatch: at every inspect and listing), so an equal ID and Rev

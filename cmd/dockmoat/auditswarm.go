@@ -18,7 +18,9 @@ const swarmAuditTimeout = 2 * time.Minute
 // service's image, mounts, config and capabilities, and the reports are
 // printed as one, with a node column. It returns true when a port on any
 // node is reachable beyond its policy (exit 1, as for one host); a node
-// that could not be audited is an error (exit 2) otherwise.
+// that could not be audited is an error (exit 2) otherwise. The nodes'
+// audits exit 0 (--exit-zero): the verdict is read from their reports,
+// and a job task that "failed" could be run again.
 func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error) {
 	cli, err := dockerwatch.NewClient()
 	if err != nil {
@@ -26,7 +28,7 @@ func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error
 	}
 	defer cli.Close()
 	job := fmt.Sprintf("dockmoat-audit-%d", time.Now().Unix())
-	outs, err := dockerwatch.RunOnEveryNode(ctx, cli, opt.swarmService, job, []string{"audit", "--format", "json"}, swarmAuditTimeout)
+	outs, err := dockerwatch.RunOnEveryNode(ctx, cli, opt.swarmService, job, []string{"audit", "--format", "json", "--exit-zero"}, swarmAuditTimeout)
 	if err != nil {
 		return false, fmt.Errorf("audit --swarm (run it on a manager): %w", err)
 	}

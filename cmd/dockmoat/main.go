@@ -51,6 +51,7 @@ type options struct {
 	reason       string // disable
 	explain      string // audit
 	swarm        bool   // audit --swarm
+	exitZero     bool   // audit --exit-zero
 	swarmService string // audit --swarm --service
 }
 
@@ -110,7 +111,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		} else {
 			beyond, err = runAudit(ctx, opt, log, stdout)
 		}
-		if err == nil && beyond {
+		if err == nil && beyond && !opt.exitZero {
 			return 1
 		}
 	}
