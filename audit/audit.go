@@ -716,6 +716,7 @@ func hostFindings(in Input, fams map[rules.Family]*famCtx) []string {
 	for _, name := range in.Snapshot.HostNetwork {
 		out = append(out, fmt.Sprintf("container %s uses the host network: its ports bypass Docker publishing and dockmoat; protect them with INPUT rules (ufw)", name))
 	}
+	out = append(out, swarmFindings(in, fams)...)
 	if fc := fams[rules.IPv4]; fc != nil {
 		seen := map[string]bool{}
 		for _, p := range fc.plan.Result.Problems {

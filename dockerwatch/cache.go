@@ -36,6 +36,7 @@ type cache struct {
 	ingressNet    string
 	ingress       []rules.Container
 	serviceLabels map[string]map[string]string
+	swarm         *rules.SwarmNode
 	ingressDirty  bool
 	// rev numbers every container read from Docker (rules.Container.Rev):
 	// entries the cache hands out again unchanged keep theirs, so the
@@ -110,7 +111,7 @@ func (c *cache) snapshot() rules.Snapshot {
 		snap.Containers = append(snap.Containers, ct)
 	}
 	snap.Containers = append(snap.Containers, c.ingress...)
-	snap.ServiceLabels = c.serviceLabels
+	snap.ServiceLabels, snap.Swarm = c.serviceLabels, c.swarm
 	for _, name := range c.hostNet {
 		snap.HostNetwork = append(snap.HostNetwork, name)
 	}
@@ -133,7 +134,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 		c.hostNet[id] = name
 	}
 	c.bridges, c.netBridges = snap.Bridges, snap.NetworkBridges
-	c.ingressNet, c.ingress, c.serviceLabels = snap.nets.ingress, nil, snap.ServiceLabels
+	c.ingressNet, c.ingress, c.serviceLabels, c.swarm = snap.nets.ingress, nil, snap.ServiceLabels, snap.Swarm
 	for _, ct := range snap.ingress {
 		c.ingress = append(c.ingress, c.stamp(ct))
 	}
@@ -184,7 +185,8 @@ func (w *Watcher) refresh(ctx context.Context) error {
 	}
 	clear(c.dirty)
 	if c.ingressDirty {
-		ingress, err := w.ingressServices(ctx, c.ingressNet, gw)
+		mesh, node, labels, err := w.readSwarm(ctx, c.ingressNet, gw)
+		c.swarm, c.serviceLabels = node, labels
 		if err != nil {
 			// The containers' policy must not wait for the mesh's: the
 			// entries read last stay, and the next pass reads again.
@@ -192,10 +194,9 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			return nil
 		}
 		c.ingress = c.ingress[:0]
-		for _, ct := range ingress {
+		for _, ct := range mesh {
 			c.ingress = append(c.ingress, c.stamp(ct))
 		}
-		c.serviceLabels = w.serviceLabels(ctx, c.ingressNet)
 		c.ingressDirty = false
 	}
 	return nil

@@ -39,9 +39,9 @@ type API interface {
 	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
 	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 	ServiceList(ctx context.Context, options client.ServiceListOptions) (client.ServiceListResult, error)
-	// IngressServicePorts is the one read the SDK's types cannot make
-	// (Client says why).
-	IngressServicePorts(ctx context.Context, network string) (map[string][]string, error)
+	// IngressView is the one read the SDK's types cannot make (Client
+	// says why).
+	IngressView(ctx context.Context, network string) (Ingress, error)
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 	Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error)
 }
@@ -119,12 +119,11 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	if err := gw.addTo(ctx, snap.Containers, snap.NetworkBridges); err != nil {
 		return snap, err
 	}
-	if snap.ingress, err = w.ingressServices(ctx, snap.nets.ingress, gw); err != nil {
+	if snap.ingress, snap.Swarm, snap.ServiceLabels, err = w.readSwarm(ctx, snap.nets.ingress, gw); err != nil {
 		// Closed meanwhile (no entry, no allow); the next pass reads again.
 		w.warn(err, "cannot read the Swarm routing mesh's services; its ports stay closed until they are read")
 		snap.ingressFailed = true
 	}
-	snap.ServiceLabels = w.serviceLabels(ctx, snap.nets.ingress)
 	return snap, nil
 }
 

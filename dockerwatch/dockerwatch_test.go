@@ -65,16 +65,16 @@ func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkI
 	}
 	return client.NetworkInspectResult{}, errdefs.ErrNotFound
 }
-func (f *fakeAPI) IngressServicePorts(_ context.Context, id string) (map[string][]string, error) {
+func (f *fakeAPI) IngressView(_ context.Context, id string) (Ingress, error) {
 	if id != "ingress" {
-		return nil, errdefs.ErrNotFound
+		return Ingress{}, errdefs.ErrNotFound
 	}
 	if f.ingressErr != nil {
-		return nil, f.ingressErr
+		return Ingress{}, f.ingressErr
 	}
-	out := map[string][]string{}
+	out := Ingress{Services: map[string][]string{}, Peers: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}
 	for name, svc := range f.services {
-		out[name] = svc.Ports
+		out.Services[name] = svc.Ports
 	}
 	return out, nil
 }

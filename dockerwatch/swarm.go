@@ -108,36 +108,37 @@ func (g *gateway) addTo(ctx context.Context, cts []rules.Container, netBridges m
 
 // ingressServices returns the Swarm services this node publishes through
 // the routing mesh, each as one snapshot entry (IngressContainer) whose
-// endpoint is this node's ingress sandbox. The source is the ingress
-// network's verbose view, which every node has — workers too, for
-// services they run no task of; the service API is a manager's only.
-// Off Swarm, or on a node without the sandbox, there are none.
-func (w *Watcher) ingressServices(ctx context.Context, ingressNet string, g *gateway) ([]rules.Container, error) {
+// endpoint is this node's ingress sandbox, and the cluster's nodes. The
+// source is the ingress network's verbose view, which every node has —
+// workers too, for services they run no task of; the service API is a
+// manager's only. Off Swarm, or on a node without the sandbox, there are
+// no entries.
+func (w *Watcher) ingressServices(ctx context.Context, ingressNet string, g *gateway) ([]rules.Container, []netip.Addr, error) {
 	if ingressNet == "" {
-		return nil, nil
+		return nil, nil, nil
+	}
+	view, err := w.API.IngressView(ctx, ingressNet)
+	if errdefs.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	eps, err := g.endpoints(ctx)
 	if err != nil {
-		return nil, err
+		return nil, view.Peers, err
 	}
 	sbox, ok := eps[IngressSandbox]
 	if !ok {
-		return nil, nil
-	}
-	services, err := w.API.IngressServicePorts(ctx, ingressNet)
-	if errdefs.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
+		return nil, view.Peers, nil
 	}
 	var out []rules.Container
-	for name, ports := range services {
+	for name, ports := range view.Services {
 		if ct := IngressContainer(name, ports, sbox); name != "" && len(ct.Ports) > 0 {
 			out = append(out, ct)
 		}
 	}
-	return out, nil
+	return out, view.Peers, nil
 }
 
 // IngressContainer is a mesh-published service as the policy sees it: its
@@ -169,15 +170,16 @@ func IngressContainer(service string, ports []string, sandbox rules.Endpoint) ru
 
 // serviceLabels lists, on a Swarm manager, the dockmoat.* labels set on
 // services themselves (rules reports them: only managers can read them,
-// so they cannot be one policy for the cluster). Elsewhere the service
-// API is refused and there are none; a failed read only loses a warning.
-func (w *Watcher) serviceLabels(ctx context.Context, ingressNet string) map[string]map[string]string {
+// so they cannot be one policy for the cluster); manager says whether the
+// service API answered. Elsewhere it is refused and there are none; a
+// failed read only loses a warning.
+func (w *Watcher) serviceLabels(ctx context.Context, ingressNet string) (labels map[string]map[string]string, manager bool) {
 	if ingressNet == "" {
-		return nil
+		return nil, false
 	}
 	res, err := w.API.ServiceList(ctx, client.ServiceListOptions{})
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	out := map[string]map[string]string{}
 	for _, svc := range res.Items {
@@ -190,5 +192,17 @@ func (w *Watcher) serviceLabels(ctx context.Context, ingressNet string) map[stri
 			}
 		}
 	}
-	return out
+	return out, true
+}
+
+// readSwarm reads what a pass needs of Swarm on this node: the mesh's
+// entries, the node's place, the services' own labels. An error is the
+// mesh's only (the caller logs it; the rest is read all the same).
+func (w *Watcher) readSwarm(ctx context.Context, ingressNet string, g *gateway) ([]rules.Container, *rules.SwarmNode, map[string]map[string]string, error) {
+	if ingressNet == "" {
+		return nil, nil, nil, nil
+	}
+	mesh, peers, err := w.ingressServices(ctx, ingressNet, g)
+	labels, manager := w.serviceLabels(ctx, ingressNet)
+	return mesh, &rules.SwarmNode{Manager: manager, Peers: peers}, labels, err
 }

@@ -176,10 +176,13 @@ func TestServiceLabelsOnManager(t *testing.T) {
 	if err != nil || len(snap.ServiceLabels) != 1 || snap.ServiceLabels["web"]["dockmoat.allow"] != "8080" || len(snap.ServiceLabels["web"]) != 1 {
 		t.Fatalf("manager: %+v, %v", snap.ServiceLabels, err)
 	}
+	if snap.Swarm == nil || !snap.Swarm.Manager || len(snap.Swarm.Peers) != 1 {
+		t.Errorf("manager's place: %+v", snap.Swarm)
+	}
 	api.swarmServices = nil // a worker
 	snap, err = (&Watcher{API: api}).Snapshot(context.Background())
-	if err != nil || len(snap.ServiceLabels) != 0 {
-		t.Fatalf("worker: %+v, %v", snap.ServiceLabels, err)
+	if err != nil || len(snap.ServiceLabels) != 0 || snap.Swarm == nil || snap.Swarm.Manager {
+		t.Fatalf("worker: %+v %+v, %v", snap.ServiceLabels, snap.Swarm, err)
 	}
 }
 

@@ -106,6 +106,18 @@ type Snapshot struct {
 	// services themselves, by service name: reported, never applied
 	// (swarm.go says why).
 	ServiceLabels map[string]map[string]string
+	// Swarm is this node's place in a Swarm (audit checks Swarm's own
+	// ports against it); nil off Swarm.
+	Swarm *SwarmNode
+}
+
+// SwarmNode is what audit needs of the Swarm a node is in.
+type SwarmNode struct {
+	// Manager: the service API answers, so the node serves 2377/tcp.
+	Manager bool
+	// Peers are the cluster's nodes' addresses (the ingress network's
+	// peers): the only sources Swarm's own ports need.
+	Peers []netip.Addr
 }
 
 // protoNums are the IP protocol numbers of the protocols Docker publishes.
