@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -187,6 +188,27 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 				}
 			}
 		}
+		// Swarm's own ports: flagged where outside sources reach them,
+		// proven by a connection; then fenced to the nodes on the
+		// manager, and no longer flagged nor reachable there.
+		manager := nodeReport(rep, sw.Nodes[0].Hostname())
+		worker := nodeReport(rep, sw.Nodes[1].Hostname())
+		if manager == nil || worker == nil || !hasFinding(manager.Report, "Swarm port 2377/tcp") ||
+			!hasFinding(manager.Report, "Swarm port 7946/tcp") || !hasFinding(worker.Report, "Swarm port 7946/tcp") ||
+			hasFinding(worker.Report, "Swarm port 2377/tcp") {
+			t.Fatalf("Swarm port findings: manager %+v worker %+v", manager, worker)
+		}
+		if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err != nil {
+			t.Fatalf("audit says 2377/tcp is reachable, but: %v", err)
+		}
+		s.fence2377(t)
+		rep, _ = s.auditSwarm(t)
+		if m := nodeReport(rep, sw.Nodes[0].Hostname()); m == nil || hasFinding(m.Report, "Swarm port 2377/tcp") || !hasFinding(m.Report, "Swarm port 7946/tcp") {
+			t.Errorf("after fencing 2377 to the nodes: %+v", m)
+		}
+		if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err == nil {
+			t.Errorf("2377/tcp still reachable from %s after fencing", testbed.SwarmOutsideA)
+		}
 	})
 
 	t.Run("PolicyFollowsRescheduledTask", func(t *testing.T) {
@@ -358,6 +380,39 @@ func (s *swarmEnv) auditSwarm(t *testing.T) (audit.ClusterReport, int) {
 	table, tcode := run()
 	t.Logf("audit --swarm (exit %d):\n%s", tcode, table)
 	return rep, code
+}
+
+func hasFinding(rep audit.Report, prefix string) bool {
+	return slices.ContainsFunc(rep.Findings, func(f string) bool { return strings.HasPrefix(f, prefix) })
+}
+
+// dial opens a TCP connection from the outside namespace (Swarm's ports
+// send no greeting: a completed handshake is the proof).
+func (s *swarmEnv) dial(src, dst netip.Addr, port int) error {
+	return testbed.InNetns(s.out, func() error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		c, err := d.DialContext(s.ctx, "tcp", netip.AddrPortFrom(dst, uint16(port)).String())
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// fence2377 lets only the nodes (the third one joins later) reach the
+// manager's 2377/tcp: the fix audit's finding names.
+func (s *swarmEnv) fence2377(t *testing.T) {
+	t.Helper()
+	m := s.sw.Nodes[0]
+	cmds := [][]string{{m.Iptables(), "-I", "INPUT", "1", "-p", "tcp", "--dport", "2377", "-j", "DROP"}}
+	for i := range 3 {
+		cmds = append(cmds, []string{m.Iptables(), "-I", "INPUT", "1", "-s", testbed.NodeIP(i).String(), "-p", "tcp", "--dport", "2377", "-j", "ACCEPT"})
+	}
+	for _, c := range cmds {
+		if _, err := m.HostExec(s.ctx, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func nodeReport(rep audit.ClusterReport, node string) *audit.NodeReport {
