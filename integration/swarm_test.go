@@ -232,6 +232,7 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 	})
 
 	t.Run("NodeJoiningLaterIsProtected", func(t *testing.T) {
+		s.allow2377(t, testbed.NodeIP(len(sw.Nodes)))
 		n, err := sw.AddNode(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -399,19 +400,30 @@ func (s *swarmEnv) dial(src, dst netip.Addr, port int) error {
 	})
 }
 
-// fence2377 lets only the nodes (the third one joins later) reach the
-// manager's 2377/tcp: the fix audit's finding names.
+// fence2377 lets only the current nodes reach the manager's 2377/tcp:
+// the fix audit's finding names. The cluster speaks IPv4 here (its peers
+// are IPv4 addresses), so IPv6 is dropped whole.
 func (s *swarmEnv) fence2377(t *testing.T) {
 	t.Helper()
 	m := s.sw.Nodes[0]
-	cmds := [][]string{{m.Iptables(), "-I", "INPUT", "1", "-p", "tcp", "--dport", "2377", "-j", "DROP"}}
-	for i := range 3 {
-		cmds = append(cmds, []string{m.Iptables(), "-I", "INPUT", "1", "-s", testbed.NodeIP(i).String(), "-p", "tcp", "--dport", "2377", "-j", "ACCEPT"})
-	}
-	for _, c := range cmds {
-		if _, err := m.HostExec(s.ctx, c...); err != nil {
+	ip6 := strings.Replace(m.Iptables(), "iptables", "ip6tables", 1)
+	for _, ipt := range []string{m.Iptables(), ip6} {
+		if _, err := m.HostExec(s.ctx, ipt, "-I", "INPUT", "1", "-p", "tcp", "--dport", "2377", "-j", "DROP"); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i := range s.sw.Nodes {
+		s.allow2377(t, testbed.NodeIP(i))
+	}
+}
+
+// allow2377 lets one more node reach the manager's 2377/tcp (before it
+// joins, as an admin who fenced the port would).
+func (s *swarmEnv) allow2377(t *testing.T, node netip.Addr) {
+	t.Helper()
+	m := s.sw.Nodes[0]
+	if _, err := m.HostExec(s.ctx, m.Iptables(), "-I", "INPUT", "1", "-s", node.String(), "-p", "tcp", "--dport", "2377", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
 	}
 }
 
