@@ -70,6 +70,36 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 	for _, n := range sw.Nodes {
 		s.prepareNode(t, n)
 	}
+	meshes := s.createServices(t)
+	nodes := []int{0, 1}
+	// Controls: without dockmoat every port answers every source.
+	for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+		for _, p := range []struct {
+			port  int
+			proto string
+		}{{8090, "tcp"}, {8053, "udp"}, {8091, "tcp"}, {8054, "udp"}, {8095, "tcp"}, {8096, "tcp"}} {
+			s.expect(t, s.checks(nodes, src, p.port, p.proto, true)...)
+		}
+	}
+
+	start := time.Now()
+	s.deployStack(t, "allow:\n  - service: moving\n    ports: [\"8092\"]\n"+
+		"  - service: meshopen\n    ports: [\"8096\"]\n    from: [\""+testbed.SwarmOutsideA.String()+"\"]\n")
+	s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
+	s.eventually(t, "8090 closed on every node", s.checks(nodes, testbed.SwarmOutsideA, 8090, "tcp", false))
+	t.Logf("%s: stack deployed, every node closed in %s", eng.Name, time.Since(start).Round(time.Millisecond))
+
+	t.Run("HostModeByPolicy", func(t *testing.T) { s.hostModeByPolicy(t, nodes) })
+	t.Run("IngressMeshByConfig", func(t *testing.T) { s.ingressMeshByConfig(t, nodes, meshes) })
+	t.Run("AuditSwarm", s.auditEveryNode)
+	t.Run("RefusesNFTBackend", s.refusesNFT)
+	t.Run("PolicyFollowsRescheduledTask", s.policyFollowsTask)
+	t.Run("NodeJoiningLaterIsProtected", s.nodeJoiningLater)
+}
+
+// createServices creates the workloads on the swarm and the routing
+// mesh's rules on every node.
+func (s *swarmEnv) createServices(t *testing.T) []*mesh {
 	s.docker(t, "network", "create", "-d", "overlay", "appnet")
 	// closed: no policy, on the default bridge (Docker's plain DNAT).
 	s.docker(t, "service", "create", "-d", "--name", "closed", "--mode", "global",
@@ -90,167 +120,175 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 		s.docker(t, "service", "create", "-d", "--name", svc.name, "--replicas", "1", "--constraint", "node.role==manager",
 			"--publish", "published="+svc.port+",target=95", testbed.Image, "95")
 	}
-	s.waitTasks(t, "closed", len(sw.Nodes))
-	s.waitTasks(t, "open", len(sw.Nodes))
-	s.waitTasks(t, "moving", 1)
-	s.waitTasks(t, "mesh", 1)
-	s.waitTasks(t, "meshopen", 1)
-	meshes := make([]*mesh, len(sw.Nodes))
-	for i, n := range sw.Nodes {
+	for svc, n := range map[string]int{"closed": len(s.sw.Nodes), "open": len(s.sw.Nodes), "moving": 1, "mesh": 1, "meshopen": 1} {
+		s.waitTasks(t, svc, n)
+	}
+	meshes := make([]*mesh, len(s.sw.Nodes))
+	for i, n := range s.sw.Nodes {
 		meshes[i] = s.programMesh(t, n)
 	}
+	return meshes
+}
 
-	nodes := []int{0, 1}
-	// Controls: without dockmoat every port answers every source.
-	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8090, "tcp", true)...)
-	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8053, "udp", true)...)
-	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", true)...)
-	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", true)...)
+func (s *swarmEnv) hostModeByPolicy(t *testing.T, nodes []int) {
 	for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
-		s.expect(t, s.checks(nodes, src, 8095, "tcp", true)...)
-		s.expect(t, s.checks(nodes, src, 8096, "tcp", true)...)
+		s.expect(t, s.checks(nodes, src, 8090, "tcp", false)...)
+		s.expect(t, s.checks(nodes, src, 8053, "udp", false)...)
 	}
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8091, "tcp", true)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8054, "udp", true)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", false)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", false)...)
+}
 
-	start := time.Now()
-	s.deployStack(t, "allow:\n  - service: moving\n    ports: [\"8092\"]\n"+
-		"  - service: meshopen\n    ports: [\"8096\"]\n    from: [\""+testbed.SwarmOutsideA.String()+"\"]\n")
-	s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
-	s.eventually(t, "8090 closed on every node", s.checks(nodes, testbed.SwarmOutsideA, 8090, "tcp", false))
-	t.Logf("%s: stack deployed, every node closed in %s", eng.Name, time.Since(start).Round(time.Millisecond))
-
-	t.Run("HostModeByPolicy", func(t *testing.T) {
-		for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
-			s.expect(t, s.checks(nodes, src, 8090, "tcp", false)...)
-			s.expect(t, s.checks(nodes, src, 8053, "udp", false)...)
-		}
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8091, "tcp", true)...)
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8054, "udp", true)...)
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8091, "tcp", false)...)
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8054, "udp", false)...)
-	})
-
-	t.Run("IngressMeshByConfig", func(t *testing.T) {
-		before := make([]map[string]int, len(meshes))
-		for i, m := range meshes {
-			before[i] = m.counts(t)
-		}
-		for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
-			s.expect(t, s.checks(nodes, src, 8095, "tcp", false)...)
-		}
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8096, "tcp", false)...)
-		s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8096, "tcp", true)...)
-		// The sandbox's own counters: nothing of the closed pairs reached
-		// it, on the manager and on the worker that runs no task of them.
-		for i, m := range meshes {
-			after := m.counts(t)
-			for _, k := range []string{countKey(8095, testbed.SwarmOutsideA), countKey(8095, testbed.SwarmOutsideB), countKey(8096, testbed.SwarmOutsideB)} {
-				if after[k] != before[i][k] {
-					t.Errorf("node %d: %d first packets of %s reached the ingress sandbox while closed", i, after[k]-before[i][k], k)
-				}
+func (s *swarmEnv) ingressMeshByConfig(t *testing.T, nodes []int, meshes []*mesh) {
+	before := make([]map[string]int, len(meshes))
+	for i, m := range meshes {
+		before[i] = m.counts(t)
+	}
+	for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+		s.expect(t, s.checks(nodes, src, 8095, "tcp", false)...)
+	}
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideB, 8096, "tcp", false)...)
+	s.expect(t, s.checks(nodes, testbed.SwarmOutsideA, 8096, "tcp", true)...)
+	// The sandbox's own counters: nothing of the closed pairs reached
+	// it, on the manager and on the worker that runs no task of them.
+	for i, m := range meshes {
+		after := m.counts(t)
+		for _, k := range []string{countKey(8095, testbed.SwarmOutsideA), countKey(8095, testbed.SwarmOutsideB), countKey(8096, testbed.SwarmOutsideB)} {
+			if after[k] != before[i][k] {
+				t.Errorf("node %d: %d first packets of %s reached the ingress sandbox while closed", i, after[k]-before[i][k], k)
 			}
-			k := countKey(8096, testbed.SwarmOutsideA)
-			if after[k] <= before[i][k] {
-				t.Errorf("node %d: the allowed %s never reached the ingress sandbox (%d → %d)", i, k, before[i][k], after[k])
-			}
-			t.Logf("node %d sandbox first packets (before dockmoat → now): %v → %v", i, before[i], after)
 		}
-	})
+		k := countKey(8096, testbed.SwarmOutsideA)
+		if after[k] <= before[i][k] {
+			t.Errorf("node %d: the allowed %s never reached the ingress sandbox (%d → %d)", i, k, before[i][k], after[k])
+		}
+		t.Logf("node %d sandbox first packets (before dockmoat → now): %v → %v", i, before[i], after)
+	}
+}
 
-	t.Run("AuditSwarm", func(t *testing.T) {
-		rep, code := s.auditSwarm(t)
-		if code != 0 {
-			t.Errorf("audit --swarm exit %d, want 0 (every port as intended)", code)
+// auditEveryNode runs audit --swarm and checks every node's rows against
+// real connections from A and B to that node; then Swarm's own ports.
+func (s *swarmEnv) auditEveryNode(t *testing.T) {
+	rep, code := s.auditSwarm(t)
+	if code != 0 {
+		t.Errorf("audit --swarm exit %d, want 0 (every port as intended)", code)
+	}
+	want := map[string]audit.Exposure{"closed.:8090/tcp": audit.Closed, "closed.:8053/udp": audit.Closed,
+		"open.:8091/tcp": audit.Restricted, "open.:8054/udp": audit.Restricted,
+		"ingress/mesh:8095/tcp": audit.Closed, "ingress/meshopen:8096/tcp": audit.Restricted}
+	for i, n := range s.sw.Nodes {
+		nr := nodeReport(rep, n.Hostname())
+		if nr == nil || nr.Err != "" || !nr.Report.Protected {
+			t.Errorf("node %d (%s): %+v", i, n.Hostname(), nr)
+			continue
 		}
-		want := map[string]audit.Exposure{"closed.:8090/tcp": audit.Closed, "closed.:8053/udp": audit.Closed,
-			"open.:8091/tcp": audit.Restricted, "open.:8054/udp": audit.Restricted,
-			"ingress/mesh:8095/tcp": audit.Closed, "ingress/meshopen:8096/tcp": audit.Restricted}
-		for i, n := range sw.Nodes {
-			nr := nodeReport(rep, n.Hostname())
-			if nr == nil || nr.Err != "" || !nr.Report.Protected {
-				t.Errorf("node %d (%s): %+v", i, n.Hostname(), nr)
+		for key, exp := range want {
+			row := findRow(nr.Report, key)
+			if row == nil {
+				t.Errorf("node %d: no row %s", i, key)
 				continue
 			}
-			for key, exp := range want {
-				row := findRow(nr.Report, key)
-				if row == nil {
-					t.Errorf("node %d: no row %s", i, key)
-					continue
-				}
-				if row.Exposure != exp {
-					t.Errorf("node %d: %s is %s (%s), want %s", i, key, row.Exposure, row.Reason, exp)
-				}
-				// The report against real connections from A and B to
-				// this node.
-				for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
-					open := row.Exposure == audit.Public || row.Exposure == audit.Restricted &&
-						slices.ContainsFunc(row.Sources, func(p string) bool { return sourceContains(p, src) })
-					s.expect(t, s.checks([]int{i}, src, int(row.HostPort), row.Proto, open)...)
-				}
+			if row.Exposure != exp {
+				t.Errorf("node %d: %s is %s (%s), want %s", i, key, row.Exposure, row.Reason, exp)
+			}
+			for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
+				open := row.Exposure == audit.Public || row.Exposure == audit.Restricted &&
+					slices.ContainsFunc(row.Sources, func(p string) bool { return sourceContains(p, src) })
+				s.expect(t, s.checks([]int{i}, src, int(row.HostPort), row.Proto, open)...)
 			}
 		}
-		// Swarm's own ports: flagged where outside sources reach them,
-		// proven by a connection; then fenced to the nodes on the
-		// manager, and no longer flagged nor reachable there.
-		manager := nodeReport(rep, sw.Nodes[0].Hostname())
-		worker := nodeReport(rep, sw.Nodes[1].Hostname())
-		if manager == nil || worker == nil || !hasFinding(manager.Report, "Swarm port 2377/tcp") ||
-			!hasFinding(manager.Report, "Swarm port 7946/tcp") || !hasFinding(worker.Report, "Swarm port 7946/tcp") ||
-			hasFinding(worker.Report, "Swarm port 2377/tcp") {
-			t.Fatalf("Swarm port findings: manager %+v worker %+v", manager, worker)
-		}
-		if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err != nil {
-			t.Fatalf("audit says 2377/tcp is reachable, but: %v", err)
-		}
-		s.fence2377(t)
-		rep, _ = s.auditSwarm(t)
-		if m := nodeReport(rep, sw.Nodes[0].Hostname()); m == nil || hasFinding(m.Report, "Swarm port 2377/tcp") || !hasFinding(m.Report, "Swarm port 7946/tcp") {
-			t.Errorf("after fencing 2377 to the nodes: %+v", m)
-		}
-		if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err == nil {
-			t.Errorf("2377/tcp still reachable from %s after fencing", testbed.SwarmOutsideA)
-		}
-	})
+	}
+	s.swarmPorts(t, rep)
+}
 
-	t.Run("PolicyFollowsRescheduledTask", func(t *testing.T) {
-		from := s.taskNode(t, "moving")
-		to := 1 - from
-		s.expect(t, s.checks([]int{from}, testbed.SwarmOutsideB, 8092, "tcp", true)...)
-		s.expect(t, s.checks([]int{to}, testbed.SwarmOutsideB, 8092, "tcp", false)...) // nothing there yet
-		id, err := sw.Nodes[from].NodeID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.docker(t, "node", "update", "--availability", "drain", id)
-		t.Cleanup(func() { s.docker(t, "node", "update", "--availability", "active", id) })
-		s.eventually(t, "moving answers on the node it moved to", s.checks([]int{to}, testbed.SwarmOutsideB, 8092, "tcp", true))
-		if got := s.taskNode(t, "moving"); got != to {
-			t.Fatalf("moving runs on node %d after draining node %d", got, from)
-		}
-		// The drained node's own dockmoat was stopped with its tasks:
-		// its rules stay (nothing opened on exit).
-		s.expect(t, s.checks([]int{from}, testbed.SwarmOutsideB, 8090, "tcp", false)...)
-	})
+// swarmPorts: Swarm's own ports flagged where outside sources reach
+// them, proven by a connection; then fenced to the nodes on the manager,
+// and no longer flagged nor reachable there.
+func (s *swarmEnv) swarmPorts(t *testing.T, rep audit.ClusterReport) {
+	manager := nodeReport(rep, s.sw.Nodes[0].Hostname())
+	worker := nodeReport(rep, s.sw.Nodes[1].Hostname())
+	if manager == nil || worker == nil || !hasFinding(manager.Report, "Swarm port 2377/tcp") ||
+		!hasFinding(manager.Report, "Swarm port 7946/tcp") || !hasFinding(worker.Report, "Swarm port 7946/tcp") ||
+		hasFinding(worker.Report, "Swarm port 2377/tcp") {
+		t.Fatalf("Swarm port findings: manager %+v worker %+v", manager, worker)
+	}
+	if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err != nil {
+		t.Fatalf("audit says 2377/tcp is reachable, but: %v", err)
+	}
+	s.fence2377(t)
+	rep, _ = s.auditSwarm(t)
+	if m := nodeReport(rep, s.sw.Nodes[0].Hostname()); m == nil || hasFinding(m.Report, "Swarm port 2377/tcp") || !hasFinding(m.Report, "Swarm port 7946/tcp") {
+		t.Errorf("after fencing 2377 to the nodes: %+v", m)
+	}
+	if err := s.dial(testbed.SwarmOutsideA, testbed.NodeIP(0), 2377); err == nil {
+		t.Errorf("2377/tcp still reachable from %s after fencing", testbed.SwarmOutsideA)
+	}
+}
 
-	t.Run("NodeJoiningLaterIsProtected", func(t *testing.T) {
-		s.allow2377(t, testbed.NodeIP(len(sw.Nodes)))
-		n, err := sw.AddNode(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.prepareNode(t, n)
-		if err := sw.Join(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-		i := len(sw.Nodes) - 1
-		s.waitTasks(t, "closed", len(sw.Nodes))
-		s.waitTasks(t, "open", len(sw.Nodes))
-		s.waitTasks(t, "dockmoat_dockmoat", len(sw.Nodes))
-		s.eventually(t, "the new node closes 8090", s.checks([]int{i}, testbed.SwarmOutsideA, 8090, "tcp", false))
-		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8091, "tcp", true)...)
-		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8091, "tcp", false)...)
-		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8053, "udp", false)...)
-		s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8054, "udp", true)...)
-	})
+// refusesNFT: dockmoat told to use its nftables backend on a Swarm node
+// refuses, with the reason, and writes nothing.
+func (s *swarmEnv) refusesNFT(t *testing.T) {
+	n := s.sw.Nodes[1]
+	out, err := n.Exec(s.ctx, dockmoatBin, "plan", "--backend", "nftables")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "this node is in a Swarm") {
+		t.Errorf("plan --backend nftables on a Swarm node: %v\n%s", err, out)
+	}
+	if tables, _ := n.HostExec(s.ctx, "nft", "list", "tables"); strings.Contains(tables, "dockmoat") {
+		t.Errorf("a table was written anyway:\n%s", tables)
+	}
+}
+
+// policyFollowsTask drains the node running "moving": Swarm starts it on
+// the other node, whose dockmoat opens it there (the config file's rule).
+func (s *swarmEnv) policyFollowsTask(t *testing.T) {
+	from := s.taskNode(t, "moving")
+	to := 1 - from
+	s.expect(t, s.checks([]int{from}, testbed.SwarmOutsideB, 8092, "tcp", true)...)
+	id, err := s.sw.Nodes[from].NodeID(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.docker(t, "node", "update", "--availability", "drain", id)
+	t.Cleanup(func() { s.docker(t, "node", "update", "--availability", "active", id) })
+	s.eventually(t, "moving answers on the node it moved to", s.checks([]int{to}, testbed.SwarmOutsideB, 8092, "tcp", true))
+	if got := s.taskNode(t, "moving"); got != to {
+		t.Fatalf("moving runs on node %d after draining node %d", got, from)
+	}
+	// Draining stopped the drained node's dockmoat task too: its rules
+	// stay in the kernel (nothing is removed on exit).
+	save, err := s.sw.Nodes[from].IptablesSave(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(save, "-A DOCKER-USER -m comment --comment dockmoat:hook -j DOCKMOAT") || !strings.Contains(save, ":DOCKMOAT-DENY") {
+		t.Errorf("the drained node lost dockmoat's rules:\n%s", save)
+	}
+}
+
+// nodeJoiningLater adds a third node: Swarm starts dockmoat there (global
+// service), which protects it without any step on the node.
+func (s *swarmEnv) nodeJoiningLater(t *testing.T) {
+	s.allow2377(t, testbed.NodeIP(len(s.sw.Nodes)))
+	n, err := s.sw.AddNode(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.prepareNode(t, n)
+	if err := s.sw.Join(s.ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	i := len(s.sw.Nodes) - 1
+	for _, svc := range []string{"closed", "open", "dockmoat_dockmoat"} {
+		s.waitTasks(t, svc, len(s.sw.Nodes))
+	}
+	s.eventually(t, "the new node closes 8090", s.checks([]int{i}, testbed.SwarmOutsideA, 8090, "tcp", false))
+	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8091, "tcp", true)...)
+	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8091, "tcp", false)...)
+	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8053, "udp", false)...)
+	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8054, "udp", true)...)
 }
 
 // mesh is one node's ingress routing mesh as the test programs it.

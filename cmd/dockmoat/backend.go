@@ -22,6 +22,9 @@ import (
 // Docker runs (dockmoat guard), daemon.json tells; last, the ruleset does
 // (Docker's nftables backend keeps its rules in table ip docker-bridges).
 func detectBackend(ctx context.Context, flag string) (string, string, error) {
+	if flag == "iptables" { // nothing to ask Docker (it may not run yet)
+		return flag, "backend set by --backend", nil
+	}
 	var info system.Info
 	infoErr := errors.New("no Docker client")
 	if cli, err := dockerwatch.NewClient(); err == nil {
