@@ -168,7 +168,9 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			ct := c.stamp(FromInspect(info))
 			w.forget(id)
 			if info.HostConfig != nil && info.HostConfig.NetworkMode == "host" {
-				c.hostNet[ct.ID] = ct.Name
+				if ct.Labels[rules.LabelComponent] == "" {
+					c.hostNet[ct.ID] = ct.Name
+				}
 			} else {
 				read = append(read, ct)
 			}

@@ -109,8 +109,10 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	for _, c := range list.Items {
 		ct := ToContainer(c)
 		if c.HostConfig.NetworkMode == "host" {
-			snap.HostNetwork = append(snap.HostNetwork, ct.Name)
-			snap.hostNetIDs[ct.ID] = ct.Name
+			if ct.Labels[rules.LabelComponent] == "" { // dockmoat itself is no exposure
+				snap.HostNetwork = append(snap.HostNetwork, ct.Name)
+				snap.hostNetIDs[ct.ID] = ct.Name
+			}
 			continue
 		}
 		snap.Containers = append(snap.Containers, ct)

@@ -206,3 +206,18 @@ func TestIngressReadFailureIsNotFatal(t *testing.T) {
 		t.Fatalf("after the mesh reads again: %+v, %v", snap.Containers, err)
 	}
 }
+
+// dockmoat's own host-network containers (labelled io.dockmoat.component)
+// are not host-network exposure; any other is.
+func TestOwnContainersNotHostNetwork(t *testing.T) {
+	host := func(id string, labels map[string]string) container.Summary {
+		c := container.Summary{ID: id, Names: []string{"/" + id}, Labels: labels}
+		c.HostConfig.NetworkMode = "host"
+		return c
+	}
+	api := &fakeAPI{containers: []container.Summary{host("dockmoat", map[string]string{rules.LabelComponent: "daemon"}), host("app", nil)}}
+	snap, err := (&Watcher{API: api}).Snapshot(context.Background())
+	if err != nil || !slices.Equal(snap.HostNetwork, []string{"app"}) {
+		t.Fatalf("host network %v, %v", snap.HostNetwork, err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // JobAPI is the slice of the Docker client a Swarm manager needs to run
@@ -73,6 +75,11 @@ func jobSpec(like swarm.ServiceSpec, name string, args []string) (swarm.ServiceS
 	cs := *like.TaskTemplate.ContainerSpec
 	cs.Args = slices.Clone(args)
 	cs.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
+	cs.Labels = maps.Clone(cs.Labels)
+	if cs.Labels == nil {
+		cs.Labels = map[string]string{}
+	}
+	cs.Labels[rules.LabelComponent] = "audit"
 	tt := like.TaskTemplate
 	tt.ContainerSpec = &cs
 	tt.RestartPolicy = &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone}

@@ -8,6 +8,11 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 )
 
+// LabelComponent marks dockmoat's own containers (the daemon's task or
+// sidecar, an audit job): host-network containers that publish nothing,
+// which audit does not list as host-network exposure.
+const LabelComponent = "io.dockmoat.component"
+
 // Label keys.
 const (
 	LabelPrefix  = "dockmoat."
