@@ -447,7 +447,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.expect(t, fileOpen(false)...)
 	})
 
-	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970) })
+	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, false) })
 
 	t.Run("RestartNeverOpens", func(t *testing.T) {
 		e.run(t, testbed.Spec{Name: "steady", Labels: map[string]string{"dockmoat.allow": "9900"}, Publish: []string{"9900:80"}, Serve: []string{"80"}})

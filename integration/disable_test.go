@@ -14,14 +14,20 @@ import (
 // closed port (TCP and UDP) opens when protection is disabled — the
 // positive control of the closed assertions around it — stays open across
 // a daemon restart, shows in plan and metrics, and closes again on
-// enable, which also cuts the session opened while disabled.
-func disableEnable(t *testing.T, e *env, port int) {
+// enable, which also cuts the session opened while disabled. With v6 the
+// same holds for IPv6 clients (dual-stack beds, where nothing else on the
+// host decides IPv6: TestCore's ufw filters IPv6 on INPUT).
+func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 	name := "disable-probe"
 	c := e.run(t, testbed.Spec{Name: name, Publish: []string{strconv.Itoa(port) + ":80", strconv.Itoa(port) + ":53/udp"}, Serve: []string{"80/echo", "53/udp"}})
 	e.serverUp(t, c, "tcp", 80)
 	e.sync(t)
 	closed := []check{out("tcp", A, port, false, ""), out("udp", A, port, false, "")}
 	opened := []check{out("tcp", A, port, true, name), out("udp", A, port, true, name)}
+	if v6 {
+		closed = append(closed, out6("tcp", A6, port, false, ""), out6("udp", A6, port, false, ""))
+		opened = append(opened, out6("tcp", A6, port, true, name), out6("udp", A6, port, true, name))
+	}
 	e.expect(t, closed...)
 
 	dm := func(args ...string) string {

@@ -170,6 +170,7 @@ func TestIPv6(t *testing.T) {
 				// Positive control: the new network's IPv6 path works once allowed.
 				e.expect(t, out6("tcp", A6, 9841, true, "hung6"), out6("tcp", A6, 9840, false, ""))
 			})
+			t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, true) })
 			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 					t.Fatal(err)

@@ -152,7 +152,7 @@ func TestNFTBackend(t *testing.T) {
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
 	})
 
-	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970) })
+	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, false) })
 
 	t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
