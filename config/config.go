@@ -90,19 +90,28 @@ func (a AllowRule) Matches(name string, labels map[string]string) bool {
 	return true
 }
 
+// matchesService matches a service spec, each part a glob ("shop/*" is
+// every service of the compose project or stack shop).
 func matchesService(spec string, labels map[string]string) bool {
+	glob := func(pattern, name string) bool {
+		ok, _ := path.Match(pattern, name)
+		return ok && name != ""
+	}
+	name := labels[LabelSwarmService]
 	project, service, ok := strings.Cut(spec, "/")
 	if !ok {
-		return labels[LabelSwarmService] == spec
+		return glob(spec, name)
 	}
-	if labels[LabelComposeProject] == project && labels[LabelComposeService] == service {
+	if glob(project, labels[LabelComposeProject]) && glob(service, labels[LabelComposeService]) {
 		return true
 	}
 	// A stack's service is named STACK_SERVICE. The routing mesh's entries
-	// carry the name only (dockerwatch.IngressContainer), so the stack
-	// label is checked only where it is present.
-	stack, ok := labels[LabelStack]
-	return labels[LabelSwarmService] == project+"_"+service && (!ok || stack == project)
+	// carry the name only (dockerwatch.IngressContainer), so without the
+	// stack label the whole name is matched.
+	if stack, ok := labels[LabelStack]; ok {
+		return glob(project, stack) && strings.HasPrefix(name, stack+"_") && glob(service, strings.TrimPrefix(name, stack+"_"))
+	}
+	return glob(project+"_"+service, name)
 }
 
 // ServiceOf names a container's service the way an allow rule's service
@@ -217,6 +226,9 @@ func parseAllow(a fileAllow) (AllowRule, error) {
 		p, s, ok := strings.Cut(r.Service, "/")
 		if ok && (p == "" || s == "" || strings.Contains(s, "/")) {
 			return r, fmt.Errorf("service %q: want COMPOSE_PROJECT/SERVICE, STACK/SERVICE or a Swarm service name", r.Service)
+		}
+		if _, err := path.Match(r.Service, ""); err != nil {
+			return r, fmt.Errorf("service %q: bad glob: %w", r.Service, err)
 		}
 	}
 	if len(a.Ports) == 0 {

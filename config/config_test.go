@@ -70,6 +70,13 @@ func TestServiceMatchesSwarm(t *testing.T) {
 		{"api", compose, false},
 		{"other/api", map[string]string{LabelStack: "shop", LabelSwarmService: "other_api"}, false},
 		{"shop/api", map[string]string{LabelSwarmService: "shop_api"}, true}, // a mesh entry: name only
+		{"shop/*", stackTask, true},
+		{"shop/*", compose, true},
+		{"shop/*", map[string]string{LabelSwarmService: "shop_web"}, true},
+		{"shop/*", map[string]string{LabelStack: "shopx", LabelSwarmService: "shopx_web"}, false},
+		{"*/api", stackTask, true},
+		{"a*", plainTask, true},
+		{"*", map[string]string{}, false}, // no service at all
 	}
 	for _, c := range cases {
 		if got := (AllowRule{Service: c.spec}).Matches("x", c.labels); got != c.want {
@@ -105,6 +112,7 @@ func TestParseErrors(t *testing.T) {
 		"allow: [{container: web, ports: ['0']}]":                "1 to 65535",
 		"allow: [{service: shop/, ports: ['80']}]":               "COMPOSE_PROJECT/SERVICE",
 		"allow: [{service: a/b/c, ports: ['80']}]":               "Swarm service name",
+		"allow: [{service: 'shop/[', ports: ['80']}]":            "bad glob",
 		"allow: [{container: '[', ports: ['80']}]":               "bad glob",
 		"allow: [{container: web, ports: ['80'], from: []}]":     "from (line 1) is empty",
 		"allow:\n- container: web\n  ports: ['80']\n  from:\n":   "from (line 4) is empty",
