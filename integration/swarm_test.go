@@ -277,14 +277,17 @@ func (s *swarmEnv) nodeJoiningLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.prepareNode(t, n)
+	joined := time.Now()
 	if err := s.sw.Join(s.ctx, n); err != nil {
 		t.Fatal(err)
 	}
 	i := len(s.sw.Nodes) - 1
-	for _, svc := range []string{"closed", "open", "dockmoat_dockmoat"} {
+	s.waitTasks(t, "closed", len(s.sw.Nodes))
+	s.eventually(t, "the new node closes 8090", s.checks([]int{i}, testbed.SwarmOutsideA, 8090, "tcp", false))
+	t.Logf("from join to the new node closed: %s", time.Since(joined).Round(time.Millisecond))
+	for _, svc := range []string{"open", "dockmoat_dockmoat"} {
 		s.waitTasks(t, svc, len(s.sw.Nodes))
 	}
-	s.eventually(t, "the new node closes 8090", s.checks([]int{i}, testbed.SwarmOutsideA, 8090, "tcp", false))
 	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideA, 8091, "tcp", true)...)
 	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8091, "tcp", false)...)
 	s.expect(t, s.checks([]int{i}, testbed.SwarmOutsideB, 8053, "udp", false)...)
