@@ -98,7 +98,8 @@ func terminal(s swarm.TaskState) bool {
 	return false
 }
 
-// waitTasks waits until the job has tasks and every one has ended.
+// waitTasks waits until the job has tasks and every one has ended; at
+// the timeout it returns what there is (collect names the unfinished).
 func waitTasks(ctx context.Context, api JobAPI, id string, timeout time.Duration) ([]swarm.Task, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -107,11 +108,11 @@ func waitTasks(ctx context.Context, api JobAPI, id string, timeout time.Duration
 			return nil, fmt.Errorf("listing the job's tasks: %w", err)
 		}
 		done := len(res.Items) > 0 && !slices.ContainsFunc(res.Items, func(t swarm.Task) bool { return !terminal(t.Status.State) })
-		if done {
+		if done || (time.Now().After(deadline) && len(res.Items) > 0) {
 			return res.Items, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the job's tasks did not all end within %s", timeout)
+			return nil, fmt.Errorf("the job started no task within %s", timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -140,10 +141,15 @@ func collect(ctx context.Context, api JobAPI, tasks []swarm.Task) ([]NodeOutput,
 		if no.Node == "" {
 			no.Node = t.NodeID
 		}
-		if no.Stdout, err = taskStdout(ctx, api, t.ID); err != nil {
-			no.Err = err.Error()
-		} else if t.Status.State == swarm.TaskStateRejected {
+		switch {
+		case !terminal(t.Status.State):
+			no.Err = fmt.Sprintf("its audit did not finish in time (task %s)", t.Status.State)
+		case t.Status.State == swarm.TaskStateRejected:
 			no.Err = "task rejected: " + t.Status.Err
+		default:
+			if no.Stdout, err = taskStdout(ctx, api, t.ID); err != nil {
+				no.Err = err.Error()
+			}
 		}
 		out = append(out, no)
 	}

@@ -1,11 +1,19 @@
 package dockerwatch
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 )
 
 // The audit job is the dockmoat service's task with another command: same
@@ -33,5 +41,62 @@ func TestJobSpecCopiesTheService(t *testing.T) {
 	}
 	if !slices.Equal(cs.Args, []string{"run"}) {
 		t.Errorf("the service's own spec changed: %v", cs.Args)
+	}
+}
+
+type fakeJobs struct {
+	JobAPI
+	tasks []swarm.Task
+	nodes []swarm.Node
+	logs  map[string]string
+}
+
+func (f fakeJobs) NodeList(context.Context, client.NodeListOptions) (client.NodeListResult, error) {
+	return client.NodeListResult{Items: f.nodes}, nil
+}
+
+func (f fakeJobs) TaskLogs(_ context.Context, id string, _ client.TaskLogsOptions) (client.TaskLogsResult, error) {
+	var b bytes.Buffer
+	frame(&b, stdcopy.Stdout, f.logs[id])
+	frame(&b, stdcopy.Stderr, "level=warning msg=noise\n")
+	return io.NopCloser(&b), nil
+}
+
+// frame writes one frame of Docker's multiplexed log stream.
+func frame(b *bytes.Buffer, stream stdcopy.StdType, s string) {
+	hdr := [8]byte{byte(stream)}
+	binary.BigEndian.PutUint32(hdr[4:], uint32(len(s)))
+	b.Write(hdr[:])
+	b.WriteString(s)
+}
+
+// Each node's output is its newest task's standard output; a node whose
+// task did not finish, or that ran none, is named with the reason.
+func TestCollectPerNode(t *testing.T) {
+	node := func(id, host string) swarm.Node {
+		n := swarm.Node{ID: id, Description: swarm.NodeDescription{Hostname: host}}
+		n.Status.State, n.Spec.Availability = swarm.NodeStateReady, swarm.NodeAvailabilityActive
+		return n
+	}
+	task := func(id, nodeID string, state swarm.TaskState, at time.Time) swarm.Task {
+		tk := swarm.Task{ID: id, NodeID: nodeID, Status: swarm.TaskStatus{State: state}}
+		tk.CreatedAt = at
+		return tk
+	}
+	now := time.Now()
+	f := fakeJobs{
+		nodes: []swarm.Node{node("n1", "alpha"), node("n2", "beta"), node("n3", "gamma")},
+		tasks: []swarm.Task{task("old", "n1", swarm.TaskStateFailed, now.Add(-time.Minute)), task("new", "n1", swarm.TaskStateComplete, now),
+			task("slow", "n2", swarm.TaskStateRunning, now)},
+		logs: map[string]string{"new": `{"protected":true}`, "old": "stale"},
+	}
+	out, err := collect(context.Background(), f, f.tasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 3 || out[0].Node != "alpha" || string(out[0].Stdout) != `{"protected":true}` || out[0].Err != "" ||
+		out[1].Node != "beta" || !strings.Contains(out[1].Err, "did not finish") ||
+		out[2].Node != "gamma" || !strings.Contains(out[2].Err, "no task ran there") {
+		t.Errorf("collected %+v", out)
 	}
 }
