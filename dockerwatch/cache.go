@@ -32,7 +32,7 @@ type cache struct {
 	dirty      map[string]bool // container IDs to re-inspect
 	netsDirty  bool
 	// The Swarm ingress network's name and its services as containers
-	// (ingress.go), re-read when a network or service event says so.
+	// (swarm.go), re-read when a network or service event says so.
 	ingressNet    string
 	ingress       []rules.Container
 	serviceLabels map[string]map[string]string
