@@ -103,10 +103,7 @@ func WriteClusterTable(w io.Writer, c ClusterReport) error {
 		for _, row := range n.Report.Rows {
 			fmt.Fprintf(&b, "%-*s  %-*s  %-*s  %-10s  %s\n", nodeW, clip(n.Node, 16), nameW, clip(row.Container, 20),
 				pubW, published(row), row.Exposure, intendedMark(row))
-			if row.Exposure == Restricted {
-				b.WriteString(wrap("    sources: "+strings.Join(row.Sources, ", "), "      ", 80))
-			}
-			b.WriteString(wrap("    "+row.Reason, "      ", 80))
+			rowDetail(&b, row)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

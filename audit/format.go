@@ -46,13 +46,19 @@ func WriteTable(w io.Writer, r Report) error {
 	}
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, clip(row.Container, 20), pubW, published(row), row.Exposure, intendedMark(row))
-		if row.Exposure == Restricted {
-			b.WriteString(wrap("    sources: "+strings.Join(row.Sources, ", "), "      ", 80))
-		}
-		b.WriteString(wrap("    "+row.Reason, "      ", 80))
+		rowDetail(&b, row)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// rowDetail writes the indented lines under a port's line: its sources
+// when restricted, and the reason.
+func rowDetail(b *strings.Builder, row Row) {
+	if row.Exposure == Restricted {
+		b.WriteString(wrap("    sources: "+strings.Join(row.Sources, ", "), "      ", 80))
+	}
+	b.WriteString(wrap("    "+row.Reason, "      ", 80))
 }
 
 func published(r Row) string {
