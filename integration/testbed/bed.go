@@ -175,12 +175,7 @@ func (b *Bed) setupNetwork(ctx context.Context) error {
 	if b.Engine.IPv6 {
 		steps = append(steps, []string{"ip", "-n", b.OutNS, "-6", "route", "add", "fd00:d0c::/48", "via", HostIP6.String()})
 	}
-	for _, s := range steps {
-		if out, err := run(ctx, s...); err != nil {
-			return fmt.Errorf("%s: %w: %s", strings.Join(s, " "), err, out)
-		}
-	}
-	return nil
+	return runSteps(ctx, steps)
 }
 
 func (b *Bed) startDockerd(ctx context.Context) error {
