@@ -75,7 +75,13 @@ func (c *cache) note(m events.Message) bool {
 		}
 		c.dirty[m.Actor.ID] = true
 	case events.NetworkEventType:
-		c.netsDirty, c.ingressDirty = true, true
+		c.netsDirty = true
+		// Every container start connects a network; only the mesh's own
+		// networks (or any, off Swarm, where reading it costs nothing)
+		// are worth re-reading the mesh for.
+		if name := m.Actor.Attributes["name"]; c.ingressNet == "" || name == c.ingressNet || name == GatewayBridge {
+			c.ingressDirty = true
+		}
 		if id := m.Actor.Attributes["container"]; id != "" {
 			c.dirty[id] = true
 		}

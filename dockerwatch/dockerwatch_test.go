@@ -25,16 +25,17 @@ func netSummary(id, name, driver string, opts map[string]string) network.Summary
 }
 
 type fakeAPI struct {
-	mu         sync.Mutex
-	lists      int
-	inspects   int
-	inspect    map[string]container.InspectResponse
-	containers []container.Summary
-	networks   []network.Summary
-	gateway    map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
-	services   map[string]network.ServiceInfo      // the ingress network's, by service name
-	netInspect int
-	ingressErr error
+	mu           sync.Mutex
+	lists        int
+	inspects     int
+	inspect      map[string]container.InspectResponse
+	containers   []container.Summary
+	networks     []network.Summary
+	gateway      map[string]network.EndpointResource // docker_gwbridge's endpoints; nil: no such network
+	services     map[string]network.ServiceInfo      // the ingress network's, by service name
+	netInspect   int
+	ingressErr   error
+	ingressViews int
 	// swarmServices: the manager's services; nil: not a manager.
 	swarmServices []swarm.Service
 	pingErr       error
@@ -69,6 +70,7 @@ func (f *fakeAPI) IngressView(_ context.Context, id string) (Ingress, error) {
 	if id != "ingress" {
 		return Ingress{}, errdefs.ErrNotFound
 	}
+	f.ingressViews++
 	if f.ingressErr != nil {
 		return Ingress{}, f.ingressErr
 	}

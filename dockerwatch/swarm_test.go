@@ -144,6 +144,19 @@ func TestIngressServices(t *testing.T) {
 	if w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionCreate, Actor: events.Actor{ID: "x"}}) {
 		t.Error("a container create asked for a pass")
 	}
+	// A container joining another network (every start does) is no
+	// reason to read the mesh again; a connect on the ingress network is.
+	views := api.ingressViews
+	w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect,
+		Actor: events.Actor{ID: "n1", Attributes: map[string]string{"name": "bridge", "container": "c9"}}})
+	if _, err := w.Snapshot(context.Background()); err != nil || api.ingressViews != views {
+		t.Errorf("a connect on bridge re-read the mesh (%d → %d views), %v", views, api.ingressViews, err)
+	}
+	w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect,
+		Actor: events.Actor{ID: "ing", Attributes: map[string]string{"name": "ingress", "container": "c9"}}})
+	if _, err := w.Snapshot(context.Background()); err != nil || api.ingressViews != views+1 {
+		t.Errorf("a connect on ingress did not re-read the mesh (%d → %d views), %v", views, api.ingressViews, err)
+	}
 	delete(api.services, "shop_web")
 	if !w.cache.note(events.Message{Type: events.ServiceEventType, Action: events.ActionRemove, Actor: events.Actor{ID: "s"}}) {
 		t.Error("a service event did not ask for a pass")
