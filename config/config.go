@@ -41,6 +41,8 @@ type Config struct {
 	UFW            UFWMode
 	LogBlocked     bool
 	Allow          []AllowRule
+	// Egress limits containers' outbound connections (egress.go).
+	Egress Egress
 	// IPv6ForwardHook lets dockmoat put its hook at the top of ip6tables'
 	// FORWARD when Docker manages ip6tables without a DOCKER-USER chain
 	// (Docker 20.10 with --ip6tables). Off by default: FORWARD is not
@@ -154,12 +156,14 @@ type fileAllow struct {
 }
 
 type file struct {
-	TrustedSources []string    `yaml:"trusted_sources"`
-	UFW            *string     `yaml:"ufw"`
-	LogBlocked     *bool       `yaml:"log_blocked"`
-	IPv6Hook       *bool       `yaml:"ipv6_forward_hook"`
-	IPSet          *string     `yaml:"ipset"`
-	Allow          []fileAllow `yaml:"allow"`
+	TrustedSources []string     `yaml:"trusted_sources"`
+	UFW            *string      `yaml:"ufw"`
+	LogBlocked     *bool        `yaml:"log_blocked"`
+	IPv6Hook       *bool        `yaml:"ipv6_forward_hook"`
+	IPSet          *string      `yaml:"ipset"`
+	Allow          []fileAllow  `yaml:"allow"`
+	Egress         []fileEgress `yaml:"egress"`
+	EgressDNS      []string     `yaml:"egress_dns"`
 }
 
 // Parse validates a YAML document. Unknown keys are errors: a typo such as
@@ -209,11 +213,18 @@ func Parse(data []byte) (Config, error) {
 		}
 		cfg.Allow = append(cfg.Allow, rule)
 	}
+	eg, err := parseEgress(f.Egress, f.EgressDNS)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.Egress = eg
 	return cfg, nil
 }
 
-func parseAllow(a fileAllow) (AllowRule, error) {
-	r := AllowRule{Container: strings.TrimSpace(a.Container), Service: strings.TrimSpace(a.Service)}
+// parseSelector validates the container and service keys that select
+// the containers of an allow or egress rule.
+func parseSelector(container, service string) (AllowRule, error) {
+	r := AllowRule{Container: strings.TrimSpace(container), Service: strings.TrimSpace(service)}
 	if r.Container == "" && r.Service == "" {
 		return r, errors.New("needs container (name or glob) or service (COMPOSE_PROJECT/SERVICE, STACK/SERVICE or a Swarm service name)")
 	}
@@ -230,6 +241,14 @@ func parseAllow(a fileAllow) (AllowRule, error) {
 		if _, err := path.Match(r.Service, ""); err != nil {
 			return r, fmt.Errorf("service %q: bad glob: %w", r.Service, err)
 		}
+	}
+	return r, nil
+}
+
+func parseAllow(a fileAllow) (AllowRule, error) {
+	r, err := parseSelector(a.Container, a.Service)
+	if err != nil {
+		return r, err
 	}
 	if len(a.Ports) == 0 {
 		return r, errors.New("ports: list at least one port, range or *")
