@@ -84,6 +84,9 @@ type Result struct {
 	// Proxied are the decisions of the bindings served by docker-proxy
 	// (through INPUT) in this family, by port (see proxy.go).
 	Proxied []Decision
+	// Egress are the outbound policies of the containers whose egress is
+	// deny, by name (egress.go).
+	Egress []Egress
 }
 
 // lists are a result's decisions and allows. Incremental keeps them per
@@ -197,6 +200,8 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		res.Ports = portRanges(ports)
 	}
 	res.Proxied = proxied(cfg, snap, fam, opt)
+	eg, problems := egress(cfg, snap, fam)
+	res.Egress, res.Problems = eg, append(res.Problems, problems...)
 	return res
 }
 

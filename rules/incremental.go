@@ -465,5 +465,7 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
 	res.Proxied = proxied(cfg, snap, inc.fam, opt)
+	eg, problems := egress(cfg, snap, inc.fam)
+	res.Egress, res.Problems = eg, append(res.Problems, problems...)
 	return res
 }

@@ -86,6 +86,8 @@ func parseLabels(c Container) ([]grant, []Problem) {
 	for _, k := range keys {
 		v := c.Labels[k]
 		switch {
+		case k == LabelEgress || k == LabelEgressAllow:
+			continue // egress.go
 		case k == LabelAllow:
 			specs, err := config.ParsePortList(v)
 			if err != nil {
@@ -149,12 +151,12 @@ func unknownKey(k string) string {
 	msg := "unknown dockmoat label"
 	lower := strings.ToLower(k)
 	switch {
-	case lower == LabelAllow || lower == LabelFrom:
+	case lower == LabelAllow || lower == LabelFrom || lower == LabelEgress || lower == LabelEgressAllow:
 		msg = "label keys are case-sensitive: did you mean " + lower + "?"
 	case strings.HasPrefix(lower, labelPortPfx):
 		msg = "label keys are case-sensitive: did you mean " + labelPortPfx + k[len(labelPortPfx):] + "?"
 	}
-	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>]"
+	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>], dockmoat.egress, dockmoat.egress.allow"
 }
 
 // ShortValue cuts a label value for a log line: a from list of thousands

@@ -109,6 +109,10 @@ type Snapshot struct {
 	// Swarm is this node's place in a Swarm (audit checks Swarm's own
 	// ports against it); nil off Swarm.
 	Swarm *SwarmNode
+	// DNS are the resolvers Docker's embedded resolver forwards
+	// containers' queries to (dockerwatch reads them as Docker does, from
+	// the host's resolv.conf): egress deny lets port 53 to them through.
+	DNS []netip.Addr
 }
 
 // SwarmNode is what audit needs of the Swarm a node is in.

@@ -1,0 +1,199 @@
+package rules
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// Egress: a container's outbound connections. A container is `deny` when
+// its label dockmoat.egress=deny or an `egress:` rule of the config
+// selects it (the stricter word wins: a label cannot lift a config deny);
+// then a new connection it opens that leaves its Docker network, to
+// another network, the outside or the host itself, is refused unless a
+// destination of its label dockmoat.egress.allow or of a selecting config
+// rule allows it, or it is a DNS query to a resolver Docker's embedded
+// resolver forwards to. Replies to inbound connections are established
+// traffic and never meet the egress rules; traffic that stays on the
+// container's own bridge is not routed and is not matched.
+//
+// When in doubt, closed: an invalid dockmoat.egress value means deny, and
+// an invalid allow list allows nothing (DNS still works).
+
+// Egress label keys and the owned chain.
+const (
+	LabelEgress      = "dockmoat.egress"
+	LabelEgressAllow = "dockmoat.egress.allow"
+	// ChainEgress holds every deny container's allowed destinations and
+	// its final reject; DOCKMOAT (forward) and DOCKMOAT-INPUT jump to it
+	// for new connections from those containers.
+	ChainEgress = "DOCKMOAT-EGRESS"
+)
+
+// Egress is one deny container's outbound policy in one family.
+type Egress struct {
+	Container string
+	// From are the container's addresses of the family with the bridge
+	// each is on: a connection from Addr in through Bridge, and not back
+	// out through Bridge, leaves the container's network.
+	From []EgressFrom
+	// Allow are the destinations of the family, label's and config's.
+	Allow []config.EgressDest
+	// DNS are the resolvers of the family Docker forwards its queries to
+	// (port 53, UDP and TCP).
+	DNS    []netip.Addr
+	Origin string
+}
+
+// EgressFrom is one of a container's addresses and the bridge it is on.
+type EgressFrom struct {
+	Bridge string
+	Addr   netip.Addr
+}
+
+// Allows reports whether a new connection from the container to dst is
+// allowed (revocation asks; the kernel decides the same from the rules).
+func (e Egress) Allows(dst netip.Addr, port uint16, proto string) bool {
+	if port == 53 && (proto == "udp" || proto == "tcp") && slices.Contains(e.DNS, dst.Unmap()) {
+		return true
+	}
+	return slices.ContainsFunc(e.Allow, func(d config.EgressDest) bool { return d.Allows(dst, port, proto) })
+}
+
+// DNSDests are the DNS resolvers as destinations, 53/udp and 53/tcp.
+func (e Egress) DNSDests() []config.EgressDest {
+	var out []config.EgressDest
+	for _, a := range e.DNS {
+		for _, proto := range []string{"udp", "tcp"} {
+			out = append(out, config.EgressDest{Prefix: netip.PrefixFrom(a, a.BitLen()), Lo: 53, Hi: 53, Proto: proto})
+		}
+	}
+	return out
+}
+
+// Describe says the policy for people (plan, audit).
+func (e Egress) Describe() string {
+	if len(e.Allow) == 0 {
+		return "deny (" + e.Origin + ")"
+	}
+	var d []string
+	for _, a := range e.Allow {
+		d = append(d, a.String())
+	}
+	return "deny except " + strings.Join(d, ", ") + " (" + e.Origin + ")"
+}
+
+// egressOf decides a container's egress: deny or not, the destinations
+// allowed in every family, where it comes from, and label problems.
+func egressOf(cfg config.Config, c Container) (deny bool, allow []config.EgressDest, origin []string, problems []Problem) {
+	bad := func(k, msg string) {
+		problems = append(problems, Problem{Container: c.Name, Label: k, Value: c.Labels[k], Msg: msg})
+	}
+	v, labelled := c.Labels[LabelEgress]
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "allow":
+	case "deny":
+		deny = true
+		origin = append(origin, "label "+LabelEgress+"=deny")
+	default:
+		if labelled {
+			deny = true
+			origin = append(origin, "label "+LabelEgress+" invalid")
+			bad(LabelEgress, "want deny or allow; egress is deny (only DNS) until it is fixed")
+		}
+	}
+	if s, ok := c.Labels[LabelEgressAllow]; ok {
+		dests, err := config.ParseEgressList(s)
+		switch {
+		case err != nil:
+			bad(LabelEgressAllow, err.Error()+"; none of its destinations is allowed until it is fixed")
+		case !deny && !slices.ContainsFunc(cfg.Egress.Rules, func(r config.EgressRule) bool { return r.Deny && r.Matches(c.Name, c.Labels) }):
+			bad(LabelEgressAllow, "has no effect without "+LabelEgress+"=deny: every destination is allowed")
+		default:
+			allow = append(allow, dests...)
+		}
+	}
+	for i, r := range cfg.Egress.Rules {
+		if !r.Matches(c.Name, c.Labels) {
+			continue
+		}
+		if r.Deny {
+			deny = true
+			origin = append(origin, fmt.Sprintf("config egress[%d]", i))
+		}
+		allow = append(allow, r.Allow...)
+	}
+	return deny, allow, origin, problems
+}
+
+// egress lists the deny containers' policies of a family, by name.
+func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) {
+	var out []Egress
+	var problems []Problem
+	dns := snap.DNS
+	if len(cfg.Egress.DNS) > 0 {
+		dns = cfg.Egress.DNS
+	}
+	for i := range snap.Containers {
+		c := &snap.Containers[i]
+		if !hasEgressKey(c.Labels) && len(cfg.Egress.Rules) == 0 {
+			continue
+		}
+		deny, allow, origin, p := egressOf(cfg, *c)
+		if fam == IPv4 { // reported once, not per family
+			problems = append(problems, p...)
+		}
+		if !deny || c.Mesh {
+			continue
+		}
+		e := Egress{Container: c.Name, Origin: strings.Join(origin, ", ")}
+		for _, ep := range c.Endpoints {
+			br := snap.NetworkBridges[ep.Network]
+			for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
+				if fam.Has(a) && br != "" && ifaceRe.MatchString(br) {
+					e.From = append(e.From, EgressFrom{Bridge: br, Addr: a.Unmap()})
+				}
+			}
+		}
+		for _, d := range allow {
+			if fam.Has(d.Prefix.Addr()) {
+				e.Allow = append(e.Allow, d)
+			}
+		}
+		for _, a := range dns {
+			if fam.Has(a) && !a.IsLoopback() {
+				e.DNS = append(e.DNS, a.Unmap())
+			}
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Egress) int { return cmp.Compare(a.Container, b.Container) })
+	return out, problems
+}
+
+func hasEgressKey(labels map[string]string) bool {
+	_, a := labels[LabelEgress]
+	_, b := labels[LabelEgressAllow]
+	return a || b
+}
+
+// DNSFromHost lists the loopback resolvers among the snapshot's: Docker
+// (25 and later) sends a container's queries to them from the host's own
+// namespace, so no egress rule is involved (plan and audit say so).
+func DNSFromHost(cfg config.Config, snap Snapshot) []netip.Addr {
+	dns := snap.DNS
+	if len(cfg.Egress.DNS) > 0 {
+		dns = cfg.Egress.DNS
+	}
+	var out []netip.Addr
+	for _, a := range dns {
+		if a.IsLoopback() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
