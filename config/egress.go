@@ -72,6 +72,9 @@ func (d EgressDest) Allows(dst netip.Addr, port uint16, proto string) bool {
 // String writes the destination the way it is parsed.
 func (d EgressDest) String() string {
 	s := d.Prefix.String()
+	if d.Prefix.IsSingleIP() {
+		s = d.Prefix.Addr().String()
+	}
 	if !d.AllPorts() {
 		if d.Prefix.Addr().Is6() {
 			s = "[" + s + "]"

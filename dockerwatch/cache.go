@@ -3,6 +3,7 @@ package dockerwatch
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type cache struct {
 	serviceLabels map[string]map[string]string
 	swarm         *rules.SwarmNode
 	ingressDirty  bool
+	// dns are the host's resolvers (resolv.go), read at each full listing.
+	dns []netip.Addr
 	// rev numbers every container read from Docker (rules.Container.Rev):
 	// entries the cache hands out again unchanged keep theirs, so the
 	// reconciler does not compare 10,000 label maps to find one change.
@@ -117,7 +120,7 @@ func (c *cache) snapshot() rules.Snapshot {
 		snap.Containers = append(snap.Containers, ct)
 	}
 	snap.Containers = append(snap.Containers, c.ingress...)
-	snap.ServiceLabels, snap.Swarm = c.serviceLabels, c.swarm
+	snap.ServiceLabels, snap.Swarm, snap.DNS = c.serviceLabels, c.swarm, c.dns
 	for _, name := range c.hostNet {
 		snap.HostNetwork = append(snap.HostNetwork, name)
 	}
@@ -146,6 +149,13 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	}
 	c.dirty, c.netsDirty, c.ingressDirty = map[string]bool{}, false, snap.ingressFailed
 	c.valid, c.listedAt = true, time.Now()
+	if dns, err := HostResolvers(w.ResolvConf); err != nil {
+		// Kept as last read: without them egress-deny containers lose
+		// DNS, never gain anything.
+		w.warn(err, "cannot read the host's DNS resolvers; egress keeps the last read")
+	} else {
+		c.dns = dns
+	}
 	return nil
 }
 

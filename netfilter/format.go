@@ -2,6 +2,7 @@ package netfilter
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +40,7 @@ func FormatPlan(p FamilyPlan) string {
 		}
 		_ = tw.Flush()
 	}
+	writeEgress(&b, p.Result)
 	if len(p.Result.Problems) > 0 || p.UFWMissing {
 		b.WriteString("problems:\n")
 		for _, pr := range p.Result.Problems {
@@ -156,4 +158,32 @@ func access(d rules.Decision) string {
 		}
 		return "open to " + strings.Join(s, ", ")
 	}
+}
+
+// writeEgress lists the containers whose outbound connections are limited.
+func writeEgress(b *strings.Builder, res rules.Result) {
+	if len(res.Egress) == 0 {
+		return
+	}
+	b.WriteString("egress (new connections leaving the container's network or to the host; replies and its own network unaffected):\n")
+	tw := tabwriter.NewWriter(b, 2, 4, 2, ' ', 0)
+	for _, e := range res.Egress {
+		dns := "none of this family"
+		if len(e.DNS) > 0 {
+			dns = joinAddrs(e.DNS)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\tDNS to %s (53/udp, 53/tcp)\n", e.Container, e.Describe(), dns)
+	}
+	_ = tw.Flush()
+	if len(res.DNSFromHost) > 0 {
+		fmt.Fprintf(b, "note: resolver %s is on the host's loopback: Docker 25 and later send containers' queries to it from the host itself, not from the container, so egress rules do not see them (Docker 20.10 uses 8.8.8.8 and 8.8.4.4 instead: list them in egress_dns)\n", joinAddrs(res.DNSFromHost))
+	}
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }

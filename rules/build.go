@@ -27,6 +27,9 @@ const (
 	HookComment = "dockmoat:hook"
 	// LogPrefix is the kernel log prefix of blocked connections.
 	LogPrefix = "[DOCKMOAT BLOCK] "
+	// EgressLogPrefix is the kernel log prefix of refused outbound
+	// connections (egress.go).
+	EgressLogPrefix = "[DOCKMOAT EGRESS] "
 )
 
 // IsOwnedChain reports whether a chain is one dockmoat creates. Names are
@@ -34,7 +37,7 @@ const (
 // is never flushed, rewritten or deleted.
 func IsOwnedChain(name string) bool {
 	switch name {
-	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput:
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress:
 		return true
 	}
 	return false
@@ -87,6 +90,9 @@ type Result struct {
 	// Egress are the outbound policies of the containers whose egress is
 	// deny, by name (egress.go).
 	Egress []Egress
+	// DNSFromHost, with Egress, are the resolvers on the host's loopback:
+	// Docker queries them from the host, so no egress rule is involved.
+	DNSFromHost []netip.Addr
 }
 
 // lists are a result's decisions and allows. Incremental keeps them per
@@ -202,6 +208,9 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 	res.Proxied = proxied(cfg, snap, fam, opt)
 	eg, problems := egress(cfg, snap, fam)
 	res.Egress, res.Problems = eg, append(res.Problems, problems...)
+	if len(eg) > 0 {
+		res.DNSFromHost = DNSFromHost(cfg, snap)
+	}
 	return res
 }
 

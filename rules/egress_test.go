@@ -47,7 +47,7 @@ func TestEgressPolicy(t *testing.T) {
 	if len(e.From) != 1 || e.From[0] != (EgressFrom{Bridge: "docker0", Addr: addr("172.17.0.2")}) {
 		t.Errorf("deny from: %+v", e.From)
 	}
-	if len(e.Allow) != 1 || e.Allow[0].String() != "203.0.113.10/32:443/tcp" {
+	if len(e.Allow) != 1 || e.Allow[0].String() != "203.0.113.10:443/tcp" {
 		t.Errorf("deny allow (IPv4 only): %v", e.Allow)
 	}
 	if len(e.DNS) != 1 || e.DNS[0] != addr("192.0.2.53") {

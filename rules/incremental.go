@@ -467,5 +467,8 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	res.Proxied = proxied(cfg, snap, inc.fam, opt)
 	eg, problems := egress(cfg, snap, inc.fam)
 	res.Egress, res.Problems = eg, append(res.Problems, problems...)
+	if len(eg) > 0 {
+		res.DNSFromHost = DNSFromHost(cfg, snap)
+	}
 	return res
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,14 +115,18 @@ type RenderOptions struct {
 func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	fam := res.Family
 	rs := Ruleset{Family: fam}
-	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied)
+	if opt.InputOnly {
+		// The family's forward path is not hooked: neither is its egress.
+		res.Egress = nil
+	}
+	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied, res.Egress)
 	if opt.InputOnly {
 		if hasInput {
 			rs.Chains = []OwnedChain{input}
 		}
 		return rs
 	}
-	main, ing := head(cfg, res.Bridges, fam)
+	main, ing := head(cfg, res.Bridges, fam, res.Egress)
 	sets := res.Sets != nil
 	linear := res.Linear
 	if !sets {
@@ -153,6 +158,9 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		rs.Chains = append(rs.Chains, portsChain(res.Ports), deny)
 		rs.Sets = res.Sets
 	}
+	if len(res.Egress) > 0 {
+		rs.Chains = append(rs.Chains, egressChain(cfg, res.Egress, fam))
+	}
 	if hasInput {
 		rs.Chains = append(rs.Chains, input)
 	}
@@ -161,10 +169,16 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
-func head(cfg config.Config, bridges []string, fam rules.Family) (OwnedChain, OwnedChain) {
+func head(cfg config.Config, bridges []string, fam rules.Family, egress []rules.Egress) (OwnedChain, OwnedChain) {
 	main := OwnedChain{Name: rules.ChainMain}
 	bypass(&main, cfg)
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	for _, e := range egress {
+		for _, f := range e.From {
+			main.add(rules.Desc("egress of "+e.Container+": leaving docker network "+f.Bridge),
+				"-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "!", "-o", f.Bridge, "-j", rules.ChainEgress)
+		}
+	}
 	for _, b := range bridges {
 		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
 	}
@@ -257,14 +271,19 @@ func setRules(ing *OwnedChain, fam rules.Family) {
 
 // inputChain renders DOCKMOAT-INPUT for the bindings docker-proxy serves;
 // ok is false when there are none (no chain, no hook).
-func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rules.Decision) (OwnedChain, bool) {
-	if len(px) == 0 {
+func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rules.Decision, egress []rules.Egress) (OwnedChain, bool) {
+	if len(px) == 0 && len(egress) == 0 {
 		return OwnedChain{}, false
 	}
 	ch := OwnedChain{Name: rules.ChainInput}
 	bypass(&ch, cfg)
 	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
+	for _, e := range egress {
+		for _, f := range e.From {
+			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-j", rules.ChainEgress)
+		}
+	}
 	for _, b := range bridges {
 		ch.add(rules.Desc("from docker network "+b), "-i", b, "-j", "RETURN")
 	}
@@ -292,6 +311,56 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
 	}
 	return ch, true
+}
+
+// egressChain renders DOCKMOAT-EGRESS: per deny container address, its
+// DNS resolvers and allowed destinations return (the connection goes on
+// to Docker's rules, or to INPUT's), the rest is rejected, so the
+// container's connect fails at once rather than after a timeout.
+func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) OwnedChain {
+	ch := OwnedChain{Name: rules.ChainEgress}
+	for _, e := range egress {
+		for _, f := range e.From {
+			src := []string{"-s", f.Addr.String() + bits(fam)}
+			for i, d := range append(e.DNSDests(), e.Allow...) {
+				what := "allowed "
+				if i < 2*len(e.DNS) {
+					what = "dns resolver "
+				}
+				for _, spec := range destSpecs(d) {
+					ch.add(rules.Desc("egress of "+e.Container+": "+what+d.String()), append(slices.Clone(src), append(spec, "-j", "RETURN")...)...)
+				}
+			}
+			if cfg.LogBlocked {
+				ch.add(rules.Desc("egress of "+e.Container+": log refused"), append(slices.Clone(src), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
+					"-j", "LOG", "--log-prefix", rules.EgressLogPrefix)...)
+			}
+			ch.add(rules.Desc("egress of "+e.Container+": refused"), append(src, "-j", "REJECT")...)
+		}
+	}
+	return ch
+}
+
+// destSpecs matches one allowed destination: one spec per protocol.
+func destSpecs(d config.EgressDest) [][]string {
+	dst := []string{"-d", d.Prefix.String()}
+	protos := d.Protos()
+	if protos == nil {
+		return [][]string{dst}
+	}
+	var out [][]string
+	for _, p := range protos {
+		spec := append(slices.Clone(dst), "-p", p)
+		if !d.AllPorts() {
+			ports := strconv.Itoa(int(d.Lo))
+			if d.Hi != d.Lo {
+				ports += ":" + strconv.Itoa(int(d.Hi))
+			}
+			spec = append(spec, "-m", p, "--dport", ports)
+		}
+		out = append(out, spec)
+	}
+	return out
 }
 
 // proxySpec matches new connections to a binding as docker-proxy gets

@@ -23,6 +23,7 @@ const (
 	Priority    = "filter - 10"
 	chainMain   = "forward"
 	chainIng    = "ingress"
+	chainEgress = "egress"
 )
 
 // Rule is one rule with its hash, as in the iptables renderer.
@@ -136,6 +137,7 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	bypass(&main, cfg)
 	main.add("replies and related traffic", "ct state established,related accept")
+	egressJumps(&main, res, true)
 	for _, b := range bridges {
 		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}
@@ -182,10 +184,79 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 	if opt.Sets {
 		rs.Chains = append(append(rs.Chains, portChains...), deny)
 	}
+	if eg, ok := egressChain(cfg, res); ok {
+		rs.Chains = append(rs.Chains, eg)
+	}
 	if in, ok := nftInput(cfg, bridges, res); ok {
 		rs.Chains = append(rs.Chains, in)
 	}
 	return rs, res
+}
+
+// egressJumps sends deny containers' new connections to the egress chain:
+// in forward those leaving their network, in input all of them.
+func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		for _, e := range res[i].Egress {
+			for _, f := range e.From {
+				m := fmt.Sprintf("%s saddr %s iifname %s ", nftAddr(fam), f.Addr, strconv.Quote(f.Bridge))
+				text := "egress of " + e.Container + ": to the host"
+				if forward {
+					m += "oifname != " + strconv.Quote(f.Bridge) + " "
+					text = "egress of " + e.Container + ": leaving docker network " + f.Bridge
+				}
+				ch.add(text, m+"jump "+chainEgress)
+			}
+		}
+	}
+}
+
+// egressChain renders the deny containers' resolvers and allowed
+// destinations (accept ends only dockmoat's base chain: Docker's rules
+// still decide) and the reject of the rest (ipt's egressChain).
+func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
+	ch := Chain{Name: chainEgress}
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		for _, e := range res[i].Egress {
+			for _, f := range e.From {
+				src := nftAddr(fam) + " saddr " + f.Addr.String() + " "
+				for j, d := range append(e.DNSDests(), e.Allow...) {
+					what := "allowed "
+					if j < 2*len(e.DNS) {
+						what = "dns resolver "
+					}
+					ch.add("egress of "+e.Container+": "+what+d.String(), src+nftDest(d, fam)+"accept")
+				}
+				if cfg.LogBlocked {
+					ch.add("egress of "+e.Container+": log refused", src+`limit rate 10/minute burst 20 packets log prefix "`+rules.EgressLogPrefix+`"`)
+				}
+				ch.add("egress of "+e.Container+": refused", src+"reject")
+			}
+		}
+	}
+	return ch, len(ch.Rules) > 0
+}
+
+// nftDest matches one allowed destination (one protocol, both, or all).
+func nftDest(d config.EgressDest, fam rules.Family) string {
+	m := nftAddr(fam) + " daddr " + d.Prefix.String() + " "
+	if d.Prefix.IsSingleIP() {
+		m = nftAddr(fam) + " daddr " + d.Prefix.Addr().String() + " "
+	}
+	if d.AllPorts() {
+		if d.Proto != "" {
+			m += "meta l4proto " + d.Proto + " "
+		}
+		return m
+	}
+	ports := strconv.Itoa(int(d.Lo))
+	if d.Hi != d.Lo {
+		ports += "-" + strconv.Itoa(int(d.Hi))
+	}
+	if d.Proto != "" {
+		return m + d.Proto + " dport " + ports + " "
+	}
+	return m + "meta l4proto { tcp, udp } th dport " + ports + " "
 }
 
 // bypass is `dockmoat disable`: one accept first in each base chain,
@@ -201,13 +272,14 @@ func bypass(ch *Chain, cfg config.Config) {
 // hook, for both families; ok is false when no binding needs it. As in
 // forward, accept only ends this chain; the drops are final.
 func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, bool) {
-	if len(res[0].Proxied)+len(res[1].Proxied) == 0 {
+	if len(res[0].Proxied)+len(res[1].Proxied)+len(res[0].Egress)+len(res[1].Egress) == 0 {
 		return Chain{}, false
 	}
 	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
 	bypass(&in, cfg)
 	in.add("replies and related traffic", "ct state established,related accept")
 	in.add("from the host itself", `iifname "lo" accept`)
+	egressJumps(&in, res, false)
 	for _, b := range bridges {
 		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}

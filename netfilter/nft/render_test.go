@@ -155,3 +155,33 @@ func TestDisabledBypass(t *testing.T) {
 		t.Error("the boot guard never bypasses")
 	}
 }
+
+// TestRenderEgress: the nft rendering of ipt's TestRenderEgress.
+func TestRenderEgress(t *testing.T) {
+	rs, _ := Render(config.Default(), rulestest.EgressSnap())
+	text := rs.Text()
+	for _, want := range []string{
+		`ip saddr 172.17.0.2 iifname "docker0" oifname != "docker0" jump egress comment "dockmoat:`,
+		`ip6 saddr fd00::2 iifname "docker0" oifname != "docker0" jump egress comment`,
+		`ip saddr 172.17.0.2 iifname "docker0" jump egress comment "dockmoat:` + "",
+		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 udp dport 53 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 tcp dport 53 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 10.0.0.0/8 meta l4proto { tcp, udp } th dport 1000-2000 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 198.51.100.0/24 accept comment`,
+		`ip saddr 172.17.0.2 reject comment "dockmoat:`,
+		`ip6 saddr fd00::2 ip6 daddr 2001:db8::53 udp dport 53 accept comment`,
+		`ip6 saddr fd00::2 ip6 daddr 2001:db8::1 udp dport 53 accept comment`,
+		`ip6 saddr fd00::2 reject comment`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("nft table lacks %q:\n%s", want, text)
+		}
+	}
+	fwd := text[strings.Index(text, "chain forward"):]
+	if strings.Index(fwd, "jump egress") > strings.Index(fwd, `iifname "docker0" accept`) || strings.Index(fwd, "jump egress") < strings.Index(fwd, "ct state established,related accept") {
+		t.Errorf("egress jump must follow replies and precede the leaving-network accept:\n%s", fwd)
+	}
+	if strings.Contains(text, "172.17.0.3") && strings.Contains(text, "saddr 172.17.0.3") {
+		t.Error("a container without egress policy is matched")
+	}
+}

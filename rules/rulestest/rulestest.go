@@ -58,3 +58,12 @@ func AssertLines(t *testing.T, name string, got, want []string) {
 	}
 	t.Errorf("%s:\n got:\n  %s\nwant:\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 }
+
+// EgressSnap has one egress-deny container on docker0, dual-stack, with
+// an allow list, and one resolver per family.
+func EgressSnap() rules.Snapshot {
+	c := Ctr("db", map[string]string{"dockmoat.egress": "deny", "dockmoat.egress.allow": "203.0.113.10:443/tcp,10.0.0.0/8:1000-2000,[2001:db8::1]:53/udp,198.51.100.0/24"}, "172.17.0.2")
+	c.Endpoints[0].IPv6 = Addr("fd00::2")
+	return rules.Snapshot{Containers: []rules.Container{c, Ctr("web", nil, "172.17.0.3")}, Bridges: []string{"docker0"},
+		NetworkBridges: map[string]string{"bridge": "docker0"}, DNS: []netip.Addr{Addr("192.0.2.53"), Addr("2001:db8::53")}}
+}
