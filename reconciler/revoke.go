@@ -47,7 +47,9 @@ type revoker struct {
 	idle    chan struct{} // closed when the worker stops; nil before
 	seeded  map[rules.Family]bool
 	open    map[rules.Family]openAccess
-	total   uint
+	// egress is each family's last egress policy (egressKey).
+	egress map[rules.Family]string
+	total  uint
 }
 
 // queueRevocation hands a result to the worker, starting it if needed.
@@ -63,7 +65,7 @@ func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed
 	r.revMu.Lock()
 	defer r.revMu.Unlock()
 	if rv.seeded == nil {
-		rv.seeded, rv.open = map[rules.Family]bool{}, map[rules.Family]openAccess{}
+		rv.seeded, rv.open, rv.egress = map[rules.Family]bool{}, map[rules.Family]openAccess{}, map[rules.Family]string{}
 	}
 	if !changed && !drifted && rv.seeded[fam] {
 		return
@@ -94,7 +96,13 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 		sweeps := map[rules.Family]map[hostPort]bool{}
 		var trusted []netip.Prefix
 		var bridges []string
+		egress := map[rules.Family][]rules.Egress{}
 		for _, j := range jobs {
+			if k := egressKey(j.res.Egress); k != rv.egress[j.fam] || (j.sweep && k != "") {
+				egress[j.fam], rv.egress[j.fam] = j.res.Egress, k
+			} else if egress[j.fam] != nil {
+				egress[j.fam] = j.res.Egress // cut against the newest policy
+			}
 			now := accessOf(j.res.Decisions(), j.res.Allows())
 			if before, known := rv.open[j.fam]; known && withdrawn(before, now) {
 				befores[j.fam] = append(befores[j.fam], before)
@@ -107,13 +115,17 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 			rv.open[j.fam], trusted, bridges = now, j.trusted, j.bridges
 		}
 		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			if len(befores[fam]) == 0 && sweeps[fam] == nil {
+			if len(befores[fam]) == 0 && sweeps[fam] == nil && egress[fam] == nil {
 				continue
 			}
 			match := revoked(befores[fam], rv.open[fam], trusted)
 			if pub := sweeps[fam]; pub != nil {
 				sweep, revoke := swept(pub, rv.open[fam], trusted, r.localNets(bridges)), match
 				match = func(f Flow) bool { return revoke(f) || sweep(f) }
+			}
+			if eg := egress[fam]; eg != nil {
+				cut, before := egressCut(eg, r.localNets(bridges)), match
+				match = func(f Flow) bool { return before(f) || cut(f) }
 			}
 			n, err := r.ct.Delete(fam, match)
 			if err != nil {
