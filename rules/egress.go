@@ -34,6 +34,17 @@ const (
 	ChainEgress = "DOCKMOAT-EGRESS"
 )
 
+// NeighbourDiscovery are the ICMPv6 messages a container sends to its
+// gateway (the host, so through input) before any IPv6 packet can leave:
+// router and neighbour solicitations and adverts, and MLD reports. They
+// are not connections and conntrack does not track them, so the egress
+// chains let them through first: without them a deny container would
+// lose IPv6 altogether, inbound replies included.
+var NeighbourDiscovery = []struct {
+	Name string
+	Type int
+}{{"router-solicitation", 133}, {"neighbour-solicitation", 135}, {"neighbour-advertisement", 136}, {"mld2-listener-report", 143}}
+
 // Egress is one deny container's outbound policy in one family.
 type Egress struct {
 	Container string

@@ -46,7 +46,9 @@ func TestRenderEgress(t *testing.T) {
 
 	v6 := build(cfg, rulestest.EgressSnap(), rules.IPv6, opts{Sets: true})
 	eg := lines(v6.Ruleset, rules.ChainEgress)
-	assertLines(t, "DOCKMOAT-EGRESS ipv6", []string{eg[2], eg[len(eg)-1]}, []string{
+	nd := len(rules.NeighbourDiscovery)
+	assertLines(t, "DOCKMOAT-EGRESS ipv6", []string{eg[1], eg[nd+2], eg[len(eg)-1]}, []string{
+		`-A DOCKMOAT-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "dockmoat:H neighbour discovery: icmpv6 type neighbour-solicitation" -j RETURN`,
 		`-A DOCKMOAT-EGRESS -s fd00::2/128 -d 2001:db8::1/128 -p udp -m udp --dport 53 -m comment --comment "dockmoat:H egress of db: allowed _2001:db8::1_:53/udp" -j RETURN`,
 		`-A DOCKMOAT-EGRESS -s fd00::2/128 -m comment --comment "dockmoat:H egress of db: refused" -j REJECT`,
 	})

@@ -319,6 +319,11 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 // container's connect fails at once rather than after a timeout.
 func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) OwnedChain {
 	ch := OwnedChain{Name: rules.ChainEgress}
+	if fam == rules.IPv6 {
+		for _, t := range rules.NeighbourDiscovery {
+			ch.add(rules.Desc("neighbour discovery: icmpv6 type "+t.Name), "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(t.Type), "-j", "RETURN")
+		}
+	}
 	for _, e := range egress {
 		for _, f := range e.From {
 			src := []string{"-s", f.Addr.String() + bits(fam)}

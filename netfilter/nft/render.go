@@ -216,6 +216,13 @@ func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
 // still decide) and the reject of the rest (ipt's egressChain).
 func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 	ch := Chain{Name: chainEgress}
+	if len(res[1].Egress) > 0 {
+		var types []string
+		for _, t := range rules.NeighbourDiscovery {
+			types = append(types, strconv.Itoa(t.Type))
+		}
+		ch.add("neighbour discovery", "icmpv6 type { "+strings.Join(types, ", ")+" } accept")
+	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, e := range res[i].Egress {
 			for _, f := range e.From {
@@ -234,7 +241,7 @@ func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 			}
 		}
 	}
-	return ch, len(ch.Rules) > 0
+	return ch, len(res[0].Egress)+len(res[1].Egress) > 0
 }
 
 // nftDest matches one allowed destination (one protocol, both, or all).

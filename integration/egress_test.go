@@ -1,0 +1,276 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/dockmoat/dockmoat/dockerwatch"
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// TestEgress: containers' outbound connections, from inside containers on
+// a user-defined network (Docker's embedded resolver), to servers in the
+// outside namespace and on the host. Docker 20.10 (iptables), Docker 29
+// dual-stack with its iptables backend and with its nftables backend.
+//
+// DNS is end to end: the test serves DNS in the outside namespace on the
+// address of the machine's own resolver (as Docker reads it, so dockerd
+// in the bed forwards there, and dockmoat reads the same file), routed
+// from the bed's host namespace; nothing leaves the bed's namespaces.
+func TestEgress(t *testing.T) {
+	needBeds(t)
+	var beds []testbed.Engine
+	for _, eng := range engines {
+		switch eng.Name {
+		case "docker20":
+			beds = append(beds, eng)
+		case "docker29":
+			eng.IPv6, eng.Name = true, "docker29-v6"
+			beds = append(beds, eng)
+			eng.Name, eng.FirewallBackend = "docker29-nftables-v6", "nftables"
+			beds = append(beds, eng)
+		}
+	}
+	if len(beds) != 3 {
+		t.Fatalf("want the docker20 and docker29 engines, have %v", engines)
+	}
+	for _, eng := range beds {
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			egressBed(t, eng)
+		})
+	}
+}
+
+// egress is one bed of TestEgress.
+type egress struct {
+	*env
+	world, world6 netip.Addr // the outside servers' addresses (A and its IPv6)
+}
+
+func egressBed(t *testing.T, eng testbed.Engine) {
+	e := &egress{env: startEnv(t, eng), world: A, world6: A6}
+	ctx := e.ctx
+	upstream := e.serveUpstream(t)
+	stop, err := e.bed.ServeIn(e.bed.OutNSPath(), "world", "7000", "7100/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	stopHost, err := e.bed.ServeOnHost("hostsvc", "2222/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopHost)
+	if eng.IPv6 {
+		_, err = e.bed.CreateNetwork6(ctx, "egnet", "172.29.210.0/24", "fd00:d0c:210::/64")
+	} else {
+		_, err = e.bed.CreateNetwork(ctx, "egnet", "172.29.210.0/24")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := e.run(t, testbed.Spec{Name: "peer", Network: "egnet", Serve: []string{"80"}})
+	worldTCP := "tcp:" + netip.AddrPortFrom(e.world, 7000).String()
+	worldUDP := "udp:" + netip.AddrPortFrom(e.world, 7000).String()
+	otherTCP := "tcp:" + netip.AddrPortFrom(B, 7000).String()
+	hostTCP := "tcp:" + netip.AddrPortFrom(testbed.HostIP, 2222).String()
+	peerTCP := "tcp:" + netip.AddrPortFrom(peer.IP, 80).String()
+	world6 := "tcp:" + netip.AddrPortFrom(e.world6, 7000).String()
+	lookup := "dns:upstream.example"
+	all := []string{worldTCP, worldUDP, otherTCP, hostTCP, peerTCP, lookup}
+	if eng.IPv6 {
+		all = append(all, world6)
+	}
+	t.Logf("upstream resolver %s (served in the outside namespace)", upstream)
+
+	// Positive control: without dockmoat every destination answers, and
+	// the name resolves through Docker's resolver and the upstream.
+	e.probe(t, "control", nil, all, nil)
+
+	e.startDockmoat(t, "{}\n")
+	denySrv := e.run(t, testbed.Spec{Name: "denysrv", Network: "egnet", Serve: []string{"80"}, Publish: []string{"8090:80"},
+		Labels: map[string]string{"dockmoat.egress": "deny", "dockmoat.allow": "8090"}})
+	e.sync(t)
+
+	t.Run("DenyRefusesOutsideAndHostKeepsDNSAndOwnNetwork", func(t *testing.T) {
+		e.probe(t, "free", nil, all, nil)
+		closed := []string{worldTCP, worldUDP, otherTCP, hostTCP}
+		if eng.IPv6 {
+			closed = append(closed, world6)
+		}
+		e.probe(t, "denied", map[string]string{"dockmoat.egress": "deny"}, []string{lookup, peerTCP}, closed)
+	})
+	t.Run("AllowListExactly", func(t *testing.T) {
+		list := netip.AddrPortFrom(e.world, 7000).String() + "/tcp"
+		open := []string{worldTCP, lookup}
+		closed := []string{worldUDP, otherTCP, hostTCP}
+		if eng.IPv6 {
+			list += ", [" + e.world6.String() + "]:7000/tcp"
+			open = append(open, world6)
+			closed = append(closed, "tcp:"+netip.AddrPortFrom(B6, 7000).String())
+		}
+		e.probe(t, "listed", map[string]string{"dockmoat.egress": "deny", "dockmoat.egress.allow": list}, open, closed)
+	})
+	t.Run("InboundToDenyContainerUnaffected", func(t *testing.T) {
+		e.serverUp(t, denySrv, "tcp", 80)
+		e.expect(t, out("tcp", A, 8090, true, "denysrv"), out("tcp", B, 8090, true, "denysrv"))
+		if eng.IPv6 {
+			e.expect(t, out6("tcp", A6, 8090, true, "denysrv"))
+		}
+	})
+	t.Run("NarrowingCutsLiveSession", func(t *testing.T) {
+		e.narrowCutsSession(t)
+	})
+	t.Run("RestartNeverLetsDenyOut", func(t *testing.T) {
+		e.restartKeepsDeny(t)
+	})
+}
+
+// serveUpstream puts the machine's first IPv4 resolver (as Docker reads
+// it) on the outside namespace, routed from the bed's host, and serves
+// DNS there. Both addresses are inside the bed's own namespaces.
+func (e *egress) serveUpstream(t *testing.T) netip.Addr {
+	t.Helper()
+	servers, err := dockerwatch.HostResolvers("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up netip.Addr
+	for _, s := range servers {
+		if s.Is4() && !s.IsLoopback() {
+			up = s
+			break
+		}
+	}
+	if !up.IsValid() {
+		t.Fatalf("this machine's resolv.conf names no IPv4 resolver off loopback (%v): the DNS leg needs one to stand in for", servers)
+	}
+	for _, args := range [][]string{
+		{"-n", e.bed.OutNS, "addr", "add", up.String() + "/32", "dev", e.bed.Name + "vo"},
+		{"-n", e.bed.HostNS, "route", "add", up.String() + "/32", "via", A.String()},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	stop, err := e.bed.ServeIn(e.bed.OutNSPath(), "upstream", "53/dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return up
+}
+
+// probe runs a one-shot container that tries each spec once (after a
+// pause, so dockmoat has seen it start) and checks that exactly the
+// open ones work. A lookup must resolve to the upstream's answer.
+func (e *egress) probe(t *testing.T, name string, labels map[string]string, open, closed []string) {
+	t.Helper()
+	args := append([]string{"probe", "wait=1500ms"}, append(append([]string(nil), open...), closed...)...)
+	c := e.run(t, testbed.Spec{Name: name, Network: "egnet", Labels: labels, Cmd: args})
+	code, logs, err := e.bed.WaitExit(e.ctx, c.ID, 60*time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("%s: exit %d, %v: %s", name, code, err, logs)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		spec, res, _ := strings.Cut(l, " ")
+		got[spec] = res
+	}
+	for _, s := range open {
+		if !strings.HasPrefix(got[s], "ok") || (strings.HasPrefix(s, "dns:") && !strings.Contains(got[s], "192.0.2.99")) {
+			t.Errorf("%s: %s want open, got %q", name, s, got[s])
+		}
+	}
+	for _, s := range closed {
+		if !strings.HasPrefix(got[s], "fail") {
+			t.Errorf("%s: %s want refused, got %q", name, s, got[s])
+		}
+	}
+}
+
+// narrowCutsSession: a container with a live session to the outside
+// becomes deny by a config reload; its session is cut.
+func (e *egress) narrowCutsSession(t *testing.T) {
+	c := e.run(t, testbed.Spec{Name: "sess", Network: "egnet", Cmd: []string{"hold", netip.AddrPortFrom(e.world, 7100).String(), "30"}})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.logs(c.ID), "connected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("session not established: %s", e.logs(c.ID))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the session lives under the old policy
+	if strings.Contains(e.logs(c.ID), "cut") {
+		t.Fatalf("control: the session broke before any policy change: %s", e.logs(c.ID))
+	}
+	start := time.Now()
+	e.reload(t, "egress:\n  - container: sess\n")
+	code, logs, err := e.bed.WaitExit(e.ctx, c.ID, 40*time.Second)
+	took := time.Since(start)
+	if err != nil || code != 0 || !strings.Contains(logs, "cut") {
+		t.Fatalf("want the session cut after the reload; exit %d, %v: %s", code, err, logs)
+	}
+	t.Logf("session cut %s after the reload", took.Round(time.Millisecond))
+	record(result{e.bed.Engine.Name, "egress: narrowed session cut", took, 0, 0, "from config reload to the container's session failing"})
+	e.reload(t, "{}\n")
+}
+
+// restartKeepsDeny: a deny container hammers the outside while dockmoat
+// stops and starts again; nothing gets through, while a free container
+// hammering the same server at the same time does (the control).
+func (e *egress) restartKeepsDeny(t *testing.T) {
+	target := netip.AddrPortFrom(e.world, 7000).String()
+	deny := e.run(t, testbed.Spec{Name: "hammer-deny", Network: "egnet", Labels: map[string]string{"dockmoat.egress": "deny"},
+		Cmd: []string{"hammer", target, "8"}})
+	free := e.run(t, testbed.Spec{Name: "hammer-free", Network: "egnet", Cmd: []string{"hammer", target, "8"}})
+	e.sync(t)
+	time.Sleep(2500 * time.Millisecond) // both hammer (from 1.5 s after start) under the installed policy
+	if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := e.dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+	_, denied, err := e.bed.WaitExit(e.ctx, deny.ID, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, freed, err := e.bed.WaitExit(e.ctx, free.ID, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var through, tries, ctlThrough, ctlTries int
+	fmt.Sscanf(strings.TrimSpace(denied), "through %d of %d", &through, &tries)
+	fmt.Sscanf(strings.TrimSpace(freed), "through %d of %d", &ctlThrough, &ctlTries)
+	t.Logf("across the restart: deny container %d of %d through, free container %d of %d", through, tries, ctlThrough, ctlTries)
+	if ctlThrough == 0 || ctlTries < 10 {
+		t.Fatalf("control: the free container got nothing through (%q): the bed is broken", freed)
+	}
+	record(result{e.bed.Engine.Name, "egress: dockmoat restart", -1, through, tries, "deny container hammering the outside across stop and start"})
+	if tries < 10 || through > 0 {
+		t.Errorf("deny container got %d of %d connections through across the restart (%q)", through, tries, denied)
+	}
+}
+
+func (e *env) logs(id string) string {
+	rc, err := e.bed.Docker.ContainerLogs(context.Background(), id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return err.Error()
+	}
+	defer rc.Close()
+	raw, _ := io.ReadAll(rc)
+	return string(raw)
+}
