@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
@@ -19,6 +21,11 @@ import (
 // a user-defined network (Docker's embedded resolver), to servers in the
 // outside namespace and on the host. Docker 20.10 (iptables), Docker 29
 // dual-stack with its iptables backend and with its nftables backend.
+//
+// DNS is end to end: the test serves DNS in the outside namespace on the
+// address of the machine's own resolver (read as Docker reads it, so the
+// bed's dockerd forwards there, and dockmoat reads the same file), routed
+// from the bed's host namespace; nothing leaves the bed's namespaces.
 func TestEgress(t *testing.T) {
 	needBeds(t)
 	var beds []testbed.Engine
@@ -53,6 +60,7 @@ type egress struct {
 func egressBed(t *testing.T, eng testbed.Engine) {
 	e := &egress{env: startEnv(t, eng), world: A, world6: A6}
 	ctx := e.ctx
+	upstream := e.serveUpstream(t)
 	stop, err := e.bed.ServeIn(e.bed.OutNSPath(), "world", "7000", "7100/echo")
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +83,16 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 	worldTCP := "tcp:" + netip.AddrPortFrom(e.world, 7000).String()
 	worldUDP := "udp:" + netip.AddrPortFrom(e.world, 7000).String()
 	otherTCP := "tcp:" + netip.AddrPortFrom(B, 7000).String()
+	t.Logf("upstream resolver %s, served in the outside namespace", upstream)
 	hostTCP := "tcp:" + netip.AddrPortFrom(testbed.HostIP, 2222).String()
 	peerTCP := "tcp:" + netip.AddrPortFrom(peer.IP, 80).String()
 	world6 := "tcp:" + netip.AddrPortFrom(e.world6, 7000).String()
-	// A name lookup through Docker's embedded resolver (127.0.0.11, a
-	// user-defined network). The resolver's upstream leg is not proven
-	// here: in these beds it fails without dockmoat too (the control).
-	lookup := "dns:peer"
-	all := []string{worldTCP, worldUDP, otherTCP, hostTCP, peerTCP, lookup}
+	// Name lookups through Docker's embedded resolver (127.0.0.11, a
+	// user-defined network): a container's name (answered by Docker) and
+	// an outside name (forwarded to the upstream, which answers
+	// 192.0.2.99).
+	lookup := "dns:upstream.example"
+	all := []string{worldTCP, worldUDP, otherTCP, hostTCP, peerTCP, lookup, "dns:peer"}
 	if eng.IPv6 {
 		all = append(all, world6)
 	}
@@ -115,6 +125,20 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 		}
 		e.probe(t, "listed", map[string]string{"dockmoat.egress": "deny", "dockmoat.egress.allow": list}, open, closed)
 	})
+	// The resolver rule is what lets Docker 20.10's forwarded queries out:
+	// pointed elsewhere (egress_dns), the deny container's outside lookups
+	// fail there. Docker 26 and later forward from the host's namespace
+	// (ExtServers: [host(…)]): no egress rule is involved, they resolve.
+	t.Run("ResolverRuleCarriesForwardedQueries", func(t *testing.T) {
+		e.reload(t, "egress_dns: [192.0.2.1]\n")
+		defer e.reload(t, "{}\n")
+		deny := map[string]string{"dockmoat.egress": "deny"}
+		if eng.Name == "docker20" {
+			e.probe(t, "wrongdns", deny, []string{"dns:peer"}, []string{lookup})
+		} else {
+			e.probe(t, "wrongdns", deny, []string{"dns:peer", lookup}, nil)
+		}
+	})
 	t.Run("InboundToDenyContainerUnaffected", func(t *testing.T) {
 		e.serverUp(t, denySrv, "tcp", 80)
 		e.expect(t, out("tcp", A, 8090, true, "denysrv"), out("tcp", B, 8090, true, "denysrv"))
@@ -130,9 +154,44 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 	})
 }
 
+// serveUpstream puts the machine's first IPv4 resolver (as Docker reads
+// it) on the outside namespace, routed from the bed's host, and serves
+// DNS there. Both addresses are inside the bed's own namespaces.
+func (e *egress) serveUpstream(t *testing.T) netip.Addr {
+	t.Helper()
+	servers, err := dockerwatch.HostResolvers("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up netip.Addr
+	for _, s := range servers {
+		if s.Is4() && !s.IsLoopback() {
+			up = s
+			break
+		}
+	}
+	if !up.IsValid() {
+		t.Fatalf("this machine's resolv.conf names no IPv4 resolver off loopback (%v): the DNS leg needs one to stand in for", servers)
+	}
+	for _, args := range [][]string{
+		{"-n", e.bed.OutNS, "addr", "add", up.String() + "/32", "dev", e.bed.Name + "vo"},
+		{"-n", e.bed.HostNS, "route", "add", up.String() + "/32", "via", A.String()},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	stop, err := e.bed.ServeIn(e.bed.OutNSPath(), "upstream", netip.AddrPortFrom(up, 53).String()+"/dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return up
+}
+
 // probe runs a one-shot container that tries each spec once (after a
 // pause, so dockmoat has seen it start) and checks that exactly the
-// open ones work.
+// open ones work. The outside name must resolve to the upstream's answer.
 func (e *egress) probe(t *testing.T, name string, labels map[string]string, open, closed []string) {
 	t.Helper()
 	args := append([]string{"probe", "wait=1500ms"}, append(append([]string(nil), open...), closed...)...)
@@ -147,7 +206,7 @@ func (e *egress) probe(t *testing.T, name string, labels map[string]string, open
 		got[spec] = res
 	}
 	for _, s := range open {
-		if !strings.HasPrefix(got[s], "ok") {
+		if !strings.HasPrefix(got[s], "ok") || (s == "dns:upstream.example" && !strings.Contains(got[s], "192.0.2.99")) {
 			t.Errorf("%s: %s want open, got %q", name, s, got[s])
 		}
 	}

@@ -7,13 +7,16 @@
 // prove containers' outbound traffic still works. "probe SPEC…" tries each
 // of tcp:ADDR:PORT, udp:ADDR:PORT and dns:NAME once and prints one line
 // per try ("SPEC ok …" or "SPEC fail …"); "hold ADDR:PORT SECONDS" keeps
-// an echo session busy and reports when it is cut.
+// an echo session busy and reports when it is cut. "ADDR:53/dns" serves
+// DNS on ADDR (UDP and TCP), answering every A query with 192.0.2.99.
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -56,6 +59,9 @@ func main() {
 		}
 		if proto == "" || proto == "udp" {
 			go serveUDP(name, port)
+		}
+		if proto == "dns" {
+			go serveDNS(port)
 		}
 	}
 	select {}
@@ -203,4 +209,78 @@ func hammer(addr, seconds string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Printf("through %d of %d\n", through, tries)
+}
+
+// serveDNS answers A queries with 192.0.2.99 (others with no answer),
+// over UDP and TCP: the upstream resolver of the egress tests. addr is
+// ADDR:PORT: a server on a wildcard socket would answer from the
+// interface's first address, which the asking socket ignores.
+func serveDNS(addr string) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen udp:", err)
+		os.Exit(1)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen tcp:", err)
+		os.Exit(1)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				continue
+			}
+			go func() {
+				defer c.Close()
+				var n uint16
+				if binary.Read(c, binary.BigEndian, &n) != nil {
+					return
+				}
+				q := make([]byte, n)
+				if _, err := io.ReadFull(c, q); err != nil {
+					return
+				}
+				if a := dnsAnswer(q); a != nil {
+					_, _ = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(a))), a...))
+				}
+			}()
+		}
+	}()
+	buf := make([]byte, 1500)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			continue
+		}
+		if a := dnsAnswer(buf[:n]); a != nil {
+			_, _ = pc.WriteTo(a, addr)
+		}
+	}
+}
+
+// dnsAnswer builds the reply to one query: the question echoed, and one
+// A record for an A query.
+func dnsAnswer(q []byte) []byte {
+	if len(q) < 12 {
+		return nil
+	}
+	i := 12
+	for i < len(q) && q[i] != 0 {
+		i += int(q[i]) + 1
+	}
+	if i+5 > len(q) {
+		return nil
+	}
+	end := i + 5
+	qtype := binary.BigEndian.Uint16(q[i+1:])
+	out := append([]byte(nil), q[:2]...)
+	out = append(out, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0)
+	out = append(out, q[12:end]...)
+	if qtype == 1 {
+		out[7] = 1
+		out = append(out, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 99)
+	}
+	return out
 }
