@@ -102,11 +102,14 @@ type Report struct {
 	Protected bool     `json:"protected"`
 	Findings  []string `json:"findings"`
 	Rows      []Row    `json:"ports"`
+	// Egress are the deny containers' outbound policies (egress.go).
+	Egress []EgressRow `json:"egress,omitempty"`
 }
 
 // Beyond reports whether any port is reachable beyond its policy.
 func (r Report) Beyond() bool {
-	return slices.ContainsFunc(r.Rows, func(r Row) bool { return r.Beyond })
+	return slices.ContainsFunc(r.Rows, func(r Row) bool { return r.Beyond }) ||
+		slices.ContainsFunc(r.Egress, func(e EgressRow) bool { return e.Beyond })
 }
 
 type famCtx struct {
@@ -214,6 +217,7 @@ func Run(in Input) Report {
 	}
 	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
 	rep.Rows = rows(in, fams)
+	rep.Egress = egressRows(in, fams)
 	return rep
 }
 
@@ -234,6 +238,7 @@ func runNFT(in Input) Report {
 	}
 	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
 	rep.Rows = rows(in, fams)
+	rep.Egress = egressRows(in, fams)
 	return rep
 }
 

@@ -48,6 +48,7 @@ func WriteTable(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "%-*s  %-*s  %-10s  %s\n", nameW, clip(row.Container, 20), pubW, published(row), row.Exposure, intendedMark(row))
 		rowDetail(&b, row)
 	}
+	writeEgress(&b, r.Egress)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -125,4 +126,26 @@ func WriteExplain(w io.Writer, rows []Row) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeEgress lists the deny containers and what a first packet out of
+// them meets.
+func writeEgress(b *strings.Builder, rows []EgressRow) {
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\nEGRESS (containers whose outbound connections are limited)\n")
+	for _, e := range rows {
+		mark := "enforced"
+		if e.Beyond {
+			mark = "NOT ENFORCED"
+		}
+		fmt.Fprintf(b, "%s (%s): %s\n", e.Container, e.Family, mark)
+		b.WriteString(wrap("    policy: "+e.Policy, "      ", 80))
+		if len(e.DNS) > 0 {
+			b.WriteString(wrap("    dns: "+strings.Join(e.DNS, ", ")+" (53/udp, 53/tcp)", "      ", 80))
+		}
+		b.WriteString(wrap("    to the outside: "+e.Outside, "      ", 80))
+		b.WriteString(wrap("    to the host: "+e.Host, "      ", 80))
+	}
 }

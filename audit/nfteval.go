@@ -420,6 +420,11 @@ func payloadValue(b map[string]any, p Packet, fam rules.Family) (any, bool) {
 		case "protocol", "nexthdr": // ip protocol tcp, ip6 nexthdr udp
 			return p.Proto, true
 		}
+	case "icmp", "icmpv6":
+		// Audit's first packets are TCP, UDP or SCTP: an ICMP header
+		// (dockmoat's egress chain lets neighbour discovery through)
+		// is never in them.
+		return nil, true
 	case "tcp", "udp", "sctp", "th":
 		if proto != "th" && proto != p.Proto {
 			return nil, true

@@ -146,6 +146,29 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 			e.expect(t, out6("tcp", A6, 8090, true, "denysrv"))
 		}
 	})
+	// Audit evaluates the installed rules for a first packet from the deny
+	// container to a refused destination, outside and to the host, in
+	// each family it has an address in; the probes above are the same
+	// paths tried for real.
+	t.Run("AuditShowsEgressEnforced", func(t *testing.T) {
+		rep, _ := auditJSON(t, e.env, e.dm.Config)
+		fams := map[string]bool{}
+		for _, r := range rep.Egress {
+			if r.Container != "denysrv" {
+				continue
+			}
+			fams[r.Family] = true
+			if r.Beyond || !strings.HasPrefix(r.Outside, "refused") || !strings.HasPrefix(r.Host, "refused") {
+				t.Errorf("denysrv %s: %+v", r.Family, r)
+			}
+		}
+		if !fams["ipv4"] || fams["ipv6"] != eng.IPv6 {
+			t.Errorf("egress rows of denysrv per family: %v (bed IPv6 %v): %+v", fams, eng.IPv6, rep.Egress)
+		}
+		if out, _ := e.bed.Exec(ctx, dockmoatBin, "plan", "--config", e.dm.Config); !strings.Contains(out, "denysrv") || !strings.Contains(out, "deny (label dockmoat.egress=deny)") {
+			t.Errorf("plan does not list denysrv's egress:\n%s", out)
+		}
+	})
 	t.Run("NarrowingCutsLiveSession", func(t *testing.T) {
 		e.narrowCutsSession(t)
 	})

@@ -158,7 +158,7 @@ func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) 
 		if fam == IPv4 { // reported once, not per family
 			problems = append(problems, p...)
 		}
-		if !deny || c.Mesh {
+		if !deny || c.Mesh || len(familyAddrs(*c, fam)) == 0 {
 			continue
 		}
 		e := Egress{Container: c.Name, Origin: strings.Join(origin, ", ")}
