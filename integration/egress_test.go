@@ -19,8 +19,9 @@ import (
 
 // TestEgress: containers' outbound connections, from inside containers on
 // a user-defined network (Docker's embedded resolver), to servers in the
-// outside namespace and on the host. Docker 20.10 (iptables), Docker 29
-// dual-stack with its iptables backend and with its nftables backend.
+// outside namespace and on the host. Docker 20.10 and 28 (iptables),
+// Docker 29 dual-stack with its iptables backend and with its nftables
+// backend.
 //
 // DNS is end to end: the test serves DNS in the outside namespace on the
 // address of the machine's own resolver (read as Docker reads it, so the
@@ -31,7 +32,7 @@ func TestEgress(t *testing.T) {
 	var beds []testbed.Engine
 	for _, eng := range engines {
 		switch eng.Name {
-		case "docker20":
+		case "docker20", "docker28":
 			beds = append(beds, eng)
 		case "docker29":
 			eng.IPv6, eng.Name = true, "docker29-v6"
@@ -40,8 +41,8 @@ func TestEgress(t *testing.T) {
 			beds = append(beds, eng)
 		}
 	}
-	if len(beds) != 3 {
-		t.Fatalf("want the docker20 and docker29 engines, have %v", engines)
+	if len(beds) != 4 {
+		t.Fatalf("want the docker20, docker28 and docker29 engines, have %v", engines)
 	}
 	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
