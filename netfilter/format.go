@@ -176,7 +176,7 @@ func writeEgress(b *strings.Builder, res rules.Result) {
 	}
 	_ = tw.Flush()
 	if len(res.DNSFromHost) > 0 {
-		fmt.Fprintf(b, "note: resolver %s is on the host's loopback: Docker 25 and later send containers' queries to it from the host itself, not from the container, so egress rules do not see them (Docker 20.10 uses 8.8.8.8 and 8.8.4.4 instead: list them in egress_dns)\n", joinAddrs(res.DNSFromHost))
+		fmt.Fprintf(b, "note: resolver %s is on the host's loopback: Docker 26 and later send containers' queries to it (and to every resolver of the host's resolv.conf) from the host itself, not from the container, so egress rules do not see them (Docker 20.10 uses 8.8.8.8 and 8.8.4.4 instead: list them in egress_dns)\n", joinAddrs(res.DNSFromHost))
 	}
 }
 

@@ -65,6 +65,10 @@ type Engine struct {
 	// IPv6 makes a dual-stack bed: IPv6 on the veth and Docker's default
 	// bridge with ip6tables (Docker 20.10 needs --experimental for that).
 	IPv6 bool
+	// Firewalld, when set, runs firewalld with this FirewallBackend
+	// ("nftables" or "iptables") on a bus of the bed's own, started
+	// before dockerd so Docker integrates with it (firewalld.go).
+	Firewalld string
 }
 
 // Engines lists the engines present on this machine: Debian's docker.io
@@ -119,6 +123,8 @@ type Bed struct {
 	// node, for a Swarm node (swarm.go): dockerd gets its own hostname
 	// and mount namespace, with the node's socket directory at NodeRun.
 	node string
+	// bus and firewalld run with Engine.Firewalld (firewalld.go).
+	bus, firewalld *exec.Cmd
 }
 
 var seq atomic.Int32
@@ -137,6 +143,18 @@ func Start(ctx context.Context, eng Engine, logf func(string, ...any)) (*Bed, er
 	if err := b.setupNetwork(ctx); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if eng.Firewalld != "" {
+		for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("creating %s: %w", d, err)
+			}
+		}
+		if err := b.startBus(ctx); err != nil {
+			b.Close()
+			return nil, err
+		}
 	}
 	if err := b.startDockerd(ctx); err != nil {
 		b.Close()
@@ -230,6 +248,9 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 		path = dir + ":" + path
 	}
 	cmd.Env = append(os.Environ(), "PATH="+path)
+	if bus := b.BusAddress(); bus != "" {
+		cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -350,6 +371,7 @@ func (b *Bed) Close() {
 	if b.Docker != nil {
 		_ = b.Docker.Close()
 	}
+	b.stopBus()
 	// Anything dockerd left mounted below the state dirs.
 	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
 		unmountBelow(d)

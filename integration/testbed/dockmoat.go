@@ -38,6 +38,9 @@ type Dockmoat struct {
 func (b *Bed) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + b.HostNSPath(), "--", bin}, args...)...)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+b.Socket)
+	if bus := b.BusAddress(); bus != "" {
+		cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
+	}
 	return cmd
 }
 
