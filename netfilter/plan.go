@@ -74,6 +74,9 @@ type FamilyPlan struct {
 	// InTable: the plan is part of table inet dockmoat, where the input
 	// path is a base chain of the table (covered by Changed), not a jump.
 	InTable bool
+	// Layer: this plan is the second layer of a netfilter.Layered
+	// backend (table inet dockmoat under firewalld), not the main one.
+	Layer bool
 	// DockerUserMissing is set when Docker's chain does not exist.
 	DockerUserMissing bool
 	// Batch is what fixes Changed: iptables-restore input, or the nft

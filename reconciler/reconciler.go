@@ -201,6 +201,9 @@ func (r *Reconciler) revokeAfter(disabled bool, applied netfilter.Applied, drift
 	r.offBefore = false
 }
 
+// Backend is the netfilter backend the reconciler drives.
+func (r *Reconciler) Backend() netfilter.Backend { return r.nf }
+
 // RepairLast puts back the last installed ruleset where someone changed
 // it, without asking Docker: the fast path of drift repair, safe while a
 // pass waits on a hung dockerd. It opens nothing that was not open.

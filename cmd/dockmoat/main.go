@@ -256,7 +256,8 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 	} else {
 		sets = ns
 	}
-	return reconciler.New(ipt.New(tables[rules.IPv4], tables[rules.IPv6], sets, log), w, cfg, log), w, nil
+	var nf netfilter.Backend = ipt.New(tables[rules.IPv4], tables[rules.IPv6], sets, log)
+	return reconciler.New(withFirewalldLayer(ctx, nf, log), w, cfg, log), w, nil
 }
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
@@ -303,6 +304,8 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 
+	_, layered := rec.Backend().(netfilter.Layered)
+	go watchFirewalld(ctx, rec, layered, log, poke)
 	go func() {
 		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {
 			log.WithField("reason", reason).Debug("change")
@@ -398,6 +401,9 @@ func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
 		if errors.Is(err, context.Canceled) {
 			return err
 		}
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	if err := uninstallLayer(ctx, rec, log); err != nil {
 		return fmt.Errorf("uninstall: %w", err)
 	}
 	fmt.Fprintln(os.Stdout, "dockmoat: removed; published ports now follow Docker's own rules again")

@@ -24,11 +24,23 @@ type Backend struct {
 	// what drift is measured against and Repair puts back.
 	want      Ruleset
 	installed *Ruleset
+	// layer: the table is a second layer under the iptables backend
+	// (NewLayer).
+	layer bool
 }
 
 // New returns the backend for Docker's nftables firewall backend.
 func New(nft Runner, log logrus.FieldLogger) *Backend {
 	return &Backend{nft: nft, log: log}
+}
+
+// NewLayer returns the table as a second layer of the policy on an
+// iptables host whose iptables rules someone else flushes (firewalld:
+// netfilter.Layered). Its input chain covers every published port, not
+// only those docker-proxy serves today: while Docker's DNAT rules are
+// flushed, every published port is served by docker-proxy.
+func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
+	return &Backend{nft: nft, log: log, layer: true}
 }
 
 // Notifies implements netfilter.Backend: nf_tables announces every change.
@@ -37,7 +49,7 @@ func (b *Backend) Notifies() bool { return true }
 // Plan implements netfilter.Backend. The table holds both families: the
 // IPv4 plan carries the whole diff and script, the IPv6 plan its policy.
 func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, _ bool) ([]netfilter.FamilyPlan, error) {
-	rs, res := Render(cfg, snap)
+	rs, res := RenderWith(cfg, snap, b.layer)
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return nil, err
@@ -46,11 +58,11 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
 	obs := netfilter.Observed{Owned: listing.Chains}
 	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),
-		Observed: obs, Changed: changed, InTable: true}
+		Observed: obs, Changed: changed, InTable: true, Layer: b.layer}
 	if len(changed) > 0 {
 		p4.Batch = rs.ReplaceScript()
 	}
-	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true}
+	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true, Layer: b.layer}
 	return []netfilter.FamilyPlan{p4, p6}, nil
 }
 

@@ -130,7 +130,13 @@ func nftAddr(fam rules.Family) string {
 // port, which nft cannot put in a set key here (`ct original proto-dst`
 // has no fixed type in a concatenation).
 func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
-	opt := rules.Options{Sets: !cfg.NoIPSet}
+	return RenderWith(cfg, snap, false)
+}
+
+// RenderWith is Render; inputAll puts every published binding, not only
+// those docker-proxy serves, in the input chain (NewLayer says why).
+func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset, [2]rules.Result) {
+	opt := rules.Options{Sets: !cfg.NoIPSet, ProxyAll: inputAll}
 	res := [2]rules.Result{rules.Build(cfg, snap, rules.IPv4, opt), rules.Build(cfg, snap, rules.IPv6, opt)}
 	bridges := rules.ValidBridges(snap)
 

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/firewalld"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/reconciler"
+)
+
+// firewalldRuns asks the system bus whether firewalld runs; no bus, no
+// firewalld.
+func firewalldRuns(ctx context.Context, log logrus.FieldLogger) bool {
+	bus, err := firewalld.Connect()
+	if err != nil {
+		log.WithError(err).Debug("no D-Bus system bus: firewalld not looked for")
+		return false
+	}
+	defer bus.Close()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	running, err := bus.Running(cctx)
+	if err != nil {
+		log.WithError(err).Debug("firewalld not looked for")
+	}
+	return running
+}
+
+// withFirewalldLayer returns the iptables backend layered over table
+// inet dockmoat when firewalld runs (netfilter.Layered says why).
+func withFirewalldLayer(ctx context.Context, main netfilter.Backend, log logrus.FieldLogger) netfilter.Backend {
+	if !firewalldRuns(ctx, log) {
+		return main
+	}
+	log.Info("firewalld runs: its reloads and restarts empty every iptables table, so dockmoat also keeps the policy in table inet dockmoat, which they do not touch, and puts its iptables rules back on firewalld's signals")
+	return netfilter.Layered{Main: main, Layer: nft.NewLayer(nft.Exec{}, log)}
+}
+
+// watchFirewalld repairs right after each firewalld reload or restart
+// (firewalld emptied iptables; Docker puts its chains back on the same
+// signal, and the drift watch catches whatever comes after), then asks
+// for a pass. Without a bus it does nothing.
+func watchFirewalld(ctx context.Context, rec *reconciler.Reconciler, layered bool, log logrus.FieldLogger, poke func()) {
+	bus, err := firewalld.Connect()
+	if err != nil {
+		return
+	}
+	defer bus.Close()
+	err = bus.Watch(ctx, func(reason string) {
+		if reason == "firewalld started" && !layered {
+			log.Warn("firewalld started after dockmoat: restart dockmoat so that it keeps the policy in table inet dockmoat too (firewalld empties iptables on every reload)")
+		}
+		found, err := rec.RepairLast(ctx)
+		log.WithFields(logrus.Fields{"reason": reason, "found": found}).WithError(err).Info("firewalld changed; dockmoat's rules checked and put back")
+		poke()
+	})
+	if err != nil {
+		log.WithError(err).Warn("not following firewalld's reloads; drift detection still repairs after them")
+	}
+}
+
+// uninstallLayer removes table inet dockmoat on an iptables host where it
+// was the firewalld layer and firewalld no longer runs (so the backend
+// is not layered now): the table must not outlive dockmoat.
+func uninstallLayer(ctx context.Context, rec *reconciler.Reconciler, log logrus.FieldLogger) error {
+	switch rec.Backend().(type) {
+	case netfilter.Layered, *nft.Backend:
+		return nil // removed with the rest
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil // no nftables tool, no table of ours
+	}
+	return nft.NewLayer(nft.Exec{}, log).Uninstall(ctx)
+}
