@@ -1,17 +1,13 @@
 package integration
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/moby/moby/client"
 
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/integration/testbed"
@@ -246,15 +242,15 @@ func (e *egress) probe(t *testing.T, name string, labels map[string]string, open
 func (e *egress) narrowCutsSession(t *testing.T) {
 	c := e.run(t, testbed.Spec{Name: "sess", Network: "egnet", Cmd: []string{"hold", netip.AddrPortFrom(e.world, 7100).String(), "30"}})
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(e.logs(c.ID), "connected") {
+	for !strings.Contains(e.containerLogs(c.ID), "connected") {
 		if time.Now().After(deadline) {
-			t.Fatalf("session not established: %s", e.logs(c.ID))
+			t.Fatalf("session not established: %s", e.containerLogs(c.ID))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // the session lives under the old policy
-	if strings.Contains(e.logs(c.ID), "cut") {
-		t.Fatalf("control: the session broke before any policy change: %s", e.logs(c.ID))
+	if strings.Contains(e.containerLogs(c.ID), "cut") {
+		t.Fatalf("control: the session broke before any policy change: %s", e.containerLogs(c.ID))
 	}
 	start := time.Now()
 	e.reload(t, "egress:\n  - container: sess\n")
@@ -305,14 +301,4 @@ func (e *egress) restartKeepsDeny(t *testing.T) {
 	if tries < 10 || through > 0 {
 		t.Errorf("deny container got %d of %d connections through across the restart (%q)", through, tries, denied)
 	}
-}
-
-func (e *env) logs(id string) string {
-	rc, err := e.bed.Docker.ContainerLogs(context.Background(), id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		return err.Error()
-	}
-	defer rc.Close()
-	raw, _ := io.ReadAll(rc)
-	return string(raw)
 }

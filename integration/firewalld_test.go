@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +11,14 @@ import (
 )
 
 // TestFirewalld: hosts running firewalld (RHEL, Fedora, Rocky, Alma).
-// Docker integrates with it (zone docker); a reload or a restart of
-// firewalld must never leave a closed published port answering, and
-// dockmoat never touches firewalld's state. Docker 29, firewalld 1.3.3
-// with its nftables backend and with its iptables backend (whose reload
-// flushes every iptables table, dockmoat's chains and Docker's with them).
+// Docker integrates with it (zone docker). firewalld 1.3.3 empties every
+// iptables table on each reload, start and stop (Docker's rules and
+// dockmoat's), whichever its own backend; Docker puts its rules back when
+// firewalld says so. A closed published port must not answer at any
+// moment of a reload or a restart, and dockmoat must leave firewalld's
+// own state as it found it, running and after uninstall. Docker 28 and 29
+// (iptables backend), firewalld with its nftables and its iptables
+// backend.
 func TestFirewalld(t *testing.T) {
 	needBeds(t)
 	if err := testbed.HaveFirewalld(); err != nil {
@@ -21,15 +26,20 @@ func TestFirewalld(t *testing.T) {
 	}
 	var beds []testbed.Engine
 	for _, eng := range engines {
-		if eng.Name == "docker29" {
+		switch eng.Name {
+		case "docker29":
 			for _, backend := range []string{"nftables", "iptables"} {
-				eng.Name, eng.Firewalld = "docker29-firewalld-"+backend, backend
-				beds = append(beds, eng)
+				e := eng
+				e.Name, e.Firewalld = eng.Name+"-firewalld-"+backend, backend
+				beds = append(beds, e)
 			}
+		case "docker28":
+			eng.Name, eng.Firewalld = eng.Name+"-firewalld-nftables", "nftables"
+			beds = append(beds, eng)
 		}
 	}
-	if len(beds) != 2 {
-		t.Fatalf("docker29 engine missing: %v", engines)
+	if len(beds) != 3 {
+		t.Fatalf("docker28 and docker29 engines needed: %v", engines)
 	}
 	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
@@ -50,43 +60,110 @@ func firewalldBed(t *testing.T, eng testbed.Engine) {
 	e.run(t, testbed.Spec{Name: "web", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}, Restart: "always"})
 	// Positive control: firewalld and Docker alone publish both.
 	e.expect(t, out("tcp", A, 8080, true, "closed"), out("tcp", A, 8081, true, "web"))
+	foreign := e.firewalldState(t)
+
 	e.startDockmoat(t, "{}\n")
 	e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
-
-	hammer := func(t *testing.T, what string, fault func() error) {
-		t.Helper()
-		p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("tcp", B, 8081, true, "web")}, 4)
-		time.Sleep(300 * time.Millisecond)
-		start := time.Now()
-		if err := fault(); err != nil {
-			p.finish()
-			t.Fatalf("%s: %v", what, err)
-		}
-		took := time.Since(start)
-		time.Sleep(2 * time.Second)
-		attempts, breaches, misses := p.finish()
-		t.Logf("%s: %s; attempts %v, %d answered on the closed port; misses on the open one %v", what, took.Round(time.Millisecond), attempts, len(breaches), misses)
-		if len(breaches) > 0 {
-			t.Errorf("%s: the closed port answered %d times: %v", what, len(breaches), breaches)
-		}
-		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+	if !strings.Contains(e.dm.Logs(), "firewalld runs") {
+		t.Errorf("dockmoat did not detect firewalld:\n%s", e.dm.Logs())
 	}
+	if now := e.firewalldState(t); now != foreign {
+		t.Errorf("dockmoat run changed firewalld's state:\n--- before\n%s\n--- after\n%s", foreign, now)
+	}
+	ref, hook := e.protectedNow(ctx)
+	if !hook {
+		t.Fatal("dockmoat's hook is not first in DOCKER-USER")
+	}
+
 	t.Run("Reload", func(t *testing.T) {
-		hammer(t, "firewall-cmd --reload", func() error {
+		e.underFault(t, ref, "firewall-cmd --reload", func() error {
 			out, err := e.bed.FirewallCmd(ctx, "--reload")
 			if err != nil {
-				return err
+				return fmt.Errorf("%w: %s", err, out)
 			}
-			_ = out
 			return nil
 		})
 	})
 	t.Run("Restart", func(t *testing.T) {
-		hammer(t, "firewalld restart", func() error {
+		e.underFault(t, ref, "firewalld restart", func() error {
 			if err := e.bed.StopFirewalld(); err != nil {
 				return err
 			}
 			return e.bed.StartFirewalld(ctx)
 		})
 	})
+	t.Run("AuditNamesFirewalld", func(t *testing.T) {
+		out, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", e.dm.Config)
+		for _, want := range []string{"firewalld 1.3.3 runs (backend " + eng.Firewalld, "firewalld zone docker filters what arrives on", "docker0",
+			"no StrictForwardPorts setting", "table inet dockmoat (dockmoat's layer under firewalld) installed"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("audit lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("UninstallLeavesFirewalldAsItWas", func(t *testing.T) {
+		if err := e.dm.Stop(15); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+			t.Fatalf("uninstall: %v: %s", err, out)
+		}
+		if now := e.firewalldState(t); now != foreign {
+			t.Errorf("uninstall changed firewalld's state:\n--- before\n%s\n--- after\n%s", foreign, now)
+		}
+		if out, _ := e.bed.HostExec(ctx, "nft", "list", "tables"); strings.Contains(out, "inet dockmoat") {
+			t.Errorf("uninstall left table inet dockmoat:\n%s", out)
+		}
+		// Docker's own rules decide again: the closed port answers.
+		e.expect(t, out("tcp", A, 8080, true, "closed"), out("tcp", A, 8081, true, "web"))
+	})
+}
+
+// underFault hammers the closed and the open port while fault runs and
+// for 2 s after, wants 0 answers on the closed one, and reports how long
+// dockmoat's iptables rules were gone (firewalld emptied them).
+func (e *env) underFault(t *testing.T, ref protectedState, what string, fault func() error) {
+	t.Helper()
+	p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("tcp", B, 8081, true, "web")}, 4)
+	mon := e.monitor(e.ctx, ref)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	err := fault()
+	took := time.Since(start)
+	time.Sleep(2 * time.Second)
+	broken, repair := mon.stop()
+	attempts, breaches, misses := p.finish()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	closedTries := attempts[testbed.Probe{Proto: "tcp", Src: A, Dst: netip.AddrPortFrom(testbed.HostIP, 8080)}.String()]
+	t.Logf("%s took %s; dockmoat's iptables rules gone at +%s for %s; closed port: %d attempts, %d answered; open port misses %v",
+		what, took.Round(time.Millisecond), broken.Sub(start).Round(time.Millisecond), repair.Round(time.Millisecond), closedTries, len(breaches), misses)
+	record(result{e.bed.Engine.Name, what, repair, len(breaches), closedTries, "time dockmoat's iptables rules were missing; table inet dockmoat held meanwhile"})
+	if broken.IsZero() {
+		t.Errorf("%s: dockmoat's iptables rules were never seen missing: the fault did not flush iptables (the test proves nothing)", what)
+	}
+	if repair == time.Hour {
+		t.Errorf("%s: dockmoat's iptables rules not back 2 s after", what)
+	}
+	if len(breaches) > 0 || closedTries == 0 {
+		t.Errorf("%s: the closed port answered %d of %d times: %v", what, len(breaches), closedTries, breaches)
+	}
+	e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+}
+
+// firewalldState is firewalld's own state: zones, policies and its
+// nftables table (or its iptables chains), for before/after comparisons.
+func (e *env) firewalldState(t *testing.T) string {
+	t.Helper()
+	var parts []string
+	for _, args := range [][]string{{"--list-all-zones"}, {"--list-all-policies"}, {"--get-active-zones"}, {"--direct", "--get-all-rules"}} {
+		out, err := e.bed.FirewallCmd(e.ctx, args...)
+		if err != nil {
+			t.Fatalf("firewall-cmd %v: %v: %s", args, err, out)
+		}
+		parts = append(parts, out)
+	}
+	table, _ := e.bed.HostExec(e.ctx, "nft", "list", "table", "inet", "firewalld")
+	return strings.Join(append(parts, table), "\n")
 }

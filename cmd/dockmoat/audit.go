@@ -77,7 +77,9 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		in.Families = append(in.Families, st)
 	}
 	in.Explain = explainTarget(opt)
-	return report(out, opt, audit.Run(in))
+	rep := audit.Run(in)
+	rep.Findings = append(rep.Findings, firewalldFindings(ctx, log, true)...)
+	return report(out, opt, rep)
 }
 
 // hasRawTable: iptables-legacy-save would make the kernel load the raw
@@ -174,7 +176,9 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 		in.Findings = append(in.Findings, "dockmoat table inet dockmoat missing or NOT intact; is dockmoat running?")
 	}
 	in.Explain = explainTarget(opt)
-	return report(out, opt, audit.Run(in))
+	rep := audit.Run(in)
+	rep.Findings = append(rep.Findings, firewalldFindings(ctx, log, false)...)
+	return report(out, opt, rep)
 }
 
 func explainTarget(opt options) *audit.Target {

@@ -77,3 +77,36 @@ func uninstallLayer(ctx context.Context, rec *reconciler.Reconciler, log logrus.
 	}
 	return nft.NewLayer(nft.Exec{}, log).Uninstall(ctx)
 }
+
+// firewalldFindings tell audit's reader what firewalld does here, and on
+// an iptables host (layer) whether dockmoat's second layer is installed.
+func firewalldFindings(ctx context.Context, log logrus.FieldLogger, layer bool) []string {
+	bus, err := firewalld.Connect()
+	if err != nil {
+		return nil
+	}
+	defer bus.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if running, _ := bus.Running(cctx); !running {
+		return nil
+	}
+	st, err := bus.Read(cctx)
+	if err != nil {
+		log.WithError(err).Warn("firewalld runs but its state could not be read")
+		return []string{"firewalld runs; its zones could not be read: " + err.Error()}
+	}
+	out := st.Describe()
+	if layer {
+		listing, err := nft.Exec{}.List(cctx)
+		switch {
+		case err != nil:
+			out = append(out, "table inet dockmoat (dockmoat's layer under firewalld) could not be read: "+err.Error())
+		case !listing.Exists():
+			out = append(out, "table inet dockmoat (dockmoat's layer under firewalld) is MISSING: a firewalld reload can open published ports until dockmoat puts its iptables rules back; is dockmoat running?")
+		default:
+			out = append(out, "table inet dockmoat (dockmoat's layer under firewalld) installed")
+		}
+	}
+	return out
+}
