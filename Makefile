@@ -13,6 +13,7 @@ NFPM         ?= v2.45.2
 RELEASE_DIR  ?= dist
 ENGINE_BIN   := $(CACHE)/docker29/bin
 ENGINE28_BIN := $(CACHE)/docker28/bin
+FIREWALLD_DIR := $(CACHE)/firewalld
 TOOLS        := $(CACHE)/tools
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOTEST       := go test -count=1
@@ -58,8 +59,18 @@ $(TOOLS)/nfpm:
 deps:
 	@bash hack/deps.sh
 
-## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached.
-engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd
+## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached;
+## firewalld unpacked (not installed) for the firewalld beds.
+engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd $(FIREWALLD_DIR)/usr/sbin/firewalld
+
+# Debian's firewalld, unpacked and never installed: installing it would
+# enable and start the service on this machine (its firewall, not a bed's).
+# The beds run it in their own namespaces (integration/testbed/firewalld.go).
+$(FIREWALLD_DIR)/usr/sbin/firewalld: | deps
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; cd "$$tmp"; \
+	apt-get download firewalld python3-firewall || { apt-get update -qq && apt-get download firewalld python3-firewall; }; \
+	mkdir -p $(FIREWALLD_DIR).tmp; for d in *.deb; do dpkg-deb -x "$$d" $(FIREWALLD_DIR).tmp; done; \
+	rm -rf $(FIREWALLD_DIR); mv $(FIREWALLD_DIR).tmp $(FIREWALLD_DIR); echo "firewalld unpacked into $(FIREWALLD_DIR)"
 
 $(ENGINE_BIN)/dockerd:
 	GOBIN=$(ENGINE_BIN) GOFLAGS=-mod=mod go install github.com/moby/moby/v2/cmd/dockerd@$(DOCKER29_VER)

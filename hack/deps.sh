@@ -17,6 +17,7 @@ pairs=(
 	docker.io:dockerd iptables:iptables-legacy nftables:nft ufw:ufw iproute2:ip
 	util-linux:nsenter procps:pgrep libseccomp-dev: pkg-config:pkg-config gcc:gcc
 	debootstrap:debootstrap systemd:systemd-analyze file:file
+	dbus:dbus-daemon python3-dbus: python3-gi: python3-nftables: gir1.2-glib-2.0:
 )
 
 missing=()
