@@ -38,9 +38,13 @@ type Dockmoat struct {
 func (b *Bed) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + b.HostNSPath(), "--", bin}, args...)...)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+b.Socket)
-	if bus := b.BusAddress(); bus != "" {
-		cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
+	// The bed's own bus, or none: never the machine's (a firewalld of
+	// the machine's must not change what a bed's dockmoat does).
+	bus := b.BusAddress()
+	if bus == "" {
+		bus = "unix:path=" + filepath.Join(filepath.Dir(b.Socket), "no-bus")
 	}
+	cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+bus)
 	return cmd
 }
 
