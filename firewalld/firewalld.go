@@ -144,7 +144,7 @@ func (b *Bus) Read(ctx context.Context) (State, error) {
 
 // Describe says in one line per fact what firewalld does here.
 func (st State) Describe() []string {
-	out := []string{fmt.Sprintf("firewalld %s runs (backend %s, default zone %s); its reloads and restarts empty every iptables table: dockmoat puts its rules back on its signals and keeps the policy in table inet dockmoat as well", st.Version, st.Backend, st.DefaultZone)}
+	out := []string{fmt.Sprintf("firewalld %s runs (backend %s, default zone %s); its reloads and restarts empty every iptables table: Docker and dockmoat put their rules back on its signals", st.Version, st.Backend, st.DefaultZone)}
 	zones := make([]string, 0, len(st.Zones))
 	for z := range st.Zones {
 		zones = append(zones, z)

@@ -104,9 +104,17 @@ func firewalldBed(t *testing.T, eng testbed.Engine) {
 			}
 			return nil
 		})
+		// The repair came from firewalld's signal, not only from the
+		// drift watch.
+		if !strings.Contains(e.dm.Logs(), `reason="firewalld reloaded"`) {
+			t.Errorf("dockmoat did not hear firewalld's Reloaded signal:\n%s", e.dm.Logs())
+		}
 	})
 	t.Run("Restart", func(t *testing.T) {
 		e.underFault(t, ref, "firewalld restart", restart, closed6)
+		if !strings.Contains(e.dm.Logs(), `reason="firewalld started"`) {
+			t.Errorf("dockmoat did not see firewalld start again:\n%s", e.dm.Logs())
+		}
 	})
 	t.Run("AuditNamesFirewalld", func(t *testing.T) {
 		out, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", e.dm.Config)
