@@ -55,8 +55,14 @@ func watchFirewalld(ctx context.Context, rec *reconciler.Reconciler, layered boo
 		if reason == "firewalld started" && !layered {
 			log.Warn("firewalld started after dockmoat: restart dockmoat so that it keeps the policy in table inet dockmoat too (firewalld empties iptables on every reload)")
 		}
+		// Docker recreates DOCKER-USER on the same signal: until it has,
+		// the hook cannot go back, and the drift watch retries.
 		found, err := rec.RepairLast(ctx)
-		log.WithFields(logrus.Fields{"reason": reason, "found": found}).WithError(err).Info("firewalld changed; dockmoat's rules checked and put back")
+		e := log.WithFields(logrus.Fields{"reason": reason, "found": found})
+		if err != nil {
+			e = e.WithError(err)
+		}
+		e.Info("firewalld changed; dockmoat's rules checked and put back where Docker's chains allow")
 		poke()
 	})
 	if err != nil {
