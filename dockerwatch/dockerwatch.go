@@ -1,5 +1,6 @@
 // Package dockerwatch is dockmoat's only contact with Docker. It turns the
-// Engine API's containers and networks into plain rules.Snapshot values and
+// Engine API's containers and networks (and the resolvers Docker forwards
+// containers' DNS to, resolv.go) into plain rules.Snapshot values and
 // follows the event stream, reduced to one signal for the loop: "something
 // changed, recompute". Every Snapshot is a whole state, never a delta, so
 // the policy is always computed from everything.
