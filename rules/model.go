@@ -1,9 +1,9 @@
 // Package rules is dockmoat's pure core: configuration + container labels +
 // container snapshots in, one family's policy out (Result): which
 // published port is open to whom (decisions), the allows that follow
-// (and, egress.go, which containers may open which outbound connections)
 // (container address, published port, source), the bindings docker-proxy
-// serves, and, with Options.Sets, the allows grouped as set elements. It
+// serves, which containers may open which outbound connections (egress.go),
+// and, with Options.Sets, the allows grouped as set elements. It
 // does no I/O and runs no commands, so every decision is made here and
 // table-tested. The backends render the policy: netfilter/ipt as
 // iptables chains and ipsets, netfilter/nft as table inet dockmoat.
