@@ -15,9 +15,9 @@ import (
 
 // TestEgress: containers' outbound connections, from inside containers on
 // a user-defined network (Docker's embedded resolver), to servers in the
-// outside namespace and on the host. Docker 20.10 and 28 (iptables),
-// Docker 29 dual-stack with its iptables backend and with its nftables
-// backend.
+// outside namespace and on the host. Docker 20.10 (iptables-nft and
+// iptables-legacy) and 28 with iptables; Docker 29 dual-stack with its
+// iptables backend and with its nftables backend.
 //
 // DNS is end to end: the test serves DNS in the outside namespace on the
 // address of the machine's own resolver (read as Docker reads it, so the
@@ -28,7 +28,7 @@ func TestEgress(t *testing.T) {
 	var beds []testbed.Engine
 	for _, eng := range engines {
 		switch eng.Name {
-		case "docker20", "docker28":
+		case "docker20", "docker20-legacy", "docker28":
 			beds = append(beds, eng)
 		case "docker29":
 			eng.IPv6, eng.Name = true, "docker29-v6"
@@ -37,8 +37,8 @@ func TestEgress(t *testing.T) {
 			beds = append(beds, eng)
 		}
 	}
-	if len(beds) != 4 {
-		t.Fatalf("want the docker20, docker28 and docker29 engines, have %v", engines)
+	if len(beds) != 5 {
+		t.Fatalf("want the docker20 (both iptables variants), docker28 and docker29 engines, have %v", engines)
 	}
 	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
@@ -130,7 +130,7 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 		e.reload(t, "egress_dns: [192.0.2.1]\n")
 		defer e.reload(t, "{}\n")
 		deny := map[string]string{"dockmoat.egress": "deny"}
-		if eng.Name == "docker20" {
+		if strings.HasPrefix(eng.Name, "docker20") {
 			e.probe(t, "wrongdns", deny, []string{"dns:peer"}, []string{lookup})
 		} else {
 			e.probe(t, "wrongdns", deny, []string{"dns:peer", lookup}, nil)
