@@ -16,9 +16,9 @@ import (
 // dockmoat's), whichever its own backend; Docker puts its rules back when
 // firewalld says so. A closed published port must not answer at any
 // moment of a reload or a restart, and dockmoat must leave firewalld's
-// own state as it found it, running and after uninstall. Docker 28 and 29
-// (iptables backend), firewalld with its nftables and its iptables
-// backend.
+// own state as it found it, running and after uninstall. Docker 20.10, 28
+// and 29 (iptables backend) with firewalld's nftables backend, and Docker
+// 29 with firewalld's iptables backend.
 func TestFirewalld(t *testing.T) {
 	needBeds(t)
 	if err := testbed.HaveFirewalld(); err != nil {
@@ -33,13 +33,13 @@ func TestFirewalld(t *testing.T) {
 				e.Name, e.Firewalld = eng.Name+"-firewalld-"+backend, backend
 				beds = append(beds, e)
 			}
-		case "docker28":
+		case "docker28", "docker20":
 			eng.Name, eng.Firewalld = eng.Name+"-firewalld-nftables", "nftables"
 			beds = append(beds, eng)
 		}
 	}
-	if len(beds) != 3 {
-		t.Fatalf("docker28 and docker29 engines needed: %v", engines)
+	if len(beds) != 4 {
+		t.Fatalf("docker20, docker28 and docker29 engines needed: %v", engines)
 	}
 	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
