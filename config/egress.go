@@ -95,21 +95,7 @@ func (d EgressDest) String() string {
 // host prefix; an IPv6 address or prefix with a port is written either
 // as 2001:db8::/32:443 or in brackets, [2001:db8::1]:443.
 func ParseEgressList(s string) ([]EgressDest, error) {
-	var out []EgressDest
-	for _, part := range strings.Split(s, ",") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		d, err := ParseEgressDest(part)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("empty destination list: name at least one CIDR[:PORT[-PORT]][/PROTO]")
-	}
-	return out, nil
+	return parseList(s, ParseEgressDest, "empty destination list: name at least one CIDR[:PORT[-PORT]][/PROTO]")
 }
 
 // ParseEgressDest parses one destination (see ParseEgressList).
@@ -127,8 +113,8 @@ func ParseEgressDest(s string) (EgressDest, error) {
 	if err != nil {
 		return d, fmt.Errorf("destination %q: %w", orig, err)
 	}
-	if d.Prefix, err = parsePrefix(addr); err != nil {
-		return d, fmt.Errorf("destination %q: %w", orig, err)
+	if d.Prefix, err = ParseSource(addr); err != nil {
+		return d, fmt.Errorf("destination %q: %w (an IPv6 address with a port goes in brackets: [2001:db8::1]:443)", orig, err)
 	}
 	if port != "" {
 		lo, hi, ok := strings.Cut(port, "-")
@@ -179,22 +165,6 @@ func splitDest(s string) (addr, port string, err error) {
 		return addr, port, nil
 	}
 	return s, "", nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("bad CIDR: %w", err)
-		}
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("bad address (an IPv6 address with a port goes in brackets: [2001:db8::1]:443): %w", err)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 type fileEgress struct {

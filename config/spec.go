@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -91,19 +92,25 @@ func parsePort(s string) (uint16, error) {
 
 // ParsePortList parses a comma-separated list of port specs.
 func ParsePortList(s string) ([]PortSpec, error) {
-	var out []PortSpec
+	return parseList(s, ParsePortSpec, "no ports listed (want e.g. \"8080, 443/tcp, 9000-9010\" or \"*\")")
+}
+
+// parseList parses a comma-separated list, empty items skipped; a list
+// with no item is the error none.
+func parseList[T any](s string, parse func(string) (T, error), none string) ([]T, error) {
+	var out []T
 	for _, item := range strings.Split(s, ",") {
 		if strings.TrimSpace(item) == "" {
 			continue
 		}
-		spec, err := ParsePortSpec(item)
+		v, err := parse(item)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, spec)
+		out = append(out, v)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no ports listed (want e.g. \"8080, 443/tcp, 9000-9010\" or \"*\")")
+		return nil, errors.New(none)
 	}
 	return out, nil
 }
