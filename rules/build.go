@@ -206,11 +206,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		res.Ports = portRanges(ports)
 	}
 	res.Proxied = proxied(cfg, snap, fam, opt)
-	eg, problems := egress(cfg, snap, fam)
-	res.Egress, res.Problems = eg, append(res.Problems, problems...)
-	if len(eg) > 0 {
-		res.DNSFromHost = DNSFromHost(cfg, snap)
-	}
+	addEgress(&res, cfg, snap)
 	return res
 }
 

@@ -75,13 +75,23 @@ func (e Egress) Allows(dst netip.Addr, port uint16, proto string) bool {
 	return slices.ContainsFunc(e.Allow, func(d config.EgressDest) bool { return d.Allows(dst, port, proto) })
 }
 
-// DNSDests are the DNS resolvers as destinations, 53/udp and 53/tcp.
-func (e Egress) DNSDests() []config.EgressDest {
-	var out []config.EgressDest
+// Pass is a destination a deny container may reach, and why.
+type Pass struct {
+	Dest config.EgressDest
+	What string // "dns resolver" or "allowed"
+}
+
+// Passes are what the backends render before the reject: the resolvers
+// (53/udp and 53/tcp each), then the allowed destinations.
+func (e Egress) Passes() []Pass {
+	var out []Pass
 	for _, a := range e.DNS {
 		for _, proto := range []string{"udp", "tcp"} {
-			out = append(out, config.EgressDest{Prefix: netip.PrefixFrom(a, a.BitLen()), Lo: 53, Hi: 53, Proto: proto})
+			out = append(out, Pass{config.EgressDest{Prefix: netip.PrefixFrom(a, a.BitLen()), Lo: 53, Hi: 53, Proto: proto}, "dns resolver"})
 		}
+	}
+	for _, d := range e.Allow {
+		out = append(out, Pass{d, "allowed"})
 	}
 	return out
 }
@@ -141,14 +151,30 @@ func egressOf(cfg config.Config, c Container) (deny bool, allow []config.EgressD
 	return deny, allow, origin, problems
 }
 
+// addEgress puts a family's egress policies, their problems and the
+// resolvers Docker queries from the host into res (Build, Incremental).
+func addEgress(res *Result, cfg config.Config, snap Snapshot) {
+	eg, problems := egress(cfg, snap, res.Family)
+	res.Egress, res.Problems = eg, append(res.Problems, problems...)
+	if len(eg) > 0 {
+		res.DNSFromHost = DNSFromHost(cfg, snap)
+	}
+}
+
+// resolvers are the resolvers Docker forwards to: the config's
+// egress_dns, or the host's.
+func resolvers(cfg config.Config, snap Snapshot) []netip.Addr {
+	if len(cfg.Egress.DNS) > 0 {
+		return cfg.Egress.DNS
+	}
+	return snap.DNS
+}
+
 // egress lists the deny containers' policies of a family, by name.
 func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) {
 	var out []Egress
 	var problems []Problem
-	dns := snap.DNS
-	if len(cfg.Egress.DNS) > 0 {
-		dns = cfg.Egress.DNS
-	}
+	dns := resolvers(cfg, snap)
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
 		if !hasEgressKey(c.Labels) && len(cfg.Egress.Rules) == 0 {
@@ -196,12 +222,8 @@ func hasEgressKey(labels map[string]string) bool {
 // (25 and later) sends a container's queries to them from the host's own
 // namespace, so no egress rule is involved (plan and audit say so).
 func DNSFromHost(cfg config.Config, snap Snapshot) []netip.Addr {
-	dns := snap.DNS
-	if len(cfg.Egress.DNS) > 0 {
-		dns = cfg.Egress.DNS
-	}
 	var out []netip.Addr
-	for _, a := range dns {
+	for _, a := range resolvers(cfg, snap) {
 		if a.IsLoopback() {
 			out = append(out, a)
 		}

@@ -465,10 +465,6 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
 	res.Proxied = proxied(cfg, snap, inc.fam, opt)
-	eg, problems := egress(cfg, snap, inc.fam)
-	res.Egress, res.Problems = eg, append(res.Problems, problems...)
-	if len(eg) > 0 {
-		res.DNSFromHost = DNSFromHost(cfg, snap)
-	}
+	addEgress(&res, cfg, snap)
 	return res
 }

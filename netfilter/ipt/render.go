@@ -327,13 +327,9 @@ func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) Own
 	for _, e := range egress {
 		for _, f := range e.From {
 			src := []string{"-s", f.Addr.String() + bits(fam)}
-			for i, d := range append(e.DNSDests(), e.Allow...) {
-				what := "allowed "
-				if i < 2*len(e.DNS) {
-					what = "dns resolver "
-				}
-				for _, spec := range destSpecs(d) {
-					ch.add(rules.Desc("egress of "+e.Container+": "+what+d.String()), append(slices.Clone(src), append(spec, "-j", "RETURN")...)...)
+			for _, p := range e.Passes() {
+				for _, spec := range destSpecs(p.Dest) {
+					ch.add(rules.Desc("egress of "+e.Container+": "+p.What+" "+p.Dest.String()), append(slices.Clone(src), append(spec, "-j", "RETURN")...)...)
 				}
 			}
 			if cfg.LogBlocked {

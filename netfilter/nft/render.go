@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -233,12 +234,8 @@ func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 		for _, e := range res[i].Egress {
 			for _, f := range e.From {
 				src := nftAddr(fam) + " saddr " + f.Addr.String() + " "
-				for j, d := range append(e.DNSDests(), e.Allow...) {
-					what := "allowed "
-					if j < 2*len(e.DNS) {
-						what = "dns resolver "
-					}
-					ch.add("egress of "+e.Container+": "+what+d.String(), src+nftDest(d, fam)+"accept")
+				for _, p := range e.Passes() {
+					ch.add("egress of "+e.Container+": "+p.What+" "+p.Dest.String(), src+nftDest(p.Dest, fam)+"accept")
 				}
 				if cfg.LogBlocked {
 					ch.add("egress of "+e.Container+": log refused", src+`limit rate 10/minute burst 20 packets log prefix "`+rules.EgressLogPrefix+`"`)
@@ -252,10 +249,7 @@ func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 
 // nftDest matches one allowed destination (one protocol, both, or all).
 func nftDest(d config.EgressDest, fam rules.Family) string {
-	m := nftAddr(fam) + " daddr " + d.Prefix.String() + " "
-	if d.Prefix.IsSingleIP() {
-		m = nftAddr(fam) + " daddr " + d.Prefix.Addr().String() + " "
-	}
+	m := nftAddr(fam) + " daddr " + nftPrefix(d.Prefix) + " "
 	if d.AllPorts() {
 		if d.Proto != "" {
 			m += "meta l4proto " + d.Proto + " "
@@ -356,12 +350,7 @@ func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 		for _, e := range set.Sorted() {
 			text := fmt.Sprintf("%s . %s . %d", e.Addr, e.Proto, e.Port)
 			if set.Kind == rules.SetFrom {
-				src := e.Src.Masked()
-				if src.IsSingleIP() {
-					text += " . " + src.Addr().String() // nft lists a host prefix as an address
-				} else {
-					text += " . " + src.String()
-				}
+				text += " . " + nftPrefix(e.Src.Masked())
 				from.Elems = append(from.Elems, text)
 			} else {
 				open.Elems = append(open.Elems, text)
@@ -383,6 +372,14 @@ func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 		{"allowed ports by source: set " + from.Name, "ct status dnat " + key + " . " + nftAddr(fam) + " saddr @" + from.Name + " goto " + ports.Name},
 	}
 	return []Set{open, from}, lookups, ports
+}
+
+// nftPrefix writes a prefix as nft lists it: a host prefix as an address.
+func nftPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 func nftAllow(a rules.Allow, fam rules.Family) string {
