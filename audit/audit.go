@@ -113,11 +113,14 @@ func (r Report) Beyond() bool {
 }
 
 type famCtx struct {
-	st        FamilyState
-	filter    *iptsave.Table
-	nat       *iptsave.Table
-	raw       *iptsave.Table // nil when the host has no raw table
-	plan      netfilter.FamilyPlan
+	st     FamilyState
+	filter *iptsave.Table
+	nat    *iptsave.Table
+	raw    *iptsave.Table // nil when the host has no raw table
+	plan   netfilter.FamilyPlan
+	// policy is the family's policy (also for a family dockmoat does not
+	// manage): the decisions per port, the egress of deny containers.
+	policy    rules.Result
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
 	rs        ruleset              // what is evaluated (ruleset.go); nil: unreadable
@@ -179,7 +182,7 @@ func Run(in Input) Report {
 	rep.Protected = true
 	managed := 0
 	for _, st := range in.Families {
-		fc := &famCtx{st: st, decisions: map[string]rules.Decision{}}
+		fc := &famCtx{st: st, decisions: map[string]rules.Decision{}, policy: rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{})}
 		fams[st.Family] = fc
 		if st.Err != nil || st.Save == "" {
 			rep.Findings = append(rep.Findings, fmt.Sprintf("%s: cannot read the ruleset (%v): its ports are reported unknown", st.Family, st.Err))
@@ -200,7 +203,7 @@ func Run(in Input) Report {
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[rules.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
-		for _, d := range rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{}).Decisions() {
+		for _, d := range fc.policy.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
 		fc.setRuleset(iptRuleset{filter: fc.filter, nat: fc.nat, raw: fc.raw})
@@ -227,8 +230,8 @@ func runNFT(in Input) Report {
 	fams := map[rules.Family]*famCtx{}
 	installed := in.NFT.Chain("inet", "dockmoat", "forward") != nil
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		fc := &famCtx{st: FamilyState{Family: fam, Tool: "nft"}, decisions: map[string]rules.Decision{}, installed: installed}
 		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
+		fc := &famCtx{st: FamilyState{Family: fam, Tool: "nft"}, decisions: map[string]rules.Decision{}, installed: installed, policy: res}
 		fc.plan.Result = res
 		for _, d := range res.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d

@@ -36,7 +36,8 @@ var probeDests = map[rules.Family][]netip.Addr{
 
 var probePorts = []uint16{443, 80, 25, 22, 8443, 31337}
 
-// egressRows evaluates every deny container of every family evaluated.
+// egressRows evaluates every deny container of every family read (the
+// family's policy, famCtx.policy).
 func egressRows(in Input, fams map[rules.Family]*famCtx) []EgressRow {
 	var out []EgressRow
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -44,7 +45,7 @@ func egressRows(in Input, fams map[rules.Family]*famCtx) []EgressRow {
 		if fc == nil {
 			continue
 		}
-		for _, e := range rules.Build(in.Config, in.Snapshot, fam, rules.Options{}).Egress {
+		for _, e := range fc.policy.Egress {
 			out = append(out, egressRow(in, fc, fam, e))
 		}
 	}
