@@ -118,15 +118,7 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 			if len(befores[fam]) == 0 && sweeps[fam] == nil && egress[fam] == nil {
 				continue
 			}
-			match := revoked(befores[fam], rv.open[fam], trusted)
-			if pub := sweeps[fam]; pub != nil {
-				sweep, revoke := swept(pub, rv.open[fam], trusted, r.localNets(bridges)), match
-				match = func(f Flow) bool { return revoke(f) || sweep(f) }
-			}
-			if eg := egress[fam]; eg != nil {
-				cut, before := egressCut(eg, r.localNets(bridges)), match
-				match = func(f Flow) bool { return before(f) || cut(f) }
-			}
+			match := r.matcher(befores[fam], rv.open[fam], sweeps[fam], egress[fam], trusted, bridges)
 			n, err := r.ct.Delete(fam, match)
 			if err != nil {
 				r.log.WithError(err).Warn("could not cut sessions whose access was withdrawn")
@@ -140,6 +132,26 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 			r.revMu.Unlock()
 		}
 	}
+}
+
+// matcher joins what one walk of a family cuts: sessions whose access
+// was withdrawn (befores → now), with pub the sweep's published ports,
+// and with eg the outbound sessions egress refuses.
+func (r *Reconciler) matcher(befores []openAccess, now openAccess, pub map[hostPort]bool, eg []rules.Egress, trusted []netip.Prefix, bridges []string) func(Flow) bool {
+	match := revoked(befores, now, trusted)
+	var local []netip.Prefix // the host's interfaces, read once
+	if pub != nil || eg != nil {
+		local = r.localNets(bridges)
+	}
+	if pub != nil {
+		sweep, revoke := swept(pub, now, trusted, local), match
+		match = func(f Flow) bool { return revoke(f) || sweep(f) }
+	}
+	if eg != nil {
+		cut, before := egressCut(eg, local), match
+		match = func(f Flow) bool { return before(f) || cut(f) }
+	}
+	return match
 }
 
 // WaitRevocations waits until the sessions of every pass so far are cut
