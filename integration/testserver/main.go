@@ -69,10 +69,7 @@ func main() {
 
 func serveTCP(name, port string, echo bool) {
 	l, err := net.Listen("tcp", ":"+port)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen tcp:", err)
-		os.Exit(1)
-	}
+	exitOn("listen tcp", err)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -101,10 +98,7 @@ func serveTCP(name, port string, echo bool) {
 
 func serveUDP(name, port string) {
 	pc, err := net.ListenPacket("udp", ":"+port)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen udp:", err)
-		os.Exit(1)
-	}
+	exitOn("listen udp", err)
 	buf := make([]byte, 1500)
 	for {
 		_, addr, err := pc.ReadFrom(buf)
@@ -217,15 +211,9 @@ func hammer(addr, seconds string) {
 // interface's first address, which the asking socket ignores.
 func serveDNS(addr string) {
 	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen udp:", err)
-		os.Exit(1)
-	}
+	exitOn("listen udp", err)
 	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen tcp:", err)
-		os.Exit(1)
-	}
+	exitOn("listen tcp", err)
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -283,4 +271,12 @@ func dnsAnswer(q []byte) []byte {
 		out = append(out, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 99)
 	}
 	return out
+}
+
+// exitOn ends the server when it cannot listen: a test then sees it gone.
+func exitOn(what string, err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, what+":", err)
+		os.Exit(1)
+	}
 }
