@@ -149,7 +149,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	}
 	c.dirty, c.netsDirty, c.ingressDirty = map[string]bool{}, false, snap.ingressFailed
 	c.valid, c.listedAt = true, time.Now()
-	if dns, err := HostResolvers(w.ResolvConf); err != nil {
+	if dns, err := HostResolvers(""); err != nil {
 		// Kept as last read: without them egress-deny containers lose
 		// DNS, never gain anything.
 		w.warn(err, "cannot read the host's DNS resolvers; egress keeps the last read")

@@ -65,9 +65,6 @@ type Watcher struct {
 	Log logrus.FieldLogger
 	// OnState, if set, hears the event stream go up (true) or down.
 	OnState func(connected bool)
-	// ResolvConf is the host's resolv.conf ("" = /etc/resolv.conf), read
-	// with every full listing for the resolvers egress lets through.
-	ResolvConf string
 
 	cache cache
 }
