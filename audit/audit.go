@@ -677,8 +677,10 @@ func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
 		}
 		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, rules.ChainInput, state))
 		return out
+	case p.DockerUserMissing && len(p.HookPositions) == 0:
+		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain and no dockmoat hook in FORWARD: Docker's chains were flushed, Docker is not running, or its iptables integration is disabled (--iptables=false); is dockmoat running?", fam))
 	case p.DockerUserMissing:
-		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain: Docker's iptables integration looks disabled (--iptables=false): container networks are routable and nothing can be hooked", fam))
+		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain (flushed, or Docker's iptables integration is off): dockmoat's hook stands in FORWARD (position %v) until Docker recreates it", fam, p.HookPositions))
 	case !fc.installed:
 		out = append(out, fmt.Sprintf("%s: dockmoat protection NOT installed (no hook in DOCKER-USER)", fam))
 	case p.HookPositions[0] != 1:

@@ -124,12 +124,17 @@ func writeDiff(b *strings.Builder, p FamilyPlan) {
 	}
 	switch {
 	case p.InputOnly:
+	case p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}):
+		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook will be inserted at the top of FORWARD until it is back\n", rules.HookChain)
 	case p.DockerUserMissing:
-		fmt.Fprintf(b, "  chain %s missing: Docker's iptables integration is not active\n", rules.HookChain)
+		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook stands at the top of FORWARD until it is back\n", rules.HookChain)
 	case len(p.HookPositions) == 0:
-		fmt.Fprintf(b, "  hook missing: will be inserted at the top of %s\n", rules.HookChain)
+		fmt.Fprintf(b, "  hook missing: will be inserted at the top of %s\n", p.HookIn)
 	case p.HookPositions[0] != 1 || len(p.HookPositions) > 1:
-		fmt.Fprintf(b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, rules.HookChain)
+		fmt.Fprintf(b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, p.HookIn)
+	}
+	if p.StrayHooks > 0 {
+		fmt.Fprintf(b, "  %d hook(s) left in FORWARD from while %s was missing: will be removed\n", p.StrayHooks, rules.HookChain)
 	}
 	b.WriteString("\n")
 }

@@ -62,8 +62,12 @@ type FamilyPlan struct {
 	// HookPositions are the hook's 1-based positions in HookIn.
 	HookPositions []int
 	// HookIn is the chain holding the hook: DOCKER-USER, or FORWARD for
-	// ip6tables of Docker < 23 with ipv6_forward_hook.
+	// ip6tables of Docker < 23 with ipv6_forward_hook and while Docker's
+	// DOCKER-USER is missing (DockerUserMissing).
 	HookIn string
+	// StrayHooks counts copies of the hook in FORWARD once it belongs in
+	// DOCKER-USER again (left from while DOCKER-USER was missing).
+	StrayHooks int
 	// InputOnly is set for a family whose forward path dockmoat cannot
 	// hook (no DOCKER-USER) but where docker-proxy serves published ports:
 	// only DOCKMOAT-INPUT is managed; Note says why the rest is not.
@@ -77,7 +81,8 @@ type FamilyPlan struct {
 	// Layer: this plan is the second layer of a netfilter.Layered
 	// backend (table inet dockmoat under firewalld), not the main one.
 	Layer bool
-	// DockerUserMissing is set when Docker's chain does not exist.
+	// DockerUserMissing is set when Docker's chain does not exist (the
+	// hook then sits in FORWARD, unless the family is skipped).
 	DockerUserMissing bool
 	// Batch is what fixes Changed: iptables-restore input, or the nft
 	// script that replaces the table.
@@ -103,7 +108,7 @@ func (p FamilyPlan) SetChanges() int {
 
 // InSync reports whether nothing needs to change.
 func (p FamilyPlan) InSync() bool {
-	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.SetChanges() == 0 &&
+	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.SetChanges() == 0 && p.StrayHooks == 0 &&
 		(p.InputOnly || slices.Equal(p.HookPositions, []int{1})) &&
 		slices.Equal(p.Observed.InputHook, p.WantInputHook()))
 }

@@ -12,8 +12,9 @@ import (
 // calls kick when dockmoat's rules are no longer intact. Where the backend
 // lives in nf_tables (iptables-nft, nftables) it listens to nf_tables
 // change notifications over netlink (every rule change in the namespace
-// raises one) and verifies ~20 ms after the last of a burst; on legacy hosts, which send no notifications, it
-// verifies once per poll interval. Either way a verify is one listing
+// raises one) and verifies 20 ms after the first of a burst, and again
+// after each later change; on legacy hosts, which send no notifications,
+// it verifies once per poll interval. Either way a verify is one listing
 // and no Docker call.
 func (r *Reconciler) WatchDrift(ctx context.Context, poll time.Duration, kick func(reason string)) error {
 	changes := make(chan struct{}, 1)
@@ -31,14 +32,23 @@ func (r *Reconciler) WatchDrift(ctx context.Context, poll time.Duration, kick fu
 	}
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
+	armed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changes:
-			debounce.Reset(20 * time.Millisecond)
+			// Verify 20 ms after the first change of a burst, not after
+			// the last: a long burst (Docker recreating its chains after
+			// a flush) must not delay the repair to its end. Changes
+			// after the check arm the next one.
+			if !armed {
+				debounce.Reset(20 * time.Millisecond)
+				armed = true
+			}
 			continue
 		case <-debounce.C:
+			armed = false
 		case <-tick:
 		}
 		ok, err := r.Intact(ctx)

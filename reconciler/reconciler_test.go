@@ -279,12 +279,62 @@ func TestUFWAndStaleChains(t *testing.T) {
 	}
 }
 
-func TestMissingDockerUserIsAnError(t *testing.T) {
-	r := newRig(t, config.Default())
-	r.v4.DeleteChain("DOCKER-USER")
-	_, err := r.rec.Sync(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "DOCKER-USER") {
-		t.Fatalf("want an error naming DOCKER-USER, got %v", err)
+// A foreign restore of the filter table (or firewalld's flush) removes
+// DOCKER-USER and FORWARD's jump to it, while Docker's DNAT stays in the
+// nat table: dockmoat hooks the top of FORWARD, by a pass and by a repair
+// without Docker alike, and moves back (hooked first, unhooked after)
+// once Docker recreates its chain.
+func TestMissingDockerUserHooksForward(t *testing.T) {
+	for _, how := range []string{"pass", "repair"} {
+		t.Run(how, func(t *testing.T) {
+			r := newRig(t, config.Default())
+			r.sync(t)
+			fix := func() {
+				t.Helper()
+				if how == "pass" {
+					r.sync(t)
+					return
+				}
+				if _, err := r.rec.RepairLast(context.Background()); err != nil {
+					t.Fatalf("repair: %v", err)
+				}
+			}
+			restored := r.v4.Rules(rules.ChainIngress)
+			r.v4.SetChain("FORWARD")
+			for _, ch := range []string{"DOCKER-USER", rules.ChainMain, rules.ChainIngress} {
+				r.v4.DeleteChain(ch)
+			}
+			if ok, _ := r.rec.Intact(context.Background()); ok {
+				t.Fatal("intact with the hook and chains gone")
+			}
+			fix()
+			if fw := r.v4.Rules("FORWARD"); len(fw) != 1 || !strings.Contains(fw[0], "dockmoat:hook") {
+				t.Fatalf("FORWARD while DOCKER-USER is missing: %q; want dockmoat's hook", fw)
+			}
+			if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, restored) {
+				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, restored)
+			}
+			if ok, err := r.rec.Intact(context.Background()); !ok || err != nil {
+				t.Errorf("not intact with the hook in FORWARD (%v)", err)
+			}
+			// Docker recreates its chain and jump.
+			r.v4.SetChain("DOCKER-USER", "-j RETURN")
+			r.v4.SetChain("FORWARD", append(r.v4.Rules("FORWARD"), "-j DOCKER-USER")...)
+			if ok, _ := r.rec.Intact(context.Background()); ok {
+				t.Error("intact with the hook in FORWARD although DOCKER-USER is back")
+			}
+			fix()
+			if fw := r.v4.Rules("FORWARD"); !slices.Equal(fw, []string{"-j DOCKER-USER"}) {
+				t.Errorf("FORWARD after DOCKER-USER came back: %q", fw)
+			}
+			if du := r.v4.Rules("DOCKER-USER"); len(du) != 2 || !strings.Contains(du[0], "dockmoat:hook") {
+				t.Errorf("DOCKER-USER after it came back: %q", du)
+			}
+			if ok, err := r.rec.Intact(context.Background()); !ok || err != nil {
+				t.Errorf("not intact after moving back (%v)", err)
+			}
+			r.inSync(t)
+		})
 	}
 }
 

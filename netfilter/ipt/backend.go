@@ -130,7 +130,7 @@ func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
-	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, func() rules.Result {
+	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], func() rules.Result {
 		if early == nil {
 			res = rules.Build(cfg, snap, fam, opt)
 		}
@@ -171,8 +171,8 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	last := netfilter.HashesOf(rs.Chains)
 	var out []string
 	fam := p.Family.String() + ": "
-	if !p.DockerUserMissing {
-		out = append(out, netfilter.JumpDrift(fam+"hook", rules.HookChain, p.HookPositions)...)
+	if !p.InputOnly {
+		out = append(out, netfilter.JumpDrift(fam+"hook", p.HookIn, p.HookPositions)...)
 	}
 	if _, ok := last[rules.ChainInput]; ok {
 		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)
@@ -198,10 +198,10 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		}
 		out.Wrote = true
 	}
-	if p.DockerUserMissing && !p.InputOnly {
-		return false, false, errors.Join(setErr, fmt.Errorf("chain %s does not exist in %s: Docker is not running, or runs without its iptables integration "+
-			"(dockerd --iptables=false, or \"iptables\": false in daemon.json), which dockmoat cannot protect: published ports then "+
-			"bypass every filter dockmoat writes; turn the integration on (the default)", rules.HookChain, t.Tool))
+	if p.DockerUserMissing && !p.InputOnly && b.hookIn[p.Family] != "FORWARD" {
+		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s: dockmoat hooks the top of FORWARD until Docker recreates it "+
+			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
+			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", rules.HookChain, t.Tool)
 	}
 	fixed, err := fixHooks(t, p)
 	if err != nil {

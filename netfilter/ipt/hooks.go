@@ -13,14 +13,23 @@ import (
 )
 
 // fixHooks puts the jumps a plan needs at the top of their chains (the
-// hook in DOCKER-USER, or FORWARD, unless input-only or the chain is
-// missing; the input hook when DOCKMOAT-INPUT is wanted) and removes the
+// hook in DOCKER-USER, or FORWARD while DOCKER-USER is missing, unless
+// input-only; the input hook when DOCKMOAT-INPUT is wanted), removes a
+// hook left in FORWARD once DOCKER-USER is hooked again, and removes the
 // input hook when that chain is no longer wanted, before the chain itself
 // goes. A pass and a repair both use it. fixed says whether anything was
 // changed.
 func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
-	if !p.InputOnly && !p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}) {
+	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
 		if err := ensureHook(t, p.HookIn); err != nil {
+			return false, err
+		}
+		fixed = true
+	}
+	if !p.InputOnly && p.HookIn != "FORWARD" && p.StrayHooks > 0 {
+		// DOCKER-USER is back and hooked (above): the copy that stood in
+		// FORWARD meanwhile goes only now, so no instant is unhooked.
+		if err := removeJumps(t, "FORWARD", HookSpec(), p.StrayHooks); err != nil {
 			return false, err
 		}
 		fixed = true

@@ -12,15 +12,16 @@ import (
 // Audit uses it too, to tell whether the installed protection is intact.
 // opt is passed to rules.Build; whether to hand over to UFW is decided here.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, opt rules.Options) netfilter.FamilyPlan {
-	p, _ := planWith(cfg, snap, fam, tool, obs, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
+	p, _ := planWith(cfg, snap, fam, tool, obs, false, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
 	return p
 }
 
 // planWith plans a family from its observed table: a skipped family is
 // planned input-only; a hooked one gets the policy (asked of policy only
-// then) rendered and diffed. hooked says which.
-func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
-	p, hooked = planHead(cfg, fam, tool, obs)
+// then) rendered and diffed. hooked says which; wasHooked, whether the
+// last pass hooked the family (see planHead).
+func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+	p, hooked = planHead(cfg, fam, tool, obs, wasHooked)
 	if !hooked {
 		planInputOnly(&p, cfg, snap)
 		return p, false
@@ -33,25 +34,35 @@ func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool str
 // planHead reads from the observed table what the rules depend on: where
 // the hook goes, and whether UFW's chain is there. build is false when
 // the family is skipped.
-func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed) (p netfilter.FamilyPlan, build bool) {
+//
+// Where DOCKER-USER is missing from a family Docker forwards (always
+// IPv4; IPv6 once hooked, or with the hook already in FORWARD), the hook
+// goes to the top of FORWARD until Docker recreates its chain: a foreign
+// restore or firewalld's flush removes Docker's chains, and Docker's
+// DNAT (in the nat table) may still send packets through a FORWARD that
+// now accepts them. It moves back to DOCKER-USER when that returns.
+func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
 	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
-	if fam == rules.IPv6 && !obs.Chains[rules.HookChain] && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook {
+	switch {
+	case obs.Chains[rules.HookChain]:
+		p.StrayHooks = len(obs.ForwardHook)
+	case fam == rules.IPv6 && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook:
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
 		p.HookIn, p.HookPositions = "FORWARD", obs.ForwardHook
-	} else if !obs.Chains[rules.HookChain] {
+	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0:
+		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, true
+	default:
 		p.DockerUserMissing = true
-		if fam == rules.IPv6 {
-			p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
-			p.ProxyAll = !obs.Chains["DOCKER"]
-			if obs.Chains["DOCKER"] {
-				// Docker 20.10 with --ip6tables publishes over IPv6 but
-				// creates DOCKER-USER only for IPv4 (added in Docker 23).
-				p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, set ipv6_forward_hook: true in the config (dockmoat then hooks the top of ip6tables FORWARD), or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
-				p.Unprotected = true
-			}
-			return p, false
+		p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
+		p.ProxyAll = !obs.Chains["DOCKER"]
+		if obs.Chains["DOCKER"] {
+			// Docker 20.10 with --ip6tables publishes over IPv6 but
+			// creates DOCKER-USER only for IPv4 (added in Docker 23).
+			p.Skipped = "Docker manages ip6tables but created no DOCKER-USER chain there (Docker older than 23): IPv6 published ports are NOT protected by dockmoat; upgrade Docker, set ipv6_forward_hook: true in the config (dockmoat then hooks the top of ip6tables FORWARD), or publish on IPv4 addresses only (-p 0.0.0.0:PORT:PORT)"
+			p.Unprotected = true
 		}
+		return p, false
 	}
 	hasUFW := obs.Chains[rules.UFWChain]
 	switch cfg.UFW {

@@ -12,26 +12,35 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// observedPlan describes the installed hook of a family the way the last
-// pass placed it, for drift checks made without Docker.
+// observedPlan describes the installed hooks of a family against where
+// they belong now (planHead's rule, from the table alone), for drift
+// checks made without Docker.
 func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilter.FamilyPlan {
+	if !b.hooked[fam] {
+		return netfilter.FamilyPlan{Family: fam, Observed: obs, InputOnly: true}
+	}
 	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
-		DockerUserMissing: !obs.Chains[rules.HookChain]}
-	if b.hookIn[fam] == "FORWARD" {
-		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, false
+		StrayHooks: len(obs.ForwardHook)}
+	if !obs.Chains[rules.HookChain] {
+		p.HookIn, p.HookPositions, p.StrayHooks = "FORWARD", obs.ForwardHook, 0
 	}
 	return p
 }
 
-// Intact implements netfilter.Backend: the hook first in DOCKER-USER and
-// every owned chain's hashes unchanged, one iptables-save per family.
+// Intact implements netfilter.Backend: the hook first where it belongs
+// (DOCKER-USER, or FORWARD while that is missing) and nowhere else, the
+// input hook first in INPUT if wanted, and every owned chain's hashes
+// unchanged, one iptables-save per family.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
 	for fam, rs := range b.last {
 		obs, err := b.observe(ctx, fam)
 		if err != nil {
 			return false, err
 		}
-		if !slices.Equal(b.observedPlan(fam, obs).HookPositions, []int{1}) || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
+		p := b.observedPlan(fam, obs)
+		_, p.InputChain = rs.Chain(rules.ChainInput)
+		hooks := p.InputOnly || (slices.Equal(p.HookPositions, []int{1}) && p.StrayHooks == 0)
+		if !hooks || !slices.Equal(obs.InputHook, p.WantInputHook()) || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
 		}
 	}
