@@ -22,8 +22,12 @@ type Observed struct {
 	// DockerUser is the raw rule lines of DOCKER-USER, for audit and tests.
 	DockerUser []string
 	// ForwardHook lists the hook's positions in FORWARD, where it sits on
-	// ip6tables of Docker older than 23 with ipv6_forward_hook enabled.
+	// ip6tables of Docker older than 23 with ipv6_forward_hook enabled,
+	// and while DOCKER-USER is not live.
 	ForwardHook []int
+	// DockerUserLive: DOCKER-USER exists and FORWARD jumps to it (while
+	// Docker recreates its chains, the first may hold without the second).
+	DockerUserLive bool
 	// InputHook lists the positions of the jump to DOCKMOAT-INPUT in
 	// INPUT (the docker-proxy path, rules/proxy.go).
 	InputHook []int

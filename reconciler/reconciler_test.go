@@ -317,8 +317,13 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 			if ok, err := r.rec.Intact(context.Background()); !ok || err != nil {
 				t.Errorf("not intact with the hook in FORWARD (%v)", err)
 			}
-			// Docker recreates its chain and jump.
+			// Docker recreates its chain, then its jump: the hook stays in
+			// FORWARD until DOCKER-USER is reached.
 			r.v4.SetChain("DOCKER-USER", "-j RETURN")
+			fix()
+			if fw := r.v4.Rules("FORWARD"); len(fw) != 1 || !strings.Contains(fw[0], "dockmoat:hook") {
+				t.Fatalf("FORWARD while DOCKER-USER is not yet reached: %q; want dockmoat's hook", fw)
+			}
 			r.v4.SetChain("FORWARD", append(r.v4.Rules("FORWARD"), "-j DOCKER-USER")...)
 			if ok, _ := r.rec.Intact(context.Background()); ok {
 				t.Error("intact with the hook in FORWARD although DOCKER-USER is back")

@@ -199,7 +199,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		out.Wrote = true
 	}
 	if p.DockerUserMissing && !p.InputOnly && b.hookIn[p.Family] != "FORWARD" {
-		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s: dockmoat hooks the top of FORWARD until Docker recreates it "+
+		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s, or FORWARD does not jump to it: dockmoat hooks the top of FORWARD until Docker recreates it "+
 			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
 			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", rules.HookChain, t.Tool)
 	}

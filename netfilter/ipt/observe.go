@@ -23,6 +23,7 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 	if filter == nil {
 		return obs
 	}
+	defer func() { obs.DockerUserLive = obs.DockerUserLive && obs.Chains[rules.HookChain] }()
 	for name, ch := range filter.Chains {
 		obs.Chains[name] = true
 		switch {
@@ -30,6 +31,7 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 			obs.InputHook = positions(ch.Rules, isInputHook)
 		case name == "FORWARD":
 			obs.ForwardHook = positions(ch.Rules, isHook)
+			obs.DockerUserLive = len(positions(ch.Rules, isDockerUserJump)) > 0
 		case name == rules.HookChain:
 			obs.Hook = positions(ch.Rules, isHook)
 			for _, r := range ch.Rules {
@@ -62,6 +64,9 @@ func positions(rs []iptsave.Rule, is func(string) bool) []int {
 func isHook(line string) bool {
 	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
 }
+
+// isDockerUserJump: Docker's jump from FORWARD to DOCKER-USER.
+func isDockerUserJump(line string) bool { return strings.HasSuffix(line, "-j "+rules.HookChain) }
 
 func isInputHook(line string) bool {
 	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)

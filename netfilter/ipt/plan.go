@@ -35,22 +35,23 @@ func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool str
 // the hook goes, and whether UFW's chain is there. build is false when
 // the family is skipped.
 //
-// Where DOCKER-USER is missing from a family Docker forwards (always
-// IPv4; IPv6 once hooked, or with the hook already in FORWARD), the hook
+// Where DOCKER-USER is missing, or FORWARD does not jump to it, in a
+// family Docker forwards (always IPv4; IPv6 once hooked, with the hook
+// already in FORWARD, or with DOCKER-USER present but unreached), the hook
 // goes to the top of FORWARD until Docker recreates its chain: a foreign
 // restore or firewalld's flush removes Docker's chains, and Docker's
 // DNAT (in the nat table) may still send packets through a FORWARD that
-// now accepts them. It moves back to DOCKER-USER when that returns.
+// now accepts them. It moves back to DOCKER-USER when that is live again.
 func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
 	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
 	switch {
-	case obs.Chains[rules.HookChain]:
+	case obs.DockerUserLive:
 		p.StrayHooks = len(obs.ForwardHook)
 	case fam == rules.IPv6 && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook:
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
 		p.HookIn, p.HookPositions = "FORWARD", obs.ForwardHook
-	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0:
+	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0 || obs.Chains[rules.HookChain]:
 		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, true
 	default:
 		p.DockerUserMissing = true

@@ -21,7 +21,7 @@ func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilt
 	}
 	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
 		StrayHooks: len(obs.ForwardHook)}
-	if !obs.Chains[rules.HookChain] {
+	if !obs.DockerUserLive {
 		p.HookIn, p.HookPositions, p.StrayHooks = "FORWARD", obs.ForwardHook, 0
 	}
 	return p
