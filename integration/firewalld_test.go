@@ -144,8 +144,10 @@ func firewalldBed(t *testing.T, eng testbed.Engine) {
 }
 
 // underFault hammers the closed and the open port while fault runs and
-// for 2 s after, wants 0 answers on the closed one, and reports how long
-// dockmoat's iptables rules were gone (firewalld emptied them).
+// until dockmoat's iptables rules are whole again, wants 0 answers on
+// the closed one, and reports how long those rules were not in place and
+// how long they took once Docker had recreated DOCKER-USER (firewalld
+// emptied iptables; until Docker is back, the hook stands in FORWARD).
 func (e *env) underFault(t *testing.T, ref protectedState, what string, fault func() error, closed ...check) {
 	t.Helper()
 	p := e.startProber(append([]check{out("tcp", A, 8080, false, ""), out("tcp", B, 8081, true, "web")}, closed...), 4)
@@ -154,21 +156,29 @@ func (e *env) underFault(t *testing.T, ref protectedState, what string, fault fu
 	start := time.Now()
 	err := fault()
 	took := time.Since(start)
-	time.Sleep(2 * time.Second)
-	broken, repair := mon.stop()
+	_, whole := e.waitProtected(e.ctx, start, 45*time.Second, func(st protectedState) bool { return st.dockerUser && st.same(ref) })
+	time.Sleep(300 * time.Millisecond) // the monitor sees it whole; the prober goes on
+	w := mon.stop()
 	attempts, breaches, misses := p.finish()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 	closedTries := attempts[testbed.Probe{Proto: "tcp", Src: A, Dst: netip.AddrPortFrom(testbed.HostIP, 8080)}.String()]
-	t.Logf("%s took %s; dockmoat's iptables rules gone at +%s for %s; closed port: %d attempts, %d answered; open port misses %v",
-		what, took.Round(time.Millisecond), broken.Sub(start).Round(time.Millisecond), repair.Round(time.Millisecond), closedTries, len(breaches), misses)
-	record(result{e.bed.Engine.Name, what, repair, len(breaches), closedTries, "time dockmoat's iptables rules were missing; table inet dockmoat held meanwhile"})
-	if broken.IsZero() {
-		t.Errorf("%s: dockmoat's iptables rules were never seen missing: the fault did not flush iptables (the test proves nothing)", what)
+	t.Logf("%s took %s; DOCKER-USER gone at +%s, back at +%s; dockmoat's iptables rules not in place for %s, whole %s after DOCKER-USER was back; closed port: %d attempts, %d answered; open port misses %v",
+		what, took.Round(time.Millisecond), w.duGone.Sub(start).Round(time.Millisecond), w.duBack.Sub(start).Round(time.Millisecond),
+		w.took().Round(time.Millisecond), w.afterDockerBack().Round(time.Millisecond), closedTries, len(breaches), misses)
+	record(result{e.bed.Engine.Name, what, w.afterDockerBack(), len(breaches), closedTries, fmt.Sprintf(
+		"time from Docker's DOCKER-USER back to dockmoat's hook in it (rules not in place %s in all; table inet dockmoat held meanwhile)", w.took().Round(time.Millisecond))})
+	if w.duGone.IsZero() {
+		t.Errorf("%s: DOCKER-USER was never seen missing: the fault did not flush iptables (the test proves nothing)", what)
 	}
-	if repair == time.Hour {
-		t.Errorf("%s: dockmoat's iptables rules not back 2 s after", what)
+	switch {
+	case !whole:
+		t.Errorf("%s: dockmoat's iptables rules not whole 45 s after the fault began (Docker 28/29 took up to 14 s to recreate their chains on a busy machine)", what)
+	case w.afterDockerBack() > 2*time.Second:
+		// The goal is one notification (~20 ms); the bound leaves room
+		// for a busy machine, where every iptables exec is slow.
+		t.Errorf("%s: dockmoat's hook came back %s after Docker's DOCKER-USER", what, w.afterDockerBack())
 	}
 	if len(breaches) > 0 || closedTries == 0 {
 		t.Errorf("%s: the closed port answered %d times (%d attempts over IPv4): %v", what, len(breaches), closedTries, breaches)

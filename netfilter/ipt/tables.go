@@ -109,20 +109,22 @@ func NewTables(v Variant, family int) (*Tables, error) {
 	return &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Tool: bin}, nil
 }
 
-// legacyFilterLoaded reports whether this network namespace has a legacy
-// (x_tables) filter table. Unreadable means unknown: look.
-func legacyFilterLoaded() bool {
+// legacyLoaded reports whether this network namespace has a legacy
+// (x_tables) table of that name. Unreadable means unknown: look.
+func legacyLoaded(table string) bool {
 	data, err := os.ReadFile("/proc/net/ip_tables_names")
 	if err != nil {
 		return true
 	}
-	return slices.Contains(strings.Fields(string(data)), "filter")
+	return slices.Contains(strings.Fields(string(data)), table)
 }
 
 // DetectVariant finds which iptables variant holds Docker's rules, by
-// looking for Docker's chains in each variant's filter table. When both or
-// neither hold them it prefers nft, the default on current distributions,
-// and says so in the returned note.
+// looking for Docker's chains in each variant's filter table, then in its
+// nat table (a foreign restore of the filter table removes Docker's
+// chains there, while its DNAT stays). When both or neither hold them it
+// prefers nft, the default on current distributions, and says so in the
+// returned note.
 func DetectVariant(ctx context.Context) (Variant, string, error) {
 	has := map[Variant]bool{}
 	var found []Variant
@@ -132,16 +134,18 @@ func DetectVariant(ctx context.Context) (Variant, string, error) {
 			continue
 		}
 		found = append(found, v)
-		if v == VariantLegacy && !legacyFilterLoaded() {
-			// Reading would instantiate an empty legacy table in this
-			// namespace; there is nothing of Docker's there to find.
-			continue
+		for _, table := range []string{"filter", "nat"} {
+			if v == VariantLegacy && !legacyLoaded(table) {
+				// Reading would instantiate an empty legacy table in
+				// this namespace; there is nothing of Docker's to find.
+				continue
+			}
+			out, err := Exec{SaveBin: save}.Save(ctx, table)
+			if err == nil && (bytes.Contains(out, []byte("\n:DOCKER-USER ")) || bytes.Contains(out, []byte("\n:DOCKER "))) {
+				has[v] = true
+				break
+			}
 		}
-		out, err := Exec{SaveBin: save}.Save(ctx, "filter")
-		if err != nil {
-			continue
-		}
-		has[v] = bytes.Contains(out, []byte("\n:DOCKER-USER ")) || bytes.Contains(out, []byte("\n:DOCKER "))
 	}
 	switch {
 	case len(found) == 0:
