@@ -589,6 +589,8 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 			fmt.Sprintf("all 100 allowed ports answered %s after the last start", allOpen.Round(time.Millisecond))})
 	})
 
+	t.Run("11_MetricsAddressTaken", func(t *testing.T) { metricsTaken(t, e) })
+
 	// Last: Docker's chains stay gone (it puts them back only when it
 	// restarts), so no container can start after this.
 	t.Run("10_ForeignRestoreFilter", func(t *testing.T) { foreignRestore(t, e, probes) })
@@ -679,4 +681,44 @@ func foreignRestore(t *testing.T, e *env, probes []check) {
 	record(result{e.bed.Engine.Name, "10 foreign iptables-restore of the filter table", took, len(windowBreaches), sum(window),
 		fmt.Sprintf("hook to FORWARD while DOCKER-USER is missing; 0 of %d through after it", sum(after))})
 	dockerUserBack()
+}
+
+// metricsTaken: something else holds dockmoat's metrics address (Docker's
+// own metrics use the documented 9323). dockmoat, started on a host with
+// nothing of its in place (the control: the port answers), must enforce
+// all the same, say why /healthz is missing, and serve it once the
+// address is free.
+func metricsTaken(t *testing.T, e *env) {
+	ctx := e.ctx
+	if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+		t.Fatalf("uninstall: %v: %s", err, out)
+	}
+	e.expect(t, out("tcp", A, 8080, true, "closed"))
+	var holder net.Listener
+	if err := testbed.InNetns(e.bed.HostNSPath(), func() (err error) {
+		holder, err = net.Listen("tcp", testbed.MetricsAddr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := e.dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+	e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", B, 8081, true, "open"))
+	if !strings.Contains(e.dm.Logs(), "the firewall is enforced all the same") {
+		t.Errorf("dockmoat does not say why /metrics is missing:\n%s", e.dm.Logs())
+	}
+	holder.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.dm.Health(ctx) != nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := e.dm.Health(ctx); err != nil {
+		t.Errorf("/healthz not served once its address was free: %v", err)
+	}
 }

@@ -287,11 +287,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	m := metrics.New()
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
-	stop, err := serveMetrics(opt, m, log)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	defer serveMetrics(ctx, opt, m, log)()
 	go w.Watch(ctx, func(reason string) {
 		log.WithField("reason", reason).Debug("change")
 		poke()
@@ -321,24 +317,48 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	return err
 }
 
-// serveMetrics serves /metrics and /healthz on --metrics-addr (if set);
-// stop closes the server.
-func serveMetrics(opt options, m *metrics.Metrics, log *logrus.Logger) (stop func(), err error) {
-	if opt.metricsAddr == "" {
-		return func() {}, nil
+// metricsRetry is how often a --metrics-addr that could not be bound is
+// tried again.
+var metricsRetry = 2 * time.Second
+
+// serveMetrics serves /metrics and /healthz on --metrics-addr (if set)
+// until ctx ends; stop closes the server. The endpoint is optional and
+// enforcement never waits on it: an address in use (Docker's own metrics
+// on 9323, say) is logged and tried again every metricsRetry, a
+// malformed one logged once.
+func serveMetrics(ctx context.Context, opt options, m *metrics.Metrics, log logrus.FieldLogger) (stop func()) {
+	addr := opt.metricsAddr
+	if addr == "" {
+		return func() {}
 	}
-	ln, err := net.Listen("tcp", opt.metricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", opt.metricsAddr, err)
+	e := log.WithField("addr", addr)
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		e.WithError(err).Error("--metrics-addr is not HOST:PORT: no /metrics or /healthz; the firewall is enforced all the same")
+		return func() {}
 	}
 	srv := &http.Server{Handler: m.Handler(opt.healthGrace), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.WithError(err).Error("metrics server stopped")
+		for wait, tries := time.Duration(0), 0; ; wait, tries = metricsRetry, tries+1 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				if tries == 0 {
+					e.WithError(err).Errorf("cannot serve /metrics and /healthz; the firewall is enforced all the same; trying again every %s", metricsRetry)
+				}
+				continue
+			}
+			e.Info("serving /metrics and /healthz")
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				e.WithError(err).Error("metrics server stopped")
+			}
+			return
 		}
 	}()
-	log.WithField("addr", ln.Addr().String()).Info("serving /metrics and /healthz")
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }
 }
 
 // reloadOnHUP re-reads the config file on every SIGHUP. A file that does
