@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -52,18 +53,41 @@ func (b *Bus) Running(ctx context.Context) (bool, error) {
 
 // Watch calls changed with a reason each time firewalld reloads or
 // (re)starts, until ctx ends. A start is firewalld taking its name on the
-// bus; a reload is its Reloaded signal.
+// bus; a reload is its Reloaded signal. Any local process may emit a
+// signal named Reloaded, so only firewalld's own count (see events), and
+// changed runs on one goroutine of its own: a burst of events while it
+// runs is one more call, and signals are read as fast as they come (the
+// D-Bus library starts a goroutine per signal a full channel cannot take).
 func (b *Bus) Watch(ctx context.Context, changed func(reason string)) error {
-	if err := b.conn.AddMatchSignalContext(ctx, dbus.WithMatchInterface(Name), dbus.WithMatchMember("Reloaded")); err != nil {
+	if err := b.conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(Name), dbus.WithMatchInterface(Name), dbus.WithMatchMember("Reloaded")); err != nil {
 		return fmt.Errorf("subscribing to firewalld's Reloaded signal: %w", err)
 	}
-	if err := b.conn.AddMatchSignalContext(ctx, dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"),
+	if err := b.conn.AddMatchSignalContext(ctx, dbus.WithMatchSender(busName), dbus.WithMatchInterface(busName), dbus.WithMatchMember("NameOwnerChanged"),
 		dbus.WithMatchArg(0, Name)); err != nil {
 		return fmt.Errorf("subscribing to firewalld's name changes: %w", err)
 	}
-	signals := make(chan *dbus.Signal, 16)
+	signals := make(chan *dbus.Signal, 64)
 	b.conn.Signal(signals)
 	defer b.conn.RemoveSignal(signals)
+	// The owner is asked after subscribing, so no change falls between.
+	ev := events{}
+	_ = b.conn.BusObject().CallWithContext(ctx, busName+".GetNameOwner", 0, Name).Store(&ev.owner)
+	var mu sync.Mutex
+	var next string
+	wake := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			}
+			mu.Lock()
+			reason := next
+			mu.Unlock()
+			changed(reason)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -72,25 +96,48 @@ func (b *Bus) Watch(ctx context.Context, changed func(reason string)) error {
 			if !ok {
 				return errors.New("D-Bus connection closed")
 			}
-			if reason := reasonOf(s); reason != "" {
-				changed(reason)
+			if reason := ev.reason(s); reason != "" {
+				mu.Lock()
+				next = reason
+				mu.Unlock()
+				select {
+				case wake <- struct{}{}:
+				default: // a call is pending; it will carry this reason
+				}
 			}
 		}
 	}
 }
 
-// reasonOf names what a signal means, "" for one that changes nothing.
-func reasonOf(s *dbus.Signal) string {
+// busName is the bus daemon's own name, the sender of NameOwnerChanged.
+const busName = "org.freedesktop.DBus"
+
+// events tells firewalld's events from look-alikes: a Reloaded signal
+// counts only from the unique name that owns firewalld's name now, a
+// NameOwnerChanged only from the bus daemon (which also tells the owner).
+type events struct{ owner string }
+
+// reason names what a signal means, "" for one that changes nothing or
+// that someone other than firewalld or the bus sent.
+func (ev *events) reason(s *dbus.Signal) string {
 	switch s.Name {
 	case Name + ".Reloaded":
-		return "firewalld reloaded"
-	case "org.freedesktop.DBus.NameOwnerChanged":
-		if len(s.Body) == 3 {
-			if owner, _ := s.Body[2].(string); owner != "" {
-				return "firewalld started"
-			}
-			return "firewalld stopped"
+		if ev.owner == "" || s.Sender != ev.owner {
+			return ""
 		}
+		return "firewalld reloaded"
+	case busName + ".NameOwnerChanged":
+		if s.Sender != busName || len(s.Body) != 3 {
+			return ""
+		}
+		if name, _ := s.Body[0].(string); name != Name {
+			return ""
+		}
+		ev.owner, _ = s.Body[2].(string)
+		if ev.owner != "" {
+			return "firewalld started"
+		}
+		return "firewalld stopped"
 	}
 	return ""
 }

@@ -7,18 +7,32 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-func TestReasonOf(t *testing.T) {
+func TestEvents(t *testing.T) {
+	const fw, other = ":1.7", ":1.99"
+	reloaded := func(sender string) *dbus.Signal {
+		return &dbus.Signal{Sender: sender, Name: Name + ".Reloaded"}
+	}
+	owner := func(sender, name, newOwner string) *dbus.Signal {
+		return &dbus.Signal{Sender: sender, Name: busName + ".NameOwnerChanged", Body: []any{name, "", newOwner}}
+	}
+	ev := events{owner: fw}
 	for _, tc := range []struct {
-		s    *dbus.Signal
-		want string
+		s     *dbus.Signal
+		want  string
+		owner string
 	}{
-		{&dbus.Signal{Name: Name + ".Reloaded"}, "firewalld reloaded"},
-		{&dbus.Signal{Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{Name, "", ":1.7"}}, "firewalld started"},
-		{&dbus.Signal{Name: "org.freedesktop.DBus.NameOwnerChanged", Body: []any{Name, ":1.7", ""}}, "firewalld stopped"},
-		{&dbus.Signal{Name: Name + ".zone.ZoneChanged"}, ""},
+		{reloaded(fw), "firewalld reloaded", fw},
+		{reloaded(other), "", fw}, // forged by another process
+		{&dbus.Signal{Sender: fw, Name: Name + ".zone.ZoneChanged"}, "", fw},
+		{owner(other, Name, other), "", fw}, // forged NameOwnerChanged
+		{owner(busName, "org.example.Other", other), "", fw},
+		{owner(busName, Name, ""), "firewalld stopped", ""},
+		{reloaded(fw), "", ""}, // the old owner is gone
+		{owner(busName, Name, ":1.8"), "firewalld started", ":1.8"},
+		{reloaded(":1.8"), "firewalld reloaded", ":1.8"},
 	} {
-		if got := reasonOf(tc.s); got != tc.want {
-			t.Errorf("%s %v: got %q, want %q", tc.s.Name, tc.s.Body, got, tc.want)
+		if got := ev.reason(tc.s); got != tc.want || ev.owner != tc.owner {
+			t.Errorf("%s from %s %v: got %q (owner %q), want %q (owner %q)", tc.s.Name, tc.s.Sender, tc.s.Body, got, ev.owner, tc.want, tc.owner)
 		}
 	}
 }

@@ -2,10 +2,15 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -116,6 +121,7 @@ func firewalldBed(t *testing.T, eng testbed.Engine) {
 			t.Errorf("dockmoat did not see firewalld start again:\n%s", e.dm.Logs())
 		}
 	})
+	t.Run("ForgedReloadedIgnored", func(t *testing.T) { forgedReloads(t, e) })
 	t.Run("AuditNamesFirewalld", func(t *testing.T) {
 		out, _ := e.bed.Exec(ctx, dockmoatBin, "audit", "--config", e.dm.Config)
 		for _, want := range []string{"firewalld 1.3.3 runs (backend " + eng.Firewalld, "firewalld zone docker filters what arrives on", "docker0",
@@ -200,4 +206,68 @@ func (e *env) firewalldState(t *testing.T) string {
 	}
 	table, _ := e.bed.HostExec(e.ctx, "nft", "list", "table", "inet", "firewalld")
 	return strings.Join(append(parts, table), "\n")
+}
+
+// forgedReloads: any local process can emit a signal named Reloaded.
+// 500 of them, from a bus connection that is not firewalld's, must cause
+// no repair and leave dockmoat's goroutines flat (the genuine signal's
+// effect is the Reload subtest's positive control). The sender here is
+// root on the bed's own bus; the filter is by sender, not by user.
+func forgedReloads(t *testing.T, e *env) {
+	heard := func() int { return strings.Count(e.dm.Logs(), `reason="firewalld reloaded"`) }
+	before, g0 := heard(), e.goroutines(t)
+	conn, err := dbus.Connect(e.bed.BusAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 500 {
+		if err := conn.Emit("/org/fedoraproject/FirewallD1", "org.fedoraproject.FirewallD1.Reloaded"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	after, g1 := heard(), e.goroutines(t)
+	t.Logf("500 forged Reloaded signals: %d repairs, goroutines %d -> %d", after-before, g0, g1)
+	if after != before {
+		t.Errorf("forged Reloaded signals were taken for firewalld's: %d repairs", after-before)
+	}
+	if g1 > g0+5 {
+		t.Errorf("goroutines grew from %d to %d under forged signals", g0, g1)
+	}
+}
+
+// goroutines reads go_goroutines from dockmoat's /metrics.
+func (e *env) goroutines(t *testing.T) int {
+	t.Helper()
+	var body []byte
+	// Dialled on the namespace's locked thread: net/http would dial on
+	// another one, in the machine's namespace.
+	err := testbed.InNetns(e.bed.HostNSPath(), func() error {
+		c, err := net.DialTimeout("tcp", testbed.MetricsAddr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		body, err = io.ReadAll(c)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, "go_goroutines "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("go_goroutines %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no go_goroutines in /metrics")
+	return 0
 }
