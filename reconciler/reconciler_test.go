@@ -107,8 +107,10 @@ func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
 	if !res.Applied || !res.HookFix {
 		t.Fatalf("first pass should apply and hook: %+v", res)
 	}
-	if r.v4.Restores != 1 {
-		t.Errorf("want exactly one restore batch, got %d", r.v4.Restores)
+	// One batch for the chains, then one that puts the hook in (deleting
+	// copies by rule, never by position).
+	if r.v4.Restores != 2 || !strings.HasPrefix(r.v4.Batches[1], "*filter\n-I DOCKER-USER 1 ") {
+		t.Errorf("want a chains batch then a hook batch, got %d: %q", r.v4.Restores, r.v4.Batches)
 	}
 	du := r.v4.Rules("DOCKER-USER")
 	if len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || du[1] != foreign || du[2] != "-j RETURN" {
@@ -183,7 +185,13 @@ func TestDriftRepaired(t *testing.T) {
 			r.sync(t)
 			want := r.v4.Rules(rules.ChainIngress)
 			breakIt(r.v4)
+			deletes := r.v4.Deletes
 			res := r.sync(t)
+			if r.v4.Deletes != deletes {
+				// A position read before a concurrent writer's insert
+				// would name someone else's rule.
+				t.Errorf("the repair deleted %d rule(s) one by one; copies of the hook go by rule, in the batch that inserts it", r.v4.Deletes-deletes)
+			}
 			if len(res.Drift) == 0 {
 				t.Errorf("drift not reported")
 			}

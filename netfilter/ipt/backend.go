@@ -203,7 +203,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
 			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", rules.HookChain, t.Tool)
 	}
-	fixed, err := fixHooks(t, p)
+	fixed, err := fixHooks(ctx, t, p)
 	if err != nil {
 		return false, false, errors.Join(setErr, err)
 	}

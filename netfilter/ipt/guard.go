@@ -36,7 +36,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain]))); err != nil {
 			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
 		}
-		if err := ensureHook(t, rules.HookChain); err != nil {
+		if err := ensureHook(ctx, t, rules.HookChain); err != nil {
 			return done, fmt.Errorf("%s: %w", fam, err)
 		}
 		done = append(done, fam.String()+": guard installed (new connections to containers dropped until dockmoat run)")

@@ -1,6 +1,7 @@
 package ipt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -19,9 +21,9 @@ import (
 // input hook when that chain is no longer wanted, before the chain itself
 // goes. A pass and a repair both use it. fixed says whether anything was
 // changed.
-func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
+func fixHooks(ctx context.Context, t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
 	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
-		if err := ensureHook(t, p.HookIn); err != nil {
+		if err := ensureHook(ctx, t, p.HookIn); err != nil {
 			return false, err
 		}
 		fixed = true
@@ -36,7 +38,7 @@ func fixHooks(t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
 	}
 	switch {
 	case p.WantsInput() && !slices.Equal(p.Observed.InputHook, []int{1}):
-		if err := ensureInputHook(t); err != nil {
+		if err := ensureInputHook(ctx, t); err != nil {
 			return fixed, err
 		}
 		fixed = true
@@ -60,37 +62,51 @@ func removeJumps(t *Tables, chain string, spec []string, n int) error {
 }
 
 // ensureHook puts the hook at position 1 of DOCKER-USER (or FORWARD).
-func ensureHook(t *Tables, chain string) error {
-	return ensureJump(t, chain, HookSpec(), isHook)
+func ensureHook(ctx context.Context, t *Tables, chain string) error {
+	return ensureJump(ctx, t, chain, HookSpec(), isHook)
 }
 
 // ensureInputHook puts the jump to DOCKMOAT-INPUT at position 1 of INPUT.
-func ensureInputHook(t *Tables) error {
-	return ensureJump(t, rules.InputHookChain, InputHookSpec(), isInputHook)
+func ensureInputHook(ctx context.Context, t *Tables) error {
+	return ensureJump(ctx, t, rules.InputHookChain, InputHookSpec(), isInputHook)
 }
 
 // ensureJump puts a jump of dockmoat's at position 1 of a chain and
-// removes any other copy. It inserts first and deletes after, so the chain
-// is never without it; it is idempotent.
-func ensureJump(t *Tables, chain string, spec []string, is func(string) bool) error {
+// removes any other copy, in one iptables-restore batch: every copy is
+// deleted by its rule (not by a position read earlier, which a concurrent
+// writer may have shifted onto someone else's rule) and one inserted
+// first, atomically, so the chain is never without it. It is idempotent.
+// A look-alike (the hook's comment and target, other matches) can only be
+// deleted by position; that is done after, and only for such rules.
+func ensureJump(ctx context.Context, t *Tables, chain string, spec []string, is func(string) bool) error {
 	lines, err := t.List("filter", chain)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}
 	pos := jumpPositions(lines, is)
-	if len(pos) == 0 || pos[0] != 1 {
-		if err := t.Insert("filter", chain, 1, spec...); err != nil {
-			return fmt.Errorf("inserting dockmoat's jump at the top of %s: %w", chain, err)
-		}
-		if lines, err = t.List("filter", chain); err != nil {
-			return fmt.Errorf("listing %s: %w", chain, err)
-		}
-		pos = jumpPositions(lines, is)
+	exact := jumpPositions(lines, func(l string) bool { return slices.Equal(iptsave.Tokenize(l)[2:], spec) })
+	if slices.Equal(pos, []int{1}) && slices.Equal(exact, []int{1}) {
+		return nil
 	}
-	// Delete extra copies from the bottom so positions above stay valid.
+	bt := iptsave.NewBatch()
+	for range exact {
+		bt.Line(iptsave.Command("-D "+chain, spec))
+	}
+	bt.Line(iptsave.Command("-I "+chain+" 1", spec))
+	if err := t.Restore(ctx, []byte(bt.Commit())); err != nil {
+		return fmt.Errorf("putting dockmoat's jump at the top of %s: %w", chain, err)
+	}
+	if len(pos) == len(exact) {
+		return nil
+	}
+	if lines, err = t.List("filter", chain); err != nil {
+		return fmt.Errorf("listing %s: %w", chain, err)
+	}
+	pos = jumpPositions(lines, is)
+	// Delete look-alikes from the bottom so positions above stay valid.
 	for i := len(pos) - 1; i >= 1; i-- {
 		if err := t.DeleteById("filter", chain, pos[i]); err != nil && !isNotExist(err) {
-			return fmt.Errorf("removing duplicate hook at %s position %d: %w", chain, pos[i], err)
+			return fmt.Errorf("removing a copy of dockmoat's jump at %s position %d: %w", chain, pos[i], err)
 		}
 	}
 	return nil

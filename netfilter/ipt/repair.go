@@ -92,7 +92,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 		}
 	}
 	_, p.InputChain = rs.Chain(rules.ChainInput)
-	_, err := fixHooks(t, p)
+	_, err := fixHooks(ctx, t, p)
 	return err
 }
 

@@ -43,6 +43,12 @@ func RuleLine(chain string, spec []string, comment string) string {
 	return strings.Join(parts, " ")
 }
 
+// Command renders a command line of a batch other than `-A`: "-D CHAIN"
+// or "-I CHAIN 1" followed by the spec, quoted for iptables-restore.
+func Command(cmd string, spec []string) string {
+	return cmd + " " + strings.Join(quoteAll(spec), " ")
+}
+
 func quoteAll(in []string) []string {
 	out := make([]string, len(in))
 	for i, s := range in {

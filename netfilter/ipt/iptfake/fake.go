@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 )
 
 var builtinTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "LOG": true}
@@ -159,6 +161,19 @@ func (t *Table) Restore(_ context.Context, data []byte) error {
 				return fmt.Errorf("line %d: -I %s %d: no such chain or index", n, f[0], pos)
 			}
 			chains[f[0]] = slices.Insert(chains[f[0]], pos-1, f[2])
+		case strings.HasPrefix(line, "-D "):
+			// Delete the first rule equal to the spec, as iptables does
+			// (compared by words, so quoting does not matter).
+			f := strings.SplitN(line[3:], " ", 2)
+			if len(f) < 2 {
+				return fmt.Errorf("line %d: want -D CHAIN SPEC", n)
+			}
+			want := iptsave.Tokenize(f[1])
+			i := slices.IndexFunc(chains[f[0]], func(r string) bool { return slices.Equal(iptsave.Tokenize(r), want) })
+			if i < 0 {
+				return fmt.Errorf("line %d: -D %s: no such rule", n, f[0])
+			}
+			chains[f[0]] = slices.Delete(chains[f[0]], i, i+1)
 		case strings.HasPrefix(line, "-X "):
 			name := strings.TrimSpace(line[3:])
 			if _, ok := chains[name]; !ok {
