@@ -52,6 +52,10 @@ type Config struct {
 	// ipsets (`ipset: off`); the default (`auto`) uses ipsets where the
 	// kernel has them.
 	NoIPSet bool
+	// TrustImageLabels obeys dockmoat labels that come with a container's
+	// image (`image_labels: trust`); by default (`ignore`) only labels set
+	// at create, and this file, decide (rules/image.go).
+	TrustImageLabels bool
 	// Disabled turns protection off, by `dockmoat disable` (state.go),
 	// never by the file: the rules stay installed behind one bypass rule
 	// per hook, so `dockmoat enable` restores them by removing it.
@@ -161,6 +165,7 @@ type file struct {
 	LogBlocked     *bool        `yaml:"log_blocked"`
 	IPv6Hook       *bool        `yaml:"ipv6_forward_hook"`
 	IPSet          *string      `yaml:"ipset"`
+	ImageLabels    *string      `yaml:"image_labels"`
 	Allow          []fileAllow  `yaml:"allow"`
 	Egress         []fileEgress `yaml:"egress"`
 	EgressDNS      []string     `yaml:"egress_dns"`
@@ -197,14 +202,8 @@ func Parse(data []byte) (Config, error) {
 	if f.IPv6Hook != nil {
 		cfg.IPv6ForwardHook = *f.IPv6Hook
 	}
-	if f.IPSet != nil {
-		switch strings.ToLower(strings.TrimSpace(*f.IPSet)) {
-		case "auto":
-		case "off":
-			cfg.NoIPSet = true
-		default:
-			return Config{}, fmt.Errorf("ipset: %q is not one of auto, off", *f.IPSet)
-		}
+	if err := parseModes(f, &cfg); err != nil {
+		return Config{}, err
 	}
 	for i, a := range f.Allow {
 		rule, err := parseAllow(a)
@@ -219,6 +218,30 @@ func Parse(data []byte) (Config, error) {
 	}
 	cfg.Egress = eg
 	return cfg, nil
+}
+
+// parseModes reads the keys that choose between fixed words.
+func parseModes(f file, cfg *Config) error {
+	word := func(p *string) string { return strings.ToLower(strings.TrimSpace(*p)) }
+	if f.IPSet != nil {
+		switch word(f.IPSet) {
+		case "auto":
+		case "off":
+			cfg.NoIPSet = true
+		default:
+			return fmt.Errorf("ipset: %q is not one of auto, off", *f.IPSet)
+		}
+	}
+	if f.ImageLabels != nil {
+		switch word(f.ImageLabels) {
+		case "ignore":
+		case "trust":
+			cfg.TrustImageLabels = true
+		default:
+			return fmt.Errorf("image_labels: %q is not one of ignore, trust", *f.ImageLabels)
+		}
+	}
+	return nil
 }
 
 // parseSelector validates the container and service keys that select

@@ -210,3 +210,15 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestImageLabelsKey(t *testing.T) {
+	for text, want := range map[string]bool{"": false, "image_labels: ignore\n": false, "image_labels: Trust\n": true} {
+		cfg, err := Parse([]byte(text))
+		if err != nil || cfg.TrustImageLabels != want {
+			t.Errorf("%q: trust %v, %v", text, cfg.TrustImageLabels, err)
+		}
+	}
+	if _, err := Parse([]byte("image_labels: yes\n")); err == nil || !strings.Contains(err.Error(), "ignore, trust") {
+		t.Errorf("image_labels: yes: %v", err)
+	}
+}

@@ -181,7 +181,11 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		case info.State == nil || !info.State.Running:
 			w.forget(id)
 		default:
-			ct := c.stamp(FromInspect(info))
+			ct := FromInspect(info)
+			if err := w.splitImageLabels(ctx, &ct, info.Image); err != nil {
+				return fmt.Errorf("container %s: %w", ct.Name, err)
+			}
+			ct = c.stamp(ct)
 			w.forget(id)
 			if info.HostConfig != nil && info.HostConfig.NetworkMode == "host" {
 				if ct.Labels[rules.LabelComponent] == "" {

@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -40,6 +41,7 @@ type API interface {
 	NetworkList(ctx context.Context, options client.NetworkListOptions) (client.NetworkListResult, error)
 	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 	ServiceList(ctx context.Context, options client.ServiceListOptions) (client.ServiceListResult, error)
+	ImageInspect(ctx context.Context, image string, options ...client.ImageInspectOption) (client.ImageInspectResult, error)
 	// IngressView is the one read the SDK's types cannot make (Client
 	// says why).
 	IngressView(ctx context.Context, network string) (Ingress, error)
@@ -67,6 +69,9 @@ type Watcher struct {
 	OnState func(connected bool)
 
 	cache cache
+	// images caches each image's labels by ID (image.go).
+	imagesMu sync.Mutex
+	images   map[string]map[string]string
 }
 
 func (w *Watcher) warn(err error, msg string) {
@@ -109,6 +114,9 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	snap.hostNetIDs = map[string]string{}
 	for _, c := range list.Items {
 		ct := ToContainer(c)
+		if err := w.splitImageLabels(ctx, &ct, c.ImageID); err != nil {
+			return snap, fmt.Errorf("container %s: %w", ct.Name, err)
+		}
 		if c.HostConfig.NetworkMode == "host" {
 			if ct.Labels[rules.LabelComponent] == "" { // dockmoat itself is no exposure
 				snap.HostNetwork = append(snap.HostNetwork, ct.Name)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
@@ -42,6 +43,22 @@ type fakeAPI struct {
 	streams       []chan events.Message // one per Events call, in order
 	errs          []chan error
 	filters       []string
+	// images: labels by image ID; an ID not here is not found (nil: every
+	// image exists, without labels).
+	images        map[string]map[string]string
+	imageInspects int
+}
+
+func (f *fakeAPI) ImageInspect(_ context.Context, id string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	f.imageInspects++
+	labels, ok := f.images[id]
+	if !ok && f.images != nil {
+		return client.ImageInspectResult{}, errdefs.ErrNotFound
+	}
+	var res client.ImageInspectResult
+	res.Config = &dockerspec.DockerOCIImageConfig{}
+	res.Config.Labels = labels
+	return res, nil
 }
 
 func (f *fakeAPI) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {

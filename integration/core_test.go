@@ -317,6 +317,8 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		}
 	})
 
+	t.Run("ImageLabelsOpenNothing", func(t *testing.T) { imageLabels(t, e) })
+
 	t.Run("UFWRouteAllowHonouredOrIgnored", func(t *testing.T) {
 		if eng.Legacy {
 			// Debian's ufw calls /usr/sbin/iptables (nft here) by absolute
@@ -567,4 +569,30 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// imageLabels: an image on a registry can carry dockmoat labels, which
+// Docker copies into every container made from it. They must open
+// nothing (egress and the rest alike: they never reach the policy); a
+// label the user sets at create opens its port (the control), and
+// image_labels: trust obeys the image's (the control for the closed
+// port: the image's label is well-formed and would open it).
+func imageLabels(t *testing.T, e *env) {
+	const tag = "dockmoat-test-labelled:latest"
+	if err := e.bed.BuildLabelledImage(e.ctx, tag, map[string]string{"dockmoat.allow": "9950"}); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, testbed.Spec{Name: "imglabel", Image: tag, Publish: []string{"9950:80", "9950:53/udp"}, Serve: []string{"80", "53/udp"}})
+	e.run(t, testbed.Spec{Name: "userlabel", Image: tag, Labels: map[string]string{"dockmoat.allow": "9951"},
+		Publish: []string{"9951:80"}, Serve: []string{"80"}})
+	e.sync(t)
+	e.expect(t, out("tcp", A, 9950, false, ""), out("udp", A, 9950, false, ""), out("tcp", A, 9951, true, "userlabel"))
+	plan, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan", "--config", e.dm.Config)
+	if !containsAll(plan, "container imglabel", "dockmoat.allow", "comes from the container's image") {
+		t.Errorf("plan does not say the image's label was ignored:\n%s", plan)
+	}
+	e.reload(t, "image_labels: trust\n")
+	e.expect(t, out("tcp", A, 9950, true, "imglabel"), out("udp", A, 9950, true, "imglabel"))
+	e.reload(t, "{}\n")
+	e.expect(t, out("tcp", A, 9950, false, ""))
 }

@@ -116,7 +116,8 @@ func (r *Reconciler) Plan(ctx context.Context) ([]netfilter.FamilyPlan, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.nf.Plan(ctx, r.config(), snap, true)
+	cfg := r.config()
+	return r.nf.Plan(ctx, cfg, rules.TrustImageLabels(cfg, snap), true)
 }
 
 // snapshot reads Docker, bounded so a hung dockerd cannot hang the loop.
@@ -169,6 +170,7 @@ func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncR
 func (r *Reconciler) pass(ctx context.Context, snap rules.Snapshot) (netfilter.SyncResult, error) {
 	var res netfilter.SyncResult
 	cfg := r.config()
+	snap = rules.TrustImageLabels(cfg, snap)
 	plans, err := r.nf.Plan(ctx, cfg, snap, false)
 	if err != nil {
 		return res, err

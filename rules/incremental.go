@@ -450,6 +450,7 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	res := Result{Family: inc.fam}
 	bridges(snap, &res)
 	res.Problems = append(res.Problems, serviceProblems(snap)...)
+	res.Problems = append(res.Problems, imageLabelProblems(snap)...)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
 	}

@@ -75,11 +75,14 @@ type Endpoint struct {
 
 // Container is the plain snapshot dockmoat needs of one running container.
 type Container struct {
-	ID        string
-	Name      string // without Docker's leading slash
-	Labels    map[string]string
-	Ports     []PortBinding
-	Endpoints []Endpoint
+	ID     string
+	Name   string // without Docker's leading slash
+	Labels map[string]string
+	// ImageLabels are dockmoat's labels that came with the container's
+	// image, kept out of Labels (image.go).
+	ImageLabels map[string]string
+	Ports       []PortBinding
+	Endpoints   []Endpoint
 	// Mesh marks a Swarm service published through the routing mesh
 	// (dockerwatch.IngressContainer): reached only through Docker's DNAT
 	// to the node's ingress sandbox, never through docker-proxy.

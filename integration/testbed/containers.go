@@ -3,6 +3,7 @@ package testbed
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -53,7 +54,11 @@ func serverBinary() ([]byte, error) {
 
 // BuildImage builds the workload image FROM scratch with the classic
 // builder: no registry, no BuildKit, works offline on every engine.
-func (b *Bed) BuildImage(ctx context.Context) error {
+func (b *Bed) BuildImage(ctx context.Context) error { return b.BuildLabelledImage(ctx, Image, nil) }
+
+// BuildLabelledImage builds the workload image as tag with LABELs, as an
+// image from a registry may carry them.
+func (b *Bed) BuildLabelledImage(ctx context.Context, tag string, labels map[string]string) error {
 	bin, err := serverBinary()
 	if err != nil {
 		return err
@@ -80,15 +85,15 @@ func (b *Bed) BuildImage(ctx context.Context) error {
 		return err
 	}
 	resp, err := b.Docker.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags: []string{Image}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
+		Tags: []string{tag}, Labels: labels, Version: build.BuilderV1, Remove: true, ForceRemove: true,
 	})
 	if err != nil {
-		return fmt.Errorf("building %s on %s: %w", Image, b.Engine.Name, err)
+		return fmt.Errorf("building %s on %s: %w", tag, b.Engine.Name, err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	if bytes.Contains(out, []byte(`"error"`)) {
-		return fmt.Errorf("building %s on %s: %s", Image, b.Engine.Name, out)
+		return fmt.Errorf("building %s on %s: %s", tag, b.Engine.Name, out)
 	}
 	return nil
 }
@@ -104,6 +109,7 @@ type Spec struct {
 	IP      string   // fixed address on Network
 	IP6     string   // fixed IPv6 address on Network
 	Restart string   // restart policy name
+	Image   string   // "" = Image
 }
 
 // Container is a started test container.
@@ -124,7 +130,8 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 	if cmd == nil {
 		cmd = s.Serve
 	}
-	cfg := &container.Config{Image: Image, Cmd: cmd, Labels: s.Labels, ExposedPorts: exposed, Env: []string{"NAME=" + s.Name}}
+	image := cmp.Or(s.Image, Image)
+	cfg := &container.Config{Image: image, Cmd: cmd, Labels: s.Labels, ExposedPorts: exposed, Env: []string{"NAME=" + s.Name}}
 	hc := &container.HostConfig{PortBindings: bindings}
 	if s.Restart != "" {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(s.Restart)}
