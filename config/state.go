@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultStateDir holds what `dockmoat disable` records. It is state, not
@@ -71,4 +73,47 @@ func ClearDisabled(dir string) error {
 		return fmt.Errorf("recording the enable: %w", err)
 	}
 	return nil
+}
+
+// daemonLock is the file a running daemon holds locked in the state
+// directory, so that `dockmoat enable` and `disable` can tell whether
+// anyone will act on what they record.
+const daemonLock = "daemon.lock"
+
+// HoldDaemonLock marks, for as long as the process lives (the kernel
+// drops the lock of a process that ends, crash or kill), that a daemon
+// follows the state in dir. release ends it sooner.
+func HoldDaemonLock(dir string) (release func(), err error) {
+	_ = os.MkdirAll(dir, 0o755) // as WriteDisabled would; failing is told below
+	f, err := os.OpenFile(filepath.Join(dir, daemonLock), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		// A read-only state directory: a lock file made by enable or
+		// disable still serves.
+		if f, err = os.Open(filepath.Join(dir, daemonLock)); err != nil {
+			return nil, fmt.Errorf("opening the daemon lock: %w", err)
+		}
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// DaemonRunning reports whether a daemon holds the lock in dir; known is
+// false when that cannot be tried. It leaves the lock file behind, so a
+// daemon with a read-only state directory can hold it later.
+func DaemonRunning(dir string) (running, known bool) {
+	f, err := os.OpenFile(filepath.Join(dir, daemonLock), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return false, false
+	}
+	defer f.Close()
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, true
+	case err != nil:
+		return false, false
+	}
+	return false, true // the lock is dropped with the file
 }

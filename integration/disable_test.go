@@ -39,7 +39,9 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 		return msg
 	}
 	start := time.Now()
-	dm("disable", "--reason", "integration test")
+	if msg := dm("disable", "--reason", "integration test"); !strings.Contains(msg, "egress limits of deny containers are lifted too") {
+		t.Errorf("disable does not say it lifts egress limits:\n%s", msg)
+	}
 	e.sync(t) // plan --check reads the same state: in sync once the daemon applied it
 	t.Logf("disable applied in %v", time.Since(start).Round(time.Millisecond))
 	e.expect(t, opened...)
@@ -63,8 +65,20 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 		t.Fatal("session opened while disabled does not answer")
 	}
 
+	// enable with no daemon running records the state but must not report
+	// success: the bypass stays in the kernel (the port still answers)
+	// until dockmoat starts, which applies it.
+	if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := e.bed.Exec(e.ctx, dockmoatBin, "enable", "--state-dir", e.dm.StateDir()); err == nil || !strings.Contains(msg, "no dockmoat daemon runs here") {
+		t.Errorf("enable with no daemon running: %v\n%s", err, msg)
+	}
+	e.expect(t, opened...)
 	start = time.Now()
-	dm("enable")
+	if err := e.dm.Start(); err != nil {
+		t.Fatal(err)
+	}
 	e.sync(t)
 	t.Logf("enable applied in %v", time.Since(start).Round(time.Millisecond))
 	e.expect(t, closed...)

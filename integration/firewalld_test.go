@@ -2,8 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -240,26 +238,8 @@ func forgedReloads(t *testing.T, e *env) {
 // goroutines reads go_goroutines from dockmoat's /metrics.
 func (e *env) goroutines(t *testing.T) int {
 	t.Helper()
-	var body []byte
-	// Dialled on the namespace's locked thread: net/http would dial on
-	// another one, in the machine's namespace.
-	err := testbed.InNetns(e.bed.HostNSPath(), func() error {
-		c, err := net.DialTimeout("tcp", testbed.MetricsAddr, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\n\r\n"); err != nil {
-			return err
-		}
-		body, err = io.ReadAll(c)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(body), "\n") {
+	_, body := e.scrape(t, testbed.MetricsAddr, "/metrics")
+	for _, l := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(l, "go_goroutines "); ok {
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {

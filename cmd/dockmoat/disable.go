@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -23,16 +24,33 @@ func runDisable(opt options, out io.Writer) error {
 	if err := config.WriteDisabled(opt.stateDir, config.Off{Since: time.Now(), Reason: opt.reason}); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "dockmoat: protection disabled: published ports follow Docker's own rules.")
+	fmt.Fprintln(out, "dockmoat: protection disabled: published ports follow Docker's own rules, and the egress limits of deny containers are lifted too.")
+	if running, known := config.DaemonRunning(opt.stateDir); known && !running {
+		fmt.Fprintln(out, "No dockmoat daemon runs here: nothing changes until one starts (it then applies this); 'dockmoat enable' takes it back.")
+		return nil
+	}
 	fmt.Fprintln(out, "A running dockmoat applies this within a second and keeps it across restarts; 'dockmoat enable' turns protection back on.")
 	return nil
 }
+
+// errNoDaemon: the state says enabled, but nobody removes the bypass.
+var errNoDaemon = errors.New("no dockmoat daemon runs here, so the bypass that 'dockmoat disable' installed stays in the kernel: " +
+	"published ports stay open until dockmoat starts (systemctl start dockmoat, or the sidecar); it applies the enable at once")
 
 func runEnable(opt options, out io.Writer) error {
 	if err := config.ClearDisabled(opt.stateDir); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "dockmoat: protection enabled; a running dockmoat applies this within a second.")
+	running, known := config.DaemonRunning(opt.stateDir)
+	switch {
+	case known && !running:
+		fmt.Fprintln(out, "dockmoat: enable recorded.")
+		return errNoDaemon
+	case !known:
+		fmt.Fprintln(out, "dockmoat: protection enabled; a running dockmoat applies this within a second (whether one runs here could not be told).")
+	default:
+		fmt.Fprintln(out, "dockmoat: protection enabled; the running dockmoat applies this within a second.")
+	}
 	return nil
 }
 
@@ -57,7 +75,7 @@ func applyDisabled(dir string, rec *reconciler.Reconciler, m *metrics.Metrics, l
 	m.Disabled(disabled)
 	if disabled {
 		log.WithFields(logrus.Fields{"since": off.Since.Format(time.RFC3339), "reason": off.Reason}).
-			Warn("protection DISABLED by 'dockmoat disable': published ports follow Docker's own rules until 'dockmoat enable'")
+			Warn("protection DISABLED by 'dockmoat disable': published ports follow Docker's own rules, and deny containers' egress is not limited, until 'dockmoat enable'")
 	} else {
 		log.Info("protection enabled")
 	}

@@ -297,6 +297,11 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go reloadOnHUP(ctx, hup, opt, rec, m, log, poke)
+	if release, err := config.HoldDaemonLock(opt.stateDir); err != nil {
+		log.WithError(err).Warn("cannot mark this daemon as running in the state directory: 'dockmoat enable' will say no daemon runs")
+	} else {
+		defer release()
+	}
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 

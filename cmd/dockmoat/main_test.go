@@ -152,11 +152,25 @@ func TestDisableEnableCommands(t *testing.T) {
 	if err != nil || !disabled || off.Reason != "moving hosts" || time.Since(off.Since) > time.Minute {
 		t.Fatalf("recorded: %+v %v %v", off, disabled, err)
 	}
-	if code := realMain([]string{"enable", "--state-dir", dir}, &out, &errb); code != 0 {
-		t.Fatalf("enable: exit %d, %q", code, errb.String())
+	// No daemon holds the state directory: enable records, but must not
+	// report success (the bypass stays in the kernel); with one, it does.
+	if code := realMain([]string{"enable", "--state-dir", dir}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "no dockmoat daemon runs here") {
+		t.Fatalf("enable without a daemon: exit %d, %q", code, errb.String())
 	}
 	if _, disabled, _ := config.ReadDisabled(dir); disabled {
 		t.Fatal("still disabled after enable")
+	}
+	release, err := config.HoldDaemonLock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	if code := realMain([]string{"enable", "--state-dir", dir}, &out, &errb); code != 0 {
+		t.Fatalf("enable with a daemon: exit %d, %q", code, errb.String())
+	}
+	release()
+	if running, known := config.DaemonRunning(dir); running || !known {
+		t.Errorf("after release: running %v, known %v", running, known)
 	}
 	errb.Reset()
 	if code := realMain([]string{"enable", "now"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unexpected argument") {
