@@ -320,6 +320,7 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 	slices.SortFunc(bindings, comparePorts)
 	bindings = slices.CompactFunc(bindings, func(a, b PortBinding) bool { return comparePorts(a, b) == 0 })
 
+	grants := indexGrants(slices.Concat(labelGrants, cfgGrants))
 	var out []Decision
 	for _, b := range bindings {
 		d := Decision{Container: c.Name, Binding: b, Reason: "closed by dockmoat default deny"}
@@ -329,25 +330,7 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 		case fatal:
 			d.Reason = "closed: invalid dockmoat label"
 		default:
-			var srcs config.Sources
-			var origins []string
-			// Per-port labels override dockmoat.from for their ports.
-			perPort := slices.ContainsFunc(labelGrants, func(g grant) bool { return g.perPort && g.spec.Matches(b.HostPort, b.Proto) })
-			for _, g := range append(slices.Clone(labelGrants), cfgGrants...) {
-				if !g.spec.Matches(b.HostPort, b.Proto) || (perPort && !g.perPort && !g.fromConfig) {
-					continue
-				}
-				if len(origins) == 0 {
-					srcs = g.sources
-				} else {
-					srcs = srcs.Union(g.sources)
-				}
-				origins = append(origins, g.origin)
-			}
-			if len(origins) > 0 {
-				d.Open, d.Sources = true, srcs
-				d.Reason = "allowed by " + strings.Join(slices.Compact(origins), "; ")
-			}
+			open(&d, grants.of(b))
 		}
 		out = append(out, d)
 	}
@@ -397,8 +380,20 @@ func entries(c Container, decisions []Decision) int {
 // hint when the user wrote the container port instead of the host port.
 func unmatched(c Container, grants []grant, bindings []PortBinding) []Problem {
 	var out []Problem
+	byHost, byContainer := map[uint16][]PortBinding{}, map[uint16][]PortBinding{}
+	for _, b := range bindings {
+		byHost[b.HostPort] = append(byHost[b.HostPort], b)
+		byContainer[b.ContainerPort] = append(byContainer[b.ContainerPort], b)
+	}
+	// The bindings a spec may match: those of its port, or all for a range.
+	near := func(spec config.PortSpec, by map[uint16][]PortBinding) []PortBinding {
+		if spec.From == spec.To {
+			return by[spec.From]
+		}
+		return bindings
+	}
 	for _, g := range grants {
-		if g.spec.All || slices.ContainsFunc(bindings, func(b PortBinding) bool { return g.spec.Matches(b.HostPort, b.Proto) }) {
+		if g.spec.All || slices.ContainsFunc(near(g.spec, byHost), func(b PortBinding) bool { return g.spec.Matches(b.HostPort, b.Proto) }) {
 			continue
 		}
 		label, value := LabelAllow, c.Labels[LabelAllow]
@@ -410,7 +405,7 @@ func unmatched(c Container, grants []grant, bindings []PortBinding) []Problem {
 		if svc := c.Labels[config.LabelSwarmService]; svc != "" && len(bindings) == 0 {
 			msg += fmt.Sprintf("; if service %s publishes it through the routing mesh (ingress mode), labels cannot open it: every node must apply one policy and a node cannot read the labels of tasks it does not run; open it with `allow: [{service: %s, ports: [...]}]` in the config file the stack ships to every node, or publish with mode=host", svc, svc)
 		}
-		for _, b := range bindings {
+		for _, b := range near(g.spec, byContainer) {
 			if g.spec.Matches(b.ContainerPort, b.Proto) {
 				msg += fmt.Sprintf("; labels name the published (host) port: did you mean %d (published %d->%d/%s)?", b.HostPort, b.HostPort, b.ContainerPort, b.Proto)
 				break
@@ -419,6 +414,63 @@ func unmatched(c Container, grants []grant, bindings []PortBinding) []Problem {
 		out = append(out, Problem{Container: c.Name, Label: label, Value: value, Msg: msg})
 	}
 	return out
+}
+
+// grantIndex finds the grants that may match a published port without
+// walking them all (a container may carry thousands of per-port labels):
+// single-port grants by port, ranges and "all" in a list of their own.
+// Grants keep their order, which decides the order of a decision's
+// origins.
+type grantIndex struct {
+	all    []grant
+	byPort map[uint16][]int
+	other  []int
+}
+
+func indexGrants(gs []grant) grantIndex {
+	ix := grantIndex{all: gs, byPort: map[uint16][]int{}}
+	for i, g := range gs {
+		if !g.spec.All && g.spec.From == g.spec.To {
+			ix.byPort[g.spec.From] = append(ix.byPort[g.spec.From], i)
+		} else {
+			ix.other = append(ix.other, i)
+		}
+	}
+	return ix
+}
+
+// of lists, in order, the grants that match a binding.
+func (ix grantIndex) of(b PortBinding) []grant {
+	var out []grant
+	for _, i := range slices.Sorted(slices.Values(append(slices.Clone(ix.byPort[b.HostPort]), ix.other...))) {
+		if g := ix.all[i]; g.spec.Matches(b.HostPort, b.Proto) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// open opens d by the grants that match its binding: per-port labels
+// override dockmoat.from for their ports; config rules always add up.
+func open(d *Decision, matching []grant) {
+	perPort := slices.ContainsFunc(matching, func(g grant) bool { return g.perPort })
+	var srcs config.Sources
+	var origins []string
+	for _, g := range matching {
+		if perPort && !g.perPort && !g.fromConfig {
+			continue
+		}
+		if len(origins) == 0 {
+			srcs = g.sources
+		} else {
+			srcs = srcs.Union(g.sources)
+		}
+		origins = append(origins, g.origin)
+	}
+	if len(origins) > 0 {
+		d.Open, d.Sources = true, srcs
+		d.Reason = "allowed by " + strings.Join(slices.Compact(origins), "; ")
+	}
 }
 
 func comparePorts(a, b PortBinding) int {
