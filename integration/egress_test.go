@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,6 +114,9 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 		}
 		e.probe(t, "denied", map[string]string{"dockmoat.egress": "deny"}, []string{lookup, peerTCP}, closed)
 	})
+	if eng.IPv6 {
+		t.Run("NeighbourDiscoveryStaysOnLink", func(t *testing.T) { e.ndStaysOnLink(t) })
+	}
 	t.Run("AllowListExactly", func(t *testing.T) {
 		list := netip.AddrPortFrom(e.world, 7000).String() + "/tcp"
 		open := []string{worldTCP, lookup}
@@ -300,5 +306,60 @@ func (e *egress) restartKeepsDeny(t *testing.T) {
 	record(result{e.bed.Engine.Name, "egress: dockmoat restart", -1, through, tries, "deny container hammering the outside across stop and start"})
 	if tries < 10 || through > 0 {
 		t.Errorf("deny container got %d of %d connections through across the restart (%q)", through, tries, denied)
+	}
+}
+
+// ndStaysOnLink: the egress chains let neighbour discovery through (a
+// deny container needs it to reach its gateway), but only on the link: a
+// solicitation sent to an outside address, with ND's hop limit, must not
+// leave (a one-way channel out). The control: from a free container it
+// arrives.
+func (e *egress) ndStaysOnLink(t *testing.T) {
+	arrived := e.listenND(t)
+	target := "nd6:" + e.world6.String()
+	e.probe(t, "nd-free", nil, []string{target}, nil)
+	if n := arrived(); n == 0 {
+		t.Fatal("control: a free container's solicitation to the outside never arrived; the check below proves nothing")
+	}
+	e.probe(t, "nd-denied", map[string]string{"dockmoat.egress": "deny"}, []string{target}, nil)
+	if n := arrived(); n > 0 {
+		t.Errorf("%d neighbour solicitations from a deny container reached the outside", n)
+	}
+}
+
+// listenND counts, in the outside namespace, the test's neighbour
+// solicitations (their nonce) that arrived since the last call.
+func (e *egress) listenND(t *testing.T) func() int {
+	var conn net.PacketConn
+	if err := testbed.InNetns(e.bed.OutNSPath(), func() (err error) {
+		conn, err = net.ListenPacket("ip6:ipv6-icmp", "::")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var mu sync.Mutex
+	n := 0
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			k, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if k > 0 && buf[0] == 135 && bytes.Contains(buf[:k], []byte("dmoat!")) {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() int {
+		time.Sleep(300 * time.Millisecond) // the last ones in flight
+		mu.Lock()
+		defer mu.Unlock()
+		got := n
+		n = 0
+		return got
 	}
 }

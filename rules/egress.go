@@ -39,11 +39,16 @@ const (
 // router and neighbour solicitations and adverts, and MLD reports. They
 // are not connections and conntrack does not track them, so the egress
 // chains let them through first: without them a deny container would
-// lose IPv6 altogether, inbound replies included.
+// lose IPv6 altogether, inbound replies included. Each is let through
+// only with the hop limit the standard gives it (255 for ND, RFC 4861;
+// 1 for MLD, RFC 3810): a routed packet has its hop limit decremented
+// before the forward hook, so none of them can leave the link, which
+// would otherwise be a one-way channel out of a deny container.
 var NeighbourDiscovery = []struct {
-	Name string
-	Type int
-}{{"router-solicitation", 133}, {"neighbour-solicitation", 135}, {"neighbour-advertisement", 136}, {"mld2-listener-report", 143}}
+	Name     string
+	Type     int
+	HopLimit int
+}{{"router-solicitation", 133, 255}, {"neighbour-solicitation", 135, 255}, {"neighbour-advertisement", 136, 255}, {"mld2-listener-report", 143, 1}}
 
 // Egress is one deny container's outbound policy in one family.
 type Egress struct {

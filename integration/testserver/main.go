@@ -18,10 +18,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -129,6 +132,9 @@ func connect(addr string) int {
 // probe tries one thing and says how it went.
 func probe(spec string) string {
 	kind, addr, _ := strings.Cut(spec, ":")
+	if kind == "nd6" {
+		return sendND(addr)
+	}
 	if kind == "dns" {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		defer cancel()
@@ -279,4 +285,34 @@ func exitOn(what string, err error) {
 		fmt.Fprintln(os.Stderr, what+":", err)
 		os.Exit(1)
 	}
+}
+
+// sendND sends three ICMPv6 neighbour solicitations, with the hop limit
+// 255 that neighbour discovery uses, straight to addr (not a neighbour):
+// a packet a deny container might use as a one-way channel out. The
+// kernel fills in the checksum of a raw ICMPv6 socket.
+func sendND(addr string) string {
+	dst, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "fail " + err.Error()
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+	if err != nil {
+		return "fail " + err.Error()
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255); err != nil {
+		return "fail " + err.Error()
+	}
+	// Type 135, code 0, checksum, reserved, the target address, then a
+	// nonce option (RFC 3971) the receiving test recognises.
+	msg := append(append([]byte{135, 0, 0, 0, 0, 0, 0, 0}, dst.AsSlice()...), 14, 1, 'd', 'm', 'o', 'a', 't', '!')
+	to := &unix.SockaddrInet6{Addr: dst.As16()}
+	for range 3 {
+		if err := unix.Sendto(fd, msg, 0, to); err != nil {
+			return "fail " + err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "ok sent"
 }

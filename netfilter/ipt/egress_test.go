@@ -48,7 +48,7 @@ func TestRenderEgress(t *testing.T) {
 	eg := lines(v6.Ruleset, rules.ChainEgress)
 	nd := len(rules.NeighbourDiscovery)
 	assertLines(t, "DOCKMOAT-EGRESS ipv6", []string{eg[1], eg[nd+2], eg[len(eg)-1]}, []string{
-		`-A DOCKMOAT-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "dockmoat:H neighbour discovery: icmpv6 type neighbour-solicitation" -j RETURN`,
+		`-A DOCKMOAT-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -m comment --comment "dockmoat:H neighbour discovery: icmpv6 type neighbour-solicitation on the link" -j RETURN`,
 		`-A DOCKMOAT-EGRESS -s fd00::2/128 -d 2001:db8::1/128 -p udp -m udp --dport 53 -m comment --comment "dockmoat:H egress of db: allowed _2001:db8::1_:53/udp" -j RETURN`,
 		`-A DOCKMOAT-EGRESS -s fd00::2/128 -m comment --comment "dockmoat:H egress of db: refused" -j REJECT`,
 	})

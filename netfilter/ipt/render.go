@@ -321,7 +321,8 @@ func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) Own
 	ch := OwnedChain{Name: rules.ChainEgress}
 	if fam == rules.IPv6 {
 		for _, t := range rules.NeighbourDiscovery {
-			ch.add(rules.Desc("neighbour discovery: icmpv6 type "+t.Name), "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(t.Type), "-j", "RETURN")
+			ch.add(rules.Desc("neighbour discovery: icmpv6 type "+t.Name+" on the link"), "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(t.Type),
+				"-m", "hl", "--hl-eq", strconv.Itoa(t.HopLimit), "-j", "RETURN")
 		}
 	}
 	for _, e := range egress {

@@ -224,11 +224,9 @@ func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
 func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 	ch := Chain{Name: chainEgress}
 	if len(res[1].Egress) > 0 {
-		var types []string
 		for _, t := range rules.NeighbourDiscovery {
-			types = append(types, strconv.Itoa(t.Type))
+			ch.add("neighbour discovery: "+t.Name+" on the link", fmt.Sprintf("icmpv6 type %d ip6 hoplimit %d accept", t.Type, t.HopLimit))
 		}
-		ch.add("neighbour discovery", "icmpv6 type { "+strings.Join(types, ", ")+" } accept")
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, e := range res[i].Egress {

@@ -172,7 +172,7 @@ func TestRenderEgress(t *testing.T) {
 		`ip6 saddr fd00::2 ip6 daddr 2001:db8::53 udp dport 53 accept comment`,
 		`ip6 saddr fd00::2 ip6 daddr 2001:db8::1 udp dport 53 accept comment`,
 		`ip6 saddr fd00::2 reject comment`,
-		`icmpv6 type { 133, 135, 136, 143 } accept comment "dockmoat:`,
+		`icmpv6 type 135 ip6 hoplimit 255 accept comment "dockmoat:`, `icmpv6 type 143 ip6 hoplimit 1 accept comment "dockmoat:`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("nft table lacks %q:\n%s", want, text)
