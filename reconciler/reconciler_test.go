@@ -325,6 +325,7 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 			if ok, err := r.rec.Intact(context.Background()); !ok || err != nil {
 				t.Errorf("not intact with the hook in FORWARD (%v)", err)
 			}
+
 			// Docker recreates its chain, then its jump: the hook stays in
 			// FORWARD until DOCKER-USER is reached.
 			r.v4.SetChain("DOCKER-USER", "-j RETURN")
@@ -492,6 +493,31 @@ func TestGuardThenRun(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(v4.Rules(rules.ChainIngress), "\n"), "allow web 8080/tcp") {
 		t.Error("run did not replace the guard ruleset")
+	}
+}
+
+// A late guard leaves alone a dockmoat hooked in FORWARD (DOCKER-USER
+// gone): the coarse guard ruleset must not replace the exact one.
+func TestGuardLeavesForwardHook(t *testing.T) {
+	v4 := iptfake.New("DOCKER", "DOCKER-USER")
+	v4.Append("FORWARD", "-j DOCKER-USER")
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	log, _ := test.NewNullLogger()
+	rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), d, config.Default(), log)
+	if _, err := rec.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v4.SetChain("FORWARD")
+	v4.DeleteChain("DOCKER-USER")
+	if _, err := rec.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restores := v4.Restores
+	if _, err := rec.Guard(context.Background(), config.Default()); err != nil || v4.Restores != restores {
+		t.Errorf("a guard rewrote the rules of a dockmoat hooked in FORWARD (%v)", err)
+	}
+	if !strings.Contains(strings.Join(v4.Rules(rules.ChainIngress), "\n"), "allow web 8080/tcp") {
+		t.Error("the exact ruleset was replaced")
 	}
 }
 

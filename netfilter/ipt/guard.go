@@ -29,7 +29,9 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 		}
 		_, hasMain := obs.Owned[rules.ChainMain]
 		_, hasIngress := obs.Owned[rules.ChainIngress]
-		if len(obs.Hook) > 0 && hasMain && hasIngress {
+		// The hook in FORWARD counts: a running dockmoat puts it there
+		// while DOCKER-USER is missing.
+		if (len(obs.Hook) > 0 || len(obs.ForwardHook) > 0) && hasMain && hasIngress {
 			done = append(done, fam.String()+": protection already installed; left as it is")
 			continue
 		}
