@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,10 @@ func TestComposeFile(t *testing.T) {
 			Volumes     []string          `yaml:"volumes"`
 			Labels      map[string]string `yaml:"labels"`
 			Ports       []string          `yaml:"ports"`
+			MemLimit    string            `yaml:"mem_limit"`
+			Logging     struct {
+				Options map[string]string `yaml:"options"`
+			} `yaml:"logging"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(data, &c); err != nil {
@@ -75,6 +80,19 @@ func TestComposeFile(t *testing.T) {
 	if !slices.Equal(d.CapDrop, []string{"ALL"}) || !d.ReadOnly || !slices.Equal(d.Tmpfs, []string{"/run", "/tmp"}) ||
 		!slices.Equal(d.SecurityOpt, []string{"no-new-privileges:true"}) {
 		t.Errorf("dockmoat service hardening: %+v", d)
+	}
+	if len(c.Services) != 1 {
+		t.Errorf("deploy/compose.yaml starts more than dockmoat: %v", slices.Collect(maps.Keys(c.Services)))
+	}
+	if d.MemLimit == "" || d.Logging.Options["max-size"] == "" {
+		t.Errorf("dockmoat service without a memory limit or log rotation: %+v", d)
+	}
+	data, err = os.ReadFile("../examples/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
 	}
 	if c.Services["web"].Labels["dockmoat.allow"] == "" || len(c.Services["db"].Labels) != 0 || len(c.Services["db"].Ports) == 0 {
 		t.Error("the example should open web with a label and leave the published db closed")
