@@ -2,7 +2,8 @@
 // defaults and its validation. It turns bytes into a validated Config and
 // never touches the firewall or Docker; the label syntax shared with the
 // file (port specs, source lists) lives here too so both are parsed by the
-// same code.
+// same code. state.go keeps what is state rather than configuration: the
+// `dockmoat disable` switch and the running daemon's lock.
 package config
 
 import (

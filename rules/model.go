@@ -1,5 +1,6 @@
-// Package rules is dockmoat's pure core: configuration + container labels +
-// container snapshots in, one family's policy out (Result): which
+// Package rules is dockmoat's pure core: configuration + container labels
+// (those set at create; an image's are obeyed only when the config says
+// so, image.go) + container snapshots in, one family's policy out (Result): which
 // published port is open to whom (decisions), the allows that follow
 // (container address, published port, source), the bindings docker-proxy
 // serves, which containers may open which outbound connections (egress.go),
