@@ -23,7 +23,6 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 	if filter == nil {
 		return obs
 	}
-	defer func() { obs.DockerUserLive = obs.DockerUserLive && obs.Chains[rules.HookChain] }()
 	for name, ch := range filter.Chains {
 		obs.Chains[name] = true
 		switch {
@@ -47,6 +46,7 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 			obs.Owned[name] = hashes
 		}
 	}
+	obs.DockerUserLive = obs.DockerUserLive && obs.Chains[rules.HookChain]
 	return obs
 }
 
