@@ -116,8 +116,7 @@ func (r *Reconciler) Plan(ctx context.Context) ([]netfilter.FamilyPlan, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cfg := r.config()
-	return r.nf.Plan(ctx, cfg, rules.TrustImageLabels(cfg, snap), true)
+	return r.nf.Plan(ctx, r.config(), snap, true)
 }
 
 // snapshot reads Docker, bounded so a hung dockerd cannot hang the loop.
@@ -170,7 +169,6 @@ func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncR
 func (r *Reconciler) pass(ctx context.Context, snap rules.Snapshot) (netfilter.SyncResult, error) {
 	var res netfilter.SyncResult
 	cfg := r.config()
-	snap = rules.TrustImageLabels(cfg, snap)
 	plans, err := r.nf.Plan(ctx, cfg, snap, false)
 	if err != nil {
 		return res, err

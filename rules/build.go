@@ -157,6 +157,7 @@ var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // Build computes the desired ruleset for one family.
 func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
+	snap = TrustImageLabels(cfg, snap)
 	if inc := opt.Inc; opt.Sets && inc != nil && inc.fam == fam {
 		opt.Inc = nil
 		return inc.Build(cfg, snap, opt)

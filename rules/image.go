@@ -16,20 +16,20 @@ import (
 // and the config file. The source (dockerwatch) moves a dockmoat label
 // whose key and value equal the image's out of Container.Labels into
 // Container.ImageLabels; config image_labels: trust puts them back
-// (TrustImageLabels). A label the user sets at create with the very
+// (TrustImageLabels, at the top of Build, so every caller gets it). A label the user sets at create with the very
 // value the image has cannot be told from the image's (Docker keeps no
 // origin): it is ignored too, and the message says how to open the port.
 
 // IsOwnLabel reports whether a label key is dockmoat's (any letter case:
 // a key in the wrong case is dockmoat's too, and an error elsewhere).
 func IsOwnLabel(key string) bool {
-	k := strings.ToLower(key)
-	return strings.HasPrefix(k, LabelPrefix) || strings.HasPrefix(k, "io.dockmoat.")
+	const component = "io.dockmoat."
+	return hasLabelPrefix(key) || (len(key) >= len(component) && strings.EqualFold(key[:len(component)], component))
 }
 
 // TrustImageLabels returns snap with each container's image labels back
 // among its labels when the config says image_labels: trust, and snap
-// itself otherwise. Merged containers get Rev 0, so that a policy memo
+// itself otherwise (idempotent: merged containers have none left). Merged containers get Rev 0, so that a policy memo
 // compares their labels instead of trusting an unchanged revision.
 func TrustImageLabels(cfg config.Config, snap Snapshot) Snapshot {
 	if !cfg.TrustImageLabels || !slices.ContainsFunc(snap.Containers, func(c Container) bool { return len(c.ImageLabels) > 0 }) {

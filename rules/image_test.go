@@ -23,7 +23,7 @@ func TestImageLabels(t *testing.T) {
 		return false
 	}
 	cfg := config.Default()
-	res := Build(cfg, TrustImageLabels(cfg, snap), IPv4, Options{})
+	res := Build(cfg, snap, IPv4, Options{})
 	if open(res) {
 		t.Error("an image's label opened its port")
 	}
@@ -39,7 +39,7 @@ func TestImageLabels(t *testing.T) {
 	if trusted.Containers[0].Rev != 0 || snap.Containers[0].Labels != nil {
 		t.Errorf("trusting must copy (and reset Rev): %+v / %+v", trusted.Containers[0], snap.Containers[0])
 	}
-	if res := Build(cfg, trusted, IPv4, Options{}); !open(res) || len(res.Problems) != 0 {
+	if res := Build(cfg, snap, IPv4, Options{}); !open(res) || len(res.Problems) != 0 {
 		t.Errorf("image_labels: trust: open %v, problems %v", open(res), res.Problems)
 	}
 }

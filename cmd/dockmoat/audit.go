@@ -45,7 +45,6 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	if err != nil {
 		return false, fmt.Errorf("reading containers from Docker: %w", err)
 	}
-	snap = rules.TrustImageLabels(cfg, snap)
 	in := audit.Input{Config: cfg, Snapshot: snap, Ifaces: outsideInterfaces(snap.Bridges)}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := tables[fam]
@@ -161,7 +160,6 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 	if err != nil {
 		return false, fmt.Errorf("reading containers from Docker: %w", err)
 	}
-	snap = rules.TrustImageLabels(cfg, snap)
 	plans, err := rec.Plan(ctx)
 	if err != nil {
 		return false, err
