@@ -101,6 +101,13 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 	c := &w.cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The host's interfaces before Docker's networks: a bridge Docker
+	// creates in between is then either in both or caught by the rules'
+	// catch-all, never taken for the host's (rules.ForeignBridges).
+	links, lerr := HostLinks()
+	if lerr != nil {
+		w.warn(lerr, "cannot list the host's interfaces; no br-* bridge is taken for the host's own")
+	}
 	if !c.valid || time.Since(c.listedAt) > fullEvery {
 		if err := w.fullList(ctx); err != nil {
 			return rules.Snapshot{}, err
@@ -111,7 +118,9 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 			return rules.Snapshot{}, err
 		}
 	}
-	return c.snapshot(), nil
+	snap := c.snapshot()
+	snap.Links = links
+	return snap, nil
 }
 
 func (c *cache) snapshot() rules.Snapshot {

@@ -36,7 +36,7 @@ type Backend interface {
 	Intact(ctx context.Context) (bool, error)
 	// Guard installs the boot-time default deny, unless dockmoat's
 	// protection is already there; it returns one line per family.
-	Guard(ctx context.Context, cfg config.Config) ([]string, error)
+	Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error)
 	// Uninstall removes everything of dockmoat's, and nothing else.
 	Uninstall(ctx context.Context) error
 	// Notifies reports whether the kernel announces changes to these

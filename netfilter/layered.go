@@ -76,9 +76,9 @@ func (l Layered) Intact(ctx context.Context) (bool, error) {
 }
 
 // Guard implements Backend: both.
-func (l Layered) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
-	lines, lerr := l.Layer.Guard(ctx, cfg)
-	more, merr := l.Main.Guard(ctx, cfg)
+func (l Layered) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
+	lines, lerr := l.Layer.Guard(ctx, cfg, links)
+	more, merr := l.Main.Guard(ctx, cfg, links)
 	return append(more, lines...), errors.Join(merr, lerr)
 }
 

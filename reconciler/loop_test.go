@@ -71,7 +71,7 @@ func (f *fakeBackend) Intact(context.Context) (bool, error) {
 	return f.intact, nil
 }
 
-func (f *fakeBackend) Guard(context.Context, config.Config) ([]string, error) {
+func (f *fakeBackend) Guard(context.Context, config.Config, []string) ([]string, error) {
 	f.call("guard")
 	return []string{"guarded"}, nil
 }
@@ -247,7 +247,7 @@ func TestLoopWatchDriftPollsAndRepairs(t *testing.T) {
 // Guard and Uninstall go straight to the backend.
 func TestLoopGuardUninstall(t *testing.T) {
 	rec, fb, _, _ := loopRig(t)
-	done, err := rec.Guard(context.Background(), config.Default())
+	done, err := rec.Guard(context.Background(), config.Default(), nil)
 	if err != nil || len(done) != 1 {
 		t.Fatal(done, err)
 	}

@@ -467,7 +467,7 @@ func TestGuardThenRun(t *testing.T) {
 	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
 	log, _ := test.NewNullLogger()
 	rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), d, config.Default(), log)
-	done, err := rec.Guard(context.Background(), config.Default())
+	done, err := rec.Guard(context.Background(), config.Default(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +484,7 @@ func TestGuardThenRun(t *testing.T) {
 	t.Log(done)
 	// A second guard (or one after run) leaves things alone.
 	restores := v4.Restores
-	if _, err := rec.Guard(context.Background(), config.Default()); err != nil || v4.Restores != restores {
+	if _, err := rec.Guard(context.Background(), config.Default(), nil); err != nil || v4.Restores != restores {
 		t.Errorf("second guard rewrote rules: %v", err)
 	}
 	// run's first pass replaces the guard with the exact ruleset.
@@ -513,7 +513,7 @@ func TestGuardLeavesForwardHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	restores := v4.Restores
-	if _, err := rec.Guard(context.Background(), config.Default()); err != nil || v4.Restores != restores {
+	if _, err := rec.Guard(context.Background(), config.Default(), nil); err != nil || v4.Restores != restores {
 		t.Errorf("a guard rewrote the rules of a dockmoat hooked in FORWARD (%v)", err)
 	}
 	if !strings.Contains(strings.Join(v4.Rules(rules.ChainIngress), "\n"), "allow web 8080/tcp") {

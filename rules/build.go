@@ -76,6 +76,9 @@ type Result struct {
 	// Bridges are the snapshot's bridge names that are valid interface
 	// names, sorted: the Docker networks the rules name.
 	Bridges []string
+	// Foreign are the host's own br-* bridges, sorted (foreign.go): the
+	// catch-all for unseen networks must not take them for Docker's.
+	Foreign []string
 	// Sets, with Options.Sets: the allows as set elements (OPEN and FROM).
 	Sets []Set
 	// lists holds the decisions and allows (see Decisions and Allows).
@@ -220,6 +223,7 @@ func compareContainers(a, b *Container) int {
 // reports the others.
 func bridges(snap Snapshot, res *Result) {
 	res.Bridges = ValidBridges(snap)
+	res.Foreign = ForeignBridges(snap.Links, res.Bridges)
 	all := slices.Clone(snap.Bridges)
 	slices.Sort(all)
 	for _, b := range slices.Compact(all) {

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,5 +98,17 @@ func TestContainerTooLargeClosed(t *testing.T) {
 		if len(res.Problems) != 1 || !res.Problems[0].Fatal || !strings.Contains(res.Problems[0].String(), "80000 entries") {
 			t.Errorf("opt %+v: problems %v", opt, res.Problems)
 		}
+	}
+}
+
+func TestForeignBridges(t *testing.T) {
+	links := []string{"lo", "eth0", "br-lan", "br-ex", "br-0123456789ab", "br-0123456789AB", "br-custom", "docker0", "virbr0", "br-lan"}
+	got := ForeignBridges(links, []string{"br-custom"})
+	want := []string{"br-0123456789AB", "br-ex", "br-lan"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ForeignBridges = %v, want %v (Docker's br-<12 hex> and listed bridges are Docker's)", got, want)
+	}
+	if ForeignBridges(nil, nil) != nil {
+		t.Error("no links known: nothing foreign")
 	}
 }

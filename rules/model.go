@@ -102,6 +102,10 @@ type Snapshot struct {
 	// Bridges are the host interfaces of Docker's bridge networks
 	// (docker0, br-<id>, or the name set by com.docker.network.bridge.name).
 	Bridges []string
+	// Links are the names of the host's network interfaces, read beside
+	// Docker's view (dockerwatch): a br-* one Docker does not list is the
+	// host's (ForeignBridges). Nil when unknown.
+	Links []string
 	// NetworkBridges maps network name → bridge interface (audit).
 	NetworkBridges map[string]string
 	// HostNetwork names running containers on the host network: their

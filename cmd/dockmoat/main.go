@@ -443,7 +443,13 @@ func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	if err != nil {
 		return err
 	}
-	done, err := rec.Guard(ctx, cfg)
+	links, err := dockerwatch.HostLinks()
+	if err != nil {
+		// Without them no bridge is exempted: the host's own br-* ones
+		// stay closed like Docker's until dockmoat run.
+		log.WithError(err).Warn("cannot list the host's interfaces")
+	}
+	done, err := rec.Guard(ctx, cfg, links)
 	for _, d := range done {
 		fmt.Fprintln(out, "dockmoat guard:", d)
 	}

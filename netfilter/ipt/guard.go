@@ -16,8 +16,9 @@ import (
 // dockmoat's chains and the hook. Where dockmoat's protection is already
 // installed it does nothing, so a late guard never replaces the exact
 // ruleset of a running dockmoat with the coarse one.
-func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
+func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
 	var done []string
+	foreign := rules.ForeignBridges(links, nil)
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := b.families[fam]
 		if t == nil {
@@ -35,7 +36,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 			done = append(done, fam.String()+": protection already installed; left as it is")
 			continue
 		}
-		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain]))); err != nil {
+		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain], foreign))); err != nil {
 			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
 		}
 		if err := ensureHook(ctx, t, rules.HookChain); err != nil {
@@ -48,12 +49,12 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 
 // guardBatch installs the guard chains, and DOCKER-USER with FORWARD's
 // jump to it when Docker has not created them yet.
-func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool) string {
+func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool, foreign []string) string {
 	bt := iptsave.NewBatch()
 	if !hasDockerUser {
 		bt.Declare(rules.HookChain)
 	}
-	addChains(bt, GuardRuleset(cfg, fam), []string{rules.ChainMain, rules.ChainIngress})
+	addChains(bt, GuardRuleset(cfg, fam, foreign), []string{rules.ChainMain, rules.ChainIngress})
 	if !hasDockerUser {
 		bt.Line("-I FORWARD 1 -j " + rules.HookChain)
 	}

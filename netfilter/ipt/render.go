@@ -126,7 +126,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		}
 		return rs
 	}
-	main, ing := head(cfg, res.Bridges, fam, res.Egress)
+	main, ing := head(cfg, res, fam)
 	sets := res.Sets != nil
 	linear := res.Linear
 	if !sets {
@@ -169,7 +169,8 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
-func head(cfg config.Config, bridges []string, fam rules.Family, egress []rules.Egress) (OwnedChain, OwnedChain) {
+func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, OwnedChain) {
+	bridges, egress := res.Bridges, res.Egress
 	main := OwnedChain{Name: rules.ChainMain}
 	bypass(&main, cfg)
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
@@ -185,7 +186,7 @@ func head(cfg config.Config, bridges []string, fam rules.Family, egress []rules.
 	for _, b := range bridges {
 		main.add(rules.Desc("entering docker network "+b), "-o", b, "-j", rules.ChainIngress)
 	}
-	unseenNetworks(&main, bridges)
+	unseenNetworks(&main, bridges, res.Foreign)
 	ing := OwnedChain{Name: rules.ChainIngress}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
@@ -211,13 +212,30 @@ func bypass(ch *OwnedChain, cfg config.Config) {
 // one (containers keep talking out and to each other); new connections
 // into one go to INGRESS, where no allow names them. Only Docker's own
 // name patterns are matched (rules.DefaultBridges), so the user's bridges
-// (virbr0, br0) and their own port forwards are not touched.
-func unseenNetworks(main *OwnedChain, known []string) {
-	for _, b := range rules.UnseenBridges(known) {
+// (virbr0, br0) and their own port forwards are not touched; the host's
+// own br-* bridges (rules.ForeignBridges) are exempted by name first.
+func unseenNetworks(main *OwnedChain, known, foreign []string) {
+	unseen := rules.UnseenBridges(known)
+	foreignBridges(main, unseen, foreign)
+	for _, b := range unseen {
 		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range rules.UnseenBridges(known) {
+	for _, b := range unseen {
 		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-j", rules.ChainIngress)
+	}
+}
+
+// foreignBridges exempts the host's own br-* bridges from the catch-all
+// patterns (dst): connections into one are the host's business; from one
+// into a Docker network, they are outside traffic and go to INGRESS.
+func foreignBridges(ch *OwnedChain, dst, foreign []string) {
+	for _, f := range foreign {
+		ch.add(rules.Desc("into host bridge "+f+": not a docker network"), "-o", f, "-j", "RETURN")
+	}
+	for _, f := range foreign {
+		for _, b := range dst {
+			ch.add(rules.Desc("from host bridge "+f+" into docker networks "+rules.BridgePattern(b)), "-i", f, "-o", b, "-j", rules.ChainIngress)
+		}
 	}
 }
 
@@ -287,9 +305,10 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 	for _, b := range bridges {
 		ch.add(rules.Desc("from docker network "+b), "-i", b, "-j", "RETURN")
 	}
-	for _, b := range rules.UnseenBridges(bridges) {
-		ch.add(rules.Desc("from a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-j", "RETURN")
-	}
+	// No catch-all for networks not seen yet here: the host's own br-*
+	// bridges match it too (rules.ForeignBridges), and a container on a
+	// network the next pass will name only meets the published ports
+	// below, closed until then.
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
@@ -379,11 +398,17 @@ func proxySpec(b rules.PortBinding, fam rules.Family) []string {
 // before Docker starts, when neither the bridges nor the containers are
 // known yet. It closes every new connection Docker would DNAT to a
 // container, and everything routed into docker0 or a default-named br-*
-// bridge, except from trusted sources. `dockmoat run` replaces it with the
+// bridge, except from trusted sources. The host's own br-* bridges present
+// now (foreign, rules.ForeignBridges) are exempted by name first: what
+// comes from them is outside traffic. `dockmoat run` replaces it with the
 // exact ruleset on its first pass.
-func GuardRuleset(cfg config.Config, fam rules.Family) Ruleset {
+func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset {
 	main := OwnedChain{Name: rules.ChainMain}
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	foreignBridges(&main, rules.DefaultBridges, foreign)
+	for _, f := range foreign {
+		main.add(rules.Desc("guard: published ports, from host bridge "+f), "-i", f, "-m", "conntrack", "--ctstate", "DNAT", "-j", rules.ChainIngress)
+	}
 	for _, b := range rules.DefaultBridges {
 		main.add(rules.Desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
 	}

@@ -399,7 +399,6 @@ func TestProxyPathIPv6(t *testing.T) {
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -j RETURN`,
-		`-A DOCKMOAT-INPUT -i br-+ -m comment --comment "dockmoat:H from a docker network not seen yet br-*" -j RETURN`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -j RETURN`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp via docker-proxy" -j RETURN`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -j RETURN`,
@@ -480,7 +479,39 @@ func TestDisabledBypass(t *testing.T) {
 		assertLines(t, chain+" disabled", after, append([]string{"-A " + chain + " " + bypass}, before...))
 	}
 	assertLines(t, "INGRESS unchanged", lines(got.Ruleset, rules.ChainIngress), lines(on.Ruleset, rules.ChainIngress))
-	if g := GuardRuleset(off, rules.IPv4); strings.Contains(fmt.Sprint(g), "disabled") {
+	if g := GuardRuleset(off, rules.IPv4, nil); strings.Contains(fmt.Sprint(g), "disabled") {
 		t.Error("the boot guard never bypasses")
+	}
+}
+
+// The host's own br-lan is exempted from the catch-all by name: into it is
+// the host's business, from it into Docker's networks is outside traffic;
+// Docker's own br-<id> names (known or not) and other links are not.
+func TestForeignBridge(t *testing.T) {
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab"}}
+	res := build(config.Default(), snap, rules.IPv4, opts{})
+	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
+		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -j RETURN`,
+		`-A DOCKMOAT -i br-lan -o br-+ -m comment --comment "dockmoat:H from host bridge br-lan into docker networks br-*" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+	})
+	g := strings.Join(lines(GuardRuleset(config.Default(), rules.IPv4, res.Foreign), rules.ChainMain), "\n")
+	for _, want := range []string{
+		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -j RETURN
+-A DOCKMOAT -i br-lan -o docker0 -m comment --comment "dockmoat:H from host bridge br-lan into docker networks docker0" -j DOCKMOAT-INGRESS
+-A DOCKMOAT -i br-lan -o br-+ -m comment --comment "dockmoat:H from host bridge br-lan into docker networks br-*" -j DOCKMOAT-INGRESS
+-A DOCKMOAT -i br-lan -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H guard: published ports, from host bridge br-lan" -j DOCKMOAT-INGRESS
+-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H guard: leaving docker network docker0" -j RETURN`,
+	} {
+		if !strings.Contains(g, want) {
+			t.Errorf("guard: want, before the catch-all,\n%s\ngot\n%s", want, g)
+		}
+	}
+	if g := GuardRuleset(config.Default(), rules.IPv4, nil); strings.Contains(fmt.Sprint(g), "own bridge") {
+		t.Error("no foreign bridge, no exemption")
 	}
 }

@@ -161,7 +161,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 
 // Guard implements netfilter.Backend: the guard table, unless the table
 // is already there.
-func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error) {
+func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return nil, err
@@ -169,7 +169,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config) ([]string, error
 	if listing.Exists() {
 		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
 	}
-	if err := b.nft.Apply(ctx, GuardTable(cfg).ReplaceScript()); err != nil {
+	if err := b.nft.Apply(ctx, GuardTable(cfg, rules.ForeignBridges(links, nil)).ReplaceScript()); err != nil {
 		return nil, fmt.Errorf("installing the guard table: %w", err)
 	}
 	return []string{"nftables: guard installed (new connections to containers dropped until dockmoat run)"}, nil

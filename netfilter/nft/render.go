@@ -151,12 +151,14 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 	for _, b := range bridges {
 		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+chainIng)
 	}
-	// Networks not seen yet, as in rules.Build (unseenNetworks).
+	// Networks not seen yet, as in the ipt backend (unseenNetworks): the
+	// host's own br-* bridges excepted (rules.ForeignBridges).
+	not := notForeign(res[0].Foreign)
 	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), "iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
+		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), not("iifname")+"iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
 	}
 	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), "oifname "+strconv.Quote(rules.BridgePattern(b))+" jump "+chainIng)
+		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" jump "+chainIng)
 	}
 	ing := Chain{Name: chainIng}
 	addTrusted(&ing, cfg)
@@ -288,9 +290,8 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 	for _, b := range bridges {
 		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
 	}
-	for _, b := range rules.UnseenBridges(bridges) {
-		in.add("from a docker network not seen yet "+rules.BridgePattern(b), "iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
-	}
+	// No catch-all for networks not seen yet (as in the ipt backend's
+	// inputChain): the host's own br-* bridges match it too.
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		fam := rules.IPv4
 		if src.Addr().Is6() {
@@ -397,16 +398,40 @@ func nftAllow(a rules.Allow, fam rules.Family) string {
 // GuardTable is the boot-time table of `dockmoat guard` on an nftables
 // host: every new connection Docker would DNAT, or route into docker0 or a
 // br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`.
-func GuardTable(cfg config.Config) Ruleset {
+func GuardTable(cfg config.Config, foreign []string) Ruleset {
+	not := notForeign(foreign)
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
-	main.add("guard: leaving docker networks", `iifname { "docker0", "br-*" } accept`)
+	if len(foreign) > 0 {
+		main.add("into host bridges: not docker networks", "oifname "+nftNames(foreign)+" accept")
+	}
+	main.add("guard: leaving docker networks", not("iifname")+`iifname { "docker0", "br-*" } accept`)
 	main.add("guard: published ports", "ct status dnat jump "+chainIng)
 	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+chainIng)
 	ing := Chain{Name: chainIng}
 	addTrusted(&ing, cfg)
 	ing.add("guard: default deny until dockmoat run", "drop")
 	return Ruleset{Chains: []Chain{main, ing}}
+}
+
+// notForeign returns a match prefix that leaves the host's own br-*
+// bridges (rules.ForeignBridges) out of a catch-all on iifname or oifname.
+func notForeign(foreign []string) func(key string) string {
+	return func(key string) string {
+		if len(foreign) == 0 {
+			return ""
+		}
+		return key + " != " + nftNames(foreign) + " "
+	}
+}
+
+// nftNames is an anonymous set of interface names.
+func nftNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return "{ " + strings.Join(q, ", ") + " }"
 }
 
 // addTrusted accepts connections Docker DNATed from the trusted sources.

@@ -151,7 +151,7 @@ func TestDisabledBypass(t *testing.T) {
 			t.Errorf("%s: the rest changed", name)
 		}
 	}
-	if strings.Contains(GuardTable(config.Config{Disabled: true}).Text(), "disable") {
+	if strings.Contains(GuardTable(config.Config{Disabled: true}, nil).Text(), "disable") {
 		t.Error("the boot guard never bypasses")
 	}
 }
@@ -184,5 +184,30 @@ func TestRenderEgress(t *testing.T) {
 	}
 	if strings.Contains(text, "172.17.0.3") && strings.Contains(text, "saddr 172.17.0.3") {
 		t.Error("a container without egress policy is matched")
+	}
+}
+
+// TestForeignBridge: the nft rendering of ipt's TestForeignBridge.
+func TestForeignBridge(t *testing.T) {
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"eth0", "br-lan", "br-0123456789ab"}}
+	snap.Containers = proxySnap().Containers
+	rs, _ := Render(config.Default(), snap)
+	text := rs.Text()
+	for _, want := range []string{
+		`iifname != { "br-lan" } iifname "br-*" accept comment "dockmoat:`,
+		`oifname != { "br-lan" } oifname "br-*" jump ingress comment "dockmoat:`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("want %s in\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "not seen yet"); n != 2 {
+		t.Errorf("the input chain has no catch-all for unseen networks:\n%s", text)
+	}
+	g := GuardTable(config.Default(), []string{"br-lan"}).Text()
+	for _, want := range []string{`oifname { "br-lan" } accept`, `iifname != { "br-lan" } iifname { "docker0", "br-*" } accept`} {
+		if !strings.Contains(g, want) {
+			t.Errorf("guard: want %s in\n%s", want, g)
+		}
 	}
 }
