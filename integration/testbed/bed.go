@@ -125,6 +125,8 @@ type Bed struct {
 	node string
 	// bus and firewalld run with Engine.Firewalld (firewalld.go).
 	bus, firewalld *exec.Cmd
+	// lanNS is the LAN client's namespace (lan.go), when added.
+	lanNS string
 }
 
 var seq atomic.Int32
@@ -376,7 +378,7 @@ func (b *Bed) Close() {
 	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
 		unmountBelow(d)
 	}
-	for _, ns := range []string{b.OutNS, b.HostNS} {
+	for _, ns := range []string{b.lanNS, b.OutNS, b.HostNS} {
 		if ns != "" {
 			_, _ = run(ctx, "ip", "netns", "del", ns)
 		}

@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"net/netip"
+	"syscall"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// TestForeignBridge: a host with a LAN bridge of its own named br-lan
+// (OpenWrt, a home server) and a LAN client behind it. The bridge has
+// Docker's br- prefix and is not Docker's: published ports stay closed to
+// that LAN on the DNAT path and on the docker-proxy path (an IPv6 client
+// of an IPv4-only container), on a network created while dockmoat was
+// stopped, and under the boot guard; the host's own forwarding from the
+// outside into the LAN keeps working. Each closed check has its control:
+// the same path answers without dockmoat, or with an allow.
+func TestForeignBridge(t *testing.T) {
+	needBeds(t)
+	var beds []testbed.Engine
+	for _, eng := range engines {
+		switch eng.Name {
+		case "docker20":
+			beds = append(beds, eng)
+		case "docker29":
+			beds = append(beds, eng)
+			eng.Name, eng.FirewallBackend = "docker29-nftables", "nftables"
+			beds = append(beds, eng)
+		}
+	}
+	if len(beds) != 3 {
+		t.Fatalf("want docker20, docker29 and docker29-nftables, have %d beds", len(beds))
+	}
+	for _, eng := range beds {
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			foreignBridgeSuite(t, eng)
+		})
+	}
+}
+
+func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
+	e := startEnv(t, eng)
+	ctx := e.ctx
+	if err := e.bed.AddLAN(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The host routes between the outside and its LAN (its own rules, as
+	// a router's; Docker set FORWARD's policy to DROP).
+	for _, args := range [][]string{{"-A", "FORWARD", "-i", testbed.LANBridge, "-j", "ACCEPT"}, {"-A", "FORWARD", "-o", testbed.LANBridge, "-j", "ACCEPT"}} {
+		if out, err := e.bed.HostExec(ctx, append([]string{e.bed.Iptables()}, args...)...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	stop, err := e.bed.ServeIn(e.bed.LANNSPath(), "lanhost", "7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	e.run(t, testbed.Spec{Name: "closed", Publish: []string{"8080:80"}, Serve: []string{"80"}})
+	e.run(t, testbed.Spec{Name: "open", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}})
+	lan := func(port int, open bool, who string) check {
+		return check{proto: "tcp", src: testbed.LANClient, dst: netip.AddrPortFrom(testbed.LANHostIP, uint16(port)), open: open, who: who, fromNS: e.bed.LANNSPath()}
+	}
+	lan6 := func(port int, open bool, who string) check {
+		return check{proto: "tcp", src: testbed.LANClient6, dst: netip.AddrPortFrom(testbed.LANHostIP6, uint16(port)), open: open, who: who, fromNS: e.bed.LANNSPath()}
+	}
+	intoLAN := check{proto: "tcp", src: A, dst: netip.AddrPortFrom(testbed.LANClient, 7000), open: true, who: "lanhost"}
+
+	// Controls: Docker alone publishes to the LAN on both paths.
+	e.expect(t, lan(8080, true, "closed"), lan6(8080, true, "closed"), intoLAN)
+	e.startDockmoat(t, "{}\n")
+	t.Run("ClosedToTheLAN", func(t *testing.T) {
+		e.expect(t, lan(8080, false, ""), lan6(8080, false, ""), lan(8081, true, "open"), lan6(8081, true, "open"),
+			out("tcp", A, 8080, false, ""), intoLAN)
+	})
+	t.Run("NetworkCreatedWhileStopped", func(t *testing.T) {
+		if err := e.dm.Stop(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.bed.CreateNetwork(ctx, "late", "172.29.77.0/24"); err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, testbed.Spec{Name: "late", Network: "late", Publish: []string{"8090:80"}, Serve: []string{"80"}})
+		// IPv4 only: the docker-proxy path of a container started while
+		// dockmoat is stopped is open until the first pass, from anywhere
+		// (the security model's remainder), not only from this LAN.
+		e.expect(t, lan(8090, false, ""), lan(8081, true, "open"), lan6(8081, true, "open"), intoLAN)
+		// The control: allowed, the same path answers.
+		if err := e.dm.WriteConfig("allow:\n  - container: late\n    ports: [\"8090\"]\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.dm.Start(); err != nil {
+			t.Fatal(err)
+		}
+		e.sync(t)
+		e.expect(t, lan(8090, true, "late"), lan6(8090, true, "late"), lan(8080, false, ""))
+	})
+	t.Run("BootGuard", func(t *testing.T) {
+		if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := e.bed.Exec(ctx, dockmoatBin, "uninstall"); err != nil {
+			t.Fatalf("uninstall: %v: %s", err, out)
+		}
+		e.expect(t, lan(8080, true, "closed"))
+		if out, err := e.bed.Exec(ctx, dockmoatBin, "guard"); err != nil {
+			t.Fatalf("guard: %v: %s", err, out)
+		}
+		e.expect(t, lan(8080, false, ""), lan(8081, false, ""), intoLAN)
+	})
+}
