@@ -104,15 +104,21 @@ func (m *Metrics) ObserveSync(res netfilter.SyncResult, err error, took time.Dur
 		m.driftRepairs.Inc()
 	}
 	open, protected := map[string]bool{}, map[string]bool{}
+	installed := map[string]int{}
 	for _, p := range res.Plans {
 		if p.Skipped != "" {
 			continue
 		}
-		n := 0
+		// A second layer's rules (netfilter.Layered) are installed too:
+		// they add to the family's count. A family without rules reads 0.
+		f, n := p.Family.String(), 0
 		if p.Rules != nil {
 			n = p.Rules.Count()
 		}
-		m.rules.WithLabelValues(p.Family.String()).Set(float64(n))
+		installed[f] += n
+		if p.Layer {
+			continue // the same policy again: its ports are counted once
+		}
 		var o, c int
 		for _, d := range p.Result.Decisions() {
 			if d.Open {
@@ -125,6 +131,9 @@ func (m *Metrics) ObserveSync(res netfilter.SyncResult, err error, took time.Dur
 		}
 		m.ports.WithLabelValues(p.Family.String(), "open").Set(float64(o))
 		m.ports.WithLabelValues(p.Family.String(), "closed").Set(float64(c))
+	}
+	for fam, n := range installed {
+		m.rules.WithLabelValues(fam).Set(float64(n))
 	}
 	for name := range open {
 		delete(protected, name)

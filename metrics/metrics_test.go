@@ -92,3 +92,36 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Error("healthz while disabled")
 	}
 }
+
+// counted is a rendering of n rules.
+type counted int
+
+func (c counted) Lines() []string { return nil }
+func (c counted) Count() int      { return int(c) }
+
+// dockmoat_rules_installed counts every installed rule of a family: a
+// second layer's (firewalld hosts) adds to the main backend's instead of
+// overwriting it, and a family without rules reads 0. Ports are counted
+// once.
+func TestRulesInstalledLayered(t *testing.T) {
+	m := New()
+	res := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
+	}}, rules.IPv4, rules.Options{})
+	m.ObserveSync(netfilter.SyncResult{Plans: []netfilter.FamilyPlan{
+		{Family: rules.IPv4, Rules: counted(9), Result: res},
+		{Family: rules.IPv6, Rules: counted(4)},
+		{Family: rules.IPv4, Rules: counted(13), Result: res, Layer: true},
+		{Family: rules.IPv6, Layer: true},
+	}}, nil, time.Millisecond)
+	_, body := get(t, m, "/metrics")
+	for _, want := range []string{
+		`dockmoat_rules_installed{family="ipv4"} 22`,
+		`dockmoat_rules_installed{family="ipv6"} 4`,
+		`dockmoat_published_ports{family="ipv4",state="closed"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}

@@ -515,3 +515,25 @@ func TestForeignBridge(t *testing.T) {
 		t.Error("no foreign bridge, no exemption")
 	}
 }
+
+// The rendering a plan carries counts what is installed (the metric
+// dockmoat_rules_installed): every chain's rules and the jumps, which
+// come first in the lines `plan` prints.
+func TestRenderedCountsJumps(t *testing.T) {
+	res := build(config.Default(), proxySnap(), rules.IPv6, opts{Sets: true})
+	n := 0
+	for _, ch := range res.Ruleset.Chains {
+		n += len(ch.Rules)
+	}
+	r := rendered{rs: res.Ruleset, hookIn: rules.HookChain, inputHook: true}
+	if r.Count() != n+2 || n == 0 {
+		t.Errorf("Count = %d, want %d chain rules + 2 jumps", r.Count(), n)
+	}
+	l := r.Lines()
+	if len(l) != r.Count() || !strings.HasPrefix(l[0], "-I DOCKER-USER 1 ") || !strings.HasPrefix(l[1], "-I INPUT 1 ") {
+		t.Errorf("lines: %d, first %q, %q", len(l), l[0], l[1])
+	}
+	if input := (rendered{rs: res.Ruleset}); input.Count() != n {
+		t.Errorf("input-only: Count = %d, want %d", input.Count(), n)
+	}
+}

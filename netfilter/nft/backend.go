@@ -57,7 +57,7 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
 	obs := netfilter.Observed{Owned: listing.Chains}
-	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(),
+	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(), Rules: rs,
 		Observed: obs, Changed: changed, InTable: true, Layer: b.layer}
 	if len(changed) > 0 {
 		p4.Batch = rs.ReplaceScript()

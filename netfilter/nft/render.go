@@ -109,6 +109,18 @@ func (rs Ruleset) Text() string {
 	return b.String()
 }
 
+// Lines implements netfilter.Rendered: the table definition, by line.
+func (rs Ruleset) Lines() []string { return strings.Split(strings.TrimRight(rs.Text(), "\n"), "\n") }
+
+// Count implements netfilter.Rendered: the rules of every chain.
+func (rs Ruleset) Count() int {
+	n := 0
+	for _, ch := range rs.Chains {
+		n += len(ch.Rules)
+	}
+	return n
+}
+
 // ReplaceScript is the `nft -f` input that swaps the table atomically: the
 // first line makes sure the table exists so that deleting it cannot fail;
 // all three run as one transaction.
