@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -35,6 +37,21 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	out, err := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, dockmoatBin}, units...)...).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// Exposure scores (0 safest, 10 worst): the guard runs as root before
+	// Docker and must be as hardened as the daemon (it was 6.6 against
+	// 4.2 before).
+	for _, u := range units {
+		out, err := exec.Command("systemd-analyze", "security", "--offline=yes", u).CombinedOutput()
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("systemd-analyze security %s: %v\n%s", u, err, out)
+		}
+		score, _ := strconv.ParseFloat(string(m[1]), 64)
+		t.Logf("%s: exposure %.1f", filepath.Base(u), score)
+		if score > 4.5 {
+			t.Errorf("%s: exposure %.1f, want ≤ 4.5", filepath.Base(u), score)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,33 @@ func TestLoopGuardUninstall(t *testing.T) {
 	if got := fb.seen(); got != "guard uninstall" {
 		t.Errorf("calls %q", got)
 	}
+}
+
+// The watchdog callback runs while the loop waits and after each pass,
+// and not while a pass is stuck (here: in a Docker call that never
+// returns), so systemd restarts a daemon whose loop no longer turns.
+func TestLoopAliveOnlyWhileTurning(t *testing.T) {
+	rec, _, d, _ := loopRig(t)
+	var alive atomic.Int32
+	kick := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = rec.Run(ctx, kick, RunOptions{Resync: time.Hour, AliveEvery: 2 * time.Millisecond, Alive: func() { alive.Add(1) }})
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return alive.Load() >= 5 })
+
+	d.mu.Lock() // the next Docker call hangs
+	calls := d.calls.Load()
+	kick <- struct{}{}
+	waitFor(t, func() bool { return d.calls.Load() > calls })
+	stuck := alive.Load()
+	time.Sleep(50 * time.Millisecond)
+	if n := alive.Load(); n != stuck {
+		t.Errorf("%d pings while the pass was stuck", n-stuck)
+	}
+	d.mu.Unlock()
+	waitFor(t, func() bool { return alive.Load() > stuck+2 })
 }

@@ -22,6 +22,11 @@ type RunOptions struct {
 	MaxBackoff time.Duration
 	// OnSync, if set, is called after every pass (metrics, tests).
 	OnSync func(res netfilter.SyncResult, err error, took time.Duration)
+	// Alive, if set, is called every AliveEvery while the loop waits, and
+	// after every pass: systemd's watchdog. A loop that is stopped, stuck
+	// or inside a pass that never ends stops calling it.
+	Alive      func()
+	AliveEvery time.Duration
 }
 
 func (o *RunOptions) defaults() {
@@ -45,10 +50,15 @@ func (r *Reconciler) Run(ctx context.Context, kick <-chan struct{}, opt RunOptio
 	timer := time.NewTimer(0) // first pass right away
 	defer timer.Stop()
 	var last time.Time
+	alive := aliveTicker(opt)
+	defer alive.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-alive.C:
+			opt.Alive()
+			continue
 		case <-kick:
 			// Coalesce: one pass at most every MinInterval, however many
 			// events arrive. A kick also cuts a backoff short: an event
@@ -61,6 +71,9 @@ func (r *Reconciler) Run(ctx context.Context, kick <-chan struct{}, opt RunOptio
 		res, err := r.Sync(ctx)
 		if opt.OnSync != nil {
 			opt.OnSync(res, err, time.Since(last))
+		}
+		if opt.Alive != nil {
+			opt.Alive()
 		}
 		switch {
 		case err != nil && errors.Is(ctx.Err(), context.Canceled):
@@ -113,6 +126,16 @@ func (r *Reconciler) logResult(res netfilter.SyncResult, took time.Duration) {
 			"took": took.String(),
 		}).Info("firewall updated")
 	}
+}
+
+// aliveTicker ticks every AliveEvery when Alive is set; otherwise never.
+func aliveTicker(opt RunOptions) *time.Ticker {
+	if opt.Alive == nil || opt.AliveEvery <= 0 {
+		t := time.NewTicker(time.Hour)
+		t.Stop()
+		return t
+	}
+	return time.NewTicker(opt.AliveEvery)
 }
 
 func resetTimer(t *time.Timer, d time.Duration) {

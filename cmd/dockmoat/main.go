@@ -317,7 +317,15 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	}()
 
 	onSync := readyAfterFirstPass(m.ObserveSync, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })
-	err = rec.Run(ctx, kick, reconciler.RunOptions{Resync: opt.resync, OnSync: onSync})
+	ro := reconciler.RunOptions{Resync: opt.resync, OnSync: onSync}
+	if every := watchdogEvery(os.Getenv); every > 0 {
+		ro.AliveEvery, ro.Alive = every, func() {
+			if err := notify("WATCHDOG=1"); err != nil {
+				log.WithError(err).Warn("could not ping systemd's watchdog")
+			}
+		}
+	}
+	err = rec.Run(ctx, kick, ro)
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
 }

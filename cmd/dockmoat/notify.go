@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,4 +50,18 @@ func readyAfterFirstPass(next func(netfilter.SyncResult, error, time.Duration), 
 			}
 		})
 	}
+}
+
+// watchdogEvery is how often to ping systemd's watchdog (half of
+// WatchdogSec, as sd_watchdog_enabled(3) advises), or 0 when the unit has
+// none or it is meant for another process (WATCHDOG_PID).
+func watchdogEvery(getenv func(string) string) time.Duration {
+	usec, err := strconv.ParseInt(getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return 0
+	}
+	if pid := getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond / 2
 }

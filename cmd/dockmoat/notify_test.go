@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -51,5 +53,24 @@ func TestReadyAfterFirstPass(t *testing.T) {
 	cb(netfilter.SyncResult{}, nil, 0)
 	if passes != 3 || len(sent) != 1 || sent[0][:8] != "READY=1\n" {
 		t.Errorf("passes %d, sent %q", passes, sent)
+	}
+}
+
+func TestWatchdogEvery(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	self := strconv.Itoa(os.Getpid())
+	for _, c := range []struct {
+		vars map[string]string
+		want time.Duration
+	}{
+		{map[string]string{}, 0},
+		{map[string]string{"WATCHDOG_USEC": "60000000"}, 30 * time.Second},
+		{map[string]string{"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": self}, 30 * time.Second},
+		{map[string]string{"WATCHDOG_USEC": "60000000", "WATCHDOG_PID": "1"}, 0}, // meant for another process
+		{map[string]string{"WATCHDOG_USEC": "soon"}, 0},
+	} {
+		if got := watchdogEvery(env(c.vars)); got != c.want {
+			t.Errorf("%v: %s, want %s", c.vars, got, c.want)
+		}
 	}
 }
