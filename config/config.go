@@ -176,16 +176,24 @@ type file struct {
 // `trusted_source:` must not silently leave a port closed or open.
 func Parse(data []byte) (Config, error) {
 	cfg := Default()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, typeError(err, docPaths{})
+	}
+	paths, err := checkKeys(&root)
+	if err != nil {
+		return Config{}, err
+	}
 	var f file
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parsing YAML: %w", err)
+		return Config{}, typeError(err, paths)
 	}
 	for i, s := range f.TrustedSources {
 		src, err := ParseSource(s)
 		if err != nil {
-			return Config{}, fmt.Errorf("trusted_sources[%d]: %w", i, err)
+			return Config{}, paths.at(fmt.Sprintf("trusted_sources[%d]", i), err)
 		}
 		cfg.TrustedSources = append(cfg.TrustedSources, src)
 	}
@@ -194,7 +202,7 @@ func Parse(data []byte) (Config, error) {
 		case UFWAuto, UFWOn, UFWOff:
 			cfg.UFW = m
 		default:
-			return Config{}, fmt.Errorf("ufw: %q is not one of auto, on, off", *f.UFW)
+			return Config{}, paths.at("ufw", fmt.Errorf("%q is not one of auto, on, off", *f.UFW))
 		}
 	}
 	if f.LogBlocked != nil {
@@ -203,17 +211,17 @@ func Parse(data []byte) (Config, error) {
 	if f.IPv6Hook != nil {
 		cfg.IPv6ForwardHook = *f.IPv6Hook
 	}
-	if err := parseModes(f, &cfg); err != nil {
+	if err := parseModes(f, &cfg, paths); err != nil {
 		return Config{}, err
 	}
 	for i, a := range f.Allow {
 		rule, err := parseAllow(a)
 		if err != nil {
-			return Config{}, fmt.Errorf("allow[%d]: %w", i, err)
+			return Config{}, paths.at(fmt.Sprintf("allow[%d]", i), err)
 		}
 		cfg.Allow = append(cfg.Allow, rule)
 	}
-	eg, err := parseEgress(f.Egress, f.EgressDNS)
+	eg, err := parseEgress(f.Egress, f.EgressDNS, paths)
 	if err != nil {
 		return Config{}, err
 	}
@@ -222,7 +230,7 @@ func Parse(data []byte) (Config, error) {
 }
 
 // parseModes reads the keys that choose between fixed words.
-func parseModes(f file, cfg *Config) error {
+func parseModes(f file, cfg *Config, paths docPaths) error {
 	word := func(p *string) string { return strings.ToLower(strings.TrimSpace(*p)) }
 	if f.IPSet != nil {
 		switch word(f.IPSet) {
@@ -230,7 +238,7 @@ func parseModes(f file, cfg *Config) error {
 		case "off":
 			cfg.NoIPSet = true
 		default:
-			return fmt.Errorf("ipset: %q is not one of auto, off", *f.IPSet)
+			return paths.at("ipset", fmt.Errorf("%q is not one of auto, off", *f.IPSet))
 		}
 	}
 	if f.ImageLabels != nil {
@@ -239,7 +247,7 @@ func parseModes(f file, cfg *Config) error {
 		case "trust":
 			cfg.TrustImageLabels = true
 		default:
-			return fmt.Errorf("image_labels: %q is not one of ignore, trust", *f.ImageLabels)
+			return paths.at("image_labels", fmt.Errorf("%q is not one of ignore, trust", *f.ImageLabels))
 		}
 	}
 	return nil

@@ -104,7 +104,7 @@ func TestParseDefaults(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	cases := map[string]string{
-		"trusted_source: [10.0.0.0/8]":                           "field trusted_source not found",
+		"trusted_source: [10.0.0.0/8]":                           `unknown key "trusted_source" at the top level: did you mean "trusted_sources"?`,
 		"trusted_sources: [10.0.0.0/33]":                         "trusted_sources[0]",
 		"ufw: maybe":                                             "not one of auto, on, off",
 		"allow: [{ports: ['80']}]":                               "needs container",
@@ -120,7 +120,7 @@ func TestParseErrors(t *testing.T) {
 		"allow: [{container: web, ports: ['80'], from: {a: b}}]": "want a list",
 		"allow: [{container: web, ports: ['80']}]":               "",
 		"allow: [{container: web, ports: ['80'], from: [nope]}]": "not an IP address",
-		"log_blocked: perhaps":                                   "parsing YAML",
+		"log_blocked: perhaps":                                   `line 1: log_blocked: want true or false, not "perhaps"`,
 	}
 	for doc, want := range cases {
 		_, err := Parse([]byte(doc))
@@ -220,5 +220,45 @@ func TestImageLabelsKey(t *testing.T) {
 	}
 	if _, err := Parse([]byte("image_labels: yes\n")); err == nil || !strings.Contains(err.Error(), "ignore, trust") {
 		t.Errorf("image_labels: yes: %v", err)
+	}
+}
+
+// A bad file is reported in the user's words: the line, the key, what is
+// wanted, a did-you-mean; never a Go type name or YAML tag.
+func TestParseErrorsInUsersWords(t *testing.T) {
+	for _, c := range []struct{ doc, want string }{
+		{"trusted_sources: [10.0.0.0/8]\nallow:\n  - container: web\n    port: [\"80\"]\n",
+			`line 4: unknown key "port" in allow[0]: did you mean "ports"? (known keys: container, service, ports, from)`},
+		{"allow:\n  - container: web\n    ports: 80\n", `line 3: allow[0].ports: want a list, such as ["80", "443/tcp"], not "80"`},
+		{"ufw: auto\nallow: yes\n", `line 2: allow: want a list of rules, each starting with "- container:" or "- service:", not "yes"`},
+		{"trusted_sources:\n  - 10.0.0.0/8\n  - 10.1.0.0/33\n", "line 3: trusted_sources[1]:"},
+		{"allow:\n  - container: web\n    ports: [\"80000\"]\n", "line 2: allow[0]: ports:"},
+		{"allow:\n  - container: web\n    ports: [\"80\"]\n    from: []\n", "line 2: allow[0]: from (line 4) is empty"},
+		{"egress:\n  - container: x\n    policy: dney\n", `line 2: egress[0]: policy "dney" is not one of deny, allow`},
+		{"ipset: of\n", `line 1: ipset: "of" is not one of auto, off`},
+		{"egres:\n  - container: x\n", `did you mean "egress"?`},
+		{"allow:\n  - container: web\n    ports: [\"80\"\n", "not valid YAML: line"},
+		{"imagelabels: trust\n", `did you mean "image_labels"?`},
+		{"zzz: 1\n", `line 1: unknown key "zzz" at the top level (known keys:`},
+	} {
+		_, err := Parse([]byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got %v\nwant %s", c.doc, err, c.want)
+			continue
+		}
+		for _, jargon := range []string{"config.", "[]string", "!!", "unmarshal", "not found in type"} {
+			if strings.Contains(err.Error(), jargon) {
+				t.Errorf("%q: %v: says %q", c.doc, err, jargon)
+			}
+		}
+	}
+}
+
+func TestClosest(t *testing.T) {
+	known := []string{"trusted_sources", "ufw", "allow", "egress"}
+	for w, want := range map[string]string{"trusted_source": "trusted_sources", "alow": "allow", "UFW": "ufw", "egres": "egress", "policy": "", "x": ""} {
+		if got := Closest(w, known); got != want {
+			t.Errorf("Closest(%q) = %q, want %q", w, got, want)
+		}
 	}
 }

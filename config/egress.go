@@ -175,19 +175,19 @@ type fileEgress struct {
 }
 
 // parseEgress validates the `egress:` rules and `egress_dns:`.
-func parseEgress(rules []fileEgress, dns []string) (Egress, error) {
+func parseEgress(rules []fileEgress, dns []string, paths docPaths) (Egress, error) {
 	var out Egress
 	for i, f := range rules {
 		r, err := parseEgressRule(f)
 		if err != nil {
-			return out, fmt.Errorf("egress[%d]: %w", i, err)
+			return out, paths.at(fmt.Sprintf("egress[%d]", i), err)
 		}
 		out.Rules = append(out.Rules, r)
 	}
 	for i, s := range dns {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil {
-			return out, fmt.Errorf("egress_dns[%d]: want a resolver's address: %w", i, err)
+			return out, paths.at(fmt.Sprintf("egress_dns[%d]", i), fmt.Errorf("want a resolver's address: %w", err))
 		}
 		out.DNS = append(out.DNS, a.Unmap())
 	}

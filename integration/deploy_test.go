@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -139,5 +140,80 @@ func TestDepsKeepUsersDocker(t *testing.T) {
 	}
 	if out := deps(t.TempDir()); !strings.Contains(out, "docker.io") {
 		t.Errorf("control: without any dockerd, deps should ask for docker.io:\n%s", out)
+	}
+}
+
+// TestReloadChecksConfig runs dockmoat.service's ExecReload lines as
+// systemd would (in order, the first failure ends the reload) against a
+// stand-in main process, in a mount namespace where the unit's paths hold
+// this build and a test config: an invalid file fails the reload and the
+// daemon gets no SIGHUP; a valid one reaches it. check-config runs as an
+// unprivileged user (nobody) here: it needs no root, Docker or firewall.
+func TestReloadChecksConfig(t *testing.T) {
+	needBeds(t)
+	unit, err := os.ReadFile("../deploy/dockmoat.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reload []string
+	for _, l := range strings.Split(string(unit), "\n") {
+		if c, ok := strings.CutPrefix(l, "ExecReload="); ok {
+			reload = append(reload, c)
+		}
+	}
+	if len(reload) != 2 || !strings.Contains(reload[0], "check-config") {
+		t.Fatalf("want check-config, then the signal: %q", reload)
+	}
+	for _, c := range []struct {
+		name, config string
+		ok           bool
+	}{
+		{"invalid", "allow:\n  - container: web\n    port: [\"80\"]\n", false},
+		{"valid", "allow:\n  - container: web\n    ports: [\"80\"]\n", true},
+	} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(c.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The stand-in daemon: a sleep that a SIGHUP ends.
+		main := exec.Command("sleep", "60")
+		if err := main.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, l := range reload {
+			l = strings.ReplaceAll(l, "$MAINPID", strconv.Itoa(main.Process.Pid))
+			if strings.Contains(l, "check-config") {
+				l = "setpriv --reuid=65534 --regid=65534 --clear-groups " + l
+			}
+			lines = append(lines, l)
+		}
+		script := `mount -t tmpfs none /usr/local/bin && cp "$0" /usr/local/bin/dockmoat && mkdir -p /etc/dockmoat && ` +
+			`mount --bind "$1" /etc/dockmoat && ` + strings.Join(lines, " && ")
+		out, err := exec.Command("unshare", "-m", "sh", "-c", script, dockmoatBin, dir).CombinedOutput()
+		hup := make(chan error, 1)
+		go func() { hup <- main.Wait() }()
+		select {
+		case <-hup:
+			if !c.ok {
+				t.Errorf("%s config: the daemon got the signal", c.name)
+			}
+		case <-time.After(time.Second):
+			_ = main.Process.Kill()
+			<-hup
+			if c.ok {
+				t.Errorf("%s config: the daemon got no signal", c.name)
+			}
+		}
+		if (err == nil) != c.ok {
+			t.Errorf("%s config: reload error %v\n%s", c.name, err, out)
+		}
+		if !c.ok && !strings.Contains(string(out), `line 3: unknown key "port" in allow[0]: did you mean "ports"?`) {
+			t.Errorf("the failed reload does not say why:\n%s", out)
+		}
+		t.Logf("%s config: reload %v: %s", c.name, err, strings.TrimSpace(string(out)))
 	}
 }

@@ -30,6 +30,8 @@ Usage:
                                  (exit 0: as intended, 1: reachable beyond policy, 2: error)
   dockmoat disable     [flags]   switch protection off (kept across restarts) until enable
   dockmoat enable      [flags]   switch protection back on
+  dockmoat check-config [FILE]   check the config file; no root, Docker or firewall needed
+                                 (exit 0: valid, 1: not)
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
   dockmoat version               print the version (also --version)
   dockmoat completion bash       bash completion: source <(dockmoat completion bash)
@@ -48,6 +50,8 @@ var summaries = map[string]string{
 	"disable":     "switch protection off without uninstalling: one bypass rule per hook, kept by the running daemon and across restarts, until 'dockmoat enable'",
 	"enable":      "switch protection back on after 'dockmoat disable'",
 	"healthcheck": "exit 0 when the daemon's /healthz is ok (for container health checks)",
+	"check-config": "check the config file (--config, or FILE) without root, Docker or the firewall: exit 0 when valid, 1 with the line, " +
+		"the key and the fix when not (dockmoat.service runs it before a reload)",
 }
 
 // errUsage marks an error that is the caller's: exit 2 with a pointer to help.
@@ -71,11 +75,16 @@ func parseCommand(cmd string, args []string, stdout, stderr io.Writer) (opt opti
 		fmt.Fprintf(stderr, "dockmoat %s: %v; see 'dockmoat help %s'\n", cmd, err, cmd)
 		return opt, false, errUsage
 	}
-	if fs.NArg() > 0 {
+	if cmd == "check-config" && fs.NArg() == 1 {
+		opt.configPath, opt.configSet = fs.Arg(0), true
+	} else if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dockmoat %s: unexpected argument %q (it takes flags only); see 'dockmoat help %s'\n", cmd, fs.Arg(0), cmd)
 		return opt, false, errUsage
 	}
 	fs.Visit(func(f *flag.Flag) { opt.configSet = opt.configSet || f.Name == "config" })
+	if cmd == "check-config" {
+		return opt, false, nil
+	}
 	if err := opt.validate(cmd); err != nil {
 		fmt.Fprintf(stderr, "dockmoat %s: %v\n", cmd, err)
 		return opt, false, errUsage
@@ -89,6 +98,9 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	switch cmd {
 	case "healthcheck":
 		fs.StringVar(&opt.addr, "addr", "127.0.0.1:9323", "the daemon's --metrics-addr")
+		return fs
+	case "check-config":
+		fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (or give it as the argument)")
 		return fs
 	case "disable", "enable":
 		stateDirFlag(fs, opt)

@@ -72,6 +72,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case cmd == "healthcheck":
 		return healthcheck(opt.addr, stderr)
+	case cmd == "check-config":
+		return checkConfig(opt, stdout, stderr)
 	case cmd == "disable" || cmd == "enable":
 		run := runEnable
 		if cmd == "disable" {

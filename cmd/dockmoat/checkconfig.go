@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/dockmoat/dockmoat/config"
+)
+
+// checkConfig is `dockmoat check-config`: the config file read as the
+// daemon reads it, with nothing else (no root, no Docker, no firewall),
+// so that a file can be checked before it is installed, and the unit's
+// reload fails instead of running on the fail-closed config. Exit 0 when
+// valid (or when the default file does not exist: the defaults apply), 1
+// when not.
+func checkConfig(opt options, stdout, stderr io.Writer) int {
+	if !opt.configSet {
+		if _, err := os.Stat(opt.configPath); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stdout, "%s: no such file; dockmoat runs on the defaults (every published port closed unless a label opens it)\n", opt.configPath)
+			return 0
+		}
+	}
+	cfg, err := config.Load(opt.configPath, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "dockmoat check-config: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid: %d trusted source(s), %d allow rule(s), %d egress rule(s), ufw %s, image labels %s\n",
+		opt.configPath, len(cfg.TrustedSources), len(cfg.Allow), len(cfg.Egress.Rules), cfg.UFW, imageLabels(cfg))
+	return 0
+}
+
+func imageLabels(cfg config.Config) string {
+	if cfg.TrustImageLabels {
+		return "trusted"
+	}
+	return "ignored"
+}
