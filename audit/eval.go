@@ -29,6 +29,11 @@ type Packet struct {
 	// Recent says the client has history in every -m recent list (a
 	// client can knock first): --rcheck and --update match.
 	Recent bool
+	// Mark is the packet mark as far as known: the bits of MarkKnown.
+	// The evaluator keeps it (MARK --set-xmark); dockmoat's own bit
+	// (rules.PassMark) starts known and clear, any other bit unknown (a
+	// mangle rule may have set it).
+	Mark, MarkKnown uint32
 }
 
 // Result of an evaluation.
@@ -74,11 +79,13 @@ type evaluator struct {
 	budget   int
 	returned []iptsave.Rule
 	path     []Step
+	// mark and markKnown: the packet mark as the rules so far set it.
+	mark, markKnown uint32
 }
 
 // Eval runs the packet through chain (FORWARD or INPUT) of t.
 func Eval(t *iptsave.Table, chain string, p Packet) Verdict {
-	e := &evaluator{t: t, budget: 4096}
+	e := &evaluator{t: t, budget: 4096, markKnown: rules.PassMark}
 	v, ret := e.chain(chain, 0, p, nil, 0)
 	if ret { // RETURN from a builtin chain: its policy decides
 		if ch := t.Chains[chain]; ch != nil {
@@ -108,13 +115,14 @@ func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, 
 			return Verdict{Result: Unknown, Chain: name, Why: "ruleset too complex to evaluate"}, false
 		}
 		r := ch.Rules[i]
+		p.Mark, p.MarkKnown = e.mark, e.markKnown
 		m, why := match(r, p, e.t.Sets)
 		if m == matchUnknown {
 			// Evaluate both ways from here; if they agree, the match we
 			// cannot evaluate did not matter (the path told is the "no" way).
-			mark, marked := len(e.path), len(e.returned)
+			mark, marked, pm, pk := len(e.path), len(e.returned), e.mark, e.markKnown
 			yes, yret := e.apply(r, i, p, via, depth)
-			e.path, e.returned = e.path[:mark], e.returned[:marked]
+			e.path, e.returned, e.mark, e.markKnown = e.path[:mark], e.returned[:marked], pm, pk
 			no, nret := e.chain(name, i+1, p, via, depth)
 			switch {
 			case yret && nret:
@@ -166,7 +174,10 @@ func (e *evaluator) policy(ch *iptsave.Chain, via []iptsave.Rule) Verdict {
 func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth int) (v Verdict, ret, cont bool) {
 	tgt, isGoto := targetOf(r.Args)
 	switch tgt {
-	case "", "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "MARK", "CONNMARK", "CLASSIFY", "DSCP", "TOS":
+	case "MARK":
+		e.setMark(r.Args)
+		return Verdict{}, false, true
+	case "", "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "CONNMARK", "CLASSIFY", "DSCP", "TOS":
 		return Verdict{}, false, true // counting or non-terminating: not a move
 	}
 	e.step(r.Chain, r.Raw)
@@ -193,6 +204,50 @@ func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth i
 	return sub, false, false
 }
 
+// setMark applies MARK --set-xmark VALUE/MASK (the form iptables-save
+// prints): the mask's bits are cleared, then VALUE is xored in, and they
+// are known from then on. Any other form leaves every bit unknown.
+func (e *evaluator) setMark(args []string) {
+	i := slices.Index(args, "--set-xmark")
+	if i < 0 || i+1 >= len(args) {
+		e.markKnown = 0
+		return
+	}
+	v, m, ok := markSpec(args[i+1])
+	if !ok {
+		e.markKnown = 0
+		return
+	}
+	e.mark = (e.mark &^ m) ^ v
+	e.markKnown |= m
+}
+
+// markSpec parses VALUE[/MASK] (the mask defaults to every bit).
+func markSpec(s string) (v, m uint32, ok bool) {
+	vs, ms, hasMask := strings.Cut(s, "/")
+	v64, err := strconv.ParseUint(vs, 0, 32)
+	if err != nil {
+		return 0, 0, false
+	}
+	m64 := uint64(0xffffffff)
+	if hasMask {
+		if m64, err = strconv.ParseUint(ms, 0, 32); err != nil {
+			return 0, 0, false
+		}
+	}
+	return uint32(v64), uint32(m64), true
+}
+
+// markOpt evaluates -m mark --mark VALUE[/MASK]: known only when every
+// bit of the mask is.
+func markOpt(p Packet, spec string) (bool, bool) {
+	v, m, ok := markSpec(spec)
+	if !ok || m&^p.MarkKnown != 0 {
+		return false, false
+	}
+	return p.Mark&m == v, true
+}
+
 func targetOf(args []string) (string, bool) {
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "-j" || args[i] == "--jump" {
@@ -216,7 +271,7 @@ const (
 // knownModules are the -m modules whose options match understands.
 var knownModules = map[string]bool{"tcp": true, "udp": true, "sctp": true, "conntrack": true, "state": true,
 	"comment": true, "multiport": true, "limit": true, "hashlimit": true, "addrtype": true, "recent": true,
-	"pkttype": true, "icmp": true, "icmp6": true, "iprange": true, "rt": true, "ipv6header": true, "set": true}
+	"pkttype": true, "icmp": true, "icmp6": true, "iprange": true, "rt": true, "ipv6header": true, "set": true, "mark": true}
 
 // valueOpt evaluates an option with one argument v; known is false when
 // it cannot be decided for p.
@@ -343,6 +398,12 @@ func option(a, module, chain string, val func() string, p Packet, sets map[strin
 		return ok, ""
 	}
 	switch {
+	case a == "--mark" && module == "mark": // not connmark's --mark
+		ok, known := markOpt(p, val())
+		if !known {
+			return false, fmt.Sprintf("-m mark --mark in chain %s: the packet mark is not known here", chain)
+		}
+		return ok, ""
 	case a == "--match-set":
 		name, flags := val(), val()
 		ok, known := inSet(sets, name, flags, p)

@@ -276,3 +276,48 @@ COMMIT
 		t.Errorf("hashlimit-upto: %+v", v)
 	}
 }
+
+// dockmoat's pass mark is followed through the rules: set by MARK in the
+// chain that lets a packet through, checked after the hook. With the
+// chains intact an allowed packet passes the check; with the deciding
+// chain flushed, it is unmarked and the check drops it. Another bit of
+// the mark is not known (a mangle rule may have set it).
+func TestEvalPassMark(t *testing.T) {
+	table := func(ingress string) *iptsave.Table {
+		return iptsave.Parse([]byte(`*filter
+:FORWARD ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:DOCKMOAT - [0:0]
+:DOCKMOAT-INGRESS - [0:0]
+:DOCKMOAT-PASS - [0:0]
+:DOCKMOAT-CHECK - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j ACCEPT
+-A DOCKER-USER -j DOCKMOAT
+-A DOCKER-USER -m conntrack --ctstate NEW -j DOCKMOAT-CHECK
+-A DOCKMOAT -o docker0 -g DOCKMOAT-INGRESS
+-A DOCKMOAT -g DOCKMOAT-PASS
+` + ingress + `-A DOCKMOAT-PASS -j MARK --set-xmark 0x20000000/0x20000000
+-A DOCKMOAT-CHECK -m conntrack --ctstate DNAT -m mark ! --mark 0x20000000/0x20000000 -j DROP
+-A DOCKMOAT-CHECK -j MARK --set-xmark 0x0/0x20000000
+COMMIT
+`))["filter"]
+	}
+	intact := table("-A DOCKMOAT-INGRESS -s 198.51.100.0/24 -g DOCKMOAT-PASS\n-A DOCKMOAT-INGRESS -j DROP\n")
+	if v := Eval(intact, "FORWARD", pkt("198.51.100.1")); v.Result != Accept {
+		t.Errorf("allowed, intact: %+v", v)
+	}
+	if v := Eval(intact, "FORWARD", pkt("203.0.113.9")); v.Result != Drop || v.Chain != "DOCKMOAT-INGRESS" {
+		t.Errorf("refused, intact: %+v", v)
+	}
+	flushed := table("")
+	for _, src := range []string{"198.51.100.1", "203.0.113.9"} {
+		if v := Eval(flushed, "FORWARD", pkt(src)); v.Result != Drop || v.Chain != "DOCKMOAT-CHECK" {
+			t.Errorf("%s, INGRESS flushed: %+v", src, v)
+		}
+	}
+	other := iptsave.Parse([]byte("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j DROP\nCOMMIT\n"))["filter"]
+	if v := Eval(other, "FORWARD", pkt("198.51.100.1")); v.Result != Unknown {
+		t.Errorf("someone else's mark bit is not known: %+v", v)
+	}
+}

@@ -30,14 +30,28 @@ const (
 	// EgressLogPrefix is the kernel log prefix of refused outbound
 	// connections (egress.go).
 	EgressLogPrefix = "[DOCKMOAT EGRESS] "
+	// ChainPass marks a packet dockmoat's chains let through (PassMark);
+	// ChainCheck, reached by a second jump after the hook, drops a new
+	// DNATed connection without the mark, so that a flush of any one of
+	// dockmoat's chains, or a deleted hook, closes rather than opens.
+	ChainPass  = "DOCKMOAT-PASS"
+	ChainCheck = "DOCKMOAT-CHECK"
+	// CheckComment marks the jump to ChainCheck.
+	CheckComment = "dockmoat:check"
 )
+
+// PassMark is the packet-mark bit dockmoat sets on what its chains let
+// through and clears once checked. A bit no common tool uses (kube-proxy
+// 0x4000/0x8000, Tailscale 0xff0000, Cilium 0xf00, mwan3 0x3f00); only
+// Calico's default mask (0xffff0000) covers it.
+const PassMark = 0x20000000
 
 // IsOwnedChain reports whether a chain is one dockmoat creates. Names are
 // matched exactly: a user's DOCKMOAT_LOG or DOCKMOAT-MINE is foreign and
 // is never flushed, rewritten or deleted.
 func IsOwnedChain(name string) bool {
 	switch name {
-	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress:
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress, ChainPass, ChainCheck:
 		return true
 	}
 	return false
