@@ -708,7 +708,7 @@ func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
 	}
 	var foreign []string
 	for _, l := range obs.DockerUser {
-		if !strings.Contains(l, rules.HookComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
+		if !strings.Contains(l, rules.HookComment) && !strings.Contains(l, rules.CheckComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
 			foreign = append(foreign, strings.TrimPrefix(l, "-A DOCKER-USER "))
 		}
 	}

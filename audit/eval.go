@@ -59,7 +59,8 @@ type Verdict struct {
 	// Why explains an Unknown result.
 	Why string
 	// Returned lists the rules whose RETURN the packet took on its way,
-	// e.g. the dockmoat allow that handed it back to Docker's ACCEPT.
+	// innermost first (a goto whose chain returned counts), e.g. the
+	// dockmoat allow that handed it back to Docker's ACCEPT.
 	Returned []iptsave.Rule
 	// Path is every rule that sent the packet somewhere (a jump, goto,
 	// RETURN, or the verdict), and every chain it fell off, in order:
@@ -196,7 +197,10 @@ func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth i
 	sub, subRet := e.chain(tgt, 0, p, append(slices.Clone(via), r), depth+1)
 	if subRet {
 		if isGoto {
-			// -g: returning from the goto target returns from this chain.
+			// -g: returning from the goto target returns from this chain,
+			// as a RETURN here would (dockmoat's allows go to its pass
+			// chain): the rule is recorded as one.
+			e.returned = append(e.returned, r)
 			return Verdict{}, true, false
 		}
 		return Verdict{}, false, true

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // result is one row of the reliability table in the closing note.
@@ -356,6 +357,7 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 			return err
 		})
 	})
+	t.Run("3b_FlushEachOwnChainClosed", func(t *testing.T) { flushEachClosed(t, e, probes) })
 	t.Run("4_UFWReload", func(t *testing.T) {
 		if eng.Legacy {
 			t.Skip("ufw on this machine writes iptables-nft; the legacy bed has no ufw")
@@ -721,4 +723,69 @@ func metricsTaken(t *testing.T, e *env) {
 	if err := e.dm.Health(ctx); err != nil {
 		t.Errorf("/healthz not served once its address was free: %v", err)
 	}
+}
+
+// flushEachClosed: the layout fails closed. With dockmoat stopped
+// (SIGSTOP: no repair, the window lasts), each of its chains is flushed
+// in turn, then the hook and the check's jump deleted: the closed ports
+// stay closed (every probe, TCP and UDP). The control first: a flush of
+// DOCKMOAT-INGRESS with the check's jump gone opens the closed port, so
+// the bed would see an opening. After each fault dockmoat resumes and
+// repairs, and the allowed port answers again.
+func flushEachClosed(t *testing.T, e *env, probes []check) {
+	ctx := e.ctx
+	ipt := e.bed.Iptables()
+	save, err := e.bed.IptablesSave(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chains []string
+	for _, l := range strings.Split(save, "\n") {
+		if name, ok := strings.CutPrefix(l, ":"); ok && rules.IsOwnedChain(strings.Fields(name)[0]) && strings.Fields(name)[0] != rules.ChainInput {
+			chains = append(chains, strings.Fields(name)[0])
+		}
+	}
+	if !slices.Contains(chains, rules.ChainCheck) || !slices.Contains(chains, rules.ChainPass) {
+		t.Fatalf("owned chains %v: no check or pass chain", chains)
+	}
+	hook := []string{"-D", "DOCKER-USER", "-m", "comment", "--comment", rules.HookComment, "-j", rules.ChainMain}
+	checkJump := []string{"-D", "DOCKER-USER", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.CheckComment, "-j", rules.ChainCheck}
+	fault := func(name string, closed bool, cmds ...[]string) {
+		t.Helper()
+		ref, _ := e.protectedNow(ctx)
+		if err := e.dm.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cmds {
+			if out, err := e.bed.HostExec(ctx, append([]string{ipt}, c...)...); err != nil {
+				t.Fatalf("%s: %v: %s", name, err, out)
+			}
+		}
+		checks := probes
+		if !closed {
+			checks = []check{out("tcp", A, 8080, true, "closed")}
+		}
+		e.expect(t, checks...)
+		if err := e.dm.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := e.waitRepaired(ctx, ref, time.Now(), 10*time.Second); !ok {
+			t.Fatalf("%s: not repaired", name)
+		}
+		e.sync(t)
+		e.expect(t, out("tcp", B, 8081, true, "open"))
+		if closed {
+			t.Logf("%s: closed ports stayed closed while dockmoat was stopped (%d probes), then repaired", name, len(checks))
+		} else {
+			t.Logf("%s: the closed port answered (the control: the bed sees an opening), then repaired", name)
+		}
+	}
+	fault("control: DOCKMOAT-INGRESS flushed and the check's jump deleted", false, []string{"-F", rules.ChainIngress}, checkJump)
+	for _, ch := range chains {
+		fault("chain "+ch+" flushed", true, []string{"-F", ch})
+	}
+	fault("hook deleted", true, hook)
+	fault("check's jump deleted", true, checkJump)
+	record(result{e.bed.Engine.Name, "3b flush of each owned chain, hook or check (dockmoat stopped)", 0, 0, len(chains) + 2,
+		fmt.Sprintf("closed ports closed after each of %v, the hook and the check's jump", chains)})
 }

@@ -66,11 +66,14 @@ func ChainDrift(prefix string, found, last map[string][]string) []string {
 
 // JumpDrift tells how a jump of dockmoat's that belongs first in chain
 // was found at positions pos: missing, moved or duplicated (nil: in place).
-func JumpDrift(what, chain string, pos []int) []string {
+func JumpDrift(what, chain string, pos []int) []string { return JumpDriftAt(what, chain, pos, 1) }
+
+// JumpDriftAt is JumpDrift for a jump that belongs at position want.
+func JumpDriftAt(what, chain string, pos []int, want int) []string {
 	switch {
 	case len(pos) == 0:
 		return []string{what + " missing"}
-	case pos[0] != 1:
+	case pos[0] != want:
 		return []string{what + " moved (rule order changed in " + chain + ")"}
 	case len(pos) > 1:
 		return []string{what + " duplicated"}

@@ -19,6 +19,10 @@ type Observed struct {
 	Owned map[string][]string
 	// Hook lists the 1-based positions of dockmoat's hook in DOCKER-USER.
 	Hook []int
+	// Check and ForwardCheck list the positions of the jump to the
+	// check (second after the hook: netfilter/ipt's fail-closed layout)
+	// in DOCKER-USER and in FORWARD.
+	Check, ForwardCheck []int
 	// DockerUser is the raw rule lines of DOCKER-USER, for audit and tests.
 	DockerUser []string
 	// ForwardHook lists the hook's positions in FORWARD, where it sits on
@@ -70,8 +74,13 @@ type FamilyPlan struct {
 	// DOCKER-USER is missing (DockerUserMissing).
 	HookIn string
 	// StrayHooks counts copies of the hook in FORWARD once it belongs in
-	// DOCKER-USER again (left from while DOCKER-USER was missing).
-	StrayHooks int
+	// DOCKER-USER again (left from while DOCKER-USER was missing), and
+	// StrayChecks copies of the check's jump there.
+	StrayHooks, StrayChecks int
+	// CheckPositions are the positions in HookIn of the jump to the
+	// check, which belongs right after the hook when WantCheck.
+	CheckPositions []int
+	WantCheck      bool
 	// InputOnly is set for a family whose forward path dockmoat cannot
 	// hook (no DOCKER-USER) but where docker-proxy serves published ports:
 	// only DOCKMOAT-INPUT is managed; Note says why the rest is not.
@@ -112,9 +121,15 @@ func (p FamilyPlan) SetChanges() int {
 
 // InSync reports whether nothing needs to change.
 func (p FamilyPlan) InSync() bool {
-	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.SetChanges() == 0 && p.StrayHooks == 0 &&
-		(p.InputOnly || slices.Equal(p.HookPositions, []int{1})) &&
+	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.SetChanges() == 0 && p.StrayHooks+p.StrayChecks == 0 &&
+		(p.InputOnly || p.HooksInPlace()) &&
 		slices.Equal(p.Observed.InputHook, p.WantInputHook()))
+}
+
+// HooksInPlace: the hook is first in HookIn, and the check's jump (when
+// wanted) second.
+func (p FamilyPlan) HooksInPlace() bool {
+	return slices.Equal(p.HookPositions, []int{1}) && (!p.WantCheck || slices.Equal(p.CheckPositions, []int{2}))
 }
 
 // Rendered is a backend's rendering of a family's policy, as plans show

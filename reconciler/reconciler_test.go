@@ -113,8 +113,8 @@ func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
 		t.Errorf("want a chains batch then a hook batch, got %d: %q", r.v4.Restores, r.v4.Batches)
 	}
 	du := r.v4.Rules("DOCKER-USER")
-	if len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || du[1] != foreign || du[2] != "-j RETURN" {
-		t.Errorf("DOCKER-USER = %q; want hook first, then the foreign rules unchanged", du)
+	if len(du) != 4 || !strings.Contains(du[0], "dockmoat:hook") || !strings.Contains(du[1], "dockmoat:check") || du[2] != foreign || du[3] != "-j RETURN" {
+		t.Errorf("DOCKER-USER = %q; want the hook, the check, then the foreign rules unchanged", du)
 	}
 	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
 	if !strings.Contains(ing, "-d 172.17.0.2/32") || !strings.HasSuffix(ing, "-j DROP") {
@@ -316,8 +316,8 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 				t.Fatal("intact with the hook and chains gone")
 			}
 			fix()
-			if fw := r.v4.Rules("FORWARD"); len(fw) != 1 || !strings.Contains(fw[0], "dockmoat:hook") {
-				t.Fatalf("FORWARD while DOCKER-USER is missing: %q; want dockmoat's hook", fw)
+			if fw := r.v4.Rules("FORWARD"); len(fw) != 2 || !strings.Contains(fw[0], "dockmoat:hook") || !strings.Contains(fw[1], "dockmoat:check") {
+				t.Fatalf("FORWARD while DOCKER-USER is missing: %q; want dockmoat's hook and check", fw)
 			}
 			if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, restored) {
 				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, restored)
@@ -330,8 +330,8 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 			// FORWARD until DOCKER-USER is reached.
 			r.v4.SetChain("DOCKER-USER", "-j RETURN")
 			fix()
-			if fw := r.v4.Rules("FORWARD"); len(fw) != 1 || !strings.Contains(fw[0], "dockmoat:hook") {
-				t.Fatalf("FORWARD while DOCKER-USER is not yet reached: %q; want dockmoat's hook", fw)
+			if fw := r.v4.Rules("FORWARD"); len(fw) != 2 || !strings.Contains(fw[0], "dockmoat:hook") || !strings.Contains(fw[1], "dockmoat:check") {
+				t.Fatalf("FORWARD while DOCKER-USER is not yet reached: %q; want dockmoat's hook and check", fw)
 			}
 			r.v4.SetChain("FORWARD", append(r.v4.Rules("FORWARD"), "-j DOCKER-USER")...)
 			if ok, _ := r.rec.Intact(context.Background()); ok {
@@ -341,7 +341,7 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 			if fw := r.v4.Rules("FORWARD"); !slices.Equal(fw, []string{"-j DOCKER-USER"}) {
 				t.Errorf("FORWARD after DOCKER-USER came back: %q", fw)
 			}
-			if du := r.v4.Rules("DOCKER-USER"); len(du) != 2 || !strings.Contains(du[0], "dockmoat:hook") {
+			if du := r.v4.Rules("DOCKER-USER"); len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || !strings.Contains(du[1], "dockmoat:check") {
 				t.Errorf("DOCKER-USER after it came back: %q", du)
 			}
 			if ok, err := r.rec.Intact(context.Background()); !ok || err != nil {
@@ -640,7 +640,7 @@ func TestDriftRepairedWhileDockerDown(t *testing.T) {
 	if got := r.v4.Rules(rules.ChainIngress); !slices.Equal(got, want) {
 		t.Errorf("ingress not restored from the last state: %q", got)
 	}
-	if du := r.v4.Rules("DOCKER-USER"); len(du) != 2 || !strings.Contains(du[0], "dockmoat:hook") {
+	if du := r.v4.Rules("DOCKER-USER"); len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || !strings.Contains(du[1], "dockmoat:check") {
 		t.Errorf("hook not restored: %q", du)
 	}
 }
@@ -713,7 +713,7 @@ func TestDisableThenEnable(t *testing.T) {
 	ct.flows = []Flow{opened}
 	r.sync(t)
 	got := r.v4.Rules(rules.ChainMain)
-	if len(got) != len(enabled)+1 || !strings.Contains(got[0], "dockmoat enable") || !strings.HasSuffix(got[0], "-j RETURN") || !slices.Equal(got[1:], enabled) {
+	if len(got) != len(enabled)+1 || !strings.Contains(got[0], "dockmoat enable") || !strings.HasSuffix(got[0], "-g "+rules.ChainPass) || !slices.Equal(got[1:], enabled) {
 		t.Fatalf("disabled DOCKMOAT:\n%s\nwant the bypass, then:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
 	}
 	r.sync(t)

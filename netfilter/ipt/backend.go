@@ -173,6 +173,9 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	fam := p.Family.String() + ": "
 	if !p.InputOnly {
 		out = append(out, netfilter.JumpDrift(fam+"hook", p.HookIn, p.HookPositions)...)
+		if _, ok := last[rules.ChainCheck]; ok {
+			out = append(out, netfilter.JumpDriftAt(fam+"check", p.HookIn, p.CheckPositions, 2)...)
+		}
 	}
 	if _, ok := last[rules.ChainInput]; ok {
 		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)

@@ -20,7 +20,7 @@ func TestRenderEgress(t *testing.T) {
 	assertLines(t, "DOCKMOAT head", main[:3], []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT -s 172.17.0.2/32 -i docker0 ! -o docker0 -m comment --comment "dockmoat:H egress of db: leaving docker network docker0" -j DOCKMOAT-EGRESS`,
-		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
 	})
 	assertLines(t, "DOCKMOAT-EGRESS", lines(res.Ruleset, rules.ChainEgress), []string{
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -d 192.0.2.53/32 -p udp -m udp --dport 53 -m comment --comment "dockmoat:H egress of db: dns resolver 192.0.2.53:53/udp" -j RETURN`,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -15,22 +16,26 @@ import (
 )
 
 // fixHooks puts the jumps a plan needs at the top of their chains (the
-// hook in DOCKER-USER, or FORWARD while DOCKER-USER is missing, unless
-// input-only; the input hook when DOCKMOAT-INPUT is wanted), removes a
-// hook left in FORWARD once DOCKER-USER is hooked again, and removes the
-// input hook when that chain is no longer wanted, before the chain itself
-// goes. A pass and a repair both use it. fixed says whether anything was
-// changed.
+// hook and the check's jump in DOCKER-USER, or FORWARD while DOCKER-USER
+// is missing, unless input-only; the input hook when DOCKMOAT-INPUT is
+// wanted), removes the pair left in FORWARD once DOCKER-USER is hooked
+// again, and removes the input hook when that chain is no longer wanted,
+// before the chain itself goes. A pass and a repair both use it. fixed
+// says whether anything was changed.
 func fixHooks(ctx context.Context, t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
-	if !p.InputOnly && !slices.Equal(p.HookPositions, []int{1}) {
-		if err := ensureHook(ctx, t, p.HookIn); err != nil {
+	if !p.InputOnly && !p.HooksInPlace() {
+		if err := ensureJumps(ctx, t, p.HookIn, hookPair()); err != nil {
 			return false, err
 		}
 		fixed = true
 	}
-	if !p.InputOnly && p.HookIn != "FORWARD" && p.StrayHooks > 0 {
-		// DOCKER-USER is back and hooked (above): the copy that stood in
-		// FORWARD meanwhile goes only now, so no instant is unhooked.
+	if !p.InputOnly && p.HookIn != "FORWARD" && p.StrayHooks+p.StrayChecks > 0 {
+		// DOCKER-USER is back and hooked (above): the pair that stood in
+		// FORWARD meanwhile goes only now, so no instant is unhooked; the
+		// check first (alone, it would drop what no hook marked).
+		if err := removeJumps(t, "FORWARD", CheckSpec(), p.StrayChecks); err != nil {
+			return false, err
+		}
 		if err := removeJumps(t, "FORWARD", HookSpec(), p.StrayHooks); err != nil {
 			return false, err
 		}
@@ -61,52 +66,86 @@ func removeJumps(t *Tables, chain string, spec []string, n int) error {
 	return nil
 }
 
-// ensureHook puts the hook at position 1 of DOCKER-USER (or FORWARD).
+// jump is a rule of dockmoat's in a chain it does not own: its spec, and
+// how to recognise it (or a look-alike) in a listing.
+type jump struct {
+	spec []string
+	is   func(string) bool
+}
+
+// hookPair is the hook, then the jump to the check.
+func hookPair() []jump { return []jump{{HookSpec(), isHook}, {CheckSpec(), isCheck}} }
+
+// ensureHook puts the hook alone at position 1 of DOCKER-USER (the guard,
+// whose chains have no check).
 func ensureHook(ctx context.Context, t *Tables, chain string) error {
-	return ensureJump(ctx, t, chain, HookSpec(), isHook)
+	return ensureJumps(ctx, t, chain, []jump{{HookSpec(), isHook}})
 }
 
 // ensureInputHook puts the jump to DOCKMOAT-INPUT at position 1 of INPUT.
 func ensureInputHook(ctx context.Context, t *Tables) error {
-	return ensureJump(ctx, t, rules.InputHookChain, InputHookSpec(), isInputHook)
+	return ensureJumps(ctx, t, rules.InputHookChain, []jump{{InputHookSpec(), isInputHook}})
 }
 
-// ensureJump puts a jump of dockmoat's at position 1 of a chain and
+// ensureJumps puts jumps of dockmoat's at positions 1, 2, … of a chain and
 // removes any other copy, in one iptables-restore batch: every copy is
 // deleted by its rule (not by a position read earlier, which a concurrent
-// writer may have shifted onto someone else's rule) and one inserted
-// first, atomically, so the chain is never without it. It is idempotent.
-// A look-alike (the hook's comment and target, other matches) can only be
-// deleted by position; that is done after, and only for such rules.
-func ensureJump(ctx context.Context, t *Tables, chain string, spec []string, is func(string) bool) error {
+// writer may have shifted onto someone else's rule) and one of each
+// inserted, atomically, so the chain is never without them. It is
+// idempotent. A look-alike (a jump's comment and target, other matches)
+// can only be deleted by position; that is done after, and only for such
+// rules.
+func ensureJumps(ctx context.Context, t *Tables, chain string, jumps []jump) error {
 	lines, err := t.List("filter", chain)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}
-	pos := jumpPositions(lines, is)
-	exact := jumpPositions(lines, func(l string) bool { return slices.Equal(iptsave.Tokenize(l)[2:], spec) })
-	if slices.Equal(pos, []int{1}) && slices.Equal(exact, []int{1}) {
-		return nil
-	}
+	inPlace, lookAlikes := true, false
 	bt := iptsave.NewBatch()
-	for range exact {
-		bt.Line(iptsave.Command("-D "+chain, spec))
+	for i, j := range jumps {
+		pos := jumpPositions(lines, j.is)
+		exact := jumpPositions(lines, func(l string) bool { return slices.Equal(iptsave.Tokenize(l)[2:], j.spec) })
+		inPlace = inPlace && slices.Equal(pos, []int{i + 1}) && slices.Equal(exact, []int{i + 1})
+		lookAlikes = lookAlikes || len(pos) != len(exact)
+		for range exact {
+			bt.Line(iptsave.Command("-D "+chain, j.spec))
+		}
 	}
-	bt.Line(iptsave.Command("-I "+chain+" 1", spec))
-	if err := t.Restore(ctx, []byte(bt.Commit())); err != nil {
-		return fmt.Errorf("putting dockmoat's jump at the top of %s: %w", chain, err)
-	}
-	if len(pos) == len(exact) {
+	if inPlace {
 		return nil
 	}
-	if lines, err = t.List("filter", chain); err != nil {
+	for i, j := range jumps {
+		bt.Line(iptsave.Command("-I "+chain+" "+strconv.Itoa(i+1), j.spec))
+	}
+	if err := t.Restore(ctx, []byte(bt.Commit())); err != nil {
+		return fmt.Errorf("putting dockmoat's jumps at the top of %s: %w", chain, err)
+	}
+	if !lookAlikes {
+		return nil
+	}
+	return removeLookAlikes(t, chain, jumps)
+}
+
+// removeLookAlikes deletes, by position, every rule a jump's is accepts
+// but the one in place (position i+1 for jump i).
+func removeLookAlikes(t *Tables, chain string, jumps []jump) error {
+	lines, err := t.List("filter", chain)
+	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}
-	pos = jumpPositions(lines, is)
-	// Delete look-alikes from the bottom so positions above stay valid.
-	for i := len(pos) - 1; i >= 1; i-- {
-		if err := t.DeleteById("filter", chain, pos[i]); err != nil && !isNotExist(err) {
-			return fmt.Errorf("removing a copy of dockmoat's jump at %s position %d: %w", chain, pos[i], err)
+	var del []int
+	for i, j := range jumps {
+		for _, p := range jumpPositions(lines, j.is) {
+			if p != i+1 {
+				del = append(del, p)
+			}
+		}
+	}
+	// From the bottom, so that positions above stay valid.
+	slices.Sort(del)
+	for k := len(del) - 1; k >= 0; k-- {
+		if err := t.DeleteById("filter", chain, del[k]); err != nil && !isNotExist(err) {
+			return fmt.Errorf("removing a copy of dockmoat's jump at %s position %d: %w", chain, del[k], err)
 		}
 	}
 	return nil

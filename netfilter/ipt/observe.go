@@ -30,9 +30,11 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 			obs.InputHook = positions(ch.Rules, isInputHook)
 		case name == "FORWARD":
 			obs.ForwardHook = positions(ch.Rules, isHook)
+			obs.ForwardCheck = positions(ch.Rules, isCheck)
 			obs.DockerUserLive = len(positions(ch.Rules, isDockerUserJump)) > 0
 		case name == rules.HookChain:
 			obs.Hook = positions(ch.Rules, isHook)
+			obs.Check = positions(ch.Rules, isCheck)
 			for _, r := range ch.Rules {
 				obs.DockerUser = append(obs.DockerUser, "-A "+r.Chain+" "+r.Raw)
 			}
@@ -63,6 +65,10 @@ func positions(rs []iptsave.Rule, is func(string) bool) []int {
 
 func isHook(line string) bool {
 	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
+}
+
+func isCheck(line string) bool {
+	return strings.Contains(line, rules.CheckComment) && strings.HasSuffix(line, "-j "+rules.ChainCheck)
 }
 
 // isDockerUserJump: Docker's jump from FORWARD to DOCKER-USER.

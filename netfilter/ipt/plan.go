@@ -43,16 +43,17 @@ func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool str
 // DNAT (in the nat table) may still send packets through a FORWARD that
 // now accepts them. It moves back to DOCKER-USER when that is live again.
 func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
-	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain}
+	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
+		CheckPositions: obs.Check, WantCheck: true}
 	switch {
 	case obs.DockerUserLive:
-		p.StrayHooks = len(obs.ForwardHook)
+		p.StrayHooks, p.StrayChecks = len(obs.ForwardHook), len(obs.ForwardCheck)
 	case fam == rules.IPv6 && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook:
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
-		p.HookIn, p.HookPositions = "FORWARD", obs.ForwardHook
+		p.HookIn, p.HookPositions, p.CheckPositions = "FORWARD", obs.ForwardHook, obs.ForwardCheck
 	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0 || obs.Chains[rules.HookChain]:
-		p.HookIn, p.HookPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, true
+		p.HookIn, p.HookPositions, p.CheckPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, obs.ForwardCheck, true
 	default:
 		p.DockerUserMissing = true
 		p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"

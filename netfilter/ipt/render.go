@@ -29,6 +29,15 @@ import (
 // DOCKMOAT-PORTS (the published-port check), and the tail is a chain of
 // its own, DOCKMOAT-DENY (see rules/sets.go for why). DOCKMOAT-INPUT is
 // the docker-proxy path (rules/proxy.go), reached from the top of INPUT.
+//
+// Fail-closed layout: whatever the chains let through, they let through
+// by a goto to DOCKMOAT-PASS, which sets rules.PassMark and returns to
+// DOCKER-USER; nothing falls off DOCKMOAT's end. A second jump, right
+// after the hook, goes to DOCKMOAT-CHECK, which drops a new DNATed
+// connection without the mark and clears the mark of the others. So a
+// flush of any one chain of dockmoat's, or a deleted hook, leaves no
+// mark and the check drops (the published ports close); a flushed or
+// unhooked check leaves the chains deciding as before.
 
 // OwnedRule is one owned rule: a spec (matches then target) and a comment that
 // carries its hash, so observed state is compared by hash and not by
@@ -96,6 +105,12 @@ func HookSpec() []string {
 	return []string{"-m", "comment", "--comment", rules.HookComment, "-j", rules.ChainMain}
 }
 
+// CheckSpec is the rule spec of the jump to DOCKMOAT-CHECK, second in
+// the hook's chain: new connections only (the mark is set on those).
+func CheckSpec() []string {
+	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.CheckComment, "-j", rules.ChainCheck}
+}
+
 // InputHookSpec is the rule spec of the jump at the top of INPUT.
 func InputHookSpec() []string {
 	return []string{"-m", "comment", "--comment", rules.InputHookComment, "-j", rules.ChainInput}
@@ -153,7 +168,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 			"-j", "LOG", "--log-prefix", rules.LogPrefix)
 	}
 	tail.add(rules.Desc("default deny"), "-j", "DROP")
-	rs.Chains = []OwnedChain{main, ing}
+	rs.Chains = []OwnedChain{main, ing, passChain(), checkChain()}
 	if sets {
 		rs.Chains = append(rs.Chains, portsChain(res.Ports), deny)
 		rs.Sets = res.Sets
@@ -167,12 +182,34 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	return rs
 }
 
+// passChain marks what dockmoat's chains let through (reached by goto,
+// so its end returns to DOCKER-USER).
+func passChain() OwnedChain {
+	ch := OwnedChain{Name: rules.ChainPass}
+	ch.add(rules.Desc("let through by dockmoat: mark it for the check"), "-j", "MARK", "--set-xmark", markHex(rules.PassMark)+"/"+markHex(rules.PassMark))
+	return ch
+}
+
+// checkChain drops a new DNATed connection that dockmoat's chains did not
+// mark (one was flushed, or the hook deleted), then clears the mark.
+func checkChain() OwnedChain {
+	m := markHex(rules.PassMark)
+	ch := OwnedChain{Name: rules.ChainCheck}
+	ch.add(rules.Desc("not let through by dockmoat, its chains flushed or unhooked: drop"), "-m", "conntrack", "--ctstate", "DNAT", "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")
+	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
+	return ch
+}
+
+func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
+
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
 func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, OwnedChain) {
 	bridges, egress := res.Bridges, res.Egress
 	main := OwnedChain{Name: rules.ChainMain}
-	bypass(&main, cfg)
+	if cfg.Disabled {
+		main.add(rules.Desc(rules.DisabledDesc), "-g", rules.ChainPass)
+	}
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, e := range egress {
 		for _, f := range e.From {
@@ -181,16 +218,17 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 		}
 	}
 	for _, b := range bridges {
-		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-j", "RETURN")
+		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-g", rules.ChainPass)
 	}
 	for _, b := range bridges {
-		main.add(rules.Desc("entering docker network "+b), "-o", b, "-j", rules.ChainIngress)
+		main.add(rules.Desc("entering docker network "+b), "-o", b, "-g", rules.ChainIngress)
 	}
 	unseenNetworks(&main, bridges, res.Foreign)
+	main.add(rules.Desc("not into a docker network"), "-g", rules.ChainPass)
 	ing := OwnedChain{Name: rules.ChainIngress}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
+			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPass)
 		}
 	}
 	return main, ing
@@ -216,25 +254,30 @@ func bypass(ch *OwnedChain, cfg config.Config) {
 // own br-* bridges (rules.ForeignBridges) are exempted by name first.
 func unseenNetworks(main *OwnedChain, known, foreign []string) {
 	unseen := rules.UnseenBridges(known)
-	foreignBridges(main, unseen, foreign)
+	foreignBridges(main, unseen, foreign, rules.ChainPass)
 	for _, b := range unseen {
-		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-j", "RETURN")
+		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-g", rules.ChainPass)
 	}
 	for _, b := range unseen {
-		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-j", rules.ChainIngress)
+		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-g", rules.ChainIngress)
 	}
 }
 
 // foreignBridges exempts the host's own br-* bridges from the catch-all
-// patterns (dst): connections into one are the host's business; from one
+// patterns (dst): connections into one are the host's business (pass:
+// RETURN in the guard, which has no check, or the PASS chain); from one
 // into a Docker network, they are outside traffic and go to INGRESS.
-func foreignBridges(ch *OwnedChain, dst, foreign []string) {
+func foreignBridges(ch *OwnedChain, dst, foreign []string, pass string) {
+	flag, ingress := "-g", rules.ChainIngress
+	if pass == "RETURN" {
+		flag = "-j"
+	}
 	for _, f := range foreign {
-		ch.add(rules.Desc("into host bridge "+f+": not a docker network"), "-o", f, "-j", "RETURN")
+		ch.add(rules.Desc("into host bridge "+f+": not a docker network"), "-o", f, flag, pass)
 	}
 	for _, f := range foreign {
 		for _, b := range dst {
-			ch.add(rules.Desc("from host bridge "+f+" into docker networks "+rules.BridgePattern(b)), "-i", f, "-o", b, "-j", rules.ChainIngress)
+			ch.add(rules.Desc("from host bridge "+f+" into docker networks "+rules.BridgePattern(b)), "-i", f, "-o", b, flag, ingress)
 		}
 	}
 }
@@ -253,7 +296,7 @@ func addAllow(ch *OwnedChain, a rules.Allow, fam rules.Family) {
 	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
 		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits(fam))
 	}
-	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-j", "RETURN")
+	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-g", rules.ChainPass)
 	ch.add(a.Describe(), spec...)
 }
 
@@ -270,7 +313,7 @@ func bits(fam rules.Family) string {
 func portsChain(ranges []rules.PortRange) OwnedChain {
 	ch := OwnedChain{Name: rules.ChainPorts}
 	for _, r := range ranges {
-		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-j", "RETURN")
+		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-g", rules.ChainPass)
 	}
 	ch.add(rules.Desc("published port not allowed for this container"), "-j", rules.ChainDeny)
 	return ch
@@ -405,7 +448,7 @@ func proxySpec(b rules.PortBinding, fam rules.Family) []string {
 func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset {
 	main := OwnedChain{Name: rules.ChainMain}
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	foreignBridges(&main, rules.DefaultBridges, foreign)
+	foreignBridges(&main, rules.DefaultBridges, foreign, "RETURN")
 	for _, f := range foreign {
 		main.add(rules.Desc("guard: published ports, from host bridge "+f), "-i", f, "-m", "conntrack", "--ctstate", "DNAT", "-j", rules.ChainIngress)
 	}

@@ -81,13 +81,14 @@ func TestBuildMainChain(t *testing.T) {
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab", "docker0", "bad name!"}}, rules.IPv4, opts{})
 	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
-		`-A DOCKMOAT -i br-0123456789ab -m comment --comment "dockmoat:H leaving docker network br-0123456789ab" -j RETURN`,
-		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
-		`-A DOCKMOAT -o br-0123456789ab -m comment --comment "dockmoat:H entering docker network br-0123456789ab" -j DOCKMOAT-INGRESS`,
-		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i br-0123456789ab -m comment --comment "dockmoat:H leaving docker network br-0123456789ab" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o br-0123456789ab -m comment --comment "dockmoat:H entering docker network br-0123456789ab" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -g DOCKMOAT-INGRESS`,
 		// Networks created while dockmoat is down are closed too.
-		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
-		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,
 	})
 	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{deny})
 	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "bad name!") {
@@ -97,10 +98,11 @@ func TestBuildMainChain(t *testing.T) {
 	res = build(config.Default(), rules.Snapshot{}, rules.IPv4, opts{})
 	assertLines(t, "DOCKMOAT (no bridges)", lines(res.Ruleset, rules.ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
-		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving a docker network not seen yet docker0" -j RETURN`,
-		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
-		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering a docker network not seen yet docker0" -j DOCKMOAT-INGRESS`,
-		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving a docker network not seen yet docker0" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering a docker network not seen yet docker0" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,
 	})
 }
 
@@ -126,7 +128,7 @@ func TestBuildIngress(t *testing.T) {
 			name:       "allow opens exactly the published port, host and container ports differ",
 			containers: []rules.Container{ctr("web", map[string]string{"dockmoat.allow": "8080"}, "172.17.0.3", pb(8080, 80, "tcp"), pb(8081, 81, "tcp"))},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -d 172.17.0.3/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.3/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"web 8080/tcp": "any"},
@@ -138,9 +140,9 @@ func TestBuildIngress(t *testing.T) {
 				ctr("dns", map[string]string{"dockmoat.allow": "53/udp"}, "172.17.0.5", pb(53, 53, "tcp"), pb(53, 53, "udp")),
 			},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p tcp -m tcp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/tcp" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p udp -m udp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/udp" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT --ctorigdstport 53 -m comment --comment "dockmoat:H allow dns 53/udp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p tcp -m tcp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/tcp" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.4/32 -p udp -m udp --dport 9000 -m conntrack --ctstate DNAT --ctorigdstport 9000 -m comment --comment "dockmoat:H allow both 9000/udp" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT --ctorigdstport 53 -m comment --comment "dockmoat:H allow dns 53/udp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"both 9000/tcp": "any", "both 9000/udp": "any", "dns 53/udp": "any"},
@@ -149,9 +151,9 @@ func TestBuildIngress(t *testing.T) {
 			name:       "ranges open the ports inside only; * opens all",
 			containers: []rules.Container{ctr("r", map[string]string{"dockmoat.allow": "9100-9101"}, "172.17.0.6", pb(9100, 9100, "tcp"), pb(9101, 9101, "tcp"), pb(9102, 9102, "tcp")), ctr("s", map[string]string{"dockmoat.allow": "*"}, "172.17.0.7", pb(1, 2, "sctp"))},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9100 -m conntrack --ctstate DNAT --ctorigdstport 9100 -m comment --comment "dockmoat:H allow r 9100/tcp" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9101 -m conntrack --ctstate DNAT --ctorigdstport 9101 -m comment --comment "dockmoat:H allow r 9101/tcp" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.17.0.7/32 -p sctp -m sctp --dport 2 -m conntrack --ctstate DNAT --ctorigdstport 1 -m comment --comment "dockmoat:H allow s 1/sctp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9100 -m conntrack --ctstate DNAT --ctorigdstport 9100 -m comment --comment "dockmoat:H allow r 9100/tcp" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.6/32 -p tcp -m tcp --dport 9101 -m conntrack --ctstate DNAT --ctorigdstport 9101 -m comment --comment "dockmoat:H allow r 9101/tcp" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.7/32 -p sctp -m sctp --dport 2 -m conntrack --ctstate DNAT --ctorigdstport 1 -m comment --comment "dockmoat:H allow s 1/sctp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"r 9100/tcp": "any", "r 9101/tcp": "any", "s 1/sctp": "any"},
@@ -163,9 +165,9 @@ func TestBuildIngress(t *testing.T) {
 				"dockmoat.allow.8443/tcp": "192.0.2.1",
 			}, "172.17.0.8", pb(443, 443, "tcp"), pb(8443, 8443, "tcp"))},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -s 198.51.100.0/24 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 198.51.100.0/24" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -s 203.0.113.7/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 203.0.113.7/32" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -s 192.0.2.1/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 8443 -m conntrack --ctstate DNAT --ctorigdstport 8443 -m comment --comment "dockmoat:H allow api 8443/tcp from 192.0.2.1/32" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 198.51.100.0/24 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 198.51.100.0/24" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -s 203.0.113.7/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 443 -m conntrack --ctstate DNAT --ctorigdstport 443 -m comment --comment "dockmoat:H allow api 443/tcp from 203.0.113.7/32" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -s 192.0.2.1/32 -d 172.17.0.8/32 -p tcp -m tcp --dport 8443 -m conntrack --ctstate DNAT --ctorigdstport 8443 -m comment --comment "dockmoat:H allow api 8443/tcp from 192.0.2.1/32" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"api 443/tcp": "198.51.100.0/24 203.0.113.7/32 2001:db8::/48", "api 8443/tcp": "192.0.2.1/32"},
@@ -182,9 +184,9 @@ func TestBuildIngress(t *testing.T) {
 				ctr("shop-db-1", map[string]string{"com.docker.compose.project": "shop", "com.docker.compose.service": "db"}, "172.17.0.12", pb(5432, 5432, "tcp")),
 			},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -s 192.0.2.0/24 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 192.0.2.0/24" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -s 198.51.100.1/32 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 198.51.100.1/32" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.17.0.11/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8000 -m comment --comment "dockmoat:H allow shop-api-1 8000/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 192.0.2.0/24 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 192.0.2.0/24" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -s 198.51.100.1/32 -d 172.17.0.10/32 -p tcp -m tcp --dport 3000 -m conntrack --ctstate DNAT --ctorigdstport 3000 -m comment --comment "dockmoat:H allow grafana-1 3000/tcp from 198.51.100.1/32" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.11/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8000 -m comment --comment "dockmoat:H allow shop-api-1 8000/tcp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"grafana-1 3000/tcp": "192.0.2.0/24 198.51.100.1/32", "shop-api-1 8000/tcp": "any"},
@@ -194,7 +196,7 @@ func TestBuildIngress(t *testing.T) {
 			cfg:  config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}, LogBlocked: true},
 			opt:  opts{UFWForward: true},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -g DOCKMOAT-PASS`,
 				`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H ufw route rules" -j ufw-user-forward`,
 				`-A DOCKMOAT-INGRESS -m limit --limit 10/min --limit-burst 20 -m comment --comment "dockmoat:H log blocked" -j LOG --log-prefix "[DOCKMOAT BLOCK] "`,
 				deny,
@@ -206,7 +208,7 @@ func TestBuildIngress(t *testing.T) {
 				rules.PortBinding{HostIP: addr("127.0.0.1"), HostPort: 9400, ContainerPort: 80, Proto: "tcp"},
 				rules.PortBinding{HostIP: addr("192.0.2.10"), HostPort: 9401, ContainerPort: 80, Proto: "tcp"})},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -d 172.17.0.13/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10/32 --ctorigdstport 9401 -m comment --comment "dockmoat:H allow local 9401/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.13/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10/32 --ctorigdstport 9401 -m comment --comment "dockmoat:H allow local 9401/tcp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"local 9401/tcp": "any"},
@@ -216,8 +218,8 @@ func TestBuildIngress(t *testing.T) {
 			containers: []rules.Container{{ID: "m", Name: "multi", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{pb(80, 80, "tcp")},
 				Endpoints: []rules.Endpoint{{Network: "b", IPv4: addr("172.18.0.2")}, {Network: "a", IPv4: addr("172.17.0.2")}}}},
 			want: []string{
-				`-A DOCKMOAT-INGRESS -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -j RETURN`,
-				`-A DOCKMOAT-INGRESS -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -g DOCKMOAT-PASS`,
+				`-A DOCKMOAT-INGRESS -d 172.18.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment "dockmoat:H allow multi 80/tcp" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"multi 80/tcp": "any"},
@@ -232,7 +234,7 @@ func TestBuildIngress(t *testing.T) {
 			containers: []rules.Container{v6ctr},
 			fam:        rules.IPv6,
 			want: []string{
-				`-A DOCKMOAT-INGRESS -s 2001:db8::/48 -d fd00::9/128 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow six 8080/tcp from 2001:db8::/48" -j RETURN`,
+				`-A DOCKMOAT-INGRESS -s 2001:db8::/48 -d fd00::9/128 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "dockmoat:H allow six 8080/tcp from 2001:db8::/48" -g DOCKMOAT-PASS`,
 				deny,
 			},
 			open: map[string]string{"six 8080/tcp": "198.51.100.0/24 2001:db8::/48"},
@@ -315,18 +317,18 @@ func TestBuildSets(t *testing.T) {
 	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{
 		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -g DOCKMOAT-PORTS`,
 		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -g DOCKMOAT-PORTS`,
-		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H not allowed" -j DOCKMOAT-DENY`,
 	})
 	// Published ports of the set elements, consecutive ones as a range;
 	// 8081 of "twice" is a rule, and 9091 (closed) is in neither.
 	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment "dockmoat:H allowed published ports 5432/tcp" -j RETURN`,
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 7000 -m comment --comment "dockmoat:H allowed published ports 7000/tcp" -j RETURN`,
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "dockmoat:H allowed published ports 8080/tcp" -j RETURN`,
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8082 -m comment --comment "dockmoat:H allowed published ports 8082/tcp" -j RETURN`,
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 9092 -m comment --comment "dockmoat:H allowed published ports 9092/tcp" -j RETURN`,
-		`-A DOCKMOAT-PORTS -p udp -m conntrack --ctorigdstport 53 -m comment --comment "dockmoat:H allowed published ports 53/udp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment "dockmoat:H allowed published ports 5432/tcp" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 7000 -m comment --comment "dockmoat:H allowed published ports 7000/tcp" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "dockmoat:H allowed published ports 8080/tcp" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8082 -m comment --comment "dockmoat:H allowed published ports 8082/tcp" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 9092 -m comment --comment "dockmoat:H allowed published ports 9092/tcp" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-PORTS -p udp -m conntrack --ctorigdstport 53 -m comment --comment "dockmoat:H allowed published ports 53/udp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
 	})
 	assertLines(t, "DOCKMOAT-DENY", lines(res.Ruleset, rules.ChainDeny), []string{`-A DOCKMOAT-DENY -m comment --comment "dockmoat:H default deny" -j DROP`})
@@ -369,7 +371,7 @@ func TestBuildSetsPortRanges(t *testing.T) {
 	b := ctr("b", map[string]string{rules.LabelAllow: "*"}, "172.17.1.2", rules.PortBinding{HostIP: addr("192.0.2.2"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: append(cs, a, b)}, rules.IPv4, opts{Sets: true})
 	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
-		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 10000:10004 -m comment --comment "dockmoat:H allowed published ports 10000:10004/tcp" -j RETURN`,
+		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 10000:10004 -m comment --comment "dockmoat:H allowed published ports 10000:10004/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
 	})
 	ing := strings.Join(lines(res.Ruleset, rules.ChainIngress), "\n")
@@ -470,13 +472,15 @@ func TestDisabledBypass(t *testing.T) {
 	off := config.Default()
 	off.Disabled = true
 	got := build(off, snap, rules.IPv6, opts{})
-	bypass := `-m comment --comment "dockmoat:H ` + rules.DisabledDesc + `" -j RETURN`
-	for _, chain := range []string{rules.ChainMain, rules.ChainInput} {
+	// DOCKMOAT lets everything through the pass mark (the check then
+	// lets it be); DOCKMOAT-INPUT returns.
+	bypass := `-m comment --comment "dockmoat:H ` + rules.DisabledDesc + `" `
+	for chain, verdict := range map[string]string{rules.ChainMain: "-g " + rules.ChainPass, rules.ChainInput: "-j RETURN"} {
 		before, after := lines(on.Ruleset, chain), lines(got.Ruleset, chain)
 		if len(before) == 0 {
 			t.Fatalf("%s: the snapshot should need this chain", chain)
 		}
-		assertLines(t, chain+" disabled", after, append([]string{"-A " + chain + " " + bypass}, before...))
+		assertLines(t, chain+" disabled", after, append([]string{"-A " + chain + " " + bypass + verdict}, before...))
 	}
 	assertLines(t, "INGRESS unchanged", lines(got.Ruleset, rules.ChainIngress), lines(on.Ruleset, rules.ChainIngress))
 	if g := GuardRuleset(off, rules.IPv4, nil); strings.Contains(fmt.Sprint(g), "disabled") {
@@ -492,12 +496,13 @@ func TestForeignBridge(t *testing.T) {
 	res := build(config.Default(), snap, rules.IPv4, opts{})
 	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
-		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -j RETURN`,
-		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -j DOCKMOAT-INGRESS`,
-		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -j RETURN`,
-		`-A DOCKMOAT -i br-lan -o br-+ -m comment --comment "dockmoat:H from host bridge br-lan into docker networks br-*" -j DOCKMOAT-INGRESS`,
-		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -j RETURN`,
-		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -j DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -i br-lan -o br-+ -m comment --comment "dockmoat:H from host bridge br-lan into docker networks br-*" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,
 	})
 	g := strings.Join(lines(GuardRuleset(config.Default(), rules.IPv4, res.Foreign), rules.ChainMain), "\n")
 	for _, want := range []string{

@@ -20,15 +20,17 @@ func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilt
 		return netfilter.FamilyPlan{Family: fam, Observed: obs, InputOnly: true}
 	}
 	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
-		StrayHooks: len(obs.ForwardHook)}
+		StrayHooks: len(obs.ForwardHook), CheckPositions: obs.Check, StrayChecks: len(obs.ForwardCheck), WantCheck: true}
 	if !obs.DockerUserLive {
 		p.HookIn, p.HookPositions, p.StrayHooks = "FORWARD", obs.ForwardHook, 0
+		p.CheckPositions, p.StrayChecks = obs.ForwardCheck, 0
 	}
 	return p
 }
 
 // Intact implements netfilter.Backend: the hook first where it belongs
-// (DOCKER-USER, or FORWARD while that is missing) and nowhere else, the
+// (DOCKER-USER, or FORWARD while that is missing), the check's jump
+// second, and neither anywhere else, the
 // input hook first in INPUT if wanted, and every owned chain's hashes
 // unchanged, one iptables-save per family.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
@@ -39,7 +41,7 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 		}
 		p := b.observedPlan(fam, obs)
 		_, p.InputChain = rs.Chain(rules.ChainInput)
-		hooks := p.InputOnly || (slices.Equal(p.HookPositions, []int{1}) && p.StrayHooks == 0)
+		hooks := p.InputOnly || (p.HooksInPlace() && p.StrayHooks+p.StrayChecks == 0)
 		if !hooks || !slices.Equal(obs.InputHook, p.WantInputHook()) || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
 		}
@@ -132,6 +134,10 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 		spec  []string
 		n     int
 	}{
+		// The check's jumps first: alone, the check drops what no hook
+		// marked (closed, never open, while this runs).
+		{rules.HookChain, CheckSpec(), len(obs.Check)},
+		{"FORWARD", CheckSpec(), len(obs.ForwardCheck)},
 		{rules.HookChain, HookSpec(), len(obs.Hook)},
 		{"FORWARD", HookSpec(), len(obs.ForwardHook)},
 		{rules.InputHookChain, InputHookSpec(), len(obs.InputHook)},
@@ -150,7 +156,8 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 			return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
 		}
 	}
-	b.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", len(obs.Hook)+len(obs.ForwardHook)+len(obs.InputHook), owned)
+	n := len(obs.Hook) + len(obs.ForwardHook) + len(obs.Check) + len(obs.ForwardCheck) + len(obs.InputHook)
+	b.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", n, owned)
 	if b.sets.store != nil {
 		// After the chains: a set still referenced cannot be destroyed.
 		return b.destroySets(fam)
