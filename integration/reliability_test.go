@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
+	nfipt "github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -727,43 +728,66 @@ func metricsTaken(t *testing.T, e *env) {
 
 // flushEachClosed: the layout fails closed. With dockmoat stopped
 // (SIGSTOP: no repair, the window lasts), each of its chains is flushed
-// in turn, then the hook and the check's jump deleted: the closed ports
-// stay closed (every probe, TCP and UDP). The control first: a flush of
-// DOCKMOAT-INGRESS with the check's jump gone opens the closed port, so
-// the bed would see an opening. After each fault dockmoat resumes and
-// repairs, and the allowed port answers again.
+// in turn — IPv4's (the DNAT path) and IPv6's (ip6tables: the
+// docker-proxy path of these IPv4-only containers) — then the hooks and
+// the checks' jumps deleted: the closed ports stay closed (TCP and UDP
+// over IPv4, TCP over IPv6). The controls first: a flush of
+// DOCKMOAT-INGRESS with the check's jump gone opens the closed port over
+// IPv4, one of DOCKMOAT-INPUT with its check's jump gone over IPv6, so
+// the bed would see an opening (ufw's INPUT policy would close the IPv6
+// path by itself: a `ufw allow` for the port opens it there, as users
+// do). After each fault dockmoat resumes and repairs, and the allowed
+// port answers.
 func flushEachClosed(t *testing.T, e *env, probes []check) {
 	ctx := e.ctx
-	ipt := e.bed.Iptables()
-	save, err := e.bed.IptablesSave(ctx)
-	if err != nil {
-		t.Fatal(err)
+	ipt4 := e.bed.Iptables()
+	ipt6 := strings.Replace(ipt4, "iptables", "ip6tables", 1)
+	if !e.bed.Engine.Legacy {
+		if out, err := e.bed.UFW(ctx, "allow", "8080/tcp"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		defer func() { _, _ = e.bed.UFW(ctx, "delete", "allow", "8080/tcp") }()
 	}
-	var chains []string
-	for _, l := range strings.Split(save, "\n") {
-		if name, ok := strings.CutPrefix(l, ":"); ok && rules.IsOwnedChain(strings.Fields(name)[0]) && strings.Fields(name)[0] != rules.ChainInput {
-			chains = append(chains, strings.Fields(name)[0])
+	probes = append(slices.Clone(probes), out6("tcp", A6, 8080, false, ""))
+	owned := func(bin string) []string {
+		save, err := e.bed.HostExec(ctx, bin+"-save", "-t", "filter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var chains []string
+		for _, l := range strings.Split(save, "\n") {
+			if f := strings.Fields(strings.TrimPrefix(l, ":")); strings.HasPrefix(l, ":") && len(f) > 0 && rules.IsOwnedChain(f[0]) {
+				chains = append(chains, f[0])
+			}
+		}
+		return chains
+	}
+	v4, v6 := owned(ipt4), owned(ipt6)
+	for _, want := range []string{rules.ChainCheck, rules.ChainPass} {
+		if !slices.Contains(v4, want) {
+			t.Fatalf("IPv4 owned chains %v: no %s", v4, want)
 		}
 	}
-	if !slices.Contains(chains, rules.ChainCheck) || !slices.Contains(chains, rules.ChainPass) {
-		t.Fatalf("owned chains %v: no check or pass chain", chains)
+	for _, want := range []string{rules.ChainInput, rules.ChainInputCheck, rules.ChainPass} {
+		if !slices.Contains(v6, want) {
+			t.Fatalf("IPv6 owned chains %v: no %s", v6, want)
+		}
 	}
-	hook := []string{"-D", "DOCKER-USER", "-m", "comment", "--comment", rules.HookComment, "-j", rules.ChainMain}
-	checkJump := []string{"-D", "DOCKER-USER", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.CheckComment, "-j", rules.ChainCheck}
-	fault := func(name string, closed bool, cmds ...[]string) {
+	del := func(bin, chain string, spec []string) []string { return append([]string{bin, "-D", chain}, spec...) }
+	fault := func(name string, open check, cmds ...[]string) {
 		t.Helper()
 		ref, _ := e.protectedNow(ctx)
 		if err := e.dm.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range cmds {
-			if out, err := e.bed.HostExec(ctx, append([]string{ipt}, c...)...); err != nil {
+			if out, err := e.bed.HostExec(ctx, c...); err != nil {
 				t.Fatalf("%s: %v: %s", name, err, out)
 			}
 		}
 		checks := probes
-		if !closed {
-			checks = []check{out("tcp", A, 8080, true, "closed")}
+		if open.open {
+			checks = []check{open}
 		}
 		e.expect(t, checks...)
 		if err := e.dm.Signal(syscall.SIGCONT); err != nil {
@@ -774,18 +798,27 @@ func flushEachClosed(t *testing.T, e *env, probes []check) {
 		}
 		e.sync(t)
 		e.expect(t, out("tcp", B, 8081, true, "open"))
-		if closed {
-			t.Logf("%s: closed ports stayed closed while dockmoat was stopped (%d probes), then repaired", name, len(checks))
-		} else {
+		if open.open {
 			t.Logf("%s: the closed port answered (the control: the bed sees an opening), then repaired", name)
+		} else {
+			t.Logf("%s: closed ports stayed closed while dockmoat was stopped (%d probes), then repaired", name, len(checks))
 		}
 	}
-	fault("control: DOCKMOAT-INGRESS flushed and the check's jump deleted", false, []string{"-F", rules.ChainIngress}, checkJump)
-	for _, ch := range chains {
-		fault("chain "+ch+" flushed", true, []string{"-F", ch})
+	none := check{}
+	fault("control: DOCKMOAT-INGRESS flushed and the check's jump deleted", out("tcp", A, 8080, true, "closed"),
+		[]string{ipt4, "-F", rules.ChainIngress}, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
+	fault("control: IPv6 DOCKMOAT-INPUT flushed and its check's jump deleted", out6("tcp", A6, 8080, true, "closed"),
+		[]string{ipt6, "-F", rules.ChainInput}, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
+	for _, ch := range v4 {
+		fault("IPv4 chain "+ch+" flushed", none, []string{ipt4, "-F", ch})
 	}
-	fault("hook deleted", true, hook)
-	fault("check's jump deleted", true, checkJump)
-	record(result{e.bed.Engine.Name, "3b flush of each owned chain, hook or check (dockmoat stopped)", 0, 0, len(chains) + 2,
-		fmt.Sprintf("closed ports closed after each of %v, the hook and the check's jump", chains)})
+	for _, ch := range v6 {
+		fault("IPv6 chain "+ch+" flushed", none, []string{ipt6, "-F", ch})
+	}
+	fault("hook deleted", none, del(ipt4, "DOCKER-USER", nfipt.HookSpec()))
+	fault("check's jump deleted", none, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
+	fault("IPv6 input hook deleted", none, del(ipt6, "INPUT", nfipt.InputHookSpec()))
+	fault("IPv6 input check's jump deleted", none, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
+	record(result{e.bed.Engine.Name, "3b flush of each owned chain, hook or check (dockmoat stopped)", 0, 0, len(v4) + len(v6) + 4,
+		fmt.Sprintf("closed ports closed after each of IPv4 %v, IPv6 %v, the hooks and the checks' jumps", v4, v6)})
 }

@@ -33,8 +33,9 @@ type Observed struct {
 	// Docker recreates its chains, the first may hold without the second).
 	DockerUserLive bool
 	// InputHook lists the positions of the jump to DOCKMOAT-INPUT in
-	// INPUT (the docker-proxy path, rules/proxy.go).
-	InputHook []int
+	// INPUT (the docker-proxy path, rules/proxy.go), InputCheck those of
+	// the jump to its check (second after it).
+	InputHook, InputCheck []int
 }
 
 // FamilyPlan is the diff for one family.
@@ -123,7 +124,16 @@ func (p FamilyPlan) SetChanges() int {
 func (p FamilyPlan) InSync() bool {
 	return p.Skipped != "" || (len(p.Changed) == 0 && len(p.Stale) == 0 && p.SetChanges() == 0 && p.StrayHooks+p.StrayChecks == 0 &&
 		(p.InputOnly || p.HooksInPlace()) &&
-		slices.Equal(p.Observed.InputHook, p.WantInputHook()))
+		p.InputHooksInPlace())
+}
+
+// InputHooksInPlace: the input hook first in INPUT and its check's jump
+// second when DOCKMOAT-INPUT is wanted; neither otherwise.
+func (p FamilyPlan) InputHooksInPlace() bool {
+	if !p.WantsInput() {
+		return len(p.Observed.InputHook)+len(p.Observed.InputCheck) == 0
+	}
+	return slices.Equal(p.Observed.InputHook, []int{1}) && (!p.WantCheck || slices.Equal(p.Observed.InputCheck, []int{2}))
 }
 
 // HooksInPlace: the hook is first in HookIn, and the check's jump (when

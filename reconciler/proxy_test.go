@@ -38,8 +38,8 @@ func TestProxyPathInputOnly(t *testing.T) {
 		dual("db", 5432, nil), dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}}, nil)
 	r.sync(t)
 	in := r.v6.Rules("INPUT")
-	if len(in) != 2 || !strings.Contains(in[0], "dockmoat:input") || in[1] != sshRule {
-		t.Fatalf("ip6tables INPUT = %q; want the jump first, then the admin's rule", in)
+	if len(in) != 3 || !strings.Contains(in[0], "dockmoat:input") || !strings.Contains(in[1], "dockmoat:input-check") || in[2] != sshRule {
+		t.Fatalf("ip6tables INPUT = %q; want the jump and its check first, then the admin's rule", in)
 	}
 	chain := strings.Join(r.v6.Rules(rules.ChainInput), "\n")
 	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dport 5432", "-j DROP"} {

@@ -51,7 +51,7 @@ const PassMark = 0x20000000
 // is never flushed, rewritten or deleted.
 func IsOwnedChain(name string) bool {
 	switch name {
-	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress, ChainPass, ChainCheck:
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress, ChainPass, ChainCheck, ChainInputCheck:
 		return true
 	}
 	return false

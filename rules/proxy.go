@@ -28,6 +28,11 @@ import (
 const (
 	ChainInput       = "DOCKMOAT-INPUT"
 	InputHookComment = "dockmoat:input"
+	// ChainInputCheck, reached by a second jump after the input hook,
+	// drops a new connection to a proxied binding that DOCKMOAT-INPUT did
+	// not let through (ChainCheck's counterpart on the docker-proxy path).
+	ChainInputCheck   = "DOCKMOAT-INPUT-CHECK"
+	InputCheckComment = "dockmoat:input-check"
 	// InputHookChain is the built-in chain holding the input hook.
 	InputHookChain = "INPUT"
 )

@@ -179,6 +179,9 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	}
 	if _, ok := last[rules.ChainInput]; ok {
 		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)
+		if _, ok := last[rules.ChainInputCheck]; ok {
+			out = append(out, netfilter.JumpDriftAt(fam+"input check", rules.InputHookChain, p.Observed.InputCheck, 2)...)
+		}
 	}
 	return append(out, netfilter.ChainDrift(fam, p.Observed.Owned, last)...)
 }

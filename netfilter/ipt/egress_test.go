@@ -35,7 +35,7 @@ func TestRenderEgress(t *testing.T) {
 	in := lines(res.Ruleset, rules.ChainInput)
 	assertLines(t, "DOCKMOAT-INPUT head", in[:3], []string{
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
-		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -s 172.17.0.2/32 -i docker0 -m comment --comment "dockmoat:H egress of db: to the host" -j DOCKMOAT-EGRESS`,
 	})
 	for _, l := range in {

@@ -42,12 +42,17 @@ func fixHooks(ctx context.Context, t *Tables, p netfilter.FamilyPlan) (fixed boo
 		fixed = true
 	}
 	switch {
-	case p.WantsInput() && !slices.Equal(p.Observed.InputHook, []int{1}):
-		if err := ensureInputHook(ctx, t); err != nil {
+	case p.InputHooksInPlace():
+	case p.WantsInput():
+		if err := ensureJumps(ctx, t, rules.InputHookChain, inputPair()); err != nil {
 			return fixed, err
 		}
 		fixed = true
-	case !p.WantsInput() && len(p.Observed.InputHook) > 0:
+	default:
+		// The check's jump first: alone, it drops what no hook marked.
+		if err := removeJumps(t, rules.InputHookChain, InputCheckSpec(), len(p.Observed.InputCheck)); err != nil {
+			return fixed, err
+		}
 		if err := removeJumps(t, rules.InputHookChain, InputHookSpec(), len(p.Observed.InputHook)); err != nil {
 			return fixed, err
 		}
@@ -82,9 +87,9 @@ func ensureHook(ctx context.Context, t *Tables, chain string) error {
 	return ensureJumps(ctx, t, chain, []jump{{HookSpec(), isHook}})
 }
 
-// ensureInputHook puts the jump to DOCKMOAT-INPUT at position 1 of INPUT.
-func ensureInputHook(ctx context.Context, t *Tables) error {
-	return ensureJumps(ctx, t, rules.InputHookChain, []jump{{InputHookSpec(), isInputHook}})
+// inputPair is the input hook, then the jump to its check.
+func inputPair() []jump {
+	return []jump{{InputHookSpec(), isInputHook}, {InputCheckSpec(), isInputCheck}}
 }
 
 // ensureJumps puts jumps of dockmoat's at positions 1, 2, … of a chain and

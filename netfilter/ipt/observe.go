@@ -28,6 +28,7 @@ func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
 		switch {
 		case name == rules.InputHookChain:
 			obs.InputHook = positions(ch.Rules, isInputHook)
+			obs.InputCheck = positions(ch.Rules, isInputCheck)
 		case name == "FORWARD":
 			obs.ForwardHook = positions(ch.Rules, isHook)
 			obs.ForwardCheck = positions(ch.Rules, isCheck)
@@ -73,6 +74,10 @@ func isCheck(line string) bool {
 
 // isDockerUserJump: Docker's jump from FORWARD to DOCKER-USER.
 func isDockerUserJump(line string) bool { return strings.HasSuffix(line, "-j "+rules.HookChain) }
+
+func isInputCheck(line string) bool {
+	return strings.Contains(line, rules.InputCheckComment) && strings.HasSuffix(line, "-j "+rules.ChainInputCheck)
+}
 
 func isInputHook(line string) bool {
 	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)

@@ -16,14 +16,15 @@ import (
 
 // The iptables rendering of rules.Result. Traffic Docker forwards to
 // containers passes FORWARD → DOCKER-USER before Docker's own ACCEPT
-// rules; dockmoat's one hook at the top of DOCKER-USER jumps to:
+// rules; dockmoat's hook at the top of DOCKER-USER jumps to:
 //
-//	DOCKMOAT          classifier: replies (ESTABLISHED,RELATED) and
-//	                  traffic leaving a Docker network return untouched;
-//	                  traffic entering a Docker network goes to INGRESS.
+//	DOCKMOAT          classifier: replies (ESTABLISHED,RELATED) return,
+//	                  traffic leaving a Docker network passes; traffic
+//	                  entering a Docker network goes to INGRESS.
 //	DOCKMOAT-INGRESS  new connections from outside to a container: trusted
-//	                  sources and allowed ports RETURN (Docker accepts
-//	                  them), then UFW's route rules if wanted, then DROP.
+//	                  sources and allowed ports pass (back to DOCKER-USER,
+//	                  then Docker accepts them), then UFW's route rules if
+//	                  wanted, then DROP.
 //
 // With sets, INGRESS looks allows up in the ipsets and goes on to
 // DOCKMOAT-PORTS (the published-port check), and the tail is a chain of
@@ -37,7 +38,10 @@ import (
 // connection without the mark and clears the mark of the others. So a
 // flush of any one chain of dockmoat's, or a deleted hook, leaves no
 // mark and the check drops (the published ports close); a flushed or
-// unhooked check leaves the chains deciding as before.
+// unhooked check leaves the chains deciding as before. The docker-proxy
+// path has the same pair: DOCKMOAT-INPUT passes through DOCKMOAT-PASS,
+// and DOCKMOAT-INPUT-CHECK, second in INPUT, drops a new connection to a
+// proxied binding without the mark.
 
 // OwnedRule is one owned rule: a spec (matches then target) and a comment that
 // carries its hash, so observed state is compared by hash and not by
@@ -111,6 +115,12 @@ func CheckSpec() []string {
 	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.CheckComment, "-j", rules.ChainCheck}
 }
 
+// InputCheckSpec is the rule spec of the jump to DOCKMOAT-INPUT-CHECK,
+// second in INPUT.
+func InputCheckSpec() []string {
+	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.InputCheckComment, "-j", rules.ChainInputCheck}
+}
+
 // InputHookSpec is the rule spec of the jump at the top of INPUT.
 func InputHookSpec() []string {
 	return []string{"-m", "comment", "--comment", rules.InputHookComment, "-j", rules.ChainInput}
@@ -137,7 +147,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied, res.Egress)
 	if opt.InputOnly {
 		if hasInput {
-			rs.Chains = []OwnedChain{input}
+			rs.Chains = []OwnedChain{input, inputCheckChain(res.Proxied, fam), passChain()}
 		}
 		return rs
 	}
@@ -177,7 +187,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		rs.Chains = append(rs.Chains, egressChain(cfg, res.Egress, fam))
 	}
 	if hasInput {
-		rs.Chains = append(rs.Chains, input)
+		rs.Chains = append(rs.Chains, input, inputCheckChain(res.Proxied, fam))
 	}
 	return rs
 }
@@ -202,14 +212,26 @@ func checkChain() OwnedChain {
 
 func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
 
+// inputCheckChain is checkChain for the docker-proxy path: a new
+// connection to a proxied binding that DOCKMOAT-INPUT did not mark is
+// dropped (the other ports of the host are never matched).
+func inputCheckChain(px []rules.Decision, fam rules.Family) OwnedChain {
+	m := markHex(rules.PassMark)
+	ch := OwnedChain{Name: rules.ChainInputCheck}
+	for _, d := range px {
+		text := fmt.Sprintf("%s %d/%s via docker-proxy: not let through by dockmoat", d.Container, d.Binding.HostPort, d.Binding.Proto)
+		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")...)
+	}
+	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
+	return ch
+}
+
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
 func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, OwnedChain) {
 	bridges, egress := res.Bridges, res.Egress
 	main := OwnedChain{Name: rules.ChainMain}
-	if cfg.Disabled {
-		main.add(rules.Desc(rules.DisabledDesc), "-g", rules.ChainPass)
-	}
+	bypass(&main, cfg)
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, e := range egress {
 		for _, f := range e.From {
@@ -234,12 +256,13 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 	return main, ing
 }
 
-// bypass is `dockmoat disable`: one RETURN first in each hooked chain, so
+// bypass is `dockmoat disable`: one rule first in each hooked chain that
+// lets everything through (marked, so that the check lets it be), so
 // Docker's own rules decide, while the rest stays installed and kept up
 // to date for `dockmoat enable`.
 func bypass(ch *OwnedChain, cfg config.Config) {
 	if cfg.Disabled {
-		ch.add(rules.Desc(rules.DisabledDesc), "-j", "RETURN")
+		ch.add(rules.Desc(rules.DisabledDesc), "-g", rules.ChainPass)
 	}
 }
 
@@ -339,14 +362,14 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 	ch := OwnedChain{Name: rules.ChainInput}
 	bypass(&ch, cfg)
 	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
+	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-g", rules.ChainPass)
 	for _, e := range egress {
 		for _, f := range e.From {
 			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-j", rules.ChainEgress)
 		}
 	}
 	for _, b := range bridges {
-		ch.add(rules.Desc("from docker network "+b), "-i", b, "-j", "RETURN")
+		ch.add(rules.Desc("from docker network "+b), "-i", b, "-g", rules.ChainPass)
 	}
 	// No catch-all for networks not seen yet here: the host's own br-*
 	// bridges match it too (rules.ForeignBridges), and a container on a
@@ -354,7 +377,7 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 	// below, closed until then.
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
+			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", rules.ChainPass)
 		}
 	}
 	for _, d := range px {
@@ -365,7 +388,7 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 				spec = append([]string{"-s", src}, spec...)
 				text += " from " + src
 			}
-			ch.add(rules.Desc(text), append(spec, "-j", "RETURN")...)
+			ch.add(rules.Desc(text), append(spec, "-g", rules.ChainPass)...)
 		}
 	}
 	for _, d := range px {
@@ -486,10 +509,11 @@ type rendered struct {
 func (r rendered) Lines() []string {
 	var out []string
 	if r.hookIn != "" {
-		out = append(out, "-I "+r.hookIn+" 1 "+strings.Join(HookSpec(), " "))
+		out = append(out, "-I "+r.hookIn+" 1 "+strings.Join(HookSpec(), " "), "-I "+r.hookIn+" 2 "+strings.Join(CheckSpec(), " "))
 	}
 	if r.inputHook {
-		out = append(out, "-I "+rules.InputHookChain+" 1 "+strings.Join(InputHookSpec(), " "))
+		out = append(out, "-I "+rules.InputHookChain+" 1 "+strings.Join(InputHookSpec(), " "),
+			"-I "+rules.InputHookChain+" 2 "+strings.Join(InputCheckSpec(), " "))
 	}
 	for _, ch := range r.rs.Chains {
 		for _, rule := range ch.Rules {
@@ -503,10 +527,10 @@ func (r rendered) Lines() []string {
 func (r rendered) Count() int {
 	n := 0
 	if r.hookIn != "" {
-		n++
+		n += 2 // the hook and the check's jump
 	}
 	if r.inputHook {
-		n++
+		n += 2
 	}
 	for _, ch := range r.rs.Chains {
 		n += len(ch.Rules)

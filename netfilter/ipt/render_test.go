@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -399,11 +400,11 @@ func TestProxyPathIPv6(t *testing.T) {
 	res := build(cfg, proxySnap(), rules.IPv6, opts{})
 	assertLines(t, rules.ChainInput, lines(res.Ruleset, rules.ChainInput), []string{
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
-		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
-		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -j RETURN`,
-		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -j RETURN`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp via docker-proxy" -j RETURN`,
-		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp via docker-proxy" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 5432 -m comment --comment "dockmoat:H db 5432/tcp via docker-proxy: not allowed" -j DROP`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H web 8080/tcp via docker-proxy: not allowed" -j DROP`,
 		// Open to an rules.IPv4 source only: closed to every rules.IPv6 client.
@@ -428,12 +429,16 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	// Docker 20.10 without --ip6tables: no rules.IPv6 DNAT at all, so even the
 	// container with an rules.IPv6 address is served by docker-proxy.
 	res := build(config.Default(), proxySnap(), rules.IPv6, opts{ProxyAll: true, InputOnly: true})
-	if len(res.Ruleset.Chains) != 1 || res.Ruleset.Chains[0].Name != rules.ChainInput || len(res.Ruleset.Sets) != 0 {
-		t.Fatalf("InputOnly: want DOCKMOAT-INPUT alone, got %v", res.Ruleset.Chains)
+	var names []string
+	for _, ch := range res.Ruleset.Chains {
+		names = append(names, ch.Name)
+	}
+	if !slices.Equal(names, []string{rules.ChainInput, rules.ChainInputCheck, rules.ChainPass}) || len(res.Ruleset.Sets) != 0 {
+		t.Fatalf("InputOnly: want DOCKMOAT-INPUT with its check and the pass chain alone, got %v", names)
 	}
 	got := lines(res.Ruleset, rules.ChainInput)
 	for _, want := range []string{
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow dual 9000/tcp via docker-proxy" -j RETURN`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow dual 9000/tcp via docker-proxy" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H dual 9000/tcp via docker-proxy: not allowed" -j DROP`,
 	} {
 		if !contains(got, want) {
@@ -475,7 +480,7 @@ func TestDisabledBypass(t *testing.T) {
 	// DOCKMOAT lets everything through the pass mark (the check then
 	// lets it be); DOCKMOAT-INPUT returns.
 	bypass := `-m comment --comment "dockmoat:H ` + rules.DisabledDesc + `" `
-	for chain, verdict := range map[string]string{rules.ChainMain: "-g " + rules.ChainPass, rules.ChainInput: "-j RETURN"} {
+	for chain, verdict := range map[string]string{rules.ChainMain: "-g " + rules.ChainPass, rules.ChainInput: "-g " + rules.ChainPass} {
 		before, after := lines(on.Ruleset, chain), lines(got.Ruleset, chain)
 		if len(before) == 0 {
 			t.Fatalf("%s: the snapshot should need this chain", chain)
@@ -531,12 +536,13 @@ func TestRenderedCountsJumps(t *testing.T) {
 		n += len(ch.Rules)
 	}
 	r := rendered{rs: res.Ruleset, hookIn: rules.HookChain, inputHook: true}
-	if r.Count() != n+2 || n == 0 {
-		t.Errorf("Count = %d, want %d chain rules + 2 jumps", r.Count(), n)
+	if r.Count() != n+4 || n == 0 {
+		t.Errorf("Count = %d, want %d chain rules + 4 jumps", r.Count(), n)
 	}
 	l := r.Lines()
-	if len(l) != r.Count() || !strings.HasPrefix(l[0], "-I DOCKER-USER 1 ") || !strings.HasPrefix(l[1], "-I INPUT 1 ") {
-		t.Errorf("lines: %d, first %q, %q", len(l), l[0], l[1])
+	if len(l) != r.Count() || !strings.HasPrefix(l[0], "-I DOCKER-USER 1 ") || !strings.HasPrefix(l[1], "-I DOCKER-USER 2 ") ||
+		!strings.HasPrefix(l[2], "-I INPUT 1 ") || !strings.HasPrefix(l[3], "-I INPUT 2 ") {
+		t.Errorf("lines: %d, first %q", len(l), l[:4])
 	}
 	if input := (rendered{rs: res.Ruleset}); input.Count() != n {
 		t.Errorf("input-only: Count = %d, want %d", input.Count(), n)

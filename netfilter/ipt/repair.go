@@ -3,7 +3,6 @@ package ipt
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,7 +16,7 @@ import (
 // checks made without Docker.
 func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilter.FamilyPlan {
 	if !b.hooked[fam] {
-		return netfilter.FamilyPlan{Family: fam, Observed: obs, InputOnly: true}
+		return netfilter.FamilyPlan{Family: fam, Observed: obs, InputOnly: true, WantCheck: true}
 	}
 	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
 		StrayHooks: len(obs.ForwardHook), CheckPositions: obs.Check, StrayChecks: len(obs.ForwardCheck), WantCheck: true}
@@ -42,7 +41,7 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 		p := b.observedPlan(fam, obs)
 		_, p.InputChain = rs.Chain(rules.ChainInput)
 		hooks := p.InputOnly || (p.HooksInPlace() && p.StrayHooks+p.StrayChecks == 0)
-		if !hooks || !slices.Equal(obs.InputHook, p.WantInputHook()) || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
+		if !hooks || !p.InputHooksInPlace() || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
 		}
 	}
@@ -138,6 +137,7 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 		// marked (closed, never open, while this runs).
 		{rules.HookChain, CheckSpec(), len(obs.Check)},
 		{"FORWARD", CheckSpec(), len(obs.ForwardCheck)},
+		{rules.InputHookChain, InputCheckSpec(), len(obs.InputCheck)},
 		{rules.HookChain, HookSpec(), len(obs.Hook)},
 		{"FORWARD", HookSpec(), len(obs.ForwardHook)},
 		{rules.InputHookChain, InputHookSpec(), len(obs.InputHook)},
@@ -156,7 +156,7 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 			return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
 		}
 	}
-	n := len(obs.Hook) + len(obs.ForwardHook) + len(obs.Check) + len(obs.ForwardCheck) + len(obs.InputHook)
+	n := len(obs.Hook) + len(obs.ForwardHook) + len(obs.Check) + len(obs.ForwardCheck) + len(obs.InputHook) + len(obs.InputCheck)
 	b.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", n, owned)
 	if b.sets.store != nil {
 		// After the chains: a set still referenced cannot be destroyed.
