@@ -147,7 +147,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied, res.Egress)
 	if opt.InputOnly {
 		if hasInput {
-			rs.Chains = []OwnedChain{input, inputCheckChain(res.Proxied, fam), passChain()}
+			rs.Chains = []OwnedChain{input, inputCheckChain(res.Proxied, nil, fam), passChain()}
 		}
 		return rs
 	}
@@ -178,7 +178,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 			"-j", "LOG", "--log-prefix", rules.LogPrefix)
 	}
 	tail.add(rules.Desc("default deny"), "-j", "DROP")
-	rs.Chains = []OwnedChain{main, ing, passChain(), checkChain()}
+	rs.Chains = []OwnedChain{main, ing, passChain(), checkChain(res.Egress, fam)}
 	if sets {
 		rs.Chains = append(rs.Chains, portsChain(res.Ports), deny)
 		rs.Sets = res.Sets
@@ -187,7 +187,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		rs.Chains = append(rs.Chains, egressChain(cfg, res.Egress, fam))
 	}
 	if hasInput {
-		rs.Chains = append(rs.Chains, input, inputCheckChain(res.Proxied, fam))
+		rs.Chains = append(rs.Chains, input, inputCheckChain(res.Proxied, res.Egress, fam))
 	}
 	return rs
 }
@@ -201,13 +201,30 @@ func passChain() OwnedChain {
 }
 
 // checkChain drops a new DNATed connection that dockmoat's chains did not
-// mark (one was flushed, or the hook deleted), then clears the mark.
-func checkChain() OwnedChain {
+// mark (one was flushed, or the hook deleted), and refuses a deny
+// container's new outbound connection likewise, then clears the mark.
+func checkChain(egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
 	ch := OwnedChain{Name: rules.ChainCheck}
 	ch.add(rules.Desc("not let through by dockmoat, its chains flushed or unhooked: drop"), "-m", "conntrack", "--ctstate", "DNAT", "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")
+	egressChecks(&ch, egress, fam, true)
 	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
 	return ch
+}
+
+// egressChecks refuse a deny container's new connection that dockmoat's
+// chains did not mark: leaving its network (forward), or to the host.
+func egressChecks(ch *OwnedChain, egress []rules.Egress, fam rules.Family, forward bool) {
+	m := markHex(rules.PassMark)
+	for _, e := range egress {
+		for _, f := range e.From {
+			spec := []string{"-s", f.Addr.String() + bits(fam), "-i", f.Bridge}
+			if forward {
+				spec = append(spec, "!", "-o", f.Bridge)
+			}
+			ch.add(rules.Desc("egress of "+e.Container+": not let through by dockmoat"), append(spec, "-m", "mark", "!", "--mark", m+"/"+m, "-j", "REJECT")...)
+		}
+	}
 }
 
 func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
@@ -215,13 +232,14 @@ func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
 // inputCheckChain is checkChain for the docker-proxy path: a new
 // connection to a proxied binding that DOCKMOAT-INPUT did not mark is
 // dropped (the other ports of the host are never matched).
-func inputCheckChain(px []rules.Decision, fam rules.Family) OwnedChain {
+func inputCheckChain(px []rules.Decision, egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
 	ch := OwnedChain{Name: rules.ChainInputCheck}
 	for _, d := range px {
 		text := fmt.Sprintf("%s %d/%s via docker-proxy: not let through by dockmoat", d.Container, d.Binding.HostPort, d.Binding.Proto)
 		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")...)
 	}
+	egressChecks(&ch, egress, fam, false)
 	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
 	return ch
 }
@@ -236,7 +254,7 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 	for _, e := range egress {
 		for _, f := range e.From {
 			main.add(rules.Desc("egress of "+e.Container+": leaving docker network "+f.Bridge),
-				"-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "!", "-o", f.Bridge, "-j", rules.ChainEgress)
+				"-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "!", "-o", f.Bridge, "-g", rules.ChainEgress)
 		}
 	}
 	for _, b := range bridges {
@@ -365,7 +383,7 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-g", rules.ChainPass)
 	for _, e := range egress {
 		for _, f := range e.From {
-			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-j", rules.ChainEgress)
+			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-g", rules.ChainEgress)
 		}
 	}
 	for _, b := range bridges {
@@ -398,16 +416,17 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 	return ch, true
 }
 
-// egressChain renders DOCKMOAT-EGRESS: per deny container address, its
-// DNS resolvers and allowed destinations return (the connection goes on
-// to Docker's rules, or to INPUT's), the rest is rejected, so the
-// container's connect fails at once rather than after a timeout.
+// egressChain renders DOCKMOAT-EGRESS (reached by goto): per deny
+// container address, its DNS resolvers and allowed destinations pass (the
+// connection goes on to Docker's rules, or to INPUT's), the rest is
+// rejected, so the container's connect fails at once rather than after a
+// timeout.
 func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) OwnedChain {
 	ch := OwnedChain{Name: rules.ChainEgress}
 	if fam == rules.IPv6 {
 		for _, t := range rules.NeighbourDiscovery {
 			ch.add(rules.Desc("neighbour discovery: icmpv6 type "+t.Name+" on the link"), "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(t.Type),
-				"-m", "hl", "--hl-eq", strconv.Itoa(t.HopLimit), "-j", "RETURN")
+				"-m", "hl", "--hl-eq", strconv.Itoa(t.HopLimit), "-g", rules.ChainPass)
 		}
 	}
 	for _, e := range egress {
@@ -415,7 +434,7 @@ func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) Own
 			src := []string{"-s", f.Addr.String() + bits(fam)}
 			for _, p := range e.Passes() {
 				for _, spec := range destSpecs(p.Dest) {
-					ch.add(rules.Desc("egress of "+e.Container+": "+p.What+" "+p.Dest.String()), append(slices.Clone(src), append(spec, "-j", "RETURN")...)...)
+					ch.add(rules.Desc("egress of "+e.Container+": "+p.What+" "+p.Dest.String()), append(slices.Clone(src), append(spec, "-g", rules.ChainPass)...)...)
 				}
 			}
 			if cfg.LogBlocked {
