@@ -27,12 +27,15 @@ type nftEval struct {
 	path   []Step
 	// accepts lists the accept (or policy) of each base chain passed.
 	accepts []Step
+	// mark and markKnown: the packet mark as the statements so far set
+	// it (dockmoat's bit starts known and clear; see Packet.Mark).
+	mark, markKnown uint32
 }
 
 // EvalNFT runs p through the filter base chains of hook ("prerouting",
 // "forward", "input") for the packet's family.
 func EvalNFT(live *nft.Live, hook string, fam rules.Family, p Packet) Verdict {
-	e := &nftEval{live: live, fam: fam, budget: 8192}
+	e := &nftEval{live: live, fam: fam, budget: 8192, markKnown: rules.PassMark}
 	var bases []*nft.LiveChain
 	for _, c := range live.Chains {
 		if c.Hook == hook && c.Type == "filter" && e.familyOf(c.Family) {
@@ -126,7 +129,9 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p Packet, depth int) (v
 				if m, _ := body.(map[string]any); m["inv"] == true {
 					return Verdict{}, true, false
 				}
-			case "counter", "log", "mangle", "notrack", "set", "ct helper", "queue":
+			case "mangle":
+				e.mangle(body)
+			case "counter", "log", "notrack", "set", "ct helper", "queue":
 				// Non-terminating statements.
 			case "accept":
 				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
@@ -148,6 +153,46 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p Packet, depth int) (v
 		}
 	}
 	return Verdict{}, true, false
+}
+
+// mangle applies "meta mark set meta mark | BITS" and "… & BITS" (the
+// forms dockmoat writes) and "meta mark set N"; any other form of it
+// leaves every bit of the mark unknown. Other keys are not followed.
+func (e *nftEval) mangle(body any) {
+	m, _ := body.(map[string]any)
+	if !isMetaMark(m["key"]) {
+		return
+	}
+	if n, ok := m["value"].(float64); ok {
+		e.mark, e.markKnown = uint32(n), 0xffffffff
+		return
+	}
+	v, _ := m["value"].(map[string]any)
+	for op, args := range v {
+		a, _ := args.([]any)
+		if len(a) != 2 || !isMetaMark(a[0]) {
+			break
+		}
+		n, ok := a[1].(float64)
+		if !ok {
+			break
+		}
+		switch op {
+		case "|":
+			e.mark, e.markKnown = e.mark|uint32(n), e.markKnown|uint32(n)
+			return
+		case "&":
+			e.mark, e.markKnown = e.mark&uint32(n), e.markKnown|^uint32(n)
+			return
+		}
+	}
+	e.markKnown = 0
+}
+
+func isMetaMark(x any) bool {
+	m, _ := x.(map[string]any)
+	meta, _ := m["meta"].(map[string]any)
+	return meta["key"] == "mark"
 }
 
 func (e *nftEval) jump(c *nft.LiveChain, target string, isGoto bool, text string, p Packet, depth int) (Verdict, bool, bool) {
@@ -361,6 +406,14 @@ func (e *nftEval) value(x any, p Packet) (any, bool) {
 			return out, true
 		case "&":
 			args, _ := body.([]any)
+			if len(args) == 2 && isMetaMark(args[0]) {
+				// meta mark & BITS: known when every bit tested is.
+				n, ok := args[1].(float64)
+				if !ok || uint32(n)&^e.markKnown != 0 {
+					return nil, false
+				}
+				return float64(e.mark & uint32(n)), true
+			}
 			if len(args) == 2 {
 				v, known := e.value(args[0], p)
 				if known && v == nil {
@@ -527,6 +580,9 @@ func elemMatch(v any, el any) (bool, bool) {
 	case float64:
 		if pv, ok := v.(uint16); ok {
 			return float64(pv) == x, true
+		}
+		if pv, ok := v.(float64); ok { // meta mark & BITS
+			return pv == x, true
 		}
 	}
 	return false, false

@@ -291,3 +291,50 @@ func TestEvalNFTMetaProtocol(t *testing.T) {
 		t.Errorf("IPv6 packet, meta protocol ip6 drop: %+v", v)
 	}
 }
+
+// The pass mark on nftables: dockmoat's table marks what it lets
+// through, the check table (a later base chain) drops a new DNATed
+// connection without the mark and clears it. With the deciding chain
+// flushed, the check drops; a mark bit of someone else's is not known.
+func TestEvalNFTPassMark(t *testing.T) {
+	rule := func(table, chain, expr string) string {
+		return `{"rule":{"family":"inet","table":"` + table + `","chain":"` + chain + `","expr":` + expr + `}}`
+	}
+	base := func(table, chain string, prio int) string {
+		return fmt.Sprintf(`{"chain":{"family":"inet","table":%q,"name":%q,"type":"filter","hook":"forward","prio":%d,"policy":"accept"}}`, table, chain, prio)
+	}
+	markAccept := `[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"198.51.100.1"}},` +
+		`{"mangle":{"key":{"meta":{"key":"mark"}},"value":{"|":[{"meta":{"key":"mark"}},536870912]}}},{"accept":null}]`
+	check := `[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},` +
+		`{"match":{"op":"==","left":{"&":[{"meta":{"key":"mark"}},536870912]},"right":0}},{"drop":null}]`
+	clear := `[{"mangle":{"key":{"meta":{"key":"mark"}},"value":{"&":[{"meta":{"key":"mark"}},3758096383]}}}]`
+	ruleset := func(forward ...string) *nft.Live {
+		parts := []string{`{"table":{"family":"inet","name":"dockmoat"}}`, `{"table":{"family":"inet","name":"dockmoat_check"}}`,
+			base("dockmoat", "forward", -10), base("dockmoat_check", "forward", -5),
+			rule("dockmoat_check", "forward", check), rule("dockmoat_check", "forward", clear)}
+		for _, f := range forward {
+			parts = append(parts, rule("dockmoat", "forward", f))
+		}
+		live, err := nft.ParseRuleset([]byte(`{"nftables":[` + strings.Join(parts, ",") + `]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}
+	drop := `[{"drop":null}]`
+	intact := ruleset(markAccept, drop)
+	if v := EvalNFT(intact, "forward", rules.IPv4, pkt("198.51.100.1")); v.Result != Accept {
+		t.Errorf("allowed, intact: %+v", v)
+	}
+	if v := EvalNFT(intact, "forward", rules.IPv4, pkt("203.0.113.9")); v.Result != Drop || !strings.Contains(v.Chain, "dockmoat") {
+		t.Errorf("refused, intact: %+v", v)
+	}
+	flushed := ruleset()
+	if v := EvalNFT(flushed, "forward", rules.IPv4, pkt("198.51.100.1")); v.Result != Drop || !strings.Contains(v.Chain, "dockmoat_check") {
+		t.Errorf("forward flushed: %+v", v)
+	}
+	foreign := `[{"match":{"op":"==","left":{"&":[{"meta":{"key":"mark"}},16384]},"right":16384}},{"drop":null}]`
+	if v := EvalNFT(ruleset(foreign, markAccept), "forward", rules.IPv4, pkt("198.51.100.1")); v.Result != Unknown {
+		t.Errorf("someone else's mark bit is not known: %+v", v)
+	}
+}
