@@ -27,6 +27,9 @@ func RuleText(r nft.LiveRule) string {
 			case "vmap":
 				m, _ := body.(map[string]any)
 				parts = append(parts, valueString(m["key"])+" vmap "+valueString(m["data"]))
+			case "mangle":
+				m, _ := body.(map[string]any)
+				parts = append(parts, valueString(m["key"])+" set "+valueString(m["value"]))
 			default:
 				parts = append(parts, kind+" "+valueString(body))
 			}
@@ -98,9 +101,14 @@ func valueString(v any) string {
 				if len(r) == 2 {
 					return valueString(r[0]) + "-" + valueString(r[1])
 				}
-			case "&":
+			case "&", "|":
 				args, _ := body.([]any)
-				if len(args) == 2 {
+				if len(args) == 2 && isMetaMark(args[0]) {
+					if n, ok := args[1].(float64); ok { // meta mark & 0x20000000
+						return "meta mark " + kind + " 0x" + strconv.FormatUint(uint64(n), 16)
+					}
+				}
+				if len(args) == 2 && kind == "&" {
 					return valueString(args[0]) + " & (" + strings.ReplaceAll(valueString(args[1]), ",", "|") + ")"
 				}
 			}

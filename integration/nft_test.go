@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,6 +145,8 @@ func TestNFTBackend(t *testing.T) {
 		drift(t, "nft delete table inet dockmoat", "nft", "delete", "table", "inet", "dockmoat")
 	})
 
+	t.Run("FlushEachClosed", func(t *testing.T) { nftFlushEachClosed(t, e) })
+
 	t.Run("DockerdRestart", func(t *testing.T) {
 		_, _, breaches := e.restartDockerd(t, []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, "")}, time.Second)
 		for _, b := range breaches {
@@ -160,7 +163,8 @@ func TestNFTBackend(t *testing.T) {
 		}
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"), out6("tcp", A6, 8080, false, ""))
 		// Audit while stopped (the rules stay), then with dockmoat's
-		// ingress chain flushed by hand: every verdict tried for real.
+		// ingress chain flushed by hand (the check table then closes):
+		// every verdict tried for real.
 		rep, code := nftAudit(t, e)
 		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || r.Exposure != audit.Closed {
 			t.Errorf("audit, dockmoat stopped: exit %d, plain %+v", code, r)
@@ -170,7 +174,7 @@ func TestNFTBackend(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 		rep, code = nftAudit(t, e)
-		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || rep.Protected || r.Exposure != audit.Public || !r.Beyond {
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || rep.Protected || r.Exposure != audit.Closed || r.Beyond || !strings.Contains(r.Reason, "dockmoat_check") {
 			t.Errorf("audit, ingress flushed: exit %d protected %v, plain %+v", code, rep.Protected, r)
 		}
 		agreeNFT(t, e, rep)
@@ -266,4 +270,68 @@ func agreeNFT(t *testing.T, e *env, rep audit.Report) {
 		t.Fatalf("only %d checks: rows missing? %+v", len(checks), rep.Rows)
 	}
 	e.expect(t, checks...)
+}
+
+// nftFlushEachClosed: the nftables layout fails closed. With dockmoat
+// stopped (SIGSTOP: no repair), each chain of table inet dockmoat and of
+// its check table is flushed in turn, then a set, then each table
+// deleted: the closed port stays closed over IPv4 (DNAT) and IPv6
+// (docker-proxy), TCP and UDP. The control first: both tables deleted,
+// the closed port answers. After each fault dockmoat resumes and repairs.
+func nftFlushEachClosed(t *testing.T, e *env) {
+	ctx := e.ctx
+	tables := func() string {
+		a, _ := e.bed.HostExec(ctx, "nft", "list", "table", "inet", "dockmoat")
+		b, _ := e.bed.HostExec(ctx, "nft", "list", "table", "inet", "dockmoat_check")
+		return a + b
+	}
+	before := tables()
+	var chains [][]string
+	for _, table := range []string{"dockmoat", "dockmoat_check"} {
+		out, err := e.bed.HostExec(ctx, "nft", "list", "table", "inet", table)
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s*chain (\S+) \{`).FindAllStringSubmatch(out, -1) {
+			chains = append(chains, []string{"nft", "flush", "chain", "inet", table, m[1]})
+		}
+	}
+	if len(chains) < 6 {
+		t.Fatalf("chains: %v", chains)
+	}
+	closed := []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, ""), out6("tcp", A6, 8080, false, "")}
+	fault := func(name string, open []check, cmds ...[]string) {
+		t.Helper()
+		if err := e.dm.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cmds {
+			if msg, err := e.bed.HostExec(ctx, c...); err != nil {
+				t.Fatalf("%s: %v: %s", name, err, msg)
+			}
+		}
+		checks := closed
+		if open != nil {
+			checks = open
+		}
+		e.expect(t, checks...)
+		if err := e.dm.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		for start := time.Now(); tables() != before; time.Sleep(5 * time.Millisecond) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("%s: not repaired:\n%s", name, tables())
+			}
+		}
+		e.expect(t, out("tcp", A, 8081, true, "web"))
+		t.Logf("%s: %d probes as expected while dockmoat was stopped, then repaired", name, len(checks))
+	}
+	fault("control: both tables deleted", []check{out("tcp", A, 8080, true, "plain")},
+		[]string{"nft", "delete", "table", "inet", "dockmoat"}, []string{"nft", "delete", "table", "inet", "dockmoat_check"})
+	for _, c := range chains {
+		fault(strings.Join(c[1:], " "), nil, c)
+	}
+	fault("flush set open4", nil, []string{"nft", "flush", "set", "inet", "dockmoat", "open4"})
+	fault("delete table inet dockmoat", nil, []string{"nft", "delete", "table", "inet", "dockmoat"})
+	fault("delete table inet dockmoat_check", nil, []string{"nft", "delete", "table", "inet", "dockmoat_check"})
 }

@@ -38,7 +38,7 @@ func (f *fakeNFT) Apply(_ context.Context, script string) error {
 	f.applies++
 	if i := strings.Index(script, "table inet dockmoat {"); i >= 0 {
 		f.table = script[i:]
-	} else if strings.HasPrefix(script, "delete table inet dockmoat") {
+	} else if strings.Contains(script, "delete table inet dockmoat\n") {
 		f.table = ""
 	}
 	return nil
@@ -55,7 +55,8 @@ func TestNFTBackend(t *testing.T) {
 		t.Fatalf("first pass: %+v %v", res, err)
 	}
 	if !strings.Contains(fk.table, "elements = { 172.17.0.2 . tcp . 80 }") ||
-		!strings.Contains(fk.table, "meta l4proto tcp ct original proto-dst 8080 accept") ||
+		!strings.Contains(fk.table, "meta l4proto tcp ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept") ||
+		!strings.Contains(fk.table, "table inet dockmoat_check {") ||
 		!strings.Contains(fk.table, "drop comment") {
 		t.Errorf("table:\n%s", fk.table)
 	}
@@ -75,13 +76,16 @@ func TestNFTBackend(t *testing.T) {
 	// An element deleted by hand (nft delete element) is seen by the
 	// next pass, which puts the table back.
 	fk.table = strings.Replace(fk.table, "elements = { 172.17.0.2 . tcp . 80 }", "", 1)
+	if ok, _ := rec.Intact(ctx); ok {
+		t.Error("a flushed set is not seen as drift (the drift watch would not repair it)")
+	}
 	d.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}, nil)
 	if res, err := rec.Sync(ctx); err != nil || !res.Applied || !strings.Contains(fk.table, "172.17.0.2 . tcp . 80") {
 		t.Errorf("set element not put back: %+v %v\n%s", res, err, fk.table)
 	}
 	// ipset: off keeps one rule per allow here too.
 	rec.SetConfig(config.Config{UFW: config.UFWAuto, NoIPSet: true})
-	if _, err := rec.Sync(ctx); err != nil || !strings.Contains(fk.table, "ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 accept") || strings.Contains(fk.table, "set open4") {
+	if _, err := rec.Sync(ctx); err != nil || !strings.Contains(fk.table, "ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept") || strings.Contains(fk.table, "set open4") {
 		t.Errorf("one rule per allow: %v\n%s", err, fk.table)
 	}
 	d.set(rules.Snapshot{Bridges: []string{"docker0"}}, nil)
@@ -126,19 +130,27 @@ func TestNFTProxyPathInSync(t *testing.T) {
 var (
 	nftSetRe   = regexp.MustCompile(`^\s*set (\S+) \{`)
 	nftChainRe = regexp.MustCompile(`^\s*chain (\S+) \{`)
+	nftTableRe = regexp.MustCompile(`^table inet (\S+) \{`)
 	nftHashRe  = regexp.MustCompile(`comment "` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
 )
 
 // scriptChains reads the hashes of dockmoat's rules per chain from a listing.
 func scriptChains(listing string) map[string][]string {
 	owned := map[string][]string{}
-	chain := ""
+	chain, prefix := "", ""
 	sc := bufio.NewScanner(strings.NewReader(listing))
 	sc.Buffer(make([]byte, 64*1024), 8*1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
+		if m := nftTableRe.FindStringSubmatch(line); m != nil {
+			prefix = ""
+			if m[1] == nft.CheckTable {
+				prefix = nft.CheckTable + "/"
+			}
+			continue
+		}
 		if m := nftChainRe.FindStringSubmatch(line); m != nil {
-			chain = m[1]
+			chain = prefix + m[1]
 			owned[chain] = []string{}
 			continue
 		}

@@ -3,6 +3,7 @@ package nft
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -70,10 +71,14 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 // one: chains by rule hash, then sets by their elements.
 func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
 	var changed []string
-	for _, name := range netfilter.ChangedChains(rs.Chains, owned) {
-		changed = append(changed, "inet dockmoat/"+name)
+	all := rs.All()
+	for _, name := range netfilter.ChangedChains(all, owned) {
+		if !strings.Contains(name, "/") {
+			name = "inet dockmoat/" + name
+		}
+		changed = append(changed, name)
 	}
-	if len(owned) != len(rs.Chains) && len(changed) == 0 {
+	if len(owned) != len(all) && len(changed) == 0 {
 		changed = append(changed, "inet dockmoat (extra chains)")
 	}
 	for _, set := range rs.Sets {
@@ -95,7 +100,7 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 	}
 	p4 := plans[0]
 	if b.installed != nil {
-		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, netfilter.HashesOf(b.installed.Chains))
+		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, netfilter.HashesOf(b.installed.All()))
 	}
 	if p4.Batch != "" {
 		if err := b.nft.Apply(ctx, p4.Batch); err != nil {
@@ -120,7 +125,19 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return netfilter.Intact(listing.Chains, netfilter.HashesOf(b.installed.Chains)), nil
+	return netfilter.Intact(listing.Chains, netfilter.HashesOf(b.installed.All())) && len(setDrift(*b.installed, listing)) == 0, nil
+}
+
+// setDrift names the sets whose elements differ from those installed (a
+// flushed set closes what it allowed, until the repair puts it back).
+func setDrift(rs Ruleset, listing Listing) []string {
+	var out []string
+	for _, c := range tableDiff(Ruleset{Sets: rs.Sets}, nil, listing.Sets) {
+		if name, ok := strings.CutPrefix(c, "inet dockmoat/set "); ok {
+			out = append(out, rules.IPv4.String()+": set "+name+" edited")
+		}
+	}
+	return out
 }
 
 // Repair implements netfilter.Backend: it puts back the last applied
@@ -133,7 +150,8 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, netfilter.HashesOf(b.installed.Chains))
+	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, netfilter.HashesOf(b.installed.All()))
+	found = append(found, setDrift(*b.installed, listing)...)
 	if len(found) == 0 {
 		return nil, nil
 	}
@@ -143,19 +161,20 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 	return found, nil
 }
 
-// Uninstall implements netfilter.Backend: it deletes the table.
+// Uninstall implements netfilter.Backend: it deletes both tables, the
+// check table first (alone, it drops what no table marked: closed).
 func (b *Backend) Uninstall(ctx context.Context) error {
 	listing, err := b.nft.List(ctx)
 	if err != nil {
 		return err
 	}
-	if !listing.Exists() {
+	if len(listing.Chains) == 0 {
 		return nil
 	}
-	if err := b.nft.Apply(ctx, fmt.Sprintf("delete table %s %s\n", TableFamily, TableName)); err != nil {
-		return fmt.Errorf("deleting table inet dockmoat: %w", err)
+	if err := b.nft.Apply(ctx, DeleteScript(CheckTable, TableName)); err != nil {
+		return fmt.Errorf("deleting tables inet %s and %s: %w", TableName, CheckTable, err)
 	}
-	b.log.Info("removed table inet dockmoat")
+	b.log.Info("removed tables inet dockmoat and inet dockmoat_check")
 	return nil
 }
 

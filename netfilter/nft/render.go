@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,13 +19,34 @@ import (
 // in nftables an accept ends only the current base chain (the packet goes
 // on to Docker's), while a drop is final, so the same policy reads
 // "drop unless allowed" and never has to accept for Docker.
+//
+// Fail-closed pair (ipt's DOCKMOAT-PASS and DOCKMOAT-CHECK): what the table
+// lets through it marks (rules.PassMark) as it accepts; nothing falls off
+// the forward chain unmarked but what it sends to ingress or egress by
+// goto. A second table, CheckTable, whose base chains run just after
+// (CheckPriority), drops a new connection without the mark that the
+// policy would have decided (DNATed, a proxied binding, a deny
+// container's egress) and clears the mark. A flush of any chain or set
+// of either table, or the deletion of either table, then closes.
 const (
-	TableFamily = "inet"
-	TableName   = "dockmoat"
-	Priority    = "filter - 10"
-	chainMain   = "forward"
-	chainIng    = "ingress"
-	chainEgress = "egress"
+	TableFamily   = "inet"
+	TableName     = "dockmoat"
+	CheckTable    = "dockmoat_check"
+	Priority      = "filter - 10"
+	CheckPriority = "filter - 5"
+	chainMain     = "forward"
+	chainIng      = "ingress"
+	chainEgress   = "egress"
+)
+
+// markSet marks a packet as let through by dockmoat; pass also accepts it
+// (which ends only dockmoat's base chain).
+var (
+	markSet = fmt.Sprintf("meta mark set meta mark | %#x", rules.PassMark)
+	pass    = markSet + " accept"
+	// unmarked matches a packet without the mark.
+	unmarked = fmt.Sprintf("meta mark & %#x == 0", rules.PassMark)
+	markClr  = fmt.Sprintf("meta mark set meta mark & %#x", ^uint32(rules.PassMark))
 )
 
 // Rule is one rule with its hash, as in the iptables renderer.
@@ -57,6 +79,8 @@ func (c Chain) Hashes() []string {
 type Ruleset struct {
 	Sets   []Set
 	Chains []Chain
+	// Check are the chains of CheckTable (none for the guard).
+	Check []Chain
 }
 
 // Set is a named set of the table, its elements written as nft lists
@@ -81,7 +105,7 @@ func nftDesc(s string) string {
 	return s
 }
 
-// Text renders the whole table definition.
+// Text renders the whole table definition, and the check table's.
 func (rs Ruleset) Text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", TableFamily, TableName)
@@ -95,18 +119,38 @@ func (rs Ruleset) Text() string {
 		}
 		b.WriteString("\t}\n")
 	}
-	for _, ch := range rs.Chains {
-		fmt.Fprintf(&b, "\tchain %s {\n", ch.Name)
+	writeChains(&b, rs.Chains)
+	b.WriteString("}\n")
+	if len(rs.Check) > 0 {
+		fmt.Fprintf(&b, "table %s %s {\n", TableFamily, CheckTable)
+		writeChains(&b, rs.Check)
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+func writeChains(b *strings.Builder, chains []Chain) {
+	for _, ch := range chains {
+		fmt.Fprintf(b, "\tchain %s {\n", ch.Name)
 		if ch.Base != "" {
-			fmt.Fprintf(&b, "\t\t%s\n", ch.Base)
+			fmt.Fprintf(b, "\t\t%s\n", ch.Base)
 		}
 		for _, r := range ch.Rules {
-			fmt.Fprintf(&b, "\t\t%s comment \"%s%s %s\"\n", r.Expr, rules.CommentPrefix, r.Hash, r.Desc)
+			fmt.Fprintf(b, "\t\t%s comment \"%s%s %s\"\n", r.Expr, rules.CommentPrefix, r.Hash, r.Desc)
 		}
 		b.WriteString("\t}\n")
 	}
-	b.WriteString("}\n")
-	return b.String()
+}
+
+// All lists the chains of both tables, the check table's named
+// "dockmoat_check/CHAIN" (as ParseJSON lists them).
+func (rs Ruleset) All() []Chain {
+	out := slices.Clone(rs.Chains)
+	for _, ch := range rs.Check {
+		ch.Name = CheckTable + "/" + ch.Name
+		out = append(out, ch)
+	}
+	return out
 }
 
 // Lines implements netfilter.Rendered: the table definition, by line.
@@ -115,17 +159,31 @@ func (rs Ruleset) Lines() []string { return strings.Split(strings.TrimRight(rs.T
 // Count implements netfilter.Rendered: the rules of every chain.
 func (rs Ruleset) Count() int {
 	n := 0
-	for _, ch := range rs.Chains {
+	for _, ch := range rs.All() {
 		n += len(ch.Rules)
 	}
 	return n
 }
 
-// ReplaceScript is the `nft -f` input that swaps the table atomically: the
-// first line makes sure the table exists so that deleting it cannot fail;
-// all three run as one transaction.
+// ReplaceScript is the `nft -f` input that swaps the tables atomically:
+// each is made sure to exist, so that deleting it cannot fail, deleted
+// and written again, all as one transaction. (The guard's table has no
+// check table and leaves one alone.)
 func (rs Ruleset) ReplaceScript() string {
-	return fmt.Sprintf("table %s %s\ndelete table %s %s\n%s", TableFamily, TableName, TableFamily, TableName, rs.Text())
+	tables := []string{TableName}
+	if len(rs.Check) > 0 {
+		tables = append(tables, CheckTable)
+	}
+	return DeleteScript(tables...) + rs.Text()
+}
+
+// DeleteScript deletes tables of dockmoat's whether they exist or not.
+func DeleteScript(tables ...string) string {
+	var b strings.Builder
+	for _, t := range tables {
+		fmt.Fprintf(&b, "table %s %s\ndelete table %s %s\n", TableFamily, t, TableFamily, t)
+	}
+	return b.String()
 }
 
 func nftAddr(fam rules.Family) string {
@@ -158,22 +216,23 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 	main.add("replies and related traffic", "ct state established,related accept")
 	egressJumps(&main, res, true)
 	for _, b := range bridges {
-		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" accept")
+		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" "+pass)
 	}
 	for _, b := range bridges {
-		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" jump "+chainIng)
+		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" goto "+chainIng)
 	}
 	// Networks not seen yet, as in the ipt backend (unseenNetworks): the
 	// host's own br-* bridges excepted (rules.ForeignBridges).
 	not := notForeign(res[0].Foreign)
 	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), not("iifname")+"iifname "+strconv.Quote(rules.BridgePattern(b))+" accept")
+		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), not("iifname")+"iifname "+strconv.Quote(rules.BridgePattern(b))+" "+pass)
 	}
 	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" jump "+chainIng)
+		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" goto "+chainIng)
 	}
+	main.add("not into a docker network", markSet)
 	ing := Chain{Name: chainIng}
-	addTrusted(&ing, cfg)
+	addTrusted(&ing, cfg, pass)
 	var rs Ruleset
 	deny := Chain{Name: "deny"}
 	tail := &ing
@@ -208,10 +267,52 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 	if eg, ok := egressChain(cfg, res); ok {
 		rs.Chains = append(rs.Chains, eg)
 	}
-	if in, ok := nftInput(cfg, bridges, res); ok {
+	in, hasInput := nftInput(cfg, bridges, res)
+	if hasInput {
 		rs.Chains = append(rs.Chains, in)
 	}
+	rs.Check = checkTable(res, hasInput)
 	return rs, res
+}
+
+// checkTable is the second table of the fail-closed pair: new connections
+// the policy decides (DNATed, to a proxied binding, a deny container's)
+// without dockmoat's mark are dropped or refused; the mark is cleared.
+func checkTable(res [2]rules.Result, input bool) []Chain {
+	fwd := Chain{Name: chainMain, Base: "type filter hook forward priority " + CheckPriority + "; policy accept;"}
+	fwd.add("not let through by dockmoat, its table flushed or deleted: drop", "ct state new ct status dnat "+unmarked+" drop")
+	checkEgress(&fwd, res, true)
+	fwd.add("clear the mark", markClr)
+	chains := []Chain{fwd}
+	if input {
+		in := Chain{Name: "input", Base: "type filter hook input priority " + CheckPriority + "; policy accept;"}
+		for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+			for _, d := range res[i].Proxied {
+				in.add(fmt.Sprintf("%s %d/%s via docker-proxy: not let through by dockmoat", d.Container, d.Binding.HostPort, d.Binding.Proto),
+					"ct state new "+nftProxyMatch(d.Binding, fam)+" "+unmarked+" drop")
+			}
+		}
+		checkEgress(&in, res, false)
+		in.add("clear the mark", markClr)
+		chains = append(chains, in)
+	}
+	return chains
+}
+
+// checkEgress refuses a deny container's new connection without the mark:
+// leaving its network (forward), or to the host.
+func checkEgress(ch *Chain, res [2]rules.Result, forward bool) {
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		for _, e := range res[i].Egress {
+			for _, f := range e.From {
+				m := fmt.Sprintf("ct state new %s saddr %s iifname %s ", nftAddr(fam), f.Addr, strconv.Quote(f.Bridge))
+				if forward {
+					m += "oifname != " + strconv.Quote(f.Bridge) + " "
+				}
+				ch.add("egress of "+e.Container+": not let through by dockmoat", m+unmarked+" reject")
+			}
+		}
+	}
 }
 
 // egressJumps sends deny containers' new connections to the egress chain:
@@ -226,7 +327,7 @@ func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
 					m += "oifname != " + strconv.Quote(f.Bridge) + " "
 					text = "egress of " + e.Container + ": leaving docker network " + f.Bridge
 				}
-				ch.add(text, m+"jump "+chainEgress)
+				ch.add(text, m+"goto "+chainEgress)
 			}
 		}
 	}
@@ -239,7 +340,7 @@ func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 	ch := Chain{Name: chainEgress}
 	if len(res[1].Egress) > 0 {
 		for _, t := range rules.NeighbourDiscovery {
-			ch.add("neighbour discovery: "+t.Name+" on the link", fmt.Sprintf("icmpv6 type %d ip6 hoplimit %d accept", t.Type, t.HopLimit))
+			ch.add("neighbour discovery: "+t.Name+" on the link", fmt.Sprintf("icmpv6 type %d ip6 hoplimit %d %s", t.Type, t.HopLimit, pass))
 		}
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -247,7 +348,7 @@ func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
 			for _, f := range e.From {
 				src := nftAddr(fam) + " saddr " + f.Addr.String() + " "
 				for _, p := range e.Passes() {
-					ch.add("egress of "+e.Container+": "+p.What+" "+p.Dest.String(), src+nftDest(p.Dest, fam)+"accept")
+					ch.add("egress of "+e.Container+": "+p.What+" "+p.Dest.String(), src+nftDest(p.Dest, fam)+pass)
 				}
 				if cfg.LogBlocked {
 					ch.add("egress of "+e.Container+": log refused", src+`limit rate 10/minute burst 20 packets log prefix "`+rules.EgressLogPrefix+`"`)
@@ -283,7 +384,7 @@ func nftDest(d config.EgressDest, fam rules.Family) string {
 // stays installed and kept up to date for `dockmoat enable`.
 func bypass(ch *Chain, cfg config.Config) {
 	if cfg.Disabled {
-		ch.add(rules.DisabledDesc, "accept")
+		ch.add(rules.DisabledDesc, pass)
 	}
 }
 
@@ -297,10 +398,10 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
 	bypass(&in, cfg)
 	in.add("replies and related traffic", "ct state established,related accept")
-	in.add("from the host itself", `iifname "lo" accept`)
+	in.add("from the host itself", `iifname "lo" `+pass)
 	egressJumps(&in, res, false)
 	for _, b := range bridges {
-		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" accept")
+		in.add("from docker network "+b, "iifname "+strconv.Quote(b)+" "+pass)
 	}
 	// No catch-all for networks not seen yet (as in the ipt backend's
 	// inputChain): the host's own br-* bridges match it too.
@@ -309,7 +410,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 		if src.Addr().Is6() {
 			fam = rules.IPv6
 		}
-		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
+		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, pass))
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, d := range res[i].Proxied {
@@ -318,7 +419,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 				if src != "" {
 					expr, text = nftAddr(fam)+" saddr "+src+" "+expr, text+" from "+src
 				}
-				in.add(text, expr+" accept")
+				in.add(text, expr+" "+pass)
 			}
 		}
 	}
@@ -374,7 +475,7 @@ func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 		if r.Hi > r.Lo {
 			rng += "-" + strconv.Itoa(int(r.Hi))
 		}
-		ports.add("allowed published ports "+r.String()+"/"+r.Proto, fmt.Sprintf("meta l4proto %s ct original proto-dst %s accept", r.Proto, rng))
+		ports.add("allowed published ports "+r.String()+"/"+r.Proto, fmt.Sprintf("meta l4proto %s ct original proto-dst %s %s", r.Proto, rng, pass))
 	}
 	ports.add("published port not allowed for this container", "goto deny")
 	key := nftAddr(fam) + " daddr . meta l4proto . th dport"
@@ -403,7 +504,7 @@ func nftAllow(a rules.Allow, fam rules.Family) string {
 	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
 		parts = append(parts, fmt.Sprintf("ct original %s daddr %s", nftAddr(fam), b.HostIP.Unmap()))
 	}
-	parts = append(parts, fmt.Sprintf("ct original proto-dst %d accept", b.HostPort))
+	parts = append(parts, fmt.Sprintf("ct original proto-dst %d %s", b.HostPort, pass))
 	return strings.Join(parts, " ")
 }
 
@@ -421,7 +522,7 @@ func GuardTable(cfg config.Config, foreign []string) Ruleset {
 	main.add("guard: published ports", "ct status dnat jump "+chainIng)
 	main.add("guard: entering docker networks", `oifname { "docker0", "br-*" } jump `+chainIng)
 	ing := Chain{Name: chainIng}
-	addTrusted(&ing, cfg)
+	addTrusted(&ing, cfg, "accept")
 	ing.add("guard: default deny until dockmoat run", "drop")
 	return Ruleset{Chains: []Chain{main, ing}}
 }
@@ -447,12 +548,12 @@ func nftNames(names []string) string {
 }
 
 // addTrusted accepts connections Docker DNATed from the trusted sources.
-func addTrusted(ing *Chain, cfg config.Config) {
+func addTrusted(ing *Chain, cfg config.Config, verdict string) {
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		fam := rules.IPv4
 		if src.Addr().Is6() {
 			fam = rules.IPv6
 		}
-		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat accept", nftAddr(fam), src))
+		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat %s", nftAddr(fam), src, verdict))
 	}
 }

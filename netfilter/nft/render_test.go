@@ -64,21 +64,29 @@ func TestRender(t *testing.T) {
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
 		ct state established,related accept comment "dockmoat:H replies and related traffic"
-		iifname "br-0123456789ab" accept comment "dockmoat:H leaving docker network br-0123456789ab"
-		iifname "docker0" accept comment "dockmoat:H leaving docker network docker0"
-		oifname "br-0123456789ab" jump ingress comment "dockmoat:H entering docker network br-0123456789ab"
-		oifname "docker0" jump ingress comment "dockmoat:H entering docker network docker0"
-		iifname "br-*" accept comment "dockmoat:H leaving a docker network not seen yet br-*"
-		oifname "br-*" jump ingress comment "dockmoat:H entering a docker network not seen yet br-*"
+		iifname "br-0123456789ab" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H leaving docker network br-0123456789ab"
+		iifname "docker0" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H leaving docker network docker0"
+		oifname "br-0123456789ab" goto ingress comment "dockmoat:H entering docker network br-0123456789ab"
+		oifname "docker0" goto ingress comment "dockmoat:H entering docker network docker0"
+		iifname "br-*" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H leaving a docker network not seen yet br-*"
+		oifname "br-*" goto ingress comment "dockmoat:H entering a docker network not seen yet br-*"
+		meta mark set meta mark | 0x20000000 comment "dockmoat:H not into a docker network"
 	}
 	chain ingress {
-		ip saddr 10.0.0.0/8 ct status dnat accept comment "dockmoat:H trusted source 10.0.0.0/8"
-		ip6 saddr fd00::/8 ct status dnat accept comment "dockmoat:H trusted source fd00::/8"
-		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 accept comment "dockmoat:H allow web 8080/tcp from 198.51.100.0/24"
-		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 udp dport 53 ct status dnat ct original ip daddr 192.0.2.1 ct original proto-dst 53 accept comment "dockmoat:H allow web 53/udp from 198.51.100.0/24"
-		ip6 saddr 2001:db8::/48 ip6 daddr fd00::2 tcp dport 80 ct status dnat ct original proto-dst 8080 accept comment "dockmoat:H allow web 8080/tcp from 2001:db8::/48"
+		ip saddr 10.0.0.0/8 ct status dnat meta mark set meta mark | 0x20000000 accept comment "dockmoat:H trusted source 10.0.0.0/8"
+		ip6 saddr fd00::/8 ct status dnat meta mark set meta mark | 0x20000000 accept comment "dockmoat:H trusted source fd00::/8"
+		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 8080/tcp from 198.51.100.0/24"
+		ip saddr 198.51.100.0/24 ip daddr 172.17.0.2 udp dport 53 ct status dnat ct original ip daddr 192.0.2.1 ct original proto-dst 53 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 53/udp from 198.51.100.0/24"
+		ip6 saddr 2001:db8::/48 ip6 daddr fd00::2 tcp dport 80 ct status dnat ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 8080/tcp from 2001:db8::/48"
 		limit rate 10/minute burst 20 packets log prefix "[DOCKMOAT BLOCK] " comment "dockmoat:H log blocked"
 		drop comment "dockmoat:H default deny"
+	}
+}
+table inet dockmoat_check {
+	chain forward {
+		type filter hook forward priority filter - 5; policy accept;
+		ct state new ct status dnat meta mark & 0x20000000 == 0 drop comment "dockmoat:H not let through by dockmoat, its table flushed or deleted: drop"
+		meta mark set meta mark & 0xdfffffff comment "dockmoat:H clear the mark"
 	}
 }
 `
@@ -88,7 +96,7 @@ func TestRender(t *testing.T) {
 	if len(res[0].Decisions()) != 2 || len(res[1].Decisions()) != 1 {
 		t.Errorf("decisions per family: %d, %d", len(res[0].Decisions()), len(res[1].Decisions()))
 	}
-	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat {") {
+	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat_check\ndelete table inet dockmoat_check\ntable inet dockmoat {") {
 		t.Error("replace script must create, delete and define in one transaction")
 	}
 	if p := os.Getenv("DOCKMOAT_NFT_OUT"); p != "" {
@@ -104,11 +112,11 @@ func TestNFTProxyPath(t *testing.T) {
 	text := rs.Text()
 	for _, want := range []string{
 		"\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
-		`iifname "lo" accept comment`,
-		`iifname "br-*" accept comment "dockmoat:`,
-		`ip6 saddr 2001:db8:9::/48 accept comment`,
-		`meta nfproto ipv6 tcp dport 8080 accept comment "dockmoat:`,
-		`ip6 saddr 2001:db8:1::10/128 meta nfproto ipv6 tcp dport 8083 accept comment`,
+		`iifname "lo" meta mark set meta mark | 0x20000000 accept comment`,
+		`iifname "br-*" meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
+		`ip6 saddr 2001:db8:9::/48 meta mark set meta mark | 0x20000000 accept comment`,
+		`meta nfproto ipv6 tcp dport 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
+		`ip6 saddr 2001:db8:1::10/128 meta nfproto ipv6 tcp dport 8083 meta mark set meta mark | 0x20000000 accept comment`,
 		`meta nfproto ipv6 tcp dport 8082 drop comment "dockmoat:`,
 		`meta nfproto ipv6 udp dport 5353 drop comment`,
 	} {
@@ -144,7 +152,7 @@ func TestDisabledBypass(t *testing.T) {
 		if len(a.Rules) == 0 || len(b.Rules) != len(a.Rules)+1 {
 			t.Fatalf("%s: %d rules enabled, %d disabled", name, len(a.Rules), len(b.Rules))
 		}
-		if b.Rules[0].Expr != "accept" || !strings.Contains(b.Rules[0].Desc, "dockmoat enable") {
+		if b.Rules[0].Expr != pass || !strings.Contains(b.Rules[0].Desc, "dockmoat enable") {
 			t.Errorf("%s: first rule %+v, want the bypass", name, b.Rules[0])
 		}
 		if !reflect.DeepEqual(b.Rules[1:], a.Rules) {
@@ -161,25 +169,25 @@ func TestRenderEgress(t *testing.T) {
 	rs, _ := Render(config.Default(), rulestest.EgressSnap())
 	text := rs.Text()
 	for _, want := range []string{
-		`ip saddr 172.17.0.2 iifname "docker0" oifname != "docker0" jump egress comment "dockmoat:`,
-		`ip6 saddr fd00::2 iifname "docker0" oifname != "docker0" jump egress comment`,
-		`ip saddr 172.17.0.2 iifname "docker0" jump egress comment "dockmoat:` + "",
-		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 udp dport 53 accept comment`,
-		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 tcp dport 53 accept comment`,
-		`ip saddr 172.17.0.2 ip daddr 10.0.0.0/8 meta l4proto { tcp, udp } th dport 1000-2000 accept comment`,
-		`ip saddr 172.17.0.2 ip daddr 198.51.100.0/24 accept comment`,
+		`ip saddr 172.17.0.2 iifname "docker0" oifname != "docker0" goto egress comment "dockmoat:`,
+		`ip6 saddr fd00::2 iifname "docker0" oifname != "docker0" goto egress comment`,
+		`ip saddr 172.17.0.2 iifname "docker0" goto egress comment "dockmoat:` + "",
+		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 udp dport 53 meta mark set meta mark | 0x20000000 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 192.0.2.53 tcp dport 53 meta mark set meta mark | 0x20000000 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 10.0.0.0/8 meta l4proto { tcp, udp } th dport 1000-2000 meta mark set meta mark | 0x20000000 accept comment`,
+		`ip saddr 172.17.0.2 ip daddr 198.51.100.0/24 meta mark set meta mark | 0x20000000 accept comment`,
 		`ip saddr 172.17.0.2 reject comment "dockmoat:`,
-		`ip6 saddr fd00::2 ip6 daddr 2001:db8::53 udp dport 53 accept comment`,
-		`ip6 saddr fd00::2 ip6 daddr 2001:db8::1 udp dport 53 accept comment`,
+		`ip6 saddr fd00::2 ip6 daddr 2001:db8::53 udp dport 53 meta mark set meta mark | 0x20000000 accept comment`,
+		`ip6 saddr fd00::2 ip6 daddr 2001:db8::1 udp dport 53 meta mark set meta mark | 0x20000000 accept comment`,
 		`ip6 saddr fd00::2 reject comment`,
-		`icmpv6 type 135 ip6 hoplimit 255 accept comment "dockmoat:`, `icmpv6 type 143 ip6 hoplimit 1 accept comment "dockmoat:`,
+		`icmpv6 type 135 ip6 hoplimit 255 meta mark set meta mark | 0x20000000 accept comment "dockmoat:`, `icmpv6 type 143 ip6 hoplimit 1 meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("nft table lacks %q:\n%s", want, text)
 		}
 	}
 	fwd := text[strings.Index(text, "chain forward"):]
-	if strings.Index(fwd, "jump egress") > strings.Index(fwd, `iifname "docker0" accept`) || strings.Index(fwd, "jump egress") < strings.Index(fwd, "ct state established,related accept") {
+	if strings.Index(fwd, "goto egress") > strings.Index(fwd, `iifname "docker0" meta mark`) || strings.Index(fwd, "goto egress") < strings.Index(fwd, "ct state established,related accept") {
 		t.Errorf("egress jump must follow replies and precede the leaving-network accept:\n%s", fwd)
 	}
 	if strings.Contains(text, "172.17.0.3") && strings.Contains(text, "saddr 172.17.0.3") {
@@ -194,8 +202,8 @@ func TestForeignBridge(t *testing.T) {
 	rs, _ := Render(config.Default(), snap)
 	text := rs.Text()
 	for _, want := range []string{
-		`iifname != { "br-lan" } iifname "br-*" accept comment "dockmoat:`,
-		`oifname != { "br-lan" } oifname "br-*" jump ingress comment "dockmoat:`,
+		`iifname != { "br-lan" } iifname "br-*" meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
+		`oifname != { "br-lan" } oifname "br-*" goto ingress comment "dockmoat:`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("want %s in\n%s", want, text)

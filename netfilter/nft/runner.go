@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -27,7 +28,8 @@ type Runner interface {
 	Apply(ctx context.Context, script string) error
 }
 
-// Listing is what the kernel holds of table inet dockmoat: per chain the
+// Listing is what the kernel holds of table inet dockmoat and its check
+// table (chains named "dockmoat_check/CHAIN"): per chain the
 // hashes of its rules in order ("" for a rule without dockmoat's comment:
 // someone else's rule in our chain), per set its elements as nft writes
 // them in a script ("172.17.0.2 . tcp . 80").
@@ -37,7 +39,14 @@ type Listing struct {
 }
 
 // Exists reports whether the table exists.
-func (l Listing) Exists() bool { return l.Chains != nil }
+func (l Listing) Exists() bool {
+	for name := range l.Chains {
+		if !strings.HasPrefix(name, CheckTable+"/") {
+			return true
+		}
+	}
+	return false
+}
 
 // Exec runs /usr/sbin/nft (or Bin).
 type Exec struct{ Bin string }
@@ -49,18 +58,34 @@ func (e Exec) bin() string {
 	return "nft"
 }
 
-// List implements Runner with `nft -j list table inet dockmoat`.
+// List implements Runner with `nft -j list table` of both tables.
 func (e Exec) List(ctx context.Context) (Listing, error) {
-	var out, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, TableName)
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		if strings.Contains(stderr.String(), "No such file or directory") {
-			return Listing{}, nil
+	l := Listing{}
+	for _, table := range []string{TableName, CheckTable} {
+		var out, stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, table)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			if strings.Contains(stderr.String(), "No such file or directory") {
+				continue
+			}
+			return Listing{}, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, table, err, strings.TrimSpace(stderr.String()))
 		}
-		return Listing{}, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
+		part, err := ParseJSON(out.Bytes())
+		if err != nil {
+			return Listing{}, err
+		}
+		l.merge(part)
 	}
-	return ParseJSON(out.Bytes())
+	return l, nil
+}
+
+func (l *Listing) merge(o Listing) {
+	if l.Chains == nil {
+		l.Chains, l.Sets = map[string][]string{}, map[string][]string{}
+	}
+	maps.Copy(l.Chains, o.Chains)
+	maps.Copy(l.Sets, o.Sets)
 }
 
 // Apply implements Runner.
@@ -82,14 +107,18 @@ func ParseJSON(data []byte) (Listing, error) {
 	}
 	l := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
 	for _, c := range live.Chains {
-		if c.Family != TableFamily || c.Table != TableName {
+		if c.Family != TableFamily || (c.Table != TableName && c.Table != CheckTable) {
 			continue
 		}
 		hashes := []string{}
 		for _, r := range c.Rules {
 			hashes = append(hashes, ruleHash(r.Comment))
 		}
-		l.Chains[c.Name] = hashes
+		name := c.Name
+		if c.Table == CheckTable {
+			name = CheckTable + "/" + name
+		}
+		l.Chains[name] = hashes
 	}
 	for _, s := range live.Sets {
 		if s.Family != TableFamily || s.Table != TableName {
