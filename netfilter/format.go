@@ -136,7 +136,25 @@ func writeDiff(b *strings.Builder, p FamilyPlan) {
 	if p.StrayHooks > 0 {
 		fmt.Fprintf(b, "  %d hook(s) left in FORWARD from while %s was missing: will be removed\n", p.StrayHooks, rules.HookChain)
 	}
+	writeChecks(b, p)
 	b.WriteString("\n")
+}
+
+// writeChecks tells where the checks' jumps (second after each hook,
+// netfilter/ipt's fail-closed layout) are not.
+func writeChecks(b *strings.Builder, p FamilyPlan) {
+	if !p.WantCheck {
+		return
+	}
+	if !p.InputOnly && slices.Equal(p.HookPositions, []int{1}) && !slices.Equal(p.CheckPositions, []int{2}) {
+		fmt.Fprintf(b, "  check jump at position(s) %v of %s: will be put second, after the hook\n", p.CheckPositions, p.HookIn)
+	}
+	if p.StrayChecks > 0 {
+		fmt.Fprintf(b, "  %d check jump(s) left in FORWARD from while %s was missing: will be removed\n", p.StrayChecks, rules.HookChain)
+	}
+	if in := p.Observed.InputCheck; p.WantsInput() && slices.Equal(p.Observed.InputHook, []int{1}) && !slices.Equal(in, []int{2}) {
+		fmt.Fprintf(b, "  input check jump at position(s) %v of %s: will be put second, after the input hook\n", in, rules.InputHookChain)
+	}
 }
 
 func bindingString(bd rules.PortBinding) string {
