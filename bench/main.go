@@ -77,6 +77,20 @@ func main() {
 		}
 	}
 	goals(&b)
+	if *only != "" {
+		// A partial run must not replace the full report or its plot:
+		// it goes to stdout and to a file of its own (unless -out is
+		// given), to be merged by hand.
+		path := *out
+		if !flagSet("out") {
+			path = "BENCHMARKS-" + strings.ReplaceAll(*only, ",", "-") + ".md"
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			fail(err)
+		}
+		fmt.Print(b.String())
+		return
+	}
 	png := filepath.Join(filepath.Dir(*out), "benchmarks.png")
 	if err := plot(png); err != nil {
 		fail(err)
@@ -88,6 +102,13 @@ func main() {
 		fail(err)
 	}
 	fmt.Print(b.String())
+}
+
+// flagSet reports whether the flag was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func fail(err error) {
