@@ -41,6 +41,9 @@ type cache struct {
 	ingressDirty  bool
 	// dns are the host's resolvers (resolv.go), read at each full listing.
 	dns []netip.Addr
+	// links is the host's interfaces as dumped at the start of the last
+	// Snapshot: containers read then are matched to their veths.
+	links hostLinks
 	// rev numbers every container read from Docker (rules.Container.Rev):
 	// entries the cache hands out again unchanged keep theirs, so the
 	// reconciler does not compare 10,000 label maps to find one change.
@@ -104,10 +107,11 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 	// The host's interfaces before Docker's networks: a bridge Docker
 	// creates in between is then either in both or caught by the rules'
 	// catch-all, never taken for the host's (rules.ForeignBridges).
-	links, lerr := HostLinks()
+	links, lerr := readLinks()
 	if lerr != nil {
 		w.warn(lerr, "cannot list the host's interfaces; no br-* bridge is taken for the host's own")
 	}
+	c.links = links
 	if !c.valid || time.Since(c.listedAt) > fullEvery {
 		if err := w.fullList(ctx); err != nil {
 			return rules.Snapshot{}, err
@@ -119,7 +123,7 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 		}
 	}
 	snap := c.snapshot()
-	snap.Links = links
+	snap.Links = links.names
 	return snap, nil
 }
 
@@ -144,8 +148,14 @@ func (w *Watcher) fullList(ctx context.Context) error {
 		c.valid = false
 		return err
 	}
+	old := c.containers
 	c.containers, c.hostNet = map[string]rules.Container{}, map[string]string{}
 	for _, ct := range snap.Containers {
+		ct.Sandbox = old[ct.ID].Sandbox // a listing does not tell it
+		if !c.links.assign(&ct, snap.NetworkBridges) {
+			ct.Sandbox = w.sandbox(ctx, ct.ID) // new, or restarted unseen
+			c.links.assign(&ct, snap.NetworkBridges)
+		}
 		c.containers[ct.ID] = c.stamp(ct)
 	}
 	for id, name := range snap.hostNetIDs {
@@ -194,6 +204,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			if err := w.splitImageLabels(ctx, &ct, info.Image); err != nil {
 				return fmt.Errorf("container %s: %w", ct.Name, err)
 			}
+			c.links.assign(&ct, c.netBridges)
 			ct = c.stamp(ct)
 			w.forget(id)
 			if info.HostConfig != nil && info.HostConfig.NetworkMode == "host" {
@@ -269,5 +280,17 @@ func FromInspect(info container.InspectResponse) rules.Container {
 		}
 	}
 	out.Endpoints = endpoints(info.NetworkSettings.Networks)
+	out.Sandbox = info.NetworkSettings.SandboxKey
 	return out
+}
+
+// sandbox asks Docker for a container's network namespace, which its
+// listing does not give ("" when it cannot tell: its egress is then not
+// bound to its interface, and rules says so).
+func (w *Watcher) sandbox(ctx context.Context, id string) string {
+	res, err := w.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil || res.Container.NetworkSettings == nil {
+		return ""
+	}
+	return res.Container.NetworkSettings.SandboxKey
 }

@@ -2,20 +2,101 @@ package dockerwatch
 
 import (
 	"fmt"
-	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
 
-// HostLinks lists the names of the host's network interfaces, read beside
-// Docker's view of its networks: a br-* bridge Docker does not list is the
-// host's own (rules.ForeignBridges).
-func HostLinks() ([]string, error) {
-	ifs, err := net.Interfaces()
+// hostLinks is what one netlink dump tells of the host's interfaces: every
+// name (a br-* bridge Docker does not list is the host's own,
+// rules.ForeignBridges) and the host ends of veths on a bridge, with the
+// network namespace of their peer.
+//
+// Egress is bound to a container's interface, not to the address it
+// claims (rules.EgressFrom), and Docker does not say which veth is a
+// container's. The kernel does: the host end of a veth reports the id of
+// its peer's namespace (IFLA_LINK_NETNSID, allocated by the dump), and the
+// namespace Docker names (SandboxKey) has that id on the host
+// (RTM_GETNSID). Neither needs a capability beyond reading the file.
+type hostLinks struct {
+	names []string
+	veths []veth
+}
+
+type veth struct {
+	name, bridge string
+	nsid         int
+}
+
+// readLinks dumps the host's links.
+func readLinks() (hostLinks, error) {
+	links, err := netlink.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("listing network interfaces: %w", err)
+		return hostLinks{}, fmt.Errorf("listing network interfaces: %w", err)
 	}
-	names := make([]string, len(ifs))
-	for i, l := range ifs {
-		names[i] = l.Name
+	byIndex := make(map[int]string, len(links))
+	var h hostLinks
+	for _, l := range links {
+		a := l.Attrs()
+		byIndex[a.Index] = a.Name
+		h.names = append(h.names, a.Name)
 	}
-	return names, nil
+	for _, l := range links {
+		a := l.Attrs()
+		if l.Type() == "veth" && a.MasterIndex > 0 && a.NetNsID >= 0 {
+			h.veths = append(h.veths, veth{name: a.Name, bridge: byIndex[a.MasterIndex], nsid: a.NetNsID})
+		}
+	}
+	return h, nil
+}
+
+// HostLinks lists the names of the host's network interfaces.
+func HostLinks() ([]string, error) {
+	h, err := readLinks()
+	return h.names, err
+}
+
+// assign sets each endpoint's HostIface: the veth on the endpoint's
+// bridge whose peer lives in the container's namespace. It leaves them
+// empty when the namespace cannot be read (rules reports it), and says
+// whether it could (or had nothing to look for).
+func (h hostLinks) assign(ct *rules.Container, bridges map[string]string) bool {
+	if len(h.veths) == 0 || len(ct.Endpoints) == 0 {
+		return true
+	}
+	nsid, err := -1, error(nil)
+	if ct.Sandbox != "" {
+		nsid, err = nsidOf(ct.Sandbox)
+	}
+	if err != nil || nsid < 0 {
+		return false
+	}
+	eps := make([]rules.Endpoint, len(ct.Endpoints))
+	for i, ep := range ct.Endpoints {
+		ep.HostIface = ""
+		for _, v := range h.veths {
+			if v.nsid == nsid && v.bridge != "" && v.bridge == bridges[ep.Network] {
+				ep.HostIface = v.name
+			}
+		}
+		eps[i] = ep
+	}
+	ct.Endpoints = eps // a copy: the listing's slice may be shared
+	return true
+}
+
+// nsidOf is the host's id of the network namespace at path.
+func nsidOf(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1, err
+	}
+	defer f.Close()
+	id, err := netlink.GetNetNsIdByFd(int(f.Fd()))
+	if err != nil {
+		return -1, fmt.Errorf("the id of network namespace %s: %w", path, err)
+	}
+	return id, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
@@ -65,10 +66,15 @@ type Egress struct {
 	Origin string
 }
 
-// EgressFrom is one of a container's addresses and the bridge it is on.
+// EgressFrom is one of a container's addresses, the bridge it is on and
+// the host end of the container's veth there ("" when unknown). Iface is
+// what makes Addr true: a deny container can send from any address (it
+// has CAP_NET_RAW by default), so the backends drop what comes in through
+// Iface from another address before the egress rules read the address.
 type EgressFrom struct {
 	Bridge string
 	Addr   netip.Addr
+	Iface  string
 }
 
 // Allows reports whether a new connection from the container to dst is
@@ -197,8 +203,13 @@ func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) 
 			br := snap.NetworkBridges[ep.Network]
 			for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
 				if fam.Has(a) && br != "" && ifaceRe.MatchString(br) {
-					e.From = append(e.From, EgressFrom{Bridge: br, Addr: a.Unmap()})
+					e.From = append(e.From, EgressFrom{Bridge: br, Addr: a.Unmap(), Iface: ep.HostIface})
 				}
+			}
+			if fam == IPv4 && snap.Links != nil && br != "" && !ifaceRe.MatchString(ep.HostIface) {
+				problems = append(problems, Problem{Container: c.Name, Label: LabelEgress, Value: c.Labels[LabelEgress],
+					Msg: "its interface on " + br + " was not found (its network namespace " + strconv.Quote(c.Sandbox) +
+						" could not be read): a packet it sends from another address is not refused"})
 			}
 		}
 		for _, d := range allow {

@@ -116,3 +116,29 @@ func TestEgressDNSOverride(t *testing.T) {
 		t.Errorf("DNSFromHost: %v", got)
 	}
 }
+
+// TestEgressInterface: a deny container's addresses carry the host end of
+// its veth; on a real host (Links known) a deny container whose veth was
+// not found is a problem that says what is then not refused.
+func TestEgressInterface(t *testing.T) {
+	db := Container{ID: "id-db", Name: "db", Labels: map[string]string{LabelEgress: "deny"},
+		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2"), HostIface: "veth1a2b3c"}}}
+	snap := egressSnap(db)
+	res := Build(config.Default(), snap, IPv4, Options{})
+	if len(res.Egress) != 1 || len(res.Egress[0].From) != 1 || res.Egress[0].From[0].Iface != "veth1a2b3c" {
+		t.Fatalf("egress %+v", res.Egress)
+	}
+	if len(res.Problems) != 0 {
+		t.Errorf("problems %v", res.Problems)
+	}
+	snap.Links = []string{"eth0", "docker0"}
+	snap.Containers[0].Endpoints = []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}
+	snap.Containers[0].Sandbox = "/run/docker/netns/0123"
+	res = Build(config.Default(), snap, IPv4, Options{})
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "another address is not refused") || res.Problems[0].Container != "db" {
+		t.Errorf("problems %v", res.Problems)
+	}
+	if r6 := Build(config.Default(), snap, IPv6, Options{}); len(r6.Problems) != 0 {
+		t.Errorf("reported twice: %v", r6.Problems)
+	}
+}

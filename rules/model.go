@@ -72,6 +72,9 @@ type Endpoint struct {
 	Network string
 	IPv4    netip.Addr
 	IPv6    netip.Addr
+	// HostIface is the host end of the container's veth on this network
+	// ("" when unknown): egress is bound to it (dockerwatch/veth.go).
+	HostIface string
 }
 
 // Container is the plain snapshot dockmoat needs of one running container.
@@ -84,6 +87,9 @@ type Container struct {
 	ImageLabels map[string]string
 	Ports       []PortBinding
 	Endpoints   []Endpoint
+	// Sandbox is the path of the container's network namespace (Docker's
+	// SandboxKey), "" when not known: how its veths are found.
+	Sandbox string
 	// Mesh marks a Swarm service published through the routing mesh
 	// (dockerwatch.IngressContainer): reached only through Docker's DNAT
 	// to the node's ingress sandbox, never through docker-proxy.
