@@ -19,8 +19,22 @@ import (
 // they hold the same policy, so neither opens what the other closes.
 // (Ports opened by ufw route rules only would stay closed in the layer:
 // it is for firewalld hosts, where ufw does not run.)
+//
+// The same wrapper also puts table bridge dockmoat under the iptables
+// backend on other hosts (nft.NewBridgeLayer): Why says which layer it is.
 type Layered struct {
 	Main, Layer Backend
+	Why         string
+}
+
+// WhyFirewalld is Layered.Why for the firewalld layer.
+const WhyFirewalld = "a second layer: firewalld flushes iptables"
+
+// Firewalld reports whether b is the iptables backend with the firewalld
+// layer under it.
+func Firewalld(b Backend) bool {
+	l, ok := b.(Layered)
+	return ok && l.Why == WhyFirewalld
 }
 
 // Plan implements Backend: the main plans, then the layer's (Layer set).
@@ -35,7 +49,7 @@ func (l Layered) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsho
 	}
 	for i := range layer {
 		layer[i].Layer = true
-		layer[i].Tool += " (a second layer: firewalld flushes iptables)"
+		layer[i].Tool += " (" + l.Why + ")"
 	}
 	return append(main, layer...), nil
 }

@@ -35,10 +35,22 @@ func firewalldRuns(ctx context.Context, log logrus.FieldLogger) bool {
 // inet dockmoat when firewalld runs (netfilter.Layered says why).
 func withFirewalldLayer(ctx context.Context, main netfilter.Backend, log logrus.FieldLogger) netfilter.Backend {
 	if !firewalldRuns(ctx, log) {
-		return main
+		return withBridgeLayer(main, log)
 	}
 	log.Info("firewalld runs: its reloads and restarts empty every iptables table, so dockmoat also keeps the policy in table inet dockmoat, which they do not touch, and puts its iptables rules back on firewalld's signals")
-	return netfilter.Layered{Main: main, Layer: nft.NewLayer(nft.Exec{}, log)}
+	return netfilter.Layered{Main: main, Layer: nft.NewLayer(nft.Exec{}, log), Why: netfilter.WhyFirewalld}
+}
+
+// withBridgeLayer puts table bridge dockmoat (nft.BridgeTable) under the
+// iptables backend where the nft tool is there; without it, egress-deny
+// containers' packets are judged by the address they claim, and the
+// log says so once.
+func withBridgeLayer(main netfilter.Backend, log logrus.FieldLogger) netfilter.Backend {
+	if _, err := exec.LookPath("nft"); err != nil {
+		log.Warn("the nft tool is missing: an egress-deny container that sends from another address is not refused (install nftables)")
+		return main
+	}
+	return netfilter.Layered{Main: main, Layer: nft.NewBridgeLayer(nft.Exec{}, log), Why: "binds egress-deny containers to their addresses"}
 }
 
 // watchFirewalld repairs right after each firewalld reload or restart
@@ -74,8 +86,7 @@ func watchFirewalld(ctx context.Context, rec *reconciler.Reconciler, layered boo
 // was the firewalld layer and firewalld no longer runs (so the backend
 // is not layered now): the table must not outlive dockmoat.
 func uninstallLayer(ctx context.Context, rec *reconciler.Reconciler, log logrus.FieldLogger) error {
-	switch rec.Backend().(type) {
-	case netfilter.Layered, *nft.Backend:
+	if _, ok := rec.Backend().(*nft.Backend); ok || netfilter.Firewalld(rec.Backend()) {
 		return nil // removed with the rest
 	}
 	if _, err := exec.LookPath("nft"); err != nil {

@@ -307,7 +307,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 
-	_, layered := rec.Backend().(netfilter.Layered)
+	layered := netfilter.Firewalld(rec.Backend())
 	go watchFirewalld(ctx, rec, layered, log, poke)
 	go func() {
 		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {

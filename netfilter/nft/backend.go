@@ -26,8 +26,8 @@ type Backend struct {
 	want      Ruleset
 	installed *Ruleset
 	// layer: the table is a second layer under the iptables backend
-	// (NewLayer).
-	layer bool
+	// (NewLayer); bridgeOnly: only table bridge dockmoat is (NewBridgeLayer).
+	layer, bridgeOnly bool
 }
 
 // New returns the backend for Docker's nftables firewall backend.
@@ -44,6 +44,33 @@ func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
 	return &Backend{nft: nft, log: log, layer: true}
 }
 
+// NewBridgeLayer returns table bridge dockmoat alone (BridgeTable), as a
+// layer under the iptables backend, which has no way of its own to bind a
+// deny container to its addresses (iptables' physdev match needs
+// br_netfilter, which Docker 27.3 and later do not load).
+func NewBridgeLayer(nft Runner, log logrus.FieldLogger) *Backend {
+	if e, ok := nft.(Exec); ok {
+		e.BridgeOnly = true
+		nft = e
+	}
+	return &Backend{nft: nft, log: log, layer: true, bridgeOnly: true}
+}
+
+// list reads dockmoat's tables; the bridge layer sees only its own.
+func (b *Backend) list(ctx context.Context) (Listing, error) {
+	l, err := b.nft.List(ctx)
+	if err != nil || !b.bridgeOnly {
+		return l, err
+	}
+	own := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
+	for name, hashes := range l.Chains {
+		if strings.HasPrefix(name, bridgeKey+"/") {
+			own.Chains[name] = hashes
+		}
+	}
+	return own, nil
+}
+
 // Notifies implements netfilter.Backend: nf_tables announces every change.
 func (b *Backend) Notifies() bool { return true }
 
@@ -51,9 +78,17 @@ func (b *Backend) Notifies() bool { return true }
 // IPv4 plan carries the whole diff and script, the IPv6 plan its policy.
 func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, _ bool) ([]netfilter.FamilyPlan, error) {
 	rs, res := RenderWith(cfg, snap, b.layer)
-	listing, err := b.nft.List(ctx)
+	if b.bridgeOnly && len(rs.Bridge) == 0 && b.installed != nil && len(b.installed.Bridge) == 0 {
+		// Nothing wanted, nothing installed: no nft run on every pass of
+		// a host without egress-deny containers.
+		return b.planBridge(rs, res, Listing{}), nil
+	}
+	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if b.bridgeOnly {
+		return b.planBridge(rs, res, listing), nil
 	}
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
@@ -65,6 +100,21 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	}
 	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true, Layer: b.layer}
 	return []netfilter.FamilyPlan{p4, p6}, nil
+}
+
+// planBridge is Plan for the bridge table alone: one plan, which carries
+// no policy of its own (the main backend's plans do).
+func (b *Backend) planBridge(rs Ruleset, res [2]rules.Result, listing Listing) []netfilter.FamilyPlan {
+	rs = Ruleset{Bridge: rs.Bridge, BridgeOnly: true}
+	b.want = rs
+	changed := tableDiff(rs, listing.Chains, listing.Sets)
+	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: rules.Result{Family: rules.IPv4}, HookPositions: []int{1},
+		NFT: rs.Text(), Rules: rs, Observed: netfilter.Observed{Owned: listing.Chains}, Changed: changed, InTable: true, Layer: true,
+		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(res)))}
+	if len(changed) > 0 {
+		p.Batch = rs.ReplaceScript()
+	}
+	return []netfilter.FamilyPlan{p}
 }
 
 // tableDiff lists what of the wanted table differs from the installed
@@ -118,10 +168,10 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 
 // Intact implements netfilter.Backend.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
-	if b.installed == nil {
+	if b.installed == nil || (b.bridgeOnly && len(b.installed.Bridge) == 0) {
 		return true, nil
 	}
-	listing, err := b.nft.List(ctx)
+	listing, err := b.list(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -143,10 +193,10 @@ func setDrift(rs Ruleset, listing Listing) []string {
 // Repair implements netfilter.Backend: it puts back the last applied
 // table if someone changed it.
 func (b *Backend) Repair(ctx context.Context) ([]string, error) {
-	if b.installed == nil {
+	if b.installed == nil || (b.bridgeOnly && len(b.installed.Bridge) == 0) {
 		return nil, nil
 	}
-	listing, err := b.nft.List(ctx)
+	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -164,24 +214,31 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 // Uninstall implements netfilter.Backend: it deletes both tables, the
 // check table first (alone, it drops what no table marked: closed).
 func (b *Backend) Uninstall(ctx context.Context) error {
-	listing, err := b.nft.List(ctx)
+	listing, err := b.list(ctx)
 	if err != nil {
 		return err
 	}
 	if len(listing.Chains) == 0 {
 		return nil
 	}
-	if err := b.nft.Apply(ctx, DeleteScript(CheckTable, TableName)); err != nil {
-		return fmt.Errorf("deleting tables inet %s and %s: %w", TableName, CheckTable, err)
+	tables := []string{TableFamily + " " + CheckTable, TableFamily + " " + TableName, bridgeKey}
+	if b.bridgeOnly {
+		tables = tables[2:]
 	}
-	b.log.Info("removed tables inet dockmoat and inet dockmoat_check")
+	if err := b.nft.Apply(ctx, DeleteScript(tables...)); err != nil {
+		return fmt.Errorf("deleting tables %s: %w", strings.Join(tables, ", "), err)
+	}
+	b.log.Infof("removed tables %s", strings.Join(tables, ", "))
 	return nil
 }
 
 // Guard implements netfilter.Backend: the guard table, unless the table
 // is already there.
 func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
-	listing, err := b.nft.List(ctx)
+	if b.bridgeOnly {
+		return nil, nil // egress: no container runs before the guard
+	}
+	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,12 @@ type Ruleset struct {
 	Chains []Chain
 	// Check are the chains of CheckTable (none for the guard).
 	Check []Chain
+	// Bridge are the chains of BridgeTable (none when no deny container
+	// needs it).
+	Bridge []Chain
+	// BridgeOnly: this ruleset is only the bridge table (NewBridgeLayer):
+	// the inet tables are not its to write or delete.
+	BridgeOnly bool
 }
 
 // Set is a named set of the table, its elements written as nft lists
@@ -108,6 +114,14 @@ func nftDesc(s string) string {
 // Text renders the whole table definition, and the check table's.
 func (rs Ruleset) Text() string {
 	var b strings.Builder
+	if len(rs.Bridge) > 0 {
+		fmt.Fprintf(&b, "table %s %s {\n", BridgeFamily, BridgeName)
+		writeChains(&b, rs.Bridge)
+		b.WriteString("}\n")
+	}
+	if rs.BridgeOnly {
+		return b.String()
+	}
 	fmt.Fprintf(&b, "table %s %s {\n", TableFamily, TableName)
 	for _, set := range rs.Sets {
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", set.Name, set.Type)
@@ -150,6 +164,10 @@ func (rs Ruleset) All() []Chain {
 		ch.Name = CheckTable + "/" + ch.Name
 		out = append(out, ch)
 	}
+	for _, ch := range rs.Bridge {
+		ch.Name = bridgeKey + "/" + ch.Name
+		out = append(out, ch)
+	}
 	return out
 }
 
@@ -170,18 +188,25 @@ func (rs Ruleset) Count() int {
 // and written again, all as one transaction. (The guard's table has no
 // check table and leaves one alone.)
 func (rs Ruleset) ReplaceScript() string {
-	tables := []string{TableName}
+	var tables []string
+	if !rs.BridgeOnly {
+		tables = append(tables, TableFamily+" "+TableName)
+	}
 	if len(rs.Check) > 0 {
-		tables = append(tables, CheckTable)
+		tables = append(tables, TableFamily+" "+CheckTable)
+	}
+	if len(rs.Check) > 0 || rs.BridgeOnly {
+		tables = append(tables, bridgeKey)
 	}
 	return DeleteScript(tables...) + rs.Text()
 }
 
-// DeleteScript deletes tables of dockmoat's whether they exist or not.
+// DeleteScript deletes tables of dockmoat's ("inet dockmoat") whether
+// they exist or not.
 func DeleteScript(tables ...string) string {
 	var b strings.Builder
 	for _, t := range tables {
-		fmt.Fprintf(&b, "table %s %s\ndelete table %s %s\n", TableFamily, t, TableFamily, t)
+		fmt.Fprintf(&b, "table %s\ndelete table %s\n", t, t)
 	}
 	return b.String()
 }
@@ -272,6 +297,7 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 		rs.Chains = append(rs.Chains, in)
 	}
 	rs.Check = checkTable(res, hasInput)
+	rs.Bridge = bridgeChains(cfg, res)
 	return rs, res
 }
 

@@ -96,7 +96,7 @@ table inet dockmoat_check {
 	if len(res[0].Decisions()) != 2 || len(res[1].Decisions()) != 1 {
 		t.Errorf("decisions per family: %d, %d", len(res[0].Decisions()), len(res[1].Decisions()))
 	}
-	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat_check\ndelete table inet dockmoat_check\ntable inet dockmoat {") {
+	if !strings.HasPrefix(rs.ReplaceScript(), "table inet dockmoat\ndelete table inet dockmoat\ntable inet dockmoat_check\ndelete table inet dockmoat_check\ntable bridge dockmoat\ndelete table bridge dockmoat\ntable inet dockmoat {") {
 		t.Error("replace script must create, delete and define in one transaction")
 	}
 	if p := os.Getenv("DOCKMOAT_NFT_OUT"); p != "" {
@@ -192,6 +192,49 @@ func TestRenderEgress(t *testing.T) {
 	}
 	if strings.Contains(text, "172.17.0.3") && strings.Contains(text, "saddr 172.17.0.3") {
 		t.Error("a container without egress policy is matched")
+	}
+}
+
+// TestRenderBridge: a deny container whose veth is known is bound to its
+// addresses in table bridge dockmoat; one whose veth is not is left out
+// (rules reports it); disable lifts the binding with the rest of egress.
+func TestRenderBridge(t *testing.T) {
+	snap := rulestest.EgressSnap()
+	if rs, _ := Render(config.Default(), snap); len(rs.Bridge) != 0 {
+		t.Fatalf("no veth known, yet a bridge table:\n%s", rs.Text())
+	}
+	snap.Containers[0].Endpoints[0].HostIface = "veth1a2b3c"
+	snap.Containers[1].Endpoints[0].HostIface = "veth4d5e6f" // web: no egress policy
+	rs, _ := Render(config.Default(), snap)
+	text := rs.Text()
+	for _, want := range []string{
+		"table bridge dockmoat {\n\tchain prerouting {\n\t\ttype filter hook prerouting priority -200; policy accept;\n",
+		`iifname "veth1a2b3c" ether type != { ip, ip6, arp } drop comment "dockmoat:`,
+		`iifname "veth1a2b3c" ip saddr != { 172.17.0.2 } drop comment "dockmoat:`,
+		`iifname "veth1a2b3c" ip6 saddr != { fd00::2, ::, fe80::/10 } drop comment "dockmoat:`,
+		`iifname "veth1a2b3c" ip6 saddr != { fd00::2 } meta l4proto != ipv6-icmp drop comment "dockmoat:`,
+		`iifname "veth1a2b3c" ip6 saddr != { fd00::2 } icmpv6 type != { 133, 135, 136, 143 } drop comment "dockmoat:`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("want %q in\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "veth4d5e6f") {
+		t.Error("a container without egress policy is bound")
+	}
+	if n := strings.Count(text, "iifname \"veth"); n != 5 {
+		t.Errorf("%d bridge rules, want 5", n)
+	}
+	if rs, _ := Render(config.Config{Disabled: true}, snap); len(rs.Bridge) != 0 {
+		t.Error("disable lifts every egress deny, the binding too")
+	}
+	// The bridge layer (iptables hosts) writes and deletes its table only.
+	only := Ruleset{Bridge: rs.Bridge, BridgeOnly: true}
+	if s := only.ReplaceScript(); strings.Contains(s, "inet") || !strings.HasPrefix(s, "table bridge dockmoat\ndelete table bridge dockmoat\ntable bridge dockmoat {") {
+		t.Errorf("bridge layer script:\n%s", s)
+	}
+	if p := os.Getenv("DOCKMOAT_NFT_OUT"); p != "" {
+		_ = os.WriteFile(p, []byte(rs.ReplaceScript()), 0o644)
 	}
 }
 

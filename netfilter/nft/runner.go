@@ -28,8 +28,9 @@ type Runner interface {
 	Apply(ctx context.Context, script string) error
 }
 
-// Listing is what the kernel holds of table inet dockmoat and its check
-// table (chains named "dockmoat_check/CHAIN"): per chain the
+// Listing is what the kernel holds of table inet dockmoat, its check
+// table (chains named "dockmoat_check/CHAIN") and table bridge dockmoat
+// ("bridge dockmoat/CHAIN"): per chain the
 // hashes of its rules in order ("" for a rule without dockmoat's comment:
 // someone else's rule in our chain), per set its elements as nft writes
 // them in a script ("172.17.0.2 . tcp . 80").
@@ -41,15 +42,19 @@ type Listing struct {
 // Exists reports whether the table exists.
 func (l Listing) Exists() bool {
 	for name := range l.Chains {
-		if !strings.HasPrefix(name, CheckTable+"/") {
+		if !strings.Contains(name, "/") {
 			return true
 		}
 	}
 	return false
 }
 
-// Exec runs /usr/sbin/nft (or Bin).
-type Exec struct{ Bin string }
+// Exec runs /usr/sbin/nft (or Bin). BridgeOnly lists table bridge
+// dockmoat alone (NewBridgeLayer's runner: one nft run, not three).
+type Exec struct {
+	Bin        string
+	BridgeOnly bool
+}
 
 func (e Exec) bin() string {
 	if e.Bin != "" {
@@ -61,15 +66,19 @@ func (e Exec) bin() string {
 // List implements Runner with `nft -j list table` of both tables.
 func (e Exec) List(ctx context.Context) (Listing, error) {
 	l := Listing{}
-	for _, table := range []string{TableName, CheckTable} {
+	tables := [][2]string{{TableFamily, TableName}, {TableFamily, CheckTable}, {BridgeFamily, BridgeName}}
+	if e.BridgeOnly {
+		tables = tables[2:]
+	}
+	for _, table := range tables {
 		var out, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, table)
+		cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", table[0], table[1])
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		if err := cmd.Run(); err != nil {
 			if strings.Contains(stderr.String(), "No such file or directory") {
 				continue
 			}
-			return Listing{}, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, table, err, strings.TrimSpace(stderr.String()))
+			return Listing{}, fmt.Errorf("nft -j list table %s %s: %w: %s", table[0], table[1], err, strings.TrimSpace(stderr.String()))
 		}
 		part, err := ParseJSON(out.Bytes())
 		if err != nil {
@@ -107,16 +116,20 @@ func ParseJSON(data []byte) (Listing, error) {
 	}
 	l := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
 	for _, c := range live.Chains {
-		if c.Family != TableFamily || (c.Table != TableName && c.Table != CheckTable) {
+		var name string
+		switch {
+		case c.Family == TableFamily && c.Table == TableName:
+			name = c.Name
+		case c.Family == TableFamily && c.Table == CheckTable:
+			name = CheckTable + "/" + c.Name
+		case c.Family == BridgeFamily && c.Table == BridgeName:
+			name = bridgeKey + "/" + c.Name
+		default:
 			continue
 		}
 		hashes := []string{}
 		for _, r := range c.Rules {
 			hashes = append(hashes, ruleHash(r.Comment))
-		}
-		name := c.Name
-		if c.Table == CheckTable {
-			name = CheckTable + "/" + name
 		}
 		l.Chains[name] = hashes
 	}
