@@ -58,6 +58,7 @@ func TestEgress(t *testing.T) {
 type egress struct {
 	*env
 	world, world6 netip.Addr // the outside servers' addresses (A and its IPv6)
+	netID         string     // egnet's
 }
 
 func egressBed(t *testing.T, eng testbed.Engine) {
@@ -75,9 +76,9 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 	}
 	t.Cleanup(stopHost)
 	if eng.IPv6 {
-		_, err = e.bed.CreateNetwork6(ctx, "egnet", "172.29.210.0/24", "fd00:d0c:210::/64")
+		e.netID, err = e.bed.CreateNetwork6(ctx, "egnet", "172.29.210.0/24", "fd00:d0c:210::/64")
 	} else {
-		_, err = e.bed.CreateNetwork(ctx, "egnet", "172.29.210.0/24")
+		e.netID, err = e.bed.CreateNetwork(ctx, "egnet", "172.29.210.0/24")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +121,7 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 	if eng.IPv6 {
 		t.Run("NeighbourDiscoveryStaysOnLink", func(t *testing.T) { e.ndStaysOnLink(t) })
 	}
+	t.Run("SpoofedSourceAndLinkLocalRefused", func(t *testing.T) { e.spoofed(t, eng.IPv6) })
 	if eng.FirewallBackend != "nftables" {
 		// The iptables layout: DOCKMOAT-CHECK refuses what DOCKMOAT-EGRESS
 		// no longer decides (the nftables table is not yet fail-closed).
@@ -297,6 +299,59 @@ func (e *egress) flushedEgress(t *testing.T, out, host, peer string) {
 			}
 			if !strings.HasPrefix(res, want) {
 				t.Errorf("%s: %s: %q, want %s", c.name, spec, res, want)
+			}
+		}
+	}
+}
+
+// spoofed: a container adds a second address of its subnet (its
+// namespace entered from the host, as a container with CAP_NET_ADMIN, or
+// one sending raw packets with CAP_NET_RAW, could) and dials the outside
+// from it, over TCP and UDP, IPv4 and IPv6; on IPv6 it also dials the
+// host's service through the bridge's link-local address. The control: a
+// container without egress policy reaches all of it the same way; the
+// deny container reaches none.
+func (e *egress) spoofed(t *testing.T, v6 bool) {
+	var hostLL string
+	if v6 {
+		out, err := e.bed.HostExec(e.ctx, "ip", "-6", "-o", "addr", "show", "dev", "br-"+e.netID[:12], "scope", "link")
+		f := strings.Fields(out)
+		if err != nil || len(f) < 4 {
+			t.Fatalf("the bridge's link-local address: %v: %s", err, out)
+		}
+		hostLL, _, _ = strings.Cut(f[3], "/")
+	}
+	for i, c := range []struct {
+		name   string
+		labels map[string]string
+		want   string
+	}{{"spoof-free", nil, "ok"}, {"spoof-denied", map[string]string{"dockmoat.egress": "deny"}, "fail"}} {
+		src := fmt.Sprintf("172.29.210.%d", 200+i)
+		specs := []string{"tcp:" + netip.AddrPortFrom(e.world, 7000).String() + "~" + src, "udp:" + netip.AddrPortFrom(e.world, 7000).String() + "~" + src}
+		add := [][]string{{"ip", "addr", "add", src + "/24", "dev", "eth0"}}
+		if v6 {
+			src6 := fmt.Sprintf("fd00:d0c:210::%d", 200+i)
+			specs = append(specs, "tcp:"+netip.AddrPortFrom(e.world6, 7000).String()+"~"+src6, "tcp:["+hostLL+"%eth0]:2222")
+			add = append(add, []string{"ip", "-6", "addr", "add", src6 + "/64", "dev", "eth0", "nodad"})
+		}
+		ctr := e.run(t, testbed.Spec{Name: c.name, Network: "egnet", Labels: c.labels, Cmd: append([]string{"probe", "wait=3s"}, specs...)})
+		e.sync(t)
+		for _, cmd := range add {
+			if out, err := testbed.Run(e.ctx, append([]string{"nsenter", "--net=" + ctr.Netns, "--"}, cmd...)...); err != nil {
+				t.Fatalf("%v: %v: %s", cmd, err, out)
+			}
+		}
+		code, logs, err := e.bed.WaitExit(e.ctx, ctr.ID, 60*time.Second)
+		if err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v: %s", c.name, code, err, logs)
+		}
+		got := strings.Split(strings.TrimSpace(logs), "\n")
+		if len(got) != len(specs) {
+			t.Fatalf("%s: %q", c.name, logs)
+		}
+		for _, l := range got {
+			if spec, res, _ := strings.Cut(l, " "); !strings.HasPrefix(res, c.want) {
+				t.Errorf("%s: %s: %q, want %s", c.name, spec, res, c.want)
 			}
 		}
 	}

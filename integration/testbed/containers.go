@@ -118,6 +118,8 @@ type Container struct {
 	Name string
 	IP   netip.Addr
 	IP6  netip.Addr // on an IPv6 bed
+	// Netns is the path of its network namespace (Docker's SandboxKey).
+	Netns string
 }
 
 // RunContainer creates and starts a container and returns its address.
@@ -166,6 +168,7 @@ func (b *Bed) Inspect(ctx context.Context, id string) (Container, error) {
 	info := res.Container
 	c := Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.NetworkSettings != nil {
+		c.Netns = info.NetworkSettings.SandboxKey
 		for _, ep := range info.NetworkSettings.Networks {
 			if ep.GlobalIPv6Address.IsValid() && !c.IP6.IsValid() {
 				c.IP6 = ep.GlobalIPv6Address

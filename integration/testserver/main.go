@@ -6,7 +6,8 @@
 // "connect HOST:PORT" it instead dials out once and prints the answer, to
 // prove containers' outbound traffic still works. "probe SPEC…" tries each
 // of tcp:ADDR:PORT, udp:ADDR:PORT and dns:NAME once and prints one line
-// per try ("SPEC ok …" or "SPEC fail …"); "hold ADDR:PORT SECONDS" keeps
+// per try ("SPEC ok …" or "SPEC fail …"); "~SRC" after a tcp or udp spec
+// sends from the address SRC (one the test added to the container); "hold ADDR:PORT SECONDS" keeps
 // an echo session busy and reports when it is cut. "ADDR:53/dns" serves
 // DNS on ADDR (UDP and TCP), answering every A query with 192.0.2.99.
 package main
@@ -145,7 +146,20 @@ func probe(spec string) string {
 		}
 		return "ok " + strings.Join(addrs, ",")
 	}
-	c, err := net.DialTimeout(kind, addr, 2*time.Second)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	if a, src, ok := strings.Cut(addr, "~"); ok {
+		ip, err := netip.ParseAddr(src)
+		if err != nil {
+			return "fail " + err.Error()
+		}
+		addr = a
+		if kind == "udp" {
+			d.LocalAddr = &net.UDPAddr{IP: ip.AsSlice()}
+		} else {
+			d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
+		}
+	}
+	c, err := d.Dial(kind, addr)
 	if err != nil {
 		return "fail " + err.Error()
 	}
