@@ -123,7 +123,7 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 		}
 	}
 	snap := c.snapshot()
-	snap.Links = links.names
+	snap.Links, snap.BridgePorts = links.names, links.ports
 	return snap, nil
 }
 

@@ -23,6 +23,9 @@ import (
 type hostLinks struct {
 	names []string
 	veths []veth
+	// ports are the links enslaved to a bridge: no routed packet leaves
+	// by one (rules.HostOutIfaces).
+	ports []string
 }
 
 type veth struct {
@@ -36,17 +39,22 @@ func readLinks() (hostLinks, error) {
 	if err != nil {
 		return hostLinks{}, fmt.Errorf("listing network interfaces: %w", err)
 	}
-	byIndex := make(map[int]string, len(links))
+	byIndex := make(map[int]netlink.Link, len(links))
 	var h hostLinks
 	for _, l := range links {
 		a := l.Attrs()
-		byIndex[a.Index] = a.Name
+		byIndex[a.Index] = l
 		h.names = append(h.names, a.Name)
 	}
 	for _, l := range links {
 		a := l.Attrs()
-		if l.Type() == "veth" && a.MasterIndex > 0 && a.NetNsID >= 0 {
-			h.veths = append(h.veths, veth{name: a.Name, bridge: byIndex[a.MasterIndex], nsid: a.NetNsID})
+		master := byIndex[a.MasterIndex]
+		if master == nil || master.Type() != "bridge" {
+			continue
+		}
+		h.ports = append(h.ports, a.Name)
+		if l.Type() == "veth" && a.NetNsID >= 0 {
+			h.veths = append(h.veths, veth{name: a.Name, bridge: master.Attrs().Name, nsid: a.NetNsID})
 		}
 	}
 	return h, nil

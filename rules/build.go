@@ -93,6 +93,11 @@ type Result struct {
 	// Foreign are the host's own br-* bridges, sorted (foreign.go): the
 	// catch-all for unseen networks must not take them for Docker's.
 	Foreign []string
+	// HostOut are the host's interfaces a DNATed connection may leave by
+	// without meeting the ingress policy (HostOutIfaces); HostOutKnown is
+	// false when the host's links are unknown (then none is checked).
+	HostOut      []string
+	HostOutKnown bool
 	// Sets, with Options.Sets: the allows as set elements (OPEN and FROM).
 	Sets []Set
 	// lists holds the decisions and allows (see Decisions and Allows).
@@ -238,6 +243,7 @@ func compareContainers(a, b *Container) int {
 func bridges(snap Snapshot, res *Result) {
 	res.Bridges = ValidBridges(snap)
 	res.Foreign = ForeignBridges(snap.Links, res.Bridges)
+	res.HostOut, res.HostOutKnown = HostOutIfaces(snap, res.Bridges, res.Foreign), snap.Links != nil
 	all := slices.Clone(snap.Bridges)
 	slices.Sort(all)
 	for _, b := range slices.Compact(all) {

@@ -112,6 +112,9 @@ type Snapshot struct {
 	// Docker's view (dockerwatch): a br-* one Docker does not list is the
 	// host's (ForeignBridges). Nil when unknown.
 	Links []string
+	// BridgePorts are the links enslaved to a bridge (containers' veths
+	// among them): no routed packet leaves by one (HostOutIfaces).
+	BridgePorts []string
 	// NetworkBridges maps network name → bridge interface (audit).
 	NetworkBridges map[string]string
 	// HostNetwork names running containers on the host network: their

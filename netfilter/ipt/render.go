@@ -263,7 +263,7 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 	for _, b := range bridges {
 		main.add(rules.Desc("entering docker network "+b), "-o", b, "-g", rules.ChainIngress)
 	}
-	unseenNetworks(&main, bridges, res.Foreign)
+	unseenNetworks(&main, bridges, res)
 	main.add(rules.Desc("not into a docker network"), "-g", rules.ChainPass)
 	ing := OwnedChain{Name: rules.ChainIngress}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
@@ -293,15 +293,32 @@ func bypass(ch *OwnedChain, cfg config.Config) {
 // name patterns are matched (rules.DefaultBridges), so the user's bridges
 // (virbr0, br0) and their own port forwards are not touched; the host's
 // own br-* bridges (rules.ForeignBridges) are exempted by name first.
-func unseenNetworks(main *OwnedChain, known, foreign []string) {
+func unseenNetworks(main *OwnedChain, known []string, res rules.Result) {
 	unseen := rules.UnseenBridges(known)
-	foreignBridges(main, unseen, foreign, rules.ChainPass)
+	foreignBridges(main, unseen, res.Foreign, rules.ChainPass)
+	unseenInterfaces(main, res)
 	for _, b := range unseen {
 		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-g", rules.ChainPass)
 	}
 	for _, b := range unseen {
 		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-g", rules.ChainIngress)
 	}
+}
+
+// unseenInterfaces: a DNATed connection leaving by one of the host's
+// interfaces is the host's port forward; one leaving by any other goes to
+// the ingress policy (rules.HostOutIfaces): a network whose bridge has a
+// name of its own, created while dockmoat was stopped, stays closed. They
+// come before the br-+ catch-all for leaving, which a host's own br-lan
+// would otherwise match on its way into such a network.
+func unseenInterfaces(main *OwnedChain, res rules.Result) {
+	if !res.HostOutKnown {
+		return
+	}
+	for _, h := range res.HostOut {
+		main.add(rules.Desc("into host interface "+h), "-o", h, "-g", rules.ChainPass)
+	}
+	main.add(rules.Desc("published port into a new interface"), "-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainIngress)
 }
 
 // foreignBridges exempts the host's own br-* bridges from the catch-all

@@ -495,9 +495,13 @@ func TestDisabledBypass(t *testing.T) {
 
 // The host's own br-lan is exempted from the catch-all by name: into it is
 // the host's business, from it into Docker's networks is outside traffic;
-// Docker's own br-<id> names (known or not) and other links are not.
+// Docker's own br-<id> names (known or not) and other links are not. A
+// DNATed connection into any interface but the host's own (not a bridge
+// port) meets the ingress policy: a network with a bridge name of its own,
+// created while dockmoat was stopped, is closed.
 func TestForeignBridge(t *testing.T) {
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab"}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab", "veth1"},
+		BridgePorts: []string{"veth1"}}
 	res := build(config.Default(), snap, rules.IPv4, opts{})
 	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
@@ -505,6 +509,9 @@ func TestForeignBridge(t *testing.T) {
 		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -g DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT -i br-lan -o br-+ -m comment --comment "dockmoat:H from host bridge br-lan into docker networks br-*" -g DOCKMOAT-INGRESS`,
+		`-A DOCKMOAT -o eth0 -m comment --comment "dockmoat:H into host interface eth0" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -o lo -m comment --comment "dockmoat:H into host interface lo" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H published port into a new interface" -g DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,

@@ -255,6 +255,13 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 	for _, b := range rules.UnseenBridges(bridges) {
 		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" goto "+chainIng)
 	}
+	if res[0].HostOutKnown { // ipt's unseenInterfaces; br-lan is the host's too
+		m := "ct status dnat "
+		if own := slices.Concat(res[0].HostOut, res[0].Foreign); len(own) > 0 {
+			m = "oifname != " + nftNames(own) + " " + m
+		}
+		main.add("published port into a new interface", m+"goto "+chainIng)
+	}
 	main.add("not into a docker network", markSet)
 	ing := Chain{Name: chainIng}
 	addTrusted(&ing, cfg, pass)

@@ -240,11 +240,12 @@ func TestRenderBridge(t *testing.T) {
 
 // TestForeignBridge: the nft rendering of ipt's TestForeignBridge.
 func TestForeignBridge(t *testing.T) {
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"eth0", "br-lan", "br-0123456789ab"}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"eth0", "br-lan", "br-0123456789ab", "veth1"}, BridgePorts: []string{"veth1"}}
 	snap.Containers = proxySnap().Containers
 	rs, _ := Render(config.Default(), snap)
 	text := rs.Text()
 	for _, want := range []string{
+		`oifname != { "eth0", "br-lan" } ct status dnat goto ingress comment "dockmoat:`,
 		`iifname != { "br-lan" } iifname "br-*" meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
 		`oifname != { "br-lan" } oifname "br-*" goto ingress comment "dockmoat:`,
 	} {
