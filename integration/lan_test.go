@@ -13,8 +13,10 @@ import (
 // Docker's br- prefix and is not Docker's: published ports stay closed to
 // that LAN on the DNAT path and on the docker-proxy path (an IPv6 client
 // of an IPv4-only container), on a network created while dockmoat was
-// stopped, and under the boot guard; the host's own forwarding from the
-// outside into the LAN keeps working. Each closed check has its control:
+// stopped (named by Docker, or with a bridge name of its own: then closed
+// from the outside too), and under the boot guard; the host's own
+// forwarding from the outside into the LAN, and its port forward (DNAT)
+// there, keep working. Each closed check has its control:
 // the same path answers without dockmoat, or with an allow.
 func TestForeignBridge(t *testing.T) {
 	needBeds(t)
@@ -48,7 +50,10 @@ func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
 	}
 	// The host routes between the outside and its LAN (its own rules, as
 	// a router's; Docker set FORWARD's policy to DROP).
-	for _, args := range [][]string{{"-A", "FORWARD", "-i", testbed.LANBridge, "-j", "ACCEPT"}, {"-A", "FORWARD", "-o", testbed.LANBridge, "-j", "ACCEPT"}} {
+	// And forwards a port of its own to the LAN host (DNAT, as a router's
+	// port forward): dockmoat must leave that working.
+	for _, args := range [][]string{{"-A", "FORWARD", "-i", testbed.LANBridge, "-j", "ACCEPT"}, {"-A", "FORWARD", "-o", testbed.LANBridge, "-j", "ACCEPT"},
+		{"-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "9700", "-j", "DNAT", "--to-destination", netip.AddrPortFrom(testbed.LANClient, 7000).String()}} {
 		if out, err := e.bed.HostExec(ctx, append([]string{e.bed.Iptables()}, args...)...); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
@@ -67,13 +72,14 @@ func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
 		return check{proto: "tcp", src: testbed.LANClient6, dst: netip.AddrPortFrom(testbed.LANHostIP6, uint16(port)), open: open, who: who, fromNS: e.bed.LANNSPath()}
 	}
 	intoLAN := check{proto: "tcp", src: A, dst: netip.AddrPortFrom(testbed.LANClient, 7000), open: true, who: "lanhost"}
+	forward := out("tcp", A, 9700, true, "lanhost")
 
 	// Controls: Docker alone publishes to the LAN on both paths.
-	e.expect(t, lan(8080, true, "closed"), lan6(8080, true, "closed"), intoLAN)
+	e.expect(t, lan(8080, true, "closed"), lan6(8080, true, "closed"), intoLAN, forward)
 	e.startDockmoat(t, "{}\n")
 	t.Run("ClosedToTheLAN", func(t *testing.T) {
 		e.expect(t, lan(8080, false, ""), lan6(8080, false, ""), lan(8081, true, "open"), lan6(8081, true, "open"),
-			out("tcp", A, 8080, false, ""), intoLAN)
+			out("tcp", A, 8080, false, ""), intoLAN, forward)
 	})
 	t.Run("NetworkCreatedWhileStopped", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGKILL); err != nil {
@@ -83,19 +89,25 @@ func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
 			t.Fatal(err)
 		}
 		e.run(t, testbed.Spec{Name: "late", Network: "late", Publish: []string{"8090:80"}, Serve: []string{"80"}})
+		if _, err := e.bed.CreateNamedBridge(ctx, "named", "172.29.78.0/24", "dmnamed0"); err != nil {
+			t.Fatal(err)
+		}
+		e.run(t, testbed.Spec{Name: "named", Network: "named", Publish: []string{"8091:80"}, Serve: []string{"80"}})
 		// IPv4 only: the docker-proxy path of a container started while
 		// dockmoat is stopped is open until the first pass, from anywhere
 		// (the security model's remainder), not only from this LAN.
-		e.expect(t, lan(8090, false, ""), lan(8081, true, "open"), lan6(8081, true, "open"), intoLAN)
-		// The control: allowed, the same path answers.
-		if err := e.dm.WriteConfig("allow:\n  - container: late\n    ports: [\"8090\"]\n"); err != nil {
+		e.expect(t, lan(8090, false, ""), lan(8091, false, ""), out("tcp", A, 8091, false, ""),
+			lan(8081, true, "open"), lan6(8081, true, "open"), intoLAN, forward)
+		// The control: allowed, the same paths answer.
+		if err := e.dm.WriteConfig("allow:\n  - container: late\n    ports: [\"8090\"]\n  - container: named\n    ports: [\"8091\"]\n"); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.dm.Start(); err != nil {
 			t.Fatal(err)
 		}
 		e.sync(t)
-		e.expect(t, lan(8090, true, "late"), lan6(8090, true, "late"), lan(8080, false, ""))
+		e.expect(t, lan(8090, true, "late"), lan6(8090, true, "late"), lan(8080, false, ""),
+			lan(8091, true, "named"), out("tcp", A, 8091, true, "named"))
 	})
 	t.Run("BootGuard", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGTERM); err != nil {

@@ -202,6 +202,20 @@ func (b *Bed) CreateNetwork(ctx context.Context, name, subnet string) (string, e
 	return resp.ID, nil
 }
 
+// CreateNamedBridge creates a bridge network whose bridge has the name
+// given (com.docker.network.bridge.name), not Docker's br-<id>.
+func (b *Bed) CreateNamedBridge(ctx context.Context, name, subnet, bridge string) (string, error) {
+	resp, err := b.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
+		Driver:  "bridge",
+		Options: map[string]string{"com.docker.network.bridge.name": bridge},
+		IPAM:    &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(subnet)}}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating network %s: %w", name, err)
+	}
+	return resp.ID, nil
+}
+
 // CreateNetwork6 creates a dual-stack bridge network with fixed subnets.
 func (b *Bed) CreateNetwork6(ctx context.Context, name, subnet, subnet6 string) (string, error) {
 	v6 := true
