@@ -1,10 +1,13 @@
 package dockerwatch
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -107,4 +110,42 @@ func nsidOf(path string) (int, error) {
 		return -1, fmt.Errorf("the id of network namespace %s: %w", path, err)
 	}
 	return id, nil
+}
+
+// WatchLinks calls changed when one of the host's interfaces that is not
+// a veth appears or goes, until ctx ends: the next pass then knows it
+// (rules.ForeignBridges, rules.HostOutIfaces) instead of taking a new
+// br-lan for Docker's, or a new host interface for a network not seen
+// yet, until the periodic resync. Containers' veths come with Docker's
+// own events.
+func WatchLinks(ctx context.Context, changed func(reason string)) error {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		return fmt.Errorf("subscribing to link changes: %w", err)
+	}
+	known := map[int32]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-updates:
+			if !ok {
+				return errors.New("link subscription closed")
+			}
+			if u.Link == nil || u.Link.Type() == "veth" {
+				continue
+			}
+			idx := u.Index
+			switch {
+			case u.Header.Type == unix.RTM_DELLINK:
+				delete(known, idx)
+				changed("link removed: " + u.Link.Attrs().Name)
+			case !known[idx]:
+				known[idx] = true
+				changed("link added: " + u.Link.Attrs().Name)
+			}
+		}
+	}
 }

@@ -294,6 +294,14 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		log.WithField("reason", reason).Debug("change")
 		poke()
 	})
+	go func() {
+		if err := dockerwatch.WatchLinks(ctx, func(reason string) {
+			log.WithField("reason", reason).Debug("change")
+			poke()
+		}); err != nil {
+			log.WithError(err).Warn("not following the host's interfaces: a new one is known at the next resync")
+		}
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
