@@ -2,8 +2,10 @@ package integration
 
 import (
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
@@ -81,6 +83,7 @@ func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
 		e.expect(t, lan(8080, false, ""), lan6(8080, false, ""), lan(8081, true, "open"), lan6(8081, true, "open"),
 			out("tcp", A, 8080, false, ""), intoLAN, forward)
 	})
+	t.Run("HostBridgeAddedWhileRunning", func(t *testing.T) { e.hostBridgeAdded(t, eng) })
 	t.Run("NetworkCreatedWhileStopped", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -122,4 +125,38 @@ func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {
 		}
 		e.expect(t, lan(8080, false, ""), lan(8081, false, ""), intoLAN)
 	})
+}
+
+// hostBridgeAdded: a bridge of the host's created while dockmoat runs is
+// known as the host's within a second (a link watch; the resync is 30 s),
+// in the rules installed in the kernel.
+func (e *env) hostBridgeAdded(t *testing.T, eng testbed.Engine) {
+	installed := func() string {
+		var out string
+		var err error
+		if eng.FirewallBackend == "nftables" {
+			out, err = e.bed.HostExec(e.ctx, "nft", "list", "table", "inet", "dockmoat")
+		} else {
+			out, err = e.bed.IptablesSave(e.ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if strings.Contains(installed(), "br-late") {
+		t.Fatal("br-late named before it exists")
+	}
+	if out, err := e.bed.HostExec(e.ctx, "ip", "link", "add", "br-late", "type", "bridge"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { _, _ = e.bed.HostExec(e.ctx, "ip", "link", "del", "br-late") })
+	start := time.Now()
+	for !strings.Contains(installed(), "br-late") {
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("br-late not in dockmoat's rules 3 s after it appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("br-late known as the host's after %v", time.Since(start).Round(time.Millisecond))
 }
