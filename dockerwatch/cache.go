@@ -30,6 +30,7 @@ type cache struct {
 	hostNet    map[string]string // id → name
 	bridges    []string
 	netBridges map[string]string
+	direct     map[string]string
 	dirty      map[string]bool // container IDs to re-inspect
 	netsDirty  bool
 	// The Swarm ingress network's name and its services as containers
@@ -128,7 +129,7 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 }
 
 func (c *cache) snapshot() rules.Snapshot {
-	snap := rules.Snapshot{Bridges: append([]string(nil), c.bridges...), NetworkBridges: c.netBridges}
+	snap := rules.Snapshot{Bridges: append([]string(nil), c.bridges...), NetworkBridges: c.netBridges, Direct: c.direct}
 	for _, ct := range c.containers {
 		snap.Containers = append(snap.Containers, ct)
 	}
@@ -161,7 +162,7 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	for id, name := range snap.hostNetIDs {
 		c.hostNet[id] = name
 	}
-	c.bridges, c.netBridges = snap.Bridges, snap.NetworkBridges
+	c.bridges, c.netBridges, c.direct = snap.Bridges, snap.NetworkBridges, snap.Direct
 	c.ingressNet, c.ingress, c.serviceLabels, c.swarm = snap.nets.ingress, nil, snap.ServiceLabels, snap.Swarm
 	for _, ct := range snap.ingress {
 		c.ingress = append(c.ingress, c.stamp(ct))
@@ -186,7 +187,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c.bridges, c.netBridges, c.ingressNet, c.netsDirty = v.bridges, v.byName, v.ingress, false
+		c.bridges, c.netBridges, c.direct, c.ingressNet, c.netsDirty = v.bridges, v.byName, v.direct, v.ingress, false
 	}
 	var read []rules.Container
 	for id := range c.dirty {
@@ -265,6 +266,9 @@ func FromInspect(info container.InspectResponse) rules.Container {
 	out := rules.Container{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/")}
 	if info.Config != nil {
 		out.Labels = info.Config.Labels
+	}
+	if info.HostConfig != nil {
+		out.SharesNetOf = sharedNet(string(info.HostConfig.NetworkMode))
 	}
 	if info.NetworkSettings == nil {
 		return out

@@ -106,7 +106,7 @@ func (w *Watcher) List(ctx context.Context) (listing, error) {
 	if snap.nets, err = w.networks(ctx); err != nil {
 		return snap, err
 	}
-	snap.Bridges, snap.NetworkBridges = snap.nets.bridges, snap.nets.byName
+	snap.Bridges, snap.NetworkBridges, snap.Direct = snap.nets.bridges, snap.nets.byName, snap.nets.direct
 	list, err := w.API.ContainerList(ctx, client.ContainerListOptions{})
 	if err != nil {
 		return snap, fmt.Errorf("listing containers: %w", err)
@@ -145,6 +145,7 @@ type netView struct {
 	bridges []string
 	byName  map[string]string
 	ingress string
+	direct  map[string]string // macvlan and ipvlan networks: name → driver
 }
 
 func (w *Watcher) networks(ctx context.Context) (netView, error) {
@@ -152,11 +153,14 @@ func (w *Watcher) networks(ctx context.Context) (netView, error) {
 	if err != nil {
 		return netView{}, fmt.Errorf("listing networks: %w", err)
 	}
-	v := netView{byName: map[string]string{}}
+	v := netView{byName: map[string]string{}, direct: map[string]string{}}
 	for _, n := range nets.Items {
 		if b := BridgeName(n); b != "" {
 			v.bridges = append(v.bridges, b)
 			v.byName[n.Name] = b
+		}
+		if n.Driver == "macvlan" || n.Driver == "ipvlan" {
+			v.direct[n.Name] = n.Driver
 		}
 		if n.Ingress {
 			v.ingress = n.Name
@@ -199,7 +203,17 @@ func ToContainer(c container.Summary) rules.Container {
 	if c.NetworkSettings != nil {
 		out.Endpoints = endpoints(c.NetworkSettings.Networks)
 	}
+	out.SharesNetOf = sharedNet(c.HostConfig.NetworkMode)
 	return out
+}
+
+// sharedNet is the container a network mode "container:<id>" names.
+func sharedNet(mode string) string {
+	id, _ := strings.CutPrefix(mode, "container:")
+	if id == mode {
+		return ""
+	}
+	return id
 }
 
 // endpoints keeps the networks on which the container has an address.

@@ -188,6 +188,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 	bridges(snap, &res)
 	res.Problems = append(res.Problems, serviceProblems(snap)...)
 	res.Problems = append(res.Problems, imageLabelProblems(snap)...)
+	res.Problems = append(res.Problems, directProblems(snap)...)
 
 	// Sort pointers: a Container is large and there may be 10,000 of them.
 	containers := make([]*Container, len(snap.Containers))

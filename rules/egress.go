@@ -194,6 +194,9 @@ func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) 
 		deny, allow, origin, p := egressOf(cfg, *c)
 		if fam == IPv4 { // reported once, not per family
 			problems = append(problems, p...)
+			if deny {
+				problems = append(problems, egressUnenforced(snap, c)...)
+			}
 		}
 		if !deny || c.Mesh || len(familyAddrs(*c, fam)) == 0 {
 			continue

@@ -451,6 +451,7 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	bridges(snap, &res)
 	res.Problems = append(res.Problems, serviceProblems(snap)...)
 	res.Problems = append(res.Problems, imageLabelProblems(snap)...)
+	res.Problems = append(res.Problems, directProblems(snap)...)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
 	}

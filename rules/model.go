@@ -90,6 +90,9 @@ type Container struct {
 	// Sandbox is the path of the container's network namespace (Docker's
 	// SandboxKey), "" when not known: how its veths are found.
 	Sandbox string
+	// SharesNetOf is the container whose network namespace this one
+	// uses (network_mode container:<id>), "" for none.
+	SharesNetOf string
 	// Mesh marks a Swarm service published through the routing mesh
 	// (dockerwatch.IngressContainer): reached only through Docker's DNAT
 	// to the node's ingress sandbox, never through docker-proxy.
@@ -117,6 +120,11 @@ type Snapshot struct {
 	BridgePorts []string
 	// NetworkBridges maps network name → bridge interface (audit).
 	NetworkBridges map[string]string
+	// Direct maps network name → driver for the networks that put a
+	// container on the LAN's own link (macvlan, ipvlan): its traffic
+	// never crosses the host's forwarding, so dockmoat filters none of it
+	// (unenforced.go).
+	Direct map[string]string
 	// HostNetwork names running containers on the host network: their
 	// ports bypass Docker's publishing and dockmoat (audit warns).
 	HostNetwork []string
