@@ -139,7 +139,9 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(s.Restart)}
 	}
 	var nc *network.NetworkingConfig
-	if s.Network != "" {
+	if strings.HasPrefix(s.Network, "container:") {
+		hc.NetworkMode = container.NetworkMode(s.Network) // no network of its own
+	} else if s.Network != "" {
 		hc.NetworkMode = container.NetworkMode(s.Network)
 		ep := &network.EndpointSettings{}
 		if s.IP != "" || s.IP6 != "" {
@@ -215,6 +217,23 @@ func (b *Bed) CreateNamedBridge(ctx context.Context, name, subnet, bridge string
 	}
 	return resp.ID, nil
 }
+
+// CreateMacvlan creates a macvlan network on the host interface parent:
+// its containers sit on that link, beside the host.
+func (b *Bed) CreateMacvlan(ctx context.Context, name, subnet, parent string) (string, error) {
+	resp, err := b.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
+		Driver:  "macvlan",
+		Options: map[string]string{"parent": parent},
+		IPAM:    &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(subnet)}}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating network %s: %w", name, err)
+	}
+	return resp.ID, nil
+}
+
+// OutsideLink is the bed host's interface to the outside namespace.
+func (b *Bed) OutsideLink() string { return b.Name + "vh" }
 
 // CreateNetwork6 creates a dual-stack bridge network with fixed subnets.
 func (b *Bed) CreateNetwork6(ctx context.Context, name, subnet, subnet6 string) (string, error) {
