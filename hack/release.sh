@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # release.sh VERSION OUTDIR NFPM: static linux/amd64 and linux/arm64
-# binaries carrying VERSION, a .deb per architecture (binary, both systemd
+# (or $ARCHES) binaries carrying VERSION, a .deb per architecture (binary, both systemd
 # units with the /usr/bin path, example config, license), and SHA256SUMS.
 # Offline but for the Go module proxy (nfpm is built from it by make).
 set -euo pipefail
@@ -24,7 +24,7 @@ for unit in dockmoat.service dockmoat-guard.service; do
 	sed 's#/usr/local/bin/dockmoat#/usr/bin/dockmoat#g' "deploy/$unit" >"$stage/$unit"
 done
 
-for arch in amd64 arm64; do
+for arch in ${ARCHES:-amd64 arm64}; do
 	bin="$out/dockmoat-linux-$arch"
 	echo "release: $bin"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \

@@ -57,8 +57,8 @@ func TestRelease(t *testing.T) {
 		}
 		deb := "dockmoat_1.2.3_" + arch + ".deb"
 		list := run("dpkg-deb", "-c", deb)
-		for _, path := range []string{"./usr/bin/dockmoat", "./lib/systemd/system/dockmoat.service",
-			"./lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml"} {
+		for _, path := range []string{"./usr/bin/dockmoat", "./usr/lib/systemd/system/dockmoat.service",
+			"./usr/lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml"} {
 			if !strings.Contains(list, path) {
 				t.Errorf("%s lacks %s:\n%s", deb, path, list)
 			}
@@ -68,7 +68,7 @@ func TestRelease(t *testing.T) {
 		}
 		unit := filepath.Join(t.TempDir(), arch)
 		run("dpkg-deb", "-x", deb, unit)
-		data, err := os.ReadFile(filepath.Join(unit, "lib/systemd/system/dockmoat.service"))
+		data, err := os.ReadFile(filepath.Join(unit, "usr/lib/systemd/system/dockmoat.service"))
 		if err != nil || !strings.Contains(string(data), "ExecStart=/usr/bin/dockmoat run") {
 			t.Errorf("packaged unit: %v\n%s", err, data)
 		}
