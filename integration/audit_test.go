@@ -136,7 +136,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		// Docker before 28 DNATs a neighbour's packets for 127.0.0.1;
 		// Docker 28 drops them in raw PREROUTING (agree tries both).
 		r = row(t, rep, "loc", 8083, "tcp")
-		if old := eng.Name == "docker20"; old && (r.Exposure != audit.Restricted || !r.Beyond) || !old && r.Exposure != audit.Local {
+		if old := !eng.DropsLoopbackDNAT(); old && (r.Exposure != audit.Restricted || !r.Beyond) || !old && r.Exposure != audit.Local {
 			t.Errorf("loc row on %s: %+v", eng.Name, r)
 		}
 		agree(t, rep)
@@ -178,7 +178,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		wantRunning(t, rep)
 		agree(t, rep)
-		if dir := os.Getenv("DOCKMOAT_IPT_CAPTURE"); dir != "" && eng.Name == "docker29" {
+		if dir := os.Getenv("DOCKMOAT_IPT_CAPTURE"); dir != "" && eng.NFTables() {
 			var save strings.Builder
 			for _, table := range []string{"filter", "nat", "raw"} {
 				out, _ := e.bed.HostExec(ctx, "iptables-save", "-t", table)

@@ -31,27 +31,15 @@ import (
 // from the bed's host namespace; nothing leaves the bed's namespaces.
 func TestEgress(t *testing.T) {
 	needBeds(t)
-	var beds []testbed.Engine
-	for _, eng := range engines {
-		switch eng.Name {
-		case "docker20", "docker20-legacy", "docker28":
-			beds = append(beds, eng)
-		case "docker29":
-			eng.IPv6, eng.Name = true, "docker29-v6"
-			beds = append(beds, eng)
-			eng.Name, eng.FirewallBackend = "docker29-nftables-v6", "nftables"
-			beds = append(beds, eng)
+	beds := pickBeds(func(eng testbed.Engine) []testbed.Engine {
+		if eng.NFTables() { // dual-stack, on both of its firewall backends
+			return []testbed.Engine{eng.WithIPv6(), eng.WithIPv6().WithNFTables()}
 		}
-	}
-	if len(beds) != 5 {
-		t.Fatalf("want the docker20 (both iptables variants), docker28 and docker29 engines, have %v", engines)
-	}
-	for _, eng := range beds {
-		t.Run(eng.Name, func(t *testing.T) {
-			t.Parallel()
-			egressBed(t, eng)
-		})
-	}
+		return []testbed.Engine{eng}
+	})
+	requireBed(t, beds, "on iptables-legacy", legacyBed)
+	requireBed(t, beds, "on Docker's nftables backend", nftBed)
+	eachBed(t, beds, egressBed)
 }
 
 // egress is one bed of TestEgress.
@@ -148,7 +136,7 @@ func egressBed(t *testing.T, eng testbed.Engine) {
 		e.reload(t, "egress_dns: [192.0.2.1]\n")
 		defer e.reload(t, "{}\n")
 		deny := map[string]string{"dockmoat.egress": "deny"}
-		if strings.HasPrefix(eng.Name, "docker20") {
+		if !eng.DNSFromHost() {
 			e.probe(t, "wrongdns", deny, []string{"dns:peer"}, []string{lookup})
 		} else {
 			e.probe(t, "wrongdns", deny, []string{"dns:peer", lookup}, nil)

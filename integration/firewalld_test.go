@@ -27,23 +27,26 @@ func TestFirewalld(t *testing.T) {
 	if err := testbed.HaveFirewalld(); err != nil {
 		t.Fatal(err)
 	}
-	var beds []testbed.Engine
-	for _, eng := range engines {
-		switch eng.Name {
-		case "docker29":
-			for _, backend := range []string{"nftables", "iptables"} {
-				e := eng
-				e.Name, e.Firewalld = eng.Name+"-firewalld-"+backend, backend
-				beds = append(beds, e)
-			}
-		case "docker28", "docker20":
-			eng.Name, eng.Firewalld = eng.Name+"-firewalld-nftables", "nftables"
-			beds = append(beds, eng)
+	// firewalld's nftables backend on every engine (iptables-nft: firewalld
+	// runs where Docker's rules live in nf_tables), its iptables backend
+	// on the newest engines too.
+	beds := pickBeds(func(eng testbed.Engine) []testbed.Engine {
+		var out []testbed.Engine
+		backends := []string{"nftables"}
+		if eng.NFTables() {
+			backends = append(backends, "iptables")
 		}
-	}
-	if len(beds) != 4 {
-		t.Fatalf("docker20, docker28 and docker29 engines needed: %v", engines)
-	}
+		for _, backend := range backends {
+			e := eng
+			e.Name, e.Firewalld = eng.Name+"-firewalld-"+backend, backend
+			out = append(out, e)
+		}
+		if eng.Legacy {
+			return nil
+		}
+		return out
+	})
+	requireBed(t, beds, "with firewalld's iptables backend", func(e testbed.Engine) bool { return e.Firewalld == "iptables" })
 	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
 			t.Parallel()

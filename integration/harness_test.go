@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,20 +29,56 @@ const (
 
 // startEnv starts a bed for eng, builds the workload image, and registers
 // cleanup (which prints the logs on failure).
-// onVariants runs f in parallel subtests on the Docker 20.10 beds of both
-// iptables variants (nft and legacy), for the tests about how dockmoat
-// writes the kernel rather than about the engine.
+// onVariants runs f in parallel subtests on the beds of one Docker build
+// under both iptables variants (the legacy bed and its iptables-nft
+// twin), for the tests about how dockmoat writes the kernel rather than
+// about the engine.
 func onVariants(t *testing.T, f func(t *testing.T, eng testbed.Engine, e *env)) {
+	legacy := map[string]bool{}
 	for _, eng := range engines {
-		if eng.Name != "docker20" && eng.Name != "docker20-legacy" {
-			continue
+		if eng.Legacy {
+			legacy[eng.Dockerd] = true
 		}
+	}
+	eachBed(t, pickBeds(func(eng testbed.Engine) []testbed.Engine {
+		if legacy[eng.Dockerd] {
+			return []testbed.Engine{eng}
+		}
+		return nil
+	}), func(t *testing.T, eng testbed.Engine) { f(t, eng, startEnv(t, eng)) })
+}
+
+// pickBeds chooses a suite's beds by what the engines can do: each engine
+// gives the beds f returns for it (none, itself, or variants of it).
+func pickBeds(f func(testbed.Engine) []testbed.Engine) []testbed.Engine {
+	var out []testbed.Engine
+	for _, eng := range engines {
+		out = append(out, f(eng)...)
+	}
+	return out
+}
+
+// requireBed fails t unless some bed is what ok asks: a machine missing
+// an engine a suite is about fails it rather than quietly covering less.
+func requireBed(t *testing.T, beds []testbed.Engine, what string, ok func(testbed.Engine) bool) {
+	t.Helper()
+	if !slices.ContainsFunc(beds, ok) {
+		t.Fatalf("no bed %s among %d (engines: %v)", what, len(beds), engines)
+	}
+}
+
+// eachBed runs suite in a parallel subtest per bed.
+func eachBed(t *testing.T, beds []testbed.Engine, suite func(t *testing.T, eng testbed.Engine)) {
+	for _, eng := range beds {
 		t.Run(eng.Name, func(t *testing.T) {
 			t.Parallel()
-			f(t, eng, startEnv(t, eng))
+			suite(t, eng)
 		})
 	}
 }
+
+func nftBed(e testbed.Engine) bool    { return e.FirewallBackend == "nftables" }
+func legacyBed(e testbed.Engine) bool { return e.Legacy }
 
 func startEnv(t *testing.T, eng testbed.Engine) *env {
 	t.Helper()

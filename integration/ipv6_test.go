@@ -27,13 +27,11 @@ func TestIPv6(t *testing.T) {
 		if eng.Legacy {
 			continue
 		}
-		eng.IPv6 = true
-		eng.Name += "-v6"
+		eng = eng.WithIPv6()
 		beds = append(beds, eng)
-		if eng.Name == "docker29-v6" {
-			// The same over Docker 29's nftables backend (table inet dockmoat).
-			eng.Name, eng.FirewallBackend = "docker29-nftables-v6", "nftables"
-			beds = append(beds, eng)
+		if eng.NFTables() {
+			// The same over Docker's nftables backend (table inet dockmoat).
+			beds = append(beds, eng.WithNFTables())
 		}
 	}
 	for _, eng := range beds {
@@ -56,7 +54,7 @@ func TestIPv6(t *testing.T) {
 			e.run(t, testbed.Spec{Name: "dns", Labels: map[string]string{"dockmoat.allow": "8053/udp"}, Publish: []string{"8053:53/udp", "8054:54/udp"}, Serve: []string{"53/udp", "54/udp"}})
 			e.sync(t)
 
-			if eng.Name == "docker20-v6" {
+			if !eng.IP6DockerUser() {
 				// Docker 20.10 publishes over IPv6 with --ip6tables but has
 				// no DOCKER-USER in ip6tables: dockmoat cannot hook there and
 				// must say so loudly, and audit must report the truth.

@@ -22,26 +22,17 @@ import (
 // the same path answers without dockmoat, or with an allow.
 func TestForeignBridge(t *testing.T) {
 	needBeds(t)
-	var beds []testbed.Engine
-	for _, eng := range engines {
-		switch eng.Name {
-		case "docker20":
-			beds = append(beds, eng)
-		case "docker29":
-			beds = append(beds, eng)
-			eng.Name, eng.FirewallBackend = "docker29-nftables", "nftables"
-			beds = append(beds, eng)
+	beds := pickBeds(func(eng testbed.Engine) []testbed.Engine {
+		switch {
+		case eng.Legacy:
+			return nil
+		case eng.NFTables():
+			return []testbed.Engine{eng, eng.WithNFTables()}
 		}
-	}
-	if len(beds) != 3 {
-		t.Fatalf("want docker20, docker29 and docker29-nftables, have %d beds", len(beds))
-	}
-	for _, eng := range beds {
-		t.Run(eng.Name, func(t *testing.T) {
-			t.Parallel()
-			foreignBridgeSuite(t, eng)
-		})
-	}
+		return []testbed.Engine{eng}
+	})
+	requireBed(t, beds, "on Docker's nftables backend", nftBed)
+	eachBed(t, beds, foreignBridgeSuite)
 }
 
 func foreignBridgeSuite(t *testing.T, eng testbed.Engine) {

@@ -21,16 +21,14 @@ import (
 // deleted, or dockerd restarts.
 func TestNFTBackend(t *testing.T) {
 	needBeds(t)
-	var eng testbed.Engine
-	for _, e := range engines {
-		if e.Name == "docker29" {
-			eng = e
+	beds := pickBeds(func(eng testbed.Engine) []testbed.Engine {
+		if eng.NFTables() && !eng.Legacy {
+			return []testbed.Engine{eng.WithNFTables()}
 		}
-	}
-	if eng.Name == "" {
-		t.Fatal("docker29 engine missing")
-	}
-	eng.Name, eng.FirewallBackend = "docker29-nftables", "nftables"
+		return nil
+	})
+	requireBed(t, beds, "on Docker's nftables backend", nftBed)
+	eng := beds[0]
 	e := startEnv(t, eng)
 	ctx := e.ctx
 	nftTable := func() string {

@@ -21,8 +21,8 @@ import (
 // it installs its deny all the same.
 func TestRebootGuard(t *testing.T) {
 	needBeds(t)
-	for _, eng := range engines {
-		if eng.Name == "docker20-legacy" {
+	for i, eng := range engines {
+		if eng.Legacy {
 			continue
 		}
 		t.Run(eng.Name, func(t *testing.T) {
@@ -54,7 +54,7 @@ func TestRebootGuard(t *testing.T) {
 			// The guard must install its deny whatever the config file:
 			// invalid on one engine, missing on the other.
 			guardCfg := e.dm.Config + ".missing"
-			if eng.Name == "docker20" {
+			if i == 0 {
 				guardCfg = e.dm.Config + ".bad"
 				if err := os.WriteFile(guardCfg, []byte("trusted_sources: [203.0.113.0/24]\nufw: maybe\n"), 0o644); err != nil {
 					t.Fatal(err)

@@ -40,7 +40,7 @@ func TestSwarm(t *testing.T) {
 		t.Fatalf("the docker CLI (package docker.io) is needed for `docker stack deploy`: %v", err)
 	}
 	for _, eng := range engines {
-		if eng.Name != "docker20" && eng.Name != "docker28" && eng.Name != "docker29" {
+		if eng.Legacy {
 			continue
 		}
 		t.Run(eng.Name, func(t *testing.T) { swarmSuite(t, eng) })

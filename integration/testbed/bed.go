@@ -47,9 +47,12 @@ var (
 	BridgeCIDR6 = "fd00:d0c::/64"
 )
 
-// Engine is a Docker engine build the bed can start.
+// Engine is a Docker engine build the bed can start. Tests choose engines
+// by what they can do (the methods below, read from Version), never by
+// name: a new engine is one entry in Engines.
 type Engine struct {
 	Name    string   // short, used in names: "docker20", "docker29"
+	Version int      // Docker's major version: 20, 28, 29
 	Dockerd string   // dockerd binary
 	PathDir string   // prepended to dockerd's PATH (docker-proxy, runc)
 	Args    []string // extra dockerd flags
@@ -76,11 +79,11 @@ type Engine struct {
 // $DOCKMOAT_ENGINES (default /var/cache/dockmoat).
 func Engines() (found []Engine, missing []string) {
 	if p, err := exec.LookPath("dockerd"); err == nil && strings.HasPrefix(p, "/usr/") {
-		found = append(found, Engine{Name: "docker20", Dockerd: p})
+		found = append(found, Engine{Name: "docker20", Version: 20, Dockerd: p})
 		if _, err := exec.LookPath("iptables-legacy"); err == nil {
 			// The legacy bed also runs dockmoat without ipsets, so the
 			// fallback (one rule per allow) meets the whole suite too.
-			found = append(found, Engine{Name: "docker20-legacy", Dockerd: p, Legacy: true, NoIPSet: true})
+			found = append(found, Engine{Name: "docker20-legacy", Version: 20, Dockerd: p, Legacy: true, NoIPSet: true})
 		}
 	} else {
 		missing = append(missing, "docker20 (Debian package docker.io)")
@@ -91,16 +94,47 @@ func Engines() (found []Engine, missing []string) {
 	}
 	// Docker 29 and 28, both run with the runc built beside Docker 29.
 	runc := filepath.Join(dir, "docker29", "bin", "runc")
-	for _, name := range []string{"docker29", "docker28"} {
+	for _, v := range []int{29, 28} {
+		name := fmt.Sprintf("docker%d", v)
 		bin := filepath.Join(dir, name, "bin")
 		if !isExec(filepath.Join(bin, "dockerd")) || !isExec(filepath.Join(bin, "docker-proxy")) || !isExec(runc) {
 			missing = append(missing, name+" (run `make engines`; looked in "+bin+")")
 			continue
 		}
-		found = append(found, Engine{Name: name, Dockerd: filepath.Join(bin, "dockerd"), PathDir: bin,
+		found = append(found, Engine{Name: name, Version: v, Dockerd: filepath.Join(bin, "dockerd"), PathDir: bin,
 			Args: []string{"--add-runtime", "r2=" + runc, "--default-runtime", "r2"}})
 	}
 	return found, missing
+}
+
+// NFTables: the engine has a firewall backend for nftables (Docker 29).
+func (e Engine) NFTables() bool { return e.Version >= 29 }
+
+// IP6DockerUser: the engine creates DOCKER-USER in ip6tables (Docker 23).
+func (e Engine) IP6DockerUser() bool { return e.Version >= 23 }
+
+// DropsLoopbackDNAT: the engine drops a neighbour's packets for a port
+// published on 127.0.0.1 in raw PREROUTING (Docker 28).
+func (e Engine) DropsLoopbackDNAT() bool { return e.Version >= 28 }
+
+// DNSFromHost: the embedded resolver sends containers' queries from the
+// host's namespace, not forwarded from theirs (Docker 25).
+func (e Engine) DNSFromHost() bool { return e.Version >= 25 }
+
+// WithIPv6 is the dual-stack bed of the engine.
+func (e Engine) WithIPv6() Engine {
+	e.IPv6, e.Name = true, e.Name+"-v6"
+	return e
+}
+
+// WithNFTables is the engine on its nftables firewall backend.
+func (e Engine) WithNFTables() Engine {
+	name, v6 := strings.CutSuffix(e.Name, "-v6")
+	e.FirewallBackend, e.Name = "nftables", name+"-nftables"
+	if v6 {
+		e.Name += "-v6"
+	}
+	return e
 }
 
 func isExec(p string) bool {
