@@ -193,6 +193,9 @@ func explainTarget(opt options) *audit.Target {
 // returns whether a port shown is reachable beyond its policy.
 func report(out io.Writer, opt options, rep audit.Report) (bool, error) {
 	t := explainTarget(opt)
+	if opt.quiet && !rep.Beyond() {
+		return false, nil
+	}
 	if t == nil {
 		return rep.Beyond(), writeReport(out, opt.format, rep)
 	}

@@ -33,6 +33,9 @@ func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error
 		return false, fmt.Errorf("audit --swarm (run it on a manager): %w", err)
 	}
 	rep := clusterReport(outs)
+	if opt.quiet && !rep.Beyond() && !rep.Incomplete() {
+		return false, nil
+	}
 	if opt.format == "json" {
 		err = audit.WriteClusterJSON(out, rep)
 	} else {

@@ -123,6 +123,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		fs.StringVar(&opt.format, "format", "table", "table or json")
 		fs.StringVar(&opt.explain, "explain", "", "PORT[/PROTO] or HOST:PORT/PROTO: the path of each source's first packet, rule by rule, and the fix")
 		fs.BoolVar(&opt.exitZero, "exit-zero", false, "exit 0 even when a port is reachable beyond policy (a job that only collects the report)")
+		fs.BoolVar(&opt.quiet, "q", false, "quiet: print nothing when every port is as intended (cron mails only the reports that matter)")
 		fs.BoolVar(&opt.swarm, "swarm", false, "on a Swarm manager: audit every node (a global job of the dockmoat service's image and settings) and print one report")
 		fs.StringVar(&opt.swarmService, "service", "dockmoat_dockmoat", "with --swarm: the dockmoat service whose image and settings the job copies")
 	case "run":

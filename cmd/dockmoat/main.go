@@ -52,6 +52,7 @@ type options struct {
 	explain      string // audit
 	swarm        bool   // audit --swarm
 	exitZero     bool   // audit --exit-zero
+	quiet        bool   // audit -q
 	swarmService string // audit --swarm --service
 }
 
