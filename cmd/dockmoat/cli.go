@@ -34,7 +34,7 @@ Usage:
                                  (exit 0: valid, 1: not)
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
   dockmoat version               print the version (also --version)
-  dockmoat completion bash       bash completion: source <(dockmoat completion bash)
+  dockmoat completion SHELL      bash, zsh or fish completion: source <(dockmoat completion bash)
   dockmoat help [COMMAND]        this help, or a command's flags
 
 Run 'dockmoat help COMMAND' for a command's flags.

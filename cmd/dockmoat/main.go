@@ -134,6 +134,10 @@ func infoCommand(cmd string, rest []string, stdout, stderr io.Writer) (code int,
 			fmt.Fprint(stdout, usage)
 			return 0, true
 		}
+		if h, ok := infoHelp[rest[0]]; ok && len(rest) == 1 {
+			fmt.Fprint(stdout, h)
+			return 0, true
+		}
 		if _, ok := summaries[rest[0]]; !ok || len(rest) > 1 {
 			fmt.Fprintf(stderr, "dockmoat help: unknown command %q; see 'dockmoat help'\n", strings.Join(rest, " "))
 			return 2, true
@@ -144,11 +148,15 @@ func infoCommand(cmd string, rest []string, stdout, stderr io.Writer) (code int,
 		fmt.Fprintln(stdout, "dockmoat", versionString())
 		return 0, true
 	case "completion":
-		if len(rest) != 1 || rest[0] != "bash" {
-			fmt.Fprintln(stderr, "dockmoat completion: want 'dockmoat completion bash'; see 'dockmoat help'")
+		var write func(io.Writer)
+		if len(rest) == 1 {
+			write = completionShells[rest[0]]
+		}
+		if write == nil {
+			fmt.Fprintln(stderr, "dockmoat completion: want 'dockmoat completion bash', 'zsh' or 'fish'; see 'dockmoat help completion'")
 			return 2, true
 		}
-		completionBash(stdout)
+		write(stdout)
 		return 0, true
 	}
 	return 0, false

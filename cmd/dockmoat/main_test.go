@@ -189,8 +189,8 @@ func TestCompletionBash(t *testing.T) {
 	if code := realMain([]string{"completion", "bash"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	if code := realMain([]string{"completion", "fish"}, &bytes.Buffer{}, &errb); code != 2 {
-		t.Errorf("completion fish: exit %d", code)
+	if code := realMain([]string{"completion", "tcsh"}, &bytes.Buffer{}, &errb); code != 2 {
+		t.Errorf("completion tcsh: exit %d", code)
 	}
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -207,6 +207,51 @@ COMP_WORDS=(dockmoat run --metrics); COMP_CWORD=2; _dockmoat; echo "${COMPREPLY[
 	}
 	if want := "disable\n--reason\n--metrics-addr\n"; string(got) != want {
 		t.Errorf("completions:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestCompletionZshFish runs the zsh and fish scripts: each parses, fish
+// offers the commands and a command's flags, zsh loads under compinit.
+// Every command that `help` lists has a help of its own.
+func TestCompletionZshFish(t *testing.T) {
+	for _, cmd := range allCommands() {
+		var out bytes.Buffer
+		if code := realMain([]string{"help", cmd}, &out, &bytes.Buffer{}); code != 0 || out.Len() == 0 {
+			t.Errorf("help %s: exit %d", cmd, code)
+		}
+	}
+	script := func(shell string) string {
+		var out, errb bytes.Buffer
+		if code := realMain([]string{"completion", shell}, &out, &errb); code != 0 {
+			t.Fatalf("completion %s: exit %d: %s", shell, code, errb.String())
+		}
+		return out.String()
+	}
+	for _, shell := range []string{"zsh", "fish"} {
+		if _, err := exec.LookPath(shell); err != nil {
+			if os.Getenv("DOCKMOAT_REQUIRE_INTEGRATION") == "1" {
+				t.Fatalf("%s missing (make deps installs it)", shell)
+			}
+			t.Skipf("%s missing", shell)
+		}
+	}
+	dir := t.TempDir()
+	zsh, fish := filepath.Join(dir, "_dockmoat"), filepath.Join(dir, "dockmoat.fish")
+	if err := os.WriteFile(zsh, []byte(script("zsh")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fish, []byte(script("fish")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("zsh", "-f", "-c", "autoload -U compinit && compinit -u -d "+dir+"/zcd && source "+zsh).CombinedOutput(); err != nil {
+		t.Errorf("zsh: %v\n%s", err, out)
+	}
+	got, err := exec.Command("fish", "--no-config", "-c", "source "+fish+"; complete -C 'dockmoat di'; complete -C 'dockmoat disable --r'").CombinedOutput()
+	if err != nil {
+		t.Fatalf("fish: %v\n%s", err, got)
+	}
+	if s := string(got); !strings.Contains(s, "disable\t") || !strings.Contains(s, "--reason\t") {
+		t.Errorf("fish completions:\n%s", s)
 	}
 }
 
