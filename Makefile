@@ -61,7 +61,15 @@ deps:
 
 ## engines: Docker 29 and 28 (dockerd, docker-proxy) and runc built from the Go module proxy, cached;
 ## firewalld unpacked (not installed) for the firewalld beds.
-engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd $(FIREWALLD_DIR)/usr/sbin/firewalld
+engines: $(ENGINE_BIN)/dockerd $(ENGINE_BIN)/docker-proxy $(ENGINE_BIN)/runc $(ENGINE28_BIN)/dockerd $(FIREWALLD_DIR)/usr/sbin/firewalld $(TOOLS)/promtool
+
+# promtool (tests the shipped alert rules), unpacked from Debian's
+# prometheus package and never installed: installing would start a
+# Prometheus server on this machine.
+$(TOOLS)/promtool: | deps
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; cd "$$tmp"; \
+	apt-get download prometheus || { apt-get update -qq && apt-get download prometheus; }; \
+	dpkg-deb -x prometheus_*.deb x; mkdir -p $(TOOLS); install -m 0755 x/usr/bin/promtool $(TOOLS)/promtool; echo "promtool in $(TOOLS)"
 
 # Debian's firewalld, unpacked and never installed: installing it would
 # enable and start the service on this machine (its firewall, not a bed's).

@@ -217,3 +217,30 @@ func TestReloadChecksConfig(t *testing.T) {
 		t.Logf("%s config: reload %v: %s", c.name, err, strings.TrimSpace(string(out)))
 	}
 }
+
+// TestAlertRules checks the shipped alert rules with promtool (make
+// engines unpacks it from Debian's prometheus package): they load, and
+// their unit tests (deploy/prometheus/dockmoat-alerts.test.yaml) fire
+// each alert when it should and not before.
+func TestAlertRules(t *testing.T) {
+	dir := os.Getenv("DOCKMOAT_ENGINES")
+	if dir == "" {
+		dir = "/var/cache/dockmoat"
+	}
+	promtool := filepath.Join(dir, "tools", "promtool")
+	if _, err := os.Stat(promtool); err != nil {
+		if required() {
+			t.Fatalf("promtool missing (make engines unpacks it): %v", err)
+		}
+		t.Skipf("promtool missing: %v", err)
+	}
+	for _, args := range [][]string{{"check", "rules", "dockmoat-alerts.yaml"}, {"test", "rules", "dockmoat-alerts.test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "../deploy/prometheus"
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "SUCCESS") {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
+	}
+}

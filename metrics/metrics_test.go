@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +124,42 @@ func TestRulesInstalledLayered(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}
+
+// TestShippedQueriesExist: every dockmoat_* metric that the shipped
+// Grafana dashboard and the alert rules query is one the daemon exports
+// (a renamed metric would leave a panel empty and an alert silent).
+func TestShippedQueriesExist(t *testing.T) {
+	m := New()
+	m.ObserveSync(netfilter.SyncResult{Plans: []netfilter.FamilyPlan{{Family: rules.IPv4}}}, nil, time.Millisecond)
+	m.ObserveSync(netfilter.SyncResult{}, errors.New("x"), time.Millisecond)
+	families, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			exported[f.GetName()+suffix] = true
+		}
+	}
+	name := regexp.MustCompile(`dockmoat_[a-z_]+`)
+	for _, file := range []string{"../deploy/grafana/dockmoat.json", "../deploy/prometheus/dockmoat-alerts.yaml", "../deploy/prometheus/dockmoat-alerts.test.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := name.FindAllString(string(data), -1)
+		if len(found) == 0 {
+			t.Errorf("%s queries no dockmoat metric", file)
+		}
+		for _, n := range found {
+			if !exported[n] {
+				t.Errorf("%s queries %s, which the daemon does not export", file, n)
+			}
 		}
 	}
 }
