@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ func unenforcedBed(t *testing.T, eng testbed.Engine) {
 	// side probes after 4 s: plan and audit see it running.
 	plan, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan")
 	aud, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit")
+	planJSON, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan", "--format", "json", "--log-level", "error")
 	e.expect(t, check{proto: "tcp", src: A, dst: netip.MustParseAddrPort("203.0.113.50:80"), open: true, who: "cam"})
 	code, logs, err := e.bed.WaitExit(e.ctx, side.ID, 30*time.Second)
 	if err != nil || code != 0 || !strings.Contains(logs, " ok ") {
@@ -54,6 +56,17 @@ func unenforcedBed(t *testing.T, eng testbed.Engine) {
 		if !strings.Contains(out, "container cam on macvlan network lan: on the LAN's own link") {
 			t.Errorf("%s does not report cam as unfiltered:\n%s", what, out)
 		}
+	}
+	var doc struct {
+		InSync   bool `json:"in_sync"`
+		Families []struct {
+			Family   string   `json:"family"`
+			Problems []string `json:"problems"`
+		} `json:"families"`
+	}
+	if err := json.Unmarshal([]byte(planJSON), &doc); err != nil || len(doc.Families) == 0 || !doc.InSync ||
+		!strings.Contains(strings.Join(doc.Families[0].Problems, "\n"), "container cam on macvlan network lan") {
+		t.Errorf("plan --format json: %v: %+v\n%s", err, doc, planJSON)
 	}
 	if !strings.Contains(plan, "container side: label dockmoat.egress=\"deny\": egress is NOT enforced: the container uses the network of container "+host.ID[:12]) {
 		t.Errorf("plan does not report side's egress as unenforced:\n%s", plan)

@@ -118,6 +118,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	switch cmd {
 	case "plan":
 		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
+		fs.StringVar(&opt.format, "format", "text", "text or json (docs/reference.md has the schema)")
 		stateDirFlag(fs, opt)
 	case "audit":
 		fs.StringVar(&opt.format, "format", "table", "table or json")
@@ -170,6 +171,9 @@ func (opt options) validate(cmd string) error {
 		oneOf("log-format", opt.logFormat, "text", "json"),
 		oneOf("iptables-mode", opt.iptablesMode, "auto", "nft", "legacy"),
 		oneOf("backend", opt.backend, "auto", "iptables", "nftables"),
+	}
+	if cmd == "plan" {
+		errs = append(errs, oneOf("format", opt.format, "text", "json"))
 	}
 	if cmd == "audit" {
 		errs = append(errs, oneOf("format", opt.format, "table", "json"))

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -416,10 +417,15 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, opt options, rec *re
 }
 
 func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer) (bool, error) {
+	var doc planDoc
+	text := opt.format != "json"
 	// With a bad file, plan shows what `run` installs: the fail-closed config.
 	cfg, cfgErr := loadOrFailClosed(opt, log)
 	if cfgErr != nil {
-		fmt.Fprintf(out, "config error: %v\nplanning with the fail-closed config, as dockmoat run does\n\n", cfgErr)
+		doc.ConfigError = cfgErr.Error()
+		if text {
+			fmt.Fprintf(out, "config error: %v\nplanning with the fail-closed config, as dockmoat run does\n\n", cfgErr)
+		}
 	}
 	rec, _, err := build(ctx, opt, log, cfg)
 	if err != nil {
@@ -427,21 +433,46 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 	}
 	if off, disabled := disabledState(opt.stateDir, log); disabled {
 		rec.SetDisabled(true)
-		fmt.Fprintf(out, "PROTECTION DISABLED since %s (%s): every published port follows Docker's own rules;\nthe rules below stay installed behind one bypass rule per hook. 'dockmoat enable' turns them back on.\n\n",
-			off.Since.Format(time.RFC3339), orNone(off.Reason))
+		doc.Disabled = &disabledJSON{Since: off.Since.Format(time.RFC3339), Reason: off.Reason}
+		if text {
+			fmt.Fprintf(out, "PROTECTION DISABLED since %s (%s): every published port follows Docker's own rules;\nthe rules below stay installed behind one bypass rule per hook. 'dockmoat enable' turns them back on.\n\n",
+				off.Since.Format(time.RFC3339), orNone(off.Reason))
+		}
 	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
 		return false, err
 	}
-	differs := false
+	doc.InSync, doc.Families = true, []netfilter.PlanJSON{}
 	for _, p := range plans {
-		fmt.Fprint(out, netfilter.FormatPlan(p))
-		if !p.InSync() {
-			differs = true
+		if text {
+			fmt.Fprint(out, netfilter.FormatPlan(p))
+		}
+		j := netfilter.JSONPlan(p)
+		doc.InSync = doc.InSync && j.InSync
+		doc.Families = append(doc.Families, j)
+	}
+	if !text {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			return false, fmt.Errorf("writing the plan: %w", err)
 		}
 	}
-	return differs, nil
+	return !doc.InSync, nil
+}
+
+// planDoc is `dockmoat plan --format json`.
+type planDoc struct {
+	InSync      bool                 `json:"in_sync"`
+	ConfigError string               `json:"config_error,omitempty"`
+	Disabled    *disabledJSON        `json:"disabled,omitempty"`
+	Families    []netfilter.PlanJSON `json:"families"`
+}
+
+type disabledJSON struct {
+	Since  string `json:"since"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
