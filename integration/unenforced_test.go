@@ -47,6 +47,9 @@ func unenforcedBed(t *testing.T, eng testbed.Engine) {
 	plan, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan")
 	aud, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit")
 	planJSON, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan", "--format", "json", "--log-level", "error")
+	if st, err := e.bed.Exec(e.ctx, dockmoatBin, "status", "--state-dir", e.dm.StateDir()); err != nil || !strings.Contains(st, "PROTECTING") {
+		t.Errorf("status of the running daemon: %v\n%s", err, st)
+	}
 	e.expect(t, check{proto: "tcp", src: A, dst: netip.MustParseAddrPort("203.0.113.50:80"), open: true, who: "cam"})
 	code, logs, err := e.bed.WaitExit(e.ctx, side.ID, 30*time.Second)
 	if err != nil || code != 0 || !strings.Contains(logs, " ok ") {

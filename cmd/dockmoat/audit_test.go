@@ -2,9 +2,17 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // TestAuditQuiet: audit -q prints nothing when every port is as
@@ -28,5 +36,47 @@ func TestAuditQuiet(t *testing.T) {
 		if err != nil || beyond != c.wantBeyond || (out.Len() > 0) != c.wantOutput {
 			t.Errorf("%s: beyond %v, %d bytes, %v", c.name, beyond, out.Len(), err)
 		}
+	}
+}
+
+// TestStatus: stopped without a daemon; protecting while one holds the
+// lock and its last pass went well (the counts per family); failing
+// after a failed pass; disabled while switched off. Exit 0 only when
+// protecting.
+func TestStatus(t *testing.T) {
+	dir := t.TempDir()
+	status := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := realMain(append([]string{"status", "--state-dir", dir}, args...), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := status(); code != 1 || !strings.Contains(out, "STOPPED") {
+		t.Errorf("no daemon: %d %s", code, out)
+	}
+	release, err := config.HoldDaemonLock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	record := statusWriter(dir, logrus.New())
+	res := netfilter.SyncResult{Plans: []netfilter.FamilyPlan{{Family: rules.IPv4, Tool: "iptables-nft",
+		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},
+			{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
+		}}, rules.IPv4, rules.Options{})}}}
+	record(res, nil, time.Millisecond)
+	if code, out := status(); code != 0 || !strings.Contains(out, "PROTECTING") || !strings.Contains(out, "ipv4 (iptables-nft): 1 published port(s) open by policy, 1 closed") {
+		t.Errorf("protecting: %d %s", code, out)
+	}
+	record(netfilter.SyncResult{}, errors.New("iptables-restore: exit 1"), time.Millisecond)
+	if code, out := status("--format", "json"); code != 1 || !strings.Contains(out, `"state": "failing"`) || !strings.Contains(out, `"open": 1`) {
+		t.Errorf("failing: %d %s", code, out)
+	}
+	record(res, nil, time.Millisecond)
+	if err := config.WriteDisabled(dir, config.Off{Since: time.Now(), Reason: "maintenance"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := status(); code != 1 || !strings.Contains(out, "DISABLED") || !strings.Contains(out, "maintenance") {
+		t.Errorf("disabled: %d %s", code, out)
 	}
 }

@@ -28,6 +28,7 @@ Usage:
   dockmoat guard       [flags]   boot step, before Docker starts: install the default deny
   dockmoat audit       [flags]   who can really reach each published port, and why
                                  (exit 0: as intended, 1: reachable beyond policy, 2: error)
+  dockmoat status      [flags]   is the daemon running and protecting (exit 0: yes, 1: no)
   dockmoat disable     [flags]   switch protection off (kept across restarts) until enable
   dockmoat enable      [flags]   switch protection back on
   dockmoat check-config [FILE]   check the config file; no root, Docker or firewall needed
@@ -50,6 +51,7 @@ var summaries = map[string]string{
 	"disable":     "switch protection off without uninstalling: one bypass rule per hook, kept by the running daemon and across restarts, until 'dockmoat enable'",
 	"enable":      "switch protection back on after 'dockmoat disable'",
 	"healthcheck": "exit 0 when the daemon's /healthz is ok (for container health checks)",
+	"status":      "is the daemon running and protecting: its last pass, the counts per family, and whether protection is switched off (exit 0: protecting, 1: not)",
 	"check-config": "check the config file (--config, or FILE) without root, Docker or the firewall: exit 0 when valid, 1 with the line, " +
 		"the key and the fix when not (dockmoat.service runs it before a reload)",
 }
@@ -101,6 +103,10 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		return fs
 	case "check-config":
 		fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (or give it as the argument)")
+		return fs
+	case "status":
+		stateDirFlag(fs, opt)
+		fs.StringVar(&opt.format, "format", "text", "text or json")
 		return fs
 	case "disable", "enable":
 		stateDirFlag(fs, opt)
@@ -154,6 +160,11 @@ func commandHelp(cmd string, out io.Writer) {
 func (opt options) validate(cmd string) error {
 	switch cmd {
 	case "healthcheck", "disable", "enable":
+		return nil
+	case "status":
+		if opt.format != "text" && opt.format != "json" {
+			return fmt.Errorf("--format: %q is not text, json", opt.format)
+		}
 		return nil
 	}
 	oneOf := func(flagName, v string, allowed ...string) error {

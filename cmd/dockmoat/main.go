@@ -76,6 +76,16 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return healthcheck(opt.addr, stderr)
 	case cmd == "check-config":
 		return checkConfig(opt, stdout, stderr)
+	case cmd == "status":
+		ok, err := runStatus(opt, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "dockmoat status: %v\n", err)
+			return 2
+		}
+		if !ok {
+			return 1
+		}
+		return 0
 	case cmd == "disable" || cmd == "enable":
 		run := runEnable
 		if cmd == "disable" {
@@ -336,7 +346,12 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}()
 
-	onSync := readyAfterFirstPass(m.ObserveSync, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })
+	record := statusWriter(opt.stateDir, log)
+	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
+		m.ObserveSync(res, err, took)
+		record(res, err, took)
+	}
+	onSync := readyAfterFirstPass(observe, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })
 	ro := reconciler.RunOptions{Resync: opt.resync, OnSync: onSync}
 	if every := watchdogEvery(os.Getenv); every > 0 {
 		ro.AliveEvery, ro.Alive = every, func() {

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+)
+
+// The daemon writes what `dockmoat status` tells into its state directory
+// after every pass (statusFile); status reads it beside the daemon lock
+// and the disable switch, so it needs no metrics address and works in
+// the sidecar (`docker exec dockmoat dockmoat status`).
+
+const statusFile = "status.json"
+
+// daemonStatus is the daemon's last pass, as status.json holds it.
+type daemonStatus struct {
+	Version   string         `json:"version"`
+	Started   time.Time      `json:"started"`
+	LastPass  time.Time      `json:"last_pass"`
+	LastOK    time.Time      `json:"last_ok,omitzero"`
+	LastError string         `json:"last_error,omitempty"`
+	Families  []familyStatus `json:"families"`
+	Problems  int            `json:"problems"`
+}
+
+type familyStatus struct {
+	Family  string `json:"family"`
+	Tool    string `json:"tool"`
+	Skipped string `json:"skipped,omitempty"`
+	Open    int    `json:"open"`
+	Closed  int    `json:"closed"`
+}
+
+// statusWriter records each pass in dir; it keeps the last good pass's
+// counts when a pass fails.
+func statusWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResult, error, time.Duration) {
+	st := daemonStatus{Version: versionString(), Started: time.Now().UTC()}
+	return func(res netfilter.SyncResult, err error, _ time.Duration) {
+		st.LastPass, st.LastError = time.Now().UTC(), ""
+		if err != nil {
+			st.LastError = err.Error()
+		} else {
+			st.LastOK, st.Families, st.Problems = st.LastPass, nil, 0
+			for _, p := range res.Plans {
+				if p.Layer {
+					continue
+				}
+				f := familyStatus{Family: p.Family.String(), Tool: p.Tool, Skipped: p.Skipped}
+				for _, d := range p.Result.Decisions() {
+					if d.Open {
+						f.Open++
+					} else {
+						f.Closed++
+					}
+				}
+				st.Families = append(st.Families, f)
+				st.Problems += len(p.Result.Problems)
+			}
+		}
+		if werr := writeStatus(dir, st); werr != nil {
+			log.WithError(werr).Debug("cannot record the pass for dockmoat status")
+		}
+	}
+}
+
+func writeStatus(dir string, st daemonStatus) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, statusFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, statusFile))
+}
+
+// statusReport is `dockmoat status --format json`.
+type statusReport struct {
+	Running  bool          `json:"running"`
+	State    string        `json:"state"` // protecting, disabled, failing, stopped, unknown
+	Disabled *disabledJSON `json:"disabled,omitempty"`
+	Daemon   *daemonStatus `json:"daemon,omitempty"`
+}
+
+// runStatus prints the daemon's state; ok is false unless it runs and
+// protects (exit 1 then, as for a failing check).
+func runStatus(opt options, out io.Writer) (ok bool, err error) {
+	var rep statusReport
+	running, known := config.DaemonRunning(opt.stateDir)
+	rep.Running = running
+	data, rerr := os.ReadFile(filepath.Join(opt.stateDir, statusFile))
+	switch {
+	case rerr == nil:
+		rep.Daemon = &daemonStatus{}
+		if err := json.Unmarshal(data, rep.Daemon); err != nil {
+			return false, fmt.Errorf("reading %s: %w", statusFile, err)
+		}
+	case !errors.Is(rerr, fs.ErrNotExist):
+		return false, fmt.Errorf("reading the daemon's status: %w", rerr)
+	}
+	off, disabled, derr := config.ReadDisabled(opt.stateDir)
+	if derr != nil {
+		return false, derr
+	}
+	switch {
+	case !known:
+		rep.State = "unknown"
+	case !running:
+		rep.State = "stopped"
+	case disabled:
+		rep.State = "disabled"
+	case rep.Daemon == nil || rep.Daemon.LastError != "" || rep.Daemon.LastOK.IsZero():
+		rep.State = "failing"
+	default:
+		rep.State = "protecting"
+	}
+	if disabled {
+		rep.Disabled = &disabledJSON{Since: off.Since.Format(time.RFC3339), Reason: off.Reason}
+	}
+	if opt.format == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return rep.State == "protecting", enc.Encode(rep)
+	}
+	writeStatusText(out, rep, opt.stateDir)
+	return rep.State == "protecting", nil
+}
+
+func writeStatusText(out io.Writer, rep statusReport, dir string) {
+	fmt.Fprintf(out, "dockmoat: %s\n", strings.ToUpper(rep.State))
+	switch rep.State {
+	case "unknown":
+		fmt.Fprintf(out, "  cannot tell whether a daemon runs (state directory %s not readable)\n", dir)
+	case "stopped":
+		fmt.Fprintln(out, "  no daemon runs: the rules of its last pass stay in place (closed), nothing follows Docker")
+	case "disabled":
+		fmt.Fprintf(out, "  switched off since %s (%s): published ports follow Docker's own rules; 'dockmoat enable'\n", rep.Disabled.Since, orNone(rep.Disabled.Reason))
+	}
+	d := rep.Daemon
+	if d == nil {
+		return
+	}
+	fmt.Fprintf(out, "  version %s, started %s\n", d.Version, d.Started.Format(time.RFC3339))
+	fmt.Fprintf(out, "  last pass %s (%s ago)", d.LastPass.Format(time.RFC3339), time.Since(d.LastPass).Round(time.Second))
+	if d.LastError != "" {
+		fmt.Fprintf(out, ": FAILED: %s", d.LastError)
+	}
+	fmt.Fprintln(out)
+	for _, f := range d.Families {
+		if f.Skipped != "" {
+			fmt.Fprintf(out, "  %s: skipped: %s\n", f.Family, f.Skipped)
+			continue
+		}
+		fmt.Fprintf(out, "  %s (%s): %d published port(s) open by policy, %d closed\n", f.Family, f.Tool, f.Open, f.Closed)
+	}
+	if d.Problems > 0 {
+		fmt.Fprintf(out, "  %d problem(s): see 'dockmoat plan'\n", d.Problems)
+	}
+}
