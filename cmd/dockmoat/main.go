@@ -72,30 +72,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case help:
 		return 0
-	case cmd == "healthcheck":
-		return healthcheck(opt.addr, stderr)
-	case cmd == "check-config":
-		return checkConfig(opt, stdout, stderr)
-	case cmd == "status":
-		ok, err := runStatus(opt, stdout)
-		if err != nil {
-			fmt.Fprintf(stderr, "dockmoat status: %v\n", err)
-			return 2
-		}
-		if !ok {
-			return 1
-		}
-		return 0
-	case cmd == "disable" || cmd == "enable":
-		run := runEnable
-		if cmd == "disable" {
-			run = runDisable
-		}
-		if err := run(opt, stdout); err != nil {
-			fmt.Fprintf(stderr, "dockmoat %s: %v\n", cmd, err)
-			return 2
-		}
-		return 0
+	}
+	if code, done := localCommand(cmd, opt, stdout, stderr); done {
+		return code
 	}
 	log, err := newLogger(opt, stderr)
 	if err != nil {
@@ -134,6 +113,35 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 0
+}
+
+// localCommand runs the commands that need neither a logger nor the
+// firewall (they read the state directory, a file or the daemon's
+// health endpoint); done is false for any other command.
+func localCommand(cmd string, opt options, stdout, stderr io.Writer) (code int, done bool) {
+	var err error
+	switch cmd {
+	case "healthcheck":
+		return healthcheck(opt.addr, stderr), true
+	case "check-config":
+		return checkConfig(opt, stdout, stderr), true
+	case "status":
+		var ok bool
+		if ok, err = runStatus(opt, stdout); err == nil && !ok {
+			return 1, true
+		}
+	case "disable":
+		err = runDisable(opt, stdout)
+	case "enable":
+		err = runEnable(opt, stdout)
+	default:
+		return 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "dockmoat %s: %v\n", cmd, err)
+		return 2, true
+	}
+	return 0, true
 }
 
 // infoCommand runs the commands that only print (help, version,
@@ -282,6 +290,27 @@ func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Conf
 	return reconciler.New(withFirewalldLayer(ctx, nf, log), w, cfg, log), w, nil
 }
 
+// watchChanges starts what asks for a pass: Docker's events, the host's
+// links, firewalld's signals and the kernel's changes to the rules.
+func watchChanges(ctx context.Context, w *dockerwatch.Watcher, rec *reconciler.Reconciler, log logrus.FieldLogger, poke func()) {
+	changed := func(reason string) {
+		log.WithField("reason", reason).Debug("change")
+		poke()
+	}
+	go w.Watch(ctx, changed)
+	go func() {
+		if err := dockerwatch.WatchLinks(ctx, changed); err != nil {
+			log.WithError(err).Warn("not following the host's interfaces: a new one is known at the next resync")
+		}
+	}()
+	go watchFirewalld(ctx, rec, netfilter.Firewalld(rec.Backend()), log, poke)
+	go func() {
+		if err := rec.WatchDrift(ctx, 500*time.Millisecond, changed); err != nil {
+			log.WithError(err).Warn("fast drift detection off; the periodic resync still repairs drift")
+		}
+	}()
+}
+
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	cfg, cfgErr := loadOrFailClosed(opt, log)
 	rec, w, err := build(ctx, opt, log, cfg)
@@ -310,18 +339,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
 	defer serveMetrics(ctx, opt, m, log)()
-	go w.Watch(ctx, func(reason string) {
-		log.WithField("reason", reason).Debug("change")
-		poke()
-	})
-	go func() {
-		if err := dockerwatch.WatchLinks(ctx, func(reason string) {
-			log.WithField("reason", reason).Debug("change")
-			poke()
-		}); err != nil {
-			log.WithError(err).Warn("not following the host's interfaces: a new one is known at the next resync")
-		}
-	}()
+	watchChanges(ctx, w, rec, log, poke)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -334,17 +352,6 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	}
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
-
-	layered := netfilter.Firewalld(rec.Backend())
-	go watchFirewalld(ctx, rec, layered, log, poke)
-	go func() {
-		if err := rec.WatchDrift(ctx, 500*time.Millisecond, func(reason string) {
-			log.WithField("reason", reason).Debug("change")
-			poke()
-		}); err != nil {
-			log.WithError(err).Warn("fast drift detection off; the periodic resync still repairs drift")
-		}
-	}()
 
 	record := statusWriter(opt.stateDir, log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
