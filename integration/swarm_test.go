@@ -93,6 +93,7 @@ func swarmSuite(t *testing.T, eng testbed.Engine) {
 	t.Run("IngressMeshByConfig", func(t *testing.T) { s.ingressMeshByConfig(t, nodes, meshes) })
 	t.Run("AuditSwarm", s.auditEveryNode)
 	t.Run("RefusesNFTBackend", s.refusesNFT)
+	t.Run("EgressBoundToInterface", s.egressBound)
 	t.Run("PolicyFollowsRescheduledTask", s.policyFollowsTask)
 	t.Run("NodeJoiningLaterIsProtected", s.nodeJoiningLater)
 }
@@ -535,7 +536,7 @@ func (s *swarmEnv) deployStack(t *testing.T, cfg string) {
 		t.Fatal(err)
 	}
 	out, err := s.dockerEnv([]string{"DOCKMOAT_IMAGE=" + sidecarTag, "DOCKMOAT_CONFIG=" + cfgFile,
-		"DOCKER_SOCKET=" + testbed.NodeRun + "/docker.sock"}, "stack", "deploy", "-c", stack, "dockmoat")
+		"DOCKER_SOCKET=" + testbed.NodeRun + "/docker.sock", "DOCKER_NETNS=" + testbed.NodeRun + "/exec/netns"}, "stack", "deploy", "-c", stack, "dockmoat")
 	if err != nil {
 		t.Fatalf("docker stack deploy: %v\n%s", err, out)
 	}
@@ -645,4 +646,24 @@ func (s *swarmEnv) logState(t *testing.T) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// egressBound: the stack's dockmoat reads containers' namespaces (the
+// DOCKER_NETNS bind): a deny container started on a node has its veth
+// bound to its addresses in that node's table bridge dockmoat.
+func (s *swarmEnv) egressBound(t *testing.T) {
+	n := s.sw.Nodes[0]
+	c, err := n.RunContainer(s.ctx, testbed.Spec{Name: "denied", Labels: map[string]string{"dockmoat.egress": "deny"}, Serve: []string{"80"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = n.Remove(s.ctx, c.ID) }()
+	var table string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		table, _ = n.HostExec(s.ctx, "nft", "list", "table", "bridge", "dockmoat")
+		if strings.Contains(table, "ip saddr != "+c.IP.String()+" drop") {
+			return
+		}
+	}
+	t.Errorf("%s: no binding of %s in table bridge dockmoat:\n%s", n.Name, c.IP, table)
 }

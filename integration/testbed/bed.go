@@ -232,6 +232,17 @@ func (b *Bed) setupNetwork(ctx context.Context) error {
 	return runSteps(ctx, steps)
 }
 
+// execRoot is dockerd's exec root as dockerd sees it. A Swarm node's is
+// at the same path on every node (NodeRun, bound in the node's mount
+// namespace), as /run/docker is on real hosts: the stack's bind of the
+// containers' namespaces (DOCKER_NETNS) is then one path for all.
+func (b *Bed) execRoot() string {
+	if b.node != "" {
+		return filepath.Join(NodeRun, "exec")
+	}
+	return filepath.Join(filepath.Dir(b.Socket), "exec")
+}
+
 func (b *Bed) startDockerd(ctx context.Context) error {
 	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -244,7 +255,7 @@ func (b *Bed) startDockerd(ctx context.Context) error {
 	}
 	args := []string{"--net=" + b.HostNSPath(), "--", b.Engine.Dockerd,
 		"--data-root", filepath.Join(b.Dir, "data"),
-		"--exec-root", filepath.Join(filepath.Dir(b.Socket), "exec"),
+		"--exec-root", b.execRoot(),
 		"--pidfile", filepath.Join(filepath.Dir(b.Socket), "docker.pid"),
 		"-H", "unix://" + b.Socket,
 		"--bip", BridgeCIDR,

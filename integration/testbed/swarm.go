@@ -188,7 +188,7 @@ func (b *Bed) DockerNetns(name string) (string, error) {
 	if b.dockerd == nil || b.dockerd.Process == nil {
 		return "", fmt.Errorf("%s: dockerd not running", b.Name)
 	}
-	return filepath.Join("/proc", fmt.Sprint(b.dockerd.Process.Pid), "root", filepath.Dir(b.Socket), "exec", "netns", name), nil
+	return filepath.Join("/proc", fmt.Sprint(b.dockerd.Process.Pid), "root", b.execRoot(), "netns", name), nil
 }
 
 // Hostname is a Swarm node's hostname ("" for a plain bed).
@@ -209,13 +209,15 @@ func (s *Swarm) Close() {
 // nodeWrap runs dockerd (args after nsenter's "--") in a new mount and
 // UTS namespace: hostname name, and the node's socket directory dir
 // bound at NodeRun. Propagation is slave: the machine's mounts are seen,
-// the node's own (containers' root filesystems) stay the node's.
+// the node's own (containers' root filesystems) stay the node's. The bind
+// at NodeRun is shared within the node, as /run is on a systemd host: the
+// stack binds the containers' namespaces from it with rslave propagation.
 func nodeWrap(args []string, name, dir string) []string {
 	i := 0
 	for i < len(args) && args[i] != "--" {
 		i++
 	}
-	script := `hostname "$1" && mount --bind "$2" "$3" && shift 3 && exec "$@"`
+	script := `hostname "$1" && mount --bind "$2" "$3" && mount --make-shared "$3" && shift 3 && exec "$@"`
 	wrapped := append([]string{}, args[:i+1]...)
 	wrapped = append(wrapped, "unshare", "--mount", "--uts", "--propagation", "slave", "--",
 		"sh", "-c", script, "sh", name, dir, NodeRun)
