@@ -715,6 +715,9 @@ func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
 	if len(foreign) > 0 {
 		out = append(out, fmt.Sprintf("%s: foreign rules in DOCKER-USER: %s", fam, strings.Join(foreign, " | ")))
 	}
+	if fc.installed {
+		out = append(out, Coexistence(fam, obs.DockerUser)...)
+	}
 	if fc.ufwChain {
 		out = append(out, fmt.Sprintf("%s: ufw is enabled: it filters INPUT; Docker-forwarded traffic only meets its `ufw route` rules (ufw-user-forward)", fam))
 	}

@@ -353,10 +353,11 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 
-	record := statusWriter(opt.stateDir, log)
+	record, coexist := statusWriter(opt.stateDir, log), coexistenceWarner(log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
 		m.ObserveSync(res, err, took)
 		record(res, err, took)
+		coexist(res, err, took)
 	}
 	onSync := readyAfterFirstPass(observe, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })
 	ro := reconciler.RunOptions{Resync: opt.resync, OnSync: onSync}
