@@ -14,6 +14,10 @@ if [[ ! $deb_version =~ ^[0-9] ]]; then
 	deb_version="0.0.0~git${version//[^A-Za-z0-9.+~]/.}"
 fi
 
+# Reproducible: the same commit gives the same bytes (file times in the
+# .deb from the commit's time unless SOURCE_DATE_EPOCH says otherwise).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+
 rm -rf "$out"
 mkdir -p "$out"
 stage=$(mktemp -d)
@@ -22,6 +26,14 @@ trap 'rm -rf "$stage"' EXIT
 # binary in /usr/bin.
 for unit in dockmoat.service dockmoat-guard.service; do
 	sed 's#/usr/local/bin/dockmoat#/usr/bin/dockmoat#g' "deploy/$unit" >"$stage/$unit"
+done
+
+# The manual page and the completions, made by a build for this machine
+# from the commands and flags themselves (gzip -n: no timestamp).
+CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$stage/dockmoat-host" ./cmd/dockmoat
+"$stage/dockmoat-host" man | gzip -9n >"$stage/dockmoat.8.gz"
+for shell in bash zsh fish; do
+	"$stage/dockmoat-host" completion "$shell" >"$stage/completion.$shell"
 done
 
 for arch in ${ARCHES:-amd64 arm64}; do

@@ -86,6 +86,11 @@ func TestDebLifecycle(t *testing.T) {
 	if v := must("dockmoat", "version"); v != "dockmoat v1.2.3\n" || !exists("usr/lib/systemd/system/dockmoat.service") || !exists("usr/lib/systemd/system/dockmoat-guard.service") {
 		t.Fatalf("installed: version %q, units there: %v", v, exists("usr/lib/systemd/system/dockmoat.service"))
 	}
+	for _, f := range []string{"usr/share/man/man8/dockmoat.8.gz", "usr/share/bash-completion/completions/dockmoat", "usr/share/doc/dockmoat/copyright"} {
+		if !exists(f) {
+			t.Errorf("installed: %s missing", f)
+		}
+	}
 	if n := rules(); n != 0 {
 		t.Errorf("install enforced something: %d DOCKMOAT lines in iptables-save", n)
 	}

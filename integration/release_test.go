@@ -58,7 +58,9 @@ func TestRelease(t *testing.T) {
 		deb := "dockmoat_1.2.3_" + arch + ".deb"
 		list := run("dpkg-deb", "-c", deb)
 		for _, path := range []string{"./usr/bin/dockmoat", "./usr/lib/systemd/system/dockmoat.service",
-			"./usr/lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml"} {
+			"./usr/lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml",
+			"./usr/share/doc/dockmoat/copyright", "./usr/share/man/man8/dockmoat.8.gz", "./usr/share/bash-completion/completions/dockmoat",
+			"./usr/share/zsh/vendor-completions/_dockmoat", "./usr/share/fish/vendor_completions.d/dockmoat.fish"} {
 			if !strings.Contains(list, path) {
 				t.Errorf("%s lacks %s:\n%s", deb, path, list)
 			}
@@ -75,5 +77,15 @@ func TestRelease(t *testing.T) {
 	}
 	if v := run("./dockmoat-linux-amd64", "version"); v != "dockmoat v1.2.3\n" {
 		t.Errorf("version: %q", v)
+	}
+	// Reproducible: a second release of the same commit, byte for byte.
+	again := t.TempDir()
+	if out, err := exec.Command("make", "-C", "..", "release", "RELEASE_DIR="+again, "VERSION=v1.2.3").CombinedOutput(); err != nil {
+		t.Fatalf("make release again: %v\n%s", err, out)
+	}
+	first, _ := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	second, _ := os.ReadFile(filepath.Join(again, "SHA256SUMS"))
+	if len(first) == 0 || string(first) != string(second) {
+		t.Errorf("two releases of one commit differ:\n%s\n%s", first, second)
 	}
 }

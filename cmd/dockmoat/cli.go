@@ -36,6 +36,7 @@ Usage:
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
   dockmoat version               print the version (also --version)
   dockmoat completion SHELL      bash, zsh or fish completion: source <(dockmoat completion bash)
+  dockmoat man                   the manual page dockmoat(8): dockmoat man | man -l -
   dockmoat help [COMMAND]        this help, or a command's flags
 
 Run 'dockmoat help COMMAND' for a command's flags.

@@ -14,6 +14,7 @@ import (
 // infoHelp is `dockmoat help CMD` for the commands that only print.
 var infoHelp = map[string]string{
 	"version":    "dockmoat version: print the version (also --version)\n\nUsage:\n  dockmoat version\n",
+	"man":        "dockmoat man: print the manual page dockmoat(8) (roff)\n\nUsage:\n  dockmoat man | man -l -\n",
 	"completion": "dockmoat completion: print a shell completion script\n\nUsage:\n  source <(dockmoat completion bash)\n  dockmoat completion zsh >\"${fpath[1]}/_dockmoat\"\n  dockmoat completion fish >~/.config/fish/completions/dockmoat.fish\n",
 	"help":       "dockmoat help: this help, or a command's flags\n\nUsage:\n  dockmoat help [COMMAND]\n",
 }
@@ -23,7 +24,7 @@ var completionShells = map[string]func(io.Writer){"bash": completionBash, "zsh":
 
 // allCommands lists every command, sorted.
 func allCommands() []string {
-	cmds := []string{"completion", "help", "version"}
+	cmds := []string{"completion", "help", "man", "version"}
 	for c := range summaries {
 		cmds = append(cmds, c)
 	}

@@ -166,6 +166,9 @@ func infoCommand(cmd string, rest []string, stdout, stderr io.Writer) (code int,
 	case "version", "--version":
 		fmt.Fprintln(stdout, "dockmoat", versionString())
 		return 0, true
+	case "man":
+		writeMan(stdout)
+		return 0, true
 	case "completion":
 		var write func(io.Writer)
 		if len(rest) == 1 {

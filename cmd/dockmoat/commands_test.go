@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,34 @@ func TestStatus(t *testing.T) {
 	}
 	if code, out := status(); code != 1 || !strings.Contains(out, "DISABLED") || !strings.Contains(out, "maintenance") {
 		t.Errorf("disabled: %d %s", code, out)
+	}
+}
+
+// TestManPage: dockmoat(8) names every command and its flags, and groff
+// reads it without a warning.
+func TestManPage(t *testing.T) {
+	var out bytes.Buffer
+	if code := realMain([]string{"man"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	page := out.String()
+	for _, cmd := range allCommands() {
+		if !strings.Contains(page, ".B "+cmd+"\n") {
+			t.Errorf("no command %s", cmd)
+		}
+	}
+	for _, want := range []string{".TH DOCKMOAT 8", `.B \-\-state\-dir`, `.B \-\-metrics\-addr`, ".SH EXIT STATUS"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("no %q", want)
+		}
+	}
+	groff, err := exec.LookPath("groff")
+	if err != nil {
+		t.Skip("no groff to read it")
+	}
+	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
+	cmd.Stdin = strings.NewReader(page)
+	if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("groff: %v\n%s", err, msg)
 	}
 }
