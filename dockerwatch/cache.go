@@ -152,11 +152,13 @@ func (w *Watcher) fullList(ctx context.Context) error {
 	old := c.containers
 	c.containers, c.hostNet = map[string]rules.Container{}, map[string]string{}
 	for _, ct := range snap.Containers {
-		ct.Sandbox = old[ct.ID].Sandbox // a listing does not tell it
-		if !c.links.assign(&ct, snap.NetworkBridges) {
-			ct.Sandbox = w.sandbox(ctx, ct.ID) // new, or restarted unseen
-			c.links.assign(&ct, snap.NetworkBridges)
+		// A listing does not tell the namespace: kept from the last read,
+		// asked once for a container never read (a restart comes with
+		// events, which re-inspect it).
+		if ct.Sandbox = old[ct.ID].Sandbox; ct.Sandbox == "" && len(ct.Endpoints) > 0 {
+			ct.Sandbox = w.sandbox(ctx, ct.ID)
 		}
+		c.links.assign(&ct, snap.NetworkBridges)
 		c.containers[ct.ID] = c.stamp(ct)
 	}
 	for id, name := range snap.hostNetIDs {

@@ -25,16 +25,13 @@ import (
 // (RTM_GETNSID). Neither needs a capability beyond reading the file.
 type hostLinks struct {
 	names []string
-	veths []veth
+	veths map[int][]veth // by the peer's namespace id
 	// ports are the links enslaved to a bridge: no routed packet leaves
 	// by one (rules.HostOutIfaces).
 	ports []string
 }
 
-type veth struct {
-	name, bridge string
-	nsid         int
-}
+type veth struct{ name, bridge string }
 
 // readLinks dumps the host's links.
 func readLinks() (hostLinks, error) {
@@ -57,7 +54,10 @@ func readLinks() (hostLinks, error) {
 		}
 		h.ports = append(h.ports, a.Name)
 		if l.Type() == "veth" && a.NetNsID >= 0 {
-			h.veths = append(h.veths, veth{name: a.Name, bridge: master.Attrs().Name, nsid: a.NetNsID})
+			if h.veths == nil {
+				h.veths = map[int][]veth{}
+			}
+			h.veths[a.NetNsID] = append(h.veths[a.NetNsID], veth{name: a.Name, bridge: master.Attrs().Name})
 		}
 	}
 	return h, nil
@@ -71,31 +71,26 @@ func HostLinks() ([]string, error) {
 
 // assign sets each endpoint's HostIface: the veth on the endpoint's
 // bridge whose peer lives in the container's namespace. It leaves them
-// empty when the namespace cannot be read (rules reports it), and says
-// whether it could (or had nothing to look for).
-func (h hostLinks) assign(ct *rules.Container, bridges map[string]string) bool {
-	if len(h.veths) == 0 || len(ct.Endpoints) == 0 {
-		return true
+// empty when the namespace cannot be read (rules reports it).
+func (h hostLinks) assign(ct *rules.Container, bridges map[string]string) {
+	if len(h.veths) == 0 || len(ct.Endpoints) == 0 || ct.Sandbox == "" {
+		return
 	}
-	nsid, err := -1, error(nil)
-	if ct.Sandbox != "" {
-		nsid, err = nsidOf(ct.Sandbox)
-	}
+	nsid, err := nsidOf(ct.Sandbox)
 	if err != nil || nsid < 0 {
-		return false
+		return
 	}
 	eps := make([]rules.Endpoint, len(ct.Endpoints))
 	for i, ep := range ct.Endpoints {
 		ep.HostIface = ""
-		for _, v := range h.veths {
-			if v.nsid == nsid && v.bridge != "" && v.bridge == bridges[ep.Network] {
+		for _, v := range h.veths[nsid] {
+			if v.bridge != "" && v.bridge == bridges[ep.Network] {
 				ep.HostIface = v.name
 			}
 		}
 		eps[i] = ep
 	}
 	ct.Endpoints = eps // a copy: the listing's slice may be shared
-	return true
 }
 
 // nsidOf is the host's id of the network namespace at path.
