@@ -172,6 +172,14 @@ func addEgress(res *Result, cfg config.Config, snap Snapshot) {
 	}
 }
 
+// EgressPolicies are a family's deny containers' policies, without the
+// rest of the policy (the bridge table under the iptables backend needs
+// only them; Build's Result.Egress is the same list).
+func EgressPolicies(cfg config.Config, snap Snapshot, fam Family) []Egress {
+	eg, _ := egress(cfg, TrustImageLabels(cfg, snap), fam)
+	return eg
+}
+
 // resolvers are the resolvers Docker forwards to: the config's
 // egress_dns, or the host's.
 func resolvers(cfg config.Config, snap Snapshot) []netip.Addr {

@@ -77,18 +77,13 @@ func (b *Backend) Notifies() bool { return true }
 // Plan implements netfilter.Backend. The table holds both families: the
 // IPv4 plan carries the whole diff and script, the IPv6 plan its policy.
 func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapshot, _ bool) ([]netfilter.FamilyPlan, error) {
-	rs, res := RenderWith(cfg, snap, b.layer)
-	if b.bridgeOnly && len(rs.Bridge) == 0 && b.installed != nil && len(b.installed.Bridge) == 0 {
-		// Nothing wanted, nothing installed: no nft run on every pass of
-		// a host without egress-deny containers.
-		return b.planBridge(rs, res, Listing{}), nil
+	if b.bridgeOnly {
+		return b.planBridge(ctx, cfg, snap)
 	}
+	rs, res := RenderWith(cfg, snap, b.layer)
 	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if b.bridgeOnly {
-		return b.planBridge(rs, res, listing), nil
 	}
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
@@ -103,18 +98,29 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 }
 
 // planBridge is Plan for the bridge table alone: one plan, which carries
-// no policy of its own (the main backend's plans do).
-func (b *Backend) planBridge(rs Ruleset, res [2]rules.Result, listing Listing) []netfilter.FamilyPlan {
-	rs = Ruleset{Bridge: rs.Bridge, BridgeOnly: true}
+// no policy of its own (the main backend's plans do). Only the egress
+// policies are computed, not the whole policy a second time.
+func (b *Backend) planBridge(ctx context.Context, cfg config.Config, snap rules.Snapshot) ([]netfilter.FamilyPlan, error) {
+	egress := [2][]rules.Egress{rules.EgressPolicies(cfg, snap, rules.IPv4), rules.EgressPolicies(cfg, snap, rules.IPv6)}
+	rs := Ruleset{Bridge: bridgeChains(cfg, egress), BridgeOnly: true}
+	listing := Listing{}
+	// Nothing wanted and nothing installed: no nft run on every pass of a
+	// host without egress-deny containers.
+	if len(rs.Bridge) > 0 || b.installed == nil || len(b.installed.Bridge) > 0 {
+		var err error
+		if listing, err = b.list(ctx); err != nil {
+			return nil, err
+		}
+	}
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
 	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: rules.Result{Family: rules.IPv4}, HookPositions: []int{1},
 		NFT: rs.Text(), Rules: rs, Observed: netfilter.Observed{Owned: listing.Chains}, Changed: changed, InTable: true, Layer: true,
-		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(res)))}
+		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(egress)))}
 	if len(changed) > 0 {
 		p.Batch = rs.ReplaceScript()
 	}
-	return []netfilter.FamilyPlan{p}
+	return []netfilter.FamilyPlan{p}, nil
 }
 
 // tableDiff lists what of the wanted table differs from the installed

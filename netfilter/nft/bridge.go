@@ -38,10 +38,11 @@ type port struct {
 	v4, v6           []netip.Addr
 }
 
-// bridgeChains renders the bridge table's chain (none when no deny
-// container's veth is known, or while dockmoat is disabled).
-func bridgeChains(cfg config.Config, res [2]rules.Result) []Chain {
-	ports := denyPorts(res)
+// bridgeChains renders the bridge table's chain from both families'
+// egress policies (none when no deny container's veth is known, or while
+// dockmoat is disabled).
+func bridgeChains(cfg config.Config, egress [2][]rules.Egress) []Chain {
+	ports := denyPorts(egress)
 	if cfg.Disabled || len(ports) == 0 {
 		return nil
 	}
@@ -69,10 +70,10 @@ func bridgeChains(cfg config.Config, res [2]rules.Result) []Chain {
 
 // denyPorts gathers the deny containers' veths from both families'
 // policies, in a stable order.
-func denyPorts(res [2]rules.Result) []port {
+func denyPorts(egress [2][]rules.Egress) []port {
 	byIface := map[string]*port{}
-	for i := range res {
-		for _, e := range res[i].Egress {
+	for i := range egress {
+		for _, e := range egress[i] {
 			for _, f := range e.From {
 				if f.Iface == "" {
 					continue

@@ -304,7 +304,7 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset,
 		rs.Chains = append(rs.Chains, in)
 	}
 	rs.Check = checkTable(res, hasInput)
-	rs.Bridge = bridgeChains(cfg, res)
+	rs.Bridge = bridgeChains(cfg, [2][]rules.Egress{res[0].Egress, res[1].Egress})
 	return rs, res
 }
 
