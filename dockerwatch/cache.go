@@ -124,7 +124,7 @@ func (w *Watcher) Snapshot(ctx context.Context) (rules.Snapshot, error) {
 		}
 	}
 	snap := c.snapshot()
-	snap.Links, snap.BridgePorts = links.names, links.ports
+	snap.Links = links.names
 	return snap, nil
 }
 

@@ -12,9 +12,10 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// hostLinks is what one netlink dump tells of the host's interfaces: every
-// name (a br-* bridge Docker does not list is the host's own,
-// rules.ForeignBridges) and the host ends of veths on a bridge, with the
+// hostLinks is what one netlink dump tells of the host's interfaces: the
+// names of those that are not a bridge's ports (rules.Snapshot.Links: a
+// br-* bridge Docker does not list is the host's own, and no routed packet
+// leaves by a port), and the host ends of veths on a bridge, with the
 // network namespace of their peer.
 //
 // Egress is bound to a container's interface, not to the address it
@@ -26,9 +27,6 @@ import (
 type hostLinks struct {
 	names []string
 	veths map[int][]veth // by the peer's namespace id
-	// ports are the links enslaved to a bridge: no routed packet leaves
-	// by one (rules.HostOutIfaces).
-	ports []string
 }
 
 type veth struct{ name, bridge string }
@@ -42,17 +40,15 @@ func readLinks() (hostLinks, error) {
 	byIndex := make(map[int]netlink.Link, len(links))
 	var h hostLinks
 	for _, l := range links {
-		a := l.Attrs()
-		byIndex[a.Index] = l
-		h.names = append(h.names, a.Name)
+		byIndex[l.Attrs().Index] = l
 	}
 	for _, l := range links {
 		a := l.Attrs()
 		master := byIndex[a.MasterIndex]
 		if master == nil || master.Type() != "bridge" {
+			h.names = append(h.names, a.Name)
 			continue
 		}
-		h.ports = append(h.ports, a.Name)
 		if l.Type() == "veth" && a.NetNsID >= 0 {
 			if h.veths == nil {
 				h.veths = map[int][]veth{}
@@ -63,7 +59,8 @@ func readLinks() (hostLinks, error) {
 	return h, nil
 }
 
-// HostLinks lists the names of the host's network interfaces.
+// HostLinks lists the names of the host's network interfaces that are
+// not a bridge's ports (the guard's view of rules.Snapshot.Links).
 func HostLinks() ([]string, error) {
 	h, err := readLinks()
 	return h.names, err

@@ -37,21 +37,17 @@ func ForeignBridges(links, known []string) []string {
 }
 
 // HostOutIfaces lists, sorted, the interfaces a routed packet can leave by
-// that are the host's: the links (nil when unknown) less bridge ports,
-// Docker's bridges (known, and any named as Docker names them) and the
-// host's own br-* bridges (foreign, passed by name already). The backends
+// that are the host's: the links (no bridge ports among them; nil when
+// unknown) less Docker's bridges (known, and any named as Docker names
+// them) and the host's own br-* bridges (foreign, passed by name already). The backends
 // let a DNATed connection into one of these through (a port forward of
 // the host's) and send one into any other interface to the ingress
 // policy: a network created while dockmoat was stopped, whatever its
 // bridge's name, is closed until the next pass sees it.
 func HostOutIfaces(snap Snapshot, known, foreign []string) []string {
-	skip := make(map[string]bool, len(snap.BridgePorts)+len(known)+len(foreign))
-	for _, l := range slices.Concat(snap.BridgePorts, known, foreign) {
-		skip[l] = true
-	}
 	var out []string
 	for _, l := range snap.Links {
-		if !skip[l] && ifaceRe.MatchString(l) && !dockerBridgeName.MatchString(l) {
+		if ifaceRe.MatchString(l) && !dockerBridgeName.MatchString(l) && !slices.Contains(known, l) && !slices.Contains(foreign, l) {
 			out = append(out, l)
 		}
 	}

@@ -111,13 +111,13 @@ type Snapshot struct {
 	// Bridges are the host interfaces of Docker's bridge networks
 	// (docker0, br-<id>, or the name set by com.docker.network.bridge.name).
 	Bridges []string
-	// Links are the names of the host's network interfaces, read beside
-	// Docker's view (dockerwatch): a br-* one Docker does not list is the
-	// host's (ForeignBridges). Nil when unknown.
+	// Links are the names of the host's network interfaces that are not
+	// a bridge's ports (no routed packet leaves by a port; containers'
+	// veths are ports), read beside Docker's view (dockerwatch): a br-*
+	// one Docker does not list is the host's (ForeignBridges), the others
+	// not Docker's are where the host's port forwards go (HostOutIfaces).
+	// Nil when unknown.
 	Links []string
-	// BridgePorts are the links enslaved to a bridge (containers' veths
-	// among them): no routed packet leaves by one (HostOutIfaces).
-	BridgePorts []string
 	// NetworkBridges maps network name → bridge interface (audit).
 	NetworkBridges map[string]string
 	// Direct maps network name → driver for the networks that put a

@@ -500,8 +500,7 @@ func TestDisabledBypass(t *testing.T) {
 // port) meets the ingress policy: a network with a bridge name of its own,
 // created while dockmoat was stopped, is closed.
 func TestForeignBridge(t *testing.T) {
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab", "veth1"},
-		BridgePorts: []string{"veth1"}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab"}}
 	res := build(config.Default(), snap, rules.IPv4, opts{})
 	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,

@@ -240,7 +240,7 @@ func TestRenderBridge(t *testing.T) {
 
 // TestForeignBridge: the nft rendering of ipt's TestForeignBridge.
 func TestForeignBridge(t *testing.T) {
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"eth0", "br-lan", "br-0123456789ab", "veth1"}, BridgePorts: []string{"veth1"}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"eth0", "br-lan", "br-0123456789ab"}}
 	snap.Containers = proxySnap().Containers
 	rs, _ := Render(config.Default(), snap)
 	text := rs.Text()
