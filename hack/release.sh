@@ -35,6 +35,14 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$stage/
 for shell in bash zsh fish; do
 	"$stage/dockmoat-host" completion "$shell" >"$stage/completion.$shell"
 done
+# A native package's changelog, dated like the files.
+{
+	echo "dockmoat ($deb_version) unstable; urgency=medium"
+	echo
+	echo "  * Release $version: https://github.com/dockmoat/dockmoat/releases"
+	echo
+	echo " -- dockmoat developers <dockmoat@users.noreply.github.com>  $(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n >"$stage/changelog.gz"
 
 for arch in ${ARCHES:-amd64 arm64}; do
 	bin="$out/dockmoat-linux-$arch"

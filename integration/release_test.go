@@ -15,7 +15,7 @@ import (
 // architecture holding the binary, both units (pointing at /usr/bin) and
 // the example config, and SHA256SUMS that verify.
 func TestRelease(t *testing.T) {
-	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum"} {
+	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum", "lintian"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if required() {
 				t.Fatalf("%s missing (make deps installs it)", tool)
@@ -63,6 +63,14 @@ func TestRelease(t *testing.T) {
 			"./usr/share/zsh/vendor-completions/_dockmoat", "./usr/share/fish/vendor_completions.d/dockmoat.fish"} {
 			if !strings.Contains(list, path) {
 				t.Errorf("%s lacks %s:\n%s", deb, path, list)
+			}
+		}
+		// Debian's lintian: no error and no warning (overrides carry their
+		// reasons, deploy/debian/lintian-overrides).
+		lint, _ := exec.Command("lintian", "--tag-display-limit", "0", filepath.Join(dir, deb)).CombinedOutput()
+		for _, l := range strings.Split(strings.TrimSpace(string(lint)), "\n") {
+			if l != "" && !strings.Contains(l, "root privileges") {
+				t.Errorf("lintian %s: %s", deb, l)
 			}
 		}
 		if f := run("dpkg-deb", "-f", deb, "Architecture", "Version"); f != "Architecture: "+arch+"\nVersion: 1.2.3\n" {
