@@ -178,8 +178,9 @@ func TestReloadChecksConfig(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(c.config), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// The stand-in daemon: a sleep that a SIGHUP ends.
-		main := exec.Command("sleep", "60")
+		// The stand-in daemon: a sleep that a SIGHUP ends (even when the
+		// suite runs under nohup, whose ignored SIGHUP a child inherits).
+		main := exec.Command("env", "--default-signal=HUP", "sleep", "60")
 		if err := main.Start(); err != nil {
 			t.Fatal(err)
 		}
