@@ -145,6 +145,8 @@ func TestNFTBackend(t *testing.T) {
 
 	t.Run("FlushEachClosed", func(t *testing.T) { nftFlushEachClosed(t, e) })
 
+	t.Run("NatFlushedProxyClosed", func(t *testing.T) { nftNatFlushed(t, e) })
+
 	t.Run("DockerdRestart", func(t *testing.T) {
 		_, _, breaches := e.restartDockerd(t, []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, "")}, time.Second)
 		for _, b := range breaches {
@@ -332,4 +334,51 @@ func nftFlushEachClosed(t *testing.T, e *env) {
 	fault("flush set open4", nil, []string{"nft", "flush", "set", "inet", "dockmoat", "open4"})
 	fault("delete table inet dockmoat", nil, []string{"nft", "delete", "table", "inet", "dockmoat"})
 	fault("delete table inet dockmoat_check", nil, []string{"nft", "delete", "table", "inet", "dockmoat_check"})
+}
+
+// nftNatFlushed: Docker's DNAT rules flushed (`nft flush chain ip
+// docker-bridges nat-prerouting-and-output`) leave docker-proxy answering
+// every published port over the input hook. While a prober hammers the
+// closed ports nothing may answer; the allowed port answers through
+// docker-proxy (the positive control). Docker's rules are loaded back
+// from their listing afterwards.
+func nftNatFlushed(t *testing.T, e *env) {
+	ctx := e.ctx
+	chain := []string{"ip", "docker-bridges", "nat-prerouting-and-output"}
+	saved, err := e.bed.HostExec(ctx, append([]string{"nft", "list", "chain"}, chain...)...)
+	if err != nil || !strings.Contains(saved, "dnat") {
+		t.Fatalf("Docker's DNAT chain: %v\n%s", err, saved)
+	}
+	file := filepath.Join(t.TempDir(), "dnat.nft")
+	if err := os.WriteFile(file, []byte(saved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probes := []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, ""), out("tcp", Priv, 8080, false, "")}
+	p := e.startProber(probes, 2)
+	time.Sleep(200 * time.Millisecond)
+	if out, err := e.bed.HostExec(ctx, append([]string{"nft", "flush", "chain"}, chain...)...); err != nil {
+		p.finish()
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer func() {
+		if out, err := e.bed.HostExec(ctx, "nft", "-f", file); err != nil {
+			t.Errorf("loading Docker's DNAT rules back: %v: %s", err, out)
+		}
+		e.expect(t, out("tcp", B, 8081, true, "web"), out("tcp", A, 8080, false, ""))
+	}()
+	e.expect(t, out("tcp", B, 8081, true, "web"))
+	time.Sleep(2 * time.Second)
+	attempts, breaches, _ := p.finish()
+	if now, _ := e.bed.HostExec(ctx, append([]string{"nft", "list", "chain"}, chain...)...); strings.Contains(now, "dnat") {
+		t.Fatalf("Docker's DNAT came back by itself: the test proves nothing\n%s", now)
+	}
+	for _, b := range breaches {
+		t.Errorf("reachable through docker-proxy with Docker's DNAT gone: %s", b)
+	}
+	for k, n := range attempts {
+		if n < 10 {
+			t.Errorf("only %d attempts on %s", n, k)
+		}
+	}
+	t.Logf("DNAT chain flushed: %d attempts on closed ports, %d through; the allowed port answered via docker-proxy", sum(attempts), len(breaches))
 }

@@ -16,9 +16,12 @@ import (
 // guard unit, ordered before docker.service), then dockerd starts and
 // brings back its restart=always containers. While a prober hammers both
 // an unlabeled and a labeled port from outside, nothing may answer until
-// `dockmoat run` has reconciled; after it, the labeled port opens. The
-// guard is given an invalid config (docker20) or a missing one (docker29):
-// it installs its deny all the same.
+// `dockmoat run` has reconciled, over IPv4 (the DNAT path) and IPv6 (the
+// containers are IPv4-only: docker-proxy answers, over INPUT, the ports
+// the guard reads from the last pass's record in the state directory);
+// after it, the labeled port opens. The guard is given an invalid config
+// (docker20) or a missing one (docker29): it installs its deny all the
+// same.
 func TestRebootGuard(t *testing.T) {
 	needBeds(t)
 	for i, eng := range engines {
@@ -32,7 +35,8 @@ func TestRebootGuard(t *testing.T) {
 			e.run(t, testbed.Spec{Name: "db", Publish: []string{"8080:80"}, Serve: []string{"80"}, Restart: "always"})
 			e.run(t, testbed.Spec{Name: "web", Labels: map[string]string{"dockmoat.allow": "8081"}, Publish: []string{"8081:80"}, Serve: []string{"80"}, Restart: "always"})
 			e.startDockmoat(t, "{}\n")
-			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"),
+				out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"))
 
 			// "Reboot": everything stops, netfilter is empty again.
 			if err := e.dm.Stop(syscall.SIGKILL); err != nil {
@@ -60,14 +64,15 @@ func TestRebootGuard(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if out, err := e.bed.Exec(ctx, dockmoatBin, "guard", "--config", guardCfg); err != nil {
+			if out, err := e.bed.Exec(ctx, dockmoatBin, "guard", "--config", guardCfg, "--state-dir", e.dm.StateDir()); err != nil {
 				t.Fatalf("guard: %v: %s", err, out)
-			} else if !containsAll(out, guardCfg, "fail-closed", "guard installed") {
+			} else if !containsAll(out, guardCfg, "fail-closed", "guard installed", "closed on the docker-proxy path") {
 				t.Errorf("guard with config %s: output does not name the file and the deny:\n%s", guardCfg, out)
 			} else {
 				t.Logf("guard: %s", out)
 			}
-			p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("tcp", B, 8081, false, "")}, 3)
+			p := e.startProber([]check{out("tcp", A, 8080, false, ""), out("tcp", B, 8081, false, ""),
+				out6("tcp", A6, 8080, false, ""), out6("tcp", B6, 8081, false, "")}, 3)
 			if err := e.bed.StartDockerd(ctx); err != nil {
 				p.finish()
 				t.Fatal(err)
@@ -109,7 +114,8 @@ func TestRebootGuard(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.sync(t)
-			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
+			e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"),
+				out6("tcp", A6, 8080, false, ""), out6("tcp", A6, 8081, true, "web"))
 		})
 	}
 }

@@ -593,10 +593,73 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 	})
 
 	t.Run("11_MetricsAddressTaken", func(t *testing.T) { metricsTaken(t, e) })
+	t.Run("12_NatFlushedProxyClosed", func(t *testing.T) { natFlushed(t, e, eng, probes) })
 
 	// Last: Docker's chains stay gone (it puts them back only when it
 	// restarts), so no container can start after this.
 	t.Run("10_ForeignRestoreFilter", func(t *testing.T) { foreignRestore(t, e, probes) })
+}
+
+// natFlushed: Docker's nat rules flushed (`iptables -t nat -F DOCKER`, or
+// a restore of a saved nat table) leave docker-proxy answering every
+// published port over INPUT, in the family Docker DNATed a moment ago.
+// While a prober hammers the closed ports, nothing may answer; the
+// allowed port answers through docker-proxy (the positive control: the
+// path is open where dockmoat opens it). On the beds with ufw, whose
+// INPUT has its say after dockmoat's, the three ports are allowed in ufw
+// as a user who believes ufw governs them would: ufw would let the closed
+// ones in. Docker's rules are put back afterwards, as Docker wrote them.
+func natFlushed(t *testing.T, e *env, eng testbed.Engine, probes []check) {
+	ctx := e.ctx
+	ipt := e.bed.Iptables()
+	if !eng.Legacy {
+		for _, port := range []string{"8080/tcp", "8081/tcp", "8053/udp"} {
+			if out, err := e.bed.UFW(ctx, "allow", port); err != nil {
+				t.Fatalf("ufw allow %s: %v: %s", port, err, out)
+			}
+			defer func() {
+				if out, err := e.bed.UFW(ctx, "delete", "allow", port); err != nil {
+					t.Errorf("ufw delete allow %s: %v: %s", port, err, out)
+				}
+			}()
+		}
+	}
+	e.sync(t)
+	saved, err := e.bed.HostExec(ctx, ipt, "-t", "nat", "-S", "DOCKER")
+	if err != nil || !strings.Contains(saved, "DNAT") {
+		t.Fatalf("Docker's nat rules: %v\n%s", err, saved)
+	}
+	p := e.startProber(probes, 2)
+	time.Sleep(200 * time.Millisecond)
+	if out, err := e.bed.HostExec(ctx, ipt, "-t", "nat", "-F", "DOCKER"); err != nil {
+		p.finish()
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer func() {
+		for _, l := range strings.Split(strings.TrimSpace(saved), "\n") {
+			if strings.HasPrefix(l, "-A DOCKER ") {
+				if out, err := e.bed.HostExec(ctx, append([]string{ipt, "-t", "nat"}, strings.Fields(l)...)...); err != nil {
+					t.Errorf("putting Docker's rule back: %v: %s", err, out)
+				}
+			}
+		}
+		e.expect(t, out("tcp", B, 8081, true, "open"), out("tcp", A, 8080, false, ""))
+	}()
+	e.expect(t, out("tcp", B, 8081, true, "open"))
+	time.Sleep(2 * time.Second)
+	attempts, breaches, _ := p.finish()
+	if now, _ := e.bed.HostExec(ctx, ipt, "-t", "nat", "-S", "DOCKER"); strings.Contains(now, "DNAT") {
+		t.Fatalf("Docker's DNAT came back by itself: the test proves nothing\n%s", now)
+	}
+	for _, b := range breaches {
+		t.Errorf("reachable through docker-proxy with Docker's DNAT gone: %s", b)
+	}
+	for k, n := range attempts {
+		if n < 10 {
+			t.Errorf("only %d attempts on %s", n, k)
+		}
+	}
+	t.Logf("nat DOCKER flushed: %d attempts on closed ports, %d through; the allowed port answered via docker-proxy", sum(attempts), len(breaches))
 }
 
 // foreignRestore: an iptables-restore of a filter table saved before

@@ -36,7 +36,7 @@ type Backend interface {
 	Intact(ctx context.Context) (bool, error)
 	// Guard installs the boot-time default deny, unless dockmoat's
 	// protection is already there; it returns one line per family.
-	Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error)
+	Guard(ctx context.Context, cfg config.Config, boot Boot) ([]string, error)
 	// Uninstall removes everything of dockmoat's, and nothing else.
 	Uninstall(ctx context.Context) error
 	// Notifies reports whether the kernel announces changes to these
@@ -87,3 +87,15 @@ func (e *RestoreError) Error() string {
 }
 
 func (e *RestoreError) Unwrap() error { return e.Err }
+
+// Boot is what `dockmoat guard` knows before Docker starts.
+type Boot struct {
+	// Links are the host's interfaces (the host's own br-* bridges are
+	// exempted by name: rules.ForeignBridges).
+	Links []string
+	// Published are the published ports of dockmoat's last pass, IPv4
+	// then IPv6. dockerd restarts its restart-policy containers on them,
+	// and docker-proxy answers them over INPUT before dockmoat's first
+	// pass: the guard closes them there too.
+	Published [2][]rules.PortRun
+}

@@ -90,9 +90,9 @@ func (l Layered) Intact(ctx context.Context) (bool, error) {
 }
 
 // Guard implements Backend: both.
-func (l Layered) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
-	lines, lerr := l.Layer.Guard(ctx, cfg, links)
-	more, merr := l.Main.Guard(ctx, cfg, links)
+func (l Layered) Guard(ctx context.Context, cfg config.Config, boot Boot) ([]string, error) {
+	lines, lerr := l.Layer.Guard(ctx, cfg, boot)
+	more, merr := l.Main.Guard(ctx, cfg, boot)
 	return append(more, lines...), errors.Join(merr, lerr)
 }
 

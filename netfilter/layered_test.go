@@ -35,7 +35,7 @@ func (f *fakeBackend) Repair(context.Context) ([]string, error) {
 	return []string{f.name + " repaired"}, nil
 }
 func (f *fakeBackend) Intact(context.Context) (bool, error) { return f.intact, nil }
-func (f *fakeBackend) Guard(context.Context, config.Config, []string) ([]string, error) {
+func (f *fakeBackend) Guard(context.Context, config.Config, Boot) ([]string, error) {
 	return []string{f.name + " guard"}, nil
 }
 func (f *fakeBackend) Uninstall(context.Context) error { f.removed = true; return nil }

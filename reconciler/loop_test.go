@@ -72,7 +72,7 @@ func (f *fakeBackend) Intact(context.Context) (bool, error) {
 	return f.intact, nil
 }
 
-func (f *fakeBackend) Guard(context.Context, config.Config, []string) ([]string, error) {
+func (f *fakeBackend) Guard(context.Context, config.Config, netfilter.Boot) ([]string, error) {
 	f.call("guard")
 	return []string{"guarded"}, nil
 }
@@ -248,7 +248,7 @@ func TestLoopWatchDriftPollsAndRepairs(t *testing.T) {
 // Guard and Uninstall go straight to the backend.
 func TestLoopGuardUninstall(t *testing.T) {
 	rec, fb, _, _ := loopRig(t)
-	done, err := rec.Guard(context.Background(), config.Default(), nil)
+	done, err := rec.Guard(context.Background(), config.Default(), netfilter.Boot{})
 	if err != nil || len(done) != 1 {
 		t.Fatal(done, err)
 	}

@@ -95,7 +95,7 @@ func TestNFTBackend(t *testing.T) {
 	if err := rec.Uninstall(ctx); err != nil || fk.table != "" {
 		t.Errorf("uninstall: %v %q", err, fk.table)
 	}
-	done, err := rec.Guard(ctx, config.Default(), nil)
+	done, err := rec.Guard(ctx, config.Default(), netfilter.Boot{})
 	if err != nil || !strings.Contains(fk.table, "ct status dnat jump ingress") || strings.Contains(fk.table, " accept comment \\\"dockmoat:") {
 		t.Errorf("guard: %v %v\n%s", done, err, fk.table)
 	}

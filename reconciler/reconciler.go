@@ -233,13 +233,13 @@ func (r *Reconciler) Intact(ctx context.Context) (bool, error) {
 }
 
 // Guard installs the boot-time default deny before Docker starts (see
-// netfilter.Backend.Guard); links are the host's interfaces.
-func (r *Reconciler) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
+// netfilter.Backend.Guard).
+func (r *Reconciler) Guard(ctx context.Context, cfg config.Config, boot netfilter.Boot) ([]string, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.nf.Guard(ctx, cfg, links)
+	return r.nf.Guard(ctx, cfg, boot)
 }
 
 // Uninstall removes everything of dockmoat's, and nothing else. Running

@@ -108,8 +108,9 @@ func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
 		t.Fatalf("first pass should apply and hook: %+v", res)
 	}
 	// One batch for the chains, then one that puts the hook in (deleting
-	// copies by rule, never by position).
-	if r.v4.Restores != 2 || !strings.HasPrefix(r.v4.Batches[1], "*filter\n-I DOCKER-USER 1 ") {
+	// copies by rule, never by position), then the input hook (the
+	// published port is closed on the docker-proxy path too).
+	if r.v4.Restores != 3 || !strings.HasPrefix(r.v4.Batches[1], "*filter\n-I DOCKER-USER 1 ") || !strings.HasPrefix(r.v4.Batches[2], "*filter\n-I INPUT 1 ") {
 		t.Errorf("want a chains batch then a hook batch, got %d: %q", r.v4.Restores, r.v4.Batches)
 	}
 	du := r.v4.Rules("DOCKER-USER")
@@ -467,7 +468,7 @@ func TestGuardThenRun(t *testing.T) {
 	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
 	log, _ := test.NewNullLogger()
 	rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), d, config.Default(), log)
-	done, err := rec.Guard(context.Background(), config.Default(), nil)
+	done, err := rec.Guard(context.Background(), config.Default(), netfilter.Boot{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +485,7 @@ func TestGuardThenRun(t *testing.T) {
 	t.Log(done)
 	// A second guard (or one after run) leaves things alone.
 	restores := v4.Restores
-	if _, err := rec.Guard(context.Background(), config.Default(), nil); err != nil || v4.Restores != restores {
+	if _, err := rec.Guard(context.Background(), config.Default(), netfilter.Boot{}); err != nil || v4.Restores != restores {
 		t.Errorf("second guard rewrote rules: %v", err)
 	}
 	// run's first pass replaces the guard with the exact ruleset.
@@ -513,7 +514,7 @@ func TestGuardLeavesForwardHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	restores := v4.Restores
-	if _, err := rec.Guard(context.Background(), config.Default(), nil); err != nil || v4.Restores != restores {
+	if _, err := rec.Guard(context.Background(), config.Default(), netfilter.Boot{}); err != nil || v4.Restores != restores {
 		t.Errorf("a guard rewrote the rules of a dockmoat hooked in FORWARD (%v)", err)
 	}
 	if !strings.Contains(strings.Join(v4.Rules(rules.ChainIngress), "\n"), "allow web 8080/tcp") {

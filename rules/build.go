@@ -78,7 +78,8 @@ type Options struct {
 	Inc *Incremental
 	// ProxyAll says Docker does not DNAT this family (no DOCKER chain in
 	// its filter table): every binding of the family is served by
-	// docker-proxy through INPUT (see proxy.go).
+	// docker-proxy through INPUT, and Result.Proxied lists them all (see
+	// proxy.go; the input chain closes every binding either way).
 	ProxyAll bool
 }
 
@@ -107,8 +108,11 @@ type Result struct {
 	Ports  []PortRange
 	Linear []Allow
 	// Proxied are the decisions of the bindings served by docker-proxy
-	// (through INPUT) in this family, by port (see proxy.go).
+	// (through INPUT) in this family even with Docker's DNAT in place, by
+	// port (see proxy.go).
 	Proxied []Decision
+	// Input is what the input chain closes: every binding (proxy.go).
+	Input InputPath
 	// Egress are the outbound policies of the containers whose egress is
 	// deny, by name (egress.go).
 	Egress []Egress
@@ -231,6 +235,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		res.Ports = portRanges(ports)
 	}
 	res.Proxied = proxied(cfg, snap, fam, opt)
+	res.Input = inputPath(l.decisions)
 	addEgress(&res, cfg, snap)
 	return res
 }

@@ -48,6 +48,10 @@ type Incremental struct {
 	newEnts  []*incEnt
 	newPorts []hostPort
 	linear   map[*incGroup]bool
+	// input is the last InputPath (proxy.go), remade when some
+	// container's decisions changed (inputDirty).
+	input      InputPath
+	inputDirty bool
 }
 
 // incEnt is one container's share of the state. Its decisions, problems
@@ -100,6 +104,7 @@ func (inc *Incremental) reset(cfg config.Config, n int) {
 	inc.ports, inc.portList = make(map[hostPort]int, n), nil
 	inc.newEnts, inc.newPorts = nil, nil
 	inc.linear = map[*incGroup]bool{}
+	inc.input, inc.inputDirty = InputPath{}, true
 }
 
 // Build returns Build(cfg, snap, fam, opt) with opt.Sets set.
@@ -120,7 +125,9 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	}
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
-		if e, ok := inc.ents[c.ID]; ok {
+		var was []Decision
+		e, had := inc.ents[c.ID]
+		if had {
 			if e.gen == inc.gen {
 				// Two containers with one ID (never from Docker): the state
 				// is keyed by ID, so build from scratch and start over.
@@ -131,13 +138,21 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 				e.gen = inc.gen
 				continue
 			}
+			was = e.decisions
 			inc.remove(e, dirty)
 		}
+		var ne *incEnt
 		if shares != nil {
-			inc.insert(shares[i], dirty)
+			ne = shares[i]
 		} else {
-			inc.insert(inc.share(cfg, c), dirty)
+			ne = inc.share(cfg, c)
 		}
+		// The input path changes only with the decisions (a container
+		// that moved to a new address leaves it as it is).
+		if !had || !reflect.DeepEqual(was, ne.decisions) {
+			inc.inputDirty = true
+		}
+		inc.insert(ne, dirty)
 	}
 	// Every entry seen this time has the current generation; when they
 	// are all of the snapshot, none is left to remove.
@@ -145,6 +160,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 		for _, e := range inc.ents {
 			if e.gen != inc.gen {
 				inc.remove(e, dirty)
+				inc.inputDirty = true
 			}
 		}
 	}
@@ -467,6 +483,14 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
 	res.Proxied = proxied(cfg, snap, inc.fam, opt)
+	if inc.inputDirty {
+		chunks := make([][]Decision, len(inc.order))
+		for i, e := range inc.order {
+			chunks[i] = e.decisions
+		}
+		inc.input, inc.inputDirty = inputPath(chunks...), false
+	}
+	res.Input = inc.input // read-only: shared by the results until it changes
 	addEgress(&res, cfg, snap)
 	return res
 }

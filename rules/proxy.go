@@ -2,7 +2,10 @@ package rules
 
 import (
 	"cmp"
+	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -15,14 +18,24 @@ import (
 // same happens to every binding of a family whose firewall Docker does not
 // manage (Docker 20.10's IPv6 without --ip6tables).
 //
+// The path is also every binding's the moment Docker's DNAT is missing:
+// `iptables -t nat -F DOCKER`, a restore of a saved nat table, or a host
+// where Docker does not DNAT the family at all. docker-proxy still
+// listens on every published port, and a client it answers never meets
+// DOCKER-USER.
+//
 // dockmoat closes that path in its own chain, DOCKMOAT-INPUT, reached by
-// one jump at the top of INPUT, installed only while some binding goes
-// through docker-proxy. The chain lets replies, the host itself and the
-// Docker networks through, then the same allows as on the DNAT path
-// (trusted sources, labels, config; sources of the family), matched on
-// the published port the client connected to, and drops every other new
-// connection to exactly those protocol/port pairs. Every other port of the
-// host (SSH, host services, ufw's own INPUT rules) is never matched.
+// one jump at the top of INPUT, for every published binding that is not
+// on loopback, whether Docker DNATs it now or not (Result.Input): while
+// the DNAT is there no outside connection to the port reaches INPUT, so
+// the rules cost nothing; when it is gone they are what keeps the port
+// closed. The chain lets replies, the host itself and the Docker networks
+// through, then the same allows as on the DNAT path (trusted sources,
+// labels, config; sources of the family), matched on the published port
+// the client connected to, and drops every other new connection to
+// exactly those protocol/port pairs, as runs of consecutive ports (one
+// rule for 10,000 ports published together). Every other port of the host
+// (SSH, host services, ufw's own INPUT rules) is never matched.
 
 // Input chain and hook.
 const (
@@ -38,9 +51,11 @@ const (
 )
 
 // proxied lists the decisions of the bindings of a family that reach
-// their container through docker-proxy: every binding of a container with
-// no address of the family, or every binding when Docker does not DNAT
-// the family (opt.ProxyAll). Loopback bindings are local and left out.
+// their container through docker-proxy even while Docker's DNAT is in
+// place: every binding of a container with no address of the family, or
+// every binding when Docker does not DNAT the family (opt.ProxyAll).
+// Loopback bindings are local and left out. It is what `plan` reports;
+// the input chain closes every binding (Result.Input).
 func proxied(cfg config.Config, snap Snapshot, fam Family, opt Options) []Decision {
 	var out []Decision
 	for i := range snap.Containers {
@@ -77,4 +92,113 @@ func ValidBridges(snap Snapshot) []string {
 	slices.Sort(bridges)
 	bridges = slices.Compact(bridges)
 	return slices.DeleteFunc(bridges, func(b string) bool { return !ifaceRe.MatchString(b) })
+}
+
+// InputPath is what DOCKMOAT-INPUT decides for a family's published
+// bindings (loopback ones left out): the allows limited to sources, one
+// rule per source, then the runs open to everyone, then every run, whose
+// new connections not let through above are dropped.
+type InputPath struct {
+	Sourced []Decision
+	Open    []PortRun
+	All     []PortRun
+}
+
+// Empty says no binding meets the input chain.
+func (p InputPath) Empty() bool { return len(p.All) == 0 }
+
+// PortRun is a run of consecutive published ports of one protocol on one
+// host address (invalid: every address of the family), with the
+// containers they lead to.
+type PortRun struct {
+	HostIP netip.Addr
+	PortRange
+	Containers []string
+}
+
+// Spec describes the run for a rule comment: "8080:8089/tcp to a, b",
+// "443/tcp on 192.0.2.1 to c".
+func (r PortRun) Spec() string {
+	s := r.PortRange.String() + "/" + r.Proto
+	if r.HostIP.IsValid() {
+		s += " on " + r.HostIP.String()
+	}
+	names := r.Containers
+	if len(names) == 0 {
+		return s
+	}
+	if len(names) > 3 {
+		names = append(slices.Clone(names[:3]), fmt.Sprintf("%d more", len(r.Containers)-3))
+	}
+	return s + " to " + strings.Join(names, ", ")
+}
+
+// inputPath groups decisions (of one family, in any order, possibly in
+// several slices) into the input chain's runs.
+func inputPath(chunks ...[]Decision) InputPath {
+	var all, open []runKey
+	var p InputPath
+	for _, ds := range chunks {
+		for _, d := range ds {
+			if d.Binding.HostIP.IsValid() && d.Binding.HostIP.IsLoopback() {
+				continue
+			}
+			k := keyOf(d)
+			all = append(all, k)
+			switch {
+			case d.Open && d.Sources.Any:
+				open = append(open, k)
+			case d.Open:
+				p.Sourced = append(p.Sourced, d)
+			}
+		}
+	}
+	slices.SortFunc(p.Sourced, func(a, b Decision) int {
+		return cmp.Or(comparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
+	})
+	p.Open, p.All = portRuns(open), portRuns(all)
+	return p
+}
+
+// runKey is what a run is made of: a binding's host address (invalid:
+// every address), protocol and port, and its container. Small, so that
+// sorting 10,000 of them stays cheap.
+type runKey struct {
+	host  netip.Addr
+	proto string
+	port  uint16
+	name  string
+}
+
+func keyOf(d Decision) runKey {
+	k := runKey{proto: d.Binding.Proto, port: d.Binding.HostPort, name: d.Container}
+	if h := d.Binding.HostIP; h.IsValid() && !h.IsUnspecified() {
+		k.host = h.Unmap()
+	}
+	return k
+}
+
+// portRuns merges bindings into runs of consecutive ports per host
+// address and protocol.
+func portRuns(ks []runKey) []PortRun {
+	slices.SortFunc(ks, func(a, b runKey) int {
+		return cmp.Or(a.host.Compare(b.host), cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port), cmp.Compare(a.name, b.name))
+	})
+	var out []PortRun
+	for _, k := range ks {
+		if n := len(out); n > 0 {
+			r := &out[n-1]
+			if r.HostIP == k.host && r.Proto == k.proto && int(k.port) <= int(r.Hi)+1 {
+				r.Hi = max(r.Hi, k.port)
+				r.Containers = append(r.Containers, k.name)
+				continue
+			}
+		}
+		out = append(out, PortRun{HostIP: k.host, PortRange: PortRange{Proto: k.proto, Lo: k.port, Hi: k.port}, Containers: []string{k.name}})
+	}
+	for i := range out {
+		slices.Sort(out[i].Containers)
+		out[i].Containers = slices.Compact(out[i].Containers)
+	}
+	return out
 }

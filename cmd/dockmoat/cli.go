@@ -134,6 +134,8 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		fs.BoolVar(&opt.quiet, "q", false, "quiet: print nothing when every port is as intended (cron mails only the reports that matter)")
 		fs.BoolVar(&opt.swarm, "swarm", false, "on a Swarm manager: audit every node (a global job of the dockmoat service's image and settings) and print one report")
 		fs.StringVar(&opt.swarmService, "service", "dockmoat_dockmoat", "with --swarm: the dockmoat service whose image and settings the job copies")
+	case "guard":
+		stateDirFlag(fs, opt)
 	case "run":
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
@@ -144,7 +146,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 }
 
 func stateDirFlag(fs *flag.FlagSet, opt *options) {
-	fs.StringVar(&opt.stateDir, "state-dir", config.DefaultStateDir, "where 'dockmoat disable' is recorded")
+	fs.StringVar(&opt.stateDir, "state-dir", config.DefaultStateDir, "dockmoat's state: the disable switch, the last pass (status; the guard's ports at boot)")
 }
 
 // commandHelp prints a command's summary and flags.

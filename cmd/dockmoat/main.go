@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -533,7 +534,11 @@ func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 		// stay closed like Docker's until dockmoat run.
 		log.WithError(err).Warn("cannot list the host's interfaces")
 	}
-	done, err := rec.Guard(ctx, cfg, links)
+	published, perr := lastPublished(opt.stateDir)
+	if perr != nil && !errors.Is(perr, fs.ErrNotExist) {
+		log.WithError(perr).Warn("cannot read the last pass's published ports: the guard closes the DNAT path only")
+	}
+	done, err := rec.Guard(ctx, cfg, netfilter.Boot{Links: links, Published: published})
 	for _, d := range done {
 		fmt.Fprintln(out, "dockmoat guard:", d)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -13,13 +14,15 @@ import (
 // (GuardRuleset), installed before Docker starts. It creates
 // DOCKER-USER and FORWARD's jump to it when Docker has not yet (Docker
 // keeps an existing DOCKER-USER and re-inserts its own jump), then
-// dockmoat's chains and the hook. Where dockmoat's protection is already
-// installed it does nothing, so a late guard never replaces the exact
-// ruleset of a running dockmoat with the coarse one.
-func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
+// dockmoat's chains and the hook, and the docker-proxy path's chain for
+// the ports of the last pass with its jump at the top of INPUT
+// (GuardInput). Where dockmoat's protection is already installed it does
+// nothing, so a late guard never replaces the exact ruleset of a running
+// dockmoat with the coarse one.
+func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.Boot) ([]string, error) {
 	var done []string
-	foreign := rules.ForeignBridges(links, nil)
-	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+	foreign := rules.ForeignBridges(boot.Links, nil)
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		t := b.families[fam]
 		if t == nil {
 			continue
@@ -36,25 +39,40 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) 
 			done = append(done, fam.String()+": protection already installed; left as it is")
 			continue
 		}
-		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain], foreign))); err != nil {
+		input, hasInput := GuardInput(cfg, fam, foreign, boot.Published[i])
+		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain], foreign, input))); err != nil {
 			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
 		}
 		if err := ensureHook(ctx, t, rules.HookChain); err != nil {
 			return done, fmt.Errorf("%s: %w", fam, err)
 		}
-		done = append(done, fam.String()+": guard installed (new connections to containers dropped until dockmoat run)")
+		line := fam.String() + ": guard installed (new connections to containers dropped until dockmoat run)"
+		if hasInput {
+			if err := ensureJumps(ctx, t, rules.InputHookChain, []jump{{InputHookSpec(), isInputHook}}); err != nil {
+				return done, fmt.Errorf("%s: %w", fam, err)
+			}
+			line += fmt.Sprintf("; %d run(s) of the last pass's published ports closed on the docker-proxy path", len(boot.Published[i]))
+		}
+		done = append(done, line)
 	}
 	return done, nil
 }
 
-// guardBatch installs the guard chains, and DOCKER-USER with FORWARD's
-// jump to it when Docker has not created them yet.
-func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool, foreign []string) string {
+// guardBatch installs the guard chains (input: GuardInput's, when it has
+// rules), and DOCKER-USER with FORWARD's jump to it when Docker has not
+// created them yet.
+func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool, foreign []string, input OwnedChain) string {
 	bt := iptsave.NewBatch()
 	if !hasDockerUser {
 		bt.Declare(rules.HookChain)
 	}
-	addChains(bt, GuardRuleset(cfg, fam, foreign), []string{rules.ChainMain, rules.ChainIngress})
+	rs := GuardRuleset(cfg, fam, foreign)
+	names := []string{rules.ChainMain, rules.ChainIngress}
+	if len(input.Rules) > 0 {
+		rs.Chains = append(rs.Chains, input)
+		names = append(names, rules.ChainInput)
+	}
+	addChains(bt, rs, names)
 	if !hasDockerUser {
 		bt.Line("-I FORWARD 1 -j " + rules.HookChain)
 	}

@@ -144,10 +144,10 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		// The family's forward path is not hooked: neither is its egress.
 		res.Egress = nil
 	}
-	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Proxied, res.Egress)
+	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Input, res.Egress)
 	if opt.InputOnly {
 		if hasInput {
-			rs.Chains = []OwnedChain{input, inputCheckChain(res.Proxied, nil, fam), passChain()}
+			rs.Chains = []OwnedChain{input, inputCheckChain(res.Input, nil, fam), passChain()}
 		}
 		return rs
 	}
@@ -187,7 +187,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		rs.Chains = append(rs.Chains, egressChain(cfg, res.Egress, fam))
 	}
 	if hasInput {
-		rs.Chains = append(rs.Chains, input, inputCheckChain(res.Proxied, res.Egress, fam))
+		rs.Chains = append(rs.Chains, input, inputCheckChain(res.Input, res.Egress, fam))
 	}
 	return rs
 }
@@ -230,14 +230,13 @@ func egressChecks(ch *OwnedChain, egress []rules.Egress, fam rules.Family, forwa
 func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
 
 // inputCheckChain is checkChain for the docker-proxy path: a new
-// connection to a proxied binding that DOCKMOAT-INPUT did not mark is
+// connection to a published binding that DOCKMOAT-INPUT did not mark is
 // dropped (the other ports of the host are never matched).
-func inputCheckChain(px []rules.Decision, egress []rules.Egress, fam rules.Family) OwnedChain {
+func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
 	ch := OwnedChain{Name: rules.ChainInputCheck}
-	for _, d := range px {
-		text := fmt.Sprintf("%s %d/%s via docker-proxy: not let through by dockmoat", d.Container, d.Binding.HostPort, d.Binding.Proto)
-		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")...)
+	for _, r := range in.All {
+		ch.add(rules.Desc(r.Spec()+" via docker-proxy: not let through by dockmoat"), append(runSpec(r, fam), "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")...)
 	}
 	egressChecks(&ch, egress, fam, false)
 	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
@@ -388,10 +387,11 @@ func setRules(ing *OwnedChain, fam rules.Family) {
 		"-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPorts)
 }
 
-// inputChain renders DOCKMOAT-INPUT for the bindings docker-proxy serves;
-// ok is false when there are none (no chain, no hook).
-func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rules.Decision, egress []rules.Egress) (OwnedChain, bool) {
-	if len(px) == 0 && len(egress) == 0 {
+// inputChain renders DOCKMOAT-INPUT for every published binding (the
+// docker-proxy path, rules/proxy.go); ok is false when there are none
+// (no chain, no hook).
+func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.InputPath, egress []rules.Egress) (OwnedChain, bool) {
+	if in.Empty() && len(egress) == 0 {
 		return OwnedChain{}, false
 	}
 	ch := OwnedChain{Name: rules.ChainInput}
@@ -415,20 +415,17 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, px []rule
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", rules.ChainPass)
 		}
 	}
-	for _, d := range px {
+	for _, d := range in.Sourced {
 		for _, src := range rules.SourcesOf(d, fam) {
-			spec := proxySpec(d.Binding, fam)
-			text := fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
-			if src != "" {
-				spec = append([]string{"-s", src}, spec...)
-				text += " from " + src
-			}
-			ch.add(rules.Desc(text), append(spec, "-g", rules.ChainPass)...)
+			text := fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src)
+			ch.add(rules.Desc(text), append([]string{"-s", src}, append(proxySpec(d.Binding, fam), "-g", rules.ChainPass)...)...)
 		}
 	}
-	for _, d := range px {
-		text := fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto)
-		ch.add(rules.Desc(text), append(proxySpec(d.Binding, fam), "-j", "DROP")...)
+	for _, r := range in.Open {
+		ch.add(rules.Desc("allow "+r.Spec()+" via docker-proxy"), append(runSpec(r, fam), "-g", rules.ChainPass)...)
+	}
+	for _, r := range in.All {
+		ch.add(rules.Desc(r.Spec()+" via docker-proxy: not allowed"), append(runSpec(r, fam), "-j", "DROP")...)
 	}
 	return ch, true
 }
@@ -489,11 +486,16 @@ func destSpecs(d config.EgressDest) [][]string {
 // proxySpec matches new connections to a binding as docker-proxy gets
 // them: the host address (when bound to one) and the published port.
 func proxySpec(b rules.PortBinding, fam rules.Family) []string {
+	return runSpec(rules.PortRun{HostIP: b.HostIP, PortRange: rules.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
+}
+
+// runSpec matches new connections to a run of published ports.
+func runSpec(r rules.PortRun, fam rules.Family) []string {
 	var spec []string
-	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
-		spec = append(spec, "-d", b.HostIP.Unmap().String()+bits(fam))
+	if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
+		spec = append(spec, "-d", r.HostIP.Unmap().String()+bits(fam))
 	}
-	return append(spec, "-p", b.Proto, "-m", b.Proto, "--dport", strconv.Itoa(int(b.HostPort)))
+	return append(spec, "-p", r.Proto, "-m", r.Proto, "--dport", r.PortRange.String())
 }
 
 // GuardRuleset is the boot-time ruleset of `dockmoat guard`, installed
@@ -526,6 +528,37 @@ func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset
 	}
 	ing.add(rules.Desc("guard: default deny until dockmoat run"), "-j", "DROP")
 	return Ruleset{Family: fam, Chains: []OwnedChain{main, ing}}
+}
+
+// GuardInput is the guard's DOCKMOAT-INPUT: new connections to the
+// published ports of dockmoat's last pass (runs) are dropped on the
+// docker-proxy path, except from the host itself, from docker0 (and the
+// other br-* bridges when the host has none of its own) and from trusted
+// sources; ok is false when there are none. Every other port of the host
+// is never matched.
+func GuardInput(cfg config.Config, fam rules.Family, foreign []string, runs []rules.PortRun) (OwnedChain, bool) {
+	if len(runs) == 0 {
+		return OwnedChain{}, false
+	}
+	ch := OwnedChain{Name: rules.ChainInput}
+	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
+	bridges := []string{"docker0"}
+	if len(foreign) == 0 {
+		bridges = rules.DefaultBridges
+	}
+	for _, b := range bridges {
+		ch.add(rules.Desc("guard: from docker network "+b), "-i", b, "-j", "RETURN")
+	}
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		if fam.Has(src.Addr()) {
+			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
+		}
+	}
+	for _, r := range runs {
+		ch.add(rules.Desc("guard: "+r.Spec()+" via docker-proxy, until dockmoat run"), append(runSpec(r, fam), "-j", "DROP")...)
+	}
+	return ch, true
 }
 
 // RuleLine renders one owned rule as an `-A` line.

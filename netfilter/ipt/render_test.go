@@ -403,14 +403,18 @@ func TestProxyPathIPv6(t *testing.T) {
 		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow web 8080/tcp via docker-proxy" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 5432 -m comment --comment "dockmoat:H db 5432/tcp via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H web 8080/tcp via docker-proxy: not allowed" -j DROP`,
-		// Open to an rules.IPv4 source only: closed to every rules.IPv6 client.
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8082 -m comment --comment "dockmoat:H v4only 8082/tcp via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H v6from 8083/tcp via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p udp -m udp --dport 5353 -m comment --comment "dockmoat:H db 5353/udp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow 8080/tcp to web via docker-proxy" -g DOCKMOAT-PASS`,
+		// dual has an IPv6 address (Docker DNATs it): closed here too, for
+		// when that DNAT is gone.
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow 9000/tcp to dual via docker-proxy" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 5432 -m comment --comment "dockmoat:H 5432/tcp to db via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H 8080/tcp to web via docker-proxy: not allowed" -j DROP`,
+		// v4only is open to an IPv4 source only: closed to every IPv6
+		// client; 8082 and 8083 are one run.
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8082:8083 -m comment --comment "dockmoat:H 8082:8083/tcp to v4only, v6from via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p udp -m udp --dport 5353 -m comment --comment "dockmoat:H 5353/udp to db via docker-proxy: not allowed" -j DROP`,
 	})
 	if len(res.Proxied) != 5 {
 		t.Errorf("want 5 proxied bindings (dual has rules.IPv6, local is loopback), got %v", res.Proxied)
@@ -419,10 +423,44 @@ func TestProxyPathIPv6(t *testing.T) {
 	if _, ok := res.Ruleset.Chain(rules.ChainIngress); !ok {
 		t.Error("INGRESS missing")
 	}
-	// IPv4: every container has an rules.IPv4 address, Docker DNATs them all.
-	if v4 := build(cfg, proxySnap(), rules.IPv4, opts{Sets: true}); len(v4.Proxied) != 0 || hasChain(v4.Ruleset, rules.ChainInput) {
+	// IPv4: every container has an IPv4 address, Docker DNATs them all,
+	// none is served by docker-proxy now; the input chain still closes
+	// every binding but the loopback one, for when Docker's DNAT is gone.
+	v4 := build(cfg, proxySnap(), rules.IPv4, opts{Sets: true})
+	if len(v4.Proxied) != 0 {
 		t.Errorf("IPv4: no proxied binding expected, got %v", v4.Proxied)
 	}
+	check := lines(v4.Ruleset, rules.ChainInputCheck)
+	assertLines(t, rules.ChainInputCheck, check, []string{
+		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 5432 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5432/tcp to db via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8080 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8080/tcp to web via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8082:8083 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8082:8083/tcp to v4only, v6from via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 9000 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -p udp -m udp --dport 5353 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5353/udp to db via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -m comment --comment "dockmoat:H clear the mark" -j MARK --set-xmark 0x0/0x20000000`,
+	})
+}
+
+// Ten ports published together are one rule each way, whatever the
+// number of containers; a gap starts a new run, and a port open to
+// everyone is let through before the drop.
+func TestProxyPathRuns(t *testing.T) {
+	var cs []rules.Container
+	for i := range 10 {
+		lbl := map[string]string{}
+		if i == 3 {
+			lbl[rules.LabelAllow] = "*"
+		}
+		cs = append(cs, ctr(fmt.Sprintf("c%d", i), lbl, fmt.Sprintf("172.17.0.%d", 10+i), pb(uint16(7000+i), 80, "tcp")))
+	}
+	cs = append(cs, ctr("gap", nil, "172.17.0.30", pb(7011, 80, "tcp")))
+	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, opts{Sets: true})
+	got := lines(res.Ruleset, rules.ChainInput)
+	assertLines(t, rules.ChainInput, got[len(got)-3:], []string{
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7003 -m comment --comment "dockmoat:H allow 7003/tcp to c3 via docker-proxy" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7000:7009 -m comment --comment "dockmoat:H 7000:7009/tcp to c0, c1, c2, 7 more via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7011 -m comment --comment "dockmoat:H 7011/tcp to gap via docker-proxy: not allowed" -j DROP`,
+	})
 }
 
 func TestProxyAllAndInputOnly(t *testing.T) {
@@ -438,8 +476,8 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	}
 	got := lines(res.Ruleset, rules.ChainInput)
 	for _, want := range []string{
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow dual 9000/tcp via docker-proxy" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H dual 9000/tcp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow 9000/tcp to dual via docker-proxy" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not allowed" -j DROP`,
 	} {
 		if !contains(got, want) {
 			t.Errorf("missing %s in\n%s", want, got)
@@ -453,12 +491,10 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	// A bound host address is matched exactly.
 	c := ctr("bound", nil, "172.17.0.7", rules.PortBinding{HostIP: addr("2001:db8:1::1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
 	b := build(config.Default(), rules.Snapshot{Containers: []rules.Container{c}}, rules.IPv6, opts{})
-	if !contains(lines(b.Ruleset, rules.ChainInput), `-A DOCKMOAT-INPUT -d 2001:db8:1::1/128 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H bound 443/tcp via docker-proxy: not allowed" -j DROP`) {
+	if !contains(lines(b.Ruleset, rules.ChainInput), `-A DOCKMOAT-INPUT -d 2001:db8:1::1/128 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H 443/tcp on 2001:db8:1::1 to bound via docker-proxy: not allowed" -j DROP`) {
 		t.Errorf("bound address: %s", lines(b.Ruleset, rules.ChainInput))
 	}
 }
-
-func hasChain(rs Ruleset, name string) bool { _, ok := rs.Chain(name); return ok }
 
 func contains(list []string, s string) bool {
 	for _, l := range list {
@@ -552,5 +588,36 @@ func TestRenderedCountsJumps(t *testing.T) {
 	}
 	if input := (rendered{rs: res.Ruleset}); input.Count() != n {
 		t.Errorf("input-only: Count = %d, want %d", input.Count(), n)
+	}
+}
+
+// The guard closes the last pass's published ports on the docker-proxy
+// path: the host itself, docker0 and trusted sources pass, every other
+// port of the host is never matched; with a host bridge of its own, br-*
+// is not taken for Docker's.
+func TestGuardInput(t *testing.T) {
+	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")}}
+	runs := []rules.PortRun{
+		{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}},
+		{HostIP: addr("192.0.2.1"), PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}},
+	}
+	ch, ok := GuardInput(cfg, rules.IPv4, []string{"br-lan"}, runs)
+	if !ok {
+		t.Fatal("no chain")
+	}
+	got := lines(Ruleset{Chains: []OwnedChain{ch}}, rules.ChainInput)
+	assertLines(t, rules.ChainInput, got, []string{
+		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
+		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H guard: from docker network docker0" -j RETURN`,
+		`-A DOCKMOAT-INPUT -s 198.51.100.0/24 -m comment --comment "dockmoat:H trusted source 198.51.100.0/24" -j RETURN`,
+		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080:8082 -m comment --comment "dockmoat:H guard: 8080:8082/tcp via docker-proxy, until dockmoat run" -j DROP`,
+		`-A DOCKMOAT-INPUT -d 192.0.2.1/32 -p udp -m udp --dport 53 -m comment --comment "dockmoat:H guard: 53/udp on 192.0.2.1 via docker-proxy, until dockmoat run" -j DROP`,
+	})
+	if ch, _ := GuardInput(cfg, rules.IPv4, nil, runs); !strings.Contains(fmt.Sprint(ch.Rules), "br-+") {
+		t.Errorf("no host bridge of its own: br-* is Docker's: %v", ch.Rules)
+	}
+	if _, ok := GuardInput(cfg, rules.IPv6, nil, nil); ok {
+		t.Error("no published port: no chain (and no jump in INPUT)")
 	}
 }

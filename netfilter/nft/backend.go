@@ -37,9 +37,9 @@ func New(nft Runner, log logrus.FieldLogger) *Backend {
 
 // NewLayer returns the table as a second layer of the policy on an
 // iptables host whose iptables rules someone else flushes (firewalld:
-// netfilter.Layered). Its input chain covers every published port, not
-// only those docker-proxy serves today: while Docker's DNAT rules are
-// flushed, every published port is served by docker-proxy.
+// netfilter.Layered). Its plan reports every published port as served
+// by docker-proxy: under it, Docker's DNAT rules may be flushed at any
+// moment.
 func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
 	return &Backend{nft: nft, log: log, layer: true}
 }
@@ -240,7 +240,7 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 
 // Guard implements netfilter.Backend: the guard table, unless the table
 // is already there.
-func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) ([]string, error) {
+func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.Boot) ([]string, error) {
 	if b.bridgeOnly {
 		return nil, nil // egress: no container runs before the guard
 	}
@@ -251,7 +251,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, links []string) 
 	if listing.Exists() {
 		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
 	}
-	if err := b.nft.Apply(ctx, GuardTable(cfg, rules.ForeignBridges(links, nil)).ReplaceScript()); err != nil {
+	if err := b.nft.Apply(ctx, GuardTable(cfg, rules.ForeignBridges(boot.Links, nil), boot.Published).ReplaceScript()); err != nil {
 		return nil, fmt.Errorf("installing the guard table: %w", err)
 	}
 	return []string{"nftables: guard installed (new connections to containers dropped until dockmoat run)"}, nil

@@ -229,10 +229,11 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
 	return RenderWith(cfg, snap, false)
 }
 
-// RenderWith is Render; inputAll puts every published binding, not only
-// those docker-proxy serves, in the input chain (NewLayer says why).
-func RenderWith(cfg config.Config, snap rules.Snapshot, inputAll bool) (Ruleset, [2]rules.Result) {
-	opt := rules.Options{Sets: !cfg.NoIPSet, ProxyAll: inputAll}
+// RenderWith is Render; proxyAll reports every published binding as
+// served by docker-proxy (NewLayer says why). The input chain closes
+// every binding either way (rules/proxy.go).
+func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset, [2]rules.Result) {
+	opt := rules.Options{Sets: !cfg.NoIPSet, ProxyAll: proxyAll}
 	res := [2]rules.Result{rules.Build(cfg, snap, rules.IPv4, opt), rules.Build(cfg, snap, rules.IPv6, opt)}
 	bridges := rules.ValidBridges(snap)
 
@@ -320,9 +321,8 @@ func checkTable(res [2]rules.Result, input bool) []Chain {
 	if input {
 		in := Chain{Name: "input", Base: "type filter hook input priority " + CheckPriority + "; policy accept;"}
 		for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			for _, d := range res[i].Proxied {
-				in.add(fmt.Sprintf("%s %d/%s via docker-proxy: not let through by dockmoat", d.Container, d.Binding.HostPort, d.Binding.Proto),
-					"ct state new "+nftProxyMatch(d.Binding, fam)+" "+unmarked+" drop")
+			for _, r := range res[i].Input.All {
+				in.add(r.Spec()+" via docker-proxy: not let through by dockmoat", "ct state new "+nftRunMatch(r, fam)+" "+unmarked+" drop")
 			}
 		}
 		checkEgress(&in, res, false)
@@ -421,11 +421,12 @@ func bypass(ch *Chain, cfg config.Config) {
 	}
 }
 
-// nftInput renders the proxy path (proxy.go) as a base chain on the input
-// hook, for both families; ok is false when no binding needs it. As in
-// forward, accept only ends this chain; the drops are final.
+// nftInput renders the proxy path (rules/proxy.go) as a base chain on the
+// input hook, for both families and every published binding; ok is false
+// when there is none. As in forward, accept only ends this chain; the
+// drops are final.
 func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, bool) {
-	if len(res[0].Proxied)+len(res[1].Proxied)+len(res[0].Egress)+len(res[1].Egress) == 0 {
+	if res[0].Input.Empty() && res[1].Input.Empty() && len(res[0].Egress)+len(res[1].Egress) == 0 {
 		return Chain{}, false
 	}
 	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
@@ -446,20 +447,19 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, pass))
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		for _, d := range res[i].Proxied {
+		for _, d := range res[i].Input.Sourced {
 			for _, src := range rules.SourcesOf(d, fam) {
-				expr, text := nftProxyMatch(d.Binding, fam), fmt.Sprintf("allow %s %d/%s via docker-proxy", d.Container, d.Binding.HostPort, d.Binding.Proto)
-				if src != "" {
-					expr, text = nftAddr(fam)+" saddr "+src+" "+expr, text+" from "+src
-				}
-				in.add(text, expr+" "+pass)
+				in.add(fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src),
+					nftAddr(fam)+" saddr "+src+" "+nftProxyMatch(d.Binding, fam)+" "+pass)
 			}
+		}
+		for _, r := range res[i].Input.Open {
+			in.add("allow "+r.Spec()+" via docker-proxy", nftRunMatch(r, fam)+" "+pass)
 		}
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		for _, d := range res[i].Proxied {
-			in.add(fmt.Sprintf("%s %d/%s via docker-proxy: not allowed", d.Container, d.Binding.HostPort, d.Binding.Proto),
-				nftProxyMatch(d.Binding, fam)+" drop")
+		for _, r := range res[i].Input.All {
+			in.add(r.Spec()+" via docker-proxy: not allowed", nftRunMatch(r, fam)+" drop")
 		}
 	}
 	return in, true
@@ -467,11 +467,20 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 
 // nftProxyMatch matches a binding's new connections in one family.
 func nftProxyMatch(b rules.PortBinding, fam rules.Family) string {
+	return nftRunMatch(rules.PortRun{HostIP: b.HostIP, PortRange: rules.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
+}
+
+// nftRunMatch matches new connections to a run of published ports.
+func nftRunMatch(r rules.PortRun, fam rules.Family) string {
 	m := "meta nfproto " + nftName(fam) + " "
-	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
-		m += nftAddr(fam) + " daddr " + b.HostIP.Unmap().String() + " "
+	if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
+		m += nftAddr(fam) + " daddr " + r.HostIP.Unmap().String() + " "
 	}
-	return m + fmt.Sprintf("%s dport %d", b.Proto, b.HostPort)
+	ports := strconv.Itoa(int(r.Lo))
+	if r.Hi > r.Lo {
+		ports += "-" + strconv.Itoa(int(r.Hi))
+	}
+	return m + r.Proto + " dport " + ports
 }
 
 func nftName(f rules.Family) string {
@@ -543,8 +552,10 @@ func nftAllow(a rules.Allow, fam rules.Family) string {
 
 // GuardTable is the boot-time table of `dockmoat guard` on an nftables
 // host: every new connection Docker would DNAT, or route into docker0 or a
-// br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`.
-func GuardTable(cfg config.Config, foreign []string) Ruleset {
+// br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`,
+// and so is one to the published ports of the last pass (published, IPv4
+// then IPv6) on the docker-proxy path (guardInput).
+func GuardTable(cfg config.Config, foreign []string, published [2][]rules.PortRun) Ruleset {
 	not := notForeign(foreign)
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
@@ -557,7 +568,36 @@ func GuardTable(cfg config.Config, foreign []string) Ruleset {
 	ing := Chain{Name: chainIng}
 	addTrusted(&ing, cfg, "accept")
 	ing.add("guard: default deny until dockmoat run", "drop")
-	return Ruleset{Chains: []Chain{main, ing}}
+	rs := Ruleset{Chains: []Chain{main, ing}}
+	if len(published[0])+len(published[1]) > 0 {
+		rs.Chains = append(rs.Chains, guardInput(cfg, foreign, published))
+	}
+	return rs
+}
+
+// guardInput is the guard's input chain: the ipt backend's GuardInput.
+func guardInput(cfg config.Config, foreign []string, published [2][]rules.PortRun) Chain {
+	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
+	in.add("replies and related traffic", "ct state established,related accept")
+	in.add("from the host itself", `iifname "lo" accept`)
+	bridges := `"docker0"`
+	if len(foreign) == 0 {
+		bridges = `{ "docker0", "br-*" }`
+	}
+	in.add("guard: from docker networks", "iifname "+bridges+" accept")
+	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
+		fam := rules.IPv4
+		if src.Addr().Is6() {
+			fam = rules.IPv6
+		}
+		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
+	}
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		for _, r := range published[i] {
+			in.add("guard: "+r.Spec()+" via docker-proxy, until dockmoat run", nftRunMatch(r, fam)+" drop")
+		}
+	}
+	return in
 }
 
 // notForeign returns a match prefix that leaves the host's own br-*

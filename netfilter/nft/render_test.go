@@ -81,11 +81,33 @@ func TestRender(t *testing.T) {
 		limit rate 10/minute burst 20 packets log prefix "[DOCKMOAT BLOCK] " comment "dockmoat:H log blocked"
 		drop comment "dockmoat:H default deny"
 	}
+	chain input {
+		type filter hook input priority filter - 10; policy accept;
+		ct state established,related accept comment "dockmoat:H replies and related traffic"
+		iifname "lo" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H from the host itself"
+		iifname "br-0123456789ab" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H from docker network br-0123456789ab"
+		iifname "docker0" meta mark set meta mark | 0x20000000 accept comment "dockmoat:H from docker network docker0"
+		ip saddr 10.0.0.0/8 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H trusted source 10.0.0.0/8"
+		ip6 saddr fd00::/8 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H trusted source fd00::/8"
+		ip saddr 198.51.100.0/24 meta nfproto ipv4 tcp dport 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 8080/tcp via docker-proxy from 198.51.100.0/24"
+		ip saddr 198.51.100.0/24 meta nfproto ipv4 ip daddr 192.0.2.1 udp dport 53 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 53/udp via docker-proxy from 198.51.100.0/24"
+		ip6 saddr 2001:db8::/48 meta nfproto ipv6 tcp dport 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:H allow web 8080/tcp via docker-proxy from 2001:db8::/48"
+		meta nfproto ipv4 tcp dport 8080 drop comment "dockmoat:H 8080/tcp to web via docker-proxy: not allowed"
+		meta nfproto ipv4 ip daddr 192.0.2.1 udp dport 53 drop comment "dockmoat:H 53/udp on 192.0.2.1 to web via docker-proxy: not allowed"
+		meta nfproto ipv6 tcp dport 8080 drop comment "dockmoat:H 8080/tcp to web via docker-proxy: not allowed"
+	}
 }
 table inet dockmoat_check {
 	chain forward {
 		type filter hook forward priority filter - 5; policy accept;
 		ct state new ct status dnat meta mark & 0x20000000 == 0 drop comment "dockmoat:H not let through by dockmoat, its table flushed or deleted: drop"
+		meta mark set meta mark & 0xdfffffff comment "dockmoat:H clear the mark"
+	}
+	chain input {
+		type filter hook input priority filter - 5; policy accept;
+		ct state new meta nfproto ipv4 tcp dport 8080 meta mark & 0x20000000 == 0 drop comment "dockmoat:H 8080/tcp to web via docker-proxy: not let through by dockmoat"
+		ct state new meta nfproto ipv4 ip daddr 192.0.2.1 udp dport 53 meta mark & 0x20000000 == 0 drop comment "dockmoat:H 53/udp on 192.0.2.1 to web via docker-proxy: not let through by dockmoat"
+		ct state new meta nfproto ipv6 tcp dport 8080 meta mark & 0x20000000 == 0 drop comment "dockmoat:H 8080/tcp to web via docker-proxy: not let through by dockmoat"
 		meta mark set meta mark & 0xdfffffff comment "dockmoat:H clear the mark"
 	}
 }
@@ -105,7 +127,8 @@ table inet dockmoat_check {
 }
 
 // The proxy path on the nftables backend: an input base chain with the
-// same allows, per family, only when some binding needs it.
+// same allows, per family, for every published binding (runs of ports),
+// only when some binding is published.
 func TestNFTProxyPath(t *testing.T) {
 	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48")}}
 	rs, _ := Render(cfg, proxySnap())
@@ -117,15 +140,15 @@ func TestNFTProxyPath(t *testing.T) {
 		`ip6 saddr 2001:db8:9::/48 meta mark set meta mark | 0x20000000 accept comment`,
 		`meta nfproto ipv6 tcp dport 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
 		`ip6 saddr 2001:db8:1::10/128 meta nfproto ipv6 tcp dport 8083 meta mark set meta mark | 0x20000000 accept comment`,
-		`meta nfproto ipv6 tcp dport 8082 drop comment "dockmoat:`,
+		`meta nfproto ipv6 tcp dport 8082-8083 drop comment "dockmoat:`,
+		` 8082:8083/tcp to v4only, v6from via docker-proxy: not allowed"`,
+		// IPv4 is DNATed by Docker here; closed on INPUT for when it is not.
+		`meta nfproto ipv4 tcp dport 8082-8083 drop comment "dockmoat:`,
 		`meta nfproto ipv6 udp dport 5353 drop comment`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("nft table lacks %q:\n%s", want, text)
 		}
-	}
-	if strings.Contains(text, "meta nfproto ipv4 tcp dport") {
-		t.Errorf("IPv4 has no proxied binding here:\n%s", text)
 	}
 	if empty, _ := Render(cfg, rules.Snapshot{}); strings.Contains(empty.Text(), "chain input") {
 		t.Error("no proxied binding: no input chain")
@@ -159,7 +182,7 @@ func TestDisabledBypass(t *testing.T) {
 			t.Errorf("%s: the rest changed", name)
 		}
 	}
-	if strings.Contains(GuardTable(config.Config{Disabled: true}, nil).Text(), "disable") {
+	if strings.Contains(GuardTable(config.Config{Disabled: true}, nil, [2][]rules.PortRun{}).Text(), "disable") {
 		t.Error("the boot guard never bypasses")
 	}
 }
@@ -256,10 +279,30 @@ func TestForeignBridge(t *testing.T) {
 	if n := strings.Count(text, "not seen yet"); n != 2 {
 		t.Errorf("the input chain has no catch-all for unseen networks:\n%s", text)
 	}
-	g := GuardTable(config.Default(), []string{"br-lan"}).Text()
+	g := GuardTable(config.Default(), []string{"br-lan"}, [2][]rules.PortRun{}).Text()
 	for _, want := range []string{`oifname { "br-lan" } accept`, `iifname != { "br-lan" } iifname { "docker0", "br-*" } accept`} {
 		if !strings.Contains(g, want) {
 			t.Errorf("guard: want %s in\n%s", want, g)
 		}
+	}
+}
+
+// The guard table closes the last pass's published ports on the input
+// hook, per family, and has no input chain without them.
+func TestGuardTableInput(t *testing.T) {
+	pub := [2][]rules.PortRun{{{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}, {{PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}
+	g := GuardTable(config.Default(), nil, pub).Text()
+	for _, want := range []string{
+		"\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
+		`iifname { "docker0", "br-*" } accept comment`,
+		`meta nfproto ipv4 tcp dport 8080-8081 drop comment "dockmoat:`,
+		`meta nfproto ipv6 udp dport 53 drop comment "dockmoat:`,
+	} {
+		if !strings.Contains(g, want) {
+			t.Errorf("guard: want %s in\n%s", want, g)
+		}
+	}
+	if g := GuardTable(config.Default(), nil, [2][]rules.PortRun{}).Text(); strings.Contains(g, "chain input") {
+		t.Errorf("no published port, no input chain:\n%s", g)
 	}
 }
