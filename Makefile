@@ -45,7 +45,7 @@ lint: $(TOOLS)/staticcheck
 $(TOOLS)/staticcheck:
 	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
 
-## release: static linux/amd64 and linux/arm64 binaries, a .deb for each
+## release: static linux/amd64 and linux/arm64 binaries, a .deb and an RPM for each
 ## (nfpm, from the Go module proxy) and SHA256SUMS, in $(RELEASE_DIR).
 release: $(TOOLS)/nfpm
 	bash hack/release.sh $(VERSION) $(RELEASE_DIR) $(TOOLS)/nfpm

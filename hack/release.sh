@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # release.sh VERSION OUTDIR NFPM: static linux/amd64 and linux/arm64
-# (or $ARCHES) binaries carrying VERSION, a .deb per architecture (binary, both systemd
+# (or $ARCHES) binaries carrying VERSION, a .deb and an RPM per architecture (binary, both systemd
 # units with the /usr/bin path, example config, license), and SHA256SUMS.
 # Offline but for the Go module proxy (nfpm is built from it by make).
 set -euo pipefail
@@ -54,6 +54,16 @@ for arch in ${ARCHES:-amd64 arm64}; do
 	sed -e "s#\${DEB_ARCH}#$arch#g" -e "s#\${DEB_VERSION}#$deb_version#g" \
 		-e "s#\${BIN}#$bin#g" -e "s#\${STAGE}#$stage#g" deploy/nfpm.yaml >"$stage/nfpm.yaml"
 	"$nfpm" package --config "$stage/nfpm.yaml" --packager deb --target "$out/"
+	echo "release: RPM for $arch"
+	# The RPM header records the build host's name: a fixed one (in a UTS
+	# namespace of its own, where user namespaces allow) keeps the bytes
+	# the same on every machine.
+	rpm_cmd=("$nfpm" package --config "$stage/nfpm.yaml" --packager rpm --target "$out/")
+	if unshare -ru true 2>/dev/null; then
+		unshare -ru sh -c 'hostname dockmoat-build && exec "$@"' sh "${rpm_cmd[@]}"
+	else
+		"${rpm_cmd[@]}"
+	fi
 done
 (cd "$out" && sha256sum -- * >SHA256SUMS)
 ls -l "$out"

@@ -13,9 +13,11 @@ import (
 // the Go module proxy) and checks what a stranger downloads: a static
 // binary per architecture that reports its version, a .deb per
 // architecture holding the binary, both units (pointing at /usr/bin) and
-// the example config, and SHA256SUMS that verify.
+// the example config, an RPM per architecture with the same files and its
+// own lifecycle scripts (read with Debian's rpm), and SHA256SUMS that
+// verify.
 func TestRelease(t *testing.T) {
-	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum", "lintian"} {
+	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum", "lintian", "rpm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if required() {
 				t.Fatalf("%s missing (make deps installs it)", tool)
@@ -33,7 +35,8 @@ func TestRelease(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := []string{"SHA256SUMS", "dockmoat-linux-amd64", "dockmoat-linux-arm64", "dockmoat_1.2.3_amd64.deb", "dockmoat_1.2.3_arm64.deb"}
+	want := []string{"SHA256SUMS", "dockmoat-1.2.3-1.aarch64.rpm", "dockmoat-1.2.3-1.x86_64.rpm", "dockmoat-linux-amd64", "dockmoat-linux-arm64",
+		"dockmoat_1.2.3_amd64.deb", "dockmoat_1.2.3_arm64.deb"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("release files %v, want %v", names, want)
 	}
@@ -47,7 +50,7 @@ func TestRelease(t *testing.T) {
 		}
 		return string(out)
 	}
-	if sums := run("sha256sum", "-c", "SHA256SUMS"); strings.Count(sums, ": OK") != 4 {
+	if sums := run("sha256sum", "-c", "SHA256SUMS"); strings.Count(sums, ": OK") != 6 {
 		t.Errorf("SHA256SUMS:\n%s", sums)
 	}
 	for arch, machine := range map[string]string{"amd64": "x86-64", "arm64": "ARM aarch64"} {
@@ -76,6 +79,7 @@ func TestRelease(t *testing.T) {
 		if f := run("dpkg-deb", "-f", deb, "Architecture", "Version"); f != "Architecture: "+arch+"\nVersion: 1.2.3\n" {
 			t.Errorf("%s control: %q", deb, f)
 		}
+		checkRPM(t, run, arch)
 		unit := filepath.Join(t.TempDir(), arch)
 		run("dpkg-deb", "-x", deb, unit)
 		data, err := os.ReadFile(filepath.Join(unit, "usr/lib/systemd/system/dockmoat.service"))
@@ -95,5 +99,38 @@ func TestRelease(t *testing.T) {
 	second, _ := os.ReadFile(filepath.Join(again, "SHA256SUMS"))
 	if len(first) == 0 || string(first) != string(second) {
 		t.Errorf("two releases of one commit differ:\n%s\n%s", first, second)
+	}
+}
+
+// checkRPM reads an architecture's RPM with rpm: its files, architecture
+// and version, and the scriptlets that give it the .deb's lifecycle
+// (install does not enforce, upgrade restarts, erase takes the rules out).
+func checkRPM(t *testing.T, run func(string, ...string) string, arch string) {
+	t.Helper()
+	rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	pkg := "dockmoat-1.2.3-1." + rpmArch + ".rpm"
+	list := run("rpm", "-qlp", pkg)
+	for _, path := range []string{"/usr/bin/dockmoat", "/usr/lib/systemd/system/dockmoat.service",
+		"/usr/lib/systemd/system/dockmoat-guard.service", "/usr/share/doc/dockmoat/examples/config.yaml",
+		"/usr/share/man/man8/dockmoat.8.gz", "/usr/share/zsh/site-functions/_dockmoat"} {
+		if !strings.Contains(list, path+"\n") {
+			t.Errorf("%s lacks %s:\n%s", pkg, path, list)
+		}
+	}
+	if strings.Contains(list, "lintian") {
+		t.Errorf("%s carries Debian's lintian overrides:\n%s", pkg, list)
+	}
+	if q := run("rpm", "-qp", "--qf", "%{ARCH} %{VERSION} %{BUILDHOST}", pkg); q != rpmArch+" 1.2.3 dockmoat-build" {
+		t.Errorf("%s header: %q", pkg, q)
+	}
+	scripts := run("rpm", "-qp", "--scripts", pkg)
+	for _, want := range []string{"postinstall scriptlet", "systemctl daemon-reload", "preuninstall scriptlet",
+		"disable --now dockmoat.service dockmoat-guard.service", "dockmoat uninstall", "postuninstall scriptlet", "try-restart dockmoat.service"} {
+		if !strings.Contains(scripts, want) {
+			t.Errorf("%s scriptlets lack %q:\n%s", pkg, want, scripts)
+		}
+	}
+	if strings.Contains(scripts, "systemctl enable") || strings.Contains(scripts, "systemctl start") {
+		t.Errorf("%s: installing must not enforce:\n%s", pkg, scripts)
 	}
 }
