@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,15 +52,23 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 	if _, body := e.scrape(t, testbed.MetricsAddr, "/metrics"); !strings.Contains(body, "dockmoat_protection_disabled 1") {
 		t.Error("metrics do not say protection is disabled")
 	}
-	// A restart keeps it disabled (the state is on disk, not in the process).
+	// A restart keeps it disabled (the state is on disk, not in the
+	// process). The daemon now audits itself every second: the ports the
+	// switch opened show as beyond their policy.
 	if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	e.dm.Args = []string{"--audit-every", "1s"}
+	defer func() { e.dm.Args = nil }()
 	if err := e.dm.Start(); err != nil {
 		t.Fatal(err)
 	}
 	e.sync(t)
 	e.expect(t, opened...)
+	beyond := e.waitMetric(t, "dockmoat_ports_beyond_policy", func(v float64) bool { return v >= 2 })
+	if beyond < 2 {
+		t.Errorf("disabled: dockmoat_ports_beyond_policy = %v, want the probe's tcp and udp at least", beyond)
+	}
 	s := e.openSession(t, A, port)
 	if !s.ping(2 * time.Second) {
 		t.Fatal("session opened while disabled does not answer")
@@ -82,10 +91,35 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 	e.sync(t)
 	t.Logf("enable applied in %v", time.Since(start).Round(time.Millisecond))
 	e.expect(t, closed...)
+	// Enabled again: the ports the switch opened are closed (other rows
+	// of the bed, if any, are the audit's business elsewhere).
+	after := e.waitMetric(t, "dockmoat_ports_beyond_policy", func(v float64) bool { return v >= 0 && v <= beyond-2 })
+	if after > beyond-2 || after < 0 {
+		t.Errorf("enabled: dockmoat_ports_beyond_policy = %v, want at most %v", after, beyond-2)
+	}
+	t.Logf("scheduled audit: %v port(s) beyond policy while disabled, %v after enable", beyond, after)
 	if s.ping(time.Second) {
 		t.Error("the session opened while protection was disabled survived enable")
 	}
 	if !strings.Contains(e.dm.Logs(), "protection DISABLED") {
 		t.Error("the daemon did not log the disable")
 	}
+}
+
+// waitMetric scrapes series until ok says yes (a scheduled audit has run)
+// or 15 s have passed, and returns its last value (-1: never exported).
+func (e *env) waitMetric(t *testing.T, series string, ok func(float64) bool) float64 {
+	t.Helper()
+	v := -1.0
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		_, body := e.scrape(t, testbed.MetricsAddr, "/metrics")
+		if m := re.FindStringSubmatch(body); m != nil && strings.Contains(body, "dockmoat_audit_ok 1") {
+			v, _ = strconv.ParseFloat(m[1], 64)
+			if ok(v) {
+				return v
+			}
+		}
+	}
+	return v
 }

@@ -32,6 +32,8 @@ type Metrics struct {
 	labelErrors      prometheus.Gauge
 	configOK         prometheus.Gauge
 	disabled         prometheus.Gauge
+	beyond           prometheus.Gauge
+	auditOK          prometheus.Gauge
 
 	mu          sync.Mutex
 	synced      bool
@@ -80,10 +82,16 @@ func New() *Metrics {
 		disabled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_protection_disabled", Help: "1 while protection is switched off by dockmoat disable (every published port follows Docker's own rules).",
 		}),
+		beyond: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_ports_beyond_policy", Help: "Published ports (and deny containers' egress) reachable beyond their policy at the daemon's last scheduled audit (--audit-every).",
+		}),
+		auditOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dockmoat_audit_ok", Help: "1 when the last scheduled audit ran, 0 when it failed (dockmoat_ports_beyond_policy then keeps its last value).",
+		}),
 		now: time.Now,
 	}
 	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
-		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled,
+		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled, m.beyond, m.auditOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -220,4 +228,15 @@ func (m *Metrics) Handler(grace time.Duration) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// ObserveAudit records a scheduled audit: how many ports (and egress
+// policies) are reachable beyond their policy, or that it failed.
+func (m *Metrics) ObserveAudit(beyond int, err error) {
+	if err != nil {
+		m.auditOK.Set(0)
+		return
+	}
+	m.auditOK.Set(1)
+	m.beyond.Set(float64(beyond))
 }

@@ -163,3 +163,17 @@ func TestShippedQueriesExist(t *testing.T) {
 		}
 	}
 }
+
+// A scheduled audit sets the count; a failed one says so and keeps the
+// last count (an alert on it does not resolve because the audit broke).
+func TestObserveAudit(t *testing.T) {
+	m := New()
+	m.ObserveAudit(3, nil)
+	if _, body := get(t, m, "/metrics"); !strings.Contains(body, "dockmoat_ports_beyond_policy 3\n") || !strings.Contains(body, "dockmoat_audit_ok 1\n") {
+		t.Errorf("after an audit:\n%s", body)
+	}
+	m.ObserveAudit(0, errors.New("docker down"))
+	if _, body := get(t, m, "/metrics"); !strings.Contains(body, "dockmoat_ports_beyond_policy 3\n") || !strings.Contains(body, "dockmoat_audit_ok 0\n") {
+		t.Errorf("after a failed audit:\n%s", body)
+	}
+}

@@ -87,6 +87,13 @@ func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.cfgMu.Unlock()
 }
 
+// Config is the configuration the next pass uses.
+func (r *Reconciler) Config() config.Config {
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
+	return r.cfg
+}
+
 // SetDisabled switches protection off (one bypass rule per hook, the
 // rest kept up to date) or back on, from the next pass; it reports
 // whether that changed anything.

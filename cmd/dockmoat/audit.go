@@ -17,6 +17,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -34,16 +35,27 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	if log.GetLevel() == logrus.InfoLevel {
 		log.SetLevel(logrus.WarnLevel)
 	}
-	if backend, _, err := detectBackend(ctx, opt.backend); err == nil && backend == "nftables" {
-		return auditNFT(ctx, opt, log, cfg, out)
-	}
-	tables, w, err := buildTables(ctx, opt, log)
+	rep, err := collectAudit(ctx, opt, log, cfg, explainTarget(opt))
 	if err != nil {
 		return false, err
 	}
+	return report(out, opt, rep)
+}
+
+// collectAudit reads Docker and the live ruleset and evaluates them (the
+// audit command, and the daemon's scheduled audit: auditLoop).
+func collectAudit(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config, explain *audit.Target) (audit.Report, error) {
+	if backend, _, err := detectBackend(ctx, opt.backend); err == nil && backend == "nftables" {
+		return auditNFT(ctx, opt, log, cfg, explain)
+	}
+	tables, w, err := buildTables(ctx, opt, log)
+	if err != nil {
+		return audit.Report{}, err
+	}
+	defer closeDocker(w)
 	snap, err := w.Snapshot(ctx)
 	if err != nil {
-		return false, fmt.Errorf("reading containers from Docker: %w", err)
+		return audit.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
 	}
 	in := audit.Input{Config: cfg, Snapshot: snap, Ifaces: outsideInterfaces(snap.Bridges)}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -72,14 +84,22 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 			st.Save = strings.Join(parts, "\n")
 			st.Sets = readSets(fam)
 		} else if fam == rules.IPv4 {
-			return false, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
+			return audit.Report{}, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
 		}
 		in.Families = append(in.Families, st)
 	}
-	in.Explain = explainTarget(opt)
+	in.Explain = explain
 	rep := audit.Run(in)
 	rep.Findings = append(rep.Findings, firewalldFindings(ctx, log, true)...)
-	return report(out, opt, rep)
+	return rep, nil
+}
+
+// closeDocker closes a watcher's Docker client: the daemon's scheduled
+// audit makes one per run.
+func closeDocker(w *dockerwatch.Watcher) {
+	if c, ok := w.API.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
 }
 
 // hasRawTable: iptables-legacy-save would make the kernel load the raw
@@ -151,22 +171,23 @@ func outsideInterfaces(bridges []string) []audit.Iface {
 // auditNFT audits Docker's nftables backend: the whole ruleset (`nft -j
 // list ruleset`: Docker's tables, dockmoat's, anyone else's) is evaluated
 // the same way, and dockmoat's plan says whether its table is intact.
-func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config, out io.Writer) (bool, error) {
+func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config, explain *audit.Target) (audit.Report, error) {
 	rec, w, err := build(ctx, opt, log, cfg)
 	if err != nil {
-		return false, err
+		return audit.Report{}, err
 	}
+	defer closeDocker(w)
 	snap, err := w.Snapshot(ctx)
 	if err != nil {
-		return false, fmt.Errorf("reading containers from Docker: %w", err)
+		return audit.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
 	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
-		return false, err
+		return audit.Report{}, err
 	}
 	live, err := nft.Exec{}.ListRuleset(ctx)
 	if err != nil {
-		return false, err
+		return audit.Report{}, err
 	}
 	in := audit.Input{Config: cfg, Snapshot: snap, NFT: live, Ifaces: outsideInterfaces(snap.Bridges)}
 	if len(plans) > 0 && plans[0].InSync() {
@@ -175,10 +196,10 @@ func auditNFT(ctx context.Context, opt options, log *logrus.Logger, cfg config.C
 	} else {
 		in.Findings = append(in.Findings, "dockmoat table inet dockmoat missing or NOT intact; is dockmoat running?")
 	}
-	in.Explain = explainTarget(opt)
+	in.Explain = explain
 	rep := audit.Run(in)
 	rep.Findings = append(rep.Findings, firewalldFindings(ctx, log, false)...)
-	return report(out, opt, rep)
+	return rep, nil
 }
 
 func explainTarget(opt options) *audit.Target {

@@ -140,6 +140,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
 		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
+		fs.DurationVar(&opt.auditEvery, "audit-every", 5*time.Minute, "run the audit this often and export dockmoat_ports_beyond_policy (read-only; 0 turns it off)")
 		stateDirFlag(fs, opt)
 	}
 	return fs

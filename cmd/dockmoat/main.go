@@ -47,6 +47,7 @@ type options struct {
 	format       string
 	metricsAddr  string
 	healthGrace  time.Duration
+	auditEvery   time.Duration
 	backend      string
 	addr         string // healthcheck
 	stateDir     string
@@ -356,6 +357,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	}
 	applyDisabled(opt.stateDir, rec, m, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
+	go auditLoop(ctx, opt, log, rec, m, opt.auditEvery)
 
 	record, coexist := statusWriter(opt.stateDir, log), coexistenceWarner(log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {

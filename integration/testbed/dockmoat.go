@@ -31,8 +31,10 @@ type Dockmoat struct {
 	Bin     string
 	Config  string // config file path
 	LogPath string
-	cmd     *exec.Cmd
-	exited  chan error
+	// Args are added to `run` at the next Start (a scheduled audit, say).
+	Args   []string
+	cmd    *exec.Cmd
+	exited chan error
 }
 
 func (b *Bed) command(ctx context.Context, bin string, args ...string) *exec.Cmd {
@@ -90,7 +92,8 @@ func (d *Dockmoat) Start() error {
 		return fmt.Errorf("opening dockmoat log: %w", err)
 	}
 	defer f.Close()
-	cmd := d.bed.command(context.Background(), d.Bin, "run", "--config", d.Config, "--log-level", "debug", "--metrics-addr", MetricsAddr, "--state-dir", d.StateDir())
+	args := append([]string{"run", "--config", d.Config, "--log-level", "debug", "--metrics-addr", MetricsAddr, "--state-dir", d.StateDir()}, d.Args...)
+	cmd := d.bed.command(context.Background(), d.Bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting dockmoat: %w", err)
