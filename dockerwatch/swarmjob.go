@@ -42,7 +42,9 @@ type NodeOutput struct {
 // of its command and no health check or restarts. It waits for every
 // task, collects each node's standard output, and removes the job. Nodes
 // that ran no task (down, drained) are reported with the reason.
-func RunOnEveryNode(ctx context.Context, api JobAPI, like, name string, args []string, timeout time.Duration) ([]NodeOutput, error) {
+// progress, if not nil, hears how many tasks have ended, of how many, each
+// time that changes.
+func RunOnEveryNode(ctx context.Context, api JobAPI, like, name string, args []string, timeout time.Duration, progress func(done, total int)) ([]NodeOutput, error) {
 	svc, err := api.ServiceInspect(ctx, like, client.ServiceInspectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("finding service %s (deploy deploy/stack.yaml as stack dockmoat, or name the service with --service): %w", like, err)
@@ -60,7 +62,7 @@ func RunOnEveryNode(ctx context.Context, api JobAPI, like, name string, args []s
 		defer cancel()
 		_, _ = api.ServiceRemove(rctx, created.ID, client.ServiceRemoveOptions{})
 	}()
-	tasks, err := waitTasks(ctx, api, created.ID, timeout)
+	tasks, err := waitTasks(ctx, api, created.ID, timeout, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +102,25 @@ func terminal(s swarm.TaskState) bool {
 
 // waitTasks waits until the job has tasks and every one has ended; at
 // the timeout it returns what there is (collect names the unfinished).
-func waitTasks(ctx context.Context, api JobAPI, id string, timeout time.Duration) ([]swarm.Task, error) {
+func waitTasks(ctx context.Context, api JobAPI, id string, timeout time.Duration, progress func(done, total int)) ([]swarm.Task, error) {
 	deadline := time.Now().Add(timeout)
+	last := -1
 	for {
 		res, err := api.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.Add("service", id)})
 		if err != nil {
 			return nil, fmt.Errorf("listing the job's tasks: %w", err)
 		}
-		done := len(res.Items) > 0 && !slices.ContainsFunc(res.Items, func(t swarm.Task) bool { return !terminal(t.Status.State) })
+		ended := 0
+		for _, t := range res.Items {
+			if terminal(t.Status.State) {
+				ended++
+			}
+		}
+		if progress != nil && len(res.Items) > 0 && ended != last {
+			progress(ended, len(res.Items))
+			last = ended
+		}
+		done := len(res.Items) > 0 && ended == len(res.Items)
 		if done || (time.Now().After(deadline) && len(res.Items) > 0) {
 			return res.Items, nil
 		}

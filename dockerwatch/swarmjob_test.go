@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -98,5 +99,38 @@ func TestCollectPerNode(t *testing.T) {
 		out[1].Node != "beta" || !strings.Contains(out[1].Err, "did not finish") ||
 		out[2].Node != "gamma" || !strings.Contains(out[2].Err, "no task ran there") {
 		t.Errorf("collected %+v", out)
+	}
+}
+
+// stepTasks lists the job's tasks a step further each time it is asked.
+type stepTasks struct {
+	JobAPI
+	steps [][]swarm.TaskState
+	n     *int
+}
+
+func (s stepTasks) TaskList(context.Context, client.TaskListOptions) (client.TaskListResult, error) {
+	i := min(*s.n, len(s.steps)-1)
+	*s.n++
+	var out []swarm.Task
+	for j, st := range s.steps[i] {
+		out = append(out, swarm.Task{ID: string(rune('a' + j)), Status: swarm.TaskStatus{State: st}})
+	}
+	return client.TaskListResult{Items: out}, nil
+}
+
+// Progress is told each time the number of ended tasks changes, not on
+// every poll.
+func TestWaitTasksProgress(t *testing.T) {
+	run, done := swarm.TaskStateRunning, swarm.TaskStateComplete
+	n := 0
+	api := stepTasks{steps: [][]swarm.TaskState{{run, run}, {run, run}, {done, run}, {done, done}}, n: &n}
+	var heard []string
+	tasks, err := waitTasks(context.Background(), api, "job", time.Minute, func(d, total int) { heard = append(heard, fmt.Sprintf("%d/%d", d, total)) })
+	if err != nil || len(tasks) != 2 {
+		t.Fatalf("tasks %v, err %v", tasks, err)
+	}
+	if !slices.Equal(heard, []string{"0/2", "1/2", "2/2"}) {
+		t.Errorf("progress %v", heard)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/dockmoat/dockmoat/audit"
@@ -28,7 +29,7 @@ func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error
 	}
 	defer cli.Close()
 	job := fmt.Sprintf("dockmoat-audit-%d", time.Now().Unix())
-	outs, err := dockerwatch.RunOnEveryNode(ctx, cli, opt.swarmService, job, []string{"audit", "--format", "json", "--exit-zero"}, swarmAuditTimeout)
+	outs, err := dockerwatch.RunOnEveryNode(ctx, cli, opt.swarmService, job, []string{"audit", "--format", "json", "--exit-zero"}, swarmAuditTimeout, swarmProgress(os.Stderr))
 	if err != nil {
 		return false, fmt.Errorf("audit --swarm (run it on a manager): %w", err)
 	}
@@ -63,4 +64,19 @@ func clusterReport(outs []dockerwatch.NodeOutput) audit.ClusterReport {
 		rep.Nodes = append(rep.Nodes, audit.ParseNodeReport(o.Node, o.Stdout))
 	}
 	return rep
+}
+
+// swarmProgress reports the job's progress on stderr when it is a
+// terminal ("audited 2 of 3 nodes"), rewriting one line; nothing when
+// stderr goes to a file or a pipe (cron, CI).
+func swarmProgress(stderr *os.File) func(done, total int) {
+	if fi, err := stderr.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return func(done, total int) {
+		fmt.Fprintf(stderr, "\rdockmoat audit --swarm: audited %d of %d nodes", done, total)
+		if done == total {
+			fmt.Fprintln(stderr)
+		}
+	}
 }
