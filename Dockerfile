@@ -56,6 +56,9 @@ RUN set -e; \
     chmod 1777 /slim/tmp
 
 FROM scratch
+# BASE again, for the label: an ARG before the first FROM is not seen
+# inside a stage unless declared there.
+ARG BASE
 COPY --from=runtime /slim/ /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ARG VERSION=dev
@@ -65,7 +68,8 @@ LABEL org.opencontainers.image.title="dockmoat" \
       org.opencontainers.image.source="https://github.com/dockmoat/dockmoat" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE}"
 COPY --from=build /out/dockmoat /usr/local/bin/dockmoat
 ENTRYPOINT ["/usr/local/bin/dockmoat"]
 CMD ["run"]

@@ -196,7 +196,8 @@ func TestSidecarImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("image %s: %.1f MB", sidecarTag, float64(inf.Size)/1e6)
-		if l := inf.Config.Labels; l["org.opencontainers.image.licenses"] != "Apache-2.0" || l["org.opencontainers.image.source"] == "" {
+		if l := inf.Config.Labels; l["org.opencontainers.image.licenses"] != "Apache-2.0" || l["org.opencontainers.image.source"] == "" ||
+			l["org.opencontainers.image.base.name"] == "" {
 			t.Errorf("OCI labels: %v", l)
 		}
 		// The nftables backend needs nft, with JSON, in the image.
