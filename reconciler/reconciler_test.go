@@ -497,6 +497,36 @@ func TestGuardThenRun(t *testing.T) {
 	}
 }
 
+// With the last pass's published ports, the guard closes them on INPUT
+// too (the docker-proxy path at boot), and run's first pass takes that
+// chain over with its check.
+func TestGuardClosesLastPortsOnInput(t *testing.T) {
+	v4 := iptfake.New()
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	log, _ := test.NewNullLogger()
+	rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), d, config.Default(), log)
+	boot := netfilter.Boot{Published: [2][]rules.PortRun{{{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}}}
+	if _, err := rec.Guard(context.Background(), config.Default(), boot); err != nil {
+		t.Fatal(err)
+	}
+	if in := v4.Rules("INPUT"); len(in) != 1 || !strings.Contains(in[0], "dockmoat:input") {
+		t.Errorf("INPUT: %q", in)
+	}
+	got := strings.Join(v4.Rules(rules.ChainInput), "\n")
+	if !strings.Contains(got, "--dport 8080:8081") || !strings.HasSuffix(got, "-j DROP") || strings.Contains(got, "PASS") {
+		t.Errorf("guard's DOCKMOAT-INPUT:\n%s", got)
+	}
+	if _, err := rec.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if in := v4.Rules("INPUT"); len(in) != 2 || !strings.Contains(in[1], "dockmoat:input-check") {
+		t.Errorf("INPUT after run: %q", in)
+	}
+	if got := strings.Join(v4.Rules(rules.ChainInput), "\n"); !strings.Contains(got, "allow 8080/tcp to web via docker-proxy") {
+		t.Errorf("run did not replace the guard's input chain:\n%s", got)
+	}
+}
+
 // A late guard leaves alone a dockmoat hooked in FORWARD (DOCKER-USER
 // gone): the coarse guard ruleset must not replace the exact one.
 func TestGuardLeavesForwardHook(t *testing.T) {
