@@ -214,6 +214,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		decisions, problems := opt.Memo.decide(cfg, c)
 		res.Problems = append(res.Problems, problems...)
 		addrs := familyAddrs(*c, fam)
+		first := len(l.decisions)
 		for _, d := range decisions {
 			if !bindingInFamily(d.Binding, fam) {
 				continue
@@ -226,6 +227,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 				g.add(addrs, d, srcs, allows)
 			}
 		}
+		res.Proxied = proxiedAppend(res.Proxied, c, l.decisions[first:], fam, opt.ProxyAll)
 	}
 	if opt.Sets {
 		var open, from Set
@@ -234,7 +236,7 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 		res.Sets = []Set{open, from}
 		res.Ports = portRanges(ports)
 	}
-	res.Proxied = proxied(cfg, snap, fam, opt)
+	sortProxied(res.Proxied)
 	res.Input = inputPath(l.decisions)
 	addEgress(&res, cfg, snap)
 	return res

@@ -48,9 +48,12 @@ type Incremental struct {
 	newEnts  []*incEnt
 	newPorts []hostPort
 	linear   map[*incGroup]bool
-	// input is the last InputPath (proxy.go), remade when some
-	// container's decisions changed (inputDirty).
+	// input and proxied are the last InputPath and Proxied (proxy.go),
+	// remade when some container's decisions or address families changed
+	// (inputDirty) or ProxyAll did.
 	input      InputPath
+	proxied    []Decision
+	proxyAll   bool
 	inputDirty bool
 }
 
@@ -126,6 +129,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
 		var was []Decision
+		var wasFam bool
 		e, had := inc.ents[c.ID]
 		if had {
 			if e.gen == inc.gen {
@@ -138,7 +142,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 				e.gen = inc.gen
 				continue
 			}
-			was = e.decisions
+			was, wasFam = e.decisions, hasFamilyAddr(&e.c, inc.fam)
 			inc.remove(e, dirty)
 		}
 		var ne *incEnt
@@ -147,9 +151,10 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 		} else {
 			ne = inc.share(cfg, c)
 		}
-		// The input path changes only with the decisions (a container
-		// that moved to a new address leaves it as it is).
-		if !had || !reflect.DeepEqual(was, ne.decisions) {
+		// The input path and the proxied list change only with the
+		// decisions and with the families a container has addresses in (a
+		// container that moved to a new address leaves them as they are).
+		if !had || !reflect.DeepEqual(was, ne.decisions) || wasFam != hasFamilyAddr(c, inc.fam) {
 			inc.inputDirty = true
 		}
 		inc.insert(ne, dirty)
@@ -482,15 +487,18 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	}
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
-	res.Proxied = proxied(cfg, snap, inc.fam, opt)
-	if inc.inputDirty {
+	if inc.inputDirty || inc.proxyAll != opt.ProxyAll {
 		chunks := make([][]Decision, len(inc.order))
+		var px []Decision
 		for i, e := range inc.order {
 			chunks[i] = e.decisions
+			px = proxiedAppend(px, &e.c, e.decisions, inc.fam, opt.ProxyAll)
 		}
-		inc.input, inc.inputDirty = inputPath(chunks...), false
+		sortProxied(px)
+		inc.input, inc.proxied, inc.proxyAll, inc.inputDirty = inputPath(chunks...), px, opt.ProxyAll, false
 	}
-	res.Input = inc.input // read-only: shared by the results until it changes
+	// Read-only: shared by the results until they change.
+	res.Input, res.Proxied = inc.input, inc.proxied
 	addEgress(&res, cfg, snap)
 	return res
 }

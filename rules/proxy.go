@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-
-	"github.com/dockmoat/dockmoat/config"
 )
 
 // The proxy path. `docker run -p 5432:5432` publishes on 0.0.0.0 and ::.
@@ -50,30 +48,29 @@ const (
 	InputHookChain = "INPUT"
 )
 
-// proxied lists the decisions of the bindings of a family that reach
-// their container through docker-proxy even while Docker's DNAT is in
-// place: every binding of a container with no address of the family, or
-// every binding when Docker does not DNAT the family (opt.ProxyAll).
-// Loopback bindings are local and left out. It is what `plan` reports;
-// the input chain closes every binding (Result.Input).
-func proxied(cfg config.Config, snap Snapshot, fam Family, opt Options) []Decision {
-	var out []Decision
-	for i := range snap.Containers {
-		c := &snap.Containers[i]
-		if len(c.Ports) == 0 || (!opt.ProxyAll && hasFamilyAddr(c, fam)) {
-			continue
-		}
-		decisions, _ := decide(cfg, *c)
-		for _, d := range decisions {
-			if bindingInFamily(d.Binding, fam) && !(d.Binding.HostIP.IsValid() && d.Binding.HostIP.IsLoopback()) {
-				out = append(out, d)
-			}
+// proxiedAppend adds to out the decisions (of the family, ds) of a
+// container whose bindings reach it through docker-proxy even while
+// Docker's DNAT is in place: it has no address of the family, or Docker
+// does not DNAT the family (proxyAll). Loopback bindings are local and
+// left out. It is what `plan` reports; the input chain closes every
+// binding (Result.Input).
+func proxiedAppend(out []Decision, c *Container, ds []Decision, fam Family, proxyAll bool) []Decision {
+	if len(ds) == 0 || (!proxyAll && hasFamilyAddr(c, fam)) {
+		return out
+	}
+	for _, d := range ds {
+		if !(d.Binding.HostIP.IsValid() && d.Binding.HostIP.IsLoopback()) {
+			out = append(out, d)
 		}
 	}
-	slices.SortFunc(out, func(a, b Decision) int {
+	return out
+}
+
+// sortProxied orders proxied decisions by port, then container.
+func sortProxied(ds []Decision) {
+	slices.SortFunc(ds, func(a, b Decision) int {
 		return cmp.Or(comparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
 	})
-	return out
 }
 
 func hasFamilyAddr(c *Container, fam Family) bool {
