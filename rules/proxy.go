@@ -25,9 +25,9 @@ import (
 // dockmoat closes that path in its own chain, DOCKMOAT-INPUT, reached by
 // one jump at the top of INPUT, for every published binding that is not
 // on loopback, whether Docker DNATs it now or not (Result.Input): while
-// the DNAT is there no outside connection to the port reaches INPUT, so
-// the rules cost nothing; when it is gone they are what keeps the port
-// closed. The chain lets replies, the host itself and the Docker networks
+// the DNAT is there no outside connection to the port reaches INPUT (the
+// rules cost a new connection to a host service one rule per run of
+// ports); when it is gone they are what keeps the port closed. The chain lets replies, the host itself and the Docker networks
 // through, then the same allows as on the DNAT path (trusted sources,
 // labels, config; sources of the family), matched on the published port
 // the client connected to, and drops every other new connection to
@@ -40,7 +40,7 @@ const (
 	ChainInput       = "DOCKMOAT-INPUT"
 	InputHookComment = "dockmoat:input"
 	// ChainInputCheck, reached by a second jump after the input hook,
-	// drops a new connection to a proxied binding that DOCKMOAT-INPUT did
+	// drops a new connection to a published binding that DOCKMOAT-INPUT did
 	// not let through (ChainCheck's counterpart on the docker-proxy path).
 	ChainInputCheck   = "DOCKMOAT-INPUT-CHECK"
 	InputCheckComment = "dockmoat:input-check"
