@@ -296,6 +296,21 @@ func (e *env) startProber(checks []check, workersPerCheck int) *prober {
 }
 
 // sum adds up per-probe attempt counts.
+// noneThrough fails t for every connection the prober got through (when
+// says when it happened) and for every check it tried fewer than 10
+// times: too few to prove a port closed.
+func noneThrough(t *testing.T, attempts map[string]int, breaches []string, when string) {
+	t.Helper()
+	for _, b := range breaches {
+		t.Errorf("reachable %s: %s", when, b)
+	}
+	for k, n := range attempts {
+		if n < 10 {
+			t.Errorf("prober made only %d attempts on %s: the test proves nothing", n, k)
+		}
+	}
+}
+
 func sum(m map[string]int) int {
 	n := 0
 	for _, v := range m {
