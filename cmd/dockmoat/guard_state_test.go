@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -14,13 +17,28 @@ import (
 // guard then closes the DNAT path only, and says so), a missing one none.
 func TestLastPublished(t *testing.T) {
 	dir := t.TempDir()
-	st := daemonStatus{Families: []familyStatus{
-		{Family: rules.IPv4.String(), Published: []publishedRun{{Proto: "tcp", Lo: 8080, Hi: 8082}, {Proto: "udp", Lo: 53, Hi: 53, Host: "192.0.2.1"}}},
-		{Family: rules.IPv6.String(), Published: []publishedRun{{Proto: "tcp", Lo: 443, Hi: 443}}},
+	pass := netfilter.SyncResult{Plans: []netfilter.FamilyPlan{
+		{Family: rules.IPv4, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{
+			{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}, Containers: []string{"a"}},
+			{HostIP: netip.MustParseAddr("192.0.2.1"), PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}}},
+		{Family: rules.IPv6, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{{PortRange: rules.PortRange{Proto: "tcp", Lo: 443, Hi: 443}}}}}},
+		{Family: rules.IPv4, Layer: true, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{{PortRange: rules.PortRange{Proto: "tcp", Lo: 9, Hi: 9}}}}}},
 	}}
-	if err := writeStatus(dir, st); err != nil {
+	write := publishedWriter(dir, logrus.New())
+	write(pass, nil, 0)
+	file := filepath.Join(dir, publishedFile)
+	first, _ := os.Stat(file)
+	// The same ports again: nothing written (a pass that only moved a
+	// container costs no file).
+	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
+	write(pass, nil, 0)
+	if _, err := os.Stat(file); err == nil || first == nil {
+		t.Fatalf("record rewritten though the ports did not change (or never written: %v)", first)
+	}
+	write = publishedWriter(dir, logrus.New())
+	write(pass, nil, 0)
 	got, err := lastPublished(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +47,7 @@ func TestLastPublished(t *testing.T) {
 		len(got[1]) != 1 || got[1][0].Proto != "tcp" || got[1][0].Lo != 443 {
 		t.Errorf("read back %+v", got)
 	}
-	st.Families[1].Published[0].Proto = "tcp -j ACCEPT"
-	if err := writeStatus(dir, st); err != nil {
+	if err := writeJSONFile(dir, publishedFile, publishedRecord{IPv6: []publishedRun{{Proto: "tcp -j ACCEPT", Lo: 1, Hi: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := lastPublished(dir); err == nil {

@@ -359,10 +359,11 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 	go auditLoop(ctx, opt, log, rec, m, opt.auditEvery)
 
-	record, coexist := statusWriter(opt.stateDir, log), coexistenceWarner(log)
+	record, published, coexist := statusWriter(opt.stateDir, log), publishedWriter(opt.stateDir, log), coexistenceWarner(log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
 		m.ObserveSync(res, err, took)
 		record(res, err, took)
+		published(res, err, took)
 		coexist(res, err, took)
 	}
 	onSync := readyAfterFirstPass(observe, notify, func(err error) { log.WithError(err).Warn("could not tell systemd the host is protected") })

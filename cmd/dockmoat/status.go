@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
-	"github.com/dockmoat/dockmoat/rules"
 )
 
 // The daemon writes what `dockmoat status` tells into its state directory
@@ -44,17 +41,6 @@ type familyStatus struct {
 	Skipped string `json:"skipped,omitempty"`
 	Open    int    `json:"open"`
 	Closed  int    `json:"closed"`
-	// Published are the family's published ports as runs, for `dockmoat
-	// guard` at the next boot (bootFacts).
-	Published []publishedRun `json:"published,omitempty"`
-}
-
-// publishedRun is a rules.PortRun without its containers.
-type publishedRun struct {
-	Proto string `json:"proto"`
-	Lo    uint16 `json:"lo"`
-	Hi    uint16 `json:"hi"`
-	Host  string `json:"host,omitempty"`
 }
 
 // statusWriter records each pass in dir; it keeps the last good pass's
@@ -79,13 +65,6 @@ func statusWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResult,
 						f.Closed++
 					}
 				}
-				for _, r := range p.Result.Input.All {
-					pr := publishedRun{Proto: r.Proto, Lo: r.Lo, Hi: r.Hi}
-					if r.HostIP.IsValid() {
-						pr.Host = r.HostIP.String()
-					}
-					f.Published = append(f.Published, pr)
-				}
 				st.Families = append(st.Families, f)
 				st.Problems += len(p.Result.Problems)
 			}
@@ -96,16 +75,19 @@ func statusWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResult,
 	}
 }
 
-func writeStatus(dir string, st daemonStatus) error {
-	data, err := json.Marshal(st)
+func writeStatus(dir string, st daemonStatus) error { return writeJSONFile(dir, statusFile, st) }
+
+// writeJSONFile replaces dir/name with v as JSON, whole or not at all.
+func writeJSONFile(dir, name string, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, statusFile+".tmp")
+	tmp := filepath.Join(dir, name+".tmp")
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, statusFile))
+	return os.Rename(tmp, filepath.Join(dir, name))
 }
 
 // statusReport is `dockmoat status --format json`.
@@ -190,39 +172,4 @@ func writeStatusText(out io.Writer, rep statusReport, dir string) {
 	if d.Problems > 0 {
 		fmt.Fprintf(out, "  %d problem(s): see 'dockmoat plan'\n", d.Problems)
 	}
-}
-
-// lastPublished reads the published ports of the daemon's last good pass
-// from dir, IPv4 then IPv6: what the guard closes on the docker-proxy
-// path at boot. Missing or unreadable, there are none (the DNAT path is
-// closed all the same).
-func lastPublished(dir string) ([2][]rules.PortRun, error) {
-	var out [2][]rules.PortRun
-	data, err := os.ReadFile(filepath.Join(dir, statusFile))
-	if err != nil {
-		return out, err
-	}
-	var st daemonStatus
-	if err := json.Unmarshal(data, &st); err != nil {
-		return out, fmt.Errorf("%s: %w", filepath.Join(dir, statusFile), err)
-	}
-	for _, f := range st.Families {
-		i := 0
-		if f.Family == rules.IPv6.String() {
-			i = 1
-		}
-		for _, p := range f.Published {
-			r := rules.PortRun{PortRange: rules.PortRange{Proto: p.Proto, Lo: p.Lo, Hi: p.Hi}}
-			if p.Host != "" {
-				if r.HostIP, err = netip.ParseAddr(p.Host); err != nil {
-					return out, fmt.Errorf("%s: %w", filepath.Join(dir, statusFile), err)
-				}
-			}
-			if p.Lo == 0 || p.Hi < p.Lo || !slices.Contains([]string{"tcp", "udp", "sctp"}, p.Proto) {
-				return out, fmt.Errorf("%s: bad published run %+v", filepath.Join(dir, statusFile), p)
-			}
-			out[i] = append(out[i], r)
-		}
-	}
-	return out, nil
 }
