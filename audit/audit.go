@@ -208,7 +208,7 @@ func Run(in Input) Report {
 		}
 		fc.setRuleset(iptRuleset{filter: fc.filter, nat: fc.nat, raw: fc.raw})
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
-		if fc.plan.Skipped == "" && !fc.plan.InputOnly {
+		if fc.plan.Skipped == "" && !ipt.DetailOf(fc.plan).InputOnly {
 			managed++
 			if !fc.installed || !fc.plan.InSync() || len(fc.setDiff) > 0 {
 				rep.Protected = false
@@ -662,29 +662,29 @@ func stripComment(raw string) string {
 	return strings.Join(out, " ")
 }
 
-func protectionFindings(fc *famCtx, obs netfilter.Observed) []string {
+func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
 	fam := fc.st.Family
 	var out []string
-	p := fc.plan
+	p, d := fc.plan, ipt.DetailOf(fc.plan)
 	switch {
 	case p.Skipped != "":
 		out = append(out, fmt.Sprintf("%s: %s", fam, p.Skipped))
 		return out
-	case p.InputOnly:
+	case d.InputOnly:
 		state := "installed and intact"
 		if !p.InSync() {
 			state = "NOT intact; is dockmoat running?"
 		}
 		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, rules.ChainInput, state))
 		return out
-	case p.DockerUserMissing && len(p.HookPositions) == 0:
+	case d.DockerUserMissing && len(d.HookPositions) == 0:
 		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain and no dockmoat hook in FORWARD: Docker's chains were flushed, Docker is not running, or its iptables integration is disabled (--iptables=false); is dockmoat running?", fam))
-	case p.DockerUserMissing:
-		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain (flushed, or Docker's iptables integration is off): dockmoat's hook stands in FORWARD (position %v) until Docker recreates it", fam, p.HookPositions))
+	case d.DockerUserMissing:
+		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain (flushed, or Docker's iptables integration is off): dockmoat's hook stands in FORWARD (position %v) until Docker recreates it", fam, d.HookPositions))
 	case !fc.installed:
 		out = append(out, fmt.Sprintf("%s: dockmoat protection NOT installed (no hook in DOCKER-USER)", fam))
-	case p.HookPositions[0] != 1:
-		out = append(out, fmt.Sprintf("%s: dockmoat hook is not first in DOCKER-USER (position %v): rules above it decide first", fam, p.HookPositions))
+	case d.HookPositions[0] != 1:
+		out = append(out, fmt.Sprintf("%s: dockmoat hook is not first in DOCKER-USER (position %v): rules above it decide first", fam, d.HookPositions))
 	case len(p.Changed) > 0:
 		var missing []string
 		for _, c := range p.Changed {

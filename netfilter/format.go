@@ -3,7 +3,6 @@ package netfilter
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -55,29 +54,16 @@ func FormatPlan(p FamilyPlan) string {
 	return b.String()
 }
 
-// writeRules shows the desired rules: the nft table, or the iptables
-// jumps, chains and sets.
+// writeRules shows the desired rules, as the backend's detail words them.
 func writeRules(b *strings.Builder, p FamilyPlan) {
-	switch {
-	case p.NFT != "":
-		b.WriteString("rules (nft, both families):\n")
-		for _, l := range strings.Split(strings.TrimRight(p.NFT, "\n"), "\n") {
-			b.WriteString("  " + l + "\n")
-		}
-	case p.InTable:
-		b.WriteString("rules: in the inet table above\n")
-	default:
-		b.WriteString("rules:\n")
-		if p.Rules != nil {
-			for _, l := range p.Rules.Lines() {
-				fmt.Fprintf(b, "  %s\n", l)
-			}
-		}
-		for _, set := range p.Result.Sets {
-			fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
-			for _, e := range set.Sorted() {
-				fmt.Fprintf(b, "  %s\n", e)
-			}
+	if p.Detail != nil {
+		p.Detail.WriteRules(b, p)
+		return
+	}
+	b.WriteString("rules:\n")
+	if p.Rules != nil {
+		for _, l := range p.Rules.Lines() {
+			fmt.Fprintf(b, "  %s\n", l)
 		}
 	}
 }
@@ -89,72 +75,14 @@ func writeDiff(b *strings.Builder, p FamilyPlan) {
 		b.WriteString("  none: installed rules match\n\n")
 		return
 	}
-	for _, c := range p.Changed {
-		if strings.HasPrefix(c, "inet dockmoat") {
-			fmt.Fprintf(b, "  %s differs: the table will be replaced atomically\n", c)
-			continue
-		}
-		if _, ok := p.Observed.Owned[c]; ok {
-			fmt.Fprintf(b, "  chain %s differs: will be replaced atomically\n", c)
-		} else {
-			fmt.Fprintf(b, "  chain %s missing: will be created\n", c)
+	if p.Detail != nil {
+		p.Detail.WriteDiff(b, p)
+	} else {
+		for _, c := range p.Changed {
+			fmt.Fprintf(b, "  %s differs: will be replaced atomically\n", c)
 		}
 	}
-	for _, c := range p.Stale {
-		fmt.Fprintf(b, "  chain %s is no longer used: will be deleted\n", c)
-	}
-	for _, name := range p.SetsMissing {
-		fmt.Fprintf(b, "  ipset %s missing: will be created\n", name)
-	}
-	for _, set := range p.Result.Sets {
-		for _, e := range p.SetDel[set.Name] {
-			fmt.Fprintf(b, "  ipset %s: will delete %s\n", set.Name, e)
-		}
-		for _, e := range p.SetAdd[set.Name] {
-			fmt.Fprintf(b, "  ipset %s: will add %s\n", set.Name, e)
-		}
-	}
-	switch in := p.Observed.InputHook; {
-	case p.WantsInput() && len(in) == 0:
-		fmt.Fprintf(b, "  input hook missing: will be inserted at the top of %s\n", rules.InputHookChain)
-	case p.WantsInput() && !slices.Equal(in, []int{1}):
-		fmt.Fprintf(b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, rules.InputHookChain)
-	case !p.WantsInput() && len(in) > 0:
-		fmt.Fprintf(b, "  input hook no longer needed: will be removed from %s\n", rules.InputHookChain)
-	}
-	switch {
-	case p.InputOnly:
-	case p.DockerUserMissing && !slices.Equal(p.HookPositions, []int{1}):
-		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook will be inserted at the top of FORWARD until it is back\n", rules.HookChain)
-	case p.DockerUserMissing:
-		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook stands at the top of FORWARD until it is back\n", rules.HookChain)
-	case len(p.HookPositions) == 0:
-		fmt.Fprintf(b, "  hook missing: will be inserted at the top of %s\n", p.HookIn)
-	case p.HookPositions[0] != 1 || len(p.HookPositions) > 1:
-		fmt.Fprintf(b, "  hook at position(s) %v of %s: will be moved to the top\n", p.HookPositions, p.HookIn)
-	}
-	if p.StrayHooks > 0 {
-		fmt.Fprintf(b, "  %d hook(s) left in FORWARD from while %s was missing: will be removed\n", p.StrayHooks, rules.HookChain)
-	}
-	writeChecks(b, p)
 	b.WriteString("\n")
-}
-
-// writeChecks tells where the checks' jumps (second after each hook,
-// netfilter/ipt's fail-closed layout) are not.
-func writeChecks(b *strings.Builder, p FamilyPlan) {
-	if !p.WantCheck {
-		return
-	}
-	if !p.InputOnly && slices.Equal(p.HookPositions, []int{1}) && !slices.Equal(p.CheckPositions, []int{2}) {
-		fmt.Fprintf(b, "  check jump at position(s) %v of %s: will be put second, after the hook\n", p.CheckPositions, p.HookIn)
-	}
-	if p.StrayChecks > 0 {
-		fmt.Fprintf(b, "  %d check jump(s) left in FORWARD from while %s was missing: will be removed\n", p.StrayChecks, rules.HookChain)
-	}
-	if in := p.Observed.InputCheck; p.WantsInput() && slices.Equal(p.Observed.InputHook, []int{1}) && !slices.Equal(in, []int{2}) {
-		fmt.Fprintf(b, "  input check jump at position(s) %v of %s: will be put second, after the input hook\n", in, rules.InputHookChain)
-	}
 }
 
 func bindingString(bd rules.PortBinding) string {

@@ -43,7 +43,7 @@ func (f *fakeBackend) Plan(_ context.Context, cfg config.Config, snap rules.Snap
 	var plans []netfilter.FamilyPlan
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		plans = append(plans, netfilter.FamilyPlan{Family: fam, Tool: "fake",
-			Result: rules.Build(cfg, snap, fam, rules.Options{}), HookPositions: []int{1}})
+			Result: rules.Build(cfg, snap, fam, rules.Options{})})
 	}
 	return plans, nil
 }

@@ -122,7 +122,7 @@ func (r *Reconciler) logResult(res netfilter.SyncResult, took time.Duration) {
 		}
 		r.log.WithFields(logrus.Fields{
 			"family": p.Family.String(), "tool": p.Tool, "chains": p.Changed,
-			"hook": p.HookPositions, "ports": len(p.Result.Decisions()), "open": open,
+			"ports": len(p.Result.Decisions()), "open": open,
 			"took": took.String(),
 		}).Info("firewall updated")
 	}

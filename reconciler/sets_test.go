@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -135,8 +136,8 @@ func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plans[0].InSync() || len(plans[0].SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(plans[0].SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
-		t.Fatalf("plan should show one add and one delete: %+v %+v", plans[0].SetAdd, plans[0].SetDel)
+	if plans[0].InSync() || len(ipt.DetailOf(plans[0]).SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(ipt.DetailOf(plans[0]).SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
+		t.Fatalf("plan should show one add and one delete: %+v %+v", ipt.DetailOf(plans[0]).SetAdd, ipt.DetailOf(plans[0]).SetDel)
 	}
 	res := r.sync(t)
 	if !slices.Contains(res.Drift, "set DOCKMOAT-OPEN-V4 edited") {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 )
 
 // coexistenceWarner logs, when they appear or change, what other rules in
@@ -21,7 +22,7 @@ func coexistenceWarner(log logrus.FieldLogger) func(netfilter.SyncResult, error,
 		var found []string
 		for _, p := range res.Plans {
 			if !p.Layer && p.Skipped == "" {
-				found = append(found, audit.Coexistence(p.Family, p.Observed.DockerUser)...)
+				found = append(found, audit.Coexistence(p.Family, ipt.DetailOf(p).Observed.DockerUser)...)
 			}
 		}
 		if now := strings.Join(found, "\n"); now != last {

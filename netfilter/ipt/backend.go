@@ -76,10 +76,10 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 func (b *Backend) Notifies() bool { return b.notifies }
 
 // observe reads one family's filter table in one listing.
-func (b *Backend) observe(ctx context.Context, fam rules.Family) (netfilter.Observed, error) {
+func (b *Backend) observe(ctx context.Context, fam rules.Family) (Observed, error) {
 	data, err := b.families[fam].Save(ctx, "filter")
 	if err != nil {
-		return netfilter.Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
+		return Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
 	}
 	return Observe(data), nil
 }
@@ -100,7 +100,7 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 			return nil, err
 		}
 		if useSets && p.Skipped == "" {
-			if err := b.diffSets(&p); err != nil {
+			if err := b.diffSets(p); err != nil {
 				return nil, err
 			}
 		}
@@ -170,20 +170,20 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	}
 	last := netfilter.HashesOf(rs.Chains)
 	var out []string
-	fam := p.Family.String() + ": "
-	if !p.InputOnly {
-		out = append(out, netfilter.JumpDrift(fam+"hook", p.HookIn, p.HookPositions)...)
+	fam, d := p.Family.String()+": ", DetailOf(p)
+	if !d.InputOnly {
+		out = append(out, netfilter.JumpDrift(fam+"hook", d.HookIn, d.HookPositions)...)
 		if _, ok := last[rules.ChainCheck]; ok {
-			out = append(out, netfilter.JumpDriftAt(fam+"check", p.HookIn, p.CheckPositions, 2)...)
+			out = append(out, netfilter.JumpDriftAt(fam+"check", d.HookIn, d.CheckPositions, 2)...)
 		}
 	}
 	if _, ok := last[rules.ChainInput]; ok {
-		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, p.Observed.InputHook)...)
+		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, d.Observed.InputHook)...)
 		if _, ok := last[rules.ChainInputCheck]; ok {
-			out = append(out, netfilter.JumpDriftAt(fam+"input check", rules.InputHookChain, p.Observed.InputCheck, 2)...)
+			out = append(out, netfilter.JumpDriftAt(fam+"input check", rules.InputHookChain, d.Observed.InputCheck, 2)...)
 		}
 	}
-	return append(out, netfilter.ChainDrift(fam, p.Observed.Owned, last)...)
+	return append(out, netfilter.ChainDrift(fam, d.Observed.Owned, last)...)
 }
 
 // applyFamily installs one family's plan: sets, chains, hooks, stale
@@ -193,29 +193,29 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 // once the rest is done. changed says whether rules or sets were written,
 // done whether the plan is installed (with or without its sets).
 func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *netfilter.Applied) (changed, done bool, err error) {
-	t := b.families[p.Family]
+	t, d := b.families[p.Family], DetailOf(p)
 	// Sets first: the rules that look them up must find them filled.
-	setsChanged := p.SetChanges() > 0
+	setsChanged := d.SetChanges() > 0
 	setErr := b.applySets(p)
 	out.Wrote = out.Wrote || (setsChanged && setErr == nil)
-	if p.Batch != "" {
-		if err := t.Restore(ctx, []byte(p.Batch)); err != nil {
+	if d.Batch != "" {
+		if err := t.Restore(ctx, []byte(d.Batch)); err != nil {
 			return false, false, errors.Join(setErr, fmt.Errorf("applying chains %s: %w", strings.Join(p.Changed, ", "), err))
 		}
 		out.Wrote = true
 	}
-	if p.DockerUserMissing && !p.InputOnly && b.hookIn[p.Family] != "FORWARD" {
+	if d.DockerUserMissing && !d.InputOnly && b.hookIn[p.Family] != "FORWARD" {
 		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s, or FORWARD does not jump to it: dockmoat hooks the top of FORWARD until Docker recreates it "+
 			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
 			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", rules.HookChain, t.Tool)
 	}
-	fixed, err := fixHooks(ctx, t, p)
+	fixed, err := fixHooks(ctx, t, d)
 	if err != nil {
 		return false, false, errors.Join(setErr, err)
 	}
 	out.HookFix = out.HookFix || fixed
-	if len(p.Stale) > 0 {
-		if err := t.Restore(ctx, []byte(deleteBatch(p.Stale))); err != nil {
+	if len(d.Stale) > 0 {
+		if err := t.Restore(ctx, []byte(deleteBatch(d.Stale))); err != nil {
 			return false, false, errors.Join(setErr, fmt.Errorf("removing stale chains: %w", err))
 		}
 	}
@@ -227,6 +227,6 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		b.sets.forget()
 	}
 	b.last[p.Family] = rulesetOf(p)
-	b.hookIn[p.Family] = p.HookIn
-	return p.Batch != "" || setsChanged, true, setErr
+	b.hookIn[p.Family] = d.HookIn
+	return d.Batch != "" || setsChanged, true, setErr
 }

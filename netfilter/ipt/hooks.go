@@ -10,7 +10,6 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
-	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -22,7 +21,7 @@ import (
 // again, and removes the input hook when that chain is no longer wanted,
 // before the chain itself goes. A pass and a repair both use it. fixed
 // says whether anything was changed.
-func fixHooks(ctx context.Context, t *Tables, p netfilter.FamilyPlan) (fixed bool, err error) {
+func fixHooks(ctx context.Context, t *Tables, p *Detail) (fixed bool, err error) {
 	if !p.InputOnly && !p.HooksInPlace() {
 		if err := ensureJumps(ctx, t, p.HookIn, hookPair()); err != nil {
 			return false, err
@@ -43,7 +42,7 @@ func fixHooks(ctx context.Context, t *Tables, p netfilter.FamilyPlan) (fixed boo
 	}
 	switch {
 	case p.InputHooksInPlace():
-	case p.WantsInput():
+	case p.InputChain:
 		if err := ensureJumps(ctx, t, rules.InputHookChain, inputPair()); err != nil {
 			return fixed, err
 		}

@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -13,13 +12,13 @@ var hashRe = regexp.MustCompile(`--comment "?` + regexp.QuoteMeta(rules.CommentP
 
 // Observe reads from iptables-save output of the filter table what the
 // backend needs: the chains, dockmoat's rule hashes and its jumps.
-func Observe(data []byte) netfilter.Observed {
+func Observe(data []byte) Observed {
 	return ObserveFilter(iptsave.ParseRaw(data)["filter"])
 }
 
 // ObserveFilter is Observe of a filter table already parsed (nil: none).
-func ObserveFilter(filter *iptsave.Table) netfilter.Observed {
-	obs := netfilter.Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
+func ObserveFilter(filter *iptsave.Table) Observed {
+	obs := Observed{Chains: map[string]bool{}, Owned: map[string][]string{}}
 	if filter == nil {
 		return obs
 	}

@@ -11,7 +11,7 @@ import (
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
 // opt is passed to rules.Build; whether to hand over to UFW is decided here.
-func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, opt rules.Options) netfilter.FamilyPlan {
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt rules.Options) netfilter.FamilyPlan {
 	p, _ := planWith(cfg, snap, fam, tool, obs, false, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
 	return p
 }
@@ -20,14 +20,14 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool s
 // planned input-only; a hooked one gets the policy (asked of policy only
 // then) rendered and diffed. hooked says which; wasHooked, whether the
 // last pass hooked the family (see planHead).
-func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
 	p, hooked = planHead(cfg, fam, tool, obs, wasHooked)
 	if !hooked {
 		planInputOnly(&p, cfg, snap)
 		return p, false
 	}
 	p.Result = policy()
-	render(&p, cfg, RenderOptions{UFWForward: p.UFW})
+	render(&p, cfg, RenderOptions{UFWForward: DetailOf(p).UFW})
 	return p, true
 }
 
@@ -42,22 +42,22 @@ func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool str
 // restore or firewalld's flush removes Docker's chains, and Docker's
 // DNAT (in the nat table) may still send packets through a FORWARD that
 // now accepts them. It moves back to DOCKER-USER when that is live again.
-func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
-	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
-		CheckPositions: obs.Check, WantCheck: true}
+func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
+	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain, CheckPositions: obs.Check, WantCheck: true}
+	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Detail: d}
 	switch {
 	case obs.DockerUserLive:
-		p.StrayHooks, p.StrayChecks = len(obs.ForwardHook), len(obs.ForwardCheck)
+		d.StrayHooks, d.StrayChecks = len(obs.ForwardHook), len(obs.ForwardCheck)
 	case fam == rules.IPv6 && obs.Chains["DOCKER"] && cfg.IPv6ForwardHook:
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
-		p.HookIn, p.HookPositions, p.CheckPositions = "FORWARD", obs.ForwardHook, obs.ForwardCheck
+		d.HookIn, d.HookPositions, d.CheckPositions = "FORWARD", obs.ForwardHook, obs.ForwardCheck
 	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0 || obs.Chains[rules.HookChain]:
-		p.HookIn, p.HookPositions, p.CheckPositions, p.DockerUserMissing = "FORWARD", obs.ForwardHook, obs.ForwardCheck, true
+		d.HookIn, d.HookPositions, d.CheckPositions, d.DockerUserMissing = "FORWARD", obs.ForwardHook, obs.ForwardCheck, true
 	default:
-		p.DockerUserMissing = true
+		d.DockerUserMissing = true
 		p.Skipped = "no DOCKER-USER chain in the ip6tables filter table (Docker does not manage IPv6 here)"
-		p.ProxyAll = !obs.Chains["DOCKER"]
+		d.ProxyAll = !obs.Chains["DOCKER"]
 		if obs.Chains["DOCKER"] {
 			// Docker 20.10 with --ip6tables publishes over IPv6 but
 			// creates DOCKER-USER only for IPv4 (added in Docker 23).
@@ -69,9 +69,9 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Ob
 	hasUFW := obs.Chains[rules.UFWChain]
 	switch cfg.UFW {
 	case config.UFWAuto:
-		p.UFW = hasUFW
+		d.UFW = hasUFW
 	case config.UFWOn:
-		p.UFW, p.UFWMissing = hasUFW, !hasUFW
+		d.UFW, p.UFWMissing = hasUFW, !hasUFW
 	}
 	return p, true
 }
@@ -81,35 +81,38 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs netfilter.Ob
 // from an earlier pass and must go): the proxy path is closed even where
 // the forward path cannot be hooked.
 func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot) {
-	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: p.ProxyAll})
-	_, had := p.Observed.Owned[rules.ChainInput]
-	if len(res.Proxied) == 0 && !had && len(p.Observed.InputHook) == 0 {
+	d := DetailOf(*p)
+	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: d.ProxyAll})
+	_, had := d.Observed.Owned[rules.ChainInput]
+	if len(res.Proxied) == 0 && !had && len(d.Observed.InputHook) == 0 {
 		return
 	}
-	p.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
+	d.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
 	p.Result = res
 	render(p, cfg, RenderOptions{InputOnly: true})
 }
 
-// render renders p.Result and fills Rules, InputChain, Changed, Stale
-// and Batch against p.Observed: chains whose rule hashes differ, owned
-// chains no longer wanted, and the batch that rewrites the former.
+// render renders p.Result and fills Rules and Changed, and the detail's
+// InputChain, Stale and Batch, against the observed chains: chains whose
+// rule hashes differ, owned chains no longer wanted, and the batch that
+// rewrites the former.
 func render(p *netfilter.FamilyPlan, cfg config.Config, opt RenderOptions) {
+	d := DetailOf(*p)
 	rs := Render(cfg, p.Result, opt)
-	_, p.InputChain = rs.Chain(rules.ChainInput)
-	r := rendered{rs: rs, inputHook: p.InputChain}
+	_, d.InputChain = rs.Chain(rules.ChainInput)
+	r := rendered{rs: rs, inputHook: d.InputChain}
 	if !opt.InputOnly {
-		r.hookIn = p.HookIn
+		r.hookIn = d.HookIn
 	}
 	p.Rules = r
-	p.Changed = netfilter.ChangedChains(rs.Chains, p.Observed.Owned)
-	for name := range p.Observed.Owned {
+	p.Changed = netfilter.ChangedChains(rs.Chains, d.Observed.Owned)
+	for name := range d.Observed.Owned {
 		if _, wanted := rs.Chain(name); !wanted {
-			p.Stale = append(p.Stale, name)
+			d.Stale = append(d.Stale, name)
 		}
 	}
-	sort.Strings(p.Stale)
+	sort.Strings(d.Stale)
 	if len(p.Changed) > 0 {
-		p.Batch = restoreChains(rs, p.Changed)
+		d.Batch = restoreChains(rs, p.Changed)
 	}
 }

@@ -14,17 +14,17 @@ import (
 // observedPlan describes the installed hooks of a family against where
 // they belong now (planHead's rule, from the table alone), for drift
 // checks made without Docker.
-func (b *Backend) observedPlan(fam rules.Family, obs netfilter.Observed) netfilter.FamilyPlan {
+func (b *Backend) observedPlan(fam rules.Family, obs Observed) netfilter.FamilyPlan {
 	if !b.hooked[fam] {
-		return netfilter.FamilyPlan{Family: fam, Observed: obs, InputOnly: true, WantCheck: true}
+		return netfilter.FamilyPlan{Family: fam, Detail: &Detail{Observed: obs, InputOnly: true, WantCheck: true}}
 	}
-	p := netfilter.FamilyPlan{Family: fam, Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
+	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
 		StrayHooks: len(obs.ForwardHook), CheckPositions: obs.Check, StrayChecks: len(obs.ForwardCheck), WantCheck: true}
 	if !obs.DockerUserLive {
-		p.HookIn, p.HookPositions, p.StrayHooks = "FORWARD", obs.ForwardHook, 0
-		p.CheckPositions, p.StrayChecks = obs.ForwardCheck, 0
+		d.HookIn, d.HookPositions, d.StrayHooks = "FORWARD", obs.ForwardHook, 0
+		d.CheckPositions, d.StrayChecks = obs.ForwardCheck, 0
 	}
-	return p
+	return netfilter.FamilyPlan{Family: fam, Detail: d}
 }
 
 // Intact implements netfilter.Backend: the hook first where it belongs
@@ -38,10 +38,10 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		p := b.observedPlan(fam, obs)
-		_, p.InputChain = rs.Chain(rules.ChainInput)
-		hooks := p.InputOnly || (p.HooksInPlace() && p.StrayHooks+p.StrayChecks == 0)
-		if !hooks || !p.InputHooksInPlace() || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
+		d := DetailOf(b.observedPlan(fam, obs))
+		_, d.InputChain = rs.Chain(rules.ChainInput)
+		hooks := d.InputOnly || (d.HooksInPlace() && d.StrayHooks+d.StrayChecks == 0)
+		if !hooks || !d.InputHooksInPlace() || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
 		}
 	}
@@ -70,17 +70,18 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 	return found, nil
 }
 
-// repairFamily puts back the chains of rs that differ from p.Observed,
+// repairFamily puts back the chains of rs that differ from those observed,
 // their sets first, then the jumps.
 func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs Ruleset) error {
 	t := b.families[p.Family]
-	changed := netfilter.ChangedChains(rs.Chains, p.Observed.Owned)
+	d := DetailOf(p)
+	changed := netfilter.ChangedChains(rs.Chains, d.Observed.Owned)
 	if len(changed) > 0 && len(rs.Sets) > 0 {
 		// The chains look the sets up: make sure they exist and hold
 		// the last installed elements before putting the chains back.
 		b.sets.readAt = time.Time{}
-		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}}
-		if err := b.diffSets(&sp); err != nil {
+		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}, Detail: &Detail{}}
+		if err := b.diffSets(sp); err != nil {
 			return err
 		}
 		if err := b.applySets(sp); err != nil {
@@ -92,8 +93,8 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 			return fmt.Errorf("restoring chains %v: %w", changed, err)
 		}
 	}
-	_, p.InputChain = rs.Chain(rules.ChainInput)
-	_, err := fixHooks(ctx, t, p)
+	_, d.InputChain = rs.Chain(rules.ChainInput)
+	_, err := fixHooks(ctx, t, d)
 	return err
 }
 

@@ -49,42 +49,43 @@ func (s *setRecord) forget() {
 	clear(s.synced)
 }
 
-// diffSets fills p.SetAdd, p.SetDel and p.SetsMissing from the desired
-// sets of p and what the kernel holds (read in full when the record is
+// diffSets fills the detail's SetAdd, SetDel and SetsMissing from the
+// desired sets of p and what the kernel holds (read in full when the record is
 // missing or old). Someone else's edits found by a full read are logged.
-func (b *Backend) diffSets(p *netfilter.FamilyPlan) error {
+func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 	if b.sets.state == nil || time.Since(b.sets.readAt) > setVerifyAge {
 		if err := b.readSets(); err != nil {
 			return err
 		}
 	}
-	p.SetAdd, p.SetDel, p.SetsMissing = nil, nil, nil
+	d := DetailOf(p)
+	d.SetAdd, d.SetDel, d.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Sets {
 		have, exists := b.sets.state[set.Name]
 		if !exists {
-			p.SetsMissing = append(p.SetsMissing, set.Name)
+			d.SetsMissing = append(d.SetsMissing, set.Name)
 		}
-		if d := set.Delta; d != nil && d.Since != 0 && exists && b.sets.synced[set.Name] == d.Since {
+		if dt := set.Delta; dt != nil && dt.Since != 0 && exists && b.sets.synced[set.Name] == dt.Since {
 			// The set holds what the previous result wanted: only the
 			// delta can differ, so the N elements need no comparing.
 			var add, del []rules.SetElem
-			for _, e := range d.Added {
+			for _, e := range dt.Added {
 				if _, ok := have[e]; !ok {
 					add = append(add, e)
 				}
 			}
-			for _, e := range d.Removed {
+			for _, e := range dt.Removed {
 				if _, ok := have[e]; ok {
 					del = append(del, e)
 				}
 			}
-			p.SetAdd, p.SetDel = addElems(p.SetAdd, set.Name, add), addElems(p.SetDel, set.Name, del)
+			d.SetAdd, d.SetDel = addElems(d.SetAdd, set.Name, add), addElems(d.SetDel, set.Name, del)
 			continue
 		}
 		missing, extra := rules.DiffElems(set.Elems, have)
-		p.SetAdd, p.SetDel = addElems(p.SetAdd, set.Name, missing), addElems(p.SetDel, set.Name, extra)
-		if d := p.SetDel[set.Name]; len(d) > 1 {
-			slices.SortFunc(d, rules.CompareSetElems)
+		d.SetAdd, d.SetDel = addElems(d.SetAdd, set.Name, missing), addElems(d.SetDel, set.Name, extra)
+		if del := d.SetDel[set.Name]; len(del) > 1 {
+			slices.SortFunc(del, rules.CompareSetElems)
 		}
 	}
 	return nil
@@ -137,7 +138,8 @@ func addElems(m map[string][]rules.SetElem, name string, elems []rules.SetElem) 
 // deletions first. On error the record is dropped, so the next pass reads
 // the sets in full.
 func (b *Backend) applySets(p netfilter.FamilyPlan) error {
-	if p.SetChanges() == 0 {
+	d := DetailOf(p)
+	if d.SetChanges() == 0 {
 		for _, set := range p.Result.Sets {
 			if set.Delta != nil {
 				b.sets.synced[set.Name] = set.Delta.Gen // nothing to write: in step
@@ -147,15 +149,15 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 	}
 	err := func() error {
 		for _, set := range p.Result.Sets {
-			if slices.Contains(p.SetsMissing, set.Name) {
+			if slices.Contains(d.SetsMissing, set.Name) {
 				if err := b.sets.store.Create(set.Name, rules.SetType(set.Kind), set.Family); err != nil {
 					return err
 				}
 			}
-			if err := b.sets.store.Del(set.Name, p.SetDel[set.Name]); err != nil {
+			if err := b.sets.store.Del(set.Name, d.SetDel[set.Name]); err != nil {
 				return err
 			}
-			if err := b.sets.store.Add(set.Name, p.SetAdd[set.Name]); err != nil {
+			if err := b.sets.store.Add(set.Name, d.SetAdd[set.Name]); err != nil {
 				return err
 			}
 		}
@@ -175,10 +177,10 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 			m = map[rules.SetElem]struct{}{}
 			b.sets.state[set.Name] = m
 		}
-		for _, e := range p.SetDel[set.Name] {
+		for _, e := range d.SetDel[set.Name] {
 			delete(m, e)
 		}
-		for _, e := range p.SetAdd[set.Name] {
+		for _, e := range d.SetAdd[set.Name] {
 			m[e] = struct{}{}
 		}
 	}

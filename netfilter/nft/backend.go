@@ -87,13 +87,12 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	}
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
-	obs := netfilter.Observed{Owned: listing.Chains}
-	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], HookPositions: []int{1}, NFT: rs.Text(), Rules: rs,
-		Observed: obs, Changed: changed, InTable: true, Layer: b.layer}
+	d := &Detail{Table: rs.Text(), Owned: listing.Chains}
 	if len(changed) > 0 {
-		p4.Batch = rs.ReplaceScript()
+		d.Batch = rs.ReplaceScript()
 	}
-	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], HookPositions: []int{1}, Observed: obs, InTable: true, Layer: b.layer}
+	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], Rules: rs, Changed: changed, Layer: b.layer, Detail: d}
+	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], Layer: b.layer, Detail: &Detail{Owned: listing.Chains}}
 	return []netfilter.FamilyPlan{p4, p6}, nil
 }
 
@@ -114,12 +113,13 @@ func (b *Backend) planBridge(ctx context.Context, cfg config.Config, snap rules.
 	}
 	b.want = rs
 	changed := tableDiff(rs, listing.Chains, listing.Sets)
-	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: rules.Result{Family: rules.IPv4}, HookPositions: []int{1},
-		NFT: rs.Text(), Rules: rs, Observed: netfilter.Observed{Owned: listing.Chains}, Changed: changed, InTable: true, Layer: true,
-		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(egress)))}
+	d := &Detail{Table: rs.Text(), Owned: listing.Chains}
 	if len(changed) > 0 {
-		p.Batch = rs.ReplaceScript()
+		d.Batch = rs.ReplaceScript()
 	}
+	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: rules.Result{Family: rules.IPv4},
+		Rules: rs, Changed: changed, Layer: true, Detail: d,
+		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(egress)))}
 	return []netfilter.FamilyPlan{p}, nil
 }
 
@@ -154,12 +154,12 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 	if len(plans) == 0 {
 		return out, nil
 	}
-	p4 := plans[0]
+	p4, d := plans[0], detailOf(plans[0])
 	if b.installed != nil {
-		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", p4.Observed.Owned, netfilter.HashesOf(b.installed.All()))
+		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", d.Owned, netfilter.HashesOf(b.installed.All()))
 	}
-	if p4.Batch != "" {
-		if err := b.nft.Apply(ctx, p4.Batch); err != nil {
+	if d.Batch != "" {
+		if err := b.nft.Apply(ctx, d.Batch); err != nil {
 			return out, fmt.Errorf("replacing table inet dockmoat: %w", err)
 		}
 		out.Wrote = true
@@ -167,7 +167,7 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 	installed := b.want
 	b.installed = &installed
 	for _, p := range plans {
-		out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: p4.Batch != ""})
+		out.Families = append(out.Families, netfilter.Installed{Plan: p, Changed: d.Batch != ""})
 	}
 	return out, nil
 }
