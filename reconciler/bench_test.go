@@ -34,7 +34,7 @@ func BenchmarkPassOneChange(b *testing.B) {
 			d := &fakeDocker{snap: snap}
 			log := logrus.New()
 			log.SetLevel(logrus.WarnLevel)
-			rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, newFakeSets(), log), d, config.Default(), log)
+			rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, iptfake.NewSets(), log), d, config.Default(), log)
 			rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
 			if _, err := rec.Sync(context.Background()); err != nil {
 				b.Fatal(err)

@@ -1,4 +1,4 @@
-package reconciler
+package ipt
 
 import (
 	"context"
@@ -9,23 +9,8 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
 )
-
-// dual publishes on 0.0.0.0 and :: like `docker run -p 5432:5432`, from
-// an IPv4-only container: IPv6 clients meet docker-proxy through INPUT.
-func dual(name string, port uint16, labels map[string]string) rules.Container {
-	c := web("172.17.0.5")
-	c.ID, c.Name, c.Labels = "id-"+name, name, labels
-	c.Ports = []rules.PortBinding{
-		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-	}
-	return c
-}
-
-const sshRule = "-p tcp -m tcp --dport 22 -j ACCEPT"
 
 // On a host where Docker does not manage IPv6 (no DOCKER-USER there),
 // dockmoat still closes the proxy path: DOCKMOAT-INPUT and one jump at
@@ -34,8 +19,8 @@ const sshRule = "-p tcp -m tcp --dport 22 -j ACCEPT"
 func TestProxyPathInputOnly(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.v6.Append("INPUT", sshRule)
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
-		dual("db", 5432, nil), dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}}, nil)
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		dual("db", 5432, nil), dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}})
 	r.sync(t)
 	in := r.v6.Rules("INPUT")
 	if len(in) != 3 || !strings.Contains(in[0], "dockmoat:input") || !strings.Contains(in[1], "dockmoat:input-check") || in[2] != sshRule {
@@ -53,7 +38,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 	r.inSync(t)
 
 	// Someone deletes the jump: the next pass reports and puts it back.
-	if err := r.v6.Delete("filter", "INPUT", ipt.InputHookSpec()...); err != nil {
+	if err := r.v6.Delete("filter", "INPUT", InputHookSpec()...); err != nil {
 		t.Fatal(err)
 	}
 	res := r.sync(t)
@@ -63,7 +48,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 	r.inSync(t)
 
 	// Nothing served by docker-proxy any more: chain and jump go.
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}, nil)
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}})
 	r.sync(t)
 	if r.v6.HasChain(rules.ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
 		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(rules.ChainInput))
@@ -74,9 +59,9 @@ func TestProxyPathInputOnly(t *testing.T) {
 func TestProxyPathUninstall(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.v6.Append("INPUT", sshRule)
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}, nil)
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}})
 	r.sync(t)
-	if err := r.rec.Uninstall(context.Background()); err != nil {
+	if err := r.b.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	save, _ := r.v6.Save(context.Background(), "filter")
@@ -91,20 +76,20 @@ func TestProxyPathUninstall(t *testing.T) {
 func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
-	fs.failAdd = errors.New("set full")
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{web("172.17.0.9")}}, nil)
-	if _, err := r.rec.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "set full") {
+	fs.FailAdd = errors.New("set full")
+	r.set(rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{web("172.17.0.9")}})
+	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "set full") {
 		t.Fatalf("want the set error, got %v", err)
 	}
 	if main := strings.Join(r.v4.Rules(rules.ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
 		t.Errorf("the new network's rules were not applied after the set failure:\n%s", main)
 	}
-	fs.failAdd = nil
+	fs.FailAdd = nil
 
 	// IPv4's batch fails; IPv6 (docker-proxy path) is still applied.
 	r.v4.FailRestore = errors.New("iptables-restore: line 3 failed")
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}, nil)
-	_, err := r.rec.Sync(context.Background())
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}})
+	_, err := r.try()
 	if err == nil || !strings.Contains(err.Error(), "ipv4") {
 		t.Fatalf("want the IPv4 error, got %v", err)
 	}
@@ -115,3 +100,17 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	r.sync(t)
 	r.inSync(t)
 }
+
+// dual publishes on 0.0.0.0 and :: like `docker run -p 5432:5432`, from
+// an IPv4-only container: IPv6 clients meet docker-proxy through INPUT.
+func dual(name string, port uint16, labels map[string]string) rules.Container {
+	c := web("172.17.0.5")
+	c.ID, c.Name, c.Labels = "id-"+name, name, labels
+	c.Ports = []rules.PortBinding{
+		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+	}
+	return c
+}
+
+const sshRule = "-p tcp -m tcp --dport 22 -j ACCEPT"

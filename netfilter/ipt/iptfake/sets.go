@@ -1,0 +1,81 @@
+package iptfake
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Sets is an in-memory ipt.SetStore that counts element writes and can
+// tell when each set was created relative to the fake's restores.
+type Sets struct {
+	Sets       map[string]map[rules.SetElem]bool
+	Adds, Dels int
+	Lists      int
+	FailAdd    error // returned by Add with elements
+	// RestoresAt reports how many restores the rig had done, CreatedAt
+	// that count at each set's Create.
+	RestoresAt func() int
+	CreatedAt  map[string]int
+}
+
+// NewSets returns an empty store.
+func NewSets() *Sets {
+	return &Sets{Sets: map[string]map[rules.SetElem]bool{}, CreatedAt: map[string]int{}}
+}
+
+// Create implements ipt.SetStore.
+func (f *Sets) Create(name, typ string, fam rules.Family) error {
+	if _, ok := f.Sets[name]; !ok {
+		f.Sets[name] = map[rules.SetElem]bool{}
+		if f.RestoresAt != nil {
+			f.CreatedAt[name] = f.RestoresAt()
+		}
+	}
+	return nil
+}
+
+// List implements ipt.SetStore.
+func (f *Sets) List(name string) ([]rules.SetElem, bool, error) {
+	f.Lists++
+	s, ok := f.Sets[name]
+	return slices.Collect(maps.Keys(s)), ok, nil
+}
+
+// Add implements ipt.SetStore.
+func (f *Sets) Add(name string, elems []rules.SetElem) error {
+	if f.FailAdd != nil && len(elems) > 0 {
+		return f.FailAdd
+	}
+	for _, e := range elems {
+		f.Sets[name][e] = true
+		f.Adds++
+	}
+	return nil
+}
+
+// Del implements ipt.SetStore.
+func (f *Sets) Del(name string, elems []rules.SetElem) error {
+	for _, e := range elems {
+		delete(f.Sets[name], e)
+		f.Dels++
+	}
+	return nil
+}
+
+// Destroy implements ipt.SetStore.
+func (f *Sets) Destroy(name string) error {
+	delete(f.Sets, name)
+	return nil
+}
+
+// Has reports whether set name holds elem (as text).
+func (f *Sets) Has(name, elem string) bool {
+	for e := range f.Sets[name] {
+		if e.String() == elem {
+			return true
+		}
+	}
+	return false
+}

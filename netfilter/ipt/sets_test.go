@@ -1,0 +1,200 @@
+package ipt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	if at, ok := fs.CreatedAt["DOCKMOAT-OPEN-V4"]; !ok || at != 0 {
+		t.Errorf("OPEN set created after %d restores (want before the first)", at)
+	}
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.Adds != 1 {
+		t.Errorf("OPEN set %v, %d adds", fs.Sets["DOCKMOAT-OPEN-V4"], fs.Adds)
+	}
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if !strings.Contains(ing, "--match-set DOCKMOAT-OPEN-V4 dst,dst") || strings.Contains(ing, "172.17.0.2") {
+		t.Errorf("ingress should look allows up in the set:\n%s", ing)
+	}
+	r.inSync(t)
+}
+
+func TestSetsContainerChangeIsElementChangeOnly(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	restores, lists := r.v4.Restores, fs.Lists
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}})
+	res := r.sync(t)
+	if !res.Applied || r.v4.Restores != restores {
+		t.Errorf("a container change should write set elements, not rules: applied %v, restores %d→%d", res.Applied, restores, r.v4.Restores)
+	}
+	if fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") || fs.Dels != 1 || fs.Adds != 2 {
+		t.Errorf("set after change: %v (adds %d dels %d)", fs.Sets["DOCKMOAT-OPEN-V4"], fs.Adds, fs.Dels)
+	}
+	if fs.Lists != lists {
+		t.Errorf("a pass within setVerifyAge re-read the sets (%d lists)", fs.Lists-lists)
+	}
+	res = r.sync(t)
+	if res.Applied {
+		t.Error("an in-sync pass wrote")
+	}
+}
+
+func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	// Someone deletes our element and adds one of theirs; plan (which
+	// reads the sets in full) sees it, and the next pass puts it back.
+	delete(fs.Sets["DOCKMOAT-OPEN-V4"], rules.SetElem{Addr: web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
+	fs.Sets["DOCKMOAT-OPEN-V4"][rules.SetElem{Addr: web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
+	plans, err := r.b.Plan(context.Background(), r.cfg, r.snap, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plans[0].InSync() || len(DetailOf(plans[0]).SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(DetailOf(plans[0]).SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
+		t.Fatalf("plan should show one add and one delete: %+v %+v", DetailOf(plans[0]).SetAdd, DetailOf(plans[0]).SetDel)
+	}
+	res := r.sync(t)
+	if !slices.Contains(res.Drift, "set DOCKMOAT-OPEN-V4 edited") {
+		t.Errorf("drift not reported: %v", res.Drift)
+	}
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.66,tcp:22") {
+		t.Errorf("set not repaired: %v", fs.Sets["DOCKMOAT-OPEN-V4"])
+	}
+}
+
+func TestSetsFailureLeavesRulesAndRereads(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	fs.FailAdd = errors.New("boom")
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}})
+	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("want the set error, got %v", err)
+	}
+	lists := fs.Lists
+	fs.FailAdd = nil
+	r.sync(t)
+	if fs.Lists == lists || !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") {
+		t.Errorf("after a failed write the next pass must re-read the sets and finish (%d lists)", fs.Lists-lists)
+	}
+}
+
+func TestSetsRecreatedWhenChainsRepaired(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	// iptables -F DOCKMOAT-INGRESS, then the unreferenced set destroyed.
+	r.v4.SetChain(rules.ChainIngress)
+	delete(fs.Sets, "DOCKMOAT-OPEN-V4")
+	found, err := r.b.Repair(context.Background())
+	if err != nil || len(found) == 0 {
+		t.Fatalf("repair: %v %v", found, err)
+	}
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") {
+		t.Errorf("set not recreated by the repair: %v", fs.Sets)
+	}
+	r.inSync(t)
+}
+
+func TestUninstallDestroysSets(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	if err := r.b.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.Sets) != 0 {
+		t.Errorf("sets left: %v", fs.Sets)
+	}
+}
+
+func TestSetsSwitchedOffByConfig(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t)
+	r.cfg = config.Config{UFW: config.UFWAuto, NoIPSet: true}
+	r.sync(t)
+	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	if strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(rules.ChainPorts) || len(fs.Sets) != 0 {
+		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets:\n%s\nsets %v", ing, fs.Sets)
+	}
+	r.inSync(t)
+	r.cfg = config.Default()
+	r.sync(t)
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(rules.ChainPorts) {
+		t.Errorf("back to ipsets: %v", fs.Sets)
+	}
+	r.inSync(t)
+}
+
+// TestSetsFollowDesiredOverRandomChanges drives the reconciler through
+// random container changes (and, now and then, someone editing a set or
+// a failed write) and checks after every successful pass that the sets
+// hold exactly what a fresh rules.Build wants: the record, the deltas and
+// the periodic full read must never leave a stale element (an open port).
+func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
+	for seed := range uint64(10) {
+		r, fs := setRig(t)
+		rnd := rand.New(rand.NewPCG(seed, 7))
+		var cs []rules.Container
+		for step := range 120 {
+			switch k := rnd.IntN(10); {
+			case k < 4 || len(cs) == 0:
+				c := web(fmt.Sprintf("172.17.%d.%d", rnd.IntN(2), 2+rnd.IntN(5)))
+				c.ID, c.Name = fmt.Sprint("id", step), fmt.Sprint("c", rnd.IntN(6))
+				c.Ports[0].HostPort = uint16(8080 + rnd.IntN(4))
+				if rnd.IntN(3) == 0 {
+					c.Labels = map[string]string{"dockmoat.allow": "*", "dockmoat.from": "198.51.100.0/24"}
+				}
+				cs = append(cs, c)
+			case k < 6:
+				i := rnd.IntN(len(cs))
+				cs = slices.Delete(cs, i, i+1)
+			case k < 8:
+				i := rnd.IntN(len(cs))
+				c := cs[i]
+				c.Endpoints = []rules.Endpoint{{Network: "bridge", IPv4: netip.AddrFrom4([4]byte{172, 17, 0, byte(2 + rnd.IntN(5))})}}
+				cs[i] = c
+			case k < 9:
+				// Someone deletes or adds an element by hand.
+				for name := range fs.Sets {
+					for e := range fs.Sets[name] {
+						delete(fs.Sets[name], e)
+						break
+					}
+					fs.Sets[name][rules.SetElem{Addr: netip.MustParseAddr("172.17.9.9"), Proto: "tcp", Port: 22}] = true
+				}
+				r.b.ForgetSets() // as if setVerifyAge had passed
+			default:
+				fs.FailAdd = errors.New("boom")
+			}
+			r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: slices.Clone(cs)})
+			if _, err := r.try(); err != nil {
+				if fs.FailAdd == nil {
+					t.Fatalf("seed %d step %d: %v", seed, step, err)
+				}
+				fs.FailAdd = nil
+				continue
+			}
+			want := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, rules.Options{Sets: true})
+			for _, set := range want.Sets {
+				wantElems := map[rules.SetElem]bool{}
+				for _, e := range set.Elems {
+					wantElems[e] = true
+				}
+				if !maps.Equal(fs.Sets[set.Name], wantElems) {
+					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, set.Name, fs.Sets[set.Name], wantElems)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package nft
+
+import (
+	"bufio"
+	"context"
+	"regexp"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// fakeNFT keeps the table as the script defined it; List reads it the
+// way nft would report it.
+type fakeNFT struct {
+	table   string
+	applies int
+	fail    error
+}
+
+// List implements Runner.
+func (f *fakeNFT) List(context.Context) (Listing, error) {
+	if f.table == "" {
+		return Listing{}, nil
+	}
+	return Listing{Chains: scriptChains(f.table), Sets: scriptSets(f.table)}, nil
+}
+
+// Apply implements Runner: the script's table becomes the fake's.
+func (f *fakeNFT) Apply(_ context.Context, script string) error {
+	if f.fail != nil {
+		return f.fail
+	}
+	f.applies++
+	if i := strings.Index(script, "table inet dockmoat {"); i >= 0 {
+		f.table = script[i:]
+	} else if strings.Contains(script, "delete table inet dockmoat\n") {
+		f.table = ""
+	}
+	return nil
+}
+
+// The fake's reader of its own script text (production reads nft -j).
+var (
+	nftSetRe   = regexp.MustCompile(`^\s*set (\S+) \{`)
+	nftChainRe = regexp.MustCompile(`^\s*chain (\S+) \{`)
+	nftTableRe = regexp.MustCompile(`^table inet (\S+) \{`)
+	nftHashRe  = regexp.MustCompile(`comment "` + regexp.QuoteMeta(rules.CommentPrefix) + `([0-9a-f]{16})`)
+)
+
+// scriptChains reads the hashes of dockmoat's rules per chain from a listing.
+func scriptChains(listing string) map[string][]string {
+	owned := map[string][]string{}
+	chain, prefix := "", ""
+	sc := bufio.NewScanner(strings.NewReader(listing))
+	sc.Buffer(make([]byte, 64*1024), 8*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := nftTableRe.FindStringSubmatch(line); m != nil {
+			prefix = ""
+			if m[1] == CheckTable {
+				prefix = CheckTable + "/"
+			}
+			continue
+		}
+		if m := nftChainRe.FindStringSubmatch(line); m != nil {
+			chain = prefix + m[1]
+			owned[chain] = []string{}
+			continue
+		}
+		if nftSetRe.MatchString(line) {
+			chain = "" // a set's lines are not rules (see scriptSets)
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if chain == "" || t == "" || t == "}" || strings.HasPrefix(t, "type ") {
+			continue
+		}
+		h := ""
+		if m := nftHashRe.FindStringSubmatch(line); m != nil {
+			h = m[1]
+		}
+		owned[chain] = append(owned[chain], h)
+	}
+	return owned
+}
+
+// scriptSets reads the elements of each set from a listing, as nft
+// prints them ("172.17.0.2 . tcp . 80"), in listing order.
+func scriptSets(listing string) map[string][]string {
+	sets := map[string][]string{}
+	name, inElems := "", false
+	var text strings.Builder
+	for _, line := range strings.Split(listing, "\n") {
+		if m := nftSetRe.FindStringSubmatch(line); m != nil {
+			name = m[1]
+			sets[name] = []string{}
+			continue
+		}
+		if name == "" {
+			continue
+		}
+		t := strings.TrimSpace(line)
+		if !inElems {
+			if rest, ok := strings.CutPrefix(t, "elements = {"); ok {
+				inElems = true
+				text.Reset()
+				t = rest
+			} else {
+				if t == "}" {
+					name = ""
+				}
+				continue
+			}
+		}
+		if before, done := strings.CutSuffix(t, "}"); done {
+			text.WriteString(" " + before)
+			for _, e := range strings.Split(text.String(), ",") {
+				if e = strings.Join(strings.Fields(e), " "); e != "" {
+					sets[name] = append(sets[name], e)
+				}
+			}
+			inElems = false
+			continue
+		}
+		text.WriteString(" " + t)
+	}
+	return sets
+}

@@ -1,0 +1,123 @@
+package nft
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// rig drives the backend as the reconcile loop does: Plan, then Apply.
+type rig struct {
+	b    *Backend
+	cfg  config.Config
+	snap rules.Snapshot
+}
+
+func (r *rig) pass(ctx context.Context) (netfilter.Applied, error) {
+	plans, err := r.b.Plan(ctx, r.cfg, r.snap, false)
+	if err != nil {
+		return netfilter.Applied{}, err
+	}
+	return r.b.Apply(ctx, plans)
+}
+
+func web(ip string) rules.Container {
+	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
+		Ports:     []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
+}
+
+// dual publishes on 0.0.0.0 and :: from an IPv4-only container.
+func dual(name string, port uint16, labels map[string]string) rules.Container {
+	c := web("172.17.0.5")
+	c.ID, c.Name, c.Labels = "id-"+name, name, labels
+	c.Ports = []rules.PortBinding{
+		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
+	}
+	return c
+}
+
+func TestNFTBackend(t *testing.T) {
+	fk := &fakeNFT{}
+	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	ctx := context.Background()
+	res, err := r.pass(ctx)
+	if err != nil || !res.Wrote || fk.applies != 1 {
+		t.Fatalf("first pass: %+v %v", res, err)
+	}
+	if !strings.Contains(fk.table, "elements = { 172.17.0.2 . tcp . 80 }") ||
+		!strings.Contains(fk.table, "meta l4proto tcp ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept") ||
+		!strings.Contains(fk.table, "table inet dockmoat_check {") ||
+		!strings.Contains(fk.table, "drop comment") {
+		t.Errorf("table:\n%s", fk.table)
+	}
+	if res, _ := r.pass(ctx); res.Wrote || fk.applies != 1 {
+		t.Error("an in-sync pass rewrote the table")
+	}
+	// Someone deletes a rule: detected and repaired without Docker.
+	fk.table = strings.Replace(fk.table, "\t\tdrop comment", "\t\t# gone", 1)
+	if ok, _ := r.b.Intact(ctx); ok {
+		t.Fatal("drift not seen")
+	}
+	found, err := r.b.Repair(ctx)
+	if err != nil || len(found) == 0 || !strings.Contains(fk.table, "drop comment") {
+		t.Errorf("repair: %v %v\n%s", found, err, fk.table)
+	}
+	// An element deleted by hand (nft delete element) is seen by the
+	// next pass, which puts the table back.
+	fk.table = strings.Replace(fk.table, "elements = { 172.17.0.2 . tcp . 80 }", "", 1)
+	if ok, _ := r.b.Intact(ctx); ok {
+		t.Error("a flushed set is not seen as drift (the drift watch would not repair it)")
+	}
+	r.snap = rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}
+	if res, err := r.pass(ctx); err != nil || !res.Wrote || !strings.Contains(fk.table, "172.17.0.2 . tcp . 80") {
+		t.Errorf("set element not put back: %+v %v\n%s", res, err, fk.table)
+	}
+	// ipset: off keeps one rule per allow here too.
+	r.cfg = config.Config{UFW: config.UFWAuto, NoIPSet: true}
+	if _, err := r.pass(ctx); err != nil || !strings.Contains(fk.table, "ip daddr 172.17.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 meta mark set meta mark | 0x20000000 accept") || strings.Contains(fk.table, "set open4") {
+		t.Errorf("one rule per allow: %v\n%s", err, fk.table)
+	}
+	r.snap = rules.Snapshot{Bridges: []string{"docker0"}}
+	if _, err := r.pass(ctx); err != nil || strings.Contains(fk.table, "172.17.0.2") {
+		t.Errorf("container gone, allow kept: %v\n%s", err, fk.table)
+	}
+	if err := r.b.Uninstall(ctx); err != nil || fk.table != "" {
+		t.Errorf("uninstall: %v %q", err, fk.table)
+	}
+	done, err := r.b.Guard(ctx, config.Default(), netfilter.Boot{})
+	if err != nil || !strings.Contains(fk.table, "ct status dnat jump ingress") || strings.Contains(fk.table, " accept comment \\\"dockmoat:") {
+		t.Errorf("guard: %v %v\n%s", done, err, fk.table)
+	}
+}
+
+// On the nftables backend the docker-proxy path is a base chain of the
+// table: a pass that installs it is in sync afterwards (no jump to wait for).
+func TestNFTProxyPathInSync(t *testing.T) {
+	fk := &fakeNFT{}
+	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}}
+	ctx := context.Background()
+	if _, err := r.pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fk.table, "chain input {") || !strings.Contains(fk.table, "meta nfproto ipv6 tcp dport 5432 drop") {
+		t.Fatalf("no input chain:\n%s", fk.table)
+	}
+	plans, err := r.b.Plan(ctx, r.cfg, r.snap, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if !p.InSync() {
+			t.Errorf("%s not in sync:\n%s", p.Family, netfilter.FormatPlan(p))
+		}
+	}
+}
