@@ -1,11 +1,12 @@
 // Package audit answers "who can really reach each published port, and
 // why" from the live state: Docker's port bindings and the installed
-// netfilter ruleset, evaluated rule by rule for a new connection from
-// outside. It reuses package rules for what dockmoat intends and compares;
-// it reads iptables text with package iptsave and checks whether
-// dockmoat's own protection is intact with ipt.PlanFamily (pure: no exec).
-// The evaluator is pure (text in, verdict out) and says "unknown" rather
-// than guess when it meets a match or target it cannot evaluate.
+// netfilter ruleset, evaluated for a new connection from outside by
+// audit/ipteval (iptables text) or audit/nfteval (the nftables JSON
+// listing), both behind verdict.Ruleset. Above that seam, the same for
+// both: source classes, packet variants, reasons, explain, Swarm, egress
+// and the report. It reuses package rules for what dockmoat intends and
+// compares, and checks whether dockmoat's own protection is intact with
+// ipt.PlanFamily (pure: no exec).
 package audit
 
 import (
@@ -17,12 +18,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
-
+	"github.com/dockmoat/dockmoat/audit/ipteval"
+	"github.com/dockmoat/dockmoat/audit/nfteval"
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -123,8 +126,8 @@ type famCtx struct {
 	policy    rules.Result
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
-	rs        ruleset              // what is evaluated (ruleset.go); nil: unreadable
-	spans     []span               // the source ranges the rules name
+	rs        verdict.Ruleset      // what is evaluated; nil: unreadable
+	spans     []verdict.Span       // the source ranges the rules name
 	reps      []netip.Addr         // one source per equivalence class
 	generic   netip.Addr           // a source no rule names: "anyone"
 	variants  map[string][]variant // per protocol, the default first (variants.go)
@@ -134,12 +137,12 @@ type famCtx struct {
 
 // setRuleset makes rs the family's ruleset, with its source classes and
 // the variants of a first packet it tells apart.
-func (fc *famCtx) setRuleset(rs ruleset) {
+func (fc *famCtx) setRuleset(rs verdict.Ruleset) {
 	fam := fc.st.Family
 	fc.rs = rs
-	fc.spans = sortSpans(rs.sources(fam))
+	fc.spans = sortSpans(rs.Sources(fam))
 	fc.reps, fc.generic = representatives(fc.spans, fam)
-	sports, flags, recent := rs.choices()
+	sports, flags, recent := rs.Choices()
 	fc.variants = map[string][]variant{}
 	for _, proto := range []string{"tcp", "udp", "sctp"} {
 		fc.variants[proto] = variantsOf(sports, flags, recent, proto)
@@ -206,7 +209,7 @@ func Run(in Input) Report {
 		for _, d := range fc.policy.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
-		fc.setRuleset(iptRuleset{filter: fc.filter, nat: fc.nat, raw: fc.raw})
+		fc.setRuleset(ipteval.Ruleset{Filter: fc.filter, NAT: fc.nat, Raw: fc.raw})
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
 		if fc.plan.Skipped == "" && !ipt.DetailOf(fc.plan).InputOnly {
 			managed++
@@ -236,7 +239,7 @@ func runNFT(in Input) Report {
 		for _, d := range res.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
-		fc.setRuleset(nftRuleset{live: in.NFT, fam: fam})
+		fc.setRuleset(nfteval.Ruleset{Live: in.NFT, Fam: fam})
 		fams[fam] = fc
 	}
 	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
@@ -300,7 +303,7 @@ type portEval struct {
 type outcome struct {
 	src netip.Addr
 	vr  variant
-	v   Verdict
+	v   verdict.Verdict
 }
 
 // evalPort answers, for one published port in one family, who can reach
@@ -340,7 +343,7 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		pathNote = "no DNAT for this binding: docker-proxy answers on the host, so connections go through INPUT; "
 	}
 	for _, o := range all {
-		if o.v.Result == Unknown {
+		if o.v.Result == verdict.Unknown {
 			row.Exposure = Unknowable
 			row.Reason = pathNote + "cannot evaluate: " + o.v.Why
 			if o.v.Rule != "" {
@@ -382,7 +385,7 @@ func (pe portEval) outsideAddrs() []netip.Addr {
 // binding (dnat false).
 func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat bool) {
 	fc, b := pe.fc, pe.b
-	ctrIP, bridge, dnat := fc.rs.dnat(pe.c, b, pe.in.Snapshot)
+	ctrIP, bridge, dnat := dnatTarget(fc.rs, pe.c, b, pe.in.Snapshot)
 	variants := fc.variants[b.Proto]
 	if len(variants) == 0 {
 		variants = []variant{{sport: 40000}}
@@ -394,7 +397,7 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 					continue // a packet to an address arrives on its interface
 				}
 				for _, vr := range variants {
-					p := Packet{Src: src, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
+					p := verdict.Packet{Src: src, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
 						In: ifc.Name, OrigDst: hostAddr, OrigDstPort: b.HostPort}
 					hook := "input"
 					if dnat {
@@ -405,9 +408,9 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 						p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
 						p.States = []string{"NEW"}
 					}
-					o := outcome{src, vr, fc.rs.eval(hook, p)}
+					o := outcome{src, vr, fc.rs.Eval(hook, p)}
 					all = append(all, o)
-					if o.v.Result == Accept {
+					if o.v.Result == verdict.Accept {
 						accepted = append(accepted, o)
 					}
 				}
@@ -419,7 +422,7 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 
 // allowed reports whether the policy lets src in by the path of v: the
 // admin's own `ufw route allow`, a trusted source, or the decision.
-func (pe portEval) allowed(src netip.Addr, v Verdict) bool {
+func (pe portEval) allowed(src netip.Addr, v verdict.Verdict) bool {
 	cfg := pe.in.Config
 	if viaUFW(v) && cfg.UFW != config.UFWOff {
 		return true
@@ -459,7 +462,7 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 	telling := pe.telling(all, accepted, row.Exposure)
 	v := telling.v
 	row.Reason = reason(fc, v, dec, haveDec, pe.b, row.Exposure)
-	if def := pe.fc.variants[pe.b.Proto]; len(def) > 0 && telling.vr != def[0] && v.Result == Accept {
+	if def := pe.fc.variants[pe.b.Proto]; len(def) > 0 && telling.vr != def[0] && v.Result == verdict.Accept {
 		row.Needs = telling.vr.describe(def[0])
 		if telling.vr.sport != def[0].sport {
 			row.SourcePort = telling.vr.sport
@@ -527,28 +530,15 @@ func hostIPString(b rules.PortBinding, fam rules.Family) string {
 	return "0.0.0.0"
 }
 
-// dnatTarget finds Docker's DNAT of the binding in the nat table and
-// returns the container address, its bridge, and whether a DNAT exists.
-func dnatTarget(nat *iptsave.Table, c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
-	if nat == nil {
+// dnatTarget finds Docker's DNAT of the binding in rs: the container
+// address, its bridge, and whether a DNAT exists.
+func dnatTarget(rs verdict.Ruleset, c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
+	addr, ok := rs.DNAT(b, func(a netip.Addr) bool { _, ok := endpointBridge(c, a, snap); return ok })
+	if !ok {
 		return netip.Addr{}, "", false
 	}
-	for _, ch := range nat.Chains {
-		for _, r := range ch.Rules {
-			to := optValue(r.Args, "--to-destination")
-			if to == "" || optValue(r.Args, "--dport") != strconv.Itoa(int(b.HostPort)) || !protoMatch(optValue(r.Args, "-p"), b.Proto) {
-				continue
-			}
-			ap, err := netip.ParseAddrPort(to)
-			if err != nil || ap.Port() != b.ContainerPort {
-				continue
-			}
-			if bridge, ok := endpointBridge(c, ap.Addr(), snap); ok {
-				return ap.Addr(), bridge, true
-			}
-		}
-	}
-	return netip.Addr{}, "", false
+	bridge, _ := endpointBridge(c, addr, snap)
+	return addr, bridge, true
 }
 
 // endpointBridge finds the container's network holding addr (a DNAT's
@@ -572,23 +562,14 @@ func bridgeOf(network string, snap rules.Snapshot) string {
 	return "docker0"
 }
 
-func optValue(args []string, opt string) string {
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == opt && (i == 0 || args[i-1] != "!") {
-			return args[i+1]
-		}
-	}
-	return ""
+func viaUFW(v verdict.Verdict) bool {
+	return v.Result == verdict.Accept && strings.HasPrefix(v.Chain, "ufw")
 }
 
-func viaUFW(v Verdict) bool {
-	return v.Result == Accept && strings.HasPrefix(v.Chain, "ufw")
-}
-
-func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.PortBinding, exp Exposure) string {
+func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b rules.PortBinding, exp Exposure) string {
 	published := "published on " + hostIPString(b, fc.st.Family)
 	switch v.Result {
-	case Accept:
+	case verdict.Accept:
 		if viaUFW(v) {
 			return fmt.Sprintf("allowed by ufw route rule '%s' in %s", stripComment(v.Rule), v.Chain)
 		}
@@ -619,7 +600,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 			return published + "; accepted by the " + v.Chain + " policy"
 		}
 		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
-	case Drop:
+	case verdict.Drop:
 		if (v.Chain == rules.ChainIngress || v.Chain == rules.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
 			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
 				return "closed by dockmoat default deny (invalid dockmoat label)"
@@ -635,7 +616,7 @@ func reason(fc *famCtx, v Verdict, dec rules.Decision, haveDec bool, b rules.Por
 }
 
 func commentText(r iptsave.Rule) string {
-	c := optValue(r.Args, "--comment")
+	c := ipteval.OptValue(r.Args, "--comment")
 	if i := strings.IndexByte(c, ' '); i > 0 && strings.HasPrefix(c, rules.CommentPrefix) {
 		return c[i+1:]
 	}

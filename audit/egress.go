@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -71,15 +72,15 @@ func egressRow(in Input, fc *famCtx, fam rules.Family, e rules.Egress) EgressRow
 	}
 	out, host := externalIface(in), hostAddr(in, fam)
 	for _, f := range e.From {
-		p := Packet{Src: f.Addr, Dst: dst, Proto: "tcp", DPort: port, SPort: 40000, In: f.Bridge, Out: out, States: []string{"NEW"}}
-		v := fc.rs.eval("forward", p)
+		p := verdict.Packet{Src: f.Addr, Dst: dst, Proto: "tcp", DPort: port, SPort: 40000, In: f.Bridge, Out: out, States: []string{"NEW"}}
+		v := fc.rs.Eval("forward", p)
 		row.Outside = verdictText(v, fmt.Sprintf("%s:%d/tcp", dst, port))
-		row.Beyond = row.Beyond || v.Result != Drop
+		row.Beyond = row.Beyond || v.Result != verdict.Drop
 		if host.IsValid() {
 			p.Dst, p.Out, p.DstLocal = host, "", true
-			hv := fc.rs.eval("input", p)
+			hv := fc.rs.Eval("input", p)
 			row.Host = verdictText(hv, fmt.Sprintf("%s:%d/tcp", host, port))
-			row.Beyond = row.Beyond || hv.Result != Drop
+			row.Beyond = row.Beyond || hv.Result != verdict.Drop
 		} else {
 			row.Host = "-"
 		}
@@ -99,11 +100,11 @@ func refusedDest(e rules.Egress, fam rules.Family) (netip.Addr, uint16, bool) {
 	return netip.Addr{}, 0, false
 }
 
-func verdictText(v Verdict, what string) string {
+func verdictText(v verdict.Verdict, what string) string {
 	switch v.Result {
-	case Drop:
+	case verdict.Drop:
 		return "refused (" + what + ": " + v.Chain + ")"
-	case Accept:
+	case verdict.Accept:
 		return "OPEN (" + what + " accepted: " + v.Chain + " " + strings.TrimSpace(stripComment(v.Rule)) + ")"
 	}
 	return "unknown (" + what + ": " + v.Why + ")"

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -60,10 +61,10 @@ func (t *Target) matches(b rules.PortBinding) bool {
 
 // Path is the way one source class's first packet went.
 type Path struct {
-	Source string `json:"source"` // "anyone" or the class, as the rules name it
-	Needs  string `json:"needs,omitempty"`
-	Result string `json:"result"` // accept, drop, unknown
-	Steps  []Step `json:"steps"`
+	Source string         `json:"source"` // "anyone" or the class, as the rules name it
+	Needs  string         `json:"needs,omitempty"`
+	Result string         `json:"result"` // accept, drop, unknown
+	Steps  []verdict.Step `json:"steps"`
 }
 
 // explain fills the row's paths (one per source class, the packet that
@@ -77,7 +78,7 @@ func (pe portEval) explain(row *Row, all []outcome) {
 		if !seen {
 			order = append(order, o.src)
 		}
-		if !seen || (cur.v.Result != Accept && o.v.Result == Accept) {
+		if !seen || (cur.v.Result != verdict.Accept && o.v.Result == verdict.Accept) {
 			bySrc[o.src] = o
 		}
 	}
@@ -142,7 +143,7 @@ func (pe portEval) fix(row Row, anyone outcome) string {
 // foreignMove is the last step before the verdict that is not one of
 // dockmoat's rules nor Docker's own (its chains, and the RETURN that
 // ends DOCKER-USER): the rule to look at.
-func foreignMove(v Verdict) (Step, bool) {
+func foreignMove(v verdict.Verdict) (verdict.Step, bool) {
 	for i := len(v.Path) - 1; i >= 0; i-- {
 		s := v.Path[i]
 		if strings.Contains(s.Rule, rules.CommentPrefix) || strings.HasPrefix(s.Chain, "DOCKMOAT") ||
@@ -154,7 +155,7 @@ func foreignMove(v Verdict) (Step, bool) {
 			return s, true
 		}
 	}
-	return Step{}, false
+	return verdict.Step{}, false
 }
 
 // Names reports whether a report row is one of the target's ports.

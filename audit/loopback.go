@@ -3,6 +3,8 @@ package audit
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/dockmoat/dockmoat/audit/verdict"
 )
 
 // A port published on 127.0.0.1 is meant for the host alone. Docker
@@ -19,12 +21,12 @@ func (pe portEval) loopback(row *Row) {
 	if b.HostIP.Is6() && !b.HostIP.Is4In6() {
 		return
 	}
-	ctrIP, bridge, dnat := fc.rs.dnat(pe.c, b, pe.in.Snapshot)
+	ctrIP, bridge, dnat := dnatTarget(fc.rs, pe.c, b, pe.in.Snapshot)
 	if !dnat {
 		row.Reason += " (no DNAT for it; the kernel refuses 127.0.0.0/8 from other hosts)"
 		return
 	}
-	var accepted *Verdict
+	var accepted *verdict.Verdict
 	var sources []string
 	for _, src := range append([]netip.Addr{fc.generic}, fc.reps...) {
 		v, vr, ok := pe.neighbour(src, ctrIP, bridge)
@@ -32,7 +34,7 @@ func (pe portEval) loopback(row *Row) {
 			pe.loopbackUnknown(row, v)
 			return
 		}
-		if v.Result != Accept {
+		if v.Result != verdict.Accept {
 			continue
 		}
 		if accepted == nil {
@@ -62,29 +64,29 @@ func (pe portEval) loopback(row *Row) {
 // for the loopback binding arriving on each outside interface: raw
 // PREROUTING before the DNAT, then FORWARD.
 // ok is false when a verdict is Unknown (then v is it).
-func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, vr variant, ok bool) {
+func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v verdict.Verdict, vr variant, ok bool) {
 	b, fc := pe.b, pe.fc
-	v = Verdict{Result: Drop}
+	v = verdict.Verdict{Result: verdict.Drop}
 	variants := fc.variants[b.Proto]
 	if len(variants) == 0 {
 		variants = []variant{{sport: 40000}}
 	}
 	for _, ifc := range pe.in.Ifaces {
 		for _, vr = range variants {
-			p := Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
+			p := verdict.Packet{Src: src, Dst: b.HostIP, Proto: b.Proto, SPort: vr.sport, Flags: vr.flags, Recent: vr.recent,
 				DPort: b.HostPort, In: ifc.Name, States: []string{"NEW"}, DstLocal: true}
-			switch raw := fc.rs.eval("prerouting", p); raw.Result {
-			case Drop:
+			switch raw := fc.rs.Eval("prerouting", p); raw.Result {
+			case verdict.Drop:
 				continue
-			case Unknown:
+			case verdict.Unknown:
 				return raw, vr, false
 			}
 			p.Dst, p.DPort, p.Out, p.States, p.DstLocal = ctrIP, b.ContainerPort, bridge, []string{"NEW", "DNAT"}, false
 			p.OrigDst, p.OrigDstPort = b.HostIP, b.HostPort
-			switch fwd := fc.rs.eval("forward", p); fwd.Result {
-			case Accept:
+			switch fwd := fc.rs.Eval("forward", p); fwd.Result {
+			case verdict.Accept:
 				return fwd, vr, true
-			case Unknown:
+			case verdict.Unknown:
 				return fwd, vr, false
 			}
 		}
@@ -92,12 +94,12 @@ func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v Verdict, v
 	return v, vr, true
 }
 
-func (pe portEval) loopbackUnknown(row *Row, v Verdict) {
+func (pe portEval) loopbackUnknown(row *Row, v verdict.Verdict) {
 	row.Exposure, row.Intended, row.Beyond = Unknowable, false, true
 	row.Reason = "bound to " + pe.b.HostIP.String() + "; cannot evaluate a neighbour's packet for it: " + v.Why
 }
 
-func acceptedBy(v Verdict) string {
+func acceptedBy(v verdict.Verdict) string {
 	if v.Rule == "policy ACCEPT" {
 		return "the " + v.Chain + " policy accepts them"
 	}

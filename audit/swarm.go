@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -63,9 +64,9 @@ func swarmPortReachable(in Input, fc *famCtx, fam rules.Family, peers []netip.Ad
 				if !fam.Has(addr) {
 					continue
 				}
-				p := Packet{Src: src, Dst: addr, Proto: sp.proto, SPort: 40000, DPort: sp.port, In: ifc.Name,
+				p := verdict.Packet{Src: src, Dst: addr, Proto: sp.proto, SPort: 40000, DPort: sp.port, In: ifc.Name,
 					States: []string{"NEW"}, DstLocal: true}
-				if v := fc.rs.eval("input", p); v.Result == Accept {
+				if v := fc.rs.Eval("input", p); v.Result == verdict.Accept {
 					by := "the " + v.Chain + " policy"
 					if v.Rule != "" && !strings.HasPrefix(v.Rule, "policy") {
 						by = fmt.Sprintf("rule '%s' in %s", v.Rule, v.Chain)

@@ -3,8 +3,9 @@ package audit
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/audit/verdict"
 )
 
 // A client chooses more of its first packet than its address: its source
@@ -44,9 +45,6 @@ func (v variant) describe(def variant) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
-// sportOpts are the options that match the client's source port.
-var sportOpts = map[string]bool{"--sport": true, "--source-port": true, "--sports": true, "--source-ports": true, "--ports": true}
 
 // variantsOf lists the variants the rules can tell apart for proto (from
 // ruleset.choices), the default first: a high source port no rule names,
@@ -88,7 +86,7 @@ func variantsOf(ranges [][2]uint16, flags, recent bool, proto string) []variant 
 
 // variantStep is the first move of a path made by a rule that looks at
 // what the client chooses: the rule a variant got through.
-func variantStep(path []Step) (Step, bool) {
+func variantStep(path []verdict.Step) (verdict.Step, bool) {
 	for _, s := range path {
 		for _, opt := range []string{"--sport", "--source-port", "--ports", "--tcp-flags", "--syn", "--rcheck", "--update"} {
 			if strings.Contains(s.Rule, opt+" ") || strings.HasSuffix(s.Rule, opt) {
@@ -96,27 +94,7 @@ func variantStep(path []Step) (Step, bool) {
 			}
 		}
 	}
-	return Step{}, false
-}
-
-// portBounds reads "53", "1024:65535", ":1023" or "1024:".
-func portBounds(s string) (uint16, uint16, bool) {
-	lo, hi, isRange := strings.Cut(s, ":")
-	if !isRange {
-		hi = lo
-	}
-	if lo == "" {
-		lo = "0"
-	}
-	if hi == "" {
-		hi = "65535"
-	}
-	l, err1 := strconv.ParseUint(lo, 10, 16)
-	h, err2 := strconv.ParseUint(hi, 10, 16)
-	if err1 != nil || err2 != nil || h < l {
-		return 0, 0, false
-	}
-	return uint16(l), uint16(h), true
+	return verdict.Step{}, false
 }
 
 // freePort is an ephemeral source port no rule names, if there is one.

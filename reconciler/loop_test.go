@@ -15,6 +15,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // fakeBackend is a netfilter.Backend that records the loop's calls: the
@@ -90,7 +91,7 @@ func (f *fakeBackend) seen() string {
 func loopRig(t *testing.T) (*Reconciler, *fakeBackend, *fakeDocker, *test.Hook) {
 	t.Helper()
 	fb := &fakeBackend{intact: true}
-	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 	log, hook := test.NewNullLogger()
 	return New(fb, d, config.Default(), log), fb, d, hook
 }
@@ -164,7 +165,7 @@ func TestLoopReportsRepairedDriftOnce(t *testing.T) {
 // failed Apply still reports them and returns its error.
 func TestLoopProblemsAndApplyErrors(t *testing.T) {
 	rec, fb, d, hook := loopRig(t)
-	bad := web("172.17.0.3")
+	bad := rulestest.Web("172.17.0.3")
 	bad.ID, bad.Name, bad.Labels = "b", "bad", map[string]string{"dockmoat.allow": "nope"}
 	d.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{bad}}, nil)
 	fb.applyErr = errors.New("restore failed")
@@ -203,7 +204,7 @@ func TestLoopRevokesPerInstalledFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.WaitRevocations()
-	closed := web("172.17.0.2")
+	closed := rulestest.Web("172.17.0.2")
 	closed.Labels = nil
 	d.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{closed}}, nil)
 	if _, err := rec.Sync(context.Background()); err != nil {

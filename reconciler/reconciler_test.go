@@ -19,6 +19,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // fakeDocker is a Source whose state tests change between passes.
@@ -44,12 +45,6 @@ func (f *fakeDocker) set(s rules.Snapshot, err error) {
 
 const foreign = `-s 192.0.2.99/32 -m comment --comment "admin rule" -j DROP`
 
-func web(ip string) rules.Container {
-	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
-		Ports:     []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
-}
-
 type rig struct {
 	v4, v6 *iptfake.Table
 	docker *fakeDocker
@@ -71,7 +66,7 @@ func newRigSets(t *testing.T, cfg config.Config, sets ipt.SetStore) *rig {
 	v4.Append("DOCKER-USER", foreign)
 	v4.Append("DOCKER-USER", "-j RETURN")
 	v6 := iptfake.New() // Docker not managing IPv6
-	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	d := &fakeDocker{snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 	log, hook := test.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
 	nf := ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, &ipt.Tables{IPTables: v6, Restorer: v6, Tool: "fake6"}, sets, log)
@@ -117,7 +112,7 @@ func TestDockerErrorChangesNothing(t *testing.T) {
 
 func TestProblemsLoggedOnce(t *testing.T) {
 	r := newRig(t, config.Default())
-	bad := web("172.17.0.3")
+	bad := rulestest.Web("172.17.0.3")
 	bad.Name, bad.Labels = "bad", map[string]string{"dockmoat.allow": "http"}
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{bad}}, nil)
 	r.sync(t)
@@ -222,7 +217,7 @@ func TestRevocationCutsOnlyWithdrawnSessions(t *testing.T) {
 	r := newRig(t, config.Default())
 	ct := &fakeCT{}
 	r.rec.SetConntrack(ct)
-	w := web("172.17.0.2")
+	w := rulestest.Web("172.17.0.2")
 	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24, 203.0.113.0/24"}
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
 	r.sync(t)
@@ -269,7 +264,7 @@ func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
 	r := newRig(t, config.Default())
 	ct := &blockingCT{started: make(chan struct{}), release: make(chan struct{})}
 	r.rec.SetConntrack(ct)
-	w := web("172.17.0.2")
+	w := rulestest.Web("172.17.0.2")
 	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
 	set := func(labels map[string]string) {
 		w.Labels = labels
@@ -335,10 +330,10 @@ func TestSweepCutsSessionsOpenedWhileUnprotected(t *testing.T) {
 	}
 	ct := &fakeCT{}
 	r.rec.SetConntrack(ct)
-	db := web("172.17.0.3")
+	db := rulestest.Web("172.17.0.3")
 	db.ID, db.Name, db.Labels = "d", "db", nil
 	db.Ports[0].HostPort, db.Ports[0].ContainerPort = 5432, 5432
-	w := web("172.17.0.2")
+	w := rulestest.Web("172.17.0.2")
 	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "198.51.100.0/24"}
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w, db}}, nil)
 	flow := func(src string, port uint16, ctr string, cport uint16) Flow {
@@ -378,7 +373,7 @@ func TestDisableThenEnable(t *testing.T) {
 	r.rec.localNets = func([]string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")} }
 	ct := &fakeCT{}
 	r.rec.SetConntrack(ct)
-	db := web("172.17.0.3")
+	db := rulestest.Web("172.17.0.3")
 	db.Labels = nil
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}, nil)
 	r.sync(t)
@@ -416,7 +411,7 @@ func TestDisableThenEnable(t *testing.T) {
 // still reports Docker's error.
 func TestEnableWhileDockerHangs(t *testing.T) {
 	r := newRig(t, config.Default())
-	db := web("172.17.0.3")
+	db := rulestest.Web("172.17.0.3")
 	db.Labels = nil
 	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}
 	r.docker.set(snap, nil)

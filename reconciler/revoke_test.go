@@ -6,6 +6,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // setRig is newRig on fake ipsets.
@@ -27,10 +28,10 @@ func TestRevocationOnlyWhenSomethingWithdrawn(t *testing.T) {
 		t.Errorf("the first pass sweeps sessions opened before it: want one walk, got %d", ct.calls)
 	}
 	ct.calls = 0
-	second := web("172.17.0.3")
+	second := rulestest.Web("172.17.0.3")
 	second.ID, second.Name = "w2", "web2"
 	second.Ports[0].HostPort = 8081
-	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2"), second}}, nil)
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2"), second}}, nil)
 	r.sync(t)
 	if ct.calls != 0 {
 		t.Errorf("a port opened, yet the conntrack table was walked %d time(s)", ct.calls)

@@ -11,6 +11,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
@@ -56,7 +57,7 @@ func TestSecondPassChangesNothing(t *testing.T) {
 func TestContainerChangeRewritesOnlyIngress(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
 	if res := r.sync(t); len(res.Drift) != 0 {
 		t.Errorf("a Docker change is not drift: %v", res.Drift)
 	}

@@ -3,13 +3,13 @@ package ipt
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // On a host where Docker does not manage IPv6 (no DOCKER-USER there),
@@ -20,7 +20,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.v6.Append("INPUT", sshRule)
 	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
-		dual("db", 5432, nil), dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}})
+		rulestest.Dual("db", 5432, nil), rulestest.Dual("web", 8080, map[string]string{"dockmoat.allow": "8080"})}})
 	r.sync(t)
 	in := r.v6.Rules("INPUT")
 	if len(in) != 3 || !strings.Contains(in[0], "dockmoat:input") || !strings.Contains(in[1], "dockmoat:input-check") || in[2] != sshRule {
@@ -48,7 +48,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 	r.inSync(t)
 
 	// Nothing served by docker-proxy any more: chain and jump go.
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}})
 	r.sync(t)
 	if r.v6.HasChain(rules.ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
 		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(rules.ChainInput))
@@ -59,7 +59,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 func TestProxyPathUninstall(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.v6.Append("INPUT", sshRule)
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Dual("db", 5432, nil)}})
 	r.sync(t)
 	if err := r.b.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
 	fs.FailAdd = errors.New("set full")
-	r.set(rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{web("172.17.0.9")}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
 	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "set full") {
 		t.Fatalf("want the set error, got %v", err)
 	}
@@ -88,7 +88,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 
 	// IPv4's batch fails; IPv6 (docker-proxy path) is still applied.
 	r.v4.FailRestore = errors.New("iptables-restore: line 3 failed")
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Dual("db", 5432, nil)}})
 	_, err := r.try()
 	if err == nil || !strings.Contains(err.Error(), "ipv4") {
 		t.Fatalf("want the IPv4 error, got %v", err)
@@ -99,18 +99,6 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	r.v4.FailRestore = nil
 	r.sync(t)
 	r.inSync(t)
-}
-
-// dual publishes on 0.0.0.0 and :: like `docker run -p 5432:5432`, from
-// an IPv4-only container: IPv6 clients meet docker-proxy through INPUT.
-func dual(name string, port uint16, labels map[string]string) rules.Container {
-	c := web("172.17.0.5")
-	c.ID, c.Name, c.Labels = "id-"+name, name, labels
-	c.Ports = []rules.PortBinding{
-		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-	}
-	return c
 }
 
 const sshRule = "-p tcp -m tcp --dport 22 -j ACCEPT"

@@ -2,7 +2,6 @@ package ipt
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -12,18 +11,13 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // A rig drives the backend as the reconcile loop does (Plan, then Apply)
 // on fake tables and sets, with a policy the test changes between passes.
 
 const foreign = `-s 192.0.2.99/32 -m comment --comment "admin rule" -j DROP`
-
-func web(ip string) rules.Container {
-	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
-		Ports:     []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
-}
 
 type rig struct {
 	v4, v6 *iptfake.Table
@@ -61,14 +55,14 @@ func newRigSets(t *testing.T, cfg config.Config, sets SetStore) *rig {
 		s = sets
 	}
 	b := New(&Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, &Tables{IPTables: v6, Restorer: v6, Tool: "fake6"}, s, log)
-	return &rig{v4: v4, v6: v6, b: b, cfg: cfg, snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	return &rig{v4: v4, v6: v6, b: b, cfg: cfg, snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 }
 
 // bareRig is a rig on one IPv4 table as given, no IPv6, no sets.
 func bareRig(v4 *iptfake.Table) *rig {
 	log, _ := test.NewNullLogger()
 	return &rig{v4: v4, b: New(&Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, nil, log), cfg: config.Default(),
-		snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+		snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 }
 
 // setRig is newRig on fake ipsets that note when each set was created.

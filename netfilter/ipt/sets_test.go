@@ -13,6 +13,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
@@ -35,7 +36,7 @@ func TestSetsContainerChangeIsElementChangeOnly(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
 	restores, lists := r.v4.Restores, fs.Lists
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
 	res := r.sync(t)
 	if !res.Applied || r.v4.Restores != restores {
 		t.Errorf("a container change should write set elements, not rules: applied %v, restores %d→%d", res.Applied, restores, r.v4.Restores)
@@ -57,8 +58,8 @@ func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
 	r.sync(t)
 	// Someone deletes our element and adds one of theirs; plan (which
 	// reads the sets in full) sees it, and the next pass puts it back.
-	delete(fs.Sets["DOCKMOAT-OPEN-V4"], rules.SetElem{Addr: web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
-	fs.Sets["DOCKMOAT-OPEN-V4"][rules.SetElem{Addr: web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
+	delete(fs.Sets["DOCKMOAT-OPEN-V4"], rules.SetElem{Addr: rulestest.Web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
+	fs.Sets["DOCKMOAT-OPEN-V4"][rules.SetElem{Addr: rulestest.Web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
 	plans, err := r.b.Plan(context.Background(), r.cfg, r.snap, true)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestSetsFailureLeavesRulesAndRereads(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
 	fs.FailAdd = errors.New("boom")
-	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.9")}})
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
 	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("want the set error, got %v", err)
 	}
@@ -149,7 +150,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 		for step := range 120 {
 			switch k := rnd.IntN(10); {
 			case k < 4 || len(cs) == 0:
-				c := web(fmt.Sprintf("172.17.%d.%d", rnd.IntN(2), 2+rnd.IntN(5)))
+				c := rulestest.Web(fmt.Sprintf("172.17.%d.%d", rnd.IntN(2), 2+rnd.IntN(5)))
 				c.ID, c.Name = fmt.Sprint("id", step), fmt.Sprint("c", rnd.IntN(6))
 				c.Ports[0].HostPort = uint16(8080 + rnd.IntN(4))
 				if rnd.IntN(3) == 0 {

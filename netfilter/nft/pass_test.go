@@ -2,7 +2,6 @@ package nft
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
 // rig drives the backend as the reconcile loop does: Plan, then Apply.
@@ -28,26 +28,9 @@ func (r *rig) pass(ctx context.Context) (netfilter.Applied, error) {
 	return r.b.Apply(ctx, plans)
 }
 
-func web(ip string) rules.Container {
-	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
-		Ports:     []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr(ip)}}}
-}
-
-// dual publishes on 0.0.0.0 and :: from an IPv4-only container.
-func dual(name string, port uint16, labels map[string]string) rules.Container {
-	c := web("172.17.0.5")
-	c.ID, c.Name, c.Labels = "id-"+name, name, labels
-	c.Ports = []rules.PortBinding{
-		{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-		{HostIP: netip.MustParseAddr("::"), HostPort: port, ContainerPort: 80, Proto: "tcp"},
-	}
-	return c
-}
-
 func TestNFTBackend(t *testing.T) {
 	fk := &fakeNFT{}
-	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}}
+	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 	ctx := context.Background()
 	res, err := r.pass(ctx)
 	if err != nil || !res.Wrote || fk.applies != 1 {
@@ -77,7 +60,7 @@ func TestNFTBackend(t *testing.T) {
 	if ok, _ := r.b.Intact(ctx); ok {
 		t.Error("a flushed set is not seen as drift (the drift watch would not repair it)")
 	}
-	r.snap = rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web("172.17.0.2")}}
+	r.snap = rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}
 	if res, err := r.pass(ctx); err != nil || !res.Wrote || !strings.Contains(fk.table, "172.17.0.2 . tcp . 80") {
 		t.Errorf("set element not put back: %+v %v\n%s", res, err, fk.table)
 	}
@@ -103,7 +86,7 @@ func TestNFTBackend(t *testing.T) {
 // table: a pass that installs it is in sync afterwards (no jump to wait for).
 func TestNFTProxyPathInSync(t *testing.T) {
 	fk := &fakeNFT{}
-	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{dual("db", 5432, nil)}}}
+	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Dual("db", 5432, nil)}}}
 	ctx := context.Background()
 	if _, err := r.pass(ctx); err != nil {
 		t.Fatal(err)

@@ -30,6 +30,24 @@ func PB6(host, ctrPort uint16, proto string) rules.PortBinding {
 	return rules.PortBinding{HostIP: Addr("::"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
 }
 
+// Web is container web (ID "w") at ip on the default bridge, publishing
+// 8080 on 0.0.0.0 to its port 80/tcp, labelled open: what the backend
+// and loop tests install first.
+func Web(ip string) rules.Container {
+	return rules.Container{ID: "w", Name: "web", Labels: map[string]string{"dockmoat.allow": "8080"},
+		Ports: []rules.PortBinding{PB(8080, 80, "tcp")}, Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: Addr(ip)}}}
+}
+
+// Dual publishes port on 0.0.0.0 and :: like `docker run -p 5432:5432`,
+// from an IPv4-only container: IPv6 clients meet docker-proxy through
+// INPUT.
+func Dual(name string, port uint16, labels map[string]string) rules.Container {
+	c := Web("172.17.0.5")
+	c.ID, c.Name, c.Labels = "id-"+name, name, labels
+	c.Ports = []rules.PortBinding{PB(port, 80, "tcp"), PB6(port, 80, "tcp")}
+	return c
+}
+
 // ProxySnap has containers published on IPv4 and IPv6, most IPv4-only:
 // their IPv6 bindings are served by docker-proxy (one is open, one
 // restricted to IPv4 sources, one to an IPv6 source, one closed, one

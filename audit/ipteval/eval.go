@@ -1,4 +1,11 @@
-package audit
+// Package ipteval evaluates iptables-save text for the first packet of a
+// new connection: rule by rule through a builtin chain of the filter (or
+// raw) table, following jumps, gotos and RETURNs, ipsets and the packet
+// mark, with iptables' semantics. It is pure (text in, verdict out) and
+// says "unknown" rather than guess when it meets a match or target it
+// cannot evaluate. Ruleset is one family's tables as package audit
+// evaluates them.
+package ipteval
 
 import (
 	"fmt"
@@ -7,85 +14,22 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-
 	"github.com/dockmoat/dockmoat/rules"
 )
-
-// Packet is the first packet of a new connection, as the filter table sees
-// it after Docker's DNAT (FORWARD path) or without DNAT (INPUT path).
-type Packet struct {
-	Src, Dst     netip.Addr
-	Proto        string // tcp, udp, sctp
-	SPort, DPort uint16
-	In, Out      string   // interfaces; Out is "" on the INPUT path
-	States       []string // conntrack states: NEW, plus DNAT when DNATed
-	OrigDst      netip.Addr
-	OrigDstPort  uint16
-	DstLocal     bool // the destination is an address of this host
-	// Flags are a TCP first packet's flags: "SYN", or SYN with PSH
-	// and/or URG (variants.go); "" means "SYN".
-	Flags string
-	// Recent says the client has history in every -m recent list (a
-	// client can knock first): --rcheck and --update match.
-	Recent bool
-	// Mark is the packet mark as far as known: the bits of MarkKnown.
-	// The evaluator keeps it (MARK --set-xmark); dockmoat's own bit
-	// (rules.PassMark) starts known and clear, any other bit unknown (a
-	// mangle rule may have set it).
-	Mark, MarkKnown uint32
-}
-
-// Result of an evaluation.
-type Result int
-
-const (
-	Unknown Result = iota
-	Accept
-	Drop
-)
-
-func (r Result) String() string {
-	return [...]string{"unknown", "accept", "drop"}[r]
-}
-
-// Verdict tells what happened to the packet and which rule decided.
-type Verdict struct {
-	Result Result
-	Chain  string // chain of the deciding rule (or policy)
-	Rule   string // the deciding rule's text, "policy ACCEPT" for a policy
-	// Via lists the rules that jumped into Chain, outermost first.
-	Via []iptsave.Rule
-	// Why explains an Unknown result.
-	Why string
-	// Returned lists the rules whose RETURN the packet took on its way,
-	// innermost first (a goto whose chain returned counts), e.g. the
-	// dockmoat allow that handed it back to Docker's ACCEPT.
-	Returned []iptsave.Rule
-	// Path is every rule that sent the packet somewhere (a jump, goto,
-	// RETURN, or the verdict), and every chain it fell off, in order:
-	// what `audit --explain` prints.
-	Path []Step
-}
-
-// Step is one move of the packet: the rule (its text as iptables-save
-// prints it) or "end of chain" / "policy …" in Chain.
-type Step struct {
-	Chain string `json:"chain"`
-	Rule  string `json:"rule"`
-}
 
 type evaluator struct {
 	t        *iptsave.Table
 	budget   int
 	returned []iptsave.Rule
-	path     []Step
+	path     []verdict.Step
 	// mark and markKnown: the packet mark as the rules so far set it.
 	mark, markKnown uint32
 }
 
 // Eval runs the packet through chain (FORWARD or INPUT) of t.
-func Eval(t *iptsave.Table, chain string, p Packet) Verdict {
+func Eval(t *iptsave.Table, chain string, p verdict.Packet) verdict.Verdict {
 	e := &evaluator{t: t, budget: 4096, markKnown: rules.PassMark}
 	v, ret := e.chain(chain, 0, p, nil, 0)
 	if ret { // RETURN from a builtin chain: its policy decides
@@ -98,22 +42,24 @@ func Eval(t *iptsave.Table, chain string, p Packet) Verdict {
 	return v
 }
 
-func (e *evaluator) step(chain, rule string) { e.path = append(e.path, Step{Chain: chain, Rule: rule}) }
+func (e *evaluator) step(chain, rule string) {
+	e.path = append(e.path, verdict.Step{Chain: chain, Rule: rule})
+}
 
 // chain evaluates a chain from rule index start. ret reports that the
 // chain returned (fell off its end or hit RETURN) without a verdict.
-func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, depth int) (Verdict, bool) {
+func (e *evaluator) chain(name string, start int, p verdict.Packet, via []iptsave.Rule, depth int) (verdict.Verdict, bool) {
 	ch := e.t.Chains[name]
 	if ch == nil {
-		return Verdict{Result: Unknown, Chain: name, Why: "chain " + name + " is referenced but does not exist"}, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: name, Why: "chain " + name + " is referenced but does not exist"}, false
 	}
 	if depth > 32 {
-		return Verdict{Result: Unknown, Chain: name, Why: "chains nest too deep (a loop?)"}, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: name, Why: "chains nest too deep (a loop?)"}, false
 	}
 	for i := start; i < len(ch.Rules); i++ {
 		e.budget--
 		if e.budget < 0 {
-			return Verdict{Result: Unknown, Chain: name, Why: "ruleset too complex to evaluate"}, false
+			return verdict.Verdict{Result: verdict.Unknown, Chain: name, Why: "ruleset too complex to evaluate"}, false
 		}
 		r := ch.Rules[i]
 		p.Mark, p.MarkKnown = e.mark, e.markKnown
@@ -127,11 +73,11 @@ func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, 
 			no, nret := e.chain(name, i+1, p, via, depth)
 			switch {
 			case yret && nret:
-				return Verdict{}, true
-			case yret == nret && yes.Result == no.Result && yes.Result != Unknown:
+				return verdict.Verdict{}, true
+			case yret == nret && yes.Result == no.Result && yes.Result != verdict.Unknown:
 				return no, nret
 			}
-			return Verdict{Result: Unknown, Chain: name, Rule: r.Raw, Via: via, Why: why}, false
+			return verdict.Verdict{Result: verdict.Unknown, Chain: name, Rule: r.Raw, Via: via, Why: why}, false
 		}
 		if m == matchNo {
 			continue
@@ -147,12 +93,12 @@ func (e *evaluator) chain(name string, start int, p Packet, via []iptsave.Rule, 
 		return e.policy(ch, via), false
 	}
 	e.step(name, "end of chain: back to the caller")
-	return Verdict{}, true
+	return verdict.Verdict{}, true
 }
 
 // apply takes rule i as matched, then goes on with the chain if its
 // target does not decide.
-func (e *evaluator) apply(r iptsave.Rule, i int, p Packet, via []iptsave.Rule, depth int) (Verdict, bool) {
+func (e *evaluator) apply(r iptsave.Rule, i int, p verdict.Packet, via []iptsave.Rule, depth int) (verdict.Verdict, bool) {
 	v, ret, cont := e.target(r, p, via, depth)
 	if !cont {
 		return v, ret
@@ -160,39 +106,39 @@ func (e *evaluator) apply(r iptsave.Rule, i int, p Packet, via []iptsave.Rule, d
 	return e.chain(r.Chain, i+1, p, via, depth)
 }
 
-func (e *evaluator) policy(ch *iptsave.Chain, via []iptsave.Rule) Verdict {
+func (e *evaluator) policy(ch *iptsave.Chain, via []iptsave.Rule) verdict.Verdict {
 	switch ch.Policy {
 	case "ACCEPT":
-		return Verdict{Result: Accept, Chain: ch.Name, Rule: "policy ACCEPT", Via: via}
+		return verdict.Verdict{Result: verdict.Accept, Chain: ch.Name, Rule: "policy ACCEPT", Via: via}
 	case "DROP":
-		return Verdict{Result: Drop, Chain: ch.Name, Rule: "policy DROP", Via: via}
+		return verdict.Verdict{Result: verdict.Drop, Chain: ch.Name, Rule: "policy DROP", Via: via}
 	}
-	return Verdict{Result: Unknown, Chain: ch.Name, Rule: "policy " + ch.Policy, Why: "unknown policy " + ch.Policy}
+	return verdict.Verdict{Result: verdict.Unknown, Chain: ch.Name, Rule: "policy " + ch.Policy, Why: "unknown policy " + ch.Policy}
 }
 
 // target applies a matched rule's target. cont means "go on with the next
 // rule" (non-terminating target, or a called chain that returned).
-func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth int) (v Verdict, ret, cont bool) {
+func (e *evaluator) target(r iptsave.Rule, p verdict.Packet, via []iptsave.Rule, depth int) (v verdict.Verdict, ret, cont bool) {
 	tgt, isGoto := targetOf(r.Args)
 	switch tgt {
 	case "MARK":
 		e.setMark(r.Args)
-		return Verdict{}, false, true
+		return verdict.Verdict{}, false, true
 	case "", "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "CONNMARK", "CLASSIFY", "DSCP", "TOS":
-		return Verdict{}, false, true // counting or non-terminating: not a move
+		return verdict.Verdict{}, false, true // counting or non-terminating: not a move
 	}
 	e.step(r.Chain, r.Raw)
 	switch tgt {
 	case "ACCEPT":
-		return Verdict{Result: Accept, Chain: r.Chain, Rule: r.Raw, Via: via}, false, false
+		return verdict.Verdict{Result: verdict.Accept, Chain: r.Chain, Rule: r.Raw, Via: via}, false, false
 	case "DROP", "REJECT":
-		return Verdict{Result: Drop, Chain: r.Chain, Rule: r.Raw, Via: via}, false, false
+		return verdict.Verdict{Result: verdict.Drop, Chain: r.Chain, Rule: r.Raw, Via: via}, false, false
 	case "RETURN":
 		e.returned = append(e.returned, r)
-		return Verdict{}, true, false
+		return verdict.Verdict{}, true, false
 	}
 	if _, ok := e.t.Chains[tgt]; !ok {
-		return Verdict{Result: Unknown, Chain: r.Chain, Rule: r.Raw, Via: via, Why: "target " + tgt + " cannot be evaluated"}, false, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: r.Chain, Rule: r.Raw, Via: via, Why: "target " + tgt + " cannot be evaluated"}, false, false
 	}
 	sub, subRet := e.chain(tgt, 0, p, append(slices.Clone(via), r), depth+1)
 	if subRet {
@@ -201,9 +147,9 @@ func (e *evaluator) target(r iptsave.Rule, p Packet, via []iptsave.Rule, depth i
 			// as a RETURN here would (dockmoat's allows go to its pass
 			// chain): the rule is recorded as one.
 			e.returned = append(e.returned, r)
-			return Verdict{}, true, false
+			return verdict.Verdict{}, true, false
 		}
-		return Verdict{}, false, true
+		return verdict.Verdict{}, false, true
 	}
 	return sub, false, false
 }
@@ -244,7 +190,7 @@ func markSpec(s string) (v, m uint32, ok bool) {
 
 // markOpt evaluates -m mark --mark VALUE[/MASK]: known only when every
 // bit of the mask is.
-func markOpt(p Packet, spec string) (bool, bool) {
+func markOpt(p verdict.Packet, spec string) (bool, bool) {
 	v, m, ok := markSpec(spec)
 	if !ok || m&^p.MarkKnown != 0 {
 		return false, false
@@ -279,27 +225,27 @@ var knownModules = map[string]bool{"tcp": true, "udp": true, "sctp": true, "conn
 
 // valueOpt evaluates an option with one argument v; known is false when
 // it cannot be decided for p.
-type valueOpt func(p Packet, v string) (ok, known bool)
+type valueOpt func(p verdict.Packet, v string) (ok, known bool)
 
 func yes(ok bool) (bool, bool) { return ok, true }
 
-func always(Packet, string) (bool, bool) { return true, true }
+func always(verdict.Packet, string) (bool, bool) { return true, true }
 
 // never: a first TCP/UDP packet carries no routing or other extension
 // header and is no ICMP.
-func never(Packet, string) (bool, bool) { return false, true }
+func never(verdict.Packet, string) (bool, bool) { return false, true }
 
 var (
-	srcOpt   valueOpt = func(p Packet, v string) (bool, bool) { return inPrefixes(p.Src, v) }
-	dstOpt   valueOpt = func(p Packet, v string) (bool, bool) { return inPrefixes(p.Dst, v) }
-	inOpt    valueOpt = func(p Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.In)) }
-	outOpt   valueOpt = func(p Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.Out)) }
-	protoOpt valueOpt = func(p Packet, v string) (bool, bool) { return yes(protoMatch(v, p.Proto)) }
-	dportOpt valueOpt = func(p Packet, v string) (bool, bool) { return portIn(v, p.DPort) }
-	sportOpt valueOpt = func(p Packet, v string) (bool, bool) { return portIn(v, p.SPort) }
-	dportsOp valueOpt = func(p Packet, v string) (bool, bool) { return portList(v, p.DPort) }
-	sportsOp valueOpt = func(p Packet, v string) (bool, bool) { return portList(v, p.SPort) }
-	stateOpt valueOpt = func(p Packet, v string) (bool, bool) { return yes(stateMatch(v, p.States)) }
+	srcOpt   valueOpt = func(p verdict.Packet, v string) (bool, bool) { return inPrefixes(p.Src, v) }
+	dstOpt   valueOpt = func(p verdict.Packet, v string) (bool, bool) { return inPrefixes(p.Dst, v) }
+	inOpt    valueOpt = func(p verdict.Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.In)) }
+	outOpt   valueOpt = func(p verdict.Packet, v string) (bool, bool) { return yes(ifaceMatch(v, p.Out)) }
+	protoOpt valueOpt = func(p verdict.Packet, v string) (bool, bool) { return yes(protoMatch(v, p.Proto)) }
+	dportOpt valueOpt = func(p verdict.Packet, v string) (bool, bool) { return portIn(v, p.DPort) }
+	sportOpt valueOpt = func(p verdict.Packet, v string) (bool, bool) { return portIn(v, p.SPort) }
+	dportsOp valueOpt = func(p verdict.Packet, v string) (bool, bool) { return portList(v, p.DPort) }
+	sportsOp valueOpt = func(p verdict.Packet, v string) (bool, bool) { return portList(v, p.SPort) }
+	stateOpt valueOpt = func(p verdict.Packet, v string) (bool, bool) { return yes(stateMatch(v, p.States)) }
 )
 
 // valueOpts are the options of one argument match understands.
@@ -309,39 +255,39 @@ var valueOpts = map[string]valueOpt{
 	"-p": protoOpt, "--protocol": protoOpt, "--ctproto": protoOpt,
 	"--dport": dportOpt, "--destination-port": dportOpt, "--sport": sportOpt, "--source-port": sportOpt,
 	"--dports": dportsOp, "--destination-ports": dportsOp, "--sports": sportsOp, "--source-ports": sportsOp,
-	"--ports": func(p Packet, v string) (bool, bool) {
+	"--ports": func(p verdict.Packet, v string) (bool, bool) {
 		d, k1 := portList(v, p.DPort)
 		s, k2 := portList(v, p.SPort)
 		return d || s, k1 && k2
 	},
 	"--ctstate": stateOpt, "--state": stateOpt,
-	"--ctorigdstport": func(p Packet, v string) (bool, bool) { return portIn(v, p.OrigDstPort) },
-	"--ctorigdst":     func(p Packet, v string) (bool, bool) { return inPrefixes(p.OrigDst, v) },
+	"--ctorigdstport": func(p verdict.Packet, v string) (bool, bool) { return portIn(v, p.OrigDstPort) },
+	"--ctorigdst":     func(p verdict.Packet, v string) (bool, bool) { return inPrefixes(p.OrigDst, v) },
 	"--ctorigsrc":     srcOpt,
 	"--comment":       always, "--limit": always, "--limit-burst": always, "--log-prefix": always, "--log-level": always,
 	"--name": always, "--seconds": always, "--hitcount": always, "--mask": always,
-	"--dst-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, p.DstLocal, p.Dst.Is6())) },
-	"--src-type": func(p Packet, v string) (bool, bool) { return yes(addrType(v, false, p.Src.Is6())) },
-	"--pkt-type": func(_ Packet, v string) (bool, bool) { return yes(v == "unicast") },
+	"--dst-type": func(p verdict.Packet, v string) (bool, bool) { return yes(addrType(v, p.DstLocal, p.Dst.Is6())) },
+	"--src-type": func(p verdict.Packet, v string) (bool, bool) { return yes(addrType(v, false, p.Src.Is6())) },
+	"--pkt-type": func(_ verdict.Packet, v string) (bool, bool) { return yes(v == "unicast") },
 	"--rt-type":  never, "--rt-segsleft": never, "--rt-len": never, "--header": never,
 	"--icmp-type": never, "--icmpv6-type": never,
-	"--src-range": func(p Packet, v string) (bool, bool) { return inRange(p.Src, v) },
-	"--dst-range": func(p Packet, v string) (bool, bool) { return inRange(p.Dst, v) },
+	"--src-range": func(p verdict.Packet, v string) (bool, bool) { return inRange(p.Src, v) },
+	"--dst-range": func(p verdict.Packet, v string) (bool, bool) { return inRange(p.Dst, v) },
 }
 
 // flagOpts are the options without an argument match understands.
-var flagOpts = map[string]func(p Packet) bool{
-	"--syn":            func(p Packet) bool { return p.Proto == "tcp" && flagsMatch("FIN,SYN,RST,ACK", "SYN", p.Flags) },
-	"--limit-iface-in": func(Packet) bool { return true }, "--limit-iface-out": func(Packet) bool { return true },
-	"--rsource": func(Packet) bool { return true }, "--rdest": func(Packet) bool { return true },
-	"--set":    func(Packet) bool { return true },
-	"--update": func(p Packet) bool { return p.Recent }, // audit tries clients with and without history
-	"--rcheck": func(p Packet) bool { return p.Recent },
-	"--remove": func(p Packet) bool { return p.Recent },
+var flagOpts = map[string]func(p verdict.Packet) bool{
+	"--syn":            func(p verdict.Packet) bool { return p.Proto == "tcp" && flagsMatch("FIN,SYN,RST,ACK", "SYN", p.Flags) },
+	"--limit-iface-in": func(verdict.Packet) bool { return true }, "--limit-iface-out": func(verdict.Packet) bool { return true },
+	"--rsource": func(verdict.Packet) bool { return true }, "--rdest": func(verdict.Packet) bool { return true },
+	"--set":    func(verdict.Packet) bool { return true },
+	"--update": func(p verdict.Packet) bool { return p.Recent }, // audit tries clients with and without history
+	"--rcheck": func(p verdict.Packet) bool { return p.Recent },
+	"--remove": func(p verdict.Packet) bool { return p.Recent },
 }
 
 // match evaluates a rule's matches (everything before -j/-g).
-func match(r iptsave.Rule, p Packet, sets map[string][]rules.SetElem) (matchResult, string) {
+func match(r iptsave.Rule, p verdict.Packet, sets map[string][]rules.SetElem) (matchResult, string) {
 	args := r.Args
 	result, why := matchYes, ""
 	unknown := func(reason string) {
@@ -390,7 +336,7 @@ func match(r iptsave.Rule, p Packet, sets map[string][]rules.SetElem) (matchResu
 
 // option evaluates one option of a rule; unknown, when not empty, says
 // why it cannot be decided for p.
-func option(a, module, chain string, val func() string, p Packet, sets map[string][]rules.SetElem) (ok bool, unknown string) {
+func option(a, module, chain string, val func() string, p verdict.Packet, sets map[string][]rules.SetElem) (ok bool, unknown string) {
 	if f, has := flagOpts[a]; has {
 		return f(p), ""
 	}
@@ -430,7 +376,7 @@ func option(a, module, chain string, val func() string, p Packet, sets map[strin
 
 // inSet evaluates `-m set --match-set NAME FLAGS` for dockmoat's own sets
 // (read by the caller); any other set cannot be evaluated.
-func inSet(sets map[string][]rules.SetElem, name, flags string, p Packet) (bool, bool) {
+func inSet(sets map[string][]rules.SetElem, name, flags string, p verdict.Packet) (bool, bool) {
 	elems, ok := sets[name]
 	if !ok {
 		return false, false

@@ -1,4 +1,4 @@
-package audit
+package nfteval
 
 import (
 	"encoding/json"

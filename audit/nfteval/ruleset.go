@@ -1,93 +1,33 @@
-package audit
+package nfteval
 
 import (
 	"net/netip"
 	"strconv"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// ruleset is one family's installed firewall as audit evaluates it: the
-// iptables tables, or the whole nftables ruleset. Everything above it
-// (source classes, variants, verdicts, reasons, explain) is the same for
-// both.
-type ruleset interface {
-	// eval runs a first packet through a hook: "forward" (after Docker's
-	// DNAT), "input" (docker-proxy on the host), "prerouting" (before
-	// DNAT: raw drops).
-	eval(hook string, p Packet) Verdict
-	// dnat finds Docker's DNAT of a binding: the container address and
-	// the bridge it is forwarded to.
-	dnat(c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool)
-	// sources are the source ranges the rules name.
-	sources(fam rules.Family) []span
-	// choices are what the rules read of what a client chooses: the
-	// source ports they name, whether they read TCP flags or -m recent.
-	choices() (sports [][2]uint16, flags, recent bool)
+// Ruleset is the whole nftables ruleset as one family sees it
+// (verdict.Ruleset).
+type Ruleset struct {
+	Live *nft.Live
+	Fam  rules.Family
 }
 
-// iptRuleset evaluates iptables-save tables.
-type iptRuleset struct{ filter, nat, raw *iptsave.Table }
-
-func (r iptRuleset) eval(hook string, p Packet) Verdict {
-	switch hook {
-	case "forward":
-		return Eval(r.filter, "FORWARD", p)
-	case "input":
-		return Eval(r.filter, "INPUT", p)
-	}
-	if r.raw == nil {
-		return Verdict{Result: Accept, Chain: "raw", Rule: "no raw table"}
-	}
-	return Eval(r.raw, "PREROUTING", p)
+// Eval implements verdict.Ruleset.
+func (r Ruleset) Eval(hook string, p verdict.Packet) verdict.Verdict {
+	return Eval(r.Live, hook, r.Fam, p)
 }
 
-func (r iptRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
-	return dnatTarget(r.nat, c, b, snap)
-}
-
-func (r iptRuleset) sources(fam rules.Family) []span { return sourceSpans(r.filter, fam) }
-
-func (r iptRuleset) choices() ([][2]uint16, bool, bool) {
-	var sports [][2]uint16
-	flags, recent := false, false
-	for _, ch := range r.filter.Chains {
-		for _, rule := range ch.Rules {
-			for i, a := range rule.Args {
-				switch {
-				case a == "--tcp-flags" || a == "--syn":
-					flags = true
-				case a == "--rcheck" || a == "--update":
-					recent = true
-				case sportOpts[a] && i+1 < len(rule.Args):
-					for _, s := range strings.Split(rule.Args[i+1], ",") {
-						if lo, hi, ok := portBounds(s); ok {
-							sports = append(sports, [2]uint16{lo, hi})
-						}
-					}
-				}
-			}
-		}
-	}
-	return sports, flags, recent
-}
-
-// nftRuleset evaluates the whole nftables ruleset for one family.
-type nftRuleset struct {
-	live *nft.Live
-	fam  rules.Family
-}
-
-func (r nftRuleset) eval(hook string, p Packet) Verdict { return EvalNFT(r.live, hook, r.fam, p) }
-
-// dnat finds a rule of a nat chain that DNATs the published port to a
-// container's address and port (Docker's nat-prerouting-and-output).
-func (r nftRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snapshot) (netip.Addr, string, bool) {
-	e := nftEval{fam: r.fam}
-	for _, ch := range r.live.Chains {
+// DNAT implements verdict.Ruleset: a rule of a nat chain that DNATs the
+// published port to a container's address and port (Docker's
+// nat-prerouting-and-output).
+func (r Ruleset) DNAT(b rules.PortBinding, target func(netip.Addr) bool) (netip.Addr, bool) {
+	e := nftEval{fam: r.Fam}
+	for _, ch := range r.Live.Chains {
 		if !e.familyOf(ch.Family) {
 			continue // table ip's DNAT does not apply to IPv6 clients
 		}
@@ -96,12 +36,12 @@ func (r nftRuleset) dnat(c rules.Container, b rules.PortBinding, snap rules.Snap
 			if !ok || port != b.ContainerPort || !matchesDport(rule, b.HostPort) {
 				continue
 			}
-			if bridge, ok := endpointBridge(c, addr, snap); ok && r.fam.Has(addr) {
-				return addr, bridge, true
+			if r.Fam.Has(addr) && target(addr) {
+				return addr, true
 			}
 		}
 	}
-	return netip.Addr{}, "", false
+	return netip.Addr{}, false
 }
 
 func dnatTo(r nft.LiveRule) (netip.Addr, uint16, bool) {
@@ -134,27 +74,27 @@ func matchesDport(r nft.LiveRule, port uint16) bool {
 	return false
 }
 
-// sources walks every rule's matches on a source address, and the named
+// Sources implements verdict.Ruleset: it walks every rule's matches on a source address, and the named
 // sets of addresses they look up.
-func (r nftRuleset) sources(fam rules.Family) []span {
-	var spans []span
+func (r Ruleset) Sources(fam rules.Family) []verdict.Span {
+	var spans []verdict.Span
 	add := func(v any) {
 		switch x := v.(type) {
 		case string:
 			if a, err := netip.ParseAddr(x); err == nil && fam.Has(a) {
-				spans = append(spans, prefixSpan(netip.PrefixFrom(a, a.BitLen())))
+				spans = append(spans, verdict.PrefixSpan(netip.PrefixFrom(a, a.BitLen())))
 			}
 		case map[string]any:
 			if pf, ok := x["prefix"].(map[string]any); ok {
-				if p, ok := parsePrefix(valueString(pf["addr"]) + "/" + valueString(pf["len"])); ok && fam.Has(p.Addr()) {
-					spans = append(spans, prefixSpan(p))
+				if p, ok := verdict.ParsePrefix(valueString(pf["addr"]) + "/" + valueString(pf["len"])); ok && fam.Has(p.Addr()) {
+					spans = append(spans, verdict.PrefixSpan(p))
 				}
 			}
 			if rg, ok := x["range"].([]any); ok && len(rg) == 2 {
 				l, err1 := netip.ParseAddr(valueString(rg[0]))
 				h, err2 := netip.ParseAddr(valueString(rg[1]))
 				if err1 == nil && err2 == nil && fam.Has(l) {
-					spans = append(spans, span{lo: l, hi: h, label: valueString(rg[0]) + "-" + valueString(rg[1])})
+					spans = append(spans, verdict.Span{Lo: l, Hi: h, Label: valueString(rg[0]) + "-" + valueString(rg[1])})
 				}
 			}
 		}
@@ -170,7 +110,8 @@ func (r nftRuleset) sources(fam rules.Family) []span {
 	return spans
 }
 
-func (r nftRuleset) choices() ([][2]uint16, bool, bool) {
+// Choices implements verdict.Ruleset.
+func (r Ruleset) Choices() ([][2]uint16, bool, bool) {
 	var sports [][2]uint16
 	flags := false
 	r.eachMatch(func(c *nft.LiveChain, field string, right any) {
@@ -199,8 +140,8 @@ func (r nftRuleset) choices() ([][2]uint16, bool, bool) {
 // also for each payload of a concatenation (the right side then being
 // that component of each element: dockmoat's from4 set holds address .
 // protocol . port . source).
-func (r nftRuleset) eachMatch(f func(c *nft.LiveChain, field string, right any)) {
-	for _, c := range r.live.Chains {
+func (r Ruleset) eachMatch(f func(c *nft.LiveChain, field string, right any)) {
+	for _, c := range r.Live.Chains {
 		for _, rule := range c.Rules {
 			for _, st := range rule.Expr {
 				m, ok := st["match"].(map[string]any)
@@ -229,7 +170,7 @@ func (r nftRuleset) eachMatch(f func(c *nft.LiveChain, field string, right any))
 }
 
 // component is part i of each concatenated element a match compares with.
-func (r nftRuleset) component(c *nft.LiveChain, right any, i int) []any {
+func (r Ruleset) component(c *nft.LiveChain, right any, i int) []any {
 	var out []any
 	for _, el := range r.rightValues(c, right) {
 		if m, ok := el.(map[string]any); ok {
@@ -246,8 +187,8 @@ func (r nftRuleset) component(c *nft.LiveChain, right any, i int) []any {
 
 // rightValues lists the values a match's right side names: itself, an
 // anonymous set's elements, or a named set's.
-func (r nftRuleset) rightValues(c *nft.LiveChain, right any) []any {
-	if elems, ok := setElems(r.live, c, right); ok {
+func (r Ruleset) rightValues(c *nft.LiveChain, right any) []any {
+	if elems, ok := setElems(r.Live, c, right); ok {
 		return elems
 	}
 	if s, ok := right.(string); ok && strings.HasPrefix(s, "@") {

@@ -1,4 +1,13 @@
-package audit
+// Package nfteval evaluates a whole nftables ruleset (Docker's nftables
+// backend, and everything else on the host: table inet dockmoat, ufw or
+// firewalld tables, the user's own), as `nft -j list ruleset` prints it,
+// for the first packet of a new connection, with nftables' semantics:
+// every base chain on the hook runs in priority order; accept ends only
+// its own base chain (the packet goes on to the next), drop is final; a
+// regular chain is reached by jump, goto or a verdict map. Anything it
+// cannot decide makes the verdict Unknown. Ruleset is what package audit
+// evaluates; RuleText words a rule for reports.
+package nfteval
 
 import (
 	"fmt"
@@ -7,34 +16,27 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// Evaluation of a whole nftables ruleset (Docker's nftables backend, and
-// everything else on the host: table inet dockmoat, ufw or firewalld
-// tables, the user's own), for the first packet of a new connection, with
-// nftables' semantics: every base chain on the hook runs in priority
-// order; accept ends only its own base chain (the packet goes on to the
-// next), drop is final; a regular chain is reached by jump, goto or a
-// verdict map. Anything it cannot decide makes the verdict Unknown.
-
 type nftEval struct {
 	live   *nft.Live
 	fam    rules.Family
 	budget int
-	path   []Step
+	path   []verdict.Step
 	// accepts lists the accept (or policy) of each base chain passed.
-	accepts []Step
+	accepts []verdict.Step
 	// mark and markKnown: the packet mark as the statements so far set
 	// it (dockmoat's bit starts known and clear; see Packet.Mark).
 	mark, markKnown uint32
 }
 
-// EvalNFT runs p through the filter base chains of hook ("prerouting",
+// Eval runs p through the filter base chains of hook ("prerouting",
 // "forward", "input") for the packet's family.
-func EvalNFT(live *nft.Live, hook string, fam rules.Family, p Packet) Verdict {
+func Eval(live *nft.Live, hook string, fam rules.Family, p verdict.Packet) verdict.Verdict {
 	e := &nftEval{live: live, fam: fam, budget: 8192, markKnown: rules.PassMark}
 	var bases []*nft.LiveChain
 	for _, c := range live.Chains {
@@ -49,15 +51,15 @@ func EvalNFT(live *nft.Live, hook string, fam rules.Family, p Packet) Verdict {
 			v = e.policy(c)
 		}
 		switch v.Result {
-		case Accept:
-			e.accepts = append(e.accepts, Step{Chain: v.Chain, Rule: v.Rule})
+		case verdict.Accept:
+			e.accepts = append(e.accepts, verdict.Step{Chain: v.Chain, Rule: v.Rule})
 			continue
-		case Drop, Unknown:
+		case verdict.Drop, verdict.Unknown:
 			v.Path = e.path
 			return v
 		}
 	}
-	v := Verdict{Result: Accept, Chain: hook, Rule: "no base chain dropped it"}
+	v := verdict.Verdict{Result: verdict.Accept, Chain: hook, Rule: "no base chain dropped it"}
 	if n := len(e.accepts); n > 0 {
 		v.Chain, v.Rule = e.accepts[n-1].Chain, e.accepts[n-1].Rule
 	}
@@ -78,23 +80,23 @@ func (e *nftEval) familyOf(f string) bool {
 	return false
 }
 
-func (e *nftEval) policy(c *nft.LiveChain) Verdict {
-	e.path = append(e.path, Step{Chain: c.Label(), Rule: "policy " + c.Policy})
+func (e *nftEval) policy(c *nft.LiveChain) verdict.Verdict {
+	e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: "policy " + c.Policy})
 	if c.Policy == "drop" {
-		return Verdict{Result: Drop, Chain: c.Label(), Rule: "policy drop"}
+		return verdict.Verdict{Result: verdict.Drop, Chain: c.Label(), Rule: "policy drop"}
 	}
-	return Verdict{Result: Accept, Chain: c.Label(), Rule: "policy accept"}
+	return verdict.Verdict{Result: verdict.Accept, Chain: c.Label(), Rule: "policy accept"}
 }
 
 // chain evaluates one chain; fell reports it ran off its end (or hit
 // return) without a verdict.
-func (e *nftEval) chain(c *nft.LiveChain, p Packet, depth int) (v Verdict, fell bool) {
+func (e *nftEval) chain(c *nft.LiveChain, p verdict.Packet, depth int) (v verdict.Verdict, fell bool) {
 	if depth > 32 {
-		return Verdict{Result: Unknown, Chain: c.Label(), Why: "chains nest too deep (a loop?)"}, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Why: "chains nest too deep (a loop?)"}, false
 	}
 	for _, r := range c.Rules {
 		if e.budget--; e.budget < 0 {
-			return Verdict{Result: Unknown, Chain: c.Label(), Why: "ruleset too complex to evaluate"}, false
+			return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Why: "ruleset too complex to evaluate"}, false
 		}
 		v, next, fell := e.rule(c, r, p, depth)
 		if next {
@@ -103,14 +105,14 @@ func (e *nftEval) chain(c *nft.LiveChain, p Packet, depth int) (v Verdict, fell 
 		return v, fell
 	}
 	if c.Hook == "" {
-		e.path = append(e.path, Step{Chain: c.Label(), Rule: "end of chain: back to the caller"})
+		e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: "end of chain: back to the caller"})
 	}
-	return Verdict{}, true
+	return verdict.Verdict{}, true
 }
 
 // rule evaluates one rule's statements in order: matches until one
 // fails (next rule), then its verdict. next: go on with the chain.
-func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p Packet, depth int) (v Verdict, next, fell bool) {
+func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p verdict.Packet, depth int) (v verdict.Verdict, next, fell bool) {
 	text := RuleText(r)
 	for _, st := range r.Expr {
 		for kind, body := range st {
@@ -118,41 +120,41 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p Packet, depth int) (v
 			case "match":
 				ok, known := e.match(c, body, p)
 				if !known {
-					return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "cannot evaluate " + exprText(body) + " in " + c.Label()}, false, false
+					return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "cannot evaluate " + exprText(body) + " in " + c.Label()}, false, false
 				}
 				if !ok {
-					return Verdict{}, true, false
+					return verdict.Verdict{}, true, false
 				}
 			case "limit", "quota":
 				// A first packet is under any rate or quota: "limit rate
 				// over …" (inv) does not match it.
 				if m, _ := body.(map[string]any); m["inv"] == true {
-					return Verdict{}, true, false
+					return verdict.Verdict{}, true, false
 				}
 			case "mangle":
 				e.mangle(body)
 			case "counter", "log", "notrack", "set", "ct helper", "queue":
 				// Non-terminating statements.
 			case "accept":
-				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
-				return Verdict{Result: Accept, Chain: c.Label(), Rule: text}, false, false
+				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
+				return verdict.Verdict{Result: verdict.Accept, Chain: c.Label(), Rule: text}, false, false
 			case "drop", "reject":
-				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
-				return Verdict{Result: Drop, Chain: c.Label(), Rule: text}, false, false
+				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
+				return verdict.Verdict{Result: verdict.Drop, Chain: c.Label(), Rule: text}, false, false
 			case "return":
-				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
-				return Verdict{}, false, true
+				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
+				return verdict.Verdict{}, false, true
 			case "jump", "goto":
 				target, _ := body.(map[string]any)["target"].(string)
 				return e.jump(c, target, kind == "goto", text, p, depth)
 			case "vmap":
 				return e.vmap(c, body, text, p, depth)
 			default:
-				return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "statement " + kind + " in " + c.Label() + " cannot be evaluated"}, false, false
+				return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "statement " + kind + " in " + c.Label() + " cannot be evaluated"}, false, false
 			}
 		}
 	}
-	return Verdict{}, true, false
+	return verdict.Verdict{}, true, false
 }
 
 // mangle applies "meta mark set meta mark | BITS" and "… & BITS" (the
@@ -195,30 +197,30 @@ func isMetaMark(x any) bool {
 	return meta["key"] == "mark"
 }
 
-func (e *nftEval) jump(c *nft.LiveChain, target string, isGoto bool, text string, p Packet, depth int) (Verdict, bool, bool) {
+func (e *nftEval) jump(c *nft.LiveChain, target string, isGoto bool, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
 	sub := e.live.Chain(c.Family, c.Table, target)
 	if sub == nil {
-		return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "chain " + target + " does not exist"}, false, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "chain " + target + " does not exist"}, false, false
 	}
-	e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
+	e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
 	v, fell := e.chain(sub, p, depth+1)
 	if fell {
 		// jump returns here (next rule); goto returns from this chain.
-		return Verdict{}, !isGoto, isGoto
+		return verdict.Verdict{}, !isGoto, isGoto
 	}
 	return v, false, false
 }
 
 // vmap looks the key up in a verdict map; no element: next rule.
-func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p Packet, depth int) (Verdict, bool, bool) {
+func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
 	m, _ := body.(map[string]any)
 	key, known := e.value(m["key"], p)
 	if !known {
-		return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "cannot evaluate the key of " + text}, false, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "cannot evaluate the key of " + text}, false, false
 	}
 	elems, ok := e.elems(c, m["data"])
 	if !ok {
-		return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "unknown map in " + text}, false, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "unknown map in " + text}, false, false
 	}
 	for _, el := range elems {
 		pair, _ := el.([]any)
@@ -226,27 +228,27 @@ func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p Packet, depth 
 			continue
 		}
 		if hit, known := elemMatch(key, pair[0]); !known {
-			return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "cannot compare with an element of " + text}, false, false
+			return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "cannot compare with an element of " + text}, false, false
 		} else if !hit {
 			continue
 		}
-		verdict, _ := pair[1].(map[string]any)
-		for kind, vb := range verdict {
+		vd, _ := pair[1].(map[string]any)
+		for kind, vb := range vd {
 			switch kind {
 			case "accept":
-				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
-				return Verdict{Result: Accept, Chain: c.Label(), Rule: text}, false, false
+				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
+				return verdict.Verdict{Result: verdict.Accept, Chain: c.Label(), Rule: text}, false, false
 			case "drop":
-				e.path = append(e.path, Step{Chain: c.Label(), Rule: text})
-				return Verdict{Result: Drop, Chain: c.Label(), Rule: text}, false, false
+				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
+				return verdict.Verdict{Result: verdict.Drop, Chain: c.Label(), Rule: text}, false, false
 			case "jump", "goto":
 				target, _ := vb.(map[string]any)["target"].(string)
 				return e.jump(c, target, kind == "goto", text+" ("+valueString(pair[0])+")", p, depth)
 			}
 		}
-		return Verdict{Result: Unknown, Chain: c.Label(), Rule: text, Why: "verdict map element " + valueString(pair[1])}, false, false
+		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "verdict map element " + valueString(pair[1])}, false, false
 	}
-	return Verdict{}, true, false
+	return verdict.Verdict{}, true, false
 }
 
 // elems resolves a set reference ("@name") or an anonymous set.
@@ -274,7 +276,7 @@ func setElems(live *nft.Live, c *nft.LiveChain, ref any) ([]any, bool) {
 }
 
 // match evaluates {"op", "left", "right"}.
-func (e *nftEval) match(c *nft.LiveChain, body any, p Packet) (ok, known bool) {
+func (e *nftEval) match(c *nft.LiveChain, body any, p verdict.Packet) (ok, known bool) {
 	m, _ := body.(map[string]any)
 	op, _ := m["op"].(string)
 	left, known := e.value(m["left"], p)
@@ -369,7 +371,7 @@ func flagsHit(left any, list []any, op string) (bool, bool) {
 // string (interface, protocol, type), netip.Addr, uint16 (port), []string
 // (flags, states), []any (a concatenation). nil means "not in this
 // packet" (the match fails); known false: cannot be evaluated.
-func (e *nftEval) value(x any, p Packet) (any, bool) {
+func (e *nftEval) value(x any, p verdict.Packet) (any, bool) {
 	m, ok := x.(map[string]any)
 	if !ok {
 		return nil, false
@@ -435,7 +437,7 @@ func (e *nftEval) value(x any, p Packet) (any, bool) {
 	return nil, false
 }
 
-func metaValue(key any, p Packet, fam rules.Family) (any, bool) {
+func metaValue(key any, p verdict.Packet, fam rules.Family) (any, bool) {
 	switch key {
 	case "iifname":
 		return p.In, true
@@ -457,7 +459,7 @@ func metaValue(key any, p Packet, fam rules.Family) (any, bool) {
 	return nil, false
 }
 
-func payloadValue(b map[string]any, p Packet, fam rules.Family) (any, bool) {
+func payloadValue(b map[string]any, p verdict.Packet, fam rules.Family) (any, bool) {
 	proto, _ := b["protocol"].(string)
 	field, _ := b["field"].(string)
 	switch proto {
@@ -501,7 +503,7 @@ func payloadValue(b map[string]any, p Packet, fam rules.Family) (any, bool) {
 	return nil, false
 }
 
-func ctValue(b map[string]any, p Packet) (any, bool) {
+func ctValue(b map[string]any, p verdict.Packet) (any, bool) {
 	key, _ := b["key"].(string)
 	dir, _ := b["dir"].(string)
 	switch {
@@ -607,7 +609,7 @@ func inRangeValue(v, lo, hi any) (bool, bool) {
 
 // acceptsAsRules hands the base chains' accepts to reason() the way
 // iptables RETURNs are: dockmoat's allow is one of them.
-func acceptsAsRules(steps []Step) []iptsave.Rule {
+func acceptsAsRules(steps []verdict.Step) []iptsave.Rule {
 	out := make([]iptsave.Rule, 0, len(steps))
 	for _, s := range steps {
 		out = append(out, iptsave.Rule{Chain: s.Chain, Raw: s.Rule, Args: []string{"-m", "comment", "--comment", commentOf(s.Rule)}})

@@ -1,49 +1,36 @@
-package audit
+package ipteval
 
 import (
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-
-	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// A Docker 20.10 filter table with ufw's forward chains, shortened.
-const docker20UFW = `*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-ISOLATION-STAGE-1 - [0:0]
-:DOCKER-USER - [0:0]
-:ufw-before-forward - [0:0]
-:ufw-user-forward - [0:0]
-:ufw-user-limit - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-ISOLATION-STAGE-1
--A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -o docker0 -j DOCKER
--A FORWARD -j ufw-before-forward
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER-ISOLATION-STAGE-1 -j RETURN
--A DOCKER-USER -j RETURN
--A ufw-before-forward -j ufw-user-forward
--A ufw-user-forward -p tcp -m tcp --dport 80 -j ACCEPT
-COMMIT
-`
+// docker20UFW is a Docker 20.10 filter table with ufw's forward chains,
+// shortened (package audit's tests read it too).
+func docker20UFW(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../testdata/docker20-ufw.save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
 
-func pkt(src string) Packet {
-	return Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", SPort: 40000, DPort: 80,
+func pkt(src string) verdict.Packet {
+	return verdict.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", SPort: 40000, DPort: 80,
 		In: "eth0", Out: "docker0", States: []string{"NEW", "DNAT"}, OrigDst: netip.MustParseAddr("203.0.113.1"), OrigDstPort: 8080}
 }
 
 func TestEvalDockerAcceptsBeforeUFW(t *testing.T) {
-	tb := iptsave.Parse([]byte(docker20UFW))["filter"]
+	tb := iptsave.Parse([]byte(docker20UFW(t)))["filter"]
 	v := Eval(tb, "FORWARD", pkt("198.51.100.1"))
-	if v.Result != Accept || v.Chain != "DOCKER" {
+	if v.Result != verdict.Accept || v.Chain != "DOCKER" {
 		t.Fatalf("want Docker's ACCEPT, got %+v", v)
 	}
 }
@@ -103,12 +90,12 @@ func TestEvalMatches(t *testing.T) {
 func TestEvalUnknownOnlyWhenItMatters(t *testing.T) {
 	// An ipset match before a rule that drops anyway does not matter.
 	harmless := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set bad src -j DROP\nCOMMIT\n"
-	if v := Eval(iptsave.Parse([]byte(harmless))["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+	if v := Eval(iptsave.Parse([]byte(harmless))["filter"], "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Drop {
 		t.Errorf("harmless unknown: %+v", v)
 	}
 	decisive := "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set good src -j ACCEPT\nCOMMIT\n"
 	v := Eval(iptsave.Parse([]byte(decisive))["filter"], "FORWARD", pkt("198.51.100.1"))
-	if v.Result != Unknown || !strings.Contains(v.Why, "-m set") {
+	if v.Result != verdict.Unknown || !strings.Contains(v.Why, "-m set") {
 		t.Errorf("decisive unknown: %+v", v)
 	}
 }
@@ -127,53 +114,11 @@ COMMIT
 `))["filter"]
 	// -g A then RETURN in A returns from FORWARD: its policy (ACCEPT) decides,
 	// the DROP after the goto is never reached.
-	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || v.Rule != "policy ACCEPT" {
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Accept || v.Rule != "policy ACCEPT" {
 		t.Errorf("goto/return: %+v", v)
 	}
-	if v := Eval(tb, "FORWARD", pkt("10.1.2.3")); v.Result != Drop || v.Chain != "B" {
+	if v := Eval(tb, "FORWARD", pkt("10.1.2.3")); v.Result != verdict.Drop || v.Chain != "B" {
 		t.Errorf("nested drop: %+v", v)
-	}
-}
-
-func TestRepresentatives(t *testing.T) {
-	tb := iptsave.Parse([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
-	reps, generic := representatives(sourceSpans(tb, rules.IPv4), rules.IPv4)
-	if generic.String() != "203.0.113.177" {
-		t.Errorf("generic %s must avoid every named prefix", generic)
-	}
-	if len(reps) != 3 {
-		t.Errorf("want one source per class (10/8 only, 10.1/16, the /32), got %v", reps)
-	}
-}
-
-func TestRunNoDockmoat(t *testing.T) {
-	save := strings.Replace(docker20UFW, "COMMIT\n", "COMMIT\n", 1) + `*nat
-:PREROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
-COMMIT
-`
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
-		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
-	rep := Run(Input{Config: config.Default(), Snapshot: snap,
-		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
-		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
-	if rep.Protected || !rep.Beyond() || len(rep.Rows) != 1 {
-		t.Fatalf("report: %+v", rep)
-	}
-	r := rep.Rows[0]
-	if r.Exposure != Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed; UFW does not filter") {
-		t.Errorf("row: %+v", r)
-	}
-	var b strings.Builder
-	if err := WriteTable(&b, rep); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(b.String(), "\n") {
-		if len(l) > 80 {
-			t.Errorf("table line over 80 columns: %q", l)
-		}
 	}
 }
 
@@ -201,60 +146,17 @@ COMMIT
 `
 	tb := iptsave.Parse([]byte(table))["filter"]
 	tb.Sets = map[string][]rules.SetElem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
-	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
 		t.Errorf("allowed: %+v", v)
 	}
 	other := pkt("198.51.100.1")
 	other.OrigDstPort = 9800 // a new container on the address and port of an allowed one
-	if v := Eval(tb, "FORWARD", other); v.Result != Drop || v.Chain != "DOCKMOAT-DENY" {
+	if v := Eval(tb, "FORWARD", other); v.Result != verdict.Drop || v.Chain != "DOCKMOAT-DENY" {
 		t.Errorf("other published port: %+v", v)
 	}
 	tb.Sets["DOCKMOAT-OPEN-V4"] = nil
-	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != Drop {
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Drop {
 		t.Errorf("not in the set: %+v", v)
-	}
-}
-
-// TestRunDisabled: with `dockmoat disable`, the bypass rule decides, and
-// the report says so (reachable beyond policy, with the way back).
-func TestRunDisabled(t *testing.T) {
-	save := `*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-USER - [0:0]
-:DOCKMOAT - [0:0]
-:DOCKMOAT-INGRESS - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -o docker0 -j DOCKER
--A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
--A DOCKER-USER -m comment --comment "dockmoat:hook" -j DOCKMOAT
--A DOCKER-USER -j RETURN
--A DOCKMOAT -m comment --comment "dockmoat:0123456789abcdef ` + rules.DisabledDesc + `" -j RETURN
--A DOCKMOAT -o docker0 -m comment --comment "dockmoat:1 entering docker network docker0" -j DOCKMOAT-INGRESS
--A DOCKMOAT-INGRESS -m comment --comment "dockmoat:2 default deny" -j DROP
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:DOCKER - [0:0]
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
-COMMIT
-`
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
-		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
-	in := Input{Config: config.Default(), Snapshot: snap,
-		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
-		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
-	rep := Run(in)
-	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "dockmoat enable") {
-		t.Fatalf("disabled: %+v", rep.Rows)
-	}
-	// Control: the same table without the bypass is closed by dockmoat.
-	in.Families[0].Save = strings.Replace(save, "-A DOCKMOAT -m comment --comment \"dockmoat:0123456789abcdef "+rules.DisabledDesc+"\" -j RETURN\n", "", 1)
-	if rep := Run(in); rep.Beyond() || !strings.Contains(rep.Rows[0].Reason, "default deny") {
-		t.Fatalf("enabled: %+v", rep.Rows)
 	}
 }
 
@@ -268,11 +170,11 @@ func TestEvalHashlimitAbove(t *testing.T) {
 COMMIT
 `))["filter"]
 	p := pkt("198.51.100.1")
-	if v := Eval(tb, "FORWARD", p); v.Result != Accept {
+	if v := Eval(tb, "FORWARD", p); v.Result != verdict.Accept {
 		t.Errorf("hashlimit-above: %+v", v)
 	}
 	p.DPort = 81
-	if v := Eval(tb, "FORWARD", p); v.Result != Drop {
+	if v := Eval(tb, "FORWARD", p); v.Result != verdict.Drop {
 		t.Errorf("hashlimit-upto: %+v", v)
 	}
 }
@@ -304,20 +206,29 @@ COMMIT
 `))["filter"]
 	}
 	intact := table("-A DOCKMOAT-INGRESS -s 198.51.100.0/24 -g DOCKMOAT-PASS\n-A DOCKMOAT-INGRESS -j DROP\n")
-	if v := Eval(intact, "FORWARD", pkt("198.51.100.1")); v.Result != Accept {
+	if v := Eval(intact, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Accept {
 		t.Errorf("allowed, intact: %+v", v)
 	}
-	if v := Eval(intact, "FORWARD", pkt("203.0.113.9")); v.Result != Drop || v.Chain != "DOCKMOAT-INGRESS" {
+	if v := Eval(intact, "FORWARD", pkt("203.0.113.9")); v.Result != verdict.Drop || v.Chain != "DOCKMOAT-INGRESS" {
 		t.Errorf("refused, intact: %+v", v)
 	}
 	flushed := table("")
 	for _, src := range []string{"198.51.100.1", "203.0.113.9"} {
-		if v := Eval(flushed, "FORWARD", pkt(src)); v.Result != Drop || v.Chain != "DOCKMOAT-CHECK" {
+		if v := Eval(flushed, "FORWARD", pkt(src)); v.Result != verdict.Drop || v.Chain != "DOCKMOAT-CHECK" {
 			t.Errorf("%s, INGRESS flushed: %+v", src, v)
 		}
 	}
 	other := iptsave.Parse([]byte("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j DROP\nCOMMIT\n"))["filter"]
-	if v := Eval(other, "FORWARD", pkt("198.51.100.1")); v.Result != Unknown {
+	if v := Eval(other, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Unknown {
 		t.Errorf("someone else's mark bit is not known: %+v", v)
+	}
+}
+
+// IPv6 calls a global address UNICAST, local or not: -m addrtype
+// --dst-type UNICAST applies there (TestAudit/*/DstTypeUnicastOnInput
+// proves it on the kernel); IPv4 calls a local address LOCAL.
+func TestAddrTypeUnicast(t *testing.T) {
+	if !addrType("UNICAST", true, true) || addrType("UNICAST", true, false) {
+		t.Error("addrtype UNICAST: IPv6 local address is UNICAST, IPv4 one is not")
 	}
 }

@@ -1,0 +1,109 @@
+package audit
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/dockmoat/dockmoat/audit/ipteval"
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// docker20UFW is a Docker 20.10 filter table with ufw's forward chains,
+// shortened (audit/ipteval's tests read it too).
+func docker20UFW(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("testdata/docker20-ufw.save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func TestRepresentatives(t *testing.T) {
+	tb := iptsave.Parse([]byte("*filter\n:X - [0:0]\n-A X -s 10.0.0.0/8 -j RETURN\n-A X -s 10.1.0.0/16 -j DROP\n-A X -s 198.51.100.77/32 -j DROP\nCOMMIT\n"))["filter"]
+	reps, generic := representatives(sortSpans(ipteval.Ruleset{Filter: tb}.Sources(rules.IPv4)), rules.IPv4)
+	if generic.String() != "203.0.113.177" {
+		t.Errorf("generic %s must avoid every named prefix", generic)
+	}
+	if len(reps) != 3 {
+		t.Errorf("want one source per class (10/8 only, 10.1/16, the /32), got %v", reps)
+	}
+}
+
+func TestRunNoDockmoat(t *testing.T) {
+	save := docker20UFW(t) + `*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+`
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	rep := Run(Input{Config: config.Default(), Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
+	if rep.Protected || !rep.Beyond() || len(rep.Rows) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	r := rep.Rows[0]
+	if r.Exposure != Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed; UFW does not filter") {
+		t.Errorf("row: %+v", r)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if len(l) > 80 {
+			t.Errorf("table line over 80 columns: %q", l)
+		}
+	}
+}
+
+// TestRunDisabled: with `dockmoat disable`, the bypass rule decides, and
+// the report says so (reachable beyond policy, with the way back).
+func TestRunDisabled(t *testing.T) {
+	save := `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+:DOCKMOAT - [0:0]
+:DOCKMOAT-INGRESS - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -m comment --comment "dockmoat:hook" -j DOCKMOAT
+-A DOCKER-USER -j RETURN
+-A DOCKMOAT -m comment --comment "dockmoat:0123456789abcdef ` + rules.DisabledDesc + `" -j RETURN
+-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:1 entering docker network docker0" -j DOCKMOAT-INGRESS
+-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:2 default deny" -j DROP
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+`
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	in := Input{Config: config.Default(), Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
+	rep := Run(in)
+	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "dockmoat enable") {
+		t.Fatalf("disabled: %+v", rep.Rows)
+	}
+	// Control: the same table without the bypass is closed by dockmoat.
+	in.Families[0].Save = strings.Replace(save, "-A DOCKMOAT -m comment --comment \"dockmoat:0123456789abcdef "+rules.DisabledDesc+"\" -j RETURN\n", "", 1)
+	if rep := Run(in); rep.Beyond() || !strings.Contains(rep.Rows[0].Reason, "default deny") {
+		t.Fatalf("enabled: %+v", rep.Rows)
+	}
+}
