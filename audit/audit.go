@@ -151,7 +151,7 @@ func (fc *famCtx) setRuleset(rs verdict.Ruleset) {
 
 // usesSets reports whether dockmoat's chains look allows up in ipsets.
 func usesSets(t *iptsave.Table) bool {
-	ch := t.Chains[rules.ChainIngress]
+	ch := t.Chains[ipt.ChainIngress]
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
 		return strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv4)) ||
 			strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv6))
@@ -204,7 +204,7 @@ func Run(in Input) Report {
 		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)})
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
-		fc.ufwChain = obs.Chains[rules.UFWChain]
+		fc.ufwChain = obs.Chains[ipt.UFWChain]
 		// The policy per port, also for a family dockmoat does not manage.
 		for _, d := range fc.policy.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
@@ -579,7 +579,7 @@ func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b r
 			}
 		}
 		for _, r := range v.Returned {
-			if r.Chain == rules.ChainIngress || r.Chain == rules.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {
+			if r.Chain == ipt.ChainIngress || r.Chain == ipt.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {
 				if strings.Contains(r.Raw, "trusted source") {
 					return "allowed by dockmoat rule '" + commentText(r) + "' (trusted_sources)"
 				}
@@ -601,7 +601,7 @@ func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b r
 		}
 		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
 	case verdict.Drop:
-		if (v.Chain == rules.ChainIngress || v.Chain == rules.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
+		if (v.Chain == ipt.ChainIngress || v.Chain == ipt.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
 			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
 				return "closed by dockmoat default deny (invalid dockmoat label)"
 			}
@@ -656,7 +656,7 @@ func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
 		if !p.InSync() {
 			state = "NOT intact; is dockmoat running?"
 		}
-		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, rules.ChainInput, state))
+		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, ipt.ChainInput, state))
 		return out
 	case d.DockerUserMissing && len(d.HookPositions) == 0:
 		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain and no dockmoat hook in FORWARD: Docker's chains were flushed, Docker is not running, or its iptables integration is disabled (--iptables=false); is dockmoat running?", fam))
@@ -689,7 +689,7 @@ func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
 	}
 	var foreign []string
 	for _, l := range obs.DockerUser {
-		if !strings.Contains(l, rules.HookComment) && !strings.Contains(l, rules.CheckComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
+		if !strings.Contains(l, ipt.HookComment) && !strings.Contains(l, ipt.CheckComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
 			foreign = append(foreign, strings.TrimPrefix(l, "-A DOCKER-USER "))
 		}
 	}

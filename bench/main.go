@@ -400,7 +400,7 @@ func baseline(n int) (stat, error) {
 			return err
 		}
 		res := rules.Build(config.Default(), snapshot(n), rules.IPv4, rules.Options{})
-		ing, _ := ipt.Render(config.Default(), res, ipt.RenderOptions{}).Chain(rules.ChainIngress)
+		ing, _ := ipt.Render(config.Default(), res, ipt.RenderOptions{}).Chain(ipt.ChainIngress)
 		base, err = measure(min(*reps, 3), func() (time.Duration, error) {
 			_ = xt.ClearAndDeleteChain("filter", "BENCH")
 			if err := xt.NewChain("filter", "BENCH"); err != nil {

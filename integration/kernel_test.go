@@ -162,7 +162,7 @@ func TestKernelGolden(t *testing.T) {
 			})
 			// Drift: flush our chain and the hook, then repair.
 			in(func() error {
-				for _, args := range [][]string{{"-F", rules.ChainIngress}, {"-D", "DOCKER-USER", "1"}} {
+				for _, args := range [][]string{{"-F", ipt.ChainIngress}, {"-D", "DOCKER-USER", "1"}} {
 					if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 						return fmt.Errorf("%v: %w: %s", args, err, out)
 					}

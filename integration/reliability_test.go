@@ -18,7 +18,6 @@ import (
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
 	nfipt "github.com/dockmoat/dockmoat/netfilter/ipt"
-	"github.com/dockmoat/dockmoat/rules"
 )
 
 // result is one row of the reliability table in the closing note.
@@ -812,19 +811,19 @@ func flushEachClosed(t *testing.T, e *env, probes []check) {
 		}
 		var chains []string
 		for _, l := range strings.Split(save, "\n") {
-			if f := strings.Fields(strings.TrimPrefix(l, ":")); strings.HasPrefix(l, ":") && len(f) > 0 && rules.IsOwnedChain(f[0]) {
+			if f := strings.Fields(strings.TrimPrefix(l, ":")); strings.HasPrefix(l, ":") && len(f) > 0 && nfipt.IsOwnedChain(f[0]) {
 				chains = append(chains, f[0])
 			}
 		}
 		return chains
 	}
 	v4, v6 := owned(ipt4), owned(ipt6)
-	for _, want := range []string{rules.ChainCheck, rules.ChainPass} {
+	for _, want := range []string{nfipt.ChainCheck, nfipt.ChainPass} {
 		if !slices.Contains(v4, want) {
 			t.Fatalf("IPv4 owned chains %v: no %s", v4, want)
 		}
 	}
-	for _, want := range []string{rules.ChainInput, rules.ChainInputCheck, rules.ChainPass} {
+	for _, want := range []string{nfipt.ChainInput, nfipt.ChainInputCheck, nfipt.ChainPass} {
 		if !slices.Contains(v6, want) {
 			t.Fatalf("IPv6 owned chains %v: no %s", v6, want)
 		}
@@ -862,9 +861,9 @@ func flushEachClosed(t *testing.T, e *env, probes []check) {
 	}
 	none := check{}
 	fault("control: DOCKMOAT-INGRESS flushed and the check's jump deleted", out("tcp", A, 8080, true, "closed"),
-		[]string{ipt4, "-F", rules.ChainIngress}, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
+		[]string{ipt4, "-F", nfipt.ChainIngress}, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
 	fault("control: IPv6 DOCKMOAT-INPUT flushed and its check's jump deleted", out6("tcp", A6, 8080, true, "closed"),
-		[]string{ipt6, "-F", rules.ChainInput}, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
+		[]string{ipt6, "-F", nfipt.ChainInput}, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
 	for _, ch := range v4 {
 		fault("IPv4 chain "+ch+" flushed", none, []string{ipt4, "-F", ch})
 	}

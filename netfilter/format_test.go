@@ -15,7 +15,7 @@ func TestJSONPlan(t *testing.T) {
 		{Name: "web", Labels: map[string]string{"dockmoat.allow": "80", "dockmoat.from": "192.0.2.0/24"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 8080, Proto: "tcp"}}},
 		{Name: "db", Labels: map[string]string{"dockmoat.allow": "x"}, Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
 	}}
-	p := FamilyPlan{Family: rules.IPv4, Tool: "iptables-nft", Changed: []string{rules.ChainMain},
+	p := FamilyPlan{Family: rules.IPv4, Tool: "iptables-nft", Changed: []string{"DOCKMOAT"},
 		Result: rules.Build(config.Default(), snap, rules.IPv4, rules.Options{})}
 	j := JSONPlan(p)
 	if j.InSync || len(j.Ports) != 2 || len(j.Problems) == 0 || len(j.Changes) == 0 {

@@ -12,50 +12,22 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 )
 
-// Chain names. iptables allows 28 characters.
+// Marks and prefixes both backends put on dockmoat's rules.
 const (
-	ChainMain    = "DOCKMOAT"
-	ChainIngress = "DOCKMOAT-INGRESS"
-	// HookChain is Docker's chain for user rules; dockmoat adds exactly one
-	// rule there (the hook) and never edits anything else in it.
-	HookChain = "DOCKER-USER"
-	// UFWChain holds `ufw route` rules.
-	UFWChain = "ufw-user-forward"
 	// CommentPrefix marks every rule dockmoat owns.
 	CommentPrefix = "dockmoat:"
-	// HookComment marks the hook rule in DOCKER-USER.
-	HookComment = "dockmoat:hook"
 	// LogPrefix is the kernel log prefix of blocked connections.
 	LogPrefix = "[DOCKMOAT BLOCK] "
 	// EgressLogPrefix is the kernel log prefix of refused outbound
 	// connections (egress.go).
 	EgressLogPrefix = "[DOCKMOAT EGRESS] "
-	// ChainPass marks a packet dockmoat's chains let through (PassMark);
-	// ChainCheck, reached by a second jump after the hook, drops a new
-	// DNATed connection without the mark, so that a flush of any one of
-	// dockmoat's chains, or a deleted hook, closes rather than opens.
-	ChainPass  = "DOCKMOAT-PASS"
-	ChainCheck = "DOCKMOAT-CHECK"
-	// CheckComment marks the jump to ChainCheck.
-	CheckComment = "dockmoat:check"
 )
 
-// PassMark is the packet-mark bit dockmoat sets on what its chains let
+// PassMark is the packet-mark bit dockmoat sets on what its rules let
 // through and clears once checked. A bit no common tool uses (kube-proxy
 // 0x4000/0x8000, Tailscale 0xff0000, Cilium 0xf00, mwan3 0x3f00); only
 // Calico's default mask (0xffff0000) covers it.
 const PassMark = 0x20000000
-
-// IsOwnedChain reports whether a chain is one dockmoat creates. Names are
-// matched exactly: a user's DOCKMOAT_LOG or DOCKMOAT-MINE is foreign and
-// is never flushed, rewritten or deleted.
-func IsOwnedChain(name string) bool {
-	switch name {
-	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress, ChainPass, ChainCheck, ChainInputCheck:
-		return true
-	}
-	return false
-}
 
 // Decision records, per published port, whether and to whom it is open.
 type Decision struct {

@@ -25,14 +25,10 @@ import (
 // When in doubt, closed: an invalid dockmoat.egress value means deny, and
 // an invalid allow list allows nothing (DNS still works).
 
-// Egress label keys and the owned chain.
+// Egress label keys.
 const (
 	LabelEgress      = "dockmoat.egress"
 	LabelEgressAllow = "dockmoat.egress.allow"
-	// ChainEgress holds every deny container's allowed destinations and
-	// its final reject; DOCKMOAT (forward) and DOCKMOAT-INPUT jump to it
-	// for new connections from those containers.
-	ChainEgress = "DOCKMOAT-EGRESS"
 )
 
 // NeighbourDiscovery are the ICMPv6 messages a container sends to its

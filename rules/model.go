@@ -27,8 +27,9 @@
 // Build's result while keeping its work between calls, for passes over
 // thousands of containers; Memo saves re-deciding unchanged containers.
 //
-// The names of dockmoat's chains, sets, comments and labels are defined
-// here, so the backends, audit and tests agree on them.
+// The names of labels, the ipset names of the allows' sets and the
+// comment prefix and mark both backends use are defined here; the
+// iptables chain names are netfilter/ipt's (ipt.ChainMain …).
 package rules
 
 import (

@@ -35,19 +35,6 @@ import (
 // rule for 10,000 ports published together). Every other port of the host
 // (SSH, host services, ufw's own INPUT rules) is never matched.
 
-// Input chain and hook.
-const (
-	ChainInput       = "DOCKMOAT-INPUT"
-	InputHookComment = "dockmoat:input"
-	// ChainInputCheck, reached by a second jump after the input hook,
-	// drops a new connection to a published binding that DOCKMOAT-INPUT did
-	// not let through (ChainCheck's counterpart on the docker-proxy path).
-	ChainInputCheck   = "DOCKMOAT-INPUT-CHECK"
-	InputCheckComment = "dockmoat:input-check"
-	// InputHookChain is the built-in chain holding the input hook.
-	InputHookChain = "INPUT"
-)
-
 // proxiedAppend adds to out the decisions (of the family, ds) of a
 // container whose bindings reach it through docker-proxy even while
 // Docker's DNAT is in place: it has no address of the family, or Docker

@@ -35,13 +35,6 @@ import (
 // The lookup costs the same with 10 or 10,000 ports, and a container that
 // moves to a new address is a set-element change: no rule moves.
 
-// Chains of the set layout: the published-port check, and the common
-// tail (ufw route rules, log, drop) that both it and INGRESS end in.
-const (
-	ChainPorts = "DOCKMOAT-PORTS"
-	ChainDeny  = "DOCKMOAT-DENY"
-)
-
 // Set kinds and their ipset types.
 const (
 	SetOpen = "OPEN"

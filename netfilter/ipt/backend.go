@@ -173,14 +173,14 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	fam, d := p.Family.String()+": ", DetailOf(p)
 	if !d.InputOnly {
 		out = append(out, netfilter.JumpDrift(fam+"hook", d.HookIn, d.HookPositions)...)
-		if _, ok := last[rules.ChainCheck]; ok {
+		if _, ok := last[ChainCheck]; ok {
 			out = append(out, netfilter.JumpDriftAt(fam+"check", d.HookIn, d.CheckPositions, 2)...)
 		}
 	}
-	if _, ok := last[rules.ChainInput]; ok {
-		out = append(out, netfilter.JumpDrift(fam+"input hook", rules.InputHookChain, d.Observed.InputHook)...)
-		if _, ok := last[rules.ChainInputCheck]; ok {
-			out = append(out, netfilter.JumpDriftAt(fam+"input check", rules.InputHookChain, d.Observed.InputCheck, 2)...)
+	if _, ok := last[ChainInput]; ok {
+		out = append(out, netfilter.JumpDrift(fam+"input hook", InputHookChain, d.Observed.InputHook)...)
+		if _, ok := last[ChainInputCheck]; ok {
+			out = append(out, netfilter.JumpDriftAt(fam+"input check", InputHookChain, d.Observed.InputCheck, 2)...)
 		}
 	}
 	return append(out, netfilter.ChainDrift(fam, d.Observed.Owned, last)...)
@@ -207,7 +207,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 	if d.DockerUserMissing && !d.InputOnly && b.hookIn[p.Family] != "FORWARD" {
 		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s, or FORWARD does not jump to it: dockmoat hooks the top of FORWARD until Docker recreates it "+
 			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
-			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", rules.HookChain, t.Tool)
+			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", HookChain, t.Tool)
 	}
 	fixed, err := fixHooks(ctx, t, d)
 	if err != nil {

@@ -12,7 +12,7 @@ var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
 
 func TestRestoreChains(t *testing.T) {
 	res := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}}, rules.IPv4, rules.Options{})
-	got := hashes.ReplaceAllString(restoreChains(Render(config.Default(), res, RenderOptions{}), []string{rules.ChainIngress}), "dockmoat:H ")
+	got := hashes.ReplaceAllString(restoreChains(Render(config.Default(), res, RenderOptions{}), []string{ChainIngress}), "dockmoat:H ")
 	want := "*filter\n:DOCKMOAT-INGRESS - [0:0]\n" +
 		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H default deny" -j DROP` + "\nCOMMIT\n"
 	if got != want {

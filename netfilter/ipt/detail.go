@@ -15,7 +15,7 @@ import (
 type Observed struct {
 	// Chains lists every chain of the table (builtin and user).
 	Chains map[string]bool
-	// Owned holds, per chain of dockmoat's (rules.IsOwnedChain), the hash
+	// Owned holds, per chain of dockmoat's (IsOwnedChain), the hash
 	// of each rule in order ("" for a rule without a dockmoat comment:
 	// someone else's rule in our chain, which makes the chain differ and
 	// be rewritten).
@@ -51,7 +51,7 @@ type Detail struct {
 	InputChain bool
 	// UFW says whether unmatched traffic goes to ufw-user-forward.
 	UFW bool
-	// Stale lists owned chains (rules.IsOwnedChain) no longer wanted.
+	// Stale lists owned chains (IsOwnedChain) no longer wanted.
 	Stale []string
 	// HookPositions are the hook's 1-based positions in HookIn.
 	HookPositions []int
@@ -174,11 +174,11 @@ func (d *Detail) WriteDiff(b *strings.Builder, p netfilter.FamilyPlan) {
 func (d *Detail) writeInputHook(b *strings.Builder) {
 	switch in := d.Observed.InputHook; {
 	case d.InputChain && len(in) == 0:
-		fmt.Fprintf(b, "  input hook missing: will be inserted at the top of %s\n", rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook missing: will be inserted at the top of %s\n", InputHookChain)
 	case d.InputChain && !slices.Equal(in, []int{1}):
-		fmt.Fprintf(b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook at position(s) %v of %s: will be moved to the top\n", in, InputHookChain)
 	case !d.InputChain && len(in) > 0:
-		fmt.Fprintf(b, "  input hook no longer needed: will be removed from %s\n", rules.InputHookChain)
+		fmt.Fprintf(b, "  input hook no longer needed: will be removed from %s\n", InputHookChain)
 	}
 }
 
@@ -187,16 +187,16 @@ func (d *Detail) writeHook(b *strings.Builder) {
 	switch {
 	case d.InputOnly:
 	case d.DockerUserMissing && !slices.Equal(d.HookPositions, []int{1}):
-		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook will be inserted at the top of FORWARD until it is back\n", rules.HookChain)
+		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook will be inserted at the top of FORWARD until it is back\n", HookChain)
 	case d.DockerUserMissing:
-		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook stands at the top of FORWARD until it is back\n", rules.HookChain)
+		fmt.Fprintf(b, "  chain %s missing (flushed, or Docker's iptables integration is off): the hook stands at the top of FORWARD until it is back\n", HookChain)
 	case len(d.HookPositions) == 0:
 		fmt.Fprintf(b, "  hook missing: will be inserted at the top of %s\n", d.HookIn)
 	case d.HookPositions[0] != 1 || len(d.HookPositions) > 1:
 		fmt.Fprintf(b, "  hook at position(s) %v of %s: will be moved to the top\n", d.HookPositions, d.HookIn)
 	}
 	if d.StrayHooks > 0 {
-		fmt.Fprintf(b, "  %d hook(s) left in FORWARD from while %s was missing: will be removed\n", d.StrayHooks, rules.HookChain)
+		fmt.Fprintf(b, "  %d hook(s) left in FORWARD from while %s was missing: will be removed\n", d.StrayHooks, HookChain)
 	}
 }
 
@@ -210,9 +210,9 @@ func (d *Detail) writeChecks(b *strings.Builder) {
 		fmt.Fprintf(b, "  check jump at position(s) %v of %s: will be put second, after the hook\n", d.CheckPositions, d.HookIn)
 	}
 	if d.StrayChecks > 0 {
-		fmt.Fprintf(b, "  %d check jump(s) left in FORWARD from while %s was missing: will be removed\n", d.StrayChecks, rules.HookChain)
+		fmt.Fprintf(b, "  %d check jump(s) left in FORWARD from while %s was missing: will be removed\n", d.StrayChecks, HookChain)
 	}
 	if in := d.Observed.InputCheck; d.InputChain && slices.Equal(d.Observed.InputHook, []int{1}) && !slices.Equal(in, []int{2}) {
-		fmt.Fprintf(b, "  input check jump at position(s) %v of %s: will be put second, after the input hook\n", in, rules.InputHookChain)
+		fmt.Fprintf(b, "  input check jump at position(s) %v of %s: will be put second, after the input hook\n", in, InputHookChain)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // plan says where the checks' jumps are missing, and a plan with them
 // misplaced is not in sync.
 func TestFormatPlanChecks(t *testing.T) {
-	d := &Detail{HookIn: rules.HookChain, HookPositions: []int{1}, WantCheck: true,
+	d := &Detail{HookIn: HookChain, HookPositions: []int{1}, WantCheck: true,
 		CheckPositions: nil, StrayChecks: 1, InputChain: true, Observed: Observed{InputHook: []int{1}, InputCheck: []int{3}}}
 	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "iptables-nft", Detail: d}
 	out := netfilter.FormatPlan(p)

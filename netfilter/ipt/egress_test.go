@@ -17,13 +17,13 @@ func TestRenderEgress(t *testing.T) {
 	cfg := config.Default()
 	cfg.LogBlocked = true
 	res := build(cfg, rulestest.EgressSnap(), rules.IPv4, opts{Sets: true})
-	main := lines(res.Ruleset, rules.ChainMain)
+	main := lines(res.Ruleset, ChainMain)
 	assertLines(t, "DOCKMOAT head", main[:3], []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT -s 172.17.0.2/32 -i docker0 ! -o docker0 -m comment --comment "dockmoat:H egress of db: leaving docker network docker0" -g DOCKMOAT-EGRESS`,
 		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
 	})
-	assertLines(t, "DOCKMOAT-EGRESS", lines(res.Ruleset, rules.ChainEgress), []string{
+	assertLines(t, "DOCKMOAT-EGRESS", lines(res.Ruleset, ChainEgress), []string{
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -d 192.0.2.53/32 -p udp -m udp --dport 53 -m comment --comment "dockmoat:H egress of db: dns resolver 192.0.2.53:53/udp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -d 192.0.2.53/32 -p tcp -m tcp --dport 53 -m comment --comment "dockmoat:H egress of db: dns resolver 192.0.2.53:53/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -d 203.0.113.10/32 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H egress of db: allowed 203.0.113.10:443/tcp" -g DOCKMOAT-PASS`,
@@ -33,7 +33,7 @@ func TestRenderEgress(t *testing.T) {
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -m limit --limit 10/min --limit-burst 20 -m comment --comment "dockmoat:H egress of db: log refused" -j LOG --log-prefix "[DOCKMOAT EGRESS] "`,
 		`-A DOCKMOAT-EGRESS -s 172.17.0.2/32 -m comment --comment "dockmoat:H egress of db: refused" -j REJECT`,
 	})
-	in := lines(res.Ruleset, rules.ChainInput)
+	in := lines(res.Ruleset, ChainInput)
 	assertLines(t, "DOCKMOAT-INPUT head", in[:3], []string{
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -g DOCKMOAT-PASS`,
@@ -46,7 +46,7 @@ func TestRenderEgress(t *testing.T) {
 	}
 
 	v6 := build(cfg, rulestest.EgressSnap(), rules.IPv6, opts{Sets: true})
-	eg := lines(v6.Ruleset, rules.ChainEgress)
+	eg := lines(v6.Ruleset, ChainEgress)
 	nd := len(rules.NeighbourDiscovery)
 	assertLines(t, "DOCKMOAT-EGRESS ipv6", []string{eg[1], eg[nd+2], eg[len(eg)-1]}, []string{
 		`-A DOCKMOAT-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -m comment --comment "dockmoat:H neighbour discovery: icmpv6 type neighbour-solicitation on the link" -g DOCKMOAT-PASS`,
@@ -57,13 +57,13 @@ func TestRenderEgress(t *testing.T) {
 	// Without deny containers there is no egress chain, and no input
 	// chain unless docker-proxy serves something.
 	none := build(cfg, rules.Snapshot{Bridges: []string{"docker0"}}, rules.IPv4, opts{})
-	if _, ok := none.Ruleset.Chain(rules.ChainEgress); ok {
+	if _, ok := none.Ruleset.Chain(ChainEgress); ok {
 		t.Error("egress chain without a deny container")
 	}
-	if _, ok := none.Ruleset.Chain(rules.ChainInput); ok {
+	if _, ok := none.Ruleset.Chain(ChainInput); ok {
 		t.Error("input chain without a reason")
 	}
-	if !rules.IsOwnedChain(rules.ChainEgress) {
+	if !IsOwnedChain(ChainEgress) {
 		t.Error("DOCKMOAT-EGRESS is not owned: it would never be removed")
 	}
 }
@@ -73,12 +73,12 @@ func TestRenderEgress(t *testing.T) {
 // its network and to the host; the checks then clear the mark.
 func TestEgressChecks(t *testing.T) {
 	res := build(config.Default(), rulestest.EgressSnap(), rules.IPv4, opts{Sets: true})
-	assertLines(t, "DOCKMOAT-CHECK", lines(res.Ruleset, rules.ChainCheck), []string{
+	assertLines(t, "DOCKMOAT-CHECK", lines(res.Ruleset, ChainCheck), []string{
 		`-A DOCKMOAT-CHECK -m conntrack --ctstate DNAT -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H not let through by dockmoat, its chains flushed or unhooked: drop" -j DROP`,
 		`-A DOCKMOAT-CHECK -s 172.17.0.2/32 -i docker0 ! -o docker0 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H egress of db: not let through by dockmoat" -j REJECT`,
 		`-A DOCKMOAT-CHECK -m comment --comment "dockmoat:H clear the mark" -j MARK --set-xmark 0x0/0x20000000`,
 	})
-	in := lines(res.Ruleset, rules.ChainInputCheck)
+	in := lines(res.Ruleset, ChainInputCheck)
 	if len(in) != 2 || !strings.Contains(in[0], "-s 172.17.0.2/32 -i docker0 -m mark ! --mark 0x20000000/0x20000000") || !strings.HasSuffix(in[0], "-j REJECT") {
 		t.Errorf("DOCKMOAT-INPUT-CHECK:\n%s", strings.Join(in, "\n"))
 	}

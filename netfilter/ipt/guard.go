@@ -31,8 +31,8 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.B
 		if err != nil {
 			return done, err
 		}
-		_, hasMain := obs.Owned[rules.ChainMain]
-		_, hasIngress := obs.Owned[rules.ChainIngress]
+		_, hasMain := obs.Owned[ChainMain]
+		_, hasIngress := obs.Owned[ChainIngress]
 		// The hook in FORWARD counts: a running dockmoat puts it there
 		// while DOCKER-USER is missing.
 		if (len(obs.Hook) > 0 || len(obs.ForwardHook) > 0) && hasMain && hasIngress {
@@ -40,15 +40,15 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.B
 			continue
 		}
 		input, hasInput := GuardInput(cfg, fam, foreign, boot.Published[i])
-		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[rules.HookChain], foreign, input))); err != nil {
+		if err := t.Restore(ctx, []byte(guardBatch(cfg, fam, obs.Chains[HookChain], foreign, input))); err != nil {
 			return done, fmt.Errorf("%s: installing guard chains: %w", fam, err)
 		}
-		if err := ensureHook(ctx, t, rules.HookChain); err != nil {
+		if err := ensureHook(ctx, t, HookChain); err != nil {
 			return done, fmt.Errorf("%s: %w", fam, err)
 		}
 		line := fam.String() + ": guard installed (new connections to containers dropped until dockmoat run)"
 		if hasInput {
-			if err := ensureJumps(ctx, t, rules.InputHookChain, []jump{{InputHookSpec(), isInputHook}}); err != nil {
+			if err := ensureJumps(ctx, t, InputHookChain, []jump{{InputHookSpec(), isInputHook}}); err != nil {
 				return done, fmt.Errorf("%s: %w", fam, err)
 			}
 			line += fmt.Sprintf("; %d run(s) of the last pass's published ports closed on the docker-proxy path", len(boot.Published[i]))
@@ -64,17 +64,17 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.B
 func guardBatch(cfg config.Config, fam rules.Family, hasDockerUser bool, foreign []string, input OwnedChain) string {
 	bt := iptsave.NewBatch()
 	if !hasDockerUser {
-		bt.Declare(rules.HookChain)
+		bt.Declare(HookChain)
 	}
 	rs := GuardRuleset(cfg, fam, foreign)
-	names := []string{rules.ChainMain, rules.ChainIngress}
+	names := []string{ChainMain, ChainIngress}
 	if len(input.Rules) > 0 {
 		rs.Chains = append(rs.Chains, input)
-		names = append(names, rules.ChainInput)
+		names = append(names, ChainInput)
 	}
 	addChains(bt, rs, names)
 	if !hasDockerUser {
-		bt.Line("-I FORWARD 1 -j " + rules.HookChain)
+		bt.Line("-I FORWARD 1 -j " + HookChain)
 	}
 	return bt.Commit()
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-	"github.com/dockmoat/dockmoat/rules"
 )
 
 // fixHooks puts the jumps a plan needs at the top of their chains (the
@@ -43,16 +42,16 @@ func fixHooks(ctx context.Context, t *Tables, p *Detail) (fixed bool, err error)
 	switch {
 	case p.InputHooksInPlace():
 	case p.InputChain:
-		if err := ensureJumps(ctx, t, rules.InputHookChain, inputPair()); err != nil {
+		if err := ensureJumps(ctx, t, InputHookChain, inputPair()); err != nil {
 			return fixed, err
 		}
 		fixed = true
 	default:
 		// The check's jump first: alone, it drops what no hook marked.
-		if err := removeJumps(t, rules.InputHookChain, InputCheckSpec(), len(p.Observed.InputCheck)); err != nil {
+		if err := removeJumps(t, InputHookChain, InputCheckSpec(), len(p.Observed.InputCheck)); err != nil {
 			return fixed, err
 		}
-		if err := removeJumps(t, rules.InputHookChain, InputHookSpec(), len(p.Observed.InputHook)); err != nil {
+		if err := removeJumps(t, InputHookChain, InputHookSpec(), len(p.Observed.InputHook)); err != nil {
 			return fixed, err
 		}
 		fixed = true

@@ -25,20 +25,20 @@ func ObserveFilter(filter *iptsave.Table) Observed {
 	for name, ch := range filter.Chains {
 		obs.Chains[name] = true
 		switch {
-		case name == rules.InputHookChain:
+		case name == InputHookChain:
 			obs.InputHook = positions(ch.Rules, isInputHook)
 			obs.InputCheck = positions(ch.Rules, isInputCheck)
 		case name == "FORWARD":
 			obs.ForwardHook = positions(ch.Rules, isHook)
 			obs.ForwardCheck = positions(ch.Rules, isCheck)
 			obs.DockerUserLive = len(positions(ch.Rules, isDockerUserJump)) > 0
-		case name == rules.HookChain:
+		case name == HookChain:
 			obs.Hook = positions(ch.Rules, isHook)
 			obs.Check = positions(ch.Rules, isCheck)
 			for _, r := range ch.Rules {
 				obs.DockerUser = append(obs.DockerUser, "-A "+r.Chain+" "+r.Raw)
 			}
-		case rules.IsOwnedChain(name):
+		case IsOwnedChain(name):
 			hashes := make([]string, len(ch.Rules))
 			for i, r := range ch.Rules {
 				if m := hashRe.FindStringSubmatch(r.Raw); m != nil {
@@ -48,7 +48,7 @@ func ObserveFilter(filter *iptsave.Table) Observed {
 			obs.Owned[name] = hashes
 		}
 	}
-	obs.DockerUserLive = obs.DockerUserLive && obs.Chains[rules.HookChain]
+	obs.DockerUserLive = obs.DockerUserLive && obs.Chains[HookChain]
 	return obs
 }
 
@@ -64,20 +64,20 @@ func positions(rs []iptsave.Rule, is func(string) bool) []int {
 }
 
 func isHook(line string) bool {
-	return strings.Contains(line, rules.HookComment) && strings.HasSuffix(line, "-j "+rules.ChainMain)
+	return strings.Contains(line, HookComment) && strings.HasSuffix(line, "-j "+ChainMain)
 }
 
 func isCheck(line string) bool {
-	return strings.Contains(line, rules.CheckComment) && strings.HasSuffix(line, "-j "+rules.ChainCheck)
+	return strings.Contains(line, CheckComment) && strings.HasSuffix(line, "-j "+ChainCheck)
 }
 
 // isDockerUserJump: Docker's jump from FORWARD to DOCKER-USER.
-func isDockerUserJump(line string) bool { return strings.HasSuffix(line, "-j "+rules.HookChain) }
+func isDockerUserJump(line string) bool { return strings.HasSuffix(line, "-j "+HookChain) }
 
 func isInputCheck(line string) bool {
-	return strings.Contains(line, rules.InputCheckComment) && strings.HasSuffix(line, "-j "+rules.ChainInputCheck)
+	return strings.Contains(line, InputCheckComment) && strings.HasSuffix(line, "-j "+ChainInputCheck)
 }
 
 func isInputHook(line string) bool {
-	return strings.Contains(line, rules.InputHookComment) && strings.HasSuffix(line, "-j "+rules.ChainInput)
+	return strings.Contains(line, InputHookComment) && strings.HasSuffix(line, "-j "+ChainInput)
 }

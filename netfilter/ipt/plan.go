@@ -43,7 +43,7 @@ func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool str
 // DNAT (in the nat table) may still send packets through a FORWARD that
 // now accepts them. It moves back to DOCKER-USER when that is live again.
 func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wasHooked bool) (p netfilter.FamilyPlan, build bool) {
-	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain, CheckPositions: obs.Check, WantCheck: true}
+	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: HookChain, CheckPositions: obs.Check, WantCheck: true}
 	p = netfilter.FamilyPlan{Family: fam, Tool: tool, Detail: d}
 	switch {
 	case obs.DockerUserLive:
@@ -52,7 +52,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 		// Docker 20.10 with --ip6tables: no DOCKER-USER, so the hook goes
 		// to the top of FORWARD, where Docker ≥ 23 would jump to DOCKER-USER.
 		d.HookIn, d.HookPositions, d.CheckPositions = "FORWARD", obs.ForwardHook, obs.ForwardCheck
-	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0 || obs.Chains[rules.HookChain]:
+	case fam == rules.IPv4 || wasHooked || len(obs.ForwardHook) > 0 || obs.Chains[HookChain]:
 		d.HookIn, d.HookPositions, d.CheckPositions, d.DockerUserMissing = "FORWARD", obs.ForwardHook, obs.ForwardCheck, true
 	default:
 		d.DockerUserMissing = true
@@ -66,7 +66,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 		}
 		return p, false
 	}
-	hasUFW := obs.Chains[rules.UFWChain]
+	hasUFW := obs.Chains[UFWChain]
 	switch cfg.UFW {
 	case config.UFWAuto:
 		d.UFW = hasUFW
@@ -83,7 +83,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot) {
 	d := DetailOf(*p)
 	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: d.ProxyAll})
-	_, had := d.Observed.Owned[rules.ChainInput]
+	_, had := d.Observed.Owned[ChainInput]
 	if len(res.Proxied) == 0 && !had && len(d.Observed.InputHook) == 0 {
 		return
 	}
@@ -99,7 +99,7 @@ func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapsh
 func render(p *netfilter.FamilyPlan, cfg config.Config, opt RenderOptions) {
 	d := DetailOf(*p)
 	rs := Render(cfg, p.Result, opt)
-	_, d.InputChain = rs.Chain(rules.ChainInput)
+	_, d.InputChain = rs.Chain(ChainInput)
 	r := rendered{rs: rs, inputHook: d.InputChain}
 	if !opt.InputOnly {
 		r.hookIn = d.HookIn

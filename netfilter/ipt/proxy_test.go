@@ -26,13 +26,13 @@ func TestProxyPathInputOnly(t *testing.T) {
 	if len(in) != 3 || !strings.Contains(in[0], "dockmoat:input") || !strings.Contains(in[1], "dockmoat:input-check") || in[2] != sshRule {
 		t.Fatalf("ip6tables INPUT = %q; want the jump and its check first, then the admin's rule", in)
 	}
-	chain := strings.Join(r.v6.Rules(rules.ChainInput), "\n")
+	chain := strings.Join(r.v6.Rules(ChainInput), "\n")
 	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dport 5432", "-j DROP"} {
 		if !strings.Contains(chain, want) {
 			t.Errorf("DOCKMOAT-INPUT lacks %q:\n%s", want, chain)
 		}
 	}
-	if r.v6.HasChain(rules.ChainMain) || r.v6.HasChain(rules.ChainIngress) {
+	if r.v6.HasChain(ChainMain) || r.v6.HasChain(ChainIngress) {
 		t.Error("no DOCKER-USER in ip6tables: the forward chains must not be created")
 	}
 	r.inSync(t)
@@ -50,8 +50,8 @@ func TestProxyPathInputOnly(t *testing.T) {
 	// Nothing served by docker-proxy any more: chain and jump go.
 	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}})
 	r.sync(t)
-	if r.v6.HasChain(rules.ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
-		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(rules.ChainInput))
+	if r.v6.HasChain(ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
+		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(ChainInput))
 	}
 	r.inSync(t)
 }
@@ -81,7 +81,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "set full") {
 		t.Fatalf("want the set error, got %v", err)
 	}
-	if main := strings.Join(r.v4.Rules(rules.ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
+	if main := strings.Join(r.v4.Rules(ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
 		t.Errorf("the new network's rules were not applied after the set failure:\n%s", main)
 	}
 	fs.FailAdd = nil
@@ -93,7 +93,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ipv4") {
 		t.Fatalf("want the IPv4 error, got %v", err)
 	}
-	if !r.v6.HasChain(rules.ChainInput) {
+	if !r.v6.HasChain(ChainInput) {
 		t.Error("IPv6 was not reconciled because IPv4 failed")
 	}
 	r.v4.FailRestore = nil

@@ -106,24 +106,24 @@ func (rs Ruleset) Chain(name string) (OwnedChain, bool) {
 
 // HookSpec is the rule spec of the hook in DOCKER-USER.
 func HookSpec() []string {
-	return []string{"-m", "comment", "--comment", rules.HookComment, "-j", rules.ChainMain}
+	return []string{"-m", "comment", "--comment", HookComment, "-j", ChainMain}
 }
 
 // CheckSpec is the rule spec of the jump to DOCKMOAT-CHECK, second in
 // the hook's chain: new connections only (the mark is set on those).
 func CheckSpec() []string {
-	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.CheckComment, "-j", rules.ChainCheck}
+	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", CheckComment, "-j", ChainCheck}
 }
 
 // InputCheckSpec is the rule spec of the jump to DOCKMOAT-INPUT-CHECK,
 // second in INPUT.
 func InputCheckSpec() []string {
-	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", rules.InputCheckComment, "-j", rules.ChainInputCheck}
+	return []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", InputCheckComment, "-j", ChainInputCheck}
 }
 
 // InputHookSpec is the rule spec of the jump at the top of INPUT.
 func InputHookSpec() []string {
-	return []string{"-m", "comment", "--comment", rules.InputHookComment, "-j", rules.ChainInput}
+	return []string{"-m", "comment", "--comment", InputHookComment, "-j", ChainInput}
 }
 
 // RenderOptions are the facts of the host the chains depend on.
@@ -165,13 +165,13 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	// The tail: ufw route rules, log, drop. With sets it is a chain of
 	// its own, shared by INGRESS and PORTS.
 	tail := &ing
-	deny := OwnedChain{Name: rules.ChainDeny}
+	deny := OwnedChain{Name: ChainDeny}
 	if sets {
-		ing.add(rules.Desc("not allowed"), "-j", rules.ChainDeny)
+		ing.add(rules.Desc("not allowed"), "-j", ChainDeny)
 		tail = &deny
 	}
 	if opt.UFWForward {
-		tail.add(rules.Desc("ufw route rules"), "-j", rules.UFWChain)
+		tail.add(rules.Desc("ufw route rules"), "-j", UFWChain)
 	}
 	if cfg.LogBlocked {
 		tail.add(rules.Desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
@@ -195,7 +195,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 // passChain marks what dockmoat's chains let through (reached by goto,
 // so its end returns to DOCKER-USER).
 func passChain() OwnedChain {
-	ch := OwnedChain{Name: rules.ChainPass}
+	ch := OwnedChain{Name: ChainPass}
 	ch.add(rules.Desc("let through by dockmoat: mark it for the check"), "-j", "MARK", "--set-xmark", markHex(rules.PassMark)+"/"+markHex(rules.PassMark))
 	return ch
 }
@@ -205,7 +205,7 @@ func passChain() OwnedChain {
 // container's new outbound connection likewise, then clears the mark.
 func checkChain(egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
-	ch := OwnedChain{Name: rules.ChainCheck}
+	ch := OwnedChain{Name: ChainCheck}
 	ch.add(rules.Desc("not let through by dockmoat, its chains flushed or unhooked: drop"), "-m", "conntrack", "--ctstate", "DNAT", "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")
 	egressChecks(&ch, egress, fam, true)
 	ch.add(rules.Desc("clear the mark"), "-j", "MARK", "--set-xmark", "0x0/"+m)
@@ -234,7 +234,7 @@ func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
 // dropped (the other ports of the host are never matched).
 func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
-	ch := OwnedChain{Name: rules.ChainInputCheck}
+	ch := OwnedChain{Name: ChainInputCheck}
 	for _, r := range in.All {
 		ch.add(rules.Desc(r.Spec()+" via docker-proxy: not let through by dockmoat"), append(runSpec(r, fam), "-m", "mark", "!", "--mark", m+"/"+m, "-j", "DROP")...)
 	}
@@ -247,27 +247,27 @@ func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family
 // trusted sources.
 func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, OwnedChain) {
 	bridges, egress := res.Bridges, res.Egress
-	main := OwnedChain{Name: rules.ChainMain}
+	main := OwnedChain{Name: ChainMain}
 	bypass(&main, cfg)
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, e := range egress {
 		for _, f := range e.From {
 			main.add(rules.Desc("egress of "+e.Container+": leaving docker network "+f.Bridge),
-				"-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "!", "-o", f.Bridge, "-g", rules.ChainEgress)
+				"-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "!", "-o", f.Bridge, "-g", ChainEgress)
 		}
 	}
 	for _, b := range bridges {
-		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-g", rules.ChainPass)
+		main.add(rules.Desc("leaving docker network "+b), "-i", b, "-g", ChainPass)
 	}
 	for _, b := range bridges {
-		main.add(rules.Desc("entering docker network "+b), "-o", b, "-g", rules.ChainIngress)
+		main.add(rules.Desc("entering docker network "+b), "-o", b, "-g", ChainIngress)
 	}
 	unseenNetworks(&main, bridges, res)
-	main.add(rules.Desc("not into a docker network"), "-g", rules.ChainPass)
-	ing := OwnedChain{Name: rules.ChainIngress}
+	main.add(rules.Desc("not into a docker network"), "-g", ChainPass)
+	ing := OwnedChain{Name: ChainIngress}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPass)
+			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
 		}
 	}
 	return main, ing
@@ -279,7 +279,7 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 // to date for `dockmoat enable`.
 func bypass(ch *OwnedChain, cfg config.Config) {
 	if cfg.Disabled {
-		ch.add(rules.Desc(rules.DisabledDesc), "-g", rules.ChainPass)
+		ch.add(rules.Desc(rules.DisabledDesc), "-g", ChainPass)
 	}
 }
 
@@ -294,13 +294,13 @@ func bypass(ch *OwnedChain, cfg config.Config) {
 // own br-* bridges (rules.ForeignBridges) are exempted by name first.
 func unseenNetworks(main *OwnedChain, known []string, res rules.Result) {
 	unseen := rules.UnseenBridges(known)
-	foreignBridges(main, unseen, res.Foreign, rules.ChainPass)
+	foreignBridges(main, unseen, res.Foreign, ChainPass)
 	unseenInterfaces(main, res)
 	for _, b := range unseen {
-		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-g", rules.ChainPass)
+		main.add(rules.Desc("leaving a docker network not seen yet "+rules.BridgePattern(b)), "-i", b, "-g", ChainPass)
 	}
 	for _, b := range unseen {
-		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-g", rules.ChainIngress)
+		main.add(rules.Desc("entering a docker network not seen yet "+rules.BridgePattern(b)), "-o", b, "-g", ChainIngress)
 	}
 }
 
@@ -315,9 +315,9 @@ func unseenInterfaces(main *OwnedChain, res rules.Result) {
 		return
 	}
 	for _, h := range res.HostOut {
-		main.add(rules.Desc("into host interface "+h), "-o", h, "-g", rules.ChainPass)
+		main.add(rules.Desc("into host interface "+h), "-o", h, "-g", ChainPass)
 	}
-	main.add(rules.Desc("published port into a new interface"), "-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainIngress)
+	main.add(rules.Desc("published port into a new interface"), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainIngress)
 }
 
 // foreignBridges exempts the host's own br-* bridges from the catch-all
@@ -325,7 +325,7 @@ func unseenInterfaces(main *OwnedChain, res rules.Result) {
 // RETURN in the guard, which has no check, or the PASS chain); from one
 // into a Docker network, they are outside traffic and go to INGRESS.
 func foreignBridges(ch *OwnedChain, dst, foreign []string, pass string) {
-	flag, ingress := "-g", rules.ChainIngress
+	flag, ingress := "-g", ChainIngress
 	if pass == "RETURN" {
 		flag = "-j"
 	}
@@ -353,7 +353,7 @@ func addAllow(ch *OwnedChain, a rules.Allow, fam rules.Family) {
 	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
 		spec = append(spec, "--ctorigdst", b.HostIP.Unmap().String()+bits(fam))
 	}
-	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-g", rules.ChainPass)
+	spec = append(spec, "--ctorigdstport", strconv.Itoa(int(b.HostPort)), "-g", ChainPass)
 	ch.add(a.Describe(), spec...)
 }
 
@@ -368,11 +368,11 @@ func bits(fam rules.Family) string {
 // portsChain is the published-port check of the set layout: consecutive
 // ports as one range.
 func portsChain(ranges []rules.PortRange) OwnedChain {
-	ch := OwnedChain{Name: rules.ChainPorts}
+	ch := OwnedChain{Name: ChainPorts}
 	for _, r := range ranges {
-		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-g", rules.ChainPass)
+		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-g", ChainPass)
 	}
-	ch.add(rules.Desc("published port not allowed for this container"), "-j", rules.ChainDeny)
+	ch.add(rules.Desc("published port not allowed for this container"), "-j", ChainDeny)
 	return ch
 }
 
@@ -382,9 +382,9 @@ func portsChain(ranges []rules.PortRange) OwnedChain {
 func setRules(ing *OwnedChain, fam rules.Family) {
 	open, from := rules.SetName(rules.SetOpen, fam), rules.SetName(rules.SetFrom, fam)
 	ing.add(rules.Desc("allowed ports: set "+open), "-m", "set", "--match-set", open, "dst,dst",
-		"-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPorts)
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 	ing.add(rules.Desc("allowed ports by source: set "+from), "-m", "set", "--match-set", from, "dst,dst,src",
-		"-m", "conntrack", "--ctstate", "DNAT", "-g", rules.ChainPorts)
+		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 }
 
 // inputChain renders DOCKMOAT-INPUT for every published binding (the
@@ -394,17 +394,17 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 	if in.Empty() && len(egress) == 0 {
 		return OwnedChain{}, false
 	}
-	ch := OwnedChain{Name: rules.ChainInput}
+	ch := OwnedChain{Name: ChainInput}
 	bypass(&ch, cfg)
 	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
-	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-g", rules.ChainPass)
+	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-g", ChainPass)
 	for _, e := range egress {
 		for _, f := range e.From {
-			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-g", rules.ChainEgress)
+			ch.add(rules.Desc("egress of "+e.Container+": to the host"), "-s", f.Addr.String()+bits(fam), "-i", f.Bridge, "-g", ChainEgress)
 		}
 	}
 	for _, b := range bridges {
-		ch.add(rules.Desc("from docker network "+b), "-i", b, "-g", rules.ChainPass)
+		ch.add(rules.Desc("from docker network "+b), "-i", b, "-g", ChainPass)
 	}
 	// No catch-all for networks not seen yet here: the host's own br-*
 	// bridges match it too (rules.ForeignBridges), and a container on a
@@ -412,17 +412,17 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 	// below, closed until then.
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", rules.ChainPass)
+			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", ChainPass)
 		}
 	}
 	for _, d := range in.Sourced {
 		for _, src := range rules.SourcesOf(d, fam) {
 			text := fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src)
-			ch.add(rules.Desc(text), append([]string{"-s", src}, append(proxySpec(d.Binding, fam), "-g", rules.ChainPass)...)...)
+			ch.add(rules.Desc(text), append([]string{"-s", src}, append(proxySpec(d.Binding, fam), "-g", ChainPass)...)...)
 		}
 	}
 	for _, r := range in.Open {
-		ch.add(rules.Desc("allow "+r.Spec()+" via docker-proxy"), append(runSpec(r, fam), "-g", rules.ChainPass)...)
+		ch.add(rules.Desc("allow "+r.Spec()+" via docker-proxy"), append(runSpec(r, fam), "-g", ChainPass)...)
 	}
 	for _, r := range in.All {
 		ch.add(rules.Desc(r.Spec()+" via docker-proxy: not allowed"), append(runSpec(r, fam), "-j", "DROP")...)
@@ -436,11 +436,11 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 // rejected, so the container's connect fails at once rather than after a
 // timeout.
 func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) OwnedChain {
-	ch := OwnedChain{Name: rules.ChainEgress}
+	ch := OwnedChain{Name: ChainEgress}
 	if fam == rules.IPv6 {
 		for _, t := range rules.NeighbourDiscovery {
 			ch.add(rules.Desc("neighbour discovery: icmpv6 type "+t.Name+" on the link"), "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(t.Type),
-				"-m", "hl", "--hl-eq", strconv.Itoa(t.HopLimit), "-g", rules.ChainPass)
+				"-m", "hl", "--hl-eq", strconv.Itoa(t.HopLimit), "-g", ChainPass)
 		}
 	}
 	for _, e := range egress {
@@ -448,7 +448,7 @@ func egressChain(cfg config.Config, egress []rules.Egress, fam rules.Family) Own
 			src := []string{"-s", f.Addr.String() + bits(fam)}
 			for _, p := range e.Passes() {
 				for _, spec := range destSpecs(p.Dest) {
-					ch.add(rules.Desc("egress of "+e.Container+": "+p.What+" "+p.Dest.String()), append(slices.Clone(src), append(spec, "-g", rules.ChainPass)...)...)
+					ch.add(rules.Desc("egress of "+e.Container+": "+p.What+" "+p.Dest.String()), append(slices.Clone(src), append(spec, "-g", ChainPass)...)...)
 				}
 			}
 			if cfg.LogBlocked {
@@ -507,20 +507,20 @@ func runSpec(r rules.PortRun, fam rules.Family) []string {
 // comes from them is outside traffic. `dockmoat run` replaces it with the
 // exact ruleset on its first pass.
 func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset {
-	main := OwnedChain{Name: rules.ChainMain}
+	main := OwnedChain{Name: ChainMain}
 	main.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	foreignBridges(&main, rules.DefaultBridges, foreign, "RETURN")
 	for _, f := range foreign {
-		main.add(rules.Desc("guard: published ports, from host bridge "+f), "-i", f, "-m", "conntrack", "--ctstate", "DNAT", "-j", rules.ChainIngress)
+		main.add(rules.Desc("guard: published ports, from host bridge "+f), "-i", f, "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
 	}
 	for _, b := range rules.DefaultBridges {
 		main.add(rules.Desc("guard: leaving docker network "+b), "-i", b, "-j", "RETURN")
 	}
-	main.add(rules.Desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", rules.ChainIngress)
+	main.add(rules.Desc("guard: published ports"), "-m", "conntrack", "--ctstate", "DNAT", "-j", ChainIngress)
 	for _, b := range rules.DefaultBridges {
-		main.add(rules.Desc("guard: entering docker network "+b), "-o", b, "-j", rules.ChainIngress)
+		main.add(rules.Desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
-	ing := OwnedChain{Name: rules.ChainIngress}
+	ing := OwnedChain{Name: ChainIngress}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
@@ -540,7 +540,7 @@ func GuardInput(cfg config.Config, fam rules.Family, foreign []string, runs []ru
 	if len(runs) == 0 {
 		return OwnedChain{}, false
 	}
-	ch := OwnedChain{Name: rules.ChainInput}
+	ch := OwnedChain{Name: ChainInput}
 	ch.add(rules.Desc("replies and related traffic"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	ch.add(rules.Desc("from the host itself"), "-i", "lo", "-j", "RETURN")
 	bridges := []string{"docker0"}
@@ -581,8 +581,8 @@ func (r rendered) Lines() []string {
 		out = append(out, "-I "+r.hookIn+" 1 "+strings.Join(HookSpec(), " "), "-I "+r.hookIn+" 2 "+strings.Join(CheckSpec(), " "))
 	}
 	if r.inputHook {
-		out = append(out, "-I "+rules.InputHookChain+" 1 "+strings.Join(InputHookSpec(), " "),
-			"-I "+rules.InputHookChain+" 2 "+strings.Join(InputCheckSpec(), " "))
+		out = append(out, "-I "+InputHookChain+" 1 "+strings.Join(InputHookSpec(), " "),
+			"-I "+InputHookChain+" 2 "+strings.Join(InputCheckSpec(), " "))
 	}
 	for _, ch := range r.rs.Chains {
 		for _, rule := range ch.Rules {

@@ -80,7 +80,7 @@ func lines(rs Ruleset, chain string) []string {
 
 func TestBuildMainChain(t *testing.T) {
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab", "docker0", "bad name!"}}, rules.IPv4, opts{})
-	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
+	assertLines(t, "DOCKMOAT", lines(res.Ruleset, ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT -i br-0123456789ab -m comment --comment "dockmoat:H leaving docker network br-0123456789ab" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
@@ -91,13 +91,13 @@ func TestBuildMainChain(t *testing.T) {
 		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,
 	})
-	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{deny})
+	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, ChainIngress), []string{deny})
 	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "bad name!") {
 		t.Errorf("want one problem for the invalid bridge name, got %v", res.Problems)
 	}
 	// With no bridge known, both default patterns are caught.
 	res = build(config.Default(), rules.Snapshot{}, rules.IPv4, opts{})
-	assertLines(t, "DOCKMOAT (no bridges)", lines(res.Ruleset, rules.ChainMain), []string{
+	assertLines(t, "DOCKMOAT (no bridges)", lines(res.Ruleset, ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving a docker network not seen yet docker0" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT -i br-+ -m comment --comment "dockmoat:H leaving a docker network not seen yet br-*" -g DOCKMOAT-PASS`,
@@ -252,7 +252,7 @@ func TestBuildIngress(t *testing.T) {
 				fam = rules.IPv4
 			}
 			res := build(cfg, rules.Snapshot{Containers: tc.containers, Bridges: []string{"docker0"}}, fam, tc.opt)
-			assertLines(t, tc.name, lines(res.Ruleset, rules.ChainIngress), tc.want)
+			assertLines(t, tc.name, lines(res.Ruleset, ChainIngress), tc.want)
 			got := map[string]string{}
 			for _, d := range res.Decisions() {
 				if !d.Open {
@@ -279,15 +279,15 @@ func TestHashes(t *testing.T) {
 	}}
 	r1 := build(config.Default(), snap, rules.IPv4, opts{})
 	r2 := build(config.Default(), snap, rules.IPv4, opts{})
-	ing1, _ := r1.Ruleset.Chain(rules.ChainIngress)
-	ing2, _ := r2.Ruleset.Chain(rules.ChainIngress)
+	ing1, _ := r1.Ruleset.Chain(ChainIngress)
+	ing2, _ := r2.Ruleset.Chain(ChainIngress)
 	if strings.Join(ing1.Hashes(), ",") != strings.Join(ing2.Hashes(), ",") {
 		t.Fatal("hashes are not deterministic")
 	}
 	// A new address must change the hash, or a stale rule would look current.
 	snap.Containers[0].Endpoints[0].IPv4 = addr("172.17.0.3")
 	r3 := build(config.Default(), snap, rules.IPv4, opts{})
-	ing3, _ := r3.Ruleset.Chain(rules.ChainIngress)
+	ing3, _ := r3.Ruleset.Chain(ChainIngress)
 	if ing3.Rules[0].Hash == ing1.Rules[0].Hash {
 		t.Fatal("hash did not change with the container address")
 	}
@@ -315,7 +315,7 @@ func TestBuildSets(t *testing.T) {
 		dual,
 	}}
 	res := build(cfg, snap, rules.IPv4, opts{Sets: true})
-	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, rules.ChainIngress), []string{
+	assertLines(t, "DOCKMOAT-INGRESS", lines(res.Ruleset, ChainIngress), []string{
 		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-OPEN-V4 dst,dst -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports: set DOCKMOAT-OPEN-V4" -g DOCKMOAT-PORTS`,
 		`-A DOCKMOAT-INGRESS -m set --match-set DOCKMOAT-FROM-V4 dst,dst,src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H allowed ports by source: set DOCKMOAT-FROM-V4" -g DOCKMOAT-PORTS`,
 		`-A DOCKMOAT-INGRESS -d 172.17.0.5/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8081 -m comment --comment "dockmoat:H allow twice 8081/tcp" -g DOCKMOAT-PASS`,
@@ -323,7 +323,7 @@ func TestBuildSets(t *testing.T) {
 	})
 	// Published ports of the set elements, consecutive ones as a range;
 	// 8081 of "twice" is a rule, and 9091 (closed) is in neither.
-	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, ChainPorts), []string{
 		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment "dockmoat:H allowed published ports 5432/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 7000 -m comment --comment "dockmoat:H allowed published ports 7000/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "dockmoat:H allowed published ports 8080/tcp" -g DOCKMOAT-PASS`,
@@ -332,7 +332,7 @@ func TestBuildSets(t *testing.T) {
 		`-A DOCKMOAT-PORTS -p udp -m conntrack --ctorigdstport 53 -m comment --comment "dockmoat:H allowed published ports 53/udp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
 	})
-	assertLines(t, "DOCKMOAT-DENY", lines(res.Ruleset, rules.ChainDeny), []string{`-A DOCKMOAT-DENY -m comment --comment "dockmoat:H default deny" -j DROP`})
+	assertLines(t, "DOCKMOAT-DENY", lines(res.Ruleset, ChainDeny), []string{`-A DOCKMOAT-DENY -m comment --comment "dockmoat:H default deny" -j DROP`})
 	if len(res.Ruleset.Sets) != 2 {
 		t.Fatalf("sets %+v", res.Ruleset.Sets)
 	}
@@ -353,8 +353,8 @@ func TestBuildSets(t *testing.T) {
 
 	// Without sets: the same allows as rules, and no sets.
 	lin := build(cfg, snap, rules.IPv4, opts{})
-	if len(lin.Ruleset.Sets) != 0 || len(lines(lin.Ruleset, rules.ChainIngress)) != 10 {
-		t.Errorf("linear: %d sets, rules:\n%v", len(lin.Ruleset.Sets), lines(lin.Ruleset, rules.ChainIngress))
+	if len(lin.Ruleset.Sets) != 0 || len(lines(lin.Ruleset, ChainIngress)) != 10 {
+		t.Errorf("linear: %d sets, rules:\n%v", len(lin.Ruleset.Sets), lines(lin.Ruleset, ChainIngress))
 	}
 	if !reflect.DeepEqual(lin.Decisions(), res.Decisions()) || !reflect.DeepEqual(lin.Allows(), res.Allows()) {
 		t.Error("sets changed the decisions or the allow list")
@@ -371,11 +371,11 @@ func TestBuildSetsPortRanges(t *testing.T) {
 	a := ctr("a", map[string]string{rules.LabelAllow: "*"}, "172.17.1.1", rules.PortBinding{HostIP: addr("192.0.2.1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
 	b := ctr("b", map[string]string{rules.LabelAllow: "*"}, "172.17.1.2", rules.PortBinding{HostIP: addr("192.0.2.2"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: append(cs, a, b)}, rules.IPv4, opts{Sets: true})
-	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, rules.ChainPorts), []string{
+	assertLines(t, "DOCKMOAT-PORTS", lines(res.Ruleset, ChainPorts), []string{
 		`-A DOCKMOAT-PORTS -p tcp -m conntrack --ctorigdstport 10000:10004 -m comment --comment "dockmoat:H allowed published ports 10000:10004/tcp" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-PORTS -m comment --comment "dockmoat:H published port not allowed for this container" -j DOCKMOAT-DENY`,
 	})
-	ing := strings.Join(lines(res.Ruleset, rules.ChainIngress), "\n")
+	ing := strings.Join(lines(res.Ruleset, ChainIngress), "\n")
 	if !strings.Contains(ing, "-d 172.17.1.1/32") || !strings.Contains(ing, "--ctorigdst 192.0.2.1/32") || !strings.Contains(ing, "-d 172.17.1.2/32") {
 		t.Errorf("443 on two host addresses should stay rules:\n%s", ing)
 	}
@@ -389,7 +389,7 @@ func TestBuildSetsPortRanges(t *testing.T) {
 func TestBuildSetsMixedClosedFirst(t *testing.T) {
 	c := ctr("twice", map[string]string{rules.LabelAllow: "8080"}, "172.17.0.5", pb(8000, 80, "tcp"), pb(8080, 80, "tcp"))
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{c}}, rules.IPv4, opts{Sets: true})
-	ing := strings.Join(lines(res.Ruleset, rules.ChainIngress), "\n")
+	ing := strings.Join(lines(res.Ruleset, ChainIngress), "\n")
 	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || len(res.Ruleset.Sets[0].Elems) != 0 {
 		t.Errorf("want one exact rule for 8080 and no set element:\n%s\n%v", ing, res.Ruleset.Sets)
 	}
@@ -398,7 +398,7 @@ func TestBuildSetsMixedClosedFirst(t *testing.T) {
 func TestProxyPathIPv6(t *testing.T) {
 	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48"), netip.MustParsePrefix("10.0.0.0/8")}}
 	res := build(cfg, proxySnap(), rules.IPv6, opts{})
-	assertLines(t, rules.ChainInput, lines(res.Ruleset, rules.ChainInput), []string{
+	assertLines(t, ChainInput, lines(res.Ruleset, ChainInput), []string{
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -g DOCKMOAT-PASS`,
@@ -420,7 +420,7 @@ func TestProxyPathIPv6(t *testing.T) {
 		t.Errorf("want 5 proxied bindings (dual has rules.IPv6, local is loopback), got %v", res.Proxied)
 	}
 	// The DNAT path is unchanged: the chains of the FORWARD side are there.
-	if _, ok := res.Ruleset.Chain(rules.ChainIngress); !ok {
+	if _, ok := res.Ruleset.Chain(ChainIngress); !ok {
 		t.Error("INGRESS missing")
 	}
 	// IPv4: every container has an IPv4 address, Docker DNATs them all,
@@ -430,8 +430,8 @@ func TestProxyPathIPv6(t *testing.T) {
 	if len(v4.Proxied) != 0 {
 		t.Errorf("IPv4: no proxied binding expected, got %v", v4.Proxied)
 	}
-	check := lines(v4.Ruleset, rules.ChainInputCheck)
-	assertLines(t, rules.ChainInputCheck, check, []string{
+	check := lines(v4.Ruleset, ChainInputCheck)
+	assertLines(t, ChainInputCheck, check, []string{
 		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 5432 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5432/tcp to db via docker-proxy: not let through by dockmoat" -j DROP`,
 		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8080 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8080/tcp to web via docker-proxy: not let through by dockmoat" -j DROP`,
 		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8082:8083 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8082:8083/tcp to v4only, v6from via docker-proxy: not let through by dockmoat" -j DROP`,
@@ -455,8 +455,8 @@ func TestProxyPathRuns(t *testing.T) {
 	}
 	cs = append(cs, ctr("gap", nil, "172.17.0.30", pb(7011, 80, "tcp")))
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, opts{Sets: true})
-	got := lines(res.Ruleset, rules.ChainInput)
-	assertLines(t, rules.ChainInput, got[len(got)-3:], []string{
+	got := lines(res.Ruleset, ChainInput)
+	assertLines(t, ChainInput, got[len(got)-3:], []string{
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7003 -m comment --comment "dockmoat:H allow 7003/tcp to c3 via docker-proxy" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7000:7009 -m comment --comment "dockmoat:H 7000:7009/tcp to c0, c1, c2, 7 more via docker-proxy: not allowed" -j DROP`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7011 -m comment --comment "dockmoat:H 7011/tcp to gap via docker-proxy: not allowed" -j DROP`,
@@ -471,10 +471,10 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	for _, ch := range res.Ruleset.Chains {
 		names = append(names, ch.Name)
 	}
-	if !slices.Equal(names, []string{rules.ChainInput, rules.ChainInputCheck, rules.ChainPass}) || len(res.Ruleset.Sets) != 0 {
+	if !slices.Equal(names, []string{ChainInput, ChainInputCheck, ChainPass}) || len(res.Ruleset.Sets) != 0 {
 		t.Fatalf("InputOnly: want DOCKMOAT-INPUT with its check and the pass chain alone, got %v", names)
 	}
-	got := lines(res.Ruleset, rules.ChainInput)
+	got := lines(res.Ruleset, ChainInput)
 	for _, want := range []string{
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow 9000/tcp to dual via docker-proxy" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not allowed" -j DROP`,
@@ -491,8 +491,8 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	// A bound host address is matched exactly.
 	c := ctr("bound", nil, "172.17.0.7", rules.PortBinding{HostIP: addr("2001:db8:1::1"), HostPort: 443, ContainerPort: 443, Proto: "tcp"})
 	b := build(config.Default(), rules.Snapshot{Containers: []rules.Container{c}}, rules.IPv6, opts{})
-	if !contains(lines(b.Ruleset, rules.ChainInput), `-A DOCKMOAT-INPUT -d 2001:db8:1::1/128 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H 443/tcp on 2001:db8:1::1 to bound via docker-proxy: not allowed" -j DROP`) {
-		t.Errorf("bound address: %s", lines(b.Ruleset, rules.ChainInput))
+	if !contains(lines(b.Ruleset, ChainInput), `-A DOCKMOAT-INPUT -d 2001:db8:1::1/128 -p tcp -m tcp --dport 443 -m comment --comment "dockmoat:H 443/tcp on 2001:db8:1::1 to bound via docker-proxy: not allowed" -j DROP`) {
+		t.Errorf("bound address: %s", lines(b.Ruleset, ChainInput))
 	}
 }
 
@@ -516,14 +516,14 @@ func TestDisabledBypass(t *testing.T) {
 	// DOCKMOAT lets everything through the pass mark (the check then
 	// lets it be); DOCKMOAT-INPUT returns.
 	bypass := `-m comment --comment "dockmoat:H ` + rules.DisabledDesc + `" `
-	for chain, verdict := range map[string]string{rules.ChainMain: "-g " + rules.ChainPass, rules.ChainInput: "-g " + rules.ChainPass} {
+	for chain, verdict := range map[string]string{ChainMain: "-g " + ChainPass, ChainInput: "-g " + ChainPass} {
 		before, after := lines(on.Ruleset, chain), lines(got.Ruleset, chain)
 		if len(before) == 0 {
 			t.Fatalf("%s: the snapshot should need this chain", chain)
 		}
 		assertLines(t, chain+" disabled", after, append([]string{"-A " + chain + " " + bypass + verdict}, before...))
 	}
-	assertLines(t, "INGRESS unchanged", lines(got.Ruleset, rules.ChainIngress), lines(on.Ruleset, rules.ChainIngress))
+	assertLines(t, "INGRESS unchanged", lines(got.Ruleset, ChainIngress), lines(on.Ruleset, ChainIngress))
 	if g := GuardRuleset(off, rules.IPv4, nil); strings.Contains(fmt.Sprint(g), "disabled") {
 		t.Error("the boot guard never bypasses")
 	}
@@ -538,7 +538,7 @@ func TestDisabledBypass(t *testing.T) {
 func TestForeignBridge(t *testing.T) {
 	snap := rules.Snapshot{Bridges: []string{"docker0"}, Links: []string{"lo", "eth0", "docker0", "br-lan", "br-0123456789ab"}}
 	res := build(config.Default(), snap, rules.IPv4, opts{})
-	assertLines(t, "DOCKMOAT", lines(res.Ruleset, rules.ChainMain), []string{
+	assertLines(t, "DOCKMOAT", lines(res.Ruleset, ChainMain), []string{
 		`-A DOCKMOAT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT -i docker0 -m comment --comment "dockmoat:H leaving docker network docker0" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT -o docker0 -m comment --comment "dockmoat:H entering docker network docker0" -g DOCKMOAT-INGRESS`,
@@ -551,7 +551,7 @@ func TestForeignBridge(t *testing.T) {
 		`-A DOCKMOAT -o br-+ -m comment --comment "dockmoat:H entering a docker network not seen yet br-*" -g DOCKMOAT-INGRESS`,
 		`-A DOCKMOAT -m comment --comment "dockmoat:H not into a docker network" -g DOCKMOAT-PASS`,
 	})
-	g := strings.Join(lines(GuardRuleset(config.Default(), rules.IPv4, res.Foreign), rules.ChainMain), "\n")
+	g := strings.Join(lines(GuardRuleset(config.Default(), rules.IPv4, res.Foreign), ChainMain), "\n")
 	for _, want := range []string{
 		`-A DOCKMOAT -o br-lan -m comment --comment "dockmoat:H into host bridge br-lan: not a docker network" -j RETURN
 -A DOCKMOAT -i br-lan -o docker0 -m comment --comment "dockmoat:H from host bridge br-lan into docker networks docker0" -j DOCKMOAT-INGRESS
@@ -577,7 +577,7 @@ func TestRenderedCountsJumps(t *testing.T) {
 	for _, ch := range res.Ruleset.Chains {
 		n += len(ch.Rules)
 	}
-	r := rendered{rs: res.Ruleset, hookIn: rules.HookChain, inputHook: true}
+	r := rendered{rs: res.Ruleset, hookIn: HookChain, inputHook: true}
 	if r.Count() != n+4 || n == 0 {
 		t.Errorf("Count = %d, want %d chain rules + 4 jumps", r.Count(), n)
 	}
@@ -605,8 +605,8 @@ func TestGuardInput(t *testing.T) {
 	if !ok {
 		t.Fatal("no chain")
 	}
-	got := lines(Ruleset{Chains: []OwnedChain{ch}}, rules.ChainInput)
-	assertLines(t, rules.ChainInput, got, []string{
+	got := lines(Ruleset{Chains: []OwnedChain{ch}}, ChainInput)
+	assertLines(t, ChainInput, got, []string{
 		`-A DOCKMOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "dockmoat:H replies and related traffic" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i lo -m comment --comment "dockmoat:H from the host itself" -j RETURN`,
 		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H guard: from docker network docker0" -j RETURN`,

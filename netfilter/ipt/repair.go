@@ -18,7 +18,7 @@ func (b *Backend) observedPlan(fam rules.Family, obs Observed) netfilter.FamilyP
 	if !b.hooked[fam] {
 		return netfilter.FamilyPlan{Family: fam, Detail: &Detail{Observed: obs, InputOnly: true, WantCheck: true}}
 	}
-	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: rules.HookChain,
+	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: HookChain,
 		StrayHooks: len(obs.ForwardHook), CheckPositions: obs.Check, StrayChecks: len(obs.ForwardCheck), WantCheck: true}
 	if !obs.DockerUserLive {
 		d.HookIn, d.HookPositions, d.StrayHooks = "FORWARD", obs.ForwardHook, 0
@@ -39,7 +39,7 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		d := DetailOf(b.observedPlan(fam, obs))
-		_, d.InputChain = rs.Chain(rules.ChainInput)
+		_, d.InputChain = rs.Chain(ChainInput)
 		hooks := d.InputOnly || (d.HooksInPlace() && d.StrayHooks+d.StrayChecks == 0)
 		if !hooks || !d.InputHooksInPlace() || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
@@ -93,7 +93,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 			return fmt.Errorf("restoring chains %v: %w", changed, err)
 		}
 	}
-	_, d.InputChain = rs.Chain(rules.ChainInput)
+	_, d.InputChain = rs.Chain(ChainInput)
 	_, err := fixHooks(ctx, t, d)
 	return err
 }
@@ -136,12 +136,12 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 	}{
 		// The check's jumps first: alone, the check drops what no hook
 		// marked (closed, never open, while this runs).
-		{rules.HookChain, CheckSpec(), len(obs.Check)},
+		{HookChain, CheckSpec(), len(obs.Check)},
 		{"FORWARD", CheckSpec(), len(obs.ForwardCheck)},
-		{rules.InputHookChain, InputCheckSpec(), len(obs.InputCheck)},
-		{rules.HookChain, HookSpec(), len(obs.Hook)},
+		{InputHookChain, InputCheckSpec(), len(obs.InputCheck)},
+		{HookChain, HookSpec(), len(obs.Hook)},
 		{"FORWARD", HookSpec(), len(obs.ForwardHook)},
-		{rules.InputHookChain, InputHookSpec(), len(obs.InputHook)},
+		{InputHookChain, InputHookSpec(), len(obs.InputHook)},
 	} {
 		if err := removeJumps(t, j.chain, j.spec, j.n); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)

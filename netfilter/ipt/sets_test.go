@@ -25,7 +25,7 @@ func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
 	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.Adds != 1 {
 		t.Errorf("OPEN set %v, %d adds", fs.Sets["DOCKMOAT-OPEN-V4"], fs.Adds)
 	}
-	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
+	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
 	if !strings.Contains(ing, "--match-set DOCKMOAT-OPEN-V4 dst,dst") || strings.Contains(ing, "172.17.0.2") {
 		t.Errorf("ingress should look allows up in the set:\n%s", ing)
 	}
@@ -96,7 +96,7 @@ func TestSetsRecreatedWhenChainsRepaired(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
 	// iptables -F DOCKMOAT-INGRESS, then the unreferenced set destroyed.
-	r.v4.SetChain(rules.ChainIngress)
+	r.v4.SetChain(ChainIngress)
 	delete(fs.Sets, "DOCKMOAT-OPEN-V4")
 	found, err := r.b.Repair(context.Background())
 	if err != nil || len(found) == 0 {
@@ -124,14 +124,14 @@ func TestSetsSwitchedOffByConfig(t *testing.T) {
 	r.sync(t)
 	r.cfg = config.Config{UFW: config.UFWAuto, NoIPSet: true}
 	r.sync(t)
-	ing := strings.Join(r.v4.Rules(rules.ChainIngress), "\n")
-	if strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(rules.ChainPorts) || len(fs.Sets) != 0 {
+	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
+	if strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(ChainPorts) || len(fs.Sets) != 0 {
 		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets:\n%s\nsets %v", ing, fs.Sets)
 	}
 	r.inSync(t)
 	r.cfg = config.Default()
 	r.sync(t)
-	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(rules.ChainPorts) {
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(ChainPorts) {
 		t.Errorf("back to ipsets: %v", fs.Sets)
 	}
 	r.inSync(t)

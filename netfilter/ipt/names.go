@@ -1,0 +1,59 @@
+package ipt
+
+// Chain names and the comments of dockmoat's jumps (iptables allows 28
+// characters). Every chain of dockmoat's is matched by exact name
+// (IsOwnedChain).
+const (
+	ChainMain    = "DOCKMOAT"
+	ChainIngress = "DOCKMOAT-INGRESS"
+	// HookChain is Docker's chain for user rules; dockmoat adds exactly one
+	// rule there (the hook) and never edits anything else in it.
+	HookChain = "DOCKER-USER"
+	// UFWChain holds `ufw route` rules.
+	UFWChain = "ufw-user-forward"
+	// HookComment marks the hook rule in DOCKER-USER.
+	HookComment = "dockmoat:hook"
+	// ChainPass marks a packet dockmoat's chains let through
+	// (rules.PassMark); ChainCheck, reached by a second jump after the
+	// hook, drops a new DNATed connection without the mark, so that a
+	// flush of any one of dockmoat's chains, or a deleted hook, closes
+	// rather than opens.
+	ChainPass  = "DOCKMOAT-PASS"
+	ChainCheck = "DOCKMOAT-CHECK"
+	// CheckComment marks the jump to ChainCheck.
+	CheckComment = "dockmoat:check"
+	// ChainPorts and ChainDeny are the set layout's: the published-port
+	// check, and the common tail (ufw route rules, log, drop) that both
+	// it and INGRESS end in (rules/sets.go).
+	ChainPorts = "DOCKMOAT-PORTS"
+	ChainDeny  = "DOCKMOAT-DENY"
+	// ChainEgress holds every deny container's allowed destinations and
+	// its final reject; DOCKMOAT (forward) and DOCKMOAT-INPUT jump to it
+	// for new connections from those containers.
+	ChainEgress = "DOCKMOAT-EGRESS"
+)
+
+// The docker-proxy path (rules/proxy.go): DOCKMOAT-INPUT, reached by a
+// jump at the top of INPUT.
+const (
+	ChainInput       = "DOCKMOAT-INPUT"
+	InputHookComment = "dockmoat:input"
+	// ChainInputCheck, reached by a second jump after the input hook,
+	// drops a new connection to a published binding that DOCKMOAT-INPUT did
+	// not let through (ChainCheck's counterpart on the docker-proxy path).
+	ChainInputCheck   = "DOCKMOAT-INPUT-CHECK"
+	InputCheckComment = "dockmoat:input-check"
+	// InputHookChain is the built-in chain holding the input hook.
+	InputHookChain = "INPUT"
+)
+
+// IsOwnedChain reports whether a chain is one dockmoat creates. Names are
+// matched exactly: a user's DOCKMOAT_LOG or DOCKMOAT-MINE is foreign and
+// is never flushed, rewritten or deleted.
+func IsOwnedChain(name string) bool {
+	switch name {
+	case ChainMain, ChainIngress, ChainPorts, ChainDeny, ChainInput, ChainEgress, ChainPass, ChainCheck, ChainInputCheck:
+		return true
+	}
+	return false
+}
