@@ -3,6 +3,7 @@ package nft
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -25,10 +26,14 @@ func (f *fakeNFT) List(context.Context) (Listing, error) {
 	return Listing{Chains: scriptChains(f.table), Sets: scriptSets(f.table)}, nil
 }
 
-// Apply implements Runner: the script's table becomes the fake's.
+// Apply implements Runner: the script's table becomes the fake's, once
+// checkScript accepts it.
 func (f *fakeNFT) Apply(_ context.Context, script string) error {
 	if f.fail != nil {
 		return f.fail
+	}
+	if err := checkScript(script); err != nil {
+		return err
 	}
 	f.applies++
 	if i := strings.Index(script, "table inet dockmoat {"); i >= 0 {
@@ -38,6 +43,56 @@ func (f *fakeNFT) Apply(_ context.Context, script string) error {
 	}
 	return nil
 }
+
+// checkScript refuses what nft would refuse, or what would replace the
+// table other than atomically: every table the script defines is first
+// created and deleted in the same script (so that one transaction swaps
+// it, whether it existed or not), braces balance, each set a rule looks
+// up (@name) is defined in the same table, and every rule of a chain
+// carries dockmoat's comment (a rule without one is not ours and reads
+// back as drift).
+func checkScript(script string) error {
+	deleted := map[string]bool{}
+	var table string
+	depth := 0
+	sets, refs := map[string]bool{}, map[string]string{}
+	for n, line := range strings.Split(script, "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case depth == 0 && strings.HasPrefix(t, "delete table "):
+			deleted[strings.TrimPrefix(t, "delete table ")] = true
+		case depth == 0 && strings.HasSuffix(t, " {") && strings.HasPrefix(t, "table "):
+			table = strings.TrimSuffix(strings.TrimPrefix(t, "table "), " {")
+			if !deleted[table] {
+				return fmt.Errorf("line %d: table %s defined without being deleted first in the same script", n+1, table)
+			}
+		case depth == 1 && strings.HasPrefix(t, "set "):
+			sets[table+" "+strings.Fields(t)[1]] = true
+		case depth == 2 && strings.Contains(line, "\t\t") && t != "" && !strings.HasSuffix(t, "{") && t != "}" &&
+			!strings.HasPrefix(t, "type ") && !strings.HasPrefix(t, "flags ") && !strings.HasPrefix(t, "elements ") &&
+			!strings.HasPrefix(t, "auto-merge") && !strings.Contains(t, `comment "`+rules.CommentPrefix):
+			return fmt.Errorf("line %d: rule without dockmoat's comment: %s", n+1, t)
+		}
+		for _, m := range setRefRe.FindAllStringSubmatch(t, -1) {
+			refs[table+" "+m[1]] = fmt.Sprintf("line %d", n+1)
+		}
+		depth += strings.Count(t, "{") - strings.Count(t, "}")
+		if depth < 0 {
+			return fmt.Errorf("line %d: unbalanced }", n+1)
+		}
+	}
+	if depth != 0 {
+		return fmt.Errorf("unbalanced braces: %d left open", depth)
+	}
+	for ref, where := range refs {
+		if !sets[ref] {
+			return fmt.Errorf("%s: set %s looked up but not defined", where, ref)
+		}
+	}
+	return nil
+}
+
+var setRefRe = regexp.MustCompile(`@([A-Za-z0-9_]+)`)
 
 // The fake's reader of its own script text (production reads nft -j).
 var (

@@ -104,3 +104,30 @@ func TestNFTProxyPathInSync(t *testing.T) {
 		}
 	}
 }
+
+// The fake refuses what nft would refuse or what would not swap the
+// table atomically; every script the backend writes passes it.
+func TestFakeChecksScripts(t *testing.T) {
+	cfg, snap := goldenInput()
+	snap.Containers = append(snap.Containers, proxySnap().Containers...)
+	rs, _ := Render(cfg, snap)
+	good := rs.ReplaceScript()
+	if err := checkScript(good); err != nil {
+		t.Fatalf("the backend's own script: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"not deleted first":    strings.Replace(good, "delete table inet dockmoat\n", "", 1),
+		"rule without comment": strings.Replace(good, `drop comment "dockmoat:`, `drop # "dockmoat:`, 1),
+		"unknown set":          strings.Replace(good, "@open4", "@open9", 1),
+		"unbalanced":           strings.TrimSuffix(good, "}\n"),
+	} {
+		if good == bad {
+			t.Fatalf("%s: the mutation changed nothing", name)
+		}
+		if err := checkScript(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
