@@ -562,6 +562,12 @@ func bridgeOf(network string, snap rules.Snapshot) string {
 	return "docker0"
 }
 
+// observing: the packet was let through by observe mode's rule.
+func observing(v verdict.Verdict) bool {
+	return strings.Contains(v.Rule, rules.ObserveDesc) ||
+		slices.ContainsFunc(v.Returned, func(r iptsave.Rule) bool { return strings.Contains(r.Raw, rules.ObserveDesc) })
+}
+
 func viaUFW(v verdict.Verdict) bool {
 	return v.Result == verdict.Accept && strings.HasPrefix(v.Chain, "ufw")
 }
@@ -577,6 +583,9 @@ func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b r
 			if strings.Contains(r.Raw, rules.DisabledDesc) {
 				return published + "; dockmoat protection is switched off by 'dockmoat disable' ('dockmoat enable' turns it back on)"
 			}
+		}
+		if observing(v) {
+			return published + "; dockmoat is OBSERVING: the policy refuses this, and observe mode lets it through and counts it ('dockmoat suggest' shows what was seen, 'dockmoat enforce' closes it)"
 		}
 		for _, r := range v.Returned {
 			if r.Chain == ipt.ChainIngress || r.Chain == ipt.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {

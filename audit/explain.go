@@ -119,6 +119,8 @@ func (pe portEval) fix(row Row, anyone outcome) string {
 		return ""
 	case slices.ContainsFunc(v.Returned, func(r iptsave.Rule) bool { return strings.Contains(r.Raw, rules.DisabledDesc) }):
 		return "protection is switched off: run 'dockmoat enable'"
+	case observing(v):
+		return "dockmoat observes and does not enforce: run 'dockmoat suggest' to see what would be refused, then 'dockmoat enforce'"
 	case row.Beyond:
 		var fixes []string
 		if r, ok := foreignMove(v); ok {

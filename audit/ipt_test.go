@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/ipteval"
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -105,5 +106,46 @@ COMMIT
 	in.Families[0].Save = strings.Replace(save, "-A DOCKMOAT -m comment --comment \"dockmoat:0123456789abcdef "+rules.DisabledDesc+"\" -j RETURN\n", "", 1)
 	if rep := Run(in); rep.Beyond() || !strings.Contains(rep.Rows[0].Reason, "default deny") {
 		t.Fatalf("enabled: %+v", rep.Rows)
+	}
+}
+
+// In observe mode the refused port answers, and audit says why: dockmoat
+// observes (the rules dockmoat renders, read back as iptables-save).
+func TestRunObserving(t *testing.T) {
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	save := func(cfg config.Config) string {
+		rs := ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
+		var b strings.Builder
+		b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
+		for _, ch := range rs.Chains {
+			b.WriteString(":" + ch.Name + " - [0:0]\n")
+		}
+		b.WriteString("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n" +
+			"-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n" +
+			"-A DOCKER-USER " + strings.Join(ipt.HookSpec(), " ") + "\n-A DOCKER-USER " + strings.Join(ipt.CheckSpec(), " ") + "\n-A DOCKER-USER -j RETURN\n")
+		for _, ch := range rs.Chains {
+			for _, r := range ch.Rules {
+				b.WriteString(ipt.RuleLine(ch.Name, r) + "\n")
+			}
+		}
+		b.WriteString("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")
+		return b.String()
+	}
+	cfg := config.Default()
+	cfg.Observe = true
+	in := Input{Config: cfg, Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save(cfg)}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
+	rep := Run(in)
+	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "OBSERVING") {
+		t.Fatalf("observing: %+v", rep.Rows)
+	}
+	// Control: enforcing, the same port is closed by the default deny.
+	in.Config.Observe = false
+	in.Families[0].Save = save(in.Config)
+	if rep := Run(in); rep.Beyond() || rep.Rows[0].Exposure != Closed || !strings.Contains(rep.Rows[0].Reason, "default deny") {
+		t.Fatalf("enforcing: %+v", rep.Rows)
 	}
 }

@@ -57,6 +57,12 @@ type Config struct {
 	// image (`image_labels: trust`); by default (`ignore`) only labels set
 	// at create, and this file, decide (rules/image.go).
 	TrustImageLabels bool
+	// Observe lets through, counts and logs the new connections to
+	// published ports that the policy refuses, instead of dropping them
+	// (`mode: observe`, `dockmoat run --observe`): everything else is
+	// installed as when enforcing, so `dockmoat enforce` only swaps the
+	// refusals back in.
+	Observe bool
 	// Disabled turns protection off, by `dockmoat disable` (state.go),
 	// never by the file: the rules stay installed behind one bypass rule
 	// per hook, so `dockmoat enable` restores them by removing it.
@@ -167,6 +173,7 @@ type file struct {
 	IPv6Hook       *bool        `yaml:"ipv6_forward_hook"`
 	IPSet          *string      `yaml:"ipset"`
 	ImageLabels    *string      `yaml:"image_labels"`
+	Mode           *string      `yaml:"mode"`
 	Allow          []fileAllow  `yaml:"allow"`
 	Egress         []fileEgress `yaml:"egress"`
 	EgressDNS      []string     `yaml:"egress_dns"`
@@ -239,6 +246,15 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 			cfg.NoIPSet = true
 		default:
 			return paths.at("ipset", fmt.Errorf("%q is not one of auto, off", *f.IPSet))
+		}
+	}
+	if f.Mode != nil {
+		switch word(f.Mode) {
+		case "enforce":
+		case "observe":
+			cfg.Observe = true
+		default:
+			return paths.at("mode", fmt.Errorf("%q is not one of enforce, observe", *f.Mode))
 		}
 	}
 	if f.ImageLabels != nil {

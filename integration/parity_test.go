@@ -31,7 +31,7 @@ import (
 // source class is run through both with audit's evaluators: both must
 // accept and refuse the same packets. Policies are drawn so that
 // allows, sources, per-port sources, trusted sources, host addresses and
-// shared ports collide.
+// shared ports collide; some are in observe mode.
 func TestRenderersAgree(t *testing.T) {
 	needBeds(t)
 	ipns, nftns := scratchNetns(t, "dmpi"), scratchNetns(t, "dmpn")
@@ -64,10 +64,13 @@ func TestRenderersAgree(t *testing.T) {
 		return err
 	})
 	nftB = nft.New(nft.Exec{}, log)
-	accepts, drops := 0, 0
+	accepts, drops, observing := 0, 0, 0
 	for seed := range uint64(24) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		cfg, snap := randomPolicy(r)
+		if cfg.Observe {
+			observing++
+		}
 		var ipv [2]ipteval.Ruleset
 		var live *nft.Live
 		in(ipns, func() error {
@@ -110,9 +113,9 @@ func TestRenderersAgree(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d packets accepted and %d refused alike by both renderings", accepts, drops)
-	if accepts < 20 || drops < 20 {
-		t.Errorf("the policies drawn must both open and close ports: %d accepted, %d refused", accepts, drops)
+	t.Logf("%d packets accepted and %d refused alike by both renderings (%d policies in observe mode)", accepts, drops, observing)
+	if accepts < 20 || drops < 20 || observing == 0 {
+		t.Errorf("the policies drawn must open and close ports, and observe: %d accepted, %d refused, %d observing", accepts, drops, observing)
 	}
 }
 
@@ -147,6 +150,7 @@ func randomPolicy(r *rand.Rand) (config.Config, rules.Snapshot) {
 	if r.IntN(3) == 0 {
 		cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:9::/48")}
 	}
+	cfg.Observe = r.IntN(6) == 0
 	snap := rules.Snapshot{Bridges: []string{"docker0"}}
 	for i := range 2 + r.IntN(4) {
 		c := rules.Container{ID: fmt.Sprint(i), Name: fmt.Sprintf("c%d", i), Labels: map[string]string{}}

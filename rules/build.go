@@ -23,6 +23,16 @@ const (
 	EgressLogPrefix = "[DOCKMOAT EGRESS] "
 )
 
+// ObserveMark is the conntrack-mark bit that, in observe mode
+// (config.Observe), marks a connection the policy would have refused and
+// dockmoat let through; the daemon counts the connections carrying it
+// (the same bit as PassMark, in the connection's mark, not the packet's).
+const ObserveMark = 0x20000000
+
+// ObserveDesc describes the rules that, in observe mode, let through
+// what the policy refuses.
+const ObserveDesc = "observe: refused by the policy, counted and let through until dockmoat enforce"
+
 // PassMark is the packet-mark bit dockmoat sets on what its rules let
 // through and clears once checked. A bit no common tool uses (kube-proxy
 // 0x4000/0x8000, Tailscale 0xff0000, Cilium 0xf00, mwan3 0x3f00); only

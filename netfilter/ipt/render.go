@@ -173,6 +173,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 	if opt.UFWForward {
 		tail.add(rules.Desc("ufw route rules"), "-j", UFWChain)
 	}
+	observeTail(tail, cfg)
 	if cfg.LogBlocked {
 		tail.add(rules.Desc("log blocked"), "-m", "limit", "--limit", "10/min", "--limit-burst", "20",
 			"-j", "LOG", "--log-prefix", rules.LogPrefix)
@@ -425,9 +426,29 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 		ch.add(rules.Desc("allow "+r.Spec()+" via docker-proxy"), append(runSpec(r, fam), "-g", ChainPass)...)
 	}
 	for _, r := range in.All {
+		if cfg.Observe {
+			observe(&ch, runSpec(r, fam))
+			continue
+		}
 		ch.add(rules.Desc(r.Spec()+" via docker-proxy: not allowed"), append(runSpec(r, fam), "-j", "DROP")...)
 	}
 	return ch, true
+}
+
+// observeTail, in observe mode, lets a DNATed new connection that the
+// policy refuses through (marked for the check), its conntrack entry
+// marked for the daemon to count; anything else still falls to the drop.
+func observeTail(tail *OwnedChain, cfg config.Config) {
+	if cfg.Observe {
+		observe(tail, []string{"-m", "conntrack", "--ctstate", "DNAT"})
+	}
+}
+
+// observe marks the connections spec matches and lets them through.
+func observe(ch *OwnedChain, spec []string) {
+	m := markHex(rules.ObserveMark)
+	ch.add(rules.Desc(rules.ObserveDesc), append(slices.Clone(spec), "-j", "CONNMARK", "--set-xmark", m+"/"+m)...)
+	ch.add(rules.Desc(rules.ObserveDesc), append(slices.Clone(spec), "-g", ChainPass)...)
 }
 
 // egressChain renders DOCKMOAT-EGRESS (reached by goto): per deny

@@ -621,3 +621,32 @@ func TestGuardInput(t *testing.T) {
 		t.Error("no published port: no chain (and no jump in INPUT)")
 	}
 }
+
+// Observe mode: a refused DNATed connection and a refused docker-proxy
+// binding are marked in conntrack and let through (to the pass chain, so
+// the check lets them be); enforcing renders no such rule.
+func TestRenderObserve(t *testing.T) {
+	cfg := config.Default()
+	cfg.Observe = true
+	res := rules.Build(cfg, rulestest.ProxySnap(), rules.IPv4, rules.Options{})
+	rs := Render(cfg, res, RenderOptions{})
+	var lines []string
+	for _, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			lines = append(lines, RuleLine(ch.Name, r))
+		}
+	}
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{"-A DOCKMOAT-INGRESS -m conntrack --ctstate DNAT -m comment", "-j CONNMARK --set-xmark 0x20000000/0x20000000", "-A DOCKMOAT-INPUT -p tcp"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("observe rules lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "via docker-proxy: not allowed") {
+		t.Errorf("observe drops a docker-proxy binding:\n%s", all)
+	}
+	cfg.Observe = false
+	if rs := Render(cfg, res, RenderOptions{}); strings.Contains(fmt.Sprint(rs), "CONNMARK") {
+		t.Error("enforcing renders observe rules")
+	}
+}

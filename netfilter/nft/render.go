@@ -44,6 +44,9 @@ const (
 var (
 	markSet = fmt.Sprintf("meta mark set meta mark | %#x", rules.PassMark)
 	pass    = markSet + " accept"
+	// observed, in observe mode, marks the connection for the daemon to
+	// count (rules.ObserveMark) and lets it through.
+	observed = fmt.Sprintf("ct mark set ct mark | %#x ", rules.ObserveMark) + pass
 	// unmarked matches a packet without the mark.
 	unmarked = fmt.Sprintf("meta mark & %#x == 0", rules.PassMark)
 	markClr  = fmt.Sprintf("meta mark set meta mark & %#x", ^uint32(rules.PassMark))
@@ -289,6 +292,9 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset,
 		ing.add("not allowed", "goto deny")
 		tail = &deny
 	}
+	if cfg.Observe {
+		tail.add(rules.ObserveDesc, "ct status dnat "+observed)
+	}
 	if cfg.LogBlocked {
 		tail.add("log blocked", `limit rate 10/minute burst 20 packets log prefix "`+rules.LogPrefix+`"`)
 	}
@@ -459,6 +465,10 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, r := range res[i].Input.All {
+			if cfg.Observe {
+				in.add(rules.ObserveDesc, nftRunMatch(r, fam)+" "+observed)
+				continue
+			}
 			in.add(r.Spec()+" via docker-proxy: not allowed", nftRunMatch(r, fam)+" drop")
 		}
 	}

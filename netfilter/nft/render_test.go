@@ -306,3 +306,21 @@ func TestGuardTableInput(t *testing.T) {
 		t.Errorf("no published port, no input chain:\n%s", g)
 	}
 }
+
+// Observe mode: what the policy refuses (DNAT and docker-proxy paths) is
+// marked in its connection and let through; nothing else changes.
+func TestRenderObserve(t *testing.T) {
+	cfg, snap := goldenInput()
+	snap.Containers = append(snap.Containers, proxySnap().Containers...)
+	enforce, _ := Render(cfg, snap)
+	cfg.Observe = true
+	observe, _ := Render(cfg, snap)
+	text := observe.Text()
+	if n := strings.Count(text, "ct mark set ct mark | 0x20000000 meta mark set meta mark | 0x20000000 accept"); n < 2 ||
+		!strings.Contains(text, "ct status dnat ct mark set") {
+		t.Fatalf("observe rules missing (%d):\n%s", n, text)
+	}
+	if strings.Contains(enforce.Text(), "ct mark") || strings.Contains(text, "via docker-proxy: not allowed") {
+		t.Errorf("enforce must not mark, observe must not drop published ports:\n%s", text)
+	}
+}
