@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -17,10 +18,12 @@ import (
 type Flow struct {
 	Proto        string
 	Src          netip.Addr // the client
+	SrcPort      uint16
 	OrigDst      netip.Addr // the address it connected to
 	OrigDstPort  uint16     // the published port it connected to
 	ReplySrc     netip.Addr // after DNAT: the container
 	ReplySrcPort uint16     // the container port
+	Mark         uint32     // the connection's mark
 }
 
 // Conntrack deletes connection-tracking entries. Deleting an entry cuts
@@ -52,12 +55,36 @@ func (c *NetlinkConntrack) Close() { c.h.Close() }
 
 type flowFilter func(Flow) bool
 
-func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
+func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool { return f(flowOf(fl)) }
+
+func flowOf(fl *netlink.ConntrackFlow) Flow {
 	src, _ := netip.AddrFromSlice(fl.Forward.SrcIP)
 	dst, _ := netip.AddrFromSlice(fl.Forward.DstIP)
 	rs, _ := netip.AddrFromSlice(fl.Reverse.SrcIP)
-	return f(Flow{Proto: rules.ProtoName(fl.Forward.Protocol), Src: src.Unmap(), OrigDst: dst.Unmap(), OrigDstPort: fl.Forward.DstPort,
-		ReplySrc: rs.Unmap(), ReplySrcPort: fl.Reverse.SrcPort})
+	return Flow{Proto: rules.ProtoName(fl.Forward.Protocol), Src: src.Unmap(), SrcPort: fl.Forward.SrcPort, OrigDst: dst.Unmap(),
+		OrigDstPort: fl.Forward.DstPort, ReplySrc: rs.Unmap(), ReplySrcPort: fl.Reverse.SrcPort, Mark: fl.Mark}
+}
+
+// List returns a family's conntrack entries whose mark has every bit of
+// mark set (observe mode's count: rules.ObserveMark).
+func (c *NetlinkConntrack) List(fam rules.Family, mark uint32) ([]Flow, error) {
+	family := netlink.InetFamily(netlink.FAMILY_V4)
+	if fam == rules.IPv6 {
+		family = netlink.FAMILY_V6
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	flows, err := c.h.ConntrackTableList(netlink.ConntrackTable, family)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("listing conntrack entries: %w", err)
+	}
+	var out []Flow
+	for _, fl := range flows {
+		if fl.Mark&mark == mark {
+			out = append(out, flowOf(fl))
+		}
+	}
+	return out, nil
 }
 
 // Delete implements Conntrack.

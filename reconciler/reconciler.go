@@ -54,6 +54,9 @@ type Reconciler struct {
 	// next enabled one sweeps the sessions opened meanwhile.
 	disabled  bool
 	offBefore bool
+	// mode is `dockmoat observe` or `dockmoat enforce` (state, not the
+	// file), over the config's mode; offBefore is set while observing too.
+	mode Mode
 	// lastSnap is the last snapshot Docker gave, for an enable while
 	// Docker hangs (dockerDown).
 	lastSnap *rules.Snapshot
@@ -87,12 +90,9 @@ func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.cfgMu.Unlock()
 }
 
-// Config is the configuration the next pass uses.
-func (r *Reconciler) Config() config.Config {
-	r.cfgMu.Lock()
-	defer r.cfgMu.Unlock()
-	return r.cfg
-}
+// Config is the configuration the next pass uses (the mode and
+// `dockmoat disable` applied).
+func (r *Reconciler) Config() config.Config { return r.config() }
 
 // SetDisabled switches protection off (one bypass rule per hook, the
 // rest kept up to date) or back on, from the next pass; it reports
@@ -105,11 +105,38 @@ func (r *Reconciler) SetDisabled(off bool) bool {
 	return changed
 }
 
+// Mode says whether the config's mode (observe or enforce) holds, or a
+// command's: `dockmoat observe` and `dockmoat enforce` record theirs in
+// the state directory, and it wins over the file and the flag.
+type Mode int
+
+const (
+	ModeFromConfig Mode = iota
+	ModeObserve
+	ModeEnforce
+)
+
+// SetMode sets the mode of the next pass; it reports whether the
+// effective mode changed.
+func (r *Reconciler) SetMode(m Mode) bool {
+	before := r.config().Observe
+	r.cfgMu.Lock()
+	r.mode = m
+	r.cfgMu.Unlock()
+	return r.config().Observe != before
+}
+
 func (r *Reconciler) config() config.Config {
 	r.cfgMu.Lock()
 	defer r.cfgMu.Unlock()
 	cfg := r.cfg
 	cfg.Disabled = r.disabled
+	switch r.mode {
+	case ModeObserve:
+		cfg.Observe = true
+	case ModeEnforce:
+		cfg.Observe = false
+	}
 	return cfg
 }
 
@@ -154,10 +181,10 @@ func (r *Reconciler) Sync(ctx context.Context) (netfilter.SyncResult, error) {
 // dockerDown is a pass without Docker: leave the policy as it was, but
 // put back what someone else removed meanwhile (the last installed state,
 // nothing new is opened). One exception closes: `dockmoat enable` while
-// Docker hangs is applied at once, from the last snapshot, rather than
-// leaving the bypass until Docker answers.
+// Docker hangs (or `dockmoat enforce`) is applied at once, from the last
+// snapshot, rather than leaving the bypass until Docker answers.
 func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncResult, error) {
-	if r.offBefore && !r.config().Disabled && r.lastSnap != nil {
+	if cfg := r.config(); r.offBefore && !cfg.Disabled && !cfg.Observe && r.lastSnap != nil {
 		res, perr := r.pass(ctx, *r.lastSnap)
 		if perr != nil {
 			err = fmt.Errorf("%w; enabling from the last snapshot also failed: %v", err, perr)
@@ -188,17 +215,17 @@ func (r *Reconciler) pass(ctx context.Context, snap rules.Snapshot) (netfilter.S
 	for _, p := range plans {
 		res.Problems = append(res.Problems, p.Problems()...)
 	}
-	r.revokeAfter(cfg.Disabled, applied, len(res.Drift) > 0)
+	r.revokeAfter(cfg.Disabled || cfg.Observe, applied, len(res.Drift) > 0)
 	r.report(res.Problems)
 	return res, err
 }
 
-// revokeAfter hands the pass's result to revocation. While disabled
-// nothing is cut (every port is Docker's); the first pass after enable
-// sweeps, like one that repaired drift, so sessions opened meanwhile to
-// ports the policy closes are cut.
-func (r *Reconciler) revokeAfter(disabled bool, applied netfilter.Applied, drifted bool) {
-	if disabled {
+// revokeAfter hands the pass's result to revocation. While disabled or
+// observing nothing is cut (every port is Docker's, or let through); the
+// first pass after enable or enforce sweeps, like one that repaired
+// drift, so sessions opened meanwhile to ports the policy closes are cut.
+func (r *Reconciler) revokeAfter(off bool, applied netfilter.Applied, drifted bool) {
+	if off {
 		r.offBefore = true
 		return
 	}

@@ -437,3 +437,46 @@ func TestEnableWhileDockerHangs(t *testing.T) {
 		t.Errorf("enable while Docker hangs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
 	}
 }
+
+// TestObserveThenEnforce: observing lets through and cuts nothing; the
+// mode set by command wins over the file's; enforce swaps the drop back
+// in and sweeps the sessions the policy refuses that were opened while
+// observing, and only those.
+func TestObserveThenEnforce(t *testing.T) {
+	r := newRig(t, config.Default())
+	r.rec.localNets = func([]string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("172.17.0.0/16")} }
+	ct := &fakeCT{}
+	r.rec.SetConntrack(ct)
+	db := rulestest.Web("172.17.0.3")
+	db.ID, db.Name, db.Labels = "d", "db", nil
+	w := rulestest.Web("172.17.0.2")
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w, db}}, nil)
+	if !r.rec.SetMode(ModeObserve) || r.rec.SetMode(ModeObserve) {
+		t.Fatal("SetMode reports a change only when there is one")
+	}
+	r.rec.SetConfig(config.Default()) // a reload keeps the command's mode
+	r.sync(t)
+	if ing := strings.Join(r.v4.Rules(ipt.ChainIngress), "\n"); !strings.Contains(ing, "CONNMARK") {
+		t.Fatalf("observing, yet no observe rule:\n%s", ing)
+	}
+	refused := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.3"), ReplySrcPort: 80}
+	allowed := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.2"), ReplySrcPort: 80}
+	ct.flows = []Flow{refused, allowed}
+	r.sync(t)
+	if len(ct.deleted) != 0 {
+		t.Fatalf("observing: nothing may be cut, cut %+v", ct.deleted)
+	}
+	r.inSync(t)
+
+	r.rec.SetMode(ModeEnforce)
+	cfg := config.Default()
+	cfg.Observe = true // the file says observe; the command's enforce wins
+	r.rec.SetConfig(cfg)
+	r.sync(t)
+	if ing := strings.Join(r.v4.Rules(ipt.ChainIngress), "\n"); strings.Contains(ing, "CONNMARK") || !strings.HasSuffix(ing, "-j DROP") {
+		t.Errorf("enforcing:\n%s", ing)
+	}
+	if !slices.Equal(ct.deleted, []Flow{refused}) {
+		t.Errorf("enforce: only the session the policy refuses is cut, cut %+v", ct.deleted)
+	}
+}

@@ -18,7 +18,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 )
 
-var builtinTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "LOG": true, "MARK": true}
+var builtinTargets = map[string]bool{"ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "LOG": true, "MARK": true, "CONNMARK": true}
 
 // Table is a fake filter table. The zero value is not usable; use New.
 type Table struct {
