@@ -120,7 +120,9 @@ func Collapse(addrs []netip.Addr) []netip.Prefix {
 			out = append(out, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int { return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits())) })
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
 	return out
 }
 
