@@ -44,26 +44,64 @@ func ReadDisabled(dir string) (Off, bool, error) {
 // WriteDisabled records `dockmoat disable` (atomically: a daemon polling
 // the file never reads half of it).
 func WriteDisabled(dir string, off Off) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating the state directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".disabled-*")
-	if err != nil {
-		return fmt.Errorf("recording the disable: %w", err)
-	}
-	defer os.Remove(tmp.Name())
 	body := off.Since.UTC().Format(time.RFC3339) + "\n" + strings.TrimSpace(off.Reason) + "\n"
-	if _, err := tmp.WriteString(body); err != nil {
-		tmp.Close()
-		return fmt.Errorf("recording the disable: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("recording the disable: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, disabledFile)); err != nil {
+	if err := writeState(dir, disabledFile, body); err != nil {
 		return fmt.Errorf("recording the disable: %w", err)
 	}
 	return nil
+}
+
+// writeState replaces a file of the state directory atomically.
+func writeState(dir, name, body string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating the state directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(body); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}
+
+// The modes `dockmoat observe` and `dockmoat enforce` record (modeFile);
+// a recorded mode wins over the config file's `mode:` and `run --observe`.
+const (
+	ModeObserve = "observe"
+	ModeEnforce = "enforce"
+	modeFile    = "mode"
+)
+
+// WriteMode records `dockmoat observe` or `dockmoat enforce`.
+func WriteMode(dir, mode string) error {
+	if err := writeState(dir, modeFile, mode+"\n"); err != nil {
+		return fmt.Errorf("recording the mode: %w", err)
+	}
+	return nil
+}
+
+// ReadMode returns the recorded mode, "" when none was.
+func ReadMode(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, modeFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the recorded mode: %w", err)
+	}
+	switch m := strings.TrimSpace(string(data)); m {
+	case ModeObserve, ModeEnforce:
+		return m, nil
+	default:
+		return "", fmt.Errorf("the recorded mode %q in %s is not observe or enforce", m, filepath.Join(dir, modeFile))
+	}
 }
 
 // ClearDisabled records `dockmoat enable`; enabling twice is fine.

@@ -32,6 +32,8 @@ type Metrics struct {
 	labelErrors      prometheus.Gauge
 	configOK         prometheus.Gauge
 	disabled         prometheus.Gauge
+	mode             *prometheus.GaugeVec
+	observed         prometheus.Counter
 	beyond           prometheus.Gauge
 	auditOK          prometheus.Gauge
 
@@ -82,6 +84,12 @@ func New() *Metrics {
 		disabled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_protection_disabled", Help: "1 while protection is switched off by dockmoat disable (every published port follows Docker's own rules).",
 		}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockmoat_mode", Help: "1 for the mode dockmoat runs in: enforce (refused connections are dropped) or observe (let through, counted, logged).",
+		}, []string{"mode"}),
+		observed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dockmoat_observed_connections_total", Help: "New connections the policy refuses that observe mode let through (dockmoat suggest lists them).",
+		}),
 		beyond: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_ports_beyond_policy", Help: "Published ports (and deny containers' egress) reachable beyond their policy at the daemon's last scheduled audit (--audit-every).",
 		}),
@@ -90,14 +98,16 @@ func New() *Metrics {
 		}),
 		now: time.Now,
 	}
+	m.Mode(false)
 	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
-		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled, m.beyond, m.auditOK,
+		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled, m.mode, m.observed, m.beyond, m.auditOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // ObserveSync records one reconcile pass.
 func (m *Metrics) ObserveSync(res netfilter.SyncResult, err error, took time.Duration) {
+	m.Mode(res.Observe)
 	m.duration.Observe(took.Seconds())
 	m.mu.Lock()
 	m.lastErr = err
@@ -179,6 +189,16 @@ func (m *Metrics) Disabled(off bool) {
 		m.disabled.Set(0)
 	}
 }
+
+// Mode records whether dockmoat observes (true) or enforces.
+func (m *Metrics) Mode(observe bool) {
+	on := map[bool]float64{false: 0, true: 1}
+	m.mode.WithLabelValues("observe").Set(on[observe])
+	m.mode.WithLabelValues("enforce").Set(on[!observe])
+}
+
+// Observed counts connections observe mode let through.
+func (m *Metrics) Observed(n int) { m.observed.Add(float64(n)) }
 
 // DockerState records the event stream going up or down.
 func (m *Metrics) DockerState(connected bool) {

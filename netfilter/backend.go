@@ -71,6 +71,8 @@ type SyncResult struct {
 	// missing", "chain DOCKMOAT-INGRESS flushed"…); empty on the first pass
 	// and when only Docker's state changed.
 	Drift []string
+	// Observe: the pass ran in observe mode (config.Observe).
+	Observe bool
 }
 
 // RestoreError keeps the batch that failed (an iptables-restore or nft

@@ -191,7 +191,7 @@ func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncR
 		}
 		return res, err
 	}
-	var res netfilter.SyncResult
+	res := netfilter.SyncResult{Observe: r.config().Observe}
 	if _, rerr := r.repairLast(ctx); rerr != nil {
 		err = fmt.Errorf("%w; repairing the last installed rules also failed: %v", err, rerr)
 	}
@@ -201,8 +201,8 @@ func (r *Reconciler) dockerDown(ctx context.Context, err error) (netfilter.SyncR
 
 // pass plans and applies the policy for snap (r.mu held).
 func (r *Reconciler) pass(ctx context.Context, snap rules.Snapshot) (netfilter.SyncResult, error) {
-	var res netfilter.SyncResult
 	cfg := r.config()
+	res := netfilter.SyncResult{Observe: cfg.Observe}
 	plans, err := r.nf.Plan(ctx, cfg, snap, false)
 	if err != nil {
 		return res, err
@@ -233,6 +233,16 @@ func (r *Reconciler) revokeAfter(off bool, applied netfilter.Applied, drifted bo
 		r.queueRevocation(in.Plan.Family, in.Plan.Result, in.Changed, drifted || r.offBefore)
 	}
 	r.offBefore = false
+}
+
+// LastSnapshot is the last snapshot Docker gave (ok false before one).
+func (r *Reconciler) LastSnapshot() (snap rules.Snapshot, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastSnap == nil {
+		return rules.Snapshot{}, false
+	}
+	return *r.lastSnap, true
 }
 
 // Backend is the netfilter backend the reconciler drives.

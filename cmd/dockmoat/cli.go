@@ -31,6 +31,9 @@ Usage:
   dockmoat status      [flags]   is the daemon running and protecting (exit 0: yes, 1: no)
   dockmoat disable     [flags]   switch protection off (kept across restarts) until enable
   dockmoat enable      [flags]   switch protection back on
+  dockmoat observe     [flags]   let through, count and log what the policy refuses (adopt without an outage)
+  dockmoat suggest     [flags]   the allow rules (or labels) that keep what was observed working
+  dockmoat enforce     [flags]   drop what the policy refuses again (no restart)
   dockmoat check-config [FILE]   check the config file; no root, Docker or firewall needed
                                  (exit 0: valid, 1: not)
   dockmoat healthcheck [flags]   exit 0 when the daemon's /healthz is ok
@@ -44,13 +47,17 @@ Run 'dockmoat help COMMAND' for a command's flags.
 
 // summaries are the one-line descriptions of `dockmoat help CMD`.
 var summaries = map[string]string{
-	"run":         "watch Docker and keep the firewall in sync (daemon)",
-	"plan":        "show the decision per published port, the rules and the diff against the installed ones; change nothing",
-	"uninstall":   "remove dockmoat's hooks, chains, sets and table, and nothing else",
-	"guard":       "boot step, before Docker starts: install the default deny",
-	"audit":       "who can really reach each published port, and why (exit 0: as intended, 1: reachable beyond policy, 2: error)",
-	"disable":     "switch protection off without uninstalling: one bypass rule per hook, kept by the running daemon and across restarts, until 'dockmoat enable'",
-	"enable":      "switch protection back on after 'dockmoat disable'",
+	"run":       "watch Docker and keep the firewall in sync (daemon)",
+	"plan":      "show the decision per published port, the rules and the diff against the installed ones; change nothing",
+	"uninstall": "remove dockmoat's hooks, chains, sets and table, and nothing else",
+	"guard":     "boot step, before Docker starts: install the default deny",
+	"audit":     "who can really reach each published port, and why (exit 0: as intended, 1: reachable beyond policy, 2: error)",
+	"disable":   "switch protection off without uninstalling: one bypass rule per hook, kept by the running daemon and across restarts, until 'dockmoat enable'",
+	"enable":    "switch protection back on after 'dockmoat disable'",
+	"observe": "observe mode, recorded in the state directory and followed by the running daemon: new connections the policy refuses are let through, counted and logged " +
+		"instead of dropped (also 'run --observe' or mode: observe in the config file; this command wins over both)",
+	"enforce":     "enforce mode (the default): drop what the policy refuses; sessions it refuses that were opened while observing are cut; no restart",
+	"suggest":     "print the config file's allow rules (--format labels: the labels) that keep exactly what observe mode let through working once enforcing",
 	"healthcheck": "exit 0 when the daemon's /healthz is ok (for container health checks)",
 	"status":      "is the daemon running and protecting: its last pass, the counts per family, and whether protection is switched off (exit 0: protecting, 1: not)",
 	"check-config": "check the config file (--config, or FILE) without root, Docker or the firewall: exit 0 when valid, 1 with the line, " +
@@ -109,7 +116,11 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		stateDirFlag(fs, opt)
 		fs.StringVar(&opt.format, "format", "text", "text or json")
 		return fs
-	case "disable", "enable":
+	case "suggest":
+		stateDirFlag(fs, opt)
+		fs.StringVar(&opt.format, "format", "config", "config (allow rules for the config file) or labels")
+		return fs
+	case "disable", "enable", "observe", "enforce":
 		stateDirFlag(fs, opt)
 		if cmd == "disable" {
 			fs.StringVar(&opt.reason, "reason", "", "why, for the log and 'dockmoat plan'")
@@ -124,6 +135,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	fs.StringVar(&opt.backend, "backend", "auto", "Docker's firewall backend: auto (ask Docker, then /etc/docker/daemon.json, then the ruleset), iptables or nftables")
 	switch cmd {
 	case "plan":
+		fs.BoolVar(&opt.observe, "observe", false, "plan observe mode (as run --observe)")
 		fs.BoolVar(&opt.check, "check", false, "exit 1 when the installed rules differ from the plan")
 		fs.StringVar(&opt.format, "format", "text", "text or json (docs/reference.md has the schema)")
 		stateDirFlag(fs, opt)
@@ -137,6 +149,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 	case "guard":
 		stateDirFlag(fs, opt)
 	case "run":
+		fs.BoolVar(&opt.observe, "observe", false, "observe mode: let through, count and log what the policy refuses, instead of dropping it ('dockmoat suggest', then 'dockmoat enforce')")
 		fs.DurationVar(&opt.resync, "resync", 30*time.Second, "period of the full resync that repairs drift")
 		fs.StringVar(&opt.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9323); off when empty")
 		fs.DurationVar(&opt.healthGrace, "health-grace", time.Minute, "how long Docker may be unreachable before /healthz fails")
@@ -163,7 +176,12 @@ func commandHelp(cmd string, out io.Writer) {
 // plain message and not a log line from deep inside.
 func (opt options) validate(cmd string) error {
 	switch cmd {
-	case "healthcheck", "disable", "enable":
+	case "healthcheck", "disable", "enable", "observe", "enforce":
+		return nil
+	case "suggest":
+		if opt.format != "config" && opt.format != "labels" {
+			return fmt.Errorf("--format: %q is not config, labels", opt.format)
+		}
 		return nil
 	case "status":
 		if opt.format != "text" && opt.format != "json" {

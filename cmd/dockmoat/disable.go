@@ -82,9 +82,9 @@ func applyDisabled(dir string, rec *reconciler.Reconciler, m *metrics.Metrics, l
 	return true
 }
 
-// followDisabled polls the recorded state every second (a stat of a small
-// file; no inotify, which a bind mount can hide) and asks for a pass when
-// it changes. The daemon applies it once before its first pass.
+// followDisabled polls the recorded state (disable and the mode) every
+// second (a read of small files; no inotify, which a bind mount can hide)
+// and asks for a pass when it changes. The daemon applies it once before its first pass.
 func followDisabled(ctx context.Context, dir string, rec *reconciler.Reconciler, m *metrics.Metrics, log logrus.FieldLogger, poke func()) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -93,7 +93,8 @@ func followDisabled(ctx context.Context, dir string, rec *reconciler.Reconciler,
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if applyDisabled(dir, rec, m, log) {
+			off := applyDisabled(dir, rec, m, log)
+			if applyMode(dir, rec, log) || off {
 				poke()
 			}
 		}

@@ -56,6 +56,7 @@ type options struct {
 	swarm        bool   // audit --swarm
 	exitZero     bool   // audit --exit-zero
 	quiet        bool   // audit -q
+	observe      bool   // run --observe, plan --observe
 	swarmService string // audit --swarm --service
 }
 
@@ -136,6 +137,12 @@ func localCommand(cmd string, opt options, stdout, stderr io.Writer) (code int, 
 		err = runDisable(opt, stdout)
 	case "enable":
 		err = runEnable(opt, stdout)
+	case "observe":
+		err = runMode(opt, config.ModeObserve, stdout)
+	case "enforce":
+		err = runMode(opt, config.ModeEnforce, stdout)
+	case "suggest":
+		err = runSuggest(opt, stdout)
 	default:
 		return 0, false
 	}
@@ -206,7 +213,11 @@ func newLogger(opt options, out io.Writer) (*logrus.Logger, error) {
 }
 
 func loadConfig(opt options) (config.Config, error) {
-	return config.Load(opt.configPath, opt.configSet)
+	cfg, err := config.Load(opt.configPath, opt.configSet)
+	if err == nil && opt.observe {
+		cfg.Observe = true // a file that cannot be read runs closed, flag or not
+	}
+	return cfg, err
 }
 
 // loadOrFailClosed reads the config; when it is missing (named with
@@ -331,16 +342,17 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		default: // a pass is already pending; it will see this change too
 		}
 	}
+	m := metrics.New()
 	if ct, err := reconciler.NewNetlinkConntrack(); err != nil {
-		log.WithError(err).Warn("conntrack unavailable: sessions whose access is withdrawn are not cut (new ones are refused)")
+		log.WithError(err).Warn("conntrack unavailable: sessions whose access is withdrawn are not cut (new ones are refused), and observe mode counts nothing")
 	} else {
 		defer func() {
 			rec.WaitRevocations() // the last pass's sessions are cut before the socket goes
 			ct.Close()
 		}()
 		rec.SetConntrack(ct)
+		go observeLoop(ctx, opt.stateDir, rec, ct, m, log)
 	}
-	m := metrics.New()
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
 	defer serveMetrics(ctx, opt, m, log)()
@@ -356,11 +368,13 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		defer release()
 	}
 	applyDisabled(opt.stateDir, rec, m, log)
+	applyMode(opt.stateDir, rec, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 	go auditLoop(ctx, opt, log, rec, m, opt.auditEvery)
 
-	record, published, coexist := statusWriter(opt.stateDir, log), publishedWriter(opt.stateDir, log), coexistenceWarner(log)
+	record, published, coexist, mode := statusWriter(opt.stateDir, log), publishedWriter(opt.stateDir, log), coexistenceWarner(log), modeLogger(log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
+		mode(res.Observe)
 		m.ObserveSync(res, err, took)
 		record(res, err, took)
 		published(res, err, took)
@@ -469,6 +483,10 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 				off.Since.Format(time.RFC3339), orNone(off.Reason))
 		}
 	}
+	applyMode(opt.stateDir, rec, log)
+	if doc.Observe = rec.Config().Observe; doc.Observe && text {
+		fmt.Fprint(out, "OBSERVE MODE: new connections that the policy below refuses are let through, counted and logged, not dropped;\n'dockmoat suggest' lists them, 'dockmoat enforce' drops them.\n\n")
+	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
 		return false, err
@@ -497,6 +515,7 @@ type planDoc struct {
 	InSync      bool                 `json:"in_sync"`
 	ConfigError string               `json:"config_error,omitempty"`
 	Disabled    *disabledJSON        `json:"disabled,omitempty"`
+	Observe     bool                 `json:"observe,omitempty"`
 	Families    []netfilter.PlanJSON `json:"families"`
 }
 

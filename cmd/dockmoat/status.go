@@ -33,6 +33,7 @@ type daemonStatus struct {
 	LastError string         `json:"last_error,omitempty"`
 	Families  []familyStatus `json:"families"`
 	Problems  int            `json:"problems"`
+	Observe   bool           `json:"observe,omitempty"` // the last pass ran in observe mode
 }
 
 type familyStatus struct {
@@ -48,7 +49,7 @@ type familyStatus struct {
 func statusWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResult, error, time.Duration) {
 	st := daemonStatus{Version: versionString(), Started: time.Now().UTC()}
 	return func(res netfilter.SyncResult, err error, _ time.Duration) {
-		st.LastPass, st.LastError = time.Now().UTC(), ""
+		st.LastPass, st.LastError, st.Observe = time.Now().UTC(), "", res.Observe
 		if err != nil {
 			st.LastError = err.Error()
 		} else {
@@ -93,7 +94,7 @@ func writeJSONFile(dir, name string, v any) error {
 // statusReport is `dockmoat status --format json`.
 type statusReport struct {
 	Running  bool          `json:"running"`
-	State    string        `json:"state"` // protecting, disabled, failing, stopped, unknown
+	State    string        `json:"state"` // protecting, observing, disabled, failing, stopped, unknown
 	Disabled *disabledJSON `json:"disabled,omitempty"`
 	Daemon   *daemonStatus `json:"daemon,omitempty"`
 }
@@ -127,6 +128,8 @@ func runStatus(opt options, out io.Writer) (ok bool, err error) {
 		rep.State = "disabled"
 	case rep.Daemon == nil || rep.Daemon.LastError != "" || rep.Daemon.LastOK.IsZero():
 		rep.State = "failing"
+	case rep.Daemon.Observe:
+		rep.State = "observing"
 	default:
 		rep.State = "protecting"
 	}
@@ -151,6 +154,8 @@ func writeStatusText(out io.Writer, rep statusReport, dir string) {
 		fmt.Fprintln(out, "  no daemon runs: the rules of its last pass stay in place (closed), nothing follows Docker")
 	case "disabled":
 		fmt.Fprintf(out, "  switched off since %s (%s): published ports follow Docker's own rules; 'dockmoat enable'\n", rep.Disabled.Since, orNone(rep.Disabled.Reason))
+	case "observing":
+		fmt.Fprintln(out, "  observe mode: what the policy refuses is let through and counted; 'dockmoat suggest', then 'dockmoat enforce'")
 	}
 	d := rep.Daemon
 	if d == nil {
