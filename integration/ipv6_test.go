@@ -169,6 +169,7 @@ func TestIPv6(t *testing.T) {
 				e.expect(t, out6("tcp", A6, 9841, true, "hung6"), out6("tcp", A6, 9840, false, ""))
 			})
 			t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, true) })
+			t.Run("ObserveSuggestEnforce", func(t *testing.T) { observeEnforce(t, e, 9975, true) })
 			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 					t.Fatal(err)

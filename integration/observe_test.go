@@ -1,0 +1,123 @@
+package integration
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockmoat/dockmoat/integration/testbed"
+)
+
+// observeEnforce proves the safe path onto a server from outside: with
+// `run --observe` an unlabeled port answers (the positive control of the
+// closed assertions before and after) and is counted with its source;
+// `suggest` names that source; the suggestion, added to the config and
+// applied with `dockmoat enforce`, keeps the observed source working and
+// closes the port to another, with no connection of the observed source
+// refused during the switch (five workers dialling, one every 20 ms).
+// With v6 the same holds for IPv6 clients.
+func observeEnforce(t *testing.T, e *env, port int, v6 bool) {
+	name := "observe-probe"
+	c := e.run(t, testbed.Spec{Name: name, Publish: []string{strconv.Itoa(port) + ":80", strconv.Itoa(port) + ":53/udp"}, Serve: []string{"80/echo", "53/udp"}})
+	e.serverUp(t, c, "tcp", 80)
+	e.sync(t)
+	seen := []check{out("tcp", A, port, true, name), out("udp", A, port, true, name)}
+	other := []check{out("tcp", B, port, false, ""), out("udp", B, port, false, "")}
+	if v6 {
+		seen = append(seen, out6("tcp", A6, port, true, name), out6("udp", A6, port, true, name))
+		other = append(other, out6("tcp", B6, port, false, ""), out6("udp", B6, port, false, ""))
+	}
+	e.expect(t, closedOf(seen)...)
+	dm := func(args ...string) string {
+		t.Helper()
+		msg, err := e.bed.Exec(e.ctx, dockmoatBin, append(args, "--state-dir", e.dm.StateDir())...)
+		if err != nil {
+			t.Fatalf("dockmoat %v: %v\n%s", args, err, msg)
+		}
+		return msg
+	}
+	base, err := os.ReadFile(e.dm.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { e.reload(t, string(base)) }()
+
+	restart(t, e, "--observe")
+	defer func() { e.dm.Args = nil }()
+	e.expect(t, seen...)
+	if plan := dm("plan", "--config", e.dm.Config, "--observe"); !strings.Contains(plan, "OBSERVE MODE") {
+		t.Errorf("plan does not say it observes:\n%s", plan)
+	}
+	if _, body := e.scrape(t, testbed.MetricsAddr, "/metrics"); !strings.Contains(body, `dockmoat_mode{mode="observe"} 1`) {
+		t.Error(`metrics lack dockmoat_mode{mode="observe"} 1`)
+	}
+	suggestion := waitSuggestion(t, e, v6)
+	t.Logf("suggestion:\n%s", suggestion)
+	if strings.Contains(suggestion, B.String()) {
+		t.Errorf("suggestion names a source that never connected:\n%s", suggestion)
+	}
+
+	cfg := string(base)
+	if strings.TrimSpace(cfg) == "{}" {
+		cfg = ""
+	}
+	e.reload(t, cfg+suggestion)
+	p := e.startProber(seen[:1], 5)
+	start := time.Now()
+	dm("enforce")
+	e.sync(t)
+	time.Sleep(500 * time.Millisecond)
+	attempts, _, misses := p.finish()
+	t.Logf("enforce applied in %v; %d connection(s) of the observed source during the switch, %d refused", time.Since(start).Round(time.Millisecond), sum(attempts), sum(misses))
+	if sum(misses) > 0 || sum(attempts) < 10 {
+		t.Errorf("the observed source was refused %d time(s) in %d attempts during the switch to enforce", sum(misses), sum(attempts))
+	}
+	e.expect(t, append(seen, other...)...)
+	if !strings.Contains(e.dm.Logs(), "observe: the policy refuses this source") {
+		t.Error("the daemon did not log the observed source")
+	}
+}
+
+// restart stops the bed's dockmoat and starts it with args.
+func restart(t *testing.T, e *env, args ...string) {
+	t.Helper()
+	if err := e.dm.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e.dm.Args = args
+	if err := e.dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.sync(t)
+}
+
+// waitSuggestion asks `dockmoat suggest` until it names the observed
+// client (and its IPv6 address with v6), for at most 15 s.
+func waitSuggestion(t *testing.T, e *env, v6 bool) string {
+	t.Helper()
+	var s string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		msg, err := e.bed.Exec(e.ctx, dockmoatBin, "suggest", "--state-dir", e.dm.StateDir())
+		if err == nil {
+			s = msg
+			if strings.Contains(s, `"`+A.String()+`"`) && (!v6 || strings.Contains(s, `"`+A6.String()+`"`)) {
+				return s
+			}
+		}
+	}
+	t.Fatalf("suggest never named the observed client:\n%s", s)
+	return ""
+}
+
+// closedOf turns open checks into closed ones on the same path.
+func closedOf(cs []check) []check {
+	out := make([]check, len(cs))
+	for i, c := range cs {
+		c.open, c.who = false, ""
+		out[i] = c
+	}
+	return out
+}
