@@ -57,6 +57,10 @@ type Config struct {
 	// image (`image_labels: trust`); by default (`ignore`) only labels set
 	// at create, and this file, decide (rules/image.go).
 	TrustImageLabels bool
+	// UFWInput translates ufw's plain `ufw allow PORT [from SRC]` rules
+	// (INPUT) into allows of the published host port PORT
+	// (`ufw_input: true`; ipt.UFWInputAllows).
+	UFWInput bool
 	// Observe lets through, counts and logs the new connections to
 	// published ports that the policy refuses, instead of dropping them
 	// (`mode: observe`, `dockmoat run --observe`): everything else is
@@ -79,6 +83,9 @@ type AllowRule struct {
 	Service string
 	Ports   []PortSpec
 	From    Sources // empty Any=false list never happens: validated
+	// Origin names the rule for people (plan's reason); "" = the file's
+	// allow[i].
+	Origin string
 }
 
 // Labels Docker puts on the containers of compose services and of Swarm
@@ -174,6 +181,7 @@ type file struct {
 	IPSet          *string      `yaml:"ipset"`
 	ImageLabels    *string      `yaml:"image_labels"`
 	Mode           *string      `yaml:"mode"`
+	UFWInput       *bool        `yaml:"ufw_input"`
 	Allow          []fileAllow  `yaml:"allow"`
 	Egress         []fileEgress `yaml:"egress"`
 	EgressDNS      []string     `yaml:"egress_dns"`
@@ -217,6 +225,9 @@ func Parse(data []byte) (Config, error) {
 	}
 	if f.IPv6Hook != nil {
 		cfg.IPv6ForwardHook = *f.IPv6Hook
+	}
+	if f.UFWInput != nil {
+		cfg.UFWInput = *f.UFWInput
 	}
 	if err := parseModes(f, &cfg, paths); err != nil {
 		return Config{}, err

@@ -18,6 +18,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +59,9 @@ type Reconciler struct {
 	// mode is `dockmoat observe` or `dockmoat enforce` (state, not the
 	// file), over the config's mode; offBefore is set while observing too.
 	mode Mode
+	// ufwAllows are ufw's plain rules as allows (config.UFWInput), kept
+	// apart from the file's so that a reload does not drop them.
+	ufwAllows []config.AllowRule
 	// lastSnap is the last snapshot Docker gave, for an enable while
 	// Docker hangs (dockerDown).
 	lastSnap *rules.Snapshot
@@ -137,7 +142,20 @@ func (r *Reconciler) config() config.Config {
 	case ModeEnforce:
 		cfg.Observe = false
 	}
+	if cfg.UFWInput && len(r.ufwAllows) > 0 {
+		cfg.Allow = append(slices.Clip(cfg.Allow), r.ufwAllows...)
+	}
 	return cfg
+}
+
+// SetUFWAllows sets ufw's plain rules as allows (used while the config
+// says ufw_input: true); it reports whether they changed.
+func (r *Reconciler) SetUFWAllows(allows []config.AllowRule) bool {
+	r.cfgMu.Lock()
+	defer r.cfgMu.Unlock()
+	changed := !reflect.DeepEqual(r.ufwAllows, allows)
+	r.ufwAllows = allows
+	return changed
 }
 
 // Plan computes what Sync would do, changing nothing.

@@ -326,8 +326,12 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 		if !r.Matches(c.Name, c.Labels) {
 			continue
 		}
+		origin := r.Origin
+		if origin == "" {
+			origin = fmt.Sprintf("config allow[%d]", i)
+		}
 		for _, spec := range r.Ports {
-			cfgGrants = append(cfgGrants, grant{spec: spec, sources: r.From, fromConfig: true, origin: fmt.Sprintf("config allow[%d]", i)})
+			cfgGrants = append(cfgGrants, grant{spec: spec, sources: r.From, fromConfig: true, origin: origin})
 		}
 	}
 

@@ -370,6 +370,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	applyDisabled(opt.stateDir, rec, m, log)
 	applyMode(opt.stateDir, rec, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
+	followUFWInput(ctx, rec, log, poke)
 	go auditLoop(ctx, opt, log, rec, m, opt.auditEvery)
 
 	record, published, coexist, mode := statusWriter(opt.stateDir, log), publishedWriter(opt.stateDir, log), coexistenceWarner(log), modeLogger(log)
@@ -484,6 +485,7 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 		}
 	}
 	applyMode(opt.stateDir, rec, log)
+	readUFWInput(ctx, rec, log)
 	if doc.Observe = rec.Config().Observe; doc.Observe && text {
 		fmt.Fprint(out, "OBSERVE MODE: new connections that the policy below refuses are let through, counted and logged, not dropped;\n'dockmoat suggest' lists them, 'dockmoat enforce' drops them.\n\n")
 	}
