@@ -341,6 +341,33 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.reload(t, "{}\n")
 	})
 
+	// ufw_input: a plain `ufw allow … port P` opens the published port P,
+	// for the rule's source only; off, the same rule opens nothing (the
+	// positive control runs first: closed without the key).
+	t.Run("UFWInputAllowOpensPublishedPort", func(t *testing.T) {
+		if eng.Legacy {
+			t.Skip("ufw on this machine writes iptables-nft; not applicable to a legacy-Docker bed")
+		}
+		if _, err := e.bed.UFW(ctx, "--force", "enable"); err != nil {
+			t.Fatal(err)
+		}
+		rule := []string{"allow", "from", A.String(), "to", "any", "port", "9710", "proto", "tcp"}
+		if _, err := e.bed.UFW(ctx, rule...); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = e.bed.UFW(ctx, append([]string{"delete"}, rule...)...) }()
+		e.run(t, testbed.Spec{Name: "ufwin", Publish: []string{"9710:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9710, false, ""))
+		e.reload(t, "ufw_input: true\n")
+		defer e.reload(t, "{}\n")
+		e.expect(t, out("tcp", A, 9710, true, "ufwin"), out("tcp", B, 9710, false, ""))
+		plan, _ := e.bed.Exec(ctx, dockmoatBin, "plan", "--config", e.dm.Config, "--state-dir", e.dm.StateDir())
+		if !strings.Contains(plan, "ufw rule") || !strings.Contains(plan, "9710") {
+			t.Errorf("plan does not name the ufw rule as the reason:\n%s", plan)
+		}
+	})
+
 	// A network created while dockmoat is hung (or failing) is closed:
 	// the installed rules do not depend on knowing every bridge.
 	t.Run("NewNetworkWhileHungClosed", func(t *testing.T) {

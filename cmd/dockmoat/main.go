@@ -368,6 +368,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		defer release()
 	}
 	applyDisabled(opt.stateDir, rec, m, log)
+	recordObserveFlag(opt, log)
 	applyMode(opt.stateDir, rec, log)
 	go followDisabled(ctx, opt.stateDir, rec, m, log, poke)
 	followUFWInput(ctx, rec, log, poke)

@@ -49,6 +49,26 @@ func runMode(opt options, mode string, out io.Writer) error {
 	return nil
 }
 
+// recordObserveFlag records `run --observe` as `dockmoat observe` would,
+// unless a mode is recorded already: then `plan` and `status` see the
+// daemon's mode, and a `dockmoat enforce` is not undone by a restart of a
+// unit that still says --observe.
+func recordObserveFlag(opt options, log logrus.FieldLogger) {
+	if !opt.observe {
+		return
+	}
+	switch mode, err := config.ReadMode(opt.stateDir); {
+	case err != nil:
+		log.WithError(err).Error("--observe: cannot read the recorded mode; enforcing")
+	case mode == config.ModeEnforce:
+		log.Warn("--observe ignored: 'dockmoat enforce' was recorded (run 'dockmoat observe' to observe again)")
+	case mode == "":
+		if err := config.WriteMode(opt.stateDir, config.ModeObserve); err != nil {
+			log.WithError(err).Warn("--observe: cannot record the mode; observing all the same")
+		}
+	}
+}
+
 // applyMode hands the recorded mode to the next pass; changed says it
 // changes what the pass does. An unreadable record is taken as enforce
 // (when in doubt, closed).
