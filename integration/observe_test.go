@@ -11,7 +11,9 @@ import (
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
-// observeEnforce proves the safe path onto a server from outside: with
+// observeEnforce follows the README's quick start (observe, status,
+// suggest, check-config, reload, plan, enforce, audit) and proves the safe
+// path onto a server from outside: with
 // `run --observe` an unlabeled port answers (the positive control of the
 // closed assertions before and after) and is counted with its source;
 // `suggest` names that source; the suggestion, added to the config and
@@ -48,8 +50,11 @@ func observeEnforce(t *testing.T, e *env, port int, v6 bool) {
 	restart(t, e, "--observe")
 	defer func() { e.dm.Args = nil }()
 	e.expect(t, seen...)
-	if plan := dm("plan", "--config", e.dm.Config, "--observe"); !strings.Contains(plan, "OBSERVE MODE") {
+	if plan := dm("plan", "--config", e.dm.Config); !strings.Contains(plan, "OBSERVE MODE") {
 		t.Errorf("plan does not say it observes:\n%s", plan)
+	}
+	if st, _ := e.bed.Exec(e.ctx, dockmoatBin, "status", "--state-dir", e.dm.StateDir()); !strings.Contains(st, "OBSERVING") {
+		t.Errorf("status does not say it observes:\n%s", st)
 	}
 	if _, body := e.scrape(t, testbed.MetricsAddr, "/metrics"); !strings.Contains(body, `dockmoat_mode{mode="observe"} 1`) {
 		t.Error(`metrics lack dockmoat_mode{mode="observe"} 1`)
@@ -64,6 +69,12 @@ func observeEnforce(t *testing.T, e *env, port int, v6 bool) {
 	if strings.TrimSpace(cfg) == "{}" {
 		cfg = ""
 	}
+	if err := os.WriteFile(e.dm.Config+".new", []byte(cfg+suggestion), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := e.bed.Exec(e.ctx, dockmoatBin, "check-config", e.dm.Config+".new"); err != nil {
+		t.Fatalf("check-config refuses the suggestion: %v\n%s", err, msg)
+	}
 	e.reload(t, cfg+suggestion)
 	p := e.startProber(seen[:1], 5)
 	start := time.Now()
@@ -76,6 +87,9 @@ func observeEnforce(t *testing.T, e *env, port int, v6 bool) {
 		t.Errorf("the observed source was refused %d time(s) in %d attempts during the switch to enforce", sum(misses), sum(attempts))
 	}
 	e.expect(t, append(seen, other...)...)
+	if rep, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", e.dm.Config); !strings.Contains(rep, name) || strings.Contains(rep, "OBSERVING") {
+		t.Errorf("audit after enforce:\n%s", rep)
+	}
 	if !strings.Contains(e.dm.Logs(), "observe: the policy refuses this source") {
 		t.Error("the daemon did not log the observed source")
 	}

@@ -2,17 +2,21 @@
 // iptables-legacy, with ipsets): it reads the filter table in one
 // iptables-save per family, diffs dockmoat's chains by rule hash, applies
 // what differs in one `iptables-restore --noflush` batch per table, then
-// puts the single hook rule at the top of DOCKER-USER with go-iptables
-// (and, while docker-proxy serves a published port in a family, one jump
-// at the top of INPUT to DOCKMOAT-INPUT). A family without DOCKER-USER
-// whose ports docker-proxy serves is managed input-only. It renders the
-// policy of package rules as chains (render.go) and reads and writes
-// iptables text through package iptsave.
+// puts its jumps at the top of their chains in one more batch (hooks.go):
+// the hook and the check's jump in DOCKER-USER (FORWARD while that is
+// missing), and, while a port is published or a container's egress is
+// limited, the input hook and its check in INPUT. A family without
+// DOCKER-USER whose ports docker-proxy serves is managed input-only. It
+// renders the policy of package rules as chains (render.go), owns the
+// chain names (names.go), its plan detail (detail.go), and reads and
+// writes iptables text through package iptsave.
 //
-// Fail-closed by construction: the default deny lives in the same chain as
-// the allows and is written in the same atomic batch; the hook is inserted
-// before any stray copy is removed, so there is no instant without it; and
-// nothing is removed except by Uninstall.
+// Fail-closed by construction: the default deny is written in the same
+// atomic batch as the allows (in their chain, or DOCKMOAT-DENY with sets);
+// what the chains let through is marked, and the check after the hook
+// drops a new DNATed connection without the mark, so a flushed chain or a
+// deleted hook closes; jumps are inserted before any stray copy is
+// removed; and nothing is removed except by Uninstall.
 package ipt
 
 import (
