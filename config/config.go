@@ -39,6 +39,9 @@ const (
 type Config struct {
 	// TrustedSources may reach every published port.
 	TrustedSources []Source
+	// DenySources may reach no published port: refused before any allow,
+	// trusted sources included (`deny_sources:`).
+	DenySources []Source
 	UFW            UFWMode
 	LogBlocked     bool
 	Allow          []AllowRule
@@ -175,6 +178,7 @@ type fileAllow struct {
 
 type file struct {
 	TrustedSources []string     `yaml:"trusted_sources"`
+	DenySources    []string     `yaml:"deny_sources"`
 	UFW            *string      `yaml:"ufw"`
 	LogBlocked     *bool        `yaml:"log_blocked"`
 	IPv6Hook       *bool        `yaml:"ipv6_forward_hook"`
@@ -211,6 +215,13 @@ func Parse(data []byte) (Config, error) {
 			return Config{}, paths.at(fmt.Sprintf("trusted_sources[%d]", i), err)
 		}
 		cfg.TrustedSources = append(cfg.TrustedSources, src)
+	}
+	for i, s := range f.DenySources {
+		src, err := ParseSource(s)
+		if err != nil {
+			return Config{}, paths.at(fmt.Sprintf("deny_sources[%d]", i), err)
+		}
+		cfg.DenySources = append(cfg.DenySources, src)
 	}
 	if f.UFW != nil {
 		switch m := UFWMode(strings.ToLower(strings.TrimSpace(*f.UFW))); m {

@@ -341,6 +341,20 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.reload(t, "{}\n")
 	})
 
+	// deny_sources beat every allow, trusted_sources included: B reaches
+	// the open port while trusted (the positive control), not once denied,
+	// and A still does.
+	t.Run("DenySourcesBeatEveryAllow", func(t *testing.T) {
+		e.run(t, testbed.Spec{Name: "denied", Labels: map[string]string{"dockmoat.allow": "9720"},
+			Publish: []string{"9720:80", "9720:53/udp"}, Serve: []string{"80", "53/udp"}})
+		trusted := "trusted_sources: [" + B.String() + "]\n"
+		e.reload(t, trusted)
+		defer e.reload(t, "{}\n")
+		e.expect(t, out("tcp", A, 9720, true, "denied"), out("tcp", B, 9720, true, "denied"), out("udp", B, 9720, true, "denied"))
+		e.reload(t, trusted+"deny_sources: ["+B.String()+"/32]\n")
+		e.expect(t, out("tcp", A, 9720, true, "denied"), out("tcp", B, 9720, false, ""), out("udp", B, 9720, false, ""))
+	})
+
 	// ufw_input: a plain `ufw allow … port P` opens the published port P,
 	// for the rule's source only; off, the same rule opens nothing (the
 	// positive control runs first: closed without the key).

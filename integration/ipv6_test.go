@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/netip"
+	"os"
 	"time"
 
 	"strings"
@@ -170,6 +171,28 @@ func TestIPv6(t *testing.T) {
 			})
 			t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, true) })
 			t.Run("ObserveSuggestEnforce", func(t *testing.T) { observeEnforce(t, e, 9975, true) })
+			// deny_sources on the docker-proxy path too: IPv6 clients of an
+			// IPv4-only container meet docker-proxy through INPUT.
+			t.Run("DenySourcesViaDockerProxy", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork(ctx, "v4deny", "172.29.215.0/24"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "v4denied", Network: "v4deny", Labels: map[string]string{"dockmoat.allow": "9730"},
+					Publish: []string{"9730:80", "9730:53/udp"}, Serve: []string{"80", "53/udp"}})
+				base, err := os.ReadFile(e.dm.Config)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.reload(t, string(base))
+				e.sync(t)
+				e.expect(t, out6("tcp", A6, 9730, true, "v4denied"), out6("tcp", B6, 9730, true, "v4denied"))
+				cfg := strings.TrimSpace(string(base))
+				if cfg == "{}" {
+					cfg = ""
+				}
+				e.reload(t, cfg+"\ndeny_sources: [\""+B6.String()+"\"]\n")
+				e.expect(t, out6("tcp", A6, 9730, true, "v4denied"), out6("tcp", B6, 9730, false, ""), out6("udp", B6, 9730, false, ""))
+			})
 			t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 				if err := e.dm.Stop(syscall.SIGTERM); err != nil {
 					t.Fatal(err)

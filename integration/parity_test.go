@@ -151,6 +151,10 @@ func randomPolicy(r *rand.Rand) (config.Config, rules.Snapshot) {
 		cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:9::/48")}
 	}
 	cfg.Observe = r.IntN(6) == 0
+	if r.IntN(3) == 0 {
+		// Overlapping the sources the labels name, and the trusted ones.
+		cfg.DenySources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25"), netip.MustParsePrefix("10.9.1.0/24"), netip.MustParsePrefix("2001:db8::/33")}
+	}
 	snap := rules.Snapshot{Bridges: []string{"docker0"}}
 	for i := range 2 + r.IntN(4) {
 		c := rules.Container{ID: fmt.Sprint(i), Name: fmt.Sprintf("c%d", i), Labels: map[string]string{}}

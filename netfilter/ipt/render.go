@@ -266,6 +266,11 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 	unseenNetworks(&main, bridges, res)
 	main.add(rules.Desc("not into a docker network"), "-g", ChainPass)
 	ing := OwnedChain{Name: ChainIngress}
+	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
+		if fam.Has(src.Addr()) {
+			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+		}
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
@@ -411,6 +416,13 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 	// bridges match it too (rules.ForeignBridges), and a container on a
 	// network the next pass will name only meets the published ports
 	// below, closed until then.
+	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
+		if fam.Has(src.Addr()) {
+			// Unmarked: DOCKMOAT-INPUT-CHECK drops it on a published
+			// port; the host's other ports are not dockmoat's business.
+			ch.add(rules.Desc("deny source "+src.String()+": not let through"), "-s", src.String(), "-j", "RETURN")
+		}
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", ChainPass)
@@ -542,6 +554,11 @@ func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset
 		main.add(rules.Desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
 	ing := OwnedChain{Name: ChainIngress}
+	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
+		if fam.Has(src.Addr()) {
+			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+		}
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")

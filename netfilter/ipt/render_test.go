@@ -650,3 +650,28 @@ func TestRenderObserve(t *testing.T) {
 		t.Error("enforcing renders observe rules")
 	}
 }
+
+// deny_sources come before every allow, trusted sources included: a DNAT
+// drop at the top of INGRESS, and on the docker-proxy path an unmarked
+// return that DOCKMOAT-INPUT-CHECK drops on a published port.
+func TestRenderDenySources(t *testing.T) {
+	cfg := config.Default()
+	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	cfg.DenySources = []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("2001:db8::/32")}
+	rs := Render(cfg, rules.Build(cfg, rulestest.ProxySnap(), rules.IPv4, rules.Options{}), RenderOptions{})
+	ing, _ := rs.Chain(ChainIngress)
+	in, _ := rs.Chain(ChainInput)
+	first := RuleLine(ing.Name, ing.Rules[0])
+	if !strings.Contains(first, "-s 198.51.100.7/32 -m conntrack --ctstate DNAT") || !strings.HasSuffix(first, "-j DROP") {
+		t.Errorf("INGRESS does not start with the deny: %s", first)
+	}
+	var lines []string
+	for _, r := range in.Rules {
+		lines = append(lines, RuleLine(in.Name, r))
+	}
+	all := strings.Join(lines, "\n")
+	deny, trusted := strings.Index(all, "-s 198.51.100.7/32"), strings.Index(all, "trusted source")
+	if deny < 0 || trusted < 0 || deny > trusted || strings.Contains(all, "2001:db8::/32") {
+		t.Errorf("DOCKMOAT-INPUT: the IPv4 deny must come before the trusted source, the IPv6 one not at all:\n%s", all)
+	}
+}

@@ -268,6 +268,7 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset,
 	}
 	main.add("not into a docker network", markSet)
 	ing := Chain{Name: chainIng}
+	addDenied(&ing, cfg, "ct status dnat drop")
 	addTrusted(&ing, cfg, pass)
 	var rs Ruleset
 	deny := Chain{Name: "deny"}
@@ -445,6 +446,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 	}
 	// No catch-all for networks not seen yet (as in the ipt backend's
 	// inputChain): the host's own br-* bridges match it too.
+	addDenied(&in, cfg, "return")
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		fam := rules.IPv4
 		if src.Addr().Is6() {
@@ -631,6 +633,20 @@ func nftNames(names []string) string {
 }
 
 // addTrusted accepts connections Docker DNATed from the trusted sources.
+// addDenied refuses the config's deny_sources before any allow: on the
+// forward path dropped, on the input path returned unmarked (the check
+// table drops it on a published port; the host's other ports are not
+// dockmoat's business).
+func addDenied(ch *Chain, cfg config.Config, verdict string) {
+	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
+		fam := rules.IPv4
+		if src.Addr().Is6() {
+			fam = rules.IPv6
+		}
+		ch.add("deny source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, verdict))
+	}
+}
+
 func addTrusted(ing *Chain, cfg config.Config, verdict string) {
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		fam := rules.IPv4
