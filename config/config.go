@@ -42,9 +42,9 @@ type Config struct {
 	// DenySources may reach no published port: refused before any allow,
 	// trusted sources included (`deny_sources:`).
 	DenySources []Source
-	UFW            UFWMode
-	LogBlocked     bool
-	Allow          []AllowRule
+	UFW         UFWMode
+	LogBlocked  bool
+	Allow       []AllowRule
 	// Egress limits containers' outbound connections (egress.go).
 	Egress Egress
 	// IPv6ForwardHook lets dockmoat put its hook at the top of ip6tables'
