@@ -158,6 +158,17 @@ func usesSets(t *iptsave.Table) bool {
 	})
 }
 
+// usesBans reports whether dockmoat's chains refuse the ban set first.
+func usesBans(t *iptsave.Table, fam rules.Family) bool {
+	ch := t.Chains[ipt.ChainIngress]
+	if ch == nil {
+		ch = t.Chains[ipt.ChainInput]
+	}
+	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
+		return strings.Contains(r.Raw, "--match-set "+ipt.BanSet(fam)+" src")
+	})
+}
+
 // setDiff compares the sets the policy wants with the sets read.
 func setDiff(want []rules.Set, have map[string][]rules.SetElem) []string {
 	var out []string
@@ -201,7 +212,7 @@ func Run(in Input) Report {
 		}
 		fc.filter.Sets = st.Sets
 		obs := ipt.ObserveFilter(fc.filter)
-		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)})
+		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[ipt.UFWChain]

@@ -386,6 +386,8 @@ func inSet(sets map[string][]rules.SetElem, name, flags string, p verdict.Packet
 	case "dst,dst":
 	case "dst,dst,src":
 		withSrc = true
+	case "src": // a set of sources alone (dockmoat's ban set)
+		return slices.ContainsFunc(elems, func(e rules.SetElem) bool { return e.Src.IsValid() && e.Src.Contains(p.Src.Unmap()) }), true
 	default:
 		return false, false
 	}

@@ -232,3 +232,33 @@ func TestAddrTypeUnicast(t *testing.T) {
 		t.Error("addrtype UNICAST: IPv6 local address is UNICAST, IPv4 one is not")
 	}
 }
+
+// The ban set (sources alone): a banned source is dropped first, another
+// goes on; a ban set not read is unknown, not a guess.
+func TestEvalBanSet(t *testing.T) {
+	table := `*filter
+:FORWARD ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:DOCKMOAT - [0:0]
+:DOCKMOAT-INGRESS - [0:0]
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -m comment --comment "dockmoat:hook" -j DOCKMOAT
+-A DOCKER-USER -j RETURN
+-A DOCKMOAT -o docker0 -j DOCKMOAT-INGRESS
+-A DOCKMOAT-INGRESS -m set --match-set dockmoat-ban4 src -m conntrack --ctstate DNAT -m comment --comment "dockmoat:1 banned source" -j DROP
+-A DOCKMOAT-INGRESS -j RETURN
+COMMIT
+`
+	tb := iptsave.Parse([]byte(table))["filter"]
+	tb.Sets = map[string][]rules.SetElem{"dockmoat-ban4": {{Src: netip.MustParsePrefix("203.0.113.0/24")}}}
+	if v := Eval(tb, "FORWARD", pkt("203.0.113.7")); v.Result != verdict.Drop || !strings.Contains(v.Rule, "banned") {
+		t.Errorf("banned: %+v", v)
+	}
+	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Accept {
+		t.Errorf("not banned: %+v", v)
+	}
+	tb.Sets = nil
+	if v := Eval(tb, "FORWARD", pkt("203.0.113.7")); v.Result != verdict.Unknown {
+		t.Errorf("ban set not read: %+v", v)
+	}
+}

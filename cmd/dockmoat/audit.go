@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 
 	"github.com/sirupsen/logrus"
@@ -117,8 +118,8 @@ func hasRawTable(tool string, fam rules.Family) bool {
 	return err == nil && slices.Contains(strings.Fields(string(data)), "raw")
 }
 
-// readSets reads dockmoat's ipsets of a family (none when the kernel has
-// no ipset support or dockmoat keeps its allows as rules).
+// readSets reads dockmoat's ipsets of a family, the ban set included
+// (none when the kernel has no ipset support).
 func readSets(fam rules.Family) map[string][]rules.SetElem {
 	sets, err := ipset.Open()
 	if err != nil {
@@ -131,6 +132,14 @@ func readSets(fam rules.Family) map[string][]rules.SetElem {
 		if elems, ok, err := sets.List(name); err == nil && ok {
 			out[name] = elems
 		}
+	}
+	// The ban set's prefixes, as elements of a source alone.
+	if nets, ok, err := sets.ListNets(ipt.BanSet(fam)); err == nil && ok {
+		elems := []rules.SetElem{}
+		for _, p := range nets {
+			elems = append(elems, rules.SetElem{Src: p})
+		}
+		out[ipt.BanSet(fam)] = elems
 	}
 	return out
 }

@@ -122,6 +122,78 @@ func (s *Netlink) Create(name, typ string, fam rules.Family) error {
 	return fmt.Errorf("creating ipset %s (%s): %w", name, typ, err)
 }
 
+// CreateBan makes a ban set (hash:net, each element with an optional
+// timeout) if it does not exist; one that exists is left as it is, its
+// elements included: they are the user's (fail2ban's, CrowdSec's).
+func (s *Netlink) CreateBan(name string, fam rules.Family) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var forever uint32
+	err := s.h.IpsetCreate(name, "hash:net", netlink.IpsetCreateOptions{Family: family(fam), MaxElements: setMaxElem, Timeout: &forever})
+	if err == nil || errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) || errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return fmt.Errorf("creating ban set %s: %w", name, err)
+}
+
+// ListNets returns the prefixes a hash:net set holds (a ban set's),
+// exists false when there is no such set.
+func (s *Netlink) ListNets(name string) (nets []netip.Prefix, exists bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req := s.request(nl.IPSET_CMD_LIST, nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
+	err = req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
+		if len(msg) < 4 {
+			return true
+		}
+		for typ, val := range attrs(msg[4:]) {
+			if typ != nl.IPSET_ATTR_ADT {
+				continue
+			}
+			for typ, data := range attrs(val) {
+				if p, ok := parseNet(data); typ == nl.IPSET_ATTR_DATA && ok {
+					nets = append(nets, p)
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		var errno unix.Errno
+		if errors.As(err, &errno) && (errno == unix.ENOENT || int(errno) == nl.IPSET_ERR_PROTOCOL) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("listing ipset %s: %w", name, err)
+	}
+	return nets, true, nil
+}
+
+// parseNet reads a hash:net element: its address and prefix length.
+func parseNet(data []byte) (netip.Prefix, bool) {
+	var addr netip.Addr
+	bits := -1
+	for typ, val := range attrs(data) {
+		switch typ {
+		case nl.IPSET_ATTR_IP:
+			for _, a := range attrs(val) {
+				addr, _ = netip.AddrFromSlice(a)
+			}
+		case nl.IPSET_ATTR_CIDR:
+			if len(val) == 1 {
+				bits = int(val[0])
+			}
+		}
+	}
+	if !addr.IsValid() {
+		return netip.Prefix{}, false
+	}
+	if bits < 0 {
+		bits = addr.BitLen()
+	}
+	return netip.PrefixFrom(addr, bits), true
+}
+
 // Destroy implements ipt.SetStore.
 func (s *Netlink) Destroy(name string) error {
 	s.mu.Lock()

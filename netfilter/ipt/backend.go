@@ -134,7 +134,7 @@ func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
-	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], func() rules.Result {
+	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], b.bans(cfg), func() rules.Result {
 		if early == nil {
 			res = rules.Build(cfg, snap, fam, opt)
 		}
@@ -203,6 +203,9 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 	setErr := b.applySets(p)
 	out.Wrote = out.Wrote || (setsChanged && setErr == nil)
 	if d.Batch != "" {
+		if err := b.ensureBan(p.Family, d.Batch); err != nil {
+			return false, false, errors.Join(setErr, err)
+		}
 		if err := t.Restore(ctx, []byte(d.Batch)); err != nil {
 			return false, false, errors.Join(setErr, fmt.Errorf("applying chains %s: %w", strings.Join(p.Changed, ", "), err))
 		}

@@ -1,5 +1,7 @@
 package ipt
 
+import "github.com/dockmoat/dockmoat/rules"
+
 // Chain names and the comments of dockmoat's jumps (iptables allows 28
 // characters). Every chain of dockmoat's is matched by exact name
 // (IsOwnedChain).
@@ -32,6 +34,18 @@ const (
 	// for new connections from those containers.
 	ChainEgress = "DOCKMOAT-EGRESS"
 )
+
+// BanSet is the family's ban set (ipset hash:net, elements may carry a
+// timeout): dockmoat creates it and never flushes or rewrites it, so that
+// `ipset add dockmoat-ban4 ADDR [timeout N]`, a fail2ban action or the
+// CrowdSec bouncer refuse a source on every published port without
+// knowing dockmoat's chains. Uninstall destroys it.
+func BanSet(fam rules.Family) string {
+	if fam == rules.IPv6 {
+		return "dockmoat-ban6"
+	}
+	return "dockmoat-ban4"
+}
 
 // The docker-proxy path (rules/proxy.go): DOCKMOAT-INPUT, reached by a
 // jump at the top of INPUT.

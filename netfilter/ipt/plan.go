@@ -11,8 +11,9 @@ import (
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
 // opt is passed to rules.Build; whether to hand over to UFW is decided here.
-func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt rules.Options) netfilter.FamilyPlan {
-	p, _ := planWith(cfg, snap, fam, tool, obs, false, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
+// bans says whether the family's chains refuse its ban set first.
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt rules.Options, bans bool) netfilter.FamilyPlan {
+	p, _ := planWith(cfg, snap, fam, tool, obs, false, bans, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
 	return p
 }
 
@@ -20,14 +21,14 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool s
 // planned input-only; a hooked one gets the policy (asked of policy only
 // then) rendered and diffed. hooked says which; wasHooked, whether the
 // last pass hooked the family (see planHead).
-func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked, bans bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
 	p, hooked = planHead(cfg, fam, tool, obs, wasHooked)
 	if !hooked {
-		planInputOnly(&p, cfg, snap)
+		planInputOnly(&p, cfg, snap, bans)
 		return p, false
 	}
 	p.Result = policy()
-	render(&p, cfg, RenderOptions{UFWForward: DetailOf(p).UFW})
+	render(&p, cfg, RenderOptions{UFWForward: DetailOf(p).UFW, Bans: bans})
 	return p, true
 }
 
@@ -80,7 +81,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 // docker-proxy serves published ports there (or DOCKMOAT-INPUT is left
 // from an earlier pass and must go): the proxy path is closed even where
 // the forward path cannot be hooked.
-func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot) {
+func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot, bans bool) {
 	d := DetailOf(*p)
 	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: d.ProxyAll})
 	_, had := d.Observed.Owned[ChainInput]
@@ -89,7 +90,7 @@ func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapsh
 	}
 	d.InputOnly, p.Note, p.Skipped = true, p.Skipped, ""
 	p.Result = res
-	render(p, cfg, RenderOptions{InputOnly: true})
+	render(p, cfg, RenderOptions{InputOnly: true, Bans: bans})
 }
 
 // render renders p.Result and fills Rules and Changed, and the detail's

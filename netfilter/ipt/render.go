@@ -133,6 +133,8 @@ type RenderOptions struct {
 	// InputOnly renders DOCKMOAT-INPUT alone, for a family without a
 	// DOCKER-USER chain to hook (Docker does not forward it to containers).
 	InputOnly bool
+	// Bans refuses the sources of the family's ban set (BanSet) first.
+	Bans bool
 }
 
 // Render turns one family's policy into dockmoat's chains (and its sets,
@@ -144,14 +146,14 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		// The family's forward path is not hooked: neither is its egress.
 		res.Egress = nil
 	}
-	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Input, res.Egress)
+	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Input, res.Egress, opt.Bans)
 	if opt.InputOnly {
 		if hasInput {
 			rs.Chains = []OwnedChain{input, inputCheckChain(res.Input, nil, fam), passChain()}
 		}
 		return rs
 	}
-	main, ing := head(cfg, res, fam)
+	main, ing := head(cfg, res, fam, opt.Bans)
 	sets := res.Sets != nil
 	linear := res.Linear
 	if !sets {
@@ -246,7 +248,7 @@ func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family
 
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
-func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, OwnedChain) {
+func head(cfg config.Config, res rules.Result, fam rules.Family, bans bool) (OwnedChain, OwnedChain) {
 	bridges, egress := res.Bridges, res.Egress
 	main := OwnedChain{Name: ChainMain}
 	bypass(&main, cfg)
@@ -266,6 +268,9 @@ func head(cfg config.Config, res rules.Result, fam rules.Family) (OwnedChain, Ow
 	unseenNetworks(&main, bridges, res)
 	main.add(rules.Desc("not into a docker network"), "-g", ChainPass)
 	ing := OwnedChain{Name: ChainIngress}
+	if bans {
+		ing.add(rules.Desc("banned source, ipset "+BanSet(fam)), "-m", "set", "--match-set", BanSet(fam), "src", "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+	}
 	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
@@ -396,7 +401,7 @@ func setRules(ing *OwnedChain, fam rules.Family) {
 // inputChain renders DOCKMOAT-INPUT for every published binding (the
 // docker-proxy path, rules/proxy.go); ok is false when there are none
 // (no chain, no hook).
-func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.InputPath, egress []rules.Egress) (OwnedChain, bool) {
+func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.InputPath, egress []rules.Egress, bans bool) (OwnedChain, bool) {
 	if in.Empty() && len(egress) == 0 {
 		return OwnedChain{}, false
 	}
@@ -416,6 +421,10 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 	// bridges match it too (rules.ForeignBridges), and a container on a
 	// network the next pass will name only meets the published ports
 	// below, closed until then.
+	if bans {
+		// Unmarked, as a denied source below.
+		ch.add(rules.Desc("banned source, ipset "+BanSet(fam)+": not let through"), "-m", "set", "--match-set", BanSet(fam), "src", "-j", "RETURN")
+	}
 	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
 		if fam.Has(src.Addr()) {
 			// Unmarked: DOCKMOAT-INPUT-CHECK drops it on a published

@@ -89,7 +89,11 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 		}
 	}
 	if len(changed) > 0 {
-		if err := t.Restore(ctx, []byte(restoreChains(rs, changed))); err != nil {
+		batch := restoreChains(rs, changed)
+		if err := b.ensureBan(p.Family, batch); err != nil {
+			return err
+		}
+		if err := t.Restore(ctx, []byte(batch)); err != nil {
 			return fmt.Errorf("restoring chains %v: %w", changed, err)
 		}
 	}
@@ -161,7 +165,12 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 	b.log.WithField("family", fam.String()).Infof("removed %d hook rule(s) and chains %v", n, owned)
 	if b.sets.store != nil {
 		// After the chains: a set still referenced cannot be destroyed.
-		return b.destroySets(fam)
+		if err := b.destroySets(fam); err != nil {
+			return err
+		}
+		if _, ok := b.sets.store.(BanStore); ok {
+			return b.sets.store.Destroy(BanSet(fam))
+		}
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -30,6 +32,31 @@ type SetStore interface {
 	Del(name string, elems []rules.SetElem) error
 	// Destroy removes the set; a missing set is not an error.
 	Destroy(name string) error
+}
+
+// BanStore is a SetStore that can also make the ban sets (BanSet): the
+// backend refuses their sources on every published port when its store
+// is one.
+type BanStore interface {
+	CreateBan(name string, fam rules.Family) error
+}
+
+// bans reports whether the backend refuses the ban sets' sources: its
+// store makes them, and the config keeps ipsets on (`ipset: off` keeps
+// dockmoat off ipsets altogether).
+func (b *Backend) bans(cfg config.Config) bool {
+	_, ok := b.sets.store.(BanStore)
+	return ok && !cfg.NoIPSet
+}
+
+// ensureBan makes the family's ban set exist before a batch that looks
+// it up is restored; an existing one (the user's bans) is left as it is.
+func (b *Backend) ensureBan(fam rules.Family, batch string) error {
+	bs, ok := b.sets.store.(BanStore)
+	if !ok || !strings.Contains(batch, "--match-set "+BanSet(fam)+" ") {
+		return nil
+	}
+	return bs.CreateBan(BanSet(fam), fam)
 }
 
 // setRecord is the backend's view of its ipsets: state is what the sets

@@ -125,8 +125,9 @@ func TestSetsSwitchedOffByConfig(t *testing.T) {
 	r.cfg = config.Config{UFW: config.UFWAuto, NoIPSet: true}
 	r.sync(t)
 	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
-	if strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(ChainPorts) || len(fs.Sets) != 0 {
-		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets:\n%s\nsets %v", ing, fs.Sets)
+	// The ban set stays (its elements are the user's), unreferenced.
+	if _, ok := fs.Sets[BanSet(rules.IPv4)]; strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(ChainPorts) || len(fs.Sets) != 1 || !ok {
+		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets but the bans:\n%s\nsets %v", ing, fs.Sets)
 	}
 	r.inSync(t)
 	r.cfg = config.Default()
@@ -197,5 +198,41 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The ban set: made before the first rules that look it up, refused
+// first in INGRESS and DOCKMOAT-INPUT, its elements (the user's) never
+// touched by a pass or a repair, and destroyed by Uninstall alone.
+func TestBanSet(t *testing.T) {
+	r, fs := setRig(t)
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2"), rulestest.Dual("db", 5432, nil)}})
+	r.sync(t)
+	ban := BanSet(rules.IPv4)
+	if at, ok := fs.CreatedAt[ban]; !ok || at != 0 {
+		t.Fatalf("ban set created at restore %d (%v): it must exist before the chains that look it up", at, ok)
+	}
+	if ing := r.v4.Rules(ChainIngress); !strings.Contains(ing[0], "--match-set "+ban+" src") || !strings.HasSuffix(ing[0], "-j DROP") {
+		t.Errorf("INGRESS does not refuse the banned first: %q", ing[0])
+	}
+	if in := strings.Join(r.v6.Rules(ChainInput), "\n"); !strings.Contains(in, "--match-set "+BanSet(rules.IPv6)+" src") {
+		t.Errorf("DOCKMOAT-INPUT (IPv6, docker-proxy path) does not refuse the banned:\n%s", in)
+	}
+	banned := rules.SetElem{Src: netip.MustParsePrefix("203.0.113.7/32")}
+	fs.Sets[ban][banned] = true // ipset add dockmoat-ban4 203.0.113.7
+	r.v4.SetChain(ChainIngress) // drift: flushed
+	r.sync(t)
+	if _, err := r.b.Repair(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !fs.Sets[ban][banned] || len(fs.Sets[ban]) != 1 {
+		t.Errorf("a pass or a repair touched the user's bans: %v", fs.Sets[ban])
+	}
+	r.inSync(t)
+	if err := r.b.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fs.Sets[ban]; ok {
+		t.Error("uninstall left the ban set")
 	}
 }

@@ -79,3 +79,9 @@ func (f *Sets) Has(name, elem string) bool {
 	}
 	return false
 }
+
+// CreateBan implements ipt.BanStore: the set is made if missing, and an
+// existing one keeps its elements.
+func (f *Sets) CreateBan(name string, fam rules.Family) error {
+	return f.Create(name, "hash:net", fam)
+}
