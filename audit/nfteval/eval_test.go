@@ -184,3 +184,25 @@ func pkt(src string) verdict.Packet {
 	return verdict.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", SPort: 40000, DPort: 80,
 		In: "eth0", Out: "docker0", States: []string{"NEW", "DNAT"}, OrigDst: netip.MustParseAddr("203.0.113.1"), OrigDstPort: 8080}
 }
+
+// The ban table as nft 1.0.6 listed it (testdata/nft-ban.json: the
+// script the backend writes, then `nft add element … ban4 { 203.0.113.7
+// timeout 10m, 198.51.100.0/24 }` and ban6 { 2001:db8:bad::/48 }): a
+// banned source is dropped by it, elements with a timeout and prefixes
+// alike; another goes on (the hook's policy accepts).
+func TestEvalNFTBanTable(t *testing.T) {
+	live := loadLive(t, "nft-ban.json")
+	for _, c := range []struct {
+		src  string
+		want verdict.Result
+	}{{"203.0.113.7", verdict.Drop}, {"198.51.100.9", verdict.Drop}, {"192.0.2.1", verdict.Accept}, {"2001:db8:bad::1", verdict.Drop}, {"2001:db8:1::1", verdict.Accept}} {
+		p := pkt(c.src)
+		fam := rules.IPv4
+		if p.Src.Is6() {
+			fam, p.Dst, p.OrigDst = rules.IPv6, netip.MustParseAddr("fd00::2"), netip.MustParseAddr("2001:db8::1")
+		}
+		if v := Eval(live, "forward", fam, p); v.Result != c.want {
+			t.Errorf("%s: %s (%s %s), want %s", c.src, v.Result, v.Chain, v.Rule, c.want)
+		}
+	}
+}

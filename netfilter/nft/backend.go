@@ -81,6 +81,9 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 		return b.planBridge(ctx, cfg, snap)
 	}
 	rs, res := RenderWith(cfg, snap, b.layer)
+	if !b.layer {
+		rs.Ban = banChains(res)
+	}
 	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
@@ -230,6 +233,8 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 	tables := []string{TableFamily + " " + CheckTable, TableFamily + " " + TableName, bridgeKey}
 	if b.bridgeOnly {
 		tables = tables[2:]
+	} else if !b.layer {
+		tables = append(tables, TableFamily+" "+BanTable)
 	}
 	if err := b.nft.Apply(ctx, DeleteScript(tables...)); err != nil {
 		return fmt.Errorf("deleting tables %s: %w", strings.Join(tables, ", "), err)

@@ -47,13 +47,14 @@ func (f *fakeNFT) Apply(_ context.Context, script string) error {
 // checkScript refuses what nft would refuse, or what would replace the
 // table other than atomically: every table the script defines is first
 // created and deleted in the same script (so that one transaction swaps
-// it, whether it existed or not), braces balance, each set a rule looks
+// it, whether it existed or not), but the ban table, which is kept and
+// whose chains are flushed before their rules are written again, braces balance, each set a rule looks
 // up (@name) is defined in the same table, and every rule of a chain
 // carries dockmoat's comment (a rule without one is not ours and reads
 // back as drift).
 func checkScript(script string) error {
-	deleted := map[string]bool{}
-	var table string
+	deleted, flushed, defined := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	var table, chain string
 	depth := 0
 	sets, refs := map[string]bool{}, map[string]string{}
 	for n, line := range strings.Split(script, "\n") {
@@ -61,17 +62,26 @@ func checkScript(script string) error {
 		switch {
 		case depth == 0 && strings.HasPrefix(t, "delete table "):
 			deleted[strings.TrimPrefix(t, "delete table ")] = true
+		case depth == 0 && strings.HasPrefix(t, "flush chain "):
+			flushed[strings.TrimPrefix(t, "flush chain ")] = true
 		case depth == 0 && strings.HasSuffix(t, " {") && strings.HasPrefix(t, "table "):
 			table = strings.TrimSuffix(strings.TrimPrefix(t, "table "), " {")
-			if !deleted[table] {
+			defined[table] = true
+			if !deleted[table] && table != TableFamily+" "+BanTable {
 				return fmt.Errorf("line %d: table %s defined without being deleted first in the same script", n+1, table)
 			}
+		case depth == 1 && strings.HasPrefix(t, "chain "):
+			chain = table + " " + strings.Fields(t)[1]
 		case depth == 1 && strings.HasPrefix(t, "set "):
 			sets[table+" "+strings.Fields(t)[1]] = true
 		case depth == 2 && strings.Contains(line, "\t\t") && t != "" && !strings.HasSuffix(t, "{") && t != "}" &&
 			!strings.HasPrefix(t, "type ") && !strings.HasPrefix(t, "flags ") && !strings.HasPrefix(t, "elements ") &&
 			!strings.HasPrefix(t, "auto-merge") && !strings.Contains(t, `comment "`+rules.CommentPrefix):
 			return fmt.Errorf("line %d: rule without dockmoat's comment: %s", n+1, t)
+		case depth == 2 && !deleted[table] && strings.Contains(t, `comment "`) && !flushed[chain]:
+			// A kept table's chain gets its rules again: flushed first,
+			// or every pass would add a copy.
+			return fmt.Errorf("line %d: rule added to %s, which the script did not flush", n+1, chain)
 		}
 		for _, m := range setRefRe.FindAllStringSubmatch(t, -1) {
 			refs[table+" "+m[1]] = fmt.Sprintf("line %d", n+1)
@@ -83,6 +93,9 @@ func checkScript(script string) error {
 	}
 	if depth != 0 {
 		return fmt.Errorf("unbalanced braces: %d left open", depth)
+	}
+	if ban := TableFamily + " " + BanTable; deleted[ban] && defined[ban] {
+		return fmt.Errorf("table %s deleted and written again: the bans in its sets would be lost", ban)
 	}
 	for ref, where := range refs {
 		if !sets[ref] {
@@ -112,8 +125,8 @@ func scriptChains(listing string) map[string][]string {
 		line := sc.Text()
 		if m := nftTableRe.FindStringSubmatch(line); m != nil {
 			prefix = ""
-			if m[1] == CheckTable {
-				prefix = CheckTable + "/"
+			if m[1] == CheckTable || m[1] == BanTable {
+				prefix = m[1] + "/"
 			}
 			continue
 		}

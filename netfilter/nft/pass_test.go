@@ -110,16 +110,19 @@ func TestNFTProxyPathInSync(t *testing.T) {
 func TestFakeChecksScripts(t *testing.T) {
 	cfg, snap := goldenInput()
 	snap.Containers = append(snap.Containers, proxySnap().Containers...)
-	rs, _ := Render(cfg, snap)
+	rs, res := Render(cfg, snap)
+	rs.Ban = banChains(res)
 	good := rs.ReplaceScript()
 	if err := checkScript(good); err != nil {
 		t.Fatalf("the backend's own script: %v", err)
 	}
 	for name, bad := range map[string]string{
-		"not deleted first":    strings.Replace(good, "delete table inet dockmoat\n", "", 1),
-		"rule without comment": strings.Replace(good, `drop comment "dockmoat:`, `drop # "dockmoat:`, 1),
-		"unknown set":          strings.Replace(good, "@open4", "@open9", 1),
-		"unbalanced":           strings.TrimSuffix(good, "}\n"),
+		"not deleted first":     strings.Replace(good, "delete table inet dockmoat\n", "", 1),
+		"rule without comment":  strings.Replace(good, `drop comment "dockmoat:`, `drop # "dockmoat:`, 1),
+		"unknown set":           strings.Replace(good, "@open4", "@open9", 1),
+		"unbalanced":            strings.TrimSuffix(good, "}\n"),
+		"ban chain not flushed": strings.Replace(good, "flush chain inet dockmoat_ban forward\n", "", 1),
+		"ban table deleted":     strings.Replace(good, "flush chain inet dockmoat_ban forward\n", "delete table inet dockmoat_ban\n", 1),
 	} {
 		if good == bad {
 			t.Fatalf("%s: the mutation changed nothing", name)

@@ -29,9 +29,17 @@ import (
 // container's egress) and clears the mark. A flush of any chain or set
 // of either table, or the deletion of either table, then closes.
 const (
-	TableFamily   = "inet"
-	TableName     = "dockmoat"
-	CheckTable    = "dockmoat_check"
+	TableFamily = "inet"
+	TableName   = "dockmoat"
+	CheckTable  = "dockmoat_check"
+	// BanTable holds the ban sets ban4 and ban6 (elements may carry a
+	// timeout) and the chains that refuse their sources first, on every
+	// published port: dockmoat declares it and rewrites its chains, but
+	// never deletes it or touches the sets' elements (they are the
+	// user's: `nft add element inet dockmoat_ban ban4 { ADDR timeout
+	// 10m }`, fail2ban, CrowdSec). Uninstall deletes it.
+	BanTable      = "dockmoat_ban"
+	BanPriority   = "filter - 15"
 	Priority      = "filter - 10"
 	CheckPriority = "filter - 5"
 	chainMain     = "forward"
@@ -90,6 +98,9 @@ type Ruleset struct {
 	// BridgeOnly: this ruleset is only the bridge table (NewBridgeLayer):
 	// the inet tables are not its to write or delete.
 	BridgeOnly bool
+	// Ban are the chains of BanTable (none: the table is not dockmoat's
+	// to declare, as in the firewalld layer).
+	Ban []Chain
 }
 
 // Set is a named set of the table, its elements written as nft lists
@@ -114,8 +125,11 @@ func nftDesc(s string) string {
 	return s
 }
 
-// Text renders the whole table definition, and the check table's.
-func (rs Ruleset) Text() string {
+// Text renders the whole table definition, and the check and ban
+// tables'.
+func (rs Ruleset) Text() string { return rs.text(true) }
+
+func (rs Ruleset) text(withBan bool) string {
 	var b strings.Builder
 	if len(rs.Bridge) > 0 {
 		fmt.Fprintf(&b, "table %s %s {\n", BridgeFamily, BridgeName)
@@ -143,7 +157,61 @@ func (rs Ruleset) Text() string {
 		writeChains(&b, rs.Check)
 		b.WriteString("}\n")
 	}
+	if withBan && len(rs.Ban) > 0 {
+		fmt.Fprintf(&b, "table %s %s {\n%s", TableFamily, BanTable, banSets)
+		writeChains(&b, rs.Ban)
+		b.WriteString("}\n")
+	}
 	return b.String()
+}
+
+// banSets declares the ban sets; declaring them again leaves their
+// elements as they are.
+const banSets = "\tset ban4 {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t}\n" +
+	"\tset ban6 {\n\t\ttype ipv6_addr\n\t\tflags interval, timeout\n\t}\n"
+
+// banScript declares the ban table (its sets and base chains, a no-op
+// where they exist), empties its chains and writes their rules: the
+// table and the sets' elements stay.
+func (rs Ruleset) banScript() string {
+	if len(rs.Ban) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n%s", TableFamily, BanTable, banSets)
+	empty := make([]Chain, len(rs.Ban))
+	for i, ch := range rs.Ban {
+		empty[i] = Chain{Name: ch.Name, Base: ch.Base}
+	}
+	writeChains(&b, empty)
+	b.WriteString("}\n")
+	for _, ch := range rs.Ban {
+		fmt.Fprintf(&b, "flush chain %s %s %s\n", TableFamily, BanTable, ch.Name)
+	}
+	fmt.Fprintf(&b, "table %s %s {\n", TableFamily, BanTable)
+	for _, ch := range rs.Ban {
+		writeChains(&b, []Chain{{Name: ch.Name, Rules: ch.Rules}})
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// banChains refuse the ban sets' sources first: a new DNATed connection
+// on forward, a new connection to a published binding on input.
+func banChains(res [2]rules.Result) []Chain {
+	fwd := Chain{Name: chainMain, Base: "type filter hook forward priority " + BanPriority + "; policy accept;"}
+	in := Chain{Name: "input", Base: "type filter hook input priority " + BanPriority + "; policy accept;"}
+	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		set := "@ban4"
+		if fam == rules.IPv6 {
+			set = "@ban6"
+		}
+		fwd.add("banned source, set "+set[1:], "ct state new ct status dnat "+nftAddr(fam)+" saddr "+set+" drop")
+		for _, r := range res[i].Input.All {
+			in.add("banned source, set "+set[1:]+": "+r.Spec()+" via docker-proxy", "ct state new "+nftAddr(fam)+" saddr "+set+" "+nftRunMatch(r, fam)+" drop")
+		}
+	}
+	return []Chain{fwd, in}
 }
 
 func writeChains(b *strings.Builder, chains []Chain) {
@@ -171,6 +239,10 @@ func (rs Ruleset) All() []Chain {
 		ch.Name = bridgeKey + "/" + ch.Name
 		out = append(out, ch)
 	}
+	for _, ch := range rs.Ban {
+		ch.Name = BanTable + "/" + ch.Name
+		out = append(out, ch)
+	}
 	return out
 }
 
@@ -188,8 +260,9 @@ func (rs Ruleset) Count() int {
 
 // ReplaceScript is the `nft -f` input that swaps the tables atomically:
 // each is made sure to exist, so that deleting it cannot fail, deleted
-// and written again, all as one transaction. (The guard's table has no
-// check table and leaves one alone.)
+// and written again, all as one transaction; the ban table is declared
+// and its chains rewritten, never deleted (banScript). (The guard's table
+// has no check table and leaves one alone.)
 func (rs Ruleset) ReplaceScript() string {
 	var tables []string
 	if !rs.BridgeOnly {
@@ -201,7 +274,7 @@ func (rs Ruleset) ReplaceScript() string {
 	if len(rs.Check) > 0 || rs.BridgeOnly {
 		tables = append(tables, bridgeKey)
 	}
-	return DeleteScript(tables...) + rs.Text()
+	return DeleteScript(tables...) + rs.text(false) + rs.banScript()
 }
 
 // DeleteScript deletes tables of dockmoat's ("inet dockmoat") whether

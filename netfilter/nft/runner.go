@@ -66,9 +66,9 @@ func (e Exec) bin() string {
 // List implements Runner with `nft -j list table` of both tables.
 func (e Exec) List(ctx context.Context) (Listing, error) {
 	l := Listing{}
-	tables := [][2]string{{TableFamily, TableName}, {TableFamily, CheckTable}, {BridgeFamily, BridgeName}}
+	tables := [][2]string{{TableFamily, TableName}, {TableFamily, CheckTable}, {TableFamily, BanTable}, {BridgeFamily, BridgeName}}
 	if e.BridgeOnly {
-		tables = tables[2:]
+		tables = tables[3:]
 	}
 	for _, table := range tables {
 		var out, stderr bytes.Buffer
@@ -122,6 +122,8 @@ func ParseJSON(data []byte) (Listing, error) {
 			name = c.Name
 		case c.Family == TableFamily && c.Table == CheckTable:
 			name = CheckTable + "/" + c.Name
+		case c.Family == TableFamily && c.Table == BanTable:
+			name = BanTable + "/" + c.Name
 		case c.Family == BridgeFamily && c.Table == BridgeName:
 			name = bridgeKey + "/" + c.Name
 		default:
