@@ -355,6 +355,8 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		e.expect(t, out("tcp", A, 9720, true, "denied"), out("tcp", B, 9720, false, ""), out("udp", B, 9720, false, ""))
 	})
 
+	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, false, 9740) })
+
 	// ufw_input: a plain `ufw allow … port P` opens the published port P,
 	// for the rule's source only; off, the same rule opens nothing (the
 	// positive control runs first: closed without the key).

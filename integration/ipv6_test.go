@@ -173,6 +173,23 @@ func TestIPv6(t *testing.T) {
 			t.Run("ObserveSuggestEnforce", func(t *testing.T) { observeEnforce(t, e, 9975, true) })
 			// deny_sources on the docker-proxy path too: IPv6 clients of an
 			// IPv4-only container meet docker-proxy through INPUT.
+			// The ban set on the IPv6 DNAT path and the docker-proxy path.
+			t.Run("BannedIPv6BothPaths", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork(ctx, "v4ban", "172.29.216.0/24"); err != nil {
+					t.Fatal(err)
+				}
+				e.run(t, testbed.Spec{Name: "ban6dnat", Labels: map[string]string{"dockmoat.allow": "9742"}, Publish: []string{"9742:80"}, Serve: []string{"80"}})
+				e.run(t, testbed.Spec{Name: "ban6proxy", Network: "v4ban", Labels: map[string]string{"dockmoat.allow": "9743"}, Publish: []string{"9743:80"}, Serve: []string{"80"}})
+				e.sync(t)
+				open := []check{out6("tcp", A6, 9743, true, "ban6proxy"), out6("tcp", B6, 9743, true, "ban6proxy"), out6("tcp", B6, 9742, true, "ban6dnat")}
+				closed := []check{out6("tcp", A6, 9743, true, "ban6proxy"), out6("tcp", B6, 9743, false, ""),
+					out6("tcp", A6, 9742, true, "ban6dnat"), out6("tcp", B6, 9742, false, "")}
+				e.expect(t, open...)
+				nftables := eng.FirewallBackend == "nftables"
+				ban(t, e, nftables, B6, false)
+				defer ban(t, e, nftables, B6, true)
+				e.expect(t, closed...)
+			})
 			t.Run("DenySourcesViaDockerProxy", func(t *testing.T) {
 				if _, err := e.bed.CreateNetwork(ctx, "v4deny", "172.29.215.0/24"); err != nil {
 					t.Fatal(err)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -134,4 +135,49 @@ func closedOf(cs []check) []check {
 		out[i] = c
 	}
 	return out
+}
+
+// ban adds (or with del, removes) a source to the bed's ban set the way
+// a user, fail2ban or CrowdSec would: ipset on the iptables backend, nft
+// on Docker's nftables backend.
+func ban(t *testing.T, e *env, nftables bool, src netip.Addr, del bool) {
+	t.Helper()
+	set, op := "dockmoat-ban4", "add"
+	if src.Is6() {
+		set = "dockmoat-ban6"
+	}
+	if del {
+		op = "del"
+	}
+	args := []string{"ipset", op, set, src.String()}
+	if nftables {
+		set = map[bool]string{false: "ban4", true: "ban6"}[src.Is6()]
+		op = map[bool]string{false: "add", true: "delete"}[del]
+		args = []string{"nft", op, "element", "inet", "dockmoat_ban", set, "{ " + src.String() + " }"}
+	} else if !del {
+		args = append(args, "timeout", "600")
+	}
+	if out, err := e.bed.HostExec(e.ctx, args...); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// bannedEverywhere: a source in the ban set reaches no published port,
+// DNAT path (TCP and UDP), across a daemon restart, until unbanned; the
+// same source reaches the port before the ban and after (the positive
+// controls), and another source throughout.
+func bannedEverywhere(t *testing.T, e *env, nftables bool, port int) {
+	name := "banprobe"
+	e.run(t, testbed.Spec{Name: name, Labels: map[string]string{"dockmoat.allow": strconv.Itoa(port)},
+		Publish: []string{strconv.Itoa(port) + ":80", strconv.Itoa(port) + ":53/udp"}, Serve: []string{"80", "53/udp"}})
+	e.sync(t)
+	open := []check{out("tcp", A, port, true, name), out("tcp", B, port, true, name), out("udp", B, port, true, name)}
+	e.expect(t, open...)
+	ban(t, e, nftables, B, false)
+	banned := []check{out("tcp", A, port, true, name), out("tcp", B, port, false, ""), out("udp", B, port, false, "")}
+	e.expect(t, banned...)
+	restart(t, e)
+	e.expect(t, banned...)
+	ban(t, e, nftables, B, true)
+	e.expect(t, open...)
 }
