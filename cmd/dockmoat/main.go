@@ -343,16 +343,7 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 	}
 	m := metrics.New()
-	if ct, err := reconciler.NewNetlinkConntrack(); err != nil {
-		log.WithError(err).Warn("conntrack unavailable: sessions whose access is withdrawn are not cut (new ones are refused), and observe mode counts nothing")
-	} else {
-		defer func() {
-			rec.WaitRevocations() // the last pass's sessions are cut before the socket goes
-			ct.Close()
-		}()
-		rec.SetConntrack(ct)
-		go observeLoop(ctx, opt.stateDir, rec, ct, m, log)
-	}
+	defer startConntrack(ctx, opt, rec, m, log)()
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState
 	defer serveMetrics(ctx, opt, m, log)()
@@ -394,6 +385,23 @@ func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	err = rec.Run(ctx, kick, ro)
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
+}
+
+// startConntrack opens the conntrack socket that revocation and observe
+// mode use (without it, neither runs); stop waits for the last pass's
+// revocations, then closes it.
+func startConntrack(ctx context.Context, opt options, rec *reconciler.Reconciler, m *metrics.Metrics, log logrus.FieldLogger) (stop func()) {
+	ct, err := reconciler.NewNetlinkConntrack()
+	if err != nil {
+		log.WithError(err).Warn("conntrack unavailable: sessions whose access is withdrawn are not cut (new ones are refused), and observe mode counts nothing")
+		return func() {}
+	}
+	rec.SetConntrack(ct)
+	go observeLoop(ctx, opt.stateDir, rec, ct, m, log)
+	return func() {
+		rec.WaitRevocations() // the last pass's sessions are cut before the socket goes
+		ct.Close()
+	}
 }
 
 // metricsRetry is how often a --metrics-addr that could not be bound is

@@ -313,33 +313,7 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset,
 	res := [2]rules.Result{rules.Build(cfg, snap, rules.IPv4, opt), rules.Build(cfg, snap, rules.IPv6, opt)}
 	bridges := rules.ValidBridges(snap)
 
-	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
-	bypass(&main, cfg)
-	main.add("replies and related traffic", "ct state established,related accept")
-	egressJumps(&main, res, true)
-	for _, b := range bridges {
-		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" "+pass)
-	}
-	for _, b := range bridges {
-		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" goto "+chainIng)
-	}
-	// Networks not seen yet, as in the ipt backend (unseenNetworks): the
-	// host's own br-* bridges excepted (rules.ForeignBridges).
-	not := notForeign(res[0].Foreign)
-	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), not("iifname")+"iifname "+strconv.Quote(rules.BridgePattern(b))+" "+pass)
-	}
-	for _, b := range rules.UnseenBridges(bridges) {
-		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" goto "+chainIng)
-	}
-	if res[0].HostOutKnown { // ipt's unseenInterfaces; br-lan is the host's too
-		m := "ct status dnat "
-		if own := slices.Concat(res[0].HostOut, res[0].Foreign); len(own) > 0 {
-			m = "oifname != " + nftNames(own) + " " + m
-		}
-		main.add("published port into a new interface", m+"goto "+chainIng)
-	}
-	main.add("not into a docker network", markSet)
+	main := forwardChain(cfg, res, bridges)
 	ing := Chain{Name: chainIng}
 	addDenied(&ing, cfg, "ct status dnat drop")
 	addTrusted(&ing, cfg, pass)
@@ -387,6 +361,41 @@ func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset,
 	rs.Check = checkTable(res, hasInput)
 	rs.Bridge = bridgeChains(cfg, [2][]rules.Egress{res[0].Egress, res[1].Egress})
 	return rs, res
+}
+
+// forwardChain is the table's forward base chain: replies, the egress of
+// deny containers, traffic leaving a Docker network (passed), entering
+// one (to ingress), networks not seen yet, and published ports into a
+// new interface.
+func forwardChain(cfg config.Config, res [2]rules.Result, bridges []string) Chain {
+	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
+	bypass(&main, cfg)
+	main.add("replies and related traffic", "ct state established,related accept")
+	egressJumps(&main, res, true)
+	for _, b := range bridges {
+		main.add("leaving docker network "+b, "iifname "+strconv.Quote(b)+" "+pass)
+	}
+	for _, b := range bridges {
+		main.add("entering docker network "+b, "oifname "+strconv.Quote(b)+" goto "+chainIng)
+	}
+	// Networks not seen yet, as in the ipt backend (unseenNetworks): the
+	// host's own br-* bridges excepted (rules.ForeignBridges).
+	not := notForeign(res[0].Foreign)
+	for _, b := range rules.UnseenBridges(bridges) {
+		main.add("leaving a docker network not seen yet "+rules.BridgePattern(b), not("iifname")+"iifname "+strconv.Quote(rules.BridgePattern(b))+" "+pass)
+	}
+	for _, b := range rules.UnseenBridges(bridges) {
+		main.add("entering a docker network not seen yet "+rules.BridgePattern(b), not("oifname")+"oifname "+strconv.Quote(rules.BridgePattern(b))+" goto "+chainIng)
+	}
+	if res[0].HostOutKnown { // ipt's unseenInterfaces; br-lan is the host's too
+		m := "ct status dnat "
+		if own := slices.Concat(res[0].HostOut, res[0].Foreign); len(own) > 0 {
+			m = "oifname != " + nftNames(own) + " " + m
+		}
+		main.add("published port into a new interface", m+"goto "+chainIng)
+	}
+	main.add("not into a docker network", markSet)
+	return main
 }
 
 // checkTable is the second table of the fail-closed pair: new connections
