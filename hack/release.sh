@@ -28,10 +28,11 @@ for unit in dockmoat.service dockmoat-guard.service; do
 	sed 's#/usr/local/bin/dockmoat#/usr/bin/dockmoat#g' "deploy/$unit" >"$stage/$unit"
 done
 
-# The manual page and the completions, made by a build for this machine
+# The manual pages and the completions, made by a build for this machine
 # from the commands and flags themselves (gzip -n: no timestamp).
 CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$stage/dockmoat-host" ./cmd/dockmoat
 "$stage/dockmoat-host" man | gzip -9n >"$stage/dockmoat.8.gz"
+"$stage/dockmoat-host" man config | gzip -9n >"$stage/dockmoat.yaml.5.gz"
 for shell in bash zsh fish; do
 	"$stage/dockmoat-host" completion "$shell" >"$stage/completion.$shell"
 done

@@ -62,7 +62,7 @@ func TestRelease(t *testing.T) {
 		list := run("dpkg-deb", "-c", deb)
 		for _, path := range []string{"./usr/bin/dockmoat", "./usr/lib/systemd/system/dockmoat.service",
 			"./usr/lib/systemd/system/dockmoat-guard.service", "./usr/share/doc/dockmoat/examples/config.yaml",
-			"./usr/share/doc/dockmoat/copyright", "./usr/share/man/man8/dockmoat.8.gz", "./usr/share/bash-completion/completions/dockmoat",
+			"./usr/share/doc/dockmoat/copyright", "./usr/share/man/man8/dockmoat.8.gz", "./usr/share/man/man5/dockmoat.yaml.5.gz", "./usr/share/bash-completion/completions/dockmoat",
 			"./usr/share/zsh/vendor-completions/_dockmoat", "./usr/share/fish/vendor_completions.d/dockmoat.fish"} {
 			if !strings.Contains(list, path) {
 				t.Errorf("%s lacks %s:\n%s", deb, path, list)

@@ -110,3 +110,30 @@ func TestManPage(t *testing.T) {
 		t.Errorf("groff: %v\n%s", err, msg)
 	}
 }
+
+// TestConfigManPage: dockmoat.yaml(5) names every key, and groff reads it
+// without a warning.
+func TestConfigManPage(t *testing.T) {
+	var out bytes.Buffer
+	if code := realMain([]string{"man", "config"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	page := out.String()
+	for _, k := range config.Keys {
+		if !strings.Contains(page, ".B "+roff(k.Key)+"\n") {
+			t.Errorf("no key %s", k.Key)
+		}
+	}
+	if code := realMain([]string{"man", "nope"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
+		t.Errorf("man nope: exit %d", code)
+	}
+	groff, err := exec.LookPath("groff")
+	if err != nil {
+		t.Skip("no groff to read it")
+	}
+	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
+	cmd.Stdin = strings.NewReader(page)
+	if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("groff: %v\n%s", err, msg)
+	}
+}

@@ -14,7 +14,7 @@ import (
 // infoHelp is `dockmoat help CMD` for the commands that only print.
 var infoHelp = map[string]string{
 	"version":    "dockmoat version: print the version (also --version)\n\nUsage:\n  dockmoat version\n",
-	"man":        "dockmoat man: print the manual page dockmoat(8) (roff)\n\nUsage:\n  dockmoat man | man -l -\n",
+	"man":        "dockmoat man: print the manual page dockmoat(8), or with config dockmoat.yaml(5) (roff)\n\nUsage:\n  dockmoat man | man -l -\n  dockmoat man config | man -l -\n",
 	"completion": "dockmoat completion: print a shell completion script\n\nUsage:\n  source <(dockmoat completion bash)\n  dockmoat completion zsh >\"${fpath[1]}/_dockmoat\"\n  dockmoat completion fish >~/.config/fish/completions/dockmoat.fish\n",
 	"help":       "dockmoat help: this help, or a command's flags\n\nUsage:\n  dockmoat help [COMMAND]\n",
 }

@@ -176,7 +176,15 @@ func infoCommand(cmd string, rest []string, stdout, stderr io.Writer) (code int,
 		fmt.Fprintln(stdout, "dockmoat", versionString())
 		return 0, true
 	case "man":
-		writeMan(stdout)
+		switch {
+		case len(rest) == 0:
+			writeMan(stdout)
+		case len(rest) == 1 && rest[0] == "config":
+			writeConfigMan(stdout)
+		default:
+			fmt.Fprintln(stderr, "dockmoat man: want 'dockmoat man' (dockmoat(8)) or 'dockmoat man config' (dockmoat.yaml(5))")
+			return 2, true
+		}
 		return 0, true
 	case "completion":
 		var write func(io.Writer)

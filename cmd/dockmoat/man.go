@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/config"
 )
 
 // writeMan prints dockmoat(8) in roff, made from the commands, their
@@ -38,6 +40,21 @@ func writeMan(out io.Writer) {
 	fmt.Fprint(out, ".SH EXIT STATUS\n0 on success; 1 when \\fBaudit\\fR finds a port reachable beyond policy, \\fBplan \\-\\-check\\fR a difference, "+
 		"\\fBstatus\\fR no protection, or \\fBcheck-config\\fR an invalid file; 2 on a usage error or a failure.\n")
 	fmt.Fprint(out, ".SH SEE ALSO\n.BR iptables (8),\n.BR nft (8),\n.BR ufw (8);\nhttps://github.com/dockmoat/dockmoat/tree/main/docs\n")
+}
+
+// writeConfigMan prints dockmoat.yaml(5) in roff, made from config.Keys
+// (which a test keeps equal to the keys the parser takes).
+func writeConfigMan(out io.Writer) {
+	fmt.Fprintf(out, ".TH DOCKMOAT.YAML 5 \"\" \"dockmoat %s\" \"File Formats\"\n", roff(versionString()))
+	fmt.Fprint(out, ".SH NAME\ndockmoat.yaml \\- dockmoat's configuration file\n")
+	fmt.Fprint(out, ".SH DESCRIPTION\n.I /etc/dockmoat/config.yaml\nis optional, and so is every key: without it dockmoat closes every published port that no container label opens. "+
+		"Unknown keys and bad values are errors (\\fBdockmoat check-config\\fR names the line, the key and the fix); the daemon then runs fail-closed "+
+		"until the file is fixed and reloaded (\\fBsystemctl reload dockmoat\\fR, or SIGHUP). The commented example is "+
+		"/usr/share/doc/dockmoat/examples/config.yaml.\n.SH KEYS\n")
+	for _, k := range config.Keys {
+		fmt.Fprintf(out, ".TP\n.B %s\n.I %s\n\\(em %s\n", roff(k.Key), roff(k.Values), roff(k.Doc))
+	}
+	fmt.Fprint(out, ".SH SEE ALSO\n.BR dockmoat (8)\n")
 }
 
 // roff escapes text for a roff line: backslashes, and a leading dot or
