@@ -209,19 +209,11 @@ func Parse(data []byte) (Config, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, typeError(err, paths)
 	}
-	for i, s := range f.TrustedSources {
-		src, err := ParseSource(s)
-		if err != nil {
-			return Config{}, paths.at(fmt.Sprintf("trusted_sources[%d]", i), err)
-		}
-		cfg.TrustedSources = append(cfg.TrustedSources, src)
+	if cfg.TrustedSources, err = sourceList("trusted_sources", f.TrustedSources, paths); err != nil {
+		return Config{}, err
 	}
-	for i, s := range f.DenySources {
-		src, err := ParseSource(s)
-		if err != nil {
-			return Config{}, paths.at(fmt.Sprintf("deny_sources[%d]", i), err)
-		}
-		cfg.DenySources = append(cfg.DenySources, src)
+	if cfg.DenySources, err = sourceList("deny_sources", f.DenySources, paths); err != nil {
+		return Config{}, err
 	}
 	if f.UFW != nil {
 		switch m := UFWMode(strings.ToLower(strings.TrimSpace(*f.UFW))); m {
@@ -289,6 +281,19 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 		}
 	}
 	return nil
+}
+
+// sourceList parses a list of sources under key.
+func sourceList(key string, list []string, paths docPaths) ([]Source, error) {
+	var out []Source
+	for i, s := range list {
+		src, err := ParseSource(s)
+		if err != nil {
+			return nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+		}
+		out = append(out, src)
+	}
+	return out, nil
 }
 
 // parseSelector validates the container and service keys that select

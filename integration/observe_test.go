@@ -176,6 +176,9 @@ func bannedEverywhere(t *testing.T, e *env, nftables bool, port int) {
 	ban(t, e, nftables, B, false)
 	banned := []check{out("tcp", A, port, true, name), out("tcp", B, port, false, ""), out("udp", B, port, false, "")}
 	e.expect(t, banned...)
+	if plan, _ := e.bed.Exec(e.ctx, dockmoatBin, "plan", "--config", e.dm.Config, "--state-dir", e.dm.StateDir()); !strings.Contains(plan, "banned from every published port") || !strings.Contains(plan, B.String()) {
+		t.Errorf("plan does not show the ban:\n%s", plan)
+	}
 	restart(t, e)
 	e.expect(t, banned...)
 	ban(t, e, nftables, B, true)

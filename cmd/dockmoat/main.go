@@ -506,6 +506,10 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 	if doc.Observe = rec.Config().Observe; doc.Observe && text {
 		fmt.Fprint(out, "OBSERVE MODE: new connections that the policy below refuses are let through, counted and logged, not dropped;\n'dockmoat suggest' lists them, 'dockmoat enforce' drops them.\n\n")
 	}
+	if doc.Banned = banned(ctx, rec.Backend()); text && len(doc.Banned) > 0 {
+		writeBanned(out, doc.Banned)
+		fmt.Fprintln(out)
+	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
 		return false, err
@@ -535,6 +539,7 @@ type planDoc struct {
 	ConfigError string               `json:"config_error,omitempty"`
 	Disabled    *disabledJSON        `json:"disabled,omitempty"`
 	Observe     bool                 `json:"observe,omitempty"`
+	Banned      map[string][]string  `json:"banned,omitempty"` // ban set → its sources
 	Families    []netfilter.PlanJSON `json:"families"`
 }
 

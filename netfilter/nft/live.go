@@ -121,3 +121,21 @@ func (l *Live) Chain(family, table, name string) *LiveChain {
 	}
 	return nil
 }
+
+// Banned lists the elements of the ban table's sets (BanTable: ban4,
+// ban6), as nft writes them, by set name.
+func (l *Live) Banned() map[string][]string {
+	out := map[string][]string{}
+	for _, name := range []string{"ban4", "ban6"} {
+		s := l.Sets[SetKey(TableFamily, BanTable, name)]
+		if s == nil {
+			continue
+		}
+		elems := []string{}
+		for _, e := range s.Elems {
+			elems = append(elems, valueText(e))
+		}
+		out[name] = elems
+	}
+	return out
+}
