@@ -117,6 +117,40 @@ func TestComposeFile(t *testing.T) {
 	}
 }
 
+// TestComposeSocketProxy: the proxied compose file gives dockmoat no
+// Docker socket, the proxy's address, the same hardening, and a proxy
+// that takes read requests only, on loopback.
+func TestComposeSocketProxy(t *testing.T) {
+	data, err := os.ReadFile("../deploy/compose.socket-proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			CapDrop     []string          `yaml:"cap_drop"`
+			ReadOnly    bool              `yaml:"read_only"`
+			SecurityOpt []string          `yaml:"security_opt"`
+			Volumes     []string          `yaml:"volumes"`
+			Ports       []string          `yaml:"ports"`
+			Environment map[string]any    `yaml:"environment"`
+			Labels      map[string]string `yaml:"labels"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	d, p := c.Services["dockmoat"], c.Services["docker-proxy-ro"]
+	if slices.ContainsFunc(d.Volumes, func(v string) bool { return strings.Contains(v, "docker.sock") }) ||
+		d.Environment["DOCKER_HOST"] != "tcp://127.0.0.1:2375" || !slices.Equal(d.CapDrop, []string{"ALL"}) || !d.ReadOnly ||
+		!slices.Equal(d.SecurityOpt, []string{"no-new-privileges:true"}) {
+		t.Errorf("dockmoat service: %+v", d)
+	}
+	if p.Environment["POST"] != 0 || p.Environment["CONTAINERS"] != 1 || p.Environment["EVENTS"] != 1 ||
+		!slices.Equal(p.Ports, []string{"127.0.0.1:2375:2375"}) {
+		t.Errorf("proxy service: %+v", p)
+	}
+}
+
 // TestDepsKeepUsersDocker runs the dependency step of `make demo` and
 // `make test` (dry run) the way a host with Docker CE looks: a dockerd on
 // the PATH and no docker.io package. apt must not be asked for Docker;
