@@ -70,6 +70,12 @@ type Config struct {
 	// installed as when enforcing, so `dockmoat enforce` only swaps the
 	// refusals back in.
 	Observe bool
+	// Lists are the named source lists' sources (lists.go), ListFiles
+	// their files, and ListErrors the lists that could not be read (they
+	// open nothing).
+	Lists      map[string][]Source
+	ListFiles  map[string]string
+	ListErrors []string
 	// Disabled turns protection off, by `dockmoat disable` (state.go),
 	// never by the file: the rules stay installed behind one bypass rule
 	// per hook, so `dockmoat enable` restores them by removing it.
@@ -177,23 +183,28 @@ type fileAllow struct {
 }
 
 type file struct {
-	TrustedSources []string     `yaml:"trusted_sources"`
-	DenySources    []string     `yaml:"deny_sources"`
-	UFW            *string      `yaml:"ufw"`
-	LogBlocked     *bool        `yaml:"log_blocked"`
-	IPv6Hook       *bool        `yaml:"ipv6_forward_hook"`
-	IPSet          *string      `yaml:"ipset"`
-	ImageLabels    *string      `yaml:"image_labels"`
-	Mode           *string      `yaml:"mode"`
-	UFWInput       *bool        `yaml:"ufw_input"`
-	Allow          []fileAllow  `yaml:"allow"`
-	Egress         []fileEgress `yaml:"egress"`
-	EgressDNS      []string     `yaml:"egress_dns"`
+	TrustedSources []string            `yaml:"trusted_sources"`
+	DenySources    []string            `yaml:"deny_sources"`
+	UFW            *string             `yaml:"ufw"`
+	LogBlocked     *bool               `yaml:"log_blocked"`
+	IPv6Hook       *bool               `yaml:"ipv6_forward_hook"`
+	IPSet          *string             `yaml:"ipset"`
+	ImageLabels    *string             `yaml:"image_labels"`
+	Mode           *string             `yaml:"mode"`
+	Lists          map[string]fileList `yaml:"lists"`
+	UFWInput       *bool               `yaml:"ufw_input"`
+	Allow          []fileAllow         `yaml:"allow"`
+	Egress         []fileEgress        `yaml:"egress"`
+	EgressDNS      []string            `yaml:"egress_dns"`
 }
 
 // Parse validates a YAML document. Unknown keys are errors: a typo such as
 // `trusted_source:` must not silently leave a port closed or open.
-func Parse(data []byte) (Config, error) {
+func Parse(data []byte) (Config, error) { return ParseWith(data, nil) }
+
+// ParseWith is Parse that reads the named lists' files with read (nil:
+// none is read, and every list is empty).
+func ParseWith(data []byte, read func(string) ([]byte, error)) (Config, error) {
 	cfg := Default()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -209,10 +220,13 @@ func Parse(data []byte) (Config, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, typeError(err, paths)
 	}
-	if cfg.TrustedSources, err = sourceList("trusted_sources", f.TrustedSources, paths); err != nil {
+	if cfg.Lists, cfg.ListFiles, cfg.ListErrors, err = readLists(f.Lists, read, paths); err != nil {
 		return Config{}, err
 	}
-	if cfg.DenySources, err = sourceList("deny_sources", f.DenySources, paths); err != nil {
+	if cfg.TrustedSources, err = sourceList("trusted_sources", f.TrustedSources, cfg.Lists, paths); err != nil {
+		return Config{}, err
+	}
+	if cfg.DenySources, err = sourceList("deny_sources", f.DenySources, cfg.Lists, paths); err != nil {
 		return Config{}, err
 	}
 	if f.UFW != nil {
@@ -236,7 +250,7 @@ func Parse(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	for i, a := range f.Allow {
-		rule, err := parseAllow(a)
+		rule, err := parseAllow(a, cfg.Lists)
 		if err != nil {
 			return Config{}, paths.at(fmt.Sprintf("allow[%d]", i), err)
 		}
@@ -283,10 +297,18 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 	return nil
 }
 
-// sourceList parses a list of sources under key.
-func sourceList(key string, list []string, paths docPaths) ([]Source, error) {
+// sourceList parses a list of sources under key (`list:NAME` expanded).
+func sourceList(key string, list []string, lists map[string][]Source, paths docPaths) ([]Source, error) {
 	var out []Source
 	for i, s := range list {
+		if strings.HasPrefix(strings.TrimSpace(s), ListPrefix) {
+			srcs, err := ParseSourcesIn(s, lists)
+			if err != nil {
+				return nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+			}
+			out = append(out, srcs.Prefixes...)
+			continue
+		}
 		src, err := ParseSource(s)
 		if err != nil {
 			return nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
@@ -320,7 +342,7 @@ func parseSelector(container, service string) (AllowRule, error) {
 	return r, nil
 }
 
-func parseAllow(a fileAllow) (AllowRule, error) {
+func parseAllow(a fileAllow, lists map[string][]Source) (AllowRule, error) {
 	r, err := parseSelector(a.Container, a.Service)
 	if err != nil {
 		return r, err
@@ -346,7 +368,7 @@ func parseAllow(a fileAllow) (AllowRule, error) {
 	if len(from) == 0 {
 		return r, fmt.Errorf("from (line %d) is empty: list the allowed sources, or remove the from key to allow everyone", a.From.Line)
 	}
-	srcs, err := ParseSources(strings.Join(from, ","))
+	srcs, err := ParseSourcesIn(strings.Join(from, ","), lists)
 	if err != nil {
 		return r, fmt.Errorf("from: %w", err)
 	}
@@ -368,7 +390,7 @@ func Load(file string, required bool) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("reading config %s: %w", file, err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := ParseWith(data, os.ReadFile)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", file, err)
 	}

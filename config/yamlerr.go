@@ -75,6 +75,15 @@ func walkKeys(n *yaml.Node, t reflect.Type, path string, paths docPaths) error {
 				return err
 			}
 		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode: // lists: NAME: {…}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := path + "." + k.Value
+			paths.set(k.Line, p)
+			if err := walkKeys(v, t.Elem(), p, paths); err != nil {
+				return err
+			}
+		}
 	case t.Kind() == reflect.Struct && t != reflect.TypeOf(yaml.Node{}) && n.Kind == yaml.MappingNode:
 		known := keysOf(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -125,14 +134,16 @@ var unmarshalRe = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([
 
 // wants says what a Go type of the file means to someone writing YAML.
 var wants = map[string]string{
-	"[]string":            `a list, such as ["80", "443/tcp"]`,
-	"string":              "a single value",
-	"bool":                "true or false",
-	"[]config.fileAllow":  "a list of rules, each starting with \"- container:\" or \"- service:\"",
-	"[]config.fileEgress": "a list of rules, each starting with \"- container:\" or \"- service:\"",
-	"config.fileAllow":    "a rule with keys container or service, ports and from",
-	"config.fileEgress":   "a rule with keys container or service, policy and allow",
-	"config.file":         "keys and values (see deploy/config.example.yaml)",
+	"[]string":                   `a list, such as ["80", "443/tcp"]`,
+	"string":                     "a single value",
+	"bool":                       "true or false",
+	"[]config.fileAllow":         "a list of rules, each starting with \"- container:\" or \"- service:\"",
+	"[]config.fileEgress":        "a list of rules, each starting with \"- container:\" or \"- service:\"",
+	"config.fileAllow":           "a rule with keys container or service, ports and from",
+	"config.fileEgress":          "a rule with keys container or service, policy and allow",
+	"config.file":                "keys and values (see deploy/config.example.yaml)",
+	"map[string]config.fileList": "named lists, each NAME: {file: PATH}",
+	"config.fileList":            "a list with the key file",
 }
 
 // typeError rewrites the decoder's type errors with the key and what it

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -356,6 +358,34 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 	})
 
 	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, false, 9740) })
+
+	// A named source list, referred to by a label: a change of its file is
+	// followed without a reload (B closed, then open, then closed again,
+	// A open throughout).
+	t.Run("SourceListFollowed", func(t *testing.T) {
+		list := filepath.Join(filepath.Dir(e.dm.Config), "office.txt")
+		write := func(lines ...string) {
+			t.Helper()
+			if err := os.WriteFile(list, []byte("# office\n"+strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(A.String())
+		e.reload(t, "lists:\n  office: {file: "+list+"}\n")
+		defer e.reload(t, "{}\n")
+		e.run(t, testbed.Spec{Name: "listed", Labels: map[string]string{"dockmoat.allow": "9750", "dockmoat.from": "list:office"},
+			Publish: []string{"9750:80"}, Serve: []string{"80"}})
+		e.sync(t)
+		e.expect(t, out("tcp", A, 9750, true, "listed"), out("tcp", B, 9750, false, ""))
+		write(A.String(), B.String()+"/32")
+		e.expect(t, out("tcp", A, 9750, true, "listed"), out("tcp", B, 9750, true, "listed"))
+		write(A.String())
+		closed := out("tcp", B, 9750, false, "")
+		for deadline := time.Now().Add(15 * time.Second); e.try(closed) != "" && time.Now().Before(deadline); {
+			time.Sleep(300 * time.Millisecond) // the file is looked at every 5 s
+		}
+		e.expect(t, out("tcp", A, 9750, true, "listed"), closed)
+	})
 
 	// ufw_input: a plain `ufw allow … port P` opens the published port P,
 	// for the rule's source only; off, the same rule opens nothing (the

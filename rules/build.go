@@ -319,7 +319,7 @@ func (a Allow) Describe() string {
 
 // decide applies labels and config to each published port of a container.
 func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
-	labelGrants, problems := parseLabels(c)
+	labelGrants, problems := parseLabels(c, cfg.Lists)
 	fatal := len(problems) > 0
 	var cfgGrants []grant
 	for i, r := range cfg.Allow {

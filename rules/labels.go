@@ -61,7 +61,7 @@ type grant struct {
 // parseLabels turns a container's dockmoat.* labels into grants. Any
 // invalid label makes it return no grants at all: a half-understood policy
 // must not open anything.
-func parseLabels(c Container) ([]grant, []Problem) {
+func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Problem) {
 	keys := make([]string, 0, len(c.Labels))
 	for k := range c.Labels {
 		// Any letter case: `Dockmoat.from` is a typo of a restriction,
@@ -96,7 +96,7 @@ func parseLabels(c Container) ([]grant, []Problem) {
 			}
 			allow, hasAllow = specs, true
 		case k == LabelFrom:
-			srcs, err := config.ParseSources(v)
+			srcs, err := config.ParseSourcesIn(v, lists)
 			if err != nil {
 				bad(k, err.Error())
 				continue
@@ -112,7 +112,7 @@ func parseLabels(c Container) ([]grant, []Problem) {
 				bad(k, "use dockmoat.allow=* with dockmoat.from for all ports; per-port keys name a port or range")
 				continue
 			}
-			srcs, err := config.ParseSources(v)
+			srcs, err := config.ParseSourcesIn(v, lists)
 			if err != nil {
 				bad(k, err.Error())
 				continue

@@ -27,8 +27,14 @@ func checkConfig(opt options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dockmoat check-config: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: valid: %d trusted source(s), %d allow rule(s), %d egress rule(s), ufw %s, image labels %s\n",
-		opt.configPath, len(cfg.TrustedSources), len(cfg.Allow), len(cfg.Egress.Rules), cfg.UFW, imageLabels(cfg))
+	for _, e := range cfg.ListErrors {
+		fmt.Fprintf(stderr, "dockmoat check-config: %s\n", e)
+	}
+	if len(cfg.ListErrors) > 0 {
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid: %d trusted source(s), %d allow rule(s), %d egress rule(s), %d list(s), ufw %s, image labels %s\n",
+		opt.configPath, len(cfg.TrustedSources), len(cfg.Allow), len(cfg.Egress.Rules), len(cfg.Lists), cfg.UFW, imageLabels(cfg))
 	return 0
 }
 

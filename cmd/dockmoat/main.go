@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -238,6 +239,7 @@ func loadOrFailClosed(opt options, log logrus.FieldLogger) (config.Config, error
 		log.WithField("config", opt.configPath).Errorf("%v; %s", err, config.Fix)
 		return config.FailClosed(), err
 	}
+	logListErrors(cfg, log)
 	return cfg, nil
 }
 
@@ -460,21 +462,61 @@ func serveMetrics(ctx context.Context, opt options, m *metrics.Metrics, log logr
 // not load leaves the last valid config in force (a fail-closed one if
 // there never was one): a typo must not reopen or close what the user had.
 func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, opt options, rec *reconciler.Reconciler, m *metrics.Metrics, log *logrus.Logger, poke func()) {
+	lists := time.NewTicker(listPoll)
+	defer lists.Stop()
+	seen := listStamps(rec.Config().ListFiles)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			c, err := loadConfig(opt)
-			m.ConfigState(err)
-			if err != nil {
-				log.WithField("config", opt.configPath).Errorf("SIGHUP: %v; the previous config stays in force until the file is fixed and reloaded", err)
-				continue
+			reload(opt, rec, m, log, poke, "SIGHUP")
+		case <-lists.C:
+			if now := listStamps(rec.Config().ListFiles); !maps.Equal(now, seen) {
+				seen = now
+				reload(opt, rec, m, log, poke, "a source list changed")
 			}
-			rec.SetConfig(c)
-			log.WithField("config", opt.configPath).Info("SIGHUP: config reloaded")
-			poke()
 		}
+	}
+}
+
+// reload reads the config file again (and its lists) and hands it to the
+// next pass; an invalid file leaves the previous config in force.
+func reload(opt options, rec *reconciler.Reconciler, m *metrics.Metrics, log logrus.FieldLogger, poke func(), why string) {
+	c, err := loadConfig(opt)
+	m.ConfigState(err)
+	if err != nil {
+		log.WithField("config", opt.configPath).Errorf("%s: %v; the previous config stays in force until the file is fixed and reloaded", why, err)
+		return
+	}
+	logListErrors(c, log)
+	rec.SetConfig(c)
+	log.WithField("config", opt.configPath).Info(why + ": config reloaded")
+	poke()
+}
+
+// listPoll is how often the source lists' files are looked at.
+var listPoll = 5 * time.Second
+
+// listStamps is each list file's size and modification time ("" when it
+// cannot be read): a change means reading the config again.
+func listStamps(files map[string]string) map[string]string {
+	out := make(map[string]string, len(files))
+	for name, path := range files {
+		if fi, err := os.Stat(path); err == nil {
+			out[name] = fmt.Sprintf("%d %d", fi.Size(), fi.ModTime().UnixNano())
+		} else {
+			out[name] = ""
+		}
+	}
+	return out
+}
+
+// logListErrors says which source lists could not be read (they open
+// nothing).
+func logListErrors(c config.Config, log logrus.FieldLogger) {
+	for _, e := range c.ListErrors {
+		log.Warn(e)
 	}
 }
 
