@@ -215,7 +215,7 @@ func Run(in Input) Report {
 		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
-		fc.ufwChain = obs.Chains[ipt.UFWChain]
+		fc.ufwChain = obs.Chains[ipt.UFWChain(st.Family)]
 		// The policy per port, also for a family dockmoat does not manage.
 		for _, d := range fc.policy.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d

@@ -160,7 +160,7 @@ func TestUFWAndStaleChains(t *testing.T) {
 	if strings.Contains(strings.Join(r.v4.Rules(ChainIngress), "\n"), "ufw-user-forward") {
 		t.Error("jump to a missing ufw chain")
 	}
-	r.v4.SetChain(UFWChain, "-p tcp --dport 80 -j ACCEPT")
+	r.v4.SetChain(UFWChain(rules.IPv4), "-p tcp --dport 80 -j ACCEPT")
 	// Without sets DOCKMOAT-DENY is one of ours that is no longer wanted;
 	// DOCKMOAT_LOG only looks like ours and is someone else's.
 	r.v4.SetChain(ChainDeny, "-j DROP")

@@ -11,8 +11,6 @@ const (
 	// HookChain is Docker's chain for user rules; dockmoat adds exactly one
 	// rule there (the hook) and never edits anything else in it.
 	HookChain = "DOCKER-USER"
-	// UFWChain holds `ufw route` rules.
-	UFWChain = "ufw-user-forward"
 	// HookComment marks the hook rule in DOCKER-USER.
 	HookComment = "dockmoat:hook"
 	// ChainPass marks a packet dockmoat's chains let through
@@ -34,6 +32,24 @@ const (
 	// for new connections from those containers.
 	ChainEgress = "DOCKMOAT-EGRESS"
 )
+
+// UFWChain holds the family's `ufw route` rules (ufw names its ip6tables
+// chains ufw6-…).
+func UFWChain(fam rules.Family) string {
+	if fam == rules.IPv6 {
+		return "ufw6-user-forward"
+	}
+	return "ufw-user-forward"
+}
+
+// UFWInputChain holds the family's plain `ufw allow` and `ufw deny`
+// rules (INPUT).
+func UFWInputChain(fam rules.Family) string {
+	if fam == rules.IPv6 {
+		return "ufw6-user-input"
+	}
+	return "ufw-user-input"
+}
 
 // BanSet is the family's ban set (ipset hash:net, elements may carry a
 // timeout): dockmoat creates it and never flushes or rewrites it, so that

@@ -67,7 +67,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 		}
 		return p, false
 	}
-	hasUFW := obs.Chains[UFWChain]
+	hasUFW := obs.Chains[UFWChain(fam)]
 	switch cfg.UFW {
 	case config.UFWAuto:
 		d.UFW = hasUFW

@@ -173,7 +173,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		tail = &deny
 	}
 	if opt.UFWForward {
-		tail.add(rules.Desc("ufw route rules"), "-j", UFWChain)
+		tail.add(rules.Desc("ufw route rules"), "-j", UFWChain(fam))
 	}
 	observeTail(tail, cfg)
 	if cfg.LogBlocked {

@@ -58,3 +58,23 @@ COMMIT
 		t.Errorf("5432 follows a deny of a source it would open to: %+v", d)
 	}
 }
+
+// ufw names its ip6tables chains ufw6-…: the IPv6 route rules and plain
+// rules are read and jumped to there.
+func TestUFWIPv6Chains(t *testing.T) {
+	save := "*filter\n:ufw6-user-input - [0:0]\n-A ufw6-user-input -s 2001:db8::/32 -p tcp -m tcp --dport 443 -j ACCEPT\nCOMMIT\n"
+	allows, skipped := UFWInputAllows(iptsave.Parse([]byte(save))["filter"], rules.IPv6)
+	if len(allows) != 1 || len(skipped) != 0 || allows[0].From.Prefixes[0] != netip.MustParsePrefix("2001:db8::/32") {
+		t.Errorf("ufw6-user-input: %+v %q", allows, skipped)
+	}
+	res := rules.Build(config.Default(), rulestest.ProxySnap(), rules.IPv6, rules.Options{})
+	rs := Render(config.Default(), res, RenderOptions{UFWForward: true})
+	ing, _ := rs.Chain(ChainIngress)
+	var lines []string
+	for _, r := range ing.Rules {
+		lines = append(lines, RuleLine(ing.Name, r))
+	}
+	if all := strings.Join(lines, "\n"); !strings.Contains(all, "-j ufw6-user-forward") || strings.Contains(all, "-j ufw-user-forward") {
+		t.Errorf("IPv6 route rules:\n%s", all)
+	}
+}
