@@ -139,34 +139,13 @@ func (s *Netlink) CreateBan(name string, fam rules.Family) error {
 // ListNets returns the prefixes a hash:net set holds (a ban set's),
 // exists false when there is no such set.
 func (s *Netlink) ListNets(name string) (nets []netip.Prefix, exists bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	req := s.request(nl.IPSET_CMD_LIST, nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
-	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
-	err = req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
-		if len(msg) < 4 {
-			return true
+	exists, err = s.dump(name, func(data []byte) error {
+		if p, ok := parseNet(data); ok {
+			nets = append(nets, p)
 		}
-		for typ, val := range attrs(msg[4:]) {
-			if typ != nl.IPSET_ATTR_ADT {
-				continue
-			}
-			for typ, data := range attrs(val) {
-				if p, ok := parseNet(data); typ == nl.IPSET_ATTR_DATA && ok {
-					nets = append(nets, p)
-				}
-			}
-		}
-		return true
+		return nil
 	})
-	if err != nil {
-		var errno unix.Errno
-		if errors.As(err, &errno) && (errno == unix.ENOENT || int(errno) == nl.IPSET_ERR_PROTOCOL) {
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("listing ipset %s: %w", name, err)
-	}
-	return nets, true, nil
+	return nets, exists, err
 }
 
 // parseNet reads a hash:net element: its address and prefix length.
@@ -280,13 +259,24 @@ func protoName(n uint8) string {
 // List implements ipt.SetStore. It parses the dump itself: the library's
 // parser costs ten times the kernel's dump at 10,000 elements.
 func (s *Netlink) List(name string) ([]rules.SetElem, bool, error) {
+	var out []rules.SetElem
+	exists, err := s.dump(name, func(data []byte) error {
+		e, err := parseElem(data)
+		out = append(out, e)
+		return err
+	})
+	return out, exists, err
+}
+
+// dump lists set name, handing each element's data attribute to each;
+// exists is false when there is no such set.
+func (s *Netlink) dump(name string, each func(data []byte) error) (exists bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req := s.request(nl.IPSET_CMD_LIST, nl.GetIpsetFlags(nl.IPSET_CMD_LIST))
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
-	var out []rules.SetElem
 	var perr error
-	err := req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
+	err = req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
 		if len(msg) < 4 {
 			return true
 		}
@@ -298,12 +288,10 @@ func (s *Netlink) List(name string) ([]rules.SetElem, bool, error) {
 				if typ != nl.IPSET_ATTR_DATA {
 					continue
 				}
-				e, err := parseElem(data)
-				if err != nil {
+				if err := each(data); err != nil {
 					perr = fmt.Errorf("ipset %s: %w", name, err)
 					return false
 				}
-				out = append(out, e)
 			}
 		}
 		return true
@@ -311,11 +299,11 @@ func (s *Netlink) List(name string) ([]rules.SetElem, bool, error) {
 	if err != nil {
 		var errno unix.Errno
 		if errors.As(err, &errno) && (errno == unix.ENOENT || int(errno) == nl.IPSET_ERR_PROTOCOL) {
-			return nil, false, nil
+			return false, nil
 		}
-		return nil, false, fmt.Errorf("listing ipset %s: %w", name, err)
+		return false, fmt.Errorf("listing ipset %s: %w", name, err)
 	}
-	return out, true, perr
+	return true, perr
 }
 
 // attrs iterates over netlink attributes, type flags masked off.
