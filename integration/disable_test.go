@@ -31,14 +31,7 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 	}
 	e.expect(t, closed...)
 
-	dm := func(args ...string) string {
-		t.Helper()
-		msg, err := e.bed.Exec(e.ctx, dockmoatBin, append(args, "--state-dir", e.dm.StateDir())...)
-		if err != nil {
-			t.Fatalf("dockmoat %v: %v\n%s", args, err, msg)
-		}
-		return msg
-	}
+	dm := func(args ...string) string { t.Helper(); return e.dockmoat(t, args...) }
 	start := time.Now()
 	if msg := dm("disable", "--reason", "integration test"); !strings.Contains(msg, "egress limits of deny containers are lifted too") {
 		t.Errorf("disable does not say it lifts egress limits:\n%s", msg)

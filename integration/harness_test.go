@@ -120,6 +120,17 @@ func (e *env) startDockmoat(t *testing.T, cfg string) {
 	e.sync(t)
 }
 
+// dockmoat runs a dockmoat command in the bed against its state
+// directory, failing t when it fails; it returns the output.
+func (e *env) dockmoat(t *testing.T, args ...string) string {
+	t.Helper()
+	msg, err := e.bed.Exec(e.ctx, dockmoatBin, append(args, "--state-dir", e.dm.StateDir())...)
+	if err != nil {
+		t.Fatalf("dockmoat %v: %v\n%s", args, err, msg)
+	}
+	return msg
+}
+
 func (e *env) sync(t *testing.T) {
 	t.Helper()
 	if err := e.dm.WaitInSync(e.ctx, 20*time.Second); err != nil {

@@ -34,14 +34,7 @@ func observeEnforce(t *testing.T, e *env, port int, v6 bool) {
 		other = append(other, out6("tcp", B6, port, false, ""), out6("udp", B6, port, false, ""))
 	}
 	e.expect(t, closedOf(seen)...)
-	dm := func(args ...string) string {
-		t.Helper()
-		msg, err := e.bed.Exec(e.ctx, dockmoatBin, append(args, "--state-dir", e.dm.StateDir())...)
-		if err != nil {
-			t.Fatalf("dockmoat %v: %v\n%s", args, err, msg)
-		}
-		return msg
-	}
+	dm := func(args ...string) string { t.Helper(); return e.dockmoat(t, args...) }
 	base, err := os.ReadFile(e.dm.Config)
 	if err != nil {
 		t.Fatal(err)
