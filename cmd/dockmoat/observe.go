@@ -75,11 +75,14 @@ func recordObserveFlag(opt options, log logrus.FieldLogger) {
 func applyMode(dir string, rec *reconciler.Reconciler, log logrus.FieldLogger) (changed bool) {
 	mode, err := config.ReadMode(dir)
 	if err != nil {
-		log.WithError(err).Error("cannot read the recorded mode; enforcing")
 		mode = config.ModeEnforce
 	}
 	m := map[string]reconciler.Mode{"": reconciler.ModeFromConfig, config.ModeObserve: reconciler.ModeObserve, config.ModeEnforce: reconciler.ModeEnforce}[mode]
-	return rec.SetMode(m)
+	changed = rec.SetMode(m)
+	if err != nil && changed { // once, not at every poll
+		log.WithError(err).Error("cannot read the recorded mode; enforcing")
+	}
+	return changed
 }
 
 // modeLogger logs when a pass runs in another mode than the last one.
@@ -89,10 +92,11 @@ func modeLogger(log logrus.FieldLogger) func(observing bool) {
 		if !first && observing == last {
 			return
 		}
+		wasFirst := first
 		first, last = false, observing
 		if observing {
 			log.Warn("OBSERVE mode: new connections that the policy refuses are let through, counted and logged, not dropped; 'dockmoat suggest' lists them, 'dockmoat enforce' drops them")
-		} else if !first {
+		} else if !wasFirst {
 			log.Info("enforcing: new connections that the policy refuses are dropped")
 		}
 	}

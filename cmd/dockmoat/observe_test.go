@@ -73,3 +73,21 @@ func TestObserveCommands(t *testing.T) {
 		t.Errorf("status while observing: %d %s", code, out)
 	}
 }
+
+// The mode is logged when a pass runs in another one than the last, and
+// enforcing, the default, is not announced at start.
+func TestModeLogger(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	say := modeLogger(log)
+	say(false)
+	say(false)
+	if n := len(hook.AllEntries()); n != 0 {
+		t.Fatalf("enforcing from the start: %d log line(s)", n)
+	}
+	say(true)
+	say(true)
+	say(false)
+	if got := hook.AllEntries(); len(got) != 2 || !strings.Contains(got[0].Message, "OBSERVE") || !strings.Contains(got[1].Message, "enforcing") {
+		t.Errorf("log: %v", got)
+	}
+}
