@@ -42,9 +42,7 @@ func TestRunNoDockmoat(t *testing.T) {
 -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
 COMMIT
 `
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
-		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	snap := dbSnap()
 	rep := Run(Input{Config: config.Default(), Snapshot: snap,
 		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
@@ -92,9 +90,7 @@ COMMIT
 -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
 COMMIT
 `
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
-		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	snap := dbSnap()
 	in := Input{Config: config.Default(), Snapshot: snap,
 		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
@@ -112,9 +108,7 @@ COMMIT
 // In observe mode the refused port answers, and audit says why: dockmoat
 // observes (the rules dockmoat renders, read back as iptables-save).
 func TestRunObserving(t *testing.T) {
-	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
-		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+	snap := dbSnap()
 	save := func(cfg config.Config) string {
 		rs := ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
 		var b strings.Builder
@@ -148,4 +142,12 @@ func TestRunObserving(t *testing.T) {
 	if rep := Run(in); rep.Beyond() || rep.Rows[0].Exposure != Closed || !strings.Contains(rep.Rows[0].Reason, "default deny") {
 		t.Fatalf("enforcing: %+v", rep.Rows)
 	}
+}
+
+// dbSnap is container db on docker0 at 172.17.0.2, publishing 8080 to its
+// port 80/tcp, with no label: the tests' closed port.
+func dbSnap() rules.Snapshot {
+	return rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
 }

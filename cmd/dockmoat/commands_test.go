@@ -100,15 +100,7 @@ func TestManPage(t *testing.T) {
 			t.Errorf("no %q", want)
 		}
 	}
-	groff, err := exec.LookPath("groff")
-	if err != nil {
-		t.Skip("no groff to read it")
-	}
-	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
-	cmd.Stdin = strings.NewReader(page)
-	if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
-		t.Errorf("groff: %v\n%s", err, msg)
-	}
+	groffReads(t, page)
 }
 
 // TestConfigManPage: dockmoat.yaml(5) names every key, and groff reads it
@@ -127,6 +119,12 @@ func TestConfigManPage(t *testing.T) {
 	if code := realMain([]string{"man", "nope"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
 		t.Errorf("man nope: exit %d", code)
 	}
+	groffReads(t, page)
+}
+
+// groffReads fails t when groff warns about a manual page.
+func groffReads(t *testing.T, page string) {
+	t.Helper()
 	groff, err := exec.LookPath("groff")
 	if err != nil {
 		t.Skip("no groff to read it")
