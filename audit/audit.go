@@ -27,6 +27,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // Exposure of one published port.
@@ -81,7 +82,7 @@ type FamilyState struct {
 	Err    error  // why Save is empty
 	// Sets holds dockmoat's ipsets of the family as read from the kernel
 	// (absent sets are not in the map).
-	Sets map[string][]rules.SetElem
+	Sets map[string][]setelem.Elem
 }
 
 // Input is everything audit reads.
@@ -153,8 +154,8 @@ func (fc *famCtx) setRuleset(rs verdict.Ruleset) {
 func usesSets(t *iptsave.Table) bool {
 	ch := t.Chains[ipt.ChainIngress]
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
-		return strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv4)) ||
-			strings.Contains(r.Raw, "--match-set "+rules.SetName(rules.SetOpen, rules.IPv6))
+		return strings.Contains(r.Raw, "--match-set "+ipt.SetName(rules.SetOpen, rules.IPv4)) ||
+			strings.Contains(r.Raw, "--match-set "+ipt.SetName(rules.SetOpen, rules.IPv6))
 	})
 }
 
@@ -170,17 +171,18 @@ func usesBans(t *iptsave.Table, fam rules.Family) bool {
 }
 
 // setDiff compares the sets the policy wants with the sets read.
-func setDiff(want []rules.Set, have map[string][]rules.SetElem) []string {
+func setDiff(want []rules.Set, have map[string][]setelem.Elem) []string {
 	var out []string
 	for _, s := range want {
-		got, ok := have[s.Name]
+		name := ipt.SetName(s.Kind, s.Family)
+		got, ok := have[name]
 		if !ok {
-			out = append(out, "ipset "+s.Name+" missing")
+			out = append(out, "ipset "+name+" missing")
 			continue
 		}
-		missing, extra := rules.DiffElems(s.Elems, rules.ElemSet(got))
+		missing, extra := setelem.Diff(s.Elems, setelem.Index(got))
 		if len(missing) > 0 || len(extra) > 0 {
-			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", s.Name, len(missing), len(extra)))
+			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", name, len(missing), len(extra)))
 		}
 	}
 	return out

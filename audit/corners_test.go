@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // The corners where a match depends on what the client chooses. Each
@@ -281,9 +283,9 @@ func TestExplainGoldenIPT(t *testing.T) {
 		ctr("hiudp", "172.30.0.8", nil, pb(8090, 5000, "udp", "0.0.0.0")),
 	}}
 	cfg := config.Default()
-	sets := map[string][]rules.SetElem{}
+	sets := map[string][]setelem.Elem{}
 	for _, s := range rules.Build(cfg, snap, rules.IPv4, rules.Options{Sets: true}).Sets {
-		sets[s.Name] = s.Sorted()
+		sets[ipt.SetName(s.Kind, s.Family)] = s.Sorted()
 	}
 	var b strings.Builder
 	for _, target := range []string{"8080/tcp", "8081/tcp", "8082/tcp"} {

@@ -87,7 +87,7 @@ func TestKernelGolden(t *testing.T) {
 					}
 					defer sets.Close()
 					for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-						name := rules.SetName(kind, rules.IPv4)
+						name := ipt.SetName(kind, rules.IPv4)
 						elems, ok, err := sets.List(name)
 						if err != nil {
 							return err

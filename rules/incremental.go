@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // Incremental computes Build's result with sets (Options.Sets) for one
@@ -88,7 +89,7 @@ type incGroup struct {
 	k     target
 	links []incRef // the links of containers into this target
 	// What the group puts into the outputs now.
-	outElems []SetElem
+	outElems []setelem.Elem
 	outPorts []hostPort
 }
 
@@ -371,7 +372,7 @@ func (inc *Incremental) regroup(k target) {
 	g.outPorts = hosts
 }
 
-func (inc *Incremental) list(e SetElem) *elemList {
+func (inc *Incremental) list(e setelem.Elem) *elemList {
 	if e.Src.IsValid() {
 		return inc.from
 	}
@@ -381,10 +382,10 @@ func (inc *Incremental) list(e SetElem) *elemList {
 // elemList is a refcounted set of elements kept as a slice, recording
 // which elements came or went since the last delta.
 type elemList struct {
-	elems   []SetElem
-	counts  []int            // refcount of each element of elems
-	at      map[SetElem]int  // index in elems
-	was     map[SetElem]bool // presence before the first change since the last delta
+	elems   []setelem.Elem
+	counts  []int                 // refcount of each element of elems
+	at      map[setelem.Elem]int  // index in elems
+	was     map[setelem.Elem]bool // presence before the first change since the last delta
 	lastGen uint64
 	fresh   bool // no previous result to be a delta of
 }
@@ -393,16 +394,16 @@ type elemList struct {
 // reset state cannot match a caller's record of an older one.
 
 func newElemList(n int) *elemList {
-	return &elemList{at: make(map[SetElem]int, n), was: map[SetElem]bool{}, fresh: true}
+	return &elemList{at: make(map[setelem.Elem]int, n), was: map[setelem.Elem]bool{}, fresh: true}
 }
 
 // has reports whether e is in the list.
-func (l *elemList) has(e SetElem) bool {
+func (l *elemList) has(e setelem.Elem) bool {
 	_, ok := l.at[e]
 	return ok
 }
 
-func (l *elemList) add(e SetElem, by int) {
+func (l *elemList) add(e setelem.Elem, by int) {
 	i, before := l.at[e]
 	if !l.fresh {
 		if _, seen := l.was[e]; !seen {
@@ -477,8 +478,8 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 		res.Problems = append(res.Problems, e.problems...)
 	}
 	res.lists = &lists{ents: slices.Clone(inc.order)}
-	open := Set{Name: SetName(SetOpen, inc.fam), Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
-	from := Set{Name: SetName(SetFrom, inc.fam), Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
+	open := Set{Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
+	from := Set{Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
 	res.Sets = []Set{open, from}
 	for g := range inc.linear {
 		for _, ref := range g.links {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // randomContainer draws from small pools, so that addresses, published
@@ -100,7 +101,7 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 			return c
 		}
 		// The previous elements per set, to check each Delta against.
-		prev := map[string]map[SetElem]bool{}
+		prev := map[string]map[setelem.Elem]bool{}
 		prevGen := map[string]uint64{}
 		for step := range 150 {
 			cfgChanged := false
@@ -126,15 +127,16 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 				want := normalized(Build(cfg, snap, fam, opt))
 				raw := incs[fam].Build(cfg, snap, opt)
 				for _, set := range raw.Sets {
-					now := map[SetElem]bool{}
+					key := fmt.Sprint(set.Kind, set.Family)
+					now := map[setelem.Elem]bool{}
 					for _, e := range set.Elems {
 						now[e] = true
 					}
 					if d := set.Delta; d != nil && d.Since != 0 {
-						if d.Since != prevGen[set.Name] {
-							t.Fatalf("seed %d step %d %s: delta since %d, previous result was %d", seed, step, set.Name, d.Since, prevGen[set.Name])
+						if d.Since != prevGen[key] {
+							t.Fatalf("seed %d step %d %s: delta since %d, previous result was %d", seed, step, key, d.Since, prevGen[key])
 						}
-						applied := maps.Clone(prev[set.Name])
+						applied := maps.Clone(prev[key])
 						for _, e := range d.Removed {
 							delete(applied, e)
 						}
@@ -142,12 +144,12 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 							applied[e] = true
 						}
 						if !maps.Equal(applied, now) {
-							t.Fatalf("seed %d step %d %s: previous + delta != elements: %v + %+v != %v", seed, step, set.Name, prev[set.Name], d, now)
+							t.Fatalf("seed %d step %d %s: previous + delta != elements: %v + %+v != %v", seed, step, key, prev[key], d, now)
 						}
 					} else if step > 0 && !cfgChanged {
-						t.Fatalf("seed %d step %d %s: no delta", seed, step, set.Name)
+						t.Fatalf("seed %d step %d %s: no delta", seed, step, set.Kind)
 					}
-					prev[set.Name], prevGen[set.Name] = now, deltaGen(set)
+					prev[key], prevGen[key] = now, deltaGen(set)
 				}
 				got := normalized(raw)
 				if !reflect.DeepEqual(got, want) {

@@ -5,82 +5,55 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
-// Allow sets (iptables path, where the kernel has ipset).
+// Allow sets (Options.Sets; both backends, unless the config says
+// `ipset: off`).
 //
 // A linear list of allow rules costs every new connection one rule per
 // allowed port, so the packet path slows down as ports are added, and
-// every container change rewrites the chain. With sets, DOCKMOAT-INGRESS
-// looks the connection up in a hash:
+// every container change rewrites the chain. With sets, the ingress chain
+// looks the connection up in a set keyed on
 //
-//	DOCKMOAT-OPEN-V4  hash:ip,port      container address, proto:container port
-//	DOCKMOAT-FROM-V4  hash:ip,port,net  … and the allowed source prefix
+//	OPEN  container address, protocol, container port
+//	FROM  … and the allowed source prefix
 //
-// matched with --ctstate DNAT, so only connections Docker DNATed to an
-// allowed container's current address and port get further. A set cannot
-// see the published (host) port: after DNAT it is only in conntrack. So a
-// connection found in a set goes on to DOCKMOAT-PORTS, which checks that
-// the port the client connected to is one of the allowed published ports
-// (as ranges of consecutive ports: one rule for 10,000 ports published
-// together). Without that check a set element left behind while dockmoat
-// is stopped would open a new container that reuses the address and the
-// container port on any host port. The pair is exact because every
-// allowed published port in the sets leads to one container target only:
-// where a port leads to several (one port bound on two host addresses to
-// two containers) or a container port is published more than once with
+// (ipsets DOCKMOAT-OPEN-V4 and DOCKMOAT-FROM-V4 on the iptables backend,
+// sets open4 and from4 in the nft table), for DNATed connections only, so
+// only connections Docker DNATed to an allowed container's current
+// address and port get further. A set cannot see the published (host)
+// port: after DNAT it is only in conntrack. So a connection found in a
+// set goes on to a ports check (Result.Ports): the port the client
+// connected to must be one of the allowed published ports, as ranges of
+// consecutive ports (one rule for 10,000 ports published together).
+// Without that check a set element left behind while dockmoat is stopped
+// would open a new container that reuses the address and the container
+// port on any host port. The pair is exact because every allowed
+// published port in the sets leads to one container target only: where a
+// port leads to several (one port bound on two host addresses to two
+// containers) or a container port is published more than once with
 // different policies (8080->80 open, 9090->80 closed), those allows stay
-// rules with --ctorigdstport, as without sets.
+// rules matching the original destination port (Result.Linear), as
+// without sets.
 //
 // The lookup costs the same with 10 or 10,000 ports, and a container that
 // moves to a new address is a set-element change: no rule moves.
 
-// Set kinds and their ipset types.
+// Set kinds: OPEN sets open a container port to every source, FROM sets
+// to the source prefix in each element.
 const (
 	SetOpen = "OPEN"
 	SetFrom = "FROM"
 )
 
-// SetName is the ipset name of a kind in a family (at most 31 characters).
-func SetName(kind string, fam Family) string {
-	if fam == IPv6 {
-		return "DOCKMOAT-" + kind + "-V6"
-	}
-	return "DOCKMOAT-" + kind + "-V4"
-}
-
-// SetType is the ipset type of a kind.
-func SetType(kind string) string {
-	if kind == SetFrom {
-		return "hash:ip,port,net"
-	}
-	return "hash:ip,port"
-}
-
-// SetElem is one element: a container address, protocol and container
-// port, and for FROM sets the source prefix.
-type SetElem struct {
-	Addr  netip.Addr
-	Proto string
-	Port  uint16
-	Src   netip.Prefix // invalid in OPEN sets
-}
-
-// String renders the element the way `ipset save` does.
-func (e SetElem) String() string {
-	s := e.Addr.String() + "," + e.Proto + ":" + strconv.Itoa(int(e.Port))
-	if e.Src.IsValid() {
-		s += "," + e.Src.String()
-	}
-	return s
-}
-
-// Set is the desired content of one ipset.
+// Set is the desired content of one allow set (an ipset, or a set in
+// the nft table).
 type Set struct {
-	Name   string
 	Kind   string
 	Family Family
-	Elems  []SetElem
+	Elems  []setelem.Elem
 	// Delta, when known, is how Elems differ from the previous result of
 	// the same Incremental (generation Since), so that a caller holding
 	// that previous content can skip comparing all the elements.
@@ -92,19 +65,13 @@ type Set struct {
 // result (a first call, or the configuration changed): no delta then.
 type SetDelta struct {
 	Since, Gen     uint64
-	Added, Removed []SetElem
-}
-
-// CompareSetElems orders elements for stable output.
-func CompareSetElems(a, b SetElem) int {
-	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port),
-		a.Src.Addr().Compare(b.Src.Addr()), cmp.Compare(a.Src.Bits(), b.Src.Bits()))
+	Added, Removed []setelem.Elem
 }
 
 // Sorted returns the elements in stable order.
-func (s Set) Sorted() []SetElem {
+func (s Set) Sorted() []setelem.Elem {
 	out := slices.Clone(s.Elems)
-	slices.SortFunc(out, CompareSetElems)
+	slices.SortFunc(out, setelem.Compare)
 	return out
 }
 
@@ -185,8 +152,8 @@ func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Al
 // split returns the OPEN and FROM sets, the allowed published ports of the
 // set elements, and the allows that must stay rules.
 func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []Allow) {
-	open = Set{Name: SetName(SetOpen, fam), Kind: SetOpen, Family: fam, Elems: make([]SetElem, 0, len(g.groups))}
-	from = Set{Name: SetName(SetFrom, fam), Kind: SetFrom, Family: fam}
+	open = Set{Kind: SetOpen, Family: fam, Elems: make([]setelem.Elem, 0, len(g.groups))}
+	from = Set{Kind: SetFrom, Family: fam}
 	ports = make([]hostPort, 0, len(g.groups))
 	for i := range g.groups {
 		grp := &g.groups[i]
@@ -217,8 +184,8 @@ func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []
 
 // elemOf is the set element of a target for one source ("" and /0 mean
 // anyone: the OPEN set, which takes no source).
-func elemOf(k target, s string) (SetElem, bool) {
-	e := SetElem{Addr: k.addr, Proto: k.proto, Port: k.port}
+func elemOf(k target, s string) (setelem.Elem, bool) {
+	e := setelem.Elem{Addr: k.addr, Proto: k.proto, Port: k.port}
 	if s == "" {
 		return e, true
 	}
@@ -273,43 +240,4 @@ func (r PortRange) String() string {
 		s += ":" + strconv.Itoa(int(r.Hi))
 	}
 	return s
-}
-
-// DiffElems compares the elements a set should hold with those it holds:
-// missing are wanted and not held, extra held and not wanted (in no
-// particular order). Elements are unique, so when every element held is
-// wanted there is nothing extra and the wanted ones are never indexed.
-// It is the one set comparison: the iptables backend's ipsets, the nft
-// table's sets and audit all use it.
-func DiffElems[E comparable](want []E, have map[E]struct{}) (missing, extra []E) {
-	held := 0
-	for _, e := range want {
-		if _, ok := have[e]; ok {
-			held++
-		} else {
-			missing = append(missing, e)
-		}
-	}
-	if held == len(have) {
-		return missing, nil
-	}
-	wanted := make(map[E]struct{}, len(want))
-	for _, e := range want {
-		wanted[e] = struct{}{}
-	}
-	for e := range have {
-		if _, ok := wanted[e]; !ok {
-			extra = append(extra, e)
-		}
-	}
-	return missing, extra
-}
-
-// ElemSet indexes elements for DiffElems.
-func ElemSet[E comparable](elems []E) map[E]struct{} {
-	m := make(map[E]struct{}, len(elems))
-	for _, e := range elems {
-		m[e] = struct{}{}
-	}
-	return m
 }

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -61,17 +60,4 @@ func TestMemoSameResult(t *testing.T) {
 	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cfg.Allow = []config.AllowRule{{Container: "db", Ports: nil}}
 	check("config changed")
-}
-
-func TestDiffElems(t *testing.T) {
-	missing, extra := DiffElems([]string{"a", "b", "c"}, ElemSet([]string{"b", "d"}))
-	if fmt.Sprint(missing) != "[a c]" || fmt.Sprint(extra) != "[d]" {
-		t.Errorf("missing %v extra %v", missing, extra)
-	}
-	if m, x := DiffElems([]string{"a"}, ElemSet([]string{"a"})); m != nil || x != nil {
-		t.Errorf("equal sets: %v %v", m, x)
-	}
-	if m, x := DiffElems(nil, ElemSet([]string{"a"})); m != nil || fmt.Sprint(x) != "[a]" {
-		t.Errorf("empty want: %v %v", m, x)
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 type evaluator struct {
@@ -287,7 +288,7 @@ var flagOpts = map[string]func(p verdict.Packet) bool{
 }
 
 // match evaluates a rule's matches (everything before -j/-g).
-func match(r iptsave.Rule, p verdict.Packet, sets map[string][]rules.SetElem) (matchResult, string) {
+func match(r iptsave.Rule, p verdict.Packet, sets map[string][]setelem.Elem) (matchResult, string) {
 	args := r.Args
 	result, why := matchYes, ""
 	unknown := func(reason string) {
@@ -336,7 +337,7 @@ func match(r iptsave.Rule, p verdict.Packet, sets map[string][]rules.SetElem) (m
 
 // option evaluates one option of a rule; unknown, when not empty, says
 // why it cannot be decided for p.
-func option(a, module, chain string, val func() string, p verdict.Packet, sets map[string][]rules.SetElem) (ok bool, unknown string) {
+func option(a, module, chain string, val func() string, p verdict.Packet, sets map[string][]setelem.Elem) (ok bool, unknown string) {
 	if f, has := flagOpts[a]; has {
 		return f(p), ""
 	}
@@ -376,7 +377,7 @@ func option(a, module, chain string, val func() string, p verdict.Packet, sets m
 
 // inSet evaluates `-m set --match-set NAME FLAGS` for dockmoat's own sets
 // (read by the caller); any other set cannot be evaluated.
-func inSet(sets map[string][]rules.SetElem, name, flags string, p verdict.Packet) (bool, bool) {
+func inSet(sets map[string][]setelem.Elem, name, flags string, p verdict.Packet) (bool, bool) {
 	elems, ok := sets[name]
 	if !ok {
 		return false, false
@@ -387,7 +388,7 @@ func inSet(sets map[string][]rules.SetElem, name, flags string, p verdict.Packet
 	case "dst,dst,src":
 		withSrc = true
 	case "src": // a set of sources alone (dockmoat's ban set)
-		return slices.ContainsFunc(elems, func(e rules.SetElem) bool { return e.Src.IsValid() && e.Src.Contains(p.Src.Unmap()) }), true
+		return slices.ContainsFunc(elems, func(e setelem.Elem) bool { return e.Src.IsValid() && e.Src.Contains(p.Src.Unmap()) }), true
 	default:
 		return false, false
 	}

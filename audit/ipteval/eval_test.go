@@ -8,7 +8,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // docker20UFW is a Docker 20.10 filter table with ufw's forward chains,
@@ -66,14 +66,14 @@ func TestEvalMatches(t *testing.T) {
 		{"-m set --match-set FROMOTHER dst,dst,src -j RETURN", matchNo},
 		{"-m set --match-set OPEN src,dst -j RETURN", matchUnknown},
 	}
-	elem := func(port uint16, src string) rules.SetElem {
-		e := rules.SetElem{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: port}
+	elem := func(port uint16, src string) setelem.Elem {
+		e := setelem.Elem{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: port}
 		if src != "" {
 			e.Src = netip.MustParsePrefix(src)
 		}
 		return e
 	}
-	sets := map[string][]rules.SetElem{
+	sets := map[string][]setelem.Elem{
 		"OPEN":      {elem(443, ""), elem(80, "")},
 		"OTHERPORT": {elem(81, "")},
 		"FROM":      {elem(80, "10.0.0.0/8"), elem(80, "198.51.100.0/24")},
@@ -145,7 +145,7 @@ func TestEvalSetLayout(t *testing.T) {
 COMMIT
 `
 	tb := iptsave.Parse([]byte(table))["filter"]
-	tb.Sets = map[string][]rules.SetElem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
+	tb.Sets = map[string][]setelem.Elem{"DOCKMOAT-OPEN-V4": {{Addr: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", Port: 80}}}
 	if v := Eval(tb, "FORWARD", pkt("198.51.100.1")); v.Result != verdict.Accept || len(v.Returned) == 0 || v.Returned[0].Chain != "DOCKMOAT-PORTS" {
 		t.Errorf("allowed: %+v", v)
 	}
@@ -250,7 +250,7 @@ func TestEvalBanSet(t *testing.T) {
 COMMIT
 `
 	tb := iptsave.Parse([]byte(table))["filter"]
-	tb.Sets = map[string][]rules.SetElem{"dockmoat-ban4": {{Src: netip.MustParsePrefix("203.0.113.0/24")}}}
+	tb.Sets = map[string][]setelem.Elem{"dockmoat-ban4": {{Src: netip.MustParsePrefix("203.0.113.0/24")}}}
 	if v := Eval(tb, "FORWARD", pkt("203.0.113.7")); v.Result != verdict.Drop || !strings.Contains(v.Rule, "banned") {
 		t.Errorf("banned: %+v", v)
 	}

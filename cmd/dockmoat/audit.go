@@ -13,6 +13,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/setelem"
 
 	"github.com/sirupsen/logrus"
 
@@ -120,24 +121,24 @@ func hasRawTable(tool string, fam rules.Family) bool {
 
 // readSets reads dockmoat's ipsets of a family, the ban set included
 // (none when the kernel has no ipset support).
-func readSets(fam rules.Family) map[string][]rules.SetElem {
+func readSets(fam rules.Family) map[string][]setelem.Elem {
 	sets, err := ipset.Open()
 	if err != nil {
 		return nil
 	}
 	defer sets.Close()
-	out := map[string][]rules.SetElem{}
+	out := map[string][]setelem.Elem{}
 	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		name := rules.SetName(kind, fam)
+		name := ipt.SetName(kind, fam)
 		if elems, ok, err := sets.List(name); err == nil && ok {
 			out[name] = elems
 		}
 	}
 	// The ban set's prefixes, as elements of a source alone.
 	if nets, ok, err := sets.ListNets(ipt.BanSet(fam)); err == nil && ok {
-		elems := []rules.SetElem{}
+		elems := []setelem.Elem{}
 		for _, p := range nets {
-			elems = append(elems, rules.SetElem{Src: p})
+			elems = append(elems, setelem.Elem{Src: p})
 		}
 		out[ipt.BanSet(fam)] = elems
 	}

@@ -18,11 +18,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // setMaxElem bounds each set: 10,000 containers with several sources each
 // fit; the kernel allocates buckets as elements arrive, not up front.
 const setMaxElem = 1 << 20
+
+// The set types dockmoat creates: allow sets of container targets
+// (hash:ip,port), of targets and allowed sources (hash:ip,port,net), and
+// ban sets of source prefixes (hash:net).
+const (
+	TypeIPPort    = "hash:ip,port"
+	TypeIPPortNet = "hash:ip,port,net"
+	TypeNet       = "hash:net"
+)
 
 // Netlink is the kernel's sets (an ipt.SetStore). Its socket belongs to
 // the network namespace it was opened in.
@@ -43,10 +53,10 @@ func New() (*Netlink, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		if err := s.hasType(rules.SetType(kind)); err != nil {
+	for _, typ := range []string{TypeIPPort, TypeIPPortNet} {
+		if err := s.hasType(typ); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("kernel ipset support (%s): %w", rules.SetType(kind), err)
+			return nil, fmt.Errorf("kernel ipset support (%s): %w", typ, err)
 		}
 	}
 	return s, nil
@@ -129,7 +139,7 @@ func (s *Netlink) CreateBan(name string, fam rules.Family) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var forever uint32
-	err := s.h.IpsetCreate(name, "hash:net", netlink.IpsetCreateOptions{Family: family(fam), MaxElements: setMaxElem, Timeout: &forever})
+	err := s.h.IpsetCreate(name, TypeNet, netlink.IpsetCreateOptions{Family: family(fam), MaxElements: setMaxElem, Timeout: &forever})
 	if err == nil || errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) || errors.Is(err, unix.EEXIST) {
 		return nil
 	}
@@ -185,12 +195,12 @@ func (s *Netlink) Destroy(name string) error {
 }
 
 // Add implements ipt.SetStore; an element already present is not an error.
-func (s *Netlink) Add(name string, elems []rules.SetElem) error {
+func (s *Netlink) Add(name string, elems []setelem.Elem) error {
 	return s.write(nl.IPSET_CMD_ADD, name, elems)
 }
 
 // Del implements ipt.SetStore; an element already gone is not an error.
-func (s *Netlink) Del(name string, elems []rules.SetElem) error {
+func (s *Netlink) Del(name string, elems []setelem.Elem) error {
 	return s.write(nl.IPSET_CMD_DEL, name, elems)
 }
 
@@ -202,7 +212,7 @@ const setBatch = 256
 // write adds or deletes elements, many per message (an IPSET_ATTR_ADT
 // list). Without NLM_F_EXCL the kernel ignores an element already there
 // (add) or already gone (del).
-func (s *Netlink) write(cmd int, name string, elems []rules.SetElem) error {
+func (s *Netlink) write(cmd int, name string, elems []setelem.Elem) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	verb := map[int]string{nl.IPSET_CMD_ADD: "adding to", nl.IPSET_CMD_DEL: "deleting from"}[cmd]
@@ -227,7 +237,7 @@ func (s *Netlink) write(cmd int, name string, elems []rules.SetElem) error {
 }
 
 // elemData encodes one element as the kernel's IPSET_ATTR_DATA.
-func elemData(e rules.SetElem) *nl.RtAttr {
+func elemData(e setelem.Elem) *nl.RtAttr {
 	data := nl.NewRtAttr(nl.IPSET_ATTR_DATA|int(nl.NLA_F_NESTED), nil)
 	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP|int(nl.NLA_F_NESTED), ipAttr(e.Addr).Serialize()))
 	if e.Src.IsValid() {
@@ -258,8 +268,8 @@ func protoName(n uint8) string {
 
 // List implements ipt.SetStore. It parses the dump itself: the library's
 // parser costs ten times the kernel's dump at 10,000 elements.
-func (s *Netlink) List(name string) ([]rules.SetElem, bool, error) {
-	var out []rules.SetElem
+func (s *Netlink) List(name string) ([]setelem.Elem, bool, error) {
+	var out []setelem.Elem
 	exists, err := s.dump(name, func(data []byte) error {
 		e, err := parseElem(data)
 		out = append(out, e)
@@ -327,8 +337,8 @@ func attrs(b []byte) func(yield func(int, []byte) bool) {
 	}
 }
 
-func parseElem(data []byte) (rules.SetElem, error) {
-	var e rules.SetElem
+func parseElem(data []byte) (setelem.Elem, error) {
+	var e setelem.Elem
 	var src netip.Addr
 	var bits = -1
 	for typ, val := range attrs(data) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter"
-	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // Observed is what one listing of the filter table says about the chains
@@ -80,7 +80,7 @@ type Detail struct {
 	Batch string
 	// SetAdd and SetDel are the set elements to add and delete, per set,
 	// and SetsMissing the sets to create (allows in ipsets only).
-	SetAdd, SetDel map[string][]rules.SetElem
+	SetAdd, SetDel map[string][]setelem.Elem
 	SetsMissing    []string
 }
 
@@ -135,7 +135,7 @@ func (d *Detail) WriteRules(b *strings.Builder, p netfilter.FamilyPlan) {
 		}
 	}
 	for _, set := range p.Result.Sets {
-		fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", set.Name, rules.SetType(set.Kind), len(set.Elems))
+		fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", setName(set), SetType(set.Kind), len(set.Elems))
 		for _, e := range set.Sorted() {
 			fmt.Fprintf(b, "  %s\n", e)
 		}
@@ -158,11 +158,11 @@ func (d *Detail) WriteDiff(b *strings.Builder, p netfilter.FamilyPlan) {
 		fmt.Fprintf(b, "  ipset %s missing: will be created\n", name)
 	}
 	for _, set := range p.Result.Sets {
-		for _, e := range d.SetDel[set.Name] {
-			fmt.Fprintf(b, "  ipset %s: will delete %s\n", set.Name, e)
+		for _, e := range d.SetDel[setName(set)] {
+			fmt.Fprintf(b, "  ipset %s: will delete %s\n", setName(set), e)
 		}
-		for _, e := range d.SetAdd[set.Name] {
-			fmt.Fprintf(b, "  ipset %s: will add %s\n", set.Name, e)
+		for _, e := range d.SetAdd[setName(set)] {
+			fmt.Fprintf(b, "  ipset %s: will add %s\n", setName(set), e)
 		}
 	}
 	d.writeInputHook(b)

@@ -1,6 +1,9 @@
 package ipt
 
-import "github.com/dockmoat/dockmoat/rules"
+import (
+	"github.com/dockmoat/dockmoat/netfilter/ipset"
+	"github.com/dockmoat/dockmoat/rules"
+)
 
 // Chain names and the comments of dockmoat's jumps (iptables allows 28
 // characters). Every chain of dockmoat's is matched by exact name
@@ -63,6 +66,23 @@ func BanSet(fam rules.Family) string {
 	return "dockmoat-ban4"
 }
 
+// SetName is the ipset name of an allow set's kind in a family (at most
+// 31 characters).
+func SetName(kind string, fam rules.Family) string {
+	if fam == rules.IPv6 {
+		return "DOCKMOAT-" + kind + "-V6"
+	}
+	return "DOCKMOAT-" + kind + "-V4"
+}
+
+// SetType is the ipset type of an allow set's kind.
+func SetType(kind string) string {
+	if kind == rules.SetFrom {
+		return ipset.TypeIPPortNet
+	}
+	return ipset.TypeIPPort
+}
+
 // The docker-proxy path (rules/proxy.go): DOCKMOAT-INPUT, reached by a
 // jump at the top of INPUT.
 const (
@@ -87,3 +107,6 @@ func IsOwnedChain(name string) bool {
 	}
 	return false
 }
+
+// setName is the ipset name of a set of the policy.
+func setName(s rules.Set) string { return SetName(s.Kind, s.Family) }

@@ -391,7 +391,7 @@ func portsChain(ranges []rules.PortRange) OwnedChain {
 // family's sets and go on to the published-port check. Goto, so that a
 // RETURN there ends INGRESS too (the connection is allowed).
 func setRules(ing *OwnedChain, fam rules.Family) {
-	open, from := rules.SetName(rules.SetOpen, fam), rules.SetName(rules.SetFrom, fam)
+	open, from := SetName(rules.SetOpen, fam), SetName(rules.SetFrom, fam)
 	ing.add(rules.Desc("allowed ports: set "+open), "-m", "set", "--match-set", open, "dst,dst",
 		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 	ing.add(rules.Desc("allowed ports by source: set "+from), "-m", "set", "--match-set", from, "dst,dst,src",

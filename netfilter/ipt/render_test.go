@@ -337,8 +337,8 @@ func TestBuildSets(t *testing.T) {
 		t.Fatalf("sets %+v", res.Ruleset.Sets)
 	}
 	open, from := res.Ruleset.Sets[0], res.Ruleset.Sets[1]
-	if open.Name != "DOCKMOAT-OPEN-V4" || from.Name != "DOCKMOAT-FROM-V4" || rules.SetType(open.Kind) != "hash:ip,port" || rules.SetType(from.Kind) != "hash:ip,port,net" {
-		t.Errorf("set names/types %s %s", open.Name, from.Name)
+	if setName(open) != "DOCKMOAT-OPEN-V4" || setName(from) != "DOCKMOAT-FROM-V4" || SetType(open.Kind) != "hash:ip,port" || SetType(from.Kind) != "hash:ip,port,net" {
+		t.Errorf("set names/types %s %s", setName(open), setName(from))
 	}
 	assertLines(t, "OPEN", elems(open), []string{"172.17.0.2,tcp:80", "172.17.0.2,udp:5353", "172.17.0.6,tcp:80", "172.17.0.9,tcp:70", "172.18.0.9,tcp:70"})
 	assertLines(t, "FROM", elems(from), []string{"172.17.0.3,tcp:5432,198.51.100.0/24", "172.17.0.3,tcp:5432,203.0.113.7/32"})
@@ -347,7 +347,7 @@ func TestBuildSets(t *testing.T) {
 	// another container opens nothing there.
 	res6 := build(cfg, snap, rules.IPv6, opts{Sets: true})
 	assertLines(t, "OPEN6", elems(res6.Ruleset.Sets[0]), []string{"fd00::9,tcp:70"})
-	if res6.Ruleset.Sets[0].Name != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
+	if setName(res6.Ruleset.Sets[0]) != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
 		t.Errorf("v6 sets %+v", res6.Ruleset.Sets)
 	}
 

@@ -105,7 +105,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 // destroySets removes a family's sets (no rule may still use them).
 func (b *Backend) destroySets(fam rules.Family) error {
 	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		if err := b.sets.store.Destroy(rules.SetName(kind, fam)); err != nil {
+		if err := b.sets.store.Destroy(SetName(kind, fam)); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // setVerifyAge is how long the backend trusts its record of what the
@@ -27,9 +28,9 @@ type SetStore interface {
 	Create(name, typ string, fam rules.Family) error
 	// List returns the set's elements; exists is false when there is no
 	// such set.
-	List(name string) (elems []rules.SetElem, exists bool, err error)
-	Add(name string, elems []rules.SetElem) error
-	Del(name string, elems []rules.SetElem) error
+	List(name string) (elems []setelem.Elem, exists bool, err error)
+	Add(name string, elems []setelem.Elem) error
+	Del(name string, elems []setelem.Elem) error
 	// Destroy removes the set; a missing set is not an error.
 	Destroy(name string) error
 }
@@ -65,7 +66,7 @@ func (b *Backend) ensureBan(fam rules.Family, batch string) error {
 // known to hold (see rules.SetDelta).
 type setRecord struct {
 	store  SetStore
-	state  map[string]map[rules.SetElem]struct{}
+	state  map[string]map[setelem.Elem]struct{}
 	readAt time.Time
 	synced map[string]uint64
 }
@@ -88,14 +89,14 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 	d := DetailOf(p)
 	d.SetAdd, d.SetDel, d.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Sets {
-		have, exists := b.sets.state[set.Name]
+		have, exists := b.sets.state[setName(set)]
 		if !exists {
-			d.SetsMissing = append(d.SetsMissing, set.Name)
+			d.SetsMissing = append(d.SetsMissing, setName(set))
 		}
-		if dt := set.Delta; dt != nil && dt.Since != 0 && exists && b.sets.synced[set.Name] == dt.Since {
+		if dt := set.Delta; dt != nil && dt.Since != 0 && exists && b.sets.synced[setName(set)] == dt.Since {
 			// The set holds what the previous result wanted: only the
 			// delta can differ, so the N elements need no comparing.
-			var add, del []rules.SetElem
+			var add, del []setelem.Elem
 			for _, e := range dt.Added {
 				if _, ok := have[e]; !ok {
 					add = append(add, e)
@@ -106,13 +107,13 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 					del = append(del, e)
 				}
 			}
-			d.SetAdd, d.SetDel = addElems(d.SetAdd, set.Name, add), addElems(d.SetDel, set.Name, del)
+			d.SetAdd, d.SetDel = addElems(d.SetAdd, setName(set), add), addElems(d.SetDel, setName(set), del)
 			continue
 		}
-		missing, extra := rules.DiffElems(set.Elems, have)
-		d.SetAdd, d.SetDel = addElems(d.SetAdd, set.Name, missing), addElems(d.SetDel, set.Name, extra)
-		if del := d.SetDel[set.Name]; len(del) > 1 {
-			slices.SortFunc(del, rules.CompareSetElems)
+		missing, extra := setelem.Diff(set.Elems, have)
+		d.SetAdd, d.SetDel = addElems(d.SetAdd, setName(set), missing), addElems(d.SetDel, setName(set), extra)
+		if del := d.SetDel[setName(set)]; len(del) > 1 {
+			slices.SortFunc(del, setelem.Compare)
 		}
 	}
 	return nil
@@ -121,13 +122,13 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 // readSets reads every set of dockmoat's in full into the record, and
 // reports someone else's edits found against the old record as drift.
 func (b *Backend) readSets() error {
-	state := map[string]map[rules.SetElem]struct{}{}
+	state := map[string]map[setelem.Elem]struct{}{}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		if b.families[fam] == nil {
 			continue
 		}
 		for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-			name := rules.SetName(kind, fam)
+			name := SetName(kind, fam)
 			elems, exists, err := b.sets.store.List(name)
 			if err != nil {
 				return err
@@ -135,7 +136,7 @@ func (b *Backend) readSets() error {
 			if !exists {
 				continue
 			}
-			m := rules.ElemSet(elems)
+			m := setelem.Index(elems)
 			if old, ok := b.sets.state[name]; ok && !maps.Equal(old, m) {
 				b.log.WithField("set", name).Warn("drift: ipset edited by someone else; putting back dockmoat's elements")
 				b.pending = append(b.pending, "set "+name+" edited")
@@ -150,12 +151,12 @@ func (b *Backend) readSets() error {
 
 // addElems adds elements to a per-set list, making the map only when
 // there is something to add.
-func addElems(m map[string][]rules.SetElem, name string, elems []rules.SetElem) map[string][]rules.SetElem {
+func addElems(m map[string][]setelem.Elem, name string, elems []setelem.Elem) map[string][]setelem.Elem {
 	if len(elems) == 0 {
 		return m
 	}
 	if m == nil {
-		m = map[string][]rules.SetElem{}
+		m = map[string][]setelem.Elem{}
 	}
 	m[name] = append(m[name], elems...)
 	return m
@@ -169,22 +170,22 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 	if d.SetChanges() == 0 {
 		for _, set := range p.Result.Sets {
 			if set.Delta != nil {
-				b.sets.synced[set.Name] = set.Delta.Gen // nothing to write: in step
+				b.sets.synced[setName(set)] = set.Delta.Gen // nothing to write: in step
 			}
 		}
 		return nil
 	}
 	err := func() error {
 		for _, set := range p.Result.Sets {
-			if slices.Contains(d.SetsMissing, set.Name) {
-				if err := b.sets.store.Create(set.Name, rules.SetType(set.Kind), set.Family); err != nil {
+			if slices.Contains(d.SetsMissing, setName(set)) {
+				if err := b.sets.store.Create(setName(set), SetType(set.Kind), set.Family); err != nil {
 					return err
 				}
 			}
-			if err := b.sets.store.Del(set.Name, d.SetDel[set.Name]); err != nil {
+			if err := b.sets.store.Del(setName(set), d.SetDel[setName(set)]); err != nil {
 				return err
 			}
-			if err := b.sets.store.Add(set.Name, d.SetAdd[set.Name]); err != nil {
+			if err := b.sets.store.Add(setName(set), d.SetAdd[setName(set)]); err != nil {
 				return err
 			}
 		}
@@ -195,19 +196,19 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 		return fmt.Errorf("updating ipsets: %w", err)
 	}
 	for _, set := range p.Result.Sets {
-		b.sets.synced[set.Name] = 0
+		b.sets.synced[setName(set)] = 0
 		if set.Delta != nil {
-			b.sets.synced[set.Name] = set.Delta.Gen
+			b.sets.synced[setName(set)] = set.Delta.Gen
 		}
-		m := b.sets.state[set.Name]
+		m := b.sets.state[setName(set)]
 		if m == nil {
-			m = map[rules.SetElem]struct{}{}
-			b.sets.state[set.Name] = m
+			m = map[setelem.Elem]struct{}{}
+			b.sets.state[setName(set)] = m
 		}
-		for _, e := range d.SetDel[set.Name] {
+		for _, e := range d.SetDel[setName(set)] {
 			delete(m, e)
 		}
-		for _, e := range d.SetAdd[set.Name] {
+		for _, e := range d.SetAdd[setName(set)] {
 			m[e] = struct{}{}
 		}
 	}

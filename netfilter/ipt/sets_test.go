@@ -14,6 +14,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
@@ -58,8 +59,8 @@ func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
 	r.sync(t)
 	// Someone deletes our element and adds one of theirs; plan (which
 	// reads the sets in full) sees it, and the next pass puts it back.
-	delete(fs.Sets["DOCKMOAT-OPEN-V4"], rules.SetElem{Addr: rulestest.Web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
-	fs.Sets["DOCKMOAT-OPEN-V4"][rules.SetElem{Addr: rulestest.Web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
+	delete(fs.Sets["DOCKMOAT-OPEN-V4"], setelem.Elem{Addr: rulestest.Web("172.17.0.2").Endpoints[0].IPv4, Proto: "tcp", Port: 80})
+	fs.Sets["DOCKMOAT-OPEN-V4"][setelem.Elem{Addr: rulestest.Web("172.17.0.66").Endpoints[0].IPv4, Proto: "tcp", Port: 22}] = true
 	plans, err := r.b.Plan(context.Background(), r.cfg, r.snap, true)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +174,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 						delete(fs.Sets[name], e)
 						break
 					}
-					fs.Sets[name][rules.SetElem{Addr: netip.MustParseAddr("172.17.9.9"), Proto: "tcp", Port: 22}] = true
+					fs.Sets[name][setelem.Elem{Addr: netip.MustParseAddr("172.17.9.9"), Proto: "tcp", Port: 22}] = true
 				}
 				r.b.ForgetSets() // as if setVerifyAge had passed
 			default:
@@ -189,12 +190,12 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 			}
 			want := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, rules.Options{Sets: true})
 			for _, set := range want.Sets {
-				wantElems := map[rules.SetElem]bool{}
+				wantElems := map[setelem.Elem]bool{}
 				for _, e := range set.Elems {
 					wantElems[e] = true
 				}
-				if !maps.Equal(fs.Sets[set.Name], wantElems) {
-					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, set.Name, fs.Sets[set.Name], wantElems)
+				if !maps.Equal(fs.Sets[setName(set)], wantElems) {
+					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, setName(set), fs.Sets[setName(set)], wantElems)
 				}
 			}
 		}
@@ -218,7 +219,7 @@ func TestBanSet(t *testing.T) {
 	if in := strings.Join(r.v6.Rules(ChainInput), "\n"); !strings.Contains(in, "--match-set "+BanSet(rules.IPv6)+" src") {
 		t.Errorf("DOCKMOAT-INPUT (IPv6, docker-proxy path) does not refuse the banned:\n%s", in)
 	}
-	banned := rules.SetElem{Src: netip.MustParsePrefix("203.0.113.7/32")}
+	banned := setelem.Elem{Src: netip.MustParsePrefix("203.0.113.7/32")}
 	fs.Sets[ban][banned] = true // ipset add dockmoat-ban4 203.0.113.7
 	r.v4.SetChain(ChainIngress) // drift: flushed
 	r.sync(t)

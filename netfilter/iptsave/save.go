@@ -7,7 +7,7 @@ package iptsave
 import (
 	"strings"
 
-	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // Table is one parsed iptables-save table.
@@ -16,7 +16,7 @@ type Table struct {
 	Chains map[string]*Chain
 	// Sets holds the contents of the ipsets rules may look up, for
 	// readers that evaluate rules (audit); the parser leaves it empty.
-	Sets map[string][]rules.SetElem
+	Sets map[string][]setelem.Elem
 }
 
 // Chain is a chain with its policy ("-" for user chains) and rules.

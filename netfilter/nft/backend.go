@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // tool names this backend in plans and logs.
@@ -142,7 +143,7 @@ func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
 	}
 	for _, set := range rs.Sets {
 		got, ok := installed[set.Name]
-		missing, extra := rules.DiffElems(set.Elems, rules.ElemSet(got))
+		missing, extra := setelem.Diff(set.Elems, setelem.Index(got))
 		if !ok || len(missing) > 0 || len(extra) > 0 {
 			changed = append(changed, "inet dockmoat/set "+set.Name)
 		}

@@ -5,12 +5,13 @@ import (
 	"slices"
 
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // Sets is an in-memory ipt.SetStore that counts element writes and can
 // tell when each set was created relative to the fake's restores.
 type Sets struct {
-	Sets       map[string]map[rules.SetElem]bool
+	Sets       map[string]map[setelem.Elem]bool
 	Adds, Dels int
 	Lists      int
 	FailAdd    error // returned by Add with elements
@@ -22,13 +23,13 @@ type Sets struct {
 
 // NewSets returns an empty store.
 func NewSets() *Sets {
-	return &Sets{Sets: map[string]map[rules.SetElem]bool{}, CreatedAt: map[string]int{}}
+	return &Sets{Sets: map[string]map[setelem.Elem]bool{}, CreatedAt: map[string]int{}}
 }
 
 // Create implements ipt.SetStore.
 func (f *Sets) Create(name, typ string, fam rules.Family) error {
 	if _, ok := f.Sets[name]; !ok {
-		f.Sets[name] = map[rules.SetElem]bool{}
+		f.Sets[name] = map[setelem.Elem]bool{}
 		if f.RestoresAt != nil {
 			f.CreatedAt[name] = f.RestoresAt()
 		}
@@ -37,14 +38,14 @@ func (f *Sets) Create(name, typ string, fam rules.Family) error {
 }
 
 // List implements ipt.SetStore.
-func (f *Sets) List(name string) ([]rules.SetElem, bool, error) {
+func (f *Sets) List(name string) ([]setelem.Elem, bool, error) {
 	f.Lists++
 	s, ok := f.Sets[name]
 	return slices.Collect(maps.Keys(s)), ok, nil
 }
 
 // Add implements ipt.SetStore.
-func (f *Sets) Add(name string, elems []rules.SetElem) error {
+func (f *Sets) Add(name string, elems []setelem.Elem) error {
 	if f.FailAdd != nil && len(elems) > 0 {
 		return f.FailAdd
 	}
@@ -56,7 +57,7 @@ func (f *Sets) Add(name string, elems []rules.SetElem) error {
 }
 
 // Del implements ipt.SetStore.
-func (f *Sets) Del(name string, elems []rules.SetElem) error {
+func (f *Sets) Del(name string, elems []setelem.Elem) error {
 	for _, e := range elems {
 		delete(f.Sets[name], e)
 		f.Dels++
