@@ -12,7 +12,7 @@ import (
 // pass over 10,000 containers where one changed re-decides one: the rest
 // costs an equality check each. It changes no result (Build with and
 // without a Memo returns the same), only the time it takes. A Memo is not
-// safe for concurrent use; the iptables backend holds it, and the loop
+// safe for concurrent use; each backend holds one, and the loop
 // serialises its calls.
 type Memo struct {
 	cfg     config.Config

@@ -29,11 +29,12 @@ type Backend struct {
 	// layer: the table is a second layer under the iptables backend
 	// (NewLayer); bridgeOnly: only table bridge dockmoat is (NewBridgeLayer).
 	layer, bridgeOnly bool
+	cache             *policyCache
 }
 
 // New returns the backend for Docker's nftables firewall backend.
 func New(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log}
+	return &Backend{nft: nft, log: log, cache: newPolicyCache()}
 }
 
 // NewLayer returns the table as a second layer of the policy on an
@@ -42,7 +43,7 @@ func New(nft Runner, log logrus.FieldLogger) *Backend {
 // by docker-proxy: under it, Docker's DNAT rules may be flushed at any
 // moment.
 func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log, layer: true}
+	return &Backend{nft: nft, log: log, layer: true, cache: newPolicyCache()}
 }
 
 // NewBridgeLayer returns table bridge dockmoat alone (BridgeTable), as a
@@ -81,7 +82,7 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	if b.bridgeOnly {
 		return b.planBridge(ctx, cfg, snap)
 	}
-	rs, res := RenderWith(cfg, snap, b.layer)
+	rs, res := render(cfg, snap, b.layer, b.cache)
 	if !b.layer {
 		rs.Ban = banChains(res)
 	}

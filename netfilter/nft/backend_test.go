@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 	"github.com/sirupsen/logrus"
 )
 
@@ -34,5 +37,43 @@ func TestPlanCountsRules(t *testing.T) {
 	}
 	if got := strings.Join(plans[0].Rules.Lines(), "\n") + "\n"; got != rs.Text() {
 		t.Errorf("Lines are not the table:\n%s", got)
+	}
+}
+
+// The backend keeps the policy's computation between passes (a memo and
+// the set grouping per family); a pass must want the table Render builds
+// from scratch, whatever came before it.
+func TestPlanCacheMatchesRender(t *testing.T) {
+	cfg := config.Default()
+	open := map[string]string{"dockmoat.allow": "8443,5432"}
+	from := map[string]string{"dockmoat.allow": "5432,8443", "dockmoat.from": "198.51.100.0/24"}
+	v6 := rulestest.Dual("v6", 9000, map[string]string{"dockmoat.allow": "9000"})
+	v6.Endpoints[0].IPv6 = rulestest.Addr("fd00::9")
+	steps := [][]rules.Container{
+		{rulestest.Web("172.17.0.2"), rulestest.Dual("db", 5432, from)},
+		{rulestest.Web("172.17.0.2"), rulestest.Dual("db", 5432, from), rulestest.Dual("api", 8443, open), v6},
+		{rulestest.Web("172.17.0.9"), rulestest.Dual("api", 8443, open)}, // moved, removed
+		{rulestest.Web("172.17.0.9"), rulestest.Dual("api", 8443, from)}, // relabelled
+		{},
+		{rulestest.Web("172.17.0.2"), rulestest.Dual("db", 5432, from)},
+	}
+	b := New(emptyRunner{}, logrus.New())
+	elems := 0
+	for i, cs := range steps {
+		snap := rules.Snapshot{Containers: cs}
+		if _, err := b.Plan(context.Background(), cfg, snap, true); err != nil {
+			t.Fatal(err)
+		}
+		want, res := Render(cfg, snap)
+		want.Ban = banChains(res)
+		if got := b.want.Text(); got != want.Text() {
+			t.Fatalf("step %d: the cached pass wants\n%s\nRender builds\n%s", i, got, want.Text())
+		}
+		for _, set := range want.Sets {
+			elems += len(set.Elems)
+		}
+	}
+	if elems < 8 {
+		t.Errorf("only %d set elements over all steps: the sets were not exercised", elems)
 	}
 }
