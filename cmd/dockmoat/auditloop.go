@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/host"
 	"github.com/dockmoat/dockmoat/metrics"
 	"github.com/dockmoat/dockmoat/reconciler"
 )
@@ -36,7 +37,7 @@ func auditLoop(ctx context.Context, opt options, log *logrus.Logger, rec *reconc
 			return
 		case <-t.C:
 		}
-		rep, err := collectAudit(ctx, opt, quietLogger(log), rec.Config(), nil)
+		rep, err := host.Audit(ctx, opt.host(), quietLogger(log), rec.Config(), nil)
 		if err != nil {
 			log.WithError(err).Warn("scheduled audit failed; dockmoat_ports_beyond_policy keeps its last value")
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/host"
 )
 
 // The CLI follows docker's and kubectl's habits: help goes to stdout with
@@ -220,4 +221,9 @@ func (opt options) validate(cmd string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// host is how the options open the host.
+func (opt options) host() host.Options {
+	return host.Options{Backend: opt.backend, IptablesMode: opt.iptablesMode, IPv6: opt.ipv6}
 }

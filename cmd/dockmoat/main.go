@@ -23,13 +23,10 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
+	"github.com/dockmoat/dockmoat/host"
 	"github.com/dockmoat/dockmoat/metrics"
 	"github.com/dockmoat/dockmoat/netfilter"
-	"github.com/dockmoat/dockmoat/netfilter/ipset"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/reconciler"
-	"github.com/dockmoat/dockmoat/rules"
 )
 
 func main() {
@@ -243,79 +240,6 @@ func loadOrFailClosed(opt options, log logrus.FieldLogger) (config.Config, error
 	return cfg, nil
 }
 
-// buildTables picks the iptables variant and opens each family's tables,
-// plus the Docker watcher.
-func buildTables(ctx context.Context, opt options, log *logrus.Logger) (map[rules.Family]*ipt.Tables, *dockerwatch.Watcher, error) {
-	var variant ipt.Variant
-	switch opt.iptablesMode {
-	case "auto":
-		v, why, err := ipt.DetectVariant(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		variant = v
-		log.WithField("variant", "iptables-"+string(v)).Info(why)
-	case "nft", "legacy":
-		variant = ipt.Variant(opt.iptablesMode)
-		log.WithField("variant", "iptables-"+opt.iptablesMode).Info("iptables variant set by --iptables-mode")
-	default:
-		return nil, nil, fmt.Errorf("--iptables-mode: %q is not auto, nft or legacy", opt.iptablesMode)
-	}
-	v4, err := ipt.NewTables(variant, 4)
-	if err != nil {
-		return nil, nil, err
-	}
-	tables := map[rules.Family]*ipt.Tables{rules.IPv4: v4}
-	if opt.ipv6 {
-		if v6, err := ipt.NewTables(variant, 6); err != nil {
-			log.WithError(err).Warn("IPv6: ip6tables not usable; managing IPv4 only")
-		} else {
-			tables[rules.IPv6] = v6
-		}
-	}
-	cli, err := dockerwatch.NewClient()
-	if err != nil {
-		return nil, nil, err
-	}
-	return tables, &dockerwatch.Watcher{API: cli, Log: log}, nil
-}
-
-// build wires the reconciler: config, firewall backend (and iptables
-// variant), Docker client.
-func build(ctx context.Context, opt options, log *logrus.Logger, cfg config.Config) (*reconciler.Reconciler, *dockerwatch.Watcher, error) {
-	backend, why, err := detectBackend(ctx, opt.backend)
-	if err != nil {
-		return nil, nil, err
-	}
-	if backend == "nftables" {
-		log.WithField("backend", "nftables").Info(why + "; dockmoat uses its own table inet dockmoat")
-		cli, err := dockerwatch.NewClient()
-		if err != nil {
-			return nil, nil, err
-		}
-		w := &dockerwatch.Watcher{API: cli, Log: log}
-		return reconciler.New(nft.New(nft.Exec{}, log), w, cfg, log), w, nil
-	}
-	log.WithField("backend", "iptables").Debug(why)
-	tables, w, err := buildTables(ctx, opt, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Kernel ipsets for the allows; without them, one rule per allow,
-	// which works everywhere and only costs more per connection as
-	// ports are added.
-	var sets ipt.SetStore
-	if ns, err := ipset.New(); err != nil {
-		if !cfg.NoIPSet {
-			log.WithError(err).Warn("kernel ipsets unavailable: one iptables rule per allowed port (works, but each new connection checks the list)")
-		}
-	} else {
-		sets = ns
-	}
-	var nf netfilter.Backend = ipt.New(tables[rules.IPv4], tables[rules.IPv6], sets, log)
-	return reconciler.New(withFirewalldLayer(ctx, nf, log), w, cfg, log), w, nil
-}
-
 // watchChanges starts what asks for a pass: Docker's events, the host's
 // links, firewalld's signals and the kernel's changes to the rules.
 func watchChanges(ctx context.Context, w *dockerwatch.Watcher, rec *reconciler.Reconciler, log logrus.FieldLogger, poke func()) {
@@ -339,7 +263,7 @@ func watchChanges(ctx context.Context, w *dockerwatch.Watcher, rec *reconciler.R
 
 func runDaemon(ctx context.Context, opt options, log *logrus.Logger) error {
 	cfg, cfgErr := loadOrFailClosed(opt, log)
-	rec, w, err := build(ctx, opt, log, cfg)
+	rec, w, err := host.Open(ctx, opt.host(), log, cfg)
 	if err != nil {
 		return err
 	}
@@ -531,7 +455,7 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 			fmt.Fprintf(out, "config error: %v\nplanning with the fail-closed config, as dockmoat run does\n\n", cfgErr)
 		}
 	}
-	rec, _, err := build(ctx, opt, log, cfg)
+	rec, _, err := host.Open(ctx, opt.host(), log, cfg)
 	if err != nil {
 		return false, err
 	}
@@ -591,7 +515,7 @@ type disabledJSON struct {
 }
 
 func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
-	rec, _, err := build(ctx, opt, log, config.Default())
+	rec, _, err := host.Open(ctx, opt.host(), log, config.Default())
 	if err != nil {
 		return err
 	}
@@ -601,7 +525,7 @@ func runUninstall(ctx context.Context, opt options, log *logrus.Logger) error {
 		}
 		return fmt.Errorf("uninstall: %w", err)
 	}
-	if err := uninstallLayer(ctx, rec, log); err != nil {
+	if err := host.UninstallLayer(ctx, rec, log); err != nil {
 		return fmt.Errorf("uninstall: %w", err)
 	}
 	fmt.Fprintln(os.Stdout, "dockmoat: removed; published ports now follow Docker's own rules again")
@@ -612,7 +536,7 @@ func runGuard(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	// The guard always installs its deny: a bad file only loses its
 	// trusted sources (logged), never the protection at boot.
 	cfg, _ := loadOrFailClosed(opt, log)
-	rec, _, err := build(ctx, opt, log, cfg)
+	rec, _, err := host.Open(ctx, opt.host(), log, cfg)
 	if err != nil {
 		return err
 	}

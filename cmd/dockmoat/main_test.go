@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -92,17 +89,6 @@ func TestHealthcheck(t *testing.T) {
 	healthy = false
 	if code := realMain([]string{"healthcheck", "--addr", addr}, &bytes.Buffer{}, &errb); code != 1 || !strings.Contains(errb.String(), "last reconcile failed") {
 		t.Errorf("unhealthy: %d %s", code, errb.String())
-	}
-}
-
-func TestBackendFlag(t *testing.T) {
-	for _, f := range []string{"iptables", "nftables"} {
-		if b, _, err := detectBackend(context.Background(), f); err != nil || b != f {
-			t.Errorf("%s: %s %v", f, b, err)
-		}
-	}
-	if _, _, err := detectBackend(context.Background(), "ebpf"); err == nil {
-		t.Error("an unknown backend must be refused")
 	}
 }
 
@@ -252,22 +238,5 @@ func TestCompletionZshFish(t *testing.T) {
 	}
 	if s := string(got); !strings.Contains(s, "disable\t") || !strings.Contains(s, "--reason\t") {
 		t.Errorf("fish completions:\n%s", s)
-	}
-}
-
-// A Swarm node with the nftables backend is refused with the reason and
-// the fix; every other combination passes.
-func TestRefuseSwarmNFT(t *testing.T) {
-	err := refuseSwarmNFT("nftables", "Docker reports firewall backend nftables", swarm.LocalNodeStateActive)
-	if err == nil || !strings.Contains(err.Error(), "Swarm") || !strings.Contains(err.Error(), "iptables backend") {
-		t.Errorf("swarm + nftables: %v", err)
-	}
-	for _, c := range []struct {
-		backend string
-		state   swarm.LocalNodeState
-	}{{"iptables", swarm.LocalNodeStateActive}, {"nftables", swarm.LocalNodeStateInactive}, {"nftables", ""}} {
-		if err := refuseSwarmNFT(c.backend, "", c.state); err != nil {
-			t.Errorf("%s on %q: %v", c.backend, c.state, err)
-		}
 	}
 }

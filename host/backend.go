@@ -1,4 +1,4 @@
-package main
+package host
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 	"github.com/dockmoat/dockmoat/dockerwatch"
 )
 
-// detectBackend tells whether Docker uses its iptables or its nftables
+// DetectBackend tells whether Docker uses its iptables or its nftables
 // firewall backend: Docker's /info says so (API 1.49+); at boot, before
 // Docker runs (dockmoat guard), daemon.json tells; last, the ruleset does
 // (Docker's nftables backend keeps its rules in table ip docker-bridges).
-func detectBackend(ctx context.Context, flag string) (string, string, error) {
+func DetectBackend(ctx context.Context, flag string) (string, string, error) {
 	if flag == "iptables" { // nothing to ask Docker (it may not run yet)
 		return flag, "backend set by --backend", nil
 	}
