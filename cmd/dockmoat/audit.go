@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/host"
 )
 
@@ -17,7 +18,7 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	if opt.format != "table" && opt.format != "json" {
 		return false, fmt.Errorf("--format: %q is not table or json", opt.format)
 	}
-	cfg, err := loadConfig(opt)
+	cfg, err := daemon.LoadConfig(opt.daemon())
 	if err != nil {
 		return false, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/host"
 )
 
@@ -226,4 +227,11 @@ func (opt options) validate(cmd string) error {
 // host is how the options open the host.
 func (opt options) host() host.Options {
 	return host.Options{Backend: opt.backend, IptablesMode: opt.iptablesMode, IPv6: opt.ipv6}
+}
+
+// daemon is how the options run the daemon (and read the config as it does).
+func (opt options) daemon() daemon.Options {
+	return daemon.Options{Host: opt.host(), ConfigPath: opt.configPath, ConfigSet: opt.configSet, Observe: opt.observe,
+		StateDir: opt.stateDir, Resync: opt.resync, MetricsAddr: opt.metricsAddr, HealthGrace: opt.healthGrace,
+		AuditEvery: opt.auditEvery, Version: versionString()}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -59,7 +60,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	record := statusWriter(dir, logrus.New())
+	record := daemon.StatusWriter(dir, "test", logrus.New())
 	res := netfilter.SyncResult{Plans: []netfilter.FamilyPlan{{Family: rules.IPv4, Tool: "iptables-nft",
 		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
 			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/metrics"
-	"github.com/dockmoat/dockmoat/reconciler"
 )
 
 // `dockmoat disable` and `enable` only record the state; the daemon
@@ -52,53 +47,6 @@ func runEnable(opt options, out io.Writer) error {
 		fmt.Fprintln(out, "dockmoat: protection enabled; the running dockmoat applies this within a second.")
 	}
 	return nil
-}
-
-// disabledState reads the state for the daemon; an unreadable state is
-// logged and taken as enabled (when in doubt, closed).
-func disabledState(dir string, log logrus.FieldLogger) (config.Off, bool) {
-	off, disabled, err := config.ReadDisabled(dir)
-	if err != nil {
-		log.WithError(err).Error("cannot read whether protection is disabled; keeping it enabled")
-		return config.Off{}, false
-	}
-	return off, disabled
-}
-
-// applyDisabled hands the recorded state to the next pass; changed says
-// it differs from the last one applied.
-func applyDisabled(dir string, rec *reconciler.Reconciler, m *metrics.Metrics, log logrus.FieldLogger) (changed bool) {
-	off, disabled := disabledState(dir, log)
-	if !rec.SetDisabled(disabled) {
-		return false
-	}
-	m.Disabled(disabled)
-	if disabled {
-		log.WithFields(logrus.Fields{"since": off.Since.Format(time.RFC3339), "reason": off.Reason}).
-			Warn("protection DISABLED by 'dockmoat disable': published ports follow Docker's own rules, and deny containers' egress is not limited, until 'dockmoat enable'")
-	} else {
-		log.Info("protection enabled")
-	}
-	return true
-}
-
-// followDisabled polls the recorded state (disable and the mode) every
-// second (a read of small files; no inotify, which a bind mount can hide)
-// and asks for a pass when it changes. The daemon applies it once before its first pass.
-func followDisabled(ctx context.Context, dir string, rec *reconciler.Reconciler, m *metrics.Metrics, log logrus.FieldLogger, poke func()) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			off := applyDisabled(dir, rec, m, log)
-			if applyMode(dir, rec, log) || off {
-				poke()
-			}
-		}
-	}
 }
 
 func orNone(reason string) string {

@@ -92,42 +92,6 @@ func TestHealthcheck(t *testing.T) {
 	}
 }
 
-// A missing --config file or an invalid one gives the fail-closed config
-// and one error line naming the file, the key and the fix.
-func TestLoadOrFailClosed(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "bad.yaml")
-	_ = os.WriteFile(bad, []byte("trusted_sources: [10.0.0.0/8]\nufw: maybe\n"), 0o600)
-	good := filepath.Join(dir, "good.yaml")
-	_ = os.WriteFile(good, []byte("ufw: on\n"), 0o600)
-	for _, tc := range []struct {
-		path string
-		want []string
-	}{
-		{filepath.Join(dir, "nope.yaml"), []string{"nope.yaml does not exist", "config.example.yaml", "fail-closed", "reload"}},
-		{bad, []string{"bad.yaml", "ufw:", "maybe", "not one of auto, on, off", "fail-closed", "kill -HUP"}},
-	} {
-		var logs bytes.Buffer
-		log, _ := newLogger(options{logLevel: "info", logFormat: "text"}, &logs)
-		cfg, err := loadOrFailClosed(options{configPath: tc.path, configSet: true}, log)
-		if err == nil || cfg.UFW != config.UFWOff || len(cfg.TrustedSources) != 0 || len(cfg.Allow) != 0 {
-			t.Errorf("%s: want the fail-closed config and an error, got %+v, %v", tc.path, cfg, err)
-		}
-		if n := strings.Count(logs.String(), "level=error"); n != 1 {
-			t.Errorf("%s: want one error line, got %d:\n%s", tc.path, n, logs.String())
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(logs.String(), w) {
-				t.Errorf("%s: log lacks %q:\n%s", tc.path, w, logs.String())
-			}
-		}
-	}
-	log, _ := newLogger(options{logLevel: "info", logFormat: "text"}, &bytes.Buffer{})
-	if cfg, err := loadOrFailClosed(options{configPath: good, configSet: true}, log); err != nil || cfg.UFW != config.UFWOn {
-		t.Errorf("valid file: %+v %v", cfg, err)
-	}
-}
-
 func TestDisableEnableCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	var out, errb bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
@@ -35,22 +36,22 @@ func TestObserveCommands(t *testing.T) {
 	}
 	rec := reconciler.New(nil, nil, config.Default(), logrus.New())
 	log, hook := test.NewNullLogger()
-	if !applyMode(dir, rec, log) || !rec.Config().Observe {
+	if !daemon.ApplyMode(dir, rec, log) || !rec.Config().Observe {
 		t.Error("the daemon does not follow 'dockmoat observe'")
 	}
-	if code, _ := run("enforce"); code != 0 || !applyMode(dir, rec, log) || rec.Config().Observe {
+	if code, _ := run("enforce"); code != 0 || !daemon.ApplyMode(dir, rec, log) || rec.Config().Observe {
 		t.Error("the daemon does not follow 'dockmoat enforce'")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "mode"), []byte("observ\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rec.SetMode(reconciler.ModeObserve)
-	if applyMode(dir, rec, log); rec.Config().Observe || len(hook.AllEntries()) == 0 {
+	if daemon.ApplyMode(dir, rec, log); rec.Config().Observe || len(hook.AllEntries()) == 0 {
 		t.Error("a damaged mode record must enforce, and say so")
 	}
 
 	record := `{"since":"2026-12-05T14:00:00Z","ports":[{"container":"db","port":5432,"proto":"tcp","sources":{"198.51.100.5":{"count":3,"first":"2026-12-05T14:01:00Z","last":"2026-12-05T14:05:00Z"}}}]}`
-	if err := os.WriteFile(filepath.Join(dir, observedFile), []byte(record), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, daemon.ObservedFile), []byte(record), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, out := run("suggest"); code != 0 || !strings.Contains(out, `- container: "db"`) || !strings.Contains(out, `from: ["198.51.100.5"]`) {
@@ -68,26 +69,8 @@ func TestObserveCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	statusWriter(dir, logrus.New())(netfilter.SyncResult{Observe: true, Plans: []netfilter.FamilyPlan{{Family: rules.IPv4}}}, nil, time.Millisecond)
+	daemon.StatusWriter(dir, "test", logrus.New())(netfilter.SyncResult{Observe: true, Plans: []netfilter.FamilyPlan{{Family: rules.IPv4}}}, nil, time.Millisecond)
 	if code, out := run("status"); code != 1 || !strings.Contains(out, "OBSERVING") {
 		t.Errorf("status while observing: %d %s", code, out)
-	}
-}
-
-// The mode is logged when a pass runs in another one than the last, and
-// enforcing, the default, is not announced at start.
-func TestModeLogger(t *testing.T) {
-	log, hook := test.NewNullLogger()
-	say := modeLogger(log)
-	say(false)
-	say(false)
-	if n := len(hook.AllEntries()); n != 0 {
-		t.Fatalf("enforcing from the start: %d log line(s)", n)
-	}
-	say(true)
-	say(true)
-	say(false)
-	if got := hook.AllEntries(); len(got) != 2 || !strings.Contains(got[0].Message, "OBSERVE") || !strings.Contains(got[1].Message, "enforcing") {
-		t.Errorf("log: %v", got)
 	}
 }

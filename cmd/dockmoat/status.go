@@ -11,92 +11,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/daemon"
 )
-
-// The daemon writes what `dockmoat status` tells into its state directory
-// after every pass (statusFile); status reads it beside the daemon lock
-// and the disable switch, so it needs no metrics address and works in
-// the sidecar (`docker exec dockmoat dockmoat status`).
-
-const statusFile = "status.json"
-
-// daemonStatus is the daemon's last pass, as status.json holds it.
-type daemonStatus struct {
-	Version   string         `json:"version"`
-	Started   time.Time      `json:"started"`
-	LastPass  time.Time      `json:"last_pass"`
-	LastOK    time.Time      `json:"last_ok,omitzero"`
-	LastError string         `json:"last_error,omitempty"`
-	Families  []familyStatus `json:"families"`
-	Problems  int            `json:"problems"`
-	Observe   bool           `json:"observe,omitempty"` // the last pass ran in observe mode
-}
-
-type familyStatus struct {
-	Family  string `json:"family"`
-	Tool    string `json:"tool"`
-	Skipped string `json:"skipped,omitempty"`
-	Open    int    `json:"open"`
-	Closed  int    `json:"closed"`
-}
-
-// statusWriter records each pass in dir; it keeps the last good pass's
-// counts when a pass fails.
-func statusWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResult, error, time.Duration) {
-	st := daemonStatus{Version: versionString(), Started: time.Now().UTC()}
-	return func(res netfilter.SyncResult, err error, _ time.Duration) {
-		st.LastPass, st.LastError, st.Observe = time.Now().UTC(), "", res.Observe
-		if err != nil {
-			st.LastError = err.Error()
-		} else {
-			st.LastOK, st.Families, st.Problems = st.LastPass, nil, 0
-			for _, p := range res.Plans {
-				if p.Layer {
-					continue
-				}
-				f := familyStatus{Family: p.Family.String(), Tool: p.Tool, Skipped: p.Skipped}
-				for _, d := range p.Result.Decisions() {
-					if d.Open {
-						f.Open++
-					} else {
-						f.Closed++
-					}
-				}
-				st.Families = append(st.Families, f)
-				st.Problems += len(p.Result.Problems)
-			}
-		}
-		if werr := writeStatus(dir, st); werr != nil {
-			log.WithError(werr).Debug("cannot record the pass for dockmoat status")
-		}
-	}
-}
-
-func writeStatus(dir string, st daemonStatus) error { return writeJSONFile(dir, statusFile, st) }
-
-// writeJSONFile replaces dir/name with v as JSON, whole or not at all.
-func writeJSONFile(dir, name string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, name+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, name))
-}
 
 // statusReport is `dockmoat status --format json`.
 type statusReport struct {
-	Running  bool          `json:"running"`
-	State    string        `json:"state"` // protecting, observing, disabled, failing, stopped, unknown
-	Disabled *disabledJSON `json:"disabled,omitempty"`
-	Daemon   *daemonStatus `json:"daemon,omitempty"`
+	Running  bool           `json:"running"`
+	State    string         `json:"state"` // protecting, observing, disabled, failing, stopped, unknown
+	Disabled *disabledJSON  `json:"disabled,omitempty"`
+	Daemon   *daemon.Status `json:"daemon,omitempty"`
 }
 
 // runStatus prints the daemon's state; ok is false unless it runs and
@@ -105,12 +29,12 @@ func runStatus(opt options, out io.Writer) (ok bool, err error) {
 	var rep statusReport
 	running, known := config.DaemonRunning(opt.stateDir)
 	rep.Running = running
-	data, rerr := os.ReadFile(filepath.Join(opt.stateDir, statusFile))
+	data, rerr := os.ReadFile(filepath.Join(opt.stateDir, daemon.StatusFile))
 	switch {
 	case rerr == nil:
-		rep.Daemon = &daemonStatus{}
+		rep.Daemon = &daemon.Status{}
 		if err := json.Unmarshal(data, rep.Daemon); err != nil {
-			return false, fmt.Errorf("reading %s: %w", statusFile, err)
+			return false, fmt.Errorf("reading %s: %w", daemon.StatusFile, err)
 		}
 	case !errors.Is(rerr, fs.ErrNotExist):
 		return false, fmt.Errorf("reading the daemon's status: %w", rerr)

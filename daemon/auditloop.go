@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -25,7 +25,7 @@ var auditFirst = time.Minute
 
 // auditLoop runs the scheduled audit every `every` until ctx ends; 0 is
 // off.
-func auditLoop(ctx context.Context, opt options, log *logrus.Logger, rec *reconciler.Reconciler, m *metrics.Metrics, every time.Duration) {
+func auditLoop(ctx context.Context, opt Options, log *logrus.Logger, rec *reconciler.Reconciler, m *metrics.Metrics, every time.Duration) {
 	if every <= 0 {
 		return
 	}
@@ -37,7 +37,7 @@ func auditLoop(ctx context.Context, opt options, log *logrus.Logger, rec *reconc
 			return
 		case <-t.C:
 		}
-		rep, err := host.Audit(ctx, opt.host(), quietLogger(log), rec.Config(), nil)
+		rep, err := host.Audit(ctx, opt.Host, quietLogger(log), rec.Config(), nil)
 		if err != nil {
 			log.WithError(err).Warn("scheduled audit failed; dockmoat_ports_beyond_policy keeps its last value")
 		}

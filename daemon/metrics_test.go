@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestMetricsAddressTaken(t *testing.T) {
 	log, hook := test.NewNullLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop := serveMetrics(ctx, options{metricsAddr: addr}, metrics.New(), log)
+	stop := serveMetrics(ctx, Options{MetricsAddr: addr}, metrics.New(), log)
 	defer stop()
 	waitFor(t, func() bool { return logged(hook, logrus.ErrorLevel, "the firewall is enforced all the same") })
 	taken.Close()
@@ -46,7 +46,7 @@ func TestMetricsAddressTaken(t *testing.T) {
 
 func TestMetricsAddressMalformed(t *testing.T) {
 	log, hook := test.NewNullLogger()
-	stop := serveMetrics(context.Background(), options{metricsAddr: "9323"}, metrics.New(), log)
+	stop := serveMetrics(context.Background(), Options{MetricsAddr: "9323"}, metrics.New(), log)
 	defer stop()
 	if !logged(hook, logrus.ErrorLevel, "not HOST:PORT") {
 		t.Errorf("a malformed --metrics-addr is not reported: %v", hook.AllEntries())

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"net/netip"
@@ -39,7 +39,7 @@ func TestLastPublished(t *testing.T) {
 	}
 	write = publishedWriter(dir, logrus.New())
 	write(pass, nil, 0)
-	got, err := lastPublished(dir)
+	got, err := LastPublished(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +50,10 @@ func TestLastPublished(t *testing.T) {
 	if err := writeJSONFile(dir, publishedFile, publishedRecord{IPv6: []publishedRun{{Proto: "tcp -j ACCEPT", Lo: 1, Hi: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lastPublished(dir); err == nil {
+	if _, err := LastPublished(dir); err == nil {
 		t.Error("a damaged record must not reach the rules")
 	}
-	if got, err := lastPublished(filepath.Join(dir, "none")); !os.IsNotExist(err) || len(got[0])+len(got[1]) != 0 {
+	if got, err := LastPublished(filepath.Join(dir, "none")); !os.IsNotExist(err) || len(got[0])+len(got[1]) != 0 {
 		t.Errorf("missing: %v %v", got, err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"encoding/json"
@@ -81,11 +81,11 @@ func publishedWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResu
 	}
 }
 
-// lastPublished reads the published ports of the daemon's last good pass
+// LastPublished reads the published ports of the daemon's last good pass
 // from dir, IPv4 then IPv6: what the guard closes on the docker-proxy
 // path at boot. Missing, there are none (the DNAT path is closed all the
 // same); damaged, an error and none.
-func lastPublished(dir string) ([2][]rules.PortRun, error) {
+func LastPublished(dir string) ([2][]rules.PortRun, error) {
 	var out [2][]rules.PortRun
 	file := filepath.Join(dir, publishedFile)
 	data, err := os.ReadFile(file)

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -52,8 +52,8 @@ func (u *ufwInput) follow(ctx context.Context) {
 	}
 }
 
-// readUFWInput is one read, for `plan`.
-func readUFWInput(ctx context.Context, rec *reconciler.Reconciler, log logrus.FieldLogger) {
+// ReadUFWInput is one read, for `plan`.
+func ReadUFWInput(ctx context.Context, rec *reconciler.Reconciler, log logrus.FieldLogger) {
 	(&ufwInput{rec: rec, log: log, poke: func() {}}).once(ctx)
 }
 
