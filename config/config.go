@@ -92,6 +92,9 @@ type AllowRule struct {
 	Service string
 	Ports   []PortSpec
 	From    Sources // empty Any=false list never happens: validated
+	// Limit, when set, limits new connections per source to the ports
+	// the rule opens.
+	Limit RateLimit
 	// Origin names the rule for people (plan's reason); "" = the file's
 	// allow[i].
 	Origin string
@@ -179,7 +182,8 @@ type fileAllow struct {
 	// From is a node so that `from:` written with nothing after it (or
 	// `from: []`) can be told from no `from` key at all: the first is an
 	// error, not "everyone".
-	From yaml.Node `yaml:"from"`
+	From  yaml.Node `yaml:"from"`
+	Limit string    `yaml:"limit"`
 }
 
 type file struct {
@@ -356,6 +360,11 @@ func parseAllow(a fileAllow, lists map[string][]Source) (AllowRule, error) {
 			return r, fmt.Errorf("ports: %w", err)
 		}
 		r.Ports = append(r.Ports, spec)
+	}
+	if a.Limit != "" {
+		if r.Limit, err = ParseRateLimit(a.Limit); err != nil {
+			return r, fmt.Errorf("limit: %w", err)
+		}
 	}
 	if a.From.Kind == 0 { // no from key: open to anyone, as documented
 		r.From = Sources{Any: true}

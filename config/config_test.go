@@ -228,7 +228,7 @@ func TestImageLabelsKey(t *testing.T) {
 func TestParseErrorsInUsersWords(t *testing.T) {
 	for _, c := range []struct{ doc, want string }{
 		{"trusted_sources: [10.0.0.0/8]\nallow:\n  - container: web\n    port: [\"80\"]\n",
-			`line 4: unknown key "port" in allow[0]: did you mean "ports"? (known keys: container, service, ports, from)`},
+			`line 4: unknown key "port" in allow[0]: did you mean "ports"? (known keys: container, service, ports, from, limit)`},
 		{"allow:\n  - container: web\n    ports: 80\n", `line 3: allow[0].ports: want a list, such as ["80", "443/tcp"], not "80"`},
 		{"ufw: auto\nallow: yes\n", `line 2: allow: want a list of rules, each starting with "- container:" or "- service:", not "yes"`},
 		{"trusted_sources:\n  - 10.0.0.0/8\n  - 10.1.0.0/33\n", "line 3: trusted_sources[1]:"},

@@ -27,6 +27,7 @@ var Keys = []KeyDoc{
 	{"allow.service", "PROJECT/SERVICE, STACK/SERVICE or a Swarm service", "the containers the rule selects, by compose or Swarm service (globs allowed)"},
 	{"allow.ports", "list of PORT[-PORT][/PROTO] or *", "the published (host) ports opened"},
 	{"allow.from", "list of CIDRs or addresses", "only these sources; leave the key out to open to everyone (an empty from: is an error)"},
+	{"allow.limit", "N/second|minute|hour[,burst=B]", "new connections per source address (per /64 for IPv6) beyond the rate are refused; B (default N) may come at once; trusted sources are not limited"},
 	{"egress", "list of rules", "limits the outbound connections of containers you cannot label"},
 	{"egress.container", "name or glob", "the containers the rule selects, by name"},
 	{"egress.service", "PROJECT/SERVICE, STACK/SERVICE or a Swarm service", "the containers the rule selects, by service"},

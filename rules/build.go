@@ -46,6 +46,9 @@ type Decision struct {
 	Open      bool
 	Sources   config.Sources // meaningful when Open
 	Reason    string
+	// Limit, when set on an open port, limits new connections per
+	// source (limit.go).
+	Limit config.RateLimit
 }
 
 // Options are facts about the host the rules depend on.
@@ -98,6 +101,9 @@ type Result struct {
 	// Egress are the outbound policies of the containers whose egress is
 	// deny, by name (egress.go).
 	Egress []Egress
+	// Limits are the rate-limited open bindings of the family, sorted
+	// (limit.go).
+	Limits []Limit
 	// DNSFromHost, with Egress, are the resolvers on the host's loopback:
 	// Docker queries them from the host, so no egress rule is involved.
 	DNSFromHost []netip.Addr
@@ -210,7 +216,9 @@ func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
 			}
 		}
 		res.Proxied = proxiedAppend(res.Proxied, c, l.decisions[first:], fam, opt.ProxyAll)
+		res.Limits = appendLimits(res.Limits, l.decisions[first:])
 	}
+	sortLimits(res.Limits)
 	if opt.Sets {
 		var open, from Set
 		var ports []hostPort
@@ -319,7 +327,7 @@ func (a Allow) Describe() string {
 
 // decide applies labels and config to each published port of a container.
 func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
-	labelGrants, problems := parseLabels(c, cfg.Lists)
+	labelGrants, labelLimits, problems := parseLabels(c, cfg.Lists)
 	fatal := len(problems) > 0
 	var cfgGrants []grant
 	for i, r := range cfg.Allow {
@@ -354,7 +362,10 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 		out = append(out, d)
 	}
 	if !fatal {
+		limits := append(labelLimits, configLimiters(cfg, c)...)
+		applyLimits(out, limits)
 		problems = append(problems, unmatched(c, labelGrants, bindings)...)
+		problems = append(problems, limitProblems(c, labelLimits, out)...)
 	}
 	if n := entries(c, out); n > MaxContainerEntries {
 		// Too large to install (the sets hold 2^20 elements for every

@@ -476,7 +476,9 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	res.Problems = append(res.Problems, directProblems(snap)...)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
+		res.Limits = appendLimits(res.Limits, e.decisions)
 	}
+	sortLimits(res.Limits)
 	res.lists = &lists{ents: slices.Clone(inc.order)}
 	open := Set{Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
 	from := Set{Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}

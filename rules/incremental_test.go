@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/setelem"
@@ -28,6 +29,9 @@ func randomContainer(r *rand.Rand, id string) Container {
 	}
 	if r.IntN(4) == 0 {
 		c.Labels[labelPortPfx+"80"] = "192.0.2.0/24"
+	}
+	if r.IntN(3) == 0 {
+		c.Labels[labelLimitPfx+pick("80", "81/udp", "80-82")] = pick("10/minute", "5/second,burst=2", "bad")
 	}
 	for range 1 + r.IntN(3) {
 		var host netip.Addr
@@ -82,7 +86,8 @@ func deltaGen(s Set) uint64 {
 func TestIncrementalMatchesBuild(t *testing.T) {
 	cfgs := []config.Config{config.Default(), {UFW: config.UFWAuto, LogBlocked: true,
 		TrustedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		Allow:          []config.AllowRule{{Container: "b", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}}}}}
+		Allow: []config.AllowRule{{Container: "b", Ports: []config.PortSpec{{All: true}}, From: config.Sources{Any: true}},
+			{Container: "c", Ports: []config.PortSpec{{From: 80, To: 81}}, From: config.Sources{Any: true}, Limit: config.RateLimit{Rate: 3, Per: time.Hour, Burst: 1}}}}}
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		incs := map[Family]*Incremental{IPv4: NewIncremental(IPv4), IPv6: NewIncremental(IPv6)}

@@ -61,7 +61,7 @@ type grant struct {
 // parseLabels turns a container's dockmoat.* labels into grants. Any
 // invalid label makes it return no grants at all: a half-understood policy
 // must not open anything.
-func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Problem) {
+func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []limiter, []Problem) {
 	keys := make([]string, 0, len(c.Labels))
 	for k := range c.Labels {
 		// Any letter case: `Dockmoat.from` is a typo of a restriction,
@@ -79,6 +79,7 @@ func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Prob
 		hasAllow bool
 		hasFrom  bool
 		perPort  []grant
+		limits   []limiter
 	)
 	bad := func(k, msg string) {
 		problems = append(problems, Problem{Container: c.Name, Label: k, Value: c.Labels[k], Msg: msg, Fatal: true})
@@ -118,6 +119,13 @@ func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Prob
 				continue
 			}
 			perPort = append(perPort, grant{spec: spec, sources: srcs, perPort: true, origin: "label " + k + "=" + v})
+		case strings.HasPrefix(k, labelLimitPfx):
+			l, err := parseLimitLabel(k, v)
+			if err != nil {
+				bad(k, err.Error())
+				continue
+			}
+			limits = append(limits, l)
 		default:
 			bad(k, unknownKey(k))
 		}
@@ -126,7 +134,7 @@ func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Prob
 		bad(LabelFrom, "dockmoat.from restricts the ports in dockmoat.allow, but dockmoat.allow is not set")
 	}
 	if len(problems) > 0 {
-		return nil, problems
+		return nil, nil, problems
 	}
 	var grants []grant
 	for _, spec := range allow {
@@ -136,7 +144,7 @@ func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []Prob
 		}
 		grants = append(grants, grant{spec: spec, sources: from, origin: origin})
 	}
-	return append(grants, perPort...), nil
+	return append(grants, perPort...), limits, nil
 }
 
 // hasLabelPrefix reports whether a label key is meant for dockmoat: it
@@ -155,8 +163,10 @@ func unknownKey(k string) string {
 		msg = "label keys are case-sensitive: did you mean " + lower + "?"
 	case strings.HasPrefix(lower, labelPortPfx):
 		msg = "label keys are case-sensitive: did you mean " + labelPortPfx + k[len(labelPortPfx):] + "?"
+	case strings.HasPrefix(lower, labelLimitPfx):
+		msg = "label keys are case-sensitive: did you mean " + labelLimitPfx + k[len(labelLimitPfx):] + "?"
 	}
-	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>], dockmoat.egress, dockmoat.egress.allow"
+	return msg + "; known: dockmoat.allow, dockmoat.from, dockmoat.allow.<port>[/<proto>], dockmoat.limit.<port>[/<proto>], dockmoat.egress, dockmoat.egress.allow"
 }
 
 // ShortValue cuts a label value for a log line: a from list of thousands
