@@ -58,6 +58,9 @@ type Row struct {
 	Needs      string `json:"needs,omitempty"`
 	SourcePort uint16 `json:"source_port,omitempty"`
 	Intended   bool   `json:"intended"`
+	// RateLimit is the installed limit on new connections per source
+	// ("10/minute,burst=5"), when the port has one.
+	RateLimit string `json:"rate_limit,omitempty"`
 	// Paths and Fix are filled for the ports `--explain` names only.
 	Paths []Path `json:"paths,omitempty"`
 	Fix   string `json:"fix,omitempty"`
@@ -134,6 +137,7 @@ type famCtx struct {
 	variants  map[string][]variant // per protocol, the default first (variants.go)
 	ufwChain  bool
 	setDiff   []string // how dockmoat's sets differ from the policy
+	limits    []string // comments of the installed rate limit rules (limit.go)
 }
 
 // setRuleset makes rs the family's ruleset, with its source classes and
@@ -223,6 +227,7 @@ func Run(in Input) Report {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
 		fc.setRuleset(ipteval.Ruleset{Filter: fc.filter, NAT: fc.nat, Raw: fc.raw})
+		fc.limits = limitComments(fc, nil)
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
 		if fc.plan.Skipped == "" && !ipt.DetailOf(fc.plan).InputOnly {
 			managed++
@@ -253,6 +258,7 @@ func runNFT(in Input) Report {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
 		}
 		fc.setRuleset(nfteval.Ruleset{Live: in.NFT, Fam: fam})
+		fc.limits = limitComments(fc, in.NFT)
 		fams[fam] = fc
 	}
 	rep.Findings = append(rep.Findings, hostFindings(in, fams)...)
@@ -484,6 +490,9 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 		if s, ok := variantStep(v.Path); ok {
 			row.Reason += fmt.Sprintf(": rule '%s' in %s lets it through", stripComment(s.Rule), s.Chain)
 		}
+	}
+	if row.Exposure != Closed && haveDec {
+		noteLimit(row, fc, dec)
 	}
 	switch row.Exposure {
 	case Public:

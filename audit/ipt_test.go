@@ -109,24 +109,7 @@ COMMIT
 // observes (the rules dockmoat renders, read back as iptables-save).
 func TestRunObserving(t *testing.T) {
 	snap := dbSnap()
-	save := func(cfg config.Config) string {
-		rs := ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
-		var b strings.Builder
-		b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
-		for _, ch := range rs.Chains {
-			b.WriteString(":" + ch.Name + " - [0:0]\n")
-		}
-		b.WriteString("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n" +
-			"-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n" +
-			"-A DOCKER-USER " + strings.Join(ipt.HookSpec(), " ") + "\n-A DOCKER-USER " + strings.Join(ipt.CheckSpec(), " ") + "\n-A DOCKER-USER -j RETURN\n")
-		for _, ch := range rs.Chains {
-			for _, r := range ch.Rules {
-				b.WriteString(ipt.RuleLine(ch.Name, r) + "\n")
-			}
-		}
-		b.WriteString("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")
-		return b.String()
-	}
+	save := func(cfg config.Config) string { return savedRender(cfg, snap) }
 	cfg := config.Default()
 	cfg.Observe = true
 	in := Input{Config: cfg, Snapshot: snap,
@@ -150,4 +133,53 @@ func dbSnap() rules.Snapshot {
 	return rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
 		Containers: []rules.Container{{Name: "db", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
 			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
+}
+
+// savedRender is the iptables-save text of a host where Docker publishes
+// 8080 to 172.17.0.2:80 and dockmoat installed its rendering of snap.
+func savedRender(cfg config.Config, snap rules.Snapshot) string {
+	rs := ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
+	var b strings.Builder
+	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
+	for _, ch := range rs.Chains {
+		b.WriteString(":" + ch.Name + " - [0:0]\n")
+	}
+	b.WriteString("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n" +
+		"-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n" +
+		"-A DOCKER-USER " + strings.Join(ipt.HookSpec(), " ") + "\n-A DOCKER-USER " + strings.Join(ipt.CheckSpec(), " ") + "\n-A DOCKER-USER -j RETURN\n")
+	for _, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			b.WriteString(ipt.RuleLine(ch.Name, r) + "\n")
+		}
+	}
+	b.WriteString("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")
+	return b.String()
+}
+
+// A rate-limited port is as reachable as without the limit (a first
+// packet is under it), and its row names the installed limit; the same
+// policy over a table without the limit rule says it is missing.
+func TestRunRateLimited(t *testing.T) {
+	snap := dbSnap()
+	snap.Containers[0].Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.limit.8080": "10/minute,burst=5"}
+	cfg := config.Default()
+	save := savedRender(cfg, snap)
+	in := Input{Config: cfg, Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
+		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
+	rep := Run(in)
+	if len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || rep.Beyond() || rep.Rows[0].RateLimit != "10/minute,burst=5" ||
+		!strings.Contains(rep.Rows[0].Reason, "beyond 10/minute,burst=5 per source are refused") {
+		t.Fatalf("limited: %+v", rep.Rows)
+	}
+	var kept []string
+	for _, l := range strings.Split(save, "\n") {
+		if !strings.Contains(l, "hashlimit") {
+			kept = append(kept, l)
+		}
+	}
+	in.Families[0].Save = strings.Join(kept, "\n")
+	if rep := Run(in); rep.Rows[0].RateLimit != "" || !strings.Contains(rep.Rows[0].Reason, "NOT installed") || rep.Protected {
+		t.Fatalf("limit rule missing: %+v protected %v", rep.Rows, rep.Protected)
+	}
 }

@@ -31,7 +31,7 @@ import (
 // source class is run through both with audit's evaluators: both must
 // accept and refuse the same packets. Policies are drawn so that
 // allows, sources, per-port sources, trusted sources, host addresses and
-// shared ports collide; some are in observe mode.
+// shared ports collide; some are in observe mode, some rate-limited.
 func TestRenderersAgree(t *testing.T) {
 	needBeds(t)
 	ipns, nftns := scratchNetns(t, "dmpi"), scratchNetns(t, "dmpn")
@@ -64,12 +64,15 @@ func TestRenderersAgree(t *testing.T) {
 		return err
 	})
 	nftB = nft.New(nft.Exec{}, log)
-	accepts, drops, observing := 0, 0, 0
+	accepts, drops, observing, limited := 0, 0, 0, 0
 	for seed := range uint64(24) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		cfg, snap := randomPolicy(r)
 		if cfg.Observe {
 			observing++
+		}
+		if len(rules.Build(cfg, snap, rules.IPv4, rules.Options{}).Limits)+len(rules.Build(cfg, snap, rules.IPv6, rules.Options{}).Limits) > 0 {
+			limited++
 		}
 		var ipv [2]ipteval.Ruleset
 		var live *nft.Live
@@ -113,9 +116,9 @@ func TestRenderersAgree(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d packets accepted and %d refused alike by both renderings (%d policies in observe mode)", accepts, drops, observing)
-	if accepts < 20 || drops < 20 || observing == 0 {
-		t.Errorf("the policies drawn must open and close ports, and observe: %d accepted, %d refused, %d observing", accepts, drops, observing)
+	t.Logf("%d packets accepted and %d refused alike by both renderings (%d policies in observe mode, %d rate-limited)", accepts, drops, observing, limited)
+	if accepts < 20 || drops < 20 || observing == 0 || limited == 0 {
+		t.Errorf("the policies drawn must open and close ports, observe and limit: %d accepted, %d refused, %d observing, %d limited", accepts, drops, observing, limited)
 	}
 }
 
@@ -165,6 +168,9 @@ func randomPolicy(r *rand.Rand) (config.Config, rules.Snapshot) {
 			}
 			if r.IntN(4) == 0 {
 				c.Labels["dockmoat.allow.8081"] = "192.0.2.0/24, 2001:db8:1::/48"
+			}
+			if r.IntN(3) == 0 { // a first packet is under any limit
+				c.Labels["dockmoat.limit."+pick("8080", "8081/udp", "8080-8082")] = pick("10/minute", "5/second,burst=2", "3/hour")
 			}
 		}
 		for range 1 + r.IntN(2) {

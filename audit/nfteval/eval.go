@@ -133,7 +133,14 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p verdict.Packet, depth
 				}
 			case "mangle":
 				e.mangle(body)
-			case "counter", "log", "notrack", "set", "ct helper", "queue":
+			case "set":
+				// A set update (a meter: `update @s { ip saddr limit rate
+				// over … }`) goes on only when the element's statements do;
+				// a first packet is under the limit, so "over" stops it.
+				if overLimit(body) {
+					return verdict.Verdict{}, true, false
+				}
+			case "counter", "log", "notrack", "ct helper", "queue":
 				// Non-terminating statements.
 			case "accept":
 				e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: text})
@@ -155,6 +162,22 @@ func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p verdict.Packet, depth
 		}
 	}
 	return verdict.Verdict{}, true, false
+}
+
+// overLimit reports whether a set statement carries "limit rate over"
+// (or a quota over) for its element.
+func overLimit(body any) bool {
+	m, _ := body.(map[string]any)
+	stmts, _ := m["stmt"].([]any)
+	for _, st := range stmts {
+		sm, _ := st.(map[string]any)
+		for _, kind := range []string{"limit", "quota"} {
+			if l, ok := sm[kind].(map[string]any); ok && l["inv"] == true {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // mangle applies "meta mark set meta mark | BITS" and "… & BITS" (the

@@ -112,6 +112,28 @@ func TestEvalNFTLimit(t *testing.T) {
 	}
 }
 
+// A meter (`update @s { ip saddr limit rate over … } drop`, dockmoat's
+// rate limits) does not stop a first packet; one without "over" lets it
+// go on to the verdict.
+func TestEvalNFTMeter(t *testing.T) {
+	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+{"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@lim", "stmt": [{"limit": {"rate": 5, "burst": 3, "per": "minute", "inv": true}}]}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 81}}, {"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@lim2", "stmt": [{"limit": {"rate": 5, "per": "minute"}}]}}, {"drop": null}]}}
+]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := verdict.Packet{Src: netip.MustParseAddr("198.51.100.1"), Dst: netip.MustParseAddr("172.17.0.2"), Proto: "tcp", DPort: 80, States: []string{"NEW"}}
+	if v := Eval(live, "forward", rules.IPv4, p); v.Result != verdict.Accept {
+		t.Errorf("meter with limit rate over: %+v", v)
+	}
+	p.DPort = 81
+	if v := Eval(live, "forward", rules.IPv4, p); v.Result != verdict.Drop {
+		t.Errorf("meter with limit rate: %+v", v)
+	}
+}
+
 // TestEvalNFTMetaProtocol: meta protocol is the layer-3 protocol, meta
 // l4proto the transport.
 func TestEvalNFTMetaProtocol(t *testing.T) {

@@ -146,7 +146,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		// The family's forward path is not hooked: neither is its egress.
 		res.Egress = nil
 	}
-	input, hasInput := inputChain(cfg, res.Bridges, fam, res.Input, res.Egress, opt.Bans)
+	input, hasInput := inputChain(cfg, res, fam, opt.Bans)
 	if opt.InputOnly {
 		if hasInput {
 			rs.Chains = []OwnedChain{input, inputCheckChain(res.Input, nil, fam), passChain()}
@@ -154,6 +154,7 @@ func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
 		return rs
 	}
 	main, ing := head(cfg, res, fam, opt.Bans)
+	limitRules(&ing, res.Limits, fam, true)
 	sets := res.Sets != nil
 	linear := res.Linear
 	if !sets {
@@ -401,7 +402,8 @@ func setRules(ing *OwnedChain, fam rules.Family) {
 // inputChain renders DOCKMOAT-INPUT for every published binding (the
 // docker-proxy path, rules/proxy.go); ok is false when there are none
 // (no chain, no hook).
-func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.InputPath, egress []rules.Egress, bans bool) (OwnedChain, bool) {
+func inputChain(cfg config.Config, res rules.Result, fam rules.Family, bans bool) (OwnedChain, bool) {
+	bridges, in, egress := res.Bridges, res.Input, res.Egress
 	if in.Empty() && len(egress) == 0 {
 		return OwnedChain{}, false
 	}
@@ -437,6 +439,7 @@ func inputChain(cfg config.Config, bridges []string, fam rules.Family, in rules.
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", ChainPass)
 		}
 	}
+	limitRules(&ch, res.Limits, fam, false)
 	for _, d := range in.Sourced {
 		for _, src := range rules.SourcesOf(d, fam) {
 			text := fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src)

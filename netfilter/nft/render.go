@@ -101,6 +101,8 @@ type Ruleset struct {
 	// Ban are the chains of BanTable (none: the table is not dockmoat's
 	// to declare, as in the firewalld layer).
 	Ban []Chain
+	// Meters are the rate limits' dynamic sets (limit.go).
+	Meters []Meter
 }
 
 // Set is a named set of the table, its elements written as nft lists
@@ -150,6 +152,7 @@ func (rs Ruleset) text(withBan bool) string {
 		}
 		b.WriteString("\t}\n")
 	}
+	writeMeters(&b, rs.Meters)
 	writeChains(&b, rs.Chains)
 	b.WriteString("}\n")
 	if len(rs.Check) > 0 {
@@ -346,6 +349,7 @@ func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policy
 	addDenied(&ing, cfg, "ct status dnat drop")
 	addTrusted(&ing, cfg, pass)
 	var rs Ruleset
+	limitRules(&ing, &rs, res, true)
 	deny := Chain{Name: "deny"}
 	tail := &ing
 	var portChains []Chain
@@ -564,6 +568,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 		}
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, pass))
 	}
+	limitRules(&in, nil, res, false)
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, d := range res[i].Input.Sourced {
 			for _, src := range rules.SourcesOf(d, fam) {

@@ -1,0 +1,61 @@
+package audit
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/rules"
+)
+
+// Rate limits do not change who can reach a port: a first packet is
+// under any limit, and the evaluators say so. The row names the limit
+// when the installed rules carry it (their comments, which the
+// intactness check ties to the policy), and says when the policy's
+// limit is missing from the kernel.
+
+// limitComments lists the comments of dockmoat's installed limit rules.
+func limitComments(fc *famCtx, live *nft.Live) []string {
+	var out []string
+	if fc.filter != nil {
+		for _, name := range []string{ipt.ChainIngress, ipt.ChainInput} {
+			if ch := fc.filter.Chains[name]; ch != nil {
+				for _, r := range ch.Rules {
+					if c := commentText(r); strings.HasPrefix(c, ipt.LimitDesc) {
+						out = append(out, c)
+					}
+				}
+			}
+		}
+	}
+	if live != nil {
+		for _, ch := range live.Chains {
+			if ch.Family != nft.TableFamily || ch.Table != nft.TableName {
+				continue
+			}
+			for _, r := range ch.Rules {
+				if _, c, ok := strings.Cut(r.Comment, " "); ok && strings.HasPrefix(c, nft.LimitDesc) {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// noteLimit names a row's rate limit, installed or not.
+func noteLimit(row *Row, fc *famCtx, dec rules.Decision) {
+	if !dec.Open || dec.Limit.IsZero() {
+		return
+	}
+	want := rules.Desc(fmt.Sprintf("%s%d/%s of %s", ipt.LimitDesc, dec.Binding.HostPort, dec.Binding.Proto, dec.Container))
+	for _, c := range fc.limits {
+		if strings.HasPrefix(c, want+":") || strings.HasPrefix(c, want+" via") {
+			row.RateLimit = dec.Limit.String()
+			row.Reason += "; new connections beyond " + dec.Limit.String() + " per source are refused"
+			return
+		}
+	}
+	row.Reason += "; its rate limit " + dec.Limit.String() + " is NOT installed"
+}
