@@ -22,7 +22,7 @@ func limitComments(fc *famCtx, live *nft.Live) []string {
 		for _, name := range []string{ipt.ChainIngress, ipt.ChainInput} {
 			if ch := fc.filter.Chains[name]; ch != nil {
 				for _, r := range ch.Rules {
-					if c := commentText(r); strings.HasPrefix(c, ipt.LimitDesc) {
+					if c := commentText(r); isLimitDesc(c) {
 						out = append(out, c)
 					}
 				}
@@ -35,7 +35,7 @@ func limitComments(fc *famCtx, live *nft.Live) []string {
 				continue
 			}
 			for _, r := range ch.Rules {
-				if _, c, ok := strings.Cut(r.Comment, " "); ok && strings.HasPrefix(c, nft.LimitDesc) {
+				if _, c, ok := strings.Cut(r.Comment, " "); ok && isLimitDesc(c) {
 					out = append(out, c)
 				}
 			}
@@ -44,14 +44,19 @@ func limitComments(fc *famCtx, live *nft.Live) []string {
 	return out
 }
 
+func isLimitDesc(c string) bool {
+	_, _, _, ok := rules.ParseLimitDesc(c)
+	return ok
+}
+
 // noteLimit names a row's rate limit, installed or not.
 func noteLimit(row *Row, fc *famCtx, dec rules.Decision) {
 	if !dec.Open || dec.Limit.IsZero() {
 		return
 	}
-	want := rules.Desc(fmt.Sprintf("%s%d/%s of %s", ipt.LimitDesc, dec.Binding.HostPort, dec.Binding.Proto, dec.Container))
+	want := fmt.Sprintf("%d/%s", dec.Binding.HostPort, dec.Binding.Proto)
 	for _, c := range fc.limits {
-		if strings.HasPrefix(c, want+":") || strings.HasPrefix(c, want+" via") {
+		if port, container, _, _ := rules.ParseLimitDesc(c); port == want && container != "" && strings.HasPrefix(dec.Container, container) {
 			row.RateLimit = dec.Limit.String()
 			row.Reason += "; new connections beyond " + dec.Limit.String() + " per source are refused"
 			return

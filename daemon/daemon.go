@@ -82,6 +82,9 @@ func Run(ctx context.Context, opt Options, log *logrus.Logger) error {
 		}
 	}
 	m := metrics.New()
+	m.CountLimits(func(ctx context.Context) ([]netfilter.LimitRefusal, error) {
+		return netfilter.LimitRefusals(ctx, rec.Backend())
+	})
 	defer startConntrack(ctx, opt, rec, m, log)()
 	m.ConfigState(cfgErr)
 	w.OnState = m.DockerState

@@ -36,6 +36,7 @@ type Metrics struct {
 	observed         prometheus.Counter
 	beyond           prometheus.Gauge
 	auditOK          prometheus.Gauge
+	limits           *limitCollector
 
 	mu          sync.Mutex
 	synced      bool
@@ -96,10 +97,11 @@ func New() *Metrics {
 		auditOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_audit_ok", Help: "1 when the last scheduled audit ran, 0 when it failed (dockmoat_ports_beyond_policy then keeps its last value).",
 		}),
-		now: time.Now,
+		now:    time.Now,
+		limits: newLimitCollector(),
 	}
 	m.Mode(false)
-	m.reg.MustRegister(m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
+	m.reg.MustRegister(m.limits, m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
 		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled, m.mode, m.observed, m.beyond, m.auditOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

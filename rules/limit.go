@@ -113,6 +113,39 @@ func limitProblems(c Container, ls []limiter, ds []Decision) []Problem {
 	return out
 }
 
+// limitDescPfx starts the description of every limit rule, on both
+// backends: the metrics find the rules' counters by it.
+const limitDescPfx = "rate limit "
+
+// Desc describes the limit's rule, on the forward path or via
+// docker-proxy (the rule's comment; ParseLimitDesc reads it back). The
+// container comes last: a backend that shortens comments cuts its name.
+func (l Limit) Desc(proxy bool) string {
+	via := ""
+	if proxy {
+		via = " via docker-proxy"
+	}
+	return Desc(fmt.Sprintf("%s%d/%s%s, beyond %d/%s burst %d per source, of %s", limitDescPfx, l.Binding.HostPort, l.Binding.Proto,
+		via, l.Rate.Rate, l.Rate.Unit(), l.Rate.Burst, l.Container))
+}
+
+// ParseLimitDesc reads a rule description that Limit.Desc wrote: the
+// published port ("8080/tcp"), the container (or the start of its name)
+// and the path.
+func ParseLimitDesc(s string) (port, container string, proxy, ok bool) {
+	rest, found := strings.CutPrefix(s, limitDescPfx)
+	if !found {
+		return "", "", false, false
+	}
+	head, container, found := strings.Cut(rest, " per source, of ")
+	port, _, _ = strings.Cut(head, ",")
+	if !found || !strings.Contains(port, "/") {
+		return "", "", false, false
+	}
+	port, proxy = strings.CutSuffix(port, " via docker-proxy")
+	return port, container, proxy, true
+}
+
 // appendLimits adds the limited decisions of ds.
 func appendLimits(out []Limit, ds []Decision) []Limit {
 	for _, d := range ds {

@@ -78,3 +78,18 @@ func TestLimitProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitDescRoundTrip(t *testing.T) {
+	l := Limit{Container: "web-1", Binding: PortBinding{HostPort: 8080, Proto: "udp"}, Rate: config.RateLimit{Rate: 10, Per: time.Minute, Burst: 5}}
+	for _, proxy := range []bool{false, true} {
+		port, container, via, ok := ParseLimitDesc(l.Desc(proxy))
+		if !ok || port != "8080/udp" || container != "web-1" || via != proxy {
+			t.Errorf("%q: %q %q %v %v", l.Desc(proxy), port, container, via, ok)
+		}
+	}
+	for _, s := range []string{"default deny", "rate limit 8080/tcp", "trusted source 10.0.0.0/8"} {
+		if _, _, _, ok := ParseLimitDesc(s); ok {
+			t.Errorf("%q is not a limit's description", s)
+		}
+	}
+}

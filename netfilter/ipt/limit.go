@@ -1,12 +1,16 @@
 package ipt
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -19,9 +23,6 @@ import (
 // own table of sources (its --hashlimit-name); a source is forgotten
 // only once its allowance has refilled, so forgetting it changes
 // nothing. The rule's packet counter is the refusals.
-
-// LimitDesc starts the comment of a limit rule (metrics read their counters).
-const LimitDesc = "rate limit "
 
 // limitRules adds the family's limits to ch: forward for INGRESS, else
 // the docker-proxy form for DOCKMOAT-INPUT.
@@ -39,12 +40,11 @@ func limitRules(ch *OwnedChain, limits []rules.Limit, fam rules.Family, forward 
 			spec = proxySpec(b, fam)
 		}
 		spec = append(spec, hashlimit(l, fam)...)
-		verdict, via := "DROP", ""
+		verdict := "DROP"
 		if !forward {
-			verdict, via = "RETURN", " via docker-proxy"
+			verdict = "RETURN"
 		}
-		text := fmt.Sprintf("%s%d/%s of %s%s: beyond %d/%s, burst %d, per source", LimitDesc, b.HostPort, b.Proto, l.Container, via, l.Rate.Rate, l.Rate.Unit(), l.Rate.Burst)
-		ch.add(rules.Desc(text), append(spec, "-j", verdict)...)
+		ch.add(l.Desc(!forward), append(spec, "-j", verdict)...)
 	}
 }
 
@@ -67,4 +67,62 @@ func hashlimit(l rules.Limit, fam rules.Family) []string {
 func limitName(l rules.Limit, fam rules.Family) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%d %s %s %d %s", fam, l.Binding.Proto, l.Binding.HostIP, l.Binding.HostPort, l.Rate))
 	return "dm-" + hex.EncodeToString(h[:])[:12]
+}
+
+// CounterSaver is a Restorer that can list a table with its counters
+// (`iptables-save -c`).
+type CounterSaver interface {
+	SaveCounters(ctx context.Context, table string) ([]byte, error)
+}
+
+// SaveCounters implements CounterSaver.
+func (e Exec) SaveCounters(ctx context.Context, table string) ([]byte, error) {
+	return e.save(ctx, "-c", "-t", table)
+}
+
+// LimitRefusals implements netfilter.LimitCounter: the packet counters of
+// the limit rules in DOCKMOAT-INGRESS and DOCKMOAT-INPUT, per family.
+func (b *Backend) LimitRefusals(ctx context.Context) ([]netfilter.LimitRefusal, error) {
+	var out []netfilter.LimitRefusal
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		t := b.families[fam]
+		if t == nil {
+			continue
+		}
+		cs, ok := t.Restorer.(CounterSaver)
+		if !ok {
+			continue
+		}
+		data, err := cs.SaveCounters(ctx, "filter")
+		if err != nil {
+			return out, fmt.Errorf("reading the rate limits' counters: %w", err)
+		}
+		filter := iptsave.Parse(data)["filter"]
+		if filter == nil {
+			continue
+		}
+		for _, name := range []string{ChainIngress, ChainInput} {
+			ch := filter.Chains[name]
+			if ch == nil {
+				continue
+			}
+			for _, r := range ch.Rules {
+				if port, container, proxy, ok := rules.ParseLimitDesc(commentOf(r)); ok {
+					out = append(out, netfilter.LimitRefusal{Family: fam, Port: port, Container: container, Proxy: proxy, Packets: r.Packets})
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// commentOf is the description in a rule's dockmoat comment.
+func commentOf(r iptsave.Rule) string {
+	for i := 0; i+1 < len(r.Args); i++ {
+		if r.Args[i] == "--comment" {
+			_, desc, _ := strings.Cut(r.Args[i+1], " ")
+			return desc
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package ipt
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func TestRenderLimits(t *testing.T) {
 	rulestest.AssertLines(t, "INGRESS", ing[:2], []string{
 		`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INGRESS -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 -m hashlimit --hashlimit-above 10/min --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-srcmask 32 --hashlimit-htable-expire 30000 --hashlimit-name ` +
-			limitName(v4.Result.Limits[0], rules.IPv4) + ` -m comment --comment "dockmoat:H rate limit 8080/tcp of web: beyond 10/minute, burst 5, per source" -j DROP`,
+			limitName(v4.Result.Limits[0], rules.IPv4) + ` -m comment --comment "dockmoat:H rate limit 8080/tcp, beyond 10/minute burst 5 per source, of web" -j DROP`,
 	})
 	if !strings.Contains(ing[2], "--match-set DOCKMOAT-OPEN-V4") {
 		t.Errorf("the allows must follow the limit: %s", ing[2])
@@ -31,7 +32,7 @@ func TestRenderLimits(t *testing.T) {
 	v6 := build(cfg, snap, rules.IPv6, opts{Sets: true})
 	in := strings.Join(lines(v6.Ruleset, ChainInput), "\n")
 	want := `-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m hashlimit --hashlimit-above 10/min --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-srcmask 64`
-	if !strings.Contains(in, want) || !strings.Contains(in, "via docker-proxy: beyond 10/minute, burst 5, per source\" -j RETURN") {
+	if !strings.Contains(in, want) || !strings.Contains(in, "via docker-proxy, beyond 10/minute burst 5 per source, of web\" -j RETURN") {
 		t.Errorf("DOCKMOAT-INPUT lacks the IPv6 limit:\n%s", in)
 	}
 	if strings.Index(in, "hashlimit") > strings.Index(in, "allow ") && strings.Contains(in, "allow ") {
@@ -41,5 +42,31 @@ func TestRenderLimits(t *testing.T) {
 	b.Rate.Burst = 6
 	if n := limitName(a, rules.IPv4); len(n) > 15 || n == limitName(b, rules.IPv4) || n == limitName(a, rules.IPv6) {
 		t.Errorf("limit names must be short and distinct per setting and family: %s", n)
+	}
+}
+
+// The limit rules' counters are read back per family and path (the
+// metrics' refusals); no other rule is taken for one.
+func TestLimitRefusals(t *testing.T) {
+	r := newRig(t, config.Default())
+	web := rulestest.Web("172.17.0.2")
+	web.Labels["dockmoat.limit.8080"] = "10/minute"
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{web}})
+	r.sync(t)
+	r.v4.Packets = func(line string) uint64 {
+		if strings.Contains(line, "hashlimit") {
+			return 7
+		}
+		return 3
+	}
+	got, err := r.b.LimitRefusals(context.Background())
+	// One rule on the DNAT path, one on the docker-proxy path.
+	if err != nil || len(got) != 2 || got[0].Proxy || !got[1].Proxy {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, g := range got {
+		if g.Port != "8080/tcp" || g.Container != "web" || g.Packets != 7 || g.Family != rules.IPv4 {
+			t.Errorf("%+v", g)
+		}
 	}
 }

@@ -51,11 +51,15 @@ type Exec struct {
 
 // Save implements Restorer.
 func (e Exec) Save(ctx context.Context, table string) ([]byte, error) {
+	return e.save(ctx, "-t", table)
+}
+
+func (e Exec) save(ctx context.Context, args ...string) ([]byte, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, e.SaveBin, "-t", table)
+	cmd := exec.CommandContext(ctx, e.SaveBin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s -t %s: %w: %s", e.SaveBin, table, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s %s: %w: %s", e.SaveBin, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return out.Bytes(), nil
 }

@@ -5,6 +5,7 @@
 package iptsave
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/dockmoat/dockmoat/setelem"
@@ -31,6 +32,9 @@ type Rule struct {
 	Chain string
 	Raw   string   // the line without "-A CHAIN "
 	Args  []string // tokens after the chain name, quotes removed
+	// Packets is the rule's packet counter, from `iptables-save -c`
+	// ("[PACKETS:BYTES] -A …"); 0 without -c.
+	Packets uint64
 }
 
 // Parse parses iptables-save output into its tables, each rule tokenised.
@@ -58,21 +62,32 @@ func parse(data []byte, tokenise bool) map[string]*Table {
 			if len(f) >= 2 {
 				cur.Chains[f[0]] = &Chain{Name: f[0], Policy: f[1]}
 			}
+		case strings.HasPrefix(line, "[") && strings.Contains(line, "] -A "):
+			counters, rule, _ := strings.Cut(line[1:], "] ")
+			pkts, _, _ := strings.Cut(counters, ":")
+			n, _ := strconv.ParseUint(pkts, 10, 64)
+			cur.add(rule, tokenise).Packets = n
 		case strings.HasPrefix(line, "-A "):
-			name, raw, _ := strings.Cut(line[3:], " ")
-			ch := cur.Chains[name]
-			if ch == nil {
-				ch = &Chain{Name: name, Policy: "-"}
-				cur.Chains[name] = ch
-			}
-			r := Rule{Chain: name, Raw: raw}
-			if tokenise {
-				r.Args = Tokenize(raw)
-			}
-			ch.Rules = append(ch.Rules, r)
+			cur.add(line, tokenise)
 		}
 	}
 	return tables
+}
+
+// add appends the rule of an "-A CHAIN …" line.
+func (t *Table) add(line string, tokenise bool) *Rule {
+	name, raw, _ := strings.Cut(strings.TrimPrefix(line, "-A "), " ")
+	ch := t.Chains[name]
+	if ch == nil {
+		ch = &Chain{Name: name, Policy: "-"}
+		t.Chains[name] = ch
+	}
+	r := Rule{Chain: name, Raw: raw}
+	if tokenise {
+		r.Args = Tokenize(raw)
+	}
+	ch.Rules = append(ch.Rules, r)
+	return &ch.Rules[len(ch.Rules)-1]
 }
 
 // Tokenize splits an iptables-save line, honouring double quotes.

@@ -61,3 +61,12 @@ func TestRuleLineRoundTrip(t *testing.T) {
 		t.Errorf("batch %q", s)
 	}
 }
+
+// `iptables-save -c` puts each rule's counters first.
+func TestParseCounters(t *testing.T) {
+	tables := Parse([]byte("*filter\n:FORWARD ACCEPT [9:99]\n[12:3400] -A FORWARD -p tcp -j DROP\n-A FORWARD -j RETURN\nCOMMIT\n"))
+	rs := tables["filter"].Chains["FORWARD"].Rules
+	if len(rs) != 2 || rs[0].Packets != 12 || rs[0].Raw != "-p tcp -j DROP" || rs[0].Args[3] != "DROP" || rs[1].Packets != 0 {
+		t.Fatalf("%+v", rs)
+	}
+}

@@ -1,12 +1,16 @@
 package nft
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math"
+	"os/exec"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -20,9 +24,6 @@ import (
 // (they are in Ruleset.Meters, not Ruleset.Sets), and a table swap
 // starts them empty, which only forgets recent connections. The rule's
 // counter is the refusals.
-
-// LimitDesc starts the comment of a limit rule (metrics read their counters).
-const LimitDesc = "rate limit "
 
 // Meter is a limit's dynamic set.
 type Meter struct {
@@ -45,7 +46,7 @@ func limitRules(ch *Chain, rs *Ruleset, res [2]rules.Result, forward bool) {
 				key += " & ffff:ffff:ffff:ffff::"
 			}
 			update := fmt.Sprintf("update @%s { %s limit rate over %d/%s burst %d packets } counter", m.Name, key, l.Rate.Rate, l.Rate.Unit(), l.Rate.Burst)
-			var match, verdict, via string
+			var match, verdict string
 			if forward {
 				match = "meta l4proto " + b.Proto + " ct status dnat "
 				if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
@@ -54,10 +55,9 @@ func limitRules(ch *Chain, rs *Ruleset, res [2]rules.Result, forward bool) {
 				match += fmt.Sprintf("ct original proto-dst %d ", b.HostPort)
 				verdict = "drop"
 			} else {
-				match, verdict, via = nftProxyMatch(b, fam)+" ", "return", " via docker-proxy"
+				match, verdict = nftProxyMatch(b, fam)+" ", "return"
 			}
-			text := fmt.Sprintf("%s%d/%s of %s%s: beyond %d/%s, burst %d, per source", LimitDesc, b.HostPort, b.Proto, l.Container, via, l.Rate.Rate, l.Rate.Unit(), l.Rate.Burst)
-			ch.add(text, match+update+" "+verdict)
+			ch.add(l.Desc(!forward), match+update+" "+verdict)
 		}
 	}
 }
@@ -78,4 +78,60 @@ func writeMeters(b *strings.Builder, ms []Meter) {
 	for _, m := range ms {
 		fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout %ds\n\t}\n", m.Name, m.Type, m.Timeout)
 	}
+}
+
+// OwnLister lists table inet dockmoat as data, with its counters.
+type OwnLister interface {
+	ListOwn(ctx context.Context) (*Live, error)
+}
+
+// ListOwn implements OwnLister.
+func (e Exec) ListOwn(ctx context.Context) (*Live, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, TableName)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
+	}
+	return ParseRuleset(out.Bytes())
+}
+
+// LimitRefusals implements netfilter.LimitCounter: the counters of the
+// limit rules in table inet dockmoat (both families share them).
+func (b *Backend) LimitRefusals(ctx context.Context) ([]netfilter.LimitRefusal, error) {
+	l, ok := b.nft.(OwnLister)
+	if !ok || b.bridgeOnly {
+		return nil, nil
+	}
+	live, err := l.ListOwn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the rate limits' counters: %w", err)
+	}
+	return liveLimits(live), nil
+}
+
+// liveLimits reads the limit rules' counters from a listing.
+func liveLimits(live *Live) []netfilter.LimitRefusal {
+	var out []netfilter.LimitRefusal
+	for _, ch := range live.Chains {
+		for _, r := range ch.Rules {
+			_, desc, _ := strings.Cut(r.Comment, " ")
+			port, container, proxy, ok := rules.ParseLimitDesc(desc)
+			if !ok {
+				continue
+			}
+			fam, pkts := rules.IPv4, uint64(0)
+			for _, st := range r.Expr {
+				if c, ok := st["counter"].(map[string]any); ok {
+					n, _ := c["packets"].(float64)
+					pkts = uint64(n)
+				}
+				if s, ok := st["set"].(map[string]any); ok && strings.Contains(fmt.Sprint(s["elem"]), "ip6") {
+					fam = rules.IPv6
+				}
+			}
+			out = append(out, netfilter.LimitRefusal{Family: fam, Port: port, Container: container, Proxy: proxy, Packets: pkts})
+		}
+	}
+	return out
 }

@@ -32,6 +32,8 @@ type Table struct {
 	FailRestore error
 	// Batches keeps every restore input, in order.
 	Batches []string
+	// Packets, when set, is each rule's packet counter for SaveCounters.
+	Packets func(line string) uint64
 }
 
 // New returns a table with INPUT, FORWARD, OUTPUT and the given chains.
@@ -112,6 +114,27 @@ func (t *Table) Save(_ context.Context, table string) ([]byte, error) {
 		}
 	}
 	b.WriteString("COMMIT\n# Completed\n")
+	return []byte(b.String()), nil
+}
+
+// SaveCounters is Save with each rule's counters first, as
+// `iptables-save -c` writes them: Packets(rule) packets (0 when unset).
+func (t *Table) SaveCounters(ctx context.Context, table string) ([]byte, error) {
+	data, err := t.Save(ctx, table)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "-A ") {
+			var n uint64
+			if t.Packets != nil {
+				n = t.Packets(line)
+			}
+			fmt.Fprintf(&b, "[%d:%d] ", n, 60*n)
+		}
+		b.WriteString(line)
+	}
 	return []byte(b.String()), nil
 }
 
