@@ -358,6 +358,9 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 	})
 
 	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, false, 9740) })
+	t.Run("RateLimitRefusesBurst", func(t *testing.T) { rateLimited(t, e, 9760, false) })
+	// IPv6 clients reach these IPv4-only containers through docker-proxy.
+	t.Run("RateLimitViaDockerProxyIPv6", func(t *testing.T) { rateLimited(t, e, 9765, true) })
 
 	// A named source list, referred to by a label: a change of its file is
 	// followed without a reload (B closed, then open, then closed again,
