@@ -76,6 +76,9 @@ type Config struct {
 	Lists      map[string][]Source
 	ListFiles  map[string]string
 	ListErrors []string
+	// ListURLs are the lists fetched from a URL (their ListFiles are the
+	// copies in the state directory).
+	ListURLs map[string]ListURL
 	// Disabled turns protection off, by `dockmoat disable` (state.go),
 	// never by the file: the rules stay installed behind one bypass rule
 	// per hook, so `dockmoat enable` restores them by removing it.
@@ -209,6 +212,12 @@ func Parse(data []byte) (Config, error) { return ParseWith(data, nil) }
 // ParseWith is Parse that reads the named lists' files with read (nil:
 // none is read, and every list is empty).
 func ParseWith(data []byte, read func(string) ([]byte, error)) (Config, error) {
+	return ParseIn(data, read, "")
+}
+
+// ParseIn is ParseWith where the copies of URL lists are kept under
+// stateDir ("": nowhere, so they open nothing).
+func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (Config, error) {
 	cfg := Default()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -224,7 +233,7 @@ func ParseWith(data []byte, read func(string) ([]byte, error)) (Config, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, typeError(err, paths)
 	}
-	if cfg.Lists, cfg.ListFiles, cfg.ListErrors, err = readLists(f.Lists, read, paths); err != nil {
+	if err := readLists(&cfg, f.Lists, read, stateDir, paths); err != nil {
 		return Config{}, err
 	}
 	if cfg.TrustedSources, err = sourceList("trusted_sources", f.TrustedSources, cfg.Lists, paths); err != nil {
@@ -387,8 +396,13 @@ func parseAllow(a fileAllow, lists map[string][]Source) (AllowRule, error) {
 
 // Load reads and validates a config file. When required is false a
 // missing file yields the defaults (the default path is optional); a file
-// named on the command line must exist.
-func Load(file string, required bool) (Config, error) {
+// named on the command line must exist. URL lists open nothing (see
+// LoadIn).
+func Load(file string, required bool) (Config, error) { return LoadIn(file, required, "") }
+
+// LoadIn is Load with the state directory that keeps the URL lists'
+// copies.
+func LoadIn(file string, required bool, stateDir string) (Config, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !required {
@@ -399,7 +413,7 @@ func Load(file string, required bool) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("reading config %s: %w", file, err)
 	}
-	cfg, err := ParseWith(data, os.ReadFile)
+	cfg, err := ParseIn(data, os.ReadFile, stateDir)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", file, err)
 	}

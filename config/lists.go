@@ -3,10 +3,14 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Named source lists (`lists:`): a file of CIDRs or addresses, one a
@@ -16,19 +20,42 @@ import (
 // to the list's sources when the config is read; the daemon reads the
 // config again when a list file changes (ListFiles). A list that cannot
 // be read opens nothing (its sources are none) and is reported.
+//
+// A list at a URL (`url:`, `refresh:`) is read from its copy in the
+// state directory (ListCachePath), which the daemon fetches and replaces
+// only with a copy that parses (daemon/lists.go): a failed fetch keeps
+// the last good copy, across restarts too, and a list never fetched
+// opens nothing.
 
 // ListPrefix marks a reference to a named list in a source list.
 const ListPrefix = "list:"
 
 type fileList struct {
-	File string `yaml:"file"`
+	File    string `yaml:"file"`
+	URL     string `yaml:"url"`
+	Refresh string `yaml:"refresh"`
+}
+
+// ListURL is where a URL list is fetched from, and how often.
+type ListURL struct {
+	URL     string
+	Refresh time.Duration
+}
+
+// DefaultListRefresh is a URL list's refresh when the file names none.
+const DefaultListRefresh = time.Hour
+
+// ListCachePath is where the copy of URL list name is kept under the
+// state directory.
+func ListCachePath(stateDir, name string) string {
+	return filepath.Join(stateDir, "lists", name+".list")
 }
 
 var listName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // readLists reads the lists' files with read (nil: none is read, every
 // list is empty); a list that cannot be read is empty and said in errs.
-func readLists(lists map[string]fileList, read func(string) ([]byte, error), paths docPaths) (map[string][]Source, map[string]string, []string, error) {
+func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte, error), stateDir string, paths docPaths) error {
 	out, files := map[string][]Source{}, map[string]string{}
 	var errs []string
 	names := make([]string, 0, len(lists))
@@ -39,23 +66,75 @@ func readLists(lists map[string]fileList, read func(string) ([]byte, error), pat
 	for _, name := range names {
 		l := lists[name]
 		if !listName.MatchString(name) {
-			return nil, nil, nil, paths.at("lists."+name, fmt.Errorf("%q: a list's name is letters, digits, '.', '_' and '-'", name))
+			return paths.at("lists."+name, fmt.Errorf("%q: a list's name is letters, digits, '.', '_' and '-'", name))
 		}
-		if strings.TrimSpace(l.File) == "" {
-			return nil, nil, nil, paths.at("lists."+name, fmt.Errorf("needs file: PATH (one CIDR or address a line)"))
+		path, err := listSource(cfg, name, l, stateDir)
+		if err != nil {
+			return paths.at("lists."+name, err)
 		}
-		files[name], out[name] = l.File, []Source{}
+		out[name] = []Source{}
+		if path == "" {
+			errs = append(errs, fmt.Sprintf("list %s: no state directory to keep its copy of %s: it opens nothing", name, l.URL))
+			continue
+		}
+		files[name] = path
 		if read == nil {
 			continue
 		}
-		srcs, err := readListFile(l.File, read)
-		if err != nil {
+		srcs, err := readListFile(path, read)
+		switch {
+		case err != nil && l.URL != "" && errors.Is(err, fs.ErrNotExist):
+			errs = append(errs, fmt.Sprintf("list %s: not fetched from %s yet: it opens nothing until the first fetch", name, l.URL))
+		case err != nil:
 			errs = append(errs, fmt.Sprintf("list %s: %v: it opens nothing until fixed", name, err))
-			continue
+		default:
+			out[name] = srcs
 		}
-		out[name] = srcs
 	}
-	return out, files, errs, nil
+	cfg.Lists, cfg.ListFiles, cfg.ListErrors = out, files, errs
+	return nil
+}
+
+// listSource checks a list's entry and returns the file its sources are
+// read from: its own, or its URL's copy ("" without a state directory).
+func listSource(cfg *Config, name string, l fileList, stateDir string) (string, error) {
+	file, url := strings.TrimSpace(l.File), strings.TrimSpace(l.URL)
+	switch {
+	case file != "" && url != "":
+		return "", fmt.Errorf("give file: or url:, not both")
+	case file != "":
+		if l.Refresh != "" {
+			return "", fmt.Errorf("refresh: is for url: lists (a file is read again when it changes)")
+		}
+		return file, nil
+	case url == "":
+		return "", fmt.Errorf("needs file: PATH or url: URL (one CIDR or address a line)")
+	}
+	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+		return "", fmt.Errorf("url: %q is not an http:// or https:// URL", url)
+	}
+	refresh := DefaultListRefresh
+	if l.Refresh != "" {
+		d, err := time.ParseDuration(l.Refresh)
+		if err != nil || d < time.Second {
+			return "", fmt.Errorf("refresh: %q is not a duration of at least 1s (as in 1h or 15m)", l.Refresh)
+		}
+		refresh = d
+	}
+	if cfg.ListURLs == nil {
+		cfg.ListURLs = map[string]ListURL{}
+	}
+	cfg.ListURLs[name] = ListURL{URL: url, Refresh: refresh}
+	if stateDir == "" {
+		return "", nil
+	}
+	return ListCachePath(stateDir, name), nil
+}
+
+// ParseList reads a list's text: one CIDR or address a line, `#`
+// comments (what the daemon checks before keeping a fetched copy).
+func ParseList(name string, data []byte) ([]Source, error) {
+	return readListFile(name, func(string) ([]byte, error) { return data, nil })
 }
 
 // readListFile reads one CIDR or address a line; `#` starts a comment.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // list:NAME stands for the list's sources wherever a source goes; a list
@@ -64,5 +65,51 @@ allow:
 	}
 	if _, err := ParseWith([]byte("lists:\n  office: {fiel: /x}\n"), read); err == nil || !strings.Contains(err.Error(), `unknown key "fiel" in lists.office`) {
 		t.Errorf("typo in a list: %v", err)
+	}
+}
+
+// A URL list is read from its copy in the state directory: none yet
+// opens nothing and says so; a copy gives its sources; the refresh
+// defaults to an hour.
+func TestURLLists(t *testing.T) {
+	doc := []byte("lists:\n  cdn: {url: https://example.net/ips.txt, refresh: 15m}\n  mon: {url: http://192.0.2.5/mon.txt}\n" +
+		"allow:\n  - container: web\n    ports: [\"443\"]\n    from: [list:cdn, list:mon]\n")
+	copies := map[string]string{ListCachePath("/state", "cdn"): "198.51.100.0/24\n"}
+	read := func(p string) ([]byte, error) {
+		if s, ok := copies[p]; ok {
+			return []byte(s), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	cfg, err := ParseIn(doc, read, "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Allow[0].From.Prefixes; len(got) != 1 || got[0] != netip.MustParsePrefix("198.51.100.0/24") {
+		t.Errorf("sources %v", got)
+	}
+	if cfg.ListURLs["cdn"] != (ListURL{URL: "https://example.net/ips.txt", Refresh: 15 * time.Minute}) || cfg.ListURLs["mon"].Refresh != time.Hour {
+		t.Errorf("urls %+v", cfg.ListURLs)
+	}
+	if cfg.ListFiles["cdn"] != "/state/lists/cdn.list" || len(cfg.ListErrors) != 1 || !strings.Contains(cfg.ListErrors[0], "not fetched from http://192.0.2.5/mon.txt yet") {
+		t.Errorf("files %v errors %v", cfg.ListFiles, cfg.ListErrors)
+	}
+	// Without a state directory (check-config elsewhere, tests) a URL list
+	// opens nothing and says why.
+	cfg, err = ParseIn(doc, read, "")
+	if err != nil || len(cfg.Allow[0].From.Prefixes) != 0 || len(cfg.ListErrors) != 2 || !strings.Contains(cfg.ListErrors[0], "no state directory") {
+		t.Errorf("no state dir: %+v %v %v", cfg.Allow, cfg.ListErrors, err)
+	}
+	for _, bad := range []string{
+		"lists:\n  x: {file: /a, url: https://b}\n",
+		"lists:\n  x: {url: ftp://b}\n",
+		"lists:\n  x: {url: https://b, refresh: soon}\n",
+		"lists:\n  x: {url: https://b, refresh: 10ms}\n",
+		"lists:\n  x: {file: /a, refresh: 1h}\n",
+		"lists:\n  x: {}\n",
+	} {
+		if _, err := ParseIn([]byte(bad), read, "/state"); err == nil || !strings.Contains(err.Error(), "lists.x") {
+			t.Errorf("%q: want an error at lists.x, got %v", bad, err)
+		}
 	}
 }

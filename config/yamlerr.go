@@ -142,7 +142,7 @@ var wants = map[string]string{
 	"config.fileAllow":           "a rule with keys container or service, ports and from",
 	"config.fileEgress":          "a rule with keys container or service, policy and allow",
 	"config.file":                "keys and values (see deploy/config.example.yaml)",
-	"map[string]config.fileList": "named lists, each NAME: {file: PATH}",
+	"map[string]config.fileList": "named lists, each NAME: {file: PATH} or NAME: {url: URL, refresh: DURATION}",
 	"config.fileList":            "a list with the key file",
 }
 

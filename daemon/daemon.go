@@ -105,6 +105,7 @@ func Run(ctx context.Context, opt Options, log *logrus.Logger) error {
 	ApplyMode(opt.StateDir, rec, log)
 	go followDisabled(ctx, opt.StateDir, rec, m, log, poke)
 	followUFWInput(ctx, rec, log, poke)
+	go followURLLists(ctx, opt.StateDir, rec, m, log)
 	go auditLoop(ctx, opt, log, rec, m, opt.AuditEvery)
 
 	record, published, coexist, mode := StatusWriter(opt.StateDir, opt.Version, log), publishedWriter(opt.StateDir, log), coexistenceWarner(log), modeLogger(log)
@@ -247,7 +248,7 @@ func logListErrors(c config.Config, log logrus.FieldLogger) {
 
 // LoadConfig reads the config file, with --observe applied.
 func LoadConfig(opt Options) (config.Config, error) {
-	cfg, err := config.Load(opt.ConfigPath, opt.ConfigSet)
+	cfg, err := config.LoadIn(opt.ConfigPath, opt.ConfigSet, opt.StateDir)
 	if err == nil && opt.Observe {
 		cfg.Observe = true // a file that cannot be read runs closed, flag or not
 	}

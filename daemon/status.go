@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -78,9 +77,5 @@ func writeJSONFile(dir, name string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, name+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, name))
+	return writeFileAtomic(filepath.Join(dir, name), data)
 }

@@ -37,6 +37,7 @@ type Metrics struct {
 	beyond           prometheus.Gauge
 	auditOK          prometheus.Gauge
 	limits           *limitCollector
+	listFetch        *prometheus.GaugeVec
 
 	mu          sync.Mutex
 	synced      bool
@@ -97,14 +98,22 @@ func New() *Metrics {
 		auditOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dockmoat_audit_ok", Help: "1 when the last scheduled audit ran, 0 when it failed (dockmoat_ports_beyond_policy then keeps its last value).",
 		}),
+		listFetch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dockmoat_list_fetch_ok", Help: "1 when a URL source list's last fetch succeeded, 0 when it failed (the last good copy stays in force; none: the list opens nothing).",
+		}, []string{"list"}),
 		now:    time.Now,
 		limits: newLimitCollector(),
 	}
 	m.Mode(false)
-	m.reg.MustRegister(m.limits, m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
+	m.reg.MustRegister(m.limits, m.listFetch, m.reconciles, m.duration, m.rules, m.ports, m.containers, m.driftRepairs,
 		m.dockerReconnects, m.dockerUp, m.labelErrors, m.configOK, m.disabled, m.mode, m.observed, m.beyond, m.auditOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ListFetch records a URL list's fetch.
+func (m *Metrics) ListFetch(list string, ok bool) {
+	m.listFetch.WithLabelValues(list).Set(map[bool]float64{false: 0, true: 1}[ok])
 }
 
 // ObserveSync records one reconcile pass.

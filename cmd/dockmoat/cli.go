@@ -113,6 +113,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		return fs
 	case "check-config":
 		fs.StringVar(&opt.configPath, "config", config.DefaultPath, "config file (or give it as the argument)")
+		stateDirFlag(fs, opt)
 		return fs
 	case "status":
 		stateDirFlag(fs, opt)
@@ -148,6 +149,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 		fs.BoolVar(&opt.quiet, "q", false, "quiet: print nothing when every port is as intended (cron mails only the reports that matter)")
 		fs.BoolVar(&opt.swarm, "swarm", false, "on a Swarm manager: audit every node (a global job of the dockmoat service's image and settings) and print one report")
 		fs.StringVar(&opt.swarmService, "service", "dockmoat_dockmoat", "with --swarm: the dockmoat service whose image and settings the job copies")
+		stateDirFlag(fs, opt)
 	case "guard":
 		stateDirFlag(fs, opt)
 	case "run":
@@ -162,7 +164,7 @@ func commandFlags(cmd string, opt *options) *flag.FlagSet {
 }
 
 func stateDirFlag(fs *flag.FlagSet, opt *options) {
-	fs.StringVar(&opt.stateDir, "state-dir", config.DefaultStateDir, "dockmoat's state: the disable switch, the last pass (status; the guard's ports at boot)")
+	fs.StringVar(&opt.stateDir, "state-dir", config.DefaultStateDir, "dockmoat's state: the disable switch, the last pass (status; the guard's ports at boot), the copies of URL source lists")
 }
 
 // commandHelp prints a command's summary and flags.

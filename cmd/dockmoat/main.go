@@ -249,6 +249,10 @@ func runPlan(ctx context.Context, opt options, log *logrus.Logger, out io.Writer
 		writeBanned(out, doc.Banned)
 		fmt.Fprintln(out)
 	}
+	if doc.Lists = urlLists(rec.Config(), opt.stateDir); text && len(doc.Lists) > 0 {
+		writeLists(out, doc.Lists)
+		fmt.Fprintln(out)
+	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
 		return false, err
@@ -279,6 +283,7 @@ type planDoc struct {
 	Disabled    *disabledJSON        `json:"disabled,omitempty"`
 	Observe     bool                 `json:"observe,omitempty"`
 	Banned      map[string][]string  `json:"banned,omitempty"` // ban set → its sources
+	Lists       []listJSON           `json:"lists,omitempty"`  // the URL source lists
 	Families    []netfilter.PlanJSON `json:"families"`
 }
 
