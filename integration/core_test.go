@@ -358,9 +358,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 	})
 
 	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, false, 9740) })
-	t.Run("RateLimitRefusesBurst", func(t *testing.T) { rateLimited(t, e, 9760, false) })
-	// IPv6 clients reach these IPv4-only containers through docker-proxy.
-	t.Run("RateLimitViaDockerProxyIPv6", func(t *testing.T) { rateLimited(t, e, 9765, true) })
+	t.Run("RateLimitRefusesBurst", func(t *testing.T) { rateLimited(t, e, 9760, false, "") })
 
 	// A named source list, referred to by a label: a change of its file is
 	// followed without a reload (B closed, then open, then closed again,
@@ -389,6 +387,8 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		}
 		e.expect(t, out("tcp", A, 9750, true, "listed"), closed)
 	})
+
+	t.Run("URLListFollowed", func(t *testing.T) { urlListFollowed(t, e, 9752) })
 
 	// ufw_input: a plain `ufw allow … port P` opens the published port P,
 	// for the rule's source only; off, the same rule opens nothing (the

@@ -171,7 +171,14 @@ func TestIPv6(t *testing.T) {
 			})
 			t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, true) })
 			t.Run("ObserveSuggestEnforce", func(t *testing.T) { observeEnforce(t, e, 9975, true) })
-			t.Run("RateLimitIPv6DNAT", func(t *testing.T) { rateLimited(t, e, 9985, true) })
+			t.Run("RateLimitIPv6DNAT", func(t *testing.T) { rateLimited(t, e, 9985, true, "") })
+			// IPv6 clients of an IPv4-only container meet docker-proxy.
+			t.Run("RateLimitIPv6ViaDockerProxy", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork(ctx, "v4lim", "172.29.217.0/24"); err != nil {
+					t.Fatal(err)
+				}
+				rateLimited(t, e, 9987, true, "v4lim")
+			})
 			// deny_sources on the docker-proxy path too: IPv6 clients of an
 			// IPv4-only container meet docker-proxy through INPUT.
 			// The ban set on the IPv6 DNAT path and the docker-proxy path.

@@ -24,10 +24,11 @@ var outsideC6 = netip.MustParseAddr("2001:db8:2::10")
 // and UDP each have their own budget. Over IPv6 the limit is per /64:
 // B6, in A6's /64, is refused with it, a source in another /64 is not.
 // Then audit names the installed limit. The positive controls are the
-// first three answers and the other source's.
-func rateLimited(t *testing.T, e *env, port int, six bool) {
+// first three answers and the other source's. network "" is the default
+// bridge; an IPv4-only one puts IPv6 clients on the docker-proxy path.
+func rateLimited(t *testing.T, e *env, port int, six bool, network string) {
 	p := strconv.Itoa(port)
-	e.run(t, testbed.Spec{Name: "limited" + p, Labels: map[string]string{"dockmoat.allow": p, "dockmoat.limit." + p: "3/hour,burst=3"},
+	e.run(t, testbed.Spec{Name: "limited" + p, Network: network, Labels: map[string]string{"dockmoat.allow": p, "dockmoat.limit." + p: "3/hour,burst=3"},
 		Publish: []string{p + ":80", p + ":53/udp"}, Serve: []string{"80/echo", "53/udp"}})
 	e.sync(t)
 	src, other, dst := A, B, testbed.HostIP
