@@ -100,13 +100,7 @@ func Run(ctx context.Context, opt Options, log *logrus.Logger) error {
 	} else {
 		defer release()
 	}
-	applyDisabled(opt.StateDir, rec, m, log)
-	recordObserveFlag(opt, log)
-	ApplyMode(opt.StateDir, rec, log)
-	go followDisabled(ctx, opt.StateDir, rec, m, log, poke)
-	followUFWInput(ctx, rec, log, poke)
-	go followURLLists(ctx, opt.StateDir, rec, m, log)
-	go auditLoop(ctx, opt, log, rec, m, opt.AuditEvery)
+	follow(ctx, opt, rec, m, log, poke)
 
 	record, published, coexist, mode := StatusWriter(opt.StateDir, opt.Version, log), publishedWriter(opt.StateDir, log), coexistenceWarner(log), modeLogger(log)
 	observe := func(res netfilter.SyncResult, err error, took time.Duration) {
@@ -128,6 +122,19 @@ func Run(ctx context.Context, opt Options, log *logrus.Logger) error {
 	err = rec.Run(ctx, kick, ro)
 	log.Info("dockmoat stopping; rules stay in place (fail-closed)")
 	return err
+}
+
+// follow applies the state directory's switches before the first pass,
+// then starts what follows them, ufw's plain rules, the URL lists and
+// the scheduled audit.
+func follow(ctx context.Context, opt Options, rec *reconciler.Reconciler, m *metrics.Metrics, log *logrus.Logger, poke func()) {
+	applyDisabled(opt.StateDir, rec, m, log)
+	recordObserveFlag(opt, log)
+	ApplyMode(opt.StateDir, rec, log)
+	go followDisabled(ctx, opt.StateDir, rec, m, log, poke)
+	followUFWInput(ctx, rec, log, poke)
+	go followURLLists(ctx, opt.StateDir, rec, m, log)
+	go auditLoop(ctx, opt, log, rec, m, opt.AuditEvery)
 }
 
 // startConntrack opens the conntrack socket that revocation and observe
