@@ -24,7 +24,7 @@ func TestParseJSONAgreesWithRender(t *testing.T) {
 	cfg, snap := goldenInput()
 	snap.Containers = append(snap.Containers, proxySnap().Containers...)
 	rs, _ := Render(cfg, snap)
-	if !l.Exists() || len(l.Sets) != 4 || len(l.Chains) != len(rs.All()) || len(rs.Check) != 2 {
+	if !l.Exists() || len(l.Sets) != 6 || len(l.Chains) != len(rs.All()) || len(rs.Check) != 2 {
 		t.Fatalf("listing: %d chains, %d sets", len(l.Chains), len(l.Sets))
 	}
 	if d := tableDiff(rs, l.Chains, l.Sets); d != nil {
@@ -32,6 +32,9 @@ func TestParseJSONAgreesWithRender(t *testing.T) {
 	}
 	if got := strings.Join(l.Sets["from4"], "|"); !strings.Contains(got, "172.17.0.2 . tcp . 80 . 198.51.100.0/24") {
 		t.Errorf("from4 = %s", got)
+	}
+	if got := strings.Join(l.Sets["fromaddr4"], "|"); got == "" || strings.Contains(got, "/") {
+		t.Errorf("fromaddr4 (single-address sources) = %s", got)
 	}
 	// Someone deletes an element and edits a rule's comment: both seen.
 	l.Sets["open4"] = l.Sets["open4"][1:]
