@@ -42,7 +42,7 @@ var (
 	role     = flag.String("role", "", "internal: client or server of the packet-path benchmark")
 	target   = flag.String("target", "", "internal: client target")
 	duration = flag.Duration("for", 0, "internal: client duration")
-	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,bed)")
+	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,sources,bed)")
 )
 
 func main() {
@@ -68,7 +68,7 @@ func main() {
 	for _, part := range []struct {
 		name string
 		f    func(*strings.Builder) error
-	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"bed", bedFigures}} {
+	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), part.name) {
 			continue
 		}

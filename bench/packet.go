@@ -191,11 +191,17 @@ type ppRow struct {
 var ppRows []ppRow
 
 func (t *topo) install(m ppMode, n int, log logrus.FieldLogger) (*reconciler.Reconciler, error) {
+	return t.installWith(m, config.Default(), packetSnapshot(n), log)
+}
+
+// installWith installs dockmoat's rules for cfg and snap in the router
+// and checks the controls (8080 open, 8081 closed).
+func (t *topo) installWith(m ppMode, cfg config.Config, snap rules.Snapshot, log logrus.FieldLogger) (*reconciler.Reconciler, error) {
+	n := len(snap.Containers)
 	var rec *reconciler.Reconciler
 	err := testbed.InNetns("/run/netns/"+t.router, func() error {
-		cfg := config.Default()
 		cfg.NoIPSet = !m.sets
-		src := &source{snap: packetSnapshot(n)}
+		src := &source{snap: snap}
 		if m.nft {
 			rec = reconciler.New(nft.New(nft.Exec{}, log), src, cfg, log)
 		} else {
