@@ -232,18 +232,29 @@ func (t *topo) uninstall(rec *reconciler.Reconciler) error {
 	return testbed.InNetns("/run/netns/"+t.router, func() error { return rec.Uninstall(context.Background()) })
 }
 
-func packetPath(b *strings.Builder) error {
+// warmTopo is a new topology after a warm-up run, and a quiet logger
+// for the reconcilers the runs install.
+func warmTopo() (*topo, logrus.FieldLogger, error) {
 	t, err := newTopo()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := t.rate(time.Second); err != nil {
+		t.Close()
+		return nil, nil, err
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	return t, log, nil
+}
+
+func packetPath(b *strings.Builder) error {
+	t, log, err := warmTopo()
 	if err != nil {
 		return err
 	}
 	defer t.Close()
 	const d = 2 * time.Second
-	if _, err := t.rate(time.Second); err != nil { // warm up
-		return err
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
 	for _, f := range strings.Split(*ppSizes, ",") {
 		n, _ := strconv.Atoi(f)
 		base := []float64{}

@@ -151,17 +151,12 @@ func (t *topo) sourceRates(d time.Duration, log logrus.FieldLogger) ([]float64, 
 }
 
 func sourcesPath(b *strings.Builder) error {
-	t, err := newTopo()
+	t, log, err := warmTopo()
 	if err != nil {
 		return err
 	}
 	defer t.Close()
 	const d = 2 * time.Second
-	if _, err := t.rate(time.Second); err != nil { // warm up
-		return err
-	}
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
 	base, modes, err := t.sourceRates(d, log)
 	if err != nil {
 		return err
