@@ -76,6 +76,9 @@ type Config struct {
 	Lists      map[string][]Source
 	ListFiles  map[string]string
 	ListErrors []string
+	// ListNotes are the URL lists not available (not fetched yet, no
+	// state directory): they open nothing, but the file is not at fault.
+	ListNotes []string
 	// ListURLs are the lists fetched from a URL (their ListFiles are the
 	// copies in the state directory).
 	ListURLs map[string]ListURL

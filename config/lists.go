@@ -54,10 +54,11 @@ func ListCachePath(stateDir, name string) string {
 var listName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // readLists reads the lists' files with read (nil: none is read, every
-// list is empty); a list that cannot be read is empty and said in errs.
+// list is empty); a list that cannot be read is empty and said in errs,
+// or in notes for a URL list (whose copy the daemon keeps).
 func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte, error), stateDir string, paths docPaths) error {
 	out, files := map[string][]Source{}, map[string]string{}
-	var errs []string
+	var errs, notes []string
 	names := make([]string, 0, len(lists))
 	for name := range lists {
 		names = append(names, name)
@@ -73,8 +74,13 @@ func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte
 			return paths.at("lists."+name, err)
 		}
 		out[name] = []Source{}
+		// A URL list's trouble is the fetch's, not the file's (a note).
+		said := &errs
+		if l.URL != "" {
+			said = &notes
+		}
 		if path == "" {
-			errs = append(errs, fmt.Sprintf("list %s: no state directory to keep its copy of %s: it opens nothing", name, l.URL))
+			*said = append(*said, fmt.Sprintf("list %s: no state directory to keep its copy of %s: it opens nothing", name, l.URL))
 			continue
 		}
 		files[name] = path
@@ -84,14 +90,14 @@ func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte
 		srcs, err := readListFile(path, read)
 		switch {
 		case err != nil && l.URL != "" && errors.Is(err, fs.ErrNotExist):
-			errs = append(errs, fmt.Sprintf("list %s: not fetched from %s yet: it opens nothing until the first fetch", name, l.URL))
+			*said = append(*said, fmt.Sprintf("list %s: not fetched from %s yet: it opens nothing until the first fetch", name, l.URL))
 		case err != nil:
-			errs = append(errs, fmt.Sprintf("list %s: %v: it opens nothing until fixed", name, err))
+			*said = append(*said, fmt.Sprintf("list %s: %v: it opens nothing until fixed", name, err))
 		default:
 			out[name] = srcs
 		}
 	}
-	cfg.Lists, cfg.ListFiles, cfg.ListErrors = out, files, errs
+	cfg.Lists, cfg.ListFiles, cfg.ListErrors, cfg.ListNotes = out, files, errs, notes
 	return nil
 }
 

@@ -91,14 +91,14 @@ func TestURLLists(t *testing.T) {
 	if cfg.ListURLs["cdn"] != (ListURL{URL: "https://example.net/ips.txt", Refresh: 15 * time.Minute}) || cfg.ListURLs["mon"].Refresh != time.Hour {
 		t.Errorf("urls %+v", cfg.ListURLs)
 	}
-	if cfg.ListFiles["cdn"] != "/state/lists/cdn.list" || len(cfg.ListErrors) != 1 || !strings.Contains(cfg.ListErrors[0], "not fetched from http://192.0.2.5/mon.txt yet") {
-		t.Errorf("files %v errors %v", cfg.ListFiles, cfg.ListErrors)
+	if cfg.ListFiles["cdn"] != "/state/lists/cdn.list" || len(cfg.ListErrors) != 0 || len(cfg.ListNotes) != 1 || !strings.Contains(cfg.ListNotes[0], "not fetched from http://192.0.2.5/mon.txt yet") {
+		t.Errorf("files %v errors %v notes %v", cfg.ListFiles, cfg.ListErrors, cfg.ListNotes)
 	}
 	// Without a state directory (check-config elsewhere, tests) a URL list
 	// opens nothing and says why.
 	cfg, err = ParseIn(doc, read, "")
-	if err != nil || len(cfg.Allow[0].From.Prefixes) != 0 || len(cfg.ListErrors) != 2 || !strings.Contains(cfg.ListErrors[0], "no state directory") {
-		t.Errorf("no state dir: %+v %v %v", cfg.Allow, cfg.ListErrors, err)
+	if err != nil || len(cfg.Allow[0].From.Prefixes) != 0 || len(cfg.ListNotes) != 2 || !strings.Contains(cfg.ListNotes[0], "no state directory") {
+		t.Errorf("no state dir: %+v %v %v", cfg.Allow, cfg.ListNotes, err)
 	}
 	for _, bad := range []string{
 		"lists:\n  x: {file: /a, url: https://b}\n",

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -248,7 +249,7 @@ func listStamps(files map[string]string) map[string]string {
 // logListErrors says which source lists could not be read (they open
 // nothing).
 func logListErrors(c config.Config, log logrus.FieldLogger) {
-	for _, e := range c.ListErrors {
+	for _, e := range slices.Concat(c.ListErrors, c.ListNotes) {
 		log.Warn(e)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -30,16 +29,13 @@ func checkConfig(opt options, stdout, stderr io.Writer) int {
 	}
 	// A list file that cannot be read is the file's fault; a URL list not
 	// fetched yet is not (the daemon fetches it), so it is only said.
-	bad := 0
-	for _, e := range cfg.ListErrors {
-		if urlListError(cfg, e) {
-			fmt.Fprintf(stdout, "note: %s\n", e)
-			continue
-		}
-		fmt.Fprintf(stderr, "dockmoat check-config: %s\n", e)
-		bad++
+	for _, n := range cfg.ListNotes {
+		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
-	if bad > 0 {
+	for _, e := range cfg.ListErrors {
+		fmt.Fprintf(stderr, "dockmoat check-config: %s\n", e)
+	}
+	if len(cfg.ListErrors) > 0 {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: valid: %d trusted source(s), %d allow rule(s), %d egress rule(s), %d list(s), ufw %s, image labels %s\n",
@@ -52,14 +48,4 @@ func imageLabels(cfg config.Config) string {
 		return "trusted"
 	}
 	return "ignored"
-}
-
-// urlListError reports whether a list error is a URL list's.
-func urlListError(cfg config.Config, e string) bool {
-	for name := range cfg.ListURLs {
-		if strings.HasPrefix(e, "list "+name+":") {
-			return true
-		}
-	}
-	return false
 }
