@@ -3,10 +3,11 @@
 // netfilter ruleset, evaluated for a new connection from outside by
 // audit/ipteval (iptables text) or audit/nfteval (the nftables JSON
 // listing), both behind verdict.Ruleset. Above that seam, the same for
-// both: source classes, packet variants, reasons, explain, Swarm, egress
-// and the report. It reuses package rules for what dockmoat intends and
-// compares, and checks whether dockmoat's own protection is intact with
-// ipt.PlanFamily (pure: no exec).
+// both: source classes, packet variants, reasons, explain, Swarm and
+// egress. The answer's types and printers are in audit/report. It reuses
+// package rules for what dockmoat intends and compares, and checks
+// whether dockmoat's own protection is intact with ipt.PlanFamily (pure:
+// no exec).
 package audit
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/ipteval"
 	"github.com/dockmoat/dockmoat/audit/nfteval"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
@@ -29,47 +31,6 @@ import (
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
-
-// Exposure of one published port.
-type Exposure string
-
-const (
-	Public     Exposure = "public"
-	Restricted Exposure = "restricted"
-	Local      Exposure = "local"
-	Closed     Exposure = "closed"
-	Unknowable Exposure = "unknown"
-)
-
-// Row is one published port of one container (JSON field names are stable).
-type Row struct {
-	Container     string   `json:"container"`
-	Service       string   `json:"service,omitempty"`
-	HostIP        string   `json:"host_ip"`
-	HostPort      uint16   `json:"host_port"`
-	Proto         string   `json:"proto"`
-	ContainerPort uint16   `json:"container_port"`
-	Exposure      Exposure `json:"exposure"`
-	Sources       []string `json:"sources,omitempty"`
-	Reason        string   `json:"reason"`
-	// Needs is what a client must choose to get in when the default
-	// first packet would not (a source port, an ECN SYN, an earlier
-	// packet); SourcePort is that source port, when it is one.
-	Needs      string `json:"needs,omitempty"`
-	SourcePort uint16 `json:"source_port,omitempty"`
-	Intended   bool   `json:"intended"`
-	// RateLimit is the installed limit on new connections per source
-	// ("10/minute,burst=5"), when the port has one.
-	RateLimit string `json:"rate_limit,omitempty"`
-	// Paths and Fix are filled for the ports `--explain` names only.
-	Paths []Path `json:"paths,omitempty"`
-	Fix   string `json:"fix,omitempty"`
-	// Beyond is set when the port is reachable by someone the policy does
-	// not allow; any such row makes audit exit 1.
-	Beyond bool `json:"beyond_policy"`
-	// skip drops the row: a routing-mesh protocol Docker does not DNAT.
-	skip bool
-}
 
 // Iface is an interface packets from outside can arrive on.
 type Iface struct {
@@ -101,23 +62,12 @@ type Input struct {
 	Findings  []string
 	Protected bool
 	// Explain names the ports whose paths to tell (explain.go); nil: none.
-	Explain *Target
+	Explain *report.Target
 }
 
-// Report is audit's answer.
-type Report struct {
-	Protected bool     `json:"protected"`
-	Findings  []string `json:"findings"`
-	Rows      []Row    `json:"ports"`
-	// Egress are the deny containers' outbound policies (egress.go).
-	Egress []EgressRow `json:"egress,omitempty"`
-}
-
-// Beyond reports whether any port is reachable beyond its policy.
-func (r Report) Beyond() bool {
-	return slices.ContainsFunc(r.Rows, func(r Row) bool { return r.Beyond }) ||
-		slices.ContainsFunc(r.Egress, func(e EgressRow) bool { return e.Beyond })
-}
+// meshOnly marks a row to drop: a routing-mesh protocol Docker does not
+// DNAT (the ingress network lists both protocols of a published port).
+const meshOnly report.Exposure = ""
 
 type famCtx struct {
 	st     FamilyState
@@ -193,11 +143,11 @@ func setDiff(want []rules.Set, have map[string][]setelem.Elem) []string {
 }
 
 // Run evaluates every published port.
-func Run(in Input) Report {
+func Run(in Input) report.Report {
 	if in.NFT != nil {
 		return runNFT(in)
 	}
-	var rep Report
+	var rep report.Report
 	fams := map[rules.Family]*famCtx{}
 	rep.Protected = true
 	managed := 0
@@ -246,8 +196,8 @@ func Run(in Input) Report {
 }
 
 // runNFT evaluates the whole nftables ruleset for both families.
-func runNFT(in Input) Report {
-	rep := Report{Protected: in.Protected, Findings: in.Findings}
+func runNFT(in Input) report.Report {
+	rep := report.Report{Protected: in.Protected, Findings: in.Findings}
 	fams := map[rules.Family]*famCtx{}
 	installed := in.NFT.Chain("inet", "dockmoat", "forward") != nil
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -268,8 +218,8 @@ func runNFT(in Input) Report {
 }
 
 // rows evaluates every published port in each family, problems first.
-func rows(in Input, fams map[rules.Family]*famCtx) []Row {
-	var out []Row
+func rows(in Input, fams map[rules.Family]*famCtx) []report.Row {
+	var out []report.Row
 	containers := slices.Clone(in.Snapshot.Containers)
 	slices.SortFunc(containers, func(a, b rules.Container) int { return cmp.Compare(a.Name, b.Name) })
 	for _, c := range containers {
@@ -283,14 +233,14 @@ func rows(in Input, fams map[rules.Family]*famCtx) []Row {
 				if b.HostIP.IsValid() && !fam.Has(b.HostIP) {
 					continue
 				}
-				if row := evalPort(in, fams[fam], fam, c, b); !row.skip {
+				if row := evalPort(in, fams[fam], fam, c, b); row.Exposure != meshOnly {
 					out = append(out, row)
 				}
 			}
 		}
 	}
 	// Problems first: beyond policy, then not intended, then by exposure.
-	slices.SortStableFunc(out, func(a, b Row) int {
+	slices.SortStableFunc(out, func(a, b report.Row) int {
 		return cmp.Or(-cmp.Compare(btoi(a.Beyond), btoi(b.Beyond)), cmp.Compare(btoi(a.Intended), btoi(b.Intended)))
 	})
 	return out
@@ -327,8 +277,8 @@ type outcome struct {
 
 // evalPort answers, for one published port in one family, who can reach
 // it from outside and why, and whether that is what the policy says.
-func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules.PortBinding) Row {
-	row := Row{Container: c.Name, HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: hostIPString(b, fam)}
+func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules.PortBinding) report.Row {
+	row := report.Row{Container: c.Name, HostPort: b.HostPort, Proto: b.Proto, ContainerPort: b.ContainerPort, HostIP: hostIPString(b, fam)}
 	row.Service = config.ServiceOf(c.Labels)
 	pe := portEval{in: in, fc: fc, fam: fam, c: c, b: b}
 	if fc != nil {
@@ -340,13 +290,13 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 		return row
 	}
 	if fc == nil || fc.rs == nil {
-		row.Exposure, row.Reason = Unknowable, fmt.Sprintf("the %s ruleset could not be read", fam)
+		row.Exposure, row.Reason = report.Unknowable, fmt.Sprintf("the %s ruleset could not be read", fam)
 		row.Beyond = !openToAll
 		return row
 	}
 	addrs := pe.outsideAddrs()
 	if len(addrs) == 0 {
-		row.Exposure, row.Reason = Closed, fmt.Sprintf("no %s address on an outside interface matches the binding %s", fam, row.HostIP)
+		row.Exposure, row.Reason = report.Closed, fmt.Sprintf("no %s address on an outside interface matches the binding %s", fam, row.HostIP)
 		row.Intended = !(pe.haveDec && pe.dec.Open)
 		return row
 	}
@@ -354,7 +304,7 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	if !dnat && c.Mesh {
 		// The mesh's ports are listed in both protocols (the ingress
 		// network does not say which); Docker DNATs only the published one.
-		row.skip = true
+		row.Exposure = meshOnly
 		return row
 	}
 	pathNote := ""
@@ -363,13 +313,13 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	}
 	for _, o := range all {
 		if o.v.Result == verdict.Unknown {
-			row.Exposure = Unknowable
+			row.Exposure = report.Unknowable
 			row.Reason = pathNote + "cannot evaluate: " + o.v.Why
 			if o.v.Rule != "" {
 				row.Reason += " (rule: " + o.v.Rule + ")"
 			}
 			row.Beyond = !openToAll
-			if in.Explain.matches(b) {
+			if in.Explain.Matches(b) {
 				pe.explain(&row, all)
 			}
 			return row
@@ -377,7 +327,7 @@ func evalPort(in Input, fc *famCtx, fam rules.Family, c rules.Container, b rules
 	}
 	pe.judge(&row, all, accepted)
 	row.Reason = pathNote + row.Reason
-	if in.Explain.matches(b) {
+	if in.Explain.Matches(b) {
 		pe.explain(&row, all)
 	}
 	return row
@@ -457,21 +407,21 @@ func (pe portEval) allowed(src netip.Addr, v verdict.Verdict) bool {
 
 // judge fills the row's exposure, sources, reason and whether it is
 // intended or beyond policy, from the evaluated outcomes.
-func (pe portEval) judge(row *Row, all, accepted []outcome) {
+func (pe portEval) judge(row *report.Row, all, accepted []outcome) {
 	fc, dec, haveDec := pe.fc, pe.dec, pe.haveDec
 	genericOK := slices.ContainsFunc(accepted, func(o outcome) bool { return o.src == fc.generic })
 	switch {
 	case genericOK:
-		row.Exposure = Public
+		row.Exposure = report.Public
 	case len(accepted) > 0:
-		row.Exposure = Restricted
+		row.Exposure = report.Restricted
 		for _, o := range accepted {
 			row.Sources = append(row.Sources, sourceLabel(fc.spans, o.src))
 		}
 		slices.Sort(row.Sources)
 		row.Sources = slices.Compact(row.Sources)
 	default:
-		row.Exposure = Closed
+		row.Exposure = report.Closed
 	}
 	for _, o := range accepted {
 		if !pe.allowed(o.src, o.v) {
@@ -491,15 +441,15 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 			row.Reason += fmt.Sprintf(": rule '%s' in %s lets it through", stripComment(s.Rule), s.Chain)
 		}
 	}
-	if row.Exposure != Closed && haveDec {
+	if row.Exposure != report.Closed && haveDec {
 		noteLimit(row, fc, dec)
 	}
 	switch row.Exposure {
-	case Public:
+	case report.Public:
 		row.Intended = !row.Beyond && ((haveDec && dec.Open && dec.Sources.Any) || (viaUFW(v) && pe.in.Config.UFW != config.UFWOff))
-	case Restricted:
+	case report.Restricted:
 		row.Intended = !row.Beyond && haveDec && dec.Open && !dec.Sources.Any
-	case Closed:
+	case report.Closed:
 		row.Intended = !(haveDec && dec.Open)
 	}
 }
@@ -508,7 +458,7 @@ func (pe portEval) judge(row *Row, all, accepted []outcome) {
 // the anyone-source's (or the first allowed source's) accepted packet,
 // the plain one when it got in; for a closed one the anyone-source's
 // plain packet.
-func (pe portEval) telling(all, accepted []outcome, exp Exposure) outcome {
+func (pe portEval) telling(all, accepted []outcome, exp report.Exposure) outcome {
 	pick := func(list []outcome, src func(netip.Addr) bool) (outcome, bool) {
 		var first *outcome
 		for i, o := range list {
@@ -529,11 +479,11 @@ func (pe portEval) telling(all, accepted []outcome, exp Exposure) outcome {
 	}
 	generic := func(a netip.Addr) bool { return a == pe.fc.generic }
 	switch exp {
-	case Public:
+	case report.Public:
 		if o, ok := pick(accepted, generic); ok {
 			return o
 		}
-	case Restricted:
+	case report.Restricted:
 		if o, ok := pick(accepted, func(a netip.Addr) bool { return a == accepted[0].src }); ok {
 			return o
 		}
@@ -594,7 +544,7 @@ func viaUFW(v verdict.Verdict) bool {
 	return v.Result == verdict.Accept && strings.HasPrefix(v.Chain, "ufw")
 }
 
-func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b rules.PortBinding, exp Exposure) string {
+func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b rules.PortBinding, exp report.Exposure) string {
 	published := "published on " + hostIPString(b, fc.st.Family)
 	switch v.Result {
 	case verdict.Accept:

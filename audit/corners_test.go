@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
@@ -57,7 +58,7 @@ func itoa(p uint16) string {
 	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
 }
 
-func oneRow(t *testing.T, in Input) Row {
+func oneRow(t *testing.T, in Input) report.Row {
 	t.Helper()
 	rep := Run(in)
 	if len(rep.Rows) != 1 {
@@ -75,16 +76,16 @@ func TestCornerClientSourcePort(t *testing.T) {
 -A DOCKER-USER -d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j DROP
 `
 	r := oneRow(t, cornerInput("udp", 5000, 5000, recipe, "", true))
-	if r.Exposure != Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
+	if r.Exposure != report.Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
 		t.Errorf("UDP 5000 behind the recipe: %+v", r)
 	}
 	// Control: without the source-port rule the recipe closes it.
 	control := strings.SplitN(recipe, "\n", 2)[1]
-	if r := oneRow(t, cornerInput("udp", 5000, 5000, control, "", true)); r.Exposure != Closed || r.SourcePort != 0 {
+	if r := oneRow(t, cornerInput("udp", 5000, 5000, control, "", true)); r.Exposure != report.Closed || r.SourcePort != 0 {
 		t.Errorf("control: %+v", r)
 	}
 	// A container port below 1024 is not let through by it (dport 1024:65535).
-	if r := oneRow(t, cornerInput("udp", 5353, 53, recipe, "", true)); r.Exposure != Closed {
+	if r := oneRow(t, cornerInput("udp", 5353, 53, recipe, "", true)); r.Exposure != report.Closed {
 		t.Errorf("UDP to container port 53: %+v", r)
 	}
 }
@@ -93,15 +94,15 @@ func TestCornerSYNFlags(t *testing.T) {
 	// Drops a bare SYN only: a SYN with PSH (or URG) opens the connection.
 	rule := "-A DOCKER-USER -d 172.16.0.0/12 -p tcp -m tcp --tcp-flags ALL SYN -j DROP\n"
 	r := oneRow(t, cornerInput("tcp", 8080, 80, rule, "", true))
-	if r.Exposure != Public || !r.Beyond || !strings.Contains(r.Needs, "flags SYN,PSH") {
+	if r.Exposure != report.Public || !r.Beyond || !strings.Contains(r.Needs, "flags SYN,PSH") {
 		t.Errorf("--tcp-flags ALL SYN: %+v", r)
 	}
 	// Control: the usual mask (FIN,SYN,RST,ACK) catches both.
 	rule = "-A DOCKER-USER -d 172.16.0.0/12 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP\n"
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, rule, "", true)); r.Exposure != Closed {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, rule, "", true)); r.Exposure != report.Closed {
 		t.Errorf("FIN,SYN,RST,ACK SYN: %+v", r)
 	}
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -p tcp -m tcp --syn -j DROP\n", "", true)); r.Exposure != Closed {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -p tcp -m tcp --syn -j DROP\n", "", true)); r.Exposure != report.Closed {
 		t.Errorf("--syn: %+v", r)
 	}
 }
@@ -112,16 +113,16 @@ func TestCornerRecent(t *testing.T) {
 -A DOCKER-USER -d 172.16.0.0/12 -j DROP
 `
 	r := oneRow(t, cornerInput("tcp", 8080, 80, knock, "", true))
-	if r.Exposure != Public || !r.Beyond || !strings.Contains(r.Needs, "-m recent") {
+	if r.Exposure != report.Public || !r.Beyond || !strings.Contains(r.Needs, "-m recent") {
 		t.Errorf("knock: %+v", r)
 	}
 	// A rate limit (drop when remembered) leaves it open for a fresh client.
 	limit := "-A DOCKER-USER -p tcp -m recent --update --seconds 60 --hitcount 4 --name rl -j DROP\n"
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, limit, "", true)); r.Exposure != Public || r.Needs != "" {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, limit, "", true)); r.Exposure != report.Public || r.Needs != "" {
 		t.Errorf("rate limit: %+v", r)
 	}
 	// Control: the drop alone.
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -d 172.16.0.0/12 -j DROP\n", "", true)); r.Exposure != Closed {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "-A DOCKER-USER -d 172.16.0.0/12 -j DROP\n", "", true)); r.Exposure != report.Closed {
 		t.Errorf("control: %+v", r)
 	}
 }
@@ -131,7 +132,7 @@ func TestCornerSrcRange(t *testing.T) {
 -A DOCKER-USER -d 172.16.0.0/12 -j DROP
 `
 	r := oneRow(t, cornerInput("tcp", 8080, 80, rules, "", true))
-	if r.Exposure != Restricted || !r.Beyond || len(r.Sources) != 1 || r.Sources[0] != "198.51.100.1-198.51.100.50" {
+	if r.Exposure != report.Restricted || !r.Beyond || len(r.Sources) != 1 || r.Sources[0] != "198.51.100.1-198.51.100.50" {
 		t.Errorf("src-range: %+v", r)
 	}
 }
@@ -141,12 +142,12 @@ func TestCornerDstTypeUnicast(t *testing.T) {
 	// own address. IPv4 calls it LOCAL, not UNICAST: this drop does not
 	// apply.
 	input := "-A INPUT -p tcp -m addrtype --dst-type UNICAST -j DROP\n"
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != Public {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", input, false)); r.Exposure != report.Public {
 		t.Errorf("dst-type UNICAST on IPv4 INPUT: %+v", r)
 	}
 	// Control: LOCAL does apply.
 	local := "-A INPUT -p tcp -m addrtype --dst-type LOCAL -j DROP\n"
-	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", local, false)); r.Exposure != Closed {
+	if r := oneRow(t, cornerInput("tcp", 8080, 80, "", local, false)); r.Exposure != report.Closed {
 		t.Errorf("dst-type LOCAL on IPv4 INPUT: %+v", r)
 	}
 }
@@ -161,7 +162,7 @@ func TestCornerLoopbackBound(t *testing.T) {
 	// Docker 20.10 alone: a neighbour's packet for 127.0.0.1:8083 is
 	// DNATed and Docker's FORWARD rules accept it.
 	r := oneRow(t, lo("", ""))
-	if r.Exposure != Restricted || !r.Beyond || r.Intended || !strings.Contains(r.Reason, "same link") {
+	if r.Exposure != report.Restricted || !r.Beyond || r.Intended || !strings.Contains(r.Reason, "same link") {
 		t.Errorf("Docker 20.10, loopback-bound: %+v", r)
 	}
 	// Docker 28's raw drop.
@@ -170,17 +171,17 @@ func TestCornerLoopbackBound(t *testing.T) {
 -A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8083 -j DROP
 COMMIT
 `
-	if r := oneRow(t, lo("", raw)); r.Exposure != Local || r.Beyond {
+	if r := oneRow(t, lo("", raw)); r.Exposure != report.Local || r.Beyond {
 		t.Errorf("with Docker 28's raw drop: %+v", r)
 	}
 	// dockmoat's default deny (its policy never opens a loopback binding).
-	if r := oneRow(t, lo("-A DOCKER-USER -o docker0 -m conntrack --ctstate DNAT -j DROP\n", "")); r.Exposure != Local || r.Beyond {
+	if r := oneRow(t, lo("-A DOCKER-USER -o docker0 -m conntrack --ctstate DNAT -j DROP\n", "")); r.Exposure != report.Local || r.Beyond {
 		t.Errorf("dropped on FORWARD: %+v", r)
 	}
 	// No DNAT for it (docker-proxy only): the kernel refuses 127/8 from outside.
 	in := lo("", "")
 	in.Families[0].Save = strings.Split(in.Families[0].Save, "*nat")[0]
-	if r := oneRow(t, in); r.Exposure != Local {
+	if r := oneRow(t, in); r.Exposure != report.Local {
 		t.Errorf("no DNAT: %+v", r)
 	}
 }
@@ -190,7 +191,7 @@ func TestExplain(t *testing.T) {
 -A DOCKER-USER -d 172.16.0.0/12 -p udp -m udp --dport 0:32767 -j DROP
 `
 	in := cornerInput("udp", 5000, 5000, recipe, "", true)
-	target, err := ParseTarget("5000/udp")
+	target, err := report.ParseTarget("5000/udp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestExplain(t *testing.T) {
 		t.Errorf("fix: %q", r.Fix)
 	}
 	var b strings.Builder
-	if err := WriteExplain(&b, []Row{r}); err != nil || !strings.Contains(b.String(), "from anyone, sending source port 53: accept") {
+	if err := report.WriteExplain(&b, []report.Row{r}); err != nil || !strings.Contains(b.String(), "from anyone, sending source port 53: accept") {
 		t.Errorf("table:\n%s", b.String())
 	}
 	// Without --explain: no paths.
@@ -222,11 +223,11 @@ func TestExplain(t *testing.T) {
 		t.Errorf("paths without --explain: %+v", r)
 	}
 	for _, bad := range []string{"", "0", "80/icmp", "host:80/tcp", "70000"} {
-		if _, err := ParseTarget(bad); err == nil {
+		if _, err := report.ParseTarget(bad); err == nil {
 			t.Errorf("ParseTarget(%q) accepted", bad)
 		}
 	}
-	if tg, err := ParseTarget("[2001:db8::1]:8080/tcp"); err != nil || tg.Port != 8080 || tg.HostIP.String() != "2001:db8::1" {
+	if tg, err := report.ParseTarget("[2001:db8::1]:8080/tcp"); err != nil || tg.Port != 8080 || tg.HostIP.String() != "2001:db8::1" {
 		t.Errorf("v6 target: %+v %v", tg, err)
 	}
 }
@@ -235,10 +236,10 @@ func TestExplain(t *testing.T) {
 // not Docker's own RETURN in DOCKER-USER.
 func TestExplainPlainDocker(t *testing.T) {
 	in := cornerInput("tcp", 8080, 80, "", "", true)
-	target, _ := ParseTarget("8080")
+	target, _ := report.ParseTarget("8080")
 	in.Explain = &target
 	r := oneRow(t, in)
-	if r.Exposure != Public || !strings.HasPrefix(r.Fix, "dockmoat is not protecting this host") {
+	if r.Exposure != report.Public || !strings.HasPrefix(r.Fix, "dockmoat is not protecting this host") {
 		t.Errorf("plain Docker: %+v", r)
 	}
 }
@@ -252,7 +253,7 @@ func TestCornerLoopbackFromASourceClass(t *testing.T) {
 `, "", true)
 	in.Snapshot.Containers[0].Ports[0].HostIP = netip.MustParseAddr("127.0.0.1")
 	r := oneRow(t, in)
-	if r.Exposure != Restricted || len(r.Sources) != 1 || r.Sources[0] != "203.0.113.8-203.0.113.12 on the same link" {
+	if r.Exposure != report.Restricted || len(r.Sources) != 1 || r.Sources[0] != "203.0.113.8-203.0.113.12 on the same link" {
 		t.Errorf("loopback from a range: %+v", r)
 	}
 }
@@ -289,7 +290,7 @@ func TestExplainGoldenIPT(t *testing.T) {
 	}
 	var b strings.Builder
 	for _, target := range []string{"8080/tcp", "8081/tcp", "8082/tcp"} {
-		tg, _ := ParseTarget(target)
+		tg, _ := report.ParseTarget(target)
 		rep := Run(Input{Config: cfg, Snapshot: snap, Explain: &tg,
 			Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: string(save), Sets: sets}},
 			Ifaces:   []Iface{{Name: "dmvh", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
@@ -297,7 +298,7 @@ func TestExplainGoldenIPT(t *testing.T) {
 			t.Errorf("the bed's ruleset should be dockmoat's, intact: %v", rep.Findings)
 		}
 		fmt.Fprintf(&b, "$ dockmoat audit --explain %s\n", target)
-		var rows []Row
+		var rows []report.Row
 		for _, r := range rep.Rows {
 			if tg.Names(r) {
 				rows = append(rows, r)
@@ -306,7 +307,7 @@ func TestExplainGoldenIPT(t *testing.T) {
 		if len(rows) != 1 {
 			t.Fatalf("%s: rows %+v", target, rows)
 		}
-		if err := WriteExplain(&b, rows); err != nil {
+		if err := report.WriteExplain(&b, rows); err != nil {
 			t.Fatal(err)
 		}
 		b.WriteString("\n")

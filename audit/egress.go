@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -14,20 +15,6 @@ import (
 // container's address out of an external interface, and to the host
 // itself, to a destination the policy does not allow. The policy holds
 // when both are dropped; an accepted one is beyond policy (exit 1).
-
-// EgressRow is one deny container's outbound policy in one family, and
-// whether the installed rules enforce it.
-type EgressRow struct {
-	Container string   `json:"container"`
-	Family    string   `json:"family"`
-	Policy    string   `json:"policy"`
-	DNS       []string `json:"dns,omitempty"`
-	// Outside and Host are the verdicts of a first packet to a
-	// destination the policy refuses: "refused" or "open", with the rule.
-	Outside string `json:"outside"`
-	Host    string `json:"host"`
-	Beyond  bool   `json:"beyond_policy"`
-}
 
 // probeDests are tried in order for a destination the policy refuses.
 var probeDests = map[rules.Family][]netip.Addr{
@@ -39,8 +26,8 @@ var probePorts = []uint16{443, 80, 25, 22, 8443, 31337}
 
 // egressRows evaluates every deny container of every family read (the
 // family's policy, famCtx.policy).
-func egressRows(in Input, fams map[rules.Family]*famCtx) []EgressRow {
-	var out []EgressRow
+func egressRows(in Input, fams map[rules.Family]*famCtx) []report.EgressRow {
+	var out []report.EgressRow
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		fc := fams[fam]
 		if fc == nil {
@@ -53,8 +40,8 @@ func egressRows(in Input, fams map[rules.Family]*famCtx) []EgressRow {
 	return out
 }
 
-func egressRow(in Input, fc *famCtx, fam rules.Family, e rules.Egress) EgressRow {
-	row := EgressRow{Container: e.Container, Family: fam.String(), Policy: e.Describe()}
+func egressRow(in Input, fc *famCtx, fam rules.Family, e rules.Egress) report.EgressRow {
+	row := report.EgressRow{Container: e.Container, Family: fam.String(), Policy: e.Describe()}
 	for _, a := range e.DNS {
 		row.DNS = append(row.DNS, a.String())
 	}

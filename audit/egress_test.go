@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/rules"
@@ -60,7 +61,7 @@ func TestAuditEgress(t *testing.T) {
 		t.Error("enforced egress made the report beyond policy")
 	}
 	var b strings.Builder
-	if err := WriteTable(&b, rep); err != nil || !strings.Contains(b.String(), "worker (ipv4): enforced") || !strings.Contains(b.String(), "dns: 192.0.2.53") {
+	if err := report.WriteTable(&b, rep); err != nil || !strings.Contains(b.String(), "worker (ipv4): enforced") || !strings.Contains(b.String(), "dns: 192.0.2.53") {
 		t.Errorf("table:\n%s", b.String())
 	}
 	// The control: the same container on plain Docker gets out.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
@@ -17,59 +18,9 @@ import (
 // (still) open?": for each source class, the path its first packet takes,
 // rule by rule, and what to change when the result is beyond policy.
 
-// Target selects the published ports to explain.
-type Target struct {
-	HostIP netip.Addr // zero: any
-	Port   uint16
-	Proto  string // "": any
-}
-
-// ParseTarget reads PORT, PORT/PROTO, HOST:PORT/PROTO or [V6]:PORT/PROTO.
-func ParseTarget(s string) (Target, error) {
-	var t Target
-	rest, proto, hasProto := strings.Cut(s, "/")
-	if hasProto {
-		if proto != "tcp" && proto != "udp" && proto != "sctp" {
-			return t, fmt.Errorf("--explain %q: protocol %q is not tcp, udp or sctp", s, proto)
-		}
-		t.Proto = proto
-	}
-	port := rest
-	if i := strings.LastIndex(rest, ":"); i >= 0 {
-		host := strings.Trim(rest[:i], "[]")
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return t, fmt.Errorf("--explain %q: %q is not an address", s, host)
-		}
-		t.HostIP, port = a.Unmap(), rest[i+1:]
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return t, fmt.Errorf("--explain %q: want PORT[/PROTO] or HOST:PORT/PROTO", s)
-	}
-	t.Port = uint16(n)
-	return t, nil
-}
-
-// matches reports whether a binding is one the target names.
-func (t *Target) matches(b rules.PortBinding) bool {
-	if t == nil || b.HostPort != t.Port || (t.Proto != "" && b.Proto != t.Proto) {
-		return false
-	}
-	return !t.HostIP.IsValid() || !b.HostIP.IsValid() || b.HostIP.IsUnspecified() || b.HostIP == t.HostIP
-}
-
-// Path is the way one source class's first packet went.
-type Path struct {
-	Source string         `json:"source"` // "anyone" or the class, as the rules name it
-	Needs  string         `json:"needs,omitempty"`
-	Result string         `json:"result"` // accept, drop, unknown
-	Steps  []verdict.Step `json:"steps"`
-}
-
 // explain fills the row's paths (one per source class, the packet that
 // got in when one did) and its fix.
-func (pe portEval) explain(row *Row, all []outcome) {
+func (pe portEval) explain(row *report.Row, all []outcome) {
 	def := pe.fc.variants[pe.b.Proto]
 	bySrc := map[netip.Addr]outcome{}
 	var order []netip.Addr
@@ -84,7 +35,7 @@ func (pe portEval) explain(row *Row, all []outcome) {
 	}
 	for _, src := range order {
 		o := bySrc[src]
-		p := Path{Source: "anyone", Result: o.v.Result.String(), Steps: o.v.Path}
+		p := report.Path{Source: "anyone", Result: o.v.Result.String(), Steps: o.v.Path}
 		if src != pe.fc.generic {
 			p.Source = sourceLabel(pe.fc.spans, src)
 		}
@@ -95,7 +46,7 @@ func (pe portEval) explain(row *Row, all []outcome) {
 			p.Steps[i].Rule = ownHash.ReplaceAllString(p.Steps[i].Rule, "")
 		}
 		// Sources whose packets went the same way share one path.
-		if i := slices.IndexFunc(row.Paths, func(q Path) bool {
+		if i := slices.IndexFunc(row.Paths, func(q report.Path) bool {
 			return q.Result == p.Result && q.Needs == p.Needs && slices.Equal(q.Steps, p.Steps)
 		}); i >= 0 {
 			row.Paths[i].Source += ", " + p.Source
@@ -112,7 +63,7 @@ var ownHash = regexp.MustCompile(rules.CommentPrefix + `[0-9a-f]{16} `)
 
 // fix says what to change when the port is beyond policy, or opens less
 // than the policy wants.
-func (pe portEval) fix(row Row, anyone outcome) string {
+func (pe portEval) fix(row report.Row, anyone outcome) string {
 	v := anyone.v
 	switch {
 	case row.Intended && !row.Beyond:
@@ -158,13 +109,4 @@ func foreignMove(v verdict.Verdict) (verdict.Step, bool) {
 		}
 	}
 	return verdict.Step{}, false
-}
-
-// Names reports whether a report row is one of the target's ports.
-func (t Target) Names(r Row) bool {
-	if r.HostPort != t.Port || (t.Proto != "" && r.Proto != t.Proto) {
-		return false
-	}
-	a, err := netip.ParseAddr(r.HostIP)
-	return !t.HostIP.IsValid() || err != nil || a.IsUnspecified() || a == t.HostIP
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/audit/ipteval"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
@@ -50,11 +51,11 @@ COMMIT
 		t.Fatalf("report: %+v", rep)
 	}
 	r := rep.Rows[0]
-	if r.Exposure != Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed; UFW does not filter") {
+	if r.Exposure != report.Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed; UFW does not filter") {
 		t.Errorf("row: %+v", r)
 	}
 	var b strings.Builder
-	if err := WriteTable(&b, rep); err != nil {
+	if err := report.WriteTable(&b, rep); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(b.String(), "\n") {
@@ -95,7 +96,7 @@ COMMIT
 		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
 	rep := Run(in)
-	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "dockmoat enable") {
+	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != report.Public || !strings.Contains(rep.Rows[0].Reason, "dockmoat enable") {
 		t.Fatalf("disabled: %+v", rep.Rows)
 	}
 	// Control: the same table without the bypass is closed by dockmoat.
@@ -116,13 +117,13 @@ func TestRunObserving(t *testing.T) {
 		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save(cfg)}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
 	rep := Run(in)
-	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || !strings.Contains(rep.Rows[0].Reason, "OBSERVING") {
+	if !rep.Beyond() || len(rep.Rows) != 1 || rep.Rows[0].Exposure != report.Public || !strings.Contains(rep.Rows[0].Reason, "OBSERVING") {
 		t.Fatalf("observing: %+v", rep.Rows)
 	}
 	// Control: enforcing, the same port is closed by the default deny.
 	in.Config.Observe = false
 	in.Families[0].Save = save(in.Config)
-	if rep := Run(in); rep.Beyond() || rep.Rows[0].Exposure != Closed || !strings.Contains(rep.Rows[0].Reason, "default deny") {
+	if rep := Run(in); rep.Beyond() || rep.Rows[0].Exposure != report.Closed || !strings.Contains(rep.Rows[0].Reason, "default deny") {
 		t.Fatalf("enforcing: %+v", rep.Rows)
 	}
 }
@@ -168,7 +169,7 @@ func TestRunRateLimited(t *testing.T) {
 		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: save}},
 		Ifaces:   []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}}
 	rep := Run(in)
-	if len(rep.Rows) != 1 || rep.Rows[0].Exposure != Public || rep.Beyond() || rep.Rows[0].RateLimit != "10/minute,burst=5" ||
+	if len(rep.Rows) != 1 || rep.Rows[0].Exposure != report.Public || rep.Beyond() || rep.Rows[0].RateLimit != "10/minute,burst=5" ||
 		!strings.Contains(rep.Rows[0].Reason, "beyond 10/minute,burst=5 per source are refused") {
 		t.Fatalf("limited: %+v", rep.Rows)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
@@ -50,7 +51,7 @@ func isLimitDesc(c string) bool {
 }
 
 // noteLimit names a row's rate limit, installed or not.
-func noteLimit(row *Row, fc *famCtx, dec rules.Decision) {
+func noteLimit(row *report.Row, fc *famCtx, dec rules.Decision) {
 	if !dec.Open || dec.Limit.IsZero() {
 		return
 	}

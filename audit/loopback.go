@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/audit/verdict"
 )
 
@@ -14,9 +15,9 @@ import (
 // drop per such port, dockmoat's default deny catches them on FORWARD
 // (its policy never opens a loopback binding). IPv6 never routes ::1 in
 // from outside. loopback evaluates that neighbour's first packet.
-func (pe portEval) loopback(row *Row) {
+func (pe portEval) loopback(row *report.Row) {
 	b, fc := pe.b, pe.fc
-	row.Exposure, row.Intended = Local, true
+	row.Exposure, row.Intended = report.Local, true
 	row.Reason = "bound to " + b.HostIP.String() + ": not reachable from outside"
 	if b.HostIP.Is6() && !b.HostIP.Is4In6() {
 		return
@@ -53,7 +54,7 @@ func (pe portEval) loopback(row *Row) {
 		row.Reason += "; packets for it from the link are dropped before the container"
 		return
 	}
-	row.Exposure, row.Intended, row.Beyond = Restricted, false, true
+	row.Exposure, row.Intended, row.Beyond = report.Restricted, false, true
 	row.Sources = sources
 	row.Reason = fmt.Sprintf("bound to %s, but Docker (before 28) DNATs packets for it from any interface and %s: "+
 		"a host on the same link that routes %s here reaches the container; Docker 28 drops them, dockmoat's default deny too",
@@ -94,8 +95,8 @@ func (pe portEval) neighbour(src, ctrIP netip.Addr, bridge string) (v verdict.Ve
 	return v, vr, true
 }
 
-func (pe portEval) loopbackUnknown(row *Row, v verdict.Verdict) {
-	row.Exposure, row.Intended, row.Beyond = Unknowable, false, true
+func (pe portEval) loopbackUnknown(row *report.Row, v verdict.Verdict) {
+	row.Exposure, row.Intended, row.Beyond = report.Unknowable, false, true
 	row.Reason = "bound to " + pe.b.HostIP.String() + "; cannot evaluate a neighbour's packet for it: " + v.Why
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
@@ -37,14 +38,14 @@ func TestRunNFT(t *testing.T) {
 	snap := rules.Snapshot{Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
 		Containers: []rules.Container{{Name: "web", Ports: []rules.PortBinding{{HostIP: netip.MustParseAddr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
 			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}}}
-	target, _ := ParseTarget("8080/tcp")
+	target, _ := report.ParseTarget("8080/tcp")
 	rep := Run(Input{Config: config.Default(), Snapshot: snap, NFT: live, Explain: &target,
 		Ifaces: []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}}})
 	if len(rep.Rows) != 1 {
 		t.Fatalf("rows %+v", rep.Rows)
 	}
 	r := rep.Rows[0]
-	if r.Exposure != Public || !r.Beyond || !strings.Contains(r.Reason, "no dockmoat protection installed") {
+	if r.Exposure != report.Public || !r.Beyond || !strings.Contains(r.Reason, "no dockmoat protection installed") {
 		t.Errorf("row %+v", r)
 	}
 	// 10.0.0.0/8 and the anonymous set's addresses are source classes.
@@ -97,25 +98,25 @@ func snapshotOf(ips map[string]string, all bool) rules.Snapshot {
 
 func TestRunNFTDocker29(t *testing.T) {
 	ifaces := []Iface{{Name: "dmvh", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:1::1")}}}
-	find := func(rep Report, name string, port uint16, v6 bool) Row {
+	find := func(rep report.Report, name string, port uint16, v6 bool) report.Row {
 		for _, r := range rep.Rows {
 			if r.Container == name && r.HostPort == port && strings.Contains(r.HostIP, ":") == v6 {
 				return r
 			}
 		}
 		t.Fatalf("no row %s %d v6=%v", name, port, v6)
-		return Row{}
+		return report.Row{}
 	}
 	rep := Run(Input{Config: config.Default(), Snapshot: docker29Snapshot(), NFT: loadLive(t, "nft-docker29-dockmoat.json"), Ifaces: ifaces})
 	for _, w := range []struct {
 		name string
 		port uint16
 		v6   bool
-		exp  Exposure
+		exp  report.Exposure
 	}{
-		{"plain", 8080, false, Closed}, {"plain", 8053, false, Closed}, {"web", 8081, false, Public}, {"web", 8082, false, Closed},
-		{"restricted", 9300, false, Restricted}, {"ranged", 9100, false, Public}, {"ranged", 9102, false, Closed}, {"ranged", 9153, false, Public},
-		{"plain", 8080, true, Closed}, {"web", 8081, true, Public}, {"restricted", 9300, true, Closed},
+		{"plain", 8080, false, report.Closed}, {"plain", 8053, false, report.Closed}, {"web", 8081, false, report.Public}, {"web", 8082, false, report.Closed},
+		{"restricted", 9300, false, report.Restricted}, {"ranged", 9100, false, report.Public}, {"ranged", 9102, false, report.Closed}, {"ranged", 9153, false, report.Public},
+		{"plain", 8080, true, report.Closed}, {"web", 8081, true, report.Public}, {"restricted", 9300, true, report.Closed},
 	} {
 		// (An IPv4-only dockmoat.from closes the port over IPv6; audit
 		// calls that "not intended" on both backends.)
@@ -131,10 +132,10 @@ func TestRunNFTDocker29(t *testing.T) {
 	}
 	// After uninstall, Docker alone: everything published is public.
 	rep = Run(Input{Config: config.Default(), Snapshot: plainSnapshot(), NFT: loadLive(t, "nft-docker29-plain.json"), Ifaces: ifaces})
-	if r := find(rep, "plain", 8080, false); r.Exposure != Public || !r.Beyond || !strings.HasPrefix(r.Reason, "published on 0.0.0.0; no dockmoat protection installed") {
+	if r := find(rep, "plain", 8080, false); r.Exposure != report.Public || !r.Beyond || !strings.HasPrefix(r.Reason, "published on 0.0.0.0; no dockmoat protection installed") {
 		t.Errorf("without dockmoat, plain 8080: %+v", r)
 	}
-	if r := find(rep, "plain", 8080, true); r.Exposure != Public || !r.Beyond {
+	if r := find(rep, "plain", 8080, true); r.Exposure != report.Public || !r.Beyond {
 		t.Errorf("without dockmoat, plain 8080 over IPv6: %+v", r)
 	}
 }
@@ -155,19 +156,19 @@ func TestExplainGolden(t *testing.T) {
 		{"nft-docker29-dockmoat.json", "9300/tcp", docker29Snapshot()}, {"nft-docker29-plain.json", "8080/tcp", plainSnapshot()},
 	} {
 		live, target := loadLive(t, c.fixture), c.target
-		tg, err := ParseTarget(target)
+		tg, err := report.ParseTarget(target)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rep := Run(Input{Config: config.Default(), Snapshot: c.snap, NFT: live, Ifaces: ifaces, Explain: &tg})
-		var rows []Row
+		var rows []report.Row
 		for _, r := range rep.Rows {
 			if tg.Names(r) && !strings.Contains(r.HostIP, ":") {
 				rows = append(rows, r)
 			}
 		}
 		fmt.Fprintf(&b, "$ dockmoat audit --explain %s   # %s\n", target, c.fixture)
-		if err := WriteExplain(&b, rows); err != nil {
+		if err := report.WriteExplain(&b, rows); err != nil {
 			t.Fatal(err)
 		}
 		b.WriteString("\n")

@@ -6,7 +6,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/host"
 	"github.com/dockmoat/dockmoat/metrics"
 	"github.com/dockmoat/dockmoat/reconciler"
@@ -48,7 +48,7 @@ func auditLoop(ctx context.Context, opt Options, log *logrus.Logger, rec *reconc
 
 // logBeyond logs each port and egress policy reachable beyond its
 // policy, and counts them.
-func logBeyond(log logrus.FieldLogger, rep audit.Report) int {
+func logBeyond(log logrus.FieldLogger, rep report.Report) int {
 	n := 0
 	for _, r := range rep.Rows {
 		if r.Beyond {

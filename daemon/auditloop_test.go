@@ -7,7 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 )
 
 // Each row beyond its policy is counted and logged with its container and
@@ -16,12 +16,12 @@ func TestLogBeyond(t *testing.T) {
 	var buf bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&buf)
-	rep := audit.Report{
-		Rows: []audit.Row{
+	rep := report.Report{
+		Rows: []report.Row{
 			{Container: "db", HostPort: 5432, Proto: "tcp", Beyond: true, Reason: "rule '-j ACCEPT' in DOCKER-USER lets it through"},
 			{Container: "web", HostPort: 443, Proto: "tcp"},
 		},
-		Egress: []audit.EgressRow{{Container: "job", Family: "ipv4", Outside: "open", Host: "refused", Beyond: true}},
+		Egress: []report.EgressRow{{Container: "job", Family: "ipv4", Outside: "open", Host: "refused", Beyond: true}},
 	}
 	if n := logBeyond(log, rep); n != 2 {
 		t.Errorf("counted %d, want 2", n)

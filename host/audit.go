@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
@@ -23,18 +24,18 @@ import (
 
 // Audit reads Docker and the live ruleset and evaluates them (the audit
 // command, and the daemon's scheduled audit).
-func Audit(ctx context.Context, opt Options, log *logrus.Logger, cfg config.Config, explain *audit.Target) (audit.Report, error) {
+func Audit(ctx context.Context, opt Options, log *logrus.Logger, cfg config.Config, explain *report.Target) (report.Report, error) {
 	if backend, _, err := DetectBackend(ctx, opt.Backend); err == nil && backend == "nftables" {
 		return auditNFT(ctx, opt, log, cfg, explain)
 	}
 	tables, w, err := tables(ctx, opt, log)
 	if err != nil {
-		return audit.Report{}, err
+		return report.Report{}, err
 	}
 	defer closeDocker(w)
 	snap, err := w.Snapshot(ctx)
 	if err != nil {
-		return audit.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
+		return report.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
 	}
 	in := audit.Input{Config: cfg, Snapshot: snap, Ifaces: outsideInterfaces(snap.Bridges)}
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -63,7 +64,7 @@ func Audit(ctx context.Context, opt Options, log *logrus.Logger, cfg config.Conf
 			st.Save = strings.Join(parts, "\n")
 			st.Sets = readSets(fam)
 		} else if fam == rules.IPv4 {
-			return audit.Report{}, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
+			return report.Report{}, fmt.Errorf("reading the ruleset (need root/NET_ADMIN): %w", st.Err)
 		}
 		in.Families = append(in.Families, st)
 	}
@@ -158,23 +159,23 @@ func outsideInterfaces(bridges []string) []audit.Iface {
 // auditNFT audits Docker's nftables backend: the whole ruleset (`nft -j
 // list ruleset`: Docker's tables, dockmoat's, anyone else's) is evaluated
 // the same way, and dockmoat's plan says whether its table is intact.
-func auditNFT(ctx context.Context, opt Options, log *logrus.Logger, cfg config.Config, explain *audit.Target) (audit.Report, error) {
+func auditNFT(ctx context.Context, opt Options, log *logrus.Logger, cfg config.Config, explain *report.Target) (report.Report, error) {
 	rec, w, err := Open(ctx, opt, log, cfg)
 	if err != nil {
-		return audit.Report{}, err
+		return report.Report{}, err
 	}
 	defer closeDocker(w)
 	snap, err := w.Snapshot(ctx)
 	if err != nil {
-		return audit.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
+		return report.Report{}, fmt.Errorf("reading containers from Docker: %w", err)
 	}
 	plans, err := rec.Plan(ctx)
 	if err != nil {
-		return audit.Report{}, err
+		return report.Report{}, err
 	}
 	live, err := nft.Exec{}.ListRuleset(ctx)
 	if err != nil {
-		return audit.Report{}, err
+		return report.Report{}, err
 	}
 	in := audit.Input{Config: cfg, Snapshot: snap, NFT: live, Ifaces: outsideInterfaces(snap.Bridges)}
 	if len(plans) > 0 && plans[0].InSync() {

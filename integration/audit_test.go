@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/integration/testbed"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 )
@@ -69,11 +69,11 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		t.Fatal(err)
 	}
 
-	runAudit := func(t *testing.T) (audit.Report, int) {
+	runAudit := func(t *testing.T) (report.Report, int) {
 		t.Helper()
 		return auditJSON(t, e, cfgPath)
 	}
-	row := func(t *testing.T, rep audit.Report, name string, port uint16, proto string) audit.Row {
+	row := func(t *testing.T, rep report.Report, name string, port uint16, proto string) report.Row {
 		t.Helper()
 		for _, r := range rep.Rows {
 			if r.Container == name && r.HostPort == port && r.Proto == proto && !strings.Contains(r.HostIP, ":") {
@@ -81,22 +81,22 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			}
 		}
 		t.Fatalf("no IPv4 row for %s %d/%s in %+v", name, port, proto, rep.Rows)
-		return audit.Row{}
+		return report.Row{}
 	}
 	// agree proves every verdict with real connections from A and B (A6
 	// and B6 for an IPv6 row: docker-proxy's path here), from the source
 	// port the row says a client needs, if any; and a loopback-bound
 	// port's from A as a neighbour sending to 127.0.0.1.
-	agree := func(t *testing.T, rep audit.Report) {
+	agree := func(t *testing.T, rep report.Report) {
 		t.Helper()
 		var checks []check
 		for _, r := range rep.Rows {
-			if r.Exposure == audit.Unknowable {
+			if r.Exposure == report.Unknowable {
 				t.Errorf("audit could not evaluate %s %d/%s: %s", r.Container, r.HostPort, r.Proto, r.Reason)
 				continue
 			}
 			if r.HostIP == "127.0.0.1" {
-				open := r.Exposure == audit.Public || (r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
+				open := r.Exposure == report.Public || (r.Exposure == report.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool {
 					s = strings.TrimSuffix(s, " on the same link")
 					return s == "hosts" || sourceContains(s, A)
 				}))
@@ -114,7 +114,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		// A row reachable by a client remembered by -m recent is tried
 		// after A and B knock (ClientChosenSourcePort's rules).
-		if slices.ContainsFunc(rep.Rows, func(r audit.Row) bool { return strings.Contains(r.Needs, "-m recent") }) {
+		if slices.ContainsFunc(rep.Rows, func(r report.Row) bool { return strings.Contains(r.Needs, "-m recent") }) {
 			for _, src := range []netip.Addr{A, B} {
 				p := testbed.Probe{Proto: "tcp", Src: src, Dst: netip.AddrPortFrom(testbed.HostIP, 7777)}
 				_, _ = testbed.Try(e.ctx, e.bed.OutNSPath(), p, 300*time.Millisecond)
@@ -129,37 +129,37 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			t.Errorf("exit %d protected %v; want 1 and false", code, rep.Protected)
 		}
 		r := row(t, rep, "pub", 8080, "tcp")
-		if r.Exposure != audit.Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed") ||
+		if r.Exposure != report.Public || r.Intended || !strings.Contains(r.Reason, "no dockmoat protection installed") ||
 			!strings.Contains(r.Reason, "UFW does not filter") {
 			t.Errorf("pub row: %+v", r)
 		}
 		// Docker before 28 DNATs a neighbour's packets for 127.0.0.1;
 		// Docker 28 drops them in raw PREROUTING (agree tries both).
 		r = row(t, rep, "loc", 8083, "tcp")
-		if old := !eng.DropsLoopbackDNAT(); old && (r.Exposure != audit.Restricted || !r.Beyond) || !old && r.Exposure != audit.Local {
+		if old := !eng.DropsLoopbackDNAT(); old && (r.Exposure != report.Restricted || !r.Beyond) || !old && r.Exposure != report.Local {
 			t.Errorf("loc row on %s: %+v", eng.Name, r)
 		}
 		agree(t, rep)
 	})
 
 	e.startDockmoat(t, "ufw: auto\n")
-	wantRunning := func(t *testing.T, rep audit.Report) {
+	wantRunning := func(t *testing.T, rep report.Report) {
 		t.Helper()
 		for _, w := range []struct {
 			name  string
 			port  uint16
 			proto string
-			exp   audit.Exposure
+			exp   report.Exposure
 			why   string
 		}{
-			{"pub", 8080, "tcp", audit.Closed, "closed by dockmoat default deny"},
-			{"lbl", 8081, "tcp", audit.Public, "label dockmoat.allow=8081"},
-			{"rst", 8082, "tcp", audit.Restricted, "dockmoat.from=203.0.113.10"},
-			{"dns", 8053, "udp", audit.Public, "label dockmoat.allow=8053/udp"},
-			{"dns", 8054, "udp", audit.Closed, "default deny"},
-			{"loc", 8083, "tcp", audit.Local, "127.0.0.1"},
-			{"ufwr", 8084, "tcp", audit.Public, "ufw route rule"},
-			{"hiudp", 8090, "udp", audit.Closed, "default deny"},
+			{"pub", 8080, "tcp", report.Closed, "closed by dockmoat default deny"},
+			{"lbl", 8081, "tcp", report.Public, "label dockmoat.allow=8081"},
+			{"rst", 8082, "tcp", report.Restricted, "dockmoat.from=203.0.113.10"},
+			{"dns", 8053, "udp", report.Public, "label dockmoat.allow=8053/udp"},
+			{"dns", 8054, "udp", report.Closed, "default deny"},
+			{"loc", 8083, "tcp", report.Local, "127.0.0.1"},
+			{"ufwr", 8084, "tcp", report.Public, "ufw route rule"},
+			{"hiudp", 8090, "udp", report.Closed, "default deny"},
 		} {
 			r := row(t, rep, w.name, w.port, w.proto)
 			if r.Exposure != w.exp || !strings.Contains(r.Reason, w.why) || !r.Intended {
@@ -215,7 +215,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		defer func() { _, _ = e.bed.HostExec(ctx, append([]string{"iptables", "-D"}, rule...)...) }()
 		rep, code := runAudit(t)
-		if r := row(t, rep, "pub", 8080, "tcp"); code != 1 || r.Exposure != audit.Public || !r.Beyond || !strings.Contains(r.Reason, "in FORWARD") {
+		if r := row(t, rep, "pub", 8080, "tcp"); code != 1 || r.Exposure != report.Public || !r.Beyond || !strings.Contains(r.Reason, "in FORWARD") {
 			t.Errorf("exit %d; pub %+v", code, r)
 		}
 		agree(t, rep)
@@ -233,26 +233,26 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 				t.Fatal(err)
 			}
 		}
-		lbl6 := func(rep audit.Report) audit.Row {
+		lbl6 := func(rep report.Report) report.Row {
 			for _, r := range rep.Rows {
 				if r.Container == "lbl" && r.HostPort == 8081 && strings.Contains(r.HostIP, ":") {
 					return r
 				}
 			}
 			t.Fatal("no IPv6 row for lbl")
-			return audit.Row{}
+			return report.Row{}
 		}
 		ip6("-I", accept)
 		defer ip6("-D", accept)
 		rep, _ := runAudit(t)
-		if r := lbl6(rep); r.Exposure != audit.Public {
+		if r := lbl6(rep); r.Exposure != report.Public {
 			t.Errorf("control, ACCEPT alone: lbl over IPv6 %+v", r)
 		}
 		agree(t, rep)
 		ip6("-I", drop)
 		defer ip6("-D", drop)
 		rep, _ = runAudit(t)
-		if r := lbl6(rep); r.Exposure != audit.Closed || !strings.Contains(r.Reason, "UNICAST") {
+		if r := lbl6(rep); r.Exposure != report.Closed || !strings.Contains(r.Reason, "UNICAST") {
 			t.Errorf("UNICAST drop: lbl over IPv6 %+v", r)
 		}
 		agree(t, rep)
@@ -276,7 +276,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			name string
 			port uint16
 		}{{"pub", 8080}, {"lbl", 8081}} {
-			if r := row(t, rep, c.name, c.port, "tcp"); r.Exposure != audit.Closed || r.Beyond || !strings.Contains(r.Reason, ipt.ChainCheck) {
+			if r := row(t, rep, c.name, c.port, "tcp"); r.Exposure != report.Closed || r.Beyond || !strings.Contains(r.Reason, ipt.ChainCheck) {
 				t.Errorf("%s after flush: %+v", c.name, r)
 			}
 		}
@@ -306,13 +306,13 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		if code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
-		if r := row(t, rep, "hiudp", 8090, "udp"); r.Exposure != audit.Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
+		if r := row(t, rep, "hiudp", 8090, "udp"); r.Exposure != report.Public || !r.Beyond || r.SourcePort != 53 || !strings.Contains(r.Reason, "source port 53") {
 			t.Errorf("hiudp behind the recipe: %+v", r)
 		}
-		if r := row(t, rep, "dns", 8053, "udp"); r.Exposure != audit.Closed {
+		if r := row(t, rep, "dns", 8053, "udp"); r.Exposure != report.Closed {
 			t.Errorf("dns (container port 53) behind the recipe: %+v", r)
 		}
-		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Restricted || !slices.Equal(r.Sources, []string{"203.0.113.9-203.0.113.10"}) {
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != report.Restricted || !slices.Equal(r.Sources, []string{"203.0.113.9-203.0.113.10"}) {
 			t.Errorf("pub behind the iprange rule: %+v", r)
 		}
 		// Control: the recipe does stop a client with an ordinary port.
@@ -325,7 +325,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			[]string{"-I", "INPUT", "1", "-p", "tcp", "-m", "tcp", "--dport", "7777", "-m", "recent", "--set", "--name", "knock", "-j", "DROP"})
 		e.expect(t, out("tcp", B, 8080, false, ""))
 		rep, _ = runAudit(t)
-		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !strings.Contains(r.Needs, "-m recent") {
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != report.Public || !strings.Contains(r.Needs, "-m recent") {
 			t.Errorf("pub behind the knock rule: %+v", r)
 		}
 		agree(t, rep)
@@ -352,7 +352,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 		}
 		e.expect(t, out("tcp", A, 8080, false, ""))
 		rep, _ := runAudit(t)
-		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != audit.Public || !r.Beyond || synFlagsOf(r.Needs)&testbed.FlagPSH == 0 {
+		if r := row(t, rep, "pub", 8080, "tcp"); r.Exposure != report.Public || !r.Beyond || synFlagsOf(r.Needs)&testbed.FlagPSH == 0 {
 			t.Errorf("pub behind --tcp-flags ALL SYN: %+v", r)
 		}
 		agree(t, rep)
@@ -366,7 +366,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 func explainPaths(t *testing.T, e *env, cfg, target string, want map[string]string, lastChain map[string]string) {
 	t.Helper()
 	out, _ := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--config", cfg, "--explain", target, "--format", "json")
-	var rep audit.Report
+	var rep report.Report
 	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
 		t.Fatalf("explain %s: not JSON:\n%s", target, out)
 	}
@@ -430,7 +430,7 @@ func synFlagsOf(needs string) byte {
 }
 
 // auditJSON runs `dockmoat audit --format json` and logs the table.
-func auditJSON(t *testing.T, e *env, cfg string) (audit.Report, int) {
+func auditJSON(t *testing.T, e *env, cfg string) (report.Report, int) {
 	t.Helper()
 	out, err := e.bed.Exec(e.ctx, dockmoatBin, "audit", "--format", "json", "--config", cfg)
 	code := 0
@@ -440,7 +440,7 @@ func auditJSON(t *testing.T, e *env, cfg string) (audit.Report, int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	var rep audit.Report
+	var rep report.Report
 	if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
 		t.Fatalf("audit output is not JSON (exit %d):\n%s", code, out)
 	}
@@ -452,7 +452,7 @@ func auditJSON(t *testing.T, e *env, cfg string) (audit.Report, int) {
 // portChecks are the connections that prove a row: from A and B (A6 and
 // B6 for an IPv6 row), open where the row says they get in, from the
 // source port or with the first-packet flags the row says a client needs.
-func portChecks(r audit.Row) []check {
+func portChecks(r report.Row) []check {
 	v6 := strings.Contains(r.HostIP, ":")
 	srcs := []netip.Addr{A, B}
 	if v6 {
@@ -460,8 +460,8 @@ func portChecks(r audit.Row) []check {
 	}
 	var checks []check
 	for _, src := range srcs {
-		open := r.Exposure == audit.Public ||
-			(r.Exposure == audit.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
+		open := r.Exposure == report.Public ||
+			(r.Exposure == report.Restricted && slices.ContainsFunc(r.Sources, func(s string) bool { return sourceContains(s, src) }))
 		who := ""
 		if open {
 			who = r.Container

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockmoat/dockmoat/audit"
-	"github.com/dockmoat/dockmoat/integration/testbed"
 	"github.com/moby/moby/client"
+
+	"github.com/dockmoat/dockmoat/audit/report"
+	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
 // TestNFTBackend runs the core behaviours on Docker 29 with
@@ -101,8 +102,8 @@ func TestNFTBackend(t *testing.T) {
 		for _, w := range []struct {
 			name string
 			port uint16
-			exp  audit.Exposure
-		}{{"plain", 8080, audit.Closed}, {"web", 8081, audit.Public}, {"web", 8082, audit.Closed}, {"restricted", 9300, audit.Restricted}, {"ranged", 9102, audit.Closed}} {
+			exp  report.Exposure
+		}{{"plain", 8080, report.Closed}, {"web", 8081, report.Public}, {"web", 8082, report.Closed}, {"restricted", 9300, report.Restricted}, {"ranged", 9102, report.Closed}} {
 			if r := nftRow(t, rep, w.name, w.port, "tcp", false); r.Exposure != w.exp || !r.Intended {
 				t.Errorf("%s %d: %+v, want %s and intended", w.name, w.port, r, w.exp)
 			}
@@ -168,7 +169,7 @@ func TestNFTBackend(t *testing.T) {
 		// ingress chain flushed by hand (the check table then closes):
 		// every verdict tried for real.
 		rep, code := nftAudit(t, e)
-		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || r.Exposure != audit.Closed {
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || r.Exposure != report.Closed {
 			t.Errorf("audit, dockmoat stopped: exit %d, plain %+v", code, r)
 		}
 		agreeNFT(t, e, rep)
@@ -176,7 +177,7 @@ func TestNFTBackend(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 		rep, code = nftAudit(t, e)
-		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || rep.Protected || r.Exposure != audit.Closed || r.Beyond || !strings.Contains(r.Reason, "dockmoat_check") {
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 0 || rep.Protected || r.Exposure != report.Closed || r.Beyond || !strings.Contains(r.Reason, "dockmoat_check") {
 			t.Errorf("audit, ingress flushed: exit %d protected %v, plain %+v", code, rep.Protected, r)
 		}
 		agreeNFT(t, e, rep)
@@ -188,7 +189,7 @@ func TestNFTBackend(t *testing.T) {
 		}
 		e.expect(t, out("tcp", A, 8080, true, "plain"), out6("tcp", A6, 8080, true, "plain"))
 		rep, code = nftAudit(t, e)
-		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || r.Exposure != audit.Public || !r.Beyond {
+		if r := nftRow(t, rep, "plain", 8080, "tcp", false); code != 1 || r.Exposure != report.Public || !r.Beyond {
 			t.Errorf("audit without dockmoat: exit %d, plain %+v", code, r)
 		}
 		agreeNFT(t, e, rep)
@@ -232,7 +233,7 @@ func TestNFTBackend(t *testing.T) {
 
 // nftAudit runs the audit (auditJSON); with DOCKMOAT_NFT_CAPTURE set it
 // also saves `nft -j list ruleset` there, for audit/testdata.
-func nftAudit(t *testing.T, e *env) (audit.Report, int) {
+func nftAudit(t *testing.T, e *env) (report.Report, int) {
 	t.Helper()
 	rep, code := auditJSON(t, e, e.dm.Config)
 	if dir := os.Getenv("DOCKMOAT_NFT_CAPTURE"); dir != "" {
@@ -242,7 +243,7 @@ func nftAudit(t *testing.T, e *env) (audit.Report, int) {
 	return rep, code
 }
 
-func nftRow(t *testing.T, rep audit.Report, name string, port uint16, proto string, v6 bool) audit.Row {
+func nftRow(t *testing.T, rep report.Report, name string, port uint16, proto string, v6 bool) report.Row {
 	t.Helper()
 	for _, r := range rep.Rows {
 		if r.Container == name && r.HostPort == port && r.Proto == proto && strings.Contains(r.HostIP, ":") == v6 {
@@ -250,20 +251,20 @@ func nftRow(t *testing.T, rep audit.Report, name string, port uint16, proto stri
 		}
 	}
 	t.Fatalf("no row for %s %d/%s (v6 %v) in %+v", name, port, proto, v6, rep.Rows)
-	return audit.Row{}
+	return report.Row{}
 }
 
 // agreeNFT tries every row's verdict with real connections from A and B
 // (or A6 and B6 for an IPv6 row); an unknown verdict is a failure.
-func agreeNFT(t *testing.T, e *env, rep audit.Report) {
+func agreeNFT(t *testing.T, e *env, rep report.Report) {
 	t.Helper()
 	var checks []check
 	for _, r := range rep.Rows {
-		if r.Exposure == audit.Unknowable {
+		if r.Exposure == report.Unknowable {
 			t.Errorf("audit could not evaluate %s %s:%d/%s: %s", r.Container, r.HostIP, r.HostPort, r.Proto, r.Reason)
 			continue
 		}
-		if r.Exposure == audit.Local {
+		if r.Exposure == report.Local {
 			continue
 		}
 		checks = append(checks, portChecks(r)...)

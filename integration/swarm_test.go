@@ -17,7 +17,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
@@ -176,9 +176,9 @@ func (s *swarmEnv) auditEveryNode(t *testing.T) {
 	if code != 0 {
 		t.Errorf("audit --swarm exit %d, want 0 (every port as intended)", code)
 	}
-	want := map[string]audit.Exposure{"closed.:8090/tcp": audit.Closed, "closed.:8053/udp": audit.Closed,
-		"open.:8091/tcp": audit.Restricted, "open.:8054/udp": audit.Restricted,
-		"ingress/mesh:8095/tcp": audit.Closed, "ingress/meshopen:8096/tcp": audit.Restricted}
+	want := map[string]report.Exposure{"closed.:8090/tcp": report.Closed, "closed.:8053/udp": report.Closed,
+		"open.:8091/tcp": report.Restricted, "open.:8054/udp": report.Restricted,
+		"ingress/mesh:8095/tcp": report.Closed, "ingress/meshopen:8096/tcp": report.Restricted}
 	for i, n := range s.sw.Nodes {
 		nr := nodeReport(rep, n.Hostname())
 		if nr == nil || nr.Err != "" || !nr.Report.Protected {
@@ -195,7 +195,7 @@ func (s *swarmEnv) auditEveryNode(t *testing.T) {
 				t.Errorf("node %d: %s is %s (%s), want %s", i, key, row.Exposure, row.Reason, exp)
 			}
 			for _, src := range []netip.Addr{testbed.SwarmOutsideA, testbed.SwarmOutsideB} {
-				open := row.Exposure == audit.Public || row.Exposure == audit.Restricted &&
+				open := row.Exposure == report.Public || row.Exposure == report.Restricted &&
 					slices.ContainsFunc(row.Sources, func(p string) bool { return sourceContains(p, src) })
 				s.expect(t, s.checks([]int{i}, src, int(row.HostPort), row.Proto, open)...)
 			}
@@ -207,7 +207,7 @@ func (s *swarmEnv) auditEveryNode(t *testing.T) {
 // swarmPorts: Swarm's own ports flagged where outside sources reach
 // them, proven by a connection; then fenced to the nodes on the manager,
 // and no longer flagged nor reachable there.
-func (s *swarmEnv) swarmPorts(t *testing.T, rep audit.ClusterReport) {
+func (s *swarmEnv) swarmPorts(t *testing.T, rep report.ClusterReport) {
 	manager := nodeReport(rep, s.sw.Nodes[0].Hostname())
 	worker := nodeReport(rep, s.sw.Nodes[1].Hostname())
 	if manager == nil || worker == nil || !hasFinding(manager.Report, "Swarm port 2377/tcp") ||
@@ -404,7 +404,7 @@ func (m *mesh) counts(t *testing.T) map[string]int {
 
 // auditSwarm runs `dockmoat audit --swarm` on the manager, as a user
 // would (the job runs the stack's image on every node), and logs the table.
-func (s *swarmEnv) auditSwarm(t *testing.T) (audit.ClusterReport, int) {
+func (s *swarmEnv) auditSwarm(t *testing.T) (report.ClusterReport, int) {
 	t.Helper()
 	run := func(args ...string) (string, int) {
 		ctx, cancel := context.WithTimeout(s.ctx, 3*time.Minute)
@@ -419,7 +419,7 @@ func (s *swarmEnv) auditSwarm(t *testing.T) (audit.ClusterReport, int) {
 		return string(out), cmd.ProcessState.ExitCode()
 	}
 	out, code := run("--format", "json")
-	var rep audit.ClusterReport
+	var rep report.ClusterReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("audit --swarm output is not JSON (exit %d): %v\n%s", code, err, out)
 	}
@@ -428,7 +428,7 @@ func (s *swarmEnv) auditSwarm(t *testing.T) (audit.ClusterReport, int) {
 	return rep, code
 }
 
-func hasFinding(rep audit.Report, prefix string) bool {
+func hasFinding(rep report.Report, prefix string) bool {
 	return slices.ContainsFunc(rep.Findings, func(f string) bool { return strings.HasPrefix(f, prefix) })
 }
 
@@ -472,7 +472,7 @@ func (s *swarmEnv) allow2377(t *testing.T, node netip.Addr) {
 	}
 }
 
-func nodeReport(rep audit.ClusterReport, node string) *audit.NodeReport {
+func nodeReport(rep report.ClusterReport, node string) *report.NodeReport {
 	for i := range rep.Nodes {
 		if rep.Nodes[i].Node == node {
 			return &rep.Nodes[i]
@@ -482,7 +482,7 @@ func nodeReport(rep audit.ClusterReport, node string) *audit.NodeReport {
 }
 
 // findRow finds the IPv4 row "<container prefix>:<port>/<proto>".
-func findRow(rep audit.Report, key string) *audit.Row {
+func findRow(rep report.Report, key string) *report.Row {
 	prefix, rest, _ := strings.Cut(key, ":")
 	for i, r := range rep.Rows {
 		if strings.HasPrefix(r.Container, prefix) && fmt.Sprintf("%d/%s", r.HostPort, r.Proto) == rest && !strings.Contains(r.HostIP, ":") {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/host"
 )
@@ -30,20 +30,20 @@ func runAudit(ctx context.Context, opt options, log *logrus.Logger, out io.Write
 	if err != nil {
 		return false, err
 	}
-	return report(out, opt, rep)
+	return printReport(out, opt, rep)
 }
 
-func explainTarget(opt options) *audit.Target {
+func explainTarget(opt options) *report.Target {
 	if opt.explain == "" {
 		return nil
 	}
-	t, _ := audit.ParseTarget(opt.explain) // validated with the flags
+	t, _ := report.ParseTarget(opt.explain) // validated with the flags
 	return &t
 }
 
-// report prints the report, or with --explain the named ports' paths; it
+// printReport prints the report, or with --explain the named ports' paths; it
 // returns whether a port shown is reachable beyond its policy.
-func report(out io.Writer, opt options, rep audit.Report) (bool, error) {
+func printReport(out io.Writer, opt options, rep report.Report) (bool, error) {
 	t := explainTarget(opt)
 	if opt.quiet && !rep.Beyond() {
 		return false, nil
@@ -51,7 +51,7 @@ func report(out io.Writer, opt options, rep audit.Report) (bool, error) {
 	if t == nil {
 		return rep.Beyond(), writeReport(out, opt.format, rep)
 	}
-	var rows []audit.Row
+	var rows []report.Row
 	for _, r := range rep.Rows {
 		if t.Names(r) {
 			rows = append(rows, r)
@@ -64,18 +64,18 @@ func report(out io.Writer, opt options, rep audit.Report) (bool, error) {
 	if opt.format == "json" {
 		return rep.Beyond(), writeReport(out, "json", rep)
 	}
-	if err := audit.WriteExplain(out, rows); err != nil {
+	if err := report.WriteExplain(out, rows); err != nil {
 		return false, fmt.Errorf("writing report: %w", err)
 	}
 	return rep.Beyond(), nil
 }
 
-func writeReport(out io.Writer, format string, rep audit.Report) error {
+func writeReport(out io.Writer, format string, rep report.Report) error {
 	var err error
 	if format == "json" {
-		err = audit.WriteJSON(out, rep)
+		err = report.WriteJSON(out, rep)
 	} else {
-		err = audit.WriteTable(out, rep)
+		err = report.WriteTable(out, rep)
 	}
 	if err != nil {
 		return fmt.Errorf("writing report: %w", err)

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 )
 
@@ -38,9 +38,9 @@ func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error
 		return false, nil
 	}
 	if opt.format == "json" {
-		err = audit.WriteClusterJSON(out, rep)
+		err = report.WriteClusterJSON(out, rep)
 	} else {
-		err = audit.WriteClusterTable(out, rep)
+		err = report.WriteClusterTable(out, rep)
 	}
 	if err != nil {
 		return false, fmt.Errorf("writing report: %w", err)
@@ -54,14 +54,14 @@ func runAuditSwarm(ctx context.Context, opt options, out io.Writer) (bool, error
 	return false, nil
 }
 
-func clusterReport(outs []dockerwatch.NodeOutput) audit.ClusterReport {
-	var rep audit.ClusterReport
+func clusterReport(outs []dockerwatch.NodeOutput) report.ClusterReport {
+	var rep report.ClusterReport
 	for _, o := range outs {
 		if o.Err != "" {
-			rep.Nodes = append(rep.Nodes, audit.NodeReport{Node: o.Node, Err: o.Err})
+			rep.Nodes = append(rep.Nodes, report.NodeReport{Node: o.Node, Err: o.Err})
 			continue
 		}
-		rep.Nodes = append(rep.Nodes, audit.ParseNodeReport(o.Node, o.Stdout))
+		rep.Nodes = append(rep.Nodes, report.ParseNodeReport(o.Node, o.Stdout))
 	}
 	return rep
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/host"
@@ -215,7 +215,7 @@ func (opt options) validate(cmd string) error {
 	if cmd == "audit" {
 		errs = append(errs, oneOf("format", opt.format, "table", "json"))
 		if opt.explain != "" {
-			if _, err := audit.ParseTarget(opt.explain); err != nil {
+			if _, err := report.ParseTarget(opt.explain); err != nil {
 				errs = append(errs, err)
 			}
 			if opt.swarm {

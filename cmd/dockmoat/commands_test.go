@@ -10,7 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dockmoat/dockmoat/audit"
+	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/netfilter"
@@ -20,11 +20,11 @@ import (
 // TestAuditQuiet: audit -q prints nothing when every port is as
 // intended, and the whole report when one is reachable beyond policy.
 func TestAuditQuiet(t *testing.T) {
-	fine := audit.Report{Rows: []audit.Row{{Container: "db", HostPort: 5432, Proto: "tcp", Reason: "no allow"}}}
-	bad := audit.Report{Rows: []audit.Row{{Container: "db", HostPort: 5432, Proto: "tcp", Reason: "no allow", Beyond: true}}}
+	fine := report.Report{Rows: []report.Row{{Container: "db", HostPort: 5432, Proto: "tcp", Reason: "no allow"}}}
+	bad := report.Report{Rows: []report.Row{{Container: "db", HostPort: 5432, Proto: "tcp", Reason: "no allow", Beyond: true}}}
 	for _, c := range []struct {
 		name       string
-		rep        audit.Report
+		rep        report.Report
 		quiet      bool
 		wantBeyond bool
 		wantOutput bool
@@ -34,7 +34,7 @@ func TestAuditQuiet(t *testing.T) {
 		{"beyond quiet", bad, true, true, true},
 	} {
 		var out bytes.Buffer
-		beyond, err := report(&out, options{format: "table", quiet: c.quiet}, c.rep)
+		beyond, err := printReport(&out, options{format: "table", quiet: c.quiet}, c.rep)
 		if err != nil || beyond != c.wantBeyond || (out.Len() > 0) != c.wantOutput {
 			t.Errorf("%s: beyond %v, %d bytes, %v", c.name, beyond, out.Len(), err)
 		}
