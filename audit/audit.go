@@ -27,7 +27,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
@@ -58,7 +58,7 @@ type Input struct {
 	// NFT, when set, is the whole nftables ruleset (Docker's nftables
 	// backend): both families are evaluated from it, and Findings and
 	// Protected come from the caller; Families is then unused.
-	NFT       *nft.Live
+	NFT       *nftjson.Ruleset
 	Findings  []string
 	Protected bool
 	// Explain names the ports whose paths to tell (explain.go); nil: none.

@@ -7,6 +7,7 @@ import (
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -17,7 +18,7 @@ import (
 // limit is missing from the kernel.
 
 // limitComments lists the comments of dockmoat's installed limit rules.
-func limitComments(fc *famCtx, live *nft.Live) []string {
+func limitComments(fc *famCtx, live *nftjson.Ruleset) []string {
 	var out []string
 	if fc.filter != nil {
 		for _, name := range []string{ipt.ChainIngress, ipt.ChainInput} {

@@ -11,20 +11,20 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 // loadLive reads an nft -j listing of testdata.
-func loadLive(t *testing.T, name string) *nft.Live {
+func loadLive(t *testing.T, name string) *nftjson.Ruleset {
 	t.Helper()
 	data, err := os.ReadFile("testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := nft.ParseRuleset(data)
+	live, err := nftjson.Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -75,7 +76,7 @@ func TestRenderersAgree(t *testing.T) {
 			limited++
 		}
 		var ipv [2]ipteval.Ruleset
-		var live *nft.Live
+		var live *nftjson.Ruleset
 		in(ipns, func() error {
 			if err := passOn(iptB, cfg, snap); err != nil {
 				return err

@@ -18,12 +18,12 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
 type nftEval struct {
-	live   *nft.Live
+	live   *nftjson.Ruleset
 	fam    rules.Family
 	budget int
 	path   []verdict.Step
@@ -36,15 +36,15 @@ type nftEval struct {
 
 // Eval runs p through the filter base chains of hook ("prerouting",
 // "forward", "input") for the packet's family.
-func Eval(live *nft.Live, hook string, fam rules.Family, p verdict.Packet) verdict.Verdict {
+func Eval(live *nftjson.Ruleset, hook string, fam rules.Family, p verdict.Packet) verdict.Verdict {
 	e := &nftEval{live: live, fam: fam, budget: 8192, markKnown: rules.PassMark}
-	var bases []*nft.LiveChain
+	var bases []*nftjson.Chain
 	for _, c := range live.Chains {
 		if c.Hook == hook && c.Type == "filter" && e.familyOf(c.Family) {
 			bases = append(bases, c)
 		}
 	}
-	slices.SortStableFunc(bases, func(a, b *nft.LiveChain) int { return a.Prio - b.Prio })
+	slices.SortStableFunc(bases, func(a, b *nftjson.Chain) int { return a.Prio - b.Prio })
 	for _, c := range bases {
 		v, fell := e.chain(c, p, 0)
 		if fell {
@@ -80,7 +80,7 @@ func (e *nftEval) familyOf(f string) bool {
 	return false
 }
 
-func (e *nftEval) policy(c *nft.LiveChain) verdict.Verdict {
+func (e *nftEval) policy(c *nftjson.Chain) verdict.Verdict {
 	e.path = append(e.path, verdict.Step{Chain: c.Label(), Rule: "policy " + c.Policy})
 	if c.Policy == "drop" {
 		return verdict.Verdict{Result: verdict.Drop, Chain: c.Label(), Rule: "policy drop"}
@@ -90,7 +90,7 @@ func (e *nftEval) policy(c *nft.LiveChain) verdict.Verdict {
 
 // chain evaluates one chain; fell reports it ran off its end (or hit
 // return) without a verdict.
-func (e *nftEval) chain(c *nft.LiveChain, p verdict.Packet, depth int) (v verdict.Verdict, fell bool) {
+func (e *nftEval) chain(c *nftjson.Chain, p verdict.Packet, depth int) (v verdict.Verdict, fell bool) {
 	if depth > 32 {
 		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Why: "chains nest too deep (a loop?)"}, false
 	}
@@ -112,7 +112,7 @@ func (e *nftEval) chain(c *nft.LiveChain, p verdict.Packet, depth int) (v verdic
 
 // rule evaluates one rule's statements in order: matches until one
 // fails (next rule), then its verdict. next: go on with the chain.
-func (e *nftEval) rule(c *nft.LiveChain, r nft.LiveRule, p verdict.Packet, depth int) (v verdict.Verdict, next, fell bool) {
+func (e *nftEval) rule(c *nftjson.Chain, r nftjson.Rule, p verdict.Packet, depth int) (v verdict.Verdict, next, fell bool) {
 	text := RuleText(r)
 	for _, st := range r.Expr {
 		for kind, body := range st {
@@ -220,7 +220,7 @@ func isMetaMark(x any) bool {
 	return meta["key"] == "mark"
 }
 
-func (e *nftEval) jump(c *nft.LiveChain, target string, isGoto bool, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
+func (e *nftEval) jump(c *nftjson.Chain, target string, isGoto bool, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
 	sub := e.live.Chain(c.Family, c.Table, target)
 	if sub == nil {
 		return verdict.Verdict{Result: verdict.Unknown, Chain: c.Label(), Rule: text, Why: "chain " + target + " does not exist"}, false, false
@@ -235,7 +235,7 @@ func (e *nftEval) jump(c *nft.LiveChain, target string, isGoto bool, text string
 }
 
 // vmap looks the key up in a verdict map; no element: next rule.
-func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
+func (e *nftEval) vmap(c *nftjson.Chain, body any, text string, p verdict.Packet, depth int) (verdict.Verdict, bool, bool) {
 	m, _ := body.(map[string]any)
 	key, known := e.value(m["key"], p)
 	if !known {
@@ -275,16 +275,16 @@ func (e *nftEval) vmap(c *nft.LiveChain, body any, text string, p verdict.Packet
 }
 
 // elems resolves a set reference ("@name") or an anonymous set.
-func (e *nftEval) elems(c *nft.LiveChain, ref any) ([]any, bool) { return setElems(e.live, c, ref) }
+func (e *nftEval) elems(c *nftjson.Chain, ref any) ([]any, bool) { return setElems(e.live, c, ref) }
 
 // setElems resolves a set reference ("@name", scoped by the chain's
 // table) or an anonymous set to its elements; ok is false for anything
 // else, or a set that does not exist.
-func setElems(live *nft.Live, c *nft.LiveChain, ref any) ([]any, bool) {
+func setElems(live *nftjson.Ruleset, c *nftjson.Chain, ref any) ([]any, bool) {
 	switch r := ref.(type) {
 	case string:
 		if name, ok := strings.CutPrefix(r, "@"); ok {
-			s := live.Sets[nft.SetKey(c.Family, c.Table, name)]
+			s := live.Sets[nftjson.SetKey(c.Family, c.Table, name)]
 			if s == nil {
 				return nil, false
 			}
@@ -299,7 +299,7 @@ func setElems(live *nft.Live, c *nft.LiveChain, ref any) ([]any, bool) {
 }
 
 // match evaluates {"op", "left", "right"}.
-func (e *nftEval) match(c *nft.LiveChain, body any, p verdict.Packet) (ok, known bool) {
+func (e *nftEval) match(c *nftjson.Chain, body any, p verdict.Packet) (ok, known bool) {
 	m, _ := body.(map[string]any)
 	op, _ := m["op"].(string)
 	left, known := e.value(m["left"], p)

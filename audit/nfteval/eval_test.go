@@ -8,20 +8,20 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/audit/verdict"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
 // nft-handmade.json is what nft 1.0.6 printed (`nft -j list ruleset`) for
 // a table shaped like Docker's docker-bridges, with one rule per kind of
 // match the evaluator reads; each test below names the rule it reaches.
-func loadLive(t *testing.T, name string) *nft.Live {
+func loadLive(t *testing.T, name string) *nftjson.Ruleset {
 	t.Helper()
 	data, err := os.ReadFile("../testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := nft.ParseRuleset(data)
+	live, err := nftjson.Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestNFTDNATFamily(t *testing.T) {
 // TestEvalNFTLimit: "limit rate over" does not match a first packet; a
 // plain limit does.
 func TestEvalNFTLimit(t *testing.T) {
-	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+	live, err := nftjson.Parse([]byte(`{"nftables": [
 {"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"limit": {"rate": 10, "per": "second", "inv": true}}, {"drop": null}]}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 81}}, {"limit": {"rate": 10, "per": "second"}}, {"drop": null}]}}
@@ -116,7 +116,7 @@ func TestEvalNFTLimit(t *testing.T) {
 // rate limits) does not stop a first packet; one without "over" lets it
 // go on to the verdict.
 func TestEvalNFTMeter(t *testing.T) {
-	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+	live, err := nftjson.Parse([]byte(`{"nftables": [
 {"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@lim", "stmt": [{"limit": {"rate": 5, "burst": 3, "per": "minute", "inv": true}}]}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 81}}, {"set": {"op": "update", "elem": {"payload": {"protocol": "ip", "field": "saddr"}}, "set": "@lim2", "stmt": [{"limit": {"rate": 5, "per": "minute"}}]}}, {"drop": null}]}}
@@ -137,7 +137,7 @@ func TestEvalNFTMeter(t *testing.T) {
 // TestEvalNFTMetaProtocol: meta protocol is the layer-3 protocol, meta
 // l4proto the transport.
 func TestEvalNFTMetaProtocol(t *testing.T) {
-	live, err := nft.ParseRuleset([]byte(`{"nftables": [
+	live, err := nftjson.Parse([]byte(`{"nftables": [
 {"chain": {"family": "inet", "table": "t", "name": "f", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
 {"rule": {"family": "inet", "table": "t", "chain": "f", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "protocol"}}, "right": "ip6"}}, {"drop": null}]}}
 ]}`))
@@ -170,14 +170,14 @@ func TestEvalNFTPassMark(t *testing.T) {
 	check := `[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},` +
 		`{"match":{"op":"==","left":{"&":[{"meta":{"key":"mark"}},536870912]},"right":0}},{"drop":null}]`
 	clear := `[{"mangle":{"key":{"meta":{"key":"mark"}},"value":{"&":[{"meta":{"key":"mark"}},3758096383]}}}]`
-	ruleset := func(forward ...string) *nft.Live {
+	ruleset := func(forward ...string) *nftjson.Ruleset {
 		parts := []string{`{"table":{"family":"inet","name":"dockmoat"}}`, `{"table":{"family":"inet","name":"dockmoat_check"}}`,
 			base("dockmoat", "forward", -10), base("dockmoat_check", "forward", -5),
 			rule("dockmoat_check", "forward", check), rule("dockmoat_check", "forward", clear)}
 		for _, f := range forward {
 			parts = append(parts, rule("dockmoat", "forward", f))
 		}
-		live, err := nft.ParseRuleset([]byte(`{"nftables":[` + strings.Join(parts, ",") + `]}`))
+		live, err := nftjson.Parse([]byte(`{"nftables":[` + strings.Join(parts, ",") + `]}`))
 		if err != nil {
 			t.Fatal(err)
 		}

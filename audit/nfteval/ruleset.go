@@ -6,14 +6,14 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/audit/verdict"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
 // Ruleset is the whole nftables ruleset as one family sees it
 // (verdict.Ruleset).
 type Ruleset struct {
-	Live *nft.Live
+	Live *nftjson.Ruleset
 	Fam  rules.Family
 }
 
@@ -44,7 +44,7 @@ func (r Ruleset) DNAT(b rules.PortBinding, target func(netip.Addr) bool) (netip.
 	return netip.Addr{}, false
 }
 
-func dnatTo(r nft.LiveRule) (netip.Addr, uint16, bool) {
+func dnatTo(r nftjson.Rule) (netip.Addr, uint16, bool) {
 	for _, st := range r.Expr {
 		d, ok := st["dnat"].(map[string]any)
 		if !ok {
@@ -57,7 +57,7 @@ func dnatTo(r nft.LiveRule) (netip.Addr, uint16, bool) {
 	return netip.Addr{}, 0, false
 }
 
-func matchesDport(r nft.LiveRule, port uint16) bool {
+func matchesDport(r nftjson.Rule, port uint16) bool {
 	for _, st := range r.Expr {
 		m, ok := st["match"].(map[string]any)
 		if !ok {
@@ -99,7 +99,7 @@ func (r Ruleset) Sources(fam rules.Family) []verdict.Span {
 			}
 		}
 	}
-	r.eachMatch(func(c *nft.LiveChain, field string, right any) {
+	r.eachMatch(func(c *nftjson.Chain, field string, right any) {
 		if field != "saddr" {
 			return
 		}
@@ -114,7 +114,7 @@ func (r Ruleset) Sources(fam rules.Family) []verdict.Span {
 func (r Ruleset) Choices() ([][2]uint16, bool, bool) {
 	var sports [][2]uint16
 	flags := false
-	r.eachMatch(func(c *nft.LiveChain, field string, right any) {
+	r.eachMatch(func(c *nftjson.Chain, field string, right any) {
 		switch field {
 		case "flags":
 			flags = true
@@ -140,7 +140,7 @@ func (r Ruleset) Choices() ([][2]uint16, bool, bool) {
 // also for each payload of a concatenation (the right side then being
 // that component of each element: dockmoat's from4 set holds address .
 // protocol . port . source).
-func (r Ruleset) eachMatch(f func(c *nft.LiveChain, field string, right any)) {
+func (r Ruleset) eachMatch(f func(c *nftjson.Chain, field string, right any)) {
 	for _, c := range r.Live.Chains {
 		for _, rule := range c.Rules {
 			for _, st := range rule.Expr {
@@ -170,7 +170,7 @@ func (r Ruleset) eachMatch(f func(c *nft.LiveChain, field string, right any)) {
 }
 
 // component is part i of each concatenated element a match compares with.
-func (r Ruleset) component(c *nft.LiveChain, right any, i int) []any {
+func (r Ruleset) component(c *nftjson.Chain, right any, i int) []any {
 	var out []any
 	for _, el := range r.rightValues(c, right) {
 		if m, ok := el.(map[string]any); ok {
@@ -187,7 +187,7 @@ func (r Ruleset) component(c *nft.LiveChain, right any, i int) []any {
 
 // rightValues lists the values a match's right side names: itself, an
 // anonymous set's elements, or a named set's.
-func (r Ruleset) rightValues(c *nft.LiveChain, right any) []any {
+func (r Ruleset) rightValues(c *nftjson.Chain, right any) []any {
 	if elems, ok := setElems(r.Live, c, right); ok {
 		return elems
 	}

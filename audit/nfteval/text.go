@@ -5,13 +5,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 )
 
 // RuleText writes an nft rule for reports, close to how nft lists it:
 // `iifname != "docker0" ip daddr 172.17.0.2 tcp dport 80 accept comment "…"`.
 // It is for people; the evaluation reads the JSON, never this text.
-func RuleText(r nft.LiveRule) string {
+func RuleText(r nftjson.Rule) string {
 	var parts []string
 	for _, st := range r.Expr {
 		for kind, body := range st {

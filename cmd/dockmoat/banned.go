@@ -25,7 +25,7 @@ func banned(ctx context.Context, b netfilter.Backend) map[string][]string {
 		if err != nil {
 			return nil
 		}
-		return live.Banned()
+		return nft.Banned(live)
 	case *ipt.Backend:
 		sets, err := ipset.Open()
 		if err != nil {

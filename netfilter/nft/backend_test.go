@@ -5,10 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
-	"github.com/sirupsen/logrus"
 )
 
 // emptyRunner has no table installed and accepts every script.

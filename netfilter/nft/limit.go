@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -82,18 +83,18 @@ func writeMeters(b *strings.Builder, ms []Meter) {
 
 // OwnLister lists table inet dockmoat as data, with its counters.
 type OwnLister interface {
-	ListOwn(ctx context.Context) (*Live, error)
+	ListOwn(ctx context.Context) (*nftjson.Ruleset, error)
 }
 
 // ListOwn implements OwnLister.
-func (e Exec) ListOwn(ctx context.Context) (*Live, error) {
+func (e Exec) ListOwn(ctx context.Context) (*nftjson.Ruleset, error) {
 	var out, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, e.bin(), "-j", "list", "table", TableFamily, TableName)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("nft -j list table %s %s: %w: %s", TableFamily, TableName, err, strings.TrimSpace(stderr.String()))
 	}
-	return ParseRuleset(out.Bytes())
+	return nftjson.Parse(out.Bytes())
 }
 
 // LimitRefusals implements netfilter.LimitCounter: the counters of the
@@ -111,7 +112,7 @@ func (b *Backend) LimitRefusals(ctx context.Context) ([]netfilter.LimitRefusal, 
 }
 
 // liveLimits reads the limit rules' counters from a listing.
-func liveLimits(live *Live) []netfilter.LimitRefusal {
+func liveLimits(live *nftjson.Ruleset) []netfilter.LimitRefusal {
 	var out []netfilter.LimitRefusal
 	for _, ch := range live.Chains {
 		for _, r := range ch.Rules {

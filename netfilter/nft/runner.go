@@ -1,21 +1,20 @@
 // Package nft is dockmoat's backend for Docker's nftables firewall
 // backend: it owns the table inet dockmoat, and nothing else, and replaces
 // it in one nft transaction whenever a chain or set of it differs from the
-// policy (Render). It reads the kernel's table as data (`nft -j`,
-// ParseJSON), never by scraping nft's text.
+// policy (Render). It reads the kernel's tables as data (`nft -j`, through
+// netfilter/nftjson), never by scraping nft's text.
 package nft
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os/exec"
-	"strconv"
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -108,9 +107,9 @@ func (e Exec) Apply(ctx context.Context, script string) error {
 	return nil
 }
 
-// ParseJSON reads `nft -j list table inet dockmoat` output (see Live).
+// ParseJSON reads `nft -j list table inet dockmoat` output (see nftjson.Ruleset).
 func ParseJSON(data []byte) (Listing, error) {
-	live, err := ParseRuleset(data)
+	live, err := nftjson.Parse(data)
 	if err != nil {
 		return Listing{}, err
 	}
@@ -141,7 +140,7 @@ func ParseJSON(data []byte) (Listing, error) {
 		}
 		elems := []string{}
 		for _, e := range s.Elems {
-			elems = append(elems, valueText(e))
+			elems = append(elems, nftjson.ValueText(e))
 		}
 		l.Sets[s.Name] = elems
 	}
@@ -155,36 +154,4 @@ func ruleHash(comment string) string {
 		return ""
 	}
 	return rest[:16]
-}
-
-// valueText writes a set element as a script does: a concatenation's
-// parts joined by " . ", a prefix as addr/len, a range as lo-hi. Anything
-// else is kept as its JSON text, which matches no wanted element: the
-// table is then rewritten, never trusted.
-func valueText(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case map[string]any:
-		if c, ok := x["concat"].([]any); ok {
-			parts := make([]string, len(c))
-			for i, p := range c {
-				parts[i] = valueText(p)
-			}
-			return strings.Join(parts, " . ")
-		}
-		if e, ok := x["elem"].(map[string]any); ok {
-			return valueText(e["val"])
-		}
-		if p, ok := x["prefix"].(map[string]any); ok {
-			return valueText(p["addr"]) + "/" + valueText(p["len"])
-		}
-		if r, ok := x["range"].([]any); ok && len(r) == 2 {
-			return valueText(r[0]) + "-" + valueText(r[1])
-		}
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }

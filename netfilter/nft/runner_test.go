@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 )
 
 // testdata/listing.json is `nft -j list ruleset` (both tables) as nft 1.0.6
@@ -70,7 +72,7 @@ func TestParseJSONForeignAndBad(t *testing.T) {
 // Banned reads the ban table's sets as nft lists them: an element with a
 // timeout, a prefix, an empty set.
 func TestLiveBanned(t *testing.T) {
-	live, err := ParseRuleset([]byte(`{"nftables":[{"table":{"family":"inet","name":"dockmoat_ban"}},
+	live, err := nftjson.Parse([]byte(`{"nftables":[{"table":{"family":"inet","name":"dockmoat_ban"}},
 {"set":{"family":"inet","name":"ban4","table":"dockmoat_ban","type":"ipv4_addr","flags":["interval","timeout"],
 "elem":[{"prefix":{"addr":"198.51.100.0","len":24}},{"elem":{"val":"203.0.113.7","timeout":600,"expires":599}}]}},
 {"set":{"family":"inet","name":"ban6","table":"dockmoat_ban","type":"ipv6_addr","flags":["interval","timeout"]}},
@@ -78,7 +80,7 @@ func TestLiveBanned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := live.Banned()
+	got := Banned(live)
 	if strings.Join(got["ban4"], " ") != "198.51.100.0/24 203.0.113.7" || got["ban6"] == nil || len(got["ban6"]) != 0 {
 		t.Errorf("banned: %q", got)
 	}
