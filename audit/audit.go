@@ -6,7 +6,7 @@
 // both: source classes, packet variants, reasons, explain, Swarm and
 // egress. The answer's types and printers are in audit/report. It reuses
 // package rules for what dockmoat intends and compares, and checks
-// whether dockmoat's own protection is intact with ipt.PlanFamily (pure:
+// whether dockmoat's own protection is intact with iptplan.PlanFamily (pure:
 // no exec).
 package audit
 
@@ -25,7 +25,7 @@ import (
 	"github.com/dockmoat/dockmoat/audit/verdict"
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
@@ -106,21 +106,21 @@ func (fc *famCtx) setRuleset(rs verdict.Ruleset) {
 
 // usesSets reports whether dockmoat's chains look allows up in ipsets.
 func usesSets(t *iptsave.Table) bool {
-	ch := t.Chains[ipt.ChainIngress]
+	ch := t.Chains[iptplan.ChainIngress]
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
-		return strings.Contains(r.Raw, "--match-set "+ipt.SetName(rules.SetOpen, rules.IPv4)) ||
-			strings.Contains(r.Raw, "--match-set "+ipt.SetName(rules.SetOpen, rules.IPv6))
+		return strings.Contains(r.Raw, "--match-set "+iptplan.SetName(rules.SetOpen, rules.IPv4)) ||
+			strings.Contains(r.Raw, "--match-set "+iptplan.SetName(rules.SetOpen, rules.IPv6))
 	})
 }
 
 // usesBans reports whether dockmoat's chains refuse the ban set first.
 func usesBans(t *iptsave.Table, fam rules.Family) bool {
-	ch := t.Chains[ipt.ChainIngress]
+	ch := t.Chains[iptplan.ChainIngress]
 	if ch == nil {
-		ch = t.Chains[ipt.ChainInput]
+		ch = t.Chains[iptplan.ChainInput]
 	}
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
-		return strings.Contains(r.Raw, "--match-set "+ipt.BanSet(fam)+" src")
+		return strings.Contains(r.Raw, "--match-set "+iptplan.BanSet(fam)+" src")
 	})
 }
 
@@ -128,7 +128,7 @@ func usesBans(t *iptsave.Table, fam rules.Family) bool {
 func setDiff(want []rules.Set, have map[string][]setelem.Elem) []string {
 	var out []string
 	for _, s := range want {
-		name := ipt.SetName(s.Kind, s.Family)
+		name := iptplan.SetName(s.Kind, s.Family)
 		got, ok := have[name]
 		if !ok {
 			out = append(out, "ipset "+name+" missing")
@@ -167,11 +167,11 @@ func Run(in Input) report.Report {
 			fc.filter = &iptsave.Table{Name: "filter", Chains: map[string]*iptsave.Chain{}}
 		}
 		fc.filter.Sets = st.Sets
-		obs := ipt.ObserveFilter(fc.filter)
-		fc.plan = ipt.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
+		obs := iptplan.ObserveFilter(fc.filter)
+		fc.plan = iptplan.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
-		fc.ufwChain = obs.Chains[ipt.UFWChain(st.Family)]
+		fc.ufwChain = obs.Chains[iptplan.UFWChain(st.Family)]
 		// The policy per port, also for a family dockmoat does not manage.
 		for _, d := range fc.policy.Decisions() {
 			fc.decisions[decisionKey(d.Container, d.Binding)] = d
@@ -179,7 +179,7 @@ func Run(in Input) report.Report {
 		fc.setRuleset(ipteval.Ruleset{Filter: fc.filter, NAT: fc.nat, Raw: fc.raw})
 		fc.limits = limitComments(fc, nil)
 		rep.Findings = append(rep.Findings, protectionFindings(fc, obs)...)
-		if fc.plan.Skipped == "" && !ipt.DetailOf(fc.plan).InputOnly {
+		if fc.plan.Skipped == "" && !iptplan.DetailOf(fc.plan).InputOnly {
 			managed++
 			if !fc.installed || !fc.plan.InSync() || len(fc.setDiff) > 0 {
 				rep.Protected = false
@@ -560,7 +560,7 @@ func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b r
 			return published + "; dockmoat is OBSERVING: the policy refuses this, and observe mode lets it through and counts it ('dockmoat suggest' shows what was seen, 'dockmoat enforce' closes it)"
 		}
 		for _, r := range v.Returned {
-			if r.Chain == ipt.ChainIngress || r.Chain == ipt.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {
+			if r.Chain == iptplan.ChainIngress || r.Chain == iptplan.ChainPorts || strings.HasPrefix(r.Chain, nftOwnTable) {
 				if strings.Contains(r.Raw, "trusted source") {
 					return "allowed by dockmoat rule '" + commentText(r) + "' (trusted_sources)"
 				}
@@ -582,7 +582,7 @@ func reason(fc *famCtx, v verdict.Verdict, dec rules.Decision, haveDec bool, b r
 		}
 		return fmt.Sprintf("%s; accepted by rule '%s' in %s", published, stripComment(v.Rule), v.Chain)
 	case verdict.Drop:
-		if (v.Chain == ipt.ChainIngress || v.Chain == ipt.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
+		if (v.Chain == iptplan.ChainIngress || v.Chain == iptplan.ChainDeny || strings.HasPrefix(v.Chain, nftOwnTable)) && strings.Contains(v.Rule, "default deny") {
 			if haveDec && !dec.Open && strings.Contains(dec.Reason, "invalid") {
 				return "closed by dockmoat default deny (invalid dockmoat label)"
 			}
@@ -624,10 +624,10 @@ func stripComment(raw string) string {
 	return strings.Join(out, " ")
 }
 
-func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
+func protectionFindings(fc *famCtx, obs iptplan.Observed) []string {
 	fam := fc.st.Family
 	var out []string
-	p, d := fc.plan, ipt.DetailOf(fc.plan)
+	p, d := fc.plan, iptplan.DetailOf(fc.plan)
 	switch {
 	case p.Skipped != "":
 		out = append(out, fmt.Sprintf("%s: %s", fam, p.Skipped))
@@ -637,7 +637,7 @@ func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
 		if !p.InSync() {
 			state = "NOT intact; is dockmoat running?"
 		}
-		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, ipt.ChainInput, state))
+		out = append(out, fmt.Sprintf("%s: %s; ports served there by docker-proxy are guarded by %s: %s", fam, p.Note, iptplan.ChainInput, state))
 		return out
 	case d.DockerUserMissing && len(d.HookPositions) == 0:
 		out = append(out, fmt.Sprintf("%s: no DOCKER-USER chain and no dockmoat hook in FORWARD: Docker's chains were flushed, Docker is not running, or its iptables integration is disabled (--iptables=false); is dockmoat running?", fam))
@@ -670,7 +670,7 @@ func protectionFindings(fc *famCtx, obs ipt.Observed) []string {
 	}
 	var foreign []string
 	for _, l := range obs.DockerUser {
-		if !strings.Contains(l, ipt.HookComment) && !strings.Contains(l, ipt.CheckComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
+		if !strings.Contains(l, iptplan.HookComment) && !strings.Contains(l, iptplan.CheckComment) && strings.TrimSpace(l) != "-A DOCKER-USER -j RETURN" {
 			foreign = append(foreign, strings.TrimPrefix(l, "-A DOCKER-USER "))
 		}
 	}

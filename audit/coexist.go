@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -27,9 +27,9 @@ func Coexistence(fam rules.Family, dockerUser []string) []string {
 	var out []string
 	recipe := false
 	for _, l := range dockerUser {
-		rule := strings.TrimSpace(strings.TrimPrefix(l, "-A "+ipt.HookChain))
+		rule := strings.TrimSpace(strings.TrimPrefix(l, "-A "+iptplan.HookChain))
 		switch {
-		case strings.Contains(l, ipt.HookComment) || strings.Contains(l, ipt.CheckComment) || rule == "-j RETURN":
+		case strings.Contains(l, iptplan.HookComment) || strings.Contains(l, iptplan.CheckComment) || rule == "-j RETURN":
 		case jumpsTo(rule, ufwDockerChains...):
 			recipe = true
 		case jumpsTo(rule, "ACCEPT"):

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
@@ -286,7 +286,7 @@ func TestExplainGoldenIPT(t *testing.T) {
 	cfg := config.Default()
 	sets := map[string][]setelem.Elem{}
 	for _, s := range rules.Build(cfg, snap, rules.IPv4, rules.Options{Sets: true}).Sets {
-		sets[ipt.SetName(s.Kind, s.Family)] = s.Sorted()
+		sets[iptplan.SetName(s.Kind, s.Family)] = s.Sorted()
 	}
 	var b strings.Builder
 	for _, target := range []string{"8080/tcp", "8081/tcp", "8082/tcp"} {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -16,19 +16,19 @@ import (
 func egressSave(cfg config.Config, snap rules.Snapshot, withDockmoat bool) string {
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
-	var rs ipt.Ruleset
+	var rs iptplan.Ruleset
 	if withDockmoat {
-		rs = ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
+		rs = iptplan.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), iptplan.RenderOptions{})
 		for _, ch := range rs.Chains {
 			b.WriteString(":" + ch.Name + " - [0:0]\n")
 		}
-		b.WriteString("-A INPUT " + strings.Join(ipt.InputHookSpec(), " ") + "\n")
-		b.WriteString("-A DOCKER-USER " + strings.Join(ipt.HookSpec(), " ") + "\n")
+		b.WriteString("-A INPUT " + strings.Join(iptplan.InputHookSpec(), " ") + "\n")
+		b.WriteString("-A DOCKER-USER " + strings.Join(iptplan.HookSpec(), " ") + "\n")
 	}
 	b.WriteString("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -o docker0 -j DOCKER\n-A FORWARD -i docker0 ! -o docker0 -j ACCEPT\n-A FORWARD -i docker0 -o docker0 -j ACCEPT\n-A DOCKER-USER -j RETURN\n")
 	for _, ch := range rs.Chains {
 		for _, r := range ch.Rules {
-			b.WriteString(ipt.RuleLine(ch.Name, r) + "\n")
+			b.WriteString(iptplan.RuleLine(ch.Name, r) + "\n")
 		}
 	}
 	b.WriteString("COMMIT\n")

@@ -9,7 +9,7 @@ import (
 	"github.com/dockmoat/dockmoat/audit/ipteval"
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/config"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -139,7 +139,7 @@ func dbSnap() rules.Snapshot {
 // savedRender is the iptables-save text of a host where Docker publishes
 // 8080 to 172.17.0.2:80 and dockmoat installed its rendering of snap.
 func savedRender(cfg config.Config, snap rules.Snapshot) string {
-	rs := ipt.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), ipt.RenderOptions{})
+	rs := iptplan.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), iptplan.RenderOptions{})
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
 	for _, ch := range rs.Chains {
@@ -147,10 +147,10 @@ func savedRender(cfg config.Config, snap rules.Snapshot) string {
 	}
 	b.WriteString("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n" +
 		"-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT\n" +
-		"-A DOCKER-USER " + strings.Join(ipt.HookSpec(), " ") + "\n-A DOCKER-USER " + strings.Join(ipt.CheckSpec(), " ") + "\n-A DOCKER-USER -j RETURN\n")
+		"-A DOCKER-USER " + strings.Join(iptplan.HookSpec(), " ") + "\n-A DOCKER-USER " + strings.Join(iptplan.CheckSpec(), " ") + "\n-A DOCKER-USER -j RETURN\n")
 	for _, ch := range rs.Chains {
 		for _, r := range ch.Rules {
-			b.WriteString(ipt.RuleLine(ch.Name, r) + "\n")
+			b.WriteString(iptplan.RuleLine(ch.Name, r) + "\n")
 		}
 	}
 	b.WriteString("COMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")

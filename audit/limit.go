@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/audit/report"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
@@ -21,7 +21,7 @@ import (
 func limitComments(fc *famCtx, live *nftjson.Ruleset) []string {
 	var out []string
 	if fc.filter != nil {
-		for _, name := range []string{ipt.ChainIngress, ipt.ChainInput} {
+		for _, name := range []string{iptplan.ChainIngress, iptplan.ChainInput} {
 			if ch := fc.filter.Chains[name]; ch != nil {
 				for _, r := range ch.Rules {
 					if c := commentText(r); isLimitDesc(c) {

@@ -27,6 +27,7 @@ import (
 	"github.com/dockmoat/dockmoat/integration/testbed"
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -400,7 +401,7 @@ func baseline(n int) (stat, error) {
 			return err
 		}
 		res := rules.Build(config.Default(), snapshot(n), rules.IPv4, rules.Options{})
-		ing, _ := ipt.Render(config.Default(), res, ipt.RenderOptions{}).Chain(ipt.ChainIngress)
+		ing, _ := iptplan.Render(config.Default(), res, iptplan.RenderOptions{}).Chain(iptplan.ChainIngress)
 		base, err = measure(min(*reps, 3), func() (time.Duration, error) {
 			_ = xt.ClearAndDeleteChain("filter", "BENCH")
 			if err := xt.NewChain("filter", "BENCH"); err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit"
 	"github.com/dockmoat/dockmoat/netfilter"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 )
 
 // coexistenceWarner logs, when they appear or change, what other rules in
@@ -22,7 +22,7 @@ func coexistenceWarner(log logrus.FieldLogger) func(netfilter.SyncResult, error,
 		var found []string
 		for _, p := range res.Plans {
 			if !p.Layer && p.Skipped == "" {
-				found = append(found, audit.Coexistence(p.Family, ipt.DetailOf(p).Observed.DockerUser)...)
+				found = append(found, audit.Coexistence(p.Family, iptplan.DetailOf(p).Observed.DockerUser)...)
 			}
 		}
 		if now := strings.Join(found, "\n"); now != last {

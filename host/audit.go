@@ -16,7 +16,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
@@ -107,18 +107,18 @@ func readSets(fam rules.Family) map[string][]setelem.Elem {
 	defer sets.Close()
 	out := map[string][]setelem.Elem{}
 	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		name := ipt.SetName(kind, fam)
+		name := iptplan.SetName(kind, fam)
 		if elems, ok, err := sets.List(name); err == nil && ok {
 			out[name] = elems
 		}
 	}
 	// The ban set's prefixes, as elements of a source alone.
-	if nets, ok, err := sets.ListNets(ipt.BanSet(fam)); err == nil && ok {
+	if nets, ok, err := sets.ListNets(iptplan.BanSet(fam)); err == nil && ok {
 		elems := []setelem.Elem{}
 		for _, p := range nets {
 			elems = append(elems, setelem.Elem{Src: p})
 		}
-		out[ipt.BanSet(fam)] = elems
+		out[iptplan.BanSet(fam)] = elems
 	}
 	return out
 }

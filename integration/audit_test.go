@@ -15,7 +15,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/integration/testbed"
-	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 )
 
 // TestAudit checks audit's verdict for every published IPv4 port against
@@ -276,7 +276,7 @@ func auditSuite(t *testing.T, eng testbed.Engine) {
 			name string
 			port uint16
 		}{{"pub", 8080}, {"lbl", 8081}} {
-			if r := row(t, rep, c.name, c.port, "tcp"); r.Exposure != report.Closed || r.Beyond || !strings.Contains(r.Reason, ipt.ChainCheck) {
+			if r := row(t, rep, c.name, c.port, "tcp"); r.Exposure != report.Closed || r.Beyond || !strings.Contains(r.Reason, iptplan.ChainCheck) {
 				t.Errorf("%s after flush: %+v", c.name, r)
 			}
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/dockerwatch"
 	"github.com/dockmoat/dockmoat/integration/testbed"
-	nfipt "github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 )
 
 // TestEgress: containers' outbound connections, from inside containers on
@@ -254,8 +254,8 @@ func (e *egress) flushedEgress(t *testing.T, out, host, peer string) {
 		cmds       [][]string
 		open, shut []string
 	}{
-		{"control", [][]string{{"-F", nfipt.ChainEgress}, del("DOCKER-USER", nfipt.CheckSpec()), del("INPUT", nfipt.InputCheckSpec())}, []string{out, host, peer}, nil},
-		{"flushed", [][]string{{"-F", nfipt.ChainEgress}}, []string{peer}, []string{out, host}},
+		{"control", [][]string{{"-F", iptplan.ChainEgress}, del("DOCKER-USER", iptplan.CheckSpec()), del("INPUT", iptplan.InputCheckSpec())}, []string{out, host, peer}, nil},
+		{"flushed", [][]string{{"-F", iptplan.ChainEgress}}, []string{peer}, []string{out, host}},
 	} {
 		// The probe waits 3 s, so that dockmoat knows the container
 		// before it stops.

@@ -17,6 +17,7 @@ import (
 	"github.com/dockmoat/dockmoat/integration/testbed"
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -87,7 +88,7 @@ func TestKernelGolden(t *testing.T) {
 					}
 					defer sets.Close()
 					for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-						name := ipt.SetName(kind, rules.IPv4)
+						name := iptplan.SetName(kind, rules.IPv4)
 						elems, ok, err := sets.List(name)
 						if err != nil {
 							return err
@@ -162,7 +163,7 @@ func TestKernelGolden(t *testing.T) {
 			})
 			// Drift: flush our chain and the hook, then repair.
 			in(func() error {
-				for _, args := range [][]string{{"-F", ipt.ChainIngress}, {"-D", "DOCKER-USER", "1"}} {
+				for _, args := range [][]string{{"-F", iptplan.ChainIngress}, {"-D", "DOCKER-USER", "1"}} {
 					if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 						return fmt.Errorf("%v: %w: %s", args, err, out)
 					}

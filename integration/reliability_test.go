@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/integration/testbed"
-	nfipt "github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 )
 
 // result is one row of the reliability table in the closing note.
@@ -811,19 +811,19 @@ func flushEachClosed(t *testing.T, e *env, probes []check) {
 		}
 		var chains []string
 		for _, l := range strings.Split(save, "\n") {
-			if f := strings.Fields(strings.TrimPrefix(l, ":")); strings.HasPrefix(l, ":") && len(f) > 0 && nfipt.IsOwnedChain(f[0]) {
+			if f := strings.Fields(strings.TrimPrefix(l, ":")); strings.HasPrefix(l, ":") && len(f) > 0 && iptplan.IsOwnedChain(f[0]) {
 				chains = append(chains, f[0])
 			}
 		}
 		return chains
 	}
 	v4, v6 := owned(ipt4), owned(ipt6)
-	for _, want := range []string{nfipt.ChainCheck, nfipt.ChainPass} {
+	for _, want := range []string{iptplan.ChainCheck, iptplan.ChainPass} {
 		if !slices.Contains(v4, want) {
 			t.Fatalf("IPv4 owned chains %v: no %s", v4, want)
 		}
 	}
-	for _, want := range []string{nfipt.ChainInput, nfipt.ChainInputCheck, nfipt.ChainPass} {
+	for _, want := range []string{iptplan.ChainInput, iptplan.ChainInputCheck, iptplan.ChainPass} {
 		if !slices.Contains(v6, want) {
 			t.Fatalf("IPv6 owned chains %v: no %s", v6, want)
 		}
@@ -861,19 +861,19 @@ func flushEachClosed(t *testing.T, e *env, probes []check) {
 	}
 	none := check{}
 	fault("control: DOCKMOAT-INGRESS flushed and the check's jump deleted", out("tcp", A, 8080, true, "closed"),
-		[]string{ipt4, "-F", nfipt.ChainIngress}, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
+		[]string{ipt4, "-F", iptplan.ChainIngress}, del(ipt4, "DOCKER-USER", iptplan.CheckSpec()))
 	fault("control: IPv6 DOCKMOAT-INPUT flushed and its check's jump deleted", out6("tcp", A6, 8080, true, "closed"),
-		[]string{ipt6, "-F", nfipt.ChainInput}, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
+		[]string{ipt6, "-F", iptplan.ChainInput}, del(ipt6, "INPUT", iptplan.InputCheckSpec()))
 	for _, ch := range v4 {
 		fault("IPv4 chain "+ch+" flushed", none, []string{ipt4, "-F", ch})
 	}
 	for _, ch := range v6 {
 		fault("IPv6 chain "+ch+" flushed", none, []string{ipt6, "-F", ch})
 	}
-	fault("hook deleted", none, del(ipt4, "DOCKER-USER", nfipt.HookSpec()))
-	fault("check's jump deleted", none, del(ipt4, "DOCKER-USER", nfipt.CheckSpec()))
-	fault("IPv6 input hook deleted", none, del(ipt6, "INPUT", nfipt.InputHookSpec()))
-	fault("IPv6 input check's jump deleted", none, del(ipt6, "INPUT", nfipt.InputCheckSpec()))
+	fault("hook deleted", none, del(ipt4, "DOCKER-USER", iptplan.HookSpec()))
+	fault("check's jump deleted", none, del(ipt4, "DOCKER-USER", iptplan.CheckSpec()))
+	fault("IPv6 input hook deleted", none, del(ipt6, "INPUT", iptplan.InputHookSpec()))
+	fault("IPv6 input check's jump deleted", none, del(ipt6, "INPUT", iptplan.InputCheckSpec()))
 	record(result{e.bed.Engine.Name, "3b flush of each owned chain, hook or check (dockmoat stopped)", 0, 0, len(v4) + len(v6) + 4,
 		fmt.Sprintf("closed ports closed after each of IPv4 %v, IPv6 %v, the hooks and the checks' jumps", v4, v6)})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
@@ -300,10 +301,10 @@ func TestRevocationSeesQueuedIntermediateAccess(t *testing.T) {
 func TestDriftRepairedWhileDockerDown(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
-	want := r.v4.Rules(ipt.ChainIngress)
+	want := r.v4.Rules(iptplan.ChainIngress)
 	r.docker.set(rules.Snapshot{}, errors.New("docker down"))
 	r.v4.SetChain("DOCKER-USER", foreign) // hook gone
-	r.v4.SetChain(ipt.ChainIngress)       // flushed
+	r.v4.SetChain(iptplan.ChainIngress)   // flushed
 	res, err := r.rec.Sync(context.Background())
 	if err == nil {
 		t.Fatal("want the Docker error reported")
@@ -311,7 +312,7 @@ func TestDriftRepairedWhileDockerDown(t *testing.T) {
 	if len(res.Drift) == 0 {
 		t.Error("drift not reported")
 	}
-	if got := r.v4.Rules(ipt.ChainIngress); !slices.Equal(got, want) {
+	if got := r.v4.Rules(iptplan.ChainIngress); !slices.Equal(got, want) {
 		t.Errorf("ingress not restored from the last state: %q", got)
 	}
 	if du := r.v4.Rules("DOCKER-USER"); len(du) != 3 || !strings.Contains(du[0], "dockmoat:hook") || !strings.Contains(du[1], "dockmoat:check") {
@@ -357,7 +358,7 @@ func TestSweepCutsSessionsOpenedWhileUnprotected(t *testing.T) {
 	}
 	// Someone flushes the rules; a session gets in; the repair sweeps.
 	ct.deleted = nil
-	r.v4.SetChain(ipt.ChainIngress)
+	r.v4.SetChain(iptplan.ChainIngress)
 	ct.flows = append(ct.flows, cut[0])
 	res := r.sync(t)
 	if len(res.Drift) == 0 || !slices.Equal(ct.deleted, cut[:1]) {
@@ -377,7 +378,7 @@ func TestDisableThenEnable(t *testing.T) {
 	db.Labels = nil
 	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}, nil)
 	r.sync(t)
-	enabled := r.v4.Rules(ipt.ChainMain)
+	enabled := r.v4.Rules(iptplan.ChainMain)
 
 	if !r.rec.SetDisabled(true) || r.rec.SetDisabled(true) {
 		t.Fatal("SetDisabled reports a change only when there is one")
@@ -386,8 +387,8 @@ func TestDisableThenEnable(t *testing.T) {
 	opened := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.3"), ReplySrcPort: 80}
 	ct.flows = []Flow{opened}
 	r.sync(t)
-	got := r.v4.Rules(ipt.ChainMain)
-	if len(got) != len(enabled)+1 || !strings.Contains(got[0], "dockmoat enable") || !strings.HasSuffix(got[0], "-g "+ipt.ChainPass) || !slices.Equal(got[1:], enabled) {
+	got := r.v4.Rules(iptplan.ChainMain)
+	if len(got) != len(enabled)+1 || !strings.Contains(got[0], "dockmoat enable") || !strings.HasSuffix(got[0], "-g "+iptplan.ChainPass) || !slices.Equal(got[1:], enabled) {
 		t.Fatalf("disabled DOCKMOAT:\n%s\nwant the bypass, then:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
 	}
 	r.sync(t)
@@ -398,7 +399,7 @@ func TestDisableThenEnable(t *testing.T) {
 
 	r.rec.SetDisabled(false)
 	r.sync(t)
-	if got := r.v4.Rules(ipt.ChainMain); !slices.Equal(got, enabled) {
+	if got := r.v4.Rules(iptplan.ChainMain); !slices.Equal(got, enabled) {
 		t.Errorf("enabled again:\n%s", strings.Join(got, "\n"))
 	}
 	if !slices.Equal(ct.deleted, []Flow{opened}) {
@@ -416,24 +417,24 @@ func TestEnableWhileDockerHangs(t *testing.T) {
 	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{db}}
 	r.docker.set(snap, nil)
 	r.sync(t)
-	enabled := r.v4.Rules(ipt.ChainMain)
+	enabled := r.v4.Rules(iptplan.ChainMain)
 	r.rec.SetDisabled(true)
 	r.sync(t)
-	if got := r.v4.Rules(ipt.ChainMain); len(got) != len(enabled)+1 {
+	if got := r.v4.Rules(iptplan.ChainMain); len(got) != len(enabled)+1 {
 		t.Fatalf("disabled: %v", got)
 	}
 	r.docker.set(rules.Snapshot{}, errors.New("dockerd hung"))
 	if _, err := r.rec.Sync(context.Background()); err == nil {
 		t.Fatal("Docker's error must be reported")
 	}
-	if got := r.v4.Rules(ipt.ChainMain); len(got) != len(enabled)+1 {
+	if got := r.v4.Rules(iptplan.ChainMain); len(got) != len(enabled)+1 {
 		t.Fatalf("still disabled while Docker hangs: the bypass stays: %v", got)
 	}
 	r.rec.SetDisabled(false)
 	if _, err := r.rec.Sync(context.Background()); err == nil {
 		t.Fatal("Docker's error must be reported")
 	}
-	if got := r.v4.Rules(ipt.ChainMain); !slices.Equal(got, enabled) {
+	if got := r.v4.Rules(iptplan.ChainMain); !slices.Equal(got, enabled) {
 		t.Errorf("enable while Docker hangs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(enabled, "\n"))
 	}
 }
@@ -456,7 +457,7 @@ func TestObserveThenEnforce(t *testing.T) {
 	}
 	r.rec.SetConfig(config.Default()) // a reload keeps the command's mode
 	r.sync(t)
-	if ing := strings.Join(r.v4.Rules(ipt.ChainIngress), "\n"); !strings.Contains(ing, "CONNMARK") {
+	if ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n"); !strings.Contains(ing, "CONNMARK") {
 		t.Fatalf("observing, yet no observe rule:\n%s", ing)
 	}
 	refused := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.9"), OrigDstPort: 8080, ReplySrc: netip.MustParseAddr("172.17.0.3"), ReplySrcPort: 80}
@@ -473,7 +474,7 @@ func TestObserveThenEnforce(t *testing.T) {
 	cfg.Observe = true // the file says observe; the command's enforce wins
 	r.rec.SetConfig(cfg)
 	r.sync(t)
-	if ing := strings.Join(r.v4.Rules(ipt.ChainIngress), "\n"); strings.Contains(ing, "CONNMARK") || !strings.HasSuffix(ing, "-j DROP") {
+	if ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n"); strings.Contains(ing, "CONNMARK") || !strings.HasSuffix(ing, "-j DROP") {
 		t.Errorf("enforcing:\n%s", ing)
 	}
 	if !slices.Equal(ct.deleted, []Flow{refused}) {

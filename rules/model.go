@@ -29,7 +29,7 @@
 //
 // The names of labels, the ipset names of the allows' sets and the
 // comment prefix and mark both backends use are defined here; the
-// iptables chain names are netfilter/ipt's (ipt.ChainMain …).
+// iptables chain names are netfilter/ipt/iptplan's (iptplan.ChainMain …).
 package rules
 
 import (

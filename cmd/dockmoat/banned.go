@@ -9,6 +9,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -34,12 +35,12 @@ func banned(ctx context.Context, b netfilter.Backend) map[string][]string {
 		defer sets.Close()
 		out := map[string][]string{}
 		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			if nets, ok, err := sets.ListNets(ipt.BanSet(fam)); err == nil && ok {
+			if nets, ok, err := sets.ListNets(iptplan.BanSet(fam)); err == nil && ok {
 				elems := []string{}
 				for _, p := range nets {
 					elems = append(elems, p.String())
 				}
-				out[ipt.BanSet(fam)] = elems
+				out[iptplan.BanSet(fam)] = elems
 			}
 		}
 		return out

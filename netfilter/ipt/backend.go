@@ -6,10 +6,10 @@
 // the hook and the check's jump in DOCKER-USER (FORWARD while that is
 // missing), and, while a port is published or a container's egress is
 // limited, the input hook and its check in INPUT. A family without
-// DOCKER-USER whose ports docker-proxy serves is managed input-only. It
-// renders the policy of package rules as chains (render.go), owns the
-// chain names (names.go), its plan detail (detail.go), and reads and
-// writes iptables text through package iptsave.
+// DOCKER-USER whose ports docker-proxy serves is managed input-only. What
+// needs no exec is in netfilter/ipt/iptplan: the names, the rendering of
+// the policy as chains, the reading of what is installed and the diff.
+// It reads and writes iptables text through package iptsave.
 //
 // Fail-closed by construction: the default deny is written in the same
 // atomic batch as the allows (in their chain, or DOCKMOAT-DENY with sets);
@@ -30,6 +30,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -43,7 +44,7 @@ type Backend struct {
 	// last is, per family, the ruleset last installed: what drift is
 	// measured against and repairs put back without Docker; hookIn the
 	// chain holding its hook (see FamilyPlan.HookIn).
-	last   map[rules.Family]Ruleset
+	last   map[rules.Family]iptplan.Ruleset
 	hookIn map[rules.Family]string
 	sets   setRecord
 	// memo saves re-deciding unchanged containers from pass to pass; inc
@@ -70,7 +71,7 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 	}
 	return &Backend{families: fam, log: log, notifies: v4 == nil || !strings.HasSuffix(v4.Tool, "-legacy"),
 		hookIn: map[rules.Family]string{},
-		last:   map[rules.Family]Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
+		last:   map[rules.Family]iptplan.Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
 		sets: setRecord{store: sets, synced: map[string]uint64{}},
 		inc:  map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
 }
@@ -80,12 +81,12 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 func (b *Backend) Notifies() bool { return b.notifies }
 
 // observe reads one family's filter table in one listing.
-func (b *Backend) observe(ctx context.Context, fam rules.Family) (Observed, error) {
+func (b *Backend) observe(ctx context.Context, fam rules.Family) (iptplan.Observed, error) {
 	data, err := b.families[fam].Save(ctx, "filter")
 	if err != nil {
-		return Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
+		return iptplan.Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
 	}
-	return Observe(data), nil
+	return iptplan.Observe(data), nil
 }
 
 // Plan implements netfilter.Backend.
@@ -134,7 +135,7 @@ func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
-	p, hooked := planWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], b.bans(cfg), func() rules.Result {
+	p, hooked := iptplan.PlanWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], b.bans(cfg), func() rules.Result {
 		if early == nil {
 			res = rules.Build(cfg, snap, fam, opt)
 		}
@@ -174,17 +175,17 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 	}
 	last := netfilter.HashesOf(rs.Chains)
 	var out []string
-	fam, d := p.Family.String()+": ", DetailOf(p)
+	fam, d := p.Family.String()+": ", iptplan.DetailOf(p)
 	if !d.InputOnly {
 		out = append(out, netfilter.JumpDrift(fam+"hook", d.HookIn, d.HookPositions)...)
-		if _, ok := last[ChainCheck]; ok {
+		if _, ok := last[iptplan.ChainCheck]; ok {
 			out = append(out, netfilter.JumpDriftAt(fam+"check", d.HookIn, d.CheckPositions, 2)...)
 		}
 	}
-	if _, ok := last[ChainInput]; ok {
-		out = append(out, netfilter.JumpDrift(fam+"input hook", InputHookChain, d.Observed.InputHook)...)
-		if _, ok := last[ChainInputCheck]; ok {
-			out = append(out, netfilter.JumpDriftAt(fam+"input check", InputHookChain, d.Observed.InputCheck, 2)...)
+	if _, ok := last[iptplan.ChainInput]; ok {
+		out = append(out, netfilter.JumpDrift(fam+"input hook", iptplan.InputHookChain, d.Observed.InputHook)...)
+		if _, ok := last[iptplan.ChainInputCheck]; ok {
+			out = append(out, netfilter.JumpDriftAt(fam+"input check", iptplan.InputHookChain, d.Observed.InputCheck, 2)...)
 		}
 	}
 	return append(out, netfilter.ChainDrift(fam, d.Observed.Owned, last)...)
@@ -197,7 +198,7 @@ func (b *Backend) drift(p netfilter.FamilyPlan) []string {
 // once the rest is done. changed says whether rules or sets were written,
 // done whether the plan is installed (with or without its sets).
 func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *netfilter.Applied) (changed, done bool, err error) {
-	t, d := b.families[p.Family], DetailOf(p)
+	t, d := b.families[p.Family], iptplan.DetailOf(p)
 	// Sets first: the rules that look them up must find them filled.
 	setsChanged := d.SetChanges() > 0
 	setErr := b.applySets(p)
@@ -214,7 +215,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 	if d.DockerUserMissing && !d.InputOnly && b.hookIn[p.Family] != "FORWARD" {
 		b.log.WithField("family", p.Family.String()).Warnf("chain %s does not exist in %s, or FORWARD does not jump to it: dockmoat hooks the top of FORWARD until Docker recreates it "+
 			"(someone flushed or restored the filter table, Docker is not running, or it runs with \"iptables\": false, "+
-			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", HookChain, t.Tool)
+			"which dockmoat cannot fully protect: turn Docker's iptables integration on, the default)", iptplan.HookChain, t.Tool)
 	}
 	fixed, err := fixHooks(ctx, t, d)
 	if err != nil {
@@ -222,7 +223,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 	}
 	out.HookFix = out.HookFix || fixed
 	if len(d.Stale) > 0 {
-		if err := t.Restore(ctx, []byte(deleteBatch(d.Stale))); err != nil {
+		if err := t.Restore(ctx, []byte(iptplan.DeleteBatch(d.Stale))); err != nil {
 			return false, false, errors.Join(setErr, fmt.Errorf("removing stale chains: %w", err))
 		}
 	}
@@ -233,7 +234,7 @@ func (b *Backend) applyFamily(ctx context.Context, p netfilter.FamilyPlan, out *
 		}
 		b.sets.forget()
 	}
-	b.last[p.Family] = rulesetOf(p)
+	b.last[p.Family] = iptplan.RulesetOf(p)
 	b.hookIn[p.Family] = d.HookIn
 	return d.Batch != "" || setsChanged, true, setErr
 }

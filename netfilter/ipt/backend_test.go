@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
@@ -30,7 +31,7 @@ func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
 	if len(du) != 4 || !strings.Contains(du[0], "dockmoat:hook") || !strings.Contains(du[1], "dockmoat:check") || du[2] != foreign || du[3] != "-j RETURN" {
 		t.Errorf("DOCKER-USER = %q; want the hook, the check, then the foreign rules unchanged", du)
 	}
-	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
+	ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n")
 	if !strings.Contains(ing, "-d 172.17.0.2/32") || !strings.HasSuffix(ing, "-j DROP") {
 		t.Errorf("ingress chain:\n%s", ing)
 	}
@@ -38,7 +39,7 @@ func TestFirstSyncInstallsChainsThenHook(t *testing.T) {
 	if b := r.v4.Batches[0]; !strings.Contains(b, "default deny") || !strings.Contains(b, "allow web") {
 		t.Errorf("first batch lacks deny or allow:\n%s", b)
 	}
-	if r.v6.HasChain(ChainMain) {
+	if r.v6.HasChain(iptplan.ChainMain) {
 		t.Error("IPv6 has no DOCKER-USER: dockmoat must not create chains there")
 	}
 	r.inSync(t)
@@ -62,10 +63,10 @@ func TestContainerChangeRewritesOnlyIngress(t *testing.T) {
 		t.Errorf("a Docker change is not drift: %v", res.Drift)
 	}
 	last := r.v4.Batches[len(r.v4.Batches)-1]
-	if strings.Contains(last, ":"+ChainMain+" ") || !strings.Contains(last, ":"+ChainIngress+" ") {
-		t.Errorf("batch should replace only %s:\n%s", ChainIngress, last)
+	if strings.Contains(last, ":"+iptplan.ChainMain+" ") || !strings.Contains(last, ":"+iptplan.ChainIngress+" ") {
+		t.Errorf("batch should replace only %s:\n%s", iptplan.ChainIngress, last)
 	}
-	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
+	ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n")
 	if strings.Contains(ing, "172.17.0.2") || !strings.Contains(ing, "172.17.0.9") {
 		t.Errorf("stale address kept or new one missing:\n%s", ing)
 	}
@@ -73,8 +74,8 @@ func TestContainerChangeRewritesOnlyIngress(t *testing.T) {
 
 func TestDriftRepaired(t *testing.T) {
 	cases := map[string]func(*iptfake.Table){
-		"ingress flushed": func(tb *iptfake.Table) { tb.SetChain(ChainIngress) },
-		"main flushed":    func(tb *iptfake.Table) { tb.SetChain(ChainMain) },
+		"ingress flushed": func(tb *iptfake.Table) { tb.SetChain(iptplan.ChainIngress) },
+		"main flushed":    func(tb *iptfake.Table) { tb.SetChain(iptplan.ChainMain) },
 		"DOCKER-USER flushed": func(tb *iptfake.Table) {
 			tb.SetChain("DOCKER-USER")
 		},
@@ -82,22 +83,22 @@ func TestDriftRepaired(t *testing.T) {
 			_ = tb.Insert("filter", "DOCKER-USER", 1, "-s", "192.0.2.1/32", "-j", "ACCEPT")
 		},
 		"hook duplicated": func(tb *iptfake.Table) {
-			_ = tb.Insert("filter", "DOCKER-USER", 3, HookSpec()...)
+			_ = tb.Insert("filter", "DOCKER-USER", 3, iptplan.HookSpec()...)
 		},
 		"foreign rule added to our chain": func(tb *iptfake.Table) {
-			tb.Append(ChainIngress, "-j ACCEPT")
+			tb.Append(iptplan.ChainIngress, "-j ACCEPT")
 		},
 		"rule reordered": func(tb *iptfake.Table) {
-			rs := tb.Rules(ChainIngress)
+			rs := tb.Rules(iptplan.ChainIngress)
 			slices.Reverse(rs)
-			tb.SetChain(ChainIngress, rs...)
+			tb.SetChain(iptplan.ChainIngress, rs...)
 		},
 	}
 	for name, breakIt := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, config.Default())
 			r.sync(t)
-			want := r.v4.Rules(ChainIngress)
+			want := r.v4.Rules(iptplan.ChainIngress)
 			breakIt(r.v4)
 			deletes := r.v4.Deletes
 			res := r.sync(t)
@@ -111,7 +112,7 @@ func TestDriftRepaired(t *testing.T) {
 			}
 			t.Logf("drift: %v", res.Drift)
 			r.inSync(t)
-			if got := r.v4.Rules(ChainIngress); !slices.Equal(got, want) {
+			if got := r.v4.Rules(iptplan.ChainIngress); !slices.Equal(got, want) {
 				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, want)
 			}
 			du := r.v4.Rules("DOCKER-USER")
@@ -135,14 +136,14 @@ func TestRestoreFailureLeavesRulesAndHook(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
 	r.set(rules.Snapshot{Bridges: []string{"docker0"}})
-	before := r.v4.Rules(ChainIngress)
+	before := r.v4.Rules(iptplan.ChainIngress)
 	r.v4.FailRestore = &netfilter.RestoreError{Cmd: "iptables-restore", Err: errors.New("exit status 1"), Stderr: "line 3 failed"}
 	_, err := r.try()
 	var re *netfilter.RestoreError
 	if !errors.As(err, &re) {
 		t.Fatalf("want a RestoreError, got %v", err)
 	}
-	if got := r.v4.Rules(ChainIngress); !slices.Equal(got, before) {
+	if got := r.v4.Rules(iptplan.ChainIngress); !slices.Equal(got, before) {
 		t.Error("a failed batch changed the chain")
 	}
 }
@@ -157,20 +158,20 @@ func TestUFWAndStaleChains(t *testing.T) {
 	if !found {
 		t.Errorf("ufw: on without the chain should be reported: %v", res.Problems)
 	}
-	if strings.Contains(strings.Join(r.v4.Rules(ChainIngress), "\n"), "ufw-user-forward") {
+	if strings.Contains(strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n"), "ufw-user-forward") {
 		t.Error("jump to a missing ufw chain")
 	}
-	r.v4.SetChain(UFWChain(rules.IPv4), "-p tcp --dport 80 -j ACCEPT")
+	r.v4.SetChain(iptplan.UFWChain(rules.IPv4), "-p tcp --dport 80 -j ACCEPT")
 	// Without sets DOCKMOAT-DENY is one of ours that is no longer wanted;
 	// DOCKMOAT_LOG only looks like ours and is someone else's.
-	r.v4.SetChain(ChainDeny, "-j DROP")
+	r.v4.SetChain(iptplan.ChainDeny, "-j DROP")
 	r.v4.SetChain("DOCKMOAT_LOG", "-j LOG")
 	r.v4.SetChain("DOCKMOAT-MINE", "-j RETURN")
 	r.sync(t)
-	if !strings.Contains(strings.Join(r.v4.Rules(ChainIngress), "\n"), "-j ufw-user-forward") {
+	if !strings.Contains(strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n"), "-j ufw-user-forward") {
 		t.Error("ufw chain present but not consulted")
 	}
-	if r.v4.HasChain(ChainDeny) {
+	if r.v4.HasChain(iptplan.ChainDeny) {
 		t.Error("stale owned chain not removed")
 	}
 	for _, ch := range []string{"DOCKMOAT_LOG", "DOCKMOAT-MINE"} {
@@ -182,7 +183,7 @@ func TestUFWAndStaleChains(t *testing.T) {
 	// ufw: off ignores an existing chain.
 	r.cfg = config.Config{UFW: config.UFWOff}
 	r.sync(t)
-	if strings.Contains(strings.Join(r.v4.Rules(ChainIngress), "\n"), "ufw-user-forward") {
+	if strings.Contains(strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n"), "ufw-user-forward") {
 		t.Error("ufw: off still consults ufw")
 	}
 }
@@ -207,9 +208,9 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 					t.Fatalf("repair: %v", err)
 				}
 			}
-			restored := r.v4.Rules(ChainIngress)
+			restored := r.v4.Rules(iptplan.ChainIngress)
 			r.v4.SetChain("FORWARD")
-			for _, ch := range []string{"DOCKER-USER", ChainMain, ChainIngress} {
+			for _, ch := range []string{"DOCKER-USER", iptplan.ChainMain, iptplan.ChainIngress} {
 				r.v4.DeleteChain(ch)
 			}
 			if ok, _ := r.b.Intact(context.Background()); ok {
@@ -219,7 +220,7 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 			if fw := r.v4.Rules("FORWARD"); len(fw) != 2 || !strings.Contains(fw[0], "dockmoat:hook") || !strings.Contains(fw[1], "dockmoat:check") {
 				t.Fatalf("FORWARD while DOCKER-USER is missing: %q; want dockmoat's hook and check", fw)
 			}
-			if got := r.v4.Rules(ChainIngress); !slices.Equal(got, restored) {
+			if got := r.v4.Rules(iptplan.ChainIngress); !slices.Equal(got, restored) {
 				t.Errorf("ingress not restored:\n%q\nwant\n%q", got, restored)
 			}
 			if ok, err := r.b.Intact(context.Background()); !ok || err != nil {
@@ -255,7 +256,7 @@ func TestMissingDockerUserHooksForward(t *testing.T) {
 func TestUninstallRemovesOnlyOurs(t *testing.T) {
 	r := newRig(t, config.Default())
 	r.sync(t)
-	_ = r.v4.Insert("filter", "DOCKER-USER", 3, HookSpec()...) // a duplicate too
+	_ = r.v4.Insert("filter", "DOCKER-USER", 3, iptplan.HookSpec()...) // a duplicate too
 	r.v4.SetChain("DOCKMOAT_LOG", "-j LOG")
 	if err := r.b.Uninstall(context.Background()); err != nil {
 		t.Fatal(err)
@@ -290,7 +291,7 @@ func TestGuardThenRun(t *testing.T) {
 	if du := v4.Rules("DOCKER-USER"); len(du) != 1 || !strings.Contains(du[0], "dockmoat:hook") {
 		t.Errorf("DOCKER-USER: %q", du)
 	}
-	ing := strings.Join(v4.Rules(ChainIngress), "\n")
+	ing := strings.Join(v4.Rules(iptplan.ChainIngress), "\n")
 	if strings.Contains(ing, "RETURN") || !strings.HasSuffix(ing, "-j DROP") {
 		t.Errorf("guard must open nothing:\n%s", ing)
 	}
@@ -304,7 +305,7 @@ func TestGuardThenRun(t *testing.T) {
 	if _, err := r.try(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(strings.Join(v4.Rules(ChainIngress), "\n"), "allow web 8080/tcp") {
+	if !strings.Contains(strings.Join(v4.Rules(iptplan.ChainIngress), "\n"), "allow web 8080/tcp") {
 		t.Error("run did not replace the guard ruleset")
 	}
 }
@@ -322,7 +323,7 @@ func TestGuardClosesLastPortsOnInput(t *testing.T) {
 	if in := v4.Rules("INPUT"); len(in) != 1 || !strings.Contains(in[0], "dockmoat:input") {
 		t.Errorf("INPUT: %q", in)
 	}
-	got := strings.Join(v4.Rules(ChainInput), "\n")
+	got := strings.Join(v4.Rules(iptplan.ChainInput), "\n")
 	if !strings.Contains(got, "--dport 8080:8081") || !strings.HasSuffix(got, "-j DROP") || strings.Contains(got, "PASS") {
 		t.Errorf("guard's DOCKMOAT-INPUT:\n%s", got)
 	}
@@ -332,7 +333,7 @@ func TestGuardClosesLastPortsOnInput(t *testing.T) {
 	if in := v4.Rules("INPUT"); len(in) != 2 || !strings.Contains(in[1], "dockmoat:input-check") {
 		t.Errorf("INPUT after run: %q", in)
 	}
-	if got := strings.Join(v4.Rules(ChainInput), "\n"); !strings.Contains(got, "allow 8080/tcp to web via docker-proxy") {
+	if got := strings.Join(v4.Rules(iptplan.ChainInput), "\n"); !strings.Contains(got, "allow 8080/tcp to web via docker-proxy") {
 		t.Errorf("run did not replace the guard's input chain:\n%s", got)
 	}
 }
@@ -355,7 +356,7 @@ func TestGuardLeavesForwardHook(t *testing.T) {
 	if _, err := r.b.Guard(context.Background(), config.Default(), netfilter.Boot{}); err != nil || v4.Restores != restores {
 		t.Errorf("a guard rewrote the rules of a dockmoat hooked in FORWARD (%v)", err)
 	}
-	if !strings.Contains(strings.Join(v4.Rules(ChainIngress), "\n"), "allow web 8080/tcp") {
+	if !strings.Contains(strings.Join(v4.Rules(iptplan.ChainIngress), "\n"), "allow web 8080/tcp") {
 		t.Error("the exact ruleset was replaced")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 )
 
@@ -20,7 +21,7 @@ import (
 // again, and removes the input hook when that chain is no longer wanted,
 // before the chain itself goes. A pass and a repair both use it. fixed
 // says whether anything was changed.
-func fixHooks(ctx context.Context, t *Tables, p *Detail) (fixed bool, err error) {
+func fixHooks(ctx context.Context, t *Tables, p *iptplan.Detail) (fixed bool, err error) {
 	if !p.InputOnly && !p.HooksInPlace() {
 		if err := ensureJumps(ctx, t, p.HookIn, hookPair()); err != nil {
 			return false, err
@@ -31,10 +32,10 @@ func fixHooks(ctx context.Context, t *Tables, p *Detail) (fixed bool, err error)
 		// DOCKER-USER is back and hooked (above): the pair that stood in
 		// FORWARD meanwhile goes only now, so no instant is unhooked; the
 		// check first (alone, it would drop what no hook marked).
-		if err := removeJumps(t, "FORWARD", CheckSpec(), p.StrayChecks); err != nil {
+		if err := removeJumps(t, "FORWARD", iptplan.CheckSpec(), p.StrayChecks); err != nil {
 			return false, err
 		}
-		if err := removeJumps(t, "FORWARD", HookSpec(), p.StrayHooks); err != nil {
+		if err := removeJumps(t, "FORWARD", iptplan.HookSpec(), p.StrayHooks); err != nil {
 			return false, err
 		}
 		fixed = true
@@ -42,16 +43,16 @@ func fixHooks(ctx context.Context, t *Tables, p *Detail) (fixed bool, err error)
 	switch {
 	case p.InputHooksInPlace():
 	case p.InputChain:
-		if err := ensureJumps(ctx, t, InputHookChain, inputPair()); err != nil {
+		if err := ensureJumps(ctx, t, iptplan.InputHookChain, inputPair()); err != nil {
 			return fixed, err
 		}
 		fixed = true
 	default:
 		// The check's jump first: alone, it drops what no hook marked.
-		if err := removeJumps(t, InputHookChain, InputCheckSpec(), len(p.Observed.InputCheck)); err != nil {
+		if err := removeJumps(t, iptplan.InputHookChain, iptplan.InputCheckSpec(), len(p.Observed.InputCheck)); err != nil {
 			return fixed, err
 		}
-		if err := removeJumps(t, InputHookChain, InputHookSpec(), len(p.Observed.InputHook)); err != nil {
+		if err := removeJumps(t, iptplan.InputHookChain, iptplan.InputHookSpec(), len(p.Observed.InputHook)); err != nil {
 			return fixed, err
 		}
 		fixed = true
@@ -77,17 +78,19 @@ type jump struct {
 }
 
 // hookPair is the hook, then the jump to the check.
-func hookPair() []jump { return []jump{{HookSpec(), isHook}, {CheckSpec(), isCheck}} }
+func hookPair() []jump {
+	return []jump{{iptplan.HookSpec(), iptplan.IsHook}, {iptplan.CheckSpec(), iptplan.IsCheck}}
+}
 
 // ensureHook puts the hook alone at position 1 of DOCKER-USER (the guard,
 // whose chains have no check).
 func ensureHook(ctx context.Context, t *Tables, chain string) error {
-	return ensureJumps(ctx, t, chain, []jump{{HookSpec(), isHook}})
+	return ensureJumps(ctx, t, chain, []jump{{iptplan.HookSpec(), iptplan.IsHook}})
 }
 
 // inputPair is the input hook, then the jump to its check.
 func inputPair() []jump {
-	return []jump{{InputHookSpec(), isInputHook}, {InputCheckSpec(), isInputCheck}}
+	return []jump{{iptplan.InputHookSpec(), iptplan.IsInputHook}, {iptplan.InputCheckSpec(), iptplan.IsInputCheck}}
 }
 
 // ensureJumps puts jumps of dockmoat's at positions 1, 2, … of a chain and

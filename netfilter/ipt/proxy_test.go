@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
@@ -26,19 +27,19 @@ func TestProxyPathInputOnly(t *testing.T) {
 	if len(in) != 3 || !strings.Contains(in[0], "dockmoat:input") || !strings.Contains(in[1], "dockmoat:input-check") || in[2] != sshRule {
 		t.Fatalf("ip6tables INPUT = %q; want the jump and its check first, then the admin's rule", in)
 	}
-	chain := strings.Join(r.v6.Rules(ChainInput), "\n")
+	chain := strings.Join(r.v6.Rules(iptplan.ChainInput), "\n")
 	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dport 5432", "-j DROP"} {
 		if !strings.Contains(chain, want) {
 			t.Errorf("DOCKMOAT-INPUT lacks %q:\n%s", want, chain)
 		}
 	}
-	if r.v6.HasChain(ChainMain) || r.v6.HasChain(ChainIngress) {
+	if r.v6.HasChain(iptplan.ChainMain) || r.v6.HasChain(iptplan.ChainIngress) {
 		t.Error("no DOCKER-USER in ip6tables: the forward chains must not be created")
 	}
 	r.inSync(t)
 
 	// Someone deletes the jump: the next pass reports and puts it back.
-	if err := r.v6.Delete("filter", "INPUT", InputHookSpec()...); err != nil {
+	if err := r.v6.Delete("filter", "INPUT", iptplan.InputHookSpec()...); err != nil {
 		t.Fatal(err)
 	}
 	res := r.sync(t)
@@ -50,8 +51,8 @@ func TestProxyPathInputOnly(t *testing.T) {
 	// Nothing served by docker-proxy any more: chain and jump go.
 	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}})
 	r.sync(t)
-	if r.v6.HasChain(ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
-		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(ChainInput))
+	if r.v6.HasChain(iptplan.ChainInput) || !slices.Equal(r.v6.Rules("INPUT"), []string{sshRule}) {
+		t.Errorf("after the last proxied port left: INPUT %q, chain left %v", r.v6.Rules("INPUT"), r.v6.HasChain(iptplan.ChainInput))
 	}
 	r.inSync(t)
 }
@@ -81,7 +82,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	if _, err := r.try(); err == nil || !strings.Contains(err.Error(), "set full") {
 		t.Fatalf("want the set error, got %v", err)
 	}
-	if main := strings.Join(r.v4.Rules(ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
+	if main := strings.Join(r.v4.Rules(iptplan.ChainMain), "\n"); !strings.Contains(main, "-o br-0123456789ab") {
 		t.Errorf("the new network's rules were not applied after the set failure:\n%s", main)
 	}
 	fs.FailAdd = nil
@@ -93,7 +94,7 @@ func TestFailureDoesNotFreezeTheRest(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ipv4") {
 		t.Fatalf("want the IPv4 error, got %v", err)
 	}
-	if !r.v6.HasChain(ChainInput) {
+	if !r.v6.HasChain(iptplan.ChainInput) {
 		t.Error("IPv6 was not reconciled because IPv4 failed")
 	}
 	r.v4.FailRestore = nil

@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
 // observedPlan describes the installed hooks of a family against where
 // they belong now (planHead's rule, from the table alone), for drift
 // checks made without Docker.
-func (b *Backend) observedPlan(fam rules.Family, obs Observed) netfilter.FamilyPlan {
+func (b *Backend) observedPlan(fam rules.Family, obs iptplan.Observed) netfilter.FamilyPlan {
 	if !b.hooked[fam] {
-		return netfilter.FamilyPlan{Family: fam, Detail: &Detail{Observed: obs, InputOnly: true, WantCheck: true}}
+		return netfilter.FamilyPlan{Family: fam, Detail: &iptplan.Detail{Observed: obs, InputOnly: true, WantCheck: true}}
 	}
-	d := &Detail{Observed: obs, HookPositions: obs.Hook, HookIn: HookChain,
+	d := &iptplan.Detail{Observed: obs, HookPositions: obs.Hook, HookIn: iptplan.HookChain,
 		StrayHooks: len(obs.ForwardHook), CheckPositions: obs.Check, StrayChecks: len(obs.ForwardCheck), WantCheck: true}
 	if !obs.DockerUserLive {
 		d.HookIn, d.HookPositions, d.StrayHooks = "FORWARD", obs.ForwardHook, 0
@@ -38,8 +39,8 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		d := DetailOf(b.observedPlan(fam, obs))
-		_, d.InputChain = rs.Chain(ChainInput)
+		d := iptplan.DetailOf(b.observedPlan(fam, obs))
+		_, d.InputChain = rs.Chain(iptplan.ChainInput)
 		hooks := d.InputOnly || (d.HooksInPlace() && d.StrayHooks+d.StrayChecks == 0)
 		if !hooks || !d.InputHooksInPlace() || !netfilter.Intact(obs.Owned, netfilter.HashesOf(rs.Chains)) {
 			return false, nil
@@ -72,15 +73,15 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 
 // repairFamily puts back the chains of rs that differ from those observed,
 // their sets first, then the jumps.
-func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs Ruleset) error {
+func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs iptplan.Ruleset) error {
 	t := b.families[p.Family]
-	d := DetailOf(p)
+	d := iptplan.DetailOf(p)
 	changed := netfilter.ChangedChains(rs.Chains, d.Observed.Owned)
 	if len(changed) > 0 && len(rs.Sets) > 0 {
 		// The chains look the sets up: make sure they exist and hold
 		// the last installed elements before putting the chains back.
 		b.sets.readAt = time.Time{}
-		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}, Detail: &Detail{}}
+		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}, Detail: &iptplan.Detail{}}
 		if err := b.diffSets(sp); err != nil {
 			return err
 		}
@@ -89,7 +90,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 		}
 	}
 	if len(changed) > 0 {
-		batch := restoreChains(rs, changed)
+		batch := iptplan.RestoreChains(rs, changed)
 		if err := b.ensureBan(p.Family, batch); err != nil {
 			return err
 		}
@@ -97,7 +98,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 			return fmt.Errorf("restoring chains %v: %w", changed, err)
 		}
 	}
-	_, d.InputChain = rs.Chain(ChainInput)
+	_, d.InputChain = rs.Chain(iptplan.ChainInput)
 	_, err := fixHooks(ctx, t, d)
 	return err
 }
@@ -105,7 +106,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs R
 // destroySets removes a family's sets (no rule may still use them).
 func (b *Backend) destroySets(fam rules.Family) error {
 	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-		if err := b.sets.store.Destroy(SetName(kind, fam)); err != nil {
+		if err := b.sets.store.Destroy(iptplan.SetName(kind, fam)); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)
 		}
 	}
@@ -140,12 +141,12 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 	}{
 		// The check's jumps first: alone, the check drops what no hook
 		// marked (closed, never open, while this runs).
-		{HookChain, CheckSpec(), len(obs.Check)},
-		{"FORWARD", CheckSpec(), len(obs.ForwardCheck)},
-		{InputHookChain, InputCheckSpec(), len(obs.InputCheck)},
-		{HookChain, HookSpec(), len(obs.Hook)},
-		{"FORWARD", HookSpec(), len(obs.ForwardHook)},
-		{InputHookChain, InputHookSpec(), len(obs.InputHook)},
+		{iptplan.HookChain, iptplan.CheckSpec(), len(obs.Check)},
+		{"FORWARD", iptplan.CheckSpec(), len(obs.ForwardCheck)},
+		{iptplan.InputHookChain, iptplan.InputCheckSpec(), len(obs.InputCheck)},
+		{iptplan.HookChain, iptplan.HookSpec(), len(obs.Hook)},
+		{"FORWARD", iptplan.HookSpec(), len(obs.ForwardHook)},
+		{iptplan.InputHookChain, iptplan.InputHookSpec(), len(obs.InputHook)},
 	} {
 		if err := removeJumps(t, j.chain, j.spec, j.n); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)
@@ -157,7 +158,7 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 	}
 	sort.Strings(owned)
 	if len(owned) > 0 {
-		if err := t.Restore(ctx, []byte(deleteBatch(owned))); err != nil {
+		if err := t.Restore(ctx, []byte(iptplan.DeleteBatch(owned))); err != nil {
 			return fmt.Errorf("%s: deleting chains %s: %w", fam, strings.Join(owned, ", "), err)
 		}
 	}
@@ -169,7 +170,7 @@ func (b *Backend) uninstallFamily(ctx context.Context, fam rules.Family) error {
 			return err
 		}
 		if _, ok := b.sets.store.(BanStore); ok {
-			return b.sets.store.Destroy(BanSet(fam))
+			return b.sets.store.Destroy(iptplan.BanSet(fam))
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
@@ -35,7 +36,7 @@ type SetStore interface {
 	Destroy(name string) error
 }
 
-// BanStore is a SetStore that can also make the ban sets (BanSet): the
+// BanStore is a SetStore that can also make the ban sets (iptplan.BanSet): the
 // backend refuses their sources on every published port when its store
 // is one.
 type BanStore interface {
@@ -54,10 +55,10 @@ func (b *Backend) bans(cfg config.Config) bool {
 // it up is restored; an existing one (the user's bans) is left as it is.
 func (b *Backend) ensureBan(fam rules.Family, batch string) error {
 	bs, ok := b.sets.store.(BanStore)
-	if !ok || !strings.Contains(batch, "--match-set "+BanSet(fam)+" ") {
+	if !ok || !strings.Contains(batch, "--match-set "+iptplan.BanSet(fam)+" ") {
 		return nil
 	}
-	return bs.CreateBan(BanSet(fam), fam)
+	return bs.CreateBan(iptplan.BanSet(fam), fam)
 }
 
 // setRecord is the backend's view of its ipsets: state is what the sets
@@ -86,14 +87,14 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 			return err
 		}
 	}
-	d := DetailOf(p)
+	d := iptplan.DetailOf(p)
 	d.SetAdd, d.SetDel, d.SetsMissing = nil, nil, nil
 	for _, set := range p.Result.Sets {
-		have, exists := b.sets.state[setName(set)]
+		have, exists := b.sets.state[iptplan.SetName(set.Kind, set.Family)]
 		if !exists {
-			d.SetsMissing = append(d.SetsMissing, setName(set))
+			d.SetsMissing = append(d.SetsMissing, iptplan.SetName(set.Kind, set.Family))
 		}
-		if dt := set.Delta; dt != nil && dt.Since != 0 && exists && b.sets.synced[setName(set)] == dt.Since {
+		if dt := set.Delta; dt != nil && dt.Since != 0 && exists && b.sets.synced[iptplan.SetName(set.Kind, set.Family)] == dt.Since {
 			// The set holds what the previous result wanted: only the
 			// delta can differ, so the N elements need no comparing.
 			var add, del []setelem.Elem
@@ -107,12 +108,12 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 					del = append(del, e)
 				}
 			}
-			d.SetAdd, d.SetDel = addElems(d.SetAdd, setName(set), add), addElems(d.SetDel, setName(set), del)
+			d.SetAdd, d.SetDel = addElems(d.SetAdd, iptplan.SetName(set.Kind, set.Family), add), addElems(d.SetDel, iptplan.SetName(set.Kind, set.Family), del)
 			continue
 		}
 		missing, extra := setelem.Diff(set.Elems, have)
-		d.SetAdd, d.SetDel = addElems(d.SetAdd, setName(set), missing), addElems(d.SetDel, setName(set), extra)
-		if del := d.SetDel[setName(set)]; len(del) > 1 {
+		d.SetAdd, d.SetDel = addElems(d.SetAdd, iptplan.SetName(set.Kind, set.Family), missing), addElems(d.SetDel, iptplan.SetName(set.Kind, set.Family), extra)
+		if del := d.SetDel[iptplan.SetName(set.Kind, set.Family)]; len(del) > 1 {
 			slices.SortFunc(del, setelem.Compare)
 		}
 	}
@@ -128,7 +129,7 @@ func (b *Backend) readSets() error {
 			continue
 		}
 		for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
-			name := SetName(kind, fam)
+			name := iptplan.SetName(kind, fam)
 			elems, exists, err := b.sets.store.List(name)
 			if err != nil {
 				return err
@@ -166,26 +167,26 @@ func addElems(m map[string][]setelem.Elem, name string, elems []setelem.Elem) ma
 // deletions first. On error the record is dropped, so the next pass reads
 // the sets in full.
 func (b *Backend) applySets(p netfilter.FamilyPlan) error {
-	d := DetailOf(p)
+	d := iptplan.DetailOf(p)
 	if d.SetChanges() == 0 {
 		for _, set := range p.Result.Sets {
 			if set.Delta != nil {
-				b.sets.synced[setName(set)] = set.Delta.Gen // nothing to write: in step
+				b.sets.synced[iptplan.SetName(set.Kind, set.Family)] = set.Delta.Gen // nothing to write: in step
 			}
 		}
 		return nil
 	}
 	err := func() error {
 		for _, set := range p.Result.Sets {
-			if slices.Contains(d.SetsMissing, setName(set)) {
-				if err := b.sets.store.Create(setName(set), SetType(set.Kind), set.Family); err != nil {
+			if slices.Contains(d.SetsMissing, iptplan.SetName(set.Kind, set.Family)) {
+				if err := b.sets.store.Create(iptplan.SetName(set.Kind, set.Family), iptplan.SetType(set.Kind), set.Family); err != nil {
 					return err
 				}
 			}
-			if err := b.sets.store.Del(setName(set), d.SetDel[setName(set)]); err != nil {
+			if err := b.sets.store.Del(iptplan.SetName(set.Kind, set.Family), d.SetDel[iptplan.SetName(set.Kind, set.Family)]); err != nil {
 				return err
 			}
-			if err := b.sets.store.Add(setName(set), d.SetAdd[setName(set)]); err != nil {
+			if err := b.sets.store.Add(iptplan.SetName(set.Kind, set.Family), d.SetAdd[iptplan.SetName(set.Kind, set.Family)]); err != nil {
 				return err
 			}
 		}
@@ -196,19 +197,19 @@ func (b *Backend) applySets(p netfilter.FamilyPlan) error {
 		return fmt.Errorf("updating ipsets: %w", err)
 	}
 	for _, set := range p.Result.Sets {
-		b.sets.synced[setName(set)] = 0
+		b.sets.synced[iptplan.SetName(set.Kind, set.Family)] = 0
 		if set.Delta != nil {
-			b.sets.synced[setName(set)] = set.Delta.Gen
+			b.sets.synced[iptplan.SetName(set.Kind, set.Family)] = set.Delta.Gen
 		}
-		m := b.sets.state[setName(set)]
+		m := b.sets.state[iptplan.SetName(set.Kind, set.Family)]
 		if m == nil {
 			m = map[setelem.Elem]struct{}{}
-			b.sets.state[setName(set)] = m
+			b.sets.state[iptplan.SetName(set.Kind, set.Family)] = m
 		}
-		for _, e := range d.SetDel[setName(set)] {
+		for _, e := range d.SetDel[iptplan.SetName(set.Kind, set.Family)] {
 			delete(m, e)
 		}
-		for _, e := range d.SetAdd[setName(set)] {
+		for _, e := range d.SetAdd[iptplan.SetName(set.Kind, set.Family)] {
 			m[e] = struct{}{}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 	"github.com/dockmoat/dockmoat/setelem"
@@ -26,7 +27,7 @@ func TestSetsFilledBeforeRulesUseThem(t *testing.T) {
 	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || fs.Adds != 1 {
 		t.Errorf("OPEN set %v, %d adds", fs.Sets["DOCKMOAT-OPEN-V4"], fs.Adds)
 	}
-	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
+	ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n")
 	if !strings.Contains(ing, "--match-set DOCKMOAT-OPEN-V4 dst,dst") || strings.Contains(ing, "172.17.0.2") {
 		t.Errorf("ingress should look allows up in the set:\n%s", ing)
 	}
@@ -65,8 +66,8 @@ func TestSetsEditedBySomeoneElseRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plans[0].InSync() || len(DetailOf(plans[0]).SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(DetailOf(plans[0]).SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
-		t.Fatalf("plan should show one add and one delete: %+v %+v", DetailOf(plans[0]).SetAdd, DetailOf(plans[0]).SetDel)
+	if plans[0].InSync() || len(iptplan.DetailOf(plans[0]).SetAdd["DOCKMOAT-OPEN-V4"]) != 1 || len(iptplan.DetailOf(plans[0]).SetDel["DOCKMOAT-OPEN-V4"]) != 1 {
+		t.Fatalf("plan should show one add and one delete: %+v %+v", iptplan.DetailOf(plans[0]).SetAdd, iptplan.DetailOf(plans[0]).SetDel)
 	}
 	res := r.sync(t)
 	if !slices.Contains(res.Drift, "set DOCKMOAT-OPEN-V4 edited") {
@@ -97,7 +98,7 @@ func TestSetsRecreatedWhenChainsRepaired(t *testing.T) {
 	r, fs := setRig(t)
 	r.sync(t)
 	// iptables -F DOCKMOAT-INGRESS, then the unreferenced set destroyed.
-	r.v4.SetChain(ChainIngress)
+	r.v4.SetChain(iptplan.ChainIngress)
 	delete(fs.Sets, "DOCKMOAT-OPEN-V4")
 	found, err := r.b.Repair(context.Background())
 	if err != nil || len(found) == 0 {
@@ -125,15 +126,15 @@ func TestSetsSwitchedOffByConfig(t *testing.T) {
 	r.sync(t)
 	r.cfg = config.Config{UFW: config.UFWAuto, NoIPSet: true}
 	r.sync(t)
-	ing := strings.Join(r.v4.Rules(ChainIngress), "\n")
+	ing := strings.Join(r.v4.Rules(iptplan.ChainIngress), "\n")
 	// The ban set stays (its elements are the user's), unreferenced.
-	if _, ok := fs.Sets[BanSet(rules.IPv4)]; strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(ChainPorts) || len(fs.Sets) != 1 || !ok {
+	if _, ok := fs.Sets[iptplan.BanSet(rules.IPv4)]; strings.Contains(ing, "--match-set") || !strings.Contains(ing, "172.17.0.2") || r.v4.HasChain(iptplan.ChainPorts) || len(fs.Sets) != 1 || !ok {
 		t.Errorf("ipset: off should give one rule per allow, no PORTS chain, no sets but the bans:\n%s\nsets %v", ing, fs.Sets)
 	}
 	r.inSync(t)
 	r.cfg = config.Default()
 	r.sync(t)
-	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(ChainPorts) {
+	if !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.2,tcp:80") || !r.v4.HasChain(iptplan.ChainPorts) {
 		t.Errorf("back to ipsets: %v", fs.Sets)
 	}
 	r.inSync(t)
@@ -194,8 +195,8 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 				for _, e := range set.Elems {
 					wantElems[e] = true
 				}
-				if !maps.Equal(fs.Sets[setName(set)], wantElems) {
-					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, setName(set), fs.Sets[setName(set)], wantElems)
+				if !maps.Equal(fs.Sets[iptplan.SetName(set.Kind, set.Family)], wantElems) {
+					t.Fatalf("seed %d step %d: set %s holds %v, want %v", seed, step, iptplan.SetName(set.Kind, set.Family), fs.Sets[iptplan.SetName(set.Kind, set.Family)], wantElems)
 				}
 			}
 		}
@@ -209,19 +210,19 @@ func TestBanSet(t *testing.T) {
 	r, fs := setRig(t)
 	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2"), rulestest.Dual("db", 5432, nil)}})
 	r.sync(t)
-	ban := BanSet(rules.IPv4)
+	ban := iptplan.BanSet(rules.IPv4)
 	if at, ok := fs.CreatedAt[ban]; !ok || at != 0 {
 		t.Fatalf("ban set created at restore %d (%v): it must exist before the chains that look it up", at, ok)
 	}
-	if ing := r.v4.Rules(ChainIngress); !strings.Contains(ing[0], "--match-set "+ban+" src") || !strings.HasSuffix(ing[0], "-j DROP") {
+	if ing := r.v4.Rules(iptplan.ChainIngress); !strings.Contains(ing[0], "--match-set "+ban+" src") || !strings.HasSuffix(ing[0], "-j DROP") {
 		t.Errorf("INGRESS does not refuse the banned first: %q", ing[0])
 	}
-	if in := strings.Join(r.v6.Rules(ChainInput), "\n"); !strings.Contains(in, "--match-set "+BanSet(rules.IPv6)+" src") {
+	if in := strings.Join(r.v6.Rules(iptplan.ChainInput), "\n"); !strings.Contains(in, "--match-set "+iptplan.BanSet(rules.IPv6)+" src") {
 		t.Errorf("DOCKMOAT-INPUT (IPv6, docker-proxy path) does not refuse the banned:\n%s", in)
 	}
 	banned := setelem.Elem{Src: netip.MustParsePrefix("203.0.113.7/32")}
-	fs.Sets[ban][banned] = true // ipset add dockmoat-ban4 203.0.113.7
-	r.v4.SetChain(ChainIngress) // drift: flushed
+	fs.Sets[ban][banned] = true         // ipset add dockmoat-ban4 203.0.113.7
+	r.v4.SetChain(iptplan.ChainIngress) // drift: flushed
 	r.sync(t)
 	if _, err := r.b.Repair(context.Background()); err != nil {
 		t.Fatal(err)

@@ -7,11 +7,12 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
-// UFWInput reads ufw's plain rules (UFWInputChain) from each family's
+// UFWInput reads ufw's plain rules (iptplan.UFWInputChain) from each family's
 // filter table, for `ufw_input: true` (UFWInputAllows). Skipped says which
 // rules were not translated, and why.
 func (b *Backend) UFWInput(ctx context.Context) (allows []config.AllowRule, skipped []string, err error) {
@@ -49,13 +50,13 @@ type ufwRule struct {
 // read (`ufw limit`, an interface, a destination address); each one
 // skipped is said. Nothing is ever opened that ufw itself would refuse.
 func UFWInputAllows(filter *iptsave.Table, fam rules.Family) ([]config.AllowRule, []string) {
-	if filter == nil || filter.Chains[UFWInputChain(fam)] == nil {
+	if filter == nil || filter.Chains[iptplan.UFWInputChain(fam)] == nil {
 		return nil, nil
 	}
 	var allows []config.AllowRule
 	var skipped []string
 	var before []ufwRule
-	for _, r := range filter.Chains[UFWInputChain(fam)].Rules {
+	for _, r := range filter.Chains[iptplan.UFWInputChain(fam)].Rules {
 		u := readUFWRule(r)
 		switch {
 		case strings.HasPrefix(u.odd, "target ufw-user-limit"):

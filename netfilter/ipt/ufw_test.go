@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
@@ -68,11 +69,11 @@ func TestUFWIPv6Chains(t *testing.T) {
 		t.Errorf("ufw6-user-input: %+v %q", allows, skipped)
 	}
 	res := rules.Build(config.Default(), rulestest.ProxySnap(), rules.IPv6, rules.Options{})
-	rs := Render(config.Default(), res, RenderOptions{UFWForward: true})
-	ing, _ := rs.Chain(ChainIngress)
+	rs := iptplan.Render(config.Default(), res, iptplan.RenderOptions{UFWForward: true})
+	ing, _ := rs.Chain(iptplan.ChainIngress)
 	var lines []string
 	for _, r := range ing.Rules {
-		lines = append(lines, RuleLine(ing.Name, r))
+		lines = append(lines, iptplan.RuleLine(ing.Name, r))
 	}
 	if all := strings.Join(lines, "\n"); !strings.Contains(all, "-j ufw6-user-forward") || strings.Contains(all, "-j ufw-user-forward") {
 		t.Errorf("IPv6 route rules:\n%s", all)

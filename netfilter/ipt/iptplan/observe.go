@@ -1,4 +1,4 @@
-package ipt
+package iptplan
 
 import (
 	"regexp"
@@ -26,15 +26,15 @@ func ObserveFilter(filter *iptsave.Table) Observed {
 		obs.Chains[name] = true
 		switch {
 		case name == InputHookChain:
-			obs.InputHook = positions(ch.Rules, isInputHook)
-			obs.InputCheck = positions(ch.Rules, isInputCheck)
+			obs.InputHook = positions(ch.Rules, IsInputHook)
+			obs.InputCheck = positions(ch.Rules, IsInputCheck)
 		case name == "FORWARD":
-			obs.ForwardHook = positions(ch.Rules, isHook)
-			obs.ForwardCheck = positions(ch.Rules, isCheck)
+			obs.ForwardHook = positions(ch.Rules, IsHook)
+			obs.ForwardCheck = positions(ch.Rules, IsCheck)
 			obs.DockerUserLive = len(positions(ch.Rules, isDockerUserJump)) > 0
 		case name == HookChain:
-			obs.Hook = positions(ch.Rules, isHook)
-			obs.Check = positions(ch.Rules, isCheck)
+			obs.Hook = positions(ch.Rules, IsHook)
+			obs.Check = positions(ch.Rules, IsCheck)
 			for _, r := range ch.Rules {
 				obs.DockerUser = append(obs.DockerUser, "-A "+r.Chain+" "+r.Raw)
 			}
@@ -63,21 +63,21 @@ func positions(rs []iptsave.Rule, is func(string) bool) []int {
 	return pos
 }
 
-func isHook(line string) bool {
+func IsHook(line string) bool {
 	return strings.Contains(line, HookComment) && strings.HasSuffix(line, "-j "+ChainMain)
 }
 
-func isCheck(line string) bool {
+func IsCheck(line string) bool {
 	return strings.Contains(line, CheckComment) && strings.HasSuffix(line, "-j "+ChainCheck)
 }
 
 // isDockerUserJump: Docker's jump from FORWARD to DOCKER-USER.
 func isDockerUserJump(line string) bool { return strings.HasSuffix(line, "-j "+HookChain) }
 
-func isInputCheck(line string) bool {
+func IsInputCheck(line string) bool {
 	return strings.Contains(line, InputCheckComment) && strings.HasSuffix(line, "-j "+ChainInputCheck)
 }
 
-func isInputHook(line string) bool {
+func IsInputHook(line string) bool {
 	return strings.Contains(line, InputHookComment) && strings.HasSuffix(line, "-j "+ChainInput)
 }

@@ -1,4 +1,4 @@
-package ipt
+package iptplan
 
 import (
 	"fmt"
@@ -27,7 +27,7 @@ type opts struct {
 // built is a policy with its rendering.
 type built struct {
 	rules.Result
-	Ruleset Ruleset
+	Ruleset
 }
 
 func build(cfg config.Config, snap rules.Snapshot, fam rules.Family, o opts) built {
@@ -337,8 +337,8 @@ func TestBuildSets(t *testing.T) {
 		t.Fatalf("sets %+v", res.Ruleset.Sets)
 	}
 	open, from := res.Ruleset.Sets[0], res.Ruleset.Sets[1]
-	if setName(open) != "DOCKMOAT-OPEN-V4" || setName(from) != "DOCKMOAT-FROM-V4" || SetType(open.Kind) != "hash:ip,port" || SetType(from.Kind) != "hash:ip,port,net" {
-		t.Errorf("set names/types %s %s", setName(open), setName(from))
+	if SetName(open.Kind, open.Family) != "DOCKMOAT-OPEN-V4" || SetName(from.Kind, from.Family) != "DOCKMOAT-FROM-V4" || SetType(open.Kind) != "hash:ip,port" || SetType(from.Kind) != "hash:ip,port,net" {
+		t.Errorf("set names/types %s %s", SetName(open.Kind, open.Family), SetName(from.Kind, from.Family))
 	}
 	assertLines(t, "OPEN", elems(open), []string{"172.17.0.2,tcp:80", "172.17.0.2,udp:5353", "172.17.0.6,tcp:80", "172.17.0.9,tcp:70", "172.18.0.9,tcp:70"})
 	assertLines(t, "FROM", elems(from), []string{"172.17.0.3,tcp:5432,198.51.100.0/24", "172.17.0.3,tcp:5432,203.0.113.7/32"})
@@ -347,7 +347,7 @@ func TestBuildSets(t *testing.T) {
 	// another container opens nothing there.
 	res6 := build(cfg, snap, rules.IPv6, opts{Sets: true})
 	assertLines(t, "OPEN6", elems(res6.Ruleset.Sets[0]), []string{"fd00::9,tcp:70"})
-	if setName(res6.Ruleset.Sets[0]) != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
+	if SetName(res6.Ruleset.Sets[0].Kind, res6.Ruleset.Sets[0].Family) != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
 		t.Errorf("v6 sets %+v", res6.Ruleset.Sets)
 	}
 
@@ -565,29 +565,6 @@ func TestForeignBridge(t *testing.T) {
 	}
 	if g := GuardRuleset(config.Default(), rules.IPv4, nil); strings.Contains(fmt.Sprint(g), "own bridge") {
 		t.Error("no foreign bridge, no exemption")
-	}
-}
-
-// The rendering a plan carries counts what is installed (the metric
-// dockmoat_rules_installed): every chain's rules and the jumps, which
-// come first in the lines `plan` prints.
-func TestRenderedCountsJumps(t *testing.T) {
-	res := build(config.Default(), proxySnap(), rules.IPv6, opts{Sets: true})
-	n := 0
-	for _, ch := range res.Ruleset.Chains {
-		n += len(ch.Rules)
-	}
-	r := rendered{rs: res.Ruleset, hookIn: HookChain, inputHook: true}
-	if r.Count() != n+4 || n == 0 {
-		t.Errorf("Count = %d, want %d chain rules + 4 jumps", r.Count(), n)
-	}
-	l := r.Lines()
-	if len(l) != r.Count() || !strings.HasPrefix(l[0], "-I DOCKER-USER 1 ") || !strings.HasPrefix(l[1], "-I DOCKER-USER 2 ") ||
-		!strings.HasPrefix(l[2], "-I INPUT 1 ") || !strings.HasPrefix(l[3], "-I INPUT 2 ") {
-		t.Errorf("lines: %d, first %q", len(l), l[:4])
-	}
-	if input := (rendered{rs: res.Ruleset}); input.Count() != n {
-		t.Errorf("input-only: Count = %d, want %d", input.Count(), n)
 	}
 }
 

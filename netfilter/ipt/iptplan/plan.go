@@ -1,4 +1,13 @@
-package ipt
+// Package iptplan is the iptables backend's pure half: what dockmoat
+// installs with iptables and how it compares with what is installed, with
+// no exec. It owns the chain, ipset and hashlimit names (names.go),
+// renders the policy of package rules as chains (render.go: the
+// fail-closed layout is described there) and as iptables-restore
+// batches (batch.go), reads an iptables-save listing into Observed
+// (observe.go), and diffs the two into a netfilter.FamilyPlan with its
+// Detail (plan.go, detail.go). netfilter/ipt runs what it plans; audit
+// uses PlanFamily to tell whether the installed protection is intact.
+package iptplan
 
 import (
 	"sort"
@@ -13,15 +22,15 @@ import (
 // opt is passed to rules.Build; whether to hand over to UFW is decided here.
 // bans says whether the family's chains refuse its ban set first.
 func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt rules.Options, bans bool) netfilter.FamilyPlan {
-	p, _ := planWith(cfg, snap, fam, tool, obs, false, bans, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
+	p, _ := PlanWith(cfg, snap, fam, tool, obs, false, bans, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
 	return p
 }
 
-// planWith plans a family from its observed table: a skipped family is
+// PlanWith plans a family from its observed table: a skipped family is
 // planned input-only; a hooked one gets the policy (asked of policy only
 // then) rendered and diffed. hooked says which; wasHooked, whether the
 // last pass hooked the family (see planHead).
-func planWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked, bans bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+func PlanWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked, bans bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
 	p, hooked = planHead(cfg, fam, tool, obs, wasHooked)
 	if !hooked {
 		planInputOnly(&p, cfg, snap, bans)
@@ -114,6 +123,6 @@ func render(p *netfilter.FamilyPlan, cfg config.Config, opt RenderOptions) {
 	}
 	sort.Strings(d.Stale)
 	if len(p.Changed) > 0 {
-		d.Batch = restoreChains(rs, p.Changed)
+		d.Batch = RestoreChains(rs, p.Changed)
 	}
 }

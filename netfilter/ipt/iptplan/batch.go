@@ -1,19 +1,19 @@
-package ipt
+package iptplan
 
 import "github.com/dockmoat/dockmoat/netfilter/iptsave"
 
-// restoreChains is the batch that replaces the named chains of rs: each
+// RestoreChains is the batch that replaces the named chains of rs: each
 // chain is declared (created, or flushed) and refilled in one
 // iptables-restore, so it is never seen half-written and no other chain
 // moves.
-func restoreChains(rs Ruleset, names []string) string {
+func RestoreChains(rs Ruleset, names []string) string {
 	bt := iptsave.NewBatch()
-	addChains(bt, rs, names)
+	AddChains(bt, rs, names)
 	return bt.Commit()
 }
 
-// addChains declares the named chains of rs, then appends their rules.
-func addChains(bt *iptsave.Batch, rs Ruleset, names []string) {
+// AddChains declares the named chains of rs, then appends their rules.
+func AddChains(bt *iptsave.Batch, rs Ruleset, names []string) {
 	for _, name := range names {
 		bt.Declare(name)
 	}
@@ -25,8 +25,8 @@ func addChains(bt *iptsave.Batch, rs Ruleset, names []string) {
 	}
 }
 
-// deleteBatch flushes and deletes chains in one batch.
-func deleteBatch(chains []string) string {
+// DeleteBatch flushes and deletes chains in one batch.
+func DeleteBatch(chains []string) string {
 	bt := iptsave.NewBatch()
 	for _, c := range chains {
 		bt.Declare(c)

@@ -1,4 +1,4 @@
-package ipt
+package iptplan
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package ipt
+package iptplan
 
 import (
 	"regexp"
@@ -12,7 +12,7 @@ var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
 
 func TestRestoreChains(t *testing.T) {
 	res := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}}, rules.IPv4, rules.Options{})
-	got := hashes.ReplaceAllString(restoreChains(Render(config.Default(), res, RenderOptions{}), []string{ChainIngress}), "dockmoat:H ")
+	got := hashes.ReplaceAllString(RestoreChains(Render(config.Default(), res, RenderOptions{}), []string{ChainIngress}), "dockmoat:H ")
 	want := "*filter\n:DOCKMOAT-INGRESS - [0:0]\n" +
 		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H default deny" -j DROP` + "\nCOMMIT\n"
 	if got != want {
@@ -21,7 +21,7 @@ func TestRestoreChains(t *testing.T) {
 }
 
 func TestDeleteBatch(t *testing.T) {
-	got := deleteBatch([]string{"DOCKMOAT", "DOCKMOAT-INGRESS"})
+	got := DeleteBatch([]string{"DOCKMOAT", "DOCKMOAT-INGRESS"})
 	want := "*filter\n:DOCKMOAT - [0:0]\n:DOCKMOAT-INGRESS - [0:0]\n-X DOCKMOAT\n-X DOCKMOAT-INGRESS\nCOMMIT\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

@@ -1,4 +1,4 @@
-package ipt
+package iptplan
 
 import (
 	"crypto/sha256"
@@ -657,8 +657,8 @@ func (r rendered) Count() int {
 	return n
 }
 
-// rulesetOf is the Ruleset of a plan this backend made (empty otherwise).
-func rulesetOf(p netfilter.FamilyPlan) Ruleset {
+// RulesetOf is the Ruleset of a plan this backend made (empty otherwise).
+func RulesetOf(p netfilter.FamilyPlan) Ruleset {
 	if r, ok := p.Rules.(rendered); ok {
 		return r.rs
 	}
