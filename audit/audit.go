@@ -29,6 +29,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -77,7 +78,7 @@ type famCtx struct {
 	plan   netfilter.FamilyPlan
 	// policy is the family's policy (also for a family dockmoat does not
 	// manage): the decisions per port, the egress of deny containers.
-	policy    rules.Result
+	policy    policy.Result
 	installed bool // the hook exists
 	decisions map[string]rules.Decision
 	rs        verdict.Ruleset      // what is evaluated; nil: unreadable
@@ -108,8 +109,8 @@ func (fc *famCtx) setRuleset(rs verdict.Ruleset) {
 func usesSets(t *iptsave.Table) bool {
 	ch := t.Chains[iptplan.ChainIngress]
 	return ch != nil && slices.ContainsFunc(ch.Rules, func(r iptsave.Rule) bool {
-		return strings.Contains(r.Raw, "--match-set "+iptplan.SetName(rules.SetOpen, rules.IPv4)) ||
-			strings.Contains(r.Raw, "--match-set "+iptplan.SetName(rules.SetOpen, rules.IPv6))
+		return strings.Contains(r.Raw, "--match-set "+iptplan.SetName(policy.SetOpen, rules.IPv4)) ||
+			strings.Contains(r.Raw, "--match-set "+iptplan.SetName(policy.SetOpen, rules.IPv6))
 	})
 }
 
@@ -125,7 +126,7 @@ func usesBans(t *iptsave.Table, fam rules.Family) bool {
 }
 
 // setDiff compares the sets the policy wants with the sets read.
-func setDiff(want []rules.Set, have map[string][]setelem.Elem) []string {
+func setDiff(want []policy.Set, have map[string][]setelem.Elem) []string {
 	var out []string
 	for _, s := range want {
 		name := iptplan.SetName(s.Kind, s.Family)
@@ -152,7 +153,7 @@ func Run(in Input) report.Report {
 	rep.Protected = true
 	managed := 0
 	for _, st := range in.Families {
-		fc := &famCtx{st: st, decisions: map[string]rules.Decision{}, policy: rules.Build(in.Config, in.Snapshot, st.Family, rules.Options{})}
+		fc := &famCtx{st: st, decisions: map[string]rules.Decision{}, policy: policy.Build(in.Config, in.Snapshot, st.Family, policy.Options{})}
 		fams[st.Family] = fc
 		if st.Err != nil || st.Save == "" {
 			rep.Findings = append(rep.Findings, fmt.Sprintf("%s: cannot read the ruleset (%v): its ports are reported unknown", st.Family, st.Err))
@@ -168,7 +169,7 @@ func Run(in Input) report.Report {
 		}
 		fc.filter.Sets = st.Sets
 		obs := iptplan.ObserveFilter(fc.filter)
-		fc.plan = iptplan.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, rules.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
+		fc.plan = iptplan.PlanFamily(in.Config, in.Snapshot, st.Family, st.Tool, obs, policy.Options{Sets: usesSets(fc.filter)}, usesBans(fc.filter, st.Family))
 		fc.setDiff = setDiff(fc.plan.Result.Sets, st.Sets)
 		fc.installed = len(obs.Hook) > 0 || len(obs.ForwardHook) > 0
 		fc.ufwChain = obs.Chains[iptplan.UFWChain(st.Family)]
@@ -201,7 +202,7 @@ func runNFT(in Input) report.Report {
 	fams := map[rules.Family]*famCtx{}
 	installed := in.NFT.Chain("inet", "dockmoat", "forward") != nil
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-		res := rules.Build(in.Config, in.Snapshot, fam, rules.Options{})
+		res := policy.Build(in.Config, in.Snapshot, fam, policy.Options{})
 		fc := &famCtx{st: FamilyState{Family: fam, Tool: "nft"}, decisions: map[string]rules.Decision{}, installed: installed, policy: res}
 		fc.plan.Result = res
 		for _, d := range res.Decisions() {

@@ -11,6 +11,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -285,7 +286,7 @@ func TestExplainGoldenIPT(t *testing.T) {
 	}}
 	cfg := config.Default()
 	sets := map[string][]setelem.Elem{}
-	for _, s := range rules.Build(cfg, snap, rules.IPv4, rules.Options{Sets: true}).Sets {
+	for _, s := range policy.Build(cfg, snap, rules.IPv4, policy.Options{Sets: true}).Sets {
 		sets[iptplan.SetName(s.Kind, s.Family)] = s.Sorted()
 	}
 	var b strings.Builder

@@ -9,6 +9,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // egressSave is Docker 20.10's filter table for docker0, with dockmoat's
@@ -18,7 +19,7 @@ func egressSave(cfg config.Config, snap rules.Snapshot, withDockmoat bool) strin
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
 	var rs iptplan.Ruleset
 	if withDockmoat {
-		rs = iptplan.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), iptplan.RenderOptions{})
+		rs = iptplan.Render(cfg, policy.Build(cfg, snap, rules.IPv4, policy.Options{}), iptplan.RenderOptions{})
 		for _, ch := range rs.Chains {
 			b.WriteString(":" + ch.Name + " - [0:0]\n")
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // docker20UFW is a Docker 20.10 filter table with ufw's forward chains,
@@ -139,7 +140,7 @@ func dbSnap() rules.Snapshot {
 // savedRender is the iptables-save text of a host where Docker publishes
 // 8080 to 172.17.0.2:80 and dockmoat installed its rendering of snap.
 func savedRender(cfg config.Config, snap rules.Snapshot) string {
-	rs := iptplan.Render(cfg, rules.Build(cfg, snap, rules.IPv4, rules.Options{}), iptplan.RenderOptions{})
+	rs := iptplan.Render(cfg, policy.Build(cfg, snap, rules.IPv4, policy.Options{}), iptplan.RenderOptions{})
 	var b strings.Builder
 	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n")
 	for _, ch := range rs.Chains {

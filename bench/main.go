@@ -30,6 +30,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 var (
@@ -400,7 +401,7 @@ func baseline(n int) (stat, error) {
 		if err != nil {
 			return err
 		}
-		res := rules.Build(config.Default(), snapshot(n), rules.IPv4, rules.Options{})
+		res := policy.Build(config.Default(), snapshot(n), rules.IPv4, policy.Options{})
 		ing, _ := iptplan.Render(config.Default(), res, iptplan.RenderOptions{}).Chain(iptplan.ChainIngress)
 		base, err = measure(min(*reps, 3), func() (time.Duration, error) {
 			_ = xt.ClearAndDeleteChain("filter", "BENCH")

@@ -8,21 +8,22 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
-// policyFigures times the policy alone (rules.Build, no kernel) for one
+// policyFigures times the policy alone (policy.Build, no kernel) for one
 // container publishing N ports, each opened by a per-port label, as a
 // generated compose file may do: deciding it must grow linearly in N.
 func policyFigures(b *strings.Builder) error {
 	b.WriteString("\n## Policy: one container with N per-port labels\n\n" +
-		"`rules.Build` for one container publishing N ports, each opened by its own `dockmoat.allow.PORT=SOURCE` label " +
+		"`policy.Build` for one container publishing N ports, each opened by its own `dockmoat.allow.PORT=SOURCE` label " +
 		"(no kernel, no Docker): the cost of deciding a container, paid on every change of it.\n\n" +
 		"| N labels | build |\n|---|---|\n")
 	for _, n := range []int{500, 2000} {
 		snap := perPortSnapshot(n)
 		s, err := measure(5, func() (time.Duration, error) {
 			start := time.Now()
-			rules.Build(config.Default(), snap, rules.IPv4, rules.Options{Sets: true})
+			policy.Build(config.Default(), snap, rules.IPv4, policy.Options{Sets: true})
 			return time.Since(start), nil
 		})
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // The published ports the daemon records after a pass are what the guard
@@ -18,11 +19,11 @@ import (
 func TestLastPublished(t *testing.T) {
 	dir := t.TempDir()
 	pass := netfilter.SyncResult{Plans: []netfilter.FamilyPlan{
-		{Family: rules.IPv4, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{
-			{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}, Containers: []string{"a"}},
-			{HostIP: netip.MustParseAddr("192.0.2.1"), PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}}},
-		{Family: rules.IPv6, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{{PortRange: rules.PortRange{Proto: "tcp", Lo: 443, Hi: 443}}}}}},
-		{Family: rules.IPv4, Layer: true, Result: rules.Result{Input: rules.InputPath{All: []rules.PortRun{{PortRange: rules.PortRange{Proto: "tcp", Lo: 9, Hi: 9}}}}}},
+		{Family: rules.IPv4, Result: policy.Result{Input: policy.InputPath{All: []policy.PortRun{
+			{PortRange: policy.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}, Containers: []string{"a"}},
+			{HostIP: netip.MustParseAddr("192.0.2.1"), PortRange: policy.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}}},
+		{Family: rules.IPv6, Result: policy.Result{Input: policy.InputPath{All: []policy.PortRun{{PortRange: policy.PortRange{Proto: "tcp", Lo: 443, Hi: 443}}}}}},
+		{Family: rules.IPv4, Layer: true, Result: policy.Result{Input: policy.InputPath{All: []policy.PortRun{{PortRange: policy.PortRange{Proto: "tcp", Lo: 9, Hi: 9}}}}}},
 	}}
 	write := publishedWriter(dir, logrus.New())
 	write(pass, nil, 0)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // The guard's record. At boot nothing of dockmoat's is in the kernel, and
@@ -24,7 +25,7 @@ import (
 
 const publishedFile = "published.json"
 
-// publishedRun is a rules.PortRun without its containers.
+// publishedRun is a policy.PortRun without its containers.
 type publishedRun struct {
 	Proto string `json:"proto"`
 	Lo    uint16 `json:"lo"`
@@ -85,8 +86,8 @@ func publishedWriter(dir string, log logrus.FieldLogger) func(netfilter.SyncResu
 // from dir, IPv4 then IPv6: what the guard closes on the docker-proxy
 // path at boot. Missing, there are none (the DNAT path is closed all the
 // same); damaged, an error and none.
-func LastPublished(dir string) ([2][]rules.PortRun, error) {
-	var out [2][]rules.PortRun
+func LastPublished(dir string) ([2][]policy.PortRun, error) {
+	var out [2][]policy.PortRun
 	file := filepath.Join(dir, publishedFile)
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -98,14 +99,14 @@ func LastPublished(dir string) ([2][]rules.PortRun, error) {
 	}
 	for i, runs := range [2][]publishedRun{rec.IPv4, rec.IPv6} {
 		for _, p := range runs {
-			r := rules.PortRun{PortRange: rules.PortRange{Proto: p.Proto, Lo: p.Lo, Hi: p.Hi}}
+			r := policy.PortRun{PortRange: policy.PortRange{Proto: p.Proto, Lo: p.Lo, Hi: p.Hi}}
 			if p.Host != "" {
 				if r.HostIP, err = netip.ParseAddr(p.Host); err != nil {
-					return [2][]rules.PortRun{}, fmt.Errorf("%s: %w", file, err)
+					return [2][]policy.PortRun{}, fmt.Errorf("%s: %w", file, err)
 				}
 			}
 			if p.Lo == 0 || p.Hi < p.Lo || !slices.Contains([]string{"tcp", "udp", "sctp"}, p.Proto) {
-				return [2][]rules.PortRun{}, fmt.Errorf("%s: bad published run %+v", file, p)
+				return [2][]policy.PortRun{}, fmt.Errorf("%s: bad published run %+v", file, p)
 			}
 			out[i] = append(out[i], r)
 		}

@@ -150,7 +150,7 @@ func TestSnapshot(t *testing.T) {
 	if len(snap.Bridges) != 2 || snap.Bridges[0] != "docker0" || snap.Bridges[1] != "br-0123456789ab" {
 		t.Errorf("bridges %v", snap.Bridges)
 	}
-	// The cache does not promise an order (rules.Build sorts).
+	// The cache does not promise an order (policy.Build sorts).
 	i := slices.IndexFunc(snap.Containers, func(c rules.Container) bool { return c.Name == "web" })
 	if i < 0 || len(snap.Containers) != 2 {
 		t.Fatalf("containers %+v", snap.Containers)

@@ -19,6 +19,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -106,7 +107,7 @@ func readSets(fam rules.Family) map[string][]setelem.Elem {
 	}
 	defer sets.Close()
 	out := map[string][]setelem.Elem{}
-	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+	for _, kind := range []string{policy.SetOpen, policy.SetFrom} {
 		name := iptplan.SetName(kind, fam)
 		if elems, ok, err := sets.List(name); err == nil && ok {
 			out[name] = elems

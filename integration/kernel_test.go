@@ -20,6 +20,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -87,14 +88,14 @@ func TestKernelGolden(t *testing.T) {
 						return err
 					}
 					defer sets.Close()
-					for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+					for _, kind := range []string{policy.SetOpen, policy.SetFrom} {
 						name := iptplan.SetName(kind, rules.IPv4)
 						elems, ok, err := sets.List(name)
 						if err != nil {
 							return err
 						}
 						if ok {
-							set := rules.Set{Elems: elems}
+							set := policy.Set{Elems: elems}
 							s += "# ipset " + name + "\n"
 							for _, e := range set.Sorted() {
 								s += e.String() + "\n"

@@ -22,6 +22,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/nft"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // TestRenderersAgree: the two backends render each policy their own way
@@ -72,7 +73,7 @@ func TestRenderersAgree(t *testing.T) {
 		if cfg.Observe {
 			observing++
 		}
-		if len(rules.Build(cfg, snap, rules.IPv4, rules.Options{}).Limits)+len(rules.Build(cfg, snap, rules.IPv6, rules.Options{}).Limits) > 0 {
+		if len(policy.Build(cfg, snap, rules.IPv4, policy.Options{}).Limits)+len(policy.Build(cfg, snap, rules.IPv6, policy.Options{}).Limits) > 0 {
 			limited++
 		}
 		var ipv [2]ipteval.Ruleset

@@ -13,6 +13,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 func get(t *testing.T, m *Metrics, path string) (int, string) {
@@ -31,10 +32,10 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Errorf("healthz before any pass: %d", code)
 	}
 	res := netfilter.SyncResult{Drift: []string{"ipv4: hook missing"}, Plans: []netfilter.FamilyPlan{{Family: rules.IPv4,
-		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		Result: policy.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
 			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},
 			{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
-		}}, rules.IPv4, rules.Options{})}}}
+		}}, rules.IPv4, policy.Options{})}}}
 	m.DockerState(true)
 	m.ObserveSync(res, nil, 3*time.Millisecond)
 	if code, body := get(t, m, "/healthz"); code != 200 {
@@ -107,9 +108,9 @@ func (c counted) Count() int      { return int(c) }
 // once.
 func TestRulesInstalledLayered(t *testing.T) {
 	m := New()
-	res := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+	res := policy.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
 		{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
-	}}, rules.IPv4, rules.Options{})
+	}}, rules.IPv4, policy.Options{})
 	m.ObserveSync(netfilter.SyncResult{Plans: []netfilter.FamilyPlan{
 		{Family: rules.IPv4, Rules: counted(9), Result: res},
 		{Family: rules.IPv6, Rules: counted(4)},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Backend holds dockmoat's rules in the kernel. Callers serialise calls
@@ -99,5 +100,5 @@ type Boot struct {
 	// then IPv6. dockerd restarts its restart-policy containers on them,
 	// and docker-proxy answers them over INPUT before dockmoat's first
 	// pass: the guard closes them there too.
-	Published [2][]rules.PortRun
+	Published [2][]policy.PortRun
 }

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // FormatPlan renders a plan for humans: the decision per published port,
@@ -112,7 +113,7 @@ func access(d rules.Decision) string {
 }
 
 // writeEgress lists the containers whose outbound connections are limited.
-func writeEgress(b *strings.Builder, res rules.Result) {
+func writeEgress(b *strings.Builder, res policy.Result) {
 	if len(res.Egress) == 0 {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // TestJSONPlan: the JSON plan carries each decision, its sources, the
@@ -16,7 +17,7 @@ func TestJSONPlan(t *testing.T) {
 		{Name: "db", Labels: map[string]string{"dockmoat.allow": "x"}, Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
 	}}
 	p := FamilyPlan{Family: rules.IPv4, Tool: "iptables-nft", Changed: []string{"DOCKMOAT"},
-		Result: rules.Build(config.Default(), snap, rules.IPv4, rules.Options{})}
+		Result: policy.Build(config.Default(), snap, rules.IPv4, policy.Options{})}
 	j := JSONPlan(p)
 	if j.InSync || len(j.Ports) != 2 || len(j.Problems) == 0 || len(j.Changes) == 0 {
 		t.Fatalf("%+v", j)

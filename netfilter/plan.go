@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // FamilyPlan is one family's policy and what a pass changes to install
@@ -24,7 +25,7 @@ type FamilyPlan struct {
 	// Note says, for people, why the family is managed only in part.
 	Note string
 	// Result is the family's policy: decisions, allows, problems.
-	Result rules.Result
+	Result policy.Result
 	// Rules is what the backend installs for it (nil when skipped).
 	Rules Rendered
 	// UFWMissing is set when config says ufw: on but the chain is absent.

@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -66,7 +67,7 @@ func TestSuggestKeepsExactlyWhatWasSeen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the suggestion does not parse: %v\n%s", err, b.String())
 	}
-	res := rules.Build(cfg, snap(), rules.IPv4, rules.Options{})
+	res := policy.Build(cfg, snap(), rules.IPv4, policy.Options{})
 	var db rules.Decision
 	for _, d := range res.Decisions() {
 		if d.Container == "db" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Flow is the part of a conntrack entry revocation looks at.
@@ -117,7 +118,7 @@ type openAccess map[accessKey][]config.Sources
 
 // accessOf reads the open bindings of a result from its decisions and
 // allows (one allow per address and source, in decision order).
-func accessOf(decisions []rules.Decision, allows []rules.Allow) openAccess {
+func accessOf(decisions []rules.Decision, allows []policy.Allow) openAccess {
 	out := make(openAccess, len(decisions))
 	j := 0
 	for _, d := range decisions {

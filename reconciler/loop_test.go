@@ -15,6 +15,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -44,7 +45,7 @@ func (f *fakeBackend) Plan(_ context.Context, cfg config.Config, snap rules.Snap
 	var plans []netfilter.FamilyPlan
 	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		plans = append(plans, netfilter.FamilyPlan{Family: fam, Tool: "fake",
-			Result: rules.Build(cfg, snap, fam, rules.Options{})})
+			Result: policy.Build(cfg, snap, fam, policy.Options{})})
 	}
 	return plans, nil
 }

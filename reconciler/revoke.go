@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Revocation runs beside the passes, not inside them. A pass that changed
@@ -33,7 +34,7 @@ import (
 // revJob is one pass's result for one family.
 type revJob struct {
 	fam     rules.Family
-	res     rules.Result
+	res     policy.Result
 	trusted []netip.Prefix
 	sweep   bool
 	bridges []string // the Docker networks' bridges at that pass
@@ -54,10 +55,10 @@ type revoker struct {
 
 // queueRevocation hands a result to the worker, starting it if needed.
 // Results are immutable once built, so the worker may read them later
-// (and makes their flat lists: rules.Result.Decisions).
+// (and makes their flat lists: policy.Result.Decisions).
 // changed says whether the pass changed anything installed; a result that
 // changed nothing is only queued as the first "before" of a family.
-func (r *Reconciler) queueRevocation(fam rules.Family, res rules.Result, changed, drifted bool) {
+func (r *Reconciler) queueRevocation(fam rules.Family, res policy.Result, changed, drifted bool) {
 	if r.ct == nil {
 		return
 	}

@@ -20,7 +20,7 @@ func BenchmarkDecidePerPortLabels(b *testing.B) {
 		}
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {
-				decide(config.Default(), c)
+				Decide(config.Default(), c)
 			}
 		})
 	}

@@ -158,21 +158,11 @@ func egressOf(cfg config.Config, c Container) (deny bool, allow []config.EgressD
 	return deny, allow, origin, problems
 }
 
-// addEgress puts a family's egress policies, their problems and the
-// resolvers Docker queries from the host into res (Build, Incremental).
-func addEgress(res *Result, cfg config.Config, snap Snapshot) {
-	eg, problems := egress(cfg, snap, res.Family)
-	res.Egress, res.Problems = eg, append(res.Problems, problems...)
-	if len(eg) > 0 {
-		res.DNSFromHost = DNSFromHost(cfg, snap)
-	}
-}
-
 // EgressPolicies are a family's deny containers' policies, without the
 // rest of the policy (the bridge table under the iptables backend needs
-// only them; Build's Result.Egress is the same list).
+// only them; policy.Build's Result.Egress is the same list).
 func EgressPolicies(cfg config.Config, snap Snapshot, fam Family) []Egress {
-	eg, _ := egress(cfg, TrustImageLabels(cfg, snap), fam)
+	eg, _ := DecideEgress(cfg, TrustImageLabels(cfg, snap), fam)
 	return eg
 }
 
@@ -185,8 +175,8 @@ func resolvers(cfg config.Config, snap Snapshot) []netip.Addr {
 	return snap.DNS
 }
 
-// egress lists the deny containers' policies of a family, by name.
-func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) {
+// DecideEgress lists the deny containers' policies of a family, by name.
+func DecideEgress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) {
 	var out []Egress
 	var problems []Problem
 	dns := resolvers(cfg, snap)
@@ -202,7 +192,7 @@ func egress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Problem) 
 				problems = append(problems, egressUnenforced(snap, c)...)
 			}
 		}
-		if !deny || c.Mesh || len(familyAddrs(*c, fam)) == 0 {
+		if !deny || c.Mesh || len(FamilyAddrs(*c, fam)) == 0 {
 			continue
 		}
 		e := Egress{Container: c.Name, Origin: strings.Join(origin, ", ")}

@@ -1,4 +1,4 @@
-package rules
+package rules_test
 
 import (
 	"net/netip"
@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
-func egressSnap(cs ...Container) Snapshot {
-	return Snapshot{Containers: cs, Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
+func egressSnap(cs ...rules.Container) rules.Snapshot {
+	return rules.Snapshot{Containers: cs, Bridges: []string{"docker0"}, NetworkBridges: map[string]string{"bridge": "docker0"},
 		DNS: []netip.Addr{addr("192.0.2.53"), addr("2001:db8::53"), addr("127.0.0.53")}}
 }
 
@@ -27,8 +29,8 @@ func TestEgressPolicy(t *testing.T) {
 	cfg.Egress.Rules = []config.EgressRule{{Container: "worker-*", Deny: true, Allow: []config.EgressDest{dest}}}
 	snap := egressSnap(deny, open, typo, badList, useless, byCfg, liftCfg)
 
-	v4 := Build(cfg, snap, IPv4, Options{})
-	got := map[string]Egress{}
+	v4 := policy.Build(cfg, snap, rules.IPv4, policy.Options{})
+	got := map[string]rules.Egress{}
 	for _, e := range v4.Egress {
 		got[e.Container] = e
 	}
@@ -44,11 +46,11 @@ func TestEgressPolicy(t *testing.T) {
 		}
 	}
 	e := got["deny"]
-	if len(e.From) != 1 || e.From[0] != (EgressFrom{Bridge: "docker0", Addr: addr("172.17.0.2")}) {
+	if len(e.From) != 1 || e.From[0] != (rules.EgressFrom{Bridge: "docker0", Addr: addr("172.17.0.2")}) {
 		t.Errorf("deny from: %+v", e.From)
 	}
 	if len(e.Allow) != 1 || e.Allow[0].String() != "203.0.113.10:443/tcp" {
-		t.Errorf("deny allow (IPv4 only): %v", e.Allow)
+		t.Errorf("deny allow (rules.IPv4 only): %v", e.Allow)
 	}
 	if len(e.DNS) != 1 || e.DNS[0] != addr("192.0.2.53") {
 		t.Errorf("dns: the family's non-loopback resolvers, got %v", e.DNS)
@@ -91,7 +93,7 @@ func TestEgressPolicy(t *testing.T) {
 		t.Errorf("egress labels reported as unknown:\n%s", all)
 	}
 
-	v6 := Build(cfg, snap, IPv6, Options{Sets: true, Inc: NewIncremental(IPv6)})
+	v6 := policy.Build(cfg, snap, rules.IPv6, policy.Options{Sets: true, Inc: policy.NewIncremental(rules.IPv6)})
 	for _, e := range v6.Egress {
 		if e.Container != "deny" {
 			continue
@@ -108,11 +110,11 @@ func TestEgressDNSOverride(t *testing.T) {
 	cfg := config.Default()
 	cfg.Egress.DNS = []netip.Addr{addr("198.51.100.53")}
 	snap := egressSnap(ctr("d", map[string]string{"dockmoat.egress": "deny"}, "172.17.0.2"))
-	res := Build(cfg, snap, IPv4, Options{})
+	res := policy.Build(cfg, snap, rules.IPv4, policy.Options{})
 	if len(res.Egress) != 1 || len(res.Egress[0].DNS) != 1 || res.Egress[0].DNS[0] != addr("198.51.100.53") {
 		t.Errorf("egress_dns replaces the host's resolvers: %+v", res.Egress)
 	}
-	if got := DNSFromHost(config.Default(), snap); len(got) != 1 || got[0] != addr("127.0.0.53") {
+	if got := rules.DNSFromHost(config.Default(), snap); len(got) != 1 || got[0] != addr("127.0.0.53") {
 		t.Errorf("DNSFromHost: %v", got)
 	}
 }
@@ -121,10 +123,10 @@ func TestEgressDNSOverride(t *testing.T) {
 // its veth; on a real host (Links known) a deny container whose veth was
 // not found is a problem that says what is then not refused.
 func TestEgressInterface(t *testing.T) {
-	db := Container{ID: "id-db", Name: "db", Labels: map[string]string{LabelEgress: "deny"},
-		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2"), HostIface: "veth1a2b3c"}}}
+	db := rules.Container{ID: "id-db", Name: "db", Labels: map[string]string{rules.LabelEgress: "deny"},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2"), HostIface: "veth1a2b3c"}}}
 	snap := egressSnap(db)
-	res := Build(config.Default(), snap, IPv4, Options{})
+	res := policy.Build(config.Default(), snap, rules.IPv4, policy.Options{})
 	if len(res.Egress) != 1 || len(res.Egress[0].From) != 1 || res.Egress[0].From[0].Iface != "veth1a2b3c" {
 		t.Fatalf("egress %+v", res.Egress)
 	}
@@ -132,13 +134,13 @@ func TestEgressInterface(t *testing.T) {
 		t.Errorf("problems %v", res.Problems)
 	}
 	snap.Links = []string{"eth0", "docker0"}
-	snap.Containers[0].Endpoints = []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}
+	snap.Containers[0].Endpoints = []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}
 	snap.Containers[0].Sandbox = "/run/docker/netns/0123"
-	res = Build(config.Default(), snap, IPv4, Options{})
+	res = policy.Build(config.Default(), snap, rules.IPv4, policy.Options{})
 	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0].String(), "another address is not refused") || res.Problems[0].Container != "db" {
 		t.Errorf("problems %v", res.Problems)
 	}
-	if r6 := Build(config.Default(), snap, IPv6, Options{}); len(r6.Problems) != 0 {
+	if r6 := policy.Build(config.Default(), snap, rules.IPv6, policy.Options{}); len(r6.Problems) != 0 {
 		t.Errorf("reported twice: %v", r6.Problems)
 	}
 }

@@ -1,4 +1,4 @@
-package rules
+package rules_test
 
 import (
 	"net/netip"
@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // FuzzLabels feeds arbitrary dockmoat labels ("key=value" lines) to Build.
@@ -35,10 +37,10 @@ func FuzzLabels(f *testing.F) {
 			labels[k] = v
 		}
 		ip := netip.MustParseAddr("172.17.0.2")
-		c := Container{ID: "x", Name: "fuzz", Labels: labels, Endpoints: []Endpoint{{Network: "bridge", IPv4: ip}},
-			Ports: []PortBinding{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostPort: 53, ContainerPort: 53, Proto: "udp"},
+		c := rules.Container{ID: "x", Name: "fuzz", Labels: labels, Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: ip}},
+			Ports: []rules.PortBinding{{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, {HostPort: 53, ContainerPort: 53, Proto: "udp"},
 				{HostPort: 9005, ContainerPort: 9005, Proto: "tcp"}, {HostPort: 443, ContainerPort: 8443, Proto: "tcp"}}}
-		res := Build(config.Default(), Snapshot{Containers: []Container{c}, Bridges: []string{"docker0"}}, IPv4, Options{})
+		res := policy.Build(config.Default(), rules.Snapshot{Containers: []rules.Container{c}, Bridges: []string{"docker0"}}, rules.IPv4, policy.Options{})
 		fatal := false
 		for _, p := range res.Problems {
 			fatal = fatal || p.Fatal
@@ -46,7 +48,7 @@ func FuzzLabels(f *testing.F) {
 		for _, a := range res.Allows() {
 			// The rendered comment is the prefix, a 16-digit hash, a space
 			// and this text; iptables takes 256 bytes.
-			if n := len(CommentPrefix) + 17 + len(a.Describe()); n > 256 {
+			if n := len(rules.CommentPrefix) + 17 + len(a.Describe()); n > 256 {
 				t.Fatalf("comment too long (%d): %q", n, a.Describe())
 			}
 			if a.Addr != ip {

@@ -16,7 +16,7 @@ import (
 // and the config file. The source (dockerwatch) moves a dockmoat label
 // whose key and value equal the image's out of Container.Labels into
 // Container.ImageLabels; config image_labels: trust puts them back
-// (TrustImageLabels, at the top of Build, so every caller gets it). A label the user sets at create with the very
+// (TrustImageLabels, at the top of policy.Build, so every caller gets it). A label the user sets at create with the very
 // value the image has cannot be told from the image's (Docker keeps no
 // origin): it is ignored too, and the message says how to open the port.
 

@@ -1,9 +1,7 @@
 package rules
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/dockmoat/dockmoat/config"
@@ -144,20 +142,4 @@ func ParseLimitDesc(s string) (port, container string, proxy, ok bool) {
 	}
 	port, proxy = strings.CutSuffix(port, " via docker-proxy")
 	return port, container, proxy, true
-}
-
-// appendLimits adds the limited decisions of ds.
-func appendLimits(out []Limit, ds []Decision) []Limit {
-	for _, d := range ds {
-		if d.Open && !d.Limit.IsZero() {
-			out = append(out, Limit{Container: d.Container, Binding: d.Binding, Rate: d.Limit})
-		}
-	}
-	return out
-}
-
-func sortLimits(ls []Limit) {
-	slices.SortFunc(ls, func(a, b Limit) int {
-		return cmp.Or(comparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
-	})
 }

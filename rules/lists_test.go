@@ -1,4 +1,4 @@
-package rules
+package rules_test
 
 import (
 	"net/netip"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Labels refer to the config's lists too; an unknown list keeps the
@@ -15,15 +17,15 @@ func TestLabelsWithLists(t *testing.T) {
 	cfg := config.Default()
 	office := []config.Source{netip.MustParsePrefix("198.51.100.0/24")}
 	cfg.Lists = map[string][]config.Source{"office": office}
-	ctr := func(name string, labels map[string]string) Container {
-		return Container{ID: name, Name: name, Labels: labels, Ports: []PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}},
-			Endpoints: []Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}
+	ctr := func(name string, labels map[string]string) rules.Container {
+		return rules.Container{ID: name, Name: name, Labels: labels, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}},
+			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: netip.MustParseAddr("172.17.0.2")}}}
 	}
-	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
-		ctr("web", map[string]string{LabelAllow: "80", LabelFrom: "list:office"}),
-		ctr("typo", map[string]string{labelPortPfx + "80": "list:ofice"}),
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("web", map[string]string{rules.LabelAllow: "80", rules.LabelFrom: "list:office"}),
+		ctr("typo", map[string]string{rules.LabelAllow + ".80": "list:ofice"}),
 	}}
-	res := Build(cfg, snap, IPv4, Options{})
+	res := policy.Build(cfg, snap, rules.IPv4, policy.Options{})
 	for _, d := range res.Decisions() {
 		switch d.Container {
 		case "web":
@@ -36,7 +38,7 @@ func TestLabelsWithLists(t *testing.T) {
 			}
 		}
 	}
-	if !slices.ContainsFunc(res.Problems, func(p Problem) bool { return p.Container == "typo" && strings.Contains(p.Msg, `no list "ofice"`) }) {
+	if !slices.ContainsFunc(res.Problems, func(p rules.Problem) bool { return p.Container == "typo" && strings.Contains(p.Msg, `no list "ofice"`) }) {
 		t.Errorf("problems: %+v", res.Problems)
 	}
 }

@@ -1,35 +1,30 @@
 // Package rules is dockmoat's pure core: configuration + container labels
 // (those set at create; an image's are obeyed only when the config says
-// so, image.go) + container snapshots in, one family's policy out (Result): which
-// published port is open to whom (decisions), the allows that follow
-// (container address, published port, source), the bindings docker-proxy
-// serves, which containers may open which outbound connections (egress.go),
-// and, with Options.Sets, the allows grouped as set elements. It
-// does no I/O and runs no commands, so every decision is made here and
-// table-tested. The backends render the policy: netfilter/ipt as
-// iptables chains and ipsets, netfilter/nft as table inet dockmoat.
+// so, image.go) + container snapshots in, decisions out: which published
+// port of a container is open to whom (Decide), at what rate (limit.go),
+// which containers may open which outbound connections (DecideEgress),
+// and what is wrong with the labels or the snapshot (Problem). It also
+// holds the snapshot's vocabulary (model.go) that the other packages
+// share. It does no I/O and runs no commands, so every decision is made
+// here and table-tested. Package rules/policy lays the decisions out as
+// one family's policy (allow sets, the docker-proxy path), which the
+// backends render: netfilter/ipt as iptables chains and ipsets,
+// netfilter/nft as table inet dockmoat.
 //
-// The policy is written so that a rendering can be exact. An allow
+// The decisions are written so that a rendering can be exact. An allow
 // names the published port as the client saw it (and the host address
 // when the port is bound to one) AND the container's current address and
 // container port, for connections Docker DNATed only: a rule therefore
 // never follows a stale address to another container, and routing
-// straight to a container's address opens nothing. Result.Bridges are the
-// Docker networks the rules name; DefaultBridges (docker0, br-*) cover the
-// ones not seen yet, so a network created while dockmoat is down is closed
-// too. Clients that Docker does not DNAT (an IPv6 client of an IPv4-only
-// container) are answered by docker-proxy on the host: Result.Proxied
-// lists those bindings with their decisions (proxy.go).
+// straight to a container's address opens nothing. DefaultBridges
+// (docker0, br-*) cover the Docker networks not seen yet, so a network
+// created while dockmoat is down is closed too. Clients that Docker does
+// not DNAT (an IPv6 client of an IPv4-only container) are answered by
+// docker-proxy on the host (proxy.go).
 //
-// With Options.Sets (the default where the kernel has sets) the allows
-// are set elements, and Ports the allowed published ports checked after
-// the lookup (sets.go says why both are needed). Incremental returns
-// Build's result while keeping its work between calls, for passes over
-// thousands of containers; Memo saves re-deciding unchanged containers.
-//
-// The names of labels, the ipset names of the allows' sets and the
-// comment prefix and mark both backends use are defined here; the
-// iptables chain names are netfilter/ipt/iptplan's (iptplan.ChainMain …).
+// The names of labels and the comment prefix and marks both backends use
+// are defined here; the iptables chain and ipset names are
+// netfilter/ipt/iptplan's (iptplan.ChainMain …).
 package rules
 
 import (

@@ -1,10 +1,12 @@
-package rules
+package rules_test
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // TestUnenforcedReported: a container on a macvlan network is reported as
@@ -12,14 +14,14 @@ import (
 // cannot be (macvlan, network_mode container:); a bridge container is
 // not reported.
 func TestUnenforcedReported(t *testing.T) {
-	deny := map[string]string{LabelEgress: "deny"}
+	deny := map[string]string{rules.LabelEgress: "deny"}
 	snap := egressSnap(
-		Container{ID: "id-cam", Name: "cam", Labels: deny, Endpoints: []Endpoint{{Network: "lan", IPv4: addr("192.168.1.50")}}},
-		Container{ID: "id-side", Name: "side", Labels: deny, SharesNetOf: "0123456789abcdef0123"},
-		Container{ID: "id-web", Name: "web", Endpoints: []Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2")}}},
+		rules.Container{ID: "id-cam", Name: "cam", Labels: deny, Endpoints: []rules.Endpoint{{Network: "lan", IPv4: addr("192.168.1.50")}}},
+		rules.Container{ID: "id-side", Name: "side", Labels: deny, SharesNetOf: "0123456789abcdef0123"},
+		rules.Container{ID: "id-web", Name: "web", Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2")}}},
 	)
 	snap.Direct = map[string]string{"lan": "macvlan"}
-	res := Build(config.Default(), snap, IPv4, Options{})
+	res := policy.Build(config.Default(), snap, rules.IPv4, policy.Options{})
 	var got []string
 	for _, p := range res.Problems {
 		got = append(got, p.String())

@@ -15,6 +15,7 @@ import (
 	"github.com/dockmoat/dockmoat/daemon"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // TestAuditQuiet: audit -q prints nothing when every port is as
@@ -62,10 +63,10 @@ func TestStatus(t *testing.T) {
 	defer release()
 	record := daemon.StatusWriter(dir, "test", logrus.New())
 	res := netfilter.SyncResult{Plans: []netfilter.FamilyPlan{{Family: rules.IPv4, Tool: "iptables-nft",
-		Result: rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		Result: policy.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
 			{Name: "web", Labels: map[string]string{"dockmoat.allow": "80"}, Ports: []rules.PortBinding{{HostPort: 80, ContainerPort: 80, Proto: "tcp"}}},
 			{Name: "db", Ports: []rules.PortBinding{{HostPort: 5432, ContainerPort: 5432, Proto: "tcp"}}},
-		}}, rules.IPv4, rules.Options{})}}}
+		}}, rules.IPv4, policy.Options{})}}}
 	record(res, nil, time.Millisecond)
 	if code, out := status(); code != 0 || !strings.Contains(out, "PROTECTING") || !strings.Contains(out, "ipv4 (iptables-nft): 1 published port(s) open by policy, 1 closed") {
 		t.Errorf("protecting: %d %s", code, out)

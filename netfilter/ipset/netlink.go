@@ -1,5 +1,5 @@
 // Package ipset speaks the kernel's ipset protocol over netlink for
-// dockmoat's sets (see rules/sets.go): create, list, add, delete, destroy.
+// dockmoat's sets (see rules/policy/sets.go): create, list, add, delete, destroy.
 // A set-element change costs tens of microseconds and needs no `ipset`
 // binary on the host or in the image. The iptables backend uses it
 // through its SetStore interface; audit reads the sets with it.

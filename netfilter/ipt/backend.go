@@ -32,6 +32,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Backend implements netfilter.Backend on the iptables binaries of one
@@ -48,9 +49,9 @@ type Backend struct {
 	hookIn map[rules.Family]string
 	sets   setRecord
 	// memo saves re-deciding unchanged containers from pass to pass; inc
-	// keeps the set grouping per family (see rules.Incremental).
-	memo *rules.Memo
-	inc  map[rules.Family]*rules.Incremental
+	// keeps the set grouping per family (see policy.Incremental).
+	memo *policy.Memo
+	inc  map[rules.Family]*policy.Incremental
 	// hooked is, per family, whether the last pass found it hooked (not
 	// skipped): its policy is then computed beside the listing.
 	hooked map[rules.Family]bool
@@ -71,9 +72,9 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 	}
 	return &Backend{families: fam, log: log, notifies: v4 == nil || !strings.HasSuffix(v4.Tool, "-legacy"),
 		hookIn: map[rules.Family]string{},
-		last:   map[rules.Family]iptplan.Ruleset{}, hooked: map[rules.Family]bool{}, memo: rules.NewMemo(),
+		last:   map[rules.Family]iptplan.Ruleset{}, hooked: map[rules.Family]bool{}, memo: policy.NewMemo(),
 		sets: setRecord{store: sets, synced: map[string]uint64{}},
-		inc:  map[rules.Family]*rules.Incremental{rules.IPv4: rules.NewIncremental(rules.IPv4), rules.IPv6: rules.NewIncremental(rules.IPv6)}}
+		inc:  map[rules.Family]*policy.Incremental{rules.IPv4: policy.NewIncremental(rules.IPv4), rules.IPv6: policy.NewIncremental(rules.IPv6)}}
 }
 
 // Notifies implements netfilter.Backend: iptables-nft rules live in
@@ -121,23 +122,23 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 // The listing stays on this goroutine: a child process inherits the
 // network namespace of the thread that starts it.
 func (b *Backend) planFamily(ctx context.Context, cfg config.Config, snap rules.Snapshot, fam rules.Family, useSets bool) (netfilter.FamilyPlan, error) {
-	opt := rules.Options{Sets: useSets, Memo: b.memo, Inc: b.inc[fam]}
-	var early chan rules.Result
+	opt := policy.Options{Sets: useSets, Memo: b.memo, Inc: b.inc[fam]}
+	var early chan policy.Result
 	if b.hooked[fam] {
-		early = make(chan rules.Result, 1)
-		go func() { early <- rules.Build(cfg, snap, fam, opt) }()
+		early = make(chan policy.Result, 1)
+		go func() { early <- policy.Build(cfg, snap, fam, opt) }()
 	}
 	obs, err := b.observe(ctx, fam)
-	var res rules.Result
+	var res policy.Result
 	if early != nil {
 		res = <-early // joined before anything else uses b.inc
 	}
 	if err != nil {
 		return netfilter.FamilyPlan{}, err
 	}
-	p, hooked := iptplan.PlanWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], b.bans(cfg), func() rules.Result {
+	p, hooked := iptplan.PlanWith(cfg, snap, fam, b.families[fam].Tool, obs, b.hooked[fam], b.bans(cfg), func() policy.Result {
 		if early == nil {
-			res = rules.Build(cfg, snap, fam, opt)
+			res = policy.Build(cfg, snap, fam, opt)
 		}
 		return res
 	})

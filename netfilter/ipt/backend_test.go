@@ -12,6 +12,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptfake"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -316,7 +317,7 @@ func TestGuardThenRun(t *testing.T) {
 func TestGuardClosesLastPortsOnInput(t *testing.T) {
 	v4 := iptfake.New()
 	r := bareRig(v4)
-	boot := netfilter.Boot{Published: [2][]rules.PortRun{{{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}}}
+	boot := netfilter.Boot{Published: [2][]policy.PortRun{{{PortRange: policy.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}}}
 	if _, err := r.b.Guard(context.Background(), config.Default(), boot); err != nil {
 		t.Fatal(err)
 	}

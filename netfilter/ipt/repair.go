@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // observedPlan describes the installed hooks of a family against where
@@ -81,7 +82,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs i
 		// The chains look the sets up: make sure they exist and hold
 		// the last installed elements before putting the chains back.
 		b.sets.readAt = time.Time{}
-		sp := netfilter.FamilyPlan{Family: p.Family, Result: rules.Result{Family: p.Family, Sets: rs.Sets}, Detail: &iptplan.Detail{}}
+		sp := netfilter.FamilyPlan{Family: p.Family, Result: policy.Result{Family: p.Family, Sets: rs.Sets}, Detail: &iptplan.Detail{}}
 		if err := b.diffSets(sp); err != nil {
 			return err
 		}
@@ -105,7 +106,7 @@ func (b *Backend) repairFamily(ctx context.Context, p netfilter.FamilyPlan, rs i
 
 // destroySets removes a family's sets (no rule may still use them).
 func (b *Backend) destroySets(fam rules.Family) error {
-	for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+	for _, kind := range []string{policy.SetOpen, policy.SetFrom} {
 		if err := b.sets.store.Destroy(iptplan.SetName(kind, fam)); err != nil {
 			return fmt.Errorf("%s: %w", fam, err)
 		}

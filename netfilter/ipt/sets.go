@@ -11,6 +11,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -63,8 +64,8 @@ func (b *Backend) ensureBan(fam rules.Family, batch string) error {
 
 // setRecord is the backend's view of its ipsets: state is what the sets
 // held when last read or written, readAt when they were last read in full,
-// synced per set the generation of the rules.Incremental result the set is
-// known to hold (see rules.SetDelta).
+// synced per set the generation of the policy.Incremental result the set is
+// known to hold (see policy.SetDelta).
 type setRecord struct {
 	store  SetStore
 	state  map[string]map[setelem.Elem]struct{}
@@ -128,7 +129,7 @@ func (b *Backend) readSets() error {
 		if b.families[fam] == nil {
 			continue
 		}
-		for _, kind := range []string{rules.SetOpen, rules.SetFrom} {
+		for _, kind := range []string{policy.SetOpen, policy.SetFrom} {
 			name := iptplan.SetName(kind, fam)
 			elems, exists, err := b.sets.store.List(name)
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 	"github.com/dockmoat/dockmoat/setelem"
 )
@@ -143,7 +144,7 @@ func TestSetsSwitchedOffByConfig(t *testing.T) {
 // TestSetsFollowDesiredOverRandomChanges drives the reconciler through
 // random container changes (and, now and then, someone editing a set or
 // a failed write) and checks after every successful pass that the sets
-// hold exactly what a fresh rules.Build wants: the record, the deltas and
+// hold exactly what a fresh policy.Build wants: the record, the deltas and
 // the periodic full read must never leave a stale element (an open port).
 func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 	for seed := range uint64(10) {
@@ -189,7 +190,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 				fs.FailAdd = nil
 				continue
 			}
-			want := rules.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, rules.Options{Sets: true})
+			want := policy.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, policy.Options{Sets: true})
 			for _, set := range want.Sets {
 				wantElems := map[setelem.Elem]bool{}
 				for _, e := range set.Elems {

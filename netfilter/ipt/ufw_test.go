@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -46,7 +47,7 @@ COMMIT
 		rulestest.Ctr("web", nil, "172.17.0.2", rulestest.PB(443, 8443, "tcp"), rulestest.PB(8080, 80, "tcp"), rulestest.PB(5432, 5432, "tcp")),
 	}}
 	open := map[uint16]rules.Decision{}
-	for _, d := range rules.Build(cfg, snap, rules.IPv4, rules.Options{}).Decisions() {
+	for _, d := range policy.Build(cfg, snap, rules.IPv4, policy.Options{}).Decisions() {
 		open[d.Binding.HostPort] = d
 	}
 	if d := open[443]; !d.Open || !d.Sources.Any || !strings.Contains(d.Reason, "ufw rule") {
@@ -68,7 +69,7 @@ func TestUFWIPv6Chains(t *testing.T) {
 	if len(allows) != 1 || len(skipped) != 0 || allows[0].From.Prefixes[0] != netip.MustParsePrefix("2001:db8::/32") {
 		t.Errorf("ufw6-user-input: %+v %q", allows, skipped)
 	}
-	res := rules.Build(config.Default(), rulestest.ProxySnap(), rules.IPv6, rules.Options{})
+	res := policy.Build(config.Default(), rulestest.ProxySnap(), rules.IPv6, policy.Options{})
 	rs := iptplan.Render(config.Default(), res, iptplan.RenderOptions{UFWForward: true})
 	ing, _ := rs.Chain(iptplan.ChainIngress)
 	var lines []string

@@ -10,6 +10,7 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -122,7 +123,7 @@ func (b *Backend) planBridge(ctx context.Context, cfg config.Config, snap rules.
 	if len(changed) > 0 {
 		d.Batch = rs.ReplaceScript()
 	}
-	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: rules.Result{Family: rules.IPv4},
+	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: policy.Result{Family: rules.IPv4},
 		Rules: rs, Changed: changed, Layer: true, Detail: d,
 		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(egress)))}
 	return []netfilter.FamilyPlan{p}, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Rate limits (rules/limit.go), as on the iptables path (netfilter/ipt's
@@ -34,7 +35,7 @@ type Meter struct {
 
 // limitRules adds both families' limits to ch: forward for ingress, else
 // the docker-proxy form for input.
-func limitRules(ch *Chain, rs *Ruleset, res [2]rules.Result, forward bool) {
+func limitRules(ch *Chain, rs *Ruleset, res [2]policy.Result, forward bool) {
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, l := range res[i].Limits {
 			b := l.Binding

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // TableName is dockmoat's own table for Docker's nftables firewall backend
@@ -201,7 +202,7 @@ func (rs Ruleset) banScript() string {
 
 // banChains refuse the ban sets' sources first: a new DNATed connection
 // on forward, a new connection to a published binding on input.
-func banChains(res [2]rules.Result) []Chain {
+func banChains(res [2]policy.Result) []Chain {
 	fwd := Chain{Name: chainMain, Base: "type filter hook forward priority " + BanPriority + "; policy accept;"}
 	in := Chain{Name: "input", Base: "type filter hook input priority " + BanPriority + "; policy accept;"}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -297,51 +298,51 @@ func nftAddr(fam rules.Family) string {
 	return "ip"
 }
 
-// Render renders the same policy as rules.Build for the nftables backend, both
-// families in one inet table. The decisions and problems are rules.Build's.
+// Render renders the same policy as policy.Build for the nftables backend, both
+// families in one inet table. The decisions and problems are policy.Build's.
 // Unless the config says `ipset: off`, allows are nft set lookups as on the
 // iptables path (see sets.go): a set keyed on container address, protocol
 // and container port (and source prefix), then a check of the published
 // port, which nft cannot put in a set key here (`ct original proto-dst`
 // has no fixed type in a concatenation).
-func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]rules.Result) {
+func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]policy.Result) {
 	return RenderWith(cfg, snap, false)
 }
 
 // RenderWith is Render; proxyAll reports every published binding as
 // served by docker-proxy (NewLayer says why). The input chain closes
-// every binding either way (rules/proxy.go).
-func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset, [2]rules.Result) {
+// every binding either way (rules/policy/proxy.go).
+func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset, [2]policy.Result) {
 	return render(cfg, snap, proxyAll, nil)
 }
 
 // policyCache keeps the policy's computation between a backend's passes,
 // as the iptables backend does: the memo saves re-deciding unchanged
-// containers, and one rules.Incremental per family keeps the set
+// containers, and one policy.Incremental per family keeps the set
 // grouping. It changes no result, only the time a pass over 10,000
 // containers takes when one changed. Not safe for concurrent use; the
 // loop serialises Plan.
 type policyCache struct {
-	memo *rules.Memo
-	inc  [2]*rules.Incremental
+	memo *policy.Memo
+	inc  [2]*policy.Incremental
 }
 
 func newPolicyCache() *policyCache {
-	return &policyCache{memo: rules.NewMemo(), inc: [2]*rules.Incremental{rules.NewIncremental(rules.IPv4), rules.NewIncremental(rules.IPv6)}}
+	return &policyCache{memo: policy.NewMemo(), inc: [2]*policy.Incremental{policy.NewIncremental(rules.IPv4), policy.NewIncremental(rules.IPv6)}}
 }
 
-// build is rules.Build for the i-th family, through the cache if there is one.
-func (c *policyCache) build(cfg config.Config, snap rules.Snapshot, i int, opt rules.Options) rules.Result {
+// build is policy.Build for the i-th family, through the cache if there is one.
+func (c *policyCache) build(cfg config.Config, snap rules.Snapshot, i int, opt policy.Options) policy.Result {
 	fam := []rules.Family{rules.IPv4, rules.IPv6}[i]
 	if c != nil {
 		opt.Memo, opt.Inc = c.memo, c.inc[i]
 	}
-	return rules.Build(cfg, snap, fam, opt)
+	return policy.Build(cfg, snap, fam, opt)
 }
 
-func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policyCache) (Ruleset, [2]rules.Result) {
-	opt := rules.Options{Sets: !cfg.NoIPSet, ProxyAll: proxyAll}
-	res := [2]rules.Result{cache.build(cfg, snap, 0, opt), cache.build(cfg, snap, 1, opt)}
+func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policyCache) (Ruleset, [2]policy.Result) {
+	opt := policy.Options{Sets: !cfg.NoIPSet, ProxyAll: proxyAll}
+	res := [2]policy.Result{cache.build(cfg, snap, 0, opt), cache.build(cfg, snap, 1, opt)}
 	bridges := rules.ValidBridges(snap)
 
 	main := forwardChain(cfg, res, bridges)
@@ -399,7 +400,7 @@ func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policy
 // deny containers, traffic leaving a Docker network (passed), entering
 // one (to ingress), networks not seen yet, and published ports into a
 // new interface.
-func forwardChain(cfg config.Config, res [2]rules.Result, bridges []string) Chain {
+func forwardChain(cfg config.Config, res [2]policy.Result, bridges []string) Chain {
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	bypass(&main, cfg)
 	main.add("replies and related traffic", "ct state established,related accept")
@@ -433,7 +434,7 @@ func forwardChain(cfg config.Config, res [2]rules.Result, bridges []string) Chai
 // checkTable is the second table of the fail-closed pair: new connections
 // the policy decides (DNATed, to a proxied binding, a deny container's)
 // without dockmoat's mark are dropped or refused; the mark is cleared.
-func checkTable(res [2]rules.Result, input bool) []Chain {
+func checkTable(res [2]policy.Result, input bool) []Chain {
 	fwd := Chain{Name: chainMain, Base: "type filter hook forward priority " + CheckPriority + "; policy accept;"}
 	fwd.add("not let through by dockmoat, its table flushed or deleted: drop", "ct state new ct status dnat "+unmarked+" drop")
 	checkEgress(&fwd, res, true)
@@ -455,7 +456,7 @@ func checkTable(res [2]rules.Result, input bool) []Chain {
 
 // checkEgress refuses a deny container's new connection without the mark:
 // leaving its network (forward), or to the host.
-func checkEgress(ch *Chain, res [2]rules.Result, forward bool) {
+func checkEgress(ch *Chain, res [2]policy.Result, forward bool) {
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, e := range res[i].Egress {
 			for _, f := range e.From {
@@ -471,7 +472,7 @@ func checkEgress(ch *Chain, res [2]rules.Result, forward bool) {
 
 // egressJumps sends deny containers' new connections to the egress chain:
 // in forward those leaving their network, in input all of them.
-func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
+func egressJumps(ch *Chain, res [2]policy.Result, forward bool) {
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, e := range res[i].Egress {
 			for _, f := range e.From {
@@ -490,7 +491,7 @@ func egressJumps(ch *Chain, res [2]rules.Result, forward bool) {
 // egressChain renders the deny containers' resolvers and allowed
 // destinations (accept ends only dockmoat's base chain: Docker's rules
 // still decide) and the reject of the rest (ipt's egressChain).
-func egressChain(cfg config.Config, res [2]rules.Result) (Chain, bool) {
+func egressChain(cfg config.Config, res [2]policy.Result) (Chain, bool) {
 	ch := Chain{Name: chainEgress}
 	if len(res[1].Egress) > 0 {
 		for _, t := range rules.NeighbourDiscovery {
@@ -542,11 +543,11 @@ func bypass(ch *Chain, cfg config.Config) {
 	}
 }
 
-// nftInput renders the proxy path (rules/proxy.go) as a base chain on the
+// nftInput renders the proxy path (rules/policy/proxy.go) as a base chain on the
 // input hook, for both families and every published binding; ok is false
 // when there is none. As in forward, accept only ends this chain; the
 // drops are final.
-func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, bool) {
+func nftInput(cfg config.Config, bridges []string, res [2]policy.Result) (Chain, bool) {
 	if res[0].Input.Empty() && res[1].Input.Empty() && len(res[0].Egress)+len(res[1].Egress) == 0 {
 		return Chain{}, false
 	}
@@ -594,11 +595,11 @@ func nftInput(cfg config.Config, bridges []string, res [2]rules.Result) (Chain, 
 
 // nftProxyMatch matches a binding's new connections in one family.
 func nftProxyMatch(b rules.PortBinding, fam rules.Family) string {
-	return nftRunMatch(rules.PortRun{HostIP: b.HostIP, PortRange: rules.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
+	return nftRunMatch(policy.PortRun{HostIP: b.HostIP, PortRange: policy.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
 }
 
 // nftRunMatch matches new connections to a run of published ports.
-func nftRunMatch(r rules.PortRun, fam rules.Family) string {
+func nftRunMatch(r policy.PortRun, fam rules.Family) string {
 	m := "meta nfproto " + nftName(fam) + " "
 	if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
 		m += nftAddr(fam) + " daddr " + r.HostIP.Unmap().String() + " "
@@ -623,7 +624,7 @@ func nftName(f rules.Family) string {
 // an interval concatenation in a pipapo set, whose lookup grows with its
 // elements (a 10,000-address list cut new connections to 0.26× of no
 // rules; BENCHMARKS.md), while a hash lookup does not.
-func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
+func nftSets(res policy.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 	suffix := "4"
 	addrType := "ipv4_addr"
 	if fam == rules.IPv6 {
@@ -636,7 +637,7 @@ func nftSets(res rules.Result, fam rules.Family) ([]Set, [][2]string, Chain) {
 		for _, e := range set.Sorted() {
 			text := fmt.Sprintf("%s . %s . %d", e.Addr, e.Proto, e.Port)
 			switch {
-			case set.Kind != rules.SetFrom:
+			case set.Kind != policy.SetFrom:
 				open.Elems = append(open.Elems, text)
 			case e.Src.IsSingleIP():
 				fromAddr.Elems = append(fromAddr.Elems, text+" . "+e.Src.Addr().String())
@@ -671,7 +672,7 @@ func nftPrefix(p netip.Prefix) string {
 	return p.String()
 }
 
-func nftAllow(a rules.Allow, fam rules.Family) string {
+func nftAllow(a policy.Allow, fam rules.Family) string {
 	b := a.Binding
 	var parts []string
 	if a.Source != "" {
@@ -690,7 +691,7 @@ func nftAllow(a rules.Allow, fam rules.Family) string {
 // br-* bridge, is dropped (trusted sources excepted) until `dockmoat run`,
 // and so is one to the published ports of the last pass (published, IPv4
 // then IPv6) on the docker-proxy path (guardInput).
-func GuardTable(cfg config.Config, foreign []string, published [2][]rules.PortRun) Ruleset {
+func GuardTable(cfg config.Config, foreign []string, published [2][]policy.PortRun) Ruleset {
 	not := notForeign(foreign)
 	main := Chain{Name: chainMain, Base: "type filter hook forward priority " + Priority + "; policy accept;"}
 	main.add("replies and related traffic", "ct state established,related accept")
@@ -711,7 +712,7 @@ func GuardTable(cfg config.Config, foreign []string, published [2][]rules.PortRu
 }
 
 // guardInput is the guard's input chain: the ipt backend's GuardInput.
-func guardInput(cfg config.Config, foreign []string, published [2][]rules.PortRun) Chain {
+func guardInput(cfg config.Config, foreign []string, published [2][]policy.PortRun) Chain {
 	in := Chain{Name: "input", Base: "type filter hook input priority " + Priority + "; policy accept;"}
 	in.add("replies and related traffic", "ct state established,related accept")
 	in.add("from the host itself", `iifname "lo" accept`)

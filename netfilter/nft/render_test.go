@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -182,7 +183,7 @@ func TestDisabledBypass(t *testing.T) {
 			t.Errorf("%s: the rest changed", name)
 		}
 	}
-	if strings.Contains(GuardTable(config.Config{Disabled: true}, nil, [2][]rules.PortRun{}).Text(), "disable") {
+	if strings.Contains(GuardTable(config.Config{Disabled: true}, nil, [2][]policy.PortRun{}).Text(), "disable") {
 		t.Error("the boot guard never bypasses")
 	}
 }
@@ -279,7 +280,7 @@ func TestForeignBridge(t *testing.T) {
 	if n := strings.Count(text, "not seen yet"); n != 2 {
 		t.Errorf("the input chain has no catch-all for unseen networks:\n%s", text)
 	}
-	g := GuardTable(config.Default(), []string{"br-lan"}, [2][]rules.PortRun{}).Text()
+	g := GuardTable(config.Default(), []string{"br-lan"}, [2][]policy.PortRun{}).Text()
 	for _, want := range []string{`oifname { "br-lan" } accept`, `iifname != { "br-lan" } iifname { "docker0", "br-*" } accept`} {
 		if !strings.Contains(g, want) {
 			t.Errorf("guard: want %s in\n%s", want, g)
@@ -290,7 +291,7 @@ func TestForeignBridge(t *testing.T) {
 // The guard table closes the last pass's published ports on the input
 // hook, per family, and has no input chain without them.
 func TestGuardTableInput(t *testing.T) {
-	pub := [2][]rules.PortRun{{{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}, {{PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}
+	pub := [2][]policy.PortRun{{{PortRange: policy.PortRange{Proto: "tcp", Lo: 8080, Hi: 8081}}}, {{PortRange: policy.PortRange{Proto: "udp", Lo: 53, Hi: 53}}}}
 	g := GuardTable(config.Default(), nil, pub).Text()
 	for _, want := range []string{
 		"\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
@@ -302,7 +303,7 @@ func TestGuardTableInput(t *testing.T) {
 			t.Errorf("guard: want %s in\n%s", want, g)
 		}
 	}
-	if g := GuardTable(config.Default(), nil, [2][]rules.PortRun{}).Text(); strings.Contains(g, "chain input") {
+	if g := GuardTable(config.Default(), nil, [2][]policy.PortRun{}).Text(); strings.Contains(g, "chain input") {
 		t.Errorf("no published port, no input chain:\n%s", g)
 	}
 }

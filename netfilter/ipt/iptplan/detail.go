@@ -36,7 +36,7 @@ type Observed struct {
 	// Docker recreates its chains, the first may hold without the second).
 	DockerUserLive bool
 	// InputHook lists the positions of the jump to DOCKMOAT-INPUT in
-	// INPUT (the docker-proxy path, rules/proxy.go), InputCheck those of
+	// INPUT (the docker-proxy path, rules/policy/proxy.go), InputCheck those of
 	// the jump to its check (second after it).
 	InputHook, InputCheck []int
 }

@@ -3,6 +3,7 @@ package iptplan
 import (
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // Chain names and the comments of dockmoat's jumps (iptables allows 28
@@ -27,7 +28,7 @@ const (
 	CheckComment = "dockmoat:check"
 	// ChainPorts and ChainDeny are the set layout's: the published-port
 	// check, and the common tail (ufw route rules, log, drop) that both
-	// it and INGRESS end in (rules/sets.go).
+	// it and INGRESS end in (rules/policy/sets.go).
 	ChainPorts = "DOCKMOAT-PORTS"
 	ChainDeny  = "DOCKMOAT-DENY"
 	// ChainEgress holds every deny container's allowed destinations and
@@ -77,13 +78,13 @@ func SetName(kind string, fam rules.Family) string {
 
 // SetType is the ipset type of an allow set's kind.
 func SetType(kind string) string {
-	if kind == rules.SetFrom {
+	if kind == policy.SetFrom {
 		return ipset.TypeIPPortNet
 	}
 	return ipset.TypeIPPort
 }
 
-// The docker-proxy path (rules/proxy.go): DOCKMOAT-INPUT, reached by a
+// The docker-proxy path (rules/policy/proxy.go): DOCKMOAT-INPUT, reached by a
 // jump at the top of INPUT.
 const (
 	ChainInput       = "DOCKMOAT-INPUT"
@@ -109,4 +110,4 @@ func IsOwnedChain(name string) bool {
 }
 
 // setName is the ipset name of a set of the policy.
-func setName(s rules.Set) string { return SetName(s.Kind, s.Family) }
+func setName(s policy.Set) string { return SetName(s.Kind, s.Family) }

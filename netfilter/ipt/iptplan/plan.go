@@ -15,14 +15,15 @@ import (
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
 // PlanFamily is the pure part of a pass: observed state + inputs → diff.
 // Audit uses it too, to tell whether the installed protection is intact.
-// opt is passed to rules.Build; whether to hand over to UFW is decided here.
+// opt is passed to policy.Build; whether to hand over to UFW is decided here.
 // bans says whether the family's chains refuse its ban set first.
-func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt rules.Options, bans bool) netfilter.FamilyPlan {
-	p, _ := PlanWith(cfg, snap, fam, tool, obs, false, bans, func() rules.Result { return rules.Build(cfg, snap, fam, opt) })
+func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, opt policy.Options, bans bool) netfilter.FamilyPlan {
+	p, _ := PlanWith(cfg, snap, fam, tool, obs, false, bans, func() policy.Result { return policy.Build(cfg, snap, fam, opt) })
 	return p
 }
 
@@ -30,7 +31,7 @@ func PlanFamily(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool s
 // planned input-only; a hooked one gets the policy (asked of policy only
 // then) rendered and diffed. hooked says which; wasHooked, whether the
 // last pass hooked the family (see planHead).
-func PlanWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked, bans bool, policy func() rules.Result) (p netfilter.FamilyPlan, hooked bool) {
+func PlanWith(cfg config.Config, snap rules.Snapshot, fam rules.Family, tool string, obs Observed, wasHooked, bans bool, policy func() policy.Result) (p netfilter.FamilyPlan, hooked bool) {
 	p, hooked = planHead(cfg, fam, tool, obs, wasHooked)
 	if !hooked {
 		planInputOnly(&p, cfg, snap, bans)
@@ -92,7 +93,7 @@ func planHead(cfg config.Config, fam rules.Family, tool string, obs Observed, wa
 // the forward path cannot be hooked.
 func planInputOnly(p *netfilter.FamilyPlan, cfg config.Config, snap rules.Snapshot, bans bool) {
 	d := DetailOf(*p)
-	res := rules.Build(cfg, snap, p.Family, rules.Options{ProxyAll: d.ProxyAll})
+	res := policy.Build(cfg, snap, p.Family, policy.Options{ProxyAll: d.ProxyAll})
 	_, had := d.Observed.Owned[ChainInput]
 	if len(res.Proxied) == 0 && !had && len(d.Observed.InputHook) == 0 {
 		return

@@ -12,9 +12,10 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter"
 	"github.com/dockmoat/dockmoat/netfilter/iptsave"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 )
 
-// The iptables rendering of rules.Result. Traffic Docker forwards to
+// The iptables rendering of policy.Result. Traffic Docker forwards to
 // containers passes FORWARD → DOCKER-USER before Docker's own ACCEPT
 // rules; dockmoat's hook at the top of DOCKER-USER jumps to:
 //
@@ -28,8 +29,8 @@ import (
 //
 // With sets, INGRESS looks allows up in the ipsets and goes on to
 // DOCKMOAT-PORTS (the published-port check), and the tail is a chain of
-// its own, DOCKMOAT-DENY (see rules/sets.go for why). DOCKMOAT-INPUT is
-// the docker-proxy path (rules/proxy.go), reached from the top of INPUT.
+// its own, DOCKMOAT-DENY (see rules/policy/sets.go for why). DOCKMOAT-INPUT is
+// the docker-proxy path (rules/policy/proxy.go), reached from the top of INPUT.
 //
 // Fail-closed layout: whatever the chains let through, they let through
 // by a goto to DOCKMOAT-PASS, which sets rules.PassMark and returns to
@@ -91,7 +92,7 @@ func (c *OwnedChain) add(text string, spec ...string) {
 type Ruleset struct {
 	Family rules.Family
 	Chains []OwnedChain
-	Sets   []rules.Set
+	Sets   []policy.Set
 }
 
 // Chain returns the named chain, if present.
@@ -139,7 +140,7 @@ type RenderOptions struct {
 
 // Render turns one family's policy into dockmoat's chains (and its sets,
 // when the policy grouped allows in sets).
-func Render(cfg config.Config, res rules.Result, opt RenderOptions) Ruleset {
+func Render(cfg config.Config, res policy.Result, opt RenderOptions) Ruleset {
 	fam := res.Family
 	rs := Ruleset{Family: fam}
 	if opt.InputOnly {
@@ -236,7 +237,7 @@ func markHex(m uint32) string { return fmt.Sprintf("%#x", m) }
 // inputCheckChain is checkChain for the docker-proxy path: a new
 // connection to a published binding that DOCKMOAT-INPUT did not mark is
 // dropped (the other ports of the host are never matched).
-func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family) OwnedChain {
+func inputCheckChain(in policy.InputPath, egress []rules.Egress, fam rules.Family) OwnedChain {
 	m := markHex(rules.PassMark)
 	ch := OwnedChain{Name: ChainInputCheck}
 	for _, r := range in.All {
@@ -249,7 +250,7 @@ func inputCheckChain(in rules.InputPath, egress []rules.Egress, fam rules.Family
 
 // head starts the chains: DOCKMOAT for the bridges and INGRESS with the
 // trusted sources.
-func head(cfg config.Config, res rules.Result, fam rules.Family, bans bool) (OwnedChain, OwnedChain) {
+func head(cfg config.Config, res policy.Result, fam rules.Family, bans bool) (OwnedChain, OwnedChain) {
 	bridges, egress := res.Bridges, res.Egress
 	main := OwnedChain{Name: ChainMain}
 	bypass(&main, cfg)
@@ -304,7 +305,7 @@ func bypass(ch *OwnedChain, cfg config.Config) {
 // name patterns are matched (rules.DefaultBridges), so the user's bridges
 // (virbr0, br0) and their own port forwards are not touched; the host's
 // own br-* bridges (rules.ForeignBridges) are exempted by name first.
-func unseenNetworks(main *OwnedChain, known []string, res rules.Result) {
+func unseenNetworks(main *OwnedChain, known []string, res policy.Result) {
 	unseen := rules.UnseenBridges(known)
 	foreignBridges(main, unseen, res.Foreign, ChainPass)
 	unseenInterfaces(main, res)
@@ -322,7 +323,7 @@ func unseenNetworks(main *OwnedChain, known []string, res rules.Result) {
 // name of its own, created while dockmoat was stopped, stays closed. They
 // come before the br-+ catch-all for leaving, which a host's own br-lan
 // would otherwise match on its way into such a network.
-func unseenInterfaces(main *OwnedChain, res rules.Result) {
+func unseenInterfaces(main *OwnedChain, res policy.Result) {
 	if !res.HostOutKnown {
 		return
 	}
@@ -353,7 +354,7 @@ func foreignBridges(ch *OwnedChain, dst, foreign []string, pass string) {
 
 // addAllow renders one allow: the container's address and port, only
 // connections Docker DNATed, and the published port the client used.
-func addAllow(ch *OwnedChain, a rules.Allow, fam rules.Family) {
+func addAllow(ch *OwnedChain, a policy.Allow, fam rules.Family) {
 	b := a.Binding
 	var spec []string
 	if a.Source != "" {
@@ -379,7 +380,7 @@ func bits(fam rules.Family) string {
 
 // portsChain is the published-port check of the set layout: consecutive
 // ports as one range.
-func portsChain(ranges []rules.PortRange) OwnedChain {
+func portsChain(ranges []policy.PortRange) OwnedChain {
 	ch := OwnedChain{Name: ChainPorts}
 	for _, r := range ranges {
 		ch.add(rules.Desc("allowed published ports "+r.String()+"/"+r.Proto), "-p", r.Proto, "-m", "conntrack", "--ctorigdstport", r.String(), "-g", ChainPass)
@@ -392,7 +393,7 @@ func portsChain(ranges []rules.PortRange) OwnedChain {
 // family's sets and go on to the published-port check. Goto, so that a
 // RETURN there ends INGRESS too (the connection is allowed).
 func setRules(ing *OwnedChain, fam rules.Family) {
-	open, from := SetName(rules.SetOpen, fam), SetName(rules.SetFrom, fam)
+	open, from := SetName(policy.SetOpen, fam), SetName(policy.SetFrom, fam)
 	ing.add(rules.Desc("allowed ports: set "+open), "-m", "set", "--match-set", open, "dst,dst",
 		"-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPorts)
 	ing.add(rules.Desc("allowed ports by source: set "+from), "-m", "set", "--match-set", from, "dst,dst,src",
@@ -400,9 +401,9 @@ func setRules(ing *OwnedChain, fam rules.Family) {
 }
 
 // inputChain renders DOCKMOAT-INPUT for every published binding (the
-// docker-proxy path, rules/proxy.go); ok is false when there are none
+// docker-proxy path, rules/policy/proxy.go); ok is false when there are none
 // (no chain, no hook).
-func inputChain(cfg config.Config, res rules.Result, fam rules.Family, bans bool) (OwnedChain, bool) {
+func inputChain(cfg config.Config, res policy.Result, fam rules.Family, bans bool) (OwnedChain, bool) {
 	bridges, in, egress := res.Bridges, res.Input, res.Egress
 	if in.Empty() && len(egress) == 0 {
 		return OwnedChain{}, false
@@ -531,11 +532,11 @@ func destSpecs(d config.EgressDest) [][]string {
 // proxySpec matches new connections to a binding as docker-proxy gets
 // them: the host address (when bound to one) and the published port.
 func proxySpec(b rules.PortBinding, fam rules.Family) []string {
-	return runSpec(rules.PortRun{HostIP: b.HostIP, PortRange: rules.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
+	return runSpec(policy.PortRun{HostIP: b.HostIP, PortRange: policy.PortRange{Proto: b.Proto, Lo: b.HostPort, Hi: b.HostPort}}, fam)
 }
 
 // runSpec matches new connections to a run of published ports.
-func runSpec(r rules.PortRun, fam rules.Family) []string {
+func runSpec(r policy.PortRun, fam rules.Family) []string {
 	var spec []string
 	if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
 		spec = append(spec, "-d", r.HostIP.Unmap().String()+bits(fam))
@@ -586,7 +587,7 @@ func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset
 // other br-* bridges when the host has none of its own) and from trusted
 // sources; ok is false when there are none. Every other port of the host
 // is never matched.
-func GuardInput(cfg config.Config, fam rules.Family, foreign []string, runs []rules.PortRun) (OwnedChain, bool) {
+func GuardInput(cfg config.Config, fam rules.Family, foreign []string, runs []policy.PortRun) (OwnedChain, bool) {
 	if len(runs) == 0 {
 		return OwnedChain{}, false
 	}

@@ -10,28 +10,29 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
-// These tests render rules.Build's policy the way the backend installs
+// These tests render policy.Build's policy the way the backend installs
 // it and compare the chains rule by rule (hashes blanked).
 
 // lines renders a chain as iptables-restore lines with hashes blanked, so
 // expectations read like the rules an admin sees.
-// opts are rules.Options plus RenderOptions, as the tests set them.
+// opts are policy.Options plus RenderOptions, as the tests set them.
 type opts struct {
 	Sets, ProxyAll, UFWForward, InputOnly bool
-	Memo                                  *rules.Memo
+	Memo                                  *policy.Memo
 }
 
 // built is a policy with its rendering.
 type built struct {
-	rules.Result
+	policy.Result
 	Ruleset
 }
 
 func build(cfg config.Config, snap rules.Snapshot, fam rules.Family, o opts) built {
-	res := rules.Build(cfg, snap, fam, rules.Options{Sets: o.Sets, ProxyAll: o.ProxyAll, Memo: o.Memo})
+	res := policy.Build(cfg, snap, fam, policy.Options{Sets: o.Sets, ProxyAll: o.ProxyAll, Memo: o.Memo})
 	return built{res, Render(cfg, res, RenderOptions{UFWForward: o.UFWForward, InputOnly: o.InputOnly})}
 }
 
@@ -44,7 +45,7 @@ var (
 	assertLines = rulestest.AssertLines
 )
 
-func elems(s rules.Set) []string {
+func elems(s policy.Set) []string {
 	var out []string
 	for _, e := range s.Sorted() {
 		out = append(out, e.String())
@@ -574,9 +575,9 @@ func TestForeignBridge(t *testing.T) {
 // is not taken for Docker's.
 func TestGuardInput(t *testing.T) {
 	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")}}
-	runs := []rules.PortRun{
-		{PortRange: rules.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}},
-		{HostIP: addr("192.0.2.1"), PortRange: rules.PortRange{Proto: "udp", Lo: 53, Hi: 53}},
+	runs := []policy.PortRun{
+		{PortRange: policy.PortRange{Proto: "tcp", Lo: 8080, Hi: 8082}},
+		{HostIP: addr("192.0.2.1"), PortRange: policy.PortRange{Proto: "udp", Lo: 53, Hi: 53}},
 	}
 	ch, ok := GuardInput(cfg, rules.IPv4, []string{"br-lan"}, runs)
 	if !ok {
@@ -605,7 +606,7 @@ func TestGuardInput(t *testing.T) {
 func TestRenderObserve(t *testing.T) {
 	cfg := config.Default()
 	cfg.Observe = true
-	res := rules.Build(cfg, rulestest.ProxySnap(), rules.IPv4, rules.Options{})
+	res := policy.Build(cfg, rulestest.ProxySnap(), rules.IPv4, policy.Options{})
 	rs := Render(cfg, res, RenderOptions{})
 	var lines []string
 	for _, ch := range rs.Chains {
@@ -635,7 +636,7 @@ func TestRenderDenySources(t *testing.T) {
 	cfg := config.Default()
 	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
 	cfg.DenySources = []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("2001:db8::/32")}
-	rs := Render(cfg, rules.Build(cfg, rulestest.ProxySnap(), rules.IPv4, rules.Options{}), RenderOptions{})
+	rs := Render(cfg, policy.Build(cfg, rulestest.ProxySnap(), rules.IPv4, policy.Options{}), RenderOptions{})
 	ing, _ := rs.Chain(ChainIngress)
 	in, _ := rs.Chain(ChainInput)
 	first := RuleLine(ing.Name, ing.Rules[0])

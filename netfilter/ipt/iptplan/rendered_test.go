@@ -6,6 +6,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/policy"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
@@ -14,7 +15,7 @@ import (
 // come first in the lines `plan` prints.
 func TestRenderedCountsJumps(t *testing.T) {
 	cfg := config.Default()
-	rs := Render(cfg, rules.Build(cfg, rulestest.ProxySnap(), rules.IPv6, rules.Options{Sets: true}), RenderOptions{})
+	rs := Render(cfg, policy.Build(cfg, rulestest.ProxySnap(), rules.IPv6, policy.Options{Sets: true}), RenderOptions{})
 	n := 0
 	for _, ch := range rs.Chains {
 		n += len(ch.Rules)

@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -24,7 +25,7 @@ import (
 // read in full at every call: this is a cache of the recomputation, not a
 // stream of events. Not safe for concurrent use.
 type Incremental struct {
-	fam Family
+	fam rules.Family
 	cfg config.Config
 	ok  bool // cfg is set and the state below follows it
 
@@ -53,7 +54,7 @@ type Incremental struct {
 	// remade when some container's decisions or address families changed
 	// (inputDirty) or ProxyAll did.
 	input      InputPath
-	proxied    []Decision
+	proxied    []rules.Decision
 	proxyAll   bool
 	inputDirty bool
 }
@@ -62,9 +63,9 @@ type Incremental struct {
 // and allows never change once made (a changed container gets a new
 // entry): results hand them out.
 type incEnt struct {
-	c         Container
-	decisions []Decision // of the family
-	problems  []Problem
+	c         rules.Container
+	decisions []rules.Decision // of the family
+	problems  []rules.Problem
 	allows    []Allow
 	links     []incLink
 	gen       uint64
@@ -94,7 +95,7 @@ type incGroup struct {
 }
 
 // NewIncremental returns an empty state for one family.
-func NewIncremental(fam Family) *Incremental {
+func NewIncremental(fam rules.Family) *Incremental {
 	return &Incremental{fam: fam}
 }
 
@@ -112,7 +113,7 @@ func (inc *Incremental) reset(cfg config.Config, n int) {
 }
 
 // Build returns Build(cfg, snap, fam, opt) with opt.Sets set.
-func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Result {
+func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Options) Result {
 	opt.Sets = true
 	if !inc.ok || !reflect.DeepEqual(inc.cfg, cfg) {
 		inc.reset(cfg, len(snap.Containers))
@@ -129,7 +130,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 	}
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
-		var was []Decision
+		var was []rules.Decision
 		var wasFam bool
 		e, had := inc.ents[c.ID]
 		if had {
@@ -143,7 +144,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 				e.gen = inc.gen
 				continue
 			}
-			was, wasFam = e.decisions, hasFamilyAddr(&e.c, inc.fam)
+			was, wasFam = e.decisions, rules.HasFamilyAddr(&e.c, inc.fam)
 			inc.remove(e, dirty)
 		}
 		var ne *incEnt
@@ -155,7 +156,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 		// The input path and the proxied list change only with the
 		// decisions and with the families a container has addresses in (a
 		// container that moved to a new address leaves them as they are).
-		if !had || !reflect.DeepEqual(was, ne.decisions) || wasFam != hasFamilyAddr(c, inc.fam) {
+		if !had || !reflect.DeepEqual(was, ne.decisions) || wasFam != rules.HasFamilyAddr(c, inc.fam) {
 			inc.inputDirty = true
 		}
 		inc.insert(ne, dirty)
@@ -185,7 +186,7 @@ func (inc *Incremental) Build(cfg config.Config, snap Snapshot, opt Options) Res
 
 // shareAll decides every container of a snapshot, on all cores: from an
 // empty state (start, new configuration) that is the bulk of the work.
-func (inc *Incremental) shareAll(cfg config.Config, cs []Container) []*incEnt {
+func (inc *Incremental) shareAll(cfg config.Config, cs []rules.Container) []*incEnt {
 	out := make([]*incEnt, len(cs))
 	workers := runtime.GOMAXPROCS(0)
 	if len(cs) < 512 || workers < 2 {
@@ -209,17 +210,17 @@ func (inc *Incremental) shareAll(cfg config.Config, cs []Container) []*incEnt {
 }
 
 // share decides one container and lists its links; it only reads inc.
-func (inc *Incremental) share(cfg config.Config, c *Container) *incEnt {
+func (inc *Incremental) share(cfg config.Config, c *rules.Container) *incEnt {
 	e := &incEnt{c: cloneContainer(*c), gen: inc.gen}
-	decisions, problems := decide(cfg, *c)
+	decisions, problems := rules.Decide(cfg, *c)
 	e.problems = problems
-	addrs := familyAddrs(*c, inc.fam)
+	addrs := rules.FamilyAddrs(*c, inc.fam)
 	for _, d := range decisions {
-		if !bindingInFamily(d.Binding, inc.fam) {
+		if !rules.InFamily(d.Binding, inc.fam) {
 			continue
 		}
 		e.decisions = append(e.decisions, d)
-		srcs := SourcesOf(d, inc.fam)
+		srcs := rules.SourcesOf(d, inc.fam)
 		allows := expand(c.Name, d, addrs, srcs)
 		e.allows = append(e.allows, allows...)
 		for _, a := range addrs {
@@ -446,7 +447,7 @@ func (l *elemList) delta(gen uint64) *SetDelta {
 	return d
 }
 
-func compareEnts(a, b *incEnt) int { return compareContainers(&a.c, &b.c) }
+func compareEnts(a, b *incEnt) int { return rules.CompareContainers(&a.c, &b.c) }
 
 // merge adds the new items to a sorted list: by binary insertion when they
 // are few, else by appending and sorting once.
@@ -468,12 +469,10 @@ func compareHostPorts(a, b hostPort) int {
 }
 
 // result copies the state out as Build's Result.
-func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Result {
+func (inc *Incremental) result(cfg config.Config, snap rules.Snapshot, opt Options) Result {
 	res := Result{Family: inc.fam}
 	bridges(snap, &res)
-	res.Problems = append(res.Problems, serviceProblems(snap)...)
-	res.Problems = append(res.Problems, imageLabelProblems(snap)...)
-	res.Problems = append(res.Problems, directProblems(snap)...)
+	res.Problems = append(res.Problems, rules.SnapshotProblems(snap)...)
 	for _, e := range inc.order {
 		res.Problems = append(res.Problems, e.problems...)
 		res.Limits = appendLimits(res.Limits, e.decisions)
@@ -491,8 +490,8 @@ func (inc *Incremental) result(cfg config.Config, snap Snapshot, opt Options) Re
 	slices.SortFunc(res.Linear, compareAllows)
 	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
 	if inc.inputDirty || inc.proxyAll != opt.ProxyAll {
-		chunks := make([][]Decision, len(inc.order))
-		var px []Decision
+		chunks := make([][]rules.Decision, len(inc.order))
+		var px []rules.Decision
 		for i, e := range inc.order {
 			chunks[i] = e.decisions
 			px = proxiedAppend(px, &e.c, e.decisions, inc.fam, opt.ProxyAll)

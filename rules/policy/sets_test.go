@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"net/netip"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 func elems(s Set) []string {
@@ -18,10 +19,10 @@ func elems(s Set) []string {
 
 // A source list of 0.0.0.0/0 is anyone: hash:ip,port,net takes no /0.
 func TestBuildSetsZeroPrefix(t *testing.T) {
-	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
-		ctr("a", map[string]string{LabelAllow: "80", LabelFrom: "0.0.0.0/0"}, "172.17.0.2", pb(80, 80, "tcp")),
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("a", map[string]string{rules.LabelAllow: "80", rules.LabelFrom: "0.0.0.0/0"}, "172.17.0.2", pb(80, 80, "tcp")),
 	}}
-	res := Build(config.Default(), snap, IPv4, Options{Sets: true})
+	res := Build(config.Default(), snap, rules.IPv4, Options{Sets: true})
 	assertLines(t, "OPEN", elems(res.Sets[0]), []string{"172.17.0.2,tcp:80"})
 	assertLines(t, "FROM", elems(res.Sets[1]), nil)
 }
@@ -29,17 +30,17 @@ func TestBuildSetsZeroPrefix(t *testing.T) {
 // The memo changes no result, follows changed containers, and forgets
 // everything when the configuration changes.
 func TestMemoSameResult(t *testing.T) {
-	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{
-		ctr("web", map[string]string{LabelAllow: "8080"}, "172.17.0.2", pb(8080, 80, "tcp")),
-		ctr("db", map[string]string{LabelAllow: "5432", LabelFrom: "198.51.100.0/24"}, "172.17.0.3", pb(5432, 5432, "tcp")),
-		ctr("bad", map[string]string{LabelAllow: "nope"}, "172.17.0.4", pb(1, 1, "tcp")),
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{
+		ctr("web", map[string]string{rules.LabelAllow: "8080"}, "172.17.0.2", pb(8080, 80, "tcp")),
+		ctr("db", map[string]string{rules.LabelAllow: "5432", rules.LabelFrom: "198.51.100.0/24"}, "172.17.0.3", pb(5432, 5432, "tcp")),
+		ctr("bad", map[string]string{rules.LabelAllow: "nope"}, "172.17.0.4", pb(1, 1, "tcp")),
 	}}
 	memo := NewMemo()
 	cfg := config.Default()
 	check := func(step string) {
 		t.Helper()
-		want := Build(cfg, snap, IPv4, Options{Sets: true})
-		got := Build(cfg, snap, IPv4, Options{Sets: true, Memo: memo})
+		want := Build(cfg, snap, rules.IPv4, Options{Sets: true})
+		got := Build(cfg, snap, rules.IPv4, Options{Sets: true, Memo: memo})
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("%s: memo result differs\n got %+v\nwant %+v", step, got, want)
 		}
@@ -48,9 +49,9 @@ func TestMemoSameResult(t *testing.T) {
 	check("unchanged")
 	snap.Containers[0].Endpoints[0].IPv4 = addr("172.17.0.20") // recreated
 	check("new address")
-	snap.Containers[1].Labels[LabelFrom] = "203.0.113.0/24" // same map, edited in place
+	snap.Containers[1].Labels[rules.LabelFrom] = "203.0.113.0/24" // same map, edited in place
 	check("label edited in place")
-	snap.Containers[2].Labels = map[string]string{LabelAllow: "1"}
+	snap.Containers[2].Labels = map[string]string{rules.LabelAllow: "1"}
 	check("label fixed")
 	snap.Containers = snap.Containers[1:]
 	check("container gone")

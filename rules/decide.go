@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/dockmoat/dockmoat/config"
 )
@@ -51,204 +50,24 @@ type Decision struct {
 	Limit config.RateLimit
 }
 
-// Options are facts about the host the rules depend on.
-type Options struct {
-	// Sets puts allows into ipsets (see sets.go) instead of one rule each;
-	// the caller sets it where the kernel supports the set types.
-	Sets bool
-	// Memo, if set, saves re-deciding unchanged containers (see Memo).
-	Memo *Memo
-	// Inc, with Sets, keeps the grouping between calls too (see
-	// Incremental); it must be the state of the family being built.
-	Inc *Incremental
-	// ProxyAll says Docker does not DNAT this family (no DOCKER chain in
-	// its filter table): every binding of the family is served by
-	// docker-proxy through INPUT, and Result.Proxied lists them all (see
-	// proxy.go; the input chain closes every binding either way).
-	ProxyAll bool
-}
-
-// Result is the output of Build: one family's policy, which the backends
-// render (netfilter/ipt, netfilter/nft).
-type Result struct {
-	Family   Family
-	Problems []Problem
-	// Bridges are the snapshot's bridge names that are valid interface
-	// names, sorted: the Docker networks the rules name.
-	Bridges []string
-	// Foreign are the host's own br-* bridges, sorted (foreign.go): the
-	// catch-all for unseen networks must not take them for Docker's.
-	Foreign []string
-	// HostOut are the host's interfaces a DNATed connection may leave by
-	// without meeting the ingress policy (HostOutIfaces); HostOutKnown is
-	// false when the host's links are unknown (then none is checked).
-	HostOut      []string
-	HostOutKnown bool
-	// Sets, with Options.Sets: the allows as set elements (OPEN and FROM).
-	Sets []Set
-	// lists holds the decisions and allows (see Decisions and Allows).
-	lists *lists
-	// With Options.Sets: the allowed published ports of the set elements,
-	// and the allows that stay rules (see sets.go).
-	Ports  []PortRange
-	Linear []Allow
-	// Proxied are the decisions of the bindings served by docker-proxy
-	// (through INPUT) in this family even with Docker's DNAT in place, by
-	// port (see proxy.go).
-	Proxied []Decision
-	// Input is what the input chain closes: every binding (proxy.go).
-	Input InputPath
-	// Egress are the outbound policies of the containers whose egress is
-	// deny, by name (egress.go).
-	Egress []Egress
-	// Limits are the rate-limited open bindings of the family, sorted
-	// (limit.go).
-	Limits []Limit
-	// DNSFromHost, with Egress, are the resolvers on the host's loopback:
-	// Docker queries them from the host, so no egress rule is involved.
-	DNSFromHost []netip.Addr
-}
-
-// lists are a result's decisions and allows. Incremental keeps them per
-// container and hands out its entries (a copy of 10,000 pointers): the
-// flat lists are made the first time someone asks, after the pass, so a
-// change of one container among 10,000 does not copy the other 9,999 on
-// the way to the firewall.
-type lists struct {
-	once      sync.Once
-	ents      []*incEnt // set by Incremental; its entries never change
-	decisions []Decision
-	allows    []Allow
-}
-
-func (l *lists) flat() *lists {
-	l.once.Do(func() {
-		if l.ents == nil {
-			return
-		}
-		n, m := 0, 0
-		for _, e := range l.ents {
-			n, m = n+len(e.decisions), m+len(e.allows)
-		}
-		l.decisions, l.allows = make([]Decision, 0, n), make([]Allow, 0, m)
-		for _, e := range l.ents {
-			l.decisions = append(l.decisions, e.decisions...)
-			l.allows = append(l.allows, e.allows...)
-		}
-		l.ents = nil
-	})
-	return l
-}
-
-// Decisions are the family's port decisions, sorted by container name
-// and ID. The slice is shared: do not modify it.
-func (r Result) Decisions() []Decision {
-	if r.lists == nil {
-		return nil
-	}
-	return r.lists.flat().decisions
-}
-
-// Allows is the expanded allow list of the family, in rule order: one
-// entry per container address and source. The slice is shared: do not
-// modify it.
-func (r Result) Allows() []Allow {
-	if r.lists == nil {
-		return nil
-	}
-	return r.lists.flat().allows
-}
-
-// Allow is one allowed (source, container address, published port).
-type Allow struct {
-	Container string
-	Binding   PortBinding
-	Addr      netip.Addr
-	Source    string // CIDR, "" = anyone
-}
-
 var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
-// Build computes the desired ruleset for one family.
-func Build(cfg config.Config, snap Snapshot, fam Family, opt Options) Result {
-	snap = TrustImageLabels(cfg, snap)
-	if inc := opt.Inc; opt.Sets && inc != nil && inc.fam == fam {
-		opt.Inc = nil
-		return inc.Build(cfg, snap, opt)
-	}
-	res := Result{Family: fam}
-	bridges(snap, &res)
-	res.Problems = append(res.Problems, serviceProblems(snap)...)
-	res.Problems = append(res.Problems, imageLabelProblems(snap)...)
-	res.Problems = append(res.Problems, directProblems(snap)...)
+// ValidIface reports whether name is an interface name the rules may
+// carry (at most 15 characters, no glob or quote).
+func ValidIface(name string) bool { return ifaceRe.MatchString(name) }
 
-	// Sort pointers: a Container is large and there may be 10,000 of them.
-	containers := make([]*Container, len(snap.Containers))
-	for i := range snap.Containers {
-		containers[i] = &snap.Containers[i]
-	}
-	slices.SortFunc(containers, compareContainers)
-	if opt.Memo != nil {
-		opt.Memo.begin(cfg)
-		defer opt.Memo.end()
-	}
-	g := newGrouper(len(containers))
-	l := &lists{decisions: make([]Decision, 0, len(containers))}
-	res.lists = l
-	if opt.Sets {
-		l.allows = make([]Allow, 0, len(containers))
-	}
-	for _, c := range containers {
-		decisions, problems := opt.Memo.decide(cfg, c)
-		res.Problems = append(res.Problems, problems...)
-		addrs := familyAddrs(*c, fam)
-		first := len(l.decisions)
-		for _, d := range decisions {
-			if !bindingInFamily(d.Binding, fam) {
-				continue
-			}
-			l.decisions = append(l.decisions, d)
-			srcs := SourcesOf(d, fam)
-			allows := expand(c.Name, d, addrs, srcs)
-			l.allows = append(l.allows, allows...)
-			if opt.Sets {
-				g.add(addrs, d, srcs, allows)
-			}
-		}
-		res.Proxied = proxiedAppend(res.Proxied, c, l.decisions[first:], fam, opt.ProxyAll)
-		res.Limits = appendLimits(res.Limits, l.decisions[first:])
-	}
-	sortLimits(res.Limits)
-	if opt.Sets {
-		var open, from Set
-		var ports []hostPort
-		open, from, ports, res.Linear = g.split(fam)
-		res.Sets = []Set{open, from}
-		res.Ports = portRanges(ports)
-	}
-	sortProxied(res.Proxied)
-	res.Input = inputPath(l.decisions)
-	addEgress(&res, cfg, snap)
-	return res
+// SnapshotProblems are what is wrong with the snapshot as a whole:
+// services, image labels, containers on networks no rule can see.
+func SnapshotProblems(snap Snapshot) []Problem {
+	out := serviceProblems(snap)
+	out = append(out, imageLabelProblems(snap)...)
+	return append(out, directProblems(snap)...)
 }
 
-func compareContainers(a, b *Container) int {
+// CompareContainers orders containers by name, then ID: the order of
+// decisions and of rules.
+func CompareContainers(a, b *Container) int {
 	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-}
-
-// bridges fills res.Bridges with the snapshot's valid bridge names and
-// reports the others.
-func bridges(snap Snapshot, res *Result) {
-	res.Bridges = ValidBridges(snap)
-	res.Foreign = ForeignBridges(snap.Links, res.Bridges)
-	res.HostOut, res.HostOutKnown = HostOutIfaces(snap, res.Bridges, res.Foreign), snap.Links != nil
-	all := slices.Clone(snap.Bridges)
-	slices.Sort(all)
-	for _, b := range slices.Compact(all) {
-		if !ifaceRe.MatchString(b) {
-			res.Problems = append(res.Problems, Problem{Container: "-", Label: "network bridge", Value: b, Msg: "not a valid interface name; ignored"})
-		}
-	}
 }
 
 // DefaultBridges are the interface patterns of bridges Docker names
@@ -264,14 +83,14 @@ func UnseenBridges(known []string) []string {
 // BridgePattern shows an iptables interface pattern (br-+) as a glob (br-*).
 func BridgePattern(iface string) string { return strings.ReplaceAll(iface, "+", "*") }
 
-// bindingInFamily: Docker reports 0.0.0.0 and :: bindings separately; an
+// InFamily: Docker reports 0.0.0.0 and :: bindings separately; an
 // empty host address means every family.
-func bindingInFamily(b PortBinding, fam Family) bool {
+func InFamily(b PortBinding, fam Family) bool {
 	return !b.HostIP.IsValid() || fam.Has(b.HostIP)
 }
 
-// familyAddrs lists a container's addresses of the family, sorted.
-func familyAddrs(c Container, fam Family) []netip.Addr {
+// FamilyAddrs lists a container's addresses of the family, sorted.
+func FamilyAddrs(c Container, fam Family) []netip.Addr {
 	var addrs []netip.Addr
 	for _, ep := range c.Endpoints {
 		for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
@@ -305,28 +124,8 @@ func SourcesOf(d Decision, fam Family) []string {
 	return srcs
 }
 
-// expand makes one Allow per container address and source.
-func expand(name string, d Decision, addrs []netip.Addr, srcs []string) []Allow {
-	var out []Allow
-	for _, a := range addrs {
-		for _, s := range srcs {
-			out = append(out, Allow{Container: name, Binding: d.Binding, Addr: a, Source: s})
-		}
-	}
-	return out
-}
-
-// Describe is the human part of an allow rule's comment.
-func (a Allow) Describe() string {
-	text := fmt.Sprintf("allow %s %d/%s", a.Container, a.Binding.HostPort, a.Binding.Proto)
-	if a.Source != "" {
-		text += " from " + a.Source
-	}
-	return Desc(text)
-}
-
-// decide applies labels and config to each published port of a container.
-func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
+// Decide applies labels and config to each published port of a container.
+func Decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 	labelGrants, labelLimits, problems := parseLabels(c, cfg.Lists)
 	fatal := len(problems) > 0
 	var cfgGrants []grant
@@ -344,8 +143,8 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 	}
 
 	bindings := slices.Clone(c.Ports)
-	slices.SortFunc(bindings, comparePorts)
-	bindings = slices.CompactFunc(bindings, func(a, b PortBinding) bool { return comparePorts(a, b) == 0 })
+	slices.SortFunc(bindings, ComparePorts)
+	bindings = slices.CompactFunc(bindings, func(a, b PortBinding) bool { return ComparePorts(a, b) == 0 })
 
 	grants := indexGrants(slices.Concat(labelGrants, cfgGrants))
 	var out []Decision
@@ -386,7 +185,7 @@ func decide(cfg config.Config, c Container) ([]Decision, []Problem) {
 const MaxContainerEntries = 1 << 16
 
 // entries counts the allow entries a container's open decisions expand
-// to, over both families (an upper bound of what Build installs for it).
+// to, over both families (an upper bound of what policy.Build installs for it).
 func entries(c Container, decisions []Decision) int {
 	addrs := 0
 	for _, ep := range c.Endpoints {
@@ -503,7 +302,8 @@ func open(d *Decision, matching []grant) {
 	}
 }
 
-func comparePorts(a, b PortBinding) int {
+// ComparePorts orders bindings by host port, protocol, host address.
+func ComparePorts(a, b PortBinding) int {
 	return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.HostPort, b.HostPort),
 		a.HostIP.Compare(b.HostIP), cmp.Compare(a.ContainerPort, b.ContainerPort))
 }
@@ -532,4 +332,23 @@ func Desc(s string) string {
 		s = s[:200]
 	}
 	return s
+}
+
+// HasFamilyAddr reports whether c has an address of the family.
+func HasFamilyAddr(c *Container, fam Family) bool {
+	for _, ep := range c.Endpoints {
+		if fam.Has(ep.IPv4) || fam.Has(ep.IPv6) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidBridges lists the snapshot's bridge names that are valid interface
+// names, sorted and without duplicates.
+func ValidBridges(snap Snapshot) []string {
+	bridges := slices.Clone(snap.Bridges)
+	slices.Sort(bridges)
+	bridges = slices.Compact(bridges)
+	return slices.DeleteFunc(bridges, func(b string) bool { return !ifaceRe.MatchString(b) })
 }

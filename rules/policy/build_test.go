@@ -1,40 +1,28 @@
-package rules
+package policy
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
+	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
 
-// assertLines compares rule lists and reports the caller's line.
-func assertLines(t *testing.T, name string, got, want []string) {
-	t.Helper()
-	if strings.Join(got, "\n") == strings.Join(want, "\n") {
-		return
-	}
-	t.Errorf("%s: rules differ\n--- got\n%s\n--- want\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
-}
-
-func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-func ctr(name string, labels map[string]string, ip string, ports ...PortBinding) Container {
-	return Container{ID: "id-" + name, Name: name, Labels: labels, Ports: ports,
-		Endpoints: []Endpoint{{Network: "bridge", IPv4: addr(ip)}}}
-}
-
-// pb builds a binding on 0.0.0.0 like Docker reports it.
-func pb(host, ctrPort uint16, proto string) PortBinding {
-	return PortBinding{HostIP: addr("0.0.0.0"), HostPort: host, ContainerPort: ctrPort, Proto: proto}
-}
+// The shared inputs (rules/rulestest).
+var (
+	addr        = rulestest.Addr
+	ctr         = rulestest.Ctr
+	pb          = rulestest.PB
+	assertLines = rulestest.AssertLines
+)
 
 func TestProblems(t *testing.T) {
 	cases := []struct {
 		labels map[string]string
-		ports  []PortBinding
+		ports  []rules.PortBinding
 		fatal  bool
 		want   []string // substrings of the one problem
 	}{
@@ -48,14 +36,14 @@ func TestProblems(t *testing.T) {
 		{map[string]string{"dockmoat.allow.80": ""}, nil, true, []string{"no sources listed"}},
 		{map[string]string{"dockmoat.enable": "true"}, nil, true, []string{"unknown dockmoat label"}},
 		// Wrong letter case must not drop a restriction (the port would open to anyone).
-		{map[string]string{"dockmoat.allow": "8080", "Dockmoat.from": "198.51.100.3/32"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"Dockmoat.from", "case-sensitive", "did you mean dockmoat.from?", "stay closed"}},
-		{map[string]string{"DOCKMOAT.ALLOW": "8080"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow?"}},
-		{map[string]string{"dockmoat.Allow.8080": "198.51.100.3"}, []PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow.8080?"}},
-		{map[string]string{"dockmoat.allow": "80"}, []PortBinding{pb(8080, 80, "tcp")}, false, []string{"not published", "did you mean 8080"}},
+		{map[string]string{"dockmoat.allow": "8080", "Dockmoat.from": "198.51.100.3/32"}, []rules.PortBinding{pb(8080, 80, "tcp")}, true, []string{"Dockmoat.from", "case-sensitive", "did you mean dockmoat.from?", "stay closed"}},
+		{map[string]string{"DOCKMOAT.ALLOW": "8080"}, []rules.PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow?"}},
+		{map[string]string{"dockmoat.Allow.8080": "198.51.100.3"}, []rules.PortBinding{pb(8080, 80, "tcp")}, true, []string{"did you mean dockmoat.allow.8080?"}},
+		{map[string]string{"dockmoat.allow": "80"}, []rules.PortBinding{pb(8080, 80, "tcp")}, false, []string{"not published", "did you mean 8080"}},
 	}
 	for _, tc := range cases {
 		c := ctr("c", tc.labels, "172.17.0.2", tc.ports...)
-		res := Build(config.Default(), Snapshot{Containers: []Container{c}}, IPv4, Options{})
+		res := Build(config.Default(), rules.Snapshot{Containers: []rules.Container{c}}, rules.IPv4, Options{})
 		if len(res.Problems) != 1 {
 			t.Errorf("labels %v: want 1 problem, got %v", tc.labels, res.Problems)
 			continue
@@ -84,8 +72,8 @@ func TestContainerTooLargeClosed(t *testing.T) {
 		huge.Ports = append(huge.Ports, pb(p, p, "tcp"))
 	}
 	ok := ctr("ok", map[string]string{"dockmoat.allow": "80"}, "172.17.0.2", pb(80, 80, "tcp"))
-	for _, opt := range []Options{{}, {Sets: true}, {Sets: true, Inc: NewIncremental(IPv4)}} {
-		res := Build(config.Default(), Snapshot{Containers: []Container{huge, ok}}, IPv4, opt)
+	for _, opt := range []Options{{}, {Sets: true}, {Sets: true, Inc: NewIncremental(rules.IPv4)}} {
+		res := Build(config.Default(), rules.Snapshot{Containers: []rules.Container{huge, ok}}, rules.IPv4, opt)
 		open := map[string]int{}
 		for _, d := range res.Decisions() {
 			if d.Open {
@@ -103,12 +91,12 @@ func TestContainerTooLargeClosed(t *testing.T) {
 
 func TestForeignBridges(t *testing.T) {
 	links := []string{"lo", "eth0", "br-lan", "br-ex", "br-0123456789ab", "br-0123456789AB", "br-custom", "docker0", "virbr0", "br-lan"}
-	got := ForeignBridges(links, []string{"br-custom"})
+	got := rules.ForeignBridges(links, []string{"br-custom"})
 	want := []string{"br-0123456789AB", "br-ex", "br-lan"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ForeignBridges = %v, want %v (Docker's br-<12 hex> and listed bridges are Docker's)", got, want)
 	}
-	if ForeignBridges(nil, nil) != nil {
+	if rules.ForeignBridges(nil, nil) != nil {
 		t.Error("no links known: nothing foreign")
 	}
 }

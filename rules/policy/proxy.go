@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"cmp"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // The proxy path. `docker run -p 5432:5432` publishes on 0.0.0.0 and ::.
@@ -24,12 +26,13 @@ import (
 //
 // dockmoat closes that path in its own chain, DOCKMOAT-INPUT, reached by
 // one jump at the top of INPUT, for every published binding that is not
-// on loopback, whether Docker DNATs it now or not (Result.Input): while
-// the DNAT is there no outside connection to the port reaches INPUT (the
+// on loopback, whether Docker DNATs it now or not (Result.Input): while the
+// DNAT is there no outside connection to the port reaches INPUT (the
 // rules cost a new connection to a host service one rule per run of
-// ports); when it is gone they are what keeps the port closed. The chain lets replies, the host itself and the Docker networks
-// through, then the same allows as on the DNAT path (trusted sources,
-// labels, config; sources of the family), matched on the published port
+// ports); when it is gone they are what keeps the port closed. The chain
+// lets replies, the host itself and the Docker networks through, then
+// the same allows as on the DNAT path (trusted sources, labels, config;
+// sources of the family), matched on the published port
 // the client connected to, and drops every other new connection to
 // exactly those protocol/port pairs, as runs of consecutive ports (one
 // rule for 10,000 ports published together). Every other port of the host
@@ -41,8 +44,8 @@ import (
 // does not DNAT the family (proxyAll). Loopback bindings are local and
 // left out. It is what `plan` reports; the input chain closes every
 // binding (Result.Input).
-func proxiedAppend(out []Decision, c *Container, ds []Decision, fam Family, proxyAll bool) []Decision {
-	if len(ds) == 0 || (!proxyAll && hasFamilyAddr(c, fam)) {
+func proxiedAppend(out []rules.Decision, c *rules.Container, ds []rules.Decision, fam rules.Family, proxyAll bool) []rules.Decision {
+	if len(ds) == 0 || (!proxyAll && rules.HasFamilyAddr(c, fam)) {
 		return out
 	}
 	for _, d := range ds {
@@ -54,28 +57,10 @@ func proxiedAppend(out []Decision, c *Container, ds []Decision, fam Family, prox
 }
 
 // sortProxied orders proxied decisions by port, then container.
-func sortProxied(ds []Decision) {
-	slices.SortFunc(ds, func(a, b Decision) int {
-		return cmp.Or(comparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
+func sortProxied(ds []rules.Decision) {
+	slices.SortFunc(ds, func(a, b rules.Decision) int {
+		return cmp.Or(rules.ComparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
 	})
-}
-
-func hasFamilyAddr(c *Container, fam Family) bool {
-	for _, ep := range c.Endpoints {
-		if fam.Has(ep.IPv4) || fam.Has(ep.IPv6) {
-			return true
-		}
-	}
-	return false
-}
-
-// ValidBridges lists the snapshot's bridge names that are valid interface
-// names, sorted and without duplicates.
-func ValidBridges(snap Snapshot) []string {
-	bridges := slices.Clone(snap.Bridges)
-	slices.Sort(bridges)
-	bridges = slices.Compact(bridges)
-	return slices.DeleteFunc(bridges, func(b string) bool { return !ifaceRe.MatchString(b) })
 }
 
 // InputPath is what DOCKMOAT-INPUT decides for a family's published
@@ -83,7 +68,7 @@ func ValidBridges(snap Snapshot) []string {
 // rule per source, then the runs open to everyone, then every run, whose
 // new connections not let through above are dropped.
 type InputPath struct {
-	Sourced []Decision
+	Sourced []rules.Decision
 	Open    []PortRun
 	All     []PortRun
 }
@@ -119,7 +104,7 @@ func (r PortRun) Spec() string {
 
 // inputPath groups decisions (of one family, in any order, possibly in
 // several slices) into the input chain's runs.
-func inputPath(chunks ...[]Decision) InputPath {
+func inputPath(chunks ...[]rules.Decision) InputPath {
 	var all, open []runKey
 	var p InputPath
 	for _, ds := range chunks {
@@ -137,8 +122,8 @@ func inputPath(chunks ...[]Decision) InputPath {
 			}
 		}
 	}
-	slices.SortFunc(p.Sourced, func(a, b Decision) int {
-		return cmp.Or(comparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
+	slices.SortFunc(p.Sourced, func(a, b rules.Decision) int {
+		return cmp.Or(rules.ComparePorts(a.Binding, b.Binding), cmp.Compare(a.Container, b.Container))
 	})
 	p.Open, p.All = portRuns(open), portRuns(all)
 	return p
@@ -154,7 +139,7 @@ type runKey struct {
 	name  string
 }
 
-func keyOf(d Decision) runKey {
+func keyOf(d rules.Decision) runKey {
 	k := runKey{proto: d.Binding.Proto, port: d.Binding.HostPort, name: d.Container}
 	if h := d.Binding.HostIP; h.IsValid() && !h.IsUnspecified() {
 		k.host = h.Unmap()

@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"cmp"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -52,7 +53,7 @@ const (
 // the nft table).
 type Set struct {
 	Kind   string
-	Family Family
+	Family rules.Family
 	Elems  []setelem.Elem
 	// Delta, when known, is how Elems differ from the previous result of
 	// the same Incremental (generation Since), so that a caller holding
@@ -121,7 +122,7 @@ func newGrouper(n int) *grouper {
 }
 
 // add records one decision for each of the container's addresses.
-func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Allow) {
+func (g *grouper) add(addrs []netip.Addr, d rules.Decision, srcs []string, allows []Allow) {
 	hp := hostPort{d.Binding.Proto, d.Binding.HostPort}
 	for _, a := range addrs {
 		if b, ok := g.leadsTo[hp]; !ok {
@@ -151,7 +152,7 @@ func (g *grouper) add(addrs []netip.Addr, d Decision, srcs []string, allows []Al
 
 // split returns the OPEN and FROM sets, the allowed published ports of the
 // set elements, and the allows that must stay rules.
-func (g *grouper) split(fam Family) (open, from Set, ports []hostPort, linear []Allow) {
+func (g *grouper) split(fam rules.Family) (open, from Set, ports []hostPort, linear []Allow) {
 	open = Set{Kind: SetOpen, Family: fam, Elems: make([]setelem.Elem, 0, len(g.groups))}
 	from = Set{Kind: SetFrom, Family: fam}
 	ports = make([]hostPort, 0, len(g.groups))
@@ -202,7 +203,7 @@ func elemOf(k target, s string) (setelem.Elem, bool) {
 // compareAllows orders the allows that stay rules, so that their order
 // does not depend on how they were found.
 func compareAllows(a, b Allow) int {
-	return cmp.Or(cmp.Compare(a.Container, b.Container), comparePorts(a.Binding, b.Binding),
+	return cmp.Or(cmp.Compare(a.Container, b.Container), rules.ComparePorts(a.Binding, b.Binding),
 		a.Addr.Compare(b.Addr), cmp.Compare(a.Source, b.Source))
 }
 

@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/setelem"
 )
 
@@ -18,30 +19,30 @@ import (
 // ports and container ports collide between containers: the cases where
 // a target is published twice with different policies, a published port
 // leads to two containers, or a new container takes an old address.
-func randomContainer(r *rand.Rand, id string) Container {
+func randomContainer(r *rand.Rand, id string) rules.Container {
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
-	c := Container{ID: id, Name: pick("a", "b", "c", "d", "e", "f"), Labels: map[string]string{}}
+	c := rules.Container{ID: id, Name: pick("a", "b", "c", "d", "e", "f"), Labels: map[string]string{}}
 	if v := pick("*", "80", "81,82", "8080/udp", "80-82", "nope", ""); v != "" {
-		c.Labels[LabelAllow] = v
+		c.Labels[rules.LabelAllow] = v
 	}
 	if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32", "0.0.0.0/0"); v != "" {
-		c.Labels[LabelFrom] = v
+		c.Labels[rules.LabelFrom] = v
 	}
 	if r.IntN(4) == 0 {
-		c.Labels[labelPortPfx+"80"] = "192.0.2.0/24"
+		c.Labels[rules.LabelAllow+".80"] = "192.0.2.0/24"
 	}
 	if r.IntN(3) == 0 {
-		c.Labels[labelLimitPfx+pick("80", "81/udp", "80-82")] = pick("10/minute", "5/second,burst=2", "bad")
+		c.Labels["dockmoat.limit."+pick("80", "81/udp", "80-82")] = pick("10/minute", "5/second,burst=2", "bad")
 	}
 	for range 1 + r.IntN(3) {
 		var host netip.Addr
 		if h := pick("", "0.0.0.0", "::", "127.0.0.1", "192.0.2.1"); h != "" {
 			host = netip.MustParseAddr(h)
 		}
-		c.Ports = append(c.Ports, PortBinding{HostIP: host, HostPort: uint16(80 + r.IntN(3)), ContainerPort: uint16([]int{80, 443}[r.IntN(2)]), Proto: pick("tcp", "udp")})
+		c.Ports = append(c.Ports, rules.PortBinding{HostIP: host, HostPort: uint16(80 + r.IntN(3)), ContainerPort: uint16([]int{80, 443}[r.IntN(2)]), Proto: pick("tcp", "udp")})
 	}
 	for range r.IntN(3) {
-		ep := Endpoint{Network: pick("bridge", "net2")}
+		ep := rules.Endpoint{Network: pick("bridge", "net2")}
 		if r.IntN(4) > 0 {
 			ep.IPv4 = netip.AddrFrom4([4]byte{172, 17, 0, byte(2 + r.IntN(4))})
 		}
@@ -90,14 +91,14 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 			{Container: "c", Ports: []config.PortSpec{{From: 80, To: 81}}, From: config.Sources{Any: true}, Limit: config.RateLimit{Rate: 3, Per: time.Hour, Burst: 1}}}}}
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		incs := map[Family]*Incremental{IPv4: NewIncremental(IPv4), IPv6: NewIncremental(IPv6)}
-		snap := Snapshot{Bridges: []string{"docker0"}}
+		incs := map[rules.Family]*Incremental{rules.IPv4: NewIncremental(rules.IPv4), rules.IPv6: NewIncremental(rules.IPv6)}
+		snap := rules.Snapshot{Bridges: []string{"docker0"}}
 		cfg := cfgs[0]
 		next := 0
 		// Half the seeds play a source that gives revisions (a new one
 		// with each new content), as dockerwatch does.
 		revs, rev := seed%2 == 1, uint64(0)
-		fresh := func(id string) Container {
+		fresh := func(id string) rules.Container {
 			c := randomContainer(r, id)
 			if revs {
 				rev++
@@ -127,7 +128,7 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 				cfgChanged = !reflect.DeepEqual(old, cfg)
 			}
 			r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
-			for _, fam := range []Family{IPv4, IPv6} {
+			for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 				opt := Options{Sets: true}
 				want := normalized(Build(cfg, snap, fam, opt))
 				raw := incs[fam].Build(cfg, snap, opt)
@@ -167,19 +168,19 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 
 // Duplicate IDs (which Docker never produces) fall back to Build.
 func TestIncrementalDuplicateID(t *testing.T) {
-	inc := NewIncremental(IPv4)
-	a := ctr("a", map[string]string{LabelAllow: "*"}, "172.17.0.2", pb(80, 80, "tcp"))
-	b := ctr("b", map[string]string{LabelAllow: "*"}, "172.17.0.3", pb(81, 80, "tcp"))
+	inc := NewIncremental(rules.IPv4)
+	a := ctr("a", map[string]string{rules.LabelAllow: "*"}, "172.17.0.2", pb(80, 80, "tcp"))
+	b := ctr("b", map[string]string{rules.LabelAllow: "*"}, "172.17.0.3", pb(81, 80, "tcp"))
 	b.ID = a.ID
-	snap := Snapshot{Bridges: []string{"docker0"}, Containers: []Container{a, b}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{a, b}}
 	opt := Options{Sets: true}
 	for range 2 {
-		if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, IPv4, opt)); !reflect.DeepEqual(got, want) {
+		if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, rules.IPv4, opt)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("got %+v\nwant %+v", got, want)
 		}
 	}
 	snap.Containers = snap.Containers[:1]
-	if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, IPv4, opt)); !reflect.DeepEqual(got, want) {
+	if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, rules.IPv4, opt)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after: got %+v\nwant %+v", got, want)
 	}
 }
@@ -188,11 +189,11 @@ func TestIncrementalDuplicateID(t *testing.T) {
 // is still Build's (run with -race to check the sharing too).
 func TestIncrementalLargeFirstCall(t *testing.T) {
 	r := rand.New(rand.NewPCG(42, 42))
-	snap := Snapshot{Bridges: []string{"docker0"}}
+	snap := rules.Snapshot{Bridges: []string{"docker0"}}
 	for i := range 1500 {
 		snap.Containers = append(snap.Containers, randomContainer(r, fmt.Sprint(i)))
 	}
-	for _, fam := range []Family{IPv4, IPv6} {
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		opt := Options{Sets: true}
 		want := normalized(Build(config.Default(), snap, fam, opt))
 		got := normalized(NewIncremental(fam).Build(config.Default(), snap, opt))

@@ -1,4 +1,4 @@
-package rules
+package policy
 
 import (
 	"maps"
@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/rules"
 )
 
 // Memo remembers each container's decisions between passes, so that a
@@ -21,9 +22,9 @@ type Memo struct {
 }
 
 type memoEntry struct {
-	c         Container
-	decisions []Decision
-	problems  []Problem
+	c         rules.Container
+	decisions []rules.Decision
+	problems  []rules.Problem
 	gen       uint64
 }
 
@@ -40,15 +41,15 @@ func (m *Memo) begin(cfg config.Config) {
 }
 
 // decide returns the memoised decisions of c, or decides and remembers.
-func (m *Memo) decide(cfg config.Config, c *Container) ([]Decision, []Problem) {
+func (m *Memo) decide(cfg config.Config, c *rules.Container) ([]rules.Decision, []rules.Problem) {
 	if m == nil {
-		return decide(cfg, *c)
+		return rules.Decide(cfg, *c)
 	}
 	if e, ok := m.entries[c.ID]; ok && sameContainer(&e.c, c) {
 		e.gen = m.gen
 		return e.decisions, e.problems
 	}
-	d, p := decide(cfg, *c)
+	d, p := rules.Decide(cfg, *c)
 	m.entries[c.ID] = &memoEntry{c: cloneContainer(*c), decisions: d, problems: p, gen: m.gen}
 	return d, p
 }
@@ -58,7 +59,7 @@ func (m *Memo) end() {
 	maps.DeleteFunc(m.entries, func(_ string, e *memoEntry) bool { return e.gen != m.gen })
 }
 
-func sameContainer(a, b *Container) bool {
+func sameContainer(a, b *rules.Container) bool {
 	if a.Rev != 0 && a.Rev == b.Rev && a.ID == b.ID {
 		return true
 	}
@@ -68,7 +69,7 @@ func sameContainer(a, b *Container) bool {
 
 // cloneContainer copies c so later changes to the caller's snapshot (the
 // Docker cache reuses its maps and slices) cannot alter the memo.
-func cloneContainer(c Container) Container {
+func cloneContainer(c rules.Container) rules.Container {
 	c.Labels = maps.Clone(c.Labels)
 	c.Ports = slices.Clone(c.Ports)
 	c.Endpoints = slices.Clone(c.Endpoints)
