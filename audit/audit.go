@@ -272,6 +272,7 @@ type portEval struct {
 // outcome is the verdict for a first packet from src, shaped as vr.
 type outcome struct {
 	src netip.Addr
+	in  string // the interface the packet arrived on
 	vr  variant
 	v   verdict.Verdict
 }
@@ -378,7 +379,7 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 						p.Dst, p.DPort, p.DstLocal = hostAddr, b.HostPort, true
 						p.States = []string{"NEW"}
 					}
-					o := outcome{src, vr, fc.rs.Eval(hook, p)}
+					o := outcome{src, ifc.Name, vr, fc.rs.Eval(hook, p)}
 					all = append(all, o)
 					if o.v.Result == verdict.Accept {
 						accepted = append(accepted, o)
@@ -390,34 +391,63 @@ func (pe portEval) tryPaths(addrs []netip.Addr) (all, accepted []outcome, dnat b
 	return all, accepted, dnat
 }
 
-// allowed reports whether the policy lets src in by the path of v: the
-// admin's own `ufw route allow`, a trusted source, or the decision.
-func (pe portEval) allowed(src netip.Addr, v verdict.Verdict) bool {
+// allowed reports whether the policy lets src, arriving on interface in,
+// in by the path of v: the admin's own `ufw route allow`, a trusted
+// source or interface, or the decision.
+func (pe portEval) allowed(src netip.Addr, in string, v verdict.Verdict) bool {
 	cfg := pe.in.Config
 	if viaUFW(v) && cfg.UFW != config.UFWOff {
 		return true
 	}
-	if slices.ContainsFunc(cfg.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) {
+	if slices.ContainsFunc(cfg.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) || ifaceIn(cfg.TrustedIfaces, in) {
 		return true
 	}
 	if !pe.haveDec || !pe.dec.Open {
 		return false
 	}
-	return pe.dec.Sources.Any || slices.ContainsFunc(pe.dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+	return pe.dec.Sources.Any || slices.ContainsFunc(pe.dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) }) ||
+		ifaceIn(pe.dec.Sources.Ifaces, in)
+}
+
+// ifaceIn reports whether one of the iface:NAME patterns names in.
+func ifaceIn(patterns []string, in string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { return config.IfaceMatches(p, in) })
+}
+
+// anyoneOn lists the interfaces on which a source no rule names got in,
+// and whether that is every interface a packet was tried on: a port open
+// to an interface (iface:NAME) is open to anyone there, and only there.
+func (pe portEval) anyoneOn(all, accepted []outcome) (ifaces []string, everywhere bool) {
+	tried := map[string]bool{}
+	for _, o := range all {
+		tried[o.in] = true
+	}
+	for _, o := range accepted {
+		if o.src == pe.fc.generic && !slices.Contains(ifaces, o.in) {
+			ifaces = append(ifaces, o.in)
+		}
+	}
+	slices.Sort(ifaces)
+	return ifaces, len(ifaces) > 0 && len(ifaces) == len(tried)
 }
 
 // judge fills the row's exposure, sources, reason and whether it is
 // intended or beyond policy, from the evaluated outcomes.
 func (pe portEval) judge(row *report.Row, all, accepted []outcome) {
 	fc, dec, haveDec := pe.fc, pe.dec, pe.haveDec
-	genericOK := slices.ContainsFunc(accepted, func(o outcome) bool { return o.src == fc.generic })
+	on, everywhere := pe.anyoneOn(all, accepted)
 	switch {
-	case genericOK:
+	case everywhere:
 		row.Exposure = report.Public
 	case len(accepted) > 0:
 		row.Exposure = report.Restricted
+		for _, ifc := range on {
+			row.Sources = append(row.Sources, "anyone on "+ifc)
+		}
 		for _, o := range accepted {
-			row.Sources = append(row.Sources, sourceLabel(fc.spans, o.src))
+			if !slices.Contains(on, o.in) {
+				row.Sources = append(row.Sources, sourceLabel(fc.spans, o.src))
+			}
 		}
 		slices.Sort(row.Sources)
 		row.Sources = slices.Compact(row.Sources)
@@ -425,7 +455,7 @@ func (pe portEval) judge(row *report.Row, all, accepted []outcome) {
 		row.Exposure = report.Closed
 	}
 	for _, o := range accepted {
-		if !pe.allowed(o.src, o.v) {
+		if !pe.allowed(o.src, o.in, o.v) {
 			row.Beyond = true
 		}
 	}

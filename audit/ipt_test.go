@@ -3,6 +3,7 @@ package audit
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,5 +184,36 @@ func TestRunRateLimited(t *testing.T) {
 	in.Families[0].Save = strings.Join(kept, "\n")
 	if rep := Run(in); rep.Rows[0].RateLimit != "" || !strings.Contains(rep.Rows[0].Reason, "NOT installed") || rep.Protected {
 		t.Fatalf("limit rule missing: %+v protected %v", rep.Rows, rep.Protected)
+	}
+}
+
+// A port open to an interface (iface:wg*) is restricted to anyone on it,
+// not public; intended, and beyond policy once the label moves elsewhere.
+func TestRunIfaceSource(t *testing.T) {
+	snap := dbSnap()
+	snap.Containers[0].Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "iface:wg*"}
+	cfg := config.Default()
+	in := Input{Config: cfg, Snapshot: snap,
+		Families: []FamilyState{{Family: rules.IPv4, Tool: "iptables-nft", Save: savedRender(cfg, snap)}},
+		Ifaces: []Iface{{Name: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}},
+			{Name: "wg0", Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.1")}}}}
+	rep := Run(in)
+	if len(rep.Rows) != 1 {
+		t.Fatalf("rows: %+v", rep.Rows)
+	}
+	row := rep.Rows[0]
+	if row.Exposure != report.Restricted || !slices.Equal(row.Sources, []string{"anyone on wg0"}) || !row.Intended || row.Beyond {
+		t.Errorf("open on wg*: %+v", row)
+	}
+	// The same rules with the label now naming tun0: reachable beyond it.
+	in.Snapshot.Containers[0].Labels["dockmoat.from"] = "iface:tun0"
+	if row := Run(in).Rows[0]; !row.Beyond || row.Intended {
+		t.Errorf("stale wg* allow under an iface:tun0 label: %+v", row)
+	}
+	// Control: open to everyone, the port is public on both interfaces.
+	snap.Containers[0].Labels = map[string]string{"dockmoat.allow": "8080"}
+	in.Snapshot, in.Families[0].Save = snap, savedRender(cfg, snap)
+	if row := Run(in).Rows[0]; row.Exposure != report.Public || row.Beyond {
+		t.Errorf("open to all: %+v", row)
 	}
 }

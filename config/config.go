@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -37,11 +38,15 @@ const (
 
 // Config is the validated configuration.
 type Config struct {
-	// TrustedSources may reach every published port.
+	// TrustedSources may reach every published port; so may whatever
+	// arrives on TrustedIfaces (`iface:NAME` in trusted_sources).
 	TrustedSources []Source
+	TrustedIfaces  []string
 	// DenySources may reach no published port: refused before any allow,
-	// trusted sources included (`deny_sources:`).
+	// trusted sources included (`deny_sources:`); nor may what arrives
+	// on DenyIfaces.
 	DenySources []Source
+	DenyIfaces  []string
 	UFW         UFWMode
 	LogBlocked  bool
 	Allow       []AllowRule
@@ -239,10 +244,10 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 	if err := readLists(&cfg, f.Lists, read, stateDir, paths); err != nil {
 		return Config{}, err
 	}
-	if cfg.TrustedSources, err = sourceList("trusted_sources", f.TrustedSources, cfg.Lists, paths); err != nil {
+	if cfg.TrustedSources, cfg.TrustedIfaces, err = sourceList("trusted_sources", f.TrustedSources, cfg.Lists, paths); err != nil {
 		return Config{}, err
 	}
-	if cfg.DenySources, err = sourceList("deny_sources", f.DenySources, cfg.Lists, paths); err != nil {
+	if cfg.DenySources, cfg.DenyIfaces, err = sourceList("deny_sources", f.DenySources, cfg.Lists, paths); err != nil {
 		return Config{}, err
 	}
 	if f.UFW != nil {
@@ -313,25 +318,37 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 	return nil
 }
 
-// sourceList parses a list of sources under key (`list:NAME` expanded).
-func sourceList(key string, list []string, lists map[string][]Source, paths docPaths) ([]Source, error) {
+// sourceList parses a list of sources under key (`list:NAME` expanded,
+// `iface:NAME` apart).
+func sourceList(key string, list []string, lists map[string][]Source, paths docPaths) ([]Source, []string, error) {
 	var out []Source
+	var ifaces []string
 	for i, s := range list {
-		if strings.HasPrefix(strings.TrimSpace(s), ListPrefix) {
+		s = strings.TrimSpace(s)
+		if name, ok := strings.CutPrefix(s, IfacePrefix); ok {
+			ifc, err := ParseIface(name)
+			if err != nil {
+				return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+			}
+			ifaces = append(ifaces, ifc)
+			continue
+		}
+		if strings.HasPrefix(s, ListPrefix) {
 			srcs, err := ParseSourcesIn(s, lists)
 			if err != nil {
-				return nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+				return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
 			}
 			out = append(out, srcs.Prefixes...)
 			continue
 		}
 		src, err := ParseSource(s)
 		if err != nil {
-			return nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+			return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
 		}
 		out = append(out, src)
 	}
-	return out, nil
+	slices.Sort(ifaces)
+	return out, slices.Compact(ifaces), nil
 }
 
 // parseSelector validates the container and service keys that select

@@ -12,8 +12,8 @@ type KeyDoc struct {
 
 // Keys are the config file's keys, in the order the example gives them.
 var Keys = []KeyDoc{
-	{"trusted_sources", "list of CIDRs or addresses", "sources that may reach every published port (none by default; private ranges are not trusted wholesale)"},
-	{"deny_sources", "list of CIDRs or addresses", "sources that may reach no published port: refused before any allow, trusted_sources included, on the DNAT and docker-proxy paths; the host's own ports are not touched"},
+	{"trusted_sources", "list of CIDRs, addresses or iface:NAME", "sources that may reach every published port (none by default; private ranges are not trusted wholesale); iface:NAME (a trailing * a glob, iface:wg*) trusts whatever arrives on that interface"},
+	{"deny_sources", "list of CIDRs, addresses or iface:NAME", "sources that may reach no published port: refused before any allow, trusted_sources included, on the DNAT and docker-proxy paths; iface:NAME refuses whatever arrives on that interface; the host's own ports are not touched"},
 	{"ufw", "auto, on or off", "auto (default): traffic dockmoat does not open goes through ufw-user-forward, so `ufw route allow` rules keep working; on: the same, and an error when that chain is missing; off: ufw route rules open nothing"},
 	{"ufw_input", "true or false", "true: a plain `ufw allow PORT[/PROTO] [from SRC]` rule also opens the published host port PORT to SRC (iptables backend; rules after a ufw deny that may refuse part of them, ufw limit and rules on an interface or address are not translated, and the log says which)"},
 	{"mode", "enforce or observe", "enforce (default); observe: what the policy refuses is let through, counted and logged; `dockmoat suggest` prints the allow rules that keep it working, `dockmoat enforce` drops it again (the commands win over this key)"},
@@ -26,7 +26,7 @@ var Keys = []KeyDoc{
 	{"allow.container", "name or glob", "the containers the rule selects, by name"},
 	{"allow.service", "PROJECT/SERVICE, STACK/SERVICE or a Swarm service", "the containers the rule selects, by compose or Swarm service (globs allowed)"},
 	{"allow.ports", "list of PORT[-PORT][/PROTO] or *", "the published (host) ports opened"},
-	{"allow.from", "list of CIDRs or addresses", "only these sources; leave the key out to open to everyone (an empty from: is an error)"},
+	{"allow.from", "list of CIDRs, addresses or iface:NAME", "only these sources; iface:NAME (a trailing * a glob) opens to whatever arrives on that interface, whatever its address (a VPN: iface:wg0); leave the key out to open to everyone (an empty from: is an error)"},
 	{"allow.limit", "N/second|minute|hour[,burst=B]", "new connections per source address (per /64 for IPv6) beyond the rate are refused; B (default N) may come at once; trusted sources are not limited"},
 	{"egress", "list of rules", "limits the outbound connections of containers you cannot label"},
 	{"egress.container", "name or glob", "the containers the rule selects, by name"},

@@ -197,6 +197,7 @@ func ParseSourcesIn(s string, lists map[string][]Source) (Sources, error) {
 			return more, nil
 		}
 		out.Prefixes = append(out.Prefixes, more.Prefixes...)
+		out.Ifaces = more.Ifaces
 	}
 	if out.Prefixes == nil {
 		out.Prefixes = []Source{} // listed, but empty: opens nothing

@@ -140,13 +140,33 @@ func ParseSource(s string) (Source, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// Sources is a source list; Any means everyone (the word `any`).
+// Sources is a source list; Any means everyone (the word `any`). Ifaces
+// are the interfaces (`iface:NAME`, a trailing * a glob) a connection
+// may arrive on, whatever its source address.
 type Sources struct {
 	Any      bool
 	Prefixes []Source
+	Ifaces   []string
 }
 
-// ParseSources parses "any" or a comma-separated list of CIDRs/addresses.
+// IfacePrefix marks an interface source: `iface:wg0`, `iface:wg*`.
+const IfacePrefix = "iface:"
+
+// ParseIface reads the NAME of `iface:NAME`: an interface name (at most
+// 15 characters of letters, digits, _ . -) with an optional trailing * (a
+// glob: every interface whose name starts so). The kernel compares names
+// only, so a * elsewhere, or any other pattern, is refused rather than
+// read as something that matches more than was meant.
+func ParseIface(name string) (string, error) {
+	stem := strings.TrimSuffix(name, "*")
+	if stem == "" || len(name) > 15 || strings.Trim(stem, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != "" {
+		return "", fmt.Errorf("%q: want iface:NAME with an interface name of at most 15 letters, digits, _ . or -, and an optional trailing * (iface:wg0, iface:wg*)", IfacePrefix+name)
+	}
+	return name, nil
+}
+
+// ParseSources parses "any" or a comma-separated list of CIDRs, addresses
+// and interfaces (iface:NAME).
 func ParseSources(s string) (Sources, error) {
 	var out Sources
 	for _, item := range strings.Split(s, ",") {
@@ -158,18 +178,28 @@ func ParseSources(s string) (Sources, error) {
 			out.Any = true
 			continue
 		}
+		if name, ok := strings.CutPrefix(item, IfacePrefix); ok {
+			ifc, err := ParseIface(name)
+			if err != nil {
+				return Sources{}, err
+			}
+			out.Ifaces = append(out.Ifaces, ifc)
+			continue
+		}
 		p, err := ParseSource(item)
 		if err != nil {
 			return Sources{}, err
 		}
 		out.Prefixes = append(out.Prefixes, p)
 	}
-	if !out.Any && len(out.Prefixes) == 0 {
-		return Sources{}, fmt.Errorf("no sources listed (want CIDRs such as \"198.51.100.0/24\", or \"any\")")
+	if !out.Any && len(out.Prefixes) == 0 && len(out.Ifaces) == 0 {
+		return Sources{}, fmt.Errorf("no sources listed (want CIDRs such as \"198.51.100.0/24\", iface:NAME, or \"any\")")
 	}
 	if out.Any {
-		out.Prefixes = nil
+		out.Prefixes, out.Ifaces = nil, nil
 	}
+	slices.Sort(out.Ifaces)
+	out.Ifaces = slices.Compact(out.Ifaces)
 	return out, nil
 }
 
@@ -190,5 +220,19 @@ func (s Sources) Union(o Sources) Sources {
 	slices.SortFunc(out.Prefixes, func(a, b Source) int {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
+	if len(s.Ifaces)+len(o.Ifaces) > 0 {
+		out.Ifaces = append(slices.Clone(s.Ifaces), o.Ifaces...)
+		slices.Sort(out.Ifaces)
+		out.Ifaces = slices.Compact(out.Ifaces)
+	}
 	return out
+}
+
+// IfaceMatches reports whether the interface name is one a pattern of
+// ParseIface names (a trailing * matching any rest).
+func IfaceMatches(pattern, name string) bool {
+	if stem, glob := strings.CutSuffix(pattern, "*"); glob {
+		return strings.HasPrefix(name, stem)
+	}
+	return pattern == name
 }

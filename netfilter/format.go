@@ -108,6 +108,9 @@ func access(d rules.Decision) string {
 		for _, p := range d.Sources.Prefixes {
 			s = append(s, p.String())
 		}
+		for _, ifc := range d.Sources.Ifaces {
+			s = append(s, "anyone on "+ifc)
+		}
 		return "open to " + strings.Join(s, ", ")
 	}
 }

@@ -87,6 +87,9 @@ func portJSON(d rules.Decision) PortJSON {
 		for _, s := range d.Sources.Prefixes {
 			j.Sources = append(j.Sources, s.String())
 		}
+		for _, ifc := range d.Sources.Ifaces {
+			j.Sources = append(j.Sources, "iface:"+ifc)
+		}
 	}
 	return j
 }

@@ -137,10 +137,41 @@ func accessOf(decisions []rules.Decision, allows []policy.Allow) openAccess {
 	return out
 }
 
-func allowsSource(srcs []config.Sources, src netip.Addr) bool {
+// allowsSource reports whether one of srcs lets src in. An interface
+// source (iface:NAME) lets it in when via, the interface the host routes
+// src by, matches: conntrack keeps no session's input interface, and a
+// VPN client is routed back through its tunnel. With via nil (no
+// interface source anywhere) interfaces match nothing.
+func allowsSource(srcs []config.Sources, src netip.Addr, via viaFunc) bool {
 	return slices.ContainsFunc(srcs, func(s config.Sources) bool {
-		return s.Any || slices.ContainsFunc(s.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) })
+		return s.Any || slices.ContainsFunc(s.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) }) ||
+			len(s.Ifaces) > 0 && viaOneOf(s.Ifaces, src, via)
 	})
+}
+
+// viaFunc names the interface the host routes an address by ("" unknown).
+type viaFunc func(netip.Addr) string
+
+// viaOneOf reports whether src is routed by an interface one of the
+// patterns (iface:NAME) names.
+func viaOneOf(patterns []string, src netip.Addr, via viaFunc) bool {
+	if via == nil || len(patterns) == 0 {
+		return false
+	}
+	name := via(src)
+	return name != "" && slices.ContainsFunc(patterns, func(p string) bool { return config.IfaceMatches(p, name) })
+}
+
+// trust is what a sweep or a revocation never cuts: the trusted sources
+// and interfaces, with the route lookup for the latter.
+type trust struct {
+	prefixes []netip.Prefix
+	ifaces   []string
+	via      viaFunc
+}
+
+func (t trust) has(src netip.Addr) bool {
+	return slices.ContainsFunc(t.prefixes, func(p netip.Prefix) bool { return p.Contains(src) }) || viaOneOf(t.ifaces, src, t.via)
 }
 
 // withdrawn reports whether now allows less than before anywhere. When it
@@ -151,7 +182,7 @@ func withdrawn(before, now openAccess) bool {
 	for k, was := range before {
 		is, ok := now[k]
 		if !ok || !slices.EqualFunc(was, is, func(a, b config.Sources) bool {
-			return a.Any == b.Any && slices.Equal(a.Prefixes, b.Prefixes)
+			return a.Any == b.Any && slices.Equal(a.Prefixes, b.Prefixes) && slices.Equal(a.Ifaces, b.Ifaces)
 		}) {
 			return true
 		}
@@ -170,16 +201,16 @@ type hostPort struct {
 // removed its rules (a repair window). Such a session is to a published
 // port, was DNATed by Docker to a container, comes from outside (not the
 // host itself, not a Docker network) and is not allowed by now.
-func swept(published map[hostPort]bool, now openAccess, trusted, local []netip.Prefix) func(Flow) bool {
+func swept(published map[hostPort]bool, now openAccess, trusted trust, local []netip.Prefix) func(Flow) bool {
 	return func(f Flow) bool {
 		if f.OrigDst == f.ReplySrc || !published[hostPort{f.Proto, f.OrigDstPort}] {
 			return false // not DNATed (the host's own, or docker-proxy's), or not published
 		}
 		in := func(p netip.Prefix) bool { return p.Contains(f.Src) }
-		if slices.ContainsFunc(trusted, in) || slices.ContainsFunc(local, in) || f.Src.IsLoopback() {
+		if trusted.has(f.Src) || slices.ContainsFunc(local, in) || f.Src.IsLoopback() {
 			return false
 		}
-		return !allowsSource(now[accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}], f.Src)
+		return !allowsSource(now[accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}], f.Src, trusted.via)
 	}
 }
 
@@ -195,15 +226,15 @@ func publishedPorts(decisions []rules.Decision) map[hostPort]bool {
 // revoked returns a matcher for the sessions that were allowed by one of
 // befores and are not by now: a binding that closed, a container gone or
 // moved, sources narrowed. Trusted sources stay allowed.
-func revoked(befores []openAccess, now openAccess, trusted []netip.Prefix) func(Flow) bool {
+func revoked(befores []openAccess, now openAccess, trusted trust) func(Flow) bool {
 	return func(f Flow) bool {
 		k := accessKey{f.ReplySrc, f.ReplySrcPort, f.OrigDstPort, f.Proto}
-		if !slices.ContainsFunc(befores, func(b openAccess) bool { return allowsSource(b[k], f.Src) }) {
+		if !slices.ContainsFunc(befores, func(b openAccess) bool { return allowsSource(b[k], f.Src, trusted.via) }) {
 			return false // not a session dockmoat had allowed
 		}
-		if slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(f.Src) }) {
+		if trusted.has(f.Src) {
 			return false
 		}
-		return !allowsSource(now[k], f.Src)
+		return !allowsSource(now[k], f.Src, trusted.via)
 	}
 }

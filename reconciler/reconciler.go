@@ -77,6 +77,9 @@ type Reconciler struct {
 	// source counts as local for the revocation sweep (revoke.go).
 	bridges   []string
 	localNets func(bridges []string) []netip.Prefix
+	// routeIface names the interface the host routes an address by: an
+	// iface:NAME source's sessions are told by it (revoke.go).
+	routeIface func(netip.Addr) string
 }
 
 // SetConntrack enables revocation of live sessions (nil disables it).
@@ -85,7 +88,7 @@ func (r *Reconciler) SetConntrack(ct Conntrack) { r.ct = ct }
 
 // New returns a reconciler driving backend nf.
 func New(nf netfilter.Backend, src Source, cfg config.Config, log logrus.FieldLogger) *Reconciler {
-	return &Reconciler{nf: nf, src: src, cfg: cfg, log: log, reported: map[string]bool{}, localNets: interfaceNets}
+	return &Reconciler{nf: nf, src: src, cfg: cfg, log: log, reported: map[string]bool{}, localNets: interfaceNets, routeIface: routeIface}
 }
 
 // SetConfig replaces the configuration used by the next pass.

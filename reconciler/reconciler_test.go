@@ -366,6 +366,41 @@ func TestSweepCutsSessionsOpenedWhileUnprotected(t *testing.T) {
 	}
 }
 
+// A session on a port open to an interface (iface:NAME) is told by the
+// interface the host routes its source by: the sweep keeps a VPN
+// client's and a trusted interface's, cuts the public one's, and when the
+// label moves to another interface the VPN session is revoked too.
+func TestSweepAndRevokeByInterface(t *testing.T) {
+	r := newRig(t, config.Config{TrustedIfaces: []string{"tail*"}})
+	r.rec.localNets = func([]string) []netip.Prefix { return nil }
+	routes := map[string]string{"10.8.0.5": "wg0", "100.64.0.9": "tailscale0", "203.0.113.10": "eth0"}
+	r.rec.routeIface = func(a netip.Addr) string { return routes[a.String()] }
+	ct := &fakeCT{}
+	r.rec.SetConntrack(ct)
+	w := rulestest.Web("172.17.0.2")
+	w.Labels = map[string]string{"dockmoat.allow": "8080", "dockmoat.from": "iface:wg*"}
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
+	flow := func(src string) Flow {
+		return Flow{Proto: "tcp", Src: netip.MustParseAddr(src), OrigDst: netip.MustParseAddr("203.0.113.1"), OrigDstPort: 8080,
+			ReplySrc: netip.MustParseAddr("172.17.0.2"), ReplySrcPort: 80}
+	}
+	vpn, trusted, public := flow("10.8.0.5"), flow("100.64.0.9"), flow("203.0.113.10")
+	ct.flows = []Flow{vpn, trusted, public}
+	r.sync(t)
+	r.rec.WaitRevocations()
+	if !slices.Equal(ct.deleted, []Flow{public}) {
+		t.Fatalf("sweep cut %+v, want only the public session", ct.deleted)
+	}
+	ct.deleted = nil
+	w.Labels["dockmoat.from"] = "iface:tun0"
+	r.docker.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{w}}, nil)
+	r.sync(t)
+	r.rec.WaitRevocations()
+	if !slices.Equal(ct.deleted, []Flow{vpn}) || !slices.Equal(ct.flows, []Flow{trusted}) {
+		t.Errorf("after the move to tun0: cut %+v, kept %+v", ct.deleted, ct.flows)
+	}
+}
+
 // TestDisableThenEnable: disable installs the bypass and cuts nothing;
 // a SIGHUP-style config change keeps it; enable removes only the bypass
 // and sweeps the sessions opened meanwhile to ports the policy closes.

@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
 
+	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/policy"
 )
@@ -35,7 +37,7 @@ import (
 type revJob struct {
 	fam     rules.Family
 	res     policy.Result
-	trusted []netip.Prefix
+	trusted trust // without via: the worker looks routes up
 	sweep   bool
 	bridges []string // the Docker networks' bridges at that pass
 }
@@ -73,7 +75,7 @@ func (r *Reconciler) queueRevocation(fam rules.Family, res policy.Result, change
 	}
 	sweep := drifted || !rv.seeded[fam]
 	rv.seeded[fam] = true
-	rv.queue = append(rv.queue, revJob{fam: fam, res: res, trusted: r.config().TrustedSources, sweep: sweep, bridges: r.bridges})
+	rv.queue = append(rv.queue, revJob{fam: fam, res: res, trusted: trust{prefixes: r.config().TrustedSources, ifaces: r.config().TrustedIfaces}, sweep: sweep, bridges: r.bridges})
 	if !rv.running {
 		rv.running, rv.idle = true, make(chan struct{})
 		go r.revokeLoop(rv.idle)
@@ -95,7 +97,7 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 		r.revMu.Unlock()
 		befores := map[rules.Family][]openAccess{}
 		sweeps := map[rules.Family]map[hostPort]bool{}
-		var trusted []netip.Prefix
+		var trusted trust
 		var bridges []string
 		egress := map[rules.Family][]rules.Egress{}
 		for _, j := range jobs {
@@ -138,7 +140,10 @@ func (r *Reconciler) revokeLoop(idle chan struct{}) {
 // matcher joins what one walk of a family cuts: sessions whose access
 // was withdrawn (befores → now), with pub the sweep's published ports,
 // and with eg the outbound sessions egress refuses.
-func (r *Reconciler) matcher(befores []openAccess, now openAccess, pub map[hostPort]bool, eg []rules.Egress, trusted []netip.Prefix, bridges []string) func(Flow) bool {
+func (r *Reconciler) matcher(befores []openAccess, now openAccess, pub map[hostPort]bool, eg []rules.Egress, trusted trust, bridges []string) func(Flow) bool {
+	if len(trusted.ifaces) > 0 || namesIface(now) || slices.ContainsFunc(befores, namesIface) {
+		trusted.via = r.routes()
+	}
 	match := revoked(befores, now, trusted)
 	var local []netip.Prefix // the host's interfaces, read once
 	if pub != nil || eg != nil {
@@ -200,4 +205,42 @@ func interfaceNets(bridges []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// namesIface reports whether some open binding allows an interface.
+func namesIface(a openAccess) bool {
+	for _, srcs := range a {
+		if slices.ContainsFunc(srcs, func(s config.Sources) bool { return len(s.Ifaces) > 0 }) {
+			return true
+		}
+	}
+	return false
+}
+
+// routes returns the lookup of the interface the host routes an address
+// by, asked of the kernel once per address for one walk.
+func (r *Reconciler) routes() viaFunc {
+	seen := map[netip.Addr]string{}
+	return func(a netip.Addr) string {
+		name, ok := seen[a]
+		if !ok {
+			name = r.routeIface(a)
+			seen[a] = name
+		}
+		return name
+	}
+}
+
+// routeIface asks the kernel which interface it routes a to ("" when it
+// cannot tell).
+func routeIface(a netip.Addr) string {
+	routes, err := netlink.RouteGet(a.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return ""
+	}
+	ifc, err := net.InterfaceByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return ""
+	}
+	return ifc.Name
 }

@@ -107,7 +107,9 @@ func FamilyAddrs(c Container, fam Family) []netip.Addr {
 var anySource = []string{""}
 
 // SourcesOf lists the sources of the family a decision allows: "" means
-// anyone; nil means closed (or open only to sources of the other family).
+// anyone, "iface:NAME" whatever arrives on that interface (IfaceSource;
+// in both families); nil means closed (or open only to sources of the
+// other family).
 func SourcesOf(d Decision, fam Family) []string {
 	if !d.Open {
 		return nil
@@ -121,7 +123,18 @@ func SourcesOf(d Decision, fam Family) []string {
 			srcs = append(srcs, p.String())
 		}
 	}
+	for _, ifc := range d.Sources.Ifaces {
+		srcs = append(srcs, config.IfacePrefix+ifc)
+	}
 	return srcs
+}
+
+// IfaceSource reports whether a source of SourcesOf is an interface, and
+// its name (a trailing * a glob). A renderer that does not ask renders
+// the source as an address and the kernel refuses the batch: nothing
+// opens to everyone by mistake.
+func IfaceSource(src string) (string, bool) {
+	return strings.CutPrefix(src, config.IfacePrefix)
 }
 
 // Decide applies labels and config to each published port of a container.
@@ -199,7 +212,7 @@ func entries(c Container, decisions []Decision) int {
 	n := 0
 	for _, d := range decisions {
 		if d.Open {
-			n += max(addrs, 1) * max(len(d.Sources.Prefixes), 1)
+			n += max(addrs, 1) * max(len(d.Sources.Prefixes)+len(d.Sources.Ifaces), 1)
 		}
 	}
 	return n

@@ -569,12 +569,15 @@ func nftInput(cfg config.Config, bridges []string, res [2]policy.Result) (Chain,
 		}
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, pass))
 	}
+	for _, ifc := range cfg.TrustedIfaces {
+		in.add("trusted interface "+ifc, "iifname "+strconv.Quote(ifc)+" "+pass)
+	}
 	limitRules(&in, nil, res, false)
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, d := range res[i].Input.Sourced {
 			for _, src := range rules.SourcesOf(d, fam) {
 				in.add(fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src),
-					nftAddr(fam)+" saddr "+src+" "+nftProxyMatch(d.Binding, fam)+" "+pass)
+					nftSrc(src, fam)+" "+nftProxyMatch(d.Binding, fam)+" "+pass)
 			}
 		}
 		for _, r := range res[i].Input.Open {
@@ -676,7 +679,7 @@ func nftAllow(a policy.Allow, fam rules.Family) string {
 	b := a.Binding
 	var parts []string
 	if a.Source != "" {
-		parts = append(parts, nftAddr(fam)+" saddr "+a.Source)
+		parts = append(parts, nftSrc(a.Source, fam))
 	}
 	parts = append(parts, fmt.Sprintf("%s daddr %s %s dport %d ct status dnat", nftAddr(fam), a.Addr, b.Proto, b.ContainerPort))
 	if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
@@ -728,6 +731,9 @@ func guardInput(cfg config.Config, foreign []string, published [2][]policy.PortR
 		}
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
 	}
+	for _, ifc := range cfg.TrustedIfaces {
+		in.add("trusted interface "+ifc, "iifname "+strconv.Quote(ifc)+" accept")
+	}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 		for _, r := range published[i] {
 			in.add("guard: "+r.Spec()+" via docker-proxy, until dockmoat run", nftRunMatch(r, fam)+" drop")
@@ -769,6 +775,9 @@ func addDenied(ch *Chain, cfg config.Config, verdict string) {
 		}
 		ch.add("deny source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, verdict))
 	}
+	for _, ifc := range cfg.DenyIfaces {
+		ch.add("deny interface "+ifc, "iifname "+strconv.Quote(ifc)+" "+verdict)
+	}
 }
 
 func addTrusted(ing *Chain, cfg config.Config, verdict string) {
@@ -779,4 +788,17 @@ func addTrusted(ing *Chain, cfg config.Config, verdict string) {
 		}
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat %s", nftAddr(fam), src, verdict))
 	}
+	for _, ifc := range cfg.TrustedIfaces {
+		ing.add("trusted interface "+ifc, "iifname "+strconv.Quote(ifc)+" ct status dnat "+verdict)
+	}
+}
+
+// nftSrc matches a source of rules.SourcesOf: its address, or the
+// interface the connection arrived on (nft reads a trailing * in an
+// interface name as a glob, as iface:NAME does).
+func nftSrc(src string, fam rules.Family) string {
+	if ifc, ok := rules.IfaceSource(src); ok {
+		return "iifname " + strconv.Quote(ifc)
+	}
+	return nftAddr(fam) + " saddr " + src
 }

@@ -325,3 +325,28 @@ func TestRenderObserve(t *testing.T) {
 		t.Errorf("enforce must not mark, observe must not drop published ports:\n%s", text)
 	}
 }
+
+// iface:NAME is iifname on both paths, quoted, its * nft's own glob; deny
+// and trusted interfaces sit with their sources.
+func TestRenderIfaceSources(t *testing.T) {
+	cfg, snap := goldenInput()
+	cfg.TrustedIfaces, cfg.DenyIfaces = []string{"tailscale0"}, []string{"eth9"}
+	snap.Containers = append(snap.Containers, rulestest.Dual("vpn", 9090, map[string]string{"dockmoat.allow": "9090", "dockmoat.from": "iface:wg*"}))
+	rs, _ := RenderWith(cfg, snap, false)
+	text := rs.Text()
+	for _, want := range []string{
+		`iifname "eth9" ct status dnat drop`, `iifname "eth9" return`,
+		`iifname "tailscale0" ct status dnat meta mark set`, `iifname "tailscale0" meta mark set`,
+		`iifname "wg*" ip daddr `, `iifname "wg*" meta nfproto ipv6 tcp dport 9090`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "saddr iface") {
+		t.Errorf("an interface rendered as an address:\n%s", text)
+	}
+	if *update {
+		_ = os.WriteFile(filepath.Join(os.TempDir(), "nft-iface.nft"), []byte(rs.ReplaceScript()), 0o644)
+	}
+}

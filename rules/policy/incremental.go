@@ -353,7 +353,7 @@ func (inc *Incremental) regroup(k target) {
 	if len(srcs) == 0 && !mixed {
 		return
 	}
-	if mixed || several {
+	if mixed || several || hasIface(srcs) {
 		inc.linear[g] = true
 		return
 	}

@@ -25,7 +25,7 @@ func randomContainer(r *rand.Rand, id string) rules.Container {
 	if v := pick("*", "80", "81,82", "8080/udp", "80-82", "nope", ""); v != "" {
 		c.Labels[rules.LabelAllow] = v
 	}
-	if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32", "0.0.0.0/0"); v != "" {
+	if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32", "0.0.0.0/0", "iface:wg0", "iface:tun*, 198.51.100.0/24"); v != "" {
 		c.Labels[rules.LabelFrom] = v
 	}
 	if r.IntN(4) == 0 {

@@ -37,7 +37,8 @@ import (
 // containers) or a container port is published more than once with
 // different policies (8080->80 open, 9090->80 closed), those allows stay
 // rules matching the original destination port (Result.Linear), as
-// without sets.
+// without sets. So do the allows of a target open to an interface
+// (iface:NAME): a set element carries no interface.
 //
 // The lookup costs the same with 10 or 10,000 ports, and a container that
 // moves to a new address is a set-element change: no rule moves.
@@ -161,7 +162,7 @@ func (g *grouper) split(fam rules.Family) (open, from Set, ports []hostPort, lin
 		if len(grp.srcs) == 0 && !grp.mixed {
 			continue // closed wherever it is published
 		}
-		exact := !grp.mixed && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return g.leadsTo[hp].several })
+		exact := !grp.mixed && !hasIface(grp.srcs) && !slices.ContainsFunc(grp.hosts, func(hp hostPort) bool { return g.leadsTo[hp].several })
 		if !exact {
 			linear = append(linear, grp.allows...)
 			continue
@@ -181,6 +182,12 @@ func (g *grouper) split(fam rules.Family) (open, from Set, ports []hostPort, lin
 	}
 	slices.SortFunc(linear, compareAllows)
 	return open, from, ports, linear
+}
+
+// hasIface reports whether a target's sources name an interface: a set
+// element cannot carry one, so such a target's allows stay rules.
+func hasIface(srcs []string) bool {
+	return slices.ContainsFunc(srcs, func(s string) bool { _, ok := rules.IfaceSource(s); return ok })
 }
 
 // elemOf is the set element of a target for one source ("" and /0 mean

@@ -278,12 +278,36 @@ func head(cfg config.Config, res policy.Result, fam rules.Family, bans bool) (Ow
 			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
 		}
 	}
+	for _, ifc := range cfg.DenyIfaces {
+		ing.add(rules.Desc("deny interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
 		}
 	}
+	for _, ifc := range cfg.TrustedIfaces {
+		ing.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
+	}
 	return main, ing
+}
+
+// iptIface writes an interface of iface:NAME as iptables matches it: the
+// glob's trailing * is iptables' +.
+func iptIface(name string) string {
+	if stem, ok := strings.CutSuffix(name, "*"); ok {
+		return stem + "+"
+	}
+	return name
+}
+
+// srcSpec matches a source of rules.SourcesOf: its address, or the
+// interface the connection arrived on.
+func srcSpec(src string) []string {
+	if ifc, ok := rules.IfaceSource(src); ok {
+		return []string{"-i", iptIface(ifc)}
+	}
+	return []string{"-s", src}
 }
 
 // bypass is `dockmoat disable`: one rule first in each hooked chain that
@@ -358,7 +382,7 @@ func addAllow(ch *OwnedChain, a policy.Allow, fam rules.Family) {
 	b := a.Binding
 	var spec []string
 	if a.Source != "" {
-		spec = append(spec, "-s", a.Source)
+		spec = srcSpec(a.Source)
 	}
 	spec = append(spec, "-d", a.Addr.String()+bits(fam), "-p", b.Proto, "-m", b.Proto,
 		"--dport", strconv.Itoa(int(b.ContainerPort)),
@@ -435,16 +459,22 @@ func inputChain(cfg config.Config, res policy.Result, fam rules.Family, bans boo
 			ch.add(rules.Desc("deny source "+src.String()+": not let through"), "-s", src.String(), "-j", "RETURN")
 		}
 	}
+	for _, ifc := range cfg.DenyIfaces {
+		ch.add(rules.Desc("deny interface "+ifc+": not let through"), "-i", iptIface(ifc), "-j", "RETURN")
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-g", ChainPass)
 		}
 	}
+	for _, ifc := range cfg.TrustedIfaces {
+		ch.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-g", ChainPass)
+	}
 	limitRules(&ch, res.Limits, fam, false)
 	for _, d := range in.Sourced {
 		for _, src := range rules.SourcesOf(d, fam) {
 			text := fmt.Sprintf("allow %s %d/%s via docker-proxy from %s", d.Container, d.Binding.HostPort, d.Binding.Proto, src)
-			ch.add(rules.Desc(text), append([]string{"-s", src}, append(proxySpec(d.Binding, fam), "-g", ChainPass)...)...)
+			ch.add(rules.Desc(text), append(srcSpec(src), append(proxySpec(d.Binding, fam), "-g", ChainPass)...)...)
 		}
 	}
 	for _, r := range in.Open {
@@ -572,10 +602,16 @@ func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset
 			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
 		}
 	}
+	for _, ifc := range cfg.DenyIfaces {
+		ing.add(rules.Desc("deny interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
 			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
 		}
+	}
+	for _, ifc := range cfg.TrustedIfaces {
+		ing.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
 	}
 	ing.add(rules.Desc("guard: default deny until dockmoat run"), "-j", "DROP")
 	return Ruleset{Family: fam, Chains: []OwnedChain{main, ing}}
@@ -605,6 +641,9 @@ func GuardInput(cfg config.Config, fam rules.Family, foreign []string, runs []po
 		if fam.Has(src.Addr()) {
 			ch.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-j", "RETURN")
 		}
+	}
+	for _, ifc := range cfg.TrustedIfaces {
+		ch.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-j", "RETURN")
 	}
 	for _, r := range runs {
 		ch.add(rules.Desc("guard: "+r.Spec()+" via docker-proxy, until dockmoat run"), append(runSpec(r, fam), "-j", "DROP")...)

@@ -653,3 +653,48 @@ func TestRenderDenySources(t *testing.T) {
 		t.Errorf("DOCKMOAT-INPUT: the IPv4 deny must come before the trusted source, the IPv6 one not at all:\n%s", all)
 	}
 }
+
+// iface:NAME matches the interface a connection arrived on, on both paths:
+// an allow stays a rule (a set element carries no interface), a glob's *
+// is iptables' +, and deny and trusted interfaces sit with their sources.
+func TestRenderIfaceSources(t *testing.T) {
+	cfg := config.Default()
+	cfg.TrustedIfaces, cfg.DenyIfaces = []string{"tailscale0"}, []string{"eth9"}
+	web := rulestest.Dual("vpn", 8080, map[string]string{rules.LabelAllow: "8080", rules.LabelFrom: "iface:wg*, 198.51.100.0/24"})
+	snap := rulestest.ProxySnap()
+	snap.Containers = append(snap.Containers, web)
+	for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
+		res := policy.Build(cfg, snap, fam, policy.Options{Sets: true})
+		rs := Render(cfg, res, RenderOptions{})
+		var all []string
+		for _, ch := range rs.Chains {
+			for _, r := range ch.Rules {
+				all = append(all, RuleLine(ch.Name, r))
+			}
+		}
+		text := strings.Join(all, "\n")
+		for _, want := range []string{"-i eth9 -m conntrack --ctstate DNAT", "deny interface eth9", "-i tailscale0 -m conntrack --ctstate DNAT", "trusted interface tailscale0"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q:\n%s", fam, want, text)
+			}
+		}
+		if strings.Contains(text, "iface:") && !strings.Contains(text, "from iface:wg*") || strings.Contains(text, "-s iface") {
+			t.Errorf("%s: an interface rendered as an address:\n%s", fam, text)
+		}
+		if fam == rules.IPv4 && !strings.Contains(text, "-A DOCKMOAT-INGRESS -i wg+ -d ") {
+			t.Errorf("IPv4: the DNAT path has no allow from wg+:\n%s", text)
+		}
+		if fam == rules.IPv6 && !strings.Contains(text, "-A DOCKMOAT-INPUT -i wg+ -p tcp -m tcp --dport 8080") {
+			t.Errorf("IPv6: the docker-proxy path has no allow from wg+:\n%s", text)
+		}
+		var linear []string
+		for _, a := range res.Linear {
+			if a.Container == "vpn" {
+				linear = append(linear, a.Source)
+			}
+		}
+		if fam == rules.IPv4 && strings.Join(linear, " ") != "198.51.100.0/24 iface:wg*" {
+			t.Errorf("vpn's allows are not all rules: %q", linear)
+		}
+	}
+}
