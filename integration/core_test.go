@@ -359,6 +359,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 
 	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, false, 9740) })
 	t.Run("RateLimitRefusesBurst", func(t *testing.T) { rateLimited(t, e, 9760, false, "") })
+	t.Run("IfaceSourceVPNOnly", func(t *testing.T) { ifaceSourced(t, e, 9765, false, "") })
 
 	// A named source list, referred to by a label: a change of its file is
 	// followed without a reload (B closed, then open, then closed again,

@@ -179,6 +179,13 @@ func TestIPv6(t *testing.T) {
 				}
 				rateLimited(t, e, 9987, true, "v4lim")
 			})
+			t.Run("IfaceSourceIPv6DNAT", func(t *testing.T) { ifaceSourced(t, e, 9990, true, "") })
+			t.Run("IfaceSourceIPv6ViaDockerProxy", func(t *testing.T) {
+				if _, err := e.bed.CreateNetwork(ctx, "v4vpn", "172.29.218.0/24"); err != nil {
+					t.Fatal(err)
+				}
+				ifaceSourced(t, e, 9992, true, "v4vpn")
+			})
 			// deny_sources on the docker-proxy path too: IPv6 clients of an
 			// IPv4-only container meet docker-proxy through INPUT.
 			// The ban set on the IPv6 DNAT path and the docker-proxy path.

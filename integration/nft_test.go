@@ -159,6 +159,7 @@ func TestNFTBackend(t *testing.T) {
 	t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, false) })
 	t.Run("BannedEverywhere", func(t *testing.T) { bannedEverywhere(t, e, true, 9740) })
 	t.Run("RateLimitRefusesBurst", func(t *testing.T) { rateLimited(t, e, 9760, false, "") })
+	t.Run("IfaceSourceVPNOnly", func(t *testing.T) { ifaceSourced(t, e, 9765, false, "") })
 
 	t.Run("StoppedStaysClosedUninstallClean", func(t *testing.T) {
 		if err := e.dm.Stop(syscall.SIGTERM); err != nil {

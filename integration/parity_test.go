@@ -148,24 +148,31 @@ func passOn(b netfilter.Backend, cfg config.Config, snap rules.Snapshot) error {
 
 // randomPolicy draws containers on docker0 from small pools (two
 // addresses a family, three host ports, two container ports), labels
-// from the label language, and sometimes trusted sources.
+// from the label language (interfaces too), and sometimes trusted and
+// denied sources and interfaces.
 func randomPolicy(r *rand.Rand) (config.Config, rules.Snapshot) {
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	cfg := config.Default()
 	if r.IntN(3) == 0 {
 		cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:9::/48")}
 	}
+	if r.IntN(4) == 0 {
+		cfg.TrustedIfaces = []string{"tun*"}
+	}
 	cfg.Observe = r.IntN(6) == 0
 	if r.IntN(3) == 0 {
 		// Overlapping the sources the labels name, and the trusted ones.
 		cfg.DenySources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25"), netip.MustParsePrefix("10.9.1.0/24"), netip.MustParsePrefix("2001:db8::/33")}
+		if r.IntN(2) == 0 {
+			cfg.DenyIfaces = []string{"wg9"}
+		}
 	}
 	snap := rules.Snapshot{Bridges: []string{"docker0"}}
 	for i := range 2 + r.IntN(4) {
 		c := rules.Container{ID: fmt.Sprint(i), Name: fmt.Sprintf("c%d", i), Labels: map[string]string{}}
 		if v := pick("*", "8080", "8080,8081", "8082/udp", "8080-8082", ""); v != "" {
 			c.Labels["dockmoat.allow"] = v
-			if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32"); v != "" {
+			if v := pick("", "", "198.51.100.0/24", "203.0.113.7, 2001:db8::/32", "iface:wg*", "iface:wg0, 198.51.100.0/24"); v != "" {
 				c.Labels["dockmoat.from"] = v
 			}
 			if r.IntN(4) == 0 {
@@ -211,8 +218,12 @@ func parityPackets(snap rules.Snapshot) []verdict.Packet {
 					orig = b.HostIP
 				}
 				for _, s := range srcs[dst.Is6()] {
-					out = append(out, verdict.Packet{Src: netip.MustParseAddr(s), Dst: dst, Proto: b.Proto, SPort: 40000, DPort: b.ContainerPort,
-						In: "eth0", Out: "docker0", States: []string{"NEW", "DNAT"}, OrigDst: orig, OrigDstPort: b.HostPort})
+					// The public link, a VPN link (iface:wg*), a denied and a
+					// trusted interface.
+					for _, in := range []string{"eth0", "wg0", "wg9", "tun1"} {
+						out = append(out, verdict.Packet{Src: netip.MustParseAddr(s), Dst: dst, Proto: b.Proto, SPort: 40000, DPort: b.ContainerPort,
+							In: in, Out: "docker0", States: []string{"NEW", "DNAT"}, OrigDst: orig, OrigDstPort: b.HostPort})
+					}
 				}
 			}
 		}

@@ -159,8 +159,9 @@ type Bed struct {
 	node string
 	// bus and firewalld run with Engine.Firewalld (firewalld.go).
 	bus, firewalld *exec.Cmd
-	// lanNS is the LAN client's namespace (lan.go), when added.
-	lanNS string
+	// lanNS is the LAN client's namespace (lan.go), when added; vpnNS the
+	// VPN client's (vpn.go).
+	lanNS, vpnNS string
 }
 
 var seq atomic.Int32
@@ -423,7 +424,7 @@ func (b *Bed) Close() {
 	for _, d := range []string{b.Dir, filepath.Dir(b.Socket)} {
 		unmountBelow(d)
 	}
-	for _, ns := range []string{b.lanNS, b.OutNS, b.HostNS} {
+	for _, ns := range []string{b.lanNS, b.vpnNS, b.OutNS, b.HostNS} {
 		if ns != "" {
 			_, _ = run(ctx, "ip", "netns", "del", ns)
 		}
