@@ -6,5 +6,4 @@ import "github.com/dockmoat/dockmoat/rules/rulestest"
 var (
 	addr = rulestest.Addr
 	ctr  = rulestest.Ctr
-	pb   = rulestest.PB
 )
