@@ -58,6 +58,20 @@ type grant struct {
 	origin     string // for humans: which label or config rule opened it
 }
 
+// labelReader gathers what a container's dockmoat.* labels say, key by
+// key (parseLabels).
+type labelReader struct {
+	c        Container
+	lists    map[string][]config.Source
+	problems []Problem
+	allow    []config.PortSpec
+	from     config.Sources
+	hasAllow bool
+	hasFrom  bool
+	perPort  []grant
+	limits   []limiter
+}
+
 // parseLabels turns a container's dockmoat.* labels into grants. Any
 // invalid label makes it return no grants at all: a half-understood policy
 // must not open anything.
@@ -71,80 +85,78 @@ func parseLabels(c Container, lists map[string][]config.Source) ([]grant, []limi
 		}
 	}
 	sort.Strings(keys)
-
-	var (
-		problems []Problem
-		allow    []config.PortSpec
-		from     = config.Sources{Any: true}
-		hasAllow bool
-		hasFrom  bool
-		perPort  []grant
-		limits   []limiter
-	)
-	bad := func(k, msg string) {
-		problems = append(problems, Problem{Container: c.Name, Label: k, Value: c.Labels[k], Msg: msg, Fatal: true})
-	}
+	r := &labelReader{c: c, lists: lists, from: config.Sources{Any: true}}
 	for _, k := range keys {
-		v := c.Labels[k]
-		switch {
-		case k == LabelEgress || k == LabelEgressAllow:
-			continue // egress.go
-		case k == LabelAllow:
-			specs, err := config.ParsePortList(v)
-			if err != nil {
-				bad(k, err.Error())
-				continue
-			}
-			allow, hasAllow = specs, true
-		case k == LabelFrom:
-			srcs, err := config.ParseSourcesIn(v, lists)
-			if err != nil {
-				bad(k, err.Error())
-				continue
-			}
-			from, hasFrom = srcs, true
-		case strings.HasPrefix(k, labelPortPfx):
-			spec, err := config.ParsePortSpec(strings.TrimPrefix(k, labelPortPfx))
-			if err != nil {
-				bad(k, "the key must name one port or range, as in dockmoat.allow.8080/tcp: "+err.Error())
-				continue
-			}
-			if spec.All {
-				bad(k, "use dockmoat.allow=* with dockmoat.from for all ports; per-port keys name a port or range")
-				continue
-			}
-			srcs, err := config.ParseSourcesIn(v, lists)
-			if err != nil {
-				bad(k, err.Error())
-				continue
-			}
-			perPort = append(perPort, grant{spec: spec, sources: srcs, perPort: true, origin: "label " + k + "=" + v})
-		case strings.HasPrefix(k, labelLimitPfx):
-			l, err := parseLimitLabel(k, v)
-			if err != nil {
-				bad(k, err.Error())
-				continue
-			}
-			limits = append(limits, l)
-		default:
-			bad(k, unknownKey(k))
-		}
+		r.read(k, c.Labels[k])
 	}
-	if hasFrom && !hasAllow {
-		bad(LabelFrom, "dockmoat.from restricts the ports in dockmoat.allow, but dockmoat.allow is not set")
+	if r.hasFrom && !r.hasAllow {
+		r.bad(LabelFrom, "dockmoat.from restricts the ports in dockmoat.allow, but dockmoat.allow is not set")
 	}
-	if len(problems) > 0 {
-		return nil, nil, problems
+	if len(r.problems) > 0 {
+		return nil, nil, r.problems
 	}
 	var grants []grant
-	for _, spec := range allow {
+	for _, spec := range r.allow {
 		origin := "label " + LabelAllow + "=" + c.Labels[LabelAllow]
-		if hasFrom {
+		if r.hasFrom {
 			origin += " with " + LabelFrom + "=" + c.Labels[LabelFrom]
 		}
-		grants = append(grants, grant{spec: spec, sources: from, origin: origin})
+		grants = append(grants, grant{spec: spec, sources: r.from, origin: origin})
 	}
-	return append(grants, perPort...), limits, nil
+	return append(grants, r.perPort...), r.limits, nil
+}
+
+// bad records an invalid label: the container stays closed.
+func (r *labelReader) bad(k, msg string) {
+	r.problems = append(r.problems, Problem{Container: r.c.Name, Label: k, Value: r.c.Labels[k], Msg: msg, Fatal: true})
+}
+
+// read takes one label.
+func (r *labelReader) read(k, v string) {
+	var err error
+	switch {
+	case k == LabelEgress || k == LabelEgressAllow:
+		return // egress.go
+	case k == LabelAllow:
+		r.allow, err = config.ParsePortList(v)
+		r.hasAllow = err == nil
+	case k == LabelFrom:
+		r.from, err = config.ParseSourcesIn(v, r.lists)
+		r.hasFrom = err == nil
+	case strings.HasPrefix(k, labelPortPfx):
+		r.readPerPort(k, v)
+		return
+	case strings.HasPrefix(k, labelLimitPfx):
+		var l limiter
+		if l, err = parseLimitLabel(k, v); err == nil {
+			r.limits = append(r.limits, l)
+		}
+	default:
+		r.bad(k, unknownKey(k))
+		return
+	}
+	if err != nil {
+		r.bad(k, err.Error())
+	}
+}
+
+// readPerPort takes a dockmoat.allow.PORT label.
+func (r *labelReader) readPerPort(k, v string) {
+	spec, err := config.ParsePortSpec(strings.TrimPrefix(k, labelPortPfx))
+	if err != nil {
+		r.bad(k, "the key must name one port or range, as in dockmoat.allow.8080/tcp: "+err.Error())
+		return
+	}
+	if spec.All {
+		r.bad(k, "use dockmoat.allow=* with dockmoat.from for all ports; per-port keys name a port or range")
+		return
+	}
+	srcs, err := config.ParseSourcesIn(v, r.lists)
+	if err != nil {
+		r.bad(k, err.Error())
+		return
+	}
+	r.perPort = append(r.perPort, grant{spec: spec, sources: srcs, perPort: true, origin: "label " + k + "=" + v})
 }
 
 // hasLabelPrefix reports whether a label key is meant for dockmoat: it
