@@ -146,90 +146,130 @@ func (t *Table) Restore(_ context.Context, data []byte) error {
 		t.FailRestore = nil
 		return err
 	}
-	chains := map[string][]string{}
+	b := &batch{chains: map[string][]string{}, order: slices.Clone(t.order)}
 	for k, v := range t.chains {
-		chains[k] = slices.Clone(v)
+		b.chains[k] = slices.Clone(v)
 	}
-	order := slices.Clone(t.order)
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
-	committed := false
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case line == "*filter":
-		case strings.HasPrefix(line, "*"):
-			return fmt.Errorf("line %d: fake has only the filter table", n)
-		case line == "COMMIT":
-			committed = true
-		case strings.HasPrefix(line, ":"):
-			name := strings.Fields(line[1:])[0]
-			if _, ok := chains[name]; !ok {
-				order = append(order, name)
-			}
-			chains[name] = nil // declare = create or flush
-		case strings.HasPrefix(line, "-A "):
-			f := strings.SplitN(line[3:], " ", 2)
-			if _, ok := chains[f[0]]; !ok {
-				return fmt.Errorf("line %d: chain %s does not exist", n, f[0])
-			}
-			chains[f[0]] = append(chains[f[0]], f[1])
-		case strings.HasPrefix(line, "-I "):
-			f := strings.SplitN(line[3:], " ", 3)
-			pos, err := strconv.Atoi(f[1])
-			if len(f) < 3 || err != nil {
-				return fmt.Errorf("line %d: want -I CHAIN POS SPEC", n)
-			}
-			if _, ok := chains[f[0]]; !ok || pos < 1 || pos > len(chains[f[0]])+1 {
-				return fmt.Errorf("line %d: -I %s %d: no such chain or index", n, f[0], pos)
-			}
-			chains[f[0]] = slices.Insert(chains[f[0]], pos-1, f[2])
-		case strings.HasPrefix(line, "-D "):
-			// Delete the first rule equal to the spec, as iptables does
-			// (compared by words, so quoting does not matter).
-			f := strings.SplitN(line[3:], " ", 2)
-			if len(f) < 2 {
-				return fmt.Errorf("line %d: want -D CHAIN SPEC", n)
-			}
-			want := iptsave.Tokenize(f[1])
-			i := slices.IndexFunc(chains[f[0]], func(r string) bool { return slices.Equal(iptsave.Tokenize(r), want) })
-			if i < 0 {
-				return fmt.Errorf("line %d: -D %s: no such rule", n, f[0])
-			}
-			chains[f[0]] = slices.Delete(chains[f[0]], i, i+1)
-		case strings.HasPrefix(line, "-X "):
-			name := strings.TrimSpace(line[3:])
-			if _, ok := chains[name]; !ok {
-				return fmt.Errorf("line %d: -X %s: no such chain", n, name)
-			}
-			for c, rules := range chains {
-				for _, r := range rules {
-					if jumpTarget(r) == name && c != name {
-						return fmt.Errorf("line %d: -X %s: chain is referenced by %s", n, name, c)
-					}
-				}
-			}
-			delete(chains, name)
-			order = slices.DeleteFunc(order, func(c string) bool { return c == name })
-		default:
-			return fmt.Errorf("line %d: fake does not understand %q", n, line)
+		if err := b.line(strings.TrimSpace(sc.Text())); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 	}
-	if !committed {
+	if !b.committed {
 		return errors.New("batch without COMMIT")
 	}
-	for c, rules := range chains {
+	if err := b.jumpsResolve(); err != nil {
+		return err
+	}
+	t.chains, t.order = b.chains, b.order
+	t.Restores++
+	t.Batches = append(t.Batches, string(data))
+	return nil
+}
+
+// batch is a restore in progress, on a copy of the table: all or nothing.
+type batch struct {
+	chains    map[string][]string
+	order     []string
+	committed bool
+}
+
+// line applies one line of an iptables-restore batch.
+func (b *batch) line(line string) error {
+	switch {
+	case line == "" || strings.HasPrefix(line, "#"):
+	case line == "*filter":
+	case strings.HasPrefix(line, "*"):
+		return errors.New("fake has only the filter table")
+	case line == "COMMIT":
+		b.committed = true
+	case strings.HasPrefix(line, ":"):
+		name := strings.Fields(line[1:])[0]
+		if _, ok := b.chains[name]; !ok {
+			b.order = append(b.order, name)
+		}
+		b.chains[name] = nil // declare = create or flush
+	case strings.HasPrefix(line, "-A "):
+		f := strings.SplitN(line[3:], " ", 2)
+		if _, ok := b.chains[f[0]]; !ok {
+			return fmt.Errorf("chain %s does not exist", f[0])
+		}
+		b.chains[f[0]] = append(b.chains[f[0]], f[1])
+	case strings.HasPrefix(line, "-I "):
+		return b.insert(line[3:])
+	case strings.HasPrefix(line, "-D "):
+		return b.delete(line[3:])
+	case strings.HasPrefix(line, "-X "):
+		return b.deleteChain(strings.TrimSpace(line[3:]))
+	default:
+		return fmt.Errorf("fake does not understand %q", line)
+	}
+	return nil
+}
+
+// insert is -I CHAIN POS SPEC.
+func (b *batch) insert(args string) error {
+	f := strings.SplitN(args, " ", 3)
+	if len(f) < 3 {
+		return errors.New("want -I CHAIN POS SPEC")
+	}
+	pos, err := strconv.Atoi(f[1])
+	if err != nil {
+		return errors.New("want -I CHAIN POS SPEC")
+	}
+	if _, ok := b.chains[f[0]]; !ok || pos < 1 || pos > len(b.chains[f[0]])+1 {
+		return fmt.Errorf("-I %s %d: no such chain or index", f[0], pos)
+	}
+	b.chains[f[0]] = slices.Insert(b.chains[f[0]], pos-1, f[2])
+	return nil
+}
+
+// delete is -D CHAIN SPEC: the first rule equal to the spec, as iptables
+// does (compared by words, so quoting does not matter).
+func (b *batch) delete(args string) error {
+	f := strings.SplitN(args, " ", 2)
+	if len(f) < 2 {
+		return errors.New("want -D CHAIN SPEC")
+	}
+	want := iptsave.Tokenize(f[1])
+	i := slices.IndexFunc(b.chains[f[0]], func(r string) bool { return slices.Equal(iptsave.Tokenize(r), want) })
+	if i < 0 {
+		return fmt.Errorf("-D %s: no such rule", f[0])
+	}
+	b.chains[f[0]] = slices.Delete(b.chains[f[0]], i, i+1)
+	return nil
+}
+
+// deleteChain is -X NAME: refused while another chain jumps to it.
+func (b *batch) deleteChain(name string) error {
+	if _, ok := b.chains[name]; !ok {
+		return fmt.Errorf("-X %s: no such chain", name)
+	}
+	for c, rules := range b.chains {
+		for _, r := range rules {
+			if jumpTarget(r) == name && c != name {
+				return fmt.Errorf("-X %s: chain is referenced by %s", name, c)
+			}
+		}
+	}
+	delete(b.chains, name)
+	b.order = slices.DeleteFunc(b.order, func(c string) bool { return c == name })
+	return nil
+}
+
+// jumpsResolve checks, as the kernel does at commit, that every jump
+// names a chain.
+func (b *batch) jumpsResolve() error {
+	for c, rules := range b.chains {
 		for _, r := range rules {
 			if tg := jumpTarget(r); tg != "" && !builtinTargets[tg] {
-				if _, ok := chains[tg]; !ok {
+				if _, ok := b.chains[tg]; !ok {
 					return fmt.Errorf("chain %s jumps to missing chain %s", c, tg)
 				}
 			}
 		}
 	}
-	t.chains, t.order = chains, order
-	t.Restores++
-	t.Batches = append(t.Batches, string(data))
 	return nil
 }
 
