@@ -13,10 +13,13 @@ import (
 	"io"
 	"os"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dockmoat/dockmoat/config/yamlkeys"
 )
 
 // DefaultPath is where `dockmoat run` looks when --config is not given.
@@ -229,9 +232,9 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 	cfg := Default()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Config{}, typeError(err, docPaths{})
+		return Config{}, yamlkeys.TypeError(err, yamlkeys.Paths{}, yamlWants, "config.")
 	}
-	paths, err := checkKeys(&root)
+	paths, err := yamlkeys.Check(&root, reflect.TypeOf(file{}))
 	if err != nil {
 		return Config{}, err
 	}
@@ -239,7 +242,7 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, typeError(err, paths)
+		return Config{}, yamlkeys.TypeError(err, paths, yamlWants, "config.")
 	}
 	if err := readLists(&cfg, f.Lists, read, stateDir, paths); err != nil {
 		return Config{}, err
@@ -255,7 +258,7 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 		case UFWAuto, UFWOn, UFWOff:
 			cfg.UFW = m
 		default:
-			return Config{}, paths.at("ufw", fmt.Errorf("%q is not one of auto, on, off", *f.UFW))
+			return Config{}, paths.At("ufw", fmt.Errorf("%q is not one of auto, on, off", *f.UFW))
 		}
 	}
 	if f.LogBlocked != nil {
@@ -273,7 +276,7 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 	for i, a := range f.Allow {
 		rule, err := parseAllow(a, cfg.Lists)
 		if err != nil {
-			return Config{}, paths.at(fmt.Sprintf("allow[%d]", i), err)
+			return Config{}, paths.At(fmt.Sprintf("allow[%d]", i), err)
 		}
 		cfg.Allow = append(cfg.Allow, rule)
 	}
@@ -286,7 +289,7 @@ func ParseIn(data []byte, read func(string) ([]byte, error), stateDir string) (C
 }
 
 // parseModes reads the keys that choose between fixed words.
-func parseModes(f file, cfg *Config, paths docPaths) error {
+func parseModes(f file, cfg *Config, paths yamlkeys.Paths) error {
 	word := func(p *string) string { return strings.ToLower(strings.TrimSpace(*p)) }
 	if f.IPSet != nil {
 		switch word(f.IPSet) {
@@ -294,7 +297,7 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 		case "off":
 			cfg.NoIPSet = true
 		default:
-			return paths.at("ipset", fmt.Errorf("%q is not one of auto, off", *f.IPSet))
+			return paths.At("ipset", fmt.Errorf("%q is not one of auto, off", *f.IPSet))
 		}
 	}
 	if f.Mode != nil {
@@ -303,7 +306,7 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 		case "observe":
 			cfg.Observe = true
 		default:
-			return paths.at("mode", fmt.Errorf("%q is not one of enforce, observe", *f.Mode))
+			return paths.At("mode", fmt.Errorf("%q is not one of enforce, observe", *f.Mode))
 		}
 	}
 	if f.ImageLabels != nil {
@@ -312,7 +315,7 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 		case "trust":
 			cfg.TrustImageLabels = true
 		default:
-			return paths.at("image_labels", fmt.Errorf("%q is not one of ignore, trust", *f.ImageLabels))
+			return paths.At("image_labels", fmt.Errorf("%q is not one of ignore, trust", *f.ImageLabels))
 		}
 	}
 	return nil
@@ -320,7 +323,7 @@ func parseModes(f file, cfg *Config, paths docPaths) error {
 
 // sourceList parses a list of sources under key (`list:NAME` expanded,
 // `iface:NAME` apart).
-func sourceList(key string, list []string, lists map[string][]Source, paths docPaths) ([]Source, []string, error) {
+func sourceList(key string, list []string, lists map[string][]Source, paths yamlkeys.Paths) ([]Source, []string, error) {
 	var out []Source
 	var ifaces []string
 	for i, s := range list {
@@ -328,7 +331,7 @@ func sourceList(key string, list []string, lists map[string][]Source, paths docP
 		if name, ok := strings.CutPrefix(s, IfacePrefix); ok {
 			ifc, err := ParseIface(name)
 			if err != nil {
-				return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+				return nil, nil, paths.At(fmt.Sprintf("%s[%d]", key, i), err)
 			}
 			ifaces = append(ifaces, ifc)
 			continue
@@ -336,14 +339,14 @@ func sourceList(key string, list []string, lists map[string][]Source, paths docP
 		if strings.HasPrefix(s, ListPrefix) {
 			srcs, err := ParseSourcesIn(s, lists)
 			if err != nil {
-				return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+				return nil, nil, paths.At(fmt.Sprintf("%s[%d]", key, i), err)
 			}
 			out = append(out, srcs.Prefixes...)
 			continue
 		}
 		src, err := ParseSource(s)
 		if err != nil {
-			return nil, nil, paths.at(fmt.Sprintf("%s[%d]", key, i), err)
+			return nil, nil, paths.At(fmt.Sprintf("%s[%d]", key, i), err)
 		}
 		out = append(out, src)
 	}

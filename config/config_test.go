@@ -253,12 +253,3 @@ func TestParseErrorsInUsersWords(t *testing.T) {
 		}
 	}
 }
-
-func TestClosest(t *testing.T) {
-	known := []string{"trusted_sources", "ufw", "allow", "egress"}
-	for w, want := range map[string]string{"trusted_source": "trusted_sources", "alow": "allow", "UFW": "ufw", "egres": "egress", "policy": "", "x": ""} {
-		if got := Closest(w, known); got != want {
-			t.Errorf("Closest(%q) = %q, want %q", w, got, want)
-		}
-	}
-}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/dockmoat/dockmoat/config/yamlkeys"
 )
 
 // Egress is outbound policy: the `egress:` rules of the file, for
@@ -175,19 +177,19 @@ type fileEgress struct {
 }
 
 // parseEgress validates the `egress:` rules and `egress_dns:`.
-func parseEgress(rules []fileEgress, dns []string, paths docPaths) (Egress, error) {
+func parseEgress(rules []fileEgress, dns []string, paths yamlkeys.Paths) (Egress, error) {
 	var out Egress
 	for i, f := range rules {
 		r, err := parseEgressRule(f)
 		if err != nil {
-			return out, paths.at(fmt.Sprintf("egress[%d]", i), err)
+			return out, paths.At(fmt.Sprintf("egress[%d]", i), err)
 		}
 		out.Rules = append(out.Rules, r)
 	}
 	for i, s := range dns {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil {
-			return out, paths.at(fmt.Sprintf("egress_dns[%d]", i), fmt.Errorf("want a resolver's address: %w", err))
+			return out, paths.At(fmt.Sprintf("egress_dns[%d]", i), fmt.Errorf("want a resolver's address: %w", err))
 		}
 		out.DNS = append(out.DNS, a.Unmap())
 	}

@@ -6,17 +6,19 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dockmoat/dockmoat/config/yamlkeys"
 )
 
 // TestKeysDocumented: Keys lists exactly the keys the parser takes, and
 // the commented example and the reference name each one.
 func TestKeysDocumented(t *testing.T) {
 	var want []string
-	for _, k := range keysOf(reflect.TypeOf(file{})) {
+	for _, k := range yamlkeys.KeysOf(reflect.TypeOf(file{})) {
 		want = append(want, k)
-		f, _ := reflect.TypeOf(file{}).FieldByName(fieldOf(reflect.TypeOf(file{}), k))
+		f, _ := reflect.TypeOf(file{}).FieldByName(yamlkeys.FieldOf(reflect.TypeOf(file{}), k))
 		if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
-			for _, sub := range keysOf(f.Type.Elem()) {
+			for _, sub := range yamlkeys.KeysOf(f.Type.Elem()) {
 				want = append(want, k+"."+sub)
 			}
 		}

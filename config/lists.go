@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dockmoat/dockmoat/config/yamlkeys"
 )
 
 // Named source lists (`lists:`): a file of CIDRs or addresses, one a
@@ -56,7 +58,7 @@ var listName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 // readLists reads the lists' files with read (nil: none is read, every
 // list is empty); a list that cannot be read is empty and said in errs,
 // or in notes for a URL list (whose copy the daemon keeps).
-func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte, error), stateDir string, paths docPaths) error {
+func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte, error), stateDir string, paths yamlkeys.Paths) error {
 	out, files := map[string][]Source{}, map[string]string{}
 	var errs, notes []string
 	names := make([]string, 0, len(lists))
@@ -67,11 +69,11 @@ func readLists(cfg *Config, lists map[string]fileList, read func(string) ([]byte
 	for _, name := range names {
 		l := lists[name]
 		if !listName.MatchString(name) {
-			return paths.at("lists."+name, fmt.Errorf("%q: a list's name is letters, digits, '.', '_' and '-'", name))
+			return paths.At("lists."+name, fmt.Errorf("%q: a list's name is letters, digits, '.', '_' and '-'", name))
 		}
 		path, err := listSource(cfg, name, l, stateDir)
 		if err != nil {
-			return paths.at("lists."+name, err)
+			return paths.At("lists."+name, err)
 		}
 		out[name] = []Source{}
 		// A URL list's trouble is the fetch's, not the file's (a note).

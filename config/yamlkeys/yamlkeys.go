@@ -1,4 +1,12 @@
-package config
+// Package yamlkeys reads a YAML document strictly and says what is wrong
+// in the user's words. The YAML library reports an unknown key as "field
+// port not found in type config.fileAllow" and a wrong kind of value as
+// "cannot unmarshal !!int `80` into []string": Go type names a user never
+// wrote. Check walks the document first against the Go type it decodes
+// into and names the line, the key, where it is and the closest known
+// key; TypeError rewrites what the decoder still finds with the key at
+// that line.
+package yamlkeys
 
 import (
 	"fmt"
@@ -11,15 +19,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Errors in the user's words. The YAML library reports an unknown key as
-// "field port not found in type config.fileAllow" and a wrong kind of
-// value as "cannot unmarshal !!int `80` into []string": Go type names a
-// user never wrote. checkKeys walks the document first and names the
-// line, the key, where it is and the closest known key; typeError
-// rewrites what the decoder still finds with the key at that line.
-
-// keysOf lists the YAML keys of a struct type, in field order.
-func keysOf(t reflect.Type) []string {
+// KeysOf lists the YAML keys of a struct type, in field order.
+func KeysOf(t reflect.Type) []string {
 	var keys []string
 	for i := range t.NumField() {
 		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
@@ -29,15 +30,15 @@ func keysOf(t reflect.Type) []string {
 	return keys
 }
 
-// docPaths is where each line of the document sits: the key path of the
+// Paths is where each line of the document sits: the key path of the
 // value that starts on it ("allow[0].ports"), and the first line of each
 // path.
-type docPaths struct {
+type Paths struct {
 	byLine map[int]string
 	lineOf map[string]int
 }
 
-func (d docPaths) set(line int, path string) {
+func (d Paths) set(line int, path string) {
 	if _, ok := d.byLine[line]; !ok {
 		d.byLine[line] = path
 	}
@@ -46,26 +47,26 @@ func (d docPaths) set(line int, path string) {
 	}
 }
 
-// at prefixes an error about path with its line, when known.
-func (d docPaths) at(path string, err error) error {
+// At prefixes an error about path with its line, when known.
+func (d Paths) At(path string, err error) error {
 	if l, ok := d.lineOf[path]; ok {
 		return fmt.Errorf("line %d: %s: %w", l, path, err)
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-// checkKeys reports the first unknown key in the document (nil when the
-// document is not a mapping: the decoder then says what is wrong), and
-// returns the key path of every line for typeError.
-func checkKeys(root *yaml.Node) (docPaths, error) {
-	paths := docPaths{byLine: map[int]string{}, lineOf: map[string]int{}}
+// Check reports the first unknown key in the document, as decoded into
+// t (nil when the document is not a mapping: the decoder then says what
+// is wrong), and returns the key path of every line for TypeError.
+func Check(root *yaml.Node, t reflect.Type) (Paths, error) {
+	paths := Paths{byLine: map[int]string{}, lineOf: map[string]int{}}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	return paths, walkKeys(root, reflect.TypeOf(file{}), "", paths)
+	return paths, walkKeys(root, t, "", paths)
 }
 
-func walkKeys(n *yaml.Node, t reflect.Type, path string, paths docPaths) error {
+func walkKeys(n *yaml.Node, t reflect.Type, path string, paths Paths) error {
 	switch {
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for i, item := range n.Content {
@@ -85,7 +86,7 @@ func walkKeys(n *yaml.Node, t reflect.Type, path string, paths docPaths) error {
 			}
 		}
 	case t.Kind() == reflect.Struct && t != reflect.TypeOf(yaml.Node{}) && n.Kind == yaml.MappingNode:
-		known := keysOf(t)
+		known := KeysOf(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := strings.TrimPrefix(path+"."+k.Value, ".")
@@ -95,7 +96,7 @@ func walkKeys(n *yaml.Node, t reflect.Type, path string, paths docPaths) error {
 			if j < 0 {
 				return unknownKey(k, path, known)
 			}
-			f, _ := t.FieldByName(fieldOf(t, known[j]))
+			f, _ := t.FieldByName(FieldOf(t, known[j]))
 			ft := f.Type
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
@@ -108,8 +109,8 @@ func walkKeys(n *yaml.Node, t reflect.Type, path string, paths docPaths) error {
 	return nil
 }
 
-// fieldOf is the Go field name of a YAML key of t.
-func fieldOf(t reflect.Type, key string) string {
+// FieldOf is the Go field name of a YAML key of t.
+func FieldOf(t reflect.Type, key string) string {
 	for i := range t.NumField() {
 		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k == key {
 			return t.Field(i).Name
@@ -132,23 +133,11 @@ func unknownKey(k *yaml.Node, path string, known []string) error {
 
 var unmarshalRe = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 
-// wants says what a Go type of the file means to someone writing YAML.
-var wants = map[string]string{
-	"[]string":                   `a list, such as ["80", "443/tcp"]`,
-	"string":                     "a single value",
-	"bool":                       "true or false",
-	"[]config.fileAllow":         "a list of rules, each starting with \"- container:\" or \"- service:\"",
-	"[]config.fileEgress":        "a list of rules, each starting with \"- container:\" or \"- service:\"",
-	"config.fileAllow":           "a rule with keys container or service, ports and from",
-	"config.fileEgress":          "a rule with keys container or service, policy and allow",
-	"config.file":                "keys and values (see deploy/config.example.yaml)",
-	"map[string]config.fileList": "named lists, each NAME: {file: PATH} or NAME: {url: URL, refresh: DURATION}",
-	"config.fileList":            "a list with the key file",
-}
-
-// typeError rewrites the decoder's type errors with the key and what it
-// wants; anything else keeps the library's words, without its type names.
-func typeError(err error, paths docPaths) error {
+// TypeError rewrites the decoder's type errors with the key and what it
+// wants (wants: what a Go type, as the decoder names it, means to someone
+// writing YAML); anything else keeps the library's words, without the
+// type names' package (pkg, "config.").
+func TypeError(err error, paths Paths, wants map[string]string, pkg string) error {
 	te, ok := err.(*yaml.TypeError)
 	if !ok {
 		return fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -157,7 +146,7 @@ func typeError(err error, paths docPaths) error {
 	for _, e := range te.Errors {
 		m := unmarshalRe.FindStringSubmatch(e)
 		if m == nil {
-			msgs = append(msgs, strings.ReplaceAll(e, "config.", ""))
+			msgs = append(msgs, strings.ReplaceAll(e, pkg, ""))
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
