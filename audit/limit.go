@@ -6,7 +6,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/audit/report"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
-	"github.com/dockmoat/dockmoat/netfilter/nft"
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -33,7 +33,7 @@ func limitComments(fc *famCtx, live *nftjson.Ruleset) []string {
 	}
 	if live != nil {
 		for _, ch := range live.Chains {
-			if ch.Family != nft.TableFamily || ch.Table != nft.TableName {
+			if ch.Family != nftplan.TableFamily || ch.Table != nftplan.TableName {
 				continue
 			}
 			for _, r := range ch.Rules {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/policy"
-	"github.com/dockmoat/dockmoat/setelem"
 )
 
 // tool names this backend in plans and logs.
@@ -25,17 +25,17 @@ type Backend struct {
 	// want is the table the last Plan wants, for Apply; installed the
 	// table last applied or found in sync (nil before the first Apply),
 	// what drift is measured against and Repair puts back.
-	want      Ruleset
-	installed *Ruleset
+	want      nftplan.Ruleset
+	installed *nftplan.Ruleset
 	// layer: the table is a second layer under the iptables backend
 	// (NewLayer); bridgeOnly: only table bridge dockmoat is (NewBridgeLayer).
 	layer, bridgeOnly bool
-	cache             *policyCache
+	cache             *nftplan.Cache
 }
 
 // New returns the backend for Docker's nftables firewall backend.
 func New(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log, cache: newPolicyCache()}
+	return &Backend{nft: nft, log: log, cache: nftplan.NewCache()}
 }
 
 // NewLayer returns the table as a second layer of the policy on an
@@ -44,7 +44,7 @@ func New(nft Runner, log logrus.FieldLogger) *Backend {
 // by docker-proxy: under it, Docker's DNAT rules may be flushed at any
 // moment.
 func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log, layer: true, cache: newPolicyCache()}
+	return &Backend{nft: nft, log: log, layer: true, cache: nftplan.NewCache()}
 }
 
 // NewBridgeLayer returns table bridge dockmoat alone (BridgeTable), as a
@@ -60,14 +60,14 @@ func NewBridgeLayer(nft Runner, log logrus.FieldLogger) *Backend {
 }
 
 // list reads dockmoat's tables; the bridge layer sees only its own.
-func (b *Backend) list(ctx context.Context) (Listing, error) {
+func (b *Backend) list(ctx context.Context) (nftplan.Listing, error) {
 	l, err := b.nft.List(ctx)
 	if err != nil || !b.bridgeOnly {
 		return l, err
 	}
-	own := Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
+	own := nftplan.Listing{Chains: map[string][]string{}, Sets: map[string][]string{}}
 	for name, hashes := range l.Chains {
-		if strings.HasPrefix(name, bridgeKey+"/") {
+		if strings.HasPrefix(name, nftplan.BridgeKey+"/") {
 			own.Chains[name] = hashes
 		}
 	}
@@ -83,22 +83,22 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 	if b.bridgeOnly {
 		return b.planBridge(ctx, cfg, snap)
 	}
-	rs, res := render(cfg, snap, b.layer, b.cache)
+	rs, res := b.cache.Render(cfg, snap, b.layer)
 	if !b.layer {
-		rs.Ban = banChains(res)
+		rs.Ban = nftplan.BanChains(res)
 	}
 	listing, err := b.list(ctx)
 	if err != nil {
 		return nil, err
 	}
 	b.want = rs
-	changed := tableDiff(rs, listing.Chains, listing.Sets)
-	d := &Detail{Table: rs.Text(), Owned: listing.Chains}
+	changed := nftplan.TableDiff(rs, listing.Chains, listing.Sets)
+	d := &nftplan.Detail{Table: rs.Text(), Owned: listing.Chains}
 	if len(changed) > 0 {
 		d.Batch = rs.ReplaceScript()
 	}
 	p4 := netfilter.FamilyPlan{Family: rules.IPv4, Tool: tool, Result: res[0], Rules: rs, Changed: changed, Layer: b.layer, Detail: d}
-	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], Layer: b.layer, Detail: &Detail{Owned: listing.Chains}}
+	p6 := netfilter.FamilyPlan{Family: rules.IPv6, Tool: tool, Result: res[1], Layer: b.layer, Detail: &nftplan.Detail{Owned: listing.Chains}}
 	return []netfilter.FamilyPlan{p4, p6}, nil
 }
 
@@ -107,8 +107,8 @@ func (b *Backend) Plan(ctx context.Context, cfg config.Config, snap rules.Snapsh
 // policies are computed, not the whole policy a second time.
 func (b *Backend) planBridge(ctx context.Context, cfg config.Config, snap rules.Snapshot) ([]netfilter.FamilyPlan, error) {
 	egress := [2][]rules.Egress{rules.EgressPolicies(cfg, snap, rules.IPv4), rules.EgressPolicies(cfg, snap, rules.IPv6)}
-	rs := Ruleset{Bridge: bridgeChains(cfg, egress), BridgeOnly: true}
-	listing := Listing{}
+	rs := nftplan.Ruleset{Bridge: nftplan.BridgeChains(cfg, egress), BridgeOnly: true}
+	listing := nftplan.Listing{}
 	// Nothing wanted and nothing installed: no nft run on every pass of a
 	// host without egress-deny containers.
 	if len(rs.Bridge) > 0 || b.installed == nil || len(b.installed.Bridge) > 0 {
@@ -118,39 +118,15 @@ func (b *Backend) planBridge(ctx context.Context, cfg config.Config, snap rules.
 		}
 	}
 	b.want = rs
-	changed := tableDiff(rs, listing.Chains, listing.Sets)
-	d := &Detail{Table: rs.Text(), Owned: listing.Chains}
+	changed := nftplan.TableDiff(rs, listing.Chains, listing.Sets)
+	d := &nftplan.Detail{Table: rs.Text(), Owned: listing.Chains}
 	if len(changed) > 0 {
 		d.Batch = rs.ReplaceScript()
 	}
-	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + bridgeKey, Result: policy.Result{Family: rules.IPv4},
+	p := netfilter.FamilyPlan{Family: rules.IPv4, Tool: "nftables, table " + nftplan.BridgeKey, Result: policy.Result{Family: rules.IPv4},
 		Rules: rs, Changed: changed, Layer: true, Detail: d,
-		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(denyPorts(egress)))}
+		Note: fmt.Sprintf("binds %d egress-deny container interface(s) to their own addresses", len(nftplan.DenyPorts(egress)))}
 	return []netfilter.FamilyPlan{p}, nil
-}
-
-// tableDiff lists what of the wanted table differs from the installed
-// one: chains by rule hash, then sets by their elements.
-func tableDiff(rs Ruleset, owned, installed map[string][]string) []string {
-	var changed []string
-	all := rs.All()
-	for _, name := range netfilter.ChangedChains(all, owned) {
-		if !strings.Contains(name, "/") {
-			name = "inet dockmoat/" + name
-		}
-		changed = append(changed, name)
-	}
-	if len(owned) != len(all) && len(changed) == 0 {
-		changed = append(changed, "inet dockmoat (extra chains)")
-	}
-	for _, set := range rs.Sets {
-		got, ok := installed[set.Name]
-		missing, extra := setelem.Diff(set.Elems, setelem.Index(got))
-		if !ok || len(missing) > 0 || len(extra) > 0 {
-			changed = append(changed, "inet dockmoat/set "+set.Name)
-		}
-	}
-	return changed
 }
 
 // Apply implements netfilter.Backend: one transaction replaces the table
@@ -160,7 +136,7 @@ func (b *Backend) Apply(ctx context.Context, plans []netfilter.FamilyPlan) (netf
 	if len(plans) == 0 {
 		return out, nil
 	}
-	p4, d := plans[0], detailOf(plans[0])
+	p4, d := plans[0], nftplan.DetailOf(plans[0])
 	if b.installed != nil {
 		out.Drift = netfilter.ChainDrift(p4.Family.String()+": ", d.Owned, netfilter.HashesOf(b.installed.All()))
 	}
@@ -187,19 +163,7 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return netfilter.Intact(listing.Chains, netfilter.HashesOf(b.installed.All())) && len(setDrift(*b.installed, listing)) == 0, nil
-}
-
-// setDrift names the sets whose elements differ from those installed (a
-// flushed set closes what it allowed, until the repair puts it back).
-func setDrift(rs Ruleset, listing Listing) []string {
-	var out []string
-	for _, c := range tableDiff(Ruleset{Sets: rs.Sets}, nil, listing.Sets) {
-		if name, ok := strings.CutPrefix(c, "inet dockmoat/set "); ok {
-			out = append(out, rules.IPv4.String()+": set "+name+" edited")
-		}
-	}
-	return out
+	return netfilter.Intact(listing.Chains, netfilter.HashesOf(b.installed.All())) && len(nftplan.SetDrift(*b.installed, listing)) == 0, nil
 }
 
 // Repair implements netfilter.Backend: it puts back the last applied
@@ -213,7 +177,7 @@ func (b *Backend) Repair(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	found := netfilter.ChainDrift(rules.IPv4.String()+": ", listing.Chains, netfilter.HashesOf(b.installed.All()))
-	found = append(found, setDrift(*b.installed, listing)...)
+	found = append(found, nftplan.SetDrift(*b.installed, listing)...)
 	if len(found) == 0 {
 		return nil, nil
 	}
@@ -233,13 +197,13 @@ func (b *Backend) Uninstall(ctx context.Context) error {
 	if len(listing.Chains) == 0 {
 		return nil
 	}
-	tables := []string{TableFamily + " " + CheckTable, TableFamily + " " + TableName, bridgeKey}
+	tables := []string{nftplan.TableFamily + " " + nftplan.CheckTable, nftplan.TableFamily + " " + nftplan.TableName, nftplan.BridgeKey}
 	if b.bridgeOnly {
 		tables = tables[2:]
 	} else if !b.layer {
-		tables = append(tables, TableFamily+" "+BanTable)
+		tables = append(tables, nftplan.TableFamily+" "+nftplan.BanTable)
 	}
-	if err := b.nft.Apply(ctx, DeleteScript(tables...)); err != nil {
+	if err := b.nft.Apply(ctx, nftplan.DeleteScript(tables...)); err != nil {
 		return fmt.Errorf("deleting tables %s: %w", strings.Join(tables, ", "), err)
 	}
 	b.log.Infof("removed tables %s", strings.Join(tables, ", "))
@@ -259,7 +223,7 @@ func (b *Backend) Guard(ctx context.Context, cfg config.Config, boot netfilter.B
 	if listing.Exists() {
 		return []string{"nftables: table inet dockmoat already installed; left as it is"}, nil
 	}
-	if err := b.nft.Apply(ctx, GuardTable(cfg, rules.ForeignBridges(boot.Links, nil), boot.Published).ReplaceScript()); err != nil {
+	if err := b.nft.Apply(ctx, nftplan.GuardTable(cfg, rules.ForeignBridges(boot.Links, nil), boot.Published).ReplaceScript()); err != nil {
 		return nil, fmt.Errorf("installing the guard table: %w", err)
 	}
 	return []string{"nftables: guard installed (new connections to containers dropped until dockmoat run)"}, nil

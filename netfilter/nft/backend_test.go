@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dockmoat/dockmoat/config"
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
@@ -15,8 +16,8 @@ import (
 // emptyRunner has no table installed and accepts every script.
 type emptyRunner struct{}
 
-func (emptyRunner) List(context.Context) (Listing, error) { return Listing{}, nil }
-func (emptyRunner) Apply(context.Context, string) error   { return nil }
+func (emptyRunner) List(context.Context) (nftplan.Listing, error) { return nftplan.Listing{}, nil }
+func (emptyRunner) Apply(context.Context, string) error           { return nil }
 
 // The plan counts the table's rules (dockmoat_rules_installed reads it):
 // it read 0 on this backend while a 13-rule table was installed.
@@ -27,8 +28,8 @@ func TestPlanCountsRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, res := Render(cfg, snap)
-	rs.Ban = banChains(res)
+	rs, res := nftplan.Render(cfg, snap)
+	rs.Ban = nftplan.BanChains(res)
 	want := strings.Count(rs.Text(), `comment "dockmoat:`)
 	if plans[0].Rules == nil || plans[0].Rules.Count() != want || want == 0 {
 		t.Fatalf("IPv4 plan counts %v rules, the table has %d", plans[0].Rules, want)
@@ -65,8 +66,8 @@ func TestPlanCacheMatchesRender(t *testing.T) {
 		if _, err := b.Plan(context.Background(), cfg, snap, true); err != nil {
 			t.Fatal(err)
 		}
-		want, res := Render(cfg, snap)
-		want.Ban = banChains(res)
+		want, res := nftplan.Render(cfg, snap)
+		want.Ban = nftplan.BanChains(res)
 		if got := b.want.Text(); got != want.Text() {
 			t.Fatalf("step %d: the cached pass wants\n%s\nRender builds\n%s", i, got, want.Text())
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -19,11 +20,11 @@ type fakeNFT struct {
 }
 
 // List implements Runner.
-func (f *fakeNFT) List(context.Context) (Listing, error) {
+func (f *fakeNFT) List(context.Context) (nftplan.Listing, error) {
 	if f.table == "" {
-		return Listing{}, nil
+		return nftplan.Listing{}, nil
 	}
-	return Listing{Chains: scriptChains(f.table), Sets: scriptSets(f.table)}, nil
+	return nftplan.Listing{Chains: scriptChains(f.table), Sets: scriptSets(f.table)}, nil
 }
 
 // Apply implements Runner: the script's table becomes the fake's, once
@@ -67,7 +68,7 @@ func checkScript(script string) error {
 		case depth == 0 && strings.HasSuffix(t, " {") && strings.HasPrefix(t, "table "):
 			table = strings.TrimSuffix(strings.TrimPrefix(t, "table "), " {")
 			defined[table] = true
-			if !deleted[table] && table != TableFamily+" "+BanTable {
+			if !deleted[table] && table != nftplan.TableFamily+" "+nftplan.BanTable {
 				return fmt.Errorf("line %d: table %s defined without being deleted first in the same script", n+1, table)
 			}
 		case depth == 1 && strings.HasPrefix(t, "chain "):
@@ -94,7 +95,7 @@ func checkScript(script string) error {
 	if depth != 0 {
 		return fmt.Errorf("unbalanced braces: %d left open", depth)
 	}
-	if ban := TableFamily + " " + BanTable; deleted[ban] && defined[ban] {
+	if ban := nftplan.TableFamily + " " + nftplan.BanTable; deleted[ban] && defined[ban] {
 		return fmt.Errorf("table %s deleted and written again: the bans in its sets would be lost", ban)
 	}
 	for ref, where := range refs {
@@ -125,7 +126,7 @@ func scriptChains(listing string) map[string][]string {
 		line := sc.Text()
 		if m := nftTableRe.FindStringSubmatch(line); m != nil {
 			prefix = ""
-			if m[1] == CheckTable || m[1] == BanTable {
+			if m[1] == nftplan.CheckTable || m[1] == nftplan.BanTable {
 				prefix = m[1] + "/"
 			}
 			continue

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/netfilter/nftjson"
 )
 
@@ -26,7 +27,7 @@ func (e Exec) ListRuleset(ctx context.Context) (*nftjson.Ruleset, error) {
 func Banned(l *nftjson.Ruleset) map[string][]string {
 	out := map[string][]string{}
 	for _, name := range []string{"ban4", "ban6"} {
-		s := l.Sets[nftjson.SetKey(TableFamily, BanTable, name)]
+		s := l.Sets[nftjson.SetKey(nftplan.TableFamily, nftplan.BanTable, name)]
 		if s == nil {
 			continue
 		}

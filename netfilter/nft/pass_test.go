@@ -9,6 +9,7 @@ import (
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
 )
@@ -110,8 +111,8 @@ func TestNFTProxyPathInSync(t *testing.T) {
 func TestFakeChecksScripts(t *testing.T) {
 	cfg, snap := goldenInput()
 	snap.Containers = append(snap.Containers, proxySnap().Containers...)
-	rs, res := Render(cfg, snap)
-	rs.Ban = banChains(res)
+	rs, res := nftplan.Render(cfg, snap)
+	rs.Ban = nftplan.BanChains(res)
 	good := rs.ReplaceScript()
 	if err := checkScript(good); err != nil {
 		t.Fatalf("the backend's own script: %v", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -84,4 +85,19 @@ func EgressSnap() rules.Snapshot {
 	c.Endpoints[0].IPv6 = Addr("fd00::2")
 	return rules.Snapshot{Containers: []rules.Container{c, Ctr("web", nil, "172.17.0.3")}, Bridges: []string{"docker0"},
 		NetworkBridges: map[string]string{"bridge": "docker0"}, DNS: []netip.Addr{Addr("192.0.2.53"), Addr("2001:db8::53")}}
+}
+
+// GoldenInput is the config and snapshot of the golden table: trusted
+// sources, logging, a container open to prefixes in both families.
+func GoldenInput() (config.Config, rules.Snapshot) {
+	cfg := config.Default()
+	cfg.LogBlocked = true
+	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	snap := rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{{Name: "web",
+		Labels: map[string]string{"dockmoat.allow": "8080, 53/udp", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
+		Ports: []rules.PortBinding{{HostIP: Addr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			{HostIP: Addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
+			{HostIP: Addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
+		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: Addr("172.17.0.2"), IPv6: Addr("fd00::2")}}}}}
+	return cfg, snap
 }

@@ -1,4 +1,4 @@
-package nft
+package nftplan
 
 import (
 	"fmt"
@@ -19,8 +19,8 @@ type Detail struct {
 	Batch string
 }
 
-// detailOf is the nftables detail of p (an empty one for another's plan).
-func detailOf(p netfilter.FamilyPlan) *Detail {
+// DetailOf is the nftables detail of p (an empty one for another's plan).
+func DetailOf(p netfilter.FamilyPlan) *Detail {
 	if d, ok := p.Detail.(*Detail); ok {
 		return d
 	}

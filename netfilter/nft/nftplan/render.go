@@ -1,4 +1,13 @@
-package nft
+// Package nftplan is the nftables backend's pure half: what dockmoat
+// installs with nft and how it compares with what is installed, with no
+// exec. It renders the policy of rules/policy as table inet dockmoat, its
+// check table inet dockmoat_check (what fails closed when the first is
+// flushed or deleted), the ban table and table bridge dockmoat (Render,
+// Cache, GuardTable; bridge.go, limit.go), reads its own tables from a
+// listing (ParseJSON, listing.go) and diffs the two (TableDiff, SetDrift,
+// diff.go), with the plan detail `dockmoat plan` prints (detail.go).
+// netfilter/nft runs what it plans.
+package nftplan
 
 import (
 	"crypto/sha256"
@@ -200,9 +209,9 @@ func (rs Ruleset) banScript() string {
 	return b.String()
 }
 
-// banChains refuse the ban sets' sources first: a new DNATed connection
+// BanChains refuse the ban sets' sources first: a new DNATed connection
 // on forward, a new connection to a published binding on input.
-func banChains(res [2]policy.Result) []Chain {
+func BanChains(res [2]policy.Result) []Chain {
 	fwd := Chain{Name: chainMain, Base: "type filter hook forward priority " + BanPriority + "; policy accept;"}
 	in := Chain{Name: "input", Base: "type filter hook input priority " + BanPriority + "; policy accept;"}
 	for i, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
@@ -240,7 +249,7 @@ func (rs Ruleset) All() []Chain {
 		out = append(out, ch)
 	}
 	for _, ch := range rs.Bridge {
-		ch.Name = bridgeKey + "/" + ch.Name
+		ch.Name = BridgeKey + "/" + ch.Name
 		out = append(out, ch)
 	}
 	for _, ch := range rs.Ban {
@@ -276,7 +285,7 @@ func (rs Ruleset) ReplaceScript() string {
 		tables = append(tables, TableFamily+" "+CheckTable)
 	}
 	if len(rs.Check) > 0 || rs.BridgeOnly {
-		tables = append(tables, bridgeKey)
+		tables = append(tables, BridgeKey)
 	}
 	return DeleteScript(tables...) + rs.text(false) + rs.banScript()
 }
@@ -313,26 +322,27 @@ func Render(cfg config.Config, snap rules.Snapshot) (Ruleset, [2]policy.Result) 
 // served by docker-proxy (NewLayer says why). The input chain closes
 // every binding either way (rules/policy/proxy.go).
 func RenderWith(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset, [2]policy.Result) {
-	return render(cfg, snap, proxyAll, nil)
+	return (*Cache)(nil).Render(cfg, snap, proxyAll)
 }
 
-// policyCache keeps the policy's computation between a backend's passes,
+// Cache keeps the policy's computation between a backend's passes,
 // as the iptables backend does: the memo saves re-deciding unchanged
 // containers, and one policy.Incremental per family keeps the set
 // grouping. It changes no result, only the time a pass over 10,000
 // containers takes when one changed. Not safe for concurrent use; the
 // loop serialises Plan.
-type policyCache struct {
+type Cache struct {
 	memo *policy.Memo
 	inc  [2]*policy.Incremental
 }
 
-func newPolicyCache() *policyCache {
-	return &policyCache{memo: policy.NewMemo(), inc: [2]*policy.Incremental{policy.NewIncremental(rules.IPv4), policy.NewIncremental(rules.IPv6)}}
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{memo: policy.NewMemo(), inc: [2]*policy.Incremental{policy.NewIncremental(rules.IPv4), policy.NewIncremental(rules.IPv6)}}
 }
 
 // build is policy.Build for the i-th family, through the cache if there is one.
-func (c *policyCache) build(cfg config.Config, snap rules.Snapshot, i int, opt policy.Options) policy.Result {
+func (c *Cache) build(cfg config.Config, snap rules.Snapshot, i int, opt policy.Options) policy.Result {
 	fam := []rules.Family{rules.IPv4, rules.IPv6}[i]
 	if c != nil {
 		opt.Memo, opt.Inc = c.memo, c.inc[i]
@@ -340,9 +350,10 @@ func (c *policyCache) build(cfg config.Config, snap rules.Snapshot, i int, opt p
 	return policy.Build(cfg, snap, fam, opt)
 }
 
-func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policyCache) (Ruleset, [2]policy.Result) {
+// Render is RenderWith through the cache (a nil cache: none).
+func (c *Cache) Render(cfg config.Config, snap rules.Snapshot, proxyAll bool) (Ruleset, [2]policy.Result) {
 	opt := policy.Options{Sets: !cfg.NoIPSet, ProxyAll: proxyAll}
-	res := [2]policy.Result{cache.build(cfg, snap, 0, opt), cache.build(cfg, snap, 1, opt)}
+	res := [2]policy.Result{c.build(cfg, snap, 0, opt), c.build(cfg, snap, 1, opt)}
 	bridges := rules.ValidBridges(snap)
 
 	main := forwardChain(cfg, res, bridges)
@@ -392,7 +403,7 @@ func render(cfg config.Config, snap rules.Snapshot, proxyAll bool, cache *policy
 		rs.Chains = append(rs.Chains, in)
 	}
 	rs.Check = checkTable(res, hasInput)
-	rs.Bridge = bridgeChains(cfg, [2][]rules.Egress{res[0].Egress, res[1].Egress})
+	rs.Bridge = BridgeChains(cfg, [2][]rules.Egress{res[0].Egress, res[1].Egress})
 	return rs, res
 }
 

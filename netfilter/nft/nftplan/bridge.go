@@ -1,4 +1,4 @@
-package nft
+package nftplan
 
 import (
 	"cmp"
@@ -26,8 +26,8 @@ import (
 const (
 	BridgeFamily = "bridge"
 	BridgeName   = "dockmoat"
-	// bridgeKey prefixes the table's chains in listings and plans.
-	bridgeKey = BridgeFamily + " " + BridgeName
+	// BridgeKey prefixes the table's chains in listings and plans.
+	BridgeKey = BridgeFamily + " " + BridgeName
 	// bridgePriority: bridge filter, before br_netfilter's hooks.
 	bridgePriority = "-200"
 )
@@ -38,11 +38,11 @@ type port struct {
 	v4, v6           []netip.Addr
 }
 
-// bridgeChains renders the bridge table's chain from both families'
+// BridgeChains renders the bridge table's chain from both families'
 // egress policies (none when no deny container's veth is known, or while
 // dockmoat is disabled).
-func bridgeChains(cfg config.Config, egress [2][]rules.Egress) []Chain {
-	ports := denyPorts(egress)
+func BridgeChains(cfg config.Config, egress [2][]rules.Egress) []Chain {
+	ports := DenyPorts(egress)
 	if cfg.Disabled || len(ports) == 0 {
 		return nil
 	}
@@ -68,9 +68,9 @@ func bridgeChains(cfg config.Config, egress [2][]rules.Egress) []Chain {
 	return []Chain{ch}
 }
 
-// denyPorts gathers the deny containers' veths from both families'
+// DenyPorts gathers the deny containers' veths from both families'
 // policies, in a stable order.
-func denyPorts(egress [2][]rules.Egress) []port {
+func DenyPorts(egress [2][]rules.Egress) []port {
 	byIface := map[string]*port{}
 	for i := range egress {
 		for _, e := range egress[i] {

@@ -1,4 +1,4 @@
-package nft
+package nftplan
 
 import (
 	"flag"
@@ -20,26 +20,11 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // The shared inputs (rules/rulestest).
 var (
-	addr      = rulestest.Addr
-	proxySnap = rulestest.ProxySnap
+	proxySnap   = rulestest.ProxySnap
+	goldenInput = rulestest.GoldenInput
 )
 
 var hashes = regexp.MustCompile(`dockmoat:[0-9a-f]{16} `)
-
-// goldenInput is the config and snapshot of the golden table: trusted
-// sources, logging, a container open to prefixes in both families.
-func goldenInput() (config.Config, rules.Snapshot) {
-	cfg := config.Default()
-	cfg.LogBlocked = true
-	cfg.TrustedSources = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
-	snap := rules.Snapshot{Bridges: []string{"docker0", "br-0123456789ab"}, Containers: []rules.Container{{Name: "web",
-		Labels: map[string]string{"dockmoat.allow": "8080, 53/udp", "dockmoat.from": "198.51.100.0/24, 2001:db8::/48"},
-		Ports: []rules.PortBinding{{HostIP: addr("0.0.0.0"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
-			{HostIP: addr("::"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
-			{HostIP: addr("192.0.2.1"), HostPort: 53, ContainerPort: 53, Proto: "udp"}},
-		Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: addr("172.17.0.2"), IPv6: addr("fd00::2")}}}}}
-	return cfg, snap
-}
 
 func TestRender(t *testing.T) {
 	cfg, snap := goldenInput()

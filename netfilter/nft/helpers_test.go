@@ -1,0 +1,9 @@
+package nft
+
+import "github.com/dockmoat/dockmoat/rules/rulestest"
+
+// The shared inputs (rules/rulestest).
+var (
+	proxySnap   = rulestest.ProxySnap
+	goldenInput = rulestest.GoldenInput
+)
