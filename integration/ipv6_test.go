@@ -160,14 +160,31 @@ func TestIPv6(t *testing.T) {
 				}
 				e.run(t, testbed.Spec{Name: "hung6", Network: "hung6", Labels: map[string]string{"dockmoat.allow": "9841"},
 					Publish: []string{"9840:80", "9840:53/udp", "9841:81"}, Serve: []string{"80", "53/udp", "81"}})
-				e.expect(t, out6("tcp", A6, 9840, false, ""), out6("udp", A6, 9840, false, ""), out("tcp", A, 9840, false, ""),
-					out6("tcp", A6, 9841, false, "")) // not seen yet: closed
+				hung := []check{out6("tcp", A6, 9840, false, ""), out6("udp", A6, 9840, false, ""), out6("tcp", A6, 9841, false, "")}
+				e.expect(t, out("tcp", A, 9840, false, "")) // not seen yet: closed
+				if eng.IP6DockerUser() {
+					e.expect(t, hung...)
+				} else {
+					// Docker 20.10 has no DOCKER-USER in ip6tables and inserts
+					// a new network's FORWARD rules at the top, above the
+					// hook ipv6_forward_hook puts there: until dockmoat's
+					// next pass the network's IPv6 ports follow Docker's
+					// rules (docs/security.md). What holds is the repair.
+					for _, c := range hung {
+						if msg := e.try(c); msg != "" {
+							t.Logf("known window (Docker 20.10, IPv6, dockmoat hung): %s", msg)
+						}
+					}
+				}
 				if err := e.dm.Signal(syscall.SIGCONT); err != nil {
 					t.Fatal(err)
 				}
 				e.sync(t)
+				if fw, _ := e.bed.HostExec(ctx, "ip6tables", "-S", "FORWARD"); !eng.IP6DockerUser() && !strings.Contains(strings.Split(fw, "\n")[1], "dockmoat:hook") {
+					t.Errorf("the hook is not back at the top of ip6tables FORWARD:\n%s", fw)
+				}
 				// Positive control: the new network's IPv6 path works once allowed.
-				e.expect(t, out6("tcp", A6, 9841, true, "hung6"), out6("tcp", A6, 9840, false, ""))
+				e.expect(t, out6("tcp", A6, 9841, true, "hung6"), out6("tcp", A6, 9840, false, ""), out6("udp", A6, 9840, false, ""))
 			})
 			t.Run("DisableEnable", func(t *testing.T) { disableEnable(t, e, 9970, true) })
 			t.Run("ObserveSuggestEnforce", func(t *testing.T) { observeEnforce(t, e, 9975, true) })
