@@ -273,23 +273,31 @@ func head(cfg config.Config, res policy.Result, fam rules.Family, bans bool) (Ow
 	if bans {
 		ing.add(rules.Desc("banned source, ipset "+BanSet(fam)), "-m", "set", "--match-set", BanSet(fam), "src", "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
 	}
+	dnatSources(&ing, cfg, fam, "-g", ChainPass)
+	return main, ing
+}
+
+// dnatSources adds, for connections Docker DNATed, the drop of the deny
+// sources and interfaces, then the trusted ones with their verdict (the
+// pass, or the guard's RETURN).
+func dnatSources(ing *OwnedChain, cfg config.Config, fam rules.Family, trusted ...string) {
+	dnat := []string{"-m", "conntrack", "--ctstate", "DNAT"}
 	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
 		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+			ing.add(rules.Desc("deny source "+src.String()), slices.Concat([]string{"-s", src.String()}, dnat, []string{"-j", "DROP"})...)
 		}
 	}
 	for _, ifc := range cfg.DenyIfaces {
-		ing.add(rules.Desc("deny interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
+		ing.add(rules.Desc("deny interface "+ifc), slices.Concat([]string{"-i", iptIface(ifc)}, dnat, []string{"-j", "DROP"})...)
 	}
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
 		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
+			ing.add(rules.Desc("trusted source "+src.String()), slices.Concat([]string{"-s", src.String()}, dnat, trusted)...)
 		}
 	}
 	for _, ifc := range cfg.TrustedIfaces {
-		ing.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-g", ChainPass)
+		ing.add(rules.Desc("trusted interface "+ifc), slices.Concat([]string{"-i", iptIface(ifc)}, dnat, trusted)...)
 	}
-	return main, ing
 }
 
 // iptIface writes an interface of iface:NAME as iptables matches it: the
@@ -597,22 +605,7 @@ func GuardRuleset(cfg config.Config, fam rules.Family, foreign []string) Ruleset
 		main.add(rules.Desc("guard: entering docker network "+b), "-o", b, "-j", ChainIngress)
 	}
 	ing := OwnedChain{Name: ChainIngress}
-	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
-		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("deny source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
-		}
-	}
-	for _, ifc := range cfg.DenyIfaces {
-		ing.add(rules.Desc("deny interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "DROP")
-	}
-	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
-		if fam.Has(src.Addr()) {
-			ing.add(rules.Desc("trusted source "+src.String()), "-s", src.String(), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
-		}
-	}
-	for _, ifc := range cfg.TrustedIfaces {
-		ing.add(rules.Desc("trusted interface "+ifc), "-i", iptIface(ifc), "-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN")
-	}
+	dnatSources(&ing, cfg, fam, "-j", "RETURN")
 	ing.add(rules.Desc("guard: default deny until dockmoat run"), "-j", "DROP")
 	return Ruleset{Family: fam, Chains: []OwnedChain{main, ing}}
 }

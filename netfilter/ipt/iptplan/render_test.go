@@ -698,3 +698,19 @@ func TestRenderIfaceSources(t *testing.T) {
 		}
 	}
 }
+
+// The boot guard's ingress refuses the deny sources and interfaces and
+// lets the trusted ones through to Docker (RETURN: no pass mark at boot),
+// before its default deny.
+func TestGuardIngressSources(t *testing.T) {
+	cfg := config.Default()
+	cfg.TrustedSources, cfg.TrustedIfaces = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, []string{"wg*"}
+	cfg.DenySources, cfg.DenyIfaces = []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, []string{"eth9"}
+	assertLines(t, "guard INGRESS", lines(GuardRuleset(cfg, rules.IPv4, nil), ChainIngress), []string{
+		`-A DOCKMOAT-INGRESS -s 10.9.0.0/16 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H deny source 10.9.0.0/16" -j DROP`,
+		`-A DOCKMOAT-INGRESS -i eth9 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H deny interface eth9" -j DROP`,
+		`-A DOCKMOAT-INGRESS -s 10.0.0.0/8 -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted source 10.0.0.0/8" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -i wg+ -m conntrack --ctstate DNAT -m comment --comment "dockmoat:H trusted interface wg*" -j RETURN`,
+		`-A DOCKMOAT-INGRESS -m comment --comment "dockmoat:H guard: default deny until dockmoat run" -j DROP`,
+	})
+}

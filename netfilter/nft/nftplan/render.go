@@ -574,10 +574,7 @@ func nftInput(cfg config.Config, bridges []string, res [2]policy.Result) (Chain,
 	// inputChain): the host's own br-* bridges match it too.
 	addDenied(&in, cfg, "return")
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
-		fam := rules.IPv4
-		if src.Addr().Is6() {
-			fam = rules.IPv6
-		}
+		fam := familyOf(src)
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, pass))
 	}
 	for _, ifc := range cfg.TrustedIfaces {
@@ -736,10 +733,7 @@ func guardInput(cfg config.Config, foreign []string, published [2][]policy.PortR
 	}
 	in.add("guard: from docker networks", "iifname "+bridges+" accept")
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
-		fam := rules.IPv4
-		if src.Addr().Is6() {
-			fam = rules.IPv6
-		}
+		fam := familyOf(src)
 		in.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s accept", nftAddr(fam), src))
 	}
 	for _, ifc := range cfg.TrustedIfaces {
@@ -780,10 +774,7 @@ func nftNames(names []string) string {
 // dockmoat's business).
 func addDenied(ch *Chain, cfg config.Config, verdict string) {
 	for _, src := range rules.SortedPrefixes(cfg.DenySources) {
-		fam := rules.IPv4
-		if src.Addr().Is6() {
-			fam = rules.IPv6
-		}
+		fam := familyOf(src)
 		ch.add("deny source "+src.String(), fmt.Sprintf("%s saddr %s %s", nftAddr(fam), src, verdict))
 	}
 	for _, ifc := range cfg.DenyIfaces {
@@ -793,15 +784,20 @@ func addDenied(ch *Chain, cfg config.Config, verdict string) {
 
 func addTrusted(ing *Chain, cfg config.Config, verdict string) {
 	for _, src := range rules.SortedPrefixes(cfg.TrustedSources) {
-		fam := rules.IPv4
-		if src.Addr().Is6() {
-			fam = rules.IPv6
-		}
+		fam := familyOf(src)
 		ing.add("trusted source "+src.String(), fmt.Sprintf("%s saddr %s ct status dnat %s", nftAddr(fam), src, verdict))
 	}
 	for _, ifc := range cfg.TrustedIfaces {
 		ing.add("trusted interface "+ifc, "iifname "+strconv.Quote(ifc)+" ct status dnat "+verdict)
 	}
+}
+
+// familyOf is the address family of a source prefix.
+func familyOf(p netip.Prefix) rules.Family {
+	if p.Addr().Is6() {
+		return rules.IPv6
+	}
+	return rules.IPv4
 }
 
 // nftSrc matches a source of rules.SourcesOf: its address, or the
