@@ -33,9 +33,12 @@ test: deps engines lint unit integration
 unit:
 	$(GOTEST) $$(go list ./... | grep -v /integration)
 
+# The suite took 41 min (45 min with the machine loaded) on this kind of
+# machine in December 2026; the engines take about 17 min from bare. 65
+# min keeps a busy run from timing out inside CI's 90.
 integration:
 	@if [ "$$(id -u)" != 0 ]; then echo "integration tests need root (namespaces, dockerd)"; fi
-	$(GOTEST) -timeout 50m -v ./integration/... 2>&1 | tee /tmp/dockmoat-integration.log | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
+	$(GOTEST) -timeout 65m -v ./integration/... 2>&1 | tee /tmp/dockmoat-integration.log | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:' ; exit $${PIPESTATUS[0]}
 
 lint: $(TOOLS)/staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
