@@ -399,19 +399,14 @@ func (pe portEval) allowed(src netip.Addr, in string, v verdict.Verdict) bool {
 	if viaUFW(v) && cfg.UFW != config.UFWOff {
 		return true
 	}
-	if slices.ContainsFunc(cfg.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) || ifaceIn(cfg.TrustedIfaces, in) {
+	if slices.ContainsFunc(cfg.TrustedSources, func(p netip.Prefix) bool { return p.Contains(src) }) || config.IfaceIn(cfg.TrustedIfaces, in) {
 		return true
 	}
 	if !pe.haveDec || !pe.dec.Open {
 		return false
 	}
 	return pe.dec.Sources.Any || slices.ContainsFunc(pe.dec.Sources.Prefixes, func(p netip.Prefix) bool { return p.Contains(src) }) ||
-		ifaceIn(pe.dec.Sources.Ifaces, in)
-}
-
-// ifaceIn reports whether one of the iface:NAME patterns names in.
-func ifaceIn(patterns []string, in string) bool {
-	return slices.ContainsFunc(patterns, func(p string) bool { return config.IfaceMatches(p, in) })
+		config.IfaceIn(pe.dec.Sources.Ifaces, in)
 }
 
 // anyoneOn lists the interfaces on which a source no rule names got in,

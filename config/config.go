@@ -14,7 +14,6 @@ import (
 	"os"
 	"path"
 	"reflect"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -350,8 +349,7 @@ func sourceList(key string, list []string, lists map[string][]Source, paths yaml
 		}
 		out = append(out, src)
 	}
-	slices.Sort(ifaces)
-	return out, slices.Compact(ifaces), nil
+	return out, sortedIfaces(ifaces), nil
 }
 
 // parseSelector validates the container and service keys that select

@@ -198,8 +198,7 @@ func ParseSources(s string) (Sources, error) {
 	if out.Any {
 		out.Prefixes, out.Ifaces = nil, nil
 	}
-	slices.Sort(out.Ifaces)
-	out.Ifaces = slices.Compact(out.Ifaces)
+	out.Ifaces = sortedIfaces(out.Ifaces)
 	return out, nil
 }
 
@@ -221,9 +220,7 @@ func (s Sources) Union(o Sources) Sources {
 		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
 	})
 	if len(s.Ifaces)+len(o.Ifaces) > 0 {
-		out.Ifaces = append(slices.Clone(s.Ifaces), o.Ifaces...)
-		slices.Sort(out.Ifaces)
-		out.Ifaces = slices.Compact(out.Ifaces)
+		out.Ifaces = sortedIfaces(append(slices.Clone(s.Ifaces), o.Ifaces...))
 	}
 	return out
 }
@@ -235,4 +232,16 @@ func IfaceMatches(pattern, name string) bool {
 		return strings.HasPrefix(name, stem)
 	}
 	return pattern == name
+}
+
+// IfaceIn reports whether one of the patterns (iface:NAME) names the
+// interface.
+func IfaceIn(patterns []string, name string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { return IfaceMatches(p, name) })
+}
+
+// sortedIfaces sorts interface patterns and drops duplicates, in place.
+func sortedIfaces(ifaces []string) []string {
+	slices.Sort(ifaces)
+	return slices.Compact(ifaces)
 }

@@ -159,7 +159,7 @@ func viaOneOf(patterns []string, src netip.Addr, via viaFunc) bool {
 		return false
 	}
 	name := via(src)
-	return name != "" && slices.ContainsFunc(patterns, func(p string) bool { return config.IfaceMatches(p, name) })
+	return name != "" && config.IfaceIn(patterns, name)
 }
 
 // trust is what a sweep or a revocation never cuts: the trusted sources
