@@ -539,9 +539,9 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 		record(result{eng.Name, "7 Docker socket gone 60 s", took, len(breaches), n, fmt.Sprintf("INGRESS also flushed mid-outage: repaired from the last state in %s (%d connections inside that window)", took.Round(time.Millisecond), len(windowBreaches))})
 	})
 
-	t.Run("8_200ContainersAtOnce", func(t *testing.T) {
-		const n = 200
-		p := e.startProber([]check{out("tcp", A, 8400, false, ""), out("tcp", A, 8410, false, ""), out("tcp", A, 8598, false, "")}, 2)
+	t.Run("8_ContainersAtOnce", func(t *testing.T) {
+		n := burstSize(eng)
+		p := e.startProber([]check{out("tcp", A, 8400, false, ""), out("tcp", A, 8410, false, ""), out("tcp", A, 8400+n-2, false, "")}, 2)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 12)
 		errs := make(chan error, n)
@@ -586,9 +586,9 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 			t.Errorf("unauthorized during the burst: %s", b)
 		}
 		e.sync(t)
-		e.expect(t, out("tcp", A, 8400, false, ""), out("tcp", A, 8402, false, ""), out("tcp", A, 8598, false, ""))
-		record(result{eng.Name, "8 200 containers at once, half allowed", -1, len(breaches), total,
-			fmt.Sprintf("all 100 allowed ports answered %s after the last start", allOpen.Round(time.Millisecond))})
+		e.expect(t, out("tcp", A, 8400, false, ""), out("tcp", A, 8402, false, ""), out("tcp", A, 8400+n-2, false, ""))
+		record(result{eng.Name, "8 containers started at once, half allowed", -1, len(breaches), total,
+			fmt.Sprintf("%d containers: all %d allowed ports answered %s after the last start", n, n/2, allOpen.Round(time.Millisecond))})
 	})
 
 	t.Run("11_MetricsAddressTaken", func(t *testing.T) { metricsTaken(t, e) })
@@ -597,6 +597,23 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 	// Last: Docker's chains stay gone (it puts them back only when it
 	// restarts), so no container can start after this.
 	t.Run("10_ForeignRestoreFilter", func(t *testing.T) { foreignRestore(t, e, probes) })
+}
+
+// burstSize is how many containers the burst starts on eng's bed: 200
+// on the newest engine, 40 on the others. Each start costs Docker about
+// 0.7 s of CPU (a docker-proxy per port and family), so 200 on every bed
+// was a fifth of the suite's time on two cores; the big burst proves the
+// batching once, the small ones prove each engine's events.
+func burstSize(eng testbed.Engine) int {
+	for _, other := range engines {
+		if other.Version > eng.Version {
+			return 40
+		}
+	}
+	if eng.Legacy {
+		return 40
+	}
+	return 200
 }
 
 // natFlushed: Docker's nat rules flushed (`iptables -t nat -F DOCKER`, or

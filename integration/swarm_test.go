@@ -39,12 +39,12 @@ func TestSwarm(t *testing.T) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatalf("the docker CLI (package docker.io) is needed for `docker stack deploy`: %v", err)
 	}
-	for _, eng := range engines {
+	eachBed(t, pickBeds(func(eng testbed.Engine) []testbed.Engine {
 		if eng.Legacy {
-			continue
+			return nil
 		}
-		t.Run(eng.Name, func(t *testing.T) { swarmSuite(t, eng) })
-	}
+		return []testbed.Engine{eng}
+	}), swarmSuite)
 }
 
 // swarmEnv is one engine's swarm, with helpers that act on it.
