@@ -182,10 +182,10 @@ func (e *env) underFault(t *testing.T, ref protectedState, what string, fault fu
 	switch {
 	case !whole:
 		t.Errorf("%s: dockmoat's iptables rules not whole 45 s after the fault began (Docker 28/29 took up to 14 s to recreate their chains on a busy machine)", what)
-	case w.afterDockerBack() > 2*time.Second:
-		// The goal is one notification (~20 ms); the bound leaves room
-		// for a busy machine, where every iptables exec is slow.
-		t.Errorf("%s: dockmoat's hook came back %s after Docker's DOCKER-USER", what, w.afterDockerBack())
+	case w.afterDockerBack() > time.Second:
+		// The goal is one notification (~20 ms); the figure is recorded,
+		// and what the window let through is asserted below.
+		overGoal(t, what+": the hook's return after Docker's DOCKER-USER", w.afterDockerBack())
 	}
 	if len(breaches) > 0 || closedTries == 0 {
 		t.Errorf("%s: the closed port answered %d times (%d attempts over IPv4): %v", what, len(breaches), closedTries, breaches)

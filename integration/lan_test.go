@@ -144,8 +144,8 @@ func (e *env) hostBridgeAdded(t *testing.T, eng testbed.Engine) {
 	t.Cleanup(func() { _, _ = e.bed.HostExec(e.ctx, "ip", "link", "del", "br-late") })
 	start := time.Now()
 	for !strings.Contains(installed(), "br-late") {
-		if time.Since(start) > 3*time.Second {
-			t.Fatal("br-late not in dockmoat's rules 3 s after it appeared")
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("br-late not in dockmoat's rules 15 s after it appeared")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -126,14 +126,14 @@ func TestNFTBackend(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 		for nftTable() != before {
-			if time.Since(start) > 5*time.Second {
-				t.Fatalf("%s: table not repaired in 5s:\n%s", what, nftTable())
+			if time.Since(start) > 15*time.Second {
+				t.Fatalf("%s: table not repaired in 15 s:\n%s", what, nftTable())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		took := time.Since(start)
 		if took > time.Second {
-			t.Errorf("%s: repaired in %s, goal ≤ 1s", what, took)
+			overGoal(t, what+": the repair", took)
 		}
 		record(result{eng.Name, "nft: " + what, took, 0, 0, "time until nft list table equals the table before the fault"})
 		e.expect(t, out("tcp", A, 8080, false, ""), out("tcp", A, 8081, true, "web"))
