@@ -380,3 +380,18 @@ func (e *env) trySYN(ns string, c check) string {
 	}
 	return what + ": want a SYN-ACK, got none"
 }
+
+// step is one named step of a suite. A suite's steps share one bed (and
+// usually one daemon) and run in order, each in its own subtest, so a
+// failing step names itself and the next ones still run.
+type step struct {
+	name string
+	run  func(t *testing.T)
+}
+
+// runSteps runs a suite's steps in order.
+func runSteps(t *testing.T, steps []step) {
+	for _, s := range steps {
+		t.Run(s.name, s.run)
+	}
+}

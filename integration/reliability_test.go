@@ -240,6 +240,60 @@ func TestReliability(t *testing.T) {
 }
 
 func reliabilitySuite(t *testing.T, eng testbed.Engine) {
+	rs := newRelBed(t, eng)
+	runSteps(t, []step{
+		{"0_SessionOpenedBeforeFirstPassCut", rs.sessionOpenedBeforeFirstPassCut},
+		{"1_FlushDockerUser", func(t *testing.T) {
+			rs.drift(t, "1 iptables -F DOCKER-USER", func() error {
+				_, err := rs.e.bed.HostExec(rs.ctx, rs.ipt, "-F", "DOCKER-USER")
+				return err
+			})
+		}},
+		{"2_FlushOwnChains", func(t *testing.T) {
+			rs.drift(t, "2 iptables -F DOCKMOAT / DOCKMOAT-INGRESS", func() error {
+				if _, err := rs.e.bed.HostExec(rs.ctx, rs.ipt, "-F", "DOCKMOAT-INGRESS"); err != nil {
+					return err
+				}
+				_, err := rs.e.bed.HostExec(rs.ctx, rs.ipt, "-F", "DOCKMOAT")
+				return err
+			})
+		}},
+		{"3_DeleteHook", func(t *testing.T) {
+			rs.drift(t, "3 iptables -D DOCKER-USER <hook>", func() error {
+				_, err := rs.e.bed.HostExec(rs.ctx, rs.ipt, "-D", "DOCKER-USER", "-m", "comment", "--comment", "dockmoat:hook", "-j", "DOCKMOAT")
+				return err
+			})
+		}},
+		{"3b_FlushEachOwnChainClosed", func(t *testing.T) { flushEachClosed(t, rs.e, rs.probes) }},
+		{"4_UFWReload", rs.ufwReload},
+		{"9_ReloadNarrowingCutsSession", rs.reloadNarrowingCutsSession},
+		{"5_DockerdRestartNewAddresses", rs.dockerdRestartNewAddresses},
+		{"6_DockmoatKillRestart", rs.dockmoatKillRestart},
+		{"7_DockerSocketGone60s", rs.dockerSocketGone60s},
+		{"8_ContainersAtOnce", rs.containersAtOnce},
+		{"11_MetricsAddressTaken", func(t *testing.T) { metricsTaken(t, rs.e) }},
+		{"12_NatFlushedProxyClosed", func(t *testing.T) { natFlushed(t, rs.e, rs.eng, rs.probes) }},
+		// Last: Docker's chains stay gone (it puts them back only when it
+		// restarts), so no container can start after this.
+		{"10_ForeignRestoreFilter", func(t *testing.T) { foreignRestore(t, rs.e, rs.probes) }},
+	})
+}
+
+// relBed is one bed's state shared by the steps of reliabilitySuite.
+type relBed struct {
+	e       *env
+	ctx     context.Context
+	eng     testbed.Engine
+	cfgBoth string
+	early   *session
+	allowed *session
+	probes  []check
+	ipt     string
+	ref     protectedState
+}
+
+// newRelBed sets up the bed the steps of reliabilitySuite share.
+func newRelBed(t *testing.T, eng testbed.Engine) *relBed {
 	e := startEnv(t, eng)
 	ctx := e.ctx
 	if !eng.Legacy {
@@ -262,341 +316,326 @@ func reliabilitySuite(t *testing.T, eng testbed.Engine) {
 	e.serverUp(t, sess, "tcp", 7000)
 	e.serverUp(t, earlyC, "tcp", 7000)
 	early, allowed := e.openSession(t, A, 9310), e.openSession(t, A, 9300)
-	defer early.c.Close()
-	defer allowed.c.Close()
+	t.Cleanup(func() { early.c.Close(); allowed.c.Close() })
 	if !early.ping(time.Second) || !allowed.ping(time.Second) {
 		t.Fatal("sessions opened before dockmoat do not echo (the positive control)")
 	}
 	e.startDockmoat(t, cfgBoth)
-	t.Run("0_SessionOpenedBeforeFirstPassCut", func(t *testing.T) {
-		var cut bool
-		for deadline := time.Now().Add(3 * time.Second); !cut && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			cut = !early.ping(200 * time.Millisecond)
-		}
-		if !cut || early.ping(500*time.Millisecond) {
-			t.Error("a session opened before dockmoat ran, to a port it keeps closed, was not cut")
-		}
-		if !allowed.ping(time.Second) {
-			t.Error("the session to the allowed port was cut too")
-		}
-	})
 	probes := []check{out("tcp", A, 8080, false, ""), out("udp", B, 8053, false, ""), out("tcp", Priv, 8080, false, "")}
 	ref, hook := e.protectedNow(ctx)
 	if !hook {
 		t.Fatal("not protected at start")
 	}
 
-	refresh := func(t *testing.T) {
-		t.Helper()
-		e.sync(t)
-		var hook bool
-		if ref, hook = e.protectedNow(ctx); !hook {
-			t.Fatal("not protected before the fault")
-		}
-	}
-	drift := func(t *testing.T, scenario string, fault func() error) {
-		t.Helper()
-		refresh(t)
-		p := e.startProber(probes, 2)
-		time.Sleep(200 * time.Millisecond)
-		// Sample the protection every few ms while the fault runs (ufw
-		// reload takes over a second itself): the repair time runs from
-		// the first sample that sees it broken to the first intact again.
-		mon := e.monitor(ctx, ref)
-		if err := fault(); err != nil {
-			p.finish()
-			mon.stop()
-			t.Fatal(err)
-		}
-		faultDone := time.Now()
-		_, ok := e.waitRepaired(ctx, ref, faultDone, 10*time.Second)
-		time.Sleep(100 * time.Millisecond) // let the monitor see it intact
-		w := mon.stop()
-		broken, took := w.broken, w.took()
-		time.Sleep(300 * time.Millisecond)
-		attempts, breaches, _ := p.finish()
-		n := sum(attempts)
-		// The goal for faults 1-4 is the repair time; connections inside
-		// the repair window are counted and reported, not failed (on
-		// iptables-nft hosts the window is short enough to catch none).
-		for _, b := range breaches {
-			t.Logf("connection inside the repair window: %s", b)
-		}
-		if !ok {
-			t.Errorf("not repaired within 10s")
-		}
-		if took > time.Second {
-			overGoal(t, "the repair", took)
-		}
-		note := "broken at the first sample"
-		if broken.IsZero() {
-			note = "protection never seen broken (the fault did not touch it)"
-		}
-		record(result{eng.Name, scenario, took, len(breaches), n, note})
-	}
 	ipt := e.bed.Iptables()
+	return &relBed{e: e, ctx: ctx, eng: eng, cfgBoth: cfgBoth, early: early, allowed: allowed, probes: probes, ipt: ipt, ref: ref}
+}
 
-	t.Run("1_FlushDockerUser", func(t *testing.T) {
-		drift(t, "1 iptables -F DOCKER-USER", func() error {
-			_, err := e.bed.HostExec(ctx, ipt, "-F", "DOCKER-USER")
-			return err
-		})
-	})
-	t.Run("2_FlushOwnChains", func(t *testing.T) {
-		drift(t, "2 iptables -F DOCKMOAT / DOCKMOAT-INGRESS", func() error {
-			if _, err := e.bed.HostExec(ctx, ipt, "-F", "DOCKMOAT-INGRESS"); err != nil {
-				return err
-			}
-			_, err := e.bed.HostExec(ctx, ipt, "-F", "DOCKMOAT")
-			return err
-		})
-	})
-	t.Run("3_DeleteHook", func(t *testing.T) {
-		drift(t, "3 iptables -D DOCKER-USER <hook>", func() error {
-			_, err := e.bed.HostExec(ctx, ipt, "-D", "DOCKER-USER", "-m", "comment", "--comment", "dockmoat:hook", "-j", "DOCKMOAT")
-			return err
-		})
-	})
-	t.Run("3b_FlushEachOwnChainClosed", func(t *testing.T) { flushEachClosed(t, e, probes) })
-	t.Run("4_UFWReload", func(t *testing.T) {
-		if eng.Legacy {
-			t.Skip("ufw on this machine writes iptables-nft; the legacy bed has no ufw")
-		}
-		drift(t, "4a ufw reload", func() error {
-			_, err := e.bed.UFW(ctx, "reload")
-			return err
-		})
-		drift(t, "4b ufw disable && ufw enable", func() error {
-			if o, err := e.bed.UFW(ctx, "disable"); err != nil {
-				return fmt.Errorf("%w: %s", err, o)
-			}
-			_, err := e.bed.UFW(ctx, "--force", "enable")
-			return err
-		})
-	})
+// refresh waits for the daemon and takes the installed chains as the
+// reference a repair must restore.
+func (rs *relBed) refresh(t *testing.T) {
+	t.Helper()
+	rs.e.sync(t)
+	var hook bool
+	if rs.ref, hook = rs.e.protectedNow(rs.ctx); !hook {
+		t.Fatal("not protected before the fault")
+	}
+}
 
-	t.Run("9_ReloadNarrowingCutsSession", func(t *testing.T) {
-		keep := e.openSession(t, A, 9300)
-		cut := e.openSession(t, B, 9300)
-		defer keep.c.Close()
-		defer cut.c.Close()
-		if !keep.ping(time.Second) || !cut.ping(time.Second) {
-			t.Fatal("sessions do not echo before the reload")
-		}
-		start := time.Now()
-		if err := e.dm.Reload("allow:\n  - container: sess\n    ports: [\"9300\"]\n    from: [203.0.113.10]\n"); err != nil {
-			t.Fatal(err)
-		}
-		var cutAt time.Duration = -1
-		for time.Since(start) < 5*time.Second {
-			if !cut.ping(150 * time.Millisecond) {
-				cutAt = time.Since(start)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		// Make sure it stays cut, and the allowed session lives on.
-		stillCut := !cut.ping(500 * time.Millisecond)
-		if cutAt < 0 || !stillCut {
-			t.Errorf("session from the refused source not cut (cut at %v, still cut %v)", cutAt, stillCut)
-		} else if cutAt > time.Second {
-			overGoal(t, "cutting the session", cutAt)
-		}
-		if !keep.ping(time.Second) {
-			t.Error("the session from the still-allowed source was cut too")
-		}
-		record(result{eng.Name, "9 reload narrows sources: live session cut", cutAt, 0, 0, fmt.Sprintf("refused session cut after %s; allowed one kept", cutAt.Round(time.Millisecond))})
-		e.reload(t, cfgBoth)
-	})
+// drift runs fault (a change of the rules by someone else) while a
+// prober hammers the closed ports, and records how long the repair took.
+func (rs *relBed) drift(t *testing.T, scenario string, fault func() error) {
+	t.Helper()
+	rs.refresh(t)
+	p := rs.e.startProber(rs.probes, 2)
+	time.Sleep(200 * time.Millisecond)
+	// Sample the protection every few ms while the fault runs (ufw
+	// reload takes over a second itself): the repair time runs from
+	// the first sample that sees it broken to the first intact again.
+	mon := rs.e.monitor(rs.ctx, rs.ref)
+	if err := fault(); err != nil {
+		p.finish()
+		mon.stop()
+		t.Fatal(err)
+	}
+	faultDone := time.Now()
+	_, ok := rs.e.waitRepaired(rs.ctx, rs.ref, faultDone, 10*time.Second)
+	time.Sleep(100 * time.Millisecond) // let the monitor see it intact
+	w := mon.stop()
+	broken, took := w.broken, w.took()
+	time.Sleep(300 * time.Millisecond)
+	attempts, breaches, _ := p.finish()
+	n := sum(attempts)
+	// The goal for faults 1-4 is the repair time; connections inside
+	// the repair window are counted and reported, not failed (on
+	// iptables-nft hosts the window is short enough to catch none).
+	for _, b := range breaches {
+		t.Logf("connection inside the repair window: %s", b)
+	}
+	if !ok {
+		t.Errorf("not repaired within 10s")
+	}
+	if took > time.Second {
+		overGoal(t, "the repair", took)
+	}
+	note := "broken at the first sample"
+	if broken.IsZero() {
+		note = "protection never seen broken (the fault did not touch it)"
+	}
+	record(result{rs.eng.Name, scenario, took, len(breaches), n, note})
+}
 
-	t.Run("5_DockerdRestartNewAddresses", func(t *testing.T) {
-		var names []string
-		for i := 0; i < 6; i++ {
-			s := testbed.Spec{Name: fmt.Sprintf("r%d", i), Publish: []string{fmt.Sprintf("%d:80", 8200+i)}, Serve: []string{"80"}, Restart: "always"}
+func (rs *relBed) sessionOpenedBeforeFirstPassCut(t *testing.T) {
+	early, allowed := rs.early, rs.allowed
+	var cut bool
+	for deadline := time.Now().Add(3 * time.Second); !cut && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		cut = !early.ping(200 * time.Millisecond)
+	}
+	if !cut || early.ping(500*time.Millisecond) {
+		t.Error("a session opened before dockmoat ran, to a port it keeps closed, was not cut")
+	}
+	if !allowed.ping(time.Second) {
+		t.Error("the session to the allowed port was cut too")
+	}
+}
+
+func (rs *relBed) ufwReload(t *testing.T) {
+	e, ctx, eng := rs.e, rs.ctx, rs.eng
+	if eng.Legacy {
+		t.Skip("ufw on this machine writes iptables-nft; the legacy bed has no ufw")
+	}
+	rs.drift(t, "4a ufw reload", func() error {
+		_, err := e.bed.UFW(ctx, "reload")
+		return err
+	})
+	rs.drift(t, "4b ufw disable && ufw enable", func() error {
+		if o, err := e.bed.UFW(ctx, "disable"); err != nil {
+			return fmt.Errorf("%w: %s", err, o)
+		}
+		_, err := e.bed.UFW(ctx, "--force", "enable")
+		return err
+	})
+}
+
+func (rs *relBed) reloadNarrowingCutsSession(t *testing.T) {
+	e, eng, cfgBoth := rs.e, rs.eng, rs.cfgBoth
+	keep := e.openSession(t, A, 9300)
+	cut := e.openSession(t, B, 9300)
+	defer keep.c.Close()
+	defer cut.c.Close()
+	if !keep.ping(time.Second) || !cut.ping(time.Second) {
+		t.Fatal("sessions do not echo before the reload")
+	}
+	start := time.Now()
+	if err := e.dm.Reload("allow:\n  - container: sess\n    ports: [\"9300\"]\n    from: [203.0.113.10]\n"); err != nil {
+		t.Fatal(err)
+	}
+	var cutAt time.Duration = -1
+	for time.Since(start) < 5*time.Second {
+		if !cut.ping(150 * time.Millisecond) {
+			cutAt = time.Since(start)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Make sure it stays cut, and the allowed session lives on.
+	stillCut := !cut.ping(500 * time.Millisecond)
+	if cutAt < 0 || !stillCut {
+		t.Errorf("session from the refused source not cut (cut at %v, still cut %v)", cutAt, stillCut)
+	} else if cutAt > time.Second {
+		overGoal(t, "cutting the session", cutAt)
+	}
+	if !keep.ping(time.Second) {
+		t.Error("the session from the still-allowed source was cut too")
+	}
+	record(result{eng.Name, "9 reload narrows sources: live session cut", cutAt, 0, 0, fmt.Sprintf("refused session cut after %s; allowed one kept", cutAt.Round(time.Millisecond))})
+	e.reload(t, cfgBoth)
+}
+
+func (rs *relBed) dockerdRestartNewAddresses(t *testing.T) {
+	e, ctx, eng := rs.e, rs.ctx, rs.eng
+	var names []string
+	for i := 0; i < 6; i++ {
+		s := testbed.Spec{Name: fmt.Sprintf("r%d", i), Publish: []string{fmt.Sprintf("%d:80", 8200+i)}, Serve: []string{"80"}, Restart: "always"}
+		if i%2 == 1 {
+			s.Labels = map[string]string{"dockmoat.allow": fmt.Sprint(8200 + i)}
+		}
+		e.run(t, s)
+		names = append(names, s.Name)
+	}
+	e.sync(t)
+	addrs := func() map[string]netip.Addr {
+		m := map[string]netip.Addr{}
+		for _, n := range names {
+			if c, err := e.bed.Inspect(ctx, n); err == nil {
+				m[n] = c.IP
+			}
+		}
+		return m
+	}
+	before := addrs()
+	var pr []check
+	for i := 0; i < 6; i += 2 {
+		pr = append(pr, out("tcp", A, 8200+i, false, ""))
+	}
+	pr = append(pr, out("tcp", A, 8080, false, ""))
+	took, attempts, breaches := e.restartDockerd(t, pr, time.Second)
+	after := addrs()
+	moved := 0
+	for n, a := range before {
+		if after[n] != a {
+			moved++
+		}
+	}
+	for _, b := range breaches {
+		t.Errorf("unauthorized connection during the dockerd restart: %s", b)
+	}
+	var checks []check
+	for i := 0; i < 6; i++ {
+		checks = append(checks, out("tcp", B, 8200+i, i%2 == 1, names[i]))
+	}
+	e.expect(t, checks...)
+	n := sum(attempts)
+	record(result{eng.Name, "5 dockerd restart, containers restart", took, len(breaches), n,
+		fmt.Sprintf("%d of %d containers came back on another address; resync after restart %s", moved, len(before), took.Round(time.Millisecond))})
+}
+
+func (rs *relBed) dockmoatKillRestart(t *testing.T) {
+	e, eng, probes := rs.e, rs.eng, rs.probes
+	p := e.startProber(probes, 2)
+	start := time.Now()
+	if err := e.dm.Stop(syscall.SIGKILL); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	if err := e.dm.Start(); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	e.sync(t)
+	took := time.Since(start)
+	time.Sleep(300 * time.Millisecond)
+	attempts, breaches, _ := p.finish()
+	n := sum(attempts)
+	for _, b := range breaches {
+		t.Errorf("unauthorized: %s", b)
+	}
+	record(result{eng.Name, "6 dockmoat SIGKILL + restart", took, len(breaches), n, "rules stay while it is down"})
+}
+
+func (rs *relBed) dockerSocketGone60s(t *testing.T) {
+	e, ctx, eng, probes, ipt := rs.e, rs.ctx, rs.eng, rs.probes, rs.ipt
+	rs.refresh(t)
+	// Gone: the socket path disappears and the daemon hangs (SIGSTOP),
+	// so neither new nor kept-alive connections answer. Containers and
+	// docker-proxy keep running, as when dockerd dies with live-restore.
+	moved := e.bed.Socket + ".away"
+	p := e.startProber(probes, 1)
+	if err := os.Rename(e.bed.Socket, moved); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	if err := e.bed.SignalDockerd(syscall.SIGSTOP); err != nil {
+		p.finish()
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			_ = os.Rename(moved, e.bed.Socket)
+			_ = e.bed.SignalDockerd(syscall.SIGCONT)
+		}
+	}()
+	time.Sleep(20 * time.Second)
+	outage1, breaches1, _ := p.finish()
+	// Drift while Docker is unreachable is still repaired (its own
+	// repair window is reported, as for faults 1-4).
+	start := time.Now()
+	pd := e.startProber(probes, 1)
+	if _, err := e.bed.HostExec(ctx, ipt, "-F", "DOCKMOAT-INGRESS"); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := e.waitRepaired(ctx, rs.ref, start, 15*time.Second)
+	if !ok {
+		t.Error("drift not repaired while Docker was unreachable")
+	} else if took > time.Second {
+		overGoal(t, "the repair while Docker was unreachable", took)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_, windowBreaches, _ := pd.finish()
+	p = e.startProber(probes, 1)
+	time.Sleep(time.Until(start.Add(40 * time.Second)))
+	if err := os.Rename(moved, e.bed.Socket); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bed.SignalDockerd(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	outage2, breaches2, _ := p.finish()
+	n := sum(outage1) + sum(outage2)
+	breaches := append(breaches1, breaches2...)
+	for _, b := range breaches {
+		t.Errorf("unauthorized while Docker was unreachable: %s", b)
+	}
+	// Back: a new labeled container is opened (full resync on return).
+	e.run(t, testbed.Spec{Name: "after-outage", Labels: map[string]string{"dockmoat.allow": "8300"}, Publish: []string{"8300:80"}, Serve: []string{"80"}})
+	e.sync(t)
+	e.expect(t, out("tcp", A, 8300, true, "after-outage"), out("tcp", A, 8080, false, ""))
+	record(result{eng.Name, "7 Docker socket gone 60 s", took, len(breaches), n, fmt.Sprintf("INGRESS also flushed mid-outage: repaired from the last state in %s (%d connections inside that window)", took.Round(time.Millisecond), len(windowBreaches))})
+}
+
+func (rs *relBed) containersAtOnce(t *testing.T) {
+	e, ctx, eng := rs.e, rs.ctx, rs.eng
+	n := burstSize(eng)
+	p := e.startProber([]check{out("tcp", A, 8400, false, ""), out("tcp", A, 8410, false, ""), out("tcp", A, 8400+n-2, false, "")}, 2)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 12)
+	errs := make(chan error, n)
+	var lastStart time.Time
+	var mu sync.Mutex
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			s := testbed.Spec{Name: fmt.Sprintf("many%d", i), Publish: []string{fmt.Sprintf("%d:80", 8400+i)}, Serve: []string{"80"}}
 			if i%2 == 1 {
-				s.Labels = map[string]string{"dockmoat.allow": fmt.Sprint(8200 + i)}
+				s.Labels = map[string]string{"dockmoat.allow": fmt.Sprint(8400 + i)}
 			}
-			e.run(t, s)
-			names = append(names, s.Name)
-		}
-		e.sync(t)
-		addrs := func() map[string]netip.Addr {
-			m := map[string]netip.Addr{}
-			for _, n := range names {
-				if c, err := e.bed.Inspect(ctx, n); err == nil {
-					m[n] = c.IP
-				}
+			c, err := e.bed.RunContainer(ctx, s)
+			if err != nil {
+				errs <- err
+				return
 			}
-			return m
-		}
-		before := addrs()
-		var pr []check
-		for i := 0; i < 6; i += 2 {
-			pr = append(pr, out("tcp", A, 8200+i, false, ""))
-		}
-		pr = append(pr, out("tcp", A, 8080, false, ""))
-		took, attempts, breaches := e.restartDockerd(t, pr, time.Second)
-		after := addrs()
-		moved := 0
-		for n, a := range before {
-			if after[n] != a {
-				moved++
-			}
-		}
-		for _, b := range breaches {
-			t.Errorf("unauthorized connection during the dockerd restart: %s", b)
-		}
-		var checks []check
-		for i := 0; i < 6; i++ {
-			checks = append(checks, out("tcp", B, 8200+i, i%2 == 1, names[i]))
-		}
-		e.expect(t, checks...)
-		n := sum(attempts)
-		record(result{eng.Name, "5 dockerd restart, containers restart", took, len(breaches), n,
-			fmt.Sprintf("%d of %d containers came back on another address; resync after restart %s", moved, len(before), took.Round(time.Millisecond))})
-	})
-
-	t.Run("6_DockmoatKillRestart", func(t *testing.T) {
-		p := e.startProber(probes, 2)
-		start := time.Now()
-		if err := e.dm.Stop(syscall.SIGKILL); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		if err := e.dm.Start(); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		e.sync(t)
-		took := time.Since(start)
-		time.Sleep(300 * time.Millisecond)
-		attempts, breaches, _ := p.finish()
-		n := sum(attempts)
-		for _, b := range breaches {
-			t.Errorf("unauthorized: %s", b)
-		}
-		record(result{eng.Name, "6 dockmoat SIGKILL + restart", took, len(breaches), n, "rules stay while it is down"})
-	})
-
-	t.Run("7_DockerSocketGone60s", func(t *testing.T) {
-		refresh(t)
-		// Gone: the socket path disappears and the daemon hangs (SIGSTOP),
-		// so neither new nor kept-alive connections answer. Containers and
-		// docker-proxy keep running, as when dockerd dies with live-restore.
-		moved := e.bed.Socket + ".away"
-		p := e.startProber(probes, 1)
-		if err := os.Rename(e.bed.Socket, moved); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		if err := e.bed.SignalDockerd(syscall.SIGSTOP); err != nil {
-			p.finish()
-			t.Fatal(err)
-		}
-		restored := false
-		defer func() {
-			if !restored {
-				_ = os.Rename(moved, e.bed.Socket)
-				_ = e.bed.SignalDockerd(syscall.SIGCONT)
-			}
+			mu.Lock()
+			lastStart = time.Now()
+			mu.Unlock()
+			t.Cleanup(func() { _ = e.bed.Remove(context.Background(), c.ID) })
 		}()
-		time.Sleep(20 * time.Second)
-		outage1, breaches1, _ := p.finish()
-		// Drift while Docker is unreachable is still repaired (its own
-		// repair window is reported, as for faults 1-4).
-		start := time.Now()
-		pd := e.startProber(probes, 1)
-		if _, err := e.bed.HostExec(ctx, ipt, "-F", "DOCKMOAT-INGRESS"); err != nil {
-			t.Fatal(err)
-		}
-		took, ok := e.waitRepaired(ctx, ref, start, 15*time.Second)
-		if !ok {
-			t.Error("drift not repaired while Docker was unreachable")
-		} else if took > time.Second {
-			overGoal(t, "the repair while Docker was unreachable", took)
-		}
-		time.Sleep(300 * time.Millisecond)
-		_, windowBreaches, _ := pd.finish()
-		p = e.startProber(probes, 1)
-		time.Sleep(time.Until(start.Add(40 * time.Second)))
-		if err := os.Rename(moved, e.bed.Socket); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.bed.SignalDockerd(syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-		restored = true
-		outage2, breaches2, _ := p.finish()
-		n := sum(outage1) + sum(outage2)
-		breaches := append(breaches1, breaches2...)
-		for _, b := range breaches {
-			t.Errorf("unauthorized while Docker was unreachable: %s", b)
-		}
-		// Back: a new labeled container is opened (full resync on return).
-		e.run(t, testbed.Spec{Name: "after-outage", Labels: map[string]string{"dockmoat.allow": "8300"}, Publish: []string{"8300:80"}, Serve: []string{"80"}})
-		e.sync(t)
-		e.expect(t, out("tcp", A, 8300, true, "after-outage"), out("tcp", A, 8080, false, ""))
-		record(result{eng.Name, "7 Docker socket gone 60 s", took, len(breaches), n, fmt.Sprintf("INGRESS also flushed mid-outage: repaired from the last state in %s (%d connections inside that window)", took.Round(time.Millisecond), len(windowBreaches))})
-	})
-
-	t.Run("8_ContainersAtOnce", func(t *testing.T) {
-		n := burstSize(eng)
-		p := e.startProber([]check{out("tcp", A, 8400, false, ""), out("tcp", A, 8410, false, ""), out("tcp", A, 8400+n-2, false, "")}, 2)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 12)
-		errs := make(chan error, n)
-		var lastStart time.Time
-		var mu sync.Mutex
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				s := testbed.Spec{Name: fmt.Sprintf("many%d", i), Publish: []string{fmt.Sprintf("%d:80", 8400+i)}, Serve: []string{"80"}}
-				if i%2 == 1 {
-					s.Labels = map[string]string{"dockmoat.allow": fmt.Sprint(8400 + i)}
-				}
-				c, err := e.bed.RunContainer(ctx, s)
-				if err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				lastStart = time.Now()
-				mu.Unlock()
-				t.Cleanup(func() { _ = e.bed.Remove(context.Background(), c.ID) })
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-		// Every allowed port reachable, measured from the last start.
-		var checks []check
-		for i := 1; i < n; i += 2 {
-			checks = append(checks, out("tcp", B, 8400+i, true, fmt.Sprintf("many%d", i)))
-		}
-		e.expect(t, checks...)
-		allOpen := time.Since(lastStart)
-		attempts, breaches, _ := p.finish()
-		total := sum(attempts)
-		for _, b := range breaches {
-			t.Errorf("unauthorized during the burst: %s", b)
-		}
-		e.sync(t)
-		e.expect(t, out("tcp", A, 8400, false, ""), out("tcp", A, 8402, false, ""), out("tcp", A, 8400+n-2, false, ""))
-		record(result{eng.Name, "8 containers started at once, half allowed", -1, len(breaches), total,
-			fmt.Sprintf("%d containers: all %d allowed ports answered %s after the last start", n, n/2, allOpen.Round(time.Millisecond))})
-	})
-
-	t.Run("11_MetricsAddressTaken", func(t *testing.T) { metricsTaken(t, e) })
-	t.Run("12_NatFlushedProxyClosed", func(t *testing.T) { natFlushed(t, e, eng, probes) })
-
-	// Last: Docker's chains stay gone (it puts them back only when it
-	// restarts), so no container can start after this.
-	t.Run("10_ForeignRestoreFilter", func(t *testing.T) { foreignRestore(t, e, probes) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Every allowed port reachable, measured from the last start.
+	var checks []check
+	for i := 1; i < n; i += 2 {
+		checks = append(checks, out("tcp", B, 8400+i, true, fmt.Sprintf("many%d", i)))
+	}
+	e.expect(t, checks...)
+	allOpen := time.Since(lastStart)
+	attempts, breaches, _ := p.finish()
+	total := sum(attempts)
+	for _, b := range breaches {
+		t.Errorf("unauthorized during the burst: %s", b)
+	}
+	e.sync(t)
+	e.expect(t, out("tcp", A, 8400, false, ""), out("tcp", A, 8402, false, ""), out("tcp", A, 8400+n-2, false, ""))
+	record(result{eng.Name, "8 containers started at once, half allowed", -1, len(breaches), total,
+		fmt.Sprintf("%d containers: all %d allowed ports answered %s after the last start", n, n/2, allOpen.Round(time.Millisecond))})
 }
 
 // overGoal logs a step that took longer than the 1 s goal. Times are
