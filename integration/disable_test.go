@@ -32,6 +32,14 @@ func disableEnable(t *testing.T, e *env, port int, v6 bool) {
 	e.expect(t, closed...)
 
 	dm := func(args ...string) string { t.Helper(); return e.dockmoat(t, args...) }
+	defer func() {
+		if t.Failed() { // leave the bed protected for the steps after this one
+			_, _ = e.bed.Exec(e.ctx, dockmoatBin, "enable", "--state-dir", e.dm.StateDir())
+			if !e.dm.Running() {
+				_ = e.dm.Start()
+			}
+		}
+	}()
 	start := time.Now()
 	if msg := dm("disable", "--reason", "integration test"); !strings.Contains(msg, "egress limits of deny containers are lifted too") {
 		t.Errorf("disable does not say it lifts egress limits:\n%s", msg)
@@ -105,14 +113,22 @@ func (e *env) waitMetric(t *testing.T, series string, ok func(float64) bool) flo
 	t.Helper()
 	v := -1.0
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		_, body := e.scrape(t, testbed.MetricsAddr, "/metrics")
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		// A restarted daemon listens a moment after its first pass.
+		var body string
+		if _, body, err = e.tryScrape(testbed.MetricsAddr, "/metrics"); err != nil {
+			continue
+		}
 		if m := re.FindStringSubmatch(body); m != nil && strings.Contains(body, "dockmoat_audit_ok 1") {
 			v, _ = strconv.ParseFloat(m[1], 64)
 			if ok(v) {
 				return v
 			}
 		}
+	}
+	if err != nil {
+		t.Logf("metrics: %v", err)
 	}
 	return v
 }

@@ -146,6 +146,16 @@ func (e *env) containerLogs(id string) string {
 // http.Client would dial from another goroutine, in the wrong namespace).
 func (e *env) scrape(t *testing.T, addr, path string) (int, string) {
 	t.Helper()
+	code, body, err := e.tryScrape(addr, path)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", addr, path, err)
+	}
+	return code, body
+}
+
+// tryScrape is scrape that returns the error, for callers that wait for
+// a daemon's listener.
+func (e *env) tryScrape(addr, path string) (int, string, error) {
 	var code int
 	var body []byte
 	err := testbed.InNetns(e.bed.HostNSPath(), func() error {
@@ -167,10 +177,7 @@ func (e *env) scrape(t *testing.T, addr, path string) (int, string) {
 		body, err = io.ReadAll(resp.Body)
 		return err
 	})
-	if err != nil {
-		t.Fatalf("GET %s%s: %v", addr, path, err)
-	}
-	return code, string(body)
+	return code, string(body), err
 }
 
 func metricValue(t *testing.T, body, series string) float64 {

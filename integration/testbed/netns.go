@@ -69,6 +69,10 @@ func (p Probe) String() string {
 // ErrNoAnswer means the attempt timed out: dropped somewhere.
 var ErrNoAnswer = errors.New("no answer")
 
+// ErrNoGreeting means a TCP connection was made but the server said
+// nothing in time: the firewall let it through, the server was slow.
+var ErrNoGreeting = errors.New("connected but no greeting")
+
 // Try makes one attempt from inside netns and returns the server's
 // greeting line. TCP must connect and read the greeting; UDP must get a
 // reply datagram.
@@ -91,7 +95,7 @@ func Try(ctx context.Context, netns string, p Probe, timeout time.Duration) (str
 			buf := make([]byte, 256)
 			n, err := c.Read(buf)
 			if err != nil {
-				return fmt.Errorf("connected but no greeting: %w", err)
+				return fmt.Errorf("%w: %w", ErrNoGreeting, err)
 			}
 			answer = strings.TrimSpace(string(buf[:n]))
 			return nil
