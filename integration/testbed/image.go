@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
@@ -26,14 +28,14 @@ func cacheDir() string {
 
 var rootfsMu sync.Mutex
 
-// BaseRootfs returns a tarball of a minimal Debian bookworm with iptables
-// and nftables,
+// BaseRootfs returns a tarball of a minimal Debian trixie (the stable
+// release the Dockerfile's base pins) with iptables and nftables,
 // made with debootstrap from Debian's package archive and cached: the base
 // of the sidecar image, built without any container registry.
 func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
 	rootfsMu.Lock()
 	defer rootfsMu.Unlock()
-	out := filepath.Join(cacheDir(), "rootfs-bookworm-minbase-iptables-nftables.tar")
+	out := filepath.Join(cacheDir(), "rootfs-trixie-minbase-iptables-nftables.tar")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
@@ -45,9 +47,9 @@ func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) 
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	logf("debootstrap --variant=minbase --include=iptables,nftables bookworm (cached in %s)", out)
+	logf("debootstrap --variant=minbase --include=iptables,nftables trixie (cached in %s)", out)
 	if msg, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=iptables,nftables",
-		"bookworm", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
+		"trixie", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("debootstrap: %w: %s", err, tail(string(msg), 20))
 	}
 	tmp := out + ".tmp"
@@ -88,6 +90,10 @@ func (b *Bed) BuildSidecarImage(ctx context.Context, repo, tag string) error {
 	if err != nil {
 		return err
 	}
+	base, err := b.Docker.ImageInspect(ctx, "dockmoat-base:latest")
+	if err != nil {
+		return fmt.Errorf("inspecting the base: %w", err)
+	}
 	goroot, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
 		return fmt.Errorf("go env GOROOT: %w", err)
@@ -105,7 +111,12 @@ func (b *Bed) BuildSidecarImage(ctx context.Context, repo, tag string) error {
 	}
 	resp, err := b.Docker.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
 		Tags: []string{tag}, Version: build.BuilderV1, Remove: true, ForceRemove: true,
-		BuildArgs: map[string]*string{"BASE": ptr("dockmoat-base:latest"), "BUILDER": ptr("dockmoat-builder:latest"), "VERSION": ptr("test")},
+		BuildArgs: map[string]*string{
+			"BASE": ptr("dockmoat-base:latest"), "BASE_NAME": ptr("dockmoat-base:latest"), "BASE_DIGEST": ptr(base.ID),
+			"BUILDER": ptr("dockmoat-builder:latest"), "VERSION": ptr("test"),
+			// The classic builder sets no platform arguments.
+			"BUILDPLATFORM": ptr("linux/" + runtime.GOARCH), "CREATED": ptr(time.Now().UTC().Format(time.RFC3339)),
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("building %s: %w", tag, err)
