@@ -4,12 +4,16 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t dockmoat .
 #
 # BUILDER is the Go toolchain image and BASE the runtime's source; both
-# are pinned by digest (Debian 13.7 "trixie", the current stable, and Go
-# 1.26.5 on it; the digests are the official images' multi-architecture
-# indexes, as docker-library/repo-info lists them) and both can be local
-# images (the integration tests build them from debootstrap, offline).
-# The runtime carries iptables with both variants (iptables-nft,
-# iptables-legacy), ip6tables and nft (Docker 29's nftables backend);
+# are pinned by digest (Debian 12.15 "bookworm" and Go 1.26.5 on it; the
+# digests are the official images' multi-architecture indexes, as
+# docker-library/repo-info lists them) and both can be local images (the
+# integration tests build them from debootstrap, offline). Not Debian 13:
+# a set written by its nft 1.1.3 makes Debian 12's nft 1.0.6 on the host
+# crash (SIGSEGV) on `nft -j list` (seen in the test beds), which breaks
+# `dockmoat audit` and anything else on the host that lists the ruleset
+# as JSON; an older nft in the image is read fine by newer hosts. The runtime carries iptables
+# with both variants (iptables-nft, iptables-legacy), ip6tables and nft
+# (Docker 29's nftables backend);
 # dockmoat picks what holds Docker's rules at start.
 #
 # Nothing runs under emulation for arm64: both working stages run on the
@@ -18,9 +22,9 @@
 # multiarch) rather than running them. Docker 20.10's classic builder
 # does not set BUILDPLATFORM: build there with DOCKER_BUILDKIT=1, or pass
 # --build-arg BUILDPLATFORM=linux/amd64 (the integration tests do).
-ARG BUILDER=golang:1.26-trixie@sha256:4ee9ffa999b4583ce281939cdff828763083610292f252279a0cee77473bd9a7
-ARG BASE_NAME=docker.io/library/debian:13.7-slim
-ARG BASE_DIGEST=sha256:a99cfc517144bc59b1978475ec53b46ecabec7e43635402ee5b77cc54cd1b20a
+ARG BUILDER=golang:1.26-bookworm@sha256:551752d3ad9de9923190bf5280500617ed8fee287ffb4b0220e770ef89346258
+ARG BASE_NAME=docker.io/library/debian:12.15-slim
+ARG BASE_DIGEST=sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241
 ARG BASE=${BASE_NAME}@${BASE_DIGEST}
 ARG BUILDPLATFORM
 

@@ -55,7 +55,7 @@ func bedFigures(b *strings.Builder) error {
 	}
 	st, _ := os.Stat(bin)
 	b.WriteString("\n## Footprint\n\n")
-	fmt.Fprintf(b, "Binary: %.1f MB (`go build`, not stripped). The sidecar image (debootstrap trixie minbase + iptables + nftables) is built and measured by `TestSidecarImage` in `make test`, which logs its size (`image …: N MB`); this run does not build it.\n\n", float64(st.Size())/1e6)
+	fmt.Fprintf(b, "Binary: %.1f MB (`go build`, not stripped). The sidecar image (debootstrap bookworm minbase + iptables + nftables) is built and measured by `TestSidecarImage` in `make test`, which logs its size (`image …: N MB`); this run does not build it.\n\n", float64(st.Size())/1e6)
 	b.WriteString("Idle `dockmoat run` with 20 published containers, after its first pass: resident memory and CPU over 10 s with nothing changing.\n\n")
 	b.WriteString("| engine | RSS | CPU while idle |\n|---|---|---|\n")
 	b.WriteString(strings.Join(foot, "\n") + "\n")

@@ -47,8 +47,11 @@ if [ -z "$root" ]; then
 else
 	# The closure of DT_NEEDED over the unpacked tree, and the loader
 	# at the path the binaries ask for (PT_INTERP).
-	libdir=$(find "$root" -name libc.so.6 | head -n1)
-	libdir=${libdir%/*}
+	libc=$(find "$root" -name libc.so.6 | head -n1)
+	triplet=${libc%/*}
+	triplet=${triplet##*/}
+	# Debian 12's packages still install into /lib and /usr/lib both.
+	libdirs="$root/lib/$triplet $root/usr/lib/$triplet"
 	todo=$(for b in $bins; do echo "$root/$b"; done; ls "$xt"/*.so)
 	seen=" "
 	while [ -n "$todo" ]; do
@@ -57,17 +60,20 @@ else
 			for lib in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
 				case "$seen" in *" $lib "*) continue ;; esac
 				seen="$seen$lib "
-				[ -e "$libdir/$lib" ] || { echo "slim.sh: $lib (needed by $f) not in $libdir" >&2; exit 1; }
-				mkdir -p "$out${libdir#"$root"}"
-				cp -L "$libdir/$lib" "$out${libdir#"$root"}/$lib"
-				next="$next $libdir/$lib"
+				src=
+				for d in $libdirs; do [ -e "$d/$lib" ] && src="$d/$lib" && break; done
+				[ -n "$src" ] || { echo "slim.sh: $lib (needed by $f) not in $libdirs" >&2; exit 1; }
+				dst="$out${src#"$root"}"
+				mkdir -p "${dst%/*}"
+				cp -L "$src" "$dst"
+				next="$next $src"
 			done
 		done
 		todo=$next
 	done
 	interp=$(readelf -l "$root/usr/sbin/nft" | sed -n 's/.*program interpreter: \(.*\)\]/\1/p')
 	mkdir -p "$out${interp%/*}"
-	cp -L "$(find "$root" -path "*${interp#/lib}" | head -n1)" "$out$interp"
+	cp "$(find "$root" -type f -name "${interp##*/}" | head -n1)" "$out$interp"
 	for d in "$debs"/*.deb; do dpkg-deb -f "$d"; echo "Status: install ok installed"; echo; done >"$out/var/lib/dpkg/status"
 fi
 

@@ -28,14 +28,14 @@ func cacheDir() string {
 
 var rootfsMu sync.Mutex
 
-// BaseRootfs returns a tarball of a minimal Debian trixie (the stable
-// release the Dockerfile's base pins) with iptables and nftables,
+// BaseRootfs returns a tarball of a minimal Debian bookworm (the release
+// the Dockerfile's base pins) with iptables and nftables,
 // made with debootstrap from Debian's package archive and cached: the base
 // of the sidecar image, built without any container registry.
 func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
 	rootfsMu.Lock()
 	defer rootfsMu.Unlock()
-	out := filepath.Join(cacheDir(), "rootfs-trixie-minbase-iptables-nftables.tar")
+	out := filepath.Join(cacheDir(), "rootfs-bookworm-minbase-iptables-nftables.tar")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
@@ -47,9 +47,9 @@ func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) 
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	logf("debootstrap --variant=minbase --include=iptables,nftables trixie (cached in %s)", out)
+	logf("debootstrap --variant=minbase --include=iptables,nftables bookworm (cached in %s)", out)
 	if msg, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=iptables,nftables",
-		"trixie", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
+		"bookworm", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("debootstrap: %w: %s", err, tail(string(msg), 20))
 	}
 	tmp := out + ".tmp"
