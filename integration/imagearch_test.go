@@ -60,8 +60,8 @@ func TestImageRuntimeArm64(t *testing.T) {
 }
 
 // checkELFTree checks every ELF file under dir: of machine m, its needed
-// libraries in the tree's library directories, its loader present. It
-// returns the tree's size and the number of ELF files.
+// libraries somewhere in the tree (by file name), its loader at the path
+// it asks for. It returns the tree's size and the number of ELF files.
 func checkELFTree(t *testing.T, dir string, m elf.Machine) (size int64, elves int) {
 	t.Helper()
 	have := map[string]bool{}
