@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -139,15 +138,7 @@ func (cs *coreBed) unlabeledPortClosed(t *testing.T) {
 func (cs *coreBed) outboundAndContainerToContainerWork(t *testing.T) {
 	e, ctx, plain := cs.e, cs.ctx, cs.plain
 	// A server on the outside, reached from a container.
-	var l net.Listener
-	err := testbed.InNetns(e.bed.OutNSPath(), func() (err error) {
-		l, err = net.Listen("tcp", netip.AddrPortFrom(A, 7070).String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := e.listenOutside(t, 7070)
 	go func() {
 		for {
 			c, err := l.Accept()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -396,4 +397,20 @@ func runSteps(t *testing.T, steps []step) {
 	for _, s := range steps {
 		t.Run(s.name, s.run)
 	}
+}
+
+// listenOutside listens on TCP port of A in the outside namespace, a
+// server on the internet for the bed's containers; t's cleanup closes it.
+func (e *env) listenOutside(t *testing.T, port uint16) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := testbed.InNetns(e.bed.OutNSPath(), func() (err error) {
+		l, err = net.Listen("tcp", netip.AddrPortFrom(A, port).String())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }

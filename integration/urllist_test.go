@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -26,15 +25,7 @@ func urlListFollowed(t *testing.T, e *env, port int) {
 		defer mu.Unlock()
 		served[path], failing = body, fail
 	}
-	var l net.Listener
-	err := testbed.InNetns(e.bed.OutNSPath(), func() (err error) {
-		l, err = net.Listen("tcp", netip.AddrPortFrom(A, 7091).String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := e.listenOutside(t, 7091)
 	go func() {
 		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
