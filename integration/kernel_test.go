@@ -18,6 +18,7 @@ import (
 	"github.com/dockmoat/dockmoat/netfilter/ipset"
 	"github.com/dockmoat/dockmoat/netfilter/ipt"
 	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 	"github.com/dockmoat/dockmoat/reconciler"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/policy"
@@ -205,4 +206,59 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestNFGeneration: the generation the iptables backend trusts its last
+// listing by, read from a real kernel in a fresh namespace, moves with
+// every committed change (iptables-nft or nft, ours or not) and only
+// then; an ipset change, which is no nf_tables transaction, leaves it.
+func TestNFGeneration(t *testing.T) {
+	needBeds(t)
+	ns := fmt.Sprintf("dmgen%d", os.Getpid()%10000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	err := testbed.InNetns("/run/netns/"+ns, func() error {
+		step := func(what string, moves bool, args ...string) error {
+			before, err := nfgen.Read()
+			if err != nil {
+				return err
+			}
+			if len(args) > 0 {
+				if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+					return fmt.Errorf("%s: %v: %s", what, err, out)
+				}
+			}
+			after, err := nfgen.Read()
+			if err != nil {
+				return err
+			}
+			if (after != before) != moves {
+				t.Errorf("%s: generation %d → %d (should move: %v)", what, before, after, moves)
+			}
+			return nil
+		}
+		for _, s := range []struct {
+			what  string
+			moves bool
+			args  []string
+		}{
+			{"nothing", false, nil},
+			{"iptables-nft -N", true, []string{"iptables-nft", "-N", "DOCKER-USER"}},
+			{"iptables-nft-save", false, []string{"iptables-nft-save", "-t", "filter"}},
+			{"ipset create", false, []string{"ipset", "create", "dmgen", "hash:ip"}},
+			{"ipset add", false, []string{"ipset", "add", "dmgen", "192.0.2.1"}},
+			{"nft add table", true, []string{"nft", "add", "table", "inet", "dmgen"}},
+			{"iptables-nft -A", true, []string{"iptables-nft", "-A", "DOCKER-USER", "-j", "RETURN"}},
+		} {
+			if err := step(s.what, s.moves, s.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

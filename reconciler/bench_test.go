@@ -34,7 +34,9 @@ func BenchmarkPassOneChange(b *testing.B) {
 			d := &fakeDocker{snap: snap}
 			log := logrus.New()
 			log.SetLevel(logrus.WarnLevel)
-			rec := New(ipt.New(&ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, nil, iptfake.NewSets(), log), d, config.Default(), log)
+			// As on iptables-nft: the pass lists only after a change.
+			t := &ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake", Generation: v4.Generation}
+			rec := New(ipt.New(t, nil, iptfake.NewSets(), log), d, config.Default(), log)
 			rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
 			if _, err := rec.Sync(context.Background()); err != nil {
 				b.Fatal(err)

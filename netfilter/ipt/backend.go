@@ -58,6 +58,15 @@ type Backend struct {
 	// drift found outside Apply (set edits seen while planning), reported
 	// by the next Apply.
 	pending []string
+	// listed is, per family, the last listing and the nf_tables
+	// generation read just before it (Tables.Generation).
+	listed map[rules.Family]listing
+}
+
+// listing is one family's filter table as read at generation gen.
+type listing struct {
+	gen uint32
+	obs iptplan.Observed
 }
 
 // New returns the backend for the given tables; v6 may be nil (no IPv6
@@ -73,21 +82,41 @@ func New(v4, v6 *Tables, sets SetStore, log logrus.FieldLogger) *Backend {
 	return &Backend{families: fam, log: log, notifies: v4 == nil || !strings.HasSuffix(v4.Tool, "-legacy"),
 		hookIn: map[rules.Family]string{},
 		last:   map[rules.Family]iptplan.Ruleset{}, hooked: map[rules.Family]bool{}, memo: policy.NewMemo(),
-		sets: setRecord{store: sets, synced: map[string]uint64{}},
-		inc:  map[rules.Family]*policy.Incremental{rules.IPv4: policy.NewIncremental(rules.IPv4), rules.IPv6: policy.NewIncremental(rules.IPv6)}}
+		listed: map[rules.Family]listing{},
+		sets:   setRecord{store: sets, synced: map[string]uint64{}},
+		inc:    map[rules.Family]*policy.Incremental{rules.IPv4: policy.NewIncremental(rules.IPv4), rules.IPv6: policy.NewIncremental(rules.IPv6)}}
 }
 
 // Notifies implements netfilter.Backend: iptables-nft rules live in
 // nf_tables, which announces every change; legacy tables do not.
 func (b *Backend) Notifies() bool { return b.notifies }
 
-// observe reads one family's filter table in one listing.
+// observe reads one family's filter table in one listing, or, where the
+// tables live in nf_tables, reuses the last listing while the ruleset
+// generation has not moved since it was read: nothing, ours or anyone
+// else's, has been committed since, so it is still exact. A pass that
+// only changes set elements (ipsets are not nf_tables) then execs
+// nothing. The generation is read before the listing, so a change made
+// while listing moves it and the next pass lists again.
 func (b *Backend) observe(ctx context.Context, fam rules.Family) (iptplan.Observed, error) {
-	data, err := b.families[fam].Save(ctx, "filter")
+	t := b.families[fam]
+	gen, genErr := uint32(0), errors.New("no generation")
+	if t.Generation != nil {
+		gen, genErr = t.Generation()
+		if l, ok := b.listed[fam]; ok && genErr == nil && l.gen == gen {
+			return l.obs, nil
+		}
+	}
+	delete(b.listed, fam)
+	data, err := t.Save(ctx, "filter")
 	if err != nil {
 		return iptplan.Observed{}, fmt.Errorf("reading %s filter table: %w", fam, err)
 	}
-	return iptplan.Observe(data), nil
+	obs := iptplan.Observe(data)
+	if genErr == nil {
+		b.listed[fam] = listing{gen: gen, obs: obs}
+	}
+	return obs, nil
 }
 
 // Plan implements netfilter.Backend.

@@ -54,7 +54,11 @@ func newRigSets(t *testing.T, cfg config.Config, sets SetStore) *rig {
 	if sets != nil {
 		s = sets
 	}
-	b := New(&Tables{IPTables: v4, Restorer: v4, Tool: "fake"}, &Tables{IPTables: v6, Restorer: v6, Tool: "fake6"}, s, log)
+	// With their generations, as on iptables-nft: a pass lists a table
+	// only after it changed, so every drift test also proves that a
+	// change by someone else is seen.
+	b := New(&Tables{IPTables: v4, Restorer: v4, Tool: "fake", Generation: v4.Generation},
+		&Tables{IPTables: v6, Restorer: v6, Tool: "fake6", Generation: v6.Generation}, s, log)
 	return &rig{v4: v4, v6: v6, b: b, cfg: cfg, snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
 }
 

@@ -239,3 +239,36 @@ func TestBanSet(t *testing.T) {
 		t.Error("uninstall left the ban set")
 	}
 }
+
+// TestSetOnlyChangeListsNothing: while the tables' generation has not
+// moved, a pass trusts its last listing, so a container change that is
+// only set elements execs nothing; a change by someone else moves the
+// generation, and the next pass lists, sees it and repairs it. Without a
+// generation (legacy tables) every pass lists.
+func TestSetOnlyChangeListsNothing(t *testing.T) {
+	r, fs := setRig(t)
+	r.sync(t) // installs: the generation moves
+	r.sync(t) // lists once more, writes nothing
+	saves := r.v4.Saves
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
+	if res := r.sync(t); !res.Applied || !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") {
+		t.Fatalf("the change was not applied: %+v, set %v", res, fs.Sets["DOCKMOAT-OPEN-V4"])
+	}
+	if r.v4.Saves != saves {
+		t.Errorf("a set-only change listed the table %d time(s)", r.v4.Saves-saves)
+	}
+	r.v4.Append(iptplan.ChainIngress, "-j ACCEPT") // someone else's rule
+	res := r.sync(t)
+	if r.v4.Saves != saves+1 || len(res.Drift) == 0 {
+		t.Errorf("after a foreign change: %d listing(s), drift %v", r.v4.Saves-saves, res.Drift)
+	}
+	r.inSync(t)
+
+	r.b.families[rules.IPv4].Generation = nil
+	saves = r.v4.Saves
+	r.sync(t)
+	r.sync(t)
+	if r.v4.Saves != saves+2 {
+		t.Errorf("without a generation, two passes listed %d time(s)", r.v4.Saves-saves)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 )
 
 // IPTables is the part of go-iptables dockmoat uses: the hook rule in
@@ -42,6 +43,11 @@ type Tables struct {
 	Restorer
 	// Tool names the binaries for logs ("iptables-nft", "ip6tables-legacy"…).
 	Tool string
+	// Generation, where the tables live in nf_tables, reads the ruleset
+	// generation (nfgen.Read), which any committed change moves; the
+	// backend then lists only after a change. nil: list on every pass
+	// (legacy tables, which have no generation).
+	Generation func() (uint32, error)
 }
 
 // Exec runs the real iptables binaries of one variant.
@@ -110,7 +116,11 @@ func NewTables(v Variant, family int) (*Tables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("initialising go-iptables for %s: %w", path, err)
 	}
-	return &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Tool: bin}, nil
+	t := &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Tool: bin}
+	if v == VariantNFT {
+		t.Generation = nfgen.Read
+	}
+	return t, nil
 }
 
 // legacyLoaded reports whether this network namespace has a legacy

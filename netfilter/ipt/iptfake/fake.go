@@ -28,6 +28,11 @@ type Table struct {
 	// Restores counts successful restore batches; Inserts, Deletes the
 	// go-iptables calls. Tests use them to prove "one batch, no per-rule exec".
 	Restores, Inserts, Deletes int
+	// Saves counts listings (Save, SaveCounters).
+	Saves int
+	// gen is the ruleset generation: every change moves it, as the
+	// kernel's nf_tables generation does (Generation).
+	gen uint32
 	// FailRestore, when set, makes the next restore fail with this error.
 	FailRestore error
 	// Batches keeps every restore input, in order.
@@ -52,6 +57,7 @@ func (t *Table) Append(chain, spec string) {
 	defer t.mu.Unlock()
 	t.ensure(chain)
 	t.chains[chain] = append(t.chains[chain], spec)
+	t.gen++
 }
 
 // SetChain replaces a chain's rules (drift: flush, edits by others).
@@ -60,6 +66,7 @@ func (t *Table) SetChain(chain string, specs ...string) {
 	defer t.mu.Unlock()
 	t.ensure(chain)
 	t.chains[chain] = slices.Clone(specs)
+	t.gen++
 }
 
 // DeleteChain removes a chain outright (as `iptables -X` after a flush).
@@ -68,6 +75,7 @@ func (t *Table) DeleteChain(chain string) {
 	defer t.mu.Unlock()
 	delete(t.chains, chain)
 	t.order = slices.DeleteFunc(t.order, func(c string) bool { return c == chain })
+	t.gen++
 }
 
 // Rules returns a chain's rules.
@@ -92,10 +100,18 @@ func (t *Table) ensure(chain string) {
 	}
 }
 
+// Generation is the table's change counter, for Tables.Generation.
+func (t *Table) Generation() (uint32, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gen, nil
+}
+
 // Save renders iptables-save output of the filter table.
 func (t *Table) Save(_ context.Context, table string) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.Saves++
 	if table != "filter" {
 		return nil, fmt.Errorf("fake has only the filter table, not %q", table)
 	}
@@ -164,6 +180,7 @@ func (t *Table) Restore(_ context.Context, data []byte) error {
 	}
 	t.chains, t.order = b.chains, b.order
 	t.Restores++
+	t.gen++
 	t.Batches = append(t.Batches, string(data))
 	return nil
 }
@@ -319,6 +336,7 @@ func (t *Table) Insert(_, chain string, pos int, spec ...string) error {
 	}
 	t.chains[chain] = slices.Insert(rules, pos-1, render(spec))
 	t.Inserts++
+	t.gen++
 	return nil
 }
 
@@ -333,6 +351,7 @@ func (t *Table) Delete(_, chain string, spec ...string) error {
 	}
 	t.chains[chain] = slices.Delete(t.chains[chain], i, i+1)
 	t.Deletes++
+	t.gen++
 	return nil
 }
 
@@ -346,6 +365,7 @@ func (t *Table) DeleteById(_, chain string, id int) error { //nolint:revive // g
 	}
 	t.chains[chain] = slices.Delete(rules, id-1, id)
 	t.Deletes++
+	t.gen++
 	return nil
 }
 
