@@ -335,16 +335,32 @@ func SortedPrefixes(in []netip.Prefix) []netip.Prefix {
 // rule that decided.
 const DisabledDesc = "protection disabled by dockmoat disable: run dockmoat enable to turn it back on"
 
-var unsafeComment = regexp.MustCompile(`[^A-Za-z0-9_.:/ ,*-]`)
-
 // Desc makes a comment text that needs no quoting beyond double quotes and
-// stays well under iptables' 256-byte comment limit with the hash.
+// stays well under iptables' 256-byte comment limit with the hash: every
+// other character (rune, or invalid byte) becomes "_". A pass renders a
+// comment per rule, so the common all-safe text is returned as it is.
 func Desc(s string) string {
-	s = unsafeComment.ReplaceAllString(s, "_")
+	if strings.IndexFunc(s, unsafeRune) >= 0 {
+		s = strings.Map(func(r rune) rune {
+			if unsafeRune(r) {
+				return '_'
+			}
+			return r
+		}, s)
+	}
 	if len(s) > 200 {
 		s = s[:200]
 	}
 	return s
+}
+
+// HasFamilyAddr reports whether c has an address of the family.
+func unsafeRune(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return false
+	}
+	return !strings.ContainsRune("_.:/ ,*-", r)
 }
 
 // HasFamilyAddr reports whether c has an address of the family.

@@ -56,6 +56,9 @@ func TrustImageLabels(cfg config.Config, snap Snapshot) Snapshot {
 func imageLabelProblems(snap Snapshot) []Problem {
 	var out []Problem
 	for _, c := range snap.Containers {
+		if len(c.ImageLabels) == 0 {
+			continue // most containers: no allocation per pass
+		}
 		for _, k := range slices.Sorted(maps.Keys(c.ImageLabels)) {
 			out = append(out, Problem{Container: c.Name, Label: k, Value: c.ImageLabels[k],
 				Msg: "comes from the container's image, so dockmoat ignores it (an image must not open its own ports); " +
