@@ -44,7 +44,7 @@ var (
 	role     = flag.String("role", "", "internal: client or server of the packet-path benchmark")
 	target   = flag.String("target", "", "internal: client target")
 	duration = flag.Duration("for", 0, "internal: client duration")
-	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,sources,bed)")
+	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,packet6,sources,bed)")
 )
 
 func main() {
@@ -70,7 +70,7 @@ func main() {
 	for _, part := range []struct {
 		name string
 		f    func(*strings.Builder) error
-	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
+	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"sources", sourcesPath}, {"bed", bedFigures}} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), part.name) {
 			continue
 		}
@@ -289,6 +289,35 @@ func snapshot(n int) rules.Snapshot {
 			Endpoints: []rules.Endpoint{{Network: "bridge", IPv4: ip}}, Rev: uint64(i + 1)})
 	}
 	return snap
+}
+
+// snapshotDual is snapshot on a dual-stack host: each container has an
+// IPv6 address too and publishes its port on 0.0.0.0 and ::, as
+// `docker run -p` does on a network with IPv6.
+func snapshotDual(n int) rules.Snapshot {
+	snap := snapshot(n)
+	for i := range snap.Containers {
+		c := &snap.Containers[i]
+		c.Endpoints[0].IPv6 = netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x00, 2: 0x10, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+		b4 := c.Ports[0]
+		b4.HostIP = netip.IPv4Unspecified()
+		b6 := b4
+		b6.HostIP = netip.IPv6Unspecified()
+		c.Ports = []rules.PortBinding{b4, b6}
+	}
+	return snap
+}
+
+// dualStack says whether any container of snap has an IPv6 address.
+func dualStack(snap rules.Snapshot) bool {
+	for _, c := range snap.Containers {
+		for _, ep := range c.Endpoints {
+			if ep.IPv6.IsValid() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // inNS runs f in a fresh namespace with an empty DOCKER-USER.

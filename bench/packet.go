@@ -41,11 +41,20 @@ const (
 	ppRouter = "10.99.1.1"
 	ppInner  = "10.99.2.1"
 	ppServer = "10.99.2.2"
+	// The same path over IPv6 (Docker with ip6tables: DNAT to the
+	// container's IPv6 address).
+	ppClient6 = "fd00:99:1::2"
+	ppRouter6 = "fd00:99:1::1"
+	ppInner6  = "fd00:99:2::1"
+	ppServer6 = "fd00:99:2::2"
 )
 
 type topo struct {
 	client, router, server string
 	serverCmd              *exec.Cmd
+	// to is the published address the client connects to: ppRouter, or
+	// ppRouter6 in brackets for the IPv6 runs.
+	to string
 }
 
 func run(args ...string) error {
@@ -57,7 +66,7 @@ func run(args ...string) error {
 
 func newTopo() (*topo, error) {
 	id := os.Getpid() % 100000
-	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id)}
+	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id), to: ppRouter}
 	for _, ns := range []string{t.client, t.router, t.server} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			t.Close()
@@ -77,23 +86,20 @@ func newTopo() (*topo, error) {
 		{"ip", "-n", t.server, "link", "set", "lo", "up"}, {"ip", "-n", t.server, "link", "set", "ps0", "up"},
 		{"ip", "-n", t.client, "route", "add", "default", "via", ppRouter},
 		{"ip", "-n", t.server, "route", "add", "default", "via", ppInner},
-		// Per-namespace sysctl of the router namespace only.
+		// IPv6 beside it, without duplicate address detection (it would
+		// hold the addresses for a second or two).
+		{"ip", "-n", t.client, "addr", "add", ppClient6 + "/64", "dev", "pc0", "nodad"},
+		{"ip", "-n", t.router, "addr", "add", ppRouter6 + "/64", "dev", "out0", "nodad"},
+		{"ip", "-n", t.router, "addr", "add", ppInner6 + "/64", "dev", "docker0", "nodad"},
+		{"ip", "-n", t.server, "addr", "add", ppServer6 + "/64", "dev", "ps0", "nodad"},
+		{"ip", "-n", t.client, "-6", "route", "add", "default", "via", ppRouter6},
+		{"ip", "-n", t.server, "-6", "route", "add", "default", "via", ppInner6},
+		// Per-namespace sysctls of the router namespace only.
 		{"ip", "netns", "exec", t.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "netns", "exec", t.router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
 	}
-	ipt := func(args ...string) []string {
-		return append([]string{"ip", "netns", "exec", t.router, "iptables-nft"}, args...)
-	}
-	// Docker's part, as Docker 20.10 writes it for -p 8080:80 and -p 8081:81.
-	for _, port := range []string{"80", "81"} {
-		steps = append(steps,
-			ipt("-t", "nat", "-A", "PREROUTING", "-d", ppRouter, "-p", "tcp", "--dport", "80"+port, "-j", "DNAT", "--to-destination", ppServer+":"+port))
-	}
-	steps = append(steps,
-		ipt("-N", "DOCKER-USER"), ipt("-P", "FORWARD", "DROP"), ipt("-A", "FORWARD", "-j", "DOCKER-USER"),
-		ipt("-A", "FORWARD", "-o", "docker0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
-		ipt("-A", "FORWARD", "-o", "docker0", "-d", ppServer, "-p", "tcp", "-m", "multiport", "--dports", "80,81", "-j", "ACCEPT"),
-		ipt("-A", "FORWARD", "-i", "docker0", "-j", "ACCEPT"),
-	)
+	steps = append(steps, dockerRules(t.router, "iptables-nft", ppRouter, ppServer, ppServer+":")...)
+	steps = append(steps, dockerRules(t.router, "ip6tables-nft", ppRouter6, ppServer6, "["+ppServer6+"]:")...)
 	for _, s := range steps {
 		if err := run(s...); err != nil {
 			t.Close()
@@ -114,6 +120,25 @@ func newTopo() (*topo, error) {
 	return t, nil
 }
 
+// dockerRules is Docker's part in one family, as Docker 20.10 writes it
+// for -p 8080:80 and -p 8081:81.
+func dockerRules(ns, tool, router, server, serverPort string) [][]string {
+	ipt := func(args ...string) []string {
+		return append([]string{"ip", "netns", "exec", ns, tool}, args...)
+	}
+	var steps [][]string
+	for _, port := range []string{"80", "81"} {
+		steps = append(steps,
+			ipt("-t", "nat", "-A", "PREROUTING", "-d", router, "-p", "tcp", "--dport", "80"+port, "-j", "DNAT", "--to-destination", serverPort+port))
+	}
+	return append(steps,
+		ipt("-N", "DOCKER-USER"), ipt("-P", "FORWARD", "DROP"), ipt("-A", "FORWARD", "-j", "DOCKER-USER"),
+		ipt("-A", "FORWARD", "-o", "docker0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+		ipt("-A", "FORWARD", "-o", "docker0", "-d", server, "-p", "tcp", "-m", "multiport", "--dports", "80,81", "-j", "ACCEPT"),
+		ipt("-A", "FORWARD", "-i", "docker0", "-j", "ACCEPT"),
+	)
+}
+
 func (t *topo) Close() {
 	if t.serverCmd != nil && t.serverCmd.Process != nil {
 		_ = t.serverCmd.Process.Kill()
@@ -130,7 +155,7 @@ func (t *topo) rate(d time.Duration) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", ppRouter+":8080", "-for", d.String()).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":8080", "-for", d.String()).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("client: %w: %s", err, out)
 	}
@@ -147,7 +172,7 @@ func (t *topo) rate(d time.Duration) (float64, error) {
 // reachable tries one connection to a published port from outside.
 func (t *topo) reachable(port int) bool {
 	self, _ := os.Executable()
-	out, _ := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", ppRouter+":"+strconv.Itoa(port), "-for", "0s").CombinedOutput()
+	out, _ := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":"+strconv.Itoa(port), "-for", "0s").CombinedOutput()
 	return strings.HasPrefix(string(out), "ok=1 ")
 }
 
@@ -209,11 +234,17 @@ func (t *topo) installWith(m ppMode, cfg config.Config, snap rules.Snapshot, log
 			if err != nil {
 				return err
 			}
+			var tables6 *ipt.Tables
+			if dualStack(snap) {
+				if tables6, err = ipt.NewTables(ipt.VariantNFT, 6); err != nil {
+					return err
+				}
+			}
 			sets, err := ipset.New()
 			if err != nil {
 				return err
 			}
-			rec = reconciler.New(ipt.New(tables, nil, sets, log), src, cfg, log)
+			rec = reconciler.New(ipt.New(tables, tables6, sets, log), src, cfg, log)
 		}
 		_, err := rec.Sync(context.Background())
 		return err
