@@ -228,3 +228,40 @@ func TestEvalNFTBanTable(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalNFTProxyRuns: the proxy path as nft 1.0.6 listed dockmoat's
+// table (nftplan's testdata), where several runs of a protocol are one
+// rule with an anonymous set of ports: an allowed port in the set is let
+// through, a published one not allowed is dropped by the set's drop
+// rule, and a port nobody published is not dockmoat's.
+func TestEvalNFTProxyRuns(t *testing.T) {
+	data, err := os.ReadFile("../../netfilter/nft/nftplan/testdata/listing.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := nftjson.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		port uint16
+		want verdict.Result
+		rule string
+	}{
+		{9000, verdict.Accept, "tcp dport { 8080, 9000 }"},
+		{5432, verdict.Drop, "tcp dport { 5432, 8080, 8082-8083, 9000 } drop"},
+		{8083, verdict.Drop, "tcp dport { 5432, 8080, 8082-8083, 9000 } drop"},
+		{8081, verdict.Accept, ""},
+	} {
+		p := verdict.Packet{Src: netip.MustParseAddr("2001:db8:77::1"), Dst: netip.MustParseAddr("2001:db8::1"), Proto: "tcp",
+			SPort: 40000, DPort: tc.port, In: "eth0", States: []string{"NEW"}, DstLocal: true}
+		v := Eval(live, "input", rules.IPv6, p)
+		var path []string
+		for _, st := range v.Path {
+			path = append(path, st.Rule)
+		}
+		if v.Result != tc.want || !strings.Contains(strings.Join(path, "\n"), tc.rule) {
+			t.Errorf("port %d: got %s by %q, want %s through a rule with %q; path:\n%s", tc.port, v.Result, v.Rule, tc.want, tc.rule, strings.Join(path, "\n"))
+		}
+	}
+}

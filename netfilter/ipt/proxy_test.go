@@ -28,7 +28,7 @@ func TestProxyPathInputOnly(t *testing.T) {
 		t.Fatalf("ip6tables INPUT = %q; want the jump and its check first, then the admin's rule", in)
 	}
 	chain := strings.Join(r.v6.Rules(iptplan.ChainInput), "\n")
-	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dport 5432", "-j DROP"} {
+	for _, want := range []string{"--dport 8080 -m comment --comment \"dockmoat:", "--dports 5432,8080", "-j DROP"} {
 		if !strings.Contains(chain, want) {
 			t.Errorf("DOCKMOAT-INPUT lacks %q:\n%s", want, chain)
 		}

@@ -28,14 +28,16 @@ import (
 // one jump at the top of INPUT, for every published binding that is not
 // on loopback, whether Docker DNATs it now or not (Result.Input): while the
 // DNAT is there no outside connection to the port reaches INPUT (the
-// rules cost a new connection to a host service one rule per run of
-// ports); when it is gone they are what keeps the port closed. The chain
+// rules cost a new connection to a host service one rule per group of
+// runs, GroupRuns); when it is gone they are what keeps the port closed. The chain
 // lets replies, the host itself and the Docker networks through, then
 // the same allows as on the DNAT path (trusted sources, labels, config;
 // sources of the family), matched on the published port
 // the client connected to, and drops every other new connection to
 // exactly those protocol/port pairs, as runs of consecutive ports (one
-// rule for 10,000 ports published together). Every other port of the host
+// rule for 10,000 ports published together), and the runs of a protocol
+// and address together (an nft set of ports, iptables' multiport by
+// fifteen). Every other port of the host
 // (SSH, host services, ufw's own INPUT rules) is never matched.
 
 // proxiedAppend adds to out the decisions (of the family, ds) of a
@@ -75,6 +77,52 @@ type InputPath struct {
 
 // Empty says no binding meets the input chain.
 func (p InputPath) Empty() bool { return len(p.All) == 0 }
+
+// GroupRuns splits runs by protocol and host address, in order of first
+// appearance: what a backend can match with one rule and a set of ports
+// (an nft anonymous set, iptables' multiport), so that scattered ports
+// cost a lookup rather than a rule each.
+func GroupRuns(runs []PortRun) [][]PortRun {
+	type key struct {
+		proto string
+		ip    netip.Addr
+	}
+	var out [][]PortRun
+	at := map[key]int{}
+	for _, r := range runs {
+		k := key{r.Proto, r.HostIP}
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], r)
+	}
+	return out
+}
+
+// GroupSpec names a group of runs (GroupRuns) for a rule's comment: the
+// first eight runs, how many more there are, the protocol and address
+// (only characters a comment keeps as they are, rules.Desc).
+func GroupSpec(rs []PortRun) string {
+	if len(rs) == 1 {
+		return rs[0].Spec()
+	}
+	var ports []string
+	for _, r := range rs[:min(len(rs), 8)] {
+		ports = append(ports, r.PortRange.String())
+	}
+	s := strings.Join(ports, ",")
+	if len(rs) > 8 {
+		s += fmt.Sprintf(" and %d more", len(rs)-8)
+	}
+	s += "/" + rs[0].Proto
+	if rs[0].HostIP.IsValid() {
+		s += " on " + rs[0].HostIP.String()
+	}
+	return s
+}
 
 // PortRun is a run of consecutive published ports of one protocol on one
 // host address (invalid: every address of the family), with the

@@ -405,16 +405,14 @@ func TestProxyPathIPv6(t *testing.T) {
 		`-A DOCKMOAT-INPUT -i docker0 -m comment --comment "dockmoat:H from docker network docker0" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:9::/48 -m comment --comment "dockmoat:H trusted source 2001:db8:9::/48" -g DOCKMOAT-PASS`,
 		`-A DOCKMOAT-INPUT -s 2001:db8:1::10/128 -p tcp -m tcp --dport 8083 -m comment --comment "dockmoat:H allow v6from 8083/tcp via docker-proxy from 2001:db8:1::10/128" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H allow 8080/tcp to web via docker-proxy" -g DOCKMOAT-PASS`,
-		// dual has an IPv6 address (Docker DNATs it): closed here too, for
+		// The runs of a protocol in one rule each way (multiport). dual
+		// has an IPv6 address (Docker DNATs it): closed here too, for
 		// when that DNAT is gone.
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow 9000/tcp to dual via docker-proxy" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 5432 -m comment --comment "dockmoat:H 5432/tcp to db via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8080 -m comment --comment "dockmoat:H 8080/tcp to web via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 8080,9000 -m comment --comment "dockmoat:H allow 8080,9000/tcp via docker-proxy" -g DOCKMOAT-PASS`,
 		// v4only is open to an IPv4 source only: closed to every IPv6
 		// client; 8082 and 8083 are one run.
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 8082:8083 -m comment --comment "dockmoat:H 8082:8083/tcp to v4only, v6from via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 5432,8080,8082:8083,9000 -m comment --comment "dockmoat:H 5432,8080,8082:8083,9000/tcp via docker-proxy: not allowed" -j DROP`,
+		// A protocol's only run is the rule it always was.
 		`-A DOCKMOAT-INPUT -p udp -m udp --dport 5353 -m comment --comment "dockmoat:H 5353/udp to db via docker-proxy: not allowed" -j DROP`,
 	})
 	if len(res.Proxied) != 5 {
@@ -433,18 +431,16 @@ func TestProxyPathIPv6(t *testing.T) {
 	}
 	check := lines(v4.Ruleset, ChainInputCheck)
 	assertLines(t, ChainInputCheck, check, []string{
-		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 5432 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5432/tcp to db via docker-proxy: not let through by dockmoat" -j DROP`,
-		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8080 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8080/tcp to web via docker-proxy: not let through by dockmoat" -j DROP`,
-		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 8082:8083 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 8082:8083/tcp to v4only, v6from via docker-proxy: not let through by dockmoat" -j DROP`,
-		`-A DOCKMOAT-INPUT-CHECK -p tcp -m tcp --dport 9000 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not let through by dockmoat" -j DROP`,
+		`-A DOCKMOAT-INPUT-CHECK -p tcp -m multiport --dports 5432,8080,8082:8083,9000 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5432,8080,8082:8083,9000/tcp via docker-proxy: not let through by dockmoat" -j DROP`,
 		`-A DOCKMOAT-INPUT-CHECK -p udp -m udp --dport 5353 -m mark ! --mark 0x20000000/0x20000000 -m comment --comment "dockmoat:H 5353/udp to db via docker-proxy: not let through by dockmoat" -j DROP`,
 		`-A DOCKMOAT-INPUT-CHECK -m comment --comment "dockmoat:H clear the mark" -j MARK --set-xmark 0x0/0x20000000`,
 	})
 }
 
-// Ten ports published together are one rule each way, whatever the
-// number of containers; a gap starts a new run, and a port open to
-// everyone is let through before the drop.
+// Ten ports published together are one run, whatever the number of
+// containers; a gap starts a new run, in the same rule; a port open to
+// everyone is let through before the drop. Past 15 ports (a range counts
+// two), multiport takes a second rule.
 func TestProxyPathRuns(t *testing.T) {
 	var cs []rules.Container
 	for i := range 10 {
@@ -457,10 +453,18 @@ func TestProxyPathRuns(t *testing.T) {
 	cs = append(cs, ctr("gap", nil, "172.17.0.30", pb(7011, 80, "tcp")))
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, opts{Sets: true})
 	got := lines(res.Ruleset, ChainInput)
-	assertLines(t, ChainInput, got[len(got)-3:], []string{
+	assertLines(t, ChainInput, got[len(got)-2:], []string{
 		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7003 -m comment --comment "dockmoat:H allow 7003/tcp to c3 via docker-proxy" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7000:7009 -m comment --comment "dockmoat:H 7000:7009/tcp to c0, c1, c2, 7 more via docker-proxy: not allowed" -j DROP`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 7011 -m comment --comment "dockmoat:H 7011/tcp to gap via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 7000:7009,7011 -m comment --comment "dockmoat:H 7000:7009,7011/tcp via docker-proxy: not allowed" -j DROP`,
+	})
+	for i := range 15 { // 15 more runs: 7013, 7015, …, 7041
+		cs = append(cs, ctr(fmt.Sprintf("far%d", i), nil, fmt.Sprintf("172.17.1.%d", i), pb(uint16(7013+2*i), 80, "tcp")))
+	}
+	res = build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, opts{Sets: true})
+	got = lines(res.Ruleset, ChainInput)
+	assertLines(t, ChainInput, got[len(got)-2:], []string{
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 7000:7009,7011,7013,7015,7017,7019,7021,7023,7025,7027,7029,7031,7033,7035 -m comment --comment "dockmoat:H 7000:7009,7011,7013,7015,7017,7019,7021,7023 and 6 more/tcp via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 7037,7039,7041 -m comment --comment "dockmoat:H 7037,7039,7041/tcp via docker-proxy: not allowed" -j DROP`,
 	})
 }
 
@@ -477,8 +481,8 @@ func TestProxyAllAndInputOnly(t *testing.T) {
 	}
 	got := lines(res.Ruleset, ChainInput)
 	for _, want := range []string{
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H allow 9000/tcp to dual via docker-proxy" -g DOCKMOAT-PASS`,
-		`-A DOCKMOAT-INPUT -p tcp -m tcp --dport 9000 -m comment --comment "dockmoat:H 9000/tcp to dual via docker-proxy: not allowed" -j DROP`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 8080,9000 -m comment --comment "dockmoat:H allow 8080,9000/tcp via docker-proxy" -g DOCKMOAT-PASS`,
+		`-A DOCKMOAT-INPUT -p tcp -m multiport --dports 5432,8080,8082:8083,9000 -m comment --comment "dockmoat:H 5432,8080,8082:8083,9000/tcp via docker-proxy: not allowed" -j DROP`,
 	} {
 		if !contains(got, want) {
 			t.Errorf("missing %s in\n%s", want, got)

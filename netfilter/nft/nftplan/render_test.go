@@ -113,8 +113,9 @@ table inet dockmoat_check {
 }
 
 // The proxy path on the nftables backend: an input base chain with the
-// same allows, per family, for every published binding (runs of ports),
-// only when some binding is published.
+// same allows, per family, for every published binding (runs of ports,
+// several runs of a protocol as one rule with an anonymous set), only
+// when some binding is published.
 func TestNFTProxyPath(t *testing.T) {
 	cfg := config.Config{TrustedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/48")}}
 	rs, _ := Render(cfg, proxySnap())
@@ -124,13 +125,14 @@ func TestNFTProxyPath(t *testing.T) {
 		`iifname "lo" meta mark set meta mark | 0x20000000 accept comment`,
 		`iifname "br-*" meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
 		`ip6 saddr 2001:db8:9::/48 meta mark set meta mark | 0x20000000 accept comment`,
-		`meta nfproto ipv6 tcp dport 8080 meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
+		`meta nfproto ipv6 tcp dport { 8080, 9000 } meta mark set meta mark | 0x20000000 accept comment "dockmoat:`,
 		`ip6 saddr 2001:db8:1::10/128 meta nfproto ipv6 tcp dport 8083 meta mark set meta mark | 0x20000000 accept comment`,
-		`meta nfproto ipv6 tcp dport 8082-8083 drop comment "dockmoat:`,
-		` 8082:8083/tcp to v4only, v6from via docker-proxy: not allowed"`,
+		`meta nfproto ipv6 tcp dport { 5432, 8080, 8082-8083, 9000 } drop comment "dockmoat:`,
+		` 5432,8080,8082:8083,9000/tcp via docker-proxy: not allowed"`,
 		// IPv4 is DNATed by Docker here; closed on INPUT for when it is not.
-		`meta nfproto ipv4 tcp dport 8082-8083 drop comment "dockmoat:`,
-		`meta nfproto ipv6 udp dport 5353 drop comment`,
+		`meta nfproto ipv4 tcp dport { 5432, 8080, 8082-8083, 9000 } drop comment "dockmoat:`,
+		// A protocol's only run stays the rule it was.
+		`meta nfproto ipv6 udp dport 5353 drop comment "dockmoat:f2cba3cd3daae1c0 5353/udp to db via docker-proxy: not allowed"`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("nft table lacks %q:\n%s", want, text)
