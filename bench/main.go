@@ -44,7 +44,8 @@ var (
 	role     = flag.String("role", "", "internal: client or server of the packet-path benchmark")
 	target   = flag.String("target", "", "internal: client target")
 	duration = flag.Duration("for", 0, "internal: client duration")
-	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,packet6,sources,bed)")
+	listen   = flag.String("listen", ":80,:81", "internal: server addresses")
+	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,packet6,proxy,sources,bed)")
 )
 
 func main() {
@@ -70,7 +71,7 @@ func main() {
 	for _, part := range []struct {
 		name string
 		f    func(*strings.Builder) error
-	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"sources", sourcesPath}, {"bed", bedFigures}} {
+	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"proxy", proxyPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), part.name) {
 			continue
 		}
@@ -308,11 +309,17 @@ func snapshotDual(n int) rules.Snapshot {
 	return snap
 }
 
-// dualStack says whether any container of snap has an IPv6 address.
-func dualStack(snap rules.Snapshot) bool {
+// usesIPv6 says whether any container of snap has an IPv6 address or
+// publishes on one: dockmoat then installs ip6tables rules too.
+func usesIPv6(snap rules.Snapshot) bool {
 	for _, c := range snap.Containers {
 		for _, ep := range c.Endpoints {
 			if ep.IPv6.IsValid() {
+				return true
+			}
+		}
+		for _, b := range c.Ports {
+			if b.HostIP.Is6() {
 				return true
 			}
 		}

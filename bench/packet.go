@@ -53,8 +53,12 @@ type topo struct {
 	client, router, server string
 	serverCmd              *exec.Cmd
 	// to is the published address the client connects to: ppRouter, or
-	// ppRouter6 in brackets for the IPv6 runs.
-	to string
+	// ppRouter6 in brackets for the IPv6 runs; open the allowed port the
+	// rates are measured on, closed the published one that must refuse.
+	to           string
+	open, closed int
+	// proxies are servers in the router namespace itself (docker-proxy).
+	proxies []*exec.Cmd
 }
 
 func run(args ...string) error {
@@ -66,7 +70,7 @@ func run(args ...string) error {
 
 func newTopo() (*topo, error) {
 	id := os.Getpid() % 100000
-	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id), to: ppRouter}
+	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id), to: ppRouter, open: 8080, closed: 8081}
 	for _, ns := range []string{t.client, t.router, t.server} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			t.Close()
@@ -139,10 +143,32 @@ func dockerRules(ns, tool, router, server, serverPort string) [][]string {
 	)
 }
 
+// startProxy serves ports in the router namespace itself, as
+// docker-proxy does for a client Docker does not DNAT.
+func (t *topo) startProxy(ports ...int) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var ls []string
+	for _, p := range ports {
+		ls = append(ls, ":"+strconv.Itoa(p))
+	}
+	cmd := exec.Command("ip", "netns", "exec", t.router, self, "-role=server", "-listen", strings.Join(ls, ","))
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the proxy: %w", err)
+	}
+	t.proxies = append(t.proxies, cmd)
+	time.Sleep(300 * time.Millisecond)
+	return nil
+}
+
 func (t *topo) Close() {
-	if t.serverCmd != nil && t.serverCmd.Process != nil {
-		_ = t.serverCmd.Process.Kill()
-		_ = t.serverCmd.Wait()
+	for _, c := range append(t.proxies, t.serverCmd) {
+		if c != nil && c.Process != nil {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
 	}
 	for _, ns := range []string{t.client, t.router, t.server} {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
@@ -155,7 +181,7 @@ func (t *topo) rate(d time.Duration) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":8080", "-for", d.String()).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":"+strconv.Itoa(t.open), "-for", d.String()).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("client: %w: %s", err, out)
 	}
@@ -235,7 +261,7 @@ func (t *topo) installWith(m ppMode, cfg config.Config, snap rules.Snapshot, log
 				return err
 			}
 			var tables6 *ipt.Tables
-			if dualStack(snap) {
+			if usesIPv6(snap) {
 				if tables6, err = ipt.NewTables(ipt.VariantNFT, 6); err != nil {
 					return err
 				}
@@ -253,8 +279,8 @@ func (t *topo) installWith(m ppMode, cfg config.Config, snap rules.Snapshot, log
 		return nil, fmt.Errorf("installing %d ports (%s): %w", n, m.name, err)
 	}
 	// Controls: the rules are live (8081 closed) and the tested port open.
-	if t.reachable(8081) || !t.reachable(8080) {
-		return nil, fmt.Errorf("packet path with %d ports (%s): 8081 reachable %v, 8080 reachable %v", n, m.name, t.reachable(8081), t.reachable(8080))
+	if t.reachable(t.closed) || !t.reachable(t.open) {
+		return nil, fmt.Errorf("packet path with %d ports (%s): %d reachable %v, %d reachable %v", n, m.name, t.closed, t.reachable(t.closed), t.open, t.reachable(t.open))
 	}
 	return rec, nil
 }
@@ -356,10 +382,11 @@ func rates(r [3]float64) string {
 	return fmtRate(r[0]) + " / " + fmtRate(r[1]) + " / " + fmtRate(r[2])
 }
 
-// serverRole accepts and closes connections until killed.
+// serverRole accepts and closes connections on the -listen addresses
+// until killed.
 func serverRole() {
 	var ls []net.Listener
-	for _, p := range []string{":80", ":81"} {
+	for _, p := range strings.Split(*listen, ",") {
 		l, err := net.Listen("tcp", p)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
