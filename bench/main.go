@@ -45,7 +45,7 @@ var (
 	target   = flag.String("target", "", "internal: client target")
 	duration = flag.Duration("for", 0, "internal: client duration")
 	listen   = flag.String("listen", ":80,:81", "internal: server addresses")
-	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,packet,packet6,proxy,sources,bed)")
+	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,dual,packet,packet6,proxy,sources,bed)")
 )
 
 func main() {
@@ -56,6 +56,9 @@ func main() {
 		return
 	case "client":
 		clientRole(*target, *duration)
+		return
+	case "dual":
+		dualRole()
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -71,7 +74,7 @@ func main() {
 	for _, part := range []struct {
 		name string
 		f    func(*strings.Builder) error
-	}{{"control", controlPlane}, {"policy", policyFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"proxy", proxyPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
+	}{{"control", controlPlane}, {"policy", policyFigures}, {"dual", dualFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"proxy", proxyPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), part.name) {
 			continue
 		}
@@ -327,7 +330,8 @@ func usesIPv6(snap rules.Snapshot) bool {
 	return false
 }
 
-// inNS runs f in a fresh namespace with an empty DOCKER-USER.
+// inNS runs f in a fresh namespace with an empty DOCKER-USER (in
+// ip6tables too).
 func inNS(f func() error) error {
 	ns := fmt.Sprintf("dmbench%d", os.Getpid())
 	if msg, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
@@ -335,8 +339,10 @@ func inNS(f func() error) error {
 	}
 	defer exec.Command("ip", "netns", "del", ns).Run()
 	return testbed.InNetns("/run/netns/"+ns, func() error {
-		if msg, err := exec.Command("iptables-nft", "-N", "DOCKER-USER").CombinedOutput(); err != nil {
-			return fmt.Errorf("%v: %s", err, msg)
+		for _, tool := range []string{"iptables-nft", "ip6tables-nft"} {
+			if msg, err := exec.Command(tool, "-N", "DOCKER-USER").CombinedOutput(); err != nil {
+				return fmt.Errorf("%v: %s", err, msg)
+			}
 		}
 		return f()
 	})
@@ -345,15 +351,38 @@ func inNS(f func() error) error {
 // cpRun measures the three passes at n ports in one mode, in a fresh
 // namespace.
 func cpRun(n int, sets bool) (cpStat, error) {
-	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
 	var st cpStat
 	err := inNS(func() error {
-		t, err := ipt.NewTables(ipt.VariantNFT, 4)
-		if err != nil {
-			return err
+		var err error
+		st, err = cpPasses(snapshot(n), sets)
+		return err
+	})
+	return st, err
+}
+
+// beforeUninstall, when set, runs at the end of cpPasses while its
+// reconciler still holds everything (the dual-stack part's memory).
+var beforeUninstall func()
+
+// cpPasses measures the first, no-op and one-change passes for snap,
+// in the calling thread's namespace; ip6tables too when snap uses IPv6.
+func cpPasses(snap rules.Snapshot, sets bool) (cpStat, error) {
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	n := len(snap.Containers)
+	var st cpStat
+	t, err := ipt.NewTables(ipt.VariantNFT, 4)
+	if err != nil {
+		return st, err
+	}
+	var t6 *ipt.Tables
+	if usesIPv6(snap) {
+		if t6, err = ipt.NewTables(ipt.VariantNFT, 6); err != nil {
+			return st, err
 		}
-		src := &source{snap: snapshot(n)}
+	}
+	err = func() error {
+		src := &source{snap: snap}
 		newRec := func() (*reconciler.Reconciler, error) {
 			var store ipt.SetStore
 			if sets {
@@ -363,7 +392,7 @@ func cpRun(n int, sets bool) (cpStat, error) {
 				}
 				store = s
 			}
-			rec := reconciler.New(ipt.New(t, nil, store, log), src, config.Default(), log)
+			rec := reconciler.New(ipt.New(t, t6, store, log), src, config.Default(), log)
 			ct, err := reconciler.NewNetlinkConntrack()
 			if err != nil {
 				return nil, err
@@ -424,8 +453,11 @@ func cpRun(n int, sets bool) (cpStat, error) {
 			return err
 		}
 		st.revoke = statOf(cuts)
+		if beforeUninstall != nil {
+			beforeUninstall()
+		}
 		return rec.Uninstall(context.Background())
-	})
+	}()
 	return st, err
 }
 
