@@ -33,6 +33,11 @@ type cache struct {
 	direct     map[string]string
 	dirty      map[string]bool // container IDs to re-inspect
 	netsDirty  bool
+	// plans are created containers' labels and bindings, read before
+	// their start; connecting the networks starting ones were connected
+	// to (starting.go).
+	plans      map[string]startPlan
+	connecting map[string][]string
 	// The Swarm ingress network's name and its services as containers
 	// (swarm.go), re-read when a network or service event says so.
 	ingressNet    string
@@ -77,8 +82,13 @@ func (c *cache) note(m events.Message) bool {
 	}
 	switch m.Type {
 	case events.ContainerEventType:
-		if m.Action == events.ActionCreate {
-			return false // subscribed for services; a container publishes at start
+		switch m.Action {
+		case events.ActionCreate:
+			return false // its plan is read beside the loop (recordPlan)
+		case events.ActionDestroy, events.ActionRename:
+			// A renamed container's plan is read again (recordPlan): a
+			// policy by name must never meet the old name.
+			delete(c.plans, m.Actor.ID)
 		}
 		c.dirty[m.Actor.ID] = true
 	case events.NetworkEventType:
@@ -90,7 +100,9 @@ func (c *cache) note(m events.Message) bool {
 			c.ingressDirty = true
 		}
 		if id := m.Actor.Attributes["container"]; id != "" {
-			c.dirty[id] = true
+			if m.Action != events.ActionConnect || !c.noteConnect(id, m.Actor.ID) {
+				c.dirty[id] = true
+			}
 		}
 	case events.ServiceEventType: // managers only: workers list every fullEvery
 		c.ingressDirty = true
@@ -191,6 +203,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 		}
 		c.bridges, c.netBridges, c.direct, c.ingressNet, c.netsDirty = v.bridges, v.byName, v.direct, v.ingress, false
 	}
+	w.starting(ctx)
 	var read []rules.Container
 	for id := range c.dirty {
 		res, err := w.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -207,6 +220,7 @@ func (w *Watcher) refresh(ctx context.Context) error {
 			if err := w.splitImageLabels(ctx, &ct, info.Image); err != nil {
 				return fmt.Errorf("container %s: %w", ct.Name, err)
 			}
+			c.keepPlan(info.ID, ct, info.HostConfig) // for its next start
 			c.links.assign(&ct, c.netBridges)
 			ct = c.stamp(ct)
 			w.forget(id)

@@ -232,10 +232,10 @@ func endpoints(nets map[string]*network.EndpointSettings) []rules.Endpoint {
 }
 
 // eventFilter keeps the events that can change a published port's rules.
-// Health checks and exec produce many other container events, and a
-// created container publishes nothing until it starts: none is worth a
-// pass that would delay the one for the start ("create" is here for Swarm
-// services, which managers announce; note drops it for containers).
+// Health checks and exec produce many other container events: none is
+// worth a pass that would delay the one for the start. A container's
+// "create" asks for no pass either: its plan is read beside the loop
+// (starting.go); Swarm services' creates do.
 func eventFilter() client.Filters {
 	return client.Filters{}.
 		Add("type", string(events.ContainerEventType), string(events.NetworkEventType), string(events.DaemonEventType),
@@ -298,7 +298,11 @@ func (w *Watcher) follow(ctx context.Context, changed func(string), connected fu
 			if !ok {
 				return fmt.Errorf("event stream closed")
 			}
-			if w.cache.note(m) {
+			pass := w.cache.note(m)
+			if m.Type == events.ContainerEventType && (m.Action == events.ActionCreate || m.Action == events.ActionRename) {
+				go w.recordPlan(sctx, m.Actor.ID)
+			}
+			if pass {
 				changed(string(m.Type) + " " + string(m.Action))
 			}
 		}

@@ -47,6 +47,9 @@ type fakeAPI struct {
 	// image exists, without labels).
 	images        map[string]map[string]string
 	imageInspects int
+	// netContainers: each network's endpoints by container ID, as a
+	// network inspect gives them (by network ID).
+	netContainers map[string]network.Inspect
 }
 
 func (f *fakeAPI) ImageInspect(_ context.Context, id string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
@@ -80,6 +83,9 @@ func (f *fakeAPI) NetworkInspect(_ context.Context, id string, _ client.NetworkI
 	switch {
 	case id == GatewayBridge && f.gateway != nil:
 		return client.NetworkInspectResult{Network: network.Inspect{Containers: f.gateway}}, nil
+	}
+	if n, ok := f.netContainers[id]; ok {
+		return client.NetworkInspectResult{Network: n}, nil
 	}
 	return client.NetworkInspectResult{}, errdefs.ErrNotFound
 }

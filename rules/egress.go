@@ -203,7 +203,7 @@ func DecideEgress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Pro
 					e.From = append(e.From, EgressFrom{Bridge: br, Addr: a.Unmap(), Iface: ep.HostIface})
 				}
 			}
-			if fam == IPv4 && snap.Links != nil && br != "" && !ifaceRe.MatchString(ep.HostIface) {
+			if fam == IPv4 && snap.Links != nil && br != "" && !c.Starting && !ifaceRe.MatchString(ep.HostIface) {
 				problems = append(problems, Problem{Container: c.Name, Label: LabelEgress, Value: c.Labels[LabelEgress],
 					Msg: "its interface on " + br + " was not found (its network namespace " + strconv.Quote(c.Sandbox) +
 						" could not be read): a packet it sends from another address is not refused"})

@@ -143,4 +143,11 @@ func TestEgressInterface(t *testing.T) {
 	if r6 := policy.Build(config.Default(), snap, rules.IPv6, policy.Options{}); len(r6.Problems) != 0 {
 		t.Errorf("reported twice: %v", r6.Problems)
 	}
+	// While Docker starts it (dockerwatch/starting.go) its veth is not
+	// known yet: its egress is refused by address, and nothing reported.
+	snap.Containers[0].Starting = true
+	res = policy.Build(config.Default(), snap, rules.IPv4, policy.Options{})
+	if len(res.Problems) != 0 || len(res.Egress) != 1 || len(res.Egress[0].From) != 1 {
+		t.Errorf("starting: problems %v, egress %+v", res.Problems, res.Egress)
+	}
 }

@@ -93,6 +93,11 @@ type Container struct {
 	// (dockerwatch.IngressContainer): reached only through Docker's DNAT
 	// to the node's ingress sandbox, never through docker-proxy.
 	Mesh bool
+	// Starting marks an entry read while Docker starts the container
+	// (dockerwatch/starting.go): its labels and explicit bindings from
+	// its creation, its addresses from the networks it was just connected
+	// to, its interfaces not known yet. The start's inspect replaces it.
+	Starting bool
 	// Rev, when not 0, is the source's revision of this container: a
 	// source gives a new Rev whenever anything above may have changed
 	// (dockerwatch: at every inspect and listing), so an equal ID and Rev
