@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
@@ -60,6 +62,7 @@ func coreSuite(t *testing.T, eng testbed.Engine) {
 		{"TrustedSources", cs.trustedSources},
 		{"LoopbackBindingStaysLocal", cs.loopbackBindingStaysLocal},
 		{"RecreatedContainerKeepsPolicyOldIPOpensNothing", cs.recreatedContainerKeepsPolicyOldIPOpensNothing},
+		{"AllowWhileStartingFailedStartOpensNothing", cs.allowWhileStartingFailedStartOpensNothing},
 		{"InvalidLabelClosedAndLogged", cs.invalidLabelClosedAndLogged},
 		{"ImageLabelsOpenNothing", func(t *testing.T) { imageLabels(t, cs.e) }},
 		{"UFWRouteAllowHonouredOrIgnored", cs.ufwRouteAllowHonouredOrIgnored},
@@ -321,6 +324,55 @@ func (cs *coreBed) recreatedContainerKeepsPolicyOldIPOpensNothing(t *testing.T) 
 			t.Errorf("an allow still names the old address %s: %s", mover.IP, r)
 		}
 	}
+}
+
+// allowWhileStartingFailedStartOpensNothing: a labelled container
+// dockmoat read at its creation gets its allow when Docker connects it,
+// before its start returns (the daemon says so; `make bench` measures the
+// time saved), and opens. One whose start fails after Docker connected it
+// (its entrypoint does not exist) leaves nothing open: the container that
+// then gets its address and publishes its port unlabelled stays closed.
+func (cs *coreBed) allowWhileStartingFailedStartOpensNothing(t *testing.T) {
+	e, ctx := cs.e, cs.ctx
+	create := func(s testbed.Spec) string {
+		t.Helper()
+		id, err := e.bed.CreateContainer(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.bed.Remove(context.Background(), id) })
+		e.waitLog(t, `read at its creation: labels and bindings for its start" container=`+s.Name+"\n")
+		return id
+	}
+	early := create(testbed.Spec{Name: "early", Network: "dmnet", IP: "172.29.200.20",
+		Labels: map[string]string{"dockmoat.allow": "9513"}, Publish: []string{"9513:80"}, Serve: []string{"80"}})
+	if _, err := e.bed.Docker.ContainerStart(ctx, early, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLog(t, `connected while starting: its allows go in now, before its process runs" container=early`+"\n")
+
+	failing := create(testbed.Spec{Name: "failstart", Network: "dmnet", IP: "172.29.200.21", Entrypoint: []string{"/nonexistent"},
+		Labels: map[string]string{"dockmoat.allow": "9514"}, Publish: []string{"9514:80"}})
+	if _, err := e.bed.Docker.ContainerStart(ctx, failing, client.ContainerStartOptions{}); err == nil {
+		t.Fatal("test setup: a container without its entrypoint started")
+	}
+	e.sync(t)
+	// Docker 20.10 announces the connect before the runtime fails, so
+	// the entry is made and must be dropped; later engines connect after
+	// the runtime created the task, and announce only the disconnect.
+	if strings.Contains(e.dm.Logs(), `connected while starting: its allows go in now, before its process runs" container=failstart`+"\n") {
+		t.Log("Docker announced failstart's connect: its entry was made before the start failed")
+	} else {
+		t.Log("Docker announced no connect for failstart's failed start: no entry was made")
+	}
+	// Its address, reused: the same port, no label. The positive
+	// control is early, started the same way and open.
+	successor := e.run(t, testbed.Spec{Name: "successor", Network: "dmnet", IP: "172.29.200.21",
+		Publish: []string{"9514:80"}, Serve: []string{"80"}})
+	e.sync(t)
+	e.serverUp(t, successor, "tcp", 80)
+	e.expect(t, out("tcp", A, 9513, true, "early"), out("tcp", A, 9514, false, ""),
+		check{proto: "tcp", src: A, dst: netip.AddrPortFrom(successor.IP, 80)})
 }
 
 func (cs *coreBed) invalidLabelClosedAndLogged(t *testing.T) {

@@ -110,6 +110,9 @@ type Spec struct {
 	IP6     string   // fixed IPv6 address on Network
 	Restart string   // restart policy name
 	Image   string   // "" = Image
+	// Entrypoint replaces the image's server ("/nonexistent": a start
+	// that fails after Docker connected the container).
+	Entrypoint []string
 }
 
 // Container is a started test container.
@@ -124,16 +127,29 @@ type Container struct {
 
 // RunContainer creates and starts a container and returns its address.
 func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
+	id, err := b.CreateContainer(ctx, s)
+	if err != nil {
+		return Container{}, err
+	}
+	if _, err := b.Docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return Container{}, fmt.Errorf("starting %s: %w", s.Name, err)
+	}
+	return b.Inspect(ctx, id)
+}
+
+// CreateContainer creates a container without starting it; it returns
+// its ID.
+func (b *Bed) CreateContainer(ctx context.Context, s Spec) (string, error) {
 	exposed, bindings, err := parsePublish(s.Publish)
 	if err != nil {
-		return Container{}, fmt.Errorf("ports %v: %w", s.Publish, err)
+		return "", fmt.Errorf("ports %v: %w", s.Publish, err)
 	}
 	cmd := s.Cmd
 	if cmd == nil {
 		cmd = s.Serve
 	}
 	image := cmp.Or(s.Image, Image)
-	cfg := &container.Config{Image: image, Cmd: cmd, Labels: s.Labels, ExposedPorts: exposed, Env: []string{"NAME=" + s.Name}}
+	cfg := &container.Config{Image: image, Cmd: cmd, Entrypoint: s.Entrypoint, Labels: s.Labels, ExposedPorts: exposed, Env: []string{"NAME=" + s.Name}}
 	hc := &container.HostConfig{PortBindings: bindings}
 	if s.Restart != "" {
 		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyMode(s.Restart)}
@@ -153,12 +169,9 @@ func (b *Bed) RunContainer(ctx context.Context, s Spec) (Container, error) {
 	}
 	created, err := b.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, NetworkingConfig: nc, Name: s.Name})
 	if err != nil {
-		return Container{}, fmt.Errorf("creating %s: %w", s.Name, err)
+		return "", fmt.Errorf("creating %s: %w", s.Name, err)
 	}
-	if _, err := b.Docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return Container{}, fmt.Errorf("starting %s: %w", s.Name, err)
-	}
-	return b.Inspect(ctx, created.ID)
+	return created.ID, nil
 }
 
 // Inspect returns a container's name and first IPv4 address.
