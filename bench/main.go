@@ -124,13 +124,22 @@ func fail(err error) {
 
 type stat struct{ min, med, max time.Duration }
 
-type cpStat struct{ first, noop, change, revoke stat }
+type cpStat struct{ first, noop, change, revoke, repair stat }
+
+// latencies are one engine's allow-latency figures: added p50 and p99
+// for each start style, and the bursts' last answers.
+type latencies struct {
+	run, created     [2]time.Duration
+	burst, baseBurst time.Duration
+	// runThrough, createdThrough: first SYNs let through, of 20.
+	runThrough, createdThrough int
+}
 
 // Figures kept for the goals table.
 var (
-	cp       = map[int]cpStat{}              // ipsets
-	cpLinear = map[int]cpStat{}              // one rule per port
-	latency  = map[string][4]time.Duration{} // engine → added p50, p99, burst, -
+	cp       = map[int]cpStat{} // ipsets
+	cpLinear = map[int]cpStat{} // one rule per port
+	latency  = map[string]latencies{}
 )
 
 func ok(b bool) string {
@@ -147,32 +156,29 @@ func goals(b *strings.Builder) {
 	var unmet []string
 	b.WriteString("\n## Against the performance goals (this run)\n\n| goal | figure | met? |\n|---|---|---|\n")
 	b.WriteString("| 1. exposure window = 0 | 0 unauthorized connections in the prober tests of `make test`: dockmoat SIGTERM/SIGKILL + restart, dockerd restart with containers on new addresses, 200 containers at once (40 on the older engines), reboot with the guard unit, and TestLargeChangeNoExposure (a prober on unlabeled ports while 2,000 allowed ports are added and removed in one pass) | yes, in the tests |\n")
-	for _, eng := range []string{"docker20", "docker29"} {
+	for _, eng := range []string{"docker20", "docker28", "docker29"} {
 		l, have := latency[eng]
 		if !have {
 			continue
 		}
-		fmt.Fprintf(b, "| 2. allow latency ≤ +20 ms p50, ≤ +100 ms p99 (%s) | %s / %s | %s |\n", eng, signed(l[0]), signed(l[1]), ok(l[0] <= 20*time.Millisecond && l[1] <= 100*time.Millisecond))
-		fmt.Fprintf(b, "| 2b. 20 started together, all reachable ≤ 1 s (%s) | %s | %s |\n", eng, ms(l[2]), ok(l[2] <= time.Second))
+		for _, st := range []struct {
+			name    string
+			a       [2]time.Duration
+			through int
+		}{{"docker run", l.run, l.runThrough}, {"created first", l.created, l.createdThrough}} {
+			fmt.Fprintf(b, "| 2. allow latency ≤ +1 ms p50, ≤ +5 ms p99 (%s, %s) | %s / %s to the first answer; the first SYN let through %d/20 | %s |\n",
+				eng, st.name, signed(st.a[0]), signed(st.a[1]), st.through, ok(st.a[0] <= time.Millisecond && st.a[1] <= 5*time.Millisecond))
+		}
+		fmt.Fprintf(b, "| 2b. 20 started together: the last answers ≤ 5 ms later than without dockmoat (%s) | %s (%s against %s) | %s |\n", eng,
+			signed(l.burst-l.baseBurst), ms(l.burst), ms(l.baseBurst), ok(l.burst-l.baseBurst <= 5*time.Millisecond))
 	}
 	if c, have := cp[1000]; have {
 		fmt.Fprintf(b, "| 3. full resync ≤ 30 ms at N = 1,000 (ipsets) | first pass %s, no-op pass %s | %s |\n", ms(c.first.med), ms(c.noop.med), ok(c.first.med <= 30*time.Millisecond && c.noop.med <= 30*time.Millisecond))
 	}
 	if c, have := cp[10000]; have {
-		fmt.Fprintf(b, "| 3. full resync ≤ 150 ms at N = 10,000 (ipsets) | first pass %s, no-op pass %s | %s |\n", ms(c.first.med), ms(c.noop.med), ok(c.first.med <= 150*time.Millisecond && c.noop.med <= 150*time.Millisecond))
-		if c10, have := cp[10]; have {
-			met := c.change.med <= 5*time.Millisecond && c.change.med <= 3*c10.change.med
-			fmt.Fprintf(b, "| 3b. one change at N = 10,000 ≤ 5 ms and ≤ 3× the change at N = 10 (ipsets) | %s vs %s (%.1f×); sessions to the old address cut %s after the pass started, beside it | %s |\n", msf(c.change.med), msf(c10.change.med),
-				float64(c.change.med)/float64(c10.change.med), msf(c.revoke.med), ok(met))
-			if !met {
-				unmet = append(unmet, "**3b, one change at N = 10,000.** About half of a change pass is the `iptables-save` exec that "+
-					"reads the table (~2–3 ms on this machine, the same at any N with ipsets); the recomputation runs beside it. "+
-					"Going lower would take reading only dockmoat's chains over netlink instead of listing the table, "+
-					"or not reading the table on a pass that only changes set elements (and leaving drift to the drift watch).")
-			}
-		}
+		unmet = append(unmet, goals10k(b, c)...)
 	}
-	b.WriteString("| 3c. one batch per change, no per-rule exec or `-C` | ipsets: set elements over netlink, no iptables write on a container change; rules: one `iptables-restore` per changed table; one `iptables-save` per pass | yes |\n")
+	b.WriteString("| 3c. one batch per change, no per-rule exec or `-C` | ipsets: set elements over netlink, no iptables write on a container change; rules: one `iptables-restore` per changed table; an `iptables-save` only when the nf_tables generation moved | yes |\n")
 	for _, r := range ppRows {
 		if r.n == 5000 {
 			ratio := func(i int) float64 { return r.modeR[i][1] / r.baseR[1] }
@@ -191,6 +197,31 @@ func goals(b *strings.Builder) {
 			b.WriteString("- " + u + "\n")
 		}
 	}
+}
+
+// goals10k writes the goals at 10,000 published ports and returns what
+// it says of the unmet ones.
+func goals10k(b *strings.Builder, c cpStat) (unmet []string) {
+	first := c.first.med <= 50*time.Millisecond
+	fmt.Fprintf(b, "| 3. first pass ≤ 50 ms at N = 10,000 (ipsets) | %s (no-op pass %s) | %s |\n", ms(c.first.med), msf(c.noop.med), ok(first))
+	if !first {
+		unmet = append(unmet, "**3, first pass at N = 10,000.** It computes the policy of 10,000 containers from nothing and "+
+			"writes 10,000 set elements over netlink, besides its execs (a listing, one restore, the jumps); the policy alone is "+
+			"tens of milliseconds of CPU here (profiled: deciding each container, grouping the allows).")
+	}
+	change := c.change.med <= 500*time.Microsecond
+	fmt.Fprintf(b, "| 3b. a set-only change ≤ 0.5 ms at N = 10,000 (ipsets) | %s; sessions to the old address cut %s after the pass started, beside it | %s |\n",
+		msf(c.change.med), msf(c.revoke.med), ok(change))
+	if !change {
+		unmet = append(unmet, "**3b, a set-only change at N = 10,000.** It execs nothing any more (no listing while the nf_tables "+
+			"generation stands still); what remains is the level-based pass itself, which visits every container: 10,000 compared "+
+			"with the last snapshot, their results gathered, the sets' elements copied for the plan (profiled at ~1.5 ms of CPU on "+
+			"this machine, more when the revocation worker shares it). Reaching 0.5 ms needs a pass that does not visit unchanged "+
+			"containers at all.")
+	}
+	repair := c.repair.med <= 100*time.Millisecond
+	fmt.Fprintf(b, "| 3d. drift repair ≤ 100 ms at N = 10,000 (ipsets) | %s | %s |\n", msf(c.repair.med), ok(repair))
+	return unmet
 }
 
 // signed shows an added latency with its sign (noise can make it negative).
@@ -360,6 +391,24 @@ func cpRun(n int, sets bool) (cpStat, error) {
 	return st, err
 }
 
+// measureRepair times what the drift watch does when someone flushed
+// dockmoat's ingress chain: put back the last installed rules, without
+// Docker (Reconciler.RepairLast: a listing, then one restore).
+func measureRepair(rec *reconciler.Reconciler) (stat, error) {
+	return measure(*reps, func() (time.Duration, error) {
+		if msg, err := exec.Command("iptables-nft", "-F", iptplan.ChainIngress).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("flushing %s: %v: %s", iptplan.ChainIngress, err, msg)
+		}
+		start := time.Now()
+		found, err := rec.RepairLast(context.Background())
+		took := time.Since(start)
+		if err == nil && len(found) == 0 {
+			err = fmt.Errorf("the repair did not find the flushed chain")
+		}
+		return took, err
+	})
+}
+
 // beforeUninstall, when set, runs at the end of cpPasses while its
 // reconciler still holds everything (the dual-stack part's memory).
 var beforeUninstall func()
@@ -368,7 +417,7 @@ var beforeUninstall func()
 // in the calling thread's namespace; ip6tables too when snap uses IPv6.
 func cpPasses(snap rules.Snapshot, sets bool) (cpStat, error) {
 	log := logrus.New()
-	log.SetLevel(logrus.WarnLevel)
+	log.SetLevel(logrus.ErrorLevel) // the repairs below warn, by design
 	n := len(snap.Containers)
 	var st cpStat
 	t, err := ipt.NewTables(ipt.VariantNFT, 4)
@@ -453,6 +502,9 @@ func cpPasses(snap rules.Snapshot, sets bool) (cpStat, error) {
 			return err
 		}
 		st.revoke = statOf(cuts)
+		if st.repair, err = measureRepair(rec); err != nil {
+			return err
+		}
 		if beforeUninstall != nil {
 			beforeUninstall()
 		}
@@ -492,14 +544,16 @@ func baseline(n int) (stat, error) {
 func controlPlane(b *strings.Builder) error {
 	b.WriteString("## Control plane: full resync against a real kernel (iptables-nft, fresh namespace)\n\n")
 	b.WriteString("A fake Docker source with N containers, one allowed published port each. " +
-		"*First pass* installs everything from empty; *no-op pass* reads the table (one `iptables-save`) and finds nothing to do; " +
-		"*one change* moves one container to a new address (a full pass: Docker snapshot, policy for all N, one `iptables-save`, diff, apply), " +
+		"*First pass* installs everything from empty; *no-op pass* finds nothing to do (it reads the table with one `iptables-save` only " +
+		"when the nf_tables generation moved since its last read, so here it reads nothing); " +
+		"*one change* moves one container to a new address (a full pass: Docker snapshot, policy for all N, diff, apply: set elements only), " +
 		"timed until the firewall is written; *sessions cut* is from the start of that pass until the revocation worker, which runs beside the passes, " +
-		"has walked the conntrack table for sessions to the old address (the kernel dumps its whole conntrack hash, 262,144 buckets here, so this does not depend on N). " +
+		"has walked the conntrack table for sessions to the old address (the kernel dumps its whole conntrack hash, 262,144 buckets here, so this does not depend on N); " +
+		"*drift repair* is what the drift watch does after someone flushed DOCKMOAT-INGRESS: put back the last installed rules without Docker (a listing, one restore). " +
 		"*ipsets* is the default: fixed rules, allows as set elements written over netlink (the pass compares with its record of the " +
 		"sets and reads them back in full every 10 s); *one rule per port* is `ipset: off` in the config, one `iptables-restore --noflush` batch. " +
 		"Baseline: one `iptables` exec per rule through go-iptables, as rule-at-a-time tools do.\n\n")
-	b.WriteString("| N | mode | first pass | no-op pass | one change | sessions cut | baseline: one exec per rule | first pass vs baseline |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| N | mode | first pass | no-op pass | one change | sessions cut | drift repair | baseline: one exec per rule | first pass vs baseline |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, _ := strconv.Atoi(f)
 		var base stat
@@ -526,7 +580,7 @@ func controlPlane(b *strings.Builder) error {
 				baseText = base.String()
 				ratio = fmt.Sprintf("%.0f× faster", float64(base.med)/float64(st.first.med))
 			}
-			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", n, mode, st.first, st.noop, st.change, st.revoke, baseText, ratio)
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, mode, st.first, st.noop, st.change, st.revoke, st.repair, baseText, ratio)
 		}
 		fmt.Fprintf(os.Stderr, "N=%d done\n", n)
 	}
