@@ -31,6 +31,16 @@ type Backend struct {
 	// (NewLayer); bridgeOnly: only table bridge dockmoat is (NewBridgeLayer).
 	layer, bridgeOnly bool
 	cache             *nftplan.Cache
+	// listed is the last listing and listedGen the nf_tables generation
+	// read just before it, where the runner tells it (Generation).
+	listed    *nftplan.Listing
+	listedGen uint32
+}
+
+// generations is a Runner that tells the nf_tables generation (Exec,
+// through nfgen): a listing read after it is exact until it moves.
+type generations interface {
+	Generation() (uint32, error)
 }
 
 // New returns the backend for Docker's nftables firewall backend.
@@ -59,8 +69,30 @@ func NewBridgeLayer(nft Runner, log logrus.FieldLogger) *Backend {
 	return &Backend{nft: nft, log: log, layer: true, bridgeOnly: true}
 }
 
-// list reads dockmoat's tables; the bridge layer sees only its own.
+// list reads dockmoat's tables, or reuses the last listing while the
+// nf_tables generation has not moved since it was read (no one, dockmoat
+// included, committed anything since): a pass with nothing to do, or
+// the drift watch's check after someone else's table changed, execs no
+// nft. Every transaction of dockmoat's own moves the generation too.
 func (b *Backend) list(ctx context.Context) (nftplan.Listing, error) {
+	g, ok := b.nft.(generations)
+	if !ok {
+		return b.listAll(ctx)
+	}
+	gen, err := g.Generation()
+	if err == nil && b.listed != nil && b.listedGen == gen {
+		return *b.listed, nil
+	}
+	b.listed = nil
+	l, lerr := b.listAll(ctx)
+	if lerr == nil && err == nil {
+		b.listed, b.listedGen = &l, gen
+	}
+	return l, lerr
+}
+
+// listAll runs the listing; the bridge layer sees only its own table.
+func (b *Backend) listAll(ctx context.Context) (nftplan.Listing, error) {
 	l, err := b.nft.List(ctx)
 	if err != nil || !b.bridgeOnly {
 		return l, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"regexp"
 	"strings"
 
@@ -16,11 +17,17 @@ import (
 type fakeNFT struct {
 	table   string
 	applies int
+	lists   int
 	fail    error
 }
 
+// Generation stands for the kernel's: it moves whenever the table does,
+// whoever changed it (a test writing f.table is someone else).
+func (f *fakeNFT) Generation() (uint32, error) { return crc32.ChecksumIEEE([]byte(f.table)), nil }
+
 // List implements Runner.
 func (f *fakeNFT) List(context.Context) (nftplan.Listing, error) {
+	f.lists++
 	if f.table == "" {
 		return nftplan.Listing{}, nil
 	}

@@ -83,6 +83,31 @@ func TestNFTBackend(t *testing.T) {
 	}
 }
 
+// TestNFTListsOnlyAfterAChange: while the nf_tables generation stands
+// still a pass reuses its last listing (a pass with nothing to do runs no
+// nft at all); dockmoat's own transaction and someone else's change move
+// it, and the next pass or check lists again and sees the change.
+func TestNFTListsOnlyAfterAChange(t *testing.T) {
+	fk := &fakeNFT{}
+	r := &rig{b: New(fk, logrus.New()), cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := r.pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if want := min(i+1, 2); fk.lists != want { // the first two: empty, then after the install
+			t.Fatalf("pass %d: %d listings, want %d", i+1, fk.lists, want)
+		}
+	}
+	if ok, err := r.b.Intact(ctx); !ok || err != nil || fk.lists != 2 {
+		t.Errorf("check with nothing changed: intact %v, %v, %d listings", ok, err, fk.lists)
+	}
+	fk.table = strings.Replace(fk.table, "\t\tdrop comment", "\t\t# gone", 1)
+	if ok, _ := r.b.Intact(ctx); ok || fk.lists != 3 {
+		t.Errorf("someone else's change: intact %v after %d listings", ok, fk.lists)
+	}
+}
+
 // On the nftables backend the docker-proxy path is a base chain of the
 // table: a pass that installs it is in sync afterwards (no jump to wait for).
 func TestNFTProxyPathInSync(t *testing.T) {

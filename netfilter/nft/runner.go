@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 )
 
@@ -40,6 +41,10 @@ func (e Exec) bin() string {
 	}
 	return "nft"
 }
+
+// Generation reads the nf_tables generation (the backend lists only
+// after it moved).
+func (e Exec) Generation() (uint32, error) { return nfgen.Read() }
 
 // List implements Runner with `nft -j list table` of both tables.
 func (e Exec) List(ctx context.Context) (nftplan.Listing, error) {
