@@ -523,6 +523,14 @@ func baseline(n int) (stat, error) {
 		}
 		res := policy.Build(config.Default(), snapshot(n), rules.IPv4, policy.Options{})
 		ing, _ := iptplan.Render(config.Default(), res, iptplan.RenderOptions{}).Chain(iptplan.ChainIngress)
+		// The chains the rules go to (the pass chain), empty here.
+		for _, r := range ing.Rules {
+			for i, a := range r.Spec {
+				if (a == "-g" || a == "-j") && i+1 < len(r.Spec) && strings.HasPrefix(r.Spec[i+1], "DOCKMOAT") {
+					_ = xt.NewChain("filter", r.Spec[i+1])
+				}
+			}
+		}
 		base, err = measure(min(*reps, 3), func() (time.Duration, error) {
 			_ = xt.ClearAndDeleteChain("filter", "BENCH")
 			if err := xt.NewChain("filter", "BENCH"); err != nil {
