@@ -37,6 +37,7 @@ type cache struct {
 	// their start; connecting the networks starting ones were connected
 	// to (starting.go).
 	plans      map[string]startPlan
+	planReads  map[string]uint64
 	connecting map[string][]string
 	// The Swarm ingress network's name and its services as containers
 	// (swarm.go), re-read when a network or service event says so.
@@ -89,6 +90,9 @@ func (c *cache) note(m events.Message) bool {
 			// A renamed container's plan is read again (recordPlan): a
 			// policy by name must never meet the old name.
 			delete(c.plans, m.Actor.ID)
+			if m.Action == events.ActionDestroy {
+				delete(c.planReads, m.Actor.ID)
+			}
 		}
 		c.dirty[m.Actor.ID] = true
 	case events.NetworkEventType:

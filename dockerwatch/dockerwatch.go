@@ -300,7 +300,7 @@ func (w *Watcher) follow(ctx context.Context, changed func(string), connected fu
 			}
 			pass := w.cache.note(m)
 			if m.Type == events.ContainerEventType && (m.Action == events.ActionCreate || m.Action == events.ActionRename) {
-				go w.recordPlan(sctx, m.Actor.ID)
+				go w.recordPlan(sctx, m.Actor.ID, w.cache.planTicket(m.Actor.ID))
 			}
 			if pass {
 				changed(string(m.Type) + " " + string(m.Action))

@@ -47,11 +47,24 @@ type startPlan struct {
 	ports       []rules.PortBinding
 }
 
+// planTicket numbers a read of a container's plan, so that only the
+// latest is kept (a read after a create may end after the read after a
+// rename).
+func (c *cache) planTicket(id string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.planReads == nil {
+		c.planReads = map[string]uint64{}
+	}
+	c.planReads[id]++
+	return c.planReads[id]
+}
+
 // recordPlan reads a created (or renamed) container's plan. It runs
 // beside the event loop: if the start already holds the container's lock,
 // it waits for the start and records the plan for the next start (a
-// restart).
-func (w *Watcher) recordPlan(ctx context.Context, id string) {
+// restart). ticket is planTicket's.
+func (w *Watcher) recordPlan(ctx context.Context, id string, ticket uint64) {
 	res, err := w.API.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return
@@ -64,6 +77,9 @@ func (w *Watcher) recordPlan(ctx context.Context, id string) {
 	c := &w.cache
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.planReads[id] != ticket {
+		return // a later read (after a rename) is the one to keep
+	}
 	c.keepPlan(info.ID, ct, info.HostConfig)
 	if w.Log != nil {
 		w.Log.WithField("container", ct.Name).Debug("read at its creation: labels and bindings for its start")

@@ -54,7 +54,7 @@ func TestStartingEntry(t *testing.T) {
 	if _, err := w.Snapshot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w.recordPlan(ctx, "web")
+	w.recordPlan(ctx, "web", w.cache.planTicket("web"))
 	inspects := api.inspects
 	w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Actor: events.Actor{ID: "netid", Attributes: map[string]string{"container": "web", "name": "bridge"}}})
 	snap, err := w.Snapshot(ctx)
@@ -105,7 +105,7 @@ func TestStartingEntryFailedStart(t *testing.T) {
 			w := &Watcher{API: api}
 			ctx := context.Background()
 			w.Snapshot(ctx)
-			w.recordPlan(ctx, "web")
+			w.recordPlan(ctx, "web", w.cache.planTicket("web"))
 			w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Actor: events.Actor{ID: "netid", Attributes: map[string]string{"container": "web"}}})
 			if snap, _ := w.Snapshot(ctx); len(snap.Containers) != 1 {
 				t.Fatalf("no starting entry: %+v", snap.Containers)
@@ -138,7 +138,7 @@ func TestStartingEntryFallsBack(t *testing.T) {
 			if how == "no plan" {
 				api.inspect["web"] = container.InspectResponse{ID: "web", Name: "/web", State: &container.State{Status: "created"}}
 			} else {
-				w.recordPlan(ctx, "web")
+				w.recordPlan(ctx, "web", w.cache.planTicket("web"))
 				api.netContainers["netid"] = network.Inspect{}
 			}
 			inspects := api.inspects
@@ -163,7 +163,7 @@ func TestStartingEntryTwoNetworks(t *testing.T) {
 		w := &Watcher{API: api}
 		ctx := context.Background()
 		w.Snapshot(ctx)
-		w.recordPlan(ctx, "web")
+		w.recordPlan(ctx, "web", w.cache.planTicket("web"))
 		for i, n := range []string{"netid", "net2"} {
 			w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Actor: events.Actor{ID: n, Attributes: map[string]string{"container": "web"}}})
 			if passes == 2 || i == 1 {
@@ -179,11 +179,34 @@ func TestStartingEntryTwoNetworks(t *testing.T) {
 	w := &Watcher{API: api}
 	ctx := context.Background()
 	w.Snapshot(ctx)
-	w.recordPlan(ctx, "web")
+	w.recordPlan(ctx, "web", w.cache.planTicket("web"))
 	w.cache.note(events.Message{Type: events.ContainerEventType, Action: events.ActionRename, Actor: events.Actor{ID: "web"}})
 	w.Snapshot(ctx)
 	w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Actor: events.Actor{ID: "netid", Attributes: map[string]string{"container": "web"}}})
 	if snap, _ := w.Snapshot(ctx); len(snap.Containers) != 0 {
 		t.Errorf("renamed, its plan not read again: %+v", snap.Containers)
+	}
+}
+
+// TestStartingPlanLatestRead: of two reads of a plan (after the create,
+// then after a rename), the later one is kept even if the earlier ends
+// last.
+func TestStartingPlanLatestRead(t *testing.T) {
+	api := startingAPI()
+	w := &Watcher{API: api}
+	ctx := context.Background()
+	w.Snapshot(ctx)
+	afterCreate, afterRename := w.cache.planTicket("web"), w.cache.planTicket("web")
+	r := api.inspect["web"]
+	r.Name = "/renamed"
+	api.inspect["web"] = r
+	w.recordPlan(ctx, "web", afterRename)
+	r.Name = "/web"
+	api.inspect["web"] = r
+	w.recordPlan(ctx, "web", afterCreate) // ends last, read first
+	w.cache.note(events.Message{Type: events.NetworkEventType, Action: events.ActionConnect, Actor: events.Actor{ID: "netid", Attributes: map[string]string{"container": "web"}}})
+	snap, _ := w.Snapshot(ctx)
+	if c, _ := entry(snap, "web"); c.Name != "renamed" {
+		t.Errorf("entry named %q, want the name after the rename", c.Name)
 	}
 }
