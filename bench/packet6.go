@@ -51,6 +51,11 @@ func packetPath6(b *strings.Builder) error {
 	}
 	defer t.Close()
 	t.to = "[" + ppRouter6 + "]"
+	// Warm the IPv6 path too (neighbour discovery on both links): the
+	// first check below is a single attempt.
+	if _, err := t.rate(time.Second); err != nil {
+		return fmt.Errorf("IPv6 warm-up: %w", err)
+	}
 	const d = 2 * time.Second
 	for _, n := range pp6Sizes {
 		var base []float64

@@ -65,6 +65,9 @@ func proxyPath(b *strings.Builder) error {
 	if err := t.startProxy(t.open, t.closed); err != nil {
 		return err
 	}
+	if _, err := t.rate(time.Second); err != nil { // warm the IPv6 path
+		return fmt.Errorf("proxy path warm-up: %w", err)
+	}
 	const d = 2 * time.Second
 	var base []float64
 	modes := make([][]float64, len(proxyModes))
