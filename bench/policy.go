@@ -31,6 +31,7 @@ func policyFigures(b *strings.Builder) error {
 		}
 		fmt.Fprintf(b, "| %d | %s |\n", n, s)
 	}
+	b.WriteString("\n")
 	return nil
 }
 
