@@ -143,6 +143,23 @@ func dockerRules(ns, tool, router, server, serverPort string) [][]string {
 	)
 }
 
+// useIPv6 points the client at the router's IPv6 address and waits until
+// that path carries connections: the links' IPv6 (their link-local
+// addresses, neighbour discovery) may still be settling after the
+// topology was made, then it is warmed for a second.
+func (t *topo) useIPv6() error {
+	t.to = "[" + ppRouter6 + "]"
+	for deadline := time.Now().Add(15 * time.Second); !t.reachable(t.open); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6: port %d never answered over IPv6", t.open)
+		}
+	}
+	if _, err := t.rate(time.Second); err != nil {
+		return fmt.Errorf("IPv6 warm-up: %w", err)
+	}
+	return nil
+}
+
 // startProxy serves ports in the router namespace itself, as
 // docker-proxy does for a client Docker does not DNAT.
 func (t *topo) startProxy(ports ...int) error {

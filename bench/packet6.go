@@ -50,11 +50,8 @@ func packetPath6(b *strings.Builder) error {
 		return err
 	}
 	defer t.Close()
-	t.to = "[" + ppRouter6 + "]"
-	// Warm the IPv6 path too (neighbour discovery on both links): the
-	// first check below is a single attempt.
-	if _, err := t.rate(time.Second); err != nil {
-		return fmt.Errorf("IPv6 warm-up: %w", err)
+	if err := t.useIPv6(); err != nil {
+		return err
 	}
 	const d = 2 * time.Second
 	for _, n := range pp6Sizes {

@@ -60,13 +60,12 @@ func proxyPath(b *strings.Builder) error {
 		return err
 	}
 	defer t.Close()
-	t.to = "[" + ppRouter6 + "]"
 	t.open, t.closed = proxyPorts(proxyN)
 	if err := t.startProxy(t.open, t.closed); err != nil {
 		return err
 	}
-	if _, err := t.rate(time.Second); err != nil { // warm the IPv6 path
-		return fmt.Errorf("proxy path warm-up: %w", err)
+	if err := t.useIPv6(); err != nil {
+		return fmt.Errorf("proxy path: %w", err)
 	}
 	const d = 2 * time.Second
 	var base []float64
