@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -258,8 +257,41 @@ type ppRow struct {
 
 var ppRows []ppRow
 
-func (t *topo) install(m ppMode, n int, log logrus.FieldLogger) (*reconciler.Reconciler, error) {
-	return t.installWith(m, config.Default(), packetSnapshot(n), log)
+// interleaved measures the baseline and each mode, reps times in turn,
+// with snap installed for each mode; first, without dockmoat, the closed
+// port must answer (else the topology is broken). what names the row.
+func (t *topo) interleaved(what string, modes []ppMode, snap func() rules.Snapshot, log logrus.FieldLogger, d time.Duration) (ppRow, error) {
+	var base []float64
+	rates := make([][]float64, len(modes))
+	for rep := 0; rep < *reps; rep++ {
+		if !t.reachable(t.closed) {
+			return ppRow{}, fmt.Errorf("%s: without dockmoat port %d should answer (topology broken)", what, t.closed)
+		}
+		r, err := t.rate(d)
+		if err != nil {
+			return ppRow{}, fmt.Errorf("%s, baseline: %w", what, err)
+		}
+		base = append(base, r)
+		for i, m := range modes {
+			rec, err := t.installWith(m, config.Default(), snap(), log)
+			if err != nil {
+				return ppRow{}, fmt.Errorf("%s: %w", what, err)
+			}
+			r, err := t.rate(d)
+			if err != nil {
+				return ppRow{}, fmt.Errorf("%s, %s: %w", what, m.name, err)
+			}
+			rates[i] = append(rates[i], r)
+			if err := t.uninstall(rec); err != nil {
+				return ppRow{}, err
+			}
+		}
+	}
+	row := ppRow{baseR: minMedMax(base)}
+	for _, m := range rates {
+		row.modeR = append(row.modeR, minMedMax(m))
+	}
+	return row, nil
 }
 
 // installWith installs dockmoat's rules for cfg and snap in the router
@@ -331,36 +363,11 @@ func packetPath(b *strings.Builder) error {
 	const d = 2 * time.Second
 	for _, f := range strings.Split(*ppSizes, ",") {
 		n, _ := strconv.Atoi(f)
-		base := []float64{}
-		modes := make([][]float64, len(ppModes))
-		for rep := 0; rep < *reps; rep++ {
-			if !t.reachable(8081) {
-				return errors.New("packet path: without dockmoat 8081 should be reachable (topology broken)")
-			}
-			r, err := t.rate(d)
-			if err != nil {
-				return err
-			}
-			base = append(base, r)
-			for i, m := range ppModes {
-				rec, err := t.install(m, n, log)
-				if err != nil {
-					return err
-				}
-				r, err := t.rate(d)
-				if err != nil {
-					return fmt.Errorf("%s, %d ports: %w", m.name, n, err)
-				}
-				modes[i] = append(modes[i], r)
-				if err := t.uninstall(rec); err != nil {
-					return err
-				}
-			}
+		row, err := t.interleaved(fmt.Sprintf("packet path, %d ports", n), ppModes, func() rules.Snapshot { return packetSnapshot(n) }, log, d)
+		if err != nil {
+			return err
 		}
-		row := ppRow{n: n, baseR: minMedMax(base)}
-		for _, m := range modes {
-			row.modeR = append(row.modeR, minMedMax(m))
-		}
+		row.n = n
 		ppRows = append(ppRows, row)
 		fmt.Fprintf(os.Stderr, "packet path N=%d done\n", n)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -55,36 +53,11 @@ func packetPath6(b *strings.Builder) error {
 	}
 	const d = 2 * time.Second
 	for _, n := range pp6Sizes {
-		var base []float64
-		modes := make([][]float64, len(pp6Modes))
-		for rep := 0; rep < *reps; rep++ {
-			if !t.reachable(8081) {
-				return errors.New("IPv6 packet path: without dockmoat 8081 should be reachable (topology broken)")
-			}
-			r, err := t.rate(d)
-			if err != nil {
-				return fmt.Errorf("IPv6 baseline: %w", err)
-			}
-			base = append(base, r)
-			for i, m := range pp6Modes {
-				rec, err := t.installWith(m, config.Default(), packetSnapshot6(n), log)
-				if err != nil {
-					return fmt.Errorf("IPv6: %w", err)
-				}
-				r, err := t.rate(d)
-				if err != nil {
-					return fmt.Errorf("IPv6, %s, %d ports: %w", m.name, n, err)
-				}
-				modes[i] = append(modes[i], r)
-				if err := t.uninstall(rec); err != nil {
-					return err
-				}
-			}
+		row, err := t.interleaved(fmt.Sprintf("IPv6 packet path, %d ports", n), pp6Modes, func() rules.Snapshot { return packetSnapshot6(n) }, log, d)
+		if err != nil {
+			return err
 		}
-		row := ppRow{n: n, baseR: minMedMax(base)}
-		for _, m := range modes {
-			row.modeR = append(row.modeR, minMedMax(m))
-		}
+		row.n = n
 		pp6Rows = append(pp6Rows, row)
 		fmt.Fprintf(os.Stderr, "IPv6 packet path N=%d done\n", n)
 	}

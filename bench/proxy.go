@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/rules"
 )
 
@@ -68,31 +66,9 @@ func proxyPath(b *strings.Builder) error {
 		return fmt.Errorf("proxy path: %w", err)
 	}
 	const d = 2 * time.Second
-	var base []float64
-	modes := make([][]float64, len(proxyModes))
-	for rep := 0; rep < *reps; rep++ {
-		if !t.reachable(t.closed) {
-			return errors.New("proxy path: without dockmoat the closed port should answer (topology broken)")
-		}
-		r, err := t.rate(d)
-		if err != nil {
-			return fmt.Errorf("proxy baseline: %w", err)
-		}
-		base = append(base, r)
-		for i, m := range proxyModes {
-			rec, err := t.installWith(m, config.Default(), proxySnapshot(proxyN), log)
-			if err != nil {
-				return fmt.Errorf("proxy path: %w", err)
-			}
-			r, err := t.rate(d)
-			if err != nil {
-				return fmt.Errorf("proxy path, %s: %w", m.name, err)
-			}
-			modes[i] = append(modes[i], r)
-			if err := t.uninstall(rec); err != nil {
-				return err
-			}
-		}
+	row, err := t.interleaved("proxy path", proxyModes, func() rules.Snapshot { return proxySnapshot(proxyN) }, log, d)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "proxy path done\n")
 	b.WriteString("## The docker-proxy path: 1,000 proxied ports on INPUT\n\n")
@@ -102,10 +78,9 @@ func proxyPath(b *strings.Builder) error {
 		"by runs of ports); the tested port is the last. Checks: the published, not allowed port after it is refused with dockmoat "+
 		"and answers without. Baseline: no rules.\n\n", d, proxyN)
 	b.WriteString("| path | baseline: no rules | with dockmoat | ratio |\n|---|---|---|---|\n")
-	bm := minMedMax(base)
 	for i, m := range proxyModes {
-		r := minMedMax(modes[i])
-		fmt.Fprintf(b, "| %s | %s | %s | %.2f× |\n", m.name, rates(bm), rates(r), r[1]/bm[1])
+		r := row.modeR[i]
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f× |\n", m.name, rates(row.baseR), rates(r), r[1]/row.baseR[1])
 	}
 	b.WriteString("\n")
 	return nil
