@@ -379,12 +379,19 @@ func packetPath(b *strings.Builder) error {
 		"published, not allowed port 8081 is refused and 8080 answers (and, without dockmoat, that it answers). Baseline: the same "+
 		"topology with no dockmoat rules. The runs are interleaved (baseline, each mode, again); ratios are of medians. "+
 		"The nftables-backend rows install dockmoat's `table inet dockmoat` in front of the same iptables-nft rules.\n\n", d)
+	writeRateTable(b, ppModes, ppRows)
+	return nil
+}
+
+// writeRateTable writes rows of connections per second against N, each
+// mode beside the baseline with its ratio of medians.
+func writeRateTable(b *strings.Builder, modes []ppMode, rows []ppRow) {
 	b.WriteString("| N allowed ports | baseline: no rules |")
-	for _, m := range ppModes {
+	for _, m := range modes {
 		b.WriteString(" " + m.name + " | ratio |")
 	}
-	b.WriteString("\n|---|---|" + strings.Repeat("---|---|", len(ppModes)) + "\n")
-	for _, r := range ppRows {
+	b.WriteString("\n|---|---|" + strings.Repeat("---|---|", len(modes)) + "\n")
+	for _, r := range rows {
 		fmt.Fprintf(b, "| %d | %s |", r.n, rates(r.baseR))
 		for _, m := range r.modeR {
 			fmt.Fprintf(b, " %s | %.2f× |", rates(m), m[1]/r.baseR[1])
@@ -392,7 +399,6 @@ func packetPath(b *strings.Builder) error {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
-	return nil
 }
 
 func minMedMax(rs []float64) [3]float64 {

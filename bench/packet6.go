@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -71,17 +70,5 @@ func writePacket6(b *strings.Builder, d time.Duration) {
 		"address, which ip6tables DNATs to the server's, as Docker with ip6tables does. The N containers are dual-stack (an IPv4 "+
 		"and an IPv6 address each, every port published on 0.0.0.0 and ::), so dockmoat installs both families and N allows in "+
 		"each; the checks (8081 refused, 8080 answering) are made over IPv6. Baseline: the same IPv6 path with no dockmoat rules.\n\n", d)
-	b.WriteString("| N allowed ports | baseline: no rules |")
-	for _, m := range pp6Modes {
-		b.WriteString(" " + m.name + " | ratio |")
-	}
-	b.WriteString("\n|---|---|" + strings.Repeat("---|---|", len(pp6Modes)) + "\n")
-	for _, r := range pp6Rows {
-		fmt.Fprintf(b, "| %s | %s |", strconv.Itoa(r.n), rates(r.baseR))
-		for _, m := range r.modeR {
-			fmt.Fprintf(b, " %s | %.2f× |", rates(m), m[1]/r.baseR[1])
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("\n")
+	writeRateTable(b, pp6Modes, pp6Rows)
 }
