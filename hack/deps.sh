@@ -16,7 +16,7 @@ fi
 pairs=(
 	docker.io:dockerd iptables:iptables-legacy nftables:nft ufw:ufw iproute2:ip
 	util-linux:nsenter procps:pgrep libseccomp-dev: pkg-config:pkg-config gcc:gcc
-	debootstrap:debootstrap systemd:systemd-analyze file:file
+	debootstrap:debootstrap systemd:systemd-analyze systemd-container:systemd-nspawn file:file
 	dbus:dbus-daemon python3-dbus: python3-gi: python3-nftables: gir1.2-glib-2.0:
 	zsh:zsh fish:fish groff-base:groff lintian:lintian rpm:rpm ipset:ipset strace:strace
 )

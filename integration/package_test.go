@@ -14,7 +14,7 @@ import (
 )
 
 // TestDebLifecycle installs, upgrades, removes and purges the .deb with
-// dpkg in a Debian root (the debootstrap tree the image test uses),
+// dpkg in a Debian root (the debootstrap host TestSystemdSequence boots),
 // chrooted inside a network namespace of its own, so that the maintainer
 // scripts' firewall work touches only that namespace. After each step it
 // checks the files and the rules: install enforces nothing; an upgrade
@@ -38,7 +38,7 @@ func TestDebLifecycle(t *testing.T) {
 			t.Fatalf("make release %s: %v\n%s", v, err, out)
 		}
 	}
-	tarball, err := testbed.BaseRootfs(ctx, t.Logf)
+	tarball, err := testbed.HostRootfs(ctx, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

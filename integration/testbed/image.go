@@ -33,9 +33,25 @@ var rootfsMu sync.Mutex
 // made with debootstrap from Debian's package archive and cached: the base
 // of the sidecar image, built without any container registry.
 func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
+	return debootstrap(ctx, logf, "rootfs-bookworm-minbase-iptables-nftables.tar", "iptables,nftables")
+}
+
+// HostRootfs returns a cached tarball of a Debian bookworm host as the
+// packages see one: systemd as init, D-Bus, Debian's docker.io (with its
+// docker.service and docker.socket), iptables, nftables, iproute2 and
+// procps. The package tests install the .deb into it, with dpkg in a
+// chroot or booted under systemd-nspawn.
+func HostRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
+	return debootstrap(ctx, logf, "rootfs-bookworm-host-systemd-docker.tar",
+		"systemd,systemd-sysv,dbus,docker.io,iptables,nftables,iproute2,procps")
+}
+
+// debootstrap makes (once) and caches a minbase bookworm with the given
+// packages as a tarball named name in the cache directory.
+func debootstrap(ctx context.Context, logf func(string, ...any), name, include string) (string, error) {
 	rootfsMu.Lock()
 	defer rootfsMu.Unlock()
-	out := filepath.Join(cacheDir(), "rootfs-bookworm-minbase-iptables-nftables.tar")
+	out := filepath.Join(cacheDir(), name)
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
@@ -47,10 +63,22 @@ func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) 
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	logf("debootstrap --variant=minbase --include=iptables,nftables bookworm (cached in %s)", out)
-	if msg, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=iptables,nftables",
+	logf("debootstrap --variant=minbase --include=%s bookworm (cached in %s)", include, out)
+	if msg, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+include,
 		"bookworm", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("debootstrap: %w: %s", err, tail(string(msg), 20))
+	}
+	// The downloaded .debs stay in apt's cache; the tree does not need them.
+	debs, _ := filepath.Glob(filepath.Join(dir, "var/cache/apt/archives/*.deb"))
+	for _, d := range debs {
+		if err := os.Remove(d); err != nil {
+			return "", err
+		}
+	}
+	// MkdirTemp made it 0700: as the tree's "/", that would lock every
+	// user but root out of the whole system booted from it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
 	}
 	tmp := out + ".tmp"
 	if msg, err := exec.CommandContext(ctx, "tar", "-C", dir, "--numeric-owner", "-cf", tmp, ".").CombinedOutput(); err != nil {
