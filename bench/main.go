@@ -43,9 +43,10 @@ var (
 	ppSizes  = flag.String("pp-n", "100,1000,5000,20000", "allowed-port counts for the packet-path runs")
 	role     = flag.String("role", "", "internal: client or server of the packet-path benchmark")
 	target   = flag.String("target", "", "internal: client target")
+	from     = flag.String("from", "", "internal: client source address")
 	duration = flag.Duration("for", 0, "internal: client duration")
 	listen   = flag.String("listen", ":80,:81", "internal: server addresses")
-	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,dual,packet,packet6,proxy,sources,bed)")
+	only     = flag.String("only", "", "run only these parts (comma-separated: control,policy,dual,packet,packet6,proxy,egress,sources,bed)")
 )
 
 func main() {
@@ -55,7 +56,7 @@ func main() {
 		serverRole()
 		return
 	case "client":
-		clientRole(*target, *duration)
+		clientRole(*target, *from, *duration)
 		return
 	case "dual":
 		dualRole()
@@ -74,7 +75,7 @@ func main() {
 	for _, part := range []struct {
 		name string
 		f    func(*strings.Builder) error
-	}{{"control", controlPlane}, {"policy", policyFigures}, {"dual", dualFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"proxy", proxyPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
+	}{{"control", controlPlane}, {"policy", policyFigures}, {"dual", dualFigures}, {"packet", packetPath}, {"packet6", packetPath6}, {"proxy", proxyPath}, {"egress", egressPath}, {"sources", sourcesPath}, {"bed", bedFigures}} {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), part.name) {
 			continue
 		}
@@ -182,9 +183,13 @@ func goals(b *strings.Builder) {
 	for _, r := range ppRows {
 		if r.n == 5000 {
 			ratio := func(i int) float64 { return r.modeR[i][1] / r.baseR[1] }
-			fmt.Fprintf(b, "| 4. packet path flat in N: ≥ 0.9× the no-rule rate with 5,000 allowed ports | iptables: ipsets %.2f× (one rule per port %.2f×); nftables backend: sets %.2f× (one rule per port %.2f×) | %s |\n",
-				ratio(0), ratio(1), ratio(2), ratio(3), ok(ratio(0) >= 0.9 && ratio(2) >= 0.9))
+			fmt.Fprintf(b, "| 4. packet path flat in N: ≥ 0.9× the no-rule rate with 5,000 allowed ports | iptables: ipsets %.2f× (one rule per port %.2f×); nftables backend: sets %.2f× (one rule per port %.2f×); the peer ufw-docker %.2f× | %s |\n",
+				ratio(0), ratio(1), ratio(2), ratio(3), ratio(4), ok(ratio(0) >= 0.9 && ratio(2) >= 0.9))
 		}
+	}
+	if r := egressResult; len(r.modeR) == 2 {
+		fmt.Fprintf(b, "| 4c. egress measured: a container's outbound connections beside %d deny containers | iptables %.2f×, nftables backend %.2f× of no rules | measured (no goal set) |\n",
+			egressN, r.modeR[0][1]/r.baseR[1], r.modeR[1][1]/r.baseR[1])
 	}
 	for _, f := range footprints {
 		var mb float64
@@ -243,6 +248,7 @@ func plot(path string) error {
 		lin := series{name: "iptables, rules", col: colRules}
 		nsets := series{name: "nftables, sets", col: colNFTSets}
 		nlin := series{name: "nftables, rules", col: colNFTRules}
+		peer := series{name: "ufw-docker recipe", col: colPeer}
 		base := series{name: "no rules (baseline)", col: colBase}
 		for _, r := range ppRows {
 			x := float64(r.n)
@@ -250,9 +256,10 @@ func plot(path string) error {
 			lin.xs, lin.ys = append(lin.xs, x), append(lin.ys, r.modeR[1][1])
 			nsets.xs, nsets.ys = append(nsets.xs, x), append(nsets.ys, r.modeR[2][1])
 			nlin.xs, nlin.ys = append(nlin.xs, x), append(nlin.ys, r.modeR[3][1])
+			peer.xs, peer.ys = append(peer.xs, x), append(peer.ys, r.modeR[4][1])
 			base.xs, base.ys = append(base.xs, x), append(base.ys, r.baseR[1])
 		}
-		p.series = []series{sets, lin, nsets, nlin, base}
+		p.series = []series{sets, lin, nsets, nlin, peer, base}
 		panels = append(panels, p)
 	}
 	if len(cp) > 0 {

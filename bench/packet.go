@@ -36,10 +36,15 @@ import (
 // re-executed inside their namespaces (see clientRole and serverRole).
 
 const (
-	ppClient = "10.99.1.2"
-	ppRouter = "10.99.1.1"
+	// The client is on a public (documentation) network: the ufw-docker
+	// recipe lets private sources through unchecked.
+	ppClient = "198.51.100.2"
+	ppRouter = "198.51.100.1"
 	ppInner  = "10.99.2.1"
 	ppServer = "10.99.2.2"
+	// ppServer2 is a second address in the container namespace: the
+	// egress runs' deny container, the control of their refused probe.
+	ppServer2 = "10.99.2.3"
 	// The same path over IPv6 (Docker with ip6tables: DNAT to the
 	// container's IPv6 address).
 	ppClient6 = "fd00:99:1::2"
@@ -51,13 +56,32 @@ const (
 type topo struct {
 	client, router, server string
 	serverCmd              *exec.Cmd
-	// to is the published address the client connects to: ppRouter, or
-	// ppRouter6 in brackets for the IPv6 runs; open the allowed port the
-	// rates are measured on, closed the published one that must refuse.
-	to           string
-	open, closed int
+	// open is the connection the rates are measured on; closed one that
+	// dockmoat's rules must refuse. Both answer without them. By default
+	// the client connects to the published ports 8080 (allowed) and 8081
+	// (not) on ppRouter (ppRouter6 in brackets for the IPv6 runs).
+	open, closed probe
 	// proxies are servers in the router namespace itself (docker-proxy).
 	proxies []*exec.Cmd
+}
+
+// probe is a connection the runs make: from namespace ns (from its
+// source address from, or the route's when empty) to to:port.
+type probe struct {
+	ns, from, to string
+	port         int
+}
+
+func (p probe) String() string { return p.from + "→" + p.to + ":" + strconv.Itoa(p.port) }
+
+// client runs this binary's client role for p, for d (once for 0).
+func (p probe) client(d time.Duration) ([]byte, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command("ip", "netns", "exec", p.ns, self, "-role=client", "-target", p.to+":"+strconv.Itoa(p.port),
+		"-from", p.from, "-for", d.String()).CombinedOutput()
 }
 
 func run(args ...string) error {
@@ -69,7 +93,9 @@ func run(args ...string) error {
 
 func newTopo() (*topo, error) {
 	id := os.Getpid() % 100000
-	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id), to: ppRouter, open: 8080, closed: 8081}
+	t := &topo{client: fmt.Sprintf("dmpc%d", id), router: fmt.Sprintf("dmpr%d", id), server: fmt.Sprintf("dmps%d", id)}
+	t.open = probe{ns: t.client, to: ppRouter, port: 8080}
+	t.closed = probe{ns: t.client, to: ppRouter, port: 8081}
 	for _, ns := range []string{t.client, t.router, t.server} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			t.Close()
@@ -83,6 +109,7 @@ func newTopo() (*topo, error) {
 		{"ip", "-n", t.router, "addr", "add", ppRouter + "/24", "dev", "out0"},
 		{"ip", "-n", t.router, "addr", "add", ppInner + "/24", "dev", "docker0"},
 		{"ip", "-n", t.server, "addr", "add", ppServer + "/24", "dev", "ps0"},
+		{"ip", "-n", t.server, "addr", "add", ppServer2 + "/24", "dev", "ps0"},
 		{"ip", "-n", t.client, "link", "set", "lo", "up"}, {"ip", "-n", t.client, "link", "set", "pc0", "up"},
 		{"ip", "-n", t.router, "link", "set", "lo", "up"}, {"ip", "-n", t.router, "link", "set", "out0", "up"},
 		{"ip", "-n", t.router, "link", "set", "docker0", "up"},
@@ -147,10 +174,10 @@ func dockerRules(ns, tool, router, server, serverPort string) [][]string {
 // addresses, neighbour discovery) may still be settling after the
 // topology was made, then it is warmed for a second.
 func (t *topo) useIPv6() error {
-	t.to = "[" + ppRouter6 + "]"
+	t.open.to, t.closed.to = "["+ppRouter6+"]", "["+ppRouter6+"]"
 	for deadline := time.Now().Add(15 * time.Second); !t.reachable(t.open); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("IPv6: port %d never answered over IPv6", t.open)
+			return fmt.Errorf("IPv6: port %d never answered over IPv6", t.open.port)
 		}
 	}
 	if _, err := t.rate(time.Second); err != nil {
@@ -161,7 +188,10 @@ func (t *topo) useIPv6() error {
 
 // startProxy serves ports in the router namespace itself, as
 // docker-proxy does for a client Docker does not DNAT.
-func (t *topo) startProxy(ports ...int) error {
+func (t *topo) startProxy(ports ...int) error { return t.serveIn(t.router, ports...) }
+
+// serveIn starts a server of ports in namespace ns, stopped by Close.
+func (t *topo) serveIn(ns string, ports ...int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -170,9 +200,9 @@ func (t *topo) startProxy(ports ...int) error {
 	for _, p := range ports {
 		ls = append(ls, ":"+strconv.Itoa(p))
 	}
-	cmd := exec.Command("ip", "netns", "exec", t.router, self, "-role=server", "-listen", strings.Join(ls, ","))
+	cmd := exec.Command("ip", "netns", "exec", ns, self, "-role=server", "-listen", strings.Join(ls, ","))
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the proxy: %w", err)
+		return fmt.Errorf("starting a server in %s: %w", ns, err)
 	}
 	t.proxies = append(t.proxies, cmd)
 	time.Sleep(300 * time.Millisecond)
@@ -191,13 +221,10 @@ func (t *topo) Close() {
 	}
 }
 
-// rate runs the client for d and returns connections per second.
+// rate runs the client of the open probe for d and returns connections
+// per second.
 func (t *topo) rate(d time.Duration) (float64, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return 0, err
-	}
-	out, err := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":"+strconv.Itoa(t.open), "-for", d.String()).CombinedOutput()
+	out, err := t.open.client(d)
 	if err != nil {
 		return 0, fmt.Errorf("client: %w: %s", err, out)
 	}
@@ -211,10 +238,9 @@ func (t *topo) rate(d time.Duration) (float64, error) {
 	return float64(ok) / d.Seconds(), nil
 }
 
-// reachable tries one connection to a published port from outside.
-func (t *topo) reachable(port int) bool {
-	self, _ := os.Executable()
-	out, _ := exec.Command("ip", "netns", "exec", t.client, self, "-role=client", "-target", t.to+":"+strconv.Itoa(port), "-for", "0s").CombinedOutput()
+// reachable tries one connection of p.
+func (t *topo) reachable(p probe) bool {
+	out, _ := p.client(0)
 	return strings.HasPrefix(string(out), "ok=1 ")
 }
 
@@ -236,6 +262,9 @@ type ppMode struct {
 	name string
 	nft  bool // Docker's nftables backend (table inet dockmoat)
 	sets bool // sets (default) or one rule per allow (ipset: off)
+	// ufwDocker: not dockmoat but a peer, the ufw-docker recipe with a
+	// `ufw route allow` per allowed port.
+	ufwDocker bool
 }
 
 var ppModes = []ppMode{
@@ -243,6 +272,7 @@ var ppModes = []ppMode{
 	{name: "iptables, one rule per port (`ipset: off`)"},
 	{name: "nftables backend, sets (default)", nft: true, sets: true},
 	{name: "nftables backend, one rule per port", nft: true},
+	{name: "peer: ufw-docker recipe, `ufw route allow` per port", ufwDocker: true},
 }
 
 // ppRow is min / median / max connections per second: the no-rule
@@ -265,7 +295,7 @@ func (t *topo) interleaved(what string, modes []ppMode, snap func() rules.Snapsh
 	rates := make([][]float64, len(modes))
 	for rep := 0; rep < *reps; rep++ {
 		if !t.reachable(t.closed) {
-			return ppRow{}, fmt.Errorf("%s: without dockmoat port %d should answer (topology broken)", what, t.closed)
+			return ppRow{}, fmt.Errorf("%s: without dockmoat %s should answer (topology broken)", what, t.closed)
 		}
 		r, err := t.rate(d)
 		if err != nil {
@@ -273,7 +303,7 @@ func (t *topo) interleaved(what string, modes []ppMode, snap func() rules.Snapsh
 		}
 		base = append(base, r)
 		for i, m := range modes {
-			rec, err := t.installWith(m, config.Default(), snap(), log)
+			undo, err := t.install(m, snap(), log)
 			if err != nil {
 				return ppRow{}, fmt.Errorf("%s: %w", what, err)
 			}
@@ -282,7 +312,7 @@ func (t *topo) interleaved(what string, modes []ppMode, snap func() rules.Snapsh
 				return ppRow{}, fmt.Errorf("%s, %s: %w", what, m.name, err)
 			}
 			rates[i] = append(rates[i], r)
-			if err := t.uninstall(rec); err != nil {
+			if err := undo(); err != nil {
 				return ppRow{}, err
 			}
 		}
@@ -292,6 +322,19 @@ func (t *topo) interleaved(what string, modes []ppMode, snap func() rules.Snapsh
 		row.modeR = append(row.modeR, minMedMax(m))
 	}
 	return row, nil
+}
+
+// install puts mode m's rules for snap in the router, checks the
+// controls, and returns what takes the rules out again.
+func (t *topo) install(m ppMode, snap rules.Snapshot, log logrus.FieldLogger) (func() error, error) {
+	if m.ufwDocker {
+		return t.installUFWDocker(snap)
+	}
+	rec, err := t.installWith(m, config.Default(), snap, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() error { return t.uninstall(rec) }, nil
 }
 
 // installWith installs dockmoat's rules for cfg and snap in the router
@@ -329,7 +372,7 @@ func (t *topo) installWith(m ppMode, cfg config.Config, snap rules.Snapshot, log
 	}
 	// Controls: the rules are live (8081 closed) and the tested port open.
 	if t.reachable(t.closed) || !t.reachable(t.open) {
-		return nil, fmt.Errorf("packet path with %d ports (%s): %d reachable %v, %d reachable %v", n, m.name, t.closed, t.reachable(t.closed), t.open, t.reachable(t.open))
+		return nil, fmt.Errorf("packet path with %d containers (%s): %s reachable %v, %s reachable %v", n, m.name, t.closed, t.reachable(t.closed), t.open, t.reachable(t.open))
 	}
 	return rec, nil
 }
@@ -378,7 +421,10 @@ func packetPath(b *strings.Builder) error {
 		"tested container sorts last, so with one rule per port its allow is the N-th rule. Each run checks first that the "+
 		"published, not allowed port 8081 is refused and 8080 answers (and, without dockmoat, that it answers). Baseline: the same "+
 		"topology with no dockmoat rules. The runs are interleaved (baseline, each mode, again); ratios are of medians. "+
-		"The nftables-backend rows install dockmoat's `table inet dockmoat` in front of the same iptables-nft rules.\n\n", d)
+		"The nftables-backend rows install dockmoat's `table inet dockmoat` in front of the same iptables-nft rules. The peer is the "+
+		"ufw-docker recipe (its block of `/etc/ufw/after.rules`, restored as ufw restores it) with the rule `ufw route allow proto tcp "+
+		"from any to CONTAINER port PORT` adds to `ufw-user-forward` for each of the N allowed ports, the tested one last; the client "+
+		"is on a public network (the recipe lets private sources through unchecked).\n\n", d)
 	writeRateTable(b, ppModes, ppRows)
 	return nil
 }
@@ -397,6 +443,17 @@ func writeRateTable(b *strings.Builder, modes []ppMode, rows []ppRow) {
 			fmt.Fprintf(b, " %s | %.2f× |", rates(m), m[1]/r.baseR[1])
 		}
 		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+// writePathRows writes one measurement (one N) as a row per mode beside
+// the baseline, with the ratio of medians.
+func writePathRows(b *strings.Builder, modes []ppMode, row ppRow) {
+	b.WriteString("| path | baseline: no rules | with dockmoat | ratio |\n|---|---|---|---|\n")
+	for i, m := range modes {
+		r := row.modeR[i]
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f× |\n", m.name, rates(row.baseR), rates(r), r[1]/row.baseR[1])
 	}
 	b.WriteString("\n")
 }
@@ -441,12 +498,17 @@ func serverRole() {
 	wg.Wait()
 }
 
-// clientRole connects to target as fast as it can for the duration (or
-// once, for 0s) and prints how many connections succeeded and failed.
-func clientRole(target string, d time.Duration) {
+// clientRole connects to target (from the source address from, when
+// given) as fast as it can for the duration (or once, for 0s) and prints
+// how many connections succeeded and failed.
+func clientRole(target, from string, d time.Duration) {
 	var ok, fail atomic.Int64
+	dialer := net.Dialer{Timeout: 300 * time.Millisecond}
+	if from != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	dial := func() {
-		c, err := net.DialTimeout("tcp", target, 300*time.Millisecond)
+		c, err := dialer.Dial("tcp", target)
 		if err != nil {
 			fail.Add(1)
 			return

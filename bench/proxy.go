@@ -58,8 +58,8 @@ func proxyPath(b *strings.Builder) error {
 		return err
 	}
 	defer t.Close()
-	t.open, t.closed = proxyPorts(proxyN)
-	if err := t.startProxy(t.open, t.closed); err != nil {
+	t.open.port, t.closed.port = proxyPorts(proxyN)
+	if err := t.startProxy(t.open.port, t.closed.port); err != nil {
 		return err
 	}
 	if err := t.useIPv6(); err != nil {
@@ -77,11 +77,6 @@ func proxyPath(b *strings.Builder) error {
 		"containers publish one allowed port each, no two consecutive (so each is a run of its own: the worst case for rules matched "+
 		"by runs of ports); the tested port is the last. Checks: the published, not allowed port after it is refused with dockmoat "+
 		"and answers without. Baseline: no rules.\n\n", d, proxyN)
-	b.WriteString("| path | baseline: no rules | with dockmoat | ratio |\n|---|---|---|---|\n")
-	for i, m := range proxyModes {
-		r := row.modeR[i]
-		fmt.Fprintf(b, "| %s | %s | %s | %.2f× |\n", m.name, rates(row.baseR), rates(r), r[1]/row.baseR[1])
-	}
-	b.WriteString("\n")
+	writePathRows(b, proxyModes, row)
 	return nil
 }

@@ -92,7 +92,7 @@ func (t *topo) fillBans(nftables bool) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("filling the ban set: %w: %s", err, out)
 	}
-	if !t.reachable(8080) {
+	if !t.reachable(t.open) {
 		return fmt.Errorf("the client is not banned, but 8080 does not answer")
 	}
 	return nil

@@ -10,38 +10,6 @@ import (
 	"github.com/dockmoat/dockmoat/integration/testbed"
 )
 
-// ufwDockerRecipe is the block the ufw-docker project tells users to add
-// to /etc/ufw/after.rules (its README, "Solving UFW and Docker issues").
-const ufwDockerRecipe = `
-# BEGIN UFW AND DOCKER
-*filter
-:ufw-user-forward - [0:0]
-:ufw-docker-logging-deny - [0:0]
-:DOCKER-USER - [0:0]
--A DOCKER-USER -j ufw-user-forward
-
--A DOCKER-USER -j RETURN -s 10.0.0.0/8
--A DOCKER-USER -j RETURN -s 172.16.0.0/12
--A DOCKER-USER -j RETURN -s 192.168.0.0/16
-
--A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
-
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 172.16.0.0/12
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 172.16.0.0/12
-
--A DOCKER-USER -j RETURN
-
--A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW DOCKER BLOCK] "
--A ufw-docker-logging-deny -j DROP
-
-COMMIT
-# END UFW AND DOCKER
-`
-
 // TestCoexistence: a host that follows the ufw-docker recipe, and a
 // user's own ACCEPT in DOCKER-USER. With the recipe, a port a dockmoat
 // label opens stays closed (the recipe drops it after dockmoat let it
@@ -75,7 +43,7 @@ func coexistenceBed(t *testing.T, eng testbed.Engine) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(after, append(append([]byte{}, orig...), ufwDockerRecipe...), 0o644); err != nil {
+	if err := os.WriteFile(after, append(append([]byte{}, orig...), testbed.UFWDockerRecipe...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"--force", "enable"}, {"allow", "22"}} {
