@@ -75,7 +75,7 @@ func TestSystemdSequence(t *testing.T) {
 }
 
 // installedHost unpacks the cached Debian host, installs the .deb with
-// dpkg, enables both units and shortens the watchdog to 4 s (the loop's
+// dpkg, enables both units and shortens the watchdog to 8 s (the loop's
 // ping interval follows WATCHDOG_USEC, so the same code runs as with the
 // shipped 60 s; the test need not wait a minute).
 func installedHost(ctx context.Context, t *testing.T) string {
@@ -106,7 +106,7 @@ func installedHost(ctx context.Context, t *testing.T) string {
 	}
 	if err == nil {
 		err = os.WriteFile(filepath.Join(root, "etc/systemd/system/dockmoat.service.d/watchdog.conf"),
-			[]byte("[Service]\nWatchdogSec=4s\n"), 0o644)
+			[]byte("[Service]\nWatchdogSec=8s\n"), 0o644)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func (s *systemdHost) watchdog() {
 	deadline := time.Now().Add(60 * time.Second)
 	for s.show("dockmoat", "NRestarts") == restarts {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("a SIGSTOPped dockmoat (pid %s) was not restarted within 60 s (WatchdogSec=4s)", pid)
+			s.t.Fatalf("a SIGSTOPped dockmoat (pid %s) was not restarted within 60 s (WatchdogSec=8s)", pid)
 		}
 		if n := s.rules(); n != before {
 			s.t.Errorf("rules changed while the daemon was stopped: %d lines, had %d", n, before)
