@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -54,23 +52,15 @@ var egressModes = []ppMode{
 // egressPath measures the measured container's outbound connections
 // with the egressN deny policies installed, against no rules.
 func egressPath(b *strings.Builder) error {
-	t, log, err := warmTopo()
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	if err := t.serveIn(t.client, egressPort); err != nil {
-		return err
-	}
-	t.open = probe{ns: t.server, from: ppServer, to: ppClient, port: egressPort}
-	t.closed = probe{ns: t.server, from: ppServer2, to: ppClient, port: egressPort}
-	const d = 2 * time.Second
-	row, err := t.interleaved("egress path", egressModes, func() rules.Snapshot { return egressSnapshot(egressN) }, log, d)
+	row, d, err := pathRow("egress path", egressModes, func(t *topo) error {
+		t.open = probe{ns: t.server, from: ppServer, to: ppClient, port: egressPort}
+		t.closed = probe{ns: t.server, from: ppServer2, to: ppClient, port: egressPort}
+		return t.serveIn(t.client, egressPort)
+	}, func() rules.Snapshot { return egressSnapshot(egressN) })
 	if err != nil {
 		return err
 	}
 	egressResult = row
-	fmt.Fprintf(os.Stderr, "egress path done\n")
 	b.WriteString("## Egress: outbound connections with 1,000 deny containers\n\n")
 	fmt.Fprintf(b, "New outbound TCP connections per second (%s per run, interleaved) from a container without an egress policy to a server "+
 		"outside, through the router's FORWARD (Docker's `-i docker0 -j ACCEPT`), while %d other containers have "+

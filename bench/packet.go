@@ -397,6 +397,26 @@ func warmTopo() (*topo, logrus.FieldLogger, error) {
 	return t, log, nil
 }
 
+// pathRow measures one path, named what, on a warm topology that setup
+// prepares (its probes, servers), with snap installed by each mode: 2 s
+// per run, interleaved with the baseline.
+func pathRow(what string, modes []ppMode, setup func(*topo) error, snap func() rules.Snapshot) (ppRow, time.Duration, error) {
+	const d = 2 * time.Second
+	t, log, err := warmTopo()
+	if err != nil {
+		return ppRow{}, d, err
+	}
+	defer t.Close()
+	if err := setup(t); err != nil {
+		return ppRow{}, d, fmt.Errorf("%s: %w", what, err)
+	}
+	row, err := t.interleaved(what, modes, snap, log, d)
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "%s done\n", what)
+	}
+	return row, d, err
+}
+
 func packetPath(b *strings.Builder) error {
 	t, log, err := warmTopo()
 	if err != nil {

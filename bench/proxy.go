@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/dockmoat/dockmoat/rules"
 )
@@ -53,24 +51,16 @@ var proxyModes = []ppMode{
 // docker-proxy (here a server in the router namespace) answers, with
 // dockmoat's input path for proxyN proxied ports, against no rules.
 func proxyPath(b *strings.Builder) error {
-	t, log, err := warmTopo()
+	row, d, err := pathRow("proxy path", proxyModes, func(t *topo) error {
+		t.open.port, t.closed.port = proxyPorts(proxyN)
+		if err := t.startProxy(t.open.port, t.closed.port); err != nil {
+			return err
+		}
+		return t.useIPv6()
+	}, func() rules.Snapshot { return proxySnapshot(proxyN) })
 	if err != nil {
 		return err
 	}
-	defer t.Close()
-	t.open.port, t.closed.port = proxyPorts(proxyN)
-	if err := t.startProxy(t.open.port, t.closed.port); err != nil {
-		return err
-	}
-	if err := t.useIPv6(); err != nil {
-		return fmt.Errorf("proxy path: %w", err)
-	}
-	const d = 2 * time.Second
-	row, err := t.interleaved("proxy path", proxyModes, func() rules.Snapshot { return proxySnapshot(proxyN) }, log, d)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "proxy path done\n")
 	b.WriteString("## The docker-proxy path: 1,000 proxied ports on INPUT\n\n")
 	fmt.Fprintf(b, "New IPv6 connections per second (%s per run, interleaved) to a published port of an IPv4-only container: Docker does not "+
 		"DNAT them, docker-proxy answers on the host (here a server in the router namespace), and the packets cross INPUT. %d "+
