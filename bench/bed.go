@@ -46,6 +46,7 @@ func bedFigures(b *strings.Builder) error {
 		"while dockmoat's own pass after the start (an inspect, a listing) shares the CPU.\n\n")
 	b.WriteString("| engine | no firewall p50 / p99 | docker run: dockmoat p50 / p99 | added p50 / p99 | created first: dockmoat p50 / p99 | added p50 / p99 | burst of 20: no firewall / dockmoat |\n|---|---|---|---|---|---|---|\n")
 	var foot []string
+	defer testbed.RemoveBuilt()
 	for _, eng := range engines {
 		if eng.Legacy {
 			continue

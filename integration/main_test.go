@@ -55,6 +55,7 @@ func setup(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		defer testbed.RemoveBuilt()
 		if dockmoatBin, err = testbed.BuildDockmoat(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -52,6 +52,7 @@ func demo() error {
 	defer func() {
 		say("tearing down")
 		bed.Close()
+		testbed.RemoveBuilt()
 	}()
 	if err := bed.BuildImage(ctx); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/api/types/build"
@@ -27,29 +28,45 @@ const Image = "dockmoat-testserver:latest"
 
 var (
 	serverOnce sync.Once
-	serverBin  []byte
+	serverDir  string
 	serverErr  error
 )
 
-// serverBinary builds integration/testserver once per process, statically.
-func serverBinary() ([]byte, error) {
+// serverPath builds integration/testserver once per process, statically,
+// and returns the file. Host-side servers (ServeIn) all run this one
+// file, never written again: a fresh copy per server could fail to start
+// with ETXTBSY when a fork elsewhere in the process still held the copy's
+// write descriptor at the moment of exec.
+func serverPath() (string, error) {
 	serverOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dockmoat-testserver")
-		if err != nil {
-			serverErr = err
+		if serverDir, serverErr = os.MkdirTemp("", "dockmoat-testserver"); serverErr != nil {
 			return
 		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "server")
+		out := filepath.Join(serverDir, "server")
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/dockmoat/dockmoat/integration/testserver")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			serverErr = fmt.Errorf("building testserver: %w: %s", err, msg)
-			return
 		}
-		serverBin, serverErr = os.ReadFile(out)
 	})
-	return serverBin, serverErr
+	return filepath.Join(serverDir, "server"), serverErr
+}
+
+// serverBinary is the test server's bytes, for the workload image.
+func serverBinary() ([]byte, error) {
+	path, err := serverPath()
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// RemoveBuilt removes what this package built for the process (the test
+// server); call it once no bed runs any more.
+func RemoveBuilt() {
+	if serverDir != "" {
+		_ = os.RemoveAll(serverDir)
+	}
 }
 
 // BuildImage builds the workload image FROM scratch with the classic
@@ -306,23 +323,28 @@ func (b *Bed) ServeOnHost(name string, ports ...string) (stop func(), err error)
 
 // ServeIn runs the test server in the network namespace at nsPath.
 func (b *Bed) ServeIn(nsPath, name string, ports ...string) (stop func(), err error) {
-	bin, err := serverBinary()
+	path, err := serverPath()
 	if err != nil {
 		return nil, err
 	}
-	// One copy per server: rewriting a running binary fails (ETXTBSY).
-	path := filepath.Join(b.Dir, "server-"+name)
-	if err := os.WriteFile(path, bin, 0o755); err != nil {
-		return nil, fmt.Errorf("writing the test server: %w", err)
-	}
 	cmd := exec.Command("nsenter", append([]string{"--net=" + nsPath, "--", path}, ports...)...)
 	cmd.Env = append(os.Environ(), "NAME="+name)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting host server: %w", err)
 	}
+	// A server that ends before it is stopped leaves its ports refusing:
+	// say why, or a test only sees "connection refused".
+	var stopped atomic.Bool
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	return func() { _ = cmd.Process.Kill(); <-done }, nil
+	go func() {
+		if err := cmd.Wait(); !stopped.Load() {
+			b.logf("server %s in %s ended: %v: %s", name, nsPath, err, out.String())
+		}
+		close(done)
+	}()
+	return func() { stopped.Store(true); _ = cmd.Process.Kill(); <-done }, nil
 }
 
 // parsePublish reads docker run -p specs ([IP:]HOST[-END]:CTR[-END][/PROTO])
