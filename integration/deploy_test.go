@@ -21,12 +21,7 @@ import (
 // freshly built dockmoat: the machine's own /usr/local/bin is untouched.
 func TestSystemdUnitsVerify(t *testing.T) {
 	needBeds(t)
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		if required() {
-			t.Fatal("systemd-analyze missing (make deps installs systemd)")
-		}
-		t.Skip("systemd-analyze missing")
-	}
+	needTools(t, "systemd-analyze")
 	units, err := filepath.Glob("../deploy/*.service")
 	if err != nil || len(units) != 2 {
 		t.Fatalf("want 2 units in deploy/, got %v %v", units, err)

@@ -66,6 +66,20 @@ func setup(m *testing.M) int {
 	return code
 }
 
+// needTools skips t when a tool it runs is not installed, or fails it
+// where integration tests must run (DOCKMOAT_REQUIRE_INTEGRATION=1).
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if required() {
+				t.Fatalf("%s missing (make deps installs it)", tool)
+			}
+			t.Skipf("%s missing", tool)
+		}
+	}
+}
+
 func needBeds(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {

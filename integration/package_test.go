@@ -22,12 +22,7 @@ import (
 // swaps the binary; remove takes every rule out and leaves the state and
 // the administrator's config; purge removes the state.
 func TestDebLifecycle(t *testing.T) {
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		if required() {
-			t.Fatal("dpkg-deb missing (make deps installs it)")
-		}
-		t.Skip("dpkg-deb missing")
-	}
+	needTools(t, "dpkg-deb")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	debs := t.TempDir()

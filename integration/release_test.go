@@ -17,14 +17,7 @@ import (
 // own lifecycle scripts (read with Debian's rpm), and SHA256SUMS that
 // verify.
 func TestRelease(t *testing.T) {
-	for _, tool := range []string{"make", "file", "dpkg-deb", "sha256sum", "lintian", "rpm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if required() {
-				t.Fatalf("%s missing (make deps installs it)", tool)
-			}
-			t.Skipf("%s missing", tool)
-		}
-	}
+	needTools(t, "make", "file", "dpkg-deb", "sha256sum", "lintian", "rpm")
 	dir := t.TempDir()
 	out, err := exec.Command("make", "-C", "..", "release", "RELEASE_DIR="+dir, "VERSION=v1.2.3").CombinedOutput()
 	if err != nil {

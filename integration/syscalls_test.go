@@ -21,14 +21,7 @@ import (
 // epoll, files.)
 func TestSyscallsInSystemServiceFilter(t *testing.T) {
 	needBeds(t)
-	for _, tool := range []string{"strace", "systemd-analyze"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if required() {
-				t.Fatalf("%s missing (make deps installs it)", tool)
-			}
-			t.Skip(tool + " missing")
-		}
-	}
+	needTools(t, "strace", "systemd-analyze")
 	allowed := systemServiceSet(t)
 	ns := scratchNetns(t, "dmsc")
 	state, trace := t.TempDir(), filepath.Join(t.TempDir(), "trace")

@@ -31,14 +31,7 @@ import (
 //     and takes a valid one up.
 func TestSystemdSequence(t *testing.T) {
 	needBeds(t)
-	for _, tool := range []string{"systemd-nspawn", "debootstrap"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if required() {
-				t.Fatalf("%s missing (make deps installs it)", tool)
-			}
-			t.Skipf("%s missing", tool)
-		}
-	}
+	needTools(t, "systemd-nspawn", "debootstrap")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	root := installedHost(ctx, t)
