@@ -135,7 +135,7 @@ func setDiff(want []policy.Set, have map[string][]setelem.Elem) []string {
 			out = append(out, "ipset "+name+" missing")
 			continue
 		}
-		missing, extra := setelem.Diff(s.Elems, setelem.Index(got))
+		missing, extra := setelem.Diff(s.Elems(), setelem.Index(got))
 		if len(missing) > 0 || len(extra) > 0 {
 			out = append(out, fmt.Sprintf("ipset %s differs from the policy (%d allowed element(s) missing, %d extra)", name, len(missing), len(extra)))
 		}

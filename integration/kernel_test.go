@@ -96,7 +96,7 @@ func TestKernelGolden(t *testing.T) {
 							return err
 						}
 						if ok {
-							set := policy.Set{Elems: elems}
+							set := policy.NewSet(kind, rules.IPv4, elems)
 							s += "# ipset " + name + "\n"
 							for _, e := range set.Sorted() {
 								s += e.String() + "\n"

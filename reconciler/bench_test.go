@@ -19,9 +19,19 @@ import (
 // writes) at 10,000 published ports when one container moved, against
 // in-memory iptables and sets: the part of goal 3b that is ours rather
 // than the kernel's (`make bench` measures the whole pass on a real one).
+// In "alone" nothing revokes: the pass only, up to the firewall write,
+// without the revocation worker's walk of the decisions beside it.
 func BenchmarkPassOneChange(b *testing.B) {
-	for _, n := range []int{10, 10000} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
+	for _, run := range []struct {
+		n      int
+		revoke bool
+	}{{10, true}, {10000, true}, {10000, false}} {
+		name := strconv.Itoa(run.n)
+		if !run.revoke {
+			name += "/alone"
+		}
+		n := run.n
+		b.Run(name, func(b *testing.B) {
 			snap := rules.Snapshot{Bridges: []string{"docker0"}}
 			for i := 0; i < n; i++ {
 				snap.Containers = append(snap.Containers, rules.Container{ID: strconv.Itoa(i), Name: fmt.Sprintf("c%d", i),
@@ -37,7 +47,9 @@ func BenchmarkPassOneChange(b *testing.B) {
 			// As on iptables-nft: the pass lists only after a change.
 			t := &ipt.Tables{IPTables: v4, Restorer: v4, Tool: "fake", Generation: v4.Generation}
 			rec := New(ipt.New(t, nil, iptfake.NewSets(), log), d, config.Default(), log)
-			rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
+			if run.revoke {
+				rec.SetConntrack(&fakeCT{}) // revocation runs, as in the daemon
+			}
 			if _, err := rec.Sync(context.Background()); err != nil {
 				b.Fatal(err)
 			}

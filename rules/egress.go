@@ -182,7 +182,7 @@ func DecideEgress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Pro
 	dns := resolvers(cfg, snap)
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
-		if !hasEgressKey(c.Labels) && len(cfg.Egress.Rules) == 0 {
+		if !HasEgressLabels(c.Labels) && len(cfg.Egress.Rules) == 0 {
 			continue
 		}
 		deny, allow, origin, p := egressOf(cfg, *c)
@@ -225,7 +225,9 @@ func DecideEgress(cfg config.Config, snap Snapshot, fam Family) ([]Egress, []Pro
 	return out, problems
 }
 
-func hasEgressKey(labels map[string]string) bool {
+// HasEgressLabels reports whether labels set an egress policy: without
+// egress rules in the config, only such containers have one.
+func HasEgressLabels(labels map[string]string) bool {
 	_, a := labels[LabelEgress]
 	_, b := labels[LabelEgressAllow]
 	return a || b

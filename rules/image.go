@@ -55,7 +55,8 @@ func TrustImageLabels(cfg config.Config, snap Snapshot) Snapshot {
 // imageLabelProblems reports each image label left unobeyed.
 func imageLabelProblems(snap Snapshot) []Problem {
 	var out []Problem
-	for _, c := range snap.Containers {
+	for i := range snap.Containers {
+		c := &snap.Containers[i] // by index: no copy of each container per pass
 		if len(c.ImageLabels) == 0 {
 			continue // most containers: no allocation per pass
 		}

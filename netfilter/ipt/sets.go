@@ -112,7 +112,7 @@ func (b *Backend) diffSets(p netfilter.FamilyPlan) error {
 			d.SetAdd, d.SetDel = addElems(d.SetAdd, iptplan.SetName(set.Kind, set.Family), add), addElems(d.SetDel, iptplan.SetName(set.Kind, set.Family), del)
 			continue
 		}
-		missing, extra := setelem.Diff(set.Elems, have)
+		missing, extra := setelem.Diff(set.Elems(), have)
 		d.SetAdd, d.SetDel = addElems(d.SetAdd, iptplan.SetName(set.Kind, set.Family), missing), addElems(d.SetDel, iptplan.SetName(set.Kind, set.Family), extra)
 		if del := d.SetDel[iptplan.SetName(set.Kind, set.Family)]; len(del) > 1 {
 			slices.SortFunc(del, setelem.Compare)

@@ -193,7 +193,7 @@ func TestSetsFollowDesiredOverRandomChanges(t *testing.T) {
 			want := policy.Build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}, rules.IPv4, policy.Options{Sets: true})
 			for _, set := range want.Sets {
 				wantElems := map[setelem.Elem]bool{}
-				for _, e := range set.Elems {
+				for _, e := range set.Elems() {
 					wantElems[e] = true
 				}
 				if !maps.Equal(fs.Sets[iptplan.SetName(set.Kind, set.Family)], wantElems) {

@@ -80,13 +80,13 @@ type Result struct {
 }
 
 // lists are a result's decisions and allows. Incremental keeps them per
-// container and hands out its entries (a copy of 10,000 pointers): the
-// flat lists are made the first time someone asks, after the pass, so a
-// change of one container among 10,000 does not copy the other 9,999 on
-// the way to the firewall.
+// container and hands out its entries, in chunks it shares between
+// results (entryChunks): the flat lists are made the first time someone
+// asks, after the pass, so a change of one container among 10,000 copies
+// neither the other 9,999 nor their pointers on the way to the firewall.
 type lists struct {
 	once      sync.Once
-	ents      []*incEnt // set by Incremental; its entries never change
+	ents      [][]*incEnt // set by Incremental; chunks and entries never change
 	decisions []rules.Decision
 	allows    []Allow
 }
@@ -97,13 +97,17 @@ func (l *lists) flat() *lists {
 			return
 		}
 		n, m := 0, 0
-		for _, e := range l.ents {
-			n, m = n+len(e.decisions), m+len(e.allows)
+		for _, chunk := range l.ents {
+			for _, e := range chunk {
+				n, m = n+len(e.decisions), m+len(e.allows)
+			}
 		}
 		l.decisions, l.allows = make([]rules.Decision, 0, n), make([]Allow, 0, m)
-		for _, e := range l.ents {
-			l.decisions = append(l.decisions, e.decisions...)
-			l.allows = append(l.allows, e.allows...)
+		for _, chunk := range l.ents {
+			for _, e := range chunk {
+				l.decisions = append(l.decisions, e.decisions...)
+				l.allows = append(l.allows, e.allows...)
+			}
 		}
 		l.ents = nil
 	})

@@ -32,6 +32,10 @@ type Incremental struct {
 	ents  map[string]*incEnt // by container ID
 	order []*incEnt          // sorted by name, ID
 	gen   uint64
+	// prev are the entries by their position in the last snapshot, with
+	// their ID and revision: a container where it was last time, at the
+	// same revision, is known without hashing its ID or reading its entry.
+	prev []prevRec
 
 	groups map[target]*incGroup
 	// byHost lists, per published port, the targets its bindings lead to
@@ -44,6 +48,11 @@ type Incremental struct {
 	open, from *elemList
 	ports      map[hostPort]int
 	portList   []hostPort // the keys of ports, sorted
+	// portWas records, for each port whose count changed during a call,
+	// whether it was in portList before: portList changes at the end of
+	// the call, by what came and went (a moved container's port leaves
+	// and comes back, and the list of 10,000 need not move).
+	portWas map[hostPort]bool
 	// Entries and ports added during a call, merged into order and
 	// portList at its end (one by one when few, by a sort when many, so
 	// a first call with 10,000 containers is not quadratic).
@@ -57,18 +66,41 @@ type Incremental struct {
 	proxied    []rules.Decision
 	proxyAll   bool
 	inputDirty bool
+	// Parts of the result kept while nothing they depend on changed, so
+	// that a call where one container moved copies no list of N: the
+	// containers' problems and limits (perDirty: an entry with some came
+	// or went), the port ranges (portsDirty), order's copy in chunks
+	// (orderOut, shared by results; a chunk that changes is copied anew).
+	// egress are this call's containers with egress labels, in snapshot
+	// order.
+	problems   []rules.Problem
+	limits     []rules.Limit
+	perDirty   bool
+	ranges     []PortRange
+	portsDirty bool
+	orderOut   [][]*incEnt
+	egress     []rules.Container
+}
+
+type prevRec struct {
+	id     string
+	rev    uint64
+	e      *incEnt
+	egress bool // e.egress, without reading e
 }
 
 // incEnt is one container's share of the state. Its decisions, problems
 // and allows never change once made (a changed container gets a new
 // entry): results hand them out.
 type incEnt struct {
+	pos       int // its position in the last snapshot (Incremental.prev)
 	c         rules.Container
 	decisions []rules.Decision // of the family
 	problems  []rules.Problem
+	limits    []rules.Limit
 	allows    []Allow
 	links     []incLink
-	gen       uint64
+	egress    bool // has egress labels
 }
 
 // incLink is one binding of a container reaching one of its addresses.
@@ -106,10 +138,12 @@ func (inc *Incremental) reset(cfg config.Config, n int) {
 	inc.groups = make(map[target]*incGroup, n)
 	inc.byHost, inc.leads = make(map[hostPort]counts[target], n), make(map[hostPort]counts[behind], n)
 	inc.open, inc.from = newElemList(n), newElemList(0)
-	inc.ports, inc.portList = make(map[hostPort]int, n), nil
+	inc.ports, inc.portList, inc.portWas = make(map[hostPort]int, n), nil, map[hostPort]bool{}
 	inc.newEnts, inc.newPorts = nil, nil
 	inc.linear = map[*incGroup]bool{}
 	inc.input, inc.inputDirty = InputPath{}, true
+	inc.prev, inc.orderOut = nil, nil
+	inc.perDirty, inc.portsDirty = true, true
 }
 
 // Build returns Build(cfg, snap, fam, opt) with opt.Sets set.
@@ -128,24 +162,34 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 		dirty = nil
 		shares = inc.shareAll(cfg, snap.Containers)
 	}
+	known := len(inc.prev)
+	inc.prev = slices.Grow(inc.prev[:0], len(snap.Containers))[:len(snap.Containers)]
+	inc.egress = inc.egress[:0]
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
 		var was []rules.Decision
 		var wasFam bool
-		e, had := inc.ents[c.ID]
+		e, had, same := inc.at(i, known, c)
+		if same {
+			// Where it was, at the same revision: its entry is not even
+			// read (10,000 cache misses are most of such a call).
+			if inc.prev[i].egress {
+				inc.egress = append(inc.egress, *c)
+			}
+			continue // prev[i] and e.pos stay as they are
+		}
 		if had {
-			if e.gen == inc.gen {
+			if inc.dup(e, i, snap.Containers) {
 				// Two containers with one ID (never from Docker): the state
 				// is keyed by ID, so build from scratch and start over.
 				inc.ok = false
 				return Build(cfg, snap, inc.fam, opt)
 			}
 			if sameContainer(&e.c, c) {
-				e.gen = inc.gen
+				inc.seen(i, e, c)
 				continue
 			}
 			was, wasFam = e.decisions, rules.HasFamilyAddr(&e.c, inc.fam)
-			inc.remove(e, dirty)
 		}
 		var ne *incEnt
 		if shares != nil {
@@ -153,20 +197,25 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 		} else {
 			ne = inc.share(cfg, c)
 		}
+		placed := false
+		if had {
+			placed = inc.remove(e, ne, dirty)
+		}
 		// The input path and the proxied list change only with the
 		// decisions and with the families a container has addresses in (a
 		// container that moved to a new address leaves them as they are).
 		if !had || !reflect.DeepEqual(was, ne.decisions) || wasFam != rules.HasFamilyAddr(c, inc.fam) {
 			inc.inputDirty = true
 		}
-		inc.insert(ne, dirty)
+		inc.insert(ne, placed, dirty)
+		inc.seen(i, ne, c)
 	}
-	// Every entry seen this time has the current generation; when they
-	// are all of the snapshot, none is left to remove.
+	// prev now holds the entries of this snapshot, each at its e.pos; when
+	// they are all of the entries, none is left to remove.
 	if len(inc.ents) != len(snap.Containers) {
 		for _, e := range inc.ents {
-			if e.gen != inc.gen {
-				inc.remove(e, dirty)
+			if e.pos >= len(inc.prev) || inc.prev[e.pos].e != e {
+				inc.remove(e, nil, dirty)
 				inc.inputDirty = true
 			}
 		}
@@ -180,8 +229,38 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 		inc.regroup(k)
 	}
 	inc.order, inc.newEnts = merge(inc.order, inc.newEnts, compareEnts)
-	inc.portList, inc.newPorts = merge(inc.portList, inc.newPorts, compareHostPorts)
+	inc.settlePorts()
 	return inc.result(cfg, snap, opt)
+}
+
+// at finds the entry of the container at position i of the snapshot: at
+// the same position as last time (the first known of prev were), or by
+// its ID. same: it is there with the same revision, so unchanged.
+func (inc *Incremental) at(i, known int, c *rules.Container) (e *incEnt, ok, same bool) {
+	if i < known {
+		if r := inc.prev[i]; r.e != nil && r.id == c.ID {
+			return r.e, true, r.rev != 0 && r.rev == c.Rev
+		}
+	}
+	e, ok = inc.ents[c.ID]
+	return e, ok, false
+}
+
+// dup reports whether e, found by ID for position i, is also another
+// position's: one before i took it already, or the one where it was last
+// time (e.pos) still holds its ID and will.
+func (inc *Incremental) dup(e *incEnt, i int, cs []rules.Container) bool {
+	j := e.pos
+	return (j < i && inc.prev[j].e == e) || (j > i && j < len(cs) && cs[j].ID == e.c.ID)
+}
+
+// seen records e as the entry of c, at position i of this snapshot.
+func (inc *Incremental) seen(i int, e *incEnt, c *rules.Container) {
+	e.pos = i
+	inc.prev[i] = prevRec{id: c.ID, rev: c.Rev, e: e, egress: e.egress}
+	if e.egress {
+		inc.egress = append(inc.egress, *c)
+	}
 }
 
 // shareAll decides every container of a snapshot, on all cores: from an
@@ -211,7 +290,7 @@ func (inc *Incremental) shareAll(cfg config.Config, cs []rules.Container) []*inc
 
 // share decides one container and lists its links; it only reads inc.
 func (inc *Incremental) share(cfg config.Config, c *rules.Container) *incEnt {
-	e := &incEnt{c: cloneContainer(*c), gen: inc.gen}
+	e := &incEnt{c: cloneContainer(*c), egress: rules.HasEgressLabels(c.Labels)}
 	decisions, problems := rules.Decide(cfg, *c)
 	e.problems = problems
 	addrs := rules.FamilyAddrs(*c, inc.fam)
@@ -220,6 +299,7 @@ func (inc *Incremental) share(cfg config.Config, c *rules.Container) *incEnt {
 			continue
 		}
 		e.decisions = append(e.decisions, d)
+		e.limits = appendLimits(e.limits, []rules.Decision{d})
 		srcs := rules.SourcesOf(d, inc.fam)
 		allows := expand(c.Name, d, addrs, srcs)
 		e.allows = append(e.allows, allows...)
@@ -239,9 +319,13 @@ func (inc *Incremental) share(cfg config.Config, c *rules.Container) *incEnt {
 
 // insert adds a container's links; every target whose grouping may change
 // (its own, and the others behind the same published ports) goes to dirty.
-func (inc *Incremental) insert(e *incEnt, dirty map[target]bool) {
+// placed: remove already put e in order, where its predecessor was.
+func (inc *Incremental) insert(e *incEnt, placed bool, dirty map[target]bool) {
 	inc.ents[e.c.ID] = e
-	inc.newEnts = append(inc.newEnts, e)
+	if !placed {
+		inc.newEnts = append(inc.newEnts, e)
+	}
+	inc.changedEnt(e)
 	for li, l := range e.links {
 		g := inc.groups[l.k]
 		if g == nil {
@@ -255,10 +339,18 @@ func (inc *Incremental) insert(e *incEnt, dirty map[target]bool) {
 	}
 }
 
-func (inc *Incremental) remove(e *incEnt, dirty map[target]bool) {
+// remove takes e's links out. A successor that sorts where e does (the
+// same container, changed; a rename does not) takes e's place in order,
+// which saves moving 10,000 pointers twice; remove reports whether it did.
+func (inc *Incremental) remove(e, successor *incEnt, dirty map[target]bool) (placed bool) {
 	delete(inc.ents, e.c.ID)
+	inc.changedEnt(e)
 	if i, found := slices.BinarySearchFunc(inc.order, e, compareEnts); found && inc.order[i] == e {
-		inc.order = slices.Delete(inc.order, i, i+1)
+		if successor != nil && compareEnts(e, successor) == 0 {
+			inc.order[i], placed = successor, true
+		} else {
+			inc.order = slices.Delete(inc.order, i, i+1)
+		}
 	} else {
 		inc.newEnts = slices.DeleteFunc(inc.newEnts, func(x *incEnt) bool { return x == e })
 	}
@@ -269,6 +361,14 @@ func (inc *Incremental) remove(e *incEnt, dirty map[target]bool) {
 		bump(inc.byHost, l.hp, l.k, -1)
 		bump(inc.leads, l.hp, l.who, -1)
 		inc.touch(l, dirty)
+	}
+	return placed
+}
+
+// changedEnt notes what a result must remake when e comes or goes.
+func (inc *Incremental) changedEnt(e *incEnt) {
+	if len(e.problems) > 0 || len(e.limits) > 0 {
+		inc.perDirty = true
 	}
 }
 
@@ -320,14 +420,7 @@ func (inc *Incremental) regroup(k target) {
 		inc.list(e).add(e, -1)
 	}
 	for _, hp := range g.outPorts {
-		if inc.ports[hp]--; inc.ports[hp] <= 0 {
-			delete(inc.ports, hp)
-			if i, found := slices.BinarySearchFunc(inc.portList, hp, compareHostPorts); found {
-				inc.portList = slices.Delete(inc.portList, i, i+1)
-			} else {
-				inc.newPorts = slices.DeleteFunc(inc.newPorts, func(x hostPort) bool { return x == hp })
-			}
-		}
+		inc.countPort(hp, -1)
 	}
 	g.outElems, g.outPorts = nil, nil
 	delete(inc.linear, g)
@@ -366,11 +459,39 @@ func (inc *Incremental) regroup(k target) {
 		inc.list(e).add(e, 1)
 	}
 	for _, hp := range hosts {
-		if inc.ports[hp]++; inc.ports[hp] == 1 {
-			inc.newPorts = append(inc.newPorts, hp)
-		}
+		inc.countPort(hp, 1)
 	}
 	g.outPorts = hosts
+}
+
+// countPort counts a group's use of a published port; portList follows
+// at the end of the call (settlePorts).
+func (inc *Incremental) countPort(hp hostPort, by int) {
+	if _, seen := inc.portWas[hp]; !seen {
+		inc.portWas[hp] = inc.ports[hp] > 0
+	}
+	if inc.ports[hp] += by; inc.ports[hp] <= 0 {
+		delete(inc.ports, hp)
+	}
+}
+
+// settlePorts brings portList in line with the counts: the ports that
+// came or went since the last call, and only those, move in or out.
+func (inc *Incremental) settlePorts() {
+	for hp, was := range inc.portWas {
+		switch now := inc.ports[hp] > 0; {
+		case was && !now:
+			if i, found := slices.BinarySearchFunc(inc.portList, hp, compareHostPorts); found {
+				inc.portList = slices.Delete(inc.portList, i, i+1)
+			}
+			inc.portsDirty = true
+		case now && !was:
+			inc.newPorts = append(inc.newPorts, hp)
+			inc.portsDirty = true
+		}
+	}
+	clear(inc.portWas)
+	inc.portList, inc.newPorts = merge(inc.portList, inc.newPorts, compareHostPorts)
 }
 
 func (inc *Incremental) list(e setelem.Elem) *elemList {
@@ -378,73 +499,6 @@ func (inc *Incremental) list(e setelem.Elem) *elemList {
 		return inc.from
 	}
 	return inc.open
-}
-
-// elemList is a refcounted set of elements kept as a slice, recording
-// which elements came or went since the last delta.
-type elemList struct {
-	elems   []setelem.Elem
-	counts  []int                 // refcount of each element of elems
-	at      map[setelem.Elem]int  // index in elems
-	was     map[setelem.Elem]bool // presence before the first change since the last delta
-	lastGen uint64
-	fresh   bool // no previous result to be a delta of
-}
-
-// The generation counts Build calls and never restarts, so a Since of a
-// reset state cannot match a caller's record of an older one.
-
-func newElemList(n int) *elemList {
-	return &elemList{at: make(map[setelem.Elem]int, n), was: map[setelem.Elem]bool{}, fresh: true}
-}
-
-// has reports whether e is in the list.
-func (l *elemList) has(e setelem.Elem) bool {
-	_, ok := l.at[e]
-	return ok
-}
-
-func (l *elemList) add(e setelem.Elem, by int) {
-	i, before := l.at[e]
-	if !l.fresh {
-		if _, seen := l.was[e]; !seen {
-			l.was[e] = before // a fresh list has no delta to record
-		}
-	}
-	switch {
-	case !before && by > 0:
-		l.at[e] = len(l.elems)
-		l.elems = append(l.elems, e)
-		l.counts = append(l.counts, by)
-	case before:
-		if l.counts[i] += by; l.counts[i] > 0 {
-			return
-		}
-		last := len(l.elems) - 1
-		l.elems[i], l.counts[i] = l.elems[last], l.counts[last]
-		l.at[l.elems[i]] = i
-		l.elems, l.counts = l.elems[:last], l.counts[:last]
-		delete(l.at, e)
-	}
-}
-
-// delta returns what changed since the previous call and starts anew.
-func (l *elemList) delta(gen uint64) *SetDelta {
-	d := &SetDelta{Gen: gen}
-	if !l.fresh {
-		d.Since = l.lastGen
-		for e, was := range l.was {
-			switch now := l.has(e); {
-			case now && !was:
-				d.Added = append(d.Added, e)
-			case was && !now:
-				d.Removed = append(d.Removed, e)
-			}
-		}
-	}
-	clear(l.was)
-	l.fresh, l.lastGen = false, gen
-	return d
 }
 
 func compareEnts(a, b *incEnt) int { return rules.CompareContainers(&a.c, &b.c) }
@@ -468,19 +522,45 @@ func compareHostPorts(a, b hostPort) int {
 	return cmp.Or(cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
 }
 
+// orderChunk is how many entries a chunk of orderOut holds.
+const orderChunk = 256
+
+// entryChunks brings chunks in line with order: a chunk whose entries
+// differ is replaced by a new one (results hold the old), the others are
+// kept. Comparing 10,000 pointers in a row costs a few microseconds;
+// copying them, with the garbage it leaves, costs far more.
+func entryChunks(chunks [][]*incEnt, order []*incEnt) [][]*incEnt {
+	n := (len(order) + orderChunk - 1) / orderChunk
+	chunks = slices.Grow(chunks, n)[:n]
+	for i := range chunks {
+		want := order[i*orderChunk : min(len(order), (i+1)*orderChunk)]
+		if !slices.Equal(chunks[i], want) {
+			chunks[i] = slices.Clone(want)
+		}
+	}
+	return chunks
+}
+
 // result copies the state out as Build's Result.
 func (inc *Incremental) result(cfg config.Config, snap rules.Snapshot, opt Options) Result {
 	res := Result{Family: inc.fam}
 	bridges(snap, &res)
 	res.Problems = append(res.Problems, rules.SnapshotProblems(snap)...)
-	for _, e := range inc.order {
-		res.Problems = append(res.Problems, e.problems...)
-		res.Limits = appendLimits(res.Limits, e.decisions)
+	if inc.perDirty {
+		inc.problems, inc.limits = nil, nil
+		for _, e := range inc.order {
+			inc.problems = append(inc.problems, e.problems...)
+			inc.limits = append(inc.limits, e.limits...)
+		}
+		sortLimits(inc.limits)
+		inc.perDirty = false
 	}
-	sortLimits(res.Limits)
-	res.lists = &lists{ents: slices.Clone(inc.order)}
-	open := Set{Kind: SetOpen, Family: inc.fam, Elems: slices.Clone(inc.open.elems), Delta: inc.open.delta(inc.gen)}
-	from := Set{Kind: SetFrom, Family: inc.fam, Elems: slices.Clone(inc.from.elems), Delta: inc.from.delta(inc.gen)}
+	res.Problems = append(res.Problems, inc.problems...)
+	res.Limits = inc.limits // read-only, like Input below
+	inc.orderOut = entryChunks(inc.orderOut, inc.order)
+	res.lists = &lists{ents: slices.Clone(inc.orderOut)}
+	open := Set{Kind: SetOpen, Family: inc.fam, view: inc.open.view(), Delta: inc.open.delta(inc.gen)}
+	from := Set{Kind: SetFrom, Family: inc.fam, view: inc.from.view(), Delta: inc.from.delta(inc.gen)}
 	res.Sets = []Set{open, from}
 	for g := range inc.linear {
 		for _, ref := range g.links {
@@ -488,7 +568,10 @@ func (inc *Incremental) result(cfg config.Config, snap rules.Snapshot, opt Optio
 		}
 	}
 	slices.SortFunc(res.Linear, compareAllows)
-	res.Ports = rangesOf(inc.portList) // kept sorted and distinct
+	if inc.portsDirty {
+		inc.ranges, inc.portsDirty = rangesOf(inc.portList), false // kept sorted and distinct
+	}
+	res.Ports = inc.ranges
 	if inc.inputDirty || inc.proxyAll != opt.ProxyAll {
 		chunks := make([][]rules.Decision, len(inc.order))
 		var px []rules.Decision
@@ -501,6 +584,10 @@ func (inc *Incremental) result(cfg config.Config, snap rules.Snapshot, opt Optio
 	}
 	// Read-only: shared by the results until they change.
 	res.Input, res.Proxied = inc.input, inc.proxied
+	if len(cfg.Egress.Rules) == 0 {
+		// Only containers with egress labels have a policy: decide those.
+		snap.Containers = inc.egress
+	}
 	addEgress(&res, cfg, snap)
 	return res
 }

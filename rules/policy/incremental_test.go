@@ -67,9 +67,9 @@ func normalized(res Result) Result {
 	res.lists = l
 	for i, s := range res.Sets {
 		s.Delta = nil
-		s.Elems = s.Sorted()
-		if len(s.Elems) == 0 {
-			s.Elems = nil
+		s.elems, s.view = s.Sorted(), nil
+		if len(s.elems) == 0 {
+			s.elems = nil
 		}
 		res.Sets[i] = s
 	}
@@ -127,7 +127,9 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 				cfg = cfgs[r.IntN(len(cfgs))]
 				cfgChanged = !reflect.DeepEqual(old, cfg)
 			}
-			r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
+			if r.IntN(4) == 0 { // else in place: Build's positional fast path
+				r.Shuffle(len(snap.Containers), func(i, j int) { snap.Containers[i], snap.Containers[j] = snap.Containers[j], snap.Containers[i] })
+			}
 			for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
 				opt := Options{Sets: true}
 				want := normalized(Build(cfg, snap, fam, opt))
@@ -135,7 +137,7 @@ func TestIncrementalMatchesBuild(t *testing.T) {
 				for _, set := range raw.Sets {
 					key := fmt.Sprint(set.Kind, set.Family)
 					now := map[setelem.Elem]bool{}
-					for _, e := range set.Elems {
+					for _, e := range set.Elems() {
 						now[e] = true
 					}
 					if d := set.Delta; d != nil && d.Since != 0 {
@@ -183,6 +185,24 @@ func TestIncrementalDuplicateID(t *testing.T) {
 	if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, rules.IPv4, opt)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after: got %+v\nwant %+v", got, want)
 	}
+	// A duplicate after the state knew the containers' positions: the
+	// copy found by ID comes before, or after, the one in its old place.
+	a.Rev, b.Rev = 1, 2
+	b.ID = "b"
+	for _, seq := range [][][]rules.Container{{{b, a}, {a, a}}, {{a, b}, {a, a}}, {{a, b}, {b, a, a}}, {{a, b}, {a, b, b}}} {
+		inc := NewIncremental(rules.IPv4)
+		for step, cs := range seq {
+			snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: cs}
+			if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, rules.IPv4, opt)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%v step %d: got %+v\nwant %+v", seq, step, got, want)
+			}
+		}
+		// And back to no duplicate: nothing of the copies stays.
+		snap := rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{b}}
+		if got, want := normalized(inc.Build(config.Default(), snap, opt)), normalized(Build(config.Default(), snap, rules.IPv4, opt)); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%v after: got %+v\nwant %+v", seq, got, want)
+		}
+	}
 }
 
 // From an empty state the containers are decided on all cores; the result
@@ -199,6 +219,61 @@ func TestIncrementalLargeFirstCall(t *testing.T) {
 		got := normalized(NewIncremental(fam).Build(config.Default(), snap, opt))
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: incremental differs from Build", fam)
+		}
+	}
+}
+
+// The chunked list against a map, across many chunks, with views taken
+// along the way: a view keeps the content it had when it was taken.
+func TestElemListChunks(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	l := newElemList(0)
+	model := map[setelem.Elem]int{}
+	type kept struct {
+		v    *elemView
+		want map[setelem.Elem]bool
+	}
+	var views []kept
+	elem := func() setelem.Elem {
+		return setelem.Elem{Addr: netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(8)), byte(r.IntN(256))}), Proto: "tcp", Port: 80}
+	}
+	for step := range 20000 {
+		e := elem()
+		if r.IntN(3) > 0 || model[e] == 0 { // grow to a few chunks, then churn
+			l.add(e, 1)
+			model[e]++
+		} else {
+			l.add(e, -1)
+			if model[e]--; model[e] == 0 {
+				delete(model, e)
+			}
+		}
+		if step%97 == 0 {
+			want := map[setelem.Elem]bool{}
+			for e := range model {
+				want[e] = true
+			}
+			views = append(views, kept{l.view(), want})
+		}
+	}
+	if l.n != len(model) || len(l.at) != len(model) {
+		t.Fatalf("list holds %d (%d indexed), model %d", l.n, len(l.at), len(model))
+	}
+	for i := range l.n {
+		if e := l.get(i); l.at[e] != i || l.counts[i] != model[e] {
+			t.Fatalf("position %d: %v indexed at %d, count %d, want %d", i, e, l.at[e], l.counts[i], model[e])
+		}
+	}
+	if l.n < 3*elemChunkSize {
+		t.Fatalf("only %d elements: the test needs several chunks", l.n)
+	}
+	for i, k := range views {
+		got := map[setelem.Elem]bool{}
+		for _, e := range k.v.flat() {
+			got[e] = true
+		}
+		if len(k.v.flat()) != len(got) || !maps.Equal(got, k.want) {
+			t.Fatalf("view %d changed after it was taken: %d elements, want %d", i, len(got), len(k.want))
 		}
 	}
 }

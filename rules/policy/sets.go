@@ -55,11 +55,38 @@ const (
 type Set struct {
 	Kind   string
 	Family rules.Family
-	Elems  []setelem.Elem
-	// Delta, when known, is how Elems differ from the previous result of
-	// the same Incremental (generation Since), so that a caller holding
-	// that previous content can skip comparing all the elements.
+	// Delta, when known, is how the elements differ from the previous
+	// result of the same Incremental (generation Since), so that a caller
+	// holding that previous content can skip reading all the elements.
 	Delta *SetDelta
+	// The elements: a slice (Build, NewSet) or a view of Incremental's
+	// chunks, which a result shares instead of copying 10,000 of them.
+	elems []setelem.Elem
+	view  *elemView
+}
+
+// NewSet returns a set holding elems.
+func NewSet(kind string, fam rules.Family, elems []setelem.Elem) Set {
+	return Set{Kind: kind, Family: fam, elems: elems}
+}
+
+// Elems returns the elements, in no particular order. From an Incremental
+// result the first call copies them out of the shared chunks (once per
+// result); a pass that follows Delta need not call it. Do not modify the
+// slice.
+func (s Set) Elems() []setelem.Elem {
+	if s.view != nil {
+		return s.view.flat()
+	}
+	return s.elems
+}
+
+// Len is the number of elements.
+func (s Set) Len() int {
+	if s.view != nil {
+		return s.view.n
+	}
+	return len(s.elems)
 }
 
 // SetDelta lists the elements added and removed since generation Since;
@@ -72,7 +99,7 @@ type SetDelta struct {
 
 // Sorted returns the elements in stable order.
 func (s Set) Sorted() []setelem.Elem {
-	out := slices.Clone(s.Elems)
+	out := slices.Clone(s.Elems())
 	slices.SortFunc(out, setelem.Compare)
 	return out
 }
@@ -154,7 +181,7 @@ func (g *grouper) add(addrs []netip.Addr, d rules.Decision, srcs []string, allow
 // split returns the OPEN and FROM sets, the allowed published ports of the
 // set elements, and the allows that must stay rules.
 func (g *grouper) split(fam rules.Family) (open, from Set, ports []hostPort, linear []Allow) {
-	open = Set{Kind: SetOpen, Family: fam, Elems: make([]setelem.Elem, 0, len(g.groups))}
+	open = Set{Kind: SetOpen, Family: fam, elems: make([]setelem.Elem, 0, len(g.groups))}
 	from = Set{Kind: SetFrom, Family: fam}
 	ports = make([]hostPort, 0, len(g.groups))
 	for i := range g.groups {
@@ -174,9 +201,9 @@ func (g *grouper) split(fam rules.Family) (open, from Set, ports []hostPort, lin
 			switch e, ok := elemOf(k, src); {
 			case !ok:
 			case e.Src.IsValid():
-				from.Elems = append(from.Elems, e)
+				from.elems = append(from.elems, e)
 			default:
-				open.Elems = append(open.Elems, e)
+				open.elems = append(open.elems, e)
 			}
 		}
 	}

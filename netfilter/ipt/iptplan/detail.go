@@ -135,7 +135,7 @@ func (d *Detail) WriteRules(b *strings.Builder, p netfilter.FamilyPlan) {
 		}
 	}
 	for _, set := range p.Result.Sets {
-		fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", setName(set), SetType(set.Kind), len(set.Elems))
+		fmt.Fprintf(b, "ipset %s (%s), %d element(s):\n", setName(set), SetType(set.Kind), set.Len())
 		for _, e := range set.Sorted() {
 			fmt.Fprintf(b, "  %s\n", e)
 		}

@@ -348,7 +348,7 @@ func TestBuildSets(t *testing.T) {
 	// another container opens nothing there.
 	res6 := build(cfg, snap, rules.IPv6, opts{Sets: true})
 	assertLines(t, "OPEN6", elems(res6.Ruleset.Sets[0]), []string{"fd00::9,tcp:70"})
-	if SetName(res6.Ruleset.Sets[0].Kind, res6.Ruleset.Sets[0].Family) != "DOCKMOAT-OPEN-V6" || len(res6.Ruleset.Sets[1].Elems) != 0 {
+	if SetName(res6.Ruleset.Sets[0].Kind, res6.Ruleset.Sets[0].Family) != "DOCKMOAT-OPEN-V6" || res6.Ruleset.Sets[1].Len() != 0 {
 		t.Errorf("v6 sets %+v", res6.Ruleset.Sets)
 	}
 
@@ -380,7 +380,7 @@ func TestBuildSetsPortRanges(t *testing.T) {
 	if !strings.Contains(ing, "-d 172.17.1.1/32") || !strings.Contains(ing, "--ctorigdst 192.0.2.1/32") || !strings.Contains(ing, "-d 172.17.1.2/32") {
 		t.Errorf("443 on two host addresses should stay rules:\n%s", ing)
 	}
-	if len(res.Ruleset.Sets[0].Elems) != 5 {
+	if res.Ruleset.Sets[0].Len() != 5 {
 		t.Errorf("OPEN: %v", elems(res.Ruleset.Sets[0]))
 	}
 }
@@ -391,7 +391,7 @@ func TestBuildSetsMixedClosedFirst(t *testing.T) {
 	c := ctr("twice", map[string]string{rules.LabelAllow: "8080"}, "172.17.0.5", pb(8000, 80, "tcp"), pb(8080, 80, "tcp"))
 	res := build(config.Default(), rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{c}}, rules.IPv4, opts{Sets: true})
 	ing := strings.Join(lines(res.Ruleset, ChainIngress), "\n")
-	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || len(res.Ruleset.Sets[0].Elems) != 0 {
+	if !strings.Contains(ing, "--ctorigdstport 8080") || strings.Contains(ing, "--ctorigdstport 8000") || res.Ruleset.Sets[0].Len() != 0 {
 		t.Errorf("want one exact rule for 8080 and no set element:\n%s\n%v", ing, res.Ruleset.Sets)
 	}
 }
