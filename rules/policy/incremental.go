@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"maps"
 	"reflect"
 	"runtime"
 	"slices"
@@ -53,6 +54,7 @@ type Incremental struct {
 	// the call, by what came and went (a moved container's port leaves
 	// and comes back, and the list of 10,000 need not move).
 	portWas map[hostPort]bool
+	bulk    bool // a call from an empty state: portList is made whole
 	// Entries and ports added during a call, merged into order and
 	// portList at its end (one by one when few, by a sort when many, so
 	// a first call with 10,000 containers is not quadratic).
@@ -221,6 +223,7 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 		}
 	}
 	if all {
+		inc.bulk = true // from empty: no port list to keep in step
 		for k := range inc.groups {
 			inc.regroup(k)
 		}
@@ -467,7 +470,7 @@ func (inc *Incremental) regroup(k target) {
 // countPort counts a group's use of a published port; portList follows
 // at the end of the call (settlePorts).
 func (inc *Incremental) countPort(hp hostPort, by int) {
-	if _, seen := inc.portWas[hp]; !seen {
+	if _, seen := inc.portWas[hp]; !seen && !inc.bulk {
 		inc.portWas[hp] = inc.ports[hp] > 0
 	}
 	if inc.ports[hp] += by; inc.ports[hp] <= 0 {
@@ -478,6 +481,10 @@ func (inc *Incremental) countPort(hp hostPort, by int) {
 // settlePorts brings portList in line with the counts: the ports that
 // came or went since the last call, and only those, move in or out.
 func (inc *Incremental) settlePorts() {
+	if inc.bulk {
+		inc.portList = slices.SortedFunc(maps.Keys(inc.ports), compareHostPorts)
+		inc.bulk, inc.portsDirty = false, true
+	}
 	for hp, was := range inc.portWas {
 		switch now := inc.ports[hp] > 0; {
 		case was && !now:
