@@ -262,3 +262,76 @@ func TestNFGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNFChanges: the notifications the iptables backend keeps a listing
+// by, from a real kernel in a fresh namespace. What Docker's connect of
+// a container writes (its nat table, its own filter chains), the other
+// family and other tables leave the listing good; a rule in FORWARD,
+// DOCKER-USER or dockmoat's chains, or a new chain, does not.
+func TestNFChanges(t *testing.T) {
+	needBeds(t)
+	ns := fmt.Sprintf("dmchg%d", os.Getpid()%10000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	err := testbed.InNetns("/run/netns/"+ns, func() error {
+		for _, args := range [][]string{{"iptables-nft", "-N", "DOCKER-USER"}, {"iptables-nft", "-N", "DOCKER"}, {"iptables-nft", "-t", "nat", "-N", "DOCKER"}} {
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				return fmt.Errorf("%v: %v: %s", args, err, out)
+			}
+		}
+		tables, err := ipt.NewTables(ipt.VariantNFT, 4)
+		if err != nil {
+			return err
+		}
+		changes, ok := tables.Changes.(*nfgen.Changes)
+		if !ok {
+			return fmt.Errorf("no nf_tables notifications in a fresh namespace")
+		}
+		defer changes.Close()
+		from, err := nfgen.Read()
+		if err != nil {
+			return err
+		}
+		for _, s := range []struct {
+			what  string
+			quiet bool
+			cmds  [][]string
+		}{
+			{"Docker's DNAT and its filter rule", true, [][]string{
+				{"iptables-nft", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", "172.17.0.2:80"},
+				{"iptables-nft", "-A", "DOCKER", "-d", "172.17.0.2", "-p", "tcp", "--dport", "80", "-j", "ACCEPT"}}},
+			{"IPv6 FORWARD", true, [][]string{{"ip6tables-nft", "-A", "FORWARD", "-j", "ACCEPT"}}},
+			{"an nft table of someone else's", true, [][]string{{"nft", "add", "table", "inet", "dmchg"}}},
+			{"an ACCEPT in FORWARD", false, [][]string{{"iptables-nft", "-I", "FORWARD", "-j", "ACCEPT"}}},
+			{"a rule in DOCKER-USER", false, [][]string{{"iptables-nft", "-I", "DOCKER-USER", "-j", "RETURN"}}},
+			{"a new chain", false, [][]string{{"iptables-nft", "-N", "DOCKMOAT"}}},
+			{"a rule in DOCKMOAT", false, [][]string{{"iptables-nft", "-A", "DOCKMOAT", "-j", "DROP"}}},
+			{"Docker's rule, then a flush of DOCKMOAT", false, [][]string{
+				{"iptables-nft", "-A", "DOCKER", "-j", "RETURN"}, {"iptables-nft", "-F", "DOCKMOAT"}}},
+			{"nothing", true, nil},
+		} {
+			for _, args := range s.cmds {
+				if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+					return fmt.Errorf("%s: %v: %v: %s", s.what, args, err, out)
+				}
+			}
+			to, err := nfgen.Read()
+			if err != nil {
+				return err
+			}
+			if len(s.cmds) > 0 && to == from {
+				t.Errorf("%s: the generation did not move", s.what)
+			}
+			if got := changes.Quiet(from, to); got != s.quiet {
+				t.Errorf("%s: generations %d → %d quiet %v, want %v", s.what, from, to, got, s.quiet)
+			}
+			from = to
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

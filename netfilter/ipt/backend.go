@@ -63,11 +63,17 @@ type Backend struct {
 	listed map[rules.Family]listing
 }
 
-// listing is one family's filter table as read at generation gen.
+// listing is one family's filter table as read at generation gen (or
+// known unchanged up to gen) at time at.
 type listing struct {
 	gen uint32
 	obs iptplan.Observed
+	at  time.Time
 }
+
+// listingAge bounds how long a listing is trusted on the notifications'
+// word alone: past it the table is read again.
+const listingAge = 10 * time.Second
 
 // New returns the backend for the given tables; v6 may be nil (no IPv6
 // handling). sets may be nil (no ipsets: one rule per allow).
@@ -93,17 +99,23 @@ func (b *Backend) Notifies() bool { return b.notifies }
 
 // observe reads one family's filter table in one listing, or, where the
 // tables live in nf_tables, reuses the last listing while the ruleset
-// generation has not moved since it was read: nothing, ours or anyone
-// else's, has been committed since, so it is still exact. A pass that
-// only changes set elements (ipsets are not nf_tables) then execs
-// nothing. The generation is read before the listing, so a change made
-// while listing moves it and the next pass lists again.
+// generation has not moved since it was read (nothing, ours or anyone
+// else's, has been committed since, so it is still exact), or while the
+// nf_tables notifications show that what moved it touched nothing the
+// listing reads (Tables.Changes: Docker's connect of a container writes
+// its nat table and its own chains; so a pass at a connect need not list
+// before the allow goes in), for listingAge at most. A pass that only
+// changes set elements (ipsets are not nf_tables) then execs nothing.
+// The generation is read before the listing, so a change made while
+// listing moves it and the next pass lists again.
 func (b *Backend) observe(ctx context.Context, fam rules.Family) (iptplan.Observed, error) {
 	t := b.families[fam]
 	gen, genErr := uint32(0), errors.New("no generation")
 	if t.Generation != nil {
 		gen, genErr = t.Generation()
-		if l, ok := b.listed[fam]; ok && genErr == nil && l.gen == gen {
+		if l, ok := b.listed[fam]; ok && genErr == nil && (l.gen == gen || b.quiet(t, l, gen)) {
+			l.gen = gen
+			b.listed[fam] = l
 			return l.obs, nil
 		}
 	}
@@ -114,9 +126,15 @@ func (b *Backend) observe(ctx context.Context, fam rules.Family) (iptplan.Observ
 	}
 	obs := iptplan.Observe(data)
 	if genErr == nil {
-		b.listed[fam] = listing{gen: gen, obs: obs}
+		b.listed[fam] = listing{gen: gen, obs: obs, at: time.Now()}
 	}
 	return obs, nil
+}
+
+// quiet reports whether the nf_tables notifications prove that nothing a
+// listing reads changed since l was made, up to generation gen.
+func (b *Backend) quiet(t *Tables, l listing, gen uint32) bool {
+	return t.Changes != nil && time.Since(l.at) < listingAge && t.Changes.Quiet(l.gen, gen)
 }
 
 // Plan implements netfilter.Backend.

@@ -272,3 +272,47 @@ func TestSetOnlyChangeListsNothing(t *testing.T) {
 		t.Errorf("without a generation, two passes listed %d time(s)", r.v4.Saves-saves)
 	}
 }
+
+// quietLog is a ChangeLog that answers as told.
+type quietLog struct {
+	quiet bool
+	asked int
+}
+
+func (q *quietLog) Quiet(from, to uint32) bool { q.asked++; return q.quiet }
+
+// TestQuietGenerationsListNothing: where the notifications say a new
+// generation touched nothing the listing reads (Docker's connect), the
+// pass keeps its listing; where they say otherwise, or the listing is
+// older than listingAge, it lists, and sees and repairs drift.
+func TestQuietGenerationsListNothing(t *testing.T) {
+	r, fs := setRig(t)
+	log := &quietLog{quiet: true}
+	r.b.families[rules.IPv4].Changes = log
+	r.sync(t)
+	r.sync(t)
+	saves := r.v4.Saves
+	r.v4.Append("DOCKER", "-d 172.17.0.9/32 -p tcp -m tcp --dport 80 -j ACCEPT") // Docker's, at the connect
+	r.set(rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.9")}})
+	if res := r.sync(t); !res.Applied || !fs.Has("DOCKMOAT-OPEN-V4", "172.17.0.9,tcp:80") {
+		t.Fatalf("the change was not applied: %+v", res)
+	}
+	if r.v4.Saves != saves || log.asked == 0 {
+		t.Errorf("a quiet generation: %d listing(s), the log asked %d time(s)", r.v4.Saves-saves, log.asked)
+	}
+	log.quiet = false
+	r.v4.Append(iptplan.ChainIngress, "-j ACCEPT") // someone else's rule in ours
+	if res := r.sync(t); r.v4.Saves != saves+1 || len(res.Drift) == 0 {
+		t.Errorf("a relevant generation: %d listing(s), drift %v", r.v4.Saves-saves, res.Drift)
+	}
+	r.inSync(t)
+	log.quiet = true
+	l := r.b.listed[rules.IPv4]
+	l.at = l.at.Add(-listingAge)
+	r.b.listed[rules.IPv4] = l
+	r.v4.Append("DOCKER", "-j RETURN")
+	saves = r.v4.Saves
+	if r.sync(t); r.v4.Saves != saves+1 {
+		t.Errorf("a listing older than %v was kept: %d listing(s)", listingAge, r.v4.Saves-saves)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/ipt/iptplan"
 	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 )
 
@@ -48,6 +50,18 @@ type Tables struct {
 	// backend then lists only after a change. nil: list on every pass
 	// (legacy tables, which have no generation).
 	Generation func() (uint32, error)
+	// Changes, with Generation, follows the namespace's nf_tables
+	// notifications (nfgen.Changes): a listing stays good across
+	// generations that changed nothing it reads (Docker's own chains, the
+	// nat table, another family). nil: any new generation means a new
+	// listing.
+	Changes ChangeLog
+}
+
+// ChangeLog tells whether anything a listing reads was committed after
+// generation from, up to generation to (nfgen.Changes.Quiet).
+type ChangeLog interface {
+	Quiet(from, to uint32) bool
 }
 
 // Exec runs the real iptables binaries of one variant.
@@ -119,8 +133,30 @@ func NewTables(v Variant, family int) (*Tables, error) {
 	t := &Tables{IPTables: ipt, Restorer: Exec{SaveBin: save, RestoreBin: restore}, Tool: bin}
 	if v == VariantNFT {
 		t.Generation = nfgen.Read
+		nfproto := uint8(unix.NFPROTO_IPV4)
+		if family == 6 {
+			nfproto = unix.NFPROTO_IPV6
+		}
+		// Without notifications every new generation is listed: slower,
+		// not wrong.
+		if c, err := nfgen.Subscribe(observed(nfproto)); err == nil {
+			t.Changes = c
+		}
 	}
 	return t, nil
+}
+
+// observed says whether a change can alter what a listing of this
+// family's filter table tells the backend (iptplan.ObserveFilter): which
+// chains exist, the rules of FORWARD, INPUT, DOCKER-USER and its own.
+func observed(nfproto uint8) func(nfgen.Change) bool {
+	return func(c nfgen.Change) bool {
+		if c.Family != nfproto || c.Table != "filter" {
+			return false
+		}
+		return !c.Rule || c.Chain == "FORWARD" || c.Chain == iptplan.InputHookChain ||
+			c.Chain == iptplan.HookChain || iptplan.IsOwnedChain(c.Chain)
+	}
 }
 
 // legacyLoaded reports whether this network namespace has a legacy

@@ -4,7 +4,10 @@
 // transaction, whoever makes it (iptables-nft, nft, firewalld, Docker),
 // so an unchanged generation proves that a listing taken after the
 // earlier read still describes the ruleset. ipset changes are not
-// nf_tables transactions and do not move it.
+// nf_tables transactions and do not move it. Where the generation moved,
+// Changes (the namespace's nf_tables notifications: which tables and
+// chains each transaction touched) can still prove that nothing a given
+// listing reads was changed.
 package nfgen
 
 import (
@@ -75,16 +78,14 @@ func parse(b []byte) (uint32, error) {
 	if typ != unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN {
 		return 0, fmt.Errorf("nf_tables generation: unexpected message type %#x", typ)
 	}
-	for a := b[unix.SizeofNlMsghdr+sizeofNfgenmsg : n]; len(a) >= 4; {
-		alen := int(binary.NativeEndian.Uint16(a[0:]))
-		atyp := binary.NativeEndian.Uint16(a[2:]) &^ unix.NLA_F_NESTED
-		if alen < 4 || alen > len(a) {
-			return 0, errShort
-		}
-		if atyp == unix.NFTA_GEN_ID && alen >= 8 {
-			return binary.BigEndian.Uint32(a[4:]), nil
-		}
-		a = a[min((alen+3)&^3, len(a)):]
+	if n < unix.SizeofNlMsghdr+sizeofNfgenmsg {
+		return 0, errShort
+	}
+	if !attrsWellFormed(b[unix.SizeofNlMsghdr+sizeofNfgenmsg : n]) {
+		return 0, errShort
+	}
+	if gen, ok := attrU32(b[unix.SizeofNlMsghdr+sizeofNfgenmsg:n], unix.NFTA_GEN_ID); ok {
+		return gen, nil
 	}
 	return 0, errors.New("nf_tables generation: no NFTA_GEN_ID in the answer")
 }
