@@ -151,6 +151,9 @@ func NewTables(v Variant, family int) (*Tables, error) {
 // chains exist, the rules of FORWARD, INPUT, DOCKER-USER and its own.
 func observed(nfproto uint8) func(nfgen.Change) bool {
 	return func(c nfgen.Change) bool {
+		if c.Table == "" || c.Family == unix.NFPROTO_UNSPEC {
+			return true // cannot tell
+		}
 		if c.Family != nfproto || c.Table != "filter" {
 			return false
 		}

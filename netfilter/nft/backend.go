@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/policy"
@@ -35,6 +38,48 @@ type Backend struct {
 	// read just before it, where the runner tells it (Generation).
 	listed    *nftplan.Listing
 	listedGen uint32
+	listedAt  time.Time
+	// changes, where the runner tells generations, follows the nf_tables
+	// notifications: a listing stays good across generations that
+	// touched none of dockmoat's tables (Docker's, at a container's
+	// connect), for listingAge at most.
+	changes changeLog
+}
+
+// changeLog tells whether one of dockmoat's tables changed after
+// generation from, up to generation to (nfgen.Changes.Quiet).
+type changeLog interface {
+	Quiet(from, to uint32) bool
+}
+
+// listingAge bounds how long a listing is trusted on the notifications'
+// word alone.
+const listingAge = 10 * time.Second
+
+// subscribe follows the namespace's notifications where nft is the real
+// one.
+func subscribe(nft Runner) changeLog {
+	if _, ok := nft.(Exec); !ok {
+		return nil // a fake's generations are not the kernel's
+	}
+	c, err := nfgen.Subscribe(ownTable)
+	if err != nil {
+		return nil // every new generation is listed: slower, not wrong
+	}
+	return c
+}
+
+// ownTable says whether a change is in one of the tables a listing reads.
+func ownTable(c nfgen.Change) bool {
+	switch c.Family {
+	case unix.NFPROTO_INET:
+		return c.Table == nftplan.TableName || c.Table == nftplan.CheckTable || c.Table == nftplan.BanTable || c.Table == ""
+	case unix.NFPROTO_BRIDGE:
+		return c.Table == nftplan.BridgeName || c.Table == ""
+	case unix.NFPROTO_IPV4, unix.NFPROTO_IPV6, unix.NFPROTO_ARP, unix.NFPROTO_NETDEV:
+		return c.Table == ""
+	}
+	return true // cannot tell
 }
 
 // generations is a Runner that tells the nf_tables generation (Exec,
@@ -45,7 +90,7 @@ type generations interface {
 
 // New returns the backend for Docker's nftables firewall backend.
 func New(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log, cache: nftplan.NewCache()}
+	return &Backend{nft: nft, log: log, cache: nftplan.NewCache(), changes: subscribe(nft)}
 }
 
 // NewLayer returns the table as a second layer of the policy on an
@@ -54,7 +99,7 @@ func New(nft Runner, log logrus.FieldLogger) *Backend {
 // by docker-proxy: under it, Docker's DNAT rules may be flushed at any
 // moment.
 func NewLayer(nft Runner, log logrus.FieldLogger) *Backend {
-	return &Backend{nft: nft, log: log, layer: true, cache: nftplan.NewCache()}
+	return &Backend{nft: nft, log: log, layer: true, cache: nftplan.NewCache(), changes: subscribe(nft)}
 }
 
 // NewBridgeLayer returns table bridge dockmoat alone (BridgeTable), as a
@@ -66,29 +111,38 @@ func NewBridgeLayer(nft Runner, log logrus.FieldLogger) *Backend {
 		e.BridgeOnly = true
 		nft = e
 	}
-	return &Backend{nft: nft, log: log, layer: true, bridgeOnly: true}
+	return &Backend{nft: nft, log: log, layer: true, bridgeOnly: true, changes: subscribe(nft)}
 }
 
 // list reads dockmoat's tables, or reuses the last listing while the
 // nf_tables generation has not moved since it was read (no one, dockmoat
-// included, committed anything since): a pass with nothing to do, or
-// the drift watch's check after someone else's table changed, execs no
-// nft. Every transaction of dockmoat's own moves the generation too.
+// included, committed anything since), or while the notifications show
+// that none of dockmoat's tables changed (changes; Docker's connect of a
+// container moves the generation with its own tables): a pass with
+// nothing to do, a pass at a connect, or the drift watch's check after
+// someone else's table changed, execs no nft. Every transaction of
+// dockmoat's own moves the generation too, in its own tables.
 func (b *Backend) list(ctx context.Context) (nftplan.Listing, error) {
 	g, ok := b.nft.(generations)
 	if !ok {
 		return b.listAll(ctx)
 	}
 	gen, err := g.Generation()
-	if err == nil && b.listed != nil && b.listedGen == gen {
+	if err == nil && b.listed != nil && (b.listedGen == gen || b.quiet(gen)) {
+		b.listedGen = gen
 		return *b.listed, nil
 	}
 	b.listed = nil
 	l, lerr := b.listAll(ctx)
 	if lerr == nil && err == nil {
-		b.listed, b.listedGen = &l, gen
+		b.listed, b.listedGen, b.listedAt = &l, gen, time.Now()
 	}
 	return l, lerr
+}
+
+// quiet: the notifications prove the listing still good at generation gen.
+func (b *Backend) quiet(gen uint32) bool {
+	return b.changes != nil && time.Since(b.listedAt) < listingAge && b.changes.Quiet(b.listedGen, gen)
 }
 
 // listAll runs the listing; the bridge layer sees only its own table.

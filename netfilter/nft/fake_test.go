@@ -19,11 +19,15 @@ type fakeNFT struct {
 	applies int
 	lists   int
 	fail    error
+	others  uint32 // commits to other tables (Docker's)
 }
 
 // Generation stands for the kernel's: it moves whenever the table does,
-// whoever changed it (a test writing f.table is someone else).
-func (f *fakeNFT) Generation() (uint32, error) { return crc32.ChecksumIEEE([]byte(f.table)), nil }
+// whoever changed it (a test writing f.table is someone else), and with
+// commits to other tables.
+func (f *fakeNFT) Generation() (uint32, error) {
+	return crc32.ChecksumIEEE([]byte(f.table)) + f.others, nil
+}
 
 // List implements Runner.
 func (f *fakeNFT) List(context.Context) (nftplan.Listing, error) {

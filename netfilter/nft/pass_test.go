@@ -6,9 +6,11 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/dockmoat/dockmoat/config"
 	"github.com/dockmoat/dockmoat/netfilter"
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 	"github.com/dockmoat/dockmoat/netfilter/nft/nftplan"
 	"github.com/dockmoat/dockmoat/rules"
 	"github.com/dockmoat/dockmoat/rules/rulestest"
@@ -108,6 +110,48 @@ func TestNFTListsOnlyAfterAChange(t *testing.T) {
 	}
 }
 
+// quietLog is a changeLog that answers as told.
+type quietLog struct {
+	quiet bool
+	asked int
+}
+
+func (q *quietLog) Quiet(from, to uint32) bool { q.asked++; return q.quiet }
+
+// TestNFTQuietGenerationsListNothing: a generation moved by other tables
+// only (the notifications say so) keeps the listing; one they do not
+// clear, or a listing older than listingAge, is listed again.
+func TestNFTQuietGenerationsListNothing(t *testing.T) {
+	fk := &fakeNFT{}
+	log := &quietLog{} // dockmoat's own transactions are in its tables
+	b := New(fk, logrus.New())
+	b.changes = log
+	r := &rig{b: b, cfg: config.Default(), snap: rules.Snapshot{Bridges: []string{"docker0"}, Containers: []rules.Container{rulestest.Web("172.17.0.2")}}}
+	ctx := context.Background()
+	for range 2 {
+		if _, err := r.pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists := fk.lists
+	log.quiet = true
+	fk.others++ // Docker's connect
+	if ok, err := r.b.Intact(ctx); !ok || err != nil || fk.lists != lists || log.asked == 0 {
+		t.Errorf("a quiet generation: intact %v, %v, %d listing(s), asked %d", ok, err, fk.lists-lists, log.asked)
+	}
+	log.quiet = false
+	fk.others++
+	if _, err := r.b.Intact(ctx); err != nil || fk.lists != lists+1 {
+		t.Errorf("a generation not cleared: %v, %d listing(s)", err, fk.lists-lists)
+	}
+	log.quiet = true
+	b.listedAt = b.listedAt.Add(-listingAge)
+	fk.others++
+	if _, err := r.b.Intact(ctx); err != nil || fk.lists != lists+2 {
+		t.Errorf("a listing older than %v: %v, %d listing(s)", listingAge, err, fk.lists-lists)
+	}
+}
+
 // On the nftables backend the docker-proxy path is a base chain of the
 // table: a pass that installs it is in sync afterwards (no jump to wait for).
 func TestNFTProxyPathInSync(t *testing.T) {
@@ -157,6 +201,28 @@ func TestFakeChecksScripts(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		} else {
 			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// ownTable: only dockmoat's tables (or a message that names none) count.
+func TestOwnTable(t *testing.T) {
+	for _, c := range []struct {
+		ch   nfgen.Change
+		want bool
+	}{
+		{nfgen.Change{Family: unix.NFPROTO_INET, Table: nftplan.TableName, Rule: true}, true},
+		{nfgen.Change{Family: unix.NFPROTO_INET, Table: nftplan.CheckTable}, true},
+		{nfgen.Change{Family: unix.NFPROTO_INET, Table: nftplan.BanTable}, true},
+		{nfgen.Change{Family: unix.NFPROTO_BRIDGE, Table: nftplan.BridgeName}, true},
+		{nfgen.Change{Family: unix.NFPROTO_INET}, true},
+		{nfgen.Change{Family: 99, Table: "x"}, true},
+		{nfgen.Change{Family: unix.NFPROTO_IPV4, Table: "docker-bridges", Chain: "filter-forward", Rule: true}, false},
+		{nfgen.Change{Family: unix.NFPROTO_INET, Table: "firewalld"}, false},
+		{nfgen.Change{Family: unix.NFPROTO_IPV4, Table: nftplan.TableName}, false}, // ip dockmoat is not ours
+	} {
+		if got := ownTable(c.ch); got != c.want {
+			t.Errorf("%+v: %v, want %v", c.ch, got, c.want)
 		}
 	}
 }
