@@ -21,6 +21,7 @@ import (
 // every library any of them needs, and the loader they ask for, is in
 // the tree.
 func TestImageRuntimeArm64(t *testing.T) {
+	t.Parallel() // beside the bed suites, not before them
 	needBeds(t)
 	root := t.TempDir()
 	rootfs, err := testbed.BaseRootfs(context.Background(), t.Logf)

@@ -21,6 +21,7 @@ import (
 // owns the table inet dockmoat, and repairs its table after it is flushed,
 // deleted, or dockerd restarts.
 func TestNFTBackend(t *testing.T) {
+	t.Parallel() // beside the bed suites, not before them
 	needBeds(t)
 	beds := pickBeds(func(eng testbed.Engine) []testbed.Engine {
 		if eng.NFTables() && !eng.Legacy {

@@ -22,6 +22,7 @@ import (
 // swaps the binary; remove takes every rule out and leaves the state and
 // the administrator's config; purge removes the state.
 func TestDebLifecycle(t *testing.T) {
+	t.Parallel() // beside the bed suites, not before them
 	needTools(t, "dpkg-deb")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 // own lifecycle scripts (read with Debian's rpm), and SHA256SUMS that
 // verify.
 func TestRelease(t *testing.T) {
+	t.Parallel() // beside the bed suites, not before them
 	needTools(t, "make", "file", "dpkg-deb", "sha256sum", "lintian", "rpm")
 	dir := t.TempDir()
 	out, err := exec.Command("make", "-C", "..", "release", "RELEASE_DIR="+dir, "VERSION=v1.2.3").CombinedOutput()

@@ -30,6 +30,7 @@ import (
 //   - `systemctl reload` fails on an invalid config and keeps the daemon,
 //     and takes a valid one up.
 func TestSystemdSequence(t *testing.T) {
+	t.Parallel() // beside the bed suites, not before them
 	needBeds(t)
 	needTools(t, "systemd-nspawn", "debootstrap")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
