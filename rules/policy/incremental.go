@@ -169,59 +169,30 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 	inc.egress = inc.egress[:0]
 	for i := range snap.Containers {
 		c := &snap.Containers[i]
-		var was []rules.Decision
-		var wasFam bool
 		e, had, same := inc.at(i, known, c)
-		if same {
+		switch {
+		case same:
 			// Where it was, at the same revision: its entry is not even
 			// read (10,000 cache misses are most of such a call).
 			if inc.prev[i].egress {
 				inc.egress = append(inc.egress, *c)
 			}
 			continue // prev[i] and e.pos stay as they are
+		case had && inc.dup(e, i, snap.Containers):
+			// Two containers with one ID (never from Docker): the state
+			// is keyed by ID, so build from scratch and start over.
+			inc.ok = false
+			return Build(cfg, snap, inc.fam, opt)
+		case had && sameContainer(&e.c, c):
+			inc.seen(i, e, c)
+			continue
+		case !had:
+			e = nil
 		}
-		if had {
-			if inc.dup(e, i, snap.Containers) {
-				// Two containers with one ID (never from Docker): the state
-				// is keyed by ID, so build from scratch and start over.
-				inc.ok = false
-				return Build(cfg, snap, inc.fam, opt)
-			}
-			if sameContainer(&e.c, c) {
-				inc.seen(i, e, c)
-				continue
-			}
-			was, wasFam = e.decisions, rules.HasFamilyAddr(&e.c, inc.fam)
-		}
-		var ne *incEnt
-		if shares != nil {
-			ne = shares[i]
-		} else {
-			ne = inc.share(cfg, c)
-		}
-		placed := false
-		if had {
-			placed = inc.remove(e, ne, dirty)
-		}
-		// The input path and the proxied list change only with the
-		// decisions and with the families a container has addresses in (a
-		// container that moved to a new address leaves them as they are).
-		if !had || !reflect.DeepEqual(was, ne.decisions) || wasFam != rules.HasFamilyAddr(c, inc.fam) {
-			inc.inputDirty = true
-		}
-		inc.insert(ne, placed, dirty)
-		inc.seen(i, ne, c)
+		ne := inc.shared(cfg, shares, i, c)
+		inc.replace(i, c, e, ne, dirty)
 	}
-	// prev now holds the entries of this snapshot, each at its e.pos; when
-	// they are all of the entries, none is left to remove.
-	if len(inc.ents) != len(snap.Containers) {
-		for _, e := range inc.ents {
-			if e.pos >= len(inc.prev) || inc.prev[e.pos].e != e {
-				inc.remove(e, nil, dirty)
-				inc.inputDirty = true
-			}
-		}
-	}
+	inc.removeUnseen(len(snap.Containers), dirty)
 	if all {
 		inc.bulk = true // from empty: no port list to keep in step
 		for k := range inc.groups {
@@ -234,6 +205,46 @@ func (inc *Incremental) Build(cfg config.Config, snap rules.Snapshot, opt Option
 	inc.order, inc.newEnts = merge(inc.order, inc.newEnts, compareEnts)
 	inc.settlePorts()
 	return inc.result(cfg, snap, opt)
+}
+
+// shared is the entry of c, decided by shareAll already or now.
+func (inc *Incremental) shared(cfg config.Config, shares []*incEnt, i int, c *rules.Container) *incEnt {
+	if shares != nil {
+		return shares[i]
+	}
+	return inc.share(cfg, c)
+}
+
+// replace puts ne, the entry of c at position i of the snapshot, where
+// e was (nil: c is new), and notes what the change makes dirty.
+func (inc *Incremental) replace(i int, c *rules.Container, e, ne *incEnt, dirty map[target]bool) {
+	// The input path and the proxied list change only with the decisions
+	// and with the families a container has addresses in (a container
+	// that moved to a new address leaves them as they are).
+	if e == nil || !reflect.DeepEqual(e.decisions, ne.decisions) || rules.HasFamilyAddr(&e.c, inc.fam) != rules.HasFamilyAddr(c, inc.fam) {
+		inc.inputDirty = true
+	}
+	placed := false
+	if e != nil {
+		placed = inc.remove(e, ne, dirty)
+	}
+	inc.insert(ne, placed, dirty)
+	inc.seen(i, ne, c)
+}
+
+// removeUnseen removes the entries this snapshot (of n containers) does
+// not have: prev holds its entries, each at its e.pos, so when they are
+// all of the entries there is none to remove.
+func (inc *Incremental) removeUnseen(n int, dirty map[target]bool) {
+	if len(inc.ents) == n {
+		return
+	}
+	for _, e := range inc.ents {
+		if e.pos >= len(inc.prev) || inc.prev[e.pos].e != e {
+			inc.remove(e, nil, dirty)
+			inc.inputDirty = true
+		}
+	}
 }
 
 // at finds the entry of the container at position i of the snapshot: at
