@@ -12,79 +12,25 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/dockmoat/dockmoat/integration/rootfs"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 )
 
-func cacheDir() string {
-	if d := os.Getenv("DOCKMOAT_ENGINES"); d != "" {
-		return d
-	}
-	return "/var/cache/dockmoat"
-}
+func cacheDir() string { return rootfs.CacheDir() }
 
-var rootfsMu sync.Mutex
-
-// BaseRootfs returns a tarball of a minimal Debian bookworm (the release
-// the Dockerfile's base pins) with iptables and nftables,
-// made with debootstrap from Debian's package archive and cached: the base
-// of the sidecar image, built without any container registry.
+// BaseRootfs is rootfs.Base: the sidecar image's base, a minimal Debian
+// bookworm with iptables and nftables, cached.
 func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
-	return debootstrap(ctx, logf, "rootfs-bookworm-minbase-iptables-nftables.tar", "iptables,nftables")
+	return rootfs.Base(ctx, logf)
 }
 
-// HostRootfs returns a cached tarball of a Debian bookworm host as the
-// packages see one: systemd as init, D-Bus, Debian's docker.io (with its
-// docker.service and docker.socket), iptables, nftables, iproute2 and
-// procps. The package tests install the .deb into it, with dpkg in a
-// chroot or booted under systemd-nspawn.
+// HostRootfs is rootfs.Host: a Debian bookworm host with systemd,
+// Debian's docker.io, iptables and nftables, cached.
 func HostRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
-	return debootstrap(ctx, logf, "rootfs-bookworm-host-systemd-docker.tar",
-		"systemd,systemd-sysv,dbus,docker.io,iptables,nftables,iproute2,procps")
-}
-
-// debootstrap makes (once) and caches a minbase bookworm with the given
-// packages as a tarball named name in the cache directory.
-func debootstrap(ctx context.Context, logf func(string, ...any), name, include string) (string, error) {
-	rootfsMu.Lock()
-	defer rootfsMu.Unlock()
-	out := filepath.Join(cacheDir(), name)
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", fmt.Errorf("debootstrap not installed (make deps): %w", err)
-	}
-	dir, err := os.MkdirTemp(cacheDir(), "rootfs-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(dir)
-	logf("debootstrap --variant=minbase --include=%s bookworm (cached in %s)", include, out)
-	if msg, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+include,
-		"bookworm", dir, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("debootstrap: %w: %s", err, tail(string(msg), 20))
-	}
-	// The downloaded .debs stay in apt's cache; the tree does not need them.
-	debs, _ := filepath.Glob(filepath.Join(dir, "var/cache/apt/archives/*.deb"))
-	for _, d := range debs {
-		if err := os.Remove(d); err != nil {
-			return "", err
-		}
-	}
-	// MkdirTemp made it 0700: as the tree's "/", that would lock every
-	// user but root out of the whole system booted from it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp := out + ".tmp"
-	if msg, err := exec.CommandContext(ctx, "tar", "-C", dir, "--numeric-owner", "-cf", tmp, ".").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("tar of rootfs: %w: %s", err, msg)
-	}
-	return out, os.Rename(tmp, out)
+	return rootfs.Host(ctx, logf)
 }
 
 // ImportImage imports a filesystem tarball as an image (docker import).
@@ -105,11 +51,11 @@ func (b *Bed) ImportImage(ctx context.Context, r io.Reader, ref string, changes 
 // from debootstrap, a builder image of that base plus this machine's Go
 // toolchain, and the module dependencies vendored into the build context.
 func (b *Bed) BuildSidecarImage(ctx context.Context, repo, tag string) error {
-	rootfs, err := BaseRootfs(ctx, b.logf)
+	tarball, err := BaseRootfs(ctx, b.logf)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(rootfs)
+	f, err := os.Open(tarball)
 	if err != nil {
 		return err
 	}
@@ -127,7 +73,7 @@ func (b *Bed) BuildSidecarImage(ctx context.Context, repo, tag string) error {
 		return fmt.Errorf("go env GOROOT: %w", err)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(builderTar(pw, rootfs, strings.TrimSpace(string(goroot)))) }()
+	go func() { pw.CloseWithError(builderTar(pw, tarball, strings.TrimSpace(string(goroot)))) }()
 	if err := b.ImportImage(ctx, pr, "dockmoat-builder:latest",
 		"ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"ENV GOTOOLCHAIN=local", "ENV GOFLAGS=-mod=vendor", "ENV HOME=/root"); err != nil {
@@ -161,9 +107,9 @@ func ptr(s string) *string { return &s }
 
 // builderTar writes the rootfs tarball followed by the Go toolchain at
 // usr/local/go.
-func builderTar(w io.Writer, rootfs, goroot string) error {
+func builderTar(w io.Writer, base, goroot string) error {
 	tw := tar.NewWriter(w)
-	f, err := os.Open(rootfs)
+	f, err := os.Open(base)
 	if err != nil {
 		return err
 	}
