@@ -19,8 +19,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-func cacheDir() string { return rootfs.CacheDir() }
-
 // BaseRootfs is rootfs.Base: the sidecar image's base, a minimal Debian
 // bookworm with iptables and nftables, cached.
 func BaseRootfs(ctx context.Context, logf func(string, ...any)) (string, error) {
