@@ -208,18 +208,24 @@ func btoi(b bool) int {
 	return 0
 }
 
+// inFreshNetns runs fn on a thread in a network namespace of its own,
+// made for it (named prefix and this process's id) and removed after.
+func inFreshNetns(t *testing.T, prefix string, fn func() error) error {
+	ns := fmt.Sprintf("%s%d", prefix, os.Getpid()%10000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	return testbed.InNetns("/run/netns/"+ns, fn)
+}
+
 // TestNFGeneration: the generation the iptables backend trusts its last
 // listing by, read from a real kernel in a fresh namespace, moves with
 // every committed change (iptables-nft or nft, ours or not) and only
 // then; an ipset change, which is no nf_tables transaction, leaves it.
 func TestNFGeneration(t *testing.T) {
 	needBeds(t)
-	ns := fmt.Sprintf("dmgen%d", os.Getpid()%10000)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	err := testbed.InNetns("/run/netns/"+ns, func() error {
+	err := inFreshNetns(t, "dmgen", func() error {
 		step := func(what string, moves bool, args ...string) error {
 			before, err := nfgen.Read()
 			if err != nil {
@@ -270,12 +276,7 @@ func TestNFGeneration(t *testing.T) {
 // DOCKER-USER or dockmoat's chains, or a new chain, does not.
 func TestNFChanges(t *testing.T) {
 	needBeds(t)
-	ns := fmt.Sprintf("dmchg%d", os.Getpid()%10000)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	err := testbed.InNetns("/run/netns/"+ns, func() error {
+	err := inFreshNetns(t, "dmchg", func() error {
 		for _, args := range [][]string{{"iptables-nft", "-N", "DOCKER-USER"}, {"iptables-nft", "-N", "DOCKER"}, {"iptables-nft", "-t", "nat", "-N", "DOCKER"}} {
 			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 				return fmt.Errorf("%v: %v: %s", args, err, out)
