@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dockmoat/dockmoat/netfilter/nfgen"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,18 +71,12 @@ func (r *Reconciler) WatchDrift(ctx context.Context, poll time.Duration, kick fu
 // subscribeNFT joins the NFNLGRP_NFTABLES netlink group and signals
 // changes on every message, until ctx ends.
 func subscribeNFT(ctx context.Context, changes chan<- struct{}) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	// A big receive buffer: a burst of notifications must not be lost;
+	// ENOBUFS (overrun) is itself treated as a change.
+	fd, err := nfgen.Join(0, 1<<20)
 	if err != nil {
 		return err
 	}
-	const nfnlgrpNFTables = 7
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (nfnlgrpNFTables - 1)}); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	// A big receive buffer: a burst of notifications must not be lost;
-	// ENOBUFS (overrun) is itself treated as a change.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 	// Wake up every second to notice ctx's end (closing a netlink socket
 	// does not interrupt a blocked recv).
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})

@@ -39,19 +39,11 @@ type Changes struct {
 // Subscribe opens a subscription in the calling thread's namespace;
 // relevant says which changes invalidate the caller's listings.
 func Subscribe(relevant func(Change) bool) (*Changes, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
-	if err != nil {
-		return nil, fmt.Errorf("nf_tables notifications: opening a netlink socket: %w", err)
-	}
-	const nfnlgrpNFTables = 7
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (nfnlgrpNFTables - 1)}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("nf_tables notifications: joining the group: %w", err)
-	}
 	// Between two passes Docker may commit thousands of rules: room for
 	// them, and an overrun is noticed (ENOBUFS) and counted as a change.
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20); err != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	fd, err := Join(unix.SOCK_NONBLOCK, 4<<20)
+	if err != nil {
+		return nil, err
 	}
 	// Read after joining: every later change is announced to us.
 	since, err := Read()
@@ -60,6 +52,26 @@ func Subscribe(relevant func(Change) bool) (*Changes, error) {
 		return nil, err
 	}
 	return &Changes{fd: fd, relevant: relevant, since: since, seen: since, buf: make([]byte, 64<<10)}, nil
+}
+
+// Join opens a netlink socket in the calling thread's namespace that
+// receives its nf_tables notifications (group NFNLGRP_NFTABLES), with
+// the extra socket flags and a receive buffer of rcvbuf bytes (forced
+// where the caller may, asked for otherwise).
+func Join(flags, rcvbuf int) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|flags, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return -1, fmt.Errorf("nf_tables notifications: opening a netlink socket: %w", err)
+	}
+	const nfnlgrpNFTables = 7
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (nfnlgrpNFTables - 1)}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("nf_tables notifications: joining the group: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+	}
+	return fd, nil
 }
 
 // Close ends the subscription.
@@ -74,9 +86,6 @@ func after(a, b uint32) bool { return int32(a-b) > 0 }
 // False when it cannot tell (to's notifications not read within a few
 // milliseconds, from older than the subscription).
 func (c *Changes) Quiet(from, to uint32) bool {
-	if after(c.since, from) {
-		return false
-	}
 	for wait := 0; ; wait++ {
 		if err := c.drain(); err != nil {
 			return false
